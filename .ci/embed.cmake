@@ -1,0 +1,17 @@
+# Turns files into C byte arrays: cmake -DOUT=x.c -DINPUTS=a;b -DSYMBOLS=s1;s2 -P embed.cmake
+# Each array is NUL-terminated and has a matching <symbol>_len (length without the NUL).
+list(LENGTH INPUTS n)
+math(EXPR last "${n} - 1")
+set(body "/* Generated from the configuration files; do not edit. */\n#include <stddef.h>\n")
+foreach(i RANGE ${last})
+  list(GET INPUTS ${i} in)
+  list(GET SYMBOLS ${i} sym)
+  file(READ ${in} hex HEX)
+  string(LENGTH "${hex}" hexlen)
+  math(EXPR len "${hexlen} / 2")
+  string(REGEX REPLACE "([0-9a-f][0-9a-f])" "0x\\1," bytes "${hex}")
+  string(REGEX REPLACE "((0x..,){16})" "\\1\n" bytes "${bytes}")
+  string(APPEND body "extern const char ${sym}[];\nextern const size_t ${sym}_len;\n")
+  string(APPEND body "const char ${sym}[] = {\n${bytes}0x00};\nconst size_t ${sym}_len = ${len};\n")
+endforeach()
+file(WRITE ${OUT} "${body}")

@@ -1,0 +1,92 @@
+/*
+ * main.c — the autopilot binary: finds the subcommand in the table and runs it.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "cmd.h"
+#include "util.h"
+
+static const struct ap_cmd_entry *const cmd_table[] = {
+	NULL
+};
+
+static void
+usage(FILE *f)
+{
+	size_t i;
+
+	fprintf(f, "usage: autopilot [--version] [--help] <command> [args]\n\n"
+	    "Puts OpenMetadata ingestion on autopilot: filters, deploys and\n"
+	    "tracks ingestion agents in Airflow.\n\ncommands:\n");
+	for (i = 0; cmd_table[i] != NULL; i++)
+		fprintf(f, "  %-14s %s\n", cmd_table[i]->name, cmd_table[i]->usage);
+	fprintf(f, "\nRun 'autopilot <command> --help' for a command's options.\n");
+}
+
+void
+ap_cmd_print_help(const struct ap_cmd_entry *e, FILE *f)
+{
+	fprintf(f, "usage: autopilot %s %s\n\n%s", e->name, e->usage, e->help);
+}
+
+/* Number of words of argv that name e (1 or 2), or 0 when they do not. */
+static int
+cmd_matches(const struct ap_cmd_entry *e, int argc, char **argv)
+{
+	const char *space = strchr(e->name, ' ');
+
+	if (space == NULL)
+		return strcmp(argv[0], e->name) == 0 ? 1 : 0;
+	if (strlen(argv[0]) != (size_t)(space - e->name) ||
+	    strncmp(argv[0], e->name, (size_t)(space - e->name)) != 0)
+		return 0;
+	if (argc < 2 || strcmp(argv[1], space + 1) != 0)
+		return -1;	/* right group, missing or unknown second word */
+	return 2;
+}
+
+int
+main(int argc, char **argv)
+{
+	size_t i;
+	int words, group = 0;
+
+	if (argc < 2) {
+		usage(stderr);
+		return AP_EXIT_USAGE;
+	}
+	if (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "version") == 0) {
+		printf("autopilot %s\n", AP_VERSION);
+		return AP_EXIT_OK;
+	}
+	if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
+	    strcmp(argv[1], "help") == 0) {
+		usage(stdout);
+		return AP_EXIT_OK;
+	}
+	for (i = 0; cmd_table[i] != NULL; i++) {
+		words = cmd_matches(cmd_table[i], argc - 1, argv + 1);
+		if (words < 0)
+			group = 1;
+		if (words <= 0)
+			continue;
+		if (argc > 1 + words && (strcmp(argv[1 + words], "--help") == 0 ||
+		    strcmp(argv[1 + words], "-h") == 0)) {
+			ap_cmd_print_help(cmd_table[i], stdout);
+			return AP_EXIT_OK;
+		}
+		return cmd_table[i]->exec(argc - words, argv + words);
+	}
+	if (group) {
+		fprintf(stderr, "autopilot: '%s' needs a subcommand:\n", argv[1]);
+		for (i = 0; cmd_table[i] != NULL; i++)
+			if (cmd_matches(cmd_table[i], 1, argv + 1) != 0)
+				fprintf(stderr, "  autopilot %s %s\n",
+				    cmd_table[i]->name, cmd_table[i]->usage);
+		return AP_EXIT_USAGE;
+	}
+	fprintf(stderr, "autopilot: unknown command '%s'\n\n", argv[1]);
+	usage(stderr);
+	return AP_EXIT_USAGE;
+}

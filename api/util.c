@@ -1,0 +1,317 @@
+/*
+ * util.c — allocation, buffers, clocks and string helpers shared by every
+ * module. Pure: depends on libc only.
+ */
+#include "util.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+void
+ap_fatal(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	fputs("autopilot: fatal: ", stderr);
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+	va_end(ap);
+	abort();
+}
+
+void *
+ap_xmalloc(size_t size)
+{
+	void *p = malloc(size == 0 ? 1 : size);
+
+	if (p == NULL)
+		ap_fatal("out of memory allocating %zu bytes", size);
+	return p;
+}
+
+void *
+ap_xcalloc(size_t nmemb, size_t size)
+{
+	void *p;
+
+	if (nmemb == 0 || size == 0)
+		nmemb = size = 1;
+	p = calloc(nmemb, size);
+	if (p == NULL)
+		ap_fatal("out of memory allocating %zu x %zu bytes", nmemb, size);
+	return p;
+}
+
+void *
+ap_xrealloc(void *ptr, size_t size)
+{
+	void *p = realloc(ptr, size == 0 ? 1 : size);
+
+	if (p == NULL)
+		ap_fatal("out of memory reallocating %zu bytes", size);
+	return p;
+}
+
+void *
+ap_xreallocarray(void *ptr, size_t nmemb, size_t size)
+{
+	if (size != 0 && nmemb > SIZE_MAX / size)
+		ap_fatal("allocation overflow: %zu x %zu", nmemb, size);
+	return ap_xrealloc(ptr, nmemb * size);
+}
+
+char *
+ap_xstrdup(const char *s)
+{
+	return ap_xstrndup(s, strlen(s));
+}
+
+char *
+ap_xstrndup(const char *s, size_t n)
+{
+	size_t len = strnlen(s, n);
+	char *p = ap_xmalloc(len + 1);
+
+	memcpy(p, s, len);
+	p[len] = '\0';
+	return p;
+}
+
+char *
+ap_xvprintf(const char *fmt, va_list ap)
+{
+	va_list ap2;
+	int n;
+	char *p;
+
+	va_copy(ap2, ap);
+	n = vsnprintf(NULL, 0, fmt, ap2);
+	va_end(ap2);
+	if (n < 0)
+		ap_fatal("bad format string: %s", fmt);
+	p = ap_xmalloc((size_t)n + 1);
+	vsnprintf(p, (size_t)n + 1, fmt, ap);
+	return p;
+}
+
+char *
+ap_xprintf(const char *fmt, ...)
+{
+	va_list ap;
+	char *p;
+
+	va_start(ap, fmt);
+	p = ap_xvprintf(fmt, ap);
+	va_end(ap);
+	return p;
+}
+
+void
+ap_buf_init(struct ap_buf *b)
+{
+	b->data = NULL;
+	b->len = 0;
+	b->cap = 0;
+}
+
+void
+ap_buf_cleanup(struct ap_buf *b)
+{
+	free(b->data);
+	ap_buf_init(b);
+}
+
+void
+ap_buf_reset(struct ap_buf *b)
+{
+	b->len = 0;
+	if (b->data != NULL)
+		b->data[0] = '\0';
+}
+
+static void
+ap_buf_reserve(struct ap_buf *b, size_t more)
+{
+	size_t need, cap;
+
+	if (more > SIZE_MAX - b->len - 1)
+		ap_fatal("buffer overflow");
+	need = b->len + more + 1;
+	if (need <= b->cap)
+		return;
+	cap = b->cap == 0 ? 64 : b->cap;
+	while (cap < need)
+		cap = cap > SIZE_MAX / 2 ? need : cap * 2;
+	b->data = ap_xrealloc(b->data, cap);
+	b->cap = cap;
+}
+
+void
+ap_buf_add(struct ap_buf *b, const void *data, size_t len)
+{
+	ap_buf_reserve(b, len);
+	if (len != 0)
+		memcpy(b->data + b->len, data, len);
+	b->len += len;
+	b->data[b->len] = '\0';
+}
+
+void
+ap_buf_adds(struct ap_buf *b, const char *s)
+{
+	ap_buf_add(b, s, strlen(s));
+}
+
+void
+ap_buf_addc(struct ap_buf *b, char c)
+{
+	ap_buf_add(b, &c, 1);
+}
+
+void
+ap_buf_printf(struct ap_buf *b, const char *fmt, ...)
+{
+	va_list ap, ap2;
+	int n;
+
+	va_start(ap, fmt);
+	va_copy(ap2, ap);
+	n = vsnprintf(NULL, 0, fmt, ap2);
+	va_end(ap2);
+	if (n < 0)
+		ap_fatal("bad format string: %s", fmt);
+	ap_buf_reserve(b, (size_t)n);
+	vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
+	b->len += (size_t)n;
+	va_end(ap);
+}
+
+char *
+ap_buf_steal(struct ap_buf *b, size_t *lenp)
+{
+	char *p;
+
+	if (b->data == NULL)
+		ap_buf_reserve(b, 0), b->data[0] = '\0';
+	p = b->data;
+	if (lenp != NULL)
+		*lenp = b->len;
+	ap_buf_init(b);
+	return p;
+}
+
+uint64_t
+ap_mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+int64_t
+ap_wall_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void
+ap_format_time(int64_t ms, char *buf, size_t size)
+{
+	time_t secs = (time_t)(ms / 1000);
+	struct tm tm;
+	char tmp[32];
+
+	gmtime_r(&secs, &tm);
+	strftime(tmp, sizeof tmp, "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(buf, size, "%s.%03dZ", tmp, (int)(ms % 1000));
+}
+
+bool
+ap_streq(const char *a, const char *b)
+{
+	if (a == NULL || b == NULL)
+		return a == b;
+	return strcmp(a, b) == 0;
+}
+
+bool
+ap_strcaseeq(const char *a, const char *b)
+{
+	if (a == NULL || b == NULL)
+		return a == b;
+	return strcasecmp(a, b) == 0;
+}
+
+bool
+ap_startswith(const char *s, const char *prefix)
+{
+	return strncmp(s, prefix, strlen(prefix)) == 0;
+}
+
+bool
+ap_endswith(const char *s, const char *suffix)
+{
+	size_t sl = strlen(s), xl = strlen(suffix);
+
+	return sl >= xl && memcmp(s + sl - xl, suffix, xl) == 0;
+}
+
+char *
+ap_read_file(const char *path, size_t max, size_t *lenp, char **cause)
+{
+	FILE *f = NULL;
+	struct ap_buf b;
+	char chunk[65536];
+	size_t n;
+	char *out = NULL;
+
+	ap_buf_init(&b);
+	if (strcmp(path, "-") == 0)
+		f = stdin;
+	else if ((f = fopen(path, "rb")) == NULL) {
+		*cause = ap_xprintf("%s: %s", path, strerror(errno));
+		goto out;
+	}
+	while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) {
+		if (b.len + n > max) {
+			*cause = ap_xprintf("%s: larger than %zu bytes", path, max);
+			goto out;
+		}
+		ap_buf_add(&b, chunk, n);
+	}
+	if (ferror(f)) {
+		*cause = ap_xprintf("%s: read error: %s", path, strerror(errno));
+		goto out;
+	}
+	out = ap_buf_steal(&b, lenp);
+out:
+	if (f != NULL && f != stdin)
+		fclose(f);
+	ap_buf_cleanup(&b);
+	return out;
+}
+
+bool
+ap_consttime_eq(const void *a, size_t alen, const void *b, size_t blen)
+{
+	const unsigned char *x = a, *y = b;
+	unsigned char diff = 0;
+	size_t i;
+
+	/* Compare over the expected length whatever the given one is, so timing
+	 * says nothing about where the first difference is. */
+	if (alen == 0 || blen == 0)
+		return alen == blen;
+	for (i = 0; i < blen; i++)
+		diff |= (unsigned char)(x[i < alen ? i : 0] ^ y[i]);
+	return diff == 0 && alen == blen;
+}

@@ -1,0 +1,79 @@
+/*
+ * util.h — cross-cutting helpers (ap_ prefix): allocation that never returns
+ * NULL, a growable byte buffer, clocks, and small string helpers.
+ *
+ * Pure: no libevent, no libcurl. Out-of-memory is fatal (as in tmux and
+ * Redis); every other failure is returned to the caller.
+ */
+#ifndef AP_UTIL_H
+#define AP_UTIL_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define AP_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+
+#if defined(__GNUC__)
+#define AP_PRINTFLIKE(f, a) __attribute__((format(printf, f, a)))
+#define AP_NORETURN __attribute__((noreturn))
+#else
+#define AP_PRINTFLIKE(f, a)
+#define AP_NORETURN
+#endif
+
+/* Print "autopilot: <message>" to stderr and abort. For broken invariants and OOM. */
+AP_NORETURN void ap_fatal(const char *fmt, ...) AP_PRINTFLIKE(1, 2);
+
+/* Allocation: never return NULL (fatal on OOM). The caller owns the result. */
+void *ap_xmalloc(size_t size);
+void *ap_xcalloc(size_t nmemb, size_t size);
+void *ap_xrealloc(void *ptr, size_t size);
+void *ap_xreallocarray(void *ptr, size_t nmemb, size_t size);
+char *ap_xstrdup(const char *s);
+char *ap_xstrndup(const char *s, size_t n);
+/* Returns a new string formatted like printf. */
+char *ap_xprintf(const char *fmt, ...) AP_PRINTFLIKE(1, 2);
+char *ap_xvprintf(const char *fmt, va_list ap);
+
+/*
+ * A growable byte buffer, always NUL-terminated so it can be read as a string.
+ * Embedded: ap_buf_init()/ap_buf_cleanup().
+ */
+struct ap_buf {
+	char *data;
+	size_t len;
+	size_t cap;
+};
+
+void ap_buf_init(struct ap_buf *b);
+void ap_buf_cleanup(struct ap_buf *b);
+void ap_buf_reset(struct ap_buf *b);
+void ap_buf_add(struct ap_buf *b, const void *data, size_t len);
+void ap_buf_adds(struct ap_buf *b, const char *s);
+void ap_buf_addc(struct ap_buf *b, char c);
+void ap_buf_printf(struct ap_buf *b, const char *fmt, ...) AP_PRINTFLIKE(2, 3);
+/* Hands the data to the caller (who frees it) and leaves the buffer empty. */
+char *ap_buf_steal(struct ap_buf *b, size_t *lenp);
+
+/* Milliseconds from a monotonic clock (for timers and durations). */
+uint64_t ap_mono_ms(void);
+/* Milliseconds since the Unix epoch (for timestamps that are stored). */
+int64_t ap_wall_ms(void);
+/* Formats epoch milliseconds as RFC 3339 UTC ("2026-11-25T02:00:41.123Z") into buf. */
+void ap_format_time(int64_t ms, char *buf, size_t size);
+
+bool ap_streq(const char *a, const char *b);
+bool ap_strcaseeq(const char *a, const char *b);
+bool ap_startswith(const char *s, const char *prefix);
+bool ap_endswith(const char *s, const char *suffix);
+
+/* Reads a whole file into a new NUL-terminated buffer of at most max bytes.
+ * Returns NULL and sets *cause (new string) on failure. */
+char *ap_read_file(const char *path, size_t max, size_t *lenp, char **cause);
+
+/* Constant-time comparison of two byte strings; false when lengths differ. */
+bool ap_consttime_eq(const void *a, size_t alen, const void *b, size_t blen);
+
+#endif
