@@ -1,0 +1,170 @@
+/*
+ * airflow.h — the asynchronous Airflow client as the rest of autopilot sees it.
+ *
+ * Every operation is non-blocking: it starts HTTP work on the caller's
+ * event_base (libcurl multi-socket driven by libevent) and calls back exactly
+ * once with a result, unless the request is cancelled first (then never).
+ * Callbacks run on the loop; the result and everything it points to are
+ * borrowed for the duration of the callback only (copy what you keep).
+ *
+ * The client retries what is worth retrying (network errors, 429, 502, 503,
+ * 504; exponential backoff with full jitter, honouring Retry-After) up to
+ * its configured budget, refreshes the Airflow 3 JWT on 401, and holds a
+ * circuit breaker: while Airflow is down, one probe at a time, the rest wait.
+ * A callback therefore reports either a definite answer from Airflow or a
+ * final error after the retries.
+ *
+ * The scheduler uses the client only through struct airflow_ops, so tests can
+ * drive it with a fake Airflow; airflow_client_ops() gives the real one.
+ */
+#ifndef AP_AIRFLOW_H
+#define AP_AIRFLOW_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+struct event_base;
+struct airflow_client;
+struct airflow_req;
+
+enum airflow_api {
+	AIRFLOW_API_AUTO,	/* detect with GET /api/v2/version */
+	AIRFLOW_API_V1,		/* Airflow 2.x: /api/v1, HTTP Basic */
+	AIRFLOW_API_V2,		/* Airflow 3.x: /api/v2, JWT bearer */
+	AIRFLOW_API_MAX
+};
+const char *airflow_api_name(enum airflow_api api);
+
+/* Airflow DAG run states, as Airflow names them. */
+enum airflow_run_state {
+	AIRFLOW_RUN_QUEUED,
+	AIRFLOW_RUN_RUNNING,
+	AIRFLOW_RUN_SUCCESS,
+	AIRFLOW_RUN_FAILED,
+	AIRFLOW_RUN_UNKNOWN,	/* a state this client does not know */
+	AIRFLOW_RUN_STATE_MAX
+};
+const char *airflow_run_state_name(enum airflow_run_state s);
+
+/* How an operation ended. */
+enum airflow_status {
+	AIRFLOW_OK,		/* Airflow answered 2xx (or 409 adopted, see below) */
+	AIRFLOW_NOT_FOUND,	/* 404: DAG not parsed yet, run lost, ... */
+	AIRFLOW_REJECTED,	/* other 4xx: not retried; see error */
+	AIRFLOW_UNAVAILABLE,	/* network, timeouts, 5xx, 429 after retries, breaker open */
+	AIRFLOW_BAD_REPLY,	/* 2xx whose body is not what the API promises */
+	AIRFLOW_STATUS_MAX
+};
+const char *airflow_status_name(enum airflow_status s);
+
+/* One error value for both APIs' formats (RFC 7807 on 2.x, {"detail"} on 3.x). */
+struct airflow_error {
+	long http_status;	/* 0 when no HTTP answer (network error) */
+	const char *title;	/* e.g. "Not Found", or curl's error name */
+	const char *detail;	/* Airflow's detail (objects are serialised), or curl's message */
+};
+
+struct airflow_dag {
+	const char *dag_id;
+	bool is_paused;
+	bool has_import_errors;
+	const char *import_error;	/* Airflow's message, if has_import_errors */
+};
+
+struct airflow_run {
+	const char *dag_id;
+	const char *dag_run_id;
+	enum airflow_run_state state;
+	const char *state_text;		/* the state string Airflow sent */
+	bool adopted;			/* trigger got 409 and fetched the existing run */
+};
+
+struct airflow_result {
+	enum airflow_status status;
+	struct airflow_error error;	/* set unless status is AIRFLOW_OK */
+	unsigned attempts;		/* HTTP attempts made, including retries */
+	/* Set for get_dag: */
+	const struct airflow_dag *dag;
+	/* Set for trigger, get_run and fail_run: */
+	const struct airflow_run *run;
+	/* Set for deploy, health, kill, delete: the decoded reply body (borrowed). */
+	const json_t *body;
+};
+
+typedef void (*airflow_cb)(const struct airflow_result *res, void *arg);
+
+struct airflow_config {
+	const char *base_url;		/* e.g. "http://127.0.0.1:8080"; no trailing slash needed */
+	enum airflow_api api;
+	const char *username;		/* Basic auth (2.x API and the plugin routes) and JWT login */
+	const char *password;
+	const char *ca_file;		/* NULL: system CAs. Verification is always on. */
+	long connect_timeout_ms;	/* 0: 5000 */
+	long request_timeout_ms;	/* 0: 30000 */
+	unsigned max_in_flight;		/* 0: 64 requests at once; the rest queue */
+	unsigned max_retries;		/* 0: 5 retries of a retryable failure */
+	long retry_base_ms;		/* 0: 250 */
+	long retry_max_ms;		/* 0: 30000 */
+};
+
+/*
+ * The operations the scheduler needs, as a table so a fake can stand in.
+ * Each returns a request handle that may be passed to cancel() until the
+ * callback has run; NULL never (failures are reported through the callback,
+ * which is then deferred to the next loop turn, never called re-entrantly).
+ * All string and JSON arguments are borrowed (copied if kept).
+ */
+struct airflow_ops {
+	/* POST the IngestionPipeline to the plugin's deploy route. */
+	struct airflow_req *(*deploy)(void *impl, const json_t *pipeline,
+	    airflow_cb cb, void *arg);
+	/* GET the DAG: NOT_FOUND until Airflow has parsed it. */
+	struct airflow_req *(*get_dag)(void *impl, const char *dag_id,
+	    airflow_cb cb, void *arg);
+	/* PATCH is_paused=false. */
+	struct airflow_req *(*unpause)(void *impl, const char *dag_id,
+	    airflow_cb cb, void *arg);
+	/* POST a run with this dag_run_id; on 409 fetch it and report adopted. */
+	struct airflow_req *(*trigger)(void *impl, const char *dag_id,
+	    const char *dag_run_id, const json_t *conf, airflow_cb cb, void *arg);
+	struct airflow_req *(*get_run)(void *impl, const char *dag_id,
+	    const char *dag_run_id, airflow_cb cb, void *arg);
+	/* PATCH the run's state to failed (timeouts). */
+	struct airflow_req *(*fail_run)(void *impl, const char *dag_id,
+	    const char *dag_run_id, airflow_cb cb, void *arg);
+	/* Drops a request: its callback will not run. */
+	void (*cancel)(void *impl, struct airflow_req *req);
+	/* True while the circuit breaker is open (Airflow believed down). */
+	bool (*unreachable)(void *impl);
+};
+
+/*
+ * Creates a client on base. cfg is copied. Returns NULL and a new *cause on
+ * bad configuration. Version detection (AIRFLOW_API_AUTO) happens lazily
+ * before the first request.
+ */
+struct airflow_client *airflow_client_create(struct event_base *base,
+    const struct airflow_config *cfg, char **cause);
+/* Cancels everything in flight (no callbacks) and frees. Accepts NULL. */
+void airflow_client_free(struct airflow_client *c);
+/* The ops table and impl pointer of a real client. */
+const struct airflow_ops *airflow_client_ops(void);
+
+/* Plugin routes beyond the ops table (same callback rules). */
+struct airflow_req *airflow_health(struct airflow_client *c, airflow_cb cb, void *arg);
+struct airflow_req *airflow_kill(struct airflow_client *c, const char *dag_id,
+    airflow_cb cb, void *arg);
+struct airflow_req *airflow_delete(struct airflow_client *c, const char *dag_id,
+    airflow_cb cb, void *arg);
+/* The API generation in use (AUTO until detection finished). */
+enum airflow_api airflow_client_api(const struct airflow_client *c);
+
+/*
+ * The DAG id the OpenMetadata plugin derives from a pipeline name: each run
+ * of characters outside [0-9a-zA-Z-_] becomes one '_'. Returns a new string.
+ */
+char *airflow_dag_id_from_name(const char *name);
+
+#endif
