@@ -1,0 +1,1297 @@
+/*
+ * store.c — SQLite state: inbox, services, runs, agent runs, leases.
+ *
+ * Durability choice: WAL with synchronous=FULL by default. In WAL mode NORMAL
+ * stays consistent after any crash but may lose the last commits on power
+ * loss; since a 202 to OpenMetadata promises the event is stored and a
+ * persisted "queued" promises we never trigger twice, FULL (fsync of the WAL
+ * on every commit) is the honest default. NORMAL is an option for hosts that
+ * accept that window (the benchmark reports both).
+ *
+ * Writes that change state run inside BEGIN IMMEDIATE so the write lock is
+ * taken up front (a deferred transaction that upgrades later can fail with
+ * SQLITE_BUSY without waiting out busy_timeout). Statements are prepared once
+ * and cached for the life of the handle.
+ *
+ * Depends on SQLite, jansson, util and log only.
+ */
+#include "store.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+#include "log.h"
+#include "util.h"
+
+#define ACTIVE_STATES "('pending','running')"
+
+/* Each migration takes the schema from version i to i + 1. */
+static const char *const store_migrations[STORE_SCHEMA_VERSION] = {
+	/* 0 -> 1: inbox, services, runs, agent runs. */
+	"CREATE TABLE inbox ("
+	"  event_id TEXT PRIMARY KEY,"
+	"  run_id TEXT NOT NULL,"
+	"  service_type TEXT NOT NULL,"
+	"  fqn TEXT NOT NULL,"
+	"  received_at INTEGER NOT NULL);"
+	"CREATE TABLE services ("
+	"  service_type TEXT NOT NULL,"
+	"  fqn TEXT NOT NULL,"
+	"  entity TEXT NOT NULL,"
+	"  updated_at INTEGER NOT NULL,"
+	"  PRIMARY KEY (service_type, fqn));"
+	"CREATE TABLE runs ("
+	"  run_id TEXT PRIMARY KEY,"
+	"  service_type TEXT NOT NULL,"
+	"  fqn TEXT NOT NULL,"
+	"  state TEXT NOT NULL,"
+	"  entity TEXT NOT NULL,"
+	"  agents TEXT,"
+	"  error TEXT,"
+	"  created_at INTEGER NOT NULL,"
+	"  started_at INTEGER NOT NULL DEFAULT 0,"
+	"  finished_at INTEGER NOT NULL DEFAULT 0);"
+	"CREATE INDEX runs_by_fqn ON runs (fqn);"
+	"CREATE TABLE agent_runs ("
+	"  run_id TEXT NOT NULL REFERENCES runs (run_id),"
+	"  agent TEXT NOT NULL,"
+	"  state TEXT NOT NULL,"
+	"  dag_id TEXT,"
+	"  dag_run_id TEXT,"
+	"  attempt INTEGER NOT NULL DEFAULT 0,"
+	"  started_at INTEGER NOT NULL DEFAULT 0,"
+	"  finished_at INTEGER NOT NULL DEFAULT 0,"
+	"  error TEXT,"
+	"  PRIMARY KEY (run_id, agent));",
+	/* 1 -> 2: owners and leases (two processes on one database), and the
+	 * next poll time so a resumed agent keeps its backoff. */
+	"ALTER TABLE runs ADD COLUMN owner TEXT;"
+	"ALTER TABLE runs ADD COLUMN lease_until INTEGER NOT NULL DEFAULT 0;"
+	"ALTER TABLE agent_runs ADD COLUMN next_at INTEGER NOT NULL DEFAULT 0;"
+	"CREATE INDEX runs_active ON runs (state) WHERE state IN " ACTIVE_STATES ";",
+};
+
+enum store_stmt_id {
+	Q_BEGIN,
+	Q_COMMIT,
+	Q_ROLLBACK,
+	Q_INBOX_GET,
+	Q_INBOX_PUT,
+	Q_SERVICE_PUT,
+	Q_SERVICE_GET,
+	Q_SERVICE_GET_ANY,
+	Q_ACTIVE_RUN,
+	Q_RUN_INSERT,
+	Q_RUN_REPLACE,
+	Q_RUN_GET,
+	Q_RUN_LIST,
+	Q_RUN_LIST_FQN,
+	Q_RUN_COUNTS,
+	Q_RUN_ENTITY,
+	Q_AGENTS_OF,
+	Q_CLAIM_CANDIDATES,
+	Q_CLAIM,
+	Q_RUN_SET_STATE,
+	Q_RUN_SET_FINAL,
+	Q_AGENT_SAVE,
+	Q_RENEW,
+	Q_RELEASE,
+	Q_MAX
+};
+
+static const char *const store_sql[Q_MAX] = {
+	[Q_BEGIN] = "BEGIN IMMEDIATE",
+	[Q_COMMIT] = "COMMIT",
+	[Q_ROLLBACK] = "ROLLBACK",
+	[Q_INBOX_GET] = "SELECT run_id FROM inbox WHERE event_id = ?1",
+	[Q_INBOX_PUT] = "INSERT INTO inbox (event_id, run_id, service_type, fqn,"
+	    " received_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+	[Q_SERVICE_PUT] = "INSERT INTO services (service_type, fqn, entity, updated_at)"
+	    " VALUES (?1, ?2, ?3, ?4) ON CONFLICT (service_type, fqn) DO UPDATE"
+	    " SET entity = excluded.entity, updated_at = excluded.updated_at",
+	[Q_SERVICE_GET] = "SELECT entity, service_type FROM services"
+	    " WHERE service_type = ?1 AND fqn = ?2",
+	[Q_SERVICE_GET_ANY] = "SELECT entity, service_type FROM services"
+	    " WHERE fqn = ?1 ORDER BY updated_at DESC LIMIT 1",
+	[Q_ACTIVE_RUN] = "SELECT run_id FROM runs WHERE service_type = ?1 AND"
+	    " fqn = ?2 AND state IN " ACTIVE_STATES " ORDER BY rowid LIMIT 1",
+	[Q_RUN_INSERT] = "INSERT INTO runs (run_id, service_type, fqn, state, entity,"
+	    " agents, created_at) VALUES (?1, ?2, ?3, 'pending', ?4, ?5, ?6)",
+	[Q_RUN_REPLACE] = "UPDATE runs SET state = 'failed', error = ?2,"
+	    " finished_at = ?3, owner = NULL, lease_until = 0 WHERE run_id = ?1",
+	[Q_RUN_GET] = "SELECT run_id, service_type, fqn, state, agents, error,"
+	    " created_at, started_at, finished_at FROM runs WHERE run_id = ?1",
+	[Q_RUN_LIST] = "SELECT run_id, service_type, fqn, state, agents, error,"
+	    " created_at, started_at, finished_at FROM runs"
+	    " ORDER BY rowid DESC LIMIT ?1",
+	[Q_RUN_LIST_FQN] = "SELECT run_id, service_type, fqn, state, agents, error,"
+	    " created_at, started_at, finished_at FROM runs WHERE fqn = ?2"
+	    " ORDER BY rowid DESC LIMIT ?1",
+	[Q_RUN_COUNTS] = "SELECT state, count(*) FROM runs GROUP BY state",
+	[Q_RUN_ENTITY] = "SELECT entity FROM runs WHERE run_id = ?1",
+	[Q_AGENTS_OF] = "SELECT agent, state, dag_id, dag_run_id, attempt,"
+	    " started_at, finished_at, next_at, error FROM agent_runs"
+	    " WHERE run_id = ?1 ORDER BY rowid",
+	[Q_CLAIM_CANDIDATES] = "SELECT run_id, owner, lease_until FROM runs"
+	    " WHERE state IN " ACTIVE_STATES " ORDER BY rowid",
+	[Q_CLAIM] = "UPDATE runs SET owner = ?2, lease_until = ?3"
+	    " WHERE run_id = ?1 AND state IN " ACTIVE_STATES,
+	[Q_RUN_SET_STATE] = "UPDATE runs SET state = ?2, error = ?3,"
+	    " started_at = CASE WHEN started_at = 0 AND ?2 = 'running' THEN ?5"
+	    " ELSE started_at END"
+	    " WHERE run_id = ?1 AND owner = ?4 AND state IN " ACTIVE_STATES,
+	[Q_RUN_SET_FINAL] = "UPDATE runs SET state = ?2, error = ?3,"
+	    " finished_at = ?5, owner = NULL, lease_until = 0,"
+	    " started_at = CASE WHEN started_at = 0 THEN ?5 ELSE started_at END"
+	    " WHERE run_id = ?1 AND owner = ?4 AND state IN " ACTIVE_STATES,
+	[Q_AGENT_SAVE] = "INSERT INTO agent_runs (run_id, agent, state, dag_id,"
+	    " dag_run_id, attempt, started_at, finished_at, next_at, error)"
+	    " SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10 WHERE EXISTS"
+	    " (SELECT 1 FROM runs WHERE run_id = ?1 AND owner = ?11 AND state IN "
+	    ACTIVE_STATES ") ON CONFLICT (run_id, agent) DO UPDATE SET"
+	    " state = excluded.state, dag_id = excluded.dag_id,"
+	    " dag_run_id = excluded.dag_run_id, attempt = excluded.attempt,"
+	    " started_at = excluded.started_at, finished_at = excluded.finished_at,"
+	    " next_at = excluded.next_at, error = excluded.error",
+	[Q_RENEW] = "UPDATE runs SET lease_until = ?2 WHERE owner = ?1 AND state IN "
+	    ACTIVE_STATES,
+	[Q_RELEASE] = "UPDATE runs SET owner = NULL, lease_until = 0 WHERE owner = ?1",
+};
+
+struct store {
+	sqlite3 *db;
+	char *path;
+	char *owner;
+	char *host;
+	char *backup_path;
+	unsigned version;
+	int64_t lease_ms;
+	uint64_t rand_state;
+	int64_t (*now)(void *);
+	void *now_arg;
+	sqlite3_stmt *stmts[Q_MAX];
+};
+
+static int64_t
+store_default_now(void *arg)
+{
+	(void)arg;
+	return ap_wall_ms();
+}
+
+static int64_t
+store_now(struct store *s)
+{
+	return s->now(s->now_arg);
+}
+
+static void
+store_set_cause(struct store *s, char **cause, const char *what)
+{
+	if (cause != NULL)
+		*cause = ap_xprintf("%s: %s: %s", s->path, what, sqlite3_errmsg(s->db));
+}
+
+/* The cached statement, reset and unbound. NULL on a prepare failure. */
+static sqlite3_stmt *
+store_stmt(struct store *s, enum store_stmt_id id, char **cause)
+{
+	sqlite3_stmt *st = s->stmts[id];
+
+	if (st == NULL) {
+		if (sqlite3_prepare_v3(s->db, store_sql[id], -1,
+		    SQLITE_PREPARE_PERSISTENT, &st, NULL) != SQLITE_OK) {
+			store_set_cause(s, cause, "prepare");
+			return NULL;
+		}
+		s->stmts[id] = st;
+	}
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	return st;
+}
+
+static void
+bind_text(sqlite3_stmt *st, int i, const char *v)
+{
+	if (v == NULL)
+		sqlite3_bind_null(st, i);
+	else
+		sqlite3_bind_text(st, i, v, -1, SQLITE_TRANSIENT);
+}
+
+static char *
+col_text(sqlite3_stmt *st, int i)
+{
+	const unsigned char *t = sqlite3_column_text(st, i);
+
+	return t == NULL ? NULL : ap_xstrdup((const char *)t);
+}
+
+/* Runs a statement that returns no rows. */
+static int
+store_exec_stmt(struct store *s, sqlite3_stmt *st, char **cause, const char *what)
+{
+	int rc = sqlite3_step(st);
+
+	sqlite3_reset(st);
+	if (rc != SQLITE_DONE) {
+		store_set_cause(s, cause, what);
+		return -1;
+	}
+	return 0;
+}
+
+static int
+store_simple(struct store *s, enum store_stmt_id id, char **cause)
+{
+	sqlite3_stmt *st = store_stmt(s, id, cause);
+
+	if (st == NULL)
+		return -1;
+	return store_exec_stmt(s, st, cause, store_sql[id]);
+}
+
+static int
+store_begin(struct store *s, char **cause)
+{
+	return store_simple(s, Q_BEGIN, cause);
+}
+
+static int
+store_commit(struct store *s, char **cause)
+{
+	if (store_simple(s, Q_COMMIT, cause) != 0) {
+		store_simple(s, Q_ROLLBACK, NULL);
+		return -1;
+	}
+	return 0;
+}
+
+static void
+store_rollback(struct store *s)
+{
+	if (!sqlite3_get_autocommit(s->db))
+		store_simple(s, Q_ROLLBACK, NULL);
+}
+
+static int
+store_exec_sql(struct store *s, const char *sql, char **cause)
+{
+	char *err = NULL;
+
+	if (sqlite3_exec(s->db, sql, NULL, NULL, &err) != SQLITE_OK) {
+		if (cause != NULL)
+			*cause = ap_xprintf("%s: %s", s->path, err ? err : "error");
+		sqlite3_free(err);
+		return -1;
+	}
+	return 0;
+}
+
+static uint64_t
+store_rand(struct store *s)
+{
+	/* xorshift64*: ids need uniqueness, not secrecy. */
+	s->rand_state ^= s->rand_state >> 12;
+	s->rand_state ^= s->rand_state << 25;
+	s->rand_state ^= s->rand_state >> 27;
+	return s->rand_state * 2685821657736338717ULL;
+}
+
+/* Run ids sort by creation time and are valid in Airflow dag_run_ids. */
+static char *
+store_new_run_id(struct store *s)
+{
+	return ap_xprintf("r%011llx-%06llx", (unsigned long long)store_now(s),
+	    (unsigned long long)(store_rand(s) & 0xffffff));
+}
+
+static int
+store_pragma_int(struct store *s, const char *sql, int *out, char **cause)
+{
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK) {
+		store_set_cause(s, cause, sql);
+		return -1;
+	}
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		*out = sqlite3_column_int(st, 0);
+	sqlite3_finalize(st);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+		store_set_cause(s, cause, sql);
+		return -1;
+	}
+	return 0;
+}
+
+/* Copies the live database to a backup file with the online backup API. */
+static int
+store_backup(struct store *s, unsigned version, char **cause)
+{
+	sqlite3 *dst = NULL;
+	sqlite3_backup *b;
+	char *path;
+	int rc;
+
+	path = ap_xprintf("%s.v%u.%lld.bak", s->path, version,
+	    (long long)ap_wall_ms());
+	if (sqlite3_open_v2(path, &dst, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
+	    NULL) != SQLITE_OK) {
+		*cause = ap_xprintf("%s: cannot create backup: %s", path,
+		    dst ? sqlite3_errmsg(dst) : "out of memory");
+		goto fail;
+	}
+	b = sqlite3_backup_init(dst, "main", s->db, "main");
+	if (b == NULL) {
+		*cause = ap_xprintf("%s: backup: %s", path, sqlite3_errmsg(dst));
+		goto fail;
+	}
+	rc = sqlite3_backup_step(b, -1);
+	sqlite3_backup_finish(b);
+	if (rc != SQLITE_DONE) {
+		*cause = ap_xprintf("%s: backup: %s", path, sqlite3_errstr(rc));
+		goto fail;
+	}
+	sqlite3_close(dst);
+	ap_info("store: backed up schema v%u database to %s before migrating", version,
+	    path);
+	s->backup_path = path;
+	return 0;
+fail:
+	sqlite3_close(dst);
+	unlink(path);
+	free(path);
+	return -1;
+}
+
+static int
+store_migrate(struct store *s, unsigned target, char **cause)
+{
+	int version = 0, tables = 0;
+	unsigned v;
+	char *sql;
+
+	if (store_pragma_int(s, "PRAGMA user_version", &version, cause) != 0 ||
+	    store_pragma_int(s, "SELECT count(*) FROM sqlite_master", &tables, cause) != 0)
+		return -1;
+	if (version > STORE_SCHEMA_VERSION) {
+		*cause = ap_xprintf("%s: schema version %d is newer than this autopilot's"
+		    " (%d); it was written by a newer autopilot — upgrade autopilot"
+		    " or point --state at another database", s->path, version,
+		    STORE_SCHEMA_VERSION);
+		return -1;
+	}
+	if ((unsigned)version >= target) {
+		s->version = (unsigned)version;
+		return 0;
+	}
+	if (version > 0 || tables > 0) {
+		if (store_backup(s, (unsigned)version, cause) != 0)
+			return -1;
+	}
+	if (store_exec_sql(s, "BEGIN IMMEDIATE", cause) != 0)
+		return -1;
+	/* Another process may have migrated while we waited for the lock. */
+	if (store_pragma_int(s, "PRAGMA user_version", &version, cause) != 0)
+		goto fail;
+	for (v = (unsigned)version; v < target; v++) {
+		if (store_exec_sql(s, store_migrations[v], cause) != 0)
+			goto fail;
+	}
+	sql = ap_xprintf("PRAGMA user_version = %u", target > (unsigned)version ?
+	    target : (unsigned)version);
+	if (store_exec_sql(s, sql, cause) != 0) {
+		free(sql);
+		goto fail;
+	}
+	free(sql);
+	if (store_exec_sql(s, "COMMIT", cause) != 0)
+		goto fail;
+	if (version > 0)
+		ap_info("store: migrated %s from schema v%d to v%u", s->path, version,
+		    target);
+	s->version = target;
+	return 0;
+fail:
+	store_exec_sql(s, "ROLLBACK", NULL);
+	return -1;
+}
+
+struct store *
+store_open(const char *path, const struct store_options *opts, char **cause)
+{
+	struct store_options def = { 0 };
+	struct store *s;
+	char host[256], journal[16] = "";
+	unsigned target;
+	sqlite3_stmt *st = NULL;
+	char *sql;
+
+	if (opts == NULL)
+		opts = &def;
+	target = opts->target_version ? opts->target_version : STORE_SCHEMA_VERSION;
+	if (target > STORE_SCHEMA_VERSION)
+		target = STORE_SCHEMA_VERSION;
+
+	s = ap_xcalloc(1, sizeof *s);
+	s->path = ap_xstrdup(path);
+	s->lease_ms = opts->lease_ms > 0 ? opts->lease_ms : 30000;
+	s->now = store_default_now;
+	s->rand_state = ((uint64_t)ap_wall_ms() << 20) ^ (uint64_t)getpid() ^
+	    (uint64_t)(uintptr_t)s;
+	if (s->rand_state == 0)
+		s->rand_state = 1;
+	if (gethostname(host, sizeof host) != 0)
+		strcpy(host, "localhost");
+	host[sizeof host - 1] = '\0';
+	s->host = ap_xstrdup(host);
+	if (opts->owner != NULL)
+		s->owner = ap_xstrdup(opts->owner);
+	else
+		s->owner = ap_xprintf("%s/%ld/%06llx", host, (long)getpid(),
+		    (unsigned long long)(store_rand(s) & 0xffffff));
+
+	if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE |
+	    SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
+		*cause = ap_xprintf("%s: cannot open: %s", path,
+		    s->db ? sqlite3_errmsg(s->db) : "out of memory");
+		goto fail;
+	}
+	sqlite3_busy_timeout(s->db, opts->busy_timeout_ms ? (int)opts->busy_timeout_ms :
+	    5000);
+	sqlite3_extended_result_codes(s->db, 1);
+
+	/* journal_mode returns the mode in effect: a read-only or odd filesystem
+	 * may refuse WAL, and we say so rather than run without it. */
+	if (sqlite3_prepare_v2(s->db, "PRAGMA journal_mode = WAL", -1, &st,
+	    NULL) != SQLITE_OK || sqlite3_step(st) != SQLITE_ROW) {
+		*cause = ap_xprintf("%s: cannot open: %s", path, sqlite3_errmsg(s->db));
+		sqlite3_finalize(st);
+		goto fail;
+	}
+	snprintf(journal, sizeof journal, "%s", (const char *)sqlite3_column_text(st, 0));
+	sqlite3_finalize(st);
+	if (!ap_strcaseeq(journal, "wal")) {
+		*cause = ap_xprintf("%s: cannot switch to WAL journal mode (got %s)",
+		    path, journal);
+		goto fail;
+	}
+	sql = ap_xprintf("PRAGMA synchronous = %s; PRAGMA foreign_keys = ON;",
+	    opts->synchronous_normal ? "NORMAL" : "FULL");
+	if (store_exec_sql(s, sql, cause) != 0) {
+		free(sql);
+		goto fail;
+	}
+	free(sql);
+	if (store_migrate(s, target, cause) != 0)
+		goto fail;
+	return s;
+fail:
+	store_close(s);
+	return NULL;
+}
+
+void
+store_close(struct store *s)
+{
+	int i;
+
+	if (s == NULL)
+		return;
+	for (i = 0; i < Q_MAX; i++)
+		sqlite3_finalize(s->stmts[i]);
+	sqlite3_close(s->db);
+	free(s->path);
+	free(s->owner);
+	free(s->host);
+	free(s->backup_path);
+	free(s);
+}
+
+const char *
+store_owner(const struct store *s)
+{
+	return s->owner;
+}
+
+unsigned
+store_schema_version(const struct store *s)
+{
+	return s->version;
+}
+
+const char *
+store_backup_path(const struct store *s)
+{
+	return s->backup_path;
+}
+
+void
+store_set_clock(struct store *s, int64_t (*now_ms)(void *), void *arg)
+{
+	s->now = now_ms != NULL ? now_ms : store_default_now;
+	s->now_arg = arg;
+}
+
+void
+store_strv_free(char **v)
+{
+	char **p;
+
+	if (v == NULL)
+		return;
+	for (p = v; *p != NULL; p++)
+		free(*p);
+	free(v);
+}
+
+void
+store_run_row_free(struct store_run_row *r)
+{
+	if (r == NULL)
+		return;
+	free(r->run_id);
+	free(r->service_type);
+	free(r->fqn);
+	free(r->state);
+	free(r->agents_json);
+	free(r->error);
+	free(r);
+}
+
+void
+store_agent_row_cleanup(struct store_agent_row *a)
+{
+	free(a->agent);
+	free(a->state);
+	free(a->dag_id);
+	free(a->dag_run_id);
+	free(a->error);
+	memset(a, 0, sizeof *a);
+}
+
+/* Inside a transaction: the active run of a service, as a new string, or NULL. */
+static int
+store_active_run(struct store *s, const char *type, const char *fqn, char **run_id,
+    char **cause)
+{
+	sqlite3_stmt *st = store_stmt(s, Q_ACTIVE_RUN, cause);
+	int rc;
+
+	*run_id = NULL;
+	if (st == NULL)
+		return -1;
+	bind_text(st, 1, type);
+	bind_text(st, 2, fqn);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		*run_id = col_text(st, 0);
+	sqlite3_reset(st);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+		store_set_cause(s, cause, "find active run");
+		return -1;
+	}
+	return 0;
+}
+
+static int
+store_put_service(struct store *s, const char *type, const char *fqn,
+    const char *entity, char **cause)
+{
+	sqlite3_stmt *st = store_stmt(s, Q_SERVICE_PUT, cause);
+
+	if (st == NULL)
+		return -1;
+	bind_text(st, 1, type);
+	bind_text(st, 2, fqn);
+	bind_text(st, 3, entity);
+	sqlite3_bind_int64(st, 4, store_now(s));
+	return store_exec_stmt(s, st, cause, "store service");
+}
+
+/* Inside a transaction: inserts a pending run, returns its new id. */
+static int
+store_insert_run(struct store *s, const char *type, const char *fqn,
+    const char *entity, const char *agents, char **run_id, char **cause)
+{
+	sqlite3_stmt *st;
+	int tries, rc;
+	char *id;
+
+	for (tries = 0; tries < 8; tries++) {
+		if ((st = store_stmt(s, Q_RUN_INSERT, cause)) == NULL)
+			return -1;
+		id = store_new_run_id(s);
+		bind_text(st, 1, id);
+		bind_text(st, 2, type);
+		bind_text(st, 3, fqn);
+		bind_text(st, 4, entity);
+		bind_text(st, 5, agents);
+		sqlite3_bind_int64(st, 6, store_now(s));
+		rc = sqlite3_step(st);
+		sqlite3_reset(st);
+		if (rc == SQLITE_DONE) {
+			*run_id = id;
+			return 0;
+		}
+		free(id);
+		if (rc != SQLITE_CONSTRAINT_PRIMARYKEY) {
+			store_set_cause(s, cause, "create run");
+			return -1;
+		}
+	}
+	store_set_cause(s, cause, "create run (id collisions)");
+	return -1;
+}
+
+enum store_result
+store_inbox_accept(struct store *s, const char *event_id, const char *service_type,
+    const char *fqn, const char *entity_json, char **run_id, char **cause)
+{
+	sqlite3_stmt *st;
+	char *id = NULL;
+	int rc;
+
+	*run_id = NULL;
+	if (store_begin(s, cause) != 0)
+		return STORE_ERROR;
+	if ((st = store_stmt(s, Q_INBOX_GET, cause)) == NULL)
+		goto fail;
+	bind_text(st, 1, event_id);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		id = col_text(st, 0);
+	sqlite3_reset(st);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+		store_set_cause(s, cause, "inbox lookup");
+		goto fail;
+	}
+	if (id != NULL) {
+		store_rollback(s);
+		*run_id = id;
+		return STORE_REPEAT;
+	}
+	if (store_put_service(s, service_type, fqn, entity_json, cause) != 0)
+		goto fail;
+	if (store_active_run(s, service_type, fqn, &id, cause) != 0)
+		goto fail;
+	if (id == NULL && store_insert_run(s, service_type, fqn, entity_json, NULL,
+	    &id, cause) != 0)
+		goto fail;
+	if ((st = store_stmt(s, Q_INBOX_PUT, cause)) == NULL)
+		goto fail;
+	bind_text(st, 1, event_id);
+	bind_text(st, 2, id);
+	bind_text(st, 3, service_type);
+	bind_text(st, 4, fqn);
+	sqlite3_bind_int64(st, 5, store_now(s));
+	if (store_exec_stmt(s, st, cause, "inbox insert") != 0)
+		goto fail;
+	if (store_commit(s, cause) != 0)
+		goto fail;
+	*run_id = id;
+	return STORE_OK;
+fail:
+	free(id);
+	store_rollback(s);
+	return STORE_ERROR;
+}
+
+enum store_result
+store_service_get(struct store *s, const char *service_type, const char *fqn,
+    char **entity_json, char **type_out, char **cause)
+{
+	sqlite3_stmt *st;
+	int rc;
+
+	*entity_json = NULL;
+	if (type_out != NULL)
+		*type_out = NULL;
+	if (service_type != NULL) {
+		if ((st = store_stmt(s, Q_SERVICE_GET, cause)) == NULL)
+			return STORE_ERROR;
+		bind_text(st, 1, service_type);
+		bind_text(st, 2, fqn);
+	} else {
+		if ((st = store_stmt(s, Q_SERVICE_GET_ANY, cause)) == NULL)
+			return STORE_ERROR;
+		bind_text(st, 1, fqn);
+	}
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		*entity_json = col_text(st, 0);
+		if (type_out != NULL)
+			*type_out = col_text(st, 1);
+	}
+	sqlite3_reset(st);
+	if (rc == SQLITE_DONE)
+		return STORE_NOT_FOUND;
+	if (rc != SQLITE_ROW) {
+		store_set_cause(s, cause, "service lookup");
+		return STORE_ERROR;
+	}
+	return STORE_OK;
+}
+
+enum store_result
+store_service_put(struct store *s, const char *service_type, const char *fqn,
+    const char *entity_json, char **cause)
+{
+	return store_put_service(s, service_type, fqn, entity_json, cause) == 0 ?
+	    STORE_OK : STORE_ERROR;
+}
+
+enum store_result
+store_run_create(struct store *s, const char *service_type, const char *fqn,
+    const char *entity_json, const char *agents_json, bool replace, char **run_id,
+    char **cause)
+{
+	sqlite3_stmt *st;
+	char *active = NULL, *id = NULL, *why;
+
+	*run_id = NULL;
+	if (store_begin(s, cause) != 0)
+		return STORE_ERROR;
+	if (store_active_run(s, service_type, fqn, &active, cause) != 0)
+		goto fail;
+	if (active != NULL && !replace) {
+		store_rollback(s);
+		*run_id = active;
+		return STORE_ACTIVE;
+	}
+	if (store_put_service(s, service_type, fqn, entity_json, cause) != 0)
+		goto fail;
+	if (store_insert_run(s, service_type, fqn, entity_json, agents_json, &id,
+	    cause) != 0)
+		goto fail;
+	while (active != NULL) {
+		if ((st = store_stmt(s, Q_RUN_REPLACE, cause)) == NULL)
+			goto fail;
+		why = ap_xprintf("replaced by %s", id);
+		bind_text(st, 1, active);
+		bind_text(st, 2, why);
+		sqlite3_bind_int64(st, 3, store_now(s));
+		free(why);
+		if (store_exec_stmt(s, st, cause, "replace run") != 0)
+			goto fail;
+		ap_info("store: run %s of %s replaced by %s", active, fqn, id);
+		free(active);
+		if (store_active_run(s, service_type, fqn, &active, cause) != 0)
+			goto fail;
+		if (active != NULL && strcmp(active, id) == 0) {
+			free(active);
+			active = NULL;
+		}
+	}
+	if (store_commit(s, cause) != 0)
+		goto fail;
+	*run_id = id;
+	return STORE_OK;
+fail:
+	free(active);
+	free(id);
+	store_rollback(s);
+	return STORE_ERROR;
+}
+
+static json_t *
+json_time(int64_t ms)
+{
+	char buf[40];
+
+	if (ms <= 0)
+		return json_null();
+	ap_format_time(ms, buf, sizeof buf);
+	return json_string(buf);
+}
+
+static json_t *
+json_str_or_null(const unsigned char *t)
+{
+	return t == NULL ? json_null() : json_string((const char *)t);
+}
+
+static int
+store_agents_json(struct store *s, const char *run_id, json_t *arr, char **cause)
+{
+	sqlite3_stmt *st = store_stmt(s, Q_AGENTS_OF, cause);
+	int rc;
+
+	if (st == NULL)
+		return -1;
+	bind_text(st, 1, run_id);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		json_array_append_new(arr, json_pack("{s:o,s:o,s:o,s:o,s:I,s:o,s:o,s:o}",
+		    "agent", json_str_or_null(sqlite3_column_text(st, 0)),
+		    "state", json_str_or_null(sqlite3_column_text(st, 1)),
+		    "dag_id", json_str_or_null(sqlite3_column_text(st, 2)),
+		    "dag_run_id", json_str_or_null(sqlite3_column_text(st, 3)),
+		    "attempts", (json_int_t)sqlite3_column_int64(st, 4),
+		    "started_at", json_time(sqlite3_column_int64(st, 5)),
+		    "finished_at", json_time(sqlite3_column_int64(st, 6)),
+		    "error", json_str_or_null(sqlite3_column_text(st, 8))));
+	}
+	sqlite3_reset(st);
+	if (rc != SQLITE_DONE) {
+		store_set_cause(s, cause, "list agent runs");
+		return -1;
+	}
+	return 0;
+}
+
+/* A run row (columns of Q_RUN_GET) as status JSON, without agents. */
+static json_t *
+store_run_row_json(sqlite3_stmt *st)
+{
+	json_t *agents = json_null();
+	const unsigned char *a = sqlite3_column_text(st, 4);
+
+	if (a != NULL && (agents = json_loads((const char *)a, 0, NULL)) == NULL)
+		agents = json_null();
+	return json_pack("{s:o,s:{s:o,s:o},s:o,s:o,s:o,s:o,s:o,s:o,s:[]}",
+	    "run_id", json_str_or_null(sqlite3_column_text(st, 0)),
+	    "service",
+	    "type", json_str_or_null(sqlite3_column_text(st, 1)),
+	    "fqn", json_str_or_null(sqlite3_column_text(st, 2)),
+	    "state", json_str_or_null(sqlite3_column_text(st, 3)),
+	    "only_agents", agents,
+	    "error", json_str_or_null(sqlite3_column_text(st, 5)),
+	    "created_at", json_time(sqlite3_column_int64(st, 6)),
+	    "started_at", json_time(sqlite3_column_int64(st, 7)),
+	    "finished_at", json_time(sqlite3_column_int64(st, 8)),
+	    "agents");
+}
+
+/* Fills in the agents of each run of arr (a second statement per run). */
+static int
+store_fill_agents(struct store *s, json_t *arr, char **cause)
+{
+	size_t i;
+	json_t *r;
+
+	json_array_foreach(arr, i, r) {
+		if (store_agents_json(s, json_string_value(json_object_get(r, "run_id")),
+		    json_object_get(r, "agents"), cause) != 0)
+			return -1;
+	}
+	return 0;
+}
+
+enum store_result
+store_run_json(struct store *s, const char *run_id, json_t **out, char **cause)
+{
+	sqlite3_stmt *st;
+	json_t *arr = json_array();
+	int rc;
+
+	*out = NULL;
+	/* One read transaction so the run and its agents are one snapshot. */
+	if (store_exec_sql(s, "BEGIN", cause) != 0)
+		goto fail;
+	if ((st = store_stmt(s, Q_RUN_GET, cause)) == NULL)
+		goto fail;
+	bind_text(st, 1, run_id);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		json_array_append_new(arr, store_run_row_json(st));
+	sqlite3_reset(st);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+		store_set_cause(s, cause, "run lookup");
+		goto fail;
+	}
+	if (store_fill_agents(s, arr, cause) != 0)
+		goto fail;
+	store_exec_sql(s, "COMMIT", NULL);
+	if (json_array_size(arr) == 0) {
+		json_decref(arr);
+		return STORE_NOT_FOUND;
+	}
+	*out = json_incref(json_array_get(arr, 0));
+	json_decref(arr);
+	return STORE_OK;
+fail:
+	store_rollback(s);
+	json_decref(arr);
+	return STORE_ERROR;
+}
+
+enum store_result
+store_runs_json(struct store *s, const char *fqn, unsigned limit, json_t **out,
+    char **cause)
+{
+	sqlite3_stmt *st;
+	json_t *arr = json_array();
+	int rc;
+
+	*out = NULL;
+	if (store_exec_sql(s, "BEGIN", cause) != 0)
+		goto fail;
+	if ((st = store_stmt(s, fqn ? Q_RUN_LIST_FQN : Q_RUN_LIST, cause)) == NULL)
+		goto fail;
+	sqlite3_bind_int64(st, 1, limit ? limit : 100);
+	if (fqn != NULL)
+		bind_text(st, 2, fqn);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+		json_array_append_new(arr, store_run_row_json(st));
+	sqlite3_reset(st);
+	if (rc != SQLITE_DONE) {
+		store_set_cause(s, cause, "list runs");
+		goto fail;
+	}
+	if (store_fill_agents(s, arr, cause) != 0)
+		goto fail;
+	store_exec_sql(s, "COMMIT", NULL);
+	*out = arr;
+	return STORE_OK;
+fail:
+	store_rollback(s);
+	json_decref(arr);
+	return STORE_ERROR;
+}
+
+enum store_result
+store_run_counts(struct store *s, int64_t counts[4], char **cause)
+{
+	static const char *const names[4] = { "pending", "running", "succeeded",
+	    "failed" };
+	sqlite3_stmt *st = store_stmt(s, Q_RUN_COUNTS, cause);
+	const char *state;
+	int rc, i;
+
+	memset(counts, 0, 4 * sizeof counts[0]);
+	if (st == NULL)
+		return STORE_ERROR;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		state = (const char *)sqlite3_column_text(st, 0);
+		for (i = 0; i < 4; i++) {
+			if (state != NULL && strcmp(state, names[i]) == 0)
+				counts[i] = sqlite3_column_int64(st, 1);
+		}
+	}
+	sqlite3_reset(st);
+	if (rc != SQLITE_DONE) {
+		store_set_cause(s, cause, "count runs");
+		return STORE_ERROR;
+	}
+	return STORE_OK;
+}
+
+/* True if owner names a process on this host that no longer exists. */
+static bool
+store_owner_dead(struct store *s, const char *owner)
+{
+	size_t hl = strlen(s->host);
+	const char *p;
+	char *end;
+	long pid;
+
+	if (owner == NULL)
+		return true;
+	if (strncmp(owner, s->host, hl) != 0 || owner[hl] != '/')
+		return false;
+	p = owner + hl + 1;
+	errno = 0;
+	pid = strtol(p, &end, 10);
+	if (errno != 0 || end == p || *end != '/' || pid <= 0)
+		return false;
+	if (pid == (long)getpid())
+		return false;
+	return kill((pid_t)pid, 0) != 0 && errno == ESRCH;
+}
+
+static int
+store_claim_one(struct store *s, const char *run_id, bool *claimed, char **cause)
+{
+	sqlite3_stmt *st = store_stmt(s, Q_CLAIM, cause);
+
+	if (st == NULL)
+		return -1;
+	bind_text(st, 1, run_id);
+	bind_text(st, 2, s->owner);
+	sqlite3_bind_int64(st, 3, store_now(s) + s->lease_ms);
+	if (store_exec_stmt(s, st, cause, "claim run") != 0)
+		return -1;
+	*claimed = sqlite3_changes(s->db) > 0;
+	return 0;
+}
+
+/* Whether a run (row of Q_CLAIM_CANDIDATES) may be taken by this handle. */
+static bool
+store_claimable(struct store *s, const char *owner, int64_t lease_until)
+{
+	if (owner == NULL || strcmp(owner, s->owner) == 0)
+		return true;
+	if (lease_until < store_now(s))
+		return true;
+	return store_owner_dead(s, owner);
+}
+
+enum store_result
+store_claim_unfinished(struct store *s, unsigned max, char ***ids, char **cause)
+{
+	sqlite3_stmt *st;
+	char **v = NULL, *id;
+	size_t n = 0, i;
+	int rc;
+	bool claimed;
+
+	*ids = NULL;
+	if (store_begin(s, cause) != 0)
+		return STORE_ERROR;
+	if ((st = store_stmt(s, Q_CLAIM_CANDIDATES, cause)) == NULL)
+		goto fail;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (max != 0 && n >= max)
+			continue;
+		if (!store_claimable(s, (const char *)sqlite3_column_text(st, 1),
+		    sqlite3_column_int64(st, 2)))
+			continue;
+		v = ap_xreallocarray(v, n + 2, sizeof *v);
+		v[n++] = col_text(st, 0);
+		v[n] = NULL;
+	}
+	sqlite3_reset(st);
+	if (rc != SQLITE_DONE) {
+		store_set_cause(s, cause, "list unfinished runs");
+		goto fail;
+	}
+	for (i = 0; i < n; i++) {
+		if (store_claim_one(s, v[i], &claimed, cause) != 0)
+			goto fail;
+	}
+	if (store_commit(s, cause) != 0)
+		goto fail;
+	if (v == NULL)
+		v = ap_xcalloc(1, sizeof *v);
+	*ids = v;
+	(void)id;
+	return STORE_OK;
+fail:
+	store_rollback(s);
+	store_strv_free(v);
+	return STORE_ERROR;
+}
+
+enum store_result
+store_claim(struct store *s, const char *run_id, char **cause)
+{
+	sqlite3_stmt *st;
+	char *owner = NULL;
+	int64_t lease = 0;
+	bool found = false, claimed = false;
+	int rc;
+
+	if (store_begin(s, cause) != 0)
+		return STORE_ERROR;
+	if ((st = store_stmt(s, Q_CLAIM_CANDIDATES, cause)) == NULL)
+		goto fail;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (strcmp((const char *)sqlite3_column_text(st, 0), run_id) != 0)
+			continue;
+		found = true;
+		owner = col_text(st, 1);
+		lease = sqlite3_column_int64(st, 2);
+		break;
+	}
+	sqlite3_reset(st);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+		store_set_cause(s, cause, "claim lookup");
+		goto fail;
+	}
+	if (found && store_claimable(s, owner, lease)) {
+		if (store_claim_one(s, run_id, &claimed, cause) != 0)
+			goto fail;
+	}
+	free(owner);
+	owner = NULL;
+	if (store_commit(s, cause) != 0)
+		goto fail;
+	return claimed ? STORE_OK : STORE_LOST;
+fail:
+	free(owner);
+	store_rollback(s);
+	return STORE_ERROR;
+}
+
+static struct store_run_row *
+store_run_row_from(sqlite3_stmt *st)
+{
+	struct store_run_row *r = ap_xcalloc(1, sizeof *r);
+
+	r->run_id = col_text(st, 0);
+	r->service_type = col_text(st, 1);
+	r->fqn = col_text(st, 2);
+	r->state = col_text(st, 3);
+	r->agents_json = col_text(st, 4);
+	r->error = col_text(st, 5);
+	r->created_at = sqlite3_column_int64(st, 6);
+	r->started_at = sqlite3_column_int64(st, 7);
+	r->finished_at = sqlite3_column_int64(st, 8);
+	return r;
+}
+
+enum store_result
+store_run_load(struct store *s, const char *run_id, struct store_run_row **run,
+    struct store_agent_row **agents, unsigned *nagents, char **cause)
+{
+	struct store_run_row *r = NULL;
+	struct store_agent_row *a = NULL, *x;
+	unsigned n = 0;
+	sqlite3_stmt *st;
+	int rc;
+
+	*run = NULL;
+	*agents = NULL;
+	*nagents = 0;
+	if ((st = store_stmt(s, Q_RUN_GET, cause)) == NULL)
+		return STORE_ERROR;
+	bind_text(st, 1, run_id);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		r = store_run_row_from(st);
+	sqlite3_reset(st);
+	if (rc == SQLITE_DONE)
+		return STORE_NOT_FOUND;
+	if (rc != SQLITE_ROW) {
+		store_set_cause(s, cause, "load run");
+		return STORE_ERROR;
+	}
+	if ((st = store_stmt(s, Q_AGENTS_OF, cause)) == NULL)
+		goto fail;
+	bind_text(st, 1, run_id);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		a = ap_xreallocarray(a, n + 1, sizeof *a);
+		x = &a[n++];
+		x->agent = col_text(st, 0);
+		x->state = col_text(st, 1);
+		x->dag_id = col_text(st, 2);
+		x->dag_run_id = col_text(st, 3);
+		x->attempt = (unsigned)sqlite3_column_int64(st, 4);
+		x->started_at = sqlite3_column_int64(st, 5);
+		x->finished_at = sqlite3_column_int64(st, 6);
+		x->next_at = sqlite3_column_int64(st, 7);
+		x->error = col_text(st, 8);
+	}
+	sqlite3_reset(st);
+	if (rc != SQLITE_DONE) {
+		store_set_cause(s, cause, "load agent runs");
+		goto fail;
+	}
+	*run = r;
+	*agents = a;
+	*nagents = n;
+	return STORE_OK;
+fail:
+	while (n > 0)
+		store_agent_row_cleanup(&a[--n]);
+	free(a);
+	store_run_row_free(r);
+	return STORE_ERROR;
+}
+
+enum store_result
+store_run_entity(struct store *s, const char *run_id, char **entity_json, char **cause)
+{
+	sqlite3_stmt *st = store_stmt(s, Q_RUN_ENTITY, cause);
+	int rc;
+
+	*entity_json = NULL;
+	if (st == NULL)
+		return STORE_ERROR;
+	bind_text(st, 1, run_id);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		*entity_json = col_text(st, 0);
+	sqlite3_reset(st);
+	if (rc == SQLITE_DONE)
+		return STORE_NOT_FOUND;
+	if (rc != SQLITE_ROW) {
+		store_set_cause(s, cause, "load run entity");
+		return STORE_ERROR;
+	}
+	return STORE_OK;
+}
+
+enum store_result
+store_run_set_state(struct store *s, const char *run_id, const char *state,
+    const char *error, bool final, char **cause)
+{
+	sqlite3_stmt *st = store_stmt(s, final ? Q_RUN_SET_FINAL : Q_RUN_SET_STATE,
+	    cause);
+
+	if (st == NULL)
+		return STORE_ERROR;
+	bind_text(st, 1, run_id);
+	bind_text(st, 2, state);
+	bind_text(st, 3, error);
+	bind_text(st, 4, s->owner);
+	sqlite3_bind_int64(st, 5, store_now(s));
+	if (store_exec_stmt(s, st, cause, "set run state") != 0)
+		return STORE_ERROR;
+	return sqlite3_changes(s->db) > 0 ? STORE_OK : STORE_LOST;
+}
+
+enum store_result
+store_agent_save(struct store *s, const char *run_id, const struct store_agent_row *a,
+    char **cause)
+{
+	sqlite3_stmt *st = store_stmt(s, Q_AGENT_SAVE, cause);
+
+	if (st == NULL)
+		return STORE_ERROR;
+	bind_text(st, 1, run_id);
+	bind_text(st, 2, a->agent);
+	bind_text(st, 3, a->state);
+	bind_text(st, 4, a->dag_id);
+	bind_text(st, 5, a->dag_run_id);
+	sqlite3_bind_int64(st, 6, a->attempt);
+	sqlite3_bind_int64(st, 7, a->started_at);
+	sqlite3_bind_int64(st, 8, a->finished_at);
+	sqlite3_bind_int64(st, 9, a->next_at);
+	bind_text(st, 10, a->error);
+	bind_text(st, 11, s->owner);
+	if (store_exec_stmt(s, st, cause, "save agent run") != 0)
+		return STORE_ERROR;
+	return sqlite3_changes(s->db) > 0 ? STORE_OK : STORE_LOST;
+}
+
+enum store_result
+store_lease_renew(struct store *s, unsigned *renewed, char **cause)
+{
+	sqlite3_stmt *st = store_stmt(s, Q_RENEW, cause);
+
+	if (renewed != NULL)
+		*renewed = 0;
+	if (st == NULL)
+		return STORE_ERROR;
+	bind_text(st, 1, s->owner);
+	sqlite3_bind_int64(st, 2, store_now(s) + s->lease_ms);
+	if (store_exec_stmt(s, st, cause, "renew leases") != 0)
+		return STORE_ERROR;
+	if (renewed != NULL)
+		*renewed = (unsigned)sqlite3_changes(s->db);
+	return STORE_OK;
+}
+
+enum store_result
+store_release_all(struct store *s, char **cause)
+{
+	sqlite3_stmt *st = store_stmt(s, Q_RELEASE, cause);
+
+	if (st == NULL)
+		return STORE_ERROR;
+	bind_text(st, 1, s->owner);
+	return store_exec_stmt(s, st, cause, "release runs") == 0 ? STORE_OK :
+	    STORE_ERROR;
+}

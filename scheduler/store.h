@@ -1,0 +1,176 @@
+/*
+ * store.h — autopilot's durable state in SQLite (WAL): the inbox of accepted
+ * webhook events, the last entity received per service, runs, and agent runs
+ * with their Airflow ids, attempts, timestamps and errors.
+ *
+ * Every function commits before it returns, so a caller may acknowledge or
+ * act on what it stored. Two processes (the server and a CLI re-run) may open
+ * the same database: each unfinished run has an owner and a lease; only the
+ * owner writes its agent rows, and a writer that lost its lease is told so
+ * (STORE_LOST) instead of overwriting.
+ *
+ * Depends on SQLite, jansson and util only; no libevent. Calls block on disk
+ * I/O (and up to busy_timeout_ms on a lock held by the other process); they
+ * are short and may be called from loop callbacks. One handle per thread.
+ *
+ * States are stored as the strings sched.h names them ("pending", ...); the
+ * store does not interpret them beyond "final or not".
+ */
+#ifndef AP_STORE_H
+#define AP_STORE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+/* The schema version this build writes. Older databases are migrated (after
+ * a backup copy); newer ones are refused. */
+#define STORE_SCHEMA_VERSION 2
+
+struct store;
+
+enum store_result {
+	STORE_OK = 0,
+	STORE_ERROR = -1,	/* SQLite error or I/O; *cause says what */
+	STORE_REPEAT = 1,	/* inbox: event id seen before; original answer returned */
+	STORE_NOT_FOUND = 2,	/* no such run / service */
+	STORE_ACTIVE = 3,	/* a run of this service is still active */
+	STORE_LOST = 4		/* the run is no longer ours (lease expired, replaced, ended) */
+};
+
+struct store_options {
+	unsigned busy_timeout_ms;	/* 0: 5000 */
+	bool synchronous_normal;	/* false (default): synchronous=FULL */
+	unsigned target_version;	/* 0: STORE_SCHEMA_VERSION (tests migrate to older) */
+	int64_t lease_ms;		/* 0: 30000; how long a claim lasts unrenewed */
+	const char *owner;		/* NULL: "<host>/<pid>/<random>" */
+};
+
+/*
+ * Opens (creating if needed) the database at path, migrating an older schema
+ * after writing a backup copy (path + ".v<old>.<epoch ms>.bak", logged).
+ * opts may be NULL. Returns NULL and a new *cause on failure, including a
+ * database written by a newer autopilot ("schema version N is newer than
+ * this autopilot's M").
+ */
+struct store *store_open(const char *path, const struct store_options *opts,
+    char **cause);
+/* Closes; accepts NULL. Does not release leases (see store_release_all). */
+void store_close(struct store *s);
+/* The owner id this handle claims runs with (borrowed). */
+const char *store_owner(const struct store *s);
+/* The schema version of the open database, and the backup written at open (NULL if none). */
+unsigned store_schema_version(const struct store *s);
+const char *store_backup_path(const struct store *s);
+/* Now, in epoch milliseconds; tests may replace the clock (NULL: ap_wall_ms). */
+void store_set_clock(struct store *s, int64_t (*now_ms)(void *), void *arg);
+
+/*
+ * Inbox: records an accepted event and the run it starts, in one transaction.
+ * service_type is the OpenMetadata entity type ("databaseService"...), fqn the
+ * service's fully qualified name, entity_json the service entity as received.
+ * The service's last entity is updated too. If the event id was seen before,
+ * returns STORE_REPEAT and the original run id without changing anything.
+ * If the service already has an active run, the event is recorded against
+ * that run (no second run) and STORE_OK is returned with its id.
+ * *run_id is a new string on STORE_OK/STORE_REPEAT.
+ */
+enum store_result store_inbox_accept(struct store *s, const char *event_id,
+    const char *service_type, const char *fqn, const char *entity_json,
+    char **run_id, char **cause);
+
+/* Last entity received for a service: *entity_json and *service_type are new
+ * strings. service_type may be NULL (any type; the newest wins). */
+enum store_result store_service_get(struct store *s, const char *service_type,
+    const char *fqn, char **entity_json, char **type_out, char **cause);
+/* Records the service's entity (as store_inbox_accept does). */
+enum store_result store_service_put(struct store *s, const char *service_type,
+    const char *fqn, const char *entity_json, char **cause);
+
+/*
+ * Creates a pending run (CLI / admin re-run). agents_json: NULL or a JSON
+ * array of agent names to restrict the run to. If the service has an active
+ * run: without replace returns STORE_ACTIVE with *run_id = that run's id;
+ * with replace the old run ends "failed" with error "replaced by <new id>"
+ * and its owner (if any) finds STORE_LOST on its next write. The new run is
+ * not claimed; *run_id is a new string.
+ */
+enum store_result store_run_create(struct store *s, const char *service_type,
+    const char *fqn, const char *entity_json, const char *agents_json,
+    bool replace, char **run_id, char **cause);
+
+/* Run status as PRODUCT.md pins it for `status --json` and GET /api/v1/runs:
+ * {run_id, service{type,fqn}, state, error, created_at, started_at,
+ *  finished_at, agents[{agent,state,dag_id,dag_run_id,attempts,started_at,
+ *  finished_at,error}]} (times RFC 3339 or null). */
+/* One run: *out is a new reference; STORE_NOT_FOUND if no such run. */
+enum store_result store_run_json(struct store *s, const char *run_id,
+    json_t **out, char **cause);
+/* Runs newest first, optionally of one service fqn (NULL: all), at most
+ * limit (0: 100). *out is a new JSON array. */
+enum store_result store_runs_json(struct store *s, const char *fqn,
+    unsigned limit, json_t **out, char **cause);
+/* Counts of runs by state (for /metrics): pending, running, succeeded, failed. */
+enum store_result store_run_counts(struct store *s, int64_t counts[4], char **cause);
+
+/* ---- Below: what the scheduler uses to drive runs. ---- */
+
+/* A run as the scheduler loads it (store_run_row_free frees). */
+struct store_run_row {
+	char *run_id;
+	char *service_type;
+	char *fqn;
+	char *state;
+	char *agents_json;	/* NULL: all agents of the plan */
+	char *error;
+	int64_t created_at, started_at, finished_at;	/* epoch ms, 0 if unset */
+};
+void store_run_row_free(struct store_run_row *r);
+
+/* An agent run row. Strings are owned by the row (store_agent_row_cleanup). */
+struct store_agent_row {
+	char *agent;
+	char *state;
+	char *dag_id;		/* NULL until deployed */
+	char *dag_run_id;	/* NULL until an attempt is triggered */
+	unsigned attempt;	/* 0 before the first attempt */
+	int64_t started_at, finished_at, next_at;	/* epoch ms, 0 if unset */
+	char *error;
+};
+void store_agent_row_cleanup(struct store_agent_row *a);
+
+/*
+ * Claims unfinished runs (pending or running) for this handle's owner: those
+ * with no owner, an expired lease, or an owner process on this host that no
+ * longer exists. At most max (0: no limit), oldest first. *ids is a new
+ * NULL-terminated array of new strings (free with store_strv_free).
+ */
+enum store_result store_claim_unfinished(struct store *s, unsigned max,
+    char ***ids, char **cause);
+/* Claims one run by id: STORE_LOST if it is final or someone else holds it. */
+enum store_result store_claim(struct store *s, const char *run_id, char **cause);
+void store_strv_free(char **v);
+
+/* Loads a run and its agents (*agents a new array of *nagents rows). */
+enum store_result store_run_load(struct store *s, const char *run_id,
+    struct store_run_row **run, struct store_agent_row **agents,
+    unsigned *nagents, char **cause);
+/* The entity the run was created with: a new string. */
+enum store_result store_run_entity(struct store *s, const char *run_id,
+    char **entity_json, char **cause);
+
+/* Sets the run's state (and error, may be NULL); final states also release
+ * the claim. STORE_LOST if the run is not ours any more. */
+enum store_result store_run_set_state(struct store *s, const char *run_id,
+    const char *state, const char *error, bool final, char **cause);
+/* Inserts or updates one agent row of an owned run. STORE_LOST if not ours. */
+enum store_result store_agent_save(struct store *s, const char *run_id,
+    const struct store_agent_row *a, char **cause);
+
+/* Renews the lease of every run this handle owns; returns how many. */
+enum store_result store_lease_renew(struct store *s, unsigned *renewed, char **cause);
+/* Gives up every claim of this handle (graceful shutdown). */
+enum store_result store_release_all(struct store *s, char **cause);
+
+#endif

@@ -1,0 +1,443 @@
+/* test_store.c — the SQLite store: schema migrations and backup, refusal of
+ * newer databases, inbox idempotence, re-run refusal/replace, status JSON,
+ * claims and leases between two handles, recovery of unfinished runs. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+#include "store.h"
+#include "util.h"
+
+static char tmpdir[256];
+
+static char *
+db_path(const char *name)
+{
+	return ap_xprintf("%s/%s", tmpdir, name);
+}
+
+static int
+setup_dir(void **state)
+{
+	snprintf(tmpdir, sizeof tmpdir, "/tmp/test_store.XXXXXX");
+	assert_non_null(mkdtemp(tmpdir));
+	return 0;
+}
+
+static int
+teardown_dir(void **state)
+{
+	char *cmd = ap_xprintf("rm -rf '%s'", tmpdir);
+
+	assert_int_equal(system(cmd), 0);
+	free(cmd);
+	return 0;
+}
+
+static struct store *
+open_ok(const char *path, const struct store_options *o)
+{
+	char *cause = NULL;
+	struct store *s = store_open(path, o, &cause);
+
+	if (s == NULL)
+		fail_msg("store_open: %s", cause);
+	return s;
+}
+
+static int64_t fake_now = 1700000000000LL;
+
+static int64_t
+fake_clock(void *arg)
+{
+	return *(int64_t *)arg;
+}
+
+static void
+test_fresh_open_is_current_and_wal(void **state)
+{
+	char *p = db_path("fresh.db");
+	struct store *s = open_ok(p, NULL);
+	sqlite3 *db;
+	sqlite3_stmt *st;
+
+	assert_int_equal(store_schema_version(s), STORE_SCHEMA_VERSION);
+	assert_null(store_backup_path(s));
+	store_close(s);
+	assert_int_equal(sqlite3_open(p, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &st, NULL),
+	    SQLITE_OK);
+	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+	assert_string_equal((const char *)sqlite3_column_text(st, 0), "wal");
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	/* Reopening a current database neither migrates nor backs up. */
+	s = open_ok(p, NULL);
+	assert_null(store_backup_path(s));
+	store_close(s);
+	free(p);
+}
+
+static void
+test_migration_from_v1_backs_up_and_keeps_data(void **state)
+{
+	struct store_options o = { .target_version = 1 };
+	char *p = db_path("old.db"), *cause = NULL, *run_id = NULL, *ent = NULL;
+	struct store *s;
+	sqlite3 *db;
+	sqlite3_stmt *st;
+	struct stat sb;
+	json_t *j = NULL;
+
+	s = open_ok(p, &o);
+	assert_int_equal(store_schema_version(s), 1);
+	store_close(s);
+	/* Put data in with the v1 schema, as an old autopilot would have. */
+	assert_int_equal(sqlite3_open(p, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db,
+	    "INSERT INTO runs (run_id, service_type, fqn, state, entity, created_at)"
+	    " VALUES ('rold', 'databaseService', 'pg', 'succeeded', '{}', 1);"
+	    "INSERT INTO services VALUES ('databaseService', 'pg', '{\"name\":\"pg\"}', 1);",
+	    NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+
+	s = open_ok(p, NULL);
+	assert_int_equal(store_schema_version(s), STORE_SCHEMA_VERSION);
+	assert_non_null(store_backup_path(s));
+	assert_int_equal(stat(store_backup_path(s), &sb), 0);
+	/* The backup is the old database: version 1, with the old row. */
+	assert_int_equal(sqlite3_open(store_backup_path(s), &db), SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL),
+	    SQLITE_OK);
+	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+	assert_int_equal(sqlite3_column_int(st, 0), 1);
+	sqlite3_finalize(st);
+	assert_int_equal(sqlite3_prepare_v2(db, "SELECT count(*) FROM runs", -1, &st,
+	    NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+	assert_int_equal(sqlite3_column_int(st, 0), 1);
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	/* Data survived the migration and the new columns work. */
+	assert_int_equal(store_run_json(s, "rold", &j, &cause), STORE_OK);
+	assert_string_equal(json_string_value(json_object_get(j, "state")), "succeeded");
+	json_decref(j);
+	assert_int_equal(store_service_get(s, NULL, "pg", &ent, NULL, &cause), STORE_OK);
+	assert_string_equal(ent, "{\"name\":\"pg\"}");
+	free(ent);
+	assert_int_equal(store_run_create(s, "databaseService", "pg", "{}", NULL, false,
+	    &run_id, &cause), STORE_OK);
+	free(run_id);
+	store_close(s);
+	free(p);
+}
+
+static void
+test_newer_database_is_refused(void **state)
+{
+	char *p = db_path("newer.db"), *cause = NULL;
+	struct store *s = open_ok(p, NULL);
+	sqlite3 *db;
+	char sql[64];
+
+	store_close(s);
+	assert_int_equal(sqlite3_open(p, &db), SQLITE_OK);
+	snprintf(sql, sizeof sql, "PRAGMA user_version = %d", STORE_SCHEMA_VERSION + 1);
+	assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+	s = store_open(p, NULL, &cause);
+	assert_null(s);
+	assert_non_null(cause);
+	assert_non_null(strstr(cause, "newer"));
+	free(cause);
+	free(p);
+}
+
+static void
+test_inbox_is_idempotent(void **state)
+{
+	char *p = db_path("inbox.db"), *cause = NULL, *r1, *r2, *r3, *ent, *type;
+	struct store *s = open_ok(p, NULL);
+
+	assert_int_equal(store_inbox_accept(s, "ev-1", "databaseService", "pg1",
+	    "{\"name\":\"pg1\"}", &r1, &cause), STORE_OK);
+	assert_int_equal(store_inbox_accept(s, "ev-1", "databaseService", "pg1",
+	    "{\"name\":\"pg1\"}", &r2, &cause), STORE_REPEAT);
+	assert_string_equal(r1, r2);
+	free(r2);
+	/* Another event for a service with an active run joins that run. */
+	assert_int_equal(store_inbox_accept(s, "ev-2", "databaseService", "pg1",
+	    "{\"name\":\"pg1\",\"v\":2}", &r2, &cause), STORE_OK);
+	assert_string_equal(r1, r2);
+	free(r2);
+	/* A different service gets its own run. */
+	assert_int_equal(store_inbox_accept(s, "ev-3", "databaseService", "pg2",
+	    "{}", &r3, &cause), STORE_OK);
+	assert_string_not_equal(r1, r3);
+	assert_int_equal(store_service_get(s, "databaseService", "pg1", &ent, &type,
+	    &cause), STORE_OK);
+	assert_string_equal(ent, "{\"name\":\"pg1\",\"v\":2}");
+	assert_string_equal(type, "databaseService");
+	free(ent);
+	free(type);
+	assert_int_equal(store_service_get(s, NULL, "nope", &ent, NULL, &cause),
+	    STORE_NOT_FOUND);
+	/* The answer survives a reopen. */
+	store_close(s);
+	s = open_ok(p, NULL);
+	assert_int_equal(store_inbox_accept(s, "ev-1", "x", "y", "{}", &r2, &cause),
+	    STORE_REPEAT);
+	assert_string_equal(r1, r2);
+	free(r1);
+	free(r2);
+	free(r3);
+	store_close(s);
+	free(p);
+}
+
+static void
+test_rerun_refused_while_active_then_replace(void **state)
+{
+	char *p = db_path("rerun.db"), *cause = NULL, *r1, *r2, *r3;
+	struct store *s = open_ok(p, NULL);
+	json_t *j;
+
+	assert_int_equal(store_run_create(s, "databaseService", "svc", "{}", NULL, false,
+	    &r1, &cause), STORE_OK);
+	assert_int_equal(store_run_create(s, "databaseService", "svc", "{}", NULL, false,
+	    &r2, &cause), STORE_ACTIVE);
+	assert_string_equal(r1, r2);
+	free(r2);
+	assert_int_equal(store_claim(s, r1, &cause), STORE_OK);
+	assert_int_equal(store_run_create(s, "databaseService", "svc", "{}",
+	    "[\"metadata\"]", true, &r2, &cause), STORE_OK);
+	assert_string_not_equal(r1, r2);
+	assert_int_equal(store_run_json(s, r1, &j, &cause), STORE_OK);
+	assert_string_equal(json_string_value(json_object_get(j, "state")), "failed");
+	assert_non_null(strstr(json_string_value(json_object_get(j, "error")), r2));
+	json_decref(j);
+	/* The old run's owner finds it is not its own any more. */
+	struct store_agent_row a = { .agent = "metadata", .state = "deploying" };
+	assert_int_equal(store_agent_save(s, r1, &a, &cause), STORE_LOST);
+	assert_int_equal(store_run_set_state(s, r1, "running", NULL, false, &cause),
+	    STORE_LOST);
+	/* Once the new run finishes, the service may run again and again. */
+	assert_int_equal(store_claim(s, r2, &cause), STORE_OK);
+	assert_int_equal(store_run_set_state(s, r2, "succeeded", NULL, true, &cause),
+	    STORE_OK);
+	assert_int_equal(store_run_create(s, "databaseService", "svc", "{}", NULL, false,
+	    &r3, &cause), STORE_OK);
+	free(r1);
+	free(r2);
+	free(r3);
+	store_close(s);
+	free(p);
+}
+
+static void
+test_status_json_shape(void **state)
+{
+	char *p = db_path("status.db"), *cause = NULL, *r1;
+	struct store *s = open_ok(p, NULL);
+	struct store_agent_row a = { .agent = "metadata", .state = "running",
+	    .dag_id = "svc_metadata", .dag_run_id = "ap-x-1", .attempt = 1,
+	    .started_at = 1700000000000LL };
+	struct store_agent_row b = { .agent = "lineage", .state = "pending" };
+	json_t *j, *ag, *list;
+
+	assert_int_equal(store_inbox_accept(s, "e", "databaseService", "svc", "{}", &r1,
+	    &cause), STORE_OK);
+	assert_int_equal(store_claim(s, r1, &cause), STORE_OK);
+	assert_int_equal(store_run_set_state(s, r1, "running", NULL, false, &cause),
+	    STORE_OK);
+	assert_int_equal(store_agent_save(s, r1, &a, &cause), STORE_OK);
+	assert_int_equal(store_agent_save(s, r1, &b, &cause), STORE_OK);
+	a.state = "succeeded";
+	a.finished_at = 1700000001000LL;
+	assert_int_equal(store_agent_save(s, r1, &a, &cause), STORE_OK);
+	assert_int_equal(store_run_json(s, r1, &j, &cause), STORE_OK);
+	assert_string_equal(json_string_value(json_object_get(j, "run_id")), r1);
+	assert_string_equal(json_string_value(json_object_get(json_object_get(j,
+	    "service"), "type")), "databaseService");
+	assert_string_equal(json_string_value(json_object_get(json_object_get(j,
+	    "service"), "fqn")), "svc");
+	assert_string_equal(json_string_value(json_object_get(j, "state")), "running");
+	assert_int_equal(json_array_size(json_object_get(j, "agents")), 2);
+	ag = json_array_get(json_object_get(j, "agents"), 0);
+	assert_string_equal(json_string_value(json_object_get(ag, "agent")), "metadata");
+	assert_string_equal(json_string_value(json_object_get(ag, "state")), "succeeded");
+	assert_string_equal(json_string_value(json_object_get(ag, "dag_id")),
+	    "svc_metadata");
+	assert_string_equal(json_string_value(json_object_get(ag, "dag_run_id")),
+	    "ap-x-1");
+	assert_int_equal(json_integer_value(json_object_get(ag, "attempts")), 1);
+	assert_string_equal(json_string_value(json_object_get(ag, "started_at")),
+	    "2023-11-14T22:13:20.000Z");
+	assert_true(json_is_string(json_object_get(ag, "finished_at")));
+	assert_true(json_is_null(json_object_get(ag, "error")));
+	ag = json_array_get(json_object_get(j, "agents"), 1);
+	assert_true(json_is_null(json_object_get(ag, "dag_run_id")));
+	assert_true(json_is_null(json_object_get(ag, "started_at")));
+	json_decref(j);
+	assert_int_equal(store_runs_json(s, NULL, 0, &list, &cause), STORE_OK);
+	assert_int_equal(json_array_size(list), 1);
+	json_decref(list);
+	assert_int_equal(store_runs_json(s, "other", 0, &list, &cause), STORE_OK);
+	assert_int_equal(json_array_size(list), 0);
+	json_decref(list);
+	assert_int_equal(store_run_json(s, "nope", &j, &cause), STORE_NOT_FOUND);
+	int64_t counts[4];
+	assert_int_equal(store_run_counts(s, counts, &cause), STORE_OK);
+	assert_int_equal(counts[1], 1);
+	free(r1);
+	store_close(s);
+	free(p);
+}
+
+static void
+test_leases_between_two_handles(void **state)
+{
+	struct store_options o = { .lease_ms = 1000 };
+	char *p = db_path("lease.db"), *cause = NULL, *r1, *r2, **ids;
+	struct store *a, *b;
+	struct store_agent_row row = { .agent = "metadata", .state = "deploying" };
+	unsigned n;
+	int64_t now_a = fake_now, now_b = fake_now;
+
+	a = open_ok(p, &o);
+	b = open_ok(p, &o);
+	store_set_clock(a, fake_clock, &now_a);
+	store_set_clock(b, fake_clock, &now_b);
+	assert_string_not_equal(store_owner(a), store_owner(b));
+	assert_int_equal(store_run_create(a, "databaseService", "s1", "{}", NULL, false,
+	    &r1, &cause), STORE_OK);
+	assert_int_equal(store_run_create(a, "databaseService", "s2", "{}", NULL, false,
+	    &r2, &cause), STORE_OK);
+	/* a claims both; b finds nothing to claim while a's lease holds. */
+	assert_int_equal(store_claim_unfinished(a, 0, &ids, &cause), STORE_OK);
+	assert_non_null(ids[0]);
+	assert_non_null(ids[1]);
+	assert_null(ids[2]);
+	store_strv_free(ids);
+	assert_int_equal(store_claim_unfinished(b, 0, &ids, &cause), STORE_OK);
+	assert_null(ids[0]);
+	store_strv_free(ids);
+	assert_int_equal(store_claim(b, r1, &cause), STORE_LOST);
+	assert_int_equal(store_agent_save(b, r1, &row, &cause), STORE_LOST);
+	assert_int_equal(store_agent_save(a, r1, &row, &cause), STORE_OK);
+	/* a renews; time passes but not past the renewed lease. */
+	now_a += 800;
+	now_b += 800;
+	assert_int_equal(store_lease_renew(a, &n, &cause), STORE_OK);
+	assert_int_equal(n, 2);
+	now_b += 800;
+	assert_int_equal(store_claim(b, r1, &cause), STORE_LOST);
+	/* a stops renewing: after expiry b takes over and a is locked out. */
+	now_b += 2000;
+	assert_int_equal(store_claim_unfinished(b, 1, &ids, &cause), STORE_OK);
+	assert_string_equal(ids[0], r1);
+	assert_null(ids[1]);
+	store_strv_free(ids);
+	assert_int_equal(store_agent_save(a, r1, &row, &cause), STORE_LOST);
+	assert_int_equal(store_agent_save(b, r1, &row, &cause), STORE_OK);
+	/* Graceful release hands a's remaining run over at once. */
+	now_b = now_a;
+	assert_int_equal(store_claim(b, r2, &cause), STORE_LOST);
+	assert_int_equal(store_release_all(a, &cause), STORE_OK);
+	assert_int_equal(store_claim(b, r2, &cause), STORE_OK);
+	/* Final runs are never claimed again. */
+	assert_int_equal(store_run_set_state(b, r2, "succeeded", NULL, true, &cause),
+	    STORE_OK);
+	assert_int_equal(store_claim(a, r2, &cause), STORE_LOST);
+	free(r1);
+	free(r2);
+	store_close(a);
+	store_close(b);
+	free(p);
+}
+
+static void
+test_recovery_after_owner_died(void **state)
+{
+	char *p = db_path("dead.db"), *cause = NULL, *r1, **ids, hostname[256];
+	struct store_options o = { .lease_ms = 3600000 };
+	struct store *a, *b;
+	struct store_run_row *run;
+	struct store_agent_row *agents;
+	struct store_agent_row row = { .agent = "metadata", .state = "queued",
+	    .dag_id = "d", .dag_run_id = "d-r-1", .attempt = 1, .next_at = 5 };
+	unsigned n;
+	pid_t pid;
+	char *owner;
+	int st;
+
+	/* An owner id naming a process of this host that has exited. */
+	pid = fork();
+	if (pid == 0)
+		_exit(0);
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	gethostname(hostname, sizeof hostname);
+	hostname[sizeof hostname - 1] = '\0';
+	owner = ap_xprintf("%s/%ld/abc", hostname, (long)pid);
+	o.owner = owner;
+	a = open_ok(p, &o);
+	assert_int_equal(store_run_create(a, "databaseService", "s1", "{\"e\":1}", NULL,
+	    false, &r1, &cause), STORE_OK);
+	assert_int_equal(store_claim(a, r1, &cause), STORE_OK);
+	assert_int_equal(store_run_set_state(a, r1, "running", NULL, false, &cause),
+	    STORE_OK);
+	assert_int_equal(store_agent_save(a, r1, &row, &cause), STORE_OK);
+	store_close(a);	/* "crash": no release */
+
+	o.owner = NULL;
+	b = open_ok(p, &o);
+	assert_int_equal(store_claim_unfinished(b, 0, &ids, &cause), STORE_OK);
+	assert_non_null(ids[0]);
+	assert_string_equal(ids[0], r1);
+	store_strv_free(ids);
+	assert_int_equal(store_run_load(b, r1, &run, &agents, &n, &cause), STORE_OK);
+	assert_string_equal(run->state, "running");
+	assert_int_equal(n, 1);
+	assert_string_equal(agents[0].state, "queued");
+	assert_string_equal(agents[0].dag_run_id, "d-r-1");
+	assert_int_equal(agents[0].attempt, 1);
+	assert_int_equal(agents[0].next_at, 5);
+	store_agent_row_cleanup(&agents[0]);
+	free(agents);
+	store_run_row_free(run);
+	char *ent;
+	assert_int_equal(store_run_entity(b, r1, &ent, &cause), STORE_OK);
+	assert_string_equal(ent, "{\"e\":1}");
+	free(ent);
+	free(r1);
+	free(owner);
+	store_close(b);
+	free(p);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_fresh_open_is_current_and_wal),
+		cmocka_unit_test(test_migration_from_v1_backs_up_and_keeps_data),
+		cmocka_unit_test(test_newer_database_is_refused),
+		cmocka_unit_test(test_inbox_is_idempotent),
+		cmocka_unit_test(test_rerun_refused_while_active_then_replace),
+		cmocka_unit_test(test_status_json_shape),
+		cmocka_unit_test(test_leases_between_two_handles),
+		cmocka_unit_test(test_recovery_after_owner_died),
+	};
+
+	return cmocka_run_group_tests(tests, setup_dir, teardown_dir);
+}
