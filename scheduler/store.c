@@ -90,6 +90,7 @@ enum store_stmt_id {
 	Q_ACTIVE_RUN,
 	Q_RUN_INSERT,
 	Q_RUN_REPLACE,
+	Q_RUN_REPLACE_AGENTS,
 	Q_RUN_GET,
 	Q_RUN_LIST,
 	Q_RUN_LIST_FQN,
@@ -126,6 +127,9 @@ static const char *const store_sql[Q_MAX] = {
 	    " agents, created_at) VALUES (?1, ?2, ?3, 'pending', ?4, ?5, ?6)",
 	[Q_RUN_REPLACE] = "UPDATE runs SET state = 'failed', error = ?2,"
 	    " finished_at = ?3, owner = NULL, lease_until = 0 WHERE run_id = ?1",
+	[Q_RUN_REPLACE_AGENTS] = "UPDATE agent_runs SET state = 'failed', error = ?2,"
+	    " finished_at = ?3 WHERE run_id = ?1 AND state NOT IN"
+	    " ('succeeded','failed','timed_out','skipped','lost')",
 	[Q_RUN_GET] = "SELECT run_id, service_type, fqn, state, agents, error,"
 	    " created_at, started_at, finished_at FROM runs WHERE run_id = ?1",
 	[Q_RUN_LIST] = "SELECT run_id, service_type, fqn, state, agents, error,"
@@ -782,8 +786,20 @@ store_run_create(struct store *s, const char *service_type, const char *fqn,
 		bind_text(st, 1, active);
 		bind_text(st, 2, why);
 		sqlite3_bind_int64(st, 3, store_now(s));
+		if (store_exec_stmt(s, st, cause, "replace run") != 0) {
+			free(why);
+			goto fail;
+		}
+		/* Its unfinished agents end too: nothing stays "running". */
+		if ((st = store_stmt(s, Q_RUN_REPLACE_AGENTS, cause)) == NULL) {
+			free(why);
+			goto fail;
+		}
+		bind_text(st, 1, active);
+		bind_text(st, 2, why);
+		sqlite3_bind_int64(st, 3, store_now(s));
 		free(why);
-		if (store_exec_stmt(s, st, cause, "replace run") != 0)
+		if (store_exec_stmt(s, st, cause, "replace run agents") != 0)
 			goto fail;
 		ap_info("store: run %s of %s replaced by %s", active, fqn, id);
 		free(active);

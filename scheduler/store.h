@@ -92,7 +92,8 @@ enum store_result store_service_put(struct store *s, const char *service_type,
  * Creates a pending run (CLI / admin re-run). agents_json: NULL or a JSON
  * array of agent names to restrict the run to. If the service has an active
  * run: without replace returns STORE_ACTIVE with *run_id = that run's id;
- * with replace the old run ends "failed" with error "replaced by <new id>"
+ * with replace the old run and its unfinished agents end "failed" with error
+ * "replaced by <new id>"
  * and its owner (if any) finds STORE_LOST on its next write. The new run is
  * not claimed; *run_id is a new string.
  */

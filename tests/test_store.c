@@ -219,18 +219,25 @@ test_rerun_refused_while_active_then_replace(void **state)
 	assert_string_equal(r1, r2);
 	free(r2);
 	assert_int_equal(store_claim(s, r1, &cause), STORE_OK);
+	struct store_agent_row m = { .agent = "metadata", .state = "running" };
+	assert_int_equal(store_agent_save(s, r1, &m, &cause), STORE_OK);
 	assert_int_equal(store_run_create(s, "databaseService", "svc", "{}",
 	    "[\"metadata\"]", true, &r2, &cause), STORE_OK);
 	assert_string_not_equal(r1, r2);
 	assert_int_equal(store_run_json(s, r1, &j, &cause), STORE_OK);
 	assert_string_equal(json_string_value(json_object_get(j, "state")), "failed");
 	assert_non_null(strstr(json_string_value(json_object_get(j, "error")), r2));
-	json_decref(j);
 	/* The old run's owner finds it is not its own any more. */
 	struct store_agent_row a = { .agent = "metadata", .state = "deploying" };
 	assert_int_equal(store_agent_save(s, r1, &a, &cause), STORE_LOST);
+	json_decref(j);
+	assert_int_equal(store_run_json(s, r1, &j, &cause), STORE_OK);
 	assert_int_equal(store_run_set_state(s, r1, "running", NULL, false, &cause),
 	    STORE_LOST);
+	/* Its agent did not stay "running" either. */
+	assert_string_equal(json_string_value(json_object_get(json_array_get(
+	    json_object_get(j, "agents"), 0), "state")), "failed");
+	json_decref(j);
 	/* Once the new run finishes, the service may run again and again. */
 	assert_int_equal(store_claim(s, r2, &cause), STORE_OK);
 	assert_int_equal(store_run_set_state(s, r2, "succeeded", NULL, true, &cause),

@@ -1,0 +1,1701 @@
+/*
+ * sched.c — the run and agent state machines and their executor on the
+ * caller's libevent loop.
+ *
+ * Each agent of a run is a small struct with one timer and at most one
+ * Airflow request outstanding; what it does next is decided in one switch
+ * (sched_agent_act) from its state and its pending action. Every state
+ * change goes through sched_agent_set_state() / sched_run_set_state(), which
+ * check the transition table, log old -> new, commit to the store and only
+ * then run the on-enter action. A crash between any two steps therefore
+ * leaves a persisted state from which sched_run_load() resumes: the one step
+ * that may or may not have reached Airflow (a trigger) is repeated with the
+ * same deterministic dag_run_id, and Airflow's 409 makes the client adopt
+ * the existing run instead of starting a second one.
+ *
+ * Runs and agents are never freed inside their own callbacks: a finished or
+ * abandoned run is marked dead, its timers and requests cancelled, and freed
+ * by the reaper event on a later loop turn.
+ *
+ * Depends on libevent, the store, the airflow_ops table and the planner
+ * table; no libcurl, no SQL.
+ */
+#include "sched.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/queue.h>
+
+#include <event2/event.h>
+
+#include "log.h"
+#include "util.h"
+
+/* What an agent's timer or callback does next, within its state. */
+enum sched_act {
+	ACT_NONE,
+	ACT_START,	/* retry backoff over: become ready */
+	ACT_DEPLOY,
+	ACT_GET_DAG,
+	ACT_UNPAUSE,
+	ACT_TRIGGER,
+	ACT_GET_RUN,
+	ACT_FAIL_RUN,	/* timed out: fail the Airflow run, then TIMED_OUT */
+	ACT_MAX
+};
+
+static const char *const sched_act_names[ACT_MAX] = {
+	"none", "start", "deploy", "get_dag", "unpause", "trigger", "get_run",
+	"fail_run"
+};
+
+struct sched_run;
+
+struct sched_agent {
+	struct sched_run *run;
+	unsigned idx;
+	enum sched_agent_state state;
+	enum sched_act act;
+	unsigned attempt;
+	unsigned streak;	/* consecutive "Airflow unavailable" answers */
+	unsigned poll_ms;
+	char *dag_id;
+	char *dag_run_id;
+	char *error;
+	int64_t started_at, finished_at, next_at;
+	int64_t parse_deadline;
+	struct event *timer;
+	struct airflow_req *req;
+	bool in_flight;		/* holds one of max_agents_in_flight */
+	bool ready;		/* prerequisites done, waiting for a slot */
+	bool retry_wait;	/* pending until next_at (retry backoff) */
+	bool skip_ok;		/* skipped as unsupported: counts as success */
+};
+
+struct sched_run {
+	struct sched *s;
+	char *run_id;
+	char *service_type;
+	char *fqn;
+	enum sched_run_state state;
+	bool dead;
+	bool in_ring;
+	bool advancing, advance_again;
+	unsigned nagents;
+	struct sched_plan_view plan;
+	struct sched_agent agents[SCHED_MAX_AGENTS];
+	TAILQ_ENTRY(sched_run) link;		/* s->runs or s->dead */
+	TAILQ_ENTRY(sched_run) ring_link;	/* s->ring: runs with ready agents */
+};
+TAILQ_HEAD(sched_run_list, sched_run);
+
+struct sched_retake {
+	struct sched *s;
+	struct event *ev;
+	char *run_id;
+	TAILQ_ENTRY(sched_retake) link;
+};
+TAILQ_HEAD(sched_retake_list, sched_retake);
+
+struct sched {
+	struct event_base *base;
+	struct store *store;
+	const struct airflow_ops *ops;
+	void *airflow;
+	const struct sched_planner *planner;
+	void *planner_impl;
+	struct sched_config cfg;
+	sched_observer_cb observer;
+	void *observer_arg;
+	struct sched_run_list runs;
+	struct sched_run_list dead;
+	struct sched_run_list ring;
+	struct sched_retake_list retakes;
+	unsigned nruns;
+	unsigned in_flight;
+	bool started, stopped, recover;
+	json_t *empty_conf;
+	struct event *kick_ev;		/* dispatch ready agents */
+	struct event *reap_ev;		/* free dead runs */
+	struct event *lease_ev;
+	struct event *rescan_ev;
+};
+
+static const char *const run_state_names[SCHED_RUN_STATE_MAX] = {
+	"pending", "running", "succeeded", "failed"
+};
+
+static const char *const agent_state_names[SCHED_AGENT_STATE_MAX] = {
+	"pending", "deploying", "waiting_for_dag", "queued", "running",
+	"succeeded", "failed", "timed_out", "skipped", "lost"
+};
+
+#define R(x) (1u << SCHED_RUN_##x)
+static const unsigned run_moves[SCHED_RUN_STATE_MAX] = {
+	[SCHED_RUN_PENDING] = R(RUNNING) | R(FAILED),
+	[SCHED_RUN_RUNNING] = R(SUCCEEDED) | R(FAILED),
+	[SCHED_RUN_SUCCEEDED] = 0,
+	[SCHED_RUN_FAILED] = 0,
+};
+#undef R
+
+/*
+ * The agent transition table. Back to PENDING is a retry (a new attempt
+ * after backoff). TIMED_OUT is reachable from every in-flight state because
+ * the agent's timeout bounds the whole attempt, Airflow outages included.
+ */
+#define A(x) (1u << SCHED_AGENT_##x)
+#define A_FAILS (A(PENDING) | A(FAILED) | A(TIMED_OUT))
+static const unsigned agent_moves[SCHED_AGENT_STATE_MAX] = {
+	[SCHED_AGENT_PENDING] = A(DEPLOYING) | A(SKIPPED) | A(FAILED),
+	[SCHED_AGENT_DEPLOYING] = A(WAITING_FOR_DAG) | A_FAILS,
+	[SCHED_AGENT_WAITING_FOR_DAG] = A(QUEUED) | A(SUCCEEDED) | A_FAILS,
+	[SCHED_AGENT_QUEUED] = A(RUNNING) | A(SUCCEEDED) | A(LOST) | A_FAILS,
+	[SCHED_AGENT_RUNNING] = A(SUCCEEDED) | A(LOST) | A_FAILS,
+	[SCHED_AGENT_SUCCEEDED] = 0,
+	[SCHED_AGENT_FAILED] = 0,
+	[SCHED_AGENT_TIMED_OUT] = 0,
+	[SCHED_AGENT_SKIPPED] = 0,
+	[SCHED_AGENT_LOST] = 0,
+};
+#undef A_FAILS
+#undef A
+
+const char *
+sched_run_state_name(enum sched_run_state s)
+{
+	return (unsigned)s < SCHED_RUN_STATE_MAX ? run_state_names[s] : "?";
+}
+
+const char *
+sched_agent_state_name(enum sched_agent_state s)
+{
+	return (unsigned)s < SCHED_AGENT_STATE_MAX ? agent_state_names[s] : "?";
+}
+
+bool
+sched_run_state_parse(const char *name, enum sched_run_state *out)
+{
+	unsigned i;
+
+	for (i = 0; name != NULL && i < SCHED_RUN_STATE_MAX; i++) {
+		if (strcmp(name, run_state_names[i]) == 0) {
+			*out = (enum sched_run_state)i;
+			return true;
+		}
+	}
+	return false;
+}
+
+bool
+sched_agent_state_parse(const char *name, enum sched_agent_state *out)
+{
+	unsigned i;
+
+	for (i = 0; name != NULL && i < SCHED_AGENT_STATE_MAX; i++) {
+		if (strcmp(name, agent_state_names[i]) == 0) {
+			*out = (enum sched_agent_state)i;
+			return true;
+		}
+	}
+	return false;
+}
+
+bool
+sched_run_state_final(enum sched_run_state s)
+{
+	return s == SCHED_RUN_SUCCEEDED || s == SCHED_RUN_FAILED;
+}
+
+bool
+sched_agent_state_final(enum sched_agent_state s)
+{
+	return s >= SCHED_AGENT_SUCCEEDED && s < SCHED_AGENT_STATE_MAX;
+}
+
+bool
+sched_run_transition_legal(enum sched_run_state from, enum sched_run_state to)
+{
+	if ((unsigned)from >= SCHED_RUN_STATE_MAX || (unsigned)to >= SCHED_RUN_STATE_MAX)
+		return false;
+	return (run_moves[from] & (1u << to)) != 0;
+}
+
+bool
+sched_agent_transition_legal(enum sched_agent_state from, enum sched_agent_state to)
+{
+	if ((unsigned)from >= SCHED_AGENT_STATE_MAX ||
+	    (unsigned)to >= SCHED_AGENT_STATE_MAX)
+		return false;
+	return (agent_moves[from] & (1u << to)) != 0;
+}
+
+static bool
+agent_active(enum sched_agent_state st)
+{
+	return st >= SCHED_AGENT_DEPLOYING && st <= SCHED_AGENT_RUNNING;
+}
+
+/* ---- Configuration. ---- */
+
+void
+sched_config_defaults(struct sched_config *c)
+{
+	memset(c, 0, sizeof *c);
+	c->max_agents_in_flight = 64;
+	c->poll_initial_ms = 2000;
+	c->poll_max_ms = 60000;
+	c->poll_floor_ms = 500;
+	c->poll_backoff = 1.5;
+	c->dag_parse_deadline_s = 600;
+	c->unreachable_retry_max_ms = 60000;
+	c->lease_ms = 30000;
+	c->rescan_ms = 10000;
+}
+
+static int
+cfg_uint(const char *key, json_t *v, unsigned min, unsigned max, unsigned *out,
+    char **cause)
+{
+	json_int_t i;
+
+	if (!json_is_integer(v)) {
+		*cause = ap_xprintf("scheduler.%s: must be an integer", key);
+		return -1;
+	}
+	i = json_integer_value(v);
+	if (i < (json_int_t)min || i > (json_int_t)max) {
+		*cause = ap_xprintf("scheduler.%s: must be between %u and %u", key, min,
+		    max);
+		return -1;
+	}
+	*out = (unsigned)i;
+	return 0;
+}
+
+int
+sched_config_from_json(const json_t *section, struct sched_config *out, char **cause)
+{
+	struct sched_config c;
+	const char *key;
+	json_t *v;
+
+	sched_config_defaults(&c);
+	if (section != NULL && !json_is_null(section)) {
+		if (!json_is_object(section)) {
+			*cause = ap_xstrdup("scheduler: must be an object");
+			return -1;
+		}
+		json_object_foreach((json_t *)section, key, v) {
+			int rc;
+
+			if (strcmp(key, "max_agents_in_flight") == 0)
+				rc = cfg_uint(key, v, 1, 100000, &c.max_agents_in_flight, cause);
+			else if (strcmp(key, "poll_initial_ms") == 0)
+				rc = cfg_uint(key, v, 1, 86400000, &c.poll_initial_ms, cause);
+			else if (strcmp(key, "poll_max_ms") == 0)
+				rc = cfg_uint(key, v, 1, 86400000, &c.poll_max_ms, cause);
+			else if (strcmp(key, "poll_floor_ms") == 0)
+				rc = cfg_uint(key, v, 1, 86400000, &c.poll_floor_ms, cause);
+			else if (strcmp(key, "dag_parse_deadline_s") == 0)
+				rc = cfg_uint(key, v, 1, 86400 * 7, &c.dag_parse_deadline_s,
+				    cause);
+			else if (strcmp(key, "unreachable_retry_max_ms") == 0)
+				rc = cfg_uint(key, v, 1, 86400000, &c.unreachable_retry_max_ms,
+				    cause);
+			else if (strcmp(key, "lease_ms") == 0)
+				rc = cfg_uint(key, v, 100, 86400000, &c.lease_ms, cause);
+			else if (strcmp(key, "rescan_ms") == 0)
+				rc = cfg_uint(key, v, 0, 86400000, &c.rescan_ms, cause);
+			else if (strcmp(key, "poll_backoff") == 0) {
+				if (!json_is_number(v) || json_number_value(v) < 1.0 ||
+				    json_number_value(v) > 10.0) {
+					*cause = ap_xstrdup("scheduler.poll_backoff: must be a"
+					    " number between 1 and 10");
+					rc = -1;
+				} else {
+					c.poll_backoff = json_number_value(v);
+					rc = 0;
+				}
+			} else {
+				*cause = ap_xprintf("scheduler.%s: unknown key", key);
+				rc = -1;
+			}
+			if (rc != 0)
+				return -1;
+		}
+	}
+	if (c.poll_floor_ms > c.poll_max_ms) {
+		*cause = ap_xstrdup("scheduler.poll_floor_ms: must be <= poll_max_ms");
+		return -1;
+	}
+	if (c.poll_initial_ms > c.poll_max_ms) {
+		*cause = ap_xstrdup("scheduler.poll_initial_ms: must be <= poll_max_ms");
+		return -1;
+	}
+	*out = c;
+	return 0;
+}
+
+/* ---- Helpers. ---- */
+
+static int64_t
+sched_now(void)
+{
+	return ap_wall_ms();
+}
+
+static void
+sched_set_str(char **dst, const char *src)
+{
+	char *n = src != NULL ? ap_xstrdup(src) : NULL;
+
+	free(*dst);
+	*dst = n;
+}
+
+static const char *
+agent_name(const struct sched_agent *a)
+{
+	return a->run->plan.agents[a->idx].name;
+}
+
+static const struct sched_agent_spec *
+agent_spec(const struct sched_agent *a)
+{
+	return &a->run->plan.agents[a->idx];
+}
+
+static void sched_run_abandon(struct sched_run *r, const char *why, bool retake);
+static void sched_run_advance(struct sched_run *r);
+static void sched_agent_act(struct sched_agent *a);
+static void sched_kick(struct sched *s);
+
+static void
+sched_notify(struct sched_run *r, struct sched_agent *a, const char *old,
+    const char *new, const char *error)
+{
+	struct sched_event ev = {
+		.run_id = r->run_id,
+		.service_type = r->service_type,
+		.fqn = r->fqn,
+		.agent = a ? agent_name(a) : NULL,
+		.old_state = old,
+		.new_state = new,
+		.dag_id = a ? a->dag_id : NULL,
+		.dag_run_id = a ? a->dag_run_id : NULL,
+		.attempt = a ? a->attempt : 0,
+		.error = error,
+	};
+
+	if (r->s->observer != NULL)
+		r->s->observer(&ev, r->s->observer_arg);
+}
+
+/* Commits the agent's row; on failure the run is abandoned (-1). */
+static int
+sched_agent_persist(struct sched_agent *a)
+{
+	struct sched_run *r = a->run;
+	struct store_agent_row row = {
+		.agent = (char *)agent_name(a),
+		.state = (char *)sched_agent_state_name(a->state),
+		.dag_id = a->dag_id,
+		.dag_run_id = a->dag_run_id,
+		.attempt = a->attempt,
+		.started_at = a->started_at,
+		.finished_at = a->finished_at,
+		.next_at = a->next_at,
+		.error = a->error,
+	};
+	enum store_result rc;
+	char *cause = NULL;
+
+	rc = store_agent_save(r->s->store, r->run_id, &row, &cause);
+	if (rc == STORE_OK)
+		return 0;
+	if (rc == STORE_LOST)
+		sched_run_abandon(r, "the run is no longer ours (replaced, ended or"
+		    " taken over after our lease expired)", false);
+	else {
+		ap_error("run %s: cannot persist agent %s: %s", r->run_id,
+		    agent_name(a), cause);
+		sched_run_abandon(r, "state store error", true);
+	}
+	free(cause);
+	return -1;
+}
+
+static void
+sched_slot_release(struct sched_agent *a)
+{
+	if (a->in_flight) {
+		a->in_flight = false;
+		a->run->s->in_flight--;
+		sched_kick(a->run->s);
+	}
+}
+
+static void
+sched_agent_cancel(struct sched_agent *a)
+{
+	struct sched *s = a->run->s;
+
+	if (a->req != NULL) {
+		s->ops->cancel(s->airflow, a->req);
+		a->req = NULL;
+	}
+	if (a->timer != NULL)
+		evtimer_del(a->timer);
+	a->act = ACT_NONE;
+}
+
+static void sched_agent_timer_cb(evutil_socket_t fd, short what, void *arg);
+
+/* Runs act after delay_ms (0: on the next loop turn). */
+static void
+sched_agent_after(struct sched_agent *a, enum sched_act act, int64_t delay_ms)
+{
+	struct timeval tv;
+
+	if (a->timer == NULL)
+		a->timer = evtimer_new(a->run->s->base, sched_agent_timer_cb, a);
+	if (delay_ms < 0)
+		delay_ms = 0;
+	tv.tv_sec = (time_t)(delay_ms / 1000);
+	tv.tv_usec = (suseconds_t)((delay_ms % 1000) * 1000);
+	a->act = act;
+	evtimer_add(a->timer, &tv);
+}
+
+/*
+ * The one function that changes an agent's state: checks the table, logs,
+ * commits (with the fields the new state implies), tells the observer, then
+ * runs the on-enter action. Returns -1 if the move is illegal or could not
+ * be persisted (then the run is abandoned and the caller must stop).
+ */
+static int
+sched_agent_set_state(struct sched_agent *a, enum sched_agent_state to,
+    const char *error)
+{
+	struct sched_run *r = a->run;
+	struct sched *s = r->s;
+	const struct sched_agent_spec *spec = agent_spec(a);
+	enum sched_agent_state from = a->state;
+	int64_t now = sched_now();
+
+	if (r->dead)
+		return -1;
+	if (!sched_agent_transition_legal(from, to)) {
+		ap_error("run %s agent %s: illegal transition %s -> %s", r->run_id,
+		    agent_name(a), sched_agent_state_name(from),
+		    sched_agent_state_name(to));
+		return -1;
+	}
+	/* Fields that go with the new state, committed with it. */
+	switch (to) {
+	case SCHED_AGENT_DEPLOYING:
+		a->attempt++;
+		a->started_at = now;
+		a->finished_at = 0;
+		a->next_at = 0;
+		a->retry_wait = false;
+		sched_set_str(&a->dag_run_id, NULL);
+		break;
+	case SCHED_AGENT_QUEUED:
+		/* Deterministic per run, agent and attempt: a trigger repeated
+		 * after a crash finds the same run (409) instead of a second. */
+		free(a->dag_run_id);
+		a->dag_run_id = ap_xprintf("autopilot__%s__%s__%u", r->run_id,
+		    agent_name(a), a->attempt);
+		break;
+	default:
+		break;
+	}
+	if (sched_agent_state_final(to))
+		a->finished_at = now;
+	sched_set_str(&a->error, error);
+	a->state = to;
+	if (error != NULL)
+		ap_info("run %s agent %s: %s -> %s (%s)", r->run_id, agent_name(a),
+		    sched_agent_state_name(from), sched_agent_state_name(to), error);
+	else
+		ap_info("run %s agent %s: %s -> %s", r->run_id, agent_name(a),
+		    sched_agent_state_name(from), sched_agent_state_name(to));
+	if (sched_agent_persist(a) != 0)
+		return -1;
+	sched_notify(r, a, sched_agent_state_name(from), sched_agent_state_name(to),
+	    error);
+	if (r->dead)
+		return -1;
+
+	/* On-enter actions. */
+	switch (to) {
+	case SCHED_AGENT_PENDING:
+		/* A retry: give the slot back, wait out the backoff. */
+		sched_agent_cancel(a);
+		sched_slot_release(a);
+		a->retry_wait = true;
+		sched_agent_after(a, ACT_START, a->next_at - now);
+		break;
+	case SCHED_AGENT_DEPLOYING:
+		a->streak = 0;
+		sched_agent_after(a, ACT_DEPLOY, 0);
+		break;
+	case SCHED_AGENT_WAITING_FOR_DAG:
+		a->poll_ms = s->cfg.poll_initial_ms;
+		a->parse_deadline = now + (int64_t)s->cfg.dag_parse_deadline_s * 1000;
+		sched_agent_after(a, ACT_GET_DAG, 0);
+		break;
+	case SCHED_AGENT_QUEUED:
+		a->poll_ms = s->cfg.poll_initial_ms;
+		sched_agent_after(a, ACT_TRIGGER, 0);
+		break;
+	case SCHED_AGENT_RUNNING:
+		break;	/* the tracking poll is already scheduled */
+	case SCHED_AGENT_SUCCEEDED:
+	case SCHED_AGENT_FAILED:
+	case SCHED_AGENT_TIMED_OUT:
+	case SCHED_AGENT_SKIPPED:
+	case SCHED_AGENT_LOST:
+		sched_agent_cancel(a);
+		sched_slot_release(a);
+		sched_run_advance(r);
+		break;
+	default:
+		break;
+	}
+	(void)spec;
+	return 0;
+}
+
+/* The one function that changes a run's state (see sched_agent_set_state). */
+static int
+sched_run_set_state(struct sched_run *r, enum sched_run_state to, const char *error)
+{
+	enum sched_run_state from = r->state;
+	enum store_result rc;
+	char *cause = NULL;
+
+	if (r->dead)
+		return -1;
+	if (!sched_run_transition_legal(from, to)) {
+		ap_error("run %s: illegal transition %s -> %s", r->run_id,
+		    sched_run_state_name(from), sched_run_state_name(to));
+		return -1;
+	}
+	rc = store_run_set_state(r->s->store, r->run_id, sched_run_state_name(to),
+	    error, sched_run_state_final(to), &cause);
+	if (rc != STORE_OK) {
+		if (rc == STORE_LOST)
+			sched_run_abandon(r, "the run is no longer ours", false);
+		else {
+			ap_error("run %s: cannot persist state: %s", r->run_id, cause);
+			sched_run_abandon(r, "state store error", true);
+		}
+		free(cause);
+		return -1;
+	}
+	r->state = to;
+	ap_info("run %s (%s): %s -> %s%s%s", r->run_id, r->fqn,
+	    sched_run_state_name(from), sched_run_state_name(to),
+	    error ? ": " : "", error ? error : "");
+	sched_notify(r, NULL, sched_run_state_name(from), sched_run_state_name(to),
+	    error);
+	if (sched_run_state_final(to) && !r->dead)
+		sched_run_abandon(r, NULL, false);	/* done: free on a later turn */
+	return 0;
+}
+
+/* Updates the error text shown in status without a state change (e.g.
+ * "Airflow unreachable, retrying"); commits only when it changed. */
+static int
+sched_agent_note(struct sched_agent *a, const char *note)
+{
+	if (ap_streq(a->error, note) || (a->error == NULL && note == NULL))
+		return 0;
+	sched_set_str(&a->error, note);
+	return sched_agent_persist(a);
+}
+
+/* ---- Runs: dependencies, fairness, completion. ---- */
+
+static bool
+agent_counts_as_success(const struct sched_agent *a)
+{
+	return a->state == SCHED_AGENT_SUCCEEDED ||
+	    (a->state == SCHED_AGENT_SKIPPED && a->skip_ok);
+}
+
+static void
+sched_ring_add(struct sched_run *r)
+{
+	if (!r->in_ring && !r->dead) {
+		TAILQ_INSERT_TAIL(&r->s->ring, r, ring_link);
+		r->in_ring = true;
+	}
+	sched_kick(r->s);
+}
+
+static void
+sched_ring_remove(struct sched_run *r)
+{
+	if (r->in_ring) {
+		TAILQ_REMOVE(&r->s->ring, r, ring_link);
+		r->in_ring = false;
+	}
+}
+
+/*
+ * Moves the run forward after an agent reached a final state (or at start):
+ * agents whose prerequisites all succeeded become ready, agents behind a
+ * failed prerequisite are skipped with the reason, and when every agent is
+ * final the run ends. Re-entrant calls (skips cascade) are folded into a loop.
+ */
+static void
+sched_run_advance(struct sched_run *r)
+{
+	unsigned i, j;
+	bool all_final, ok;
+	char *why;
+
+	if (r->advancing) {
+		r->advance_again = true;
+		return;
+	}
+	r->advancing = true;
+	do {
+		r->advance_again = false;
+		for (i = 0; i < r->nagents && !r->dead; i++) {
+			struct sched_agent *a = &r->agents[i];
+			const struct sched_agent_spec *sp = &r->plan.agents[i];
+			int blocked = -1;
+			bool waiting = false;
+
+			if (a->state != SCHED_AGENT_PENDING || a->ready || a->retry_wait)
+				continue;
+			if (!sp->supported) {
+				a->skip_ok = true;
+				sched_agent_set_state(a, SCHED_AGENT_SKIPPED,
+				    sp->unsupported_reason ? sp->unsupported_reason :
+				    "not supported by this service");
+				continue;
+			}
+			for (j = 0; j < r->nagents; j++) {
+				if (!(sp->after & (1u << j)))
+					continue;
+				if (!sched_agent_state_final(r->agents[j].state))
+					waiting = true;
+				else if (!agent_counts_as_success(&r->agents[j]))
+					blocked = (int)j;
+			}
+			if (blocked >= 0) {
+				why = ap_xprintf("prerequisite %s %s",
+				    r->plan.agents[blocked].name,
+				    sched_agent_state_name(r->agents[blocked].state));
+				sched_agent_set_state(a, SCHED_AGENT_SKIPPED, why);
+				free(why);
+				continue;
+			}
+			if (waiting)
+				continue;
+			a->ready = true;
+			sched_ring_add(r);
+		}
+	} while (r->advance_again && !r->dead);
+	r->advancing = false;
+	if (r->dead)
+		return;
+
+	all_final = true;
+	ok = true;
+	for (i = 0; i < r->nagents; i++) {
+		if (!sched_agent_state_final(r->agents[i].state))
+			all_final = false;
+		else if (!agent_counts_as_success(&r->agents[i]) &&
+		    r->agents[i].state != SCHED_AGENT_SKIPPED)
+			ok = false;
+	}
+	if (!all_final)
+		return;
+	if (ok)
+		sched_run_set_state(r, SCHED_RUN_SUCCEEDED, NULL);
+	else {
+		struct ap_buf b;
+
+		ap_buf_init(&b);
+		for (i = 0; i < r->nagents; i++) {
+			struct sched_agent *a = &r->agents[i];
+
+			if (agent_counts_as_success(a) || a->state == SCHED_AGENT_SKIPPED)
+				continue;
+			ap_buf_printf(&b, "%s%s %s", b.len ? "; " : "", agent_name(a),
+			    sched_agent_state_name(a->state));
+		}
+		sched_run_set_state(r, SCHED_RUN_FAILED, b.data);
+		ap_buf_cleanup(&b);
+	}
+}
+
+/* Starts ready agents while slots are free, one per run in turn, so one
+ * service with many (or slow) agents cannot starve the others. */
+static void
+sched_dispatch(struct sched *s)
+{
+	struct sched_run *r;
+	unsigned i;
+	bool more;
+
+	while (!s->stopped && s->in_flight < s->cfg.max_agents_in_flight &&
+	    (r = TAILQ_FIRST(&s->ring)) != NULL) {
+		sched_ring_remove(r);
+		more = false;
+		for (i = 0; i < r->nagents; i++) {
+			struct sched_agent *a = &r->agents[i];
+
+			if (!a->ready)
+				continue;
+			if (a->state != SCHED_AGENT_PENDING) {
+				a->ready = false;
+				continue;
+			}
+			a->ready = false;
+			a->in_flight = true;
+			s->in_flight++;
+			if (sched_agent_set_state(a, SCHED_AGENT_DEPLOYING, NULL) != 0)
+				break;
+			for (i = i + 1; i < r->nagents; i++)
+				more = more || r->agents[i].ready;
+			break;
+		}
+		if (more && !r->dead)
+			sched_ring_add(r);
+	}
+}
+
+static void
+sched_kick_cb(evutil_socket_t fd, short what, void *arg)
+{
+	sched_dispatch(arg);
+}
+
+static void
+sched_kick(struct sched *s)
+{
+	if (!s->stopped && s->in_flight < s->cfg.max_agents_in_flight &&
+	    !TAILQ_EMPTY(&s->ring))
+		event_active(s->kick_ev, EV_TIMEOUT, 0);
+}
+
+static void
+sched_run_free(struct sched_run *r)
+{
+	unsigned i;
+
+	for (i = 0; i < SCHED_MAX_AGENTS; i++) {
+		struct sched_agent *a = &r->agents[i];
+
+		if (a->timer != NULL)
+			event_free(a->timer);
+		free(a->dag_id);
+		free(a->dag_run_id);
+		free(a->error);
+	}
+	free(r->run_id);
+	free(r->service_type);
+	free(r->fqn);
+	free(r);
+}
+
+static void
+sched_reap_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct sched *s = arg;
+	struct sched_run *r;
+
+	while ((r = TAILQ_FIRST(&s->dead)) != NULL) {
+		TAILQ_REMOVE(&s->dead, r, link);
+		sched_run_free(r);
+	}
+}
+
+static void sched_retake_cb(evutil_socket_t fd, short what, void *arg);
+
+/*
+ * Stops driving a run: cancels its requests and timers, gives back its
+ * slots, and frees it on a later loop turn. why != NULL means it did not
+ * end normally (logged, and told to the observer as a run-level event with
+ * no state change). retake: try to claim it again later (store errors).
+ */
+static void
+sched_run_abandon(struct sched_run *r, const char *why, bool retake)
+{
+	struct sched *s = r->s;
+	struct sched_retake *t;
+	unsigned i;
+
+	if (r->dead)
+		return;
+	r->dead = true;
+	for (i = 0; i < r->nagents; i++) {
+		sched_agent_cancel(&r->agents[i]);
+		if (r->agents[i].in_flight) {
+			r->agents[i].in_flight = false;
+			s->in_flight--;
+		}
+		r->agents[i].ready = false;
+	}
+	sched_ring_remove(r);
+	TAILQ_REMOVE(&s->runs, r, link);
+	TAILQ_INSERT_TAIL(&s->dead, r, link);
+	s->nruns--;
+	event_active(s->reap_ev, EV_TIMEOUT, 0);
+	sched_kick(s);
+	if (why != NULL) {
+		ap_warn("run %s (%s): no longer driven by this process: %s", r->run_id,
+		    r->fqn, why);
+		sched_notify(r, NULL, sched_run_state_name(r->state),
+		    sched_run_state_name(r->state), why);
+	}
+	if (retake && !s->stopped) {
+		struct timeval tv = { 5, 0 };
+
+		t = ap_xcalloc(1, sizeof *t);
+		t->s = s;
+		t->run_id = ap_xstrdup(r->run_id);
+		t->ev = evtimer_new(s->base, sched_retake_cb, t);
+		TAILQ_INSERT_TAIL(&s->retakes, t, link);
+		evtimer_add(t->ev, &tv);
+	}
+}
+
+/* ---- Agents: what each state does (the one switch). ---- */
+
+static void sched_agent_cb(const struct airflow_result *res, void *arg);
+
+static int64_t
+agent_deadline(const struct sched_agent *a)
+{
+	int64_t t = agent_spec(a)->timeout_ms;
+
+	return t > 0 ? a->started_at + t : INT64_MAX;
+}
+
+/* Next poll delay: never faster than the floor, never past the deadline by
+ * more than the floor (the deadline check then fires). */
+static int64_t
+agent_poll_delay(struct sched_agent *a, int64_t deadline)
+{
+	const struct sched_config *c = &a->run->s->cfg;
+	int64_t d = a->poll_ms, left = deadline - sched_now();
+	double next;
+
+	if (left < d)
+		d = left;
+	if (d < (int64_t)c->poll_floor_ms)
+		d = c->poll_floor_ms;
+	next = (double)a->poll_ms * c->poll_backoff;
+	a->poll_ms = next > c->poll_max_ms ? c->poll_max_ms : (unsigned)next;
+	if (a->poll_ms < c->poll_floor_ms)
+		a->poll_ms = c->poll_floor_ms;
+	return d;
+}
+
+/* Backoff while Airflow is unavailable: doubles per failure up to the cap. */
+static int64_t
+agent_unavailable_delay(struct sched_agent *a)
+{
+	const struct sched_config *c = &a->run->s->cfg;
+	double d = (double)c->poll_initial_ms * pow(2.0, a->streak < 30 ? a->streak : 30);
+
+	a->streak++;
+	if (d > c->unreachable_retry_max_ms)
+		d = c->unreachable_retry_max_ms;
+	if (d < c->poll_floor_ms)
+		d = c->poll_floor_ms;
+	return (int64_t)d;
+}
+
+static void
+sched_agent_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	sched_agent_act(arg);
+}
+
+/*
+ * An attempt ended without success. With retries left (and a cause worth
+ * retrying) the agent returns to pending after backoff, else it ends in
+ * final_state.
+ */
+static void
+sched_agent_attempt_failed(struct sched_agent *a, enum sched_agent_state final_state,
+    const char *error, bool retryable)
+{
+	const struct sched_agent_spec *sp = agent_spec(a);
+	int64_t backoff;
+	char *why;
+
+	if (retryable && a->attempt <= sp->retries) {
+		backoff = sp->retry_backoff_ms * (1LL << (a->attempt - 1 < 20 ?
+		    a->attempt - 1 : 20));
+		a->next_at = sched_now() + backoff;
+		why = ap_xprintf("attempt %u %s: %s; retrying in %lld ms", a->attempt,
+		    sched_agent_state_name(final_state), error, (long long)backoff);
+		sched_agent_set_state(a, SCHED_AGENT_PENDING, why);
+		free(why);
+		return;
+	}
+	sched_agent_set_state(a, final_state, error);
+}
+
+static void
+sched_agent_act(struct sched_agent *a)
+{
+	struct sched_run *r = a->run;
+	struct sched *s = r->s;
+	enum sched_act act = a->act;
+	int64_t now = sched_now();
+	json_t *entity = NULL, *pipeline = NULL;
+	char *text = NULL, *cause = NULL, *dag_id = NULL;
+
+	a->act = ACT_NONE;
+	if (r->dead)
+		return;
+	/* The timeout bounds every in-flight step, outages included. */
+	if (agent_active(a->state) && act != ACT_FAIL_RUN && now >= agent_deadline(a)) {
+		if ((a->state == SCHED_AGENT_QUEUED || a->state == SCHED_AGENT_RUNNING) &&
+		    a->dag_run_id != NULL)
+			act = ACT_FAIL_RUN;
+		else {
+			text = ap_xprintf("timed out after %lld s before the DAG ran",
+			    (long long)(agent_spec(a)->timeout_ms / 1000));
+			sched_agent_attempt_failed(a, SCHED_AGENT_TIMED_OUT, text, true);
+			free(text);
+			return;
+		}
+	}
+	a->act = act;
+	switch (act) {
+	case ACT_NONE:
+		break;
+	case ACT_START:
+		a->retry_wait = false;
+		a->act = ACT_NONE;
+		sched_run_advance(r);
+		break;
+	case ACT_DEPLOY:
+		if (store_run_entity(s->store, r->run_id, &text, &cause) != STORE_OK ||
+		    (entity = json_loads(text, 0, NULL)) == NULL) {
+			if (cause == NULL)
+				cause = ap_xstrdup("stored service entity is not JSON");
+			sched_agent_attempt_failed(a, SCHED_AGENT_FAILED, cause, false);
+			break;
+		}
+		pipeline = s->planner->pipeline(s->planner_impl, r->service_type, entity,
+		    agent_name(a), &dag_id, &cause);
+		if (pipeline == NULL) {
+			text = ap_xprintf("cannot build the IngestionPipeline: %s", cause);
+			sched_agent_attempt_failed(a, SCHED_AGENT_FAILED, text, false);
+			break;
+		}
+		free(a->dag_id);
+		a->dag_id = dag_id;
+		dag_id = NULL;
+		a->req = s->ops->deploy(s->airflow, pipeline, sched_agent_cb, a);
+		break;
+	case ACT_GET_DAG:
+		a->req = s->ops->get_dag(s->airflow, a->dag_id, sched_agent_cb, a);
+		break;
+	case ACT_UNPAUSE:
+		a->req = s->ops->unpause(s->airflow, a->dag_id, sched_agent_cb, a);
+		break;
+	case ACT_TRIGGER:
+		a->req = s->ops->trigger(s->airflow, a->dag_id, a->dag_run_id,
+		    s->empty_conf, sched_agent_cb, a);
+		break;
+	case ACT_GET_RUN:
+		a->req = s->ops->get_run(s->airflow, a->dag_id, a->dag_run_id,
+		    sched_agent_cb, a);
+		break;
+	case ACT_FAIL_RUN:
+		a->req = s->ops->fail_run(s->airflow, a->dag_id, a->dag_run_id,
+		    sched_agent_cb, a);
+		break;
+	case ACT_MAX:
+		break;
+	}
+	json_decref(pipeline);
+	json_decref(entity);
+	free(dag_id);
+	free(text);
+	free(cause);
+}
+
+static char *
+result_text(const char *what, const struct airflow_result *res)
+{
+	const struct airflow_error *e = &res->error;
+
+	if (e->http_status != 0)
+		return ap_xprintf("%s: HTTP %ld %s%s%s", what, e->http_status,
+		    e->title ? e->title : "", e->detail ? ": " : "",
+		    e->detail ? e->detail : "");
+	return ap_xprintf("%s: %s%s%s", what, e->title ? e->title : "error",
+	    e->detail ? ": " : "", e->detail ? e->detail : "");
+}
+
+/* Airflow could not be reached: say so in status, try again later. */
+static void
+sched_agent_unavailable(struct sched_agent *a, enum sched_act act,
+    const struct airflow_result *res)
+{
+	char *what = ap_xprintf("Airflow unreachable during %s (retrying)",
+	    sched_act_names[act]);
+	char *text = result_text(what, res);
+	int64_t d = agent_unavailable_delay(a);
+
+	free(what);
+	if (sched_agent_note(a, text) == 0)
+		sched_agent_after(a, act, d);
+	free(text);
+}
+
+/* Applies an Airflow run state seen by trigger or get_run. */
+static void
+sched_agent_track(struct sched_agent *a, const struct airflow_run *run)
+{
+	char *text;
+
+	switch (run->state) {
+	case AIRFLOW_RUN_SUCCESS:
+		sched_agent_set_state(a, SCHED_AGENT_SUCCEEDED, NULL);
+		return;
+	case AIRFLOW_RUN_FAILED:
+		text = ap_xprintf("Airflow run %s of DAG %s failed", a->dag_run_id,
+		    a->dag_id);
+		sched_agent_attempt_failed(a, SCHED_AGENT_FAILED, text, true);
+		free(text);
+		return;
+	case AIRFLOW_RUN_RUNNING:
+		if (a->state == SCHED_AGENT_QUEUED &&
+		    sched_agent_set_state(a, SCHED_AGENT_RUNNING, NULL) != 0)
+			return;
+		break;
+	default:
+		break;	/* queued, or a state we do not know: keep polling */
+	}
+	sched_agent_after(a, ACT_GET_RUN, agent_poll_delay(a, agent_deadline(a)));
+}
+
+static void
+sched_agent_cb(const struct airflow_result *res, void *arg)
+{
+	struct sched_agent *a = arg;
+	enum sched_act act = a->act;
+	const struct sched_agent_spec *sp = agent_spec(a);
+	char *text = NULL;
+	int64_t now = sched_now();
+
+	a->req = NULL;
+	a->act = ACT_NONE;
+	if (a->run->dead)
+		return;
+	if (res->status == AIRFLOW_UNAVAILABLE && act != ACT_FAIL_RUN) {
+		sched_agent_unavailable(a, act, res);
+		return;
+	}
+	a->streak = 0;
+	if (res->status == AIRFLOW_OK && a->error != NULL && a->state != SCHED_AGENT_PENDING &&
+	    ap_startswith(a->error, "Airflow unreachable") &&
+	    sched_agent_note(a, NULL) != 0)
+		return;
+
+	switch (act) {
+	case ACT_DEPLOY:
+		if (res->status != AIRFLOW_OK) {
+			text = result_text("deploy failed", res);
+			sched_agent_attempt_failed(a, SCHED_AGENT_FAILED, text,
+			    res->status != AIRFLOW_REJECTED);
+			break;
+		}
+		sched_agent_set_state(a, SCHED_AGENT_WAITING_FOR_DAG, NULL);
+		break;
+	case ACT_GET_DAG:
+		if (res->status == AIRFLOW_NOT_FOUND) {
+			if (now >= a->parse_deadline) {
+				text = ap_xprintf("DAG %s was not parsed by Airflow within"
+				    " %u s of the deploy", a->dag_id,
+				    a->run->s->cfg.dag_parse_deadline_s);
+				sched_agent_attempt_failed(a, SCHED_AGENT_FAILED, text,
+				    true);
+				break;
+			}
+			sched_agent_after(a, ACT_GET_DAG, agent_poll_delay(a,
+			    a->parse_deadline));
+			break;
+		}
+		if (res->status != AIRFLOW_OK || res->dag == NULL) {
+			text = result_text("reading the DAG failed", res);
+			sched_agent_attempt_failed(a, SCHED_AGENT_FAILED, text, true);
+			break;
+		}
+		if (res->dag->has_import_errors) {
+			/* Airflow's own message; retrying the same DAG cannot help. */
+			text = ap_xprintf("DAG %s has import errors: %s", a->dag_id,
+			    res->dag->import_error ? res->dag->import_error : "(no detail)");
+			sched_agent_attempt_failed(a, SCHED_AGENT_FAILED, text, false);
+			break;
+		}
+		if (res->dag->is_paused) {
+			sched_agent_after(a, ACT_UNPAUSE, 0);
+			break;
+		}
+		/* fall through: parsed and unpaused */
+		goto dag_ready;
+	case ACT_UNPAUSE:
+		if (res->status != AIRFLOW_OK) {
+			text = result_text("unpausing the DAG failed", res);
+			sched_agent_attempt_failed(a, SCHED_AGENT_FAILED, text, true);
+			break;
+		}
+	dag_ready:
+		if (!sp->run)
+			sched_agent_set_state(a, SCHED_AGENT_SUCCEEDED, NULL);
+		else
+			sched_agent_set_state(a, SCHED_AGENT_QUEUED, NULL);
+		break;
+	case ACT_TRIGGER:
+		if (res->status != AIRFLOW_OK || res->run == NULL) {
+			text = result_text("triggering the DAG failed", res);
+			sched_agent_attempt_failed(a, SCHED_AGENT_FAILED, text,
+			    res->status != AIRFLOW_REJECTED);
+			break;
+		}
+		if (res->run->adopted)
+			ap_info("run %s agent %s: adopted existing Airflow run %s",
+			    a->run->run_id, agent_name(a), a->dag_run_id);
+		sched_agent_track(a, res->run);
+		break;
+	case ACT_GET_RUN:
+		if (res->status == AIRFLOW_NOT_FOUND) {
+			text = ap_xprintf("Airflow run %s of DAG %s disappeared (404)",
+			    a->dag_run_id, a->dag_id);
+			sched_agent_attempt_failed(a, SCHED_AGENT_LOST, text, true);
+			break;
+		}
+		if (res->status != AIRFLOW_OK || res->run == NULL) {
+			text = result_text("reading the Airflow run failed", res);
+			sched_agent_attempt_failed(a, SCHED_AGENT_FAILED, text, true);
+			break;
+		}
+		sched_agent_track(a, res->run);
+		break;
+	case ACT_FAIL_RUN:
+		if (res->status == AIRFLOW_OK)
+			text = ap_xprintf("timed out after %lld s; Airflow run %s marked"
+			    " failed", (long long)(sp->timeout_ms / 1000), a->dag_run_id);
+		else {
+			char *what = ap_xprintf("timed out after %lld s; marking Airflow"
+			    " run %s failed did not succeed", (long long)(sp->timeout_ms /
+			    1000), a->dag_run_id);
+
+			text = result_text(what, res);
+			free(what);
+		}
+		sched_agent_attempt_failed(a, SCHED_AGENT_TIMED_OUT, text, true);
+		break;
+	default:
+		break;
+	}
+	free(text);
+}
+
+/* ---- Loading and starting runs. ---- */
+
+/* Restricts plan to the agents named in agents_json (edges to agents left
+ * out are dropped: their effect is assumed done). */
+static void
+plan_restrict(struct sched_plan_view *plan, const char *agents_json)
+{
+	struct sched_plan_view out = { 0 };
+	json_t *list;
+	int map[SCHED_MAX_AGENTS];
+	unsigned i, j;
+	size_t k;
+	json_t *v;
+
+	if (agents_json == NULL || (list = json_loads(agents_json, 0, NULL)) == NULL)
+		return;
+	for (i = 0; i < plan->n; i++) {
+		map[i] = -1;
+		json_array_foreach(list, k, v) {
+			if (ap_streq(json_string_value(v), plan->agents[i].name)) {
+				map[i] = (int)out.n;
+				out.agents[out.n++] = plan->agents[i];
+				break;
+			}
+		}
+	}
+	for (i = 0; i < plan->n; i++) {
+		uint32_t after = 0;
+
+		if (map[i] < 0)
+			continue;
+		for (j = 0; j < plan->n; j++) {
+			if ((plan->agents[i].after & (1u << j)) && map[j] >= 0)
+				after |= 1u << map[j];
+		}
+		out.agents[map[i]].after = after;
+	}
+	json_decref(list);
+	*plan = out;
+}
+
+static struct sched_run *
+sched_find(const struct sched *s, const char *run_id)
+{
+	struct sched_run *r;
+
+	TAILQ_FOREACH(r, &s->runs, link) {
+		if (strcmp(r->run_id, run_id) == 0)
+			return r;
+	}
+	return NULL;
+}
+
+/*
+ * Builds the in-memory run from the store (new or interrupted) and starts
+ * it. The run must be claimed by us. Returns -1 with *cause on failure.
+ */
+static int
+sched_run_load(struct sched *s, const char *run_id, char **cause)
+{
+	struct store_run_row *row = NULL;
+	struct store_agent_row *rows = NULL;
+	unsigned nrows = 0, i, j;
+	struct sched_run *r = NULL;
+	json_t *entity = NULL;
+	char *text = NULL, *pcause = NULL;
+	enum sched_run_state rst;
+	int rc = -1;
+	bool fresh;
+
+	if (store_run_load(s->store, run_id, &row, &rows, &nrows, cause) != STORE_OK) {
+		if (*cause == NULL)
+			*cause = ap_xprintf("run %s not found", run_id);
+		goto out;
+	}
+	if (!sched_run_state_parse(row->state, &rst) || sched_run_state_final(rst)) {
+		*cause = ap_xprintf("run %s is %s", run_id, row->state);
+		goto out;
+	}
+	r = ap_xcalloc(1, sizeof *r);
+	r->s = s;
+	r->run_id = ap_xstrdup(row->run_id);
+	r->service_type = ap_xstrdup(row->service_type);
+	r->fqn = ap_xstrdup(row->fqn);
+	r->state = rst;
+	TAILQ_INSERT_TAIL(&s->runs, r, link);
+	s->nruns++;
+
+	if (store_run_entity(s->store, run_id, &text, cause) != STORE_OK)
+		goto abandon;
+	entity = json_loads(text, 0, NULL);
+	if (entity == NULL || s->planner->expand(s->planner_impl, r->service_type,
+	    entity, &r->plan, &pcause) != 0) {
+		char *why = ap_xprintf("cannot plan the service: %s", pcause ? pcause :
+		    "stored entity is not JSON");
+
+		sched_run_set_state(r, SCHED_RUN_FAILED, why);
+		free(why);
+		rc = 0;
+		goto out;
+	}
+	plan_restrict(&r->plan, row->agents_json);
+	r->nagents = r->plan.n;
+	for (i = 0; i < r->nagents; i++) {
+		r->agents[i].run = r;
+		r->agents[i].idx = i;
+		r->agents[i].state = SCHED_AGENT_PENDING;
+	}
+	/* Carry over what was stored for each agent. */
+	fresh = true;
+	for (j = 0; j < nrows; j++) {
+		for (i = 0; i < r->nagents; i++) {
+			struct sched_agent *a = &r->agents[i];
+			enum sched_agent_state st;
+
+			if (strcmp(rows[j].agent, r->plan.agents[i].name) != 0)
+				continue;
+			if (!sched_agent_state_parse(rows[j].state, &st))
+				st = SCHED_AGENT_PENDING;
+			fresh = false;
+			a->state = st;
+			a->attempt = rows[j].attempt;
+			a->dag_id = rows[j].dag_id;
+			rows[j].dag_id = NULL;
+			a->dag_run_id = rows[j].dag_run_id;
+			rows[j].dag_run_id = NULL;
+			a->error = rows[j].error;
+			rows[j].error = NULL;
+			a->started_at = rows[j].started_at;
+			a->finished_at = rows[j].finished_at;
+			a->next_at = rows[j].next_at;
+			a->skip_ok = st == SCHED_AGENT_SKIPPED && !r->plan.agents[i].supported;
+		}
+	}
+	if (fresh) {
+		/* A new run: every agent shows as pending in status from now on. */
+		for (i = 0; i < r->nagents; i++) {
+			if (sched_agent_persist(&r->agents[i]) != 0) {
+				rc = 0;
+				goto out;
+			}
+		}
+	} else
+		ap_info("run %s (%s): resuming", r->run_id, r->fqn);
+	if (r->state == SCHED_RUN_PENDING &&
+	    sched_run_set_state(r, SCHED_RUN_RUNNING, NULL) != 0) {
+		rc = 0;
+		goto out;
+	}
+	/* Resume in-flight agents at the step their state implies. */
+	for (i = 0; i < r->nagents; i++) {
+		struct sched_agent *a = &r->agents[i];
+		int64_t now = sched_now();
+
+		if (agent_active(a->state)) {
+			a->in_flight = true;
+			s->in_flight++;
+			a->poll_ms = s->cfg.poll_initial_ms;
+		}
+		switch (a->state) {
+		case SCHED_AGENT_PENDING:
+			if (a->attempt > 0 && a->next_at > now) {
+				a->retry_wait = true;
+				sched_agent_after(a, ACT_START, a->next_at - now);
+			}
+			break;
+		case SCHED_AGENT_DEPLOYING:
+			sched_agent_after(a, ACT_DEPLOY, 0);
+			break;
+		case SCHED_AGENT_WAITING_FOR_DAG:
+			a->parse_deadline = now + (int64_t)s->cfg.dag_parse_deadline_s * 1000;
+			sched_agent_after(a, ACT_GET_DAG, 0);
+			break;
+		case SCHED_AGENT_QUEUED:
+			/* The trigger may or may not have reached Airflow: repeat it
+			 * with the same dag_run_id; a 409 adopts the existing run. */
+			sched_agent_after(a, ACT_TRIGGER, 0);
+			break;
+		case SCHED_AGENT_RUNNING:
+			sched_agent_after(a, ACT_GET_RUN, 0);
+			break;
+		default:
+			break;
+		}
+	}
+	sched_run_advance(r);
+	rc = 0;
+	goto out;
+abandon:
+	sched_run_abandon(r, NULL, false);
+out:
+	if (row != NULL)
+		store_run_row_free(row);
+	for (i = 0; i < nrows; i++)
+		store_agent_row_cleanup(&rows[i]);
+	free(rows);
+	json_decref(entity);
+	free(text);
+	free(pcause);
+	return rc;
+}
+
+int
+sched_take(struct sched *s, const char *run_id, char **cause)
+{
+	enum store_result rc;
+
+	*cause = NULL;
+	if (s->stopped) {
+		*cause = ap_xstrdup("scheduler is stopping");
+		return -1;
+	}
+	if (sched_find(s, run_id) != NULL)
+		return 0;
+	rc = store_claim(s->store, run_id, cause);
+	if (rc == STORE_LOST) {
+		*cause = ap_xprintf("run %s is finished or driven by another process",
+		    run_id);
+		return -1;
+	}
+	if (rc != STORE_OK)
+		return -1;
+	return sched_run_load(s, run_id, cause);
+}
+
+enum store_result
+sched_submit(struct sched *s, const char *service_type, const char *fqn,
+    const json_t *entity, const char *const *agents, bool replace, char **run_id,
+    char **cause)
+{
+	char *ent = NULL, *list = NULL, *id = NULL;
+	struct sched_run *old;
+	enum store_result rc;
+	json_t *arr;
+
+	*run_id = NULL;
+	*cause = NULL;
+	if (s->stopped) {
+		*cause = ap_xstrdup("scheduler is stopping");
+		return STORE_ERROR;
+	}
+	ent = json_dumps(entity, JSON_COMPACT);
+	if (ent == NULL) {
+		*cause = ap_xstrdup("service entity cannot be serialised");
+		return STORE_ERROR;
+	}
+	if (agents != NULL) {
+		arr = json_array();
+		for (; *agents != NULL; agents++)
+			json_array_append_new(arr, json_string(*agents));
+		list = json_dumps(arr, JSON_COMPACT);
+		json_decref(arr);
+	}
+	rc = store_run_create(s->store, service_type, fqn, ent, list, replace, &id,
+	    cause);
+	if (rc == STORE_ACTIVE) {
+		*cause = ap_xprintf("service %s already has an active run %s; wait for"
+		    " it to finish or ask to replace it", fqn, id);
+		*run_id = id;
+		goto out;
+	}
+	if (rc != STORE_OK)
+		goto out;
+	/* A replaced run we were driving stops here at once. */
+	TAILQ_FOREACH(old, &s->runs, link) {
+		if (ap_streq(old->fqn, fqn) && ap_streq(old->service_type, service_type)) {
+			sched_run_abandon(old, "replaced", false);
+			break;
+		}
+	}
+	if (sched_take(s, id, cause) != 0) {
+		rc = STORE_ERROR;
+		free(id);
+		goto out;
+	}
+	*run_id = id;
+out:
+	free(ent);
+	free(list);
+	return rc;
+}
+
+/* ---- Leases, rescans, retakes. ---- */
+
+static void
+sched_claim_unfinished(struct sched *s)
+{
+	char **ids = NULL, *cause = NULL;
+	size_t i;
+
+	if (store_claim_unfinished(s->store, 0, &ids, &cause) != STORE_OK) {
+		ap_error("scheduler: cannot claim unfinished runs: %s", cause);
+		free(cause);
+		return;
+	}
+	for (i = 0; ids[i] != NULL; i++) {
+		if (sched_find(s, ids[i]) != NULL)
+			continue;
+		if (sched_run_load(s, ids[i], &cause) != 0) {
+			ap_warn("scheduler: cannot resume run %s: %s", ids[i], cause);
+			free(cause);
+			cause = NULL;
+		}
+	}
+	store_strv_free(ids);
+}
+
+static void
+sched_lease_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct sched *s = arg;
+	char *cause = NULL;
+
+	if (store_lease_renew(s->store, NULL, &cause) != STORE_OK) {
+		ap_error("scheduler: cannot renew leases: %s", cause);
+		free(cause);
+	}
+}
+
+static void
+sched_rescan_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct sched *s = arg;
+
+	if (!s->stopped)
+		sched_claim_unfinished(s);
+}
+
+static void
+sched_retake_free(struct sched_retake *t)
+{
+	TAILQ_REMOVE(&t->s->retakes, t, link);
+	event_free(t->ev);
+	free(t->run_id);
+	free(t);
+}
+
+static void
+sched_retake_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct sched_retake *t = arg;
+	struct sched *s = t->s;
+	char *run_id = ap_xstrdup(t->run_id), *cause = NULL;
+
+	sched_retake_free(t);
+	if (sched_take(s, run_id, &cause) != 0) {
+		ap_warn("scheduler: cannot take run %s back: %s", run_id,
+		    cause ? cause : "?");
+		free(cause);
+	}
+	free(run_id);
+}
+
+/* ---- Public API. ---- */
+
+struct sched *
+sched_create(struct event_base *base, struct store *store,
+    const struct airflow_ops *ops, void *airflow, const struct sched_planner *planner,
+    void *planner_impl, const struct sched_config *cfg)
+{
+	struct sched *s = ap_xcalloc(1, sizeof *s);
+
+	s->base = base;
+	s->store = store;
+	s->ops = ops;
+	s->airflow = airflow;
+	s->planner = planner;
+	s->planner_impl = planner_impl;
+	if (cfg != NULL)
+		s->cfg = *cfg;
+	else
+		sched_config_defaults(&s->cfg);
+	if (s->cfg.max_agents_in_flight == 0)
+		s->cfg.max_agents_in_flight = 1;
+	if (s->cfg.poll_backoff < 1.0)
+		s->cfg.poll_backoff = 1.0;
+	TAILQ_INIT(&s->runs);
+	TAILQ_INIT(&s->dead);
+	TAILQ_INIT(&s->ring);
+	TAILQ_INIT(&s->retakes);
+	s->empty_conf = json_object();
+	s->kick_ev = event_new(base, -1, 0, sched_kick_cb, s);
+	s->reap_ev = event_new(base, -1, 0, sched_reap_cb, s);
+	s->lease_ev = event_new(base, -1, EV_PERSIST, sched_lease_cb, s);
+	s->rescan_ev = event_new(base, -1, EV_PERSIST, sched_rescan_cb, s);
+	return s;
+}
+
+void
+sched_set_observer(struct sched *s, sched_observer_cb cb, void *arg)
+{
+	s->observer = cb;
+	s->observer_arg = arg;
+}
+
+int
+sched_start(struct sched *s, bool recover, char **cause)
+{
+	struct timeval tv;
+	unsigned renew = s->cfg.lease_ms / 3;
+
+	*cause = NULL;
+	if (s->started)
+		return 0;
+	s->started = true;
+	s->recover = recover;
+	tv.tv_sec = renew / 1000;
+	tv.tv_usec = (renew % 1000) * 1000;
+	evtimer_add(s->lease_ev, &tv);
+	if (recover) {
+		sched_claim_unfinished(s);
+		if (s->cfg.rescan_ms > 0) {
+			tv.tv_sec = s->cfg.rescan_ms / 1000;
+			tv.tv_usec = (s->cfg.rescan_ms % 1000) * 1000;
+			evtimer_add(s->rescan_ev, &tv);
+		}
+	}
+	return 0;
+}
+
+unsigned
+sched_active_runs(const struct sched *s)
+{
+	return s->nruns;
+}
+
+unsigned
+sched_agents_in_flight(const struct sched *s)
+{
+	return s->in_flight;
+}
+
+bool
+sched_driving(const struct sched *s, const char *run_id)
+{
+	return sched_find(s, run_id) != NULL;
+}
+
+void
+sched_stop(struct sched *s)
+{
+	struct sched_run *r;
+	char *cause = NULL;
+
+	if (s->stopped)
+		return;
+	while ((r = TAILQ_FIRST(&s->runs)) != NULL)
+		sched_run_abandon(r, NULL, false);
+	s->stopped = true;
+	while (!TAILQ_EMPTY(&s->retakes))
+		sched_retake_free(TAILQ_FIRST(&s->retakes));
+	evtimer_del(s->lease_ev);
+	evtimer_del(s->rescan_ev);
+	if (store_release_all(s->store, &cause) != STORE_OK) {
+		ap_warn("scheduler: cannot release runs: %s", cause);
+		free(cause);
+	}
+}
+
+void
+sched_free(struct sched *s)
+{
+	struct sched_run *r;
+
+	if (s == NULL)
+		return;
+	while ((r = TAILQ_FIRST(&s->runs)) != NULL) {
+		unsigned i;
+
+		for (i = 0; i < r->nagents; i++)
+			sched_agent_cancel(&r->agents[i]);
+		TAILQ_REMOVE(&s->runs, r, link);
+		sched_run_free(r);
+	}
+	while ((r = TAILQ_FIRST(&s->dead)) != NULL) {
+		TAILQ_REMOVE(&s->dead, r, link);
+		sched_run_free(r);
+	}
+	while (!TAILQ_EMPTY(&s->retakes))
+		sched_retake_free(TAILQ_FIRST(&s->retakes));
+	event_free(s->kick_ev);
+	event_free(s->reap_ev);
+	event_free(s->lease_ev);
+	event_free(s->rescan_ev);
+	json_decref(s->empty_conf);
+	free(s);
+}

@@ -1,0 +1,1331 @@
+/* test_sched.c — the run and agent state machines and the executor, driven
+ * on a real event loop with short timers, a fake Airflow (struct
+ * airflow_ops) and a fake planner with OpenMetadata's default plan. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "sched.h"
+#include "store.h"
+#include "util.h"
+
+/* ---- Fake Airflow. ---- */
+
+enum outcome { OUT_SUCCESS, OUT_FAILED, OUT_LOST, OUT_HANG };
+
+struct behavior {
+	int parse_404;		/* get_dag answers 404 this many times after deploy */
+	bool paused;
+	const char *import_error;
+	int queued_polls;	/* get_run answers queued this many times */
+	int running_polls;
+	enum outcome outcome;
+	int failing_attempts;	/* the first N attempts fail whatever outcome says */
+	bool reject_deploy;
+};
+
+struct fake_dag {
+	char id[128];
+	int gets;
+	bool paused;
+	bool unpaused_once;
+};
+
+struct fake_run {
+	char dag_id[128];
+	char run_id[160];
+	int polls;
+	int created;		/* 2xx trigger answers that created it */
+	int adopted;
+	bool failed_by_us;
+	bool gone;
+	enum airflow_run_state forced;
+	bool has_forced;
+};
+
+struct log_entry {
+	int64_t t;
+	char op[16];
+	char dag_id[128];
+	char run_id[160];
+};
+
+struct fake_req {
+	struct fake *f;
+	struct event *ev;
+	airflow_cb cb;
+	void *arg;
+	struct airflow_result res;
+	struct airflow_dag dag;
+	struct airflow_run run;
+	char s1[160], s2[160], s3[256];
+	struct fake_req *next;
+};
+
+struct fake {
+	struct event_base *base;
+	struct behavior beh[SCHED_MAX_AGENTS];	/* by agent index in the default plan */
+	bool down;
+	int unavailable_next;
+	struct fake_dag dags[256];
+	int ndags;
+	struct fake_run runs[512];
+	int nruns;
+	struct log_entry log[4096];
+	int nlog;
+	struct fake_req *reqs;
+	int in_air;
+	int max_in_air;
+};
+
+static const char *const agents_default[] = { "metadata", "lineage", "usage",
+    "profiler" };
+
+static int
+agent_index(const char *dag_id)
+{
+	const char *p = strstr(dag_id, "__");
+	unsigned i;
+
+	for (i = 0; p != NULL && i < AP_ARRAY_LEN(agents_default); i++) {
+		if (strcmp(p + 2, agents_default[i]) == 0)
+			return (int)i;
+	}
+	return 0;
+}
+
+static unsigned
+run_attempt(const char *run_id)
+{
+	const char *p = strrchr(run_id, '_');
+
+	return p ? (unsigned)atoi(p + 1) : 1;
+}
+
+static struct fake_dag *
+fake_dag(struct fake *f, const char *id, bool create)
+{
+	int i;
+
+	for (i = 0; i < f->ndags; i++) {
+		if (strcmp(f->dags[i].id, id) == 0)
+			return &f->dags[i];
+	}
+	if (!create)
+		return NULL;
+	assert_true(f->ndags < 256);
+	memset(&f->dags[f->ndags], 0, sizeof f->dags[0]);
+	snprintf(f->dags[f->ndags].id, sizeof f->dags[0].id, "%s", id);
+	f->dags[f->ndags].paused = f->beh[agent_index(id)].paused;
+	return &f->dags[f->ndags++];
+}
+
+static struct fake_run *
+fake_run(struct fake *f, const char *run_id)
+{
+	int i;
+
+	for (i = 0; i < f->nruns; i++) {
+		if (strcmp(f->runs[i].run_id, run_id) == 0)
+			return &f->runs[i];
+	}
+	return NULL;
+}
+
+static void
+fake_log(struct fake *f, const char *op, const char *dag, const char *run)
+{
+	struct log_entry *e;
+
+	assert_true(f->nlog < 4096);
+	e = &f->log[f->nlog++];
+	e->t = (int64_t)ap_mono_ms();
+	snprintf(e->op, sizeof e->op, "%s", op);
+	snprintf(e->dag_id, sizeof e->dag_id, "%s", dag ? dag : "");
+	snprintf(e->run_id, sizeof e->run_id, "%s", run ? run : "");
+}
+
+static void
+fake_fire(evutil_socket_t fd, short what, void *arg)
+{
+	struct fake_req *q = arg, **pp;
+	struct fake *f = q->f;
+
+	for (pp = &f->reqs; *pp != q; pp = &(*pp)->next)
+		;
+	*pp = q->next;
+	f->in_air--;
+	q->cb(&q->res, q->arg);
+	event_free(q->ev);
+	free(q);
+}
+
+static struct fake_req *
+fake_req(struct fake *f, airflow_cb cb, void *arg)
+{
+	struct fake_req *q = ap_xcalloc(1, sizeof *q);
+	struct timeval tv = { 0, 1000 };
+
+	q->f = f;
+	q->cb = cb;
+	q->arg = arg;
+	q->ev = evtimer_new(f->base, fake_fire, q);
+	q->next = f->reqs;
+	f->reqs = q;
+	evtimer_add(q->ev, &tv);
+	if (++f->in_air > f->max_in_air)
+		f->max_in_air = f->in_air;
+	if (f->down || f->unavailable_next > 0) {
+		if (f->unavailable_next > 0)
+			f->unavailable_next--;
+		q->res.status = AIRFLOW_UNAVAILABLE;
+		q->res.error.title = "Couldn't connect to server";
+		q->res.error.detail = "connection refused";
+	}
+	return q;
+}
+
+static void
+set_run(struct fake_req *q, struct fake_run *r, enum airflow_run_state st)
+{
+	snprintf(q->s1, sizeof q->s1, "%s", r->dag_id);
+	snprintf(q->s2, sizeof q->s2, "%s", r->run_id);
+	q->run.dag_id = q->s1;
+	q->run.dag_run_id = q->s2;
+	q->run.state = st;
+	q->run.state_text = st == AIRFLOW_RUN_QUEUED ? "queued" : st == AIRFLOW_RUN_RUNNING ?
+	    "running" : st == AIRFLOW_RUN_SUCCESS ? "success" : "failed";
+	q->res.run = &q->run;
+}
+
+static enum airflow_run_state
+run_state_now(struct fake *f, struct fake_run *r, bool poll)
+{
+	const struct behavior *b = &f->beh[agent_index(r->dag_id)];
+	bool fail_attempt = run_attempt(r->run_id) <= (unsigned)b->failing_attempts;
+
+	if (r->has_forced)
+		return r->forced;
+	if (poll)
+		r->polls++;
+	if (r->polls <= b->queued_polls)
+		return AIRFLOW_RUN_QUEUED;
+	if (r->polls <= b->queued_polls + b->running_polls || b->outcome == OUT_HANG)
+		return AIRFLOW_RUN_RUNNING;
+	if (fail_attempt || b->outcome == OUT_FAILED)
+		return AIRFLOW_RUN_FAILED;
+	if (b->outcome == OUT_LOST) {
+		r->gone = true;
+		return AIRFLOW_RUN_RUNNING;
+	}
+	return AIRFLOW_RUN_SUCCESS;
+}
+
+static struct airflow_req *
+f_deploy(void *impl, const json_t *pipeline, airflow_cb cb, void *arg)
+{
+	struct fake *f = impl;
+	struct fake_req *q = fake_req(f, cb, arg);
+	const char *name = json_string_value(json_object_get(pipeline, "name"));
+	struct fake_dag *d;
+
+	fake_log(f, "deploy", name, NULL);
+	if (q->res.status == AIRFLOW_OK) {
+		if (f->beh[agent_index(name)].reject_deploy) {
+			q->res.status = AIRFLOW_REJECTED;
+			q->res.error.http_status = 400;
+			q->res.error.title = "Bad Request";
+			q->res.error.detail = "invalid pipeline";
+		} else {
+			d = fake_dag(f, name, true);
+			d->gets = 0;
+		}
+	}
+	return (struct airflow_req *)q;
+}
+
+static struct airflow_req *
+f_get_dag(void *impl, const char *dag_id, airflow_cb cb, void *arg)
+{
+	struct fake *f = impl;
+	struct fake_req *q = fake_req(f, cb, arg);
+	struct fake_dag *d = fake_dag(f, dag_id, false);
+	const struct behavior *b = &f->beh[agent_index(dag_id)];
+
+	fake_log(f, "get_dag", dag_id, NULL);
+	if (q->res.status != AIRFLOW_OK)
+		return (struct airflow_req *)q;
+	if (d == NULL || d->gets++ < b->parse_404) {
+		q->res.status = AIRFLOW_NOT_FOUND;
+		q->res.error.http_status = 404;
+		q->res.error.title = "DAG not found";
+		return (struct airflow_req *)q;
+	}
+	snprintf(q->s1, sizeof q->s1, "%s", dag_id);
+	q->dag.dag_id = q->s1;
+	q->dag.is_paused = d->paused;
+	q->dag.has_import_errors = b->import_error != NULL;
+	q->dag.import_error = b->import_error;
+	q->res.dag = &q->dag;
+	return (struct airflow_req *)q;
+}
+
+static struct airflow_req *
+f_unpause(void *impl, const char *dag_id, airflow_cb cb, void *arg)
+{
+	struct fake *f = impl;
+	struct fake_req *q = fake_req(f, cb, arg);
+	struct fake_dag *d = fake_dag(f, dag_id, false);
+
+	fake_log(f, "unpause", dag_id, NULL);
+	if (q->res.status == AIRFLOW_OK && d != NULL) {
+		d->paused = false;
+		d->unpaused_once = true;
+	}
+	return (struct airflow_req *)q;
+}
+
+static struct airflow_req *
+f_trigger(void *impl, const char *dag_id, const char *dag_run_id, const json_t *conf,
+    airflow_cb cb, void *arg)
+{
+	struct fake *f = impl;
+	struct fake_req *q = fake_req(f, cb, arg);
+	struct fake_run *r;
+	struct fake_dag *d = fake_dag(f, dag_id, false);
+
+	fake_log(f, "trigger", dag_id, dag_run_id);
+	assert_non_null(conf);
+	if (q->res.status != AIRFLOW_OK)
+		return (struct airflow_req *)q;
+	if (d == NULL) {
+		q->res.status = AIRFLOW_NOT_FOUND;
+		q->res.error.http_status = 404;
+		return (struct airflow_req *)q;
+	}
+	/* A paused DAG's run would stay queued forever: the scheduler must
+	 * have unpaused before triggering. */
+	assert_false(d->paused);
+	r = fake_run(f, dag_run_id);
+	if (r != NULL) {
+		r->adopted++;
+		q->run.adopted = true;
+	} else {
+		assert_true(f->nruns < 512);
+		r = &f->runs[f->nruns++];
+		memset(r, 0, sizeof *r);
+		snprintf(r->dag_id, sizeof r->dag_id, "%s", dag_id);
+		snprintf(r->run_id, sizeof r->run_id, "%s", dag_run_id);
+		r->created++;
+	}
+	set_run(q, r, run_state_now(f, r, false));
+	q->run.adopted = r->adopted > 0 && r->created == 1 && q->run.adopted;
+	return (struct airflow_req *)q;
+}
+
+static struct airflow_req *
+f_get_run(void *impl, const char *dag_id, const char *dag_run_id, airflow_cb cb,
+    void *arg)
+{
+	struct fake *f = impl;
+	struct fake_req *q = fake_req(f, cb, arg);
+	struct fake_run *r = fake_run(f, dag_run_id);
+
+	fake_log(f, "get_run", dag_id, dag_run_id);
+	if (q->res.status != AIRFLOW_OK)
+		return (struct airflow_req *)q;
+	if (r == NULL || r->gone) {
+		q->res.status = AIRFLOW_NOT_FOUND;
+		q->res.error.http_status = 404;
+		q->res.error.title = "DAGRun not found";
+		return (struct airflow_req *)q;
+	}
+	set_run(q, r, run_state_now(f, r, true));
+	if (r->gone) {
+		q->res.status = AIRFLOW_NOT_FOUND;
+		q->res.error.http_status = 404;
+		q->res.run = NULL;
+	}
+	return (struct airflow_req *)q;
+}
+
+static struct airflow_req *
+f_fail_run(void *impl, const char *dag_id, const char *dag_run_id, airflow_cb cb,
+    void *arg)
+{
+	struct fake *f = impl;
+	struct fake_req *q = fake_req(f, cb, arg);
+	struct fake_run *r = fake_run(f, dag_run_id);
+
+	fake_log(f, "fail_run", dag_id, dag_run_id);
+	if (q->res.status != AIRFLOW_OK)
+		return (struct airflow_req *)q;
+	if (r == NULL) {
+		q->res.status = AIRFLOW_NOT_FOUND;
+		return (struct airflow_req *)q;
+	}
+	r->failed_by_us = true;
+	r->has_forced = true;
+	r->forced = AIRFLOW_RUN_FAILED;
+	set_run(q, r, AIRFLOW_RUN_FAILED);
+	return (struct airflow_req *)q;
+}
+
+static void
+f_cancel(void *impl, struct airflow_req *req)
+{
+	struct fake *f = impl;
+	struct fake_req *q = (struct fake_req *)req, **pp;
+
+	for (pp = &f->reqs; *pp != NULL; pp = &(*pp)->next) {
+		if (*pp == q) {
+			*pp = q->next;
+			f->in_air--;
+			event_free(q->ev);
+			free(q);
+			return;
+		}
+	}
+	fail_msg("cancel of an unknown request");
+}
+
+static bool
+f_unreachable(void *impl)
+{
+	return ((struct fake *)impl)->down;
+}
+
+static const struct airflow_ops fake_ops = {
+	.deploy = f_deploy,
+	.get_dag = f_get_dag,
+	.unpause = f_unpause,
+	.trigger = f_trigger,
+	.get_run = f_get_run,
+	.fail_run = f_fail_run,
+	.cancel = f_cancel,
+	.unreachable = f_unreachable,
+};
+
+static void
+fake_cleanup(struct fake *f)
+{
+	while (f->reqs != NULL)
+		f_cancel(f, (struct airflow_req *)f->reqs);
+}
+
+/* ---- Fake planner: OpenMetadata's default plan. The entity may carry
+ * "unsupported": [agents], "timeout_ms", "retries", "no_run": [agents]. ---- */
+
+static bool
+in_list(const json_t *entity, const char *key, const char *name)
+{
+	size_t i;
+	json_t *v;
+
+	json_array_foreach(json_object_get(entity, key), i, v) {
+		if (ap_streq(json_string_value(v), name))
+			return true;
+	}
+	return false;
+}
+
+static int
+fp_expand(void *impl, const char *type, const json_t *entity,
+    struct sched_plan_view *out, char **cause)
+{
+	static const uint32_t after[] = { 0, 1u << 0, 1u << 0, 1u << 2 };
+	unsigned i;
+
+	if (json_object_get(entity, "unplannable") != NULL) {
+		*cause = ap_xstrdup("no agent applies");
+		return -1;
+	}
+	memset(out, 0, sizeof *out);
+	out->n = 4;
+	for (i = 0; i < 4; i++) {
+		struct sched_agent_spec *a = &out->agents[i];
+
+		snprintf(a->name, sizeof a->name, "%s", agents_default[i]);
+		a->supported = !in_list(entity, "unsupported", a->name);
+		a->unsupported_reason = "unsupported by the service";
+		a->run = !in_list(entity, "no_run", a->name);
+		a->after = after[i];
+		a->timeout_ms = json_integer_value(json_object_get(entity, "timeout_ms"));
+		if (a->timeout_ms == 0)
+			a->timeout_ms = 20000;
+		a->retries = (unsigned)json_integer_value(json_object_get(entity, "retries"));
+		a->retry_backoff_ms = 10;
+	}
+	return 0;
+}
+
+static json_t *
+fp_pipeline(void *impl, const char *type, const json_t *entity, const char *agent,
+    char **dag_id, char **cause)
+{
+	const char *name = json_string_value(json_object_get(entity, "name"));
+
+	*dag_id = ap_xprintf("%s__%s", name, agent);
+	return json_pack("{s:s,s:s}", "name", *dag_id, "pipelineType", agent);
+}
+
+static const struct sched_planner fake_planner = {
+	.expand = fp_expand,
+	.pipeline = fp_pipeline,
+};
+
+/* ---- Harness. ---- */
+
+struct h {
+	struct event_base *base;
+	struct store *store;
+	struct sched *sched;
+	struct fake fake;
+	char dir[64];
+	char *db;
+	struct sched_config cfg;
+	int finals;
+	char final_state[64][16];
+	char final_run[64][48];
+	int events;
+	bool saw_unreachable_note;
+	unsigned max_in_flight;
+};
+
+static void
+observer(const struct sched_event *ev, void *arg)
+{
+	struct h *h = arg;
+	unsigned n = sched_agents_in_flight(h->sched);
+
+	h->events++;
+	if (n > h->max_in_flight)
+		h->max_in_flight = n;
+	if (ev->agent == NULL && (ap_streq(ev->new_state, "succeeded") ||
+	    ap_streq(ev->new_state, "failed")) && h->finals < 64) {
+		snprintf(h->final_state[h->finals], 16, "%s", ev->new_state);
+		snprintf(h->final_run[h->finals], 48, "%s", ev->run_id);
+		h->finals++;
+	}
+}
+
+static struct h *
+h_new(void)
+{
+	struct h *h = ap_xcalloc(1, sizeof *h);
+	char *cause = NULL;
+
+	snprintf(h->dir, sizeof h->dir, "/tmp/test_sched.XXXXXX");
+	assert_non_null(mkdtemp(h->dir));
+	h->db = ap_xprintf("%s/state.db", h->dir);
+	h->base = event_base_new();
+	h->fake.base = h->base;
+	h->store = store_open(h->db, &(struct store_options){ .synchronous_normal = true },
+	    &cause);
+	assert_non_null(h->store);
+	sched_config_defaults(&h->cfg);
+	h->cfg.poll_initial_ms = 5;
+	h->cfg.poll_max_ms = 20;
+	h->cfg.poll_floor_ms = 2;
+	h->cfg.dag_parse_deadline_s = 2;
+	h->cfg.unreachable_retry_max_ms = 20;
+	h->cfg.rescan_ms = 0;
+	return h;
+}
+
+static void
+h_start(struct h *h)
+{
+	char *cause = NULL;
+
+	h->sched = sched_create(h->base, h->store, &fake_ops, &h->fake, &fake_planner,
+	    NULL, &h->cfg);
+	sched_set_observer(h->sched, observer, h);
+	assert_int_equal(sched_start(h->sched, true, &cause), 0);
+}
+
+static void
+h_free(struct h *h)
+{
+	char *cmd;
+
+	sched_stop(h->sched);
+	sched_free(h->sched);
+	fake_cleanup(&h->fake);
+	store_close(h->store);
+	event_base_free(h->base);
+	cmd = ap_xprintf("rm -rf '%s'", h->dir);
+	assert_int_equal(system(cmd), 0);
+	free(cmd);
+	free(h->db);
+	free(h);
+}
+
+static void
+loop_guard(evutil_socket_t fd, short what, void *arg)
+{
+	*(bool *)arg = true;
+}
+
+/* Runs the loop until n runs have ended, or fails after ms. */
+static void
+h_wait_finals(struct h *h, int n, int ms)
+{
+	bool expired = false;
+	struct event *g = evtimer_new(h->base, loop_guard, &expired);
+	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+
+	evtimer_add(g, &tv);
+	while (h->finals < n && !expired)
+		event_base_loop(h->base, EVLOOP_ONCE);
+	event_free(g);
+	if (h->finals < n)
+		fail_msg("only %d of %d runs ended within %d ms", h->finals, n, ms);
+}
+
+static void
+h_spin(struct h *h, int ms)
+{
+	bool expired = false;
+	struct event *g = evtimer_new(h->base, loop_guard, &expired);
+	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+
+	evtimer_add(g, &tv);
+	while (!expired)
+		event_base_loop(h->base, EVLOOP_ONCE);
+	event_free(g);
+}
+
+static char *
+h_submit(struct h *h, const char *name, const char *extra_json)
+{
+	json_t *e = json_pack("{s:s}", "name", name);
+	char *run_id = NULL, *cause = NULL;
+
+	if (extra_json != NULL) {
+		json_t *x = json_loads(extra_json, 0, NULL);
+
+		assert_non_null(x);
+		json_object_update(e, x);
+		json_decref(x);
+	}
+	if (sched_submit(h->sched, "databaseService", name, e, NULL, false, &run_id,
+	    &cause) != STORE_OK)
+		fail_msg("submit: %s", cause);
+	json_decref(e);
+	return run_id;
+}
+
+static json_t *
+h_status(struct h *h, const char *run_id)
+{
+	json_t *j = NULL;
+	char *cause = NULL;
+
+	assert_int_equal(store_run_json(h->store, run_id, &j, &cause), STORE_OK);
+	return j;
+}
+
+static json_t *
+status_agent(json_t *run, const char *agent)
+{
+	size_t i;
+	json_t *a;
+
+	json_array_foreach(json_object_get(run, "agents"), i, a) {
+		if (ap_streq(json_string_value(json_object_get(a, "agent")), agent))
+			return a;
+	}
+	fail_msg("agent %s not in status", agent);
+	return NULL;
+}
+
+static const char *
+agent_state(json_t *run, const char *agent)
+{
+	return json_string_value(json_object_get(status_agent(run, agent), "state"));
+}
+
+static const char *
+agent_error(json_t *run, const char *agent)
+{
+	return json_string_value(json_object_get(status_agent(run, agent), "error"));
+}
+
+/* Index in the fake's log of the first op on a DAG (suffix match), -1 if none. */
+static int
+log_first(struct h *h, const char *op, const char *dag)
+{
+	int i;
+
+	for (i = 0; i < h->fake.nlog; i++) {
+		if (strcmp(h->fake.log[i].op, op) == 0 &&
+		    strcmp(h->fake.log[i].dag_id, dag) == 0)
+			return i;
+	}
+	return -1;
+}
+
+static int
+log_last(struct h *h, const char *op, const char *dag)
+{
+	int i;
+
+	for (i = h->fake.nlog - 1; i >= 0; i--) {
+		if (strcmp(h->fake.log[i].op, op) == 0 &&
+		    strcmp(h->fake.log[i].dag_id, dag) == 0)
+			return i;
+	}
+	return -1;
+}
+
+static int
+log_count(struct h *h, const char *op, const char *dag)
+{
+	int i, n = 0;
+
+	for (i = 0; i < h->fake.nlog; i++) {
+		if (strcmp(h->fake.log[i].op, op) == 0 &&
+		    (dag == NULL || strcmp(h->fake.log[i].dag_id, dag) == 0))
+			n++;
+	}
+	return n;
+}
+
+/* ---- Tests: transition tables. ---- */
+
+static void
+test_agent_transitions(void **state)
+{
+	/* The legal moves, written out independently of the table. */
+	static const char *const legal[] = {
+		"pending>deploying", "pending>skipped", "pending>failed",
+		"deploying>waiting_for_dag", "deploying>pending", "deploying>failed",
+		"deploying>timed_out",
+		"waiting_for_dag>queued", "waiting_for_dag>succeeded",
+		"waiting_for_dag>pending", "waiting_for_dag>failed",
+		"waiting_for_dag>timed_out",
+		"queued>running", "queued>succeeded", "queued>failed", "queued>timed_out",
+		"queued>lost", "queued>pending",
+		"running>succeeded", "running>failed", "running>timed_out", "running>lost",
+		"running>pending",
+	};
+	unsigned from, to, i, nlegal = 0;
+	char key[64];
+	bool want;
+
+	for (from = 0; from < SCHED_AGENT_STATE_MAX; from++) {
+		for (to = 0; to < SCHED_AGENT_STATE_MAX; to++) {
+			snprintf(key, sizeof key, "%s>%s", sched_agent_state_name(from),
+			    sched_agent_state_name(to));
+			want = false;
+			for (i = 0; i < AP_ARRAY_LEN(legal); i++)
+				want = want || strcmp(legal[i], key) == 0;
+			if (sched_agent_transition_legal(from, to) != want)
+				fail_msg("agent %s: expected %s", key, want ? "legal" :
+				    "illegal");
+			nlegal += want;
+		}
+	}
+	assert_int_equal(nlegal, AP_ARRAY_LEN(legal));
+	/* Final states go nowhere. */
+	for (from = SCHED_AGENT_SUCCEEDED; from < SCHED_AGENT_STATE_MAX; from++) {
+		assert_true(sched_agent_state_final(from));
+		for (to = 0; to < SCHED_AGENT_STATE_MAX; to++)
+			assert_false(sched_agent_transition_legal(from, to));
+	}
+	assert_false(sched_agent_transition_legal(SCHED_AGENT_STATE_MAX, 0));
+	assert_false(sched_agent_transition_legal(0, SCHED_AGENT_STATE_MAX));
+	for (i = 0; i < SCHED_AGENT_STATE_MAX; i++) {
+		enum sched_agent_state st;
+
+		assert_true(sched_agent_state_parse(sched_agent_state_name(i), &st));
+		assert_int_equal(st, i);
+	}
+	enum sched_agent_state st;
+	assert_false(sched_agent_state_parse("stuck", &st));
+}
+
+static void
+test_run_transitions(void **state)
+{
+	static const char *const legal[] = {
+		"pending>running", "pending>failed", "running>succeeded",
+		"running>failed",
+	};
+	unsigned from, to, i;
+	char key[64];
+	bool want;
+
+	for (from = 0; from < SCHED_RUN_STATE_MAX; from++) {
+		for (to = 0; to < SCHED_RUN_STATE_MAX; to++) {
+			snprintf(key, sizeof key, "%s>%s", sched_run_state_name(from),
+			    sched_run_state_name(to));
+			want = false;
+			for (i = 0; i < AP_ARRAY_LEN(legal); i++)
+				want = want || strcmp(legal[i], key) == 0;
+			if (sched_run_transition_legal(from, to) != want)
+				fail_msg("run %s: expected %s", key, want ? "legal" :
+				    "illegal");
+		}
+	}
+	assert_true(sched_run_state_final(SCHED_RUN_SUCCEEDED));
+	assert_true(sched_run_state_final(SCHED_RUN_FAILED));
+	assert_false(sched_run_state_final(SCHED_RUN_RUNNING));
+}
+
+static void
+test_config(void **state)
+{
+	struct sched_config c;
+	char *cause = NULL;
+	json_t *j;
+
+	assert_int_equal(sched_config_from_json(NULL, &c, &cause), 0);
+	assert_int_equal(c.max_agents_in_flight, 64);
+	j = json_loads("{\"max_agents_in_flight\": 3, \"poll_initial_ms\": 100,"
+	    " \"poll_max_ms\": 1000, \"poll_floor_ms\": 50, \"dag_parse_deadline_s\": 9,"
+	    " \"poll_backoff\": 2}", 0, NULL);
+	assert_int_equal(sched_config_from_json(j, &c, &cause), 0);
+	assert_int_equal(c.max_agents_in_flight, 3);
+	assert_int_equal(c.poll_floor_ms, 50);
+	assert_int_equal(c.dag_parse_deadline_s, 9);
+	assert_true(c.poll_backoff == 2.0);
+	json_decref(j);
+	j = json_loads("{\"poll_maxx_ms\": 1}", 0, NULL);
+	assert_int_equal(sched_config_from_json(j, &c, &cause), -1);
+	assert_string_equal(cause, "scheduler.poll_maxx_ms: unknown key");
+	free(cause);
+	json_decref(j);
+	j = json_loads("{\"poll_floor_ms\": 5000, \"poll_max_ms\": 1000}", 0, NULL);
+	assert_int_equal(sched_config_from_json(j, &c, &cause), -1);
+	assert_non_null(strstr(cause, "poll_floor_ms"));
+	free(cause);
+	json_decref(j);
+	j = json_loads("{\"max_agents_in_flight\": 0}", 0, NULL);
+	assert_int_equal(sched_config_from_json(j, &c, &cause), -1);
+	assert_non_null(strstr(cause, "scheduler.max_agents_in_flight"));
+	free(cause);
+	json_decref(j);
+}
+
+/* ---- Tests: executor. ---- */
+
+static void
+test_default_plan_order_and_overlap(void **state)
+{
+	struct h *h = h_new();
+	char *id;
+	json_t *st;
+	int m_done, l_dep, u_dep, l_end, u_end, p_dep;
+
+	h->fake.beh[1].running_polls = 4;	/* lineage */
+	h->fake.beh[2].running_polls = 4;	/* usage */
+	h->fake.beh[0].paused = true;
+	h->fake.beh[0].parse_404 = 3;
+	h_start(h);
+	id = h_submit(h, "pg", NULL);
+	h_wait_finals(h, 1, 10000);
+	assert_string_equal(h->final_state[0], "succeeded");
+
+	m_done = log_last(h, "get_run", "pg__metadata");
+	if (m_done < 0)
+		m_done = log_last(h, "trigger", "pg__metadata");
+	l_dep = log_first(h, "deploy", "pg__lineage");
+	u_dep = log_first(h, "deploy", "pg__usage");
+	l_end = log_last(h, "get_run", "pg__lineage");
+	u_end = log_last(h, "get_run", "pg__usage");
+	p_dep = log_first(h, "deploy", "pg__profiler");
+	assert_true(m_done < l_dep && m_done < u_dep);
+	/* lineage and usage overlap: each started before the other finished. */
+	assert_true(l_dep < u_end && u_dep < l_end);
+	/* profiler after usage succeeded. */
+	assert_true(p_dep > u_end);
+	/* The DAG was waited for (404s) and unpaused before the trigger. */
+	assert_true(log_count(h, "get_dag", "pg__metadata") >= 4);
+	assert_true(log_first(h, "unpause", "pg__metadata") <
+	    log_first(h, "trigger", "pg__metadata"));
+	assert_int_equal(log_count(h, "unpause", "pg__lineage"), 0);
+
+	st = h_status(h, id);
+	assert_string_equal(json_string_value(json_object_get(st, "state")), "succeeded");
+	assert_string_equal(agent_state(st, "metadata"), "succeeded");
+	assert_string_equal(agent_state(st, "profiler"), "succeeded");
+	assert_int_equal(json_integer_value(json_object_get(status_agent(st, "usage"),
+	    "attempts")), 1);
+	assert_string_equal(json_string_value(json_object_get(status_agent(st,
+	    "usage"), "dag_id")), "pg__usage");
+	assert_non_null(strstr(json_string_value(json_object_get(status_agent(st,
+	    "usage"), "dag_run_id")), id));
+	assert_true(json_is_string(json_object_get(status_agent(st, "usage"),
+	    "finished_at")));
+	json_decref(st);
+	/* Every trigger created a run once. */
+	for (int i = 0; i < h->fake.nruns; i++)
+		assert_int_equal(h->fake.runs[i].created, 1);
+	assert_int_equal(sched_active_runs(h->sched), 0);
+	assert_int_equal(sched_agents_in_flight(h->sched), 0);
+	free(id);
+	h_free(h);
+}
+
+static void
+test_metadata_failure_skips_everything(void **state)
+{
+	struct h *h = h_new();
+	char *id;
+	json_t *st;
+
+	h->fake.beh[0].outcome = OUT_FAILED;
+	h_start(h);
+	id = h_submit(h, "pg", NULL);
+	h_wait_finals(h, 1, 10000);
+	assert_string_equal(h->final_state[0], "failed");
+	st = h_status(h, id);
+	assert_string_equal(agent_state(st, "metadata"), "failed");
+	assert_non_null(strstr(agent_error(st, "metadata"), "failed"));
+	assert_string_equal(agent_state(st, "lineage"), "skipped");
+	assert_string_equal(agent_error(st, "lineage"), "prerequisite metadata failed");
+	assert_string_equal(agent_state(st, "usage"), "skipped");
+	assert_string_equal(agent_state(st, "profiler"), "skipped");
+	assert_non_null(strstr(agent_error(st, "profiler"), "usage"));
+	assert_int_equal(log_count(h, "deploy", "pg__lineage"), 0);
+	assert_int_equal(log_count(h, "deploy", "pg__profiler"), 0);
+	json_decref(st);
+	free(id);
+	h_free(h);
+}
+
+static void
+test_usage_failure_skips_profiler_only(void **state)
+{
+	struct h *h = h_new();
+	char *id;
+	json_t *st;
+
+	h->fake.beh[2].outcome = OUT_FAILED;
+	h_start(h);
+	id = h_submit(h, "pg", NULL);
+	h_wait_finals(h, 1, 10000);
+	assert_string_equal(h->final_state[0], "failed");
+	st = h_status(h, id);
+	assert_string_equal(agent_state(st, "lineage"), "succeeded");
+	assert_string_equal(agent_state(st, "usage"), "failed");
+	assert_string_equal(agent_state(st, "profiler"), "skipped");
+	assert_string_equal(agent_error(st, "profiler"), "prerequisite usage failed");
+	assert_non_null(strstr(json_string_value(json_object_get(st, "error")),
+	    "usage failed"));
+	json_decref(st);
+	free(id);
+	h_free(h);
+}
+
+static void
+test_lineage_failure_blocks_nothing(void **state)
+{
+	struct h *h = h_new();
+	char *id;
+	json_t *st;
+
+	h->fake.beh[1].outcome = OUT_FAILED;
+	h_start(h);
+	id = h_submit(h, "pg", NULL);
+	h_wait_finals(h, 1, 10000);
+	st = h_status(h, id);
+	assert_string_equal(agent_state(st, "lineage"), "failed");
+	assert_string_equal(agent_state(st, "usage"), "succeeded");
+	assert_string_equal(agent_state(st, "profiler"), "succeeded");
+	/* lineage ran and failed: the run is failed. */
+	assert_string_equal(h->final_state[0], "failed");
+	json_decref(st);
+	free(id);
+	h_free(h);
+}
+
+static void
+test_unsupported_counts_as_success_and_deploy_only(void **state)
+{
+	struct h *h = h_new();
+	char *id;
+	json_t *st;
+
+	h_start(h);
+	id = h_submit(h, "pg", "{\"unsupported\": [\"usage\"], \"no_run\": [\"profiler\"]}");
+	h_wait_finals(h, 1, 10000);
+	assert_string_equal(h->final_state[0], "succeeded");
+	st = h_status(h, id);
+	assert_string_equal(agent_state(st, "usage"), "skipped");
+	assert_string_equal(agent_error(st, "usage"), "unsupported by the service");
+	/* profiler runs after an unsupported usage, deployed but not triggered. */
+	assert_string_equal(agent_state(st, "profiler"), "succeeded");
+	assert_int_equal(log_count(h, "deploy", "pg__profiler"), 1);
+	assert_int_equal(log_count(h, "trigger", "pg__profiler"), 0);
+	assert_int_equal(log_count(h, "deploy", "pg__usage"), 0);
+	json_decref(st);
+	free(id);
+	h_free(h);
+}
+
+static void
+test_import_error_and_rejected_deploy(void **state)
+{
+	struct h *h = h_new();
+	char *id, *id2;
+	json_t *st;
+
+	h->fake.beh[0].import_error = "Traceback: ModuleNotFoundError: metadata";
+	h_start(h);
+	id = h_submit(h, "pg", "{\"retries\": 2}");
+	h_wait_finals(h, 1, 10000);
+	st = h_status(h, id);
+	assert_string_equal(agent_state(st, "metadata"), "failed");
+	assert_non_null(strstr(agent_error(st, "metadata"),
+	    "Traceback: ModuleNotFoundError: metadata"));
+	/* Import errors are not retried. */
+	assert_int_equal(log_count(h, "deploy", "pg__metadata"), 1);
+	json_decref(st);
+
+	h->fake.beh[0].import_error = NULL;
+	h->fake.beh[0].reject_deploy = true;
+	id2 = h_submit(h, "pg2", NULL);
+	h_wait_finals(h, 2, 10000);
+	st = h_status(h, id2);
+	assert_string_equal(agent_state(st, "metadata"), "failed");
+	assert_non_null(strstr(agent_error(st, "metadata"), "HTTP 400"));
+	assert_non_null(strstr(agent_error(st, "metadata"), "invalid pipeline"));
+	json_decref(st);
+	free(id);
+	free(id2);
+	h_free(h);
+}
+
+static void
+test_parse_deadline(void **state)
+{
+	struct h *h = h_new();
+	char *id;
+	json_t *st;
+
+	h->cfg.dag_parse_deadline_s = 1;
+	h->fake.beh[0].parse_404 = 1000000;
+	h_start(h);
+	id = h_submit(h, "pg", NULL);
+	h_wait_finals(h, 1, 10000);
+	st = h_status(h, id);
+	assert_string_equal(agent_state(st, "metadata"), "failed");
+	assert_non_null(strstr(agent_error(st, "metadata"), "not parsed"));
+	/* Backoff: far fewer polls than 1 s / floor. */
+	assert_true(log_count(h, "get_dag", "pg__metadata") < 200);
+	json_decref(st);
+	free(id);
+	h_free(h);
+}
+
+static void
+test_timeout_fails_airflow_run(void **state)
+{
+	struct h *h = h_new();
+	char *id;
+	json_t *st;
+	int i;
+
+	h->fake.beh[0].outcome = OUT_HANG;
+	h_start(h);
+	id = h_submit(h, "pg", "{\"timeout_ms\": 300}");
+	h_wait_finals(h, 1, 10000);
+	st = h_status(h, id);
+	assert_string_equal(agent_state(st, "metadata"), "timed_out");
+	assert_non_null(strstr(agent_error(st, "metadata"), "marked failed"));
+	assert_int_equal(log_count(h, "fail_run", "pg__metadata"), 1);
+	for (i = 0; i < h->fake.nruns; i++)
+		assert_true(h->fake.runs[i].failed_by_us);
+	assert_string_equal(agent_state(st, "lineage"), "skipped");
+	assert_string_equal(h->final_state[0], "failed");
+	json_decref(st);
+	free(id);
+	h_free(h);
+}
+
+static void
+test_lost_run(void **state)
+{
+	struct h *h = h_new();
+	char *id;
+	json_t *st;
+
+	h->fake.beh[2].outcome = OUT_LOST;
+	h->fake.beh[2].running_polls = 2;
+	h_start(h);
+	id = h_submit(h, "pg", NULL);
+	h_wait_finals(h, 1, 10000);
+	st = h_status(h, id);
+	assert_string_equal(agent_state(st, "usage"), "lost");
+	assert_non_null(strstr(agent_error(st, "usage"), "disappeared"));
+	assert_string_equal(agent_state(st, "profiler"), "skipped");
+	assert_string_equal(agent_state(st, "lineage"), "succeeded");
+	json_decref(st);
+	free(id);
+	h_free(h);
+}
+
+static void
+check_unreachable_note(evutil_socket_t fd, short what, void *arg)
+{
+	struct h *h = arg;
+	json_t *list = NULL;
+	char *cause = NULL, *s;
+
+	assert_int_equal(store_runs_json(h->store, NULL, 0, &list, &cause), STORE_OK);
+	s = json_dumps(list, 0);
+	if (strstr(s, "Airflow unreachable") != NULL)
+		h->saw_unreachable_note = true;
+	free(s);
+	json_decref(list);
+	h->fake.down = false;
+}
+
+static void
+test_unreachable_then_recovered(void **state)
+{
+	struct h *h = h_new();
+	char *id;
+	json_t *st;
+	struct timeval tv = { 0, 300000 };
+	struct event *ev;
+
+	h->fake.beh[0].running_polls = 50;
+	h_start(h);
+	id = h_submit(h, "pg", NULL);
+	h_spin(h, 30);
+	h->fake.down = true;
+	ev = evtimer_new(h->base, check_unreachable_note, h);
+	evtimer_add(ev, &tv);
+	h_wait_finals(h, 1, 15000);
+	event_free(ev);
+	/* While down, status said so; afterwards everything completed. */
+	assert_true(h->saw_unreachable_note);
+	assert_string_equal(h->final_state[0], "succeeded");
+	st = h_status(h, id);
+	assert_true(json_is_null(json_object_get(status_agent(st, "metadata"), "error")));
+	json_decref(st);
+	free(id);
+	h_free(h);
+}
+
+static void
+test_retries_use_new_dag_run_ids(void **state)
+{
+	struct h *h = h_new();
+	char *id, *rid1;
+	json_t *st;
+	int i, n = 0;
+
+	h->fake.beh[0].failing_attempts = 1;
+	h_start(h);
+	id = h_submit(h, "pg", "{\"retries\": 2}");
+	h_wait_finals(h, 1, 10000);
+	assert_string_equal(h->final_state[0], "succeeded");
+	st = h_status(h, id);
+	assert_int_equal(json_integer_value(json_object_get(status_agent(st, "metadata"),
+	    "attempts")), 2);
+	rid1 = ap_xprintf("autopilot__%s__metadata__1", id);
+	for (i = 0; i < h->fake.nruns; i++) {
+		if (strstr(h->fake.runs[i].dag_id, "metadata") != NULL)
+			n++;
+	}
+	assert_int_equal(n, 2);
+	assert_non_null(fake_run(&h->fake, rid1));
+	assert_string_not_equal(json_string_value(json_object_get(status_agent(st,
+	    "metadata"), "dag_run_id")), rid1);
+	assert_int_equal(json_integer_value(json_object_get(status_agent(st, "lineage"),
+	    "attempts")), 1);
+	json_decref(st);
+	free(rid1);
+	free(id);
+	h_free(h);
+}
+
+static void
+test_rerun_refused_replace_and_repeat(void **state)
+{
+	struct h *h = h_new();
+	json_t *e = json_pack("{s:s}", "name", "pg");
+	char *id1, *id2 = NULL, *id3 = NULL, *cause = NULL;
+	json_t *st;
+
+	h->fake.beh[0].running_polls = 1000000;
+	h_start(h);
+	id1 = h_submit(h, "pg", NULL);
+	h_spin(h, 50);
+	assert_int_equal(sched_submit(h->sched, "databaseService", "pg", e, NULL, false,
+	    &id2, &cause), STORE_ACTIVE);
+	assert_string_equal(id2, id1);
+	assert_non_null(strstr(cause, "already has an active run"));
+	free(cause);
+	free(id2);
+	cause = NULL;
+	assert_int_equal(sched_submit(h->sched, "databaseService", "pg", e, NULL, true,
+	    &id2, &cause), STORE_OK);
+	assert_string_not_equal(id1, id2);
+	assert_false(sched_driving(h->sched, id1));
+	h->fake.beh[0].running_polls = 1;
+	h_wait_finals(h, 1, 10000);
+	assert_string_equal(h->final_run[0], id2);
+	st = h_status(h, id1);
+	assert_string_equal(json_string_value(json_object_get(st, "state")), "failed");
+	assert_non_null(strstr(json_string_value(json_object_get(st, "error")),
+	    "replaced"));
+	assert_string_not_equal(agent_state(st, "metadata"), "running");
+	json_decref(st);
+	/* A finished service runs again: new run id, new dag_run_ids, same DAGs. */
+	assert_int_equal(sched_submit(h->sched, "databaseService", "pg", e, NULL, false,
+	    &id3, &cause), STORE_OK);
+	h_wait_finals(h, 2, 10000);
+	assert_string_equal(h->final_state[1], "succeeded");
+	st = h_status(h, id3);
+	assert_string_equal(json_string_value(json_object_get(status_agent(st,
+	    "profiler"), "dag_id")), "pg__profiler");
+	assert_non_null(strstr(json_string_value(json_object_get(status_agent(st,
+	    "profiler"), "dag_run_id")), id3));
+	json_decref(st);
+	assert_int_equal(log_count(h, "deploy", "pg__profiler"), 2);
+	json_decref(e);
+	free(id1);
+	free(id2);
+	free(id3);
+	h_free(h);
+}
+
+static void
+test_cap_and_round_robin(void **state)
+{
+	struct h *h = h_new();
+	char *ids[3];
+	int i;
+
+	h->cfg.max_agents_in_flight = 1;
+	h_start(h);
+	ids[0] = h_submit(h, "a", NULL);
+	ids[1] = h_submit(h, "b", NULL);
+	ids[2] = h_submit(h, "c", NULL);
+	h_wait_finals(h, 3, 20000);
+	assert_int_equal(h->max_in_flight, 1);
+	assert_int_equal(h->fake.max_in_air, 1);
+	/* Round robin: every service's metadata before a's second agent. */
+	assert_true(log_first(h, "deploy", "c__metadata") <
+	    log_first(h, "deploy", "a__lineage"));
+	assert_true(log_first(h, "deploy", "b__metadata") <
+	    log_first(h, "deploy", "c__metadata"));
+	for (i = 0; i < 3; i++) {
+		assert_string_equal(h->final_state[i], "succeeded");
+		free(ids[i]);
+	}
+	h_free(h);
+}
+
+static void
+test_planning_failure_fails_run(void **state)
+{
+	struct h *h = h_new();
+	char *id;
+	json_t *st;
+
+	h_start(h);
+	id = h_submit(h, "pg", "{\"unplannable\": true}");
+	h_wait_finals(h, 1, 5000);
+	st = h_status(h, id);
+	assert_string_equal(json_string_value(json_object_get(st, "state")), "failed");
+	assert_non_null(strstr(json_string_value(json_object_get(st, "error")),
+	    "no agent applies"));
+	json_decref(st);
+	free(id);
+	h_free(h);
+}
+
+/* A crash after the trigger was sent but before its answer: once the dead
+ * process's lease expires, a restarted scheduler claims the run, repeats the
+ * trigger with the same dag_run_id and adopts the existing Airflow run. */
+static void
+test_crash_recovery_adopts(void **state)
+{
+	struct h *h = h_new();
+	struct store_options o = { .synchronous_normal = true, .lease_ms = 200 };
+	char *id, *cause = NULL, *rid;
+	json_t *st;
+	int i;
+
+	store_close(h->store);
+	h->store = store_open(h->db, &o, &cause);
+	assert_non_null(h->store);
+	h->cfg.lease_ms = 200;
+	h->fake.beh[1].running_polls = 3;
+	h_start(h);
+	id = h_submit(h, "pg", NULL);
+	while (log_count(h, "trigger", "pg__lineage") == 0)
+		event_base_loop(h->base, EVLOOP_ONCE);
+	/* "Crash": no release, in-flight answers never arrive. */
+	sched_free(h->sched);
+	h->sched = NULL;
+	fake_cleanup(&h->fake);
+	store_close(h->store);
+
+	h->store = store_open(h->db, &o, &cause);
+	assert_non_null(h->store);
+	/* The lease still holds: nobody else may drive the run yet. */
+	assert_int_equal(store_claim(h->store, id, &cause), STORE_LOST);
+	usleep(300000);
+	h_start(h);
+	assert_true(sched_driving(h->sched, id));
+	h_wait_finals(h, 1, 10000);
+	assert_string_equal(h->final_state[0], "succeeded");
+	rid = ap_xprintf("autopilot__%s__lineage__1", id);
+	assert_non_null(fake_run(&h->fake, rid));
+	assert_int_equal(fake_run(&h->fake, rid)->adopted, 1);
+	/* No Airflow run was ever created twice. */
+	for (i = 0; i < h->fake.nruns; i++)
+		assert_int_equal(h->fake.runs[i].created, 1);
+	assert_int_equal(h->fake.nruns, 4);
+	st = h_status(h, id);
+	assert_string_equal(agent_state(st, "lineage"), "succeeded");
+	assert_int_equal(json_integer_value(json_object_get(status_agent(st, "lineage"),
+	    "attempts")), 1);
+	json_decref(st);
+	free(rid);
+	free(id);
+	h_free(h);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_agent_transitions),
+		cmocka_unit_test(test_run_transitions),
+		cmocka_unit_test(test_config),
+		cmocka_unit_test(test_default_plan_order_and_overlap),
+		cmocka_unit_test(test_metadata_failure_skips_everything),
+		cmocka_unit_test(test_usage_failure_skips_profiler_only),
+		cmocka_unit_test(test_lineage_failure_blocks_nothing),
+		cmocka_unit_test(test_unsupported_counts_as_success_and_deploy_only),
+		cmocka_unit_test(test_import_error_and_rejected_deploy),
+		cmocka_unit_test(test_parse_deadline),
+		cmocka_unit_test(test_timeout_fails_airflow_run),
+		cmocka_unit_test(test_lost_run),
+		cmocka_unit_test(test_unreachable_then_recovered),
+		cmocka_unit_test(test_retries_use_new_dag_run_ids),
+		cmocka_unit_test(test_rerun_refused_replace_and_repeat),
+		cmocka_unit_test(test_cap_and_round_robin),
+		cmocka_unit_test(test_planning_failure_fails_run),
+		cmocka_unit_test(test_crash_recovery_adopts),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
