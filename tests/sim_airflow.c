@@ -2020,7 +2020,7 @@ api_trigger(struct rq *rq, enum sim_api api, const char *dag_id)
 		"data_interval_start", "data_interval_end", "run_after", "partition_key", NULL };
 	struct sim *s = rq->s;
 	json_t *j = NULL, *conf, *rid, *ld;
-	struct dag *d;
+	struct dag *d = NULL;
 	char *gen = NULL;
 	const char *run_id, *logical = NULL;
 	char now_s[64];
