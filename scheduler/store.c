@@ -98,6 +98,7 @@ enum store_stmt_id {
 	Q_RUN_ENTITY,
 	Q_AGENTS_OF,
 	Q_CLAIM_CANDIDATES,
+	Q_CLAIM_ONE_GET,
 	Q_CLAIM,
 	Q_RUN_SET_STATE,
 	Q_RUN_SET_FINAL,
@@ -145,6 +146,8 @@ static const char *const store_sql[Q_MAX] = {
 	    " WHERE run_id = ?1 ORDER BY rowid",
 	[Q_CLAIM_CANDIDATES] = "SELECT run_id, owner, lease_until FROM runs"
 	    " WHERE state IN " ACTIVE_STATES " ORDER BY rowid",
+	[Q_CLAIM_ONE_GET] = "SELECT owner, lease_until FROM runs"
+	    " WHERE run_id = ?1 AND state IN " ACTIVE_STATES,
 	[Q_CLAIM] = "UPDATE runs SET owner = ?2, lease_until = ?3"
 	    " WHERE run_id = ?1 AND state IN " ACTIVE_STATES,
 	[Q_RUN_SET_STATE] = "UPDATE runs SET state = ?2, error = ?3,"
@@ -1110,15 +1113,14 @@ store_claim(struct store *s, const char *run_id, char **cause)
 
 	if (store_begin(s, cause) != 0)
 		return STORE_ERROR;
-	if ((st = store_stmt(s, Q_CLAIM_CANDIDATES, cause)) == NULL)
+	if ((st = store_stmt(s, Q_CLAIM_ONE_GET, cause)) == NULL)
 		goto fail;
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		if (strcmp((const char *)sqlite3_column_text(st, 0), run_id) != 0)
-			continue;
+	bind_text(st, 1, run_id);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
 		found = true;
-		owner = col_text(st, 1);
-		lease = sqlite3_column_int64(st, 2);
-		break;
+		owner = col_text(st, 0);
+		lease = sqlite3_column_int64(st, 1);
 	}
 	sqlite3_reset(st);
 	if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
