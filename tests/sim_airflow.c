@@ -34,6 +34,9 @@
  *       or a list: the n-th run of the DAG takes element min(n, len-1), so
  *       ["failed", "success"] fails once then succeeds.
  *       "exists": true makes the DAG present from the start (no deploy needed).
+ *       "import_error": the DAG shows has_import_errors: true, GET /importErrors lists
+ *       the text with filename = the DAG's fileloc, and its runs end failed.
+ *       Keys starting with '$' (e.g. "$comment") are ignored everywhere.
  *   "faults": {
  *       "latency_ms": 0, "latency_jitter_ms": 0      added to every answer (timers, no sleep)
  *       "error_rate": 0.0, "error_status": 503       or a list, e.g. [503, 502, 500], picked at random
@@ -55,7 +58,8 @@
  * requests are counted (for bursts and rate limits) from the scenario load.
  *
  * Control endpoints (no auth, not recorded, no faults):
- *   GET /_sim/requests[?since=SEQ]  recorded requests, oldest first: {seq, t_ms, method,
+ *   GET /_sim/requests[?since=SEQ][&path=PREFIX]
+ *                                   recorded requests, oldest first: {seq, t_ms, method,
  *                                   path (raw, without query), query (or null), auth
  *                                   ("basic"|"bearer"|"none"), body (JSON, else string,
  *                                   else null), status (0 for a reset)}; seq never restarts
@@ -80,6 +84,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 
 #include <event2/buffer.h>
@@ -921,10 +926,16 @@ scenario_parse(json_t *root, struct scenario *sc, char **cause)
 			*cause = ap_xprintf("scenario.pipelines: expected an object");
 			goto fail;
 		}
-		json_object_foreach(v, key, n.pipelines) {
-			char *where = ap_xprintf("pipelines.%s", key);
-			int rc = timing_check(json_object_get(v, key), where, false, cause);
+		json_t *p;
 
+		json_object_foreach(v, key, p) {
+			char *where;
+			int rc;
+
+			if (key[0] == '$')
+				continue;
+			where = ap_xprintf("pipelines.%s", key);
+			rc = timing_check(p, where, false, cause);
 			free(where);
 			if (rc < 0)
 				goto fail;
@@ -939,9 +950,13 @@ scenario_parse(json_t *root, struct scenario *sc, char **cause)
 			goto fail;
 		}
 		json_object_foreach(v, key, d) {
-			char *where = ap_xprintf("dags.%s", key);
-			int rc = timing_check(d, where, true, cause);
+			char *where;
+			int rc;
 
+			if (key[0] == '$')
+				continue;
+			where = ap_xprintf("dags.%s", key);
+			rc = timing_check(d, where, true, cause);
 			free(where);
 			if (rc < 0)
 				goto fail;
@@ -2631,6 +2646,8 @@ ctl_requests(struct rq *rq)
 	struct sim *s = rq->s;
 	struct evbuffer *out;
 	const char *since_s = rq_param(rq, "since");
+	const char *prefix = rq_param(rq, "path");
+	size_t plen = prefix != NULL ? strlen(prefix) : 0;
 	uint64_t since = since_s != NULL ? strtoull(since_s, NULL, 10) : 0;
 	size_t i = 0;
 	bool first = true;
@@ -2648,8 +2665,12 @@ ctl_requests(struct rq *rq)
 		i = (size_t)(since - s->log_base_seq);
 	evbuffer_add(out, "[", 1);
 	for (; i < s->log_len; i++) {
-		json_t *e = log_entry_json(s, i);
+		json_t *e;
 
+		if (plen > 0 && (s->log[i].path_len < plen ||
+		    memcmp(s->arena.data + s->log[i].off, prefix, plen) != 0))
+			continue;
+		e = log_entry_json(s, i);
 		if (!first)
 			evbuffer_add(out, ",\n", 2);
 		first = false;
@@ -2980,6 +3001,7 @@ main(int argc, char **argv)
 	struct sockaddr_in sin;
 	socklen_t slen = sizeof sin;
 	struct event *ev_term = NULL, *ev_int = NULL;
+	struct rlimit rl;
 	json_t *root;
 	int i, rc = 2;
 
@@ -3021,6 +3043,11 @@ main(int argc, char **argv)
 		goto out;
 	}
 	signal(SIGPIPE, SIG_IGN);
+	/* Load tests open many connections: take every descriptor we may. */
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
 	s.mono0 = ap_mono_ms();
 	s.wall0 = ap_wall_ms();
 	ap_buf_init(&s.arena);
