@@ -1654,8 +1654,8 @@ rq_error(struct rq *rq, int status, const char *title, const char *fmt, ...)
 		type = pt != NULL ? ap_xprintf("https://airflow.apache.org/docs/apache-airflow/"
 		    "2.10.5/stable-rest-api-ref.html#section/Errors/%s", pt) :
 		    ap_xstrdup("about:blank");
-		j = json_pack("{s:s, s:s, s:i, s:s}", "type", type, "title", title,
-		    "status", status, "detail", detail);
+		j = json_pack("{s:s, s:s, s:i, s:o}", "type", type, "title", title,
+		    "status", status, "detail", log_text_json(detail, strlen(detail)));
 		free(type);
 		evhttp_add_header(evhttp_request_get_output_headers(rq->req), "Content-Type",
 		    "application/problem+json");
@@ -1664,11 +1664,12 @@ rq_error(struct rq *rq, int status, const char *title, const char *fmt, ...)
 			    "WWW-Authenticate", "Basic");
 		break;
 	case SIM_FAM_V2:
-		j = json_pack("{s:s}", "detail", detail);
+		j = json_pack("{s:o}", "detail", log_text_json(detail, strlen(detail)));
 		break;
 	case SIM_FAM_PLUGIN:
-		j = json_pack("{s:s}", "error", status >= 500 ?
-		    "An unexpected problem occurred" : detail);
+		j = json_pack("{s:o}", "error", status >= 500 ?
+		    json_string("An unexpected problem occurred") :
+		    log_text_json(detail, strlen(detail)));
 		break;
 	}
 	free(detail);
