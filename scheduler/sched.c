@@ -616,6 +616,11 @@ sched_agent_note(struct sched_agent *a, const char *note)
 {
 	if (ap_streq(a->error, note) || (a->error == NULL && note == NULL))
 		return 0;
+	if (note != NULL)
+		ap_warn("run %s agent %s: %s", a->run->run_id, agent_name(a), note);
+	else
+		ap_info("run %s agent %s: Airflow reachable again", a->run->run_id,
+		    agent_name(a));
 	sched_set_str(&a->error, note);
 	return sched_agent_persist(a);
 }

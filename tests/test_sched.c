@@ -1303,6 +1303,53 @@ test_crash_recovery_adopts(void **state)
 	h_free(h);
 }
 
+/* The server and a CLI re-run on one database: each run is driven by one
+ * scheduler at a time; a released run is picked up by the other's rescan. */
+static void
+test_two_schedulers_one_database(void **state)
+{
+	struct h *h = h_new();
+	struct store *store2;
+	struct sched *cli;
+	char *cause = NULL, *id = NULL;
+	json_t *e = json_pack("{s:s}", "name", "pg");
+	int i;
+
+	h->cfg.rescan_ms = 50;
+	h->fake.beh[0].running_polls = 1000000;
+	h_start(h);	/* "server": recovers and rescans */
+	store2 = store_open(h->db, NULL, &cause);
+	assert_non_null(store2);
+	cli = sched_create(h->base, store2, &fake_ops, &h->fake, &fake_planner, NULL,
+	    &h->cfg);
+	assert_int_equal(sched_start(cli, false, &cause), 0);
+	assert_int_equal(sched_submit(cli, "databaseService", "pg", e, NULL, false, &id,
+	    &cause), STORE_OK);
+	h_spin(h, 300);
+	/* The server's rescans did not take the CLI's run, nor may it take it. */
+	assert_true(sched_driving(cli, id));
+	assert_false(sched_driving(h->sched, id));
+	assert_int_equal(sched_take(h->sched, id, &cause), -1);
+	assert_non_null(strstr(cause, "another process"));
+	free(cause);
+	cause = NULL;
+	/* Only one deploy of metadata happened: one driver. */
+	assert_int_equal(log_count(h, "deploy", "pg__metadata"), 1);
+	/* The CLI stops (released claim): the server resumes the run. */
+	sched_stop(cli);
+	h->fake.beh[0].running_polls = 2;
+	h_wait_finals(h, 1, 10000);
+	assert_string_equal(h->final_run[0], id);
+	assert_string_equal(h->final_state[0], "succeeded");
+	for (i = 0; i < h->fake.nruns; i++)
+		assert_int_equal(h->fake.runs[i].created, 1);
+	sched_free(cli);
+	store_close(store2);
+	json_decref(e);
+	free(id);
+	h_free(h);
+}
+
 int
 main(void)
 {
@@ -1325,6 +1372,7 @@ main(void)
 		cmocka_unit_test(test_cap_and_round_robin),
 		cmocka_unit_test(test_planning_failure_fails_run),
 		cmocka_unit_test(test_crash_recovery_adopts),
+		cmocka_unit_test(test_two_schedulers_one_database),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
