@@ -706,6 +706,27 @@ def test_faults():
         wait_for(lambda: sim.req("GET", "/api/v1/dags/slow", auth="basic")[0] == 200,
                  "slow parse")
 
+        # A lost reply: the trigger takes effect, the answer never comes; a retry gets 409.
+        sc = sim.req("GET", "/_sim/scenario")[2]
+        lost = dict(sc, faults={"lost_reply_rate": 1.0, "paths": ["/api/v1/dags/flaky"]})
+        sim.scenario(lost)
+        st, _, _ = sim.req("POST", "/api/v1/dags/flaky/dagRuns", {"dag_run_id": "L1"},
+                           auth="basic")
+        assert st == 0
+        assert sim.log()[-1]["status"] == 0
+        sim.scenario(dict(sc, dags=dict(sc["dags"], nodeploy={"deploy_status": 500})))
+        st, _, _ = sim.req("POST", "/api/v1/dags/flaky/dagRuns", {"dag_run_id": "L1"},
+                           auth="basic")
+        assert st == 409
+        assert sim.req("GET", "/api/v1/dags/flaky/dagRuns/L1", auth="basic")[0] == 200
+
+        # A deploy the plugin fails.
+        st, _, doc = sim.req("POST", "/api/v1/openmetadata/deploy", pipeline("nodeploy"),
+                             auth="basic")
+        assert st == 500 and doc == {"error": "An unexpected problem occurred"}, doc
+        time.sleep(0.05)
+        assert sim.req("GET", "/api/v1/dags/nodeploy", auth="basic")[0] == 404
+
         # Restart forgets runs (404), keeps DAGs; dags=1 forgets those too.
         assert sim.req("POST", "/_sim/restart")[0] == 200
         assert sim.req("GET", "/api/v1/dags/flaky/dagRuns/f1", auth="basic")[0] == 404

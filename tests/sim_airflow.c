@@ -26,7 +26,7 @@
  *   "pipelines": { "<pipelineType>"|"*": {"queued_ms": 50, "running_ms": 300,
  *                   "outcome": "success", "parse_delay_ms": ...} }
  *   "dags": { "<dag_id>": {"queued_ms", "running_ms", "outcome", "parse_delay_ms",
- *                "import_error": "<stack trace text>",
+ *                "import_error": "<stack trace text>", "deploy_status": 200,
  *                "exists": false, "pipeline_type": "metadata", "is_paused": true} }
  *       A run's timing comes from dags[id], else pipelines[type], else
  *       pipelines["*"], else the defaults above, key by key, frozen at trigger.
@@ -36,6 +36,7 @@
  *       "exists": true makes the DAG present from the start (no deploy needed).
  *       "import_error": the DAG shows has_import_errors: true, GET /importErrors lists
  *       the text with filename = the DAG's fileloc, and its runs end failed.
+ *       "deploy_status" >= 300: the plugin's deploy answers it (an error) and does nothing.
  *       Keys starting with '$' (e.g. "$comment") are ignored everywhere.
  *   "faults": {
  *       "latency_ms": 0, "latency_jitter_ms": 0      added to every answer (timers, no sleep)
@@ -46,6 +47,8 @@
  *                                                    in every block of N requests the last
  *                                                    `burst` get 429 with Retry-After
  *       "reset_rate": 0.0                            close the connection without answering
+ *       "lost_reply_rate": 0.0                       do the work, then close without answering
+ *                                                    (a trigger whose reply is lost: retry -> 409)
  *       "outage": {"start_ms": 0, "duration_ms": 0, "mode": "503"|"reset"}
  *                                                    relative to when the scenario was loaded
  *       "paths": ["/api/v1/dags"]                    path prefixes the faults above apply to
@@ -293,6 +296,7 @@ struct faults {
 	int64_t rate_limit_burst;
 	int64_t retry_after_s;
 	double reset_rate;
+	double lost_reply_rate;
 	int64_t outage_start_ms;
 	int64_t outage_duration_ms;
 	bool outage_reset;
@@ -382,6 +386,7 @@ struct rq {
 	enum sim_fam fam;
 	int64_t now;
 	bool logged;
+	bool lose_reply;		/* answer by a reset, after doing the work */
 	size_t log_idx;
 	uint64_t log_seq;
 };
@@ -710,7 +715,8 @@ timing_check(const json_t *obj, const char *where, bool is_dag, char **cause)
 	static const char *const pipeline_keys[] = { "queued_ms", "running_ms", "outcome",
 		"parse_delay_ms", NULL };
 	static const char *const dag_keys[] = { "queued_ms", "running_ms", "outcome",
-		"parse_delay_ms", "import_error", "exists", "pipeline_type", "is_paused", NULL };
+		"parse_delay_ms", "import_error", "exists", "pipeline_type", "is_paused",
+		"deploy_status", NULL };
 	const json_t *o;
 	int64_t i;
 	const char *str;
@@ -726,6 +732,7 @@ timing_check(const json_t *obj, const char *where, bool is_dag, char **cause)
 	if (get_int(obj, "queued_ms", 0, UINT32_MAX, &i, where, cause) < 0 ||
 	    get_int(obj, "running_ms", 0, UINT32_MAX, &i, where, cause) < 0 ||
 	    get_int(obj, "parse_delay_ms", 0, INT32_MAX, &i, where, cause) < 0 ||
+	    get_int(obj, "deploy_status", 200, 599, &i, where, cause) < 0 ||
 	    get_str(obj, "import_error", &str, where, cause) < 0 ||
 	    get_str(obj, "pipeline_type", &str, where, cause) < 0 ||
 	    get_bool(obj, "exists", &b, where, cause) < 0 ||
@@ -758,7 +765,7 @@ faults_parse(const json_t *obj, struct faults *f, char **cause)
 {
 	static const char *const keys[] = { "latency_ms", "latency_jitter_ms", "error_rate",
 		"error_status", "error_burst", "rate_limit_every", "rate_limit_burst",
-		"retry_after_s", "reset_rate", "outage", "paths", "plugin_v2_fallback_404",
+		"retry_after_s", "reset_rate", "lost_reply_rate", "outage", "paths", "plugin_v2_fallback_404",
 		"plugin_pluginsv2_404", NULL };
 	static const char *const burst_keys[] = { "after", "count", "status", NULL };
 	static const char *const outage_keys[] = { "start_ms", "duration_ms", "mode", NULL };
@@ -786,6 +793,7 @@ faults_parse(const json_t *obj, struct faults *f, char **cause)
 	    get_int(obj, "rate_limit_burst", 1, INT32_MAX, &f->rate_limit_burst, w, cause) < 0 ||
 	    get_int(obj, "retry_after_s", 0, 86400, &f->retry_after_s, w, cause) < 0 ||
 	    get_rate(obj, "reset_rate", &f->reset_rate, w, cause) < 0 ||
+	    get_rate(obj, "lost_reply_rate", &f->lost_reply_rate, w, cause) < 0 ||
 	    get_bool(obj, "plugin_v2_fallback_404", &f->plugin_v2_fallback_404, w, cause) < 0 ||
 	    get_bool(obj, "plugin_pluginsv2_404", &f->plugin_pluginsv2_404, w, cause) < 0)
 		return -1;
@@ -1578,14 +1586,21 @@ rq_trace(struct rq *rq, int status)
 	    rq->query != NULL ? rq->query : "", status);
 }
 
+static void rq_reset(struct rq *rq);
+
 /* Answers body (stolen; NULL for none) with status. */
 static void
 rq_reply(struct rq *rq, int status, json_t *body)
 {
 	struct evkeyvalq *h = evhttp_request_get_output_headers(rq->req);
-	struct evbuffer *out = evbuffer_new();
+	struct evbuffer *out;
 
-	if (out == NULL)
+	if (rq->lose_reply) {
+		json_decref(body);
+		rq_reset(rq);
+		return;
+	}
+	if ((out = evbuffer_new()) == NULL)
 		ap_fatal("evbuffer_new failed");
 	if (body != NULL) {
 		json_dump_callback(body, dump_to_evbuffer, out,
@@ -1870,6 +1885,8 @@ faults_apply(struct rq *rq)
 		rq_error(rq, st, NULL, "Simulated failure");
 		return true;
 	}
+	if (f->lost_reply_rate > 0 && sim_rand01(s) < f->lost_reply_rate)
+		rq->lose_reply = true;
 	return false;
 }
 
@@ -2415,7 +2432,7 @@ static void
 plugin_deploy(struct rq *rq)
 {
 	json_t *j = rq_body_json(rq);
-	const json_t *name, *ptype, *sched;
+	const json_t *name, *ptype, *sched, *st;
 	char *dag_id;
 
 	if (!json_is_object(j)) {
@@ -2440,6 +2457,13 @@ plugin_deploy(struct rq *rq)
 		goto out;
 	}
 	dag_id = dag_id_from_name(json_string_value(name));
+	st = json_object_get(json_object_get(rq->s->sc.dags, dag_id), "deploy_status");
+	if (st != NULL && json_integer_value(st) >= 300) {
+		rq_error(rq, (int)json_integer_value(st), NULL, "Failed to deploy %s (simulated)",
+		    dag_id);
+		free(dag_id);
+		goto out;
+	}
 	dag_deploy(rq->s, dag_id, json_string_value(ptype),
 	    json_is_string(sched) ? json_string_value(sched) : NULL, rq->now, false);
 	rq_reply(rq, 200, message("Workflow [%s] has been created", dag_id));
