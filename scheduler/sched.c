@@ -1320,6 +1320,13 @@ sched_run_load(struct sched *s, const char *run_id, char **cause)
 	}
 	plan_restrict(&r->plan, row->agents_json);
 	r->nagents = r->plan.n;
+	if (r->nagents == 0) {
+		sched_run_set_state(r, SCHED_RUN_FAILED, row->agents_json ?
+		    "none of the requested agents is in the plan" :
+		    "the plan has no agent for this service");
+		rc = 0;
+		goto out;
+	}
 	for (i = 0; i < r->nagents; i++) {
 		r->agents[i].run = r;
 		r->agents[i].idx = i;

@@ -1303,6 +1303,41 @@ test_crash_recovery_adopts(void **state)
 	h_free(h);
 }
 
+static void
+test_agents_restriction(void **state)
+{
+	struct h *h = h_new();
+	json_t *e = json_pack("{s:s}", "name", "pg"), *st;
+	const char *only[] = { "profiler", "usage", NULL }, *none[] = { "bogus", NULL };
+	char *id = NULL, *id2 = NULL, *cause = NULL;
+
+	h_start(h);
+	assert_int_equal(sched_submit(h->sched, "databaseService", "pg", e, only, false,
+	    &id, &cause), STORE_OK);
+	h_wait_finals(h, 1, 10000);
+	assert_string_equal(h->final_state[0], "succeeded");
+	st = h_status(h, id);
+	assert_int_equal(json_array_size(json_object_get(st, "agents")), 2);
+	assert_string_equal(agent_state(st, "usage"), "succeeded");
+	assert_int_equal(log_count(h, "deploy", "pg__metadata"), 0);
+	/* profiler still waited for usage, the one prerequisite left in the run. */
+	assert_true(log_first(h, "deploy", "pg__profiler") >
+	    log_last(h, "get_run", "pg__usage"));
+	json_decref(st);
+	assert_int_equal(sched_submit(h->sched, "databaseService", "pg", e, none, false,
+	    &id2, &cause), STORE_OK);
+	h_wait_finals(h, 2, 10000);
+	assert_string_equal(h->final_state[1], "failed");
+	st = h_status(h, id2);
+	assert_non_null(strstr(json_string_value(json_object_get(st, "error")),
+	    "none of the requested agents"));
+	json_decref(st);
+	json_decref(e);
+	free(id);
+	free(id2);
+	h_free(h);
+}
+
 /* The server and a CLI re-run on one database: each run is driven by one
  * scheduler at a time; a released run is picked up by the other's rescan. */
 static void
@@ -1373,6 +1408,7 @@ main(void)
 		cmocka_unit_test(test_planning_failure_fails_run),
 		cmocka_unit_test(test_crash_recovery_adopts),
 		cmocka_unit_test(test_two_schedulers_one_database),
+		cmocka_unit_test(test_agents_restriction),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
