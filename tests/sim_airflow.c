@@ -57,7 +57,8 @@
  *       "plugin_v2_fallback_404": false              /api/v2/openmetadata/... answers 404
  *       "plugin_pluginsv2_404": false                /pluginsv2/api/v2/openmetadata/... answers 404
  *   }
- * Fault order per request: outage, error_burst, rate limit, reset, error_rate;
+ * Fault order per request: outage, error_burst, rate limit, reset, error_rate,
+ * lost_reply;
  * requests are counted (for bursts and rate limits) from the scenario load.
  *
  * Control endpoints (no auth, not recorded, no faults):
