@@ -1644,6 +1644,12 @@ sched_start(struct sched *s, bool recover, char **cause)
 	return 0;
 }
 
+size_t
+sched_bytes_per_run(void)
+{
+	return sizeof(struct sched_run) + 4 * event_get_struct_event_size();
+}
+
 unsigned
 sched_active_runs(const struct sched *s)
 {

@@ -19,6 +19,7 @@
 #define AP_SCHED_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include <jansson.h>
@@ -123,7 +124,9 @@ struct sched_planner {
 
 /* An agent (agent != NULL) or run (agent == NULL) changed state. Strings are
  * borrowed for the call. Runs on the loop; may call sched_* functions except
- * sched_free. */
+ * sched_free. A run-level event with old_state equal to new_state means this
+ * scheduler stopped driving the run before it ended (replaced, taken over by
+ * another process, or a store error); error says why. */
 struct sched_event {
 	const char *run_id;
 	const char *service_type;
@@ -181,6 +184,9 @@ enum store_result sched_submit(struct sched *s, const char *service_type,
  */
 int sched_take(struct sched *s, const char *run_id, char **cause);
 
+/* Bytes of scheduler memory per run driven (the run, its agents and their
+ * timers), for capacity planning; strings (ids, errors) come on top. */
+size_t sched_bytes_per_run(void);
 /* Number of runs this scheduler drives, and agents in flight. */
 unsigned sched_active_runs(const struct sched *s);
 unsigned sched_agents_in_flight(const struct sched *s);
