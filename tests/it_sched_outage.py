@@ -1,0 +1,90 @@
+#!/usr/bin/env python3
+"""it_sched_outage — Airflow trouble in the middle of runs, against the
+simulator with the real client: an outage while agents run (retried with
+backoff, shown in status, then everything completes), and a simulator restart
+that forgets the runs (the tracked runs become lost, nothing hangs)."""
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from sched_itlib import *  # noqa: E402,F403
+
+
+def start(sim, state, extra):
+    return subprocess.Popen(tool_args(sim, state, extra), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def wait_line(p, needle, timeout):
+    """Reads p's stdout until a line contains needle; returns lines read."""
+    lines, end = [], time.monotonic() + timeout
+    while time.monotonic() < end:
+        line = p.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        if needle in line:
+            return lines
+    fail("never saw %r in %s" % (needle, lines[-20:]))
+
+
+def finish(p, timeout):
+    try:
+        out, err = p.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        out, err = p.communicate()
+        fail("tool_sched hung: %s" % err[-3000:])
+    runs = None
+    for line in out.splitlines():
+        if line.startswith("["):
+            runs = json.loads(line)
+    return p.returncode, out, err, runs
+
+
+d = tempfile.mkdtemp(prefix="it_sched_outage.")
+try:
+    # Outage: 8 s of 503 while three services are in flight.
+    sim = Sim({"parse_delay_ms": 100,
+               "pipelines": {"*": {"queued_ms": 20, "running_ms": 1500, "outcome": "success"}}})
+    try:
+        state = os.path.join(d, "outage.db")
+        p = start(sim, state, ["--services", "3", "--prefix", "o", "--json"])
+        wait_line(p, "queued -> running", 30)
+        t0 = time.monotonic()
+        sim.call("POST", "/_sim/outage?ms=8000")
+        rc, out, err, runs = finish(p, 80)
+        check(rc == 0, "exit %d %s" % (rc, err[-3000:]))
+        check(all(r["state"] == "succeeded" for r in runs), "runs %s" % runs)
+        check(time.monotonic() - t0 >= 7, "finished during the outage?")
+        check("Airflow unreachable" in err, "the outage was not surfaced: %s" % err[-2000:])
+        check_no_double_trigger(sim.requests())
+    finally:
+        sim.close()
+
+    # Lost: the simulator restarts and forgets its runs while usage and lineage run.
+    sim = Sim({"parse_delay_ms": 100,
+               "pipelines": {"*": {"queued_ms": 20, "running_ms": 300, "outcome": "success"},
+                             "usage": {"queued_ms": 20, "running_ms": 30000, "outcome": "success"},
+                             "lineage": {"queued_ms": 20, "running_ms": 30000, "outcome": "success"}}})
+    try:
+        state = os.path.join(d, "lost.db")
+        p = start(sim, state, ["--services", "1", "--prefix", "l", "--json"])
+        wait_line(p, "usage queued -> running", 30)
+        sim.call("POST", "/_sim/restart")
+        rc, out, err, runs = finish(p, 60)
+        check(rc == 0, "exit %d %s" % (rc, err[-3000:]))
+        a = agents_of(runs[0])
+        check(a["usage"]["state"] == "lost", "usage %s" % a["usage"])
+        check("disappeared" in a["usage"]["error"], a["usage"]["error"])
+        check(a["profiler"]["state"] == "skipped", "profiler %s" % a["profiler"])
+        check(runs[0]["state"] == "failed", "run %s" % runs[0]["state"])
+    finally:
+        sim.close()
+    print("PASS")
+finally:
+    shutil.rmtree(d, ignore_errors=True)
