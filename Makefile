@@ -1,7 +1,7 @@
 # Thin wrapper around CMake; see README.md.
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: all build test demo deps bench bench-filters clean
+.PHONY: all build test demo deps bench bench-filters bench-sched clean
 
 all: build
 
@@ -20,6 +20,10 @@ test: deps
 
 bench-filters: build
 	tests/bench/bench_filters.sh
+
+# 10,000 services through the Airflow simulator: makespan, requests per agent run, RSS, CPU.
+bench-sched: build
+	build/bench_sched --services 10000
 
 clean:
 	rm -rf build build-test

@@ -32,6 +32,7 @@ struct mini_airflow {
 	char host[64];
 	int port;
 	struct mini_req *reqs;	/* outstanding, freed at the end if never answered */
+	uint64_t http;		/* HTTP requests sent */
 };
 
 enum mini_op { MINI_DEPLOY, MINI_GET_DAG, MINI_IMPORT_ERRORS, MINI_UNPAUSE,
@@ -98,6 +99,7 @@ mini_send(struct mini_req *q, enum evhttp_cmd_type cmd, const char *path,
 	struct evkeyvalq *h = evhttp_request_get_output_headers(req);
 	char hostport[96];
 
+	m->http++;
 	snprintf(hostport, sizeof hostport, "%s:%d", m->host, m->port);
 	evhttp_add_header(h, "Host", hostport);
 	evhttp_add_header(h, "Authorization", "Basic YWRtaW46YWRtaW4=");

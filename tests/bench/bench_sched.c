@@ -1,0 +1,394 @@
+/*
+ * bench_sched.c — drives N services (default 10,000) through the Airflow
+ * simulator with the scheduler in this process (HTTP through the test
+ * client tests/mini_airflow.h, counted by a shim over its ops), and
+ * prints the makespan against the critical-path lower bound, Airflow HTTP
+ * requests per agent run, peak RSS and the scheduler's CPU time.
+ *
+ * Usage: bench_sched [--services N] [--sim PATH] [--max-in-flight N]
+ *          [--sync-full] [--state PATH]
+ * The simulator (default: sim_airflow beside this program) is started on
+ * 127.0.0.1 port 0 with short agent durations and stopped at the end.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "airflow.h"
+#include "log.h"
+#include "../mini_airflow.h"
+#include "sched.h"
+#include "store.h"
+#include "util.h"
+
+/* Agent timings given to the simulator (ms). */
+#define PARSE_MS 100
+static const char *const agents[] = { "metadata", "lineage", "usage", "profiler" };
+static const char *const sources[] = { "DatabaseMetadata", "DatabaseLineage",
+    "DatabaseUsage", "Profiler" };
+static const int queued_ms[] = { 20, 20, 20, 20 };
+static const int running_ms[] = { 200, 300, 250, 150 };
+static const uint32_t after[] = { 0, 1u << 0, 1u << 0, 1u << 2 };
+
+struct bench {
+	struct event_base *base;
+	const struct airflow_ops *real;
+	struct mini_airflow *client;
+	unsigned remaining, succeeded, failed;
+	uint64_t ops[8], attempts;
+	uint64_t t_first_final, t_last_final;
+};
+
+/* ---- Counting shim over the real client's ops. ---- */
+
+struct shim_call {
+	struct bench *b;
+	airflow_cb cb;
+	void *arg;
+};
+
+static struct bench *B;
+
+static void
+shim_cb(const struct airflow_result *res, void *arg)
+{
+	struct shim_call *c = arg;
+	airflow_cb cb = c->cb;
+	void *a = c->arg;
+
+	free(c);
+	cb(res, a);
+}
+
+static struct shim_call *
+shim(airflow_cb cb, void *arg, int op)
+{
+	struct shim_call *c = ap_xmalloc(sizeof *c);
+
+	c->b = B;
+	c->cb = cb;
+	c->arg = arg;
+	B->ops[op]++;
+	return c;
+}
+
+/* The scheduler cancels only requests it will not hear from; the shim's
+ * context of a cancelled request is leaked (a few bytes, rare: timeouts). */
+static struct airflow_req *
+s_deploy(void *impl, const json_t *p, airflow_cb cb, void *arg)
+{
+	return B->real->deploy(B->client, p, shim_cb, shim(cb, arg, 0));
+}
+
+static struct airflow_req *
+s_get_dag(void *impl, const char *d, airflow_cb cb, void *arg)
+{
+	return B->real->get_dag(B->client, d, shim_cb, shim(cb, arg, 1));
+}
+
+static struct airflow_req *
+s_unpause(void *impl, const char *d, airflow_cb cb, void *arg)
+{
+	return B->real->unpause(B->client, d, shim_cb, shim(cb, arg, 2));
+}
+
+static struct airflow_req *
+s_trigger(void *impl, const char *d, const char *r, const json_t *conf, airflow_cb cb,
+    void *arg)
+{
+	return B->real->trigger(B->client, d, r, conf, shim_cb, shim(cb, arg, 3));
+}
+
+static struct airflow_req *
+s_get_run(void *impl, const char *d, const char *r, airflow_cb cb, void *arg)
+{
+	return B->real->get_run(B->client, d, r, shim_cb, shim(cb, arg, 4));
+}
+
+static struct airflow_req *
+s_fail_run(void *impl, const char *d, const char *r, airflow_cb cb, void *arg)
+{
+	return B->real->fail_run(B->client, d, r, shim_cb, shim(cb, arg, 5));
+}
+
+static void
+s_cancel(void *impl, struct airflow_req *req)
+{
+	B->real->cancel(B->client, req);
+}
+
+static bool
+s_unreachable(void *impl)
+{
+	return B->real->unreachable(B->client);
+}
+
+static const struct airflow_ops shim_ops = {
+	s_deploy, s_get_dag, s_unpause, s_trigger, s_get_run, s_fail_run, s_cancel,
+	s_unreachable
+};
+
+/* ---- Planner: OpenMetadata's default plan. ---- */
+
+static int
+b_expand(void *impl, const char *type, const json_t *entity,
+    struct sched_plan_view *out, char **cause)
+{
+	unsigned i;
+
+	memset(out, 0, sizeof *out);
+	out->n = 4;
+	for (i = 0; i < 4; i++) {
+		snprintf(out->agents[i].name, SCHED_AGENT_NAME_MAX, "%s", agents[i]);
+		out->agents[i].supported = true;
+		out->agents[i].run = true;
+		out->agents[i].after = after[i];
+		out->agents[i].timeout_ms = 600000;
+	}
+	return 0;
+}
+
+static json_t *
+b_pipeline(void *impl, const char *type, const json_t *entity, const char *agent,
+    char **dag_id, char **cause)
+{
+	const char *fqn = json_string_value(json_object_get(entity, "fullyQualifiedName"));
+	unsigned i;
+
+	for (i = 0; i < 4 && strcmp(agents[i], agent) != 0; i++)
+		;
+	*dag_id = ap_xprintf("%s_%s_autopilot", fqn, agent);
+	return json_pack("{s:s,s:s,s:{s:s,s:s},s:{s:{s:s}},s:{s:s},s:s}",
+	    "name", *dag_id, "pipelineType", agent,
+	    "service", "type", "databaseService", "name", fqn,
+	    "sourceConfig", "config", "type", sources[i < 4 ? i : 0],
+	    "airflowConfig", "scheduleInterval", "0 0 * * 0", "provider", "automation");
+}
+
+static const struct sched_planner planner = { b_expand, b_pipeline };
+
+static void
+observer(const struct sched_event *ev, void *arg)
+{
+	struct bench *b = arg;
+
+	if (ev->agent != NULL || strcmp(ev->old_state, ev->new_state) == 0)
+		return;
+	if (strcmp(ev->new_state, "succeeded") != 0 && strcmp(ev->new_state, "failed") != 0)
+		return;
+	if (strcmp(ev->new_state, "succeeded") == 0)
+		b->succeeded++;
+	else
+		b->failed++;
+	b->t_last_final = ap_mono_ms();
+	if (--b->remaining == 0)
+		event_base_loopexit(b->base, NULL);
+}
+
+static pid_t
+start_sim(const char *sim, const char *scenario, int *port)
+{
+	int fds[2];
+	pid_t pid;
+	char line[256];
+	FILE *f;
+
+	if (pipe(fds) != 0)
+		ap_fatal("pipe: %s", strerror(errno));
+	pid = fork();
+	if (pid == 0) {
+		dup2(fds[1], 1);
+		close(fds[0]);
+		close(fds[1]);
+		execl(sim, sim, "--listen", "127.0.0.1:0", "--scenario", scenario,
+		    "--quiet", (char *)NULL);
+		_exit(127);
+	}
+	close(fds[1]);
+	f = fdopen(fds[0], "r");
+	if (f == NULL || fgets(line, sizeof line, f) == NULL ||
+	    sscanf(line, "listening 127.0.0.1:%d", port) != 1)
+		ap_fatal("simulator %s did not start", sim);
+	return pid;
+}
+
+int
+main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "services", required_argument, NULL, 'n' },
+		{ "sim", required_argument, NULL, 's' },
+		{ "max-in-flight", required_argument, NULL, 'm' },
+		{ "sync-full", no_argument, NULL, 'f' },
+		{ "state", required_argument, NULL, 'd' },
+		{ NULL, 0, NULL, 0 }
+	};
+	struct bench b = { 0 };
+	struct store_options so = { .synchronous_normal = true, .lease_ms = 60000 };
+	struct airflow_config ac = { 0 };
+	struct sched_config sc;
+	struct store *store;
+	struct mini_airflow *client;
+	struct sched *sched;
+	unsigned n = 10000, cap = 2000, i;
+	char *sim = NULL, *state = NULL, *cause = NULL, *scen, *url, dir[] =
+	    "/tmp/bench_sched.XXXXXX";
+	uint64_t t0, t1;
+	struct rusage ru;
+	pid_t simpid;
+	int c, port, st;
+	FILE *f;
+	double cp_ms, work_ms, lb_ms;
+
+	while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'n': n = (unsigned)strtoul(optarg, NULL, 10); break;
+		case 's': sim = ap_xstrdup(optarg); break;
+		case 'm': cap = (unsigned)strtoul(optarg, NULL, 10); break;
+		case 'f': so.synchronous_normal = false; break;
+		case 'd': state = ap_xstrdup(optarg); break;
+		default:
+			fprintf(stderr, "usage: bench_sched [--services N] [--sim PATH]"
+			    " [--max-in-flight N] [--sync-full] [--state PATH]\n");
+			return 2;
+		}
+	}
+	signal(SIGPIPE, SIG_IGN);
+	ap_log_setup(AP_LOG_WARN, AP_LOG_TEXT);
+	if (sim == NULL) {
+		char self[PATH_MAX];
+		ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);
+
+		if (len < 0)
+			ap_fatal("readlink: %s", strerror(errno));
+		self[len] = '\0';
+		*strrchr(self, '/') = '\0';
+		sim = ap_xprintf("%s/sim_airflow", self);
+	}
+	if (mkdtemp(dir) == NULL)
+		ap_fatal("mkdtemp: %s", strerror(errno));
+	if (state == NULL)
+		state = ap_xprintf("%s/state.db", dir);
+	scen = ap_xprintf("%s/scenario.json", dir);
+	f = fopen(scen, "w");
+	fprintf(f, "{\"parse_delay_ms\": %d, \"pipelines\": {", PARSE_MS);
+	for (i = 0; i < 4; i++)
+		fprintf(f, "%s\"%s\": {\"queued_ms\": %d, \"running_ms\": %d, \"outcome\":"
+		    " \"success\"}", i ? "," : "", agents[i], queued_ms[i], running_ms[i]);
+	fprintf(f, "}}\n");
+	fclose(f);
+	simpid = start_sim(sim, scen, &port);
+	url = ap_xprintf("http://127.0.0.1:%d", port);
+
+	b.base = event_base_new();
+	B = &b;
+	if ((store = store_open(state, &so, &cause)) == NULL)
+		ap_fatal("%s", cause);
+	ac.base_url = url;
+	ac.api = AIRFLOW_API_V1;
+	(void)ac;	/* for the product client, agents/airflow.h */
+	client = mini_airflow_create(b.base, url);
+	b.real = &mini_airflow_ops;
+	b.client = client;
+	sched_config_defaults(&sc);
+	sc.max_agents_in_flight = cap;
+	sc.poll_initial_ms = 100;
+	sc.poll_max_ms = 1000;
+	sc.poll_floor_ms = 50;
+	sc.poll_backoff = 1.5;
+	sc.rescan_ms = 0;
+	sc.lease_ms = 60000;
+	sched = sched_create(b.base, store, &shim_ops, NULL, &planner, NULL, &sc);
+	sched_set_observer(sched, observer, &b);
+	if (sched_start(sched, false, &cause) != 0)
+		ap_fatal("%s", cause);
+
+	t0 = ap_mono_ms();
+	for (i = 0; i < n; i++) {
+		char *fqn = ap_xprintf("bench-%u", i), *ev = ap_xprintf("ev-%u", i);
+		char *ent = ap_xprintf("{\"name\":\"%s\",\"fullyQualifiedName\":\"%s\","
+		    "\"serviceType\":\"Postgres\"}", fqn, fqn), *id = NULL;
+
+		if (store_inbox_accept(store, ev, "databaseService", fqn, ent, &id,
+		    &cause) == STORE_ERROR)
+			ap_fatal("%s", cause);
+		if (sched_take(sched, id, &cause) != 0)
+			ap_fatal("%s", cause);
+		b.remaining++;
+		free(id);
+		free(ent);
+		free(ev);
+		free(fqn);
+	}
+	event_base_dispatch(b.base);
+	t1 = ap_mono_ms();
+	getrusage(RUSAGE_SELF, &ru);
+	b.attempts = client->http;
+
+	/* Lower bounds: the longest chain (parse + queue + run per agent:
+	 * metadata -> usage -> profiler, or metadata -> lineage), and the total
+	 * agent time spread over the cap. */
+	cp_ms = 0;
+	{
+		double m = PARSE_MS + queued_ms[0] + running_ms[0];
+		double l = PARSE_MS + queued_ms[1] + running_ms[1];
+		double u = PARSE_MS + queued_ms[2] + running_ms[2] +
+		    PARSE_MS + queued_ms[3] + running_ms[3];
+
+		cp_ms = m + (l > u ? l : u);
+		work_ms = 0;
+		for (i = 0; i < 4; i++)
+			work_ms += PARSE_MS + queued_ms[i] + running_ms[i];
+		work_ms = work_ms * n / cap;
+	}
+	lb_ms = cp_ms > work_ms ? cp_ms : work_ms;
+	printf("services            %u (%u succeeded, %u failed), agent runs %u\n", n,
+	    b.succeeded, b.failed, n * 4);
+	printf("max agents in flight %u, store synchronous=%s\n", cap,
+	    so.synchronous_normal ? "NORMAL" : "FULL");
+	printf("makespan            %.1f s\n", (t1 - t0) / 1000.0);
+	printf("lower bound         %.1f s (critical path %.2f s; work/cap %.1f s)"
+	    " -> ratio %.2f\n", lb_ms / 1000.0, cp_ms / 1000.0, work_ms / 1000.0,
+	    (double)(t1 - t0) / lb_ms);
+	printf("airflow requests    %llu HTTP (%.2f per agent run): deploy %llu, get_dag"
+	    " %llu, unpause %llu, trigger %llu, get_run %llu, fail_run %llu\n",
+	    (unsigned long long)b.attempts, (double)b.attempts / (n * 4.0),
+	    (unsigned long long)b.ops[0], (unsigned long long)b.ops[1],
+	    (unsigned long long)b.ops[2], (unsigned long long)b.ops[3],
+	    (unsigned long long)b.ops[4], (unsigned long long)b.ops[5]);
+	printf("peak RSS            %.1f MB (%.2f KB per service)\n", ru.ru_maxrss / 1024.0,
+	    (double)ru.ru_maxrss / n);
+	printf("scheduler CPU       %.2f s user + %.2f s system (this process: scheduler,"
+	    " client, SQLite)\n", ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6,
+	    ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6);
+
+	sched_stop(sched);
+	sched_free(sched);
+	b.attempts = client->http;
+	mini_airflow_free(client);
+	store_close(store);
+	event_base_free(b.base);
+	kill(simpid, SIGTERM);
+	waitpid(simpid, &st, 0);
+	{
+		char *cmd = ap_xprintf("rm -rf '%s'", dir);
+
+		if (system(cmd) != 0)
+			fprintf(stderr, "bench_sched: could not remove %s\n", dir);
+		free(cmd);
+	}
+	free(url);
+	free(scen);
+	free(state);
+	free(sim);
+	return b.failed == 0 ? 0 : 1;
+}
