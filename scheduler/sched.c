@@ -119,6 +119,7 @@ struct sched {
 	json_t *empty_conf;
 	struct event *kick_ev;		/* dispatch ready agents */
 	struct event *reap_ev;		/* free dead runs */
+	struct event *flush_ev;		/* commit the loop turn's state changes */
 	struct event *lease_ev;
 	struct event *rescan_ev;
 };
@@ -394,6 +395,50 @@ sched_notify(struct sched_run *r, struct sched_agent *a, const char *old,
 		r->s->observer(&ev, r->s->observer_arg);
 }
 
+/*
+ * Group commit: state changes made during one loop turn share one SQLite
+ * transaction, committed by the flush event at the end of the turn or
+ * before any Airflow request (sched_agent_act), whichever comes first. So
+ * the rule "persisted before the next action" holds, and the many changes
+ * of a busy turn cost one fsync. If the commit fails, nothing that depended
+ * on it has happened yet: every run is dropped and taken back from the store.
+ */
+static void sched_flush_failed(struct sched *s, const char *cause);
+
+static int
+sched_batch(struct sched *s)
+{
+	char *cause = NULL;
+
+	if (store_batch_open(s->store))
+		return 0;
+	if (store_batch_begin(s->store, &cause) != STORE_OK) {
+		ap_error("scheduler: cannot open a transaction: %s", cause);
+		free(cause);
+		return -1;
+	}
+	event_active(s->flush_ev, EV_TIMEOUT, 0);
+	return 0;
+}
+
+static int
+sched_flush(struct sched *s)
+{
+	char *cause = NULL;
+
+	if (store_flush(s->store, &cause) == STORE_OK)
+		return 0;
+	sched_flush_failed(s, cause);
+	free(cause);
+	return -1;
+}
+
+static void
+sched_flush_cb(evutil_socket_t fd, short what, void *arg)
+{
+	sched_flush(arg);
+}
+
 /* Commits the agent's row; on failure the run is abandoned (-1). */
 static int
 sched_agent_persist(struct sched_agent *a)
@@ -413,6 +458,10 @@ sched_agent_persist(struct sched_agent *a)
 	enum store_result rc;
 	char *cause = NULL;
 
+	if (sched_batch(r->s) != 0) {
+		sched_run_abandon(r, "state store error", true);
+		return -1;
+	}
 	rc = store_agent_save(r->s->store, r->run_id, &row, &cause);
 	if (rc == STORE_OK)
 		return 0;
@@ -584,6 +633,10 @@ sched_run_set_state(struct sched_run *r, enum sched_run_state to, const char *er
 	if (!sched_run_transition_legal(from, to)) {
 		ap_error("run %s: illegal transition %s -> %s", r->run_id,
 		    sched_run_state_name(from), sched_run_state_name(to));
+		return -1;
+	}
+	if (sched_batch(r->s) != 0) {
+		sched_run_abandon(r, "state store error", true);
 		return -1;
 	}
 	rc = store_run_set_state(r->s->store, r->run_id, sched_run_state_name(to),
@@ -876,6 +929,17 @@ sched_run_abandon(struct sched_run *r, const char *why, bool retake)
 	}
 }
 
+static void
+sched_flush_failed(struct sched *s, const char *cause)
+{
+	struct sched_run *r;
+
+	ap_error("scheduler: cannot commit state changes: %s; dropping every run"
+	    " to take it back from the store", cause);
+	while ((r = TAILQ_FIRST(&s->runs)) != NULL)
+		sched_run_abandon(r, "state store error", true);
+}
+
 /* ---- Agents: what each state does (the one switch). ---- */
 
 static void sched_agent_cb(const struct airflow_result *res, void *arg);
@@ -981,6 +1045,10 @@ sched_agent_act(struct sched_agent *a)
 			return;
 		}
 	}
+	/* Whatever this agent (or any other) recorded must be durable before
+	 * Airflow hears of it. */
+	if (act != ACT_NONE && act != ACT_START && sched_flush(s) != 0)
+		return;
 	a->act = act;
 	switch (act) {
 	case ACT_NONE:
@@ -1607,6 +1675,7 @@ sched_create(struct event_base *base, struct store *store,
 	s->empty_conf = json_object();
 	s->kick_ev = event_new(base, -1, 0, sched_kick_cb, s);
 	s->reap_ev = event_new(base, -1, 0, sched_reap_cb, s);
+	s->flush_ev = event_new(base, -1, 0, sched_flush_cb, s);
 	s->lease_ev = event_new(base, -1, EV_PERSIST, sched_lease_cb, s);
 	s->rescan_ev = event_new(base, -1, EV_PERSIST, sched_rescan_cb, s);
 	return s;
@@ -1683,7 +1752,8 @@ sched_stop(struct sched *s)
 		sched_retake_free(TAILQ_FIRST(&s->retakes));
 	evtimer_del(s->lease_ev);
 	evtimer_del(s->rescan_ev);
-	if (store_release_all(s->store, &cause) != STORE_OK) {
+	if (store_release_all(s->store, &cause) != STORE_OK ||
+	    store_flush(s->store, &cause) != STORE_OK) {
 		ap_warn("scheduler: cannot release runs: %s", cause);
 		free(cause);
 	}
@@ -1712,6 +1782,7 @@ sched_free(struct sched *s)
 		sched_retake_free(TAILQ_FIRST(&s->retakes));
 	event_free(s->kick_ev);
 	event_free(s->reap_ev);
+	event_free(s->flush_ev);
 	event_free(s->lease_ev);
 	event_free(s->rescan_ev);
 	json_decref(s->empty_conf);

@@ -181,6 +181,7 @@ struct store {
 	unsigned version;
 	int64_t lease_ms;
 	uint64_t rand_state;
+	bool batch;		/* a group-commit transaction is open */
 	int64_t (*now)(void *);
 	void *now_arg;
 	sqlite3_stmt *stmts[Q_MAX];
@@ -266,10 +267,43 @@ store_simple(struct store *s, enum store_stmt_id id, char **cause)
 	return store_exec_stmt(s, st, cause, store_sql[id]);
 }
 
+/* Functions with their own transaction first commit an open batch. */
 static int
 store_begin(struct store *s, char **cause)
 {
+	if (store_flush(s, cause) != STORE_OK)
+		return -1;
 	return store_simple(s, Q_BEGIN, cause);
+}
+
+enum store_result
+store_batch_begin(struct store *s, char **cause)
+{
+	if (s->batch)
+		return STORE_OK;
+	if (store_simple(s, Q_BEGIN, cause) != 0)
+		return STORE_ERROR;
+	s->batch = true;
+	return STORE_OK;
+}
+
+enum store_result
+store_flush(struct store *s, char **cause)
+{
+	if (!s->batch)
+		return STORE_OK;
+	s->batch = false;
+	if (store_simple(s, Q_COMMIT, cause) != 0) {
+		store_simple(s, Q_ROLLBACK, NULL);
+		return STORE_ERROR;
+	}
+	return STORE_OK;
+}
+
+bool
+store_batch_open(const struct store *s)
+{
+	return s->batch;
 }
 
 static int
@@ -512,10 +546,15 @@ fail:
 void
 store_close(struct store *s)
 {
+	char *cause = NULL;
 	int i;
 
 	if (s == NULL)
 		return;
+	if (s->batch && store_flush(s, &cause) != STORE_OK) {
+		ap_error("store: %s", cause);
+		free(cause);
+	}
 	for (i = 0; i < Q_MAX; i++)
 		sqlite3_finalize(s->stmts[i]);
 	sqlite3_close(s->db);
@@ -916,7 +955,8 @@ store_run_json(struct store *s, const char *run_id, json_t **out, char **cause)
 
 	*out = NULL;
 	/* One read transaction so the run and its agents are one snapshot. */
-	if (store_exec_sql(s, "BEGIN", cause) != 0)
+	if (store_flush(s, cause) != STORE_OK ||
+	    store_exec_sql(s, "BEGIN", cause) != 0)
 		goto fail;
 	if ((st = store_stmt(s, Q_RUN_GET, cause)) == NULL)
 		goto fail;
@@ -954,7 +994,8 @@ store_runs_json(struct store *s, const char *fqn, unsigned limit, json_t **out,
 	int rc;
 
 	*out = NULL;
-	if (store_exec_sql(s, "BEGIN", cause) != 0)
+	if (store_flush(s, cause) != STORE_OK ||
+	    store_exec_sql(s, "BEGIN", cause) != 0)
 		goto fail;
 	if ((st = store_stmt(s, fqn ? Q_RUN_LIST_FQN : Q_RUN_LIST, cause)) == NULL)
 		goto fail;

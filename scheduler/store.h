@@ -4,7 +4,8 @@
  * with their Airflow ids, attempts, timestamps and errors.
  *
  * Every function commits before it returns, so a caller may acknowledge or
- * act on what it stored. Two processes (the server and a CLI re-run) may open
+ * act on what it stored — except inside a group-commit batch (see
+ * store_batch_begin), which the caller flushes before acting. Two processes (the server and a CLI re-run) may open
  * the same database: each unfinished run has an owner and a lease; only the
  * owner writes its agent rows, and a writer that lost its lease is told so
  * (STORE_LOST) instead of overwriting.
@@ -168,6 +169,19 @@ enum store_result store_run_set_state(struct store *s, const char *run_id,
 /* Inserts or updates one agent row of an owned run. STORE_LOST if not ours. */
 enum store_result store_agent_save(struct store *s, const char *run_id,
     const struct store_agent_row *a, char **cause);
+
+/*
+ * Group commit. After store_batch_begin(), store_agent_save(),
+ * store_run_set_state(), store_lease_renew() and store_release_all() run in
+ * one open transaction until store_flush() commits it; every other function
+ * commits the open batch first. A caller must flush before acting on what it
+ * wrote (the scheduler flushes before each Airflow request), so many state
+ * changes of one loop turn cost one fsync instead of one each. Until the
+ * flush they are not durable. store_close() flushes.
+ */
+enum store_result store_batch_begin(struct store *s, char **cause);
+enum store_result store_flush(struct store *s, char **cause);
+bool store_batch_open(const struct store *s);
 
 /* Renews the lease of every run this handle owns; returns how many. */
 enum store_result store_lease_renew(struct store *s, unsigned *renewed, char **cause);

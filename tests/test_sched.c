@@ -86,6 +86,34 @@ struct fake {
 	int max_in_air;
 };
 
+/* When set, every trigger checks through this second handle that the
+ * attempt's dag_run_id was committed before Airflow heard of it. */
+static struct store *verify_store;
+static int verified_triggers;
+
+static void
+verify_committed(const char *dag_run_id)
+{
+	char run_id[64], *cause = NULL;
+	const char *p = dag_run_id + strlen("autopilot__"), *e = strstr(p, "__");
+	json_t *j = NULL, *a;
+	size_t i;
+	bool found = false;
+
+	assert_non_null(e);
+	snprintf(run_id, sizeof run_id, "%.*s", (int)(e - p), p);
+	assert_int_equal(store_run_json(verify_store, run_id, &j, &cause), STORE_OK);
+	json_array_foreach(json_object_get(j, "agents"), i, a) {
+		if (ap_streq(json_string_value(json_object_get(a, "dag_run_id")), dag_run_id))
+			found = ap_streq(json_string_value(json_object_get(a, "state")),
+			    "queued");
+	}
+	json_decref(j);
+	if (!found)
+		fail_msg("trigger of %s before its queued state was committed", dag_run_id);
+	verified_triggers++;
+}
+
 static const char *const agents_default[] = { "metadata", "lineage", "usage",
     "profiler" };
 
@@ -304,6 +332,8 @@ f_trigger(void *impl, const char *dag_id, const char *dag_run_id, const json_t *
 
 	fake_log(f, "trigger", dag_id, dag_run_id);
 	assert_non_null(conf);
+	if (verify_store != NULL)
+		verify_committed(dag_run_id);
 	if (q->res.status != AIRFLOW_OK)
 		return (struct airflow_req *)q;
 	if (d == NULL) {
@@ -1303,6 +1333,34 @@ test_crash_recovery_adopts(void **state)
 	h_free(h);
 }
 
+/* Group commit never lets Airflow hear of an attempt before it is durable. */
+static void
+test_committed_before_trigger(void **state)
+{
+	struct h *h = h_new();
+	char *cause = NULL, *ids[6];
+	int i;
+
+	verify_store = store_open(h->db, NULL, &cause);
+	assert_non_null(verify_store);
+	verified_triggers = 0;
+	h->fake.beh[0].paused = true;
+	h_start(h);
+	for (i = 0; i < 6; i++) {
+		char name[16];
+
+		snprintf(name, sizeof name, "s%d", i);
+		ids[i] = h_submit(h, name, NULL);
+	}
+	h_wait_finals(h, 6, 20000);
+	assert_int_equal(verified_triggers, 24);
+	store_close(verify_store);
+	verify_store = NULL;
+	for (i = 0; i < 6; i++)
+		free(ids[i]);
+	h_free(h);
+}
+
 static void
 test_agents_restriction(void **state)
 {
@@ -1409,6 +1467,7 @@ main(void)
 		cmocka_unit_test(test_crash_recovery_adopts),
 		cmocka_unit_test(test_two_schedulers_one_database),
 		cmocka_unit_test(test_agents_restriction),
+		cmocka_unit_test(test_committed_before_trigger),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -432,6 +432,59 @@ test_recovery_after_owner_died(void **state)
 	free(p);
 }
 
+static void
+test_group_commit(void **state)
+{
+	char *p = db_path("batch.db"), *cause = NULL, *r1, *r2;
+	struct store *a = open_ok(p, NULL), *b = open_ok(p, NULL);
+	struct store_agent_row row = { .agent = "metadata", .state = "queued",
+	    .dag_run_id = "x__1", .attempt = 1 };
+	json_t *j;
+
+	assert_int_equal(store_run_create(a, "databaseService", "s", "{}", NULL, false,
+	    &r1, &cause), STORE_OK);
+	assert_int_equal(store_claim(a, r1, &cause), STORE_OK);
+	assert_int_equal(store_batch_begin(a, &cause), STORE_OK);
+	assert_true(store_batch_open(a));
+	assert_int_equal(store_agent_save(a, r1, &row, &cause), STORE_OK);
+	assert_int_equal(store_run_set_state(a, r1, "running", NULL, false, &cause),
+	    STORE_OK);
+	/* Not visible to another connection until flushed. */
+	assert_int_equal(store_run_json(b, r1, &j, &cause), STORE_OK);
+	assert_string_equal(json_string_value(json_object_get(j, "state")), "pending");
+	assert_int_equal(json_array_size(json_object_get(j, "agents")), 0);
+	json_decref(j);
+	assert_int_equal(store_flush(a, &cause), STORE_OK);
+	assert_false(store_batch_open(a));
+	assert_int_equal(store_run_json(b, r1, &j, &cause), STORE_OK);
+	assert_string_equal(json_string_value(json_object_get(j, "state")), "running");
+	assert_int_equal(json_array_size(json_object_get(j, "agents")), 1);
+	json_decref(j);
+	/* A function with its own transaction commits the open batch first. */
+	assert_int_equal(store_batch_begin(a, &cause), STORE_OK);
+	row.state = "running";
+	assert_int_equal(store_agent_save(a, r1, &row, &cause), STORE_OK);
+	assert_int_equal(store_inbox_accept(a, "e1", "databaseService", "t", "{}", &r2,
+	    &cause), STORE_OK);
+	assert_false(store_batch_open(a));
+	assert_int_equal(store_run_json(b, r1, &j, &cause), STORE_OK);
+	assert_string_equal(json_string_value(json_object_get(json_array_get(
+	    json_object_get(j, "agents"), 0), "state")), "running");
+	json_decref(j);
+	/* Closing flushes too. */
+	assert_int_equal(store_batch_begin(a, &cause), STORE_OK);
+	assert_int_equal(store_run_set_state(a, r1, "succeeded", NULL, true, &cause),
+	    STORE_OK);
+	store_close(a);
+	assert_int_equal(store_run_json(b, r1, &j, &cause), STORE_OK);
+	assert_string_equal(json_string_value(json_object_get(j, "state")), "succeeded");
+	json_decref(j);
+	store_close(b);
+	free(r1);
+	free(r2);
+	free(p);
+}
+
 int
 main(void)
 {
@@ -444,6 +497,7 @@ main(void)
 		cmocka_unit_test(test_status_json_shape),
 		cmocka_unit_test(test_leases_between_two_handles),
 		cmocka_unit_test(test_recovery_after_owner_died),
+		cmocka_unit_test(test_group_commit),
 	};
 
 	return cmocka_run_group_tests(tests, setup_dir, teardown_dir);
