@@ -1,8 +1,11 @@
 #!/usr/bin/env python3
 """it_sched_outage — Airflow trouble in the middle of runs, against the
-simulator with the real client: an outage while agents run (retried with
-backoff, shown in status, then everything completes), and a simulator restart
-that forgets the runs (the tracked runs become lost, nothing hangs)."""
+simulator: an outage while agents run (retried with backoff, shown in status,
+then everything completes), a simulator restart that forgets the runs (the
+tracked runs become lost, nothing hangs), and a flaky Airflow that loses
+replies after doing the work, resets connections and answers 5xx (every run
+still completes, and a trigger whose reply was lost is repeated with the same
+dag_run_id and adopted through 409, never run twice)."""
 import os
 import subprocess
 import sys
@@ -83,6 +86,30 @@ try:
         check("disappeared" in a["usage"]["error"], a["usage"]["error"])
         check(a["profiler"]["state"] == "skipped", "profiler %s" % a["profiler"])
         check(runs[0]["state"] == "failed", "run %s" % runs[0]["state"])
+    finally:
+        sim.close()
+    # Flaky: lost replies (work done, answer lost), resets and 503s everywhere.
+    sim = Sim({"parse_delay_ms": 100, "seed": 7,
+               "pipelines": {"*": {"queued_ms": 20, "running_ms": 200, "outcome": "success"}},
+               "faults": {"lost_reply_rate": 0.15, "reset_rate": 0.05, "error_rate": 0.1,
+                          "error_status": [503, 502]}})
+    try:
+        state = os.path.join(d, "flaky.db")
+        rc, out, err, runs = run_tool(sim, state, ["--services", "10", "--prefix", "fl",
+                                                   "--json", "--quiet"])
+        check(rc == 0, "exit %d %s" % (rc, err[-3000:]))
+        bad = [r for r in runs if r["state"] != "succeeded"]
+        check(not bad, "flaky runs: %s" % bad[:2])
+        reqs = sim.requests()
+        check_no_double_trigger(reqs)
+        ids = {t[1] for t in triggers(reqs)}
+        check(len(ids) == 40, "%d dag_run_ids triggered" % len(ids))
+        adopted = [t for t in triggers(reqs) if t[2] == 409]
+        check(adopted, "no trigger was ever repeated (raise lost_reply_rate?)")
+        for r in runs:
+            for a in r["agents"]:
+                check(a["attempts"] == 1, "attempt %s" % a)
+        print("flaky: %d requests, %d repeated triggers adopted" % (len(reqs), len(adopted)))
     finally:
         sim.close()
     print("PASS")
