@@ -1021,6 +1021,15 @@ fail:
 }
 
 enum store_result
+store_check_writable(struct store *s, char **cause)
+{
+	if (store_begin(s, cause) != 0)
+		return STORE_ERROR;
+	store_rollback(s);
+	return STORE_OK;
+}
+
+enum store_result
 store_run_counts(struct store *s, int64_t counts[4], char **cause)
 {
 	static const char *const names[4] = { "pending", "running", "succeeded",

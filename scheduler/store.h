@@ -113,6 +113,9 @@ enum store_result store_run_json(struct store *s, const char *run_id,
  * limit (0: 100). *out is a new JSON array. */
 enum store_result store_runs_json(struct store *s, const char *fqn,
     unsigned limit, json_t **out, char **cause);
+/* For readiness probes: takes and drops the write lock (STORE_OK if the
+ * database can be written now, within busy_timeout_ms). */
+enum store_result store_check_writable(struct store *s, char **cause);
 /* Counts of runs by state (for /metrics): pending, running, succeeded, failed. */
 enum store_result store_run_counts(struct store *s, int64_t counts[4], char **cause);
 

@@ -304,6 +304,7 @@ test_status_json_shape(void **state)
 	json_decref(list);
 	assert_int_equal(store_run_json(s, "nope", &j, &cause), STORE_NOT_FOUND);
 	int64_t counts[4];
+	assert_int_equal(store_check_writable(s, &cause), STORE_OK);
 	assert_int_equal(store_run_counts(s, counts, &cause), STORE_OK);
 	assert_int_equal(counts[1], 1);
 	free(r1);
@@ -471,8 +472,19 @@ test_group_commit(void **state)
 	assert_string_equal(json_string_value(json_object_get(json_array_get(
 	    json_object_get(j, "agents"), 0), "state")), "running");
 	json_decref(j);
-	/* Closing flushes too. */
+	/* Closing flushes too. Meanwhile the write lock is held: another
+	 * handle's readiness check says so after its busy timeout. */
 	assert_int_equal(store_batch_begin(a, &cause), STORE_OK);
+	{
+		struct store_options o = { .busy_timeout_ms = 50 };
+		struct store *c = open_ok(p, &o);
+
+		assert_int_equal(store_check_writable(c, &cause), STORE_ERROR);
+		assert_non_null(strstr(cause, "locked"));
+		free(cause);
+		cause = NULL;
+		store_close(c);
+	}
 	assert_int_equal(store_run_set_state(a, r1, "succeeded", NULL, true, &cause),
 	    STORE_OK);
 	store_close(a);
