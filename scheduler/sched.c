@@ -1450,6 +1450,15 @@ sched_run_load(struct sched *s, const char *run_id, char **cause)
 			a->in_flight = true;
 			s->in_flight++;
 			a->poll_ms = s->cfg.poll_initial_ms;
+			/* A row edited by hand or by a bug: do not guess. */
+			if ((a->state >= SCHED_AGENT_WAITING_FOR_DAG && a->dag_id == NULL) ||
+			    (a->state >= SCHED_AGENT_QUEUED && a->dag_run_id == NULL)) {
+				sched_agent_set_state(a, SCHED_AGENT_FAILED, "stored state is"
+				    " incomplete (no DAG or run id); cannot resume");
+				if (r->dead)
+					break;
+				continue;
+			}
 		}
 		switch (a->state) {
 		case SCHED_AGENT_PENDING:

@@ -1333,6 +1333,34 @@ test_crash_recovery_adopts(void **state)
 	h_free(h);
 }
 
+static void
+test_incomplete_row_fails_instead_of_guessing(void **state)
+{
+	struct h *h = h_new();
+	struct store_agent_row row = { .agent = "metadata", .state = "queued",
+	    .dag_id = "pg__metadata", .attempt = 1, .started_at = 1 };
+	char *id = NULL, *cause = NULL;
+	json_t *st;
+
+	assert_int_equal(store_run_create(h->store, "databaseService", "pg",
+	    "{\"name\":\"pg\"}", NULL, false, &id, &cause), STORE_OK);
+	assert_int_equal(store_claim(h->store, id, &cause), STORE_OK);
+	assert_int_equal(store_run_set_state(h->store, id, "running", NULL, false, &cause),
+	    STORE_OK);
+	assert_int_equal(store_agent_save(h->store, id, &row, &cause), STORE_OK);
+	h_start(h);
+	h_wait_finals(h, 1, 5000);
+	assert_string_equal(h->final_state[0], "failed");
+	st = h_status(h, id);
+	assert_string_equal(agent_state(st, "metadata"), "failed");
+	assert_non_null(strstr(agent_error(st, "metadata"), "incomplete"));
+	assert_string_equal(agent_state(st, "lineage"), "skipped");
+	assert_int_equal(h->fake.nlog, 0);
+	json_decref(st);
+	free(id);
+	h_free(h);
+}
+
 /* Group commit never lets Airflow hear of an attempt before it is durable. */
 static void
 test_committed_before_trigger(void **state)
@@ -1468,6 +1496,7 @@ main(void)
 		cmocka_unit_test(test_two_schedulers_one_database),
 		cmocka_unit_test(test_agents_restriction),
 		cmocka_unit_test(test_committed_before_trigger),
+		cmocka_unit_test(test_incomplete_row_fails_instead_of_guessing),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
