@@ -531,7 +531,6 @@ sched_agent_set_state(struct sched_agent *a, enum sched_agent_state to,
 {
 	struct sched_run *r = a->run;
 	struct sched *s = r->s;
-	const struct sched_agent_spec *spec = agent_spec(a);
 	enum sched_agent_state from = a->state;
 	int64_t now = sched_now();
 
@@ -616,7 +615,6 @@ sched_agent_set_state(struct sched_agent *a, enum sched_agent_state to,
 	default:
 		break;
 	}
-	(void)spec;
 	return 0;
 }
 

@@ -1110,7 +1110,7 @@ enum store_result
 store_claim_unfinished(struct store *s, unsigned max, char ***ids, char **cause)
 {
 	sqlite3_stmt *st;
-	char **v = NULL, *id;
+	char **v = NULL;
 	size_t n = 0, i;
 	int rc;
 	bool claimed;
@@ -1144,7 +1144,6 @@ store_claim_unfinished(struct store *s, unsigned max, char ***ids, char **cause)
 	if (v == NULL)
 		v = ap_xcalloc(1, sizeof *v);
 	*ids = v;
-	(void)id;
 	return STORE_OK;
 fail:
 	store_rollback(s);
