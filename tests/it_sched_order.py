@@ -59,6 +59,11 @@ def one(api):
         unpause = first_t(reqs, "PATCH", r"/dags/[^/]+$", "metadata")
         check(unpause is not None and unpause < trig["metadata"], "unpause before trigger")
         check_no_double_trigger(reqs)
+        prefix = "/api/%s/" % api
+        api_reqs = [r for r in reqs if r["path"].startswith(prefix + "dags")]
+        check(api_reqs, "no %s requests" % prefix)
+        want = "bearer" if api == "v2" else "basic"
+        check(all(r["auth"] == want for r in api_reqs), "auth not %s" % want)
         # Polling is bounded: a handful of GETs per run, not a flood.
         gets = [r for r in reqs if r["method"] == "GET" and RUN_RE.match(r["path"])]
         check(len(gets) < 80, "%d run polls" % len(gets))
@@ -78,6 +83,5 @@ def one(api):
 
 
 one("v1")
-if os.environ.get("AP_SCHED_V2"):
-    one("v2")
+one("v2")
 print("PASS")

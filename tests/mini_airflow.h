@@ -4,7 +4,9 @@
  * benchmark only: the scheduler can be exercised end to end against the
  * simulator independently of the product's client (agents/airflow.c).
  * No retries of its own (the scheduler's backoff handles "unavailable"), no
- * TLS, Basic auth admin:admin, plain http://127.0.0.1:PORT.
+ * TLS, admin:admin, plain http://127.0.0.1:PORT. Airflow 2.x (/api/v1, Basic)
+ * or 3.x (/api/v2, a JWT fetched once at creation with a blocking libcurl
+ * call — fine for a test driver, never for the product).
  *
  * Header-only (static functions); include it from one .c file.
  */
@@ -18,12 +20,14 @@
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
+#include <curl/curl.h>
 #include <jansson.h>
 
 #include "airflow.h"
 #include "util.h"
 
 #define MINI_CONNS 32
+#define MINI_API(m) ((m)->v2 ? "/api/v2" : "/api/v1")
 
 struct mini_airflow {
 	struct event_base *base;
@@ -32,6 +36,8 @@ struct mini_airflow {
 	char host[64];
 	int port;
 	struct mini_req *reqs;	/* outstanding, freed at the end if never answered */
+	bool v2;
+	char auth[2048];	/* Authorization header of API requests */
 	uint64_t http;		/* HTTP requests sent */
 };
 
@@ -51,15 +57,61 @@ struct mini_req {
 	struct mini_req *prev, *next;
 };
 
+static size_t
+mini_token_write(char *p, size_t size, size_t n, void *arg)
+{
+	ap_buf_add(arg, p, size * n);
+	return size * n;
+}
+
+/* Airflow 3: POST /auth/token -> 201 {"access_token"} (blocking, once). */
+static void
+mini_fetch_token(struct mini_airflow *m, const char *url)
+{
+	CURL *c = curl_easy_init();
+	struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
+	struct ap_buf b;
+	char *u = ap_xprintf("%s/auth/token", url);
+	json_t *j;
+	long code = 0;
+
+	ap_buf_init(&b);
+	curl_easy_setopt(c, CURLOPT_URL, u);
+	curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+	curl_easy_setopt(c, CURLOPT_POSTFIELDS,
+	    "{\"username\": \"admin\", \"password\": \"admin\"}");
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, mini_token_write);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
+	curl_easy_setopt(c, CURLOPT_TIMEOUT, 10L);
+	if (curl_easy_perform(c) != CURLE_OK)
+		ap_fatal("mini_airflow: cannot reach %s", u);
+	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
+	j = json_loads(b.data ? b.data : "", 0, NULL);
+	if (code != 201 || !json_is_string(json_object_get(j, "access_token")))
+		ap_fatal("mini_airflow: %s answered %ld", u, code);
+	snprintf(m->auth, sizeof m->auth, "Bearer %s",
+	    json_string_value(json_object_get(j, "access_token")));
+	json_decref(j);
+	ap_buf_cleanup(&b);
+	curl_slist_free_all(h);
+	curl_easy_cleanup(c);
+	free(u);
+}
+
 static struct mini_airflow *
-mini_airflow_create(struct event_base *base, const char *url)
+mini_airflow_create(struct event_base *base, const char *url, bool v2)
 {
 	struct mini_airflow *m = ap_xcalloc(1, sizeof *m);
 	unsigned i;
 
 	m->base = base;
+	m->v2 = v2;
 	if (sscanf(url, "http://%63[^:]:%d", m->host, &m->port) != 2)
 		ap_fatal("mini_airflow: bad url %s", url);
+	if (v2)
+		mini_fetch_token(m, url);
+	else
+		snprintf(m->auth, sizeof m->auth, "Basic YWRtaW46YWRtaW4=");
 	for (i = 0; i < MINI_CONNS; i++) {
 		m->conns[i] = evhttp_connection_base_new(base, NULL, m->host,
 		    (unsigned short)m->port);
@@ -102,7 +154,8 @@ mini_send(struct mini_req *q, enum evhttp_cmd_type cmd, const char *path,
 	m->http++;
 	snprintf(hostport, sizeof hostport, "%s:%d", m->host, m->port);
 	evhttp_add_header(h, "Host", hostport);
-	evhttp_add_header(h, "Authorization", "Basic YWRtaW46YWRtaW4=");
+	evhttp_add_header(h, "Authorization", strstr(path, "/openmetadata/") != NULL ?
+	    "Basic YWRtaW46YWRtaW4=" : m->auth);
 	evhttp_add_header(h, "Accept", "application/json");
 	if (body != NULL) {
 		char *s = json_dumps(body, JSON_COMPACT);
@@ -216,7 +269,7 @@ mini_done(struct evhttp_request *req, void *arg)
 	if (q->op == MINI_TRIGGER && code == 409) {
 		q->op = MINI_GET_RUN;
 		q->adopted = true;
-		char *path = ap_xprintf("/api/v1/dags/%s/dagRuns/%s", q->dag_id, q->run_id);
+		char *path = ap_xprintf("%s/dags/%s/dagRuns/%s", MINI_API(q->m), q->dag_id, q->run_id);
 
 		mini_send(q, EVHTTP_REQ_GET, path, NULL);
 		free(path);
@@ -225,8 +278,8 @@ mini_done(struct evhttp_request *req, void *arg)
 	}
 	if (q->op == MINI_GET_DAG && res.status == AIRFLOW_OK &&
 	    json_is_true(json_object_get(body, "has_import_errors"))) {
-		char *path = ap_xprintf("/api/v1/importErrors?filename_pattern=%s",
-		    q->dag_id);
+		char *path = ap_xprintf("%s/importErrors?filename_pattern=%s",
+		    MINI_API(q->m), q->dag_id);
 
 		q->op = MINI_IMPORT_ERRORS;
 		q->is_paused = json_is_true(json_object_get(body, "is_paused"));
@@ -285,7 +338,8 @@ mini_deploy(void *impl, const json_t *pipeline, airflow_cb cb, void *arg)
 {
 	struct mini_req *q = mini_req_new(impl, MINI_DEPLOY, cb, arg, NULL, NULL);
 
-	mini_send(q, EVHTTP_REQ_POST, "/api/v1/openmetadata/deploy", pipeline);
+	mini_send(q, EVHTTP_REQ_POST, q->m->v2 ? "/pluginsv2/api/v2/openmetadata/deploy" :
+	    "/api/v1/openmetadata/deploy", pipeline);
 	return (struct airflow_req *)q;
 }
 
@@ -293,7 +347,7 @@ static struct airflow_req *
 mini_get_dag(void *impl, const char *dag_id, airflow_cb cb, void *arg)
 {
 	struct mini_req *q = mini_req_new(impl, MINI_GET_DAG, cb, arg, dag_id, NULL);
-	char *path = ap_xprintf("/api/v1/dags/%s", dag_id);
+	char *path = ap_xprintf("%s/dags/%s", MINI_API(q->m), dag_id);
 
 	mini_send(q, EVHTTP_REQ_GET, path, NULL);
 	free(path);
@@ -304,7 +358,8 @@ static struct airflow_req *
 mini_unpause(void *impl, const char *dag_id, airflow_cb cb, void *arg)
 {
 	struct mini_req *q = mini_req_new(impl, MINI_UNPAUSE, cb, arg, dag_id, NULL);
-	char *path = ap_xprintf("/api/v1/dags/%s?update_mask=is_paused", dag_id);
+	char *path = ap_xprintf("%s/dags/%s?update_mask=is_paused", MINI_API(q->m),
+	    dag_id);
 	json_t *b = json_pack("{s:b}", "is_paused", 0);
 
 	mini_send(q, EVHTTP_REQ_PATCH, path, b);
@@ -318,8 +373,11 @@ mini_trigger(void *impl, const char *dag_id, const char *dag_run_id,
     const json_t *conf, airflow_cb cb, void *arg)
 {
 	struct mini_req *q = mini_req_new(impl, MINI_TRIGGER, cb, arg, dag_id, dag_run_id);
-	char *path = ap_xprintf("/api/v1/dags/%s/dagRuns", dag_id);
+	char *path = ap_xprintf("%s/dags/%s/dagRuns", MINI_API(q->m), dag_id);
 	json_t *b = json_pack("{s:s,s:O}", "dag_run_id", dag_run_id, "conf", conf);
+
+	if (q->m->v2)
+		json_object_set_new(b, "logical_date", json_null());
 
 	mini_send(q, EVHTTP_REQ_POST, path, b);
 	json_decref(b);
@@ -332,7 +390,8 @@ mini_get_run(void *impl, const char *dag_id, const char *dag_run_id, airflow_cb 
     void *arg)
 {
 	struct mini_req *q = mini_req_new(impl, MINI_GET_RUN, cb, arg, dag_id, dag_run_id);
-	char *path = ap_xprintf("/api/v1/dags/%s/dagRuns/%s", dag_id, dag_run_id);
+	char *path = ap_xprintf("%s/dags/%s/dagRuns/%s", MINI_API(q->m), dag_id,
+	    dag_run_id);
 
 	mini_send(q, EVHTTP_REQ_GET, path, NULL);
 	free(path);
@@ -344,7 +403,8 @@ mini_fail_run(void *impl, const char *dag_id, const char *dag_run_id, airflow_cb
     void *arg)
 {
 	struct mini_req *q = mini_req_new(impl, MINI_FAIL_RUN, cb, arg, dag_id, dag_run_id);
-	char *path = ap_xprintf("/api/v1/dags/%s/dagRuns/%s", dag_id, dag_run_id);
+	char *path = ap_xprintf("%s/dags/%s/dagRuns/%s", MINI_API(q->m), dag_id,
+	    dag_run_id);
 	json_t *b = json_pack("{s:s}", "state", "failed");
 
 	mini_send(q, EVHTTP_REQ_PATCH, path, b);

@@ -247,7 +247,7 @@ main(int argc, char **argv)
 	ac.retry_max_ms = 1000;
 	ac.max_in_flight = 64;
 	(void)ac;	/* the product client takes these (see agents/airflow.h) */
-	client = mini_airflow_create(t.base, url);
+	client = mini_airflow_create(t.base, url, ac.api == AIRFLOW_API_V2);
 	sched = sched_create(t.base, store, &mini_airflow_ops, client, &tool_planner,
 	    &t, &sc);
 	sched_set_observer(sched, tool_observer, &t);

@@ -296,7 +296,7 @@ main(int argc, char **argv)
 	ac.base_url = url;
 	ac.api = AIRFLOW_API_V1;
 	(void)ac;	/* for the product client, agents/airflow.h */
-	client = mini_airflow_create(b.base, url);
+	client = mini_airflow_create(b.base, url, false);
 	b.real = &mini_airflow_ops;
 	b.client = client;
 	sched_config_defaults(&sc);
