@@ -1,0 +1,84 @@
+/*
+ * filter_effective.h — the effective filter of a service: OpenMetadata's
+ * built-in defaults for its connector, plus the organisation's defaults from
+ * the configuration ("filters" section), plus the service's own patterns from
+ * connection.config.*FilterPattern.
+ *
+ * Merge (PRODUCT.md): per filter key, excludes are the union of the three
+ * sources (built-in, then configuration, then service; duplicates dropped);
+ * includes are the service's own if it has any, else the configuration's
+ * (byConnector's when it has includes for the key, else byServiceKind's).
+ *
+ * Pure: jansson and PCRE2 only. The usage agent gets no filters and the
+ * profiler an extra classificationFilterPattern: that is the pipeline
+ * builder's business, not this module's.
+ */
+#ifndef AP_FILTER_EFFECTIVE_H
+#define AP_FILTER_EFFECTIVE_H
+
+#include <stdbool.h>
+
+#include <jansson.h>
+
+#include "filter.h"
+
+/* The "filters" configuration section. Embedded: filter_config_init()/_cleanup(). */
+struct filter_config {
+	bool builtin_defaults;	/* default true */
+	json_t *by_kind;	/* owned: {"database": {"schemaFilterPattern": {...}}} or NULL */
+	json_t *by_connector;	/* owned: {"Postgres": {...}} or NULL */
+};
+
+/* Built-in defaults on, no organisation defaults. */
+void filter_config_init(struct filter_config *cfg);
+void filter_config_cleanup(struct filter_config *cfg);
+
+/*
+ * Parses the "filters" section (borrowed; NULL means all defaults):
+ *   {"builtin_defaults": true, "defaults": {"byServiceKind": {KIND: {KEY:
+ *    {"includes": [...], "excludes": [...]}}}, "byConnector": {TYPE: {...}}}}
+ * Every pattern is compiled to check it. Returns 0, or -1 with *cause (new
+ * string) naming the key path, e.g. "filters.defaults.byServiceKind.database
+ * .schemaFilterPattern.excludes[1]: invalid pattern '(': ...". On error *out
+ * is left initialised and empty.
+ */
+int filter_config_from_json(const json_t *section, struct filter_config *out,
+    char **cause);
+
+/*
+ * Service kinds are entity types without "Service": "database", "dashboard",
+ * "messaging", "pipeline", "mlmodel", "metadata", "storage", "search", "api".
+ * Returns the NULL-terminated list of filter keys of a kind (static), or
+ * NULL for an unknown kind.
+ */
+const char *const *filter_kind_keys(const char *kind);
+/* The kind from an entity type ("databaseService" -> "database", static), or NULL. */
+const char *filter_kind_from_entity_type(const char *entity_type);
+/* The kind a filter key belongs to ("tableFilterPattern" -> "database"), or NULL. */
+const char *filter_key_kind(const char *key);
+
+/*
+ * The effective filters of a service entity (borrowed; its "serviceType", or
+ * connection.config.type, names the connector) of the given kind. cfg may be
+ * NULL (built-in defaults only). connector overrides the entity's connector
+ * type when non-NULL; service may be NULL (defaults only, then connector
+ * names the connector).
+ *
+ * filter_effective_json() returns a NEW object mapping each of the kind's
+ * filter keys that has any pattern to an OpenMetadata FilterPattern
+ * {"includes": [...], "excludes": [...]} (both arrays always present), or
+ * NULL with *cause set when a pattern does not compile (so nothing is
+ * deployed with a broken filter).
+ *
+ * filter_effective_set() returns a new compiled set with each pattern's
+ * source (for explaining decisions), or NULL with *cause. kind NULL means
+ * every filter key of every kind.
+ */
+json_t *filter_effective_json(const struct filter_config *cfg,
+    const json_t *service, const char *kind, const char *connector,
+    char **cause);
+struct filter_set *filter_effective_set(const struct filter_config *cfg,
+    const json_t *service, const char *kind, const char *connector,
+    char **cause);
+
+#endif
