@@ -8,6 +8,7 @@
 #include "util.h"
 
 static const struct ap_cmd_entry *const cmd_table[] = {
+	&ap_cmd_filter_test_entry,
 	NULL
 };
 

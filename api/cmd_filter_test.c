@@ -1,0 +1,400 @@
+/*
+ * cmd_filter_test.c — `autopilot filter test`: shows which names a set of
+ * include/exclude patterns keeps, and which rule, pattern and source decided.
+ *
+ * Patterns: the built-in defaults of a connector, the configuration's
+ * organisation defaults (-c), a service entity's own (--service-json) and
+ * --include/--exclude, merged as the deployed pipelines get them. Names come
+ * from the arguments, else from standard input one a line, streamed with
+ * constant memory.
+ */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "cmd.h"
+#include "filter.h"
+#include "filter_effective.h"
+#include "util.h"
+
+#define MAX_INPUT_FILE (64u * 1024 * 1024)
+
+static const char *const filter_kinds[] = { "database", "schema", "table",
+	"topic", "dashboard", "chart", "dataModel", "project", "pipeline",
+	"mlModel", "container", "searchIndex", "apiCollection", NULL };
+
+struct ftest {
+	struct filter_set *fs;
+	const char *key;
+	bool json;
+	bool fqn;
+	int errors;
+	struct ap_buf out;
+};
+
+/* Appends s as a JSON string; bytes that are not valid UTF-8 become U+FFFD. */
+static void
+json_str(struct ap_buf *b, const char *s, size_t len)
+{
+	static const char hex[] = "0123456789abcdef";
+	const unsigned char *p = (const unsigned char *)s, *e = p + len;
+
+	ap_buf_addc(b, '"');
+	while (p < e) {
+		const unsigned char *run = p;
+
+		while (p < e && *p >= 0x20 && *p < 0x80 && *p != '"' && *p != '\\')
+			p++;
+		if (p > run)
+			ap_buf_add(b, run, (size_t)(p - run));
+		if (p >= e)
+			break;
+		if (*p < 0x20) {
+			char esc[7] = { '\\', 'u', '0', '0', hex[*p >> 4],
+				hex[*p & 15], 0 };
+			ap_buf_adds(b, esc);
+			p++;
+		} else if (*p == '"' || *p == '\\') {
+			ap_buf_addc(b, '\\');
+			ap_buf_addc(b, (char)*p++);
+		} else {
+			size_t n = *p >= 0xf0 && *p <= 0xf4 ? 3 : *p >= 0xe0 &&
+			    *p <= 0xef ? 2 : *p >= 0xc2 && *p <= 0xdf ? 1 : 0;
+			size_t k;
+			bool ok = n > 0 && (size_t)(e - p) > n;
+
+			for (k = 1; ok && k <= n; k++)
+				ok = (p[k] & 0xc0) == 0x80;
+			if (ok && n == 2 && ((p[0] == 0xe0 && p[1] < 0xa0) ||
+			    (p[0] == 0xed && p[1] >= 0xa0)))
+				ok = false;
+			if (ok && n == 3 && ((p[0] == 0xf0 && p[1] < 0x90) ||
+			    (p[0] == 0xf4 && p[1] >= 0x90)))
+				ok = false;
+			if (ok) {
+				ap_buf_add(b, p, n + 1);
+				p += n + 1;
+			} else {
+				ap_buf_adds(b, "\\ufffd");
+				p++;
+			}
+		}
+	}
+	ap_buf_addc(b, '"');
+}
+
+static void
+flush_out(struct ftest *t, bool force)
+{
+	if (t->out.len >= 64 * 1024 || (force && t->out.len > 0)) {
+		fwrite(t->out.data, 1, t->out.len, stdout);
+		ap_buf_reset(&t->out);
+	}
+}
+
+static void
+decide(struct ftest *t, const char *name, size_t len)
+{
+	struct filter_decision d;
+	char *cause = NULL;
+	struct ap_buf *b = &t->out;
+	const struct filter_pattern *fp;
+
+	if (filter_set_match(t->fs, t->key, name, len, &d, &cause) < 0) {
+		t->errors++;
+		if (t->json) {
+			ap_buf_adds(b, "{\"name\":");
+			json_str(b, name, len);
+			ap_buf_adds(b, ",\"kept\":false,\"error\":");
+			json_str(b, cause, strlen(cause));
+			ap_buf_adds(b, "}\n");
+		} else {
+			ap_buf_adds(b, "error   ");
+			ap_buf_add(b, name, len);
+			ap_buf_printf(b, "  %s\n", cause);
+		}
+		free(cause);
+		flush_out(t, false);
+		return;
+	}
+	fp = d.pattern;
+	if (t->json) {
+		ap_buf_adds(b, "{\"name\":");
+		json_str(b, name, len);
+		ap_buf_adds(b, d.kept ? ",\"kept\":true,\"rule\":\"" :
+		    ",\"kept\":false,\"rule\":\"");
+		ap_buf_adds(b, filter_rule_name(d.rule));
+		ap_buf_addc(b, '"');
+		if (fp != NULL) {
+			ap_buf_adds(b, ",\"pattern\":");
+			json_str(b, fp->pattern, strlen(fp->pattern));
+			ap_buf_adds(b, ",\"source\":");
+			json_str(b, fp->source, strlen(fp->source));
+		}
+		ap_buf_adds(b, "}\n");
+		flush_out(t, false);
+		return;
+	}
+	ap_buf_adds(b, d.kept ? "kept     " : "dropped  ");
+	ap_buf_add(b, name, len);
+	switch (d.rule) {
+	case FILTER_RULE_INCLUDE:
+		ap_buf_printf(b, "  matches include '%s' (%s), no exclude\n",
+		    fp->pattern, fp->source);
+		break;
+	case FILTER_RULE_EXCLUDE:
+		ap_buf_printf(b, "  matches exclude '%s' (%s)\n", fp->pattern,
+		    fp->source);
+		break;
+	case FILTER_RULE_NO_INCLUDE:
+		ap_buf_adds(b, "  matches no include\n");
+		break;
+	case FILTER_RULE_NO_EXCLUDE:
+		ap_buf_adds(b, "  matches no exclude\n");
+		break;
+	case FILTER_RULE_EMPTY:
+		ap_buf_adds(b, "(empty name)\n");
+		break;
+	default:
+		ap_buf_adds(b, "  no filter for this kind\n");
+		break;
+	}
+	flush_out(t, false);
+}
+
+static json_t *
+load_json(const char *path, const char *what, char **cause)
+{
+	json_error_t err;
+	char *data, *why = NULL;
+	size_t len;
+	json_t *j;
+
+	data = ap_read_file(path, MAX_INPUT_FILE, &len, &why);
+	if (data == NULL) {
+		*cause = ap_xprintf("%s %s: %s", what, path, why);
+		free(why);
+		return NULL;
+	}
+	j = json_loadb(data, len, 0, &err);
+	free(data);
+	if (j == NULL)
+		*cause = ap_xprintf("%s %s: line %d: %s", what, path, err.line,
+		    err.text);
+	return j;
+}
+
+/* The set for key: the effective set's includes (replaced by the service's
+ * own plus --include when there are --include patterns) and excludes plus
+ * --exclude. */
+static struct filter_set *
+build_set(struct filter_set *eff, const char *key, char **inc, size_t ninc,
+    char **exc, size_t nexc, char **cause)
+{
+	struct filter_set *fs = filter_set_create();
+	const struct filter_pattern *l;
+	size_t i, n;
+
+	n = filter_set_includes(eff, key, &l);
+	for (i = 0; i < n; i++) {
+		if (ninc > 0 && l[i].origin != FILTER_ORIGIN_SERVICE)
+			continue;
+		if (filter_set_add(fs, key, false, l[i].pattern, l[i].origin,
+		    l[i].source, cause) < 0)
+			goto fail;
+	}
+	for (i = 0; i < ninc; i++)
+		if (filter_set_add(fs, key, false, inc[i], FILTER_ORIGIN_CLI,
+		    "--include", cause) < 0)
+			goto fail;
+	n = filter_set_excludes(eff, key, &l);
+	for (i = 0; i < n; i++)
+		if (filter_set_add(fs, key, true, l[i].pattern, l[i].origin,
+		    l[i].source, cause) < 0)
+			goto fail;
+	for (i = 0; i < nexc; i++)
+		if (filter_set_add(fs, key, true, exc[i], FILTER_ORIGIN_CLI,
+		    "--exclude", cause) < 0)
+			goto fail;
+	return fs;
+fail:
+	filter_set_free(fs);
+	return NULL;
+}
+
+static int
+filter_test_exec(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "service-json", required_argument, NULL, 's' },
+		{ "connector", required_argument, NULL, 'C' },
+		{ "kind", required_argument, NULL, 'k' },
+		{ "include", required_argument, NULL, 'i' },
+		{ "exclude", required_argument, NULL, 'e' },
+		{ "no-defaults", no_argument, NULL, 'n' },
+		{ "fqn", no_argument, NULL, 'f' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "config", required_argument, NULL, 'c' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 }
+	};
+	struct ftest t;
+	struct filter_config cfg;
+	struct filter_set *eff = NULL;
+	const char *service_path = NULL, *connector = NULL, *kind = "table";
+	const char *config_path = NULL;
+	char **inc = NULL, **exc = NULL, *cause = NULL, *key = NULL;
+	char *line = NULL;
+	size_t ninc = 0, nexc = 0, cap = 0, i;
+	ssize_t n;
+	json_t *service = NULL, *conf = NULL;
+	bool no_defaults = false;
+	int c, rc = AP_EXIT_USAGE;
+
+	memset(&t, 0, sizeof t);
+	ap_buf_init(&t.out);
+	filter_config_init(&cfg);
+	inc = ap_xcalloc((size_t)argc + 1, sizeof *inc);
+	exc = ap_xcalloc((size_t)argc + 1, sizeof *exc);
+	optind = 1;
+	opterr = 1;
+	while ((c = getopt_long(argc, argv, "c:h", longopts, NULL)) != -1) {
+		switch (c) {
+		case 's': service_path = optarg; break;
+		case 'C': connector = optarg; break;
+		case 'k': kind = optarg; break;
+		case 'i': inc[ninc++] = optarg; break;
+		case 'e': exc[nexc++] = optarg; break;
+		case 'n': no_defaults = true; break;
+		case 'f': t.fqn = true; break;
+		case 'j': t.json = true; break;
+		case 'c': config_path = optarg; break;
+		case 'h':
+			ap_cmd_print_help(&ap_cmd_filter_test_entry, stdout);
+			rc = AP_EXIT_OK;
+			goto out;
+		default:
+			fprintf(stderr, "usage: autopilot filter test %s\n",
+			    ap_cmd_filter_test_entry.usage);
+			goto out;
+		}
+	}
+	for (i = 0; filter_kinds[i] != NULL; i++)
+		if (strcmp(filter_kinds[i], kind) == 0)
+			break;
+	if (filter_kinds[i] == NULL) {
+		fprintf(stderr, "autopilot: --kind %s: unknown kind (one of "
+		    "database, schema, table, topic, dashboard, chart, dataModel, "
+		    "project, pipeline, mlModel, container, searchIndex, "
+		    "apiCollection)\n", kind);
+		goto out;
+	}
+	key = ap_xprintf("%sFilterPattern", kind);
+	if (config_path != NULL) {
+		conf = load_json(config_path, "config", &cause);
+		if (conf == NULL)
+			goto fail;
+		if (filter_config_from_json(json_object_get(conf, "filters"),
+		    &cfg, &cause) < 0)
+			goto fail;
+	}
+	if (no_defaults)
+		cfg.builtin_defaults = false;
+	if (service_path != NULL) {
+		service = load_json(service_path, "--service-json", &cause);
+		if (service == NULL)
+			goto fail;
+		if (json_is_object(json_object_get(service, "entity"))) {
+			/* A ChangeEvent: the entity inside it. */
+			json_t *e = json_incref(json_object_get(service, "entity"));
+
+			json_decref(service);
+			service = e;
+		}
+		if (!json_is_object(service)) {
+			cause = ap_xprintf("--service-json %s: not a JSON object",
+			    service_path);
+			goto fail;
+		}
+	}
+	eff = filter_effective_set(&cfg, service, filter_key_kind(key),
+	    connector, &cause);
+	if (eff == NULL)
+		goto fail;
+	t.key = key;
+	t.fs = build_set(eff, key, inc, ninc, exc, nexc, &cause);
+	if (t.fs == NULL)
+		goto fail;
+
+	rc = AP_EXIT_OK;
+	if (optind < argc) {
+		for (i = (size_t)optind; i < (size_t)argc; i++)
+			decide(&t, argv[i], strlen(argv[i]));
+	} else {
+		while ((n = getline(&line, &cap, stdin)) != -1) {
+			if (n > 0 && line[n - 1] == '\n')
+				n--;
+			decide(&t, line, (size_t)n);
+		}
+	}
+	flush_out(&t, true);
+	if (fflush(stdout) != 0 || ferror(stdout)) {
+		fprintf(stderr, "autopilot: writing output failed\n");
+		rc = AP_EXIT_FAILED;
+	}
+	if (t.errors > 0) {
+		fprintf(stderr, "autopilot: %d name(s) could not be decided\n",
+		    t.errors);
+		rc = AP_EXIT_USAGE;
+	}
+	goto out;
+fail:
+	fprintf(stderr, "autopilot: %s\n", cause);
+	rc = AP_EXIT_USAGE;
+out:
+	free(line);
+	free(cause);
+	free(key);
+	free(inc);
+	free(exc);
+	filter_set_free(t.fs);
+	filter_set_free(eff);
+	filter_config_cleanup(&cfg);
+	json_decref(service);
+	json_decref(conf);
+	ap_buf_cleanup(&t.out);
+	return rc;
+}
+
+const struct ap_cmd_entry ap_cmd_filter_test_entry = {
+	"filter test",
+	"[-c FILE] [--service-json FILE] [--connector NAME] [--kind KIND] "
+	"[--include RE]... [--exclude RE]... [--no-defaults] [--fqn] [--json] "
+	"[NAME...]",
+	"Shows which names a set of include/exclude patterns keeps, and the rule,\n"
+	"pattern and source that decided, as OpenMetadata's ingestion applies them:\n"
+	"a pattern matches like Python's re.match(p, name, re.IGNORECASE); a name is\n"
+	"kept iff (no includes, or it matches one) and it matches no exclude.\n\n"
+	"  -c FILE              take the organisation defaults from FILE's \"filters\"\n"
+	"  --service-json FILE  a service entity: its connector and its own\n"
+	"                       connection.config.*FilterPattern\n"
+	"  --connector NAME     use NAME's built-in defaults (e.g. Postgres)\n"
+	"  --kind KIND          database, schema, table (default), topic, dashboard,\n"
+	"                       chart, dataModel, project, pipeline, mlModel,\n"
+	"                       container, searchIndex, apiCollection\n"
+	"  --include RE         an include pattern for KIND (repeatable); replaces\n"
+	"                       the configuration's includes\n"
+	"  --exclude RE         an exclude pattern for KIND (repeatable)\n"
+	"  --no-defaults        leave out the built-in connector defaults\n"
+	"  --fqn                the names are fully qualified names (as with\n"
+	"                       useFqnForFiltering: true); matched whole\n"
+	"  --json               one JSON object a line: name, kept, rule, pattern,\n"
+	"                       source\n\n"
+	"Names come from the arguments, else from standard input, one a line.\n"
+	"Exit status: 0 done; 2 invalid pattern, bad option or input, or a name\n"
+	"that could not be decided (match limit).\n",
+	filter_test_exec
+};

@@ -1,0 +1,1040 @@
+/*
+ * filter.c — Python-syntax include/exclude patterns compiled with PCRE2
+ * (JIT, CASELESS|UTF|UCP|ANCHORED, match and depth limits), and
+ * OpenMetadata's include-then-exclude decision.
+ *
+ * filter_translate() is a one-pass scanner over the Python pattern that
+ * rewrites the constructs whose spelling differs (\Z, \u1234, {,n}, octal
+ * escapes, [[ inside sets, verbose mode...) and rejects those PCRE2 would run
+ * with another meaning or Python would refuse (\K, \Q, \p, (?a), (?L),
+ * global flags not at the start...). Pure: PCRE2 only, never prints.
+ */
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
+
+#include <stdint.h>
+#include <string.h>
+
+#include "filter.h"
+#include "util.h"
+
+static const char *const origin_names[FILTER_ORIGIN_MAX] = {
+	"builtin", "config", "service", "cli"
+};
+static const char *const rule_names[FILTER_RULE_MAX] = {
+	"none", "empty", "include", "no-include", "exclude", "no-exclude"
+};
+
+const char *
+filter_origin_name(enum filter_origin o)
+{
+	return (unsigned)o < FILTER_ORIGIN_MAX ? origin_names[o] : "?";
+}
+
+const char *
+filter_rule_name(enum filter_rule r)
+{
+	return (unsigned)r < FILTER_RULE_MAX ? rule_names[r] : "?";
+}
+
+/* ---- translation ---------------------------------------------------- */
+
+#define TURKISH_I "iI\\x{131}\\x{130}"
+
+struct xlate {
+	const char *p;		/* pattern */
+	size_t len, i;
+	struct ap_buf out;
+	bool verbose;
+	int groups;		/* capturing groups opened so far */
+	int open[256];		/* stack: group number, or 0 for non-capturing */
+	int depth;
+	bool ci[257];		/* case-insensitive at each depth (ci[0]: top) */
+	long last_cp;
+	bool in_class;		/* code point of the last escape, -1 if none */
+	char *cause;
+	size_t at;
+};
+
+static int
+xfail(struct xlate *x, size_t at, const char *fmt, ...) AP_PRINTFLIKE(3, 4);
+
+static int
+xfail(struct xlate *x, size_t at, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	x->cause = ap_xvprintf(fmt, ap);
+	va_end(ap);
+	x->at = at;
+	return -1;
+}
+
+static int
+hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+static bool is_turkish_i(long cp);
+
+static void
+push(struct xlate *x, int group)
+{
+	x->ci[x->depth + 1] = x->ci[x->depth];
+	x->open[x->depth++] = group;
+}
+
+static void
+emit_cp(struct xlate *x, uint32_t cp)
+{
+	x->last_cp = (long)cp;
+	if (!x->in_class && x->ci[x->depth] && is_turkish_i((long)cp)) {
+		ap_buf_adds(&x->out, "[" TURKISH_I "]");
+		return;
+	}
+	ap_buf_printf(&x->out, "\\x{%x}", (unsigned)cp);
+}
+
+/* \x, \u, \U with exactly n hex digits (Python insists). */
+static int
+xlate_hex(struct xlate *x, size_t start, int n)
+{
+	uint32_t v = 0;
+	int k, h;
+
+	for (k = 0; k < n; k++) {
+		if (x->i >= x->len || (h = hexval(x->p[x->i])) < 0)
+			return xfail(x, start, "incomplete escape %.*s",
+			    (int)(x->i - start), x->p + start);
+		v = v * 16 + (uint32_t)h;
+		x->i++;
+	}
+	if (v > 0x10ffff)
+		return xfail(x, start, "bad escape %.*s", (int)(x->i - start),
+		    x->p + start);
+	if (v >= 0xd800 && v <= 0xdfff)
+		return xfail(x, start, "escape %.*s is a surrogate, which no "
+		    "UTF-8 name can contain", (int)(x->i - start), x->p + start);
+	emit_cp(x, v);
+	return 0;
+}
+
+static bool
+is_oct(char c)
+{
+	return c >= '0' && c <= '7';
+}
+
+/*
+ * Python's IGNORECASE compares lower-cased characters and adds a few
+ * equivalences (sre_compile's _equivalences), which make i, I, dotless i
+ * (U+0131) and dotted capital I (U+0130) all match each other. PCRE2's
+ * Unicode caseless sets keep the Turkish letters apart, so the scanner spells
+ * the four out where Python is case-insensitive.
+ */
+
+static bool
+is_turkish_i(long cp)
+{
+	return cp == 'i' || cp == 'I' || cp == 0x130 || cp == 0x131;
+}
+
+/* Decodes the UTF-8 sequence at s (at most n bytes); returns its length. */
+static size_t
+utf8_decode(const char *s, size_t n, long *cp)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	size_t len = p[0] < 0x80 ? 1 : p[0] < 0xe0 ? 2 : p[0] < 0xf0 ? 3 : 4;
+	long v = len == 1 ? p[0] : len == 2 ? (p[0] & 0x1f) : len == 3 ?
+	    (p[0] & 0x0f) : (p[0] & 0x07);
+	size_t k;
+
+	if (len > n)
+		len = n;
+	for (k = 1; k < len; k++)
+		v = (v << 6) | (p[k] & 0x3f);
+	*cp = v;
+	return len;
+}
+
+/* Python's \s also matches U+001C..U+001F, which PCRE2's does not. */
+#define PY_SPACE_EXTRA "\\x{1c}-\\x{1f}"
+
+/* An escape at x->p[x->i] == '\\'. in_class: inside [...]. */
+static int
+xlate_escape(struct xlate *x, bool in_class)
+{
+	size_t start = x->i;
+	char c;
+
+	x->i++;
+	if (x->i >= x->len)
+		return xfail(x, start, "bad escape (end of pattern)");
+	c = x->p[x->i++];
+	switch (c) {
+	case 'x':
+		return xlate_hex(x, start, 2);
+	case 'u':
+		return xlate_hex(x, start, 4);
+	case 'U':
+		return xlate_hex(x, start, 8);
+	case 'N':
+		return xfail(x, start, "named character escapes \\N{...} are "
+		    "not supported; write the character itself or \\uXXXX");
+	case 'a': case 'f': case 'n': case 'r': case 't':
+		ap_buf_addc(&x->out, '\\');
+		ap_buf_addc(&x->out, c);
+		return 0;
+	case 'v':
+		/* PCRE2's \v is a class of vertical space; Python's is VT. */
+		emit_cp(x, 0x0b);
+		return 0;
+	case 'd': case 'D': case 'w': case 'W':
+		ap_buf_addc(&x->out, '\\');
+		ap_buf_addc(&x->out, c);
+		return 0;
+	case 's':
+		ap_buf_adds(&x->out, in_class ? "\\s" PY_SPACE_EXTRA :
+		    "[\\s" PY_SPACE_EXTRA "]");
+		return 0;
+	case 'S':
+		if (in_class)
+			return xfail(x, start, "\\S inside a set is not "
+			    "supported (Python's \\s differs from PCRE2's); "
+			    "use a negated set");
+		ap_buf_adds(&x->out, "[^\\s" PY_SPACE_EXTRA "]");
+		return 0;
+	case 'b':
+		/* In a set, Python's \b is backspace, as PCRE2's. */
+		ap_buf_adds(&x->out, in_class ? "\\x{8}" : "\\b");
+		return 0;
+	case 'A': case 'B': case 'Z':
+		if (in_class)
+			return xfail(x, start, "bad escape \\%c", c);
+		ap_buf_adds(&x->out, c == 'Z' ? "\\z" : c == 'A' ? "\\A" : "\\B");
+		return 0;
+	default:
+		break;
+	}
+	if (c >= '0' && c <= '9') {
+		uint32_t v;
+		int n;
+
+		/* Python: \0 and \0oo are octal; \ooo with three octal
+		 * digits is octal; otherwise \N or \NN refers to a group. */
+		if (c == '0' || (in_class && is_oct(c))) {
+			v = (uint32_t)(c - '0');
+			for (n = 0; n < 2 && x->i < x->len && is_oct(x->p[x->i]); n++)
+				v = v * 8 + (uint32_t)(x->p[x->i++] - '0');
+			if (v > 0377)
+				return xfail(x, start, "octal escape value "
+				    "\\%.*s outside of range 0-0o377",
+				    (int)(x->i - start - 1), x->p + start + 1);
+			emit_cp(x, v);
+			return 0;
+		}
+		if (in_class)
+			return xfail(x, start, "bad escape \\%c", c);
+		if (is_oct(c) && x->i + 1 < x->len && is_oct(x->p[x->i]) &&
+		    is_oct(x->p[x->i + 1])) {
+			v = (uint32_t)((c - '0') * 64 + (x->p[x->i] - '0') * 8 +
+			    (x->p[x->i + 1] - '0'));
+			x->i += 2;
+			if (v > 0377)
+				return xfail(x, start, "octal escape value "
+				    "\\%.*s outside of range 0-0o377", 3,
+				    x->p + start + 1);
+			emit_cp(x, v);
+			return 0;
+		}
+		n = c - '0';
+		if (x->i < x->len && x->p[x->i] >= '0' && x->p[x->i] <= '9')
+			n = n * 10 + (x->p[x->i++] - '0');
+		if (n > x->groups)
+			return xfail(x, start, "invalid group reference %d", n);
+		for (int k = 0; k < x->depth; k++)
+			if (x->open[k] == n)
+				return xfail(x, start, "cannot refer to an "
+				    "open group");
+		ap_buf_printf(&x->out, "\\g{%d}", n);
+		return 0;
+	}
+	if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'))
+		return xfail(x, start, "bad escape \\%c (Python's re has no "
+		    "such escape)", c);
+	/* Escaped punctuation or any non-ASCII character: a literal. */
+	if ((unsigned char)c < 0x80) {
+		ap_buf_addc(&x->out, '\\');
+		ap_buf_addc(&x->out, c);
+	} else {
+		x->i--;
+		while (x->i < x->len) {
+			ap_buf_addc(&x->out, x->p[x->i++]);
+			if (x->i >= x->len ||
+			    ((unsigned char)x->p[x->i] & 0xc0) != 0x80)
+				break;
+		}
+	}
+	return 0;
+}
+
+/* A set [...] at x->p[x->i] == '['. */
+static int
+xlate_class(struct xlate *x)
+{
+	size_t start = x->i;
+	long prev = -1, cp;
+	bool range = false, turkish = false;
+
+	x->in_class = true;
+	ap_buf_addc(&x->out, '[');
+	x->i++;
+	if (x->i < x->len && x->p[x->i] == '^') {
+		ap_buf_addc(&x->out, '^');
+		x->i++;
+	}
+	if (x->i < x->len && x->p[x->i] == ']') {
+		ap_buf_adds(&x->out, "\\]");
+		x->i++;
+		prev = ']';
+	}
+	for (;;) {
+		char c;
+
+		if (x->i >= x->len)
+			return xfail(x, start, "unterminated character set");
+		c = x->p[x->i];
+		cp = -1;
+		if (c == ']') {
+			if (turkish && x->ci[x->depth])
+				ap_buf_adds(&x->out, TURKISH_I);
+			ap_buf_addc(&x->out, ']');
+			x->i++;
+			x->in_class = false;
+			return 0;
+		}
+		if (c == '\\') {
+			x->last_cp = -1;
+			if (xlate_escape(x, true) < 0)
+				return -1;
+			cp = x->last_cp;
+			if (cp < 0 && strchr("-[]\\^.$|?*+(){}", x->p[x->i - 1]) != NULL &&
+			    x->p[x->i - 2] == '\\')
+				cp = (unsigned char)x->p[x->i - 1];
+		} else if (c == '[') {
+			/* Python has no POSIX classes: "[[:alpha:]]" is a set
+			 * holding '[', ':', 'a'... followed by a literal ']'. */
+			ap_buf_adds(&x->out, "\\[");
+			x->i++;
+			cp = '[';
+		} else if (c == '-' && prev >= 0 && !range && x->i + 1 < x->len &&
+		    x->p[x->i + 1] != ']') {
+			ap_buf_addc(&x->out, '-');
+			x->i++;
+			range = true;
+			continue;
+		} else {
+			size_t n = utf8_decode(x->p + x->i, x->len - x->i, &cp);
+
+			ap_buf_add(&x->out, x->p + x->i, n);
+			x->i += n;
+		}
+		if (range) {
+			if (prev >= 0 && cp >= 0 && ((prev <= 'I' && cp >= 'I') ||
+			    (prev <= 'i' && cp >= 'i') || (prev <= 0x130 &&
+			    cp >= 0x130) || (prev <= 0x131 && cp >= 0x131)))
+				turkish = true;
+			range = false;
+			prev = -1;
+			continue;
+		}
+		if (is_turkish_i(cp))
+			turkish = true;
+		prev = cp;
+	}
+}
+
+/* Parses "{m,n}"-like text at x->i; returns the length consumed or 0 when it
+ * is not a quantifier (then Python reads '{' literally). */
+static size_t
+brace_quant(const struct xlate *x, long *lo, long *hi)
+{
+	size_t j = x->i + 1;
+	long a = -1, b = -1;
+
+	if (j < x->len && x->p[j] >= '0' && x->p[j] <= '9') {
+		a = 0;
+		while (j < x->len && x->p[j] >= '0' && x->p[j] <= '9') {
+			if (a < 100000000)
+				a = a * 10 + (x->p[j] - '0');
+			j++;
+		}
+	}
+	if (j < x->len && x->p[j] == '}') {
+		if (a < 0)
+			return 0;
+		*lo = *hi = a;
+		return j + 1 - x->i;
+	}
+	if (j >= x->len || x->p[j] != ',')
+		return 0;
+	j++;
+	if (j < x->len && x->p[j] >= '0' && x->p[j] <= '9') {
+		b = 0;
+		while (j < x->len && x->p[j] >= '0' && x->p[j] <= '9') {
+			if (b < 100000000)
+				b = b * 10 + (x->p[j] - '0');
+			j++;
+		}
+	}
+	if (j >= x->len || x->p[j] != '}')
+		return 0;
+	*lo = a < 0 ? 0 : a;
+	*hi = b;
+	return j + 1 - x->i;
+}
+
+/* "(?" constructs. x->i is at '('. top_start: nothing emitted at top level yet. */
+enum { GRP_OPEN, GRP_NOTHING, GRP_ATOM };
+
+static int
+xlate_group(struct xlate *x, bool top_start, int *what)
+{
+	size_t start = x->i;
+	const char *p = x->p;
+	char c;
+
+	if (x->depth >= (int)AP_ARRAY_LEN(x->open))
+		return xfail(x, start, "too many nested groups");
+	if (x->i + 1 < x->len && p[x->i + 1] == '*')
+		return xfail(x, start + 1, "nothing to repeat");
+	*what = GRP_OPEN;
+	if (x->i + 1 >= x->len || p[x->i + 1] != '?') {
+		push(x, ++x->groups);
+		ap_buf_addc(&x->out, '(');
+		x->i++;
+		return 0;
+	}
+	x->i += 2;
+	if (x->i >= x->len)
+		return xfail(x, start, "unexpected end of pattern");
+	c = p[x->i];
+	switch (c) {
+	case ':': case '=': case '!': case '>':
+		push(x, 0);
+		ap_buf_printf(&x->out, "(?%c", c);
+		x->i++;
+		return 0;
+	case '<':
+		if (x->i + 1 < x->len && (p[x->i + 1] == '=' || p[x->i + 1] == '!')) {
+			push(x, 0);
+			ap_buf_printf(&x->out, "(?<%c", p[x->i + 1]);
+			x->i += 2;
+			return 0;
+		}
+		return xfail(x, start, "unknown extension ?<%c (Python names "
+		    "groups with (?P<name>...))", x->i + 1 < x->len ? p[x->i + 1] : ' ');
+	case '#':
+		while (x->i < x->len && p[x->i] != ')')
+			x->i++;
+		if (x->i >= x->len)
+			return xfail(x, start, "missing ), unterminated comment");
+		x->i++;
+		*what = GRP_NOTHING;
+		return 0;
+	case 'P': {
+		size_t n0, n;
+
+		x->i++;
+		if (x->i >= x->len || (p[x->i] != '<' && p[x->i] != '='))
+			return xfail(x, start, "unknown extension ?P%c",
+			    x->i < x->len ? p[x->i] : ' ');
+		c = p[x->i++];
+		n0 = x->i;
+		while (x->i < x->len && p[x->i] != (c == '<' ? '>' : ')'))
+			x->i++;
+		if (x->i >= x->len)
+			return xfail(x, start, "missing %c, unterminated name",
+			    c == '<' ? '>' : ')');
+		n = x->i - n0;
+		if (n == 0)
+			return xfail(x, start, "missing group name");
+		for (size_t k = n0; k < n0 + n; k++)
+			if (!((p[k] >= 'a' && p[k] <= 'z') || (p[k] >= 'A' &&
+			    p[k] <= 'Z') || p[k] == '_' || (p[k] >= '0' &&
+			    p[k] <= '9' && k > n0)))
+				return xfail(x, n0, "bad character in group "
+				    "name '%.*s' (only ASCII names are "
+				    "supported)", (int)n, p + n0);
+		x->i++;
+		if (c == '<') {
+			push(x, ++x->groups);
+			ap_buf_printf(&x->out, "(?P<%.*s>", (int)n, p + n0);
+		} else {
+			ap_buf_printf(&x->out, "(?P=%.*s)", (int)n, p + n0);
+			*what = GRP_ATOM;
+		}
+		return 0;
+	}
+	case '(': {
+		/* (?(id/name)yes|no): the same in both. */
+		size_t n0 = ++x->i;
+
+		while (x->i < x->len && p[x->i] != ')')
+			x->i++;
+		if (x->i >= x->len)
+			return xfail(x, start, "missing ), unterminated name");
+		push(x, 0);
+		ap_buf_printf(&x->out, "(?(%.*s)", (int)(x->i - n0), p + n0);
+		x->i++;
+		return 0;
+	}
+	default:
+		break;
+	}
+	/* Flags: (?imsx) at the start, or (?ims-ims:...) scoped. */
+	{
+		struct ap_buf on, off;
+		bool neg = false;
+		int rc = 0;
+
+		ap_buf_init(&on);
+		ap_buf_init(&off);
+		for (;; x->i++) {
+			if (x->i >= x->len) {
+				rc = xfail(x, start, "missing -, : or )");
+				break;
+			}
+			c = p[x->i];
+			if (c == ')' || c == ':')
+				break;
+			if (c == '-' && !neg) {
+				neg = true;
+				continue;
+			}
+			if (c == 'i' || c == 'm' || c == 's' || c == 'u')
+				ap_buf_addc(neg ? &off : &on, c);
+			else if (c == 'x' && !neg)
+				ap_buf_addc(&on, c);
+			else if (c == 'a') {
+				rc = xfail(x, x->i, "the ASCII flag (?a) is not "
+				    "supported: patterns match Unicode-aware, "
+				    "like Python's default");
+				break;
+			} else if (c == 'L') {
+				rc = xfail(x, x->i, "bad inline flag: cannot use "
+				    "'L' flag with a str pattern");
+				break;
+			} else {
+				rc = xfail(x, x->i, "unknown flag");
+				break;
+			}
+		}
+		if (rc == 0 && c == ')') {
+			if (neg)
+				rc = xfail(x, start, "missing :");
+			else if (!top_start)
+				rc = xfail(x, start, "global flags not at the "
+				    "start of the expression");
+			else {
+				if ((on.len > 0 && memchr(on.data, 'x', on.len) != NULL))
+					x->verbose = true;
+				for (size_t k = 0; k < on.len; k++)
+					if (on.data[k] == 'm' || on.data[k] == 's')
+						ap_buf_printf(&x->out, "(?%c)", on.data[k]);
+				x->i++;
+				*what = GRP_NOTHING;
+			}
+		} else if (rc == 0) {
+			if ((on.len > 0 && memchr(on.data, 'x', on.len) != NULL))
+				rc = xfail(x, start, "the verbose flag is only "
+				    "supported at the start: (?x)");
+			else if ((off.len > 0 && memchr(off.data, 'u', off.len) != NULL))
+				rc = xfail(x, start, "bad inline flag: cannot "
+				    "turn off flag 'u'");
+			else {
+				ap_buf_adds(&x->out, "(?");
+				for (size_t k = 0; k < on.len; k++)
+					if (on.data[k] != 'u')
+						ap_buf_addc(&x->out, on.data[k]);
+				if (off.len > 0)
+					ap_buf_addc(&x->out, '-');
+				if (off.len > 0)
+					ap_buf_add(&x->out, off.data, off.len);
+				ap_buf_addc(&x->out, ':');
+				push(x, 0);
+				if (on.len > 0 && memchr(on.data, 'i', on.len) != NULL)
+					x->ci[x->depth] = true;
+				if (off.len > 0 && memchr(off.data, 'i', off.len) != NULL)
+					x->ci[x->depth] = false;
+				x->i++;
+			}
+		}
+		ap_buf_cleanup(&on);
+		ap_buf_cleanup(&off);
+		return rc;
+	}
+}
+
+char *
+filter_translate(const char *py, char **cause, size_t *offset)
+{
+	struct xlate x;
+	bool top_start = true, can_repeat = false, repeated = false;
+	size_t before;
+
+	memset(&x, 0, sizeof x);
+	x.ci[0] = true;
+	x.p = py;
+	x.len = strlen(py);
+	ap_buf_init(&x.out);
+	ap_buf_adds(&x.out, "");
+	while (x.i < x.len) {
+		char c = py[x.i];
+		long lo, hi;
+		size_t n;
+
+		if (x.verbose && (c == ' ' || c == '\t' || c == '\n' ||
+		    c == '\r' || c == '\f' || c == '\v')) {
+			x.i++;
+			continue;
+		}
+		if (x.verbose && c == '#') {
+			while (x.i < x.len && py[x.i] != '\n')
+				x.i++;
+			continue;
+		}
+		switch (c) {
+		case '\\':
+			before = x.i;
+			if (xlate_escape(&x, false) < 0)
+				goto fail;
+			/* \A, \Z, \b, \B are positions: Python will not repeat them. */
+			can_repeat = strchr("AZbB", py[before + 1]) == NULL;
+			repeated = false;
+			top_start = false;
+			break;
+		case '[':
+			if (xlate_class(&x) < 0)
+				goto fail;
+			can_repeat = true;
+			repeated = false;
+			top_start = false;
+			break;
+		case '(': {
+			int what = GRP_OPEN;
+
+			if (xlate_group(&x, top_start, &what) < 0)
+				goto fail;
+			if (what == GRP_NOTHING)
+				break;
+			top_start = false;
+			can_repeat = what == GRP_ATOM;
+			repeated = false;
+			break;
+		}
+		case ')':
+			if (x.depth == 0) {
+				x.cause = ap_xstrdup("unbalanced parenthesis");
+				x.at = x.i;
+				goto fail;
+			}
+			x.depth--;
+			ap_buf_addc(&x.out, ')');
+			x.i++;
+			can_repeat = true;
+			repeated = false;
+			break;
+		case '|':
+			ap_buf_addc(&x.out, '|');
+			x.i++;
+			can_repeat = false;
+			repeated = false;
+			break;
+		case '*': case '+': case '?': case '{':
+			if (c == '{') {
+				n = brace_quant(&x, &lo, &hi);
+				if (n == 0) {	/* a literal '{' in Python */
+					ap_buf_adds(&x.out, "\\{");
+					x.i++;
+					can_repeat = true;
+					repeated = false;
+					top_start = false;
+					break;
+				}
+				if (hi >= 0 && lo > hi) {
+					x.cause = ap_xstrdup("min repeat greater "
+					    "than max repeat");
+					x.at = x.i;
+					goto fail;
+				}
+			} else
+				n = 1;
+			if (repeated) {
+				x.cause = ap_xstrdup("multiple repeat");
+				x.at = x.i;
+				goto fail;
+			}
+			if (!can_repeat) {
+				x.cause = ap_xstrdup("nothing to repeat");
+				x.at = x.i;
+				goto fail;
+			}
+			if (c == '{') {
+				if (hi < 0)
+					ap_buf_printf(&x.out, "{%ld,}", lo);
+				else if (lo == hi && py[x.i + n - 2] != ',' &&
+				    memchr(py + x.i, ',', n) == NULL)
+					ap_buf_printf(&x.out, "{%ld}", lo);
+				else
+					ap_buf_printf(&x.out, "{%ld,%ld}", lo, hi);
+			} else
+				ap_buf_addc(&x.out, c);
+			x.i += n;
+			/* lazy or possessive suffix */
+			if (x.i < x.len && (py[x.i] == '?' || py[x.i] == '+'))
+				ap_buf_addc(&x.out, py[x.i++]);
+			repeated = true;
+			break;
+		case '^': case '$':
+			ap_buf_addc(&x.out, c);
+			x.i++;
+			can_repeat = false;	/* Python: "^*" is nothing to repeat */
+			repeated = false;
+			top_start = false;
+			break;
+		default: {
+			/* literal (whole UTF-8 sequence) or '.' */
+			long cp;
+			size_t cl = utf8_decode(py + x.i, x.len - x.i, &cp);
+
+			if (is_turkish_i(cp) && x.ci[x.depth])
+				ap_buf_adds(&x.out, "[" TURKISH_I "]");
+			else
+				ap_buf_add(&x.out, py + x.i, cl);
+			x.i += cl;
+			can_repeat = true;
+			repeated = false;
+			top_start = false;
+			break;
+		}
+		}
+	}
+	if (x.depth != 0) {
+		x.cause = ap_xstrdup("missing ), unterminated subpattern");
+		x.at = x.len;
+		goto fail;
+	}
+	return ap_buf_steal(&x.out, NULL);
+fail:
+	ap_buf_cleanup(&x.out);
+	if (cause != NULL)
+		*cause = x.cause;
+	else
+		free(x.cause);
+	if (offset != NULL)
+		*offset = x.at;
+	return NULL;
+}
+
+/* ---- sets ---------------------------------------------------------- */
+
+struct filter_list {
+	struct filter_pattern *v;
+	const struct filter_pattern **view;
+	size_t n, cap;
+};
+
+struct filter_key {
+	char *key;
+	struct filter_list inc, exc;
+};
+
+struct filter_set {
+	struct filter_key *keys;
+	size_t nkeys;
+	pcre2_compile_context *cctx;
+	pcre2_match_context *mctx;
+	pcre2_match_data *md;
+	pcre2_jit_stack *jit_stack;
+};
+
+struct filter_set *
+filter_set_create(void)
+{
+	struct filter_set *fs = ap_xcalloc(1, sizeof *fs);
+
+	fs->cctx = pcre2_compile_context_create(NULL);
+	fs->mctx = pcre2_match_context_create(NULL);
+	fs->md = pcre2_match_data_create(1, NULL);
+	if (fs->cctx == NULL || fs->mctx == NULL || fs->md == NULL)
+		ap_fatal("out of memory");
+	/* Python's '.', '$' and (?m) know only '\n' as a line end. */
+	pcre2_set_newline(fs->cctx, PCRE2_NEWLINE_LF);
+	pcre2_set_bsr(fs->cctx, PCRE2_BSR_UNICODE);
+	pcre2_set_match_limit(fs->mctx, FILTER_MATCH_LIMIT);
+	pcre2_set_depth_limit(fs->mctx, FILTER_DEPTH_LIMIT);
+	fs->jit_stack = pcre2_jit_stack_create(32 * 1024, 1024 * 1024, NULL);
+	if (fs->jit_stack != NULL)
+		pcre2_jit_stack_assign(fs->mctx, NULL, fs->jit_stack);
+	return fs;
+}
+
+static void
+list_cleanup(struct filter_list *l)
+{
+	size_t i;
+
+	for (i = 0; i < l->n; i++) {
+		free(l->v[i].pattern);
+		free(l->v[i].source);
+		pcre2_code_free(l->v[i].code);
+	}
+	free(l->v);
+	free(l->view);
+}
+
+void
+filter_set_free(struct filter_set *fs)
+{
+	size_t i;
+
+	if (fs == NULL)
+		return;
+	for (i = 0; i < fs->nkeys; i++) {
+		free(fs->keys[i].key);
+		list_cleanup(&fs->keys[i].inc);
+		list_cleanup(&fs->keys[i].exc);
+	}
+	free(fs->keys);
+	pcre2_match_data_free(fs->md);
+	pcre2_match_context_free(fs->mctx);
+	pcre2_compile_context_free(fs->cctx);
+	if (fs->jit_stack != NULL)
+		pcre2_jit_stack_free(fs->jit_stack);
+	free(fs);
+}
+
+static struct filter_key *
+find_key(const struct filter_set *fs, const char *key)
+{
+	size_t i;
+
+	for (i = 0; i < fs->nkeys; i++)
+		if (strcmp(fs->keys[i].key, key) == 0)
+			return &fs->keys[i];
+	return NULL;
+}
+
+int
+filter_set_add(struct filter_set *fs, const char *key, bool exclude,
+    const char *pattern, enum filter_origin origin, const char *source,
+    char **cause)
+{
+	struct filter_key *k = find_key(fs, key);
+	struct filter_list *l;
+	struct filter_pattern *fp;
+	char *xl, *why = NULL;
+	size_t at = 0, idx;
+	pcre2_code *code;
+	int err;
+	PCRE2_SIZE eoff;
+	PCRE2_UCHAR msg[256];
+
+	idx = k == NULL ? 0 : (exclude ? k->exc.n : k->inc.n);
+	xl = filter_translate(pattern, &why, &at);
+	if (xl == NULL) {
+		*cause = ap_xprintf("%s.%s[%zu]: invalid pattern '%s': %s at "
+		    "offset %zu (%s)", key, exclude ? "excludes" : "includes",
+		    idx, pattern, why, at, source);
+		free(why);
+		return -1;
+	}
+	code = pcre2_compile((PCRE2_SPTR)xl, PCRE2_ZERO_TERMINATED,
+	    PCRE2_CASELESS | PCRE2_UTF | PCRE2_UCP | PCRE2_ANCHORED |
+	    0, &err, &eoff, fs->cctx);
+	if (code == NULL) {
+		pcre2_get_error_message(err, msg, sizeof msg);
+		/* The offset is into the translation; for patterns that
+		 * needed no rewriting it is the user's own. */
+		*cause = ap_xprintf("%s.%s[%zu]: invalid pattern '%s': %s at "
+		    "offset %zu (%s)", key, exclude ? "excludes" : "includes",
+		    idx, pattern, (const char *)msg,
+		    strcmp(xl, pattern) == 0 || eoff <= strlen(pattern) ?
+		    (size_t)eoff : strlen(pattern), source);
+		free(xl);
+		return -1;
+	}
+	free(xl);
+	(void)pcre2_jit_compile(code, PCRE2_JIT_COMPLETE);
+	if (k == NULL) {
+		fs->keys = ap_xreallocarray(fs->keys, fs->nkeys + 1, sizeof *fs->keys);
+		k = &fs->keys[fs->nkeys++];
+		memset(k, 0, sizeof *k);
+		k->key = ap_xstrdup(key);
+	}
+	l = exclude ? &k->exc : &k->inc;
+	if (l->n == l->cap) {
+		l->cap = l->cap ? l->cap * 2 : 4;
+		l->v = ap_xreallocarray(l->v, l->cap, sizeof *l->v);
+		l->view = ap_xreallocarray(l->view, l->cap, sizeof *l->view);
+	}
+	fp = &l->v[l->n++];
+	fp->pattern = ap_xstrdup(pattern);
+	fp->source = ap_xstrdup(source);
+	fp->origin = origin;
+	fp->code = code;
+	for (idx = 0; idx < l->n; idx++)
+		l->view[idx] = &l->v[idx];
+	return 0;
+}
+
+bool
+filter_set_has_key(const struct filter_set *fs, const char *key)
+{
+	const struct filter_key *k = find_key(fs, key);
+
+	return k != NULL && (k->inc.n > 0 || k->exc.n > 0);
+}
+
+size_t
+filter_set_includes(const struct filter_set *fs, const char *key,
+    const struct filter_pattern **list)
+{
+	const struct filter_key *k = find_key(fs, key);
+
+	if (list != NULL)
+		*list = k != NULL ? k->inc.v : NULL;
+	return k != NULL ? k->inc.n : 0;
+}
+
+size_t
+filter_set_excludes(const struct filter_set *fs, const char *key,
+    const struct filter_pattern **list)
+{
+	const struct filter_key *k = find_key(fs, key);
+
+	if (list != NULL)
+		*list = k != NULL ? k->exc.v : NULL;
+	return k != NULL ? k->exc.n : 0;
+}
+
+/* 1 match, 0 no match, -1 error (*cause set). */
+static int
+run_one(struct filter_set *fs, const struct filter_pattern *fp,
+    const char *name, size_t len, char **cause)
+{
+	int rc;
+	PCRE2_UCHAR msg[256];
+
+	rc = pcre2_match(fp->code, (PCRE2_SPTR)name, len, 0, PCRE2_NO_UTF_CHECK,
+	    fs->md, fs->mctx);
+	if (rc >= 0)
+		return 1;
+	if (rc == PCRE2_ERROR_NOMATCH)
+		return 0;
+	pcre2_get_error_message(rc, msg, sizeof msg);
+	*cause = ap_xprintf("pattern '%s' (%s): %s", fp->pattern, fp->source,
+	    (const char *)msg);
+	return -1;
+}
+
+static bool
+utf8_valid(const char *s, size_t len)
+{
+	const unsigned char *p = (const unsigned char *)s, *e = p + len;
+
+	while (p < e) {
+		unsigned c = *p;
+		size_t n;
+		uint32_t cp;
+
+		if (c < 0x80) {
+			p++;
+			continue;
+		}
+		if (c >= 0xc2 && c <= 0xdf) {
+			n = 1;
+			cp = c & 0x1f;
+		} else if (c >= 0xe0 && c <= 0xef) {
+			n = 2;
+			cp = c & 0x0f;
+		} else if (c >= 0xf0 && c <= 0xf4) {
+			n = 3;
+			cp = c & 0x07;
+		} else
+			return false;
+		if ((size_t)(e - p) <= n)
+			return false;
+		for (size_t k = 1; k <= n; k++) {
+			if ((p[k] & 0xc0) != 0x80)
+				return false;
+			cp = (cp << 6) | (p[k] & 0x3f);
+		}
+		if ((n == 2 && cp < 0x800) || (n == 3 && (cp < 0x10000 ||
+		    cp > 0x10ffff)) || (cp >= 0xd800 && cp <= 0xdfff))
+			return false;
+		p += n + 1;
+	}
+	return true;
+}
+
+int
+filter_set_match(struct filter_set *fs, const char *key, const char *name,
+    size_t len, struct filter_decision *d, char **cause)
+{
+	const struct filter_key *k;
+	size_t i;
+	int rc;
+
+	memset(d, 0, sizeof *d);
+	if (len == 0) {
+		d->rule = FILTER_RULE_EMPTY;
+		return 0;
+	}
+	k = find_key(fs, key);
+	if (k == NULL || (k->inc.n == 0 && k->exc.n == 0)) {
+		d->kept = true;
+		d->rule = FILTER_RULE_NONE;
+		return 0;
+	}
+	if (!utf8_valid(name, len)) {
+		*cause = ap_xstrdup("name is not valid UTF-8");
+		return -1;
+	}
+	if (k->inc.n > 0) {
+		for (i = 0; i < k->inc.n; i++) {
+			rc = run_one(fs, &k->inc.v[i], name, len, cause);
+			if (rc < 0)
+				return -1;
+			if (rc == 1)
+				break;
+		}
+		if (i == k->inc.n) {
+			d->rule = FILTER_RULE_NO_INCLUDE;
+			return 0;
+		}
+		d->pattern = &k->inc.v[i];
+	}
+	for (i = 0; i < k->exc.n; i++) {
+		rc = run_one(fs, &k->exc.v[i], name, len, cause);
+		if (rc < 0)
+			return -1;
+		if (rc == 1) {
+			d->rule = FILTER_RULE_EXCLUDE;
+			d->pattern = &k->exc.v[i];
+			return 0;
+		}
+	}
+	d->kept = true;
+	d->rule = k->inc.n > 0 ? FILTER_RULE_INCLUDE : FILTER_RULE_NO_EXCLUDE;
+	return 0;
+}

@@ -1,0 +1,51 @@
+/*
+ * filter_defaults.c — OpenMetadata's built-in default filters, parsed once
+ * from conf/default-filters.json as compiled into the binary.
+ *
+ * Pure: jansson only.
+ */
+#include <string.h>
+#include <strings.h>
+
+#include "filter_defaults.h"
+#include "util.h"
+
+static json_t *defaults;
+
+static json_t *
+defaults_get(void)
+{
+	json_error_t err;
+
+	if (defaults == NULL) {
+		defaults = json_loadb(ap_default_filters_json,
+		    ap_default_filters_json_len, 0, &err);
+		if (defaults == NULL || !json_is_object(defaults))
+			ap_fatal("embedded default-filters.json: %s (line %d)",
+			    err.text, err.line);
+	}
+	return defaults;
+}
+
+const char *
+filter_defaults_connector_name(const char *connector)
+{
+	const char *key;
+	json_t *v;
+
+	if (connector == NULL)
+		return NULL;
+	json_object_foreach(defaults_get(), key, v) {
+		if (key[0] != '_' && strcasecmp(key, connector) == 0)
+			return key;
+	}
+	return NULL;
+}
+
+const json_t *
+filter_defaults_for(const char *connector)
+{
+	const char *name = filter_defaults_connector_name(connector);
+
+	return name == NULL ? NULL : json_object_get(defaults_get(), name);
+}

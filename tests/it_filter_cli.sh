@@ -1,0 +1,89 @@
+#!/bin/bash
+# `autopilot filter test` from the outside: human output, --json, stdin,
+# service JSON, configuration defaults, exit codes and error messages.
+set -u
+BIN=${AP_BIN:-build/autopilot}
+DATA=${AP_SRC:-.}/tests/data/filters
+TMP=$(mktemp -d)
+trap 'rm -rf "$TMP"' EXIT
+fails=0
+check() {	# description, command output, expected substring
+	if [[ "$2" != *"$3"* ]]; then
+		echo "FAIL: $1: expected '$3' in:"; echo "$2"; fails=$((fails + 1))
+	fi
+}
+code() {	# description, got, want
+	if [ "$2" != "$3" ]; then echo "FAIL: $1: exit $2, want $3"; fails=$((fails + 1)); fi
+}
+
+out=$("$BIN" filter test --connector Postgres --kind schema information_schema public 2>&1); rc=$?
+code "defaults" $rc 0
+check "defaults dropped" "$out" "dropped  information_schema  matches exclude '^information_schema\$' (builtin default for Postgres)"
+check "defaults kept" "$out" "kept     public  matches no exclude"
+
+out=$("$BIN" filter test --service-json "$DATA/postgres_service.json" --kind schema \
+	sales_eu sales_tmp FINANCE finance_x information_schema 2>&1); rc=$?
+code "service" $rc 0
+check "service include" "$out" "kept     sales_eu  matches include '^sales' (service), no exclude"
+check "service exclude" "$out" "dropped  sales_tmp  matches exclude '.*_tmp\$' (service)"
+check "case-insensitive" "$out" "kept     FINANCE  matches include '^finance\$'"
+check "no include" "$out" "dropped  finance_x  matches no include"
+
+out=$(printf 'orders\nbak_orders\n\n' | "$BIN" filter test --service-json "$DATA/postgres_service.json" --json); rc=$?
+code "stdin json" $rc 0
+check "json kept" "$out" '{"name":"orders","kept":true,"rule":"no-exclude"}'
+check "json dropped" "$out" '{"name":"bak_orders","kept":false,"rule":"exclude","pattern":"^bak_","source":"service"}'
+check "json empty" "$out" '{"name":"","kept":false,"rule":"empty"}'
+n=$(printf '%s\n' "$out" | wc -l)
+code "one line per name" "$n" 3
+
+cat > "$TMP/conf.json" <<'J'
+{"filters": {"builtin_defaults": false, "defaults": {"byServiceKind": {"database":
+  {"tableFilterPattern": {"includes": ["^fact_", "^dim_"], "excludes": [".*_old$"]}}}}}}
+J
+out=$("$BIN" filter test -c "$TMP/conf.json" --connector Postgres fact_sales dim_x dim_x_old stage 2>&1); rc=$?
+code "config" $rc 0
+check "config include" "$out" "kept     fact_sales  matches include '^fact_' (configuration defaults for database services)"
+check "config exclude" "$out" "dropped  dim_x_old  matches exclude '.*_old\$'"
+check "config no include" "$out" "dropped  stage  matches no include"
+out=$("$BIN" filter test -c "$TMP/conf.json" --include '^st' stage fact_sales 2>&1)
+check "cli include replaces config includes" "$out" "kept     stage  matches include '^st' (--include)"
+check "cli include replaces config includes 2" "$out" "dropped  fact_sales  matches no include"
+
+out=$("$BIN" filter test --connector Postgres --kind database --no-defaults template1 2>&1)
+check "no-defaults" "$out" "kept     template1  no filter for this kind"
+
+out=$("$BIN" filter test --include 'ok' --exclude 'a(b' x 2>&1); rc=$?
+code "invalid pattern" $rc 2
+check "invalid message" "$out" "tableFilterPattern.excludes[0]: invalid pattern 'a(b': missing ), unterminated subpattern at offset 3 (--exclude)"
+out=$("$BIN" filter test --kind schema --include '\p{L}' x 2>&1); rc=$?
+code "pcre-only escape" $rc 2
+check "pcre-only message" "$out" "schemaFilterPattern.includes[0]: invalid pattern '\\p{L}': bad escape \\p"
+out=$("$BIN" filter test --include 'a{70000}' x 2>&1); rc=$?
+code "pcre2 error" $rc 2
+check "pcre2 message" "$out" "at offset"
+
+printf '{"defaults": 3' > "$TMP/bad.json"
+out=$("$BIN" filter test -c "$TMP/bad.json" x 2>&1); rc=$?
+code "bad config" $rc 2
+out=$("$BIN" filter test --kind tabel x 2>&1); rc=$?
+code "bad kind" $rc 2
+check "bad kind message" "$out" "--kind tabel: unknown kind"
+out=$("$BIN" filter test --bogus 2>&1); rc=$?
+code "bad option" $rc 2
+out=$("$BIN" filter test --help 2>&1); rc=$?
+code "help" $rc 0
+check "help text" "$out" "usage: autopilot filter test"
+
+out=$(printf 'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa!b\nok\n' | "$BIN" filter test --json --exclude '(a|aa|a?)*(a|aa)*b' 2>&1); rc=$?
+code "match limit" $rc 2
+check "match limit error" "$out" '"error":'
+check "match limit continues" "$out" '{"name":"ok","kept":true,"rule":"no-exclude"}'
+
+# Streams: 200,000 names through stdin.
+seq 1 200000 | sed 's/^/t_/' > "$TMP/names"
+n=$("$BIN" filter test --json --exclude '^t_1' < "$TMP/names" | grep -c '"kept":false')
+code "streamed" "$n" 111111
+
+if [ $fails -ne 0 ]; then echo "$fails failure(s)"; exit 1; fi
+echo "filter CLI: all checks passed"

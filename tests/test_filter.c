@@ -1,0 +1,304 @@
+/*
+ * test_filter.c — the filter engine: Python-to-PCRE2 translation, the
+ * include-then-exclude decision, sources, the effective-filter merge, error
+ * messages and the match limit.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "filter.h"
+#include "filter_defaults.h"
+#include "filter_effective.h"
+#include "util.h"
+
+/* Decision for one name under a one-key set built from inc/exc (NULL-terminated). */
+static bool
+kept(const char *const *inc, const char *const *exc, const char *name)
+{
+	struct filter_set *fs = filter_set_create();
+	struct filter_decision d;
+	char *cause = NULL;
+	size_t i;
+
+	for (i = 0; inc != NULL && inc[i] != NULL; i++)
+		assert_int_equal(filter_set_add(fs, "k", false, inc[i],
+		    FILTER_ORIGIN_CLI, "t", &cause), 0);
+	for (i = 0; exc != NULL && exc[i] != NULL; i++)
+		assert_int_equal(filter_set_add(fs, "k", true, exc[i],
+		    FILTER_ORIGIN_CLI, "t", &cause), 0);
+	assert_int_equal(filter_set_match(fs, "k", name, strlen(name), &d,
+	    &cause), 0);
+	filter_set_free(fs);
+	return d.kept;
+}
+
+static bool
+m(const char *pat, const char *name)
+{
+	const char *inc[] = { pat, NULL };
+
+	return kept(inc, NULL, name);
+}
+
+static void
+test_semantics(void **state)
+{
+	const char *inc[] = { "^sales", NULL }, *exc[] = { "sales_tmp", NULL };
+
+	(void)state;
+	assert_true(m("sys", "sys_extra"));	/* anchored at start only */
+	assert_false(m("schema", "my_schema"));
+	assert_true(m("SYS", "sys"));		/* case-insensitive */
+	assert_true(kept(inc, exc, "sales_a"));
+	assert_false(kept(inc, exc, "sales_tmp1"));	/* include then exclude */
+	assert_false(kept(inc, exc, "other"));
+	assert_false(kept(NULL, exc, ""));	/* empty name dropped */
+	assert_true(kept(NULL, NULL, "x"));
+	assert_false(kept(NULL, NULL, ""));
+}
+
+static void
+test_python_syntax(void **state)
+{
+	(void)state;
+	assert_true(m("a\\Z", "a"));
+	assert_false(m("a\\Z", "a\n"));		/* \Z is PCRE2's \z */
+	assert_true(m("a$", "a\n"));		/* $ before a final newline */
+	assert_false(m("a$", "a\nb"));
+	assert_true(m("\\Aab", "ab"));
+	assert_true(m("(?P<x>a)(?P=x)", "aA"));
+	assert_true(m("a{,2}b", "aab"));	/* {,n} is {0,n} in Python */
+	assert_true(m("a{,2}b", "b"));
+	assert_true(m("a{x}", "a{x}"));		/* not a quantifier: literal */
+	assert_true(m("[[:alpha:]]+", "a]]"));	/* no POSIX classes */
+	assert_false(m("[[:alpha:]]", "b"));
+	assert_true(m("\\u00e9", "\xc3\x89"));	/* \uXXXX, caseless */
+	assert_true(m("\\U0001F600", "\xf0\x9f\x98\x80"));
+	assert_true(m("\\101", "a"));		/* octal */
+	assert_true(m("(a)\\1", "aa"));		/* backreference */
+	assert_true(m("a*+b", "aab"));		/* possessive */
+	assert_true(m("(?>a+)b", "ab"));
+	assert_true(m("(?x) a b # comment", "ab"));
+	assert_true(m("(?s)a.b", "a\nb"));
+	assert_false(m("a.b", "a\nb"));
+	assert_false(m("(?-i:a)", "A"));
+	assert_true(m("\\s", "\x1c"));		/* Python's \s has U+001C */
+	assert_true(m("\\v", "\x0b"));
+	assert_false(m("\\v", "\n"));
+	/* Unicode case folding as Python's IGNORECASE */
+	assert_true(m("k", "\xe2\x84\xaa"));	/* KELVIN SIGN */
+	assert_true(m("s", "\xc5\xbf"));	/* LONG S */
+	assert_true(m("\xcf\x83", "\xcf\x82"));	/* sigma, final sigma */
+	assert_true(m("i", "\xc4\xb0"));	/* dotted capital I */
+	assert_true(m("I", "\xc4\xb1"));	/* dotless i */
+	assert_true(m("[a-z]", "\xc4\xb0"));
+	assert_false(m("ss", "\xc3\x9f"));	/* no full folding, as Python */
+	assert_true(m("\\d", "\xd9\xa3"));	/* Unicode digits */
+}
+
+static void
+reject(const char *pat, const char *want)
+{
+	struct filter_set *fs = filter_set_create();
+	char *cause = NULL;
+
+	assert_int_equal(filter_set_add(fs, "tableFilterPattern", true, pat,
+	    FILTER_ORIGIN_SERVICE, "the service", &cause), -1);
+	assert_non_null(cause);
+	if (strstr(cause, want) == NULL)
+		fail_msg("'%s': got '%s', want '%s'", pat, cause, want);
+	assert_non_null(strstr(cause, "tableFilterPattern.excludes[0]"));
+	free(cause);
+	filter_set_free(fs);
+}
+
+static void
+test_rejects(void **state)
+{
+	(void)state;
+	reject("\\K", "bad escape \\K");
+	reject("\\Qa\\E", "bad escape \\Q");
+	reject("\\p{L}", "bad escape \\p");
+	reject("\\h", "bad escape \\h");
+	reject("\\R", "bad escape \\R");
+	reject("\\z", "bad escape \\z");
+	reject("\\N{DIGIT ONE}", "not supported");
+	reject("(?a)x", "ASCII flag");
+	reject("(?L)x", "'L' flag");
+	reject("a(?i)", "global flags not at the start");
+	reject("(?<n>a)", "unknown extension");
+	reject("(*UTF)a", "nothing to repeat");
+	reject("a**", "multiple repeat");
+	reject("^*", "nothing to repeat");
+	reject("(a\\1)", "open group");
+	reject("\\2(a)", "invalid group reference");
+	reject("a(b", "missing )");
+	reject("[a", "unterminated character set");
+	reject("\\x4", "incomplete escape");
+	reject("a{3,1}", "min repeat greater than max repeat");
+	reject("a{70000}", "offset");	/* PCRE2's own message */
+	reject("a(b", "'a(b'");
+	reject("a(b", "the service");
+}
+
+static void
+test_match_limit(void **state)
+{
+	struct filter_set *fs = filter_set_create();
+	struct filter_decision d;
+	char *cause = NULL, name[64];
+
+	(void)state;
+	memset(name, 'a', 40);
+	strcpy(name + 40, "!b");
+	assert_int_equal(filter_set_add(fs, "k", true, "(a|aa|a?)*(a|aa)*b",
+	    FILTER_ORIGIN_CLI, "t", &cause), 0);
+	assert_int_equal(filter_set_match(fs, "k", name, strlen(name), &d,
+	    &cause), -1);
+	assert_non_null(strstr(cause, "limit"));
+	free(cause);
+	cause = NULL;
+	/* The set still works for the next name. */
+	assert_int_equal(filter_set_match(fs, "k", "ab", 2, &d, &cause), 0);
+	assert_false(d.kept);
+	assert_int_equal(d.rule, FILTER_RULE_EXCLUDE);
+	filter_set_free(fs);
+}
+
+static json_t *
+jparse(const char *s)
+{
+	json_error_t e;
+	json_t *j = json_loads(s, 0, &e);
+
+	if (j == NULL)
+		fail_msg("bad JSON in test: %s", e.text);
+	return j;
+}
+
+static void
+test_effective_merge(void **state)
+{
+	struct filter_config cfg;
+	json_t *conf, *svc, *out, *want;
+	struct filter_set *fs;
+	struct filter_decision d;
+	char *cause = NULL;
+
+	(void)state;
+	conf = jparse("{\"builtin_defaults\": true, \"defaults\": {"
+	    "\"byServiceKind\": {\"database\": {\"schemaFilterPattern\": "
+	    "{\"includes\": [\"^prod\"], \"excludes\": [\"^tmp\"]}}},"
+	    "\"byConnector\": {\"Postgres\": {\"tableFilterPattern\": "
+	    "{\"excludes\": [\"^bak_\"]}}}}}");
+	assert_int_equal(filter_config_from_json(conf, &cfg, &cause), 0);
+	svc = jparse("{\"name\": \"pg\", \"serviceType\": \"Postgres\", "
+	    "\"connection\": {\"config\": {\"type\": \"Postgres\", "
+	    "\"schemaFilterPattern\": {\"excludes\": [\"^old\"]}, "
+	    "\"tableFilterPattern\": {\"includes\": [\"^t_\"]}}}}");
+	out = filter_effective_json(&cfg, svc, "database", NULL, &cause);
+	assert_non_null(out);
+	want = jparse("{\"databaseFilterPattern\": {\"includes\": [], "
+	    "\"excludes\": [\"^template1$\", \"^template0$\"]},"
+	    "\"schemaFilterPattern\": {\"includes\": [\"^prod\"], \"excludes\": "
+	    "[\"^information_schema$\", \"^tmp\", \"^old\"]},"
+	    "\"tableFilterPattern\": {\"includes\": [\"^t_\"], \"excludes\": "
+	    "[\"^bak_\"]}}");
+	if (!json_equal(out, want)) {
+		char *s = json_dumps(out, JSON_SORT_KEYS);
+
+		fail_msg("effective: %s", s);
+	}
+	json_decref(out);
+	json_decref(want);
+
+	fs = filter_effective_set(&cfg, svc, "database", NULL, &cause);
+	assert_non_null(fs);
+	assert_int_equal(filter_set_match(fs, "schemaFilterPattern",
+	    "information_schema", 18, &d, &cause), 0);
+	assert_false(d.kept);
+	assert_int_equal(d.rule, FILTER_RULE_NO_INCLUDE);
+	assert_int_equal(filter_set_match(fs, "databaseFilterPattern",
+	    "TEMPLATE1", 9, &d, &cause), 0);
+	assert_false(d.kept);
+	assert_int_equal(d.rule, FILTER_RULE_EXCLUDE);
+	assert_int_equal(d.pattern->origin, FILTER_ORIGIN_BUILTIN);
+	assert_string_equal(d.pattern->source, "builtin default for Postgres");
+	assert_int_equal(filter_set_match(fs, "schemaFilterPattern",
+	    "prod_x", 6, &d, &cause), 0);
+	assert_true(d.kept);
+	assert_int_equal(d.pattern->origin, FILTER_ORIGIN_CONFIG);
+	filter_set_free(fs);
+
+	/* Built-in defaults off. */
+	cfg.builtin_defaults = false;
+	out = filter_effective_json(&cfg, svc, "database", NULL, &cause);
+	assert_null(json_object_get(out, "databaseFilterPattern"));
+	json_decref(out);
+	filter_config_cleanup(&cfg);
+	json_decref(conf);
+	json_decref(svc);
+
+	/* Other kinds: a dashboard service. */
+	svc = jparse("{\"serviceType\": \"Looker\", \"connection\": {\"config\":"
+	    " {\"chartFilterPattern\": {\"includes\": [\"^kpi\"]}}}}");
+	out = filter_effective_json(NULL, svc, "dashboard", NULL, &cause);
+	want = jparse("{\"chartFilterPattern\": {\"includes\": [\"^kpi\"], "
+	    "\"excludes\": []}}");
+	assert_true(json_equal(out, want));
+	json_decref(out);
+	json_decref(want);
+	json_decref(svc);
+	assert_string_equal(filter_kind_from_entity_type("mlmodelService"), "mlmodel");
+	assert_string_equal(filter_key_kind("topicFilterPattern"), "messaging");
+	assert_null(filter_kind_keys("securityService"));
+}
+
+static void
+test_config_errors(void **state)
+{
+	struct filter_config cfg;
+	json_t *conf;
+	char *cause = NULL;
+
+	(void)state;
+	conf = jparse("{\"defaults\": {\"byServiceKind\": {\"database\": "
+	    "{\"schemaFilterPattern\": {\"excludes\": [\"ok\", \"(\"]}}}}}");
+	assert_int_equal(filter_config_from_json(conf, &cfg, &cause), -1);
+	assert_non_null(strstr(cause, "filters.defaults.byServiceKind.database."
+	    "schemaFilterPattern.excludes[1]: invalid pattern '('"));
+	free(cause);
+	json_decref(conf);
+	conf = jparse("{\"builtin_defaults\": 1}");
+	assert_int_equal(filter_config_from_json(conf, &cfg, &cause), -1);
+	assert_non_null(strstr(cause, "filters.builtin_defaults"));
+	free(cause);
+	json_decref(conf);
+	conf = jparse("{\"defaults\": {\"byServiceKind\": {\"databse\": {}}}}");
+	assert_int_equal(filter_config_from_json(conf, &cfg, &cause), -1);
+	assert_non_null(strstr(cause, "databse"));
+	free(cause);
+	json_decref(conf);
+	assert_non_null(filter_defaults_for("postgres"));
+	assert_null(filter_defaults_for("Looker"));
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_semantics),
+		cmocka_unit_test(test_python_syntax),
+		cmocka_unit_test(test_rejects),
+		cmocka_unit_test(test_match_limit),
+		cmocka_unit_test(test_effective_merge),
+		cmocka_unit_test(test_config_errors),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
