@@ -846,6 +846,7 @@ filter_set_add(struct filter_set *fs, const char *key, bool exclude,
 	size_t at = 0, idx;
 	pcre2_code *code;
 	int err;
+	bool jit;
 	PCRE2_SIZE eoff;
 	PCRE2_UCHAR msg[256];
 
@@ -874,7 +875,7 @@ filter_set_add(struct filter_set *fs, const char *key, bool exclude,
 		return -1;
 	}
 	free(xl);
-	(void)pcre2_jit_compile(code, PCRE2_JIT_COMPLETE);
+	jit = pcre2_jit_compile(code, PCRE2_JIT_COMPLETE) == 0;
 	if (k == NULL) {
 		fs->keys = ap_xreallocarray(fs->keys, fs->nkeys + 1, sizeof *fs->keys);
 		k = &fs->keys[fs->nkeys++];
@@ -892,6 +893,7 @@ filter_set_add(struct filter_set *fs, const char *key, bool exclude,
 	fp->source = ap_xstrdup(source);
 	fp->origin = origin;
 	fp->code = code;
+	fp->jit = jit;
 	for (idx = 0; idx < l->n; idx++)
 		l->view[idx] = &l->v[idx];
 	return 0;
@@ -935,8 +937,13 @@ run_one(struct filter_set *fs, const struct filter_pattern *fp,
 	int rc;
 	PCRE2_UCHAR msg[256];
 
-	rc = pcre2_match(fp->code, (PCRE2_SPTR)name, len, 0, PCRE2_NO_UTF_CHECK,
-	    fs->md, fs->mctx);
+	/* The name was checked once for UTF-8 by the caller. */
+	if (fp->jit)
+		rc = pcre2_jit_match(fp->code, (PCRE2_SPTR)name, len, 0, 0,
+		    fs->md, fs->mctx);
+	else
+		rc = pcre2_match(fp->code, (PCRE2_SPTR)name, len, 0,
+		    PCRE2_NO_UTF_CHECK, fs->md, fs->mctx);
 	if (rc >= 0)
 		return 1;
 	if (rc == PCRE2_ERROR_NOMATCH)

@@ -48,6 +48,7 @@ struct filter_pattern {
 	char *source;		/* e.g. "builtin default for Postgres" */
 	enum filter_origin origin;
 	void *code;		/* pcre2_code_8 * */
+	bool jit;		/* JIT-compiled */
 };
 
 /* Outcome of matching one name against one filter key. */
