@@ -1,7 +1,7 @@
 # Thin wrapper around CMake; see README.md.
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: all build test demo deps bench bench-filters bench-sched clean
+.PHONY: all build test demo deps bench bench-filters bench-sched fuzz clean
 
 all: build
 
@@ -25,5 +25,16 @@ bench-filters: build
 bench-sched: build
 	build/bench_sched --services 10000
 
+# libFuzzer targets (clang, ASan+UBSan) in build-fuzz/, each run FUZZ_SECONDS
+# (default 60; FUZZ_SECONDS=600 for the full run); prints a table. See README.
+FUZZ_SECONDS ?= 60
+FUZZ_JOBS ?= 1
+fuzz: deps
+	@.ci/install-fuzz-deps
+	cmake -S . -B build-fuzz -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=Debug \
+	    -DAP_FUZZ=ON -DAP_WERROR=OFF >/dev/null
+	cmake --build build-fuzz --target fuzzers -j$(JOBS)
+	FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_JOBS=$(FUZZ_JOBS) tests/fuzz/run_fuzz.sh build-fuzz
+
 clean:
-	rm -rf build build-test
+	rm -rf build build-test build-fuzz
