@@ -18,6 +18,11 @@ test: deps
 	cmake --build build-test -j$(JOBS)
 	cd build-test && ctest --output-on-failure -j$(JOBS)
 
+# Every benchmark (filters, bench-sched, webhook ingest with wrk vs a libevent
+# ceiling) and a summary table; docs/BENCHMARKS.md has the figures.
+bench: build
+	tests/bench/run_bench.sh
+
 bench-filters: build
 	tests/bench/bench_filters.sh
 
