@@ -1,7 +1,7 @@
 # Thin wrapper around CMake; see README.md.
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: all build test demo deps bench bench-filters bench-sched fuzz clean
+.PHONY: all build test demo deps bench bench-filters bench-sched fuzz chaos clean
 
 all: build
 
@@ -29,6 +29,10 @@ bench-filters: build
 # 10,000 services through the Airflow simulator: makespan, requests per agent run, RSS, CPU.
 bench-sched: build
 	build/bench_sched --services 10000
+
+# kill -9 restarts under load, Airflow faults, a full / read-only disk; a table. See README.
+chaos: build
+	python3 tests/chaos/chaos.py
 
 # libFuzzer targets (clang, ASan+UBSan) in build-fuzz/, each run FUZZ_SECONDS
 # (default 60; FUZZ_SECONDS=600 for the full run); prints a table. See README.
