@@ -1,0 +1,706 @@
+/*
+ * config.c — loads autopilot's settings: defaults < JSON file < AUTOPILOT_*
+ * environment < flags. Parses the server's own sections and hands the others
+ * to their owners' parsers, so a bad key anywhere is reported with its file
+ * and key path. Secrets are read from the environment or *_file keys only.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "filter_effective.h"
+#include "util.h"
+
+#define DEFAULT_LISTEN_HOST "127.0.0.1"
+#define DEFAULT_LISTEN_PORT 8686
+#define DEFAULT_STATE "autopilot.db"
+#define DEFAULT_AIRFLOW_URL "http://127.0.0.1:8080"
+#define DEFAULT_AIRFLOW_USER "admin"
+
+/* Sections of the file: ours are parsed here, the rest by their owners. */
+static const char *const known_sections[] = { "listen", "state", "log", "webhook",
+	"admin", "openmetadata", "airflow", "scheduler", "filters", "agents", NULL };
+
+static void
+wipe_free(char *s)
+{
+	if (s == NULL)
+		return;
+	/* volatile so the compiler keeps the wipe of memory about to be freed. */
+	for (volatile char *p = s; *p != '\0'; p++)
+		*p = '\0';
+	free(s);
+}
+
+static void
+set_str(char **dst, const char *v)
+{
+	free(*dst);
+	*dst = v != NULL ? ap_xstrdup(v) : NULL;
+}
+
+static void
+set_secret(char **dst, char *v)
+{
+	wipe_free(*dst);
+	*dst = v;
+}
+
+void
+config_init(struct config *c)
+{
+	memset(c, 0, sizeof *c);
+	c->listen_host = ap_xstrdup(DEFAULT_LISTEN_HOST);
+	c->listen_port = DEFAULT_LISTEN_PORT;
+	c->max_body_bytes = 1024 * 1024;
+	c->max_headers = 64;
+	c->max_json_depth = 32;
+	c->request_timeout_s = 30;
+	c->shutdown_grace_s = 10;
+	c->state_path = ap_xstrdup(DEFAULT_STATE);
+	c->log_level = AP_LOG_INFO;
+	c->log_format = AP_LOG_TEXT;
+	c->airflow_url = ap_xstrdup(DEFAULT_AIRFLOW_URL);
+	c->airflow_username = ap_xstrdup(DEFAULT_AIRFLOW_USER);
+	sched_config_defaults(&c->sched);
+}
+
+void
+config_cleanup(struct config *c)
+{
+	free(c->file);
+	json_decref(c->root);
+	free(c->listen_host);
+	free(c->state_path);
+	wipe_free(c->webhook_secret);
+	wipe_free(c->admin_token);
+	free(c->om_url);
+	wipe_free(c->om_token);
+	free(c->airflow_url);
+	free(c->airflow_username);
+	wipe_free(c->airflow_password);
+	memset(c, 0, sizeof *c);
+}
+
+int
+config_parse_hostport(const char *s, char **host, unsigned *port, char **cause)
+{
+	const char *colon;
+	char *end;
+	unsigned long p;
+	size_t hlen;
+
+	*host = NULL;
+	if (s[0] == '[') {
+		const char *close = strchr(s, ']');
+
+		if (close == NULL || close[1] != ':') {
+			*cause = ap_xprintf("'%s': expected HOST:PORT", s);
+			return -1;
+		}
+		colon = close + 1;
+		s++;
+		hlen = (size_t)(close - s);
+	} else {
+		colon = strrchr(s, ':');
+		if (colon == NULL) {
+			*cause = ap_xprintf("'%s': expected HOST:PORT", s);
+			return -1;
+		}
+		hlen = (size_t)(colon - s);
+	}
+	if (hlen == 0) {
+		*cause = ap_xprintf("'%s': empty host", s);
+		return -1;
+	}
+	errno = 0;
+	p = strtoul(colon + 1, &end, 10);
+	if (colon[1] == '\0' || *end != '\0' || errno != 0 || p > 65535 ||
+	    colon[1] == '-' || colon[1] == '+') {
+		*cause = ap_xprintf("'%s': port must be a number between 0 and 65535",
+		    colon + 1);
+		return -1;
+	}
+	*host = ap_xstrndup(s, hlen);
+	*port = (unsigned)p;
+	return 0;
+}
+
+/* Removes every key starting with '$' (annotations) from the whole tree. */
+static void
+strip_annotations(json_t *j)
+{
+	const char *key;
+	json_t *v;
+	void *tmp;
+	size_t i;
+
+	if (json_is_object(j)) {
+		json_object_foreach_safe(j, tmp, key, v) {
+			if (key[0] == '$')
+				json_object_del(j, key);
+			else
+				strip_annotations(v);
+		}
+	} else if (json_is_array(j)) {
+		json_array_foreach(j, i, v)
+			strip_annotations(v);
+	}
+}
+
+/* ---- Typed getters: each names the key path in its message. ---- */
+
+static int
+get_uint(const char *sec, const char *key, const json_t *v, unsigned long min,
+    unsigned long max, unsigned long *out, char **cause)
+{
+	if (!json_is_integer(v) || json_integer_value(v) < 0 ||
+	    (unsigned long long)json_integer_value(v) < min ||
+	    (unsigned long long)json_integer_value(v) > max) {
+		*cause = ap_xprintf("%s.%s: must be an integer between %lu and %lu",
+		    sec, key, min, max);
+		return -1;
+	}
+	*out = (unsigned long)json_integer_value(v);
+	return 0;
+}
+
+static int
+get_str(const char *sec, const char *key, const json_t *v, char **out, char **cause)
+{
+	if (!json_is_string(v) || json_string_length(v) == 0) {
+		*cause = ap_xprintf("%s.%s: must be a non-empty string", sec, key);
+		return -1;
+	}
+	set_str(out, json_string_value(v));
+	return 0;
+}
+
+static int
+get_bool(const char *sec, const char *key, const json_t *v, bool *out, char **cause)
+{
+	if (!json_is_boolean(v)) {
+		*cause = ap_xprintf("%s.%s: must be true or false", sec, key);
+		return -1;
+	}
+	*out = json_is_true(v);
+	return 0;
+}
+
+/*
+ * Reads a secret from a file: the whole file minus trailing whitespace (a
+ * final newline is usual). The secret itself never appears in a message.
+ */
+static int
+read_secret_file(const char *what, const char *path, char **out, char **cause)
+{
+	char *err = NULL, *s;
+	size_t len;
+
+	s = ap_read_file(path, CONFIG_MAX_SECRET, &len, &err);
+	if (s == NULL) {
+		*cause = ap_xprintf("%s: %s", what, err);
+		free(err);
+		return -1;
+	}
+	while (len > 0 && (s[len - 1] == '\n' || s[len - 1] == '\r' ||
+	    s[len - 1] == ' ' || s[len - 1] == '\t'))
+		s[--len] = '\0';
+	if (len == 0 || strlen(s) != len) {
+		*cause = ap_xprintf("%s: %s: %s", what, path, len == 0 ?
+		    "the file is empty" : "the file contains a NUL byte");
+		wipe_free(s);
+		return -1;
+	}
+	set_secret(out, s);
+	return 0;
+}
+
+static int
+get_secret_file(const char *sec, const char *key, const json_t *v, char **out,
+    char **cause)
+{
+	char *what;
+	int rc;
+
+	if (!json_is_string(v) || json_string_length(v) == 0) {
+		*cause = ap_xprintf("%s.%s: must be the path of a file", sec, key);
+		return -1;
+	}
+	what = ap_xprintf("%s.%s", sec, key);
+	rc = read_secret_file(what, json_string_value(v), out, cause);
+	free(what);
+	return rc;
+}
+
+static int
+section_object(const char *sec, const json_t *v, char **cause)
+{
+	if (!json_is_object(v)) {
+		*cause = ap_xprintf("%s: must be an object", sec);
+		return -1;
+	}
+	return 0;
+}
+
+static int
+unknown_key(const char *sec, const char *key, const char *hint, char **cause)
+{
+	*cause = ap_xprintf("%s.%s: unknown key%s%s", sec, key, hint != NULL ? "; " : "",
+	    hint != NULL ? hint : "");
+	return -1;
+}
+
+/* ---- Our sections. ---- */
+
+static int
+parse_listen(struct config *c, const json_t *sec, char **cause)
+{
+	const char *key;
+	json_t *v;
+	unsigned long n = 0;
+	int rc;
+
+	if (section_object("listen", sec, cause) < 0)
+		return -1;
+	json_object_foreach((json_t *)sec, key, v) {
+		if (strcmp(key, "host") == 0)
+			rc = get_str("listen", key, v, &c->listen_host, cause);
+		else if (strcmp(key, "port") == 0) {
+			rc = get_uint("listen", key, v, 0, 65535, &n, cause);
+			c->listen_port = (unsigned)n;
+		} else if (strcmp(key, "max_body_bytes") == 0) {
+			rc = get_uint("listen", key, v, 1024, 64ul * 1024 * 1024, &n, cause);
+			c->max_body_bytes = n;
+		} else if (strcmp(key, "max_headers") == 0) {
+			rc = get_uint("listen", key, v, 8, 1000, &n, cause);
+			c->max_headers = (unsigned)n;
+		} else if (strcmp(key, "max_json_depth") == 0) {
+			rc = get_uint("listen", key, v, 4, 1000, &n, cause);
+			c->max_json_depth = (unsigned)n;
+		} else if (strcmp(key, "request_timeout_s") == 0) {
+			rc = get_uint("listen", key, v, 1, 3600, &n, cause);
+			c->request_timeout_s = (unsigned)n;
+		} else if (strcmp(key, "shutdown_grace_s") == 0) {
+			rc = get_uint("listen", key, v, 0, 3600, &n, cause);
+			c->shutdown_grace_s = (unsigned)n;
+		} else
+			rc = unknown_key("listen", key, NULL, cause);
+		if (rc < 0)
+			return -1;
+	}
+	return 0;
+}
+
+static int
+parse_state(struct config *c, const json_t *sec, char **cause)
+{
+	const char *key;
+	json_t *v;
+
+	if (section_object("state", sec, cause) < 0)
+		return -1;
+	json_object_foreach((json_t *)sec, key, v) {
+		if (strcmp(key, "path") == 0) {
+			if (get_str("state", key, v, &c->state_path, cause) < 0)
+				return -1;
+		} else if (strcmp(key, "synchronous") == 0) {
+			const char *s = json_string_value(v);
+
+			if (s == NULL || (strcmp(s, "full") != 0 && strcmp(s, "normal") != 0)) {
+				*cause = ap_xstrdup("state.synchronous: must be \"full\" or"
+				    " \"normal\"");
+				return -1;
+			}
+			c->state_sync_normal = strcmp(s, "normal") == 0;
+		} else
+			return unknown_key("state", key, NULL, cause);
+	}
+	return 0;
+}
+
+static int
+parse_log_format(const char *what, const char *s, enum ap_log_format *out, char **cause)
+{
+	if (s != NULL && strcmp(s, "text") == 0)
+		*out = AP_LOG_TEXT;
+	else if (s != NULL && strcmp(s, "json") == 0)
+		*out = AP_LOG_JSON;
+	else {
+		*cause = ap_xprintf("%s: must be \"text\" or \"json\"", what);
+		return -1;
+	}
+	return 0;
+}
+
+static int
+parse_log_level(const char *what, const char *s, enum ap_log_level *out, char **cause)
+{
+	if (s == NULL || !ap_log_level_parse(s, out)) {
+		*cause = ap_xprintf("%s: must be \"debug\", \"info\", \"warn\" or"
+		    " \"error\"", what);
+		return -1;
+	}
+	return 0;
+}
+
+static int
+parse_log(struct config *c, const json_t *sec, char **cause)
+{
+	const char *key;
+	json_t *v;
+
+	if (section_object("log", sec, cause) < 0)
+		return -1;
+	json_object_foreach((json_t *)sec, key, v) {
+		if (strcmp(key, "level") == 0) {
+			if (parse_log_level("log.level", json_string_value(v),
+			    &c->log_level, cause) < 0)
+				return -1;
+		} else if (strcmp(key, "format") == 0) {
+			if (parse_log_format("log.format", json_string_value(v),
+			    &c->log_format, cause) < 0)
+				return -1;
+		} else
+			return unknown_key("log", key, NULL, cause);
+	}
+	return 0;
+}
+
+static int
+refuse_plain_secret(const char *sec, const char *key, const char *file_key,
+    const char *env, char **cause)
+{
+	*cause = ap_xprintf("%s.%s: secrets are not read from the configuration file;"
+	    " use %s.%s (a file holding it) or %s", sec, key, sec, file_key, env);
+	return -1;
+}
+
+static int
+parse_webhook(struct config *c, const json_t *sec, char **cause)
+{
+	const char *key;
+	json_t *v;
+
+	if (section_object("webhook", sec, cause) < 0)
+		return -1;
+	json_object_foreach((json_t *)sec, key, v) {
+		int rc;
+
+		if (strcmp(key, "secret_file") == 0)
+			rc = get_secret_file("webhook", key, v, &c->webhook_secret, cause);
+		else if (strcmp(key, "allow_unsigned") == 0)
+			rc = get_bool("webhook", key, v, &c->allow_unsigned, cause);
+		else if (strcmp(key, "secret") == 0)
+			rc = refuse_plain_secret("webhook", key, "secret_file",
+			    "AUTOPILOT_WEBHOOK_SECRET", cause);
+		else
+			rc = unknown_key("webhook", key, NULL, cause);
+		if (rc < 0)
+			return -1;
+	}
+	return 0;
+}
+
+static int
+parse_admin(struct config *c, const json_t *sec, char **cause)
+{
+	const char *key;
+	json_t *v;
+
+	if (section_object("admin", sec, cause) < 0)
+		return -1;
+	json_object_foreach((json_t *)sec, key, v) {
+		int rc;
+
+		if (strcmp(key, "token_file") == 0)
+			rc = get_secret_file("admin", key, v, &c->admin_token, cause);
+		else if (strcmp(key, "token") == 0)
+			rc = refuse_plain_secret("admin", key, "token_file",
+			    "AUTOPILOT_ADMIN_TOKEN", cause);
+		else
+			rc = unknown_key("admin", key, NULL, cause);
+		if (rc < 0)
+			return -1;
+	}
+	return 0;
+}
+
+static int
+parse_openmetadata(struct config *c, const json_t *sec, char **cause)
+{
+	const char *key;
+	json_t *v;
+
+	if (section_object("openmetadata", sec, cause) < 0)
+		return -1;
+	json_object_foreach((json_t *)sec, key, v) {
+		int rc;
+
+		if (strcmp(key, "url") == 0)
+			rc = get_str("openmetadata", key, v, &c->om_url, cause);
+		else if (strcmp(key, "token_file") == 0)
+			rc = get_secret_file("openmetadata", key, v, &c->om_token, cause);
+		else if (strcmp(key, "token") == 0)
+			rc = refuse_plain_secret("openmetadata", key, "token_file",
+			    "AUTOPILOT_OPENMETADATA_TOKEN", cause);
+		else
+			rc = unknown_key("openmetadata", key, NULL, cause);
+		if (rc < 0)
+			return -1;
+	}
+	return 0;
+}
+
+/*
+ * The "airflow" keys the server resolves itself (url, username and the
+ * password file, which environment and flags override). The section as a
+ * whole is checked by the Airflow client's parser.
+ */
+static int
+parse_airflow_own(struct config *c, const json_t *sec, char **cause)
+{
+	json_t *v;
+
+	if (section_object("airflow", sec, cause) < 0)
+		return -1;
+	if ((v = json_object_get(sec, "url")) != NULL &&
+	    get_str("airflow", "url", v, &c->airflow_url, cause) < 0)
+		return -1;
+	if ((v = json_object_get(sec, "username")) != NULL &&
+	    get_str("airflow", "username", v, &c->airflow_username, cause) < 0)
+		return -1;
+	if ((v = json_object_get(sec, "password_file")) != NULL &&
+	    get_secret_file("airflow", "password_file", v, &c->airflow_password,
+	    cause) < 0)
+		return -1;
+	if (json_object_get(sec, "password") != NULL)
+		return refuse_plain_secret("airflow", "password", "password_file",
+		    "AUTOPILOT_AIRFLOW_PASSWORD", cause);
+	return 0;
+}
+
+/* Every section of the file, ours and the other modules'. */
+static int
+parse_file(struct config *c, char **cause)
+{
+	struct filter_config fc;
+	const char *key;
+	json_t *v;
+	size_t i;
+	int rc = 0;
+
+	if (!json_is_object(c->root)) {
+		*cause = ap_xstrdup("the configuration must be a JSON object");
+		return -1;
+	}
+	json_object_foreach(c->root, key, v) {
+		for (i = 0; known_sections[i] != NULL; i++)
+			if (strcmp(key, known_sections[i]) == 0)
+				break;
+		if (known_sections[i] == NULL) {
+			*cause = ap_xprintf("%s: unknown section (known: listen, state,"
+			    " log, webhook, admin, openmetadata, airflow, scheduler,"
+			    " filters, agents)", key);
+			return -1;
+		}
+	}
+	if ((v = json_object_get(c->root, "listen")) != NULL && parse_listen(c, v, cause) < 0)
+		return -1;
+	if ((v = json_object_get(c->root, "state")) != NULL && parse_state(c, v, cause) < 0)
+		return -1;
+	if ((v = json_object_get(c->root, "log")) != NULL && parse_log(c, v, cause) < 0)
+		return -1;
+	if ((v = json_object_get(c->root, "webhook")) != NULL &&
+	    parse_webhook(c, v, cause) < 0)
+		return -1;
+	if ((v = json_object_get(c->root, "admin")) != NULL && parse_admin(c, v, cause) < 0)
+		return -1;
+	if ((v = json_object_get(c->root, "openmetadata")) != NULL &&
+	    parse_openmetadata(c, v, cause) < 0)
+		return -1;
+	if ((v = json_object_get(c->root, "airflow")) != NULL &&
+	    parse_airflow_own(c, v, cause) < 0)
+		return -1;
+	if (sched_config_from_json(json_object_get(c->root, "scheduler"), &c->sched,
+	    cause) < 0)
+		return -1;
+	filter_config_init(&fc);
+	rc = filter_config_from_json(json_object_get(c->root, "filters"), &fc, cause);
+	filter_config_cleanup(&fc);
+	if (rc < 0)
+		return -1;
+	v = json_object_get(c->root, "agents");
+	if (v != NULL && !json_is_object(v)) {
+		*cause = ap_xstrdup("agents: must be an object");
+		return -1;
+	}
+	return 0;
+}
+
+static const char *
+env(const char *name)
+{
+	const char *v = getenv(name);
+
+	return v != NULL && v[0] != '\0' ? v : NULL;
+}
+
+static int
+apply_listen(struct config *c, const char *what, const char *s, char **cause)
+{
+	char *host = NULL, *err = NULL;
+	unsigned port;
+
+	if (config_parse_hostport(s, &host, &port, &err) < 0) {
+		*cause = ap_xprintf("%s: %s", what, err);
+		free(err);
+		return -1;
+	}
+	free(c->listen_host);
+	c->listen_host = host;
+	c->listen_port = port;
+	return 0;
+}
+
+static int
+apply_env(struct config *c, char **cause)
+{
+	const char *v;
+
+	if ((v = env("AUTOPILOT_LISTEN")) != NULL &&
+	    apply_listen(c, "AUTOPILOT_LISTEN", v, cause) < 0)
+		return -1;
+	if ((v = env("AUTOPILOT_STATE")) != NULL)
+		set_str(&c->state_path, v);
+	if ((v = env("AUTOPILOT_LOG_LEVEL")) != NULL &&
+	    parse_log_level("AUTOPILOT_LOG_LEVEL", v, &c->log_level, cause) < 0)
+		return -1;
+	if ((v = env("AUTOPILOT_LOG_FORMAT")) != NULL &&
+	    parse_log_format("AUTOPILOT_LOG_FORMAT", v, &c->log_format, cause) < 0)
+		return -1;
+	if ((v = env("AUTOPILOT_WEBHOOK_SECRET")) != NULL)
+		set_secret(&c->webhook_secret, ap_xstrdup(v));
+	if ((v = env("AUTOPILOT_ADMIN_TOKEN")) != NULL)
+		set_secret(&c->admin_token, ap_xstrdup(v));
+	if ((v = env("AUTOPILOT_OPENMETADATA_URL")) != NULL)
+		set_str(&c->om_url, v);
+	if ((v = env("AUTOPILOT_OPENMETADATA_TOKEN")) != NULL)
+		set_secret(&c->om_token, ap_xstrdup(v));
+	if ((v = env("AUTOPILOT_AIRFLOW_URL")) != NULL)
+		set_str(&c->airflow_url, v);
+	if ((v = env("AUTOPILOT_AIRFLOW_USERNAME")) != NULL)
+		set_str(&c->airflow_username, v);
+	if ((v = env("AUTOPILOT_AIRFLOW_PASSWORD")) != NULL)
+		set_secret(&c->airflow_password, ap_xstrdup(v));
+	return 0;
+}
+
+static int
+apply_flags(struct config *c, const struct config_flags *f, char **cause)
+{
+	if (f == NULL)
+		return 0;
+	if (f->listen != NULL && apply_listen(c, "--listen", f->listen, cause) < 0)
+		return -1;
+	if (f->airflow_url != NULL)
+		set_str(&c->airflow_url, f->airflow_url);
+	if (f->state != NULL)
+		set_str(&c->state_path, f->state);
+	if (f->allow_unsigned)
+		c->allow_unsigned = true;
+	if (f->log_json)
+		c->log_format = AP_LOG_JSON;
+	return 0;
+}
+
+int
+config_load(struct config *c, const char *path, const struct config_flags *flags,
+    char **cause)
+{
+	json_error_t jerr;
+	char *err = NULL, *text = NULL;
+	size_t len;
+	int rc = -1;
+
+	if (path == NULL)
+		path = env("AUTOPILOT_CONFIG");
+	if (path != NULL) {
+		set_str(&c->file, path);
+		text = ap_read_file(path, CONFIG_MAX_FILE, &len, &err);
+		if (text == NULL) {
+			*cause = ap_xprintf("configuration: %s", err);
+			goto out;
+		}
+		c->root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
+		if (c->root == NULL) {
+			*cause = ap_xprintf("%s: line %d, column %d: %s", path, jerr.line,
+			    jerr.column, jerr.text);
+			goto out;
+		}
+		strip_annotations(c->root);
+		if (parse_file(c, &err) < 0) {
+			*cause = ap_xprintf("%s: %s", path, err);
+			goto out;
+		}
+	}
+	if (apply_env(c, cause) < 0 || apply_flags(c, flags, cause) < 0)
+		goto out;
+	rc = 0;
+out:
+	free(text);
+	free(err);
+	return rc;
+}
+
+static const char *
+secret_state(const char *s)
+{
+	return s != NULL ? "set" : "unset";
+}
+
+json_t *
+config_describe(const struct config *c)
+{
+	json_t *o;
+	char *listen;
+
+	listen = strchr(c->listen_host, ':') != NULL ?
+	    ap_xprintf("[%s]:%u", c->listen_host, c->listen_port) :
+	    ap_xprintf("%s:%u", c->listen_host, c->listen_port);
+	o = json_pack("{s:o, s:{s:s, s:I, s:i, s:i, s:i, s:i}, s:{s:s, s:s},"
+	    " s:{s:s, s:s}, s:{s:s, s:b}, s:{s:s}, s:{s:o, s:s},"
+	    " s:{s:s, s:s, s:s}, s:{s:i, s:i, s:i, s:i, s:f, s:i, s:i, s:i, s:i}}",
+	    "file", c->file != NULL ? json_string(c->file) : json_null(),
+	    "listen", "address", listen, "max_body_bytes", (json_int_t)c->max_body_bytes,
+	    "max_headers", (int)c->max_headers, "max_json_depth", (int)c->max_json_depth,
+	    "request_timeout_s", (int)c->request_timeout_s,
+	    "shutdown_grace_s", (int)c->shutdown_grace_s,
+	    "state", "path", c->state_path, "synchronous",
+	    c->state_sync_normal ? "normal" : "full",
+	    "log", "level", ap_log_level_name(c->log_level), "format",
+	    c->log_format == AP_LOG_JSON ? "json" : "text",
+	    "webhook", "secret", secret_state(c->webhook_secret), "allow_unsigned",
+	    c->allow_unsigned,
+	    "admin", "token", secret_state(c->admin_token),
+	    "openmetadata", "url", c->om_url != NULL ? json_string(c->om_url) : json_null(),
+	    "token", secret_state(c->om_token),
+	    "airflow", "url", c->airflow_url, "username", c->airflow_username,
+	    "password", secret_state(c->airflow_password),
+	    "scheduler", "max_agents_in_flight", (int)c->sched.max_agents_in_flight,
+	    "poll_initial_ms", (int)c->sched.poll_initial_ms,
+	    "poll_max_ms", (int)c->sched.poll_max_ms,
+	    "poll_floor_ms", (int)c->sched.poll_floor_ms,
+	    "poll_backoff", c->sched.poll_backoff,
+	    "dag_parse_deadline_s", (int)c->sched.dag_parse_deadline_s,
+	    "unreachable_retry_max_ms", (int)c->sched.unreachable_retry_max_ms,
+	    "lease_ms", (int)c->sched.lease_ms, "rescan_ms", (int)c->sched.rescan_ms);
+	free(listen);
+	if (o == NULL)
+		ap_fatal("config_describe: json_pack failed");
+	return o;
+}

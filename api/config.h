@@ -1,0 +1,113 @@
+/*
+ * config.h — autopilot's settings: one JSON file (-c FILE), the AUTOPILOT_*
+ * environment and command-line flags, in that increasing precedence over
+ * built-in defaults.
+ *
+ * This module parses the sections the server and CLI own ("listen",
+ * "state", "log", "webhook", "admin", "openmetadata") and hands every other
+ * section to its owner's parser ("scheduler" -> sched_config_from_json,
+ * "filters" -> filter_config_from_json, ...), so one bad key anywhere is one
+ * error naming the file and the key path.
+ *
+ * Keys starting with '$' (e.g. "$comment") are annotations: they are removed
+ * from the whole tree before any section is parsed.
+ *
+ * Secrets (webhook secret, Airflow password, admin token, OpenMetadata
+ * token) come from the environment or from a *_file key, never from a plain
+ * value in the file; they are kept here and never logged or printed.
+ *
+ * No libevent; reads files and the environment, so call it before the loop.
+ */
+#ifndef AP_CONFIG_H
+#define AP_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <jansson.h>
+
+#include "log.h"
+#include "sched.h"
+
+#define CONFIG_MAX_FILE (4u * 1024 * 1024)
+#define CONFIG_MAX_SECRET (64u * 1024)
+
+/* Command-line flags that override the file and the environment (NULL / false: unset). */
+struct config_flags {
+	const char *listen;		/* --listen HOST:PORT */
+	const char *airflow_url;	/* --airflow-url URL */
+	const char *state;		/* --state PATH */
+	bool allow_unsigned;		/* --allow-unsigned */
+	bool log_json;			/* --log-json */
+};
+
+struct config {
+	char *file;			/* the file read (new string), or NULL */
+	json_t *root;			/* the file's JSON, '$' keys removed (owned), or NULL */
+
+	/* "listen" */
+	char *listen_host;		/* "127.0.0.1" */
+	unsigned listen_port;		/* 8686 */
+	size_t max_body_bytes;		/* 1 MiB: larger webhook bodies get 413 */
+	unsigned max_headers;		/* 64 request headers */
+	unsigned max_json_depth;	/* 32 levels of nesting */
+	unsigned request_timeout_s;	/* 30: a slow client is cut off */
+	unsigned shutdown_grace_s;	/* 10: in-flight work finishes within this */
+
+	/* "state" */
+	char *state_path;		/* "autopilot.db" */
+	bool state_sync_normal;		/* "synchronous": "normal" (default "full") */
+
+	/* "log" */
+	enum ap_log_level log_level;	/* info */
+	enum ap_log_format log_format;	/* text */
+
+	/* "webhook" */
+	char *webhook_secret;		/* SECRET; NULL if none */
+	bool allow_unsigned;		/* accept unsigned events (loudly) */
+
+	/* "admin" */
+	char *admin_token;		/* SECRET; NULL: admin endpoints answer 401 */
+
+	/* "openmetadata" */
+	char *om_url;			/* e.g. "http://openmetadata:8585", or NULL */
+	char *om_token;			/* SECRET, or NULL */
+
+	/* "airflow": the parts the server resolves (env, flags, files). */
+	char *airflow_url;		/* "http://127.0.0.1:8080" */
+	char *airflow_username;		/* "admin" */
+	char *airflow_password;		/* SECRET, or NULL */
+
+	/* "scheduler" */
+	struct sched_config sched;
+};
+
+/* Fills in the built-in defaults. Embedded: config_init()/config_cleanup(). */
+void config_init(struct config *c);
+/* Frees everything (wiping the secrets first). */
+void config_cleanup(struct config *c);
+
+/*
+ * Loads the settings: defaults, then the file (path; NULL means
+ * $AUTOPILOT_CONFIG if set, else no file), then the environment, then flags
+ * (may be NULL). Every section of the file is checked, including those of
+ * other modules. Returns 0, or -1 with a new *cause naming the file and the
+ * key path ("conf.json: listen.port: must be an integer between 1 and
+ * 65535"). On error *c is left initialised (config_cleanup it).
+ */
+int config_load(struct config *c, const char *path, const struct config_flags *flags,
+    char **cause);
+
+/*
+ * Parses "HOST:PORT" ("[::1]:80" too; port 0 means any). Returns 0, or -1
+ * with a new *cause. *host is a new string.
+ */
+int config_parse_hostport(const char *s, char **host, unsigned *port, char **cause);
+
+/*
+ * The effective settings as a new JSON object, for `autopilot config check`:
+ * secrets appear only as "set" or "unset".
+ */
+json_t *config_describe(const struct config *c);
+
+#endif

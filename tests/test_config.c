@@ -1,0 +1,313 @@
+/* test_config.c — settings: defaults < file < environment < flags, every
+ * section checked with its key path, secrets only from env or files. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "util.h"
+
+static const char *const env_vars[] = { "AUTOPILOT_CONFIG", "AUTOPILOT_LISTEN",
+	"AUTOPILOT_STATE", "AUTOPILOT_LOG_LEVEL", "AUTOPILOT_LOG_FORMAT",
+	"AUTOPILOT_WEBHOOK_SECRET", "AUTOPILOT_ADMIN_TOKEN", "AUTOPILOT_OPENMETADATA_URL",
+	"AUTOPILOT_OPENMETADATA_TOKEN", "AUTOPILOT_AIRFLOW_URL",
+	"AUTOPILOT_AIRFLOW_USERNAME", "AUTOPILOT_AIRFLOW_PASSWORD", NULL };
+
+static char tmpdir[] = "/tmp/test_config.XXXXXX";
+
+static int
+setup(void **state)
+{
+	size_t i;
+
+	for (i = 0; env_vars[i] != NULL; i++)
+		unsetenv(env_vars[i]);
+	return 0;
+}
+
+static char *
+write_tmp(const char *name, const char *text)
+{
+	char *path = ap_xprintf("%s/%s", tmpdir, name);
+	FILE *f = fopen(path, "w");
+
+	assert_non_null(f);
+	fputs(text, f);
+	fclose(f);
+	return path;
+}
+
+/* Loads text as a config file; returns the rc and leaves the cause in *cause. */
+static int
+load_text(struct config *c, const char *text, const struct config_flags *fl, char **cause)
+{
+	char *path = write_tmp("c.json", text);
+	int rc;
+
+	config_init(c);
+	*cause = NULL;
+	rc = config_load(c, path, fl, cause);
+	free(path);
+	return rc;
+}
+
+static void
+expect_error(const char *text, const char *needle)
+{
+	struct config c;
+	char *cause;
+
+	assert_int_equal(load_text(&c, text, NULL, &cause), -1);
+	assert_non_null(cause);
+	if (strstr(cause, needle) == NULL)
+		fail_msg("cause '%s' lacks '%s'", cause, needle);
+	/* Every message names the file. */
+	assert_non_null(strstr(cause, "c.json"));
+	free(cause);
+	config_cleanup(&c);
+}
+
+static void
+test_defaults(void **state)
+{
+	struct config c;
+	char *cause = NULL;
+
+	config_init(&c);
+	assert_int_equal(config_load(&c, NULL, NULL, &cause), 0);
+	assert_null(c.file);
+	assert_string_equal(c.listen_host, "127.0.0.1");
+	assert_int_equal(c.listen_port, 8686);
+	assert_string_equal(c.state_path, "autopilot.db");
+	assert_null(c.webhook_secret);
+	assert_null(c.admin_token);
+	assert_false(c.allow_unsigned);
+	assert_int_equal(c.log_format, AP_LOG_TEXT);
+	assert_int_equal(c.sched.poll_max_ms, 60000);
+	config_cleanup(&c);
+}
+
+/* The shipped example must always load, and say what the defaults are. */
+static void
+test_example_loads(void **state)
+{
+	const char *src = getenv("AP_SRC");
+	struct config c, d;
+	char *path, *cause = NULL;
+	json_t *a, *b;
+
+	assert_non_null(src);
+	path = ap_xprintf("%s/conf/autopilot.example.json", src);
+	config_init(&c);
+	if (config_load(&c, path, NULL, &cause) < 0)
+		fail_msg("%s", cause);
+	assert_null(json_object_get(c.root, "$comment"));
+	assert_null(json_object_get(json_object_get(c.root, "listen"), "$comment"));
+	/* Apart from the file name, the example's effective settings are the defaults. */
+	config_init(&d);
+	assert_int_equal(config_load(&d, NULL, NULL, &cause), 0);
+	a = config_describe(&c);
+	b = config_describe(&d);
+	json_object_del(a, "file");
+	json_object_del(b, "file");
+	assert_true(json_equal(a, b));
+	json_decref(a);
+	json_decref(b);
+	config_cleanup(&c);
+	config_cleanup(&d);
+	free(path);
+}
+
+static void
+test_precedence(void **state)
+{
+	struct config c;
+	struct config_flags fl = { 0 };
+	char *cause = NULL;
+	const char *text = "{\"listen\": {\"host\": \"10.0.0.1\", \"port\": 9000},"
+	    " \"state\": {\"path\": \"/file.db\"}, \"log\": {\"format\": \"text\"},"
+	    " \"airflow\": {\"url\": \"http://file:8080\", \"username\": \"fileuser\"}}";
+
+	/* File only. */
+	assert_int_equal(load_text(&c, text, NULL, &cause), 0);
+	assert_string_equal(c.listen_host, "10.0.0.1");
+	assert_int_equal(c.listen_port, 9000);
+	assert_string_equal(c.state_path, "/file.db");
+	assert_string_equal(c.airflow_url, "http://file:8080");
+	assert_string_equal(c.airflow_username, "fileuser");
+	config_cleanup(&c);
+
+	/* Environment over file. */
+	setenv("AUTOPILOT_LISTEN", "127.0.0.2:9001", 1);
+	setenv("AUTOPILOT_STATE", "/env.db", 1);
+	setenv("AUTOPILOT_AIRFLOW_URL", "http://env:8080", 1);
+	setenv("AUTOPILOT_LOG_FORMAT", "json", 1);
+	assert_int_equal(load_text(&c, text, NULL, &cause), 0);
+	assert_string_equal(c.listen_host, "127.0.0.2");
+	assert_int_equal(c.listen_port, 9001);
+	assert_string_equal(c.state_path, "/env.db");
+	assert_string_equal(c.airflow_url, "http://env:8080");
+	assert_string_equal(c.airflow_username, "fileuser");
+	assert_int_equal(c.log_format, AP_LOG_JSON);
+	config_cleanup(&c);
+
+	/* Flags over environment. */
+	fl.listen = "[::1]:0";
+	fl.state = "/flag.db";
+	fl.airflow_url = "http://flag:8080";
+	fl.allow_unsigned = true;
+	assert_int_equal(load_text(&c, text, &fl, &cause), 0);
+	assert_string_equal(c.listen_host, "::1");
+	assert_int_equal(c.listen_port, 0);
+	assert_string_equal(c.state_path, "/flag.db");
+	assert_string_equal(c.airflow_url, "http://flag:8080");
+	assert_true(c.allow_unsigned);
+	config_cleanup(&c);
+
+	/* A bad environment value names the variable. */
+	setenv("AUTOPILOT_LISTEN", "nohost", 1);
+	assert_int_equal(load_text(&c, text, NULL, &cause), -1);
+	assert_non_null(strstr(cause, "AUTOPILOT_LISTEN"));
+	free(cause);
+	config_cleanup(&c);
+	setup(NULL);
+}
+
+static void
+test_errors_name_key_path(void **state)
+{
+	expect_error("{\"listen\": {\"port\": 70000}}", "listen.port: must be an integer");
+	expect_error("{\"listen\": {\"prot\": 80}}", "listen.prot: unknown key");
+	expect_error("{\"lisen\": {}}", "lisen: unknown section");
+	expect_error("{\"state\": {\"synchronous\": \"off\"}}", "state.synchronous");
+	expect_error("{\"log\": {\"level\": \"loud\"}}", "log.level");
+	expect_error("{\"webhook\": {\"allow_unsigned\": \"yes\"}}",
+	    "webhook.allow_unsigned: must be true or false");
+	expect_error("{\"scheduler\": {\"poll_max_msx\": 1}}", "scheduler.poll_max_msx");
+	expect_error("{\"filters\": {\"defaults\": {\"byServiceKind\": {\"database\":"
+	    " {\"schemaFilterPattern\": {\"excludes\": [\"ok\", \"(\"]}}}}}}",
+	    "filters.defaults.byServiceKind.database.schemaFilterPattern.excludes[1]");
+	expect_error("{\"listen\": [1]}", "listen: must be an object");
+	expect_error("[]", "must be a JSON object");
+	expect_error("{\"listen\": {\"port\": 1}, \"listen\": {}}", "line 1");
+	expect_error("{\"listen\": ", "line 1");
+}
+
+static void
+test_secrets_not_from_file_values(void **state)
+{
+	expect_error("{\"webhook\": {\"secret\": \"s3cret\"}}",
+	    "webhook.secret: secrets are not read from the configuration file");
+	expect_error("{\"admin\": {\"token\": \"t\"}}", "AUTOPILOT_ADMIN_TOKEN");
+	expect_error("{\"airflow\": {\"password\": \"p\"}}", "airflow.password_file");
+	expect_error("{\"openmetadata\": {\"token\": \"p\"}}", "openmetadata.token_file");
+}
+
+static void
+test_secret_files_and_env(void **state)
+{
+	struct config c;
+	char *sec = write_tmp("secret", "hunter2\n");
+	char *empty = write_tmp("empty", "\n");
+	char *text, *cause = NULL, *desc;
+	json_t *d;
+
+	text = ap_xprintf("{\"webhook\": {\"secret_file\": \"%s\"}, \"admin\":"
+	    " {\"token_file\": \"%s\"}, \"airflow\": {\"password_file\": \"%s\"},"
+	    " \"openmetadata\": {\"url\": \"http://om:8585\", \"token_file\": \"%s\"}}",
+	    sec, sec, sec, sec);
+	assert_int_equal(load_text(&c, text, NULL, &cause), 0);
+	assert_string_equal(c.webhook_secret, "hunter2");
+	assert_string_equal(c.admin_token, "hunter2");
+	assert_string_equal(c.airflow_password, "hunter2");
+	assert_string_equal(c.om_token, "hunter2");
+	assert_string_equal(c.om_url, "http://om:8585");
+	/* The description never shows a secret. */
+	d = config_describe(&c);
+	desc = json_dumps(d, 0);
+	assert_null(strstr(desc, "hunter2"));
+	assert_non_null(strstr(desc, "\"secret\": \"set\""));
+	free(desc);
+	json_decref(d);
+	config_cleanup(&c);
+	free(text);
+
+	/* The environment overrides a secret file. */
+	setenv("AUTOPILOT_WEBHOOK_SECRET", "fromenv", 1);
+	setenv("AUTOPILOT_AIRFLOW_PASSWORD", "pw", 1);
+	text = ap_xprintf("{\"webhook\": {\"secret_file\": \"%s\"}}", sec);
+	assert_int_equal(load_text(&c, text, NULL, &cause), 0);
+	assert_string_equal(c.webhook_secret, "fromenv");
+	assert_string_equal(c.airflow_password, "pw");
+	config_cleanup(&c);
+	free(text);
+	setup(NULL);
+
+	/* An empty value in the environment is no secret. */
+	setenv("AUTOPILOT_WEBHOOK_SECRET", "", 1);
+	assert_int_equal(load_text(&c, "{}", NULL, &cause), 0);
+	assert_null(c.webhook_secret);
+	config_cleanup(&c);
+	setup(NULL);
+
+	text = ap_xprintf("{\"webhook\": {\"secret_file\": \"%s\"}}", empty);
+	expect_error(text, "webhook.secret_file");
+	free(text);
+	expect_error("{\"webhook\": {\"secret_file\": \"/nonexistent/x\"}}",
+	    "webhook.secret_file: /nonexistent/x");
+	unlink(sec);
+	unlink(empty);
+	free(sec);
+	free(empty);
+}
+
+static void
+test_hostport(void **state)
+{
+	char *host = NULL, *cause = NULL;
+	unsigned port = 1;
+
+	assert_int_equal(config_parse_hostport("0.0.0.0:0", &host, &port, &cause), 0);
+	assert_string_equal(host, "0.0.0.0");
+	assert_int_equal(port, 0);
+	free(host);
+	assert_int_equal(config_parse_hostport("[::1]:8080", &host, &port, &cause), 0);
+	assert_string_equal(host, "::1");
+	assert_int_equal(port, 8080);
+	free(host);
+	assert_int_equal(config_parse_hostport("host:65536", &host, &port, &cause), -1);
+	free(cause);
+	assert_int_equal(config_parse_hostport(":80", &host, &port, &cause), -1);
+	free(cause);
+	assert_int_equal(config_parse_hostport("host:-1", &host, &port, &cause), -1);
+	free(cause);
+	assert_int_equal(config_parse_hostport("host", &host, &port, &cause), -1);
+	free(cause);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup(test_defaults, setup),
+		cmocka_unit_test_setup(test_example_loads, setup),
+		cmocka_unit_test_setup(test_precedence, setup),
+		cmocka_unit_test_setup(test_errors_name_key_path, setup),
+		cmocka_unit_test_setup(test_secrets_not_from_file_values, setup),
+		cmocka_unit_test_setup(test_secret_files_and_env, setup),
+		cmocka_unit_test_setup(test_hostport, setup),
+	};
+	int rc;
+
+	if (mkdtemp(tmpdir) == NULL)
+		return 1;
+	rc = cmocka_run_group_tests(tests, NULL, NULL);
+	rmdir(tmpdir);
+	return rc;
+}
