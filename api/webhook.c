@@ -1,0 +1,384 @@
+/*
+ * webhook.c — X-OM-Signature verification (HMAC-SHA256, Base64, constant
+ * time) and the ChangeEvent parser/decision. Pure: no I/O.
+ */
+#include "webhook.h"
+
+#include <ctype.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
+#include "filter_effective.h"
+#include "util.h"
+
+#define SIG_PREFIX "sha256="
+#define SHA256_LEN 32
+/* Base64 of 32 bytes with padding: 44 characters. */
+#define SIG_B64_LEN 44
+
+static const char *const sig_names[WEBHOOK_SIG_MAX] = {
+	"ok", "missing", "malformed", "hex", "mismatch"
+};
+static const char *const parse_names[WEBHOOK_PARSE_RESULT_MAX] = {
+	"ok", "bad_json", "too_deep", "invalid"
+};
+
+const char *
+webhook_sig_name(enum webhook_sig s)
+{
+	return s < WEBHOOK_SIG_MAX ? sig_names[s] : "unknown";
+}
+
+const char *
+webhook_parse_result_name(enum webhook_parse_result r)
+{
+	return r < WEBHOOK_PARSE_RESULT_MAX ? parse_names[r] : "unknown";
+}
+
+static void
+hmac_b64(const char *secret, const void *body, size_t len, char out[SIG_B64_LEN + 1])
+{
+	unsigned char mac[EVP_MAX_MD_SIZE];
+	unsigned int maclen = 0;
+
+	if (HMAC(EVP_sha256(), secret, (int)strlen(secret), body, len, mac,
+	    &maclen) == NULL || maclen != SHA256_LEN)
+		ap_fatal("HMAC-SHA256 failed");
+	EVP_EncodeBlock((unsigned char *)out, mac, SHA256_LEN);
+	out[SIG_B64_LEN] = '\0';
+}
+
+char *
+webhook_signature(const char *secret, const void *body, size_t len)
+{
+	char b64[SIG_B64_LEN + 1];
+
+	hmac_b64(secret, body, len, b64);
+	return ap_xprintf(SIG_PREFIX "%s", b64);
+}
+
+static bool
+all_hex(const char *s, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (!isxdigit((unsigned char)s[i]))
+			return false;
+	return true;
+}
+
+enum webhook_sig
+webhook_verify(const char *secret, const void *body, size_t len, const char *header,
+    const char **detail)
+{
+	char expected[SIG_B64_LEN + 1];
+	const char *got;
+	size_t glen;
+	bool ok;
+
+	*detail = NULL;
+	if (header == NULL || header[0] == '\0') {
+		*detail = "missing X-OM-Signature header";
+		return WEBHOOK_SIG_MISSING;
+	}
+	if (strncmp(header, SIG_PREFIX, strlen(SIG_PREFIX)) != 0) {
+		*detail = "X-OM-Signature must be \"sha256=\" followed by the Base64"
+		    " HMAC-SHA256 of the body";
+		return WEBHOOK_SIG_MALFORMED;
+	}
+	got = header + strlen(SIG_PREFIX);
+	glen = strlen(got);
+	hmac_b64(secret, body, len, expected);
+	/* Compare first, whatever the shape, so timing says nothing about the
+	 * expected value; lengths are public (always 44). */
+	ok = ap_consttime_eq(got, glen, expected, SIG_B64_LEN);
+	OPENSSL_cleanse(expected, sizeof expected);
+	if (ok)
+		return WEBHOOK_SIG_OK;
+	if (glen == 2 * SHA256_LEN && all_hex(got, glen)) {
+		*detail = "signature is hex; OpenMetadata signs with the Base64 of"
+		    " HMAC-SHA256 (sha256=<base64>)";
+		return WEBHOOK_SIG_HEX;
+	}
+	*detail = "signature does not match the body (wrong secret, or the body"
+	    " was altered)";
+	return WEBHOOK_SIG_MISMATCH;
+}
+
+unsigned
+webhook_json_depth(const char *text, size_t len, unsigned limit)
+{
+	unsigned depth = 0, max = 0;
+	bool in_str = false, esc = false;
+	size_t i;
+
+	for (i = 0; i < len; i++) {
+		char ch = text[i];
+
+		if (in_str) {
+			if (esc)
+				esc = false;
+			else if (ch == '\\')
+				esc = true;
+			else if (ch == '"')
+				in_str = false;
+			continue;
+		}
+		if (ch == '"')
+			in_str = true;
+		else if (ch == '{' || ch == '[') {
+			if (++depth > max) {
+				max = depth;
+				if (max > limit)
+					return max;
+			}
+		} else if ((ch == '}' || ch == ']') && depth > 0)
+			depth--;
+	}
+	return max;
+}
+
+static void
+event_cleanup(struct webhook_event *e)
+{
+	free(e->id);
+	free(e->event_type);
+	free(e->entity_type);
+	free(e->fqn);
+	json_decref(e->entity);
+	free(e->reason);
+}
+
+void
+webhook_batch_cleanup(struct webhook_batch *b)
+{
+	size_t i;
+
+	for (i = 0; i < b->n; i++)
+		event_cleanup(&b->events[i]);
+	free(b->events);
+	memset(b, 0, sizeof *b);
+}
+
+/* A required non-empty string field, or -1 with the message. */
+static int
+req_string(const json_t *o, const char *where, const char *key, const char **out,
+    char **cause)
+{
+	json_t *v = json_object_get(o, key);
+
+	if (v == NULL || json_is_null(v)) {
+		*cause = ap_xprintf("%s%s: missing", where, key);
+		return -1;
+	}
+	if (!json_is_string(v) || json_string_length(v) == 0) {
+		*cause = ap_xprintf("%s%s: must be a non-empty string", where, key);
+		return -1;
+	}
+	if (strlen(json_string_value(v)) != json_string_length(v)) {
+		*cause = ap_xprintf("%s%s: contains a NUL character", where, key);
+		return -1;
+	}
+	*out = json_string_value(v);
+	return 0;
+}
+
+/* The service entity of an entityCreated event: object, or a JSON string of one. */
+static enum webhook_parse_result
+event_entity(const json_t *ev, const char *where, unsigned max_depth, json_t **out,
+    char **cause)
+{
+	json_t *v = json_object_get(ev, "entity"), *e;
+	json_error_t jerr;
+	const char *s;
+	size_t n;
+
+	*out = NULL;
+	if (v == NULL || json_is_null(v)) {
+		*cause = ap_xprintf("%sentity: missing (an entityCreated event carries"
+		    " the service entity)", where);
+		return WEBHOOK_PARSE_INVALID;
+	}
+	if (json_is_object(v)) {
+		*out = json_incref(v);
+		return WEBHOOK_PARSE_OK;
+	}
+	if (!json_is_string(v)) {
+		*cause = ap_xprintf("%sentity: must be an object or a JSON string", where);
+		return WEBHOOK_PARSE_INVALID;
+	}
+	s = json_string_value(v);
+	n = json_string_length(v);
+	if (webhook_json_depth(s, n, max_depth) > max_depth) {
+		*cause = ap_xprintf("%sentity: nested deeper than %u levels", where,
+		    max_depth);
+		return WEBHOOK_PARSE_TOO_DEEP;
+	}
+	e = json_loadb(s, n, 0, &jerr);
+	if (e == NULL) {
+		*cause = ap_xprintf("%sentity: not valid JSON: %s (position %d)", where,
+		    jerr.text, jerr.position);
+		return WEBHOOK_PARSE_INVALID;
+	}
+	if (!json_is_object(e)) {
+		json_decref(e);
+		*cause = ap_xprintf("%sentity: must encode a JSON object", where);
+		return WEBHOOK_PARSE_INVALID;
+	}
+	*out = e;
+	return WEBHOOK_PARSE_OK;
+}
+
+static enum webhook_parse_result
+parse_event(const json_t *ev, const char *where, unsigned max_depth,
+    struct webhook_event *out, char **cause)
+{
+	const char *id, *etype, *entity_type, *fqn = NULL, *stype;
+	char *ewhere = NULL;
+	json_t *ts, *entity = NULL, *conn;
+	enum webhook_parse_result r = WEBHOOK_PARSE_INVALID;
+
+	memset(out, 0, sizeof *out);
+	if (!json_is_object(ev)) {
+		*cause = where[0] != '\0' ? ap_xprintf("%.*s: a ChangeEvent must be a"
+		    " JSON object", (int)strlen(where) - 1, where) :
+		    ap_xstrdup("body: a ChangeEvent must be a JSON object");
+		return WEBHOOK_PARSE_INVALID;
+	}
+	if (req_string(ev, where, "id", &id, cause) < 0 ||
+	    req_string(ev, where, "eventType", &etype, cause) < 0 ||
+	    req_string(ev, where, "entityType", &entity_type, cause) < 0)
+		return WEBHOOK_PARSE_INVALID;
+	if (strlen(id) > 256) {
+		*cause = ap_xprintf("%sid: longer than 256 characters", where);
+		return WEBHOOK_PARSE_INVALID;
+	}
+	ts = json_object_get(ev, "timestamp");
+	if (ts == NULL) {
+		*cause = ap_xprintf("%stimestamp: missing", where);
+		return WEBHOOK_PARSE_INVALID;
+	}
+	if (!json_is_integer(ts)) {
+		*cause = ap_xprintf("%stimestamp: must be an integer (epoch ms)", where);
+		return WEBHOOK_PARSE_INVALID;
+	}
+	out->id = ap_xstrdup(id);
+	out->event_type = ap_xstrdup(etype);
+	out->entity_type = ap_xstrdup(entity_type);
+	out->action = WEBHOOK_IGNORE;
+
+	if (strcmp(etype, "entityCreated") != 0) {
+		out->reason = ap_xprintf("eventType %s is not acted on (only"
+		    " entityCreated)", etype);
+		return WEBHOOK_PARSE_OK;
+	}
+	out->kind = filter_kind_from_entity_type(entity_type);
+	if (out->kind == NULL) {
+		out->reason = ap_xprintf("entityType %s is not a service kind autopilot"
+		    " acts on", entity_type);
+		return WEBHOOK_PARSE_OK;
+	}
+
+	r = event_entity(ev, where, max_depth, &entity, cause);
+	if (r != WEBHOOK_PARSE_OK)
+		goto fail;
+	r = WEBHOOK_PARSE_INVALID;
+	ewhere = ap_xprintf("%sentity.", where);
+	if (json_object_get(entity, "fullyQualifiedName") != NULL) {
+		if (req_string(entity, ewhere, "fullyQualifiedName", &fqn, cause) < 0)
+			goto fail;
+	} else if (json_is_string(json_object_get(ev, "entityFullyQualifiedName")) &&
+	    json_string_length(json_object_get(ev, "entityFullyQualifiedName")) > 0)
+		fqn = json_string_value(json_object_get(ev, "entityFullyQualifiedName"));
+	else if (req_string(entity, ewhere, "fullyQualifiedName", &fqn, cause) < 0)
+		goto fail;
+	if (strlen(fqn) > 1024) {
+		*cause = ap_xprintf("%sfullyQualifiedName: longer than 1024 characters",
+		    ewhere);
+		goto fail;
+	}
+	/* The connector type decides the built-in default filters. */
+	if (req_string(entity, ewhere, "serviceType", &stype, cause) < 0)
+		goto fail;
+	conn = json_object_get(entity, "connection");
+	if (conn != NULL && !json_is_null(conn) && (!json_is_object(conn) ||
+	    (json_object_get(conn, "config") != NULL &&
+	    !json_is_object(json_object_get(conn, "config"))))) {
+		*cause = ap_xprintf("%sconnection: must be an object with an object"
+		    " \"config\"", ewhere);
+		goto fail;
+	}
+	out->action = WEBHOOK_ACT;
+	out->fqn = ap_xstrdup(fqn);
+	out->entity = entity;
+	free(ewhere);
+	return WEBHOOK_PARSE_OK;
+fail:
+	free(ewhere);
+	json_decref(entity);
+	event_cleanup(out);
+	memset(out, 0, sizeof *out);
+	return r;
+}
+
+enum webhook_parse_result
+webhook_parse(const char *body, size_t len, unsigned max_depth,
+    struct webhook_batch *out, char **cause)
+{
+	json_error_t jerr;
+	json_t *root = NULL, *data;
+	enum webhook_parse_result r;
+	size_t i, n;
+
+	memset(out, 0, sizeof *out);
+	if (webhook_json_depth(body, len, max_depth) > max_depth) {
+		*cause = ap_xprintf("body: JSON nested deeper than %u levels", max_depth);
+		return WEBHOOK_PARSE_TOO_DEEP;
+	}
+	root = json_loadb(body, len, 0, &jerr);
+	if (root == NULL) {
+		*cause = ap_xprintf("body: not valid JSON: %s (line %d, column %d)",
+		    jerr.text, jerr.line, jerr.column);
+		return WEBHOOK_PARSE_BAD_JSON;
+	}
+	data = json_object_get(root, "data");
+	if (json_is_object(root) && data != NULL && json_object_get(root, "eventType") == NULL) {
+		if (!json_is_array(data) || json_array_size(data) == 0) {
+			*cause = ap_xstrdup("data: must be a non-empty array of ChangeEvents");
+			r = WEBHOOK_PARSE_INVALID;
+			goto out;
+		}
+		n = json_array_size(data);
+		if (n > WEBHOOK_MAX_EVENTS) {
+			*cause = ap_xprintf("data: more than %d events in one delivery",
+			    WEBHOOK_MAX_EVENTS);
+			r = WEBHOOK_PARSE_INVALID;
+			goto out;
+		}
+		out->batched = true;
+	} else {
+		data = NULL;
+		n = 1;
+	}
+	out->events = ap_xcalloc(n, sizeof *out->events);
+	for (i = 0; i < n; i++) {
+		char *where = out->batched ? ap_xprintf("data[%zu].", i) : ap_xstrdup("");
+
+		r = parse_event(data != NULL ? json_array_get(data, i) : root, where,
+		    max_depth, &out->events[i], cause);
+		free(where);
+		if (r != WEBHOOK_PARSE_OK) {
+			webhook_batch_cleanup(out);
+			goto out;
+		}
+		out->n++;
+	}
+	r = WEBHOOK_PARSE_OK;
+out:
+	json_decref(root);
+	return r;
+}

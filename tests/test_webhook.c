@@ -1,0 +1,294 @@
+/* test_webhook.c — X-OM-Signature (OpenMetadata's Base64 HMAC-SHA256, not
+ * hex) and the ChangeEvent parser's decisions and error messages. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util.h"
+#include "webhook.h"
+
+#define DEPTH 32
+
+static void
+test_signature_matches_openmetadata(void **state)
+{
+	const char *body = "{\"id\":\"x\"}";
+	const char *detail;
+	char *sig;
+
+	/* Python: base64.b64encode(hmac.new(b"s3cret", body, sha256).digest()) */
+	sig = webhook_signature("s3cret", body, strlen(body));
+	assert_string_equal(sig, "sha256=nwvsz1FIQdIcVtuidgicI0XBLV0t6xm00iyHM3Hl6LY=");
+	assert_int_equal(webhook_verify("s3cret", body, strlen(body), sig, &detail),
+	    WEBHOOK_SIG_OK);
+	assert_null(detail);
+	free(sig);
+}
+
+static void
+test_signature_rejections(void **state)
+{
+	const char *body = "{\"id\":\"x\"}";
+	const char *detail;
+
+	assert_int_equal(webhook_verify("s3cret", body, strlen(body), NULL, &detail),
+	    WEBHOOK_SIG_MISSING);
+	assert_non_null(detail);
+	assert_int_equal(webhook_verify("s3cret", body, strlen(body), "", &detail),
+	    WEBHOOK_SIG_MISSING);
+	assert_int_equal(webhook_verify("s3cret", body, strlen(body),
+	    "nwvsz1FIQdIcVtuidgicI0XBLV0t6xm00iyHM3Hl6LY=", &detail),
+	    WEBHOOK_SIG_MALFORMED);
+	/* The right MAC in hex, as third-party receivers wrongly do. */
+	assert_int_equal(webhook_verify("s3cret", body, strlen(body), "sha256="
+	    "9f0beccf514841d21c56dba276089c2345c12d5d2deb19b4d22c873371e5e8b6",
+	    &detail), WEBHOOK_SIG_HEX);
+	assert_non_null(strstr(detail, "Base64"));
+	/* Wrong secret, altered body, truncated signature. */
+	assert_int_equal(webhook_verify("other", body, strlen(body),
+	    "sha256=nwvsz1FIQdIcVtuidgicI0XBLV0t6xm00iyHM3Hl6LY=", &detail),
+	    WEBHOOK_SIG_MISMATCH);
+	assert_int_equal(webhook_verify("s3cret", body, strlen(body) - 1,
+	    "sha256=nwvsz1FIQdIcVtuidgicI0XBLV0t6xm00iyHM3Hl6LY=", &detail),
+	    WEBHOOK_SIG_MISMATCH);
+	assert_int_equal(webhook_verify("s3cret", body, strlen(body),
+	    "sha256=nwvsz1FIQdIcVtuidgicI0XBLV0t6xm00iyHM3Hl6LY", &detail),
+	    WEBHOOK_SIG_MISMATCH);
+	assert_null(strstr(detail, "nwvsz1"));
+}
+
+/* The reference example event, signed as OpenMetadata would. */
+static void
+test_reference_example(void **state)
+{
+	const char *ref = getenv("AP_REFERENCE");
+	struct webhook_batch b;
+	char *path, *body, *cause = NULL;
+	const char *detail;
+	size_t len;
+
+	assert_non_null(ref);
+	path = ap_xprintf("%s/openmetadata/examples/"
+	    "databaseService-entityCreated.json", ref);
+	body = ap_read_file(path, 1 << 20, &len, &cause);
+	if (body == NULL)
+		fail_msg("%s", cause);
+	assert_int_equal(webhook_verify("om-webhook-secret", body, len,
+	    "sha256=2WWzh60jt53qsxrKjVfwxzD48+SCn4VmJB7SxloRgBs=", &detail),
+	    WEBHOOK_SIG_OK);
+	assert_int_equal(webhook_parse(body, len, DEPTH, &b, &cause), WEBHOOK_PARSE_OK);
+	assert_int_equal(b.n, 1);
+	assert_false(b.batched);
+	assert_int_equal(b.events[0].action, WEBHOOK_ACT);
+	assert_string_equal(b.events[0].id, "1f0c6b3e-6f0a-4c34-9a54-2b0d6d1c2e11");
+	assert_string_equal(b.events[0].entity_type, "databaseService");
+	assert_string_equal(b.events[0].kind, "database");
+	assert_string_equal(b.events[0].fqn, "sales_postgres");
+	assert_string_equal(json_string_value(json_object_get(b.events[0].entity,
+	    "serviceType")), "Postgres");
+	webhook_batch_cleanup(&b);
+	free(body);
+	free(path);
+}
+
+static const char *
+event(const char *etype, const char *entity_type, const char *entity)
+{
+	static char buf[4096];
+
+	snprintf(buf, sizeof buf, "{\"id\": \"e1\", \"eventType\": \"%s\","
+	    " \"entityType\": \"%s\", \"entityId\": \"7b9d1c1e-2a7e-4a0e-8d6b-0c3f8f9a5b21\","
+	    " \"timestamp\": 1764000000000%s%s}", etype, entity_type,
+	    entity != NULL ? ", \"entity\": " : "", entity != NULL ? entity : "");
+	return buf;
+}
+
+static enum webhook_parse_result
+parse(const char *body, struct webhook_batch *b, char **cause)
+{
+	*cause = NULL;
+	return webhook_parse(body, strlen(body), DEPTH, b, cause);
+}
+
+static void
+expect_ignored(const char *body, const char *reason_part)
+{
+	struct webhook_batch b;
+	char *cause;
+
+	assert_int_equal(parse(body, &b, &cause), WEBHOOK_PARSE_OK);
+	assert_int_equal(b.n, 1);
+	assert_int_equal(b.events[0].action, WEBHOOK_IGNORE);
+	if (strstr(b.events[0].reason, reason_part) == NULL)
+		fail_msg("reason '%s' lacks '%s'", b.events[0].reason, reason_part);
+	webhook_batch_cleanup(&b);
+}
+
+static void
+expect_invalid(const char *body, enum webhook_parse_result want, const char *cause_part)
+{
+	struct webhook_batch b;
+	char *cause;
+
+	assert_int_equal(parse(body, &b, &cause), want);
+	assert_int_equal(b.n, 0);
+	assert_non_null(cause);
+	if (strstr(cause, cause_part) == NULL)
+		fail_msg("cause '%s' lacks '%s'", cause, cause_part);
+	free(cause);
+}
+
+static const char pg_entity[] = "{\"name\": \"pg\", \"fullyQualifiedName\": \"pg\","
+    " \"serviceType\": \"Postgres\", \"connection\": {\"config\": {\"type\": \"Postgres\"}}}";
+
+static void
+test_decisions(void **state)
+{
+	struct webhook_batch b;
+	char *cause, *body;
+
+	expect_ignored(event("entityUpdated", "databaseService", pg_entity),
+	    "eventType entityUpdated");
+	expect_ignored(event("entityCreated", "table", "{}"), "entityType table");
+	expect_ignored(event("entityCreated", "securityService", pg_entity),
+	    "securityService");
+	expect_ignored(event("entityDeleted", "databaseService", NULL), "entityDeleted");
+
+	/* Every service kind of PRODUCT.md is acted on. */
+	static const char *const kinds[][2] = { { "databaseService", "database" },
+		{ "dashboardService", "dashboard" }, { "messagingService", "messaging" },
+		{ "pipelineService", "pipeline" }, { "mlmodelService", "mlmodel" },
+		{ "metadataService", "metadata" }, { "storageService", "storage" },
+		{ "searchService", "search" }, { "apiService", "api" } };
+	for (size_t i = 0; i < AP_ARRAY_LEN(kinds); i++) {
+		assert_int_equal(parse(event("entityCreated", kinds[i][0], pg_entity), &b,
+		    &cause), WEBHOOK_PARSE_OK);
+		assert_int_equal(b.events[0].action, WEBHOOK_ACT);
+		assert_string_equal(b.events[0].kind, kinds[i][1]);
+		webhook_batch_cleanup(&b);
+	}
+
+	/* The entity as a JSON-encoded string. */
+	json_t *s = json_string(pg_entity);
+	char *enc = json_dumps(s, JSON_ENCODE_ANY);
+	assert_int_equal(parse(event("entityCreated", "databaseService", enc), &b, &cause),
+	    WEBHOOK_PARSE_OK);
+	assert_int_equal(b.events[0].action, WEBHOOK_ACT);
+	assert_string_equal(b.events[0].fqn, "pg");
+	assert_true(json_is_object(b.events[0].entity));
+	webhook_batch_cleanup(&b);
+	free(enc);
+	json_decref(s);
+
+	/* fullyQualifiedName may come from the event when the entity lacks it. */
+	body = ap_xprintf("{\"id\": \"e2\", \"eventType\": \"entityCreated\","
+	    " \"entityType\": \"dashboardService\", \"entityId\": \"x\", \"timestamp\": 1,"
+	    " \"entityFullyQualifiedName\": \"looker\", \"entity\": {\"name\": \"looker\","
+	    " \"serviceType\": \"Looker\"}}");
+	assert_int_equal(parse(body, &b, &cause), WEBHOOK_PARSE_OK);
+	assert_string_equal(b.events[0].fqn, "looker");
+	webhook_batch_cleanup(&b);
+	free(body);
+}
+
+static void
+test_batches(void **state)
+{
+	struct webhook_batch b;
+	char *cause, *body;
+	char one[4096];
+
+	snprintf(one, sizeof one, "%s", event("entityCreated", "databaseService", pg_entity));
+	body = ap_xprintf("{\"data\": [%s, %s]}", one,
+	    event("entityUpdated", "databaseService", pg_entity));
+	assert_int_equal(parse(body, &b, &cause), WEBHOOK_PARSE_OK);
+	assert_true(b.batched);
+	assert_int_equal(b.n, 2);
+	assert_int_equal(b.events[0].action, WEBHOOK_ACT);
+	assert_int_equal(b.events[1].action, WEBHOOK_IGNORE);
+	webhook_batch_cleanup(&b);
+	free(body);
+
+	body = ap_xprintf("{\"data\": [%s, {\"id\": \"x\"}]}", one);
+	expect_invalid(body, WEBHOOK_PARSE_INVALID, "data[1].eventType: missing");
+	free(body);
+	expect_invalid("{\"data\": []}", WEBHOOK_PARSE_INVALID, "data: must be a non-empty");
+	expect_invalid("{\"data\": [1]}", WEBHOOK_PARSE_INVALID,
+	    "data[0]: a ChangeEvent must be a JSON object");
+}
+
+static void
+test_invalid(void **state)
+{
+	char deep[200];
+	char *body;
+	size_t i;
+
+	expect_invalid("not json", WEBHOOK_PARSE_BAD_JSON, "not valid JSON");
+	expect_invalid("{\"id\": \"e1\", \"eventType\": \"entityCr", WEBHOOK_PARSE_BAD_JSON,
+	    "not valid JSON");
+	expect_invalid("", WEBHOOK_PARSE_BAD_JSON, "not valid JSON");
+	expect_invalid("[]", WEBHOOK_PARSE_INVALID, "must be a JSON object");
+	expect_invalid("{\"eventType\": \"entityCreated\"}", WEBHOOK_PARSE_INVALID,
+	    "id: missing");
+	expect_invalid("{\"id\": 5, \"eventType\": \"entityCreated\"}",
+	    WEBHOOK_PARSE_INVALID, "id: must be a non-empty string");
+	expect_invalid("{\"id\": \"e\", \"eventType\": \"entityCreated\", \"entityType\":"
+	    " \"databaseService\"}", WEBHOOK_PARSE_INVALID, "timestamp: missing");
+	expect_invalid(event("entityCreated", "databaseService", NULL),
+	    WEBHOOK_PARSE_INVALID, "entity: missing");
+	expect_invalid(event("entityCreated", "databaseService", "[1]"),
+	    WEBHOOK_PARSE_INVALID, "entity: must be an object or a JSON string");
+	expect_invalid(event("entityCreated", "databaseService", "\"{not json\""),
+	    WEBHOOK_PARSE_INVALID, "entity: not valid JSON");
+	expect_invalid(event("entityCreated", "databaseService", "{\"name\": \"pg\","
+	    " \"serviceType\": \"Postgres\"}"), WEBHOOK_PARSE_INVALID,
+	    "entity.fullyQualifiedName: missing");
+	expect_invalid(event("entityCreated", "databaseService",
+	    "{\"fullyQualifiedName\": \"pg\"}"), WEBHOOK_PARSE_INVALID,
+	    "entity.serviceType: missing");
+	expect_invalid(event("entityCreated", "databaseService",
+	    "{\"fullyQualifiedName\": \"pg\", \"serviceType\": \"Postgres\","
+	    " \"connection\": 3}"), WEBHOOK_PARSE_INVALID, "entity.connection");
+
+	/* Nesting: in the body, and inside an entity given as a string. */
+	for (i = 0; i < 100; i++)
+		deep[i] = '[';
+	deep[100] = '\0';
+	expect_invalid(deep, WEBHOOK_PARSE_TOO_DEEP, "deeper than 32");
+	body = ap_xprintf("\"{\\\"a\\\": %s\"", deep);
+	expect_invalid(event("entityCreated", "databaseService", body),
+	    WEBHOOK_PARSE_TOO_DEEP, "entity: nested deeper");
+	free(body);
+}
+
+static void
+test_depth(void **state)
+{
+	assert_int_equal(webhook_json_depth("{}", 2, 10), 1);
+	assert_int_equal(webhook_json_depth("{\"a\": [[1], {\"b\": 2}]}", 22, 10), 3);
+	/* Brackets inside strings, escaped quotes included, do not count. */
+	assert_int_equal(webhook_json_depth("{\"a\": \"[[[\\\"[[[\"}", 17, 10), 1);
+	assert_int_equal(webhook_json_depth("[[[[[[", 6, 3), 4);
+	assert_int_equal(webhook_json_depth("", 0, 3), 0);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_signature_matches_openmetadata),
+		cmocka_unit_test(test_signature_rejections),
+		cmocka_unit_test(test_reference_example),
+		cmocka_unit_test(test_decisions),
+		cmocka_unit_test(test_batches),
+		cmocka_unit_test(test_invalid),
+		cmocka_unit_test(test_depth),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
