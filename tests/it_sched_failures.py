@@ -14,7 +14,7 @@ from sched_itlib import *  # noqa: E402,F403
 
 
 def dag(fqn, agent):
-    return "%s_%s_autopilot" % (fqn, agent)
+    return "%s_database_%s_autopilot" % (fqn, agent)
 
 
 SCENARIO = {

@@ -41,7 +41,7 @@ def one(api):
                   "dag_run_id %s" % a["dag_run_id"])
             check(a["started_at"] and a["finished_at"], "times %s" % a)
         reqs = sim.requests()
-        trig = {dag.split("_")[1]: t for dag, rid, st, t in triggers(reqs) if 200 <= st < 300}
+        trig = {dag.split("_")[-2]: t for dag, rid, st, t in triggers(reqs) if 200 <= st < 300}
         check(set(trig) == {"metadata", "lineage", "usage", "profiler"}, "triggers %s" % trig)
         m_done = last_t(reqs, "GET", r"/dagRuns/", "metadata")
         l_done = last_t(reqs, "GET", r"/dagRuns/", "lineage")

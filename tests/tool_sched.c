@@ -13,9 +13,11 @@
  * Prints "done total=N succeeded=S failed=F cpu_ms=C maxrss_kb=R" and exits
  * 0 when the batch is final, 3 on the deadline, 2 on bad usage.
  *
- * The plan is OpenMetadata's default (metadata; lineage and usage after it;
- * profiler after usage), with the supports* flags of the entity's
- * connection.config deciding which agents apply.
+ * The plan is the product's (plan_sched_planner) with its default graph;
+ * --timeout-ms, --retries and --retry-backoff-ms set every agent's options.
+ * Each service is a Postgres databaseService supporting every agent; --entity
+ * is merged into it (e.g. {"connection": {"config":
+ * {"supportsUsageExtraction": false}}}).
  */
 #include <getopt.h>
 #include <signal.h>
@@ -30,6 +32,8 @@
 #include "airflow.h"
 #include "log.h"
 #include "mini_airflow.h"
+#include "pipeline.h"
+#include "plan.h"
 #include "sched.h"
 #include "store.h"
 #include "util.h"
@@ -42,78 +46,6 @@ struct tool {
 	unsigned succeeded, failed;
 	bool quiet;
 	struct event_base *base;
-};
-
-static const char *const plan_agents[] = { "metadata", "lineage", "usage", "profiler" };
-static const char *const plan_flags[] = { "supportsMetadataExtraction",
-    "supportsLineageExtraction", "supportsUsageExtraction", "supportsProfiler" };
-static const char *const plan_source[] = { "DatabaseMetadata", "DatabaseLineage",
-    "DatabaseUsage", "Profiler" };
-static const uint32_t plan_after[] = { 0, 1u << 0, 1u << 0, 1u << 2 };
-
-static int
-tool_expand(void *impl, const char *type, const json_t *entity,
-    struct sched_plan_view *out, char **cause)
-{
-	struct tool *t = impl;
-	json_t *cfg = json_object_get(json_object_get(entity, "connection"), "config");
-	unsigned i;
-
-	memset(out, 0, sizeof *out);
-	out->n = strcmp(type, "databaseService") == 0 ? 4 : 1;
-	for (i = 0; i < out->n; i++) {
-		struct sched_agent_spec *a = &out->agents[i];
-		json_t *flag = json_object_get(cfg, plan_flags[i]);
-
-		snprintf(a->name, sizeof a->name, "%s", plan_agents[i]);
-		a->supported = flag == NULL || json_is_true(flag);
-		a->unsupported_reason = "not supported by the service";
-		a->run = true;
-		a->after = plan_after[i];
-		a->timeout_ms = t->timeout_ms;
-		a->retries = t->retries;
-		a->retry_backoff_ms = t->retry_backoff_ms;
-	}
-	return 0;
-}
-
-static json_t *
-tool_pipeline(void *impl, const char *type, const json_t *entity, const char *agent,
-    char **dag_id, char **cause)
-{
-	const char *fqn = json_string_value(json_object_get(entity,
-	    "fullyQualifiedName"));
-	unsigned i;
-	char *name, *p;
-
-	for (i = 0; i < AP_ARRAY_LEN(plan_agents); i++) {
-		if (strcmp(plan_agents[i], agent) == 0)
-			break;
-	}
-	if (fqn == NULL || i == AP_ARRAY_LEN(plan_agents)) {
-		*cause = ap_xstrdup("entity without fullyQualifiedName");
-		return NULL;
-	}
-	name = ap_xprintf("%s_%s_autopilot", fqn, agent);
-	*dag_id = ap_xstrdup(name);
-	for (p = *dag_id; *p != '\0'; p++) {
-		if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'z') ||
-		    (*p >= 'A' && *p <= 'Z') || *p == '-' || *p == '_'))
-			*p = '_';
-	}
-	json_t *j = json_pack("{s:s,s:s,s:s,s:{s:s,s:s},s:{s:{s:s}},s:{s:s},s:s,s:s}",
-	    "name", name, "displayName", name, "pipelineType", agent,
-	    "service", "type", "databaseService", "name", fqn,
-	    "sourceConfig", "config", "type", plan_source[i],
-	    "airflowConfig", "scheduleInterval", "0 0 * * 0",
-	    "loggerLevel", "INFO", "provider", "automation");
-	free(name);
-	return j;
-}
-
-static const struct sched_planner tool_planner = {
-	.expand = tool_expand,
-	.pipeline = tool_pipeline,
 };
 
 static void
@@ -186,7 +118,8 @@ main(int argc, char **argv)
 	struct sched *sched = NULL;
 	struct event *deadline = NULL;
 	char *cause = NULL, *run_id = NULL, **ids;
-	json_t *template = json_object(), *j;
+	json_t *template, *j;
+	struct plan *plan = NULL;
 	struct rusage ru;
 	int c, rc = 2;
 
@@ -218,12 +151,29 @@ main(int argc, char **argv)
 	}
 	if (state == NULL || url == NULL)
 		usage();
+	template = json_pack("{s:s,s:{s:{s:s,s:b,s:b,s:b,s:b}}}", "serviceType",
+	    "Postgres", "connection", "config", "type", "Postgres",
+	    "supportsMetadataExtraction", 1, "supportsLineageExtraction", 1,
+	    "supportsUsageExtraction", 1, "supportsProfiler", 1);
 	if (entity_extra != NULL) {
-		json_decref(template);
-		if ((template = json_loads(entity_extra, 0, NULL)) == NULL) {
+		if ((j = json_loads(entity_extra, 0, NULL)) == NULL) {
 			fprintf(stderr, "tool_sched: --entity: not JSON\n");
 			return 2;
 		}
+		json_object_update_recursive(template, j);
+		json_decref(j);
+	}
+	j = json_object();
+	for (i = 0; i < PIPELINE_AGENT_MAX; i++)
+		json_object_set_new(j, pipeline_agent_name(i), json_pack("{s:f,s:i,s:f}",
+		    "timeout_s", (double)t.timeout_ms / 1000, "retries", (int)t.retries,
+		    "retry_backoff_s", (double)t.retry_backoff_ms / 1000));
+	j = json_pack("{s:o}", "agents", j);
+	plan = plan_create(j, NULL, &cause);
+	json_decref(j);
+	if (plan == NULL) {
+		fprintf(stderr, "tool_sched: %s\n", cause);
+		return 2;
 	}
 	j = sched_json ? json_loads(sched_json, 0, NULL) : NULL;
 	if (sched_config_from_json(j, &sc, &cause) != 0) {
@@ -248,8 +198,8 @@ main(int argc, char **argv)
 	ac.max_in_flight = 64;
 	(void)ac;	/* the product client takes these (see agents/airflow.h) */
 	client = mini_airflow_create(t.base, url, ac.api == AIRFLOW_API_V2);
-	sched = sched_create(t.base, store, &mini_airflow_ops, client, &tool_planner,
-	    &t, &sc);
+	sched = sched_create(t.base, store, &mini_airflow_ops, client, &plan_sched_planner,
+	    plan, &sc);
 	sched_set_observer(sched, tool_observer, &t);
 	if (sched_start(sched, true, &cause) != 0) {
 		fprintf(stderr, "tool_sched: %s\n", cause);
@@ -264,6 +214,7 @@ main(int argc, char **argv)
 		json_t *e = json_deep_copy(template);
 		char *text;
 
+		json_object_set_new(e, "id", json_sprintf("id-%s", fqn));
 		json_object_set_new(e, "name", json_string(fqn));
 		json_object_set_new(e, "fullyQualifiedName", json_string(fqn));
 		text = json_dumps(e, JSON_COMPACT);
@@ -281,6 +232,7 @@ main(int argc, char **argv)
 	if (rerun != NULL) {
 		json_t *e = json_deep_copy(template);
 
+		json_object_set_new(e, "id", json_sprintf("id-%s", rerun));
 		json_object_set_new(e, "name", json_string(rerun));
 		json_object_set_new(e, "fullyQualifiedName", json_string(rerun));
 		enum store_result r = sched_submit(sched, "databaseService", rerun, e, NULL,
@@ -350,6 +302,7 @@ out:
 	sched_free(sched);
 	mini_airflow_free(client);
 	store_close(store);
+	plan_free(plan);
 	event_base_free(t.base);
 	json_decref(template);
 	free(cause);

@@ -27,17 +27,15 @@
 #include "log.h"
 #include "../mini_airflow.h"
 #include "sched.h"
+#include "plan.h"
 #include "store.h"
 #include "util.h"
 
 /* Agent timings given to the simulator (ms). */
 #define PARSE_MS 100
 static const char *const agents[] = { "metadata", "lineage", "usage", "profiler" };
-static const char *const sources[] = { "DatabaseMetadata", "DatabaseLineage",
-    "DatabaseUsage", "Profiler" };
 static const int queued_ms[] = { 20, 20, 20, 20 };
 static const int running_ms[] = { 200, 300, 250, 150 };
-static const uint32_t after[] = { 0, 1u << 0, 1u << 0, 1u << 2 };
 
 struct bench {
 	struct event_base *base;
@@ -137,45 +135,6 @@ static const struct airflow_ops shim_ops = {
 	s_unreachable
 };
 
-/* ---- Planner: OpenMetadata's default plan. ---- */
-
-static int
-b_expand(void *impl, const char *type, const json_t *entity,
-    struct sched_plan_view *out, char **cause)
-{
-	unsigned i;
-
-	memset(out, 0, sizeof *out);
-	out->n = 4;
-	for (i = 0; i < 4; i++) {
-		snprintf(out->agents[i].name, SCHED_AGENT_NAME_MAX, "%s", agents[i]);
-		out->agents[i].supported = true;
-		out->agents[i].run = true;
-		out->agents[i].after = after[i];
-		out->agents[i].timeout_ms = 600000;
-	}
-	return 0;
-}
-
-static json_t *
-b_pipeline(void *impl, const char *type, const json_t *entity, const char *agent,
-    char **dag_id, char **cause)
-{
-	const char *fqn = json_string_value(json_object_get(entity, "fullyQualifiedName"));
-	unsigned i;
-
-	for (i = 0; i < 4 && strcmp(agents[i], agent) != 0; i++)
-		;
-	*dag_id = ap_xprintf("%s_%s_autopilot", fqn, agent);
-	return json_pack("{s:s,s:s,s:{s:s,s:s},s:{s:{s:s}},s:{s:s},s:s}",
-	    "name", *dag_id, "pipelineType", agent,
-	    "service", "type", "databaseService", "name", fqn,
-	    "sourceConfig", "config", "type", sources[i < 4 ? i : 0],
-	    "airflowConfig", "scheduleInterval", "0 0 * * 0", "provider", "automation");
-}
-
-static const struct sched_planner planner = { b_expand, b_pipeline };
-
 static void
 observer(const struct sched_event *ev, void *arg)
 {
@@ -239,6 +198,8 @@ main(int argc, char **argv)
 	struct store *store;
 	struct mini_airflow *client;
 	struct sched *sched;
+	struct plan *plan;
+	json_t *j;
 	unsigned n = 10000, cap = 2000, i;
 	char *sim = NULL, *state = NULL, *cause = NULL, *scen, *url, dir[] =
 	    "/tmp/bench_sched.XXXXXX";
@@ -307,7 +268,15 @@ main(int argc, char **argv)
 	sc.poll_backoff = 1.5;
 	sc.rescan_ms = 0;
 	sc.lease_ms = 60000;
-	sched = sched_create(b.base, store, &shim_ops, NULL, &planner, NULL, &sc);
+	/* The product's plan (OpenMetadata's default graph), 600 s per agent. */
+	j = json_loads("{\"agents\": {\"metadata\": {\"timeout_s\": 600},"
+	    " \"lineage\": {\"timeout_s\": 600}, \"usage\": {\"timeout_s\": 600},"
+	    " \"profiler\": {\"timeout_s\": 600}}}", 0, NULL);
+	if ((plan = plan_create(j, NULL, &cause)) == NULL)
+		ap_fatal("%s", cause);
+	json_decref(j);
+	sched = sched_create(b.base, store, &shim_ops, NULL, &plan_sched_planner, plan,
+	    &sc);
 	sched_set_observer(sched, observer, &b);
 	if (sched_start(sched, false, &cause) != 0)
 		ap_fatal("%s", cause);
@@ -315,8 +284,12 @@ main(int argc, char **argv)
 	t0 = ap_mono_ms();
 	for (i = 0; i < n; i++) {
 		char *fqn = ap_xprintf("bench-%u", i), *ev = ap_xprintf("ev-%u", i);
-		char *ent = ap_xprintf("{\"name\":\"%s\",\"fullyQualifiedName\":\"%s\","
-		    "\"serviceType\":\"Postgres\"}", fqn, fqn), *id = NULL;
+		char *ent = ap_xprintf("{\"id\":\"id-%s\",\"name\":\"%s\","
+		    "\"fullyQualifiedName\":\"%s\",\"serviceType\":\"Postgres\","
+		    "\"connection\":{\"config\":{\"type\":\"Postgres\","
+		    "\"supportsMetadataExtraction\":true,\"supportsLineageExtraction\":true,"
+		    "\"supportsUsageExtraction\":true,\"supportsProfiler\":true}}}",
+		    fqn, fqn, fqn), *id = NULL;
 
 		if (store_inbox_accept(store, ev, "databaseService", fqn, ent, &id,
 		    &cause) == STORE_ERROR)
@@ -376,6 +349,7 @@ main(int argc, char **argv)
 	b.attempts = client->http;
 	mini_airflow_free(client);
 	store_close(store);
+	plan_free(plan);
 	event_base_free(b.base);
 	kill(simpid, SIGTERM);
 	waitpid(simpid, &st, 0);
