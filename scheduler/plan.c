@@ -178,6 +178,8 @@ parse_agent(struct plan_agent *a, const char *name, const json_t *obj, char **ca
 		return -1;
 	}
 	json_object_foreach((json_t *)obj, key, v) {
+		if (key[0] == '$')
+			continue;	/* an annotation ("$comment") */
 		free(path);
 		path = ap_xprintf("agents.%s.%s", name, key);
 		if (strcmp(key, "enabled") == 0 || strcmp(key, "run") == 0) {
@@ -356,6 +358,8 @@ plan_create(const json_t *config_root, const struct plan_options *opt, char **ca
 	}
 	if (agents != NULL) {
 		json_object_foreach((json_t *)agents, key, v) {
+			if (key[0] == '$')
+				continue;	/* an annotation ("$comment") */
 			if (!pipeline_agent_parse(key, &a)) {
 				known = known_agents();
 				*cause = ap_xprintf("agents.%s: unknown agent (known: %s)",

@@ -381,6 +381,9 @@ test_cycles(void **state)
 	plan_err("{\"agents\": {\"autoClassification\": {\"after\": [\"profiler\"]},"
 	    " \"usage\": {\"after\": [\"autoClassification\"]}}}",
 	    "agents: cycle usage -> profiler -> autoClassification -> usage");
+	/* Annotations are not agents or keys. */
+	plan_free(plan_ok("{\"agents\": {\"$comment\": \"x\", \"usage\":"
+	    " {\"$comment\": \"y\"}}}"));
 	/* Not a cycle: a diamond. */
 	plan_free(plan_ok("{\"agents\": {\"profiler\": {\"after\": [\"usage\","
 	    " \"lineage\"]}}}"));

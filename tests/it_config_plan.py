@@ -1,0 +1,86 @@
+#!/usr/bin/python3
+"""it_config_plan — `autopilot config check` validates the "agents" section
+and prints the effective plan: unknown agents, bad `after` entries, cycles
+and bad types are exit 2 with the file and key path on stderr; a valid file
+(and the shipped conf/autopilot.example.json) prints the plan, the
+OpenMetadata token only as set/unset."""
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+BIN = os.environ.get("AP_BIN", "build/autopilot")
+SRC = os.environ.get("AP_SRC", ".")
+failures = []
+
+
+def check(cond, what):
+    if not cond:
+        failures.append(what)
+        print("FAIL: %s" % what, file=sys.stderr)
+
+
+def config_check(conf, env=None):
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+        json.dump(conf, f)
+        path = f.name
+    try:
+        e = {k: v for k, v in os.environ.items() if not k.startswith("AUTOPILOT_")}
+        e.update(env or {})
+        p = subprocess.run([BIN, "config", "check", "-c", path], capture_output=True,
+                           text=True, timeout=30, env=e)
+        return p.returncode, p.stdout, p.stderr.replace(path, "FILE")
+    finally:
+        os.unlink(path)
+
+
+BAD = [
+    ({"agents": {"usagee": {}}}, "FILE: agents.usagee: unknown agent"),
+    ({"agents": {"profiler": {"after": ["usagee"]}}},
+     "FILE: agents.profiler.after[0]: unknown agent 'usagee'"),
+    ({"agents": {"metadata": {"after": ["usage"]}}},
+     "FILE: agents: cycle metadata -> usage -> metadata"),
+    ({"agents": {"lineage": {"after": ["lineage"]}}}, "FILE: agents: cycle lineage -> lineage"),
+    ({"agents": {"usage": {"retries": "3"}}}, "FILE: agents.usage.retries: must be an integer"),
+    ({"agents": {"usage": {"timeout_s": -1}}}, "FILE: agents.usage.timeout_s: must be > 0"),
+    ({"agents": {"usage": {"schedule": "weekly"}}}, "FILE: agents.usage.schedule: must be"),
+    ({"agents": {"usage": {"enable": False}}}, "FILE: agents.usage.enable: unknown key"),
+]
+for conf, want in BAD:
+    rc, out, err = config_check(conf)
+    check(rc == 2, "%s: exit %d, want 2" % (conf, rc))
+    check(want in err, "%s: stderr %r lacks %r" % (conf, err, want))
+    check(out == "", "%s: printed a plan on error" % conf)
+
+rc, out, err = config_check({
+    "openmetadata": {"url": "http://om:8585"},
+    "agents": {"usage": {"enabled": False}, "profiler": {"run": False, "timeout_s": 90},
+               "autoClassification": {"enabled": True}}},
+    {"AUTOPILOT_OPENMETADATA_TOKEN": "very-secret-jwt"})
+check(rc == 0, "valid config: exit %d: %s" % (rc, err))
+if rc == 0:
+    plan = json.loads(out)["plan"]
+    check(plan["order"] == ["metadata", "lineage", "profiler", "autoClassification"],
+          "order %s" % plan["order"])
+    prof = [a for a in plan["agents"] if a["agent"] == "profiler"][0]
+    check(prof["effective_after"] == ["metadata"] and prof["run"] is False and
+          prof["timeout_s"] == 90, "profiler %s" % prof)
+    check(plan["openmetadata"] == {"url": "http://om:8585", "token": "set"},
+          "openmetadata %s" % plan["openmetadata"])
+    check(plan["service_types"]["databaseService"]["agents"]["autoClassification"] ==
+          "AutoClassification", "service types %s" % plan["service_types"]["databaseService"])
+    check("securityService" not in plan["service_types"], "securityService is ignored")
+check("very-secret-jwt" not in out + err, "the token is never printed")
+
+with open(os.path.join(SRC, "conf", "autopilot.example.json")) as f:
+    example = json.load(f)
+rc, out, err = config_check(example)
+check(rc == 0, "conf/autopilot.example.json: exit %d: %s" % (rc, err))
+if rc == 0:
+    check(json.loads(out)["plan"]["order"] == ["metadata", "lineage", "usage", "profiler"],
+          "example plan order")
+
+if failures:
+    sys.exit(1)
+print("PASS")
