@@ -337,7 +337,7 @@ plan_create(const json_t *config_root, const struct plan_options *opt, char **ca
 	const json_t *agents = NULL, *v;
 	const char *key;
 	enum pipeline_agent a;
-	char *known;
+	char *known, *cycle;
 
 	plan_defaults(p);
 	filter_config_init(&p->filters);
@@ -371,8 +371,10 @@ plan_create(const json_t *config_root, const struct plan_options *opt, char **ca
 				goto fail;
 		}
 	}
-	if ((*cause = find_cycle(p)) != NULL)
+	if ((cycle = find_cycle(p)) != NULL) {
+		*cause = cycle;
 		goto fail;
+	}
 	topo_order(p);
 	if (filter_config_from_json(config_root != NULL ?
 	    json_object_get(config_root, "filters") : NULL, &p->filters, cause) < 0)
