@@ -6,7 +6,9 @@
  * openMetadataServerConnection), but with a deterministic name per
  * (service, agent) so a re-run redeploys the same DAG.
  *
- * Pure: jansson only; no libevent, no libcurl, never prints.
+ * Pure: jansson, the filter engine's kind table and airflow_dag_id_from_name();
+ * no libevent, no libcurl, never prints; every function
+ * may be called from a loop callback.
  */
 #ifndef AP_PIPELINE_H
 #define AP_PIPELINE_H
