@@ -27,5 +27,6 @@ void ap_cmd_print_help(const struct ap_cmd_entry *e, FILE *f);
 
 extern const struct ap_cmd_entry ap_cmd_filter_test_entry;
 extern const struct ap_cmd_entry ap_cmd_config_check_entry;
+extern const struct ap_cmd_entry ap_cmd_status_entry;
 
 #endif

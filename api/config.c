@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "filter_effective.h"
+#include "plan.h"
 #include "util.h"
 
 #define DEFAULT_LISTEN_HOST "127.0.0.1"
@@ -489,6 +490,7 @@ static int
 parse_file(struct config *c, char **cause)
 {
 	struct filter_config fc;
+	struct plan *plan;
 	const char *key;
 	json_t *v;
 	size_t i;
@@ -534,11 +536,11 @@ parse_file(struct config *c, char **cause)
 	filter_config_cleanup(&fc);
 	if (rc < 0)
 		return -1;
-	v = json_object_get(c->root, "agents");
-	if (v != NULL && !json_is_object(v)) {
-		*cause = ap_xstrdup("agents: must be an object");
+	/* The plan reads "agents" and "filters": unknown agents, cycles and
+	 * patterns that do not compile are caught here, before anything runs. */
+	if ((plan = plan_create(c->root, NULL, cause)) == NULL)
 		return -1;
-	}
+	plan_free(plan);
 	return 0;
 }
 
@@ -666,8 +668,10 @@ secret_state(const char *s)
 json_t *
 config_describe(const struct config *c)
 {
+	struct plan_options po = { 0 };
+	struct plan *plan;
 	json_t *o;
-	char *listen;
+	char *listen, *cause = NULL;
 
 	listen = strchr(c->listen_host, ':') != NULL ?
 	    ap_xprintf("[%s]:%u", c->listen_host, c->listen_port) :
@@ -702,5 +706,14 @@ config_describe(const struct config *c)
 	free(listen);
 	if (o == NULL)
 		ap_fatal("config_describe: json_pack failed");
+	po.openmetadata_url = c->om_url;
+	po.openmetadata_token = c->om_token;
+	if ((plan = plan_create(c->root, &po, &cause)) != NULL) {
+		json_object_set_new(o, "plan", plan_describe(plan));
+		plan_free(plan);
+	} else {
+		json_object_set_new(o, "plan", json_pack("{s:s}", "error", cause));
+		free(cause);
+	}
 	return o;
 }

@@ -95,6 +95,7 @@ enum store_stmt_id {
 	Q_RUN_LIST,
 	Q_RUN_LIST_FQN,
 	Q_RUN_COUNTS,
+	Q_AGENT_COUNTS,
 	Q_RUN_ENTITY,
 	Q_AGENTS_OF,
 	Q_CLAIM_CANDIDATES,
@@ -140,6 +141,8 @@ static const char *const store_sql[Q_MAX] = {
 	    " created_at, started_at, finished_at FROM runs WHERE fqn = ?2"
 	    " ORDER BY rowid DESC LIMIT ?1",
 	[Q_RUN_COUNTS] = "SELECT state, count(*) FROM runs GROUP BY state",
+	[Q_AGENT_COUNTS] = "SELECT agent, state, count(*) FROM agent_runs"
+	    " GROUP BY agent, state",
 	[Q_RUN_ENTITY] = "SELECT entity FROM runs WHERE run_id = ?1",
 	[Q_AGENTS_OF] = "SELECT agent, state, dag_id, dag_run_id, attempt,"
 	    " started_at, finished_at, next_at, error FROM agent_runs"
@@ -1051,6 +1054,40 @@ store_run_counts(struct store *s, int64_t counts[4], char **cause)
 	sqlite3_reset(st);
 	if (rc != SQLITE_DONE) {
 		store_set_cause(s, cause, "count runs");
+		return STORE_ERROR;
+	}
+	return STORE_OK;
+}
+
+enum store_result
+store_agent_counts(struct store *s, json_t **out, char **cause)
+{
+	sqlite3_stmt *st = store_stmt(s, Q_AGENT_COUNTS, cause);
+	const char *agent, *state;
+	json_t *per;
+	int rc;
+
+	*out = NULL;
+	if (st == NULL)
+		return STORE_ERROR;
+	*out = json_object();
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		agent = (const char *)sqlite3_column_text(st, 0);
+		state = (const char *)sqlite3_column_text(st, 1);
+		if (agent == NULL || state == NULL)
+			continue;
+		if ((per = json_object_get(*out, agent)) == NULL) {
+			per = json_object();
+			json_object_set_new(*out, agent, per);
+		}
+		json_object_set_new(per, state,
+		    json_integer(sqlite3_column_int64(st, 2)));
+	}
+	sqlite3_reset(st);
+	if (rc != SQLITE_DONE) {
+		json_decref(*out);
+		*out = NULL;
+		store_set_cause(s, cause, "count agent runs");
 		return STORE_ERROR;
 	}
 	return STORE_OK;

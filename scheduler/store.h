@@ -118,6 +118,9 @@ enum store_result store_runs_json(struct store *s, const char *fqn,
 enum store_result store_check_writable(struct store *s, char **cause);
 /* Counts of runs by state (for /metrics): pending, running, succeeded, failed. */
 enum store_result store_run_counts(struct store *s, int64_t counts[4], char **cause);
+/* Agent runs by agent and state (for /metrics): *out is a new object
+ * {"metadata": {"succeeded": 3, ...}, ...}. */
+enum store_result store_agent_counts(struct store *s, json_t **out, char **cause);
 
 /* ---- Below: what the scheduler uses to drive runs. ---- */
 

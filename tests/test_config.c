@@ -116,6 +116,11 @@ test_example_loads(void **state)
 	b = config_describe(&d);
 	json_object_del(a, "file");
 	json_object_del(b, "file");
+	/* The plan is valid; the example adds organisation filter defaults to it. */
+	assert_non_null(json_object_get(a, "plan"));
+	assert_null(json_object_get(json_object_get(a, "plan"), "error"));
+	json_object_del(a, "plan");
+	json_object_del(b, "plan");
 	assert_true(json_equal(a, b));
 	json_decref(a);
 	json_decref(b);

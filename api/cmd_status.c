@@ -1,0 +1,168 @@
+/*
+ * cmd_status.c — `autopilot status`: runs and their agents from the state
+ * store, as a table or (--json) the document PRODUCT.md pins.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "cmd.h"
+#include "config.h"
+#include "store.h"
+#include "util.h"
+
+static const char *
+str(const json_t *o, const char *key, const char *dflt)
+{
+	const char *v = json_string_value(json_object_get(o, key));
+
+	return v != NULL ? v : dflt;
+}
+
+static void
+print_table(const json_t *runs, FILE *f)
+{
+	const json_t *run, *agent, *svc;
+	size_t i, j;
+
+	json_array_foreach(runs, i, run) {
+		svc = json_object_get(run, "service");
+		fprintf(f, "%s%s  %s %s  %s  created %s", i > 0 ? "\n" : "",
+		    str(run, "run_id", "?"), str(svc, "type", "?"), str(svc, "fqn", "?"),
+		    str(run, "state", "?"), str(run, "created_at", "-"));
+		if (json_is_string(json_object_get(run, "finished_at")))
+			fprintf(f, "  finished %s", str(run, "finished_at", "-"));
+		fputc('\n', f);
+		if (json_is_string(json_object_get(run, "error")))
+			fprintf(f, "  error: %s\n", str(run, "error", ""));
+		json_array_foreach(json_object_get(run, "agents"), j, agent) {
+			fprintf(f, "  %-18s %-15s attempts %-2lld %s",
+			    str(agent, "agent", "?"), str(agent, "state", "?"),
+			    (long long)json_integer_value(json_object_get(agent, "attempts")),
+			    str(agent, "dag_run_id", "-"));
+			if (json_is_string(json_object_get(agent, "error")))
+				fprintf(f, "  (%s)", str(agent, "error", ""));
+			fputc('\n', f);
+		}
+	}
+}
+
+static int
+status_exec(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "state", required_argument, NULL, 's' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "limit", required_argument, NULL, 'n' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 }
+	};
+	struct config_flags flags = { 0 };
+	struct store_options so = { 0 };
+	struct config cfg;
+	struct store *st = NULL;
+	const char *path = NULL, *fqn = NULL;
+	char *cause = NULL, *end, *text;
+	unsigned long limit = 100;
+	bool json = false;
+	json_t *runs = NULL;
+	int c, rc = AP_EXIT_USAGE;
+
+	config_init(&cfg);
+	optind = 1;
+	opterr = 1;
+	while ((c = getopt_long(argc, argv, "c:h", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'c': path = optarg; break;
+		case 's': flags.state = optarg; break;
+		case 'j': json = true; break;
+		case 'n':
+			errno = 0;
+			limit = strtoul(optarg, &end, 10);
+			if (errno != 0 || *end != '\0' || limit == 0 || limit > 100000) {
+				fprintf(stderr, "autopilot: status: --limit: must be an"
+				    " integer from 1 to 100000\n");
+				goto out;
+			}
+			break;
+		case 'h':
+			ap_cmd_print_help(&ap_cmd_status_entry, stdout);
+			rc = AP_EXIT_OK;
+			goto out;
+		default:
+			fprintf(stderr, "usage: autopilot status %s\n",
+			    ap_cmd_status_entry.usage);
+			goto out;
+		}
+	}
+	if (optind < argc)
+		fqn = argv[optind++];
+	if (optind < argc) {
+		fprintf(stderr, "autopilot: status: unexpected argument '%s'\n",
+		    argv[optind]);
+		goto out;
+	}
+	if (config_load(&cfg, path, &flags, &cause) < 0) {
+		fprintf(stderr, "autopilot: %s\n", cause);
+		goto out;
+	}
+	if (access(cfg.state_path, F_OK) != 0 && errno == ENOENT) {
+		if (json)
+			printf("[]\n");
+		else
+			fprintf(stderr, "autopilot: no runs: no state database at %s\n",
+			    cfg.state_path);
+		rc = AP_EXIT_OK;
+		goto out;
+	}
+	so.synchronous_normal = cfg.state_sync_normal;
+	if ((st = store_open(cfg.state_path, &so, &cause)) == NULL) {
+		fprintf(stderr, "autopilot: state store %s: %s\n", cfg.state_path, cause);
+		rc = AP_EXIT_UNREACHABLE;
+		goto out;
+	}
+	if (store_runs_json(st, fqn, (unsigned)limit, &runs, &cause) != STORE_OK) {
+		fprintf(stderr, "autopilot: state store %s: %s\n", cfg.state_path, cause);
+		rc = AP_EXIT_UNREACHABLE;
+		goto out;
+	}
+	if (json) {
+		text = json_dumps(runs, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+		printf("%s\n", text);
+		free(text);
+	} else if (json_array_size(runs) == 0)
+		fprintf(stderr, "autopilot: no runs%s%s\n", fqn != NULL ? " of " : "",
+		    fqn != NULL ? fqn : "");
+	else
+		print_table(runs, stdout);
+	rc = AP_EXIT_OK;
+out:
+	json_decref(runs);
+	store_close(st);
+	free(cause);
+	config_cleanup(&cfg);
+	return rc;
+}
+
+const struct ap_cmd_entry ap_cmd_status_entry = {
+	"status",
+	"[-c FILE] [SERVICE_FQN] [--state PATH] [--json] [--limit N]",
+	"Shows runs, newest first, and the state of each of their agents, from the\n"
+	"state store (all services, or the one named).\n\n"
+	"  -c, --config FILE   configuration file (default: $AUTOPILOT_CONFIG)\n"
+	"      --state PATH    state database (default: state.path, autopilot.db)\n"
+	"      --json          one JSON document: a list of runs, each with run_id,\n"
+	"                      service {type, fqn}, state and agents [{agent, state,\n"
+	"                      dag_id, dag_run_id, attempts, started_at,\n"
+	"                      finished_at, error}]\n"
+	"      --limit N       at most N runs (default 100)\n\n"
+	"Exit status: 0, or 2 for a usage or configuration error, 3 when the state\n"
+	"store cannot be read.\n",
+	status_exec,
+};

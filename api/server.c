@@ -1,0 +1,829 @@
+/*
+ * server.c — routes of `autopilot serve`: the OpenMetadata webhook, the admin
+ * API, health, readiness and metrics. See server.h.
+ */
+#include "server.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sys/socket.h>
+#include <netinet/in.h>
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+
+#include "log.h"
+#include "webhook.h"
+
+#define WEBHOOK_PATH "/api/v1/webhooks/openmetadata"
+#define RUNS_PATH "/api/v1/runs"
+#define SERVICES_PATH "/api/v1/services/"
+#define RERUN_SUFFIX "/rerun"
+/* Bytes of request headers libevent reads before it gives up (431-like close). */
+#define MAX_HEADER_BYTES (64 * 1024)
+#define RUNS_LIMIT_MAX 1000
+
+struct server {
+	struct event_base *base;
+	const struct config *cfg;
+	struct server_deps deps;
+	struct evhttp *http;
+	struct evhttp_bound_socket *listener;
+	unsigned port;
+	bool draining;
+	uint64_t outcomes[SERVER_OUTCOME_MAX];
+	uint64_t admin_requests;
+	uint64_t admin_denied;
+};
+
+static const char *const outcome_names[SERVER_OUTCOME_MAX] = {
+	"accepted", "repeated", "ignored", "bad_request", "unauthorized",
+	"method_not_allowed", "too_large", "unsupported_media_type",
+	"too_many_headers", "unavailable"
+};
+
+const char *
+server_outcome_name(enum server_outcome o)
+{
+	return o < SERVER_OUTCOME_MAX ? outcome_names[o] : "unknown";
+}
+
+uint64_t
+server_outcome_count(const struct server *s, enum server_outcome o)
+{
+	return o < SERVER_OUTCOME_MAX ? s->outcomes[o] : 0;
+}
+
+/* ---- Answers. ---- */
+
+static void
+reply_json(struct evhttp_request *req, int code, const char *reason, json_t *body)
+{
+	struct evbuffer *out = evbuffer_new();
+	char *text = json_dumps(body, JSON_COMPACT | JSON_PRESERVE_ORDER);
+
+	if (out == NULL || text == NULL)
+		ap_fatal("out of memory");
+	evbuffer_add(out, text, strlen(text));
+	evbuffer_add(out, "\n", 1);
+	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
+	    "application/json");
+	evhttp_send_reply(req, code, reason, out);
+	evbuffer_free(out);
+	free(text);
+	json_decref(body);
+}
+
+static void
+reply_error(struct evhttp_request *req, int code, const char *reason,
+    const char *error, const char *detail)
+{
+	reply_json(req, code, reason, json_pack("{s:s, s:s}", "error", error,
+	    "detail", detail != NULL ? detail : ""));
+}
+
+static void
+reply_unavailable(struct evhttp_request *req, const char *detail)
+{
+	evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", "5");
+	reply_error(req, 503, "Service Unavailable", "unavailable", detail);
+}
+
+/* ---- Request helpers. ---- */
+
+static const char *
+header(struct evhttp_request *req, const char *name)
+{
+	return evhttp_find_header(evhttp_request_get_input_headers(req), name);
+}
+
+static unsigned
+header_count(struct evhttp_request *req)
+{
+	struct evkeyvalq *h = evhttp_request_get_input_headers(req);
+	struct evkeyval *kv;
+	unsigned n = 0;
+
+	for (kv = h->tqh_first; kv != NULL; kv = kv->next.tqe_next)
+		n++;
+	return n;
+}
+
+/* True for application/json, with or without parameters (charset=utf-8). */
+static bool
+content_type_json(const char *ct)
+{
+	size_t n = strlen("application/json");
+
+	if (ct == NULL)
+		return false;
+	while (*ct == ' ')
+		ct++;
+	return strncasecmp(ct, "application/json", n) == 0 &&
+	    (ct[n] == '\0' || ct[n] == ';' || ct[n] == ' ');
+}
+
+/* The request body as one contiguous block (owned by the request). */
+static const char *
+body(struct evhttp_request *req, size_t *len)
+{
+	struct evbuffer *in = evhttp_request_get_input_buffer(req);
+
+	*len = evbuffer_get_length(in);
+	if (*len == 0)
+		return "";
+	return (const char *)evbuffer_pullup(in, -1);
+}
+
+/* A decoded query parameter (new string) or NULL. */
+static char *
+query_param(struct evhttp_request *req, const char *name)
+{
+	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
+	const char *q = uri != NULL ? evhttp_uri_get_query(uri) : NULL;
+	struct evkeyvalq params;
+	const char *v;
+	char *out = NULL;
+
+	if (q == NULL)
+		return NULL;
+	params.tqh_first = NULL;
+	params.tqh_last = &params.tqh_first;
+	if (evhttp_parse_query_str(q, &params) == 0 &&
+	    (v = evhttp_find_header(&params, name)) != NULL)
+		out = ap_xstrdup(v);
+	evhttp_clear_headers(&params);
+	return out;
+}
+
+/* The percent-decoded path (new string), or NULL if it cannot be decoded. */
+static char *
+decoded(const char *s, size_t n)
+{
+	char *raw = ap_xstrndup(s, n), *d;
+	size_t len;
+
+	d = evhttp_uridecode(raw, 0, &len);
+	free(raw);
+	if (d == NULL)
+		return NULL;
+	if (strlen(d) != len) {		/* an encoded NUL */
+		free(d);
+		return NULL;
+	}
+	return d;
+}
+
+/*
+ * Admin routes take "Authorization: Bearer <token>", compared in constant
+ * time. Answers 401 itself and returns false when the caller is not admitted.
+ */
+static bool
+admin_ok(struct server *s, struct evhttp_request *req)
+{
+	const char *auth = header(req, "Authorization"), *tok;
+
+	s->admin_requests++;
+	if (s->cfg->admin_token == NULL) {
+		s->admin_denied++;
+		evhttp_add_header(evhttp_request_get_output_headers(req),
+		    "WWW-Authenticate", "Bearer");
+		reply_error(req, 401, "Unauthorized", "unauthorized", "admin endpoints"
+		    " are off: no admin token is configured (AUTOPILOT_ADMIN_TOKEN)");
+		return false;
+	}
+	if (auth == NULL || strncasecmp(auth, "Bearer ", 7) != 0) {
+		s->admin_denied++;
+		evhttp_add_header(evhttp_request_get_output_headers(req),
+		    "WWW-Authenticate", "Bearer");
+		reply_error(req, 401, "Unauthorized", "unauthorized",
+		    "missing \"Authorization: Bearer <admin token>\" header");
+		return false;
+	}
+	tok = auth + 7;
+	if (!ap_consttime_eq(tok, strlen(tok), s->cfg->admin_token,
+	    strlen(s->cfg->admin_token))) {
+		s->admin_denied++;
+		evhttp_add_header(evhttp_request_get_output_headers(req),
+		    "WWW-Authenticate", "Bearer error=\"invalid_token\"");
+		reply_error(req, 401, "Unauthorized", "unauthorized",
+		    "the admin token does not match");
+		return false;
+	}
+	return true;
+}
+
+/* ---- The webhook. ---- */
+
+static void
+webhook_fail(struct server *s, struct evhttp_request *req, enum server_outcome o,
+    int code, const char *reason, const char *error, const char *detail)
+{
+	s->outcomes[o]++;
+	ap_info("webhook: %d %s: %s", code, error, detail != NULL ? detail : "");
+	if (code == 503)
+		reply_unavailable(req, detail);
+	else
+		reply_error(req, code, reason, error, detail);
+}
+
+/*
+ * Stores one event that is acted on and hands its run to the scheduler.
+ * Returns the answer's entry, or NULL with *cause when the store failed.
+ */
+static json_t *
+webhook_accept(struct server *s, const struct webhook_event *ev, bool *repeated,
+    char **cause)
+{
+	enum store_result r;
+	char *entity, *run_id = NULL, *why = NULL;
+	json_t *out;
+
+	entity = json_dumps(ev->entity, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	if (entity == NULL)
+		ap_fatal("out of memory");
+	r = store_inbox_accept(s->deps.store, ev->id, ev->entity_type, ev->fqn, entity,
+	    &run_id, cause);
+	free(entity);
+	if (r != STORE_OK && r != STORE_REPEAT)
+		return NULL;
+	*repeated = r == STORE_REPEAT;
+	if (*repeated) {
+		ap_info("webhook: event %s (%s %s) repeated: run %s", ev->id,
+		    ev->entity_type, ev->fqn, run_id);
+	} else {
+		ap_info("webhook: event %s (%s %s) accepted: run %s", ev->id,
+		    ev->entity_type, ev->fqn, run_id);
+		/* Held by another process (a CLI re-run) or already final: that
+		 * process finishes it; recovery covers a crash in between. */
+		if (sched_take(s->deps.sched, run_id, &why) < 0) {
+			ap_debug("webhook: run %s not driven here: %s", run_id, why);
+			free(why);
+		}
+	}
+	out = json_pack("{s:s, s:s}", "id", ev->id, "run_id", run_id);
+	if (*repeated)
+		json_object_set_new(out, "repeated", json_true());
+	free(run_id);
+	return out;
+}
+
+static void
+handle_webhook(struct server *s, struct evhttp_request *req)
+{
+	struct webhook_batch b;
+	enum webhook_parse_result pr;
+	enum webhook_sig sig;
+	const char *data, *detail;
+	char *cause = NULL, *msg;
+	json_t *results, *e, *answer;
+	size_t len, i, acted = 0;
+	bool repeated;
+
+	if (evhttp_request_get_command(req) != EVHTTP_REQ_POST) {
+		evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", "POST");
+		webhook_fail(s, req, SERVER_NOT_ALLOWED, 405, "Method Not Allowed",
+		    "method not allowed", "the webhook takes POST");
+		return;
+	}
+	if (s->draining) {
+		webhook_fail(s, req, SERVER_UNAVAILABLE, 503, NULL, "unavailable",
+		    "shutting down; deliver again later");
+		return;
+	}
+	if (header_count(req) > s->cfg->max_headers) {
+		msg = ap_xprintf("more than %u request headers", s->cfg->max_headers);
+		webhook_fail(s, req, SERVER_TOO_MANY_HEADERS, 431,
+		    "Request Header Fields Too Large", "too many headers", msg);
+		free(msg);
+		return;
+	}
+	if (!content_type_json(header(req, "Content-Type"))) {
+		msg = ap_xprintf("Content-Type must be application/json, not %s",
+		    header(req, "Content-Type") != NULL ? header(req, "Content-Type") :
+		    "missing");
+		webhook_fail(s, req, SERVER_UNSUPPORTED, 415, "Unsupported Media Type",
+		    "unsupported media type", msg);
+		free(msg);
+		return;
+	}
+	data = body(req, &len);
+	if (len > s->cfg->max_body_bytes) {
+		msg = ap_xprintf("body of %zu bytes is larger than the limit of %zu"
+		    " (listen.max_body_bytes)", len, s->cfg->max_body_bytes);
+		webhook_fail(s, req, SERVER_TOO_LARGE, 413, "Payload Too Large",
+		    "payload too large", msg);
+		free(msg);
+		return;
+	}
+	if (s->cfg->webhook_secret != NULL) {
+		sig = webhook_verify(s->cfg->webhook_secret, data, len,
+		    header(req, "X-OM-Signature"), &detail);
+		if (sig != WEBHOOK_SIG_OK) {
+			webhook_fail(s, req, SERVER_UNAUTHORIZED, 401, "Unauthorized",
+			    "bad signature", detail);
+			return;
+		}
+	}
+	pr = webhook_parse(data, len, s->cfg->max_json_depth, &b, &cause);
+	if (pr != WEBHOOK_PARSE_OK) {
+		webhook_fail(s, req, SERVER_BAD_REQUEST, 400, "Bad Request",
+		    pr == WEBHOOK_PARSE_TOO_DEEP ? "too deeply nested" :
+		    pr == WEBHOOK_PARSE_BAD_JSON ? "malformed JSON" : "invalid event",
+		    cause);
+		free(cause);
+		return;
+	}
+
+	/* Each event is committed on its own: if the store fails half-way,
+	 * OpenMetadata delivers the batch again and the events already stored
+	 * are answered as repeats. */
+	results = json_array();
+	for (i = 0; i < b.n; i++) {
+		const struct webhook_event *ev = &b.events[i];
+
+		if (ev->action != WEBHOOK_ACT) {
+			ap_info("webhook: event %s ignored: %s", ev->id, ev->reason);
+			s->outcomes[SERVER_IGNORED]++;
+			json_array_append_new(results, json_pack("{s:s, s:s}", "id",
+			    ev->id, "ignored", ev->reason));
+			continue;
+		}
+		if ((e = webhook_accept(s, ev, &repeated, &cause)) == NULL) {
+			ap_error("webhook: event %s (%s %s) not stored: %s", ev->id,
+			    ev->entity_type, ev->fqn, cause);
+			s->outcomes[SERVER_UNAVAILABLE]++;
+			reply_unavailable(req, "the state store cannot take the event"
+			    " now; deliver again later");
+			free(cause);
+			json_decref(results);
+			webhook_batch_cleanup(&b);
+			return;
+		}
+		s->outcomes[repeated ? SERVER_REPEATED : SERVER_ACCEPTED]++;
+		acted++;
+		json_array_append_new(results, e);
+	}
+
+	if (!b.batched && b.n == 1) {
+		e = json_array_get(results, 0);
+		answer = json_deep_copy(e);
+		json_object_del(answer, "id");
+	} else
+		answer = json_pack("{s:O}", "results", results);
+	if (acted > 0)
+		reply_json(req, 202, "Accepted", answer);
+	else
+		reply_json(req, 200, "OK", answer);
+	json_decref(results);
+	webhook_batch_cleanup(&b);
+}
+
+/* ---- Admin API. ---- */
+
+static void
+handle_runs(struct server *s, struct evhttp_request *req, const char *path)
+{
+	char *fqn, *lim, *cause = NULL, *id, *end;
+	unsigned long limit = 0;
+	enum store_result r;
+	json_t *out = NULL;
+
+	if (evhttp_request_get_command(req) != EVHTTP_REQ_GET) {
+		evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", "GET");
+		reply_error(req, 405, "Method Not Allowed", "method not allowed",
+		    "runs are read with GET");
+		return;
+	}
+	if (!admin_ok(s, req))
+		return;
+	if (path[strlen(RUNS_PATH)] == '/') {
+		const char *raw = path + strlen(RUNS_PATH) + 1;
+
+		if ((id = decoded(raw, strlen(raw))) == NULL || *id == '\0' ||
+		    strchr(id, '/') != NULL) {
+			reply_error(req, 404, "Not Found", "not found", "no such run");
+			free(id);
+			return;
+		}
+		r = store_run_json(s->deps.store, id, &out, &cause);
+		if (r == STORE_NOT_FOUND) {
+			char *msg = ap_xprintf("no run %s", id);
+
+			reply_error(req, 404, "Not Found", "not found", msg);
+			free(msg);
+		} else if (r != STORE_OK)
+			reply_unavailable(req, cause);
+		else
+			reply_json(req, 200, "OK", out);
+		free(id);
+		free(cause);
+		return;
+	}
+	fqn = query_param(req, "service");
+	if ((lim = query_param(req, "limit")) != NULL) {
+		errno = 0;
+		limit = strtoul(lim, &end, 10);
+		if (errno != 0 || *end != '\0' || *lim == '\0' || limit == 0 ||
+		    limit > RUNS_LIMIT_MAX) {
+			char *msg = ap_xprintf("limit: must be an integer from 1 to %d",
+			    RUNS_LIMIT_MAX);
+
+			reply_error(req, 400, "Bad Request", "bad query", msg);
+			free(msg);
+			free(lim);
+			free(fqn);
+			return;
+		}
+	}
+	r = store_runs_json(s->deps.store, fqn, (unsigned)limit, &out, &cause);
+	if (r != STORE_OK)
+		reply_unavailable(req, cause);
+	else
+		reply_json(req, 200, "OK", out);
+	free(cause);
+	free(lim);
+	free(fqn);
+}
+
+/* The optional body of a re-run: {"agents": [...], "replace": bool}. */
+static int
+rerun_options(struct evhttp_request *req, json_t **agents_out, bool *replace,
+    char **cause)
+{
+	json_error_t jerr;
+	const char *data;
+	json_t *root, *v, *a;
+	size_t len, i;
+	char *q;
+
+	*agents_out = NULL;
+	if ((q = query_param(req, "replace")) != NULL) {
+		*replace = strcmp(q, "true") == 0 || strcmp(q, "1") == 0;
+		free(q);
+	}
+	data = body(req, &len);
+	if (len == 0)
+		return 0;
+	root = json_loadb(data, len, JSON_REJECT_DUPLICATES, &jerr);
+	if (root == NULL) {
+		*cause = ap_xprintf("body: %s (line %d, column %d)", jerr.text,
+		    jerr.line, jerr.column);
+		return -1;
+	}
+	if (!json_is_object(root)) {
+		*cause = ap_xstrdup("body: must be an object {\"agents\": [...],"
+		    " \"replace\": bool}");
+		goto fail;
+	}
+	if ((v = json_object_get(root, "replace")) != NULL) {
+		if (!json_is_boolean(v)) {
+			*cause = ap_xstrdup("replace: must be true or false");
+			goto fail;
+		}
+		*replace = json_is_true(v);
+	}
+	if ((v = json_object_get(root, "agents")) != NULL) {
+		if (!json_is_array(v) || json_array_size(v) == 0 ||
+		    json_array_size(v) > SCHED_MAX_AGENTS) {
+			*cause = ap_xprintf("agents: must be a list of 1 to %d agent"
+			    " names", SCHED_MAX_AGENTS);
+			goto fail;
+		}
+		json_array_foreach(v, i, a) {
+			if (!json_is_string(a)) {
+				*cause = ap_xprintf("agents[%zu]: must be a string", i);
+				goto fail;
+			}
+		}
+		*agents_out = json_incref(v);
+	}
+	json_decref(root);
+	return 0;
+fail:
+	json_decref(root);
+	return -1;
+}
+
+static void
+handle_rerun(struct server *s, struct evhttp_request *req, const char *path)
+{
+	const char *rest = path + strlen(SERVICES_PATH), *slash;
+	char *type = NULL, *fqn = NULL, *entity_text = NULL, *cause = NULL;
+	char *run_id = NULL, *msg;
+	const char *names[SCHED_MAX_AGENTS + 1];
+	json_t *agents = NULL, *entity = NULL, *out;
+	json_error_t jerr;
+	enum store_result r;
+	bool replace = false;
+	size_t i;
+
+	if (evhttp_request_get_command(req) != EVHTTP_REQ_POST) {
+		evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", "POST");
+		reply_error(req, 405, "Method Not Allowed", "method not allowed",
+		    "a re-run is requested with POST");
+		return;
+	}
+	if (!admin_ok(s, req))
+		return;
+	if (s->draining) {
+		reply_unavailable(req, "shutting down");
+		return;
+	}
+	slash = strchr(rest, '/');
+	if (slash == NULL || slash == rest ||
+	    (size_t)(slash - rest) + strlen(RERUN_SUFFIX) >= strlen(rest)) {
+		reply_error(req, 404, "Not Found", "not found",
+		    "expected /api/v1/services/{serviceType}/{fqn}/rerun");
+		goto out;
+	}
+	type = decoded(rest, (size_t)(slash - rest));
+	fqn = decoded(slash + 1, strlen(slash + 1) - strlen(RERUN_SUFFIX));
+	if (type == NULL || fqn == NULL || *fqn == '\0') {
+		reply_error(req, 400, "Bad Request", "bad path",
+		    "the service type or name is not valid percent-encoding");
+		goto out;
+	}
+	if (rerun_options(req, &agents, &replace, &cause) < 0) {
+		reply_error(req, 400, "Bad Request", "bad request", cause);
+		goto out;
+	}
+	r = store_service_get(s->deps.store, type, fqn, &entity_text, NULL, &cause);
+	if (r == STORE_NOT_FOUND) {
+		msg = ap_xprintf("no entity received for %s '%s'; run `autopilot run"
+		    " %s --type %s --service-json FILE` (or with OpenMetadata"
+		    " configured) to re-run it", type, fqn, fqn, type);
+		reply_error(req, 404, "Not Found", "unknown service", msg);
+		free(msg);
+		goto out;
+	}
+	if (r != STORE_OK) {
+		reply_unavailable(req, cause);
+		goto out;
+	}
+	if ((entity = json_loads(entity_text, 0, &jerr)) == NULL) {
+		msg = ap_xprintf("the stored entity of %s is not JSON: %s", fqn, jerr.text);
+		reply_error(req, 500, "Internal Server Error", "bad stored entity", msg);
+		free(msg);
+		goto out;
+	}
+	if (agents != NULL) {
+		json_t *a;
+
+		json_array_foreach(agents, i, a)
+			names[i] = json_string_value(a);
+		names[i] = NULL;
+	}
+	free(cause);
+	cause = NULL;
+	r = sched_submit(s->deps.sched, type, fqn, entity, agents != NULL ? names : NULL,
+	    replace, &run_id, &cause);
+	switch (r) {
+	case STORE_OK:
+		ap_info("admin: re-run of %s %s: run %s%s", type, fqn, run_id,
+		    replace ? " (replacing any active run)" : "");
+		reply_json(req, 202, "Accepted", json_pack("{s:s}", "run_id", run_id));
+		break;
+	case STORE_ACTIVE:
+		out = json_pack("{s:s, s:s, s:s}", "error", "active run", "detail",
+		    cause != NULL ? cause : "", "run_id", run_id);
+		reply_json(req, 409, "Conflict", out);
+		break;
+	default:
+		reply_unavailable(req, cause);
+		break;
+	}
+out:
+	json_decref(agents);
+	json_decref(entity);
+	free(entity_text);
+	free(run_id);
+	free(cause);
+	free(type);
+	free(fqn);
+}
+
+/* ---- Health, readiness, metrics. ---- */
+
+static void
+handle_readyz(struct server *s, struct evhttp_request *req)
+{
+	char *cause = NULL;
+	bool store_ok, airflow_ok;
+	json_t *out;
+
+	store_ok = store_check_writable(s->deps.store, &cause) == STORE_OK;
+	airflow_ok = s->deps.airflow_ops == NULL ||
+	    !s->deps.airflow_ops->unreachable(s->deps.airflow);
+	out = json_pack("{s:b, s:s, s:s}", "ready", store_ok && airflow_ok &&
+	    !s->draining, "store", store_ok ? "writable" :
+	    cause != NULL ? cause : "not writable", "airflow",
+	    airflow_ok ? "reachable" : "unreachable");
+	if (s->draining)
+		json_object_set_new(out, "draining", json_true());
+	free(cause);
+	if (store_ok && airflow_ok && !s->draining)
+		reply_json(req, 200, "OK", out);
+	else
+		reply_json(req, 503, "Service Unavailable", out);
+}
+
+static void
+metrics_webhooks(struct server *s, struct ap_buf *b)
+{
+	int i;
+
+	ap_buf_adds(b, "# HELP autopilot_webhooks_total Webhook deliveries (events for"
+	    " accepted/repeated/ignored) by outcome.\n"
+	    "# TYPE autopilot_webhooks_total counter\n");
+	for (i = 0; i < SERVER_OUTCOME_MAX; i++)
+		ap_buf_printf(b, "autopilot_webhooks_total{outcome=\"%s\"} %llu\n",
+		    outcome_names[i], (unsigned long long)s->outcomes[i]);
+	ap_buf_printf(b, "# HELP autopilot_admin_requests_total Admin API requests,"
+	    " and those refused for their token.\n"
+	    "# TYPE autopilot_admin_requests_total counter\n"
+	    "autopilot_admin_requests_total %llu\n"
+	    "autopilot_admin_requests_total{result=\"denied\"} %llu\n",
+	    (unsigned long long)s->admin_requests,
+	    (unsigned long long)s->admin_denied);
+}
+
+static int
+metrics_store(struct server *s, struct ap_buf *b, char **cause)
+{
+	static const char *const run_states[4] = { "pending", "running",
+	    "succeeded", "failed" };
+	int64_t counts[4];
+	json_t *agents, *per, *n;
+	const char *agent, *state;
+	int i;
+
+	if (store_run_counts(s->deps.store, counts, cause) != STORE_OK)
+		return -1;
+	ap_buf_adds(b, "# HELP autopilot_runs Runs in the store by state.\n"
+	    "# TYPE autopilot_runs gauge\n");
+	for (i = 0; i < 4; i++)
+		ap_buf_printf(b, "autopilot_runs{state=\"%s\"} %lld\n", run_states[i],
+		    (long long)counts[i]);
+	if (store_agent_counts(s->deps.store, &agents, cause) != STORE_OK)
+		return -1;
+	ap_buf_adds(b, "# HELP autopilot_agent_runs Agent runs in the store by agent"
+	    " and state.\n# TYPE autopilot_agent_runs gauge\n");
+	json_object_foreach(agents, agent, per) {
+		json_object_foreach(per, state, n)
+			ap_buf_printf(b, "autopilot_agent_runs{agent=\"%s\",state=\"%s\"}"
+			    " %lld\n", agent, state, (long long)json_integer_value(n));
+	}
+	json_decref(agents);
+	return 0;
+}
+
+static void
+handle_metrics(struct server *s, struct evhttp_request *req)
+{
+	struct evbuffer *out;
+	struct ap_buf b;
+	char *cause = NULL;
+
+	ap_buf_init(&b);
+	metrics_webhooks(s, &b);
+	if (metrics_store(s, &b, &cause) < 0) {
+		ap_warn("metrics: %s", cause);
+		free(cause);
+	}
+	ap_buf_printf(&b, "# HELP autopilot_runs_driven Runs this process drives now.\n"
+	    "# TYPE autopilot_runs_driven gauge\nautopilot_runs_driven %u\n"
+	    "# HELP autopilot_agents_in_flight Agents between deploying and a final"
+	    " state in this process.\n# TYPE autopilot_agents_in_flight gauge\n"
+	    "autopilot_agents_in_flight %u\n", sched_active_runs(s->deps.sched),
+	    sched_agents_in_flight(s->deps.sched));
+	if (s->deps.airflow_ops != NULL)
+		ap_buf_printf(&b, "# HELP autopilot_airflow_up 0 while the Airflow"
+		    " circuit breaker is open.\n# TYPE autopilot_airflow_up gauge\n"
+		    "autopilot_airflow_up %d\n",
+		    s->deps.airflow_ops->unreachable(s->deps.airflow) ? 0 : 1);
+	if (s->deps.metrics != NULL)
+		s->deps.metrics(&b, s->deps.metrics_arg);
+	if ((out = evbuffer_new()) == NULL)
+		ap_fatal("out of memory");
+	evbuffer_add(out, b.data, b.len);
+	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
+	    "text/plain; version=0.0.4");
+	evhttp_send_reply(req, 200, "OK", out);
+	evbuffer_free(out);
+	ap_buf_cleanup(&b);
+}
+
+/* ---- Routing. ---- */
+
+static void
+route(struct evhttp_request *req, void *arg)
+{
+	struct server *s = arg;
+	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
+	const char *path = uri != NULL ? evhttp_uri_get_path(uri) : NULL;
+	enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
+
+	if (path == NULL || *path == '\0')
+		path = "/";
+	if (strcmp(path, WEBHOOK_PATH) == 0)
+		handle_webhook(s, req);
+	else if (strcmp(path, RUNS_PATH) == 0 ||
+	    (ap_startswith(path, RUNS_PATH "/") && path[strlen(RUNS_PATH) + 1] != '\0'))
+		handle_runs(s, req, path);
+	else if (ap_startswith(path, SERVICES_PATH) && ap_endswith(path, RERUN_SUFFIX))
+		handle_rerun(s, req, path);
+	else if (strcmp(path, "/healthz") == 0 && cmd == EVHTTP_REQ_GET)
+		reply_json(req, 200, "OK", json_pack("{s:s}", "status", "ok"));
+	else if (strcmp(path, "/readyz") == 0 && cmd == EVHTTP_REQ_GET)
+		handle_readyz(s, req);
+	else if (strcmp(path, "/metrics") == 0 && cmd == EVHTTP_REQ_GET)
+		handle_metrics(s, req);
+	else
+		reply_error(req, 404, "Not Found", "not found", "no such endpoint");
+}
+
+/* ---- Life cycle. ---- */
+
+struct server *
+server_create(struct event_base *base, const struct config *cfg,
+    const struct server_deps *deps, char **cause)
+{
+	struct server *s = ap_xcalloc(1, sizeof *s);
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof ss;
+	size_t hard;
+
+	s->base = base;
+	s->cfg = cfg;
+	s->deps = *deps;
+	if ((s->http = evhttp_new(base)) == NULL)
+		ap_fatal("evhttp_new failed");
+	/* Bodies up to max_body_bytes are read; those a little above it get a
+	 * JSON 413 from the webhook; past four times the limit libevent cuts
+	 * the connection with its own 413 without reading the rest. */
+	hard = cfg->max_body_bytes * 4;
+	if (hard < cfg->max_body_bytes + 65536)
+		hard = cfg->max_body_bytes + 65536;
+	evhttp_set_max_body_size(s->http, (ev_ssize_t)hard);
+	evhttp_set_max_headers_size(s->http, MAX_HEADER_BYTES);
+	evhttp_set_timeout(s->http, (int)cfg->request_timeout_s);
+	evhttp_set_allowed_methods(s->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST |
+	    EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_PATCH | EVHTTP_REQ_HEAD);
+	evhttp_set_default_content_type(s->http, "application/json");
+	evhttp_set_gencb(s->http, route, s);
+	s->listener = evhttp_bind_socket_with_handle(s->http, cfg->listen_host,
+	    (ev_uint16_t)cfg->listen_port);
+	if (s->listener == NULL) {
+		*cause = ap_xprintf("cannot listen on %s:%u: %s", cfg->listen_host,
+		    cfg->listen_port, strerror(errno));
+		server_free(s);
+		return NULL;
+	}
+	if (getsockname(evhttp_bound_socket_get_fd(s->listener), (struct sockaddr *)&ss,
+	    &sl) == 0) {
+		if (ss.ss_family == AF_INET)
+			s->port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+		else if (ss.ss_family == AF_INET6)
+			s->port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+	}
+	return s;
+}
+
+unsigned
+server_port(const struct server *s)
+{
+	return s->port;
+}
+
+void
+server_drain(struct server *s)
+{
+	if (s->draining)
+		return;
+	s->draining = true;
+	if (s->listener != NULL) {
+		evhttp_del_accept_socket(s->http, s->listener);
+		s->listener = NULL;
+	}
+}
+
+bool
+server_draining(const struct server *s)
+{
+	return s->draining;
+}
+
+void
+server_free(struct server *s)
+{
+	if (s == NULL)
+		return;
+	if (s->http != NULL)
+		evhttp_free(s->http);
+	free(s);
+}

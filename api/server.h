@@ -1,0 +1,75 @@
+/*
+ * server.h — the HTTP side of `autopilot serve` (libevent's evhttp):
+ *
+ *   POST /api/v1/webhooks/openmetadata          OpenMetadata ChangeEvents
+ *   GET  /api/v1/runs[?service=FQN&limit=N]     runs, newest first (admin)
+ *   GET  /api/v1/runs/{run_id}                  one run (admin)
+ *   POST /api/v1/services/{type}/{fqn}/rerun    re-run a service (admin)
+ *   GET  /healthz, /readyz, /metrics
+ *
+ * A webhook is answered 202 only once its event is committed to the store;
+ * the run it starts is then handed to the scheduler. Every answer but
+ * /metrics is JSON; errors are {"error": ..., "detail": ...}.
+ *
+ * Everything runs on the caller's event_base; each request is answered in
+ * its callback (store calls are short and synchronous, see store.h).
+ */
+#ifndef AP_SERVER_H
+#define AP_SERVER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "airflow.h"
+#include "config.h"
+#include "sched.h"
+#include "store.h"
+#include "util.h"
+
+struct event_base;
+struct server;
+
+/* What the server works with; all borrowed, they must outlive it. */
+struct server_deps {
+	struct store *store;
+	struct sched *sched;
+	const struct airflow_ops *airflow_ops;	/* for unreachable() in /readyz */
+	void *airflow;
+	/* Appends further Prometheus text to /metrics (may be NULL). */
+	void (*metrics)(struct ap_buf *out, void *arg);
+	void *metrics_arg;
+};
+
+/* Webhook outcomes, counted for /metrics. */
+enum server_outcome {
+	SERVER_ACCEPTED,	/* 202, a new event */
+	SERVER_REPEATED,	/* 202, an event id seen before */
+	SERVER_IGNORED,		/* 200, not acted on */
+	SERVER_BAD_REQUEST,	/* 400 */
+	SERVER_UNAUTHORIZED,	/* 401 */
+	SERVER_NOT_ALLOWED,	/* 405 */
+	SERVER_TOO_LARGE,	/* 413 */
+	SERVER_UNSUPPORTED,	/* 415 */
+	SERVER_TOO_MANY_HEADERS,	/* 431 */
+	SERVER_UNAVAILABLE,	/* 503: store failing or shutting down */
+	SERVER_OUTCOME_MAX
+};
+const char *server_outcome_name(enum server_outcome o);
+
+/*
+ * Creates the server and binds cfg's listen address (port 0: any; read it
+ * back with server_port). cfg is borrowed (limits, secret, admin token).
+ * NULL and a new *cause if the address cannot be bound.
+ */
+struct server *server_create(struct event_base *base, const struct config *cfg,
+    const struct server_deps *deps, char **cause);
+unsigned server_port(const struct server *s);
+/* Stops accepting connections; webhooks and re-runs answer 503 from now on. */
+void server_drain(struct server *s);
+bool server_draining(const struct server *s);
+/* Closes every connection and frees. Accepts NULL. */
+void server_free(struct server *s);
+/* Webhook answers by outcome since start. */
+uint64_t server_outcome_count(const struct server *s, enum server_outcome o);
+
+#endif

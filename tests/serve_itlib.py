@@ -1,0 +1,180 @@
+"""serve_itlib — helpers for the end-to-end tests of `autopilot serve` and the
+CLI (it_serve*.py, it_cli_*.py): start the real binary and the simulators,
+sign and send OpenMetadata ChangeEvents, read runs back."""
+import base64
+import hashlib
+import hmac
+import http.client
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from sched_itlib import Sim, check, fail  # noqa: E402,F401
+
+SRC = os.environ.get("AP_SRC", os.path.join(os.path.dirname(__file__), ".."))
+BUILD = os.environ.get("AP_BUILD", os.path.join(SRC, "build"))
+BIN = os.environ.get("AP_BIN", os.path.join(BUILD, "autopilot"))
+REFERENCE = os.environ.get("AP_REFERENCE", os.path.join(SRC, "..", "shared", "reference"))
+SECRET = "it-webhook-secret"
+ADMIN = "it-admin-token"
+FAST = {"poll_initial_ms": 50, "poll_max_ms": 300, "poll_floor_ms": 20,
+        "dag_parse_deadline_s": 20, "unreachable_retry_max_ms": 500, "lease_ms": 3000}
+
+
+def sign(body, secret=SECRET):
+    return "sha256=" + base64.b64encode(hmac.new(secret.encode(), body, hashlib.sha256).digest()).decode()
+
+
+def example_event():
+    with open(os.path.join(SRC, "tests", "data", "databaseService-entityCreated.json")) as f:
+        return json.load(f)
+
+
+KIND_CONNECTOR = {
+    "databaseService": ("Postgres", {"supportsMetadataExtraction": True, "supportsUsageExtraction": True,
+                                     "supportsLineageExtraction": True, "supportsProfiler": True,
+                                     "hostPort": "db:5432", "username": "om"}),
+    "dashboardService": ("Looker", {"supportsMetadataExtraction": True, "hostPort": "https://looker"}),
+    "messagingService": ("Kafka", {"supportsMetadataExtraction": True, "bootstrapServers": "kafka:9092"}),
+    "pipelineService": ("Airflow", {"supportsMetadataExtraction": True, "hostPort": "http://af:8080"}),
+}
+
+
+def entity(kind, name, connector=None, extra=None):
+    conn, cfg = KIND_CONNECTOR[kind]
+    conn = connector or conn
+    cfg = dict(cfg, type=conn)
+    cfg.update(extra or {})
+    sid = str(uuid.uuid4())
+    return {"id": sid, "name": name, "fullyQualifiedName": name, "serviceType": conn,
+            "connection": {"config": cfg}, "version": 0.1, "deleted": False,
+            "href": "http://openmetadata:8585/api/v1/services/%ss/%s" % (kind, sid)}
+
+
+def event(kind, ent, etype="entityCreated", as_string=False, eid=None):
+    return {"id": eid or str(uuid.uuid4()), "eventType": etype, "entityType": kind,
+            "entityId": ent["id"], "entityFullyQualifiedName": ent["fullyQualifiedName"],
+            "userName": "admin", "timestamp": int(time.time() * 1000), "currentVersion": 0.1,
+            "previousVersion": 0.1, "entity": json.dumps(ent) if as_string else ent}
+
+
+class Serve:
+    """autopilot serve on 127.0.0.1:0 with a config file in a temp dir."""
+
+    def __init__(self, airflow_url, config=None, env=None, args=None, workdir=None):
+        self.dir = workdir or tempfile.mkdtemp(prefix="it_serve.")
+        self.state = os.path.join(self.dir, "state.db")
+        cfg = {"state": {"path": self.state}, "airflow": {"url": airflow_url},
+               "scheduler": dict(FAST)}
+        for k, v in (config or {}).items():
+            cfg[k] = dict(cfg.get(k, {}), **v) if isinstance(v, dict) else v
+        self.conf = os.path.join(self.dir, "autopilot.json")
+        with open(self.conf, "w") as f:
+            json.dump(cfg, f)
+        self.env = dict(os.environ, AUTOPILOT_WEBHOOK_SECRET=SECRET, AUTOPILOT_ADMIN_TOKEN=ADMIN,
+                        AUTOPILOT_AIRFLOW_USERNAME="admin", AUTOPILOT_AIRFLOW_PASSWORD="admin")
+        self.env.update(env or {})
+        self.args = args or []
+        self.proc = None
+        self.port = None
+        self.logpath = os.path.join(self.dir, "serve.log")
+
+    def start(self, timeout=20):
+        logf = open(self.logpath, "a")
+        self.proc = subprocess.Popen([BIN, "serve", "-c", self.conf, "--listen", "127.0.0.1:0"]
+                                     + self.args, stdout=subprocess.PIPE, stderr=logf,
+                                     env=self.env, text=True)
+        logf.close()
+        box = []
+        t = threading.Thread(target=lambda: box.append(self.proc.stdout.readline()), daemon=True)
+        t.start()
+        t.join(timeout)
+        m = re.match(r"listening 127\.0\.0\.1:(\d+)", box[0] if box else "")
+        if not m:
+            self.proc.kill()
+            fail("autopilot serve did not start: %r; log:\n%s" % (box, self.log()))
+        self.port = int(m.group(1))
+        return self
+
+    def log(self):
+        try:
+            with open(self.logpath) as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    def request(self, method, path, body=None, headers=None, timeout=30):
+        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        c.request(method, path, body=body, headers=headers or {})
+        r = c.getresponse()
+        data = r.read()
+        c.close()
+        ctype = r.getheader("Content-Type", "")
+        if ctype.startswith("application/json") and data:
+            return r.status, json.loads(data)
+        return r.status, data.decode(errors="replace")
+
+    def post_event(self, ev, secret=SECRET, headers=None):
+        body = ev if isinstance(ev, bytes) else json.dumps(ev).encode()
+        h = {"Content-Type": "application/json"}
+        if secret is not None:
+            h["X-OM-Signature"] = sign(body, secret)
+        h.update(headers or {})
+        return self.request("POST", "/api/v1/webhooks/openmetadata", body, h)
+
+    def admin(self, method, path, body=None, token=ADMIN):
+        h = {"Authorization": "Bearer " + token} if token else {}
+        if body is not None:
+            h["Content-Type"] = "application/json"
+            body = json.dumps(body).encode()
+        return self.request(method, path, body, h)
+
+    def runs(self):
+        st, runs = self.admin("GET", "/api/v1/runs?limit=1000")
+        check(st == 200, "GET /api/v1/runs: %s %s" % (st, runs))
+        return runs
+
+    def wait_final(self, n, timeout=60):
+        """Waits until at least n runs exist and all are final; returns them."""
+        deadline = time.monotonic() + timeout
+        runs = []
+        while time.monotonic() < deadline:
+            runs = self.runs()
+            if len(runs) >= n and all(r["state"] in ("succeeded", "failed") for r in runs):
+                return runs
+            time.sleep(0.1)
+        fail("runs not final after %ds: %s\nlog:\n%s" % (timeout, json.dumps(runs)[:3000],
+                                                          self.log()[-4000:]))
+
+    def stop(self, timeout=15):
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else None
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            fail("autopilot serve did not stop within %ds of SIGTERM" % timeout)
+
+    def close(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def cli(args, env=None, timeout=120, stdin=None):
+    e = dict(os.environ, AUTOPILOT_AIRFLOW_USERNAME="admin", AUTOPILOT_AIRFLOW_PASSWORD="admin")
+    e.update(env or {})
+    p = subprocess.run([BIN] + args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                       env=e, timeout=timeout, input=stdin)
+    return p.returncode, p.stdout, p.stderr
