@@ -11,7 +11,6 @@
 
 #include "cmd.h"
 #include "config.h"
-#include "plan.h"
 #include "util.h"
 
 static int
@@ -23,8 +22,6 @@ config_check_exec(int argc, char **argv)
 		{ NULL, 0, NULL, 0 }
 	};
 	struct config cfg;
-	struct plan_options po;
-	struct plan *plan = NULL;
 	const char *path = NULL;
 	char *cause = NULL, *text;
 	json_t *out;
@@ -55,16 +52,9 @@ config_check_exec(int argc, char **argv)
 		fprintf(stderr, "autopilot: %s\n", cause);
 		goto out;
 	}
-	/* The "agents" section and the plan it makes, with the filters. */
-	po.openmetadata_url = cfg.om_url;
-	po.openmetadata_token = cfg.om_token;
-	if ((plan = plan_create(cfg.root, &po, &cause)) == NULL) {
-		fprintf(stderr, "autopilot: %s%s%s\n", cfg.file != NULL ? cfg.file : "",
-		    cfg.file != NULL ? ": " : "", cause);
-		goto out;
-	}
+	/* config_load() built the plan once to check "agents" and "filters";
+	 * the description carries the effective plan. */
 	out = config_describe(&cfg);
-	json_object_set_new(out, "plan", plan_describe(plan));
 	text = json_dumps(out, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
 	printf("%s\n", text);
 	free(text);
@@ -74,7 +64,6 @@ config_check_exec(int argc, char **argv)
 	rc = AP_EXIT_OK;
 out:
 	free(cause);
-	plan_free(plan);
 	config_cleanup(&cfg);
 	return rc;
 }
