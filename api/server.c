@@ -26,6 +26,8 @@
 /* Bytes of request headers libevent reads before it gives up (431-like close). */
 #define MAX_HEADER_BYTES (64 * 1024)
 #define RUNS_LIMIT_MAX 1000
+/* Runs handed to the scheduler per loop turn after a webhook commit. */
+#define TAKE_PER_TURN 16
 
 struct server {
 	struct event_base *base;
@@ -38,6 +40,12 @@ struct server {
 	uint64_t outcomes[SERVER_OUTCOME_MAX];
 	uint64_t admin_requests;
 	uint64_t admin_denied;
+	/* Webhook group commit (see struct pending). */
+	struct event *flush_ev, *take_ev;
+	struct pending *pending;
+	size_t npending, pending_cap;
+	json_t *take;			/* run ids waiting for sched_take */
+	size_t take_next;
 };
 
 static const char *const outcome_names[SERVER_OUTCOME_MAX] = {
@@ -232,15 +240,131 @@ webhook_fail(struct server *s, struct evhttp_request *req, enum server_outcome o
 }
 
 /*
- * Stores one event that is acted on and hands its run to the scheduler.
- * Returns the answer's entry, or NULL with *cause when the store failed.
+ * Group commit. Events accepted during one loop turn join one store batch;
+ * at the end of the turn (the flush event) it is committed and only then
+ * are their 202s sent, so many deliveries in flight share one fsync. A
+ * delivery whose connection closed meanwhile is dropped (OpenMetadata
+ * delivers it again and gets the original answer). Runs are handed to the
+ * scheduler after the commit, a few per turn, so ingest never waits for
+ * planning.
  */
+struct pending {
+	struct evhttp_request *req;	/* NULL once its connection closed */
+	struct evhttp_connection *conn;
+	json_t *answer;
+	int code;
+	unsigned accepted, repeated, ignored;
+	json_t *take;			/* run ids to hand to the scheduler */
+	uint64_t failures;		/* store_batch_failures() when stored */
+};
+
+static void
+pending_conn_closed(struct evhttp_connection *conn, void *arg)
+{
+	struct server *s = arg;
+	size_t i;
+
+	for (i = 0; i < s->npending; i++)
+		if (s->pending[i].conn == conn)
+			s->pending[i].req = NULL;
+}
+
+static void
+take_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct server *s = arg;
+	unsigned n = 0;
+	char *why = NULL;
+	const char *id;
+
+	(void)fd;
+	(void)what;
+	/* The claims and first state changes of these runs share one commit. */
+	if (store_batch_open(s->deps.store) ||
+	    store_batch_begin(s->deps.store, &why) == STORE_OK)
+		event_active(s->flush_ev, EV_TIMEOUT, 0);
+	else {
+		ap_warn("webhook: %s", why);
+		free(why);
+		why = NULL;
+	}
+	while (s->take_next < json_array_size(s->take) && n++ < TAKE_PER_TURN) {
+		id = json_string_value(json_array_get(s->take, s->take_next++));
+		/* Held by another process (a CLI re-run) or already final: that
+		 * process finishes it; recovery covers a crash in between. */
+		if (sched_take(s->deps.sched, id, &why) < 0) {
+			ap_debug("webhook: run %s not driven here: %s", id, why);
+			free(why);
+			why = NULL;
+		}
+	}
+	if (s->take_next < json_array_size(s->take))
+		event_active(s->take_ev, EV_TIMEOUT, 0);
+	else {
+		json_array_clear(s->take);
+		s->take_next = 0;
+	}
+}
+
+static void
+flush_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct server *s = arg;
+	struct pending *p;
+	char *cause = NULL;
+	uint64_t failures;
+	bool flushed, ok;
+	size_t i, j;
+
+	(void)fd;
+	(void)what;
+	flushed = store_flush(s->deps.store, &cause) == STORE_OK;
+	failures = store_batch_failures(s->deps.store);
+	if (!flushed) {
+		ap_error("webhook: %zu deliveries not stored: %s", s->npending, cause);
+		/* The scheduler's changes in the same batch are lost too. */
+		sched_store_failed(s->deps.sched, cause);
+		free(cause);
+	}
+	for (i = 0; i < s->npending; i++) {
+		p = &s->pending[i];
+		/* A batch that failed since this delivery was stored (here or in
+		 * the scheduler's flush) took it with it. */
+		ok = flushed && p->failures == failures;
+		if (p->req != NULL)
+			evhttp_connection_set_closecb(p->conn, NULL, NULL);
+		if (!ok) {
+			s->outcomes[SERVER_UNAVAILABLE]++;
+			if (p->req != NULL)
+				reply_unavailable(p->req, "the state store cannot take the"
+				    " event now; deliver again later");
+		} else {
+			s->outcomes[SERVER_ACCEPTED] += p->accepted;
+			s->outcomes[SERVER_REPEATED] += p->repeated;
+			s->outcomes[SERVER_IGNORED] += p->ignored;
+			for (j = 0; j < json_array_size(p->take); j++)
+				json_array_append(s->take, json_array_get(p->take, j));
+			if (p->req != NULL) {
+				reply_json(p->req, p->code, p->code == 202 ? "Accepted" :
+				    "OK", p->answer);
+				p->answer = NULL;
+			}
+		}
+		json_decref(p->answer);
+		json_decref(p->take);
+	}
+	s->npending = 0;
+	if (json_array_size(s->take) > 0)
+		event_active(s->take_ev, EV_TIMEOUT, 0);
+}
+
+/* Adds one acted-on event to the open batch. NULL and *cause on failure. */
 static json_t *
-webhook_accept(struct server *s, const struct webhook_event *ev, bool *repeated,
-    char **cause)
+webhook_accept(struct server *s, const struct webhook_event *ev, json_t *take,
+    bool *repeated, char **cause)
 {
 	enum store_result r;
-	char *entity, *run_id = NULL, *why = NULL;
+	char *entity, *run_id = NULL;
 	json_t *out;
 
 	entity = json_dumps(ev->entity, JSON_COMPACT | JSON_PRESERVE_ORDER);
@@ -252,22 +376,13 @@ webhook_accept(struct server *s, const struct webhook_event *ev, bool *repeated,
 	if (r != STORE_OK && r != STORE_REPEAT)
 		return NULL;
 	*repeated = r == STORE_REPEAT;
-	if (*repeated) {
-		ap_info("webhook: event %s (%s %s) repeated: run %s", ev->id,
-		    ev->entity_type, ev->fqn, run_id);
-	} else {
-		ap_info("webhook: event %s (%s %s) accepted: run %s", ev->id,
-		    ev->entity_type, ev->fqn, run_id);
-		/* Held by another process (a CLI re-run) or already final: that
-		 * process finishes it; recovery covers a crash in between. */
-		if (sched_take(s->deps.sched, run_id, &why) < 0) {
-			ap_debug("webhook: run %s not driven here: %s", run_id, why);
-			free(why);
-		}
-	}
+	ap_info("webhook: event %s (%s %s) %s: run %s", ev->id, ev->entity_type,
+	    ev->fqn, *repeated ? "repeated" : "accepted", run_id);
 	out = json_pack("{s:s, s:s}", "id", ev->id, "run_id", run_id);
 	if (*repeated)
 		json_object_set_new(out, "repeated", json_true());
+	else
+		json_array_append_new(take, json_string(run_id));
 	free(run_id);
 	return out;
 }
@@ -278,10 +393,11 @@ handle_webhook(struct server *s, struct evhttp_request *req)
 	struct webhook_batch b;
 	enum webhook_parse_result pr;
 	enum webhook_sig sig;
+	struct pending p = { 0 };
 	const char *data, *detail;
 	char *cause = NULL, *msg;
-	json_t *results, *e, *answer;
-	size_t len, i, acted = 0;
+	json_t *results, *e;
+	size_t len, i;
 	bool repeated;
 
 	if (evhttp_request_get_command(req) != EVHTTP_REQ_POST) {
@@ -339,47 +455,70 @@ handle_webhook(struct server *s, struct evhttp_request *req)
 		return;
 	}
 
-	/* Each event is committed on its own: if the store fails half-way,
-	 * OpenMetadata delivers the batch again and the events already stored
-	 * are answered as repeats. */
+	/* Each event is a savepoint in the batch: if the store fails half-way,
+	 * the delivery is answered 503, OpenMetadata delivers it again and the
+	 * events already stored are answered as repeats. */
 	results = json_array();
+	p.take = json_array();
+	p.failures = store_batch_failures(s->deps.store);
 	for (i = 0; i < b.n; i++) {
 		const struct webhook_event *ev = &b.events[i];
 
 		if (ev->action != WEBHOOK_ACT) {
 			ap_info("webhook: event %s ignored: %s", ev->id, ev->reason);
-			s->outcomes[SERVER_IGNORED]++;
+			p.ignored++;
 			json_array_append_new(results, json_pack("{s:s, s:s}", "id",
 			    ev->id, "ignored", ev->reason));
 			continue;
 		}
-		if ((e = webhook_accept(s, ev, &repeated, &cause)) == NULL) {
-			ap_error("webhook: event %s (%s %s) not stored: %s", ev->id,
-			    ev->entity_type, ev->fqn, cause);
-			s->outcomes[SERVER_UNAVAILABLE]++;
-			reply_unavailable(req, "the state store cannot take the event"
-			    " now; deliver again later");
-			free(cause);
-			json_decref(results);
-			webhook_batch_cleanup(&b);
-			return;
-		}
-		s->outcomes[repeated ? SERVER_REPEATED : SERVER_ACCEPTED]++;
-		acted++;
+		if (!store_batch_open(s->deps.store) &&
+		    store_batch_begin(s->deps.store, &cause) != STORE_OK)
+			goto store_failed;
+		/* Whoever opened the batch, this turn's flush answers. */
+		event_active(s->flush_ev, EV_TIMEOUT, 0);
+		if ((e = webhook_accept(s, ev, p.take, &repeated, &cause)) == NULL)
+			goto store_failed;
+		if (repeated)
+			p.repeated++;
+		else
+			p.accepted++;
 		json_array_append_new(results, e);
 	}
 
 	if (!b.batched && b.n == 1) {
-		e = json_array_get(results, 0);
-		answer = json_deep_copy(e);
-		json_object_del(answer, "id");
+		p.answer = json_deep_copy(json_array_get(results, 0));
+		json_object_del(p.answer, "id");
 	} else
-		answer = json_pack("{s:O}", "results", results);
-	if (acted > 0)
-		reply_json(req, 202, "Accepted", answer);
-	else
-		reply_json(req, 200, "OK", answer);
+		p.answer = json_pack("{s:O}", "results", results);
 	json_decref(results);
+	webhook_batch_cleanup(&b);
+	p.code = p.accepted + p.repeated > 0 ? 202 : 200;
+	if (p.accepted + p.repeated == 0) {
+		/* Nothing stored: answer now. */
+		s->outcomes[SERVER_IGNORED] += p.ignored;
+		reply_json(req, p.code, "OK", p.answer);
+		json_decref(p.take);
+		return;
+	}
+	p.req = req;
+	p.conn = evhttp_request_get_connection(req);
+	evhttp_connection_set_closecb(p.conn, pending_conn_closed, s);
+	if (s->npending == s->pending_cap) {
+		s->pending_cap = s->pending_cap == 0 ? 64 : s->pending_cap * 2;
+		s->pending = ap_xreallocarray(s->pending, s->pending_cap,
+		    sizeof *s->pending);
+	}
+	s->pending[s->npending++] = p;
+	return;
+
+store_failed:
+	ap_error("webhook: a delivery not stored: %s", cause);
+	s->outcomes[SERVER_UNAVAILABLE]++;
+	reply_unavailable(req, "the state store cannot take the event now; deliver"
+	    " again later");
+	free(cause);
+	json_decref(results);
+	json_decref(p.take);
 	webhook_batch_cleanup(&b);
 }
 
@@ -776,6 +915,9 @@ server_create(struct event_base *base, const struct config *cfg,
 	    EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_PATCH | EVHTTP_REQ_HEAD);
 	evhttp_set_default_content_type(s->http, "application/json");
 	evhttp_set_gencb(s->http, route, s);
+	s->flush_ev = event_new(base, -1, 0, flush_cb, s);
+	s->take_ev = event_new(base, -1, 0, take_cb, s);
+	s->take = json_array();
 	s->listener = evhttp_bind_socket_with_handle(s->http, cfg->listen_host,
 	    (ev_uint16_t)cfg->listen_port);
 	if (s->listener == NULL) {
@@ -823,7 +965,15 @@ server_free(struct server *s)
 {
 	if (s == NULL)
 		return;
+	if (s->npending > 0)
+		flush_cb(-1, 0, s);	/* commit and answer what is waiting */
+	if (s->flush_ev != NULL)
+		event_free(s->flush_ev);
+	if (s->take_ev != NULL)
+		event_free(s->take_ev);
 	if (s->http != NULL)
 		evhttp_free(s->http);
+	json_decref(s->take);
+	free(s->pending);
 	free(s);
 }

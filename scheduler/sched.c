@@ -72,7 +72,10 @@ struct sched_agent {
 	bool ready;		/* prerequisites done, waiting for a slot */
 	bool retry_wait;	/* pending until next_at (retry backoff) */
 	bool skip_ok;		/* skipped as unsupported: counts as success */
+	bool waiting_flush;	/* on s->flush_waiters */
+	TAILQ_ENTRY(sched_agent) wait_link;
 };
+TAILQ_HEAD(sched_agent_list, sched_agent);
 
 struct sched_run {
 	struct sched *s;
@@ -87,6 +90,8 @@ struct sched_run {
 	struct sched_plan_view plan;
 	struct sched_agent agents[SCHED_MAX_AGENTS];
 	TAILQ_ENTRY(sched_run) link;		/* s->runs or s->dead */
+	struct sched_run *hnext;		/* s->index chain (runs only) */
+	uint32_t hash;
 	TAILQ_ENTRY(sched_run) ring_link;	/* s->ring: runs with ready agents */
 };
 TAILQ_HEAD(sched_run_list, sched_run);
@@ -114,12 +119,15 @@ struct sched {
 	struct sched_run_list ring;
 	struct sched_retake_list retakes;
 	unsigned nruns;
+	struct sched_run **index;	/* runs by run_id: chained hash, nruns <= size */
+	size_t index_size;
 	unsigned in_flight;
 	bool started, stopped, recover;
 	json_t *empty_conf;
 	struct event *kick_ev;		/* dispatch ready agents */
 	struct event *reap_ev;		/* free dead runs */
 	struct event *flush_ev;		/* commit the loop turn's state changes */
+	struct sched_agent_list flush_waiters;	/* acting once that commit is done */
 	struct event *lease_ev;
 	struct event *rescan_ev;
 };
@@ -404,6 +412,7 @@ sched_notify(struct sched_run *r, struct sched_agent *a, const char *old,
  * on it has happened yet: every run is dropped and taken back from the store.
  */
 static void sched_flush_failed(struct sched *s, const char *cause);
+static void sched_index_del(struct sched *s, struct sched_run *r);
 
 static int
 sched_batch(struct sched *s)
@@ -433,10 +442,26 @@ sched_flush(struct sched *s)
 	return -1;
 }
 
+/*
+ * The end of the turn: one commit, then every agent that waited for it
+ * sends its Airflow request. An agent whose act wrote again (a failure
+ * path) makes the next one commit first.
+ */
 static void
 sched_flush_cb(evutil_socket_t fd, short what, void *arg)
 {
-	sched_flush(arg);
+	struct sched *s = arg;
+	struct sched_agent *a;
+
+	if (sched_flush(s) != 0)
+		return;
+	while ((a = TAILQ_FIRST(&s->flush_waiters)) != NULL) {
+		if (store_batch_open(s->store) && sched_flush(s) != 0)
+			return;
+		TAILQ_REMOVE(&s->flush_waiters, a, wait_link);
+		a->waiting_flush = false;
+		sched_agent_act(a);
+	}
 }
 
 /* Commits the agent's row; on failure the run is abandoned (-1). */
@@ -488,6 +513,15 @@ sched_slot_release(struct sched_agent *a)
 }
 
 static void
+sched_agent_unwait(struct sched_agent *a)
+{
+	if (a->waiting_flush) {
+		TAILQ_REMOVE(&a->run->s->flush_waiters, a, wait_link);
+		a->waiting_flush = false;
+	}
+}
+
+static void
 sched_agent_cancel(struct sched_agent *a)
 {
 	struct sched *s = a->run->s;
@@ -498,6 +532,7 @@ sched_agent_cancel(struct sched_agent *a)
 	}
 	if (a->timer != NULL)
 		evtimer_del(a->timer);
+	sched_agent_unwait(a);
 	a->act = ACT_NONE;
 }
 
@@ -855,6 +890,7 @@ sched_run_free(struct sched_run *r)
 
 		if (a->timer != NULL)
 			event_free(a->timer);
+		sched_agent_unwait(a);
 		free(a->dag_id);
 		free(a->dag_run_id);
 		free(a->error);
@@ -904,6 +940,7 @@ sched_run_abandon(struct sched_run *r, const char *why, bool retake)
 		r->agents[i].ready = false;
 	}
 	sched_ring_remove(r);
+	sched_index_del(s, r);
 	TAILQ_REMOVE(&s->runs, r, link);
 	TAILQ_INSERT_TAIL(&s->dead, r, link);
 	s->nruns--;
@@ -934,8 +971,16 @@ sched_flush_failed(struct sched *s, const char *cause)
 
 	ap_error("scheduler: cannot commit state changes: %s; dropping every run"
 	    " to take it back from the store", cause);
+	while (!TAILQ_EMPTY(&s->flush_waiters))
+		sched_agent_unwait(TAILQ_FIRST(&s->flush_waiters));
 	while ((r = TAILQ_FIRST(&s->runs)) != NULL)
 		sched_run_abandon(r, "state store error", true);
+}
+
+void
+sched_store_failed(struct sched *s, const char *cause)
+{
+	sched_flush_failed(s, cause);
 }
 
 /* ---- Agents: what each state does (the one switch). ---- */
@@ -1044,9 +1089,18 @@ sched_agent_act(struct sched_agent *a)
 		}
 	}
 	/* Whatever this agent (or any other) recorded must be durable before
-	 * Airflow hears of it. */
-	if (act != ACT_NONE && act != ACT_START && sched_flush(s) != 0)
+	 * Airflow hears of it: with changes not yet committed, wait for the
+	 * turn's one commit (sched_flush_cb) instead of committing for each
+	 * agent. */
+	if (act != ACT_NONE && act != ACT_START && store_batch_open(s->store)) {
+		a->act = act;
+		if (!a->waiting_flush) {
+			TAILQ_INSERT_TAIL(&s->flush_waiters, a, wait_link);
+			a->waiting_flush = true;
+		}
+		event_active(s->flush_ev, EV_TIMEOUT, 0);
 		return;
+	}
 	a->act = act;
 	switch (act) {
 	case ACT_NONE:
@@ -1324,13 +1378,73 @@ plan_restrict(struct sched_plan_view *plan, const char *agents_json)
 	*plan = out;
 }
 
+/* ---- The index of driven runs by id (sched_take, sched_driving). ---- */
+
+static uint32_t
+run_hash(const char *id)
+{
+	uint32_t h = 2166136261u;	/* FNV-1a */
+
+	while (*id != '\0')
+		h = (h ^ (unsigned char)*id++) * 16777619u;
+	return h;
+}
+
+static void
+sched_index_put(struct sched *s, struct sched_run *r)
+{
+	struct sched_run **b;
+	size_t size, i;
+
+	r->hash = run_hash(r->run_id);
+	if (s->nruns + 1 > s->index_size) {
+		size = s->index_size == 0 ? 64 : s->index_size * 2;
+		b = ap_xcalloc(size, sizeof *b);
+		for (i = 0; i < s->index_size; i++) {
+			struct sched_run *x = s->index[i], *next;
+
+			for (; x != NULL; x = next) {
+				next = x->hnext;
+				x->hnext = b[x->hash & (size - 1)];
+				b[x->hash & (size - 1)] = x;
+			}
+		}
+		free(s->index);
+		s->index = b;
+		s->index_size = size;
+	}
+	b = &s->index[r->hash & (s->index_size - 1)];
+	r->hnext = *b;
+	*b = r;
+}
+
+static void
+sched_index_del(struct sched *s, struct sched_run *r)
+{
+	struct sched_run **p;
+
+	if (s->index_size == 0)
+		return;
+	for (p = &s->index[r->hash & (s->index_size - 1)]; *p != NULL; p = &(*p)->hnext) {
+		if (*p == r) {
+			*p = r->hnext;
+			r->hnext = NULL;
+			return;
+		}
+	}
+}
+
+
 static struct sched_run *
 sched_find(const struct sched *s, const char *run_id)
 {
 	struct sched_run *r;
+	uint32_t h = run_hash(run_id);
 
-	TAILQ_FOREACH(r, &s->runs, link) {
-		if (strcmp(r->run_id, run_id) == 0)
+	if (s->index_size == 0)
+		return NULL;
+	for (r = s->index[h & (s->index_size - 1)]; r != NULL; r = r->hnext) {
+		if (r->hash == h && strcmp(r->run_id, run_id) == 0)
 			return r;
 	}
 	return NULL;
@@ -1368,6 +1482,7 @@ sched_run_load(struct sched *s, const char *run_id, char **cause)
 	r->service_type = ap_xstrdup(row->service_type);
 	r->fqn = ap_xstrdup(row->fqn);
 	r->state = rst;
+	sched_index_put(s, r);
 	TAILQ_INSERT_TAIL(&s->runs, r, link);
 	s->nruns++;
 
@@ -1676,6 +1791,7 @@ sched_create(struct event_base *base, struct store *store,
 	if (s->cfg.poll_backoff < 1.0)
 		s->cfg.poll_backoff = 1.0;
 	TAILQ_INIT(&s->runs);
+	TAILQ_INIT(&s->flush_waiters);
 	TAILQ_INIT(&s->dead);
 	TAILQ_INIT(&s->ring);
 	TAILQ_INIT(&s->retakes);
@@ -1787,6 +1903,7 @@ sched_free(struct sched *s)
 	}
 	while (!TAILQ_EMPTY(&s->retakes))
 		sched_retake_free(TAILQ_FIRST(&s->retakes));
+	free(s->index);
 	event_free(s->kick_ev);
 	event_free(s->reap_ev);
 	event_free(s->flush_ev);

@@ -184,6 +184,14 @@ enum store_result sched_submit(struct sched *s, const char *service_type,
  */
 int sched_take(struct sched *s, const char *run_id, char **cause);
 
+/*
+ * Another user of the store's group-commit batch (the webhook) saw its
+ * commit fail: state changes of this scheduler in that batch are lost, so
+ * every run is dropped and taken back from the store, as after a failed
+ * flush of its own.
+ */
+void sched_store_failed(struct sched *s, const char *cause);
+
 /* Bytes of scheduler memory per run driven (the run, its agents and their
  * timers), for capacity planning; strings (ids, errors) come on top. */
 size_t sched_bytes_per_run(void);

@@ -82,6 +82,9 @@ enum store_stmt_id {
 	Q_BEGIN,
 	Q_COMMIT,
 	Q_ROLLBACK,
+	Q_SAVEPOINT,
+	Q_SAVEPOINT_RELEASE,
+	Q_ROLLBACK_TO,
 	Q_INBOX_GET,
 	Q_INBOX_PUT,
 	Q_SERVICE_PUT,
@@ -113,6 +116,9 @@ static const char *const store_sql[Q_MAX] = {
 	[Q_BEGIN] = "BEGIN IMMEDIATE",
 	[Q_COMMIT] = "COMMIT",
 	[Q_ROLLBACK] = "ROLLBACK",
+	[Q_SAVEPOINT] = "SAVEPOINT one",
+	[Q_SAVEPOINT_RELEASE] = "RELEASE one",
+	[Q_ROLLBACK_TO] = "ROLLBACK TO one",
 	[Q_INBOX_GET] = "SELECT run_id FROM inbox WHERE event_id = ?1",
 	[Q_INBOX_PUT] = "INSERT INTO inbox (event_id, run_id, service_type, fqn,"
 	    " received_at) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -185,6 +191,7 @@ struct store {
 	int64_t lease_ms;
 	uint64_t rand_state;
 	bool batch;		/* a group-commit transaction is open */
+	uint64_t batch_failures;	/* batch commits that failed */
 	int64_t (*now)(void *);
 	void *now_arg;
 	sqlite3_stmt *stmts[Q_MAX];
@@ -298,9 +305,16 @@ store_flush(struct store *s, char **cause)
 	s->batch = false;
 	if (store_simple(s, Q_COMMIT, cause) != 0) {
 		store_simple(s, Q_ROLLBACK, NULL);
+		s->batch_failures++;
 		return STORE_ERROR;
 	}
 	return STORE_OK;
+}
+
+uint64_t
+store_batch_failures(const struct store *s)
+{
+	return s->batch_failures;
 }
 
 bool
@@ -324,6 +338,22 @@ store_rollback(struct store *s)
 {
 	if (!sqlite3_get_autocommit(s->db))
 		store_simple(s, Q_ROLLBACK, NULL);
+}
+
+/* Undoes what was written since store_begin() or, nested in a batch, since
+ * the savepoint (the batch itself stays open). */
+static void
+store_undo(struct store *s, bool nested)
+{
+	if (!nested) {
+		store_rollback(s);
+		return;
+	}
+	if (store_simple(s, Q_ROLLBACK_TO, NULL) != 0 ||
+	    store_simple(s, Q_SAVEPOINT_RELEASE, NULL) != 0) {
+		/* The batch is unusable: drop it; the next flush reports it. */
+		store_rollback(s);
+	}
 }
 
 static int
@@ -710,10 +740,14 @@ store_inbox_accept(struct store *s, const char *event_id, const char *service_ty
 {
 	sqlite3_stmt *st;
 	char *id = NULL;
+	bool nested;
 	int rc;
 
 	*run_id = NULL;
-	if (store_begin(s, cause) != 0)
+	/* Inside a batch the event joins it (a savepoint, so a failure undoes
+	 * this event only) and is durable at the batch's store_flush(). */
+	nested = s->batch;
+	if (nested ? store_simple(s, Q_SAVEPOINT, cause) != 0 : store_begin(s, cause) != 0)
 		return STORE_ERROR;
 	if ((st = store_stmt(s, Q_INBOX_GET, cause)) == NULL)
 		goto fail;
@@ -727,7 +761,7 @@ store_inbox_accept(struct store *s, const char *event_id, const char *service_ty
 		goto fail;
 	}
 	if (id != NULL) {
-		store_rollback(s);
+		store_undo(s, nested);
 		*run_id = id;
 		return STORE_REPEAT;
 	}
@@ -747,13 +781,13 @@ store_inbox_accept(struct store *s, const char *event_id, const char *service_ty
 	sqlite3_bind_int64(st, 5, store_now(s));
 	if (store_exec_stmt(s, st, cause, "inbox insert") != 0)
 		goto fail;
-	if (store_commit(s, cause) != 0)
+	if (nested ? store_simple(s, Q_SAVEPOINT_RELEASE, cause) != 0 : store_commit(s, cause) != 0)
 		goto fail;
 	*run_id = id;
 	return STORE_OK;
 fail:
 	free(id);
-	store_rollback(s);
+	store_undo(s, nested);
 	return STORE_ERROR;
 }
 
@@ -1194,10 +1228,13 @@ store_claim(struct store *s, const char *run_id, char **cause)
 	sqlite3_stmt *st;
 	char *owner = NULL;
 	int64_t lease = 0;
-	bool found = false, claimed = false;
+	bool found = false, claimed = false, nested;
 	int rc;
 
-	if (store_begin(s, cause) != 0)
+	/* Inside a batch the claim joins it (the owner acts only after the
+	 * batch's commit, so it is durable before anything depends on it). */
+	nested = s->batch;
+	if (nested ? store_simple(s, Q_SAVEPOINT, cause) != 0 : store_begin(s, cause) != 0)
 		return STORE_ERROR;
 	if ((st = store_stmt(s, Q_CLAIM_ONE_GET, cause)) == NULL)
 		goto fail;
@@ -1219,12 +1256,13 @@ store_claim(struct store *s, const char *run_id, char **cause)
 	}
 	free(owner);
 	owner = NULL;
-	if (store_commit(s, cause) != 0)
+	if (nested ? store_simple(s, Q_SAVEPOINT_RELEASE, cause) != 0 :
+	    store_commit(s, cause) != 0)
 		goto fail;
 	return claimed ? STORE_OK : STORE_LOST;
 fail:
 	free(owner);
-	store_rollback(s);
+	store_undo(s, nested);
 	return STORE_ERROR;
 }
 

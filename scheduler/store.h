@@ -76,6 +76,8 @@ void store_set_clock(struct store *s, int64_t (*now_ms)(void *), void *arg);
  * If the service already has an active run, the event is recorded against
  * that run (no second run) and STORE_OK is returned with its id.
  * *run_id is a new string on STORE_OK/STORE_REPEAT.
+ * Inside a group-commit batch (store_batch_begin) the event joins the batch
+ * and is durable only once store_flush() succeeds: acknowledge it after.
  */
 enum store_result store_inbox_accept(struct store *s, const char *event_id,
     const char *service_type, const char *fqn, const char *entity_json,
@@ -156,7 +158,9 @@ void store_agent_row_cleanup(struct store_agent_row *a);
  */
 enum store_result store_claim_unfinished(struct store *s, unsigned max,
     char ***ids, char **cause);
-/* Claims one run by id: STORE_LOST if it is final or someone else holds it. */
+/* Claims one run by id: STORE_LOST if it is final or someone else holds it.
+ * Inside a group-commit batch the claim joins the batch (durable at its
+ * store_flush, before which the caller must not act on the run). */
 enum store_result store_claim(struct store *s, const char *run_id, char **cause);
 void store_strv_free(char **v);
 
@@ -188,6 +192,10 @@ enum store_result store_agent_save(struct store *s, const char *run_id,
 enum store_result store_batch_begin(struct store *s, char **cause);
 enum store_result store_flush(struct store *s, char **cause);
 bool store_batch_open(const struct store *s);
+/* Batches whose commit failed (rolled back) since open: a caller that wrote
+ * into a batch compares it before and after to know its writes were lost
+ * even when another caller's store_flush() reported the failure. */
+uint64_t store_batch_failures(const struct store *s);
 
 /* Renews the lease of every run this handle owns; returns how many. */
 enum store_result store_lease_renew(struct store *s, unsigned *renewed, char **cause);
