@@ -107,7 +107,68 @@ struct airflow_config {
 	unsigned max_retries;		/* 0: 5 retries of a retryable failure */
 	long retry_base_ms;		/* 0: 250 */
 	long retry_max_ms;		/* 0: 30000 */
+	/* Owned by airflow_config_from_json (the password it read), else NULL. */
+	char *owned_password;
 };
+
+/* max_retries value meaning "no retries at all" (0 means the default). */
+#define AIRFLOW_RETRIES_NONE UINT32_MAX
+
+/*
+ * Parses the "airflow" configuration section into *out (zeroed first; zero
+ * fields take the defaults above). section may be NULL (all defaults).
+ * Keys: url, api ("auto"|"v1"|"v2"), username, password_file, ca_file,
+ * connect_timeout_ms, request_timeout_ms, max_in_flight, max_retries (0: no
+ * retries), retry_base_ms, retry_max_ms; any other key is an error, and so is
+ * a plain "password" (secrets come from a file or the environment).
+ * The strings in *out are borrowed from section (keep it alive), except the
+ * password, which is read from password_file (trailing newline dropped) into
+ * out->owned_password; without password_file, out->password is NULL and the
+ * caller fills it (the server takes AUTOPILOT_AIRFLOW_PASSWORD).
+ * Returns 0, or -1 with a new *cause naming the key ("airflow.max_in_flight:
+ * must be a positive integer").
+ */
+int airflow_config_from_json(const json_t *section, struct airflow_config *out,
+    char **cause);
+/* Frees what airflow_config_from_json allocated; the borrowed fields are left alone. */
+void airflow_config_cleanup(struct airflow_config *cfg);
+
+/* HTTP request counts by outcome, for /metrics. */
+enum airflow_http_class {
+	AIRFLOW_HTTP_2XX,
+	AIRFLOW_HTTP_3XX,
+	AIRFLOW_HTTP_4XX,
+	AIRFLOW_HTTP_5XX,
+	AIRFLOW_HTTP_NETWORK,	/* no HTTP answer: refused, reset, timeout, TLS... */
+	AIRFLOW_HTTP_CLASS_MAX
+};
+const char *airflow_http_class_name(enum airflow_http_class k);	/* "2xx"... "network" */
+
+/* Latency histogram bucket upper bounds in ms; the last bucket is +Inf. */
+#define AIRFLOW_LATENCY_BUCKETS 12
+extern const long airflow_latency_bounds_ms[AIRFLOW_LATENCY_BUCKETS - 1];
+
+struct airflow_stats {
+	/* HTTP attempts (each retry counts) by outcome class. */
+	uint64_t requests[AIRFLOW_HTTP_CLASS_MAX];
+	uint64_t retries;		/* attempts scheduled again after a retryable failure */
+	uint64_t breaker_opens;		/* times the circuit breaker opened */
+	bool breaker_open;		/* open now */
+	unsigned in_flight;		/* HTTP transfers running now */
+	unsigned queued;		/* HTTP requests waiting for an in-flight slot */
+	/*
+	 * Request latency (start of the transfer to its end, every attempt),
+	 * cumulative as Prometheus wants it: latency_le[i] counts attempts that
+	 * took <= airflow_latency_bounds_ms[i]; latency_le[AIRFLOW_LATENCY_BUCKETS-1]
+	 * (+Inf) equals latency_count.
+	 */
+	uint64_t latency_le[AIRFLOW_LATENCY_BUCKETS];
+	uint64_t latency_count;
+	uint64_t latency_sum_ms;
+};
+
+/* Fills *out with the client's counters so far. Cheap; any time. */
+void airflow_client_stats(const struct airflow_client *c, struct airflow_stats *out);
 
 /*
  * The operations the scheduler needs, as a table so a fake can stand in.

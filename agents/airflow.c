@@ -1,0 +1,959 @@
+/*
+ * airflow.c — the asynchronous Airflow client (airflow.h) over http.c.
+ *
+ * Each operation is one struct airflow_req that walks through one or more
+ * steps (airflow_proto.h): trigger may continue with get_run after a 409,
+ * get_dag with importErrors. Before its first API step a request may wait
+ * for version detection (api "auto") or for the Airflow 3 JWT; while the
+ * circuit breaker is open it waits for the single probe in flight. Every
+ * attempt goes through req_attempt(); every answer comes back to http_done();
+ * every request ends in req_finish(), which defers the user's callback to its
+ * own zero timer, so a callback never runs inside an operation call or inside
+ * another callback, and the request is freed only after its callback returned.
+ *
+ * Version detection and token fetches are internal requests (same retries,
+ * same breaker) whose callbacks release the requests waiting for them.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <sys/queue.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <event2/event_struct.h>
+
+#include "airflow.h"
+#include "airflow_proto.h"
+#include "http.h"
+#include "log.h"
+#include "util.h"
+
+/* Consecutive failed attempts (network, 502-504) that open the breaker. */
+#define AIRFLOW_BREAKER_THRESHOLD 5
+
+const long airflow_latency_bounds_ms[AIRFLOW_LATENCY_BUCKETS - 1] = {
+	5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000 };
+
+static const char *const http_class_names[] = { "2xx", "3xx", "4xx", "5xx", "network" };
+
+const char *
+airflow_http_class_name(enum airflow_http_class k)
+{
+	return (unsigned)k < AIRFLOW_HTTP_CLASS_MAX ? http_class_names[k] : "?";
+}
+
+enum req_timer { T_NONE, T_RETRY, T_BREAKER_WAIT, T_FINISH };
+
+TAILQ_HEAD(airflow_reqq, airflow_req);
+
+struct airflow_req {
+	struct airflow_client *c;
+	TAILQ_ENTRY(airflow_req) all;		/* c->reqs */
+	TAILQ_ENTRY(airflow_req) wait;		/* in *waitq */
+	struct airflow_reqq *waitq;		/* what it waits for, or NULL */
+	enum airflow_step step;
+	airflow_cb cb;
+	void *arg;
+	bool internal;				/* version detection or token fetch */
+
+	char *dag_id;
+	char *run_id;
+	json_t *pipeline;
+	json_t *conf;
+	unsigned plugin_variant;
+
+	unsigned retries;			/* of the current step */
+	bool token_retried;
+	unsigned token_gen;			/* of the token the attempt carried */
+	struct http_req *http;
+	bool is_probe;
+	struct event timer;
+	enum req_timer timer_kind;
+
+	/* The outcome, owned here until the callback returned. */
+	struct airflow_result res;
+	struct airflow_dag dag;
+	struct airflow_run run;
+	struct airflow_error_text err;
+	json_t *reply;
+	json_t *dag_reply;			/* GET dag answer kept across importErrors */
+	char *import_error;
+	bool adopted;
+};
+
+struct airflow_client {
+	struct event_base *base;
+	struct http_client *http;
+	struct airflow_config cfg;		/* defaults applied; strings below */
+	char *base_url;
+	char *username;
+	char *password;
+	char *ca_file;
+	enum airflow_api api;
+	unsigned plugin_variant;		/* first plugin prefix worth trying */
+	char *basic;				/* "Authorization: Basic ..." */
+	char *bearer;				/* "Authorization: Bearer ...", or NULL */
+	unsigned token_gen;
+	struct airflow_req *detect;		/* version detection in progress */
+	struct airflow_req *token;		/* token fetch in progress */
+	struct airflow_reqq api_waiters;
+	struct airflow_reqq token_waiters;
+	struct airflow_reqq breaker_waiters;
+	struct airflow_reqq reqs;
+	unsigned fails;				/* consecutive breaker failures */
+	bool open;
+	bool probe_ready;			/* the next attempt may probe */
+	unsigned probe_fails;
+	struct airflow_req *probe;
+	struct event probe_timer;
+	uint64_t rng;
+	/* Stats; latency per bucket (not cumulative). */
+	uint64_t n_class[AIRFLOW_HTTP_CLASS_MAX];
+	uint64_t n_retries;
+	uint64_t n_opens;
+	uint64_t lat_bucket[AIRFLOW_LATENCY_BUCKETS];
+	uint64_t lat_sum;
+};
+
+static void req_attempt(struct airflow_req *q);
+static void req_timer_cb(evutil_socket_t fd, short what, void *arg);
+
+static uint64_t
+rng_next(struct airflow_client *c)
+{
+	uint64_t x = c->rng;
+
+	x ^= x >> 12;
+	x ^= x << 25;
+	x ^= x >> 27;
+	c->rng = x;
+	return x * 0x2545F4914F6CDD1DULL;
+}
+
+static void
+timer_arm(struct airflow_req *q, enum req_timer kind, long ms)
+{
+	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+
+	q->timer_kind = kind;
+	evtimer_add(&q->timer, &tv);
+}
+
+static void
+timer_disarm(struct airflow_req *q)
+{
+	if (q->timer_kind != T_NONE) {
+		evtimer_del(&q->timer);
+		q->timer_kind = T_NONE;
+	}
+}
+
+static void
+wait_on(struct airflow_req *q, struct airflow_reqq *list)
+{
+	q->waitq = list;
+	TAILQ_INSERT_TAIL(list, q, wait);
+}
+
+static void
+wait_leave(struct airflow_req *q)
+{
+	if (q->waitq != NULL) {
+		TAILQ_REMOVE(q->waitq, q, wait);
+		q->waitq = NULL;
+	}
+}
+
+static struct airflow_req *
+req_new(struct airflow_client *c, enum airflow_step step, airflow_cb cb, void *arg,
+    const char *dag_id, const char *run_id)
+{
+	struct airflow_req *q = ap_xcalloc(1, sizeof *q);
+
+	q->c = c;
+	q->step = step;
+	q->cb = cb;
+	q->arg = arg;
+	q->dag_id = dag_id != NULL ? ap_xstrdup(dag_id) : NULL;
+	q->run_id = run_id != NULL ? ap_xstrdup(run_id) : NULL;
+	q->plugin_variant = c->plugin_variant;
+	evtimer_assign(&q->timer, c->base, req_timer_cb, q);
+	TAILQ_INSERT_TAIL(&c->reqs, q, all);
+	return q;
+}
+
+static void
+req_free(struct airflow_req *q)
+{
+	struct airflow_client *c = q->c;
+
+	TAILQ_REMOVE(&c->reqs, q, all);
+	wait_leave(q);
+	timer_disarm(q);
+	if (q->http != NULL)
+		http_cancel(c->http, q->http);
+	if (c->probe == q)
+		c->probe = NULL;
+	if (c->detect == q)
+		c->detect = NULL;
+	if (c->token == q)
+		c->token = NULL;
+	free(q->dag_id);
+	free(q->run_id);
+	json_decref(q->pipeline);
+	json_decref(q->conf);
+	airflow_error_text_cleanup(&q->err);
+	json_decref(q->reply);
+	json_decref(q->dag_reply);
+	free(q->import_error);
+	free(q);
+}
+
+/* Ends q: the callback runs from q's timer on a later loop turn. */
+static void
+req_finish(struct airflow_req *q, enum airflow_status st, long http_status)
+{
+	wait_leave(q);
+	timer_disarm(q);
+	q->res.status = st;
+	q->res.error.http_status = st == AIRFLOW_OK ? 0 : http_status;
+	q->res.error.title = st == AIRFLOW_OK ? NULL : q->err.title;
+	q->res.error.detail = st == AIRFLOW_OK ? NULL : q->err.detail;
+	q->res.body = q->reply;
+	timer_arm(q, T_FINISH, 0);
+}
+
+/* Sets q's error text (new copies). */
+static void
+req_error(struct airflow_req *q, const char *title, const char *detail)
+{
+	airflow_error_text_cleanup(&q->err);
+	q->err.title = title != NULL ? ap_xstrdup(title) : NULL;
+	q->err.detail = detail != NULL ? ap_xstrdup(detail) : NULL;
+}
+
+/* Fails every request waiting on list with src's error. */
+static void
+fail_waiters(struct airflow_reqq *list, const struct airflow_result *src)
+{
+	struct airflow_req *q;
+
+	while ((q = TAILQ_FIRST(list)) != NULL) {
+		wait_leave(q);
+		req_error(q, src->error.title, src->error.detail);
+		req_finish(q, src->status == AIRFLOW_OK ? AIRFLOW_BAD_REPLY : src->status,
+		    src->error.http_status);
+	}
+}
+
+/* Sends every request waiting on list again (none calls back synchronously). */
+static void
+release_waiters(struct airflow_reqq *list)
+{
+	struct airflow_reqq tmp = TAILQ_HEAD_INITIALIZER(tmp);
+	struct airflow_req *q;
+
+	/* Move them out first: a request may have to wait on the same list again. */
+	while ((q = TAILQ_FIRST(list)) != NULL) {
+		wait_leave(q);
+		timer_disarm(q);
+		wait_on(q, &tmp);
+	}
+	while ((q = TAILQ_FIRST(&tmp)) != NULL) {
+		wait_leave(q);
+		req_attempt(q);
+	}
+}
+
+/* ----------------------------------------------------------------- breaker */
+
+/*
+ * The circuit breaker. After AIRFLOW_BREAKER_THRESHOLD consecutive attempts
+ * that found Airflow down it opens: every attempt then waits in
+ * breaker_waiters, and a timer with exponential backoff (the retry policy's)
+ * lets one of them through at a time as the probe. Any answer that is not a
+ * "down" answer closes it and releases everybody.
+ */
+static void
+breaker_arm(struct airflow_client *c, long ms)
+{
+	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+
+	evtimer_del(&c->probe_timer);
+	evtimer_add(&c->probe_timer, &tv);
+}
+
+static void
+breaker_note(struct airflow_client *c, long http_status, bool was_probe)
+{
+	if (airflow_breaker_failure(http_status)) {
+		c->fails++;
+		if (!c->open && c->fails >= AIRFLOW_BREAKER_THRESHOLD) {
+			c->open = true;
+			c->probe_ready = false;
+			c->probe_fails = 0;
+			c->n_opens++;
+			ap_warn("airflow: %u failed requests in a row; Airflow looks down,"
+			    " probing with one request at a time", c->fails);
+			breaker_arm(c, airflow_retry_delay(1, c->cfg.retry_base_ms,
+			    c->cfg.retry_max_ms, rng_next(c), -1));
+		} else if (c->open && was_probe) {
+			c->probe_fails++;
+			breaker_arm(c, airflow_retry_delay(c->probe_fails + 1,
+			    c->cfg.retry_base_ms, c->cfg.retry_max_ms, rng_next(c), -1));
+		}
+		return;
+	}
+	c->fails = 0;
+	if (c->open) {
+		c->open = false;
+		evtimer_del(&c->probe_timer);
+		ap_info("airflow: Airflow answers again (HTTP %ld); resuming", http_status);
+		release_waiters(&c->breaker_waiters);
+	}
+}
+
+/* The probe's turn: the first waiter goes, or the next request to come. */
+static void
+breaker_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct airflow_client *c = arg;
+	struct airflow_req *q;
+
+	if (!c->open || c->probe != NULL)
+		return;
+	c->probe_ready = true;
+	if ((q = TAILQ_FIRST(&c->breaker_waiters)) != NULL) {
+		wait_leave(q);
+		timer_disarm(q);
+		req_attempt(q);
+	}
+}
+
+/* Waits for the breaker; bounded so the caller hears "unavailable" in time. */
+static void
+breaker_wait(struct airflow_req *q, bool first)
+{
+	struct airflow_client *c = q->c;
+
+	q->waitq = &c->breaker_waiters;
+	if (first)
+		TAILQ_INSERT_HEAD(&c->breaker_waiters, q, wait);
+	else
+		TAILQ_INSERT_TAIL(&c->breaker_waiters, q, wait);
+	timer_arm(q, T_BREAKER_WAIT, c->cfg.request_timeout_ms);
+}
+
+/* ----------------------------------------------------------------- internal requests */
+
+static void
+detect_done(const struct airflow_result *res, void *arg)
+{
+	struct airflow_client *c = arg;
+	enum airflow_api api;
+
+	api = res->status == AIRFLOW_OK ? AIRFLOW_API_V2 :
+	    res->status == AIRFLOW_UNAVAILABLE || res->status == AIRFLOW_BAD_REPLY ?
+	    AIRFLOW_API_AUTO : AIRFLOW_API_V1;
+	if (api == AIRFLOW_API_AUTO) {
+		fail_waiters(&c->api_waiters, res);
+		return;
+	}
+	c->api = api;
+	ap_info("airflow: %s speaks the Airflow %s API", c->base_url,
+	    api == AIRFLOW_API_V2 ? "3.x (/api/v2)" : "2.x (/api/v1)");
+	release_waiters(&c->api_waiters);
+}
+
+static void
+start_detect(struct airflow_client *c)
+{
+	struct airflow_req *q;
+
+	if (c->detect != NULL)
+		return;
+	q = req_new(c, AIRFLOW_STEP_VERSION, detect_done, c, NULL, NULL);
+	q->internal = true;
+	c->detect = q;
+	req_attempt(q);
+}
+
+static void
+token_done(const struct airflow_result *res, void *arg)
+{
+	struct airflow_client *c = arg;
+	const char *tok = res->status == AIRFLOW_OK ? airflow_parse_token(res->body) : NULL;
+
+	if (tok == NULL) {
+		if (res->status == AIRFLOW_OK) {
+			struct airflow_result r = *res;
+
+			r.status = AIRFLOW_BAD_REPLY;
+			r.error.title = "Bad reply";
+			r.error.detail = "POST /auth/token answered without an access_token";
+			fail_waiters(&c->token_waiters, &r);
+		} else
+			fail_waiters(&c->token_waiters, res);
+		return;
+	}
+	free(c->bearer);
+	c->bearer = ap_xprintf("Authorization: Bearer %s", tok);
+	c->token_gen++;
+	release_waiters(&c->token_waiters);
+}
+
+static void
+start_token(struct airflow_client *c)
+{
+	struct airflow_req *q;
+
+	if (c->token != NULL)
+		return;
+	q = req_new(c, AIRFLOW_STEP_TOKEN, token_done, c, NULL, NULL);
+	q->internal = true;
+	c->token = q;
+	req_attempt(q);
+}
+
+/* ----------------------------------------------------------------- attempts */
+
+static void http_done(const struct http_response *resp, void *arg);
+
+static void
+req_attempt(struct airflow_req *q)
+{
+	struct airflow_client *c = q->c;
+	struct airflow_step_args a = { 0 };
+	struct airflow_http_req hr;
+	const char *headers[5];
+	unsigned nh = 0;
+	char *cause = NULL, *url;
+
+	if (q->step != AIRFLOW_STEP_VERSION && q->step != AIRFLOW_STEP_TOKEN &&
+	    c->api == AIRFLOW_API_AUTO) {
+		wait_on(q, &c->api_waiters);
+		start_detect(c);
+		return;
+	}
+	a.dag_id = q->dag_id;
+	a.dag_run_id = q->run_id;
+	a.pipeline = q->pipeline;
+	a.conf = q->conf;
+	a.username = c->username;
+	a.password = c->password;
+	a.plugin_variant = q->plugin_variant;
+	if (airflow_build(q->step, c->api, &a, &hr, &cause) != 0) {
+		req_error(q, "Bad request", cause);
+		free(cause);
+		req_finish(q, AIRFLOW_REJECTED, 0);
+		return;
+	}
+	if (hr.auth == AIRFLOW_AUTH_BEARER && c->bearer == NULL) {
+		airflow_http_req_cleanup(&hr);
+		wait_on(q, &c->token_waiters);
+		start_token(c);
+		return;
+	}
+	if (c->open) {
+		if (c->probe != NULL || !c->probe_ready) {
+			airflow_http_req_cleanup(&hr);
+			breaker_wait(q, false);
+			return;
+		}
+		c->probe_ready = false;
+		c->probe = q;
+		q->is_probe = true;
+	}
+	if (hr.auth == AIRFLOW_AUTH_BASIC)
+		headers[nh++] = c->basic;
+	else if (hr.auth == AIRFLOW_AUTH_BEARER) {
+		headers[nh++] = c->bearer;
+		q->token_gen = c->token_gen;
+	}
+	headers[nh++] = "Accept: application/json";
+	if (hr.body != NULL)
+		headers[nh++] = "Content-Type: application/json";
+	headers[nh] = NULL;
+	url = ap_xprintf("%s%s", c->base_url, hr.path);
+	q->res.attempts++;
+	q->http = http_request(c->http, hr.method, url, headers, hr.body,
+	    hr.body != NULL ? strlen(hr.body) : 0, http_done, q);
+	free(url);
+	airflow_http_req_cleanup(&hr);
+}
+
+static void
+stats_note(struct airflow_client *c, const struct http_response *resp)
+{
+	enum airflow_http_class k;
+	unsigned i;
+
+	if (resp->status <= 0)
+		k = AIRFLOW_HTTP_NETWORK;
+	else if (resp->status < 300)
+		k = AIRFLOW_HTTP_2XX;
+	else if (resp->status < 400)
+		k = AIRFLOW_HTTP_3XX;
+	else if (resp->status < 500)
+		k = AIRFLOW_HTTP_4XX;
+	else
+		k = AIRFLOW_HTTP_5XX;
+	c->n_class[k]++;
+	for (i = 0; i < AIRFLOW_LATENCY_BUCKETS - 1; i++) {
+		if ((long)resp->elapsed_ms <= airflow_latency_bounds_ms[i])
+			break;
+	}
+	c->lat_bucket[i]++;
+	c->lat_sum += resp->elapsed_ms;
+}
+
+static bool
+step_is_plugin(enum airflow_step s)
+{
+	return s == AIRFLOW_STEP_DEPLOY || s == AIRFLOW_STEP_HEALTH ||
+	    s == AIRFLOW_STEP_KILL || s == AIRFLOW_STEP_DELETE;
+}
+
+/* Moves q to its next step (a new retry budget) and sends it. */
+static void
+req_next_step(struct airflow_req *q, enum airflow_step s)
+{
+	q->step = s;
+	q->retries = 0;
+	json_decref(q->reply);
+	q->reply = NULL;
+	airflow_error_text_cleanup(&q->err);
+	req_attempt(q);
+}
+
+/* A 2xx answer of q's current step. */
+static void
+req_answered(struct airflow_req *q, long status)
+{
+	const char *fileloc = NULL, *text;
+
+	switch (q->step) {
+	case AIRFLOW_STEP_GET_DAG:
+		if (airflow_parse_dag(q->reply, &q->dag, &fileloc) != 0)
+			break;
+		if (q->dag.has_import_errors) {
+			q->dag_reply = q->reply;
+			q->reply = NULL;
+			req_next_step(q, AIRFLOW_STEP_IMPORT_ERRORS);
+			return;
+		}
+		q->res.dag = &q->dag;
+		req_finish(q, AIRFLOW_OK, status);
+		return;
+	case AIRFLOW_STEP_IMPORT_ERRORS:
+		airflow_parse_dag(q->dag_reply, &q->dag, &fileloc);
+		text = airflow_pick_import_error(q->reply, q->dag_id, fileloc);
+		q->import_error = ap_xstrdup(text != NULL ? text :
+		    "the DAG has import errors (Airflow listed none for its file)");
+		q->dag.import_error = q->import_error;
+		q->res.dag = &q->dag;
+		req_finish(q, AIRFLOW_OK, status);
+		return;
+	case AIRFLOW_STEP_TRIGGER:
+	case AIRFLOW_STEP_GET_RUN:
+	case AIRFLOW_STEP_FAIL_RUN:
+		if (airflow_parse_run(q->reply, &q->run) != 0)
+			break;
+		/* Answers before 2.x's dag_id field existed: use what we asked. */
+		if (q->run.dag_id == NULL)
+			q->run.dag_id = q->dag_id;
+		if (q->run.dag_run_id == NULL)
+			q->run.dag_run_id = q->run_id;
+		q->run.adopted = q->adopted;
+		q->res.run = &q->run;
+		req_finish(q, AIRFLOW_OK, status);
+		return;
+	case AIRFLOW_STEP_UNPAUSE:
+		if (airflow_parse_dag(q->reply, &q->dag, NULL) == 0)
+			q->res.dag = &q->dag;
+		req_finish(q, AIRFLOW_OK, status);
+		return;
+	case AIRFLOW_STEP_TOKEN:
+		if (airflow_parse_token(q->reply) == NULL)
+			break;
+		req_finish(q, AIRFLOW_OK, status);
+		return;
+	default:
+		req_finish(q, AIRFLOW_OK, status);
+		return;
+	}
+	req_error(q, "Bad reply", q->reply == NULL ? "the answer is not JSON" :
+	    "the answer does not have the fields the API promises");
+	req_finish(q, AIRFLOW_BAD_REPLY, status);
+}
+
+static void
+http_done(const struct http_response *resp, void *arg)
+{
+	struct airflow_req *q = arg;
+	struct airflow_client *c = q->c;
+	long st = resp->status;
+	enum airflow_status cls;
+	bool was_probe = q->is_probe;
+
+	q->http = NULL;
+	stats_note(c, resp);
+	if (was_probe) {
+		q->is_probe = false;
+		c->probe = NULL;
+	}
+	breaker_note(c, st, was_probe);
+	json_decref(q->reply);
+	q->reply = NULL;
+	airflow_error_text_cleanup(&q->err);
+
+	if (resp->too_big) {
+		req_error(q, "Bad reply", "the answer is larger than the client accepts");
+		req_finish(q, AIRFLOW_BAD_REPLY, st);
+		return;
+	}
+	if (resp->body_len > 0)
+		q->reply = json_loadb(resp->body, resp->body_len, 0, NULL);
+	if (st <= 0)
+		req_error(q, "Network error", resp->error);
+	else if (st < 200 || st >= 300)
+		airflow_parse_error(st, resp->body, resp->body_len, &q->err);
+
+	if (airflow_retryable(st)) {
+		unsigned max = c->cfg.max_retries == AIRFLOW_RETRIES_NONE ? 0 :
+		    c->cfg.max_retries;
+
+		if (q->retries < max) {
+			q->retries++;
+			c->n_retries++;
+			if (c->open) {
+				/* The breaker paces retries now; a failed probe goes first. */
+				breaker_wait(q, was_probe);
+				return;
+			}
+			timer_arm(q, T_RETRY, airflow_retry_delay(q->retries,
+			    c->cfg.retry_base_ms, c->cfg.retry_max_ms, rng_next(c),
+			    airflow_parse_retry_after(resp->retry_after, ap_wall_ms())));
+			return;
+		}
+		req_finish(q, AIRFLOW_UNAVAILABLE, st);
+		return;
+	}
+	/* An expired or revoked JWT: fetch a new one, once per request. */
+	if (c->api == AIRFLOW_API_V2 && !q->internal && !step_is_plugin(q->step) &&
+	    !q->token_retried && airflow_token_rejected(st, &q->err)) {
+		q->token_retried = true;
+		if (q->token_gen == c->token_gen && c->bearer != NULL) {
+			free(c->bearer);
+			c->bearer = NULL;
+		}
+		req_attempt(q);
+		return;
+	}
+	/* 3.x: the plugin may sit under another prefix. */
+	if (c->api == AIRFLOW_API_V2 && step_is_plugin(q->step) &&
+	    airflow_plugin_missing(st, q->reply) &&
+	    q->plugin_variant + 1 < AIRFLOW_PLUGIN_PREFIXES_V2) {
+		q->plugin_variant++;
+		if (c->plugin_variant < q->plugin_variant)
+			c->plugin_variant = q->plugin_variant;
+		q->retries = 0;
+		req_attempt(q);
+		return;
+	}
+	if (q->step == AIRFLOW_STEP_TRIGGER && st == 409) {
+		q->adopted = true;
+		req_next_step(q, AIRFLOW_STEP_GET_RUN);
+		return;
+	}
+	cls = airflow_classify(st);
+	if (q->step == AIRFLOW_STEP_IMPORT_ERRORS && cls != AIRFLOW_OK) {
+		/* The DAG is broken either way; say so even without Airflow's text. */
+		airflow_parse_dag(q->dag_reply, &q->dag, NULL);
+		q->import_error = ap_xprintf("the DAG has import errors (reading them failed:"
+		    " HTTP %ld %s)", st, q->err.title != NULL ? q->err.title : "");
+		q->dag.import_error = q->import_error;
+		q->res.dag = &q->dag;
+		req_finish(q, AIRFLOW_OK, st);
+		return;
+	}
+	if (cls == AIRFLOW_OK)
+		req_answered(q, st);
+	else
+		req_finish(q, cls, st);
+}
+
+static void
+req_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct airflow_req *q = arg;
+	enum req_timer kind = q->timer_kind;
+	struct airflow_client *c = q->c;
+	char *detail;
+
+	q->timer_kind = T_NONE;
+	switch (kind) {
+	case T_RETRY:
+		req_attempt(q);
+		break;
+	case T_BREAKER_WAIT:
+		wait_leave(q);
+		detail = ap_xprintf("Airflow is unreachable (circuit breaker open);"
+		    " no answer to the probe request within %ld ms", c->cfg.request_timeout_ms);
+		req_error(q, "Circuit breaker open", detail);
+		free(detail);
+		req_finish(q, AIRFLOW_UNAVAILABLE, 0);
+		break;
+	case T_FINISH:
+		if (q->cb != NULL)
+			q->cb(&q->res, q->arg);
+		req_free(q);
+		break;
+	case T_NONE:
+		break;
+	}
+}
+
+/* ----------------------------------------------------------------- public */
+
+struct airflow_client *
+airflow_client_create(struct event_base *base, const struct airflow_config *cfg,
+    char **cause)
+{
+	struct airflow_client *c;
+	struct http_options ho = { 0 };
+	size_t n;
+
+	if (cfg->base_url == NULL || (!ap_startswith(cfg->base_url, "http://") &&
+	    !ap_startswith(cfg->base_url, "https://")) || strlen(cfg->base_url) < 8 ||
+	    strpbrk(cfg->base_url, " \t\r\n?#") != NULL) {
+		*cause = ap_xprintf("airflow.url: must be an http:// or https:// URL "
+		    "without query (got '%s')", cfg->base_url != NULL ? cfg->base_url : "");
+		return NULL;
+	}
+	if ((unsigned)cfg->api >= AIRFLOW_API_MAX) {
+		*cause = ap_xstrdup("airflow.api: must be auto, v1 or v2");
+		return NULL;
+	}
+	c = ap_xcalloc(1, sizeof *c);
+	c->base = base;
+	c->cfg = *cfg;
+	c->cfg.owned_password = NULL;
+	c->base_url = ap_xstrdup(cfg->base_url);
+	n = strlen(c->base_url);
+	while (n > 0 && c->base_url[n - 1] == '/')
+		c->base_url[--n] = '\0';
+	c->username = ap_xstrdup(cfg->username != NULL ? cfg->username : "");
+	c->password = ap_xstrdup(cfg->password != NULL ? cfg->password : "");
+	c->ca_file = cfg->ca_file != NULL ? ap_xstrdup(cfg->ca_file) : NULL;
+	c->cfg.base_url = c->base_url;
+	c->cfg.username = c->username;
+	c->cfg.password = c->password;
+	c->cfg.ca_file = c->ca_file;
+	if (c->cfg.connect_timeout_ms <= 0)
+		c->cfg.connect_timeout_ms = AIRFLOW_DEFAULT_CONNECT_TIMEOUT_MS;
+	if (c->cfg.request_timeout_ms <= 0)
+		c->cfg.request_timeout_ms = AIRFLOW_DEFAULT_REQUEST_TIMEOUT_MS;
+	if (c->cfg.max_in_flight == 0)
+		c->cfg.max_in_flight = AIRFLOW_DEFAULT_MAX_IN_FLIGHT;
+	if (c->cfg.max_retries == 0)
+		c->cfg.max_retries = AIRFLOW_DEFAULT_MAX_RETRIES;
+	if (c->cfg.retry_base_ms <= 0)
+		c->cfg.retry_base_ms = AIRFLOW_DEFAULT_RETRY_BASE_MS;
+	if (c->cfg.retry_max_ms <= 0)
+		c->cfg.retry_max_ms = AIRFLOW_DEFAULT_RETRY_MAX_MS;
+	if (c->cfg.retry_max_ms < c->cfg.retry_base_ms)
+		c->cfg.retry_max_ms = c->cfg.retry_base_ms;
+	c->api = cfg->api;
+	{
+		char *b = airflow_basic_auth(c->username, c->password);
+
+		c->basic = ap_xprintf("Authorization: %s", b);
+		free(b);
+	}
+	TAILQ_INIT(&c->api_waiters);
+	TAILQ_INIT(&c->token_waiters);
+	TAILQ_INIT(&c->breaker_waiters);
+	TAILQ_INIT(&c->reqs);
+	evtimer_assign(&c->probe_timer, base, breaker_timer_cb, c);
+	c->rng = (ap_mono_ms() * 0x9E3779B97F4A7C15ULL) ^ (uint64_t)(uintptr_t)c ^
+	    ((uint64_t)getpid() << 32);
+	if (c->rng == 0)
+		c->rng = 1;
+	ho.connect_timeout_ms = c->cfg.connect_timeout_ms;
+	ho.request_timeout_ms = c->cfg.request_timeout_ms;
+	ho.max_in_flight = c->cfg.max_in_flight;
+	ho.ca_file = c->ca_file;
+	c->http = http_client_create(base, &ho);
+	return c;
+}
+
+static void
+wipe_free(char *s)
+{
+	if (s != NULL) {
+		memset(s, 0, strlen(s));
+		free(s);
+	}
+}
+
+void
+airflow_client_free(struct airflow_client *c)
+{
+	struct airflow_req *q;
+
+	if (c == NULL)
+		return;
+	while ((q = TAILQ_FIRST(&c->reqs)) != NULL)
+		req_free(q);
+	evtimer_del(&c->probe_timer);
+	http_client_free(c->http);
+	free(c->base_url);
+	free(c->username);
+	wipe_free(c->password);
+	free(c->ca_file);
+	wipe_free(c->basic);
+	wipe_free(c->bearer);
+	free(c);
+}
+
+enum airflow_api
+airflow_client_api(const struct airflow_client *c)
+{
+	return c->api;
+}
+
+void
+airflow_client_stats(const struct airflow_client *c, struct airflow_stats *out)
+{
+	uint64_t sum = 0;
+	unsigned i;
+
+	memset(out, 0, sizeof *out);
+	memcpy(out->requests, c->n_class, sizeof out->requests);
+	out->retries = c->n_retries;
+	out->breaker_opens = c->n_opens;
+	out->breaker_open = c->open;
+	out->in_flight = http_running(c->http);
+	out->queued = http_queued(c->http);
+	for (i = 0; i < AIRFLOW_LATENCY_BUCKETS; i++) {
+		sum += c->lat_bucket[i];
+		out->latency_le[i] = sum;
+	}
+	out->latency_count = sum;
+	out->latency_sum_ms = c->lat_sum;
+}
+
+static struct airflow_req *
+op_start(struct airflow_client *c, enum airflow_step step, airflow_cb cb, void *arg,
+    const char *dag_id, const char *run_id)
+{
+	struct airflow_req *q = req_new(c, step, cb, arg, dag_id, run_id);
+
+	req_attempt(q);
+	return q;
+}
+
+static struct airflow_req *
+op_deploy(void *impl, const json_t *pipeline, airflow_cb cb, void *arg)
+{
+	struct airflow_client *c = impl;
+	struct airflow_req *q = req_new(c, AIRFLOW_STEP_DEPLOY, cb, arg, NULL, NULL);
+
+	/* A deep copy: the caller may change its document after this returns. */
+	q->pipeline = pipeline != NULL ? json_deep_copy(pipeline) : NULL;
+	req_attempt(q);
+	return q;
+}
+
+static struct airflow_req *
+op_get_dag(void *impl, const char *dag_id, airflow_cb cb, void *arg)
+{
+	return op_start(impl, AIRFLOW_STEP_GET_DAG, cb, arg, dag_id, NULL);
+}
+
+static struct airflow_req *
+op_unpause(void *impl, const char *dag_id, airflow_cb cb, void *arg)
+{
+	return op_start(impl, AIRFLOW_STEP_UNPAUSE, cb, arg, dag_id, NULL);
+}
+
+static struct airflow_req *
+op_trigger(void *impl, const char *dag_id, const char *dag_run_id, const json_t *conf,
+    airflow_cb cb, void *arg)
+{
+	struct airflow_client *c = impl;
+	struct airflow_req *q = req_new(c, AIRFLOW_STEP_TRIGGER, cb, arg, dag_id, dag_run_id);
+
+	q->conf = conf != NULL ? json_deep_copy(conf) : NULL;
+	req_attempt(q);
+	return q;
+}
+
+static struct airflow_req *
+op_get_run(void *impl, const char *dag_id, const char *dag_run_id, airflow_cb cb,
+    void *arg)
+{
+	return op_start(impl, AIRFLOW_STEP_GET_RUN, cb, arg, dag_id, dag_run_id);
+}
+
+static struct airflow_req *
+op_fail_run(void *impl, const char *dag_id, const char *dag_run_id, airflow_cb cb,
+    void *arg)
+{
+	return op_start(impl, AIRFLOW_STEP_FAIL_RUN, cb, arg, dag_id, dag_run_id);
+}
+
+static void
+op_cancel(void *impl, struct airflow_req *q)
+{
+	struct airflow_client *c = impl;
+	bool was_probe = q != NULL && c->probe == q;
+
+	if (q == NULL)
+		return;
+	req_free(q);
+	if (was_probe && c->open)
+		breaker_arm(c, 0);	/* the next waiter probes */
+}
+
+static bool
+op_unreachable(void *impl)
+{
+	return ((struct airflow_client *)impl)->open;
+}
+
+static const struct airflow_ops client_ops = {
+	.deploy = op_deploy,
+	.get_dag = op_get_dag,
+	.unpause = op_unpause,
+	.trigger = op_trigger,
+	.get_run = op_get_run,
+	.fail_run = op_fail_run,
+	.cancel = op_cancel,
+	.unreachable = op_unreachable,
+};
+
+const struct airflow_ops *
+airflow_client_ops(void)
+{
+	return &client_ops;
+}
+
+struct airflow_req *
+airflow_health(struct airflow_client *c, airflow_cb cb, void *arg)
+{
+	return op_start(c, AIRFLOW_STEP_HEALTH, cb, arg, NULL, NULL);
+}
+
+struct airflow_req *
+airflow_kill(struct airflow_client *c, const char *dag_id, airflow_cb cb, void *arg)
+{
+	return op_start(c, AIRFLOW_STEP_KILL, cb, arg, dag_id, NULL);
+}
+
+struct airflow_req *
+airflow_delete(struct airflow_client *c, const char *dag_id, airflow_cb cb, void *arg)
+{
+	return op_start(c, AIRFLOW_STEP_DELETE, cb, arg, dag_id, NULL);
+}

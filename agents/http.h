@@ -1,0 +1,72 @@
+/*
+ * http.h — non-blocking HTTP client: libcurl's multi-socket interface driven
+ * by a libevent loop (the pattern of curl's docs/examples/hiperfifo.c).
+ *
+ * Connections are reused (the multi handle keeps a cache), at most
+ * max_in_flight transfers run at once and the rest wait in a FIFO queue,
+ * every transfer has a connect and a total timeout, TLS peers are always
+ * verified (optionally against a CA file), response bodies are capped, and
+ * the Retry-After header is kept for the caller's retry policy.
+ *
+ * Callbacks run from the loop, never from inside http_request() or
+ * http_cancel(): a completion is always reported on a later loop turn. This
+ * module knows nothing about Airflow.
+ */
+#ifndef AP_HTTP_H
+#define AP_HTTP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct event_base;
+struct http_client;
+struct http_req;
+
+#define HTTP_MAX_BODY_DEFAULT	(8u << 20)	/* 8 MiB */
+
+struct http_options {
+	long connect_timeout_ms;	/* 0: 5000 */
+	long request_timeout_ms;	/* 0: 30000; the whole transfer */
+	unsigned max_in_flight;		/* 0: 64 */
+	const char *ca_file;		/* NULL: system CAs; verification always on */
+	size_t max_body;		/* 0: HTTP_MAX_BODY_DEFAULT */
+};
+
+struct http_response {
+	long status;		/* HTTP status; 0 when the transfer failed */
+	bool too_big;		/* the body exceeded max_body (status kept, body dropped) */
+	const char *error;	/* curl's message when status is 0 (or too_big), else NULL */
+	const char *body;	/* NUL-terminated; never NULL (empty when none) */
+	size_t body_len;
+	const char *retry_after;	/* the Retry-After header value, or NULL */
+	uint64_t elapsed_ms;	/* from the transfer's start (after queueing) */
+};
+
+/* Called once per request unless cancelled. The response is borrowed. */
+typedef void (*http_cb)(const struct http_response *res, void *arg);
+
+/* Creates a client on base; opt is copied (ca_file too). Never NULL. */
+struct http_client *http_client_create(struct event_base *base,
+    const struct http_options *opt);
+/* Cancels everything (no callbacks) and frees. Accepts NULL. Not from a callback. */
+void http_client_free(struct http_client *h);
+
+/*
+ * Starts (or queues) a request. method is "GET", "POST", "PATCH", "DELETE"...;
+ * headers is a NULL-terminated array of "Name: value" lines (may be NULL);
+ * body (may be NULL) is copied. Everything is borrowed and copied. Returns a
+ * handle valid until the callback has run or http_cancel() was called.
+ * May be called from a callback.
+ */
+struct http_req *http_request(struct http_client *h, const char *method,
+    const char *url, const char *const *headers, const char *body, size_t body_len,
+    http_cb cb, void *arg);
+/* Drops a queued or running request; its callback will not run. */
+void http_cancel(struct http_client *h, struct http_req *r);
+
+/* Transfers running now, and requests waiting for a slot. */
+unsigned http_running(const struct http_client *h);
+unsigned http_queued(const struct http_client *h);
+
+#endif

@@ -1,0 +1,452 @@
+#!/usr/bin/env python3
+"""it_airflow_client — the product's Airflow client (agents/airflow.c, through
+build*/tool_airflow) against the Airflow simulator on both API generations:
+every operation, version detection, auth (Basic, JWT and its renewal), the
+plugin's route fallback, retries of 5xx/429 (Retry-After)/resets, the circuit
+breaker during an outage (one probe at a time, visible in the request log),
+dead workers, lost runs after a restart, import errors, 409 adoption, and the
+reply size cap. Everything on 127.0.0.1, port 0, each case a few seconds.
+"""
+import http.server
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from it_sim_airflow import BUILD, Sim  # noqa: E402
+
+TOOL = os.path.join(BUILD, "tool_airflow")
+DEADLINE = time.monotonic() + 240
+
+
+def pipeline(name, ptype="metadata"):
+    return {"name": name, "displayName": name, "pipelineType": ptype,
+            "service": {"id": "00000000-0000-0000-0000-000000000001",
+                        "type": "databaseService", "name": "svc"},
+            "sourceConfig": {"config": {"type": "DatabaseMetadata"}},
+            "airflowConfig": {}, "loggerLevel": "INFO", "provider": "automation"}
+
+
+def run(url, script, *args, timeout=40):
+    """Runs tool_airflow with script (a list of dicts); returns its JSON lines."""
+    text = "".join(json.dumps(line) + "\n" for line in script)
+    p = subprocess.run([TOOL, "--url", url, *args], input=text, capture_output=True,
+                       text=True, timeout=timeout)
+    assert p.returncode == 0, (p.returncode, p.stderr[-3000:])
+    return [json.loads(x) for x in p.stdout.splitlines() if x.strip()]
+
+
+def url(sim):
+    return f"http://127.0.0.1:{sim.port}"
+
+
+def only(results, op):
+    out = [r for r in results if r["op"] == op]
+    assert out, (op, results)
+    return out
+
+
+def api_requests(sim, prefix=""):
+    return [r for r in sim.log() if r["path"].startswith(prefix)]
+
+
+# ------------------------------------------------------------------ cases
+
+def case_flow(gen):
+    """Every operation in order, on one generation, with detection."""
+    sim = Sim({"api": gen, "parse_delay_ms": 150,
+               "pipelines": {"metadata": {"queued_ms": 50, "running_ms": 150}}})
+    try:
+        dag = "svc_db_metadata_agent"
+        res = run(url(sim), [
+            {"op": "health"},
+            {"op": "deploy", "pipeline": pipeline("svc.db/metadata  agent")},
+            {"op": "get_dag", "dag_id": dag},
+            {"op": "wait_dag", "dag_id": dag, "timeout_ms": 5000},
+            {"op": "unpause", "dag_id": dag},
+            {"op": "trigger", "dag_id": dag, "run_id": "autopilot__r1.metadata.1",
+             "conf": {"k": "v"}},
+            {"op": "trigger", "dag_id": dag, "run_id": "autopilot__r1.metadata.1"},
+            {"op": "wait_run", "dag_id": dag, "run_id": "autopilot__r1.metadata.1",
+             "timeout_ms": 5000},
+            {"op": "get_run", "dag_id": dag, "run_id": "nope"},
+            {"op": "trigger", "dag_id": dag, "run_id": "bad id!"},
+            {"op": "unpause", "dag_id": "missing"},
+            {"op": "trigger", "dag_id": dag, "run_id": "autopilot__r1.metadata.2"},
+            {"op": "kill", "dag_id": dag},
+            {"op": "fail_run", "dag_id": dag, "run_id": "autopilot__r1.metadata.1"},
+            {"op": "delete", "dag_id": dag},
+            {"op": "get_dag", "dag_id": dag},
+            {"op": "stats"},
+        ])
+        ops = [r["op"] for r in res]
+        assert ops == ["health", "deploy", "get_dag", "wait_dag", "unpause", "trigger",
+                       "trigger", "wait_run", "get_run", "trigger", "unpause", "trigger",
+                       "kill", "fail_run", "delete", "get_dag", "stats"], ops
+        h, dep, gd404, gd, unp, trg, adopt, done, lost, bad, unp404, trg2, kill, failr, \
+            dele, gone, stats = res
+        assert h["status"] == "ok" and h["body"]["status"] == "healthy", h
+        assert h["api"] == gen
+        assert dep["status"] == "ok" and dag in dep["body"]["message"], dep
+        assert gd404["status"] == "not_found" and gd404["http_status"] == 404, gd404
+        assert gd404["detail"] and dag in gd404["detail"], gd404
+        assert gd["status"] == "ok" and gd["dag"]["is_paused"] is True, gd
+        assert not gd["dag"]["has_import_errors"]
+        assert unp["status"] == "ok" and unp["dag"]["is_paused"] is False, unp
+        assert trg["status"] == "ok" and trg["run"]["state"] == "queued", trg
+        assert trg["run"]["adopted"] is False and trg["attempts"] == 1
+        assert adopt["status"] == "ok" and adopt["run"]["adopted"] is True, adopt
+        assert adopt["attempts"] == 2, adopt
+        assert done["run"]["state"] == "success", done
+        assert lost["status"] == "not_found", lost
+        assert bad["status"] == "rejected" and bad["http_status"] == 400, bad
+        assert bad["attempts"] == 1 and "does not match" in bad["detail"], bad
+        assert unp404["status"] == "not_found" and unp404["attempts"] == 1, unp404
+        assert trg2["status"] == "ok", trg2
+        assert kill["status"] == "ok", kill
+        assert failr["status"] == "ok" and failr["run"]["state"] == "failed", failr
+        assert dele["status"] == "ok", dele
+        assert gone["status"] == "not_found", gone
+        assert stats["requests"]["network"] == 0 and stats["retries"] == 0, stats
+        assert stats["latency_count"] == sum(stats["requests"].values()), stats
+
+        log = sim.log()
+        api = f"/api/{gen}"
+        # Detection once, first, without credentials.
+        assert log[0]["path"] == "/api/v2/version" and log[0]["auth"] == "none", log[0]
+        assert sum(1 for r in log if r["path"] == "/api/v2/version") == 1
+        tokens = [r for r in log if r["path"] == "/auth/token"]
+        if gen == "v2":
+            assert len(tokens) == 1, tokens
+            assert tokens[0]["body"] == {"username": "admin", "password": "admin"}
+        else:
+            assert not tokens
+        for r in log:
+            if "/openmetadata/" in r["path"]:
+                assert r["auth"] == "basic", r
+            elif r["path"].startswith(api + "/dags"):
+                assert r["auth"] == ("bearer" if gen == "v2" else "basic"), r
+        plugin = "/pluginsv2/api/v2/openmetadata" if gen == "v2" else "/api/v1/openmetadata"
+        deploys = [r for r in log if r["path"] == plugin + "/deploy"]
+        assert len(deploys) == 1 and deploys[0]["body"]["name"] == "svc.db/metadata  agent"
+        patch = [r for r in log if r["method"] == "PATCH" and r["path"] == f"{api}/dags/{dag}"]
+        assert patch[0]["query"] == "update_mask=is_paused" and \
+            patch[0]["body"] == {"is_paused": False}, patch
+        trig = [r for r in log if r["method"] == "POST" and
+                r["path"] == f"{api}/dags/{dag}/dagRuns"]
+        want = {"dag_run_id": "autopilot__r1.metadata.1", "conf": {"k": "v"}}
+        if gen == "v2":
+            want["logical_date"] = None
+        assert trig[0]["body"] == want, trig[0]
+        assert [r["status"] for r in trig] == [200, 409, 400, 200], trig
+        fail_patch = [r for r in log if r["method"] == "PATCH" and "/dagRuns/" in r["path"]]
+        assert fail_patch[0]["body"] == {"state": "failed"}, fail_patch
+        dels = [r for r in log if r["path"] == plugin + "/delete"]
+        assert dels[0]["method"] == "DELETE" and dels[0]["query"] == f"dag_id={dag}", dels
+    finally:
+        sim.stop()
+
+
+def case_fixed_api_and_credentials(gen):
+    """A fixed generation skips detection; wrong credentials are rejected, not retried."""
+    sim = Sim({"api": gen, "dags": {"d": {"exists": True}}})
+    try:
+        res = run(url(sim), [{"op": "get_dag", "dag_id": "d"}], "--api", gen)
+        assert res[0]["status"] == "ok", res
+        assert not any(r["path"] == "/api/v2/version" for r in sim.log())
+        res = run(url(sim), [{"op": "get_dag", "dag_id": "d"}, {"op": "deploy",
+                  "pipeline": pipeline("x")}], "--api", gen, "--password", "wrong")
+        for r in res:
+            assert r["status"] == "rejected" and r["http_status"] == 401, r
+        if gen == "v2":
+            # The login failed: the API request itself was never sent.
+            assert res[0]["attempts"] == 0 and res[1]["attempts"] == 1, res
+            assert [r["status"] for r in sim.log() if r["path"] == "/auth/token"][-1] == 401
+        else:
+            assert [r["attempts"] for r in res] == [1, 1], res
+        # The wrong generation fixed: Airflow answers 404 for the whole API.
+        other = "v1" if gen == "v2" else "v2"
+        res = run(url(sim), [{"op": "get_dag", "dag_id": "d"}], "--api", other)
+        assert res[0]["status"] in ("not_found", "rejected"), res
+    finally:
+        sim.stop()
+
+
+def case_retries(gen):
+    """5xx bursts and resets are retried; 429 waits for Retry-After; budgets end."""
+    dags = [f"/api/{gen}/dags"]
+    sim = Sim({"api": gen, "dags": {"d": {"exists": True}},
+               "faults": {"error_burst": {"after": 0, "count": 3, "status": 503},
+                          "paths": dags}})
+    fast = ("--retry-base-ms", "20", "--retry-max-ms", "100")
+    try:
+        res = run(url(sim), [{"op": "get_dag", "dag_id": "d"}], "--api", gen, *fast)
+        assert res[0]["status"] == "ok" and res[0]["attempts"] == 4, res
+        # Budget smaller than the burst: unavailable with Airflow's words.
+        sim.scenario({"api": gen, "dags": {"d": {"exists": True}},
+                      "faults": {"error_burst": {"after": 0, "count": 10, "status": 502},
+                                 "paths": dags}})
+        res = run(url(sim), [{"op": "get_dag", "dag_id": "d"}, {"op": "stats"}], "--api",
+                  gen, "--max-retries", "2", *fast)
+        assert res[0]["status"] == "unavailable" and res[0]["attempts"] == 3, res
+        assert res[0]["http_status"] == 502, res
+        assert res[1]["retries"] == 2 and res[1]["requests"]["5xx"] == 3, res[1]
+        # 500 is not retried (not a gateway answer).
+        sim.scenario({"api": gen, "dags": {"d": {"exists": True}},
+                      "faults": {"error_burst": {"after": 0, "count": 1, "status": 500},
+                                 "paths": dags}})
+        res = run(url(sim), [{"op": "get_dag", "dag_id": "d"}], "--api", gen, *fast)
+        assert res[0]["status"] == "unavailable" and res[0]["attempts"] == 1, res
+        # 429 with Retry-After: 1 -> the retry comes at least ~1 s later.
+        sim.scenario({"api": gen, "dags": {"d": {"exists": True}},
+                      "faults": {"rate_limit_every": 2, "rate_limit_burst": 1,
+                                 "retry_after_s": 1, "paths": [f"/api/{gen}/dags"]}})
+        seq0 = max([r["seq"] for r in sim.log()] or [0])
+        res = run(url(sim), [{"op": "get_dag", "dag_id": "d"}] * 2, "--api", gen, *fast)
+        assert [r["status"] for r in res] == ["ok", "ok"], res
+        assert [r["attempts"] for r in res] == [1, 2], res
+        log = [r for r in sim.log(since=seq0) if r["path"].startswith(f"/api/{gen}/dags")]
+        assert [r["status"] for r in log] == [200, 429, 200], log
+        gap = log[2]["t_ms"] - log[1]["t_ms"]
+        assert gap >= 900, gap
+        # Connection resets on half the requests: all 20 concurrent ops succeed.
+        sim.scenario({"api": gen, "seed": 7, "dags": {"d": {"exists": True}},
+                      "faults": {"reset_rate": 0.5, "paths": [f"/api/{gen}/dags"]}})
+        res = run(url(sim), [{"op": "get_dag", "dag_id": "d", "count": 20}, {"op": "stats"}],
+                  "--api", gen, "--max-retries", "15", *fast)
+        oks = [r for r in res if r["op"] == "get_dag"]
+        assert len(oks) == 20 and all(r["status"] == "ok" for r in oks), oks
+        assert any(r["attempts"] > 1 for r in oks)
+        assert res[-1]["requests"]["network"] > 0, res[-1]
+    finally:
+        sim.stop()
+
+
+def case_breaker(gen):
+    """During an outage the client stops hammering: one probe at a time."""
+    sim = Sim({"api": gen, "dags": {"d": {"exists": True}}})
+    try:
+        # Detect and log in first, then break Airflow for 1.5 s.
+        run(url(sim), [{"op": "get_dag", "dag_id": "d"}], "--api", gen)
+        seq0 = max(r["seq"] for r in sim.log())
+        st, _, _ = sim.req("POST", "/_sim/outage?ms=1500&mode=reset")
+        assert st == 200
+        t0 = time.monotonic()
+        res = run(url(sim), [{"op": "get_dag", "dag_id": "d", "count": 30}, {"op": "stats"}],
+                  "--api", gen, "--retry-base-ms", "50", "--retry-max-ms", "200",
+                  "--max-retries", "40")
+        took = time.monotonic() - t0
+        oks = [r for r in res if r["op"] == "get_dag"]
+        assert len(oks) == 30 and all(r["status"] == "ok" for r in oks), oks
+        assert took >= 1.2, took
+        stats = res[-1]
+        assert stats["breaker_opens"] >= 1 and not stats["breaker_open"], stats
+        log = sim.log(since=seq0)   # v2: the token fetch may be the one that probes
+        resets = [r for r in log if r["status"] == 0]
+        # Without the breaker 30 clients retrying every <= 200 ms for 1.5 s send
+        # hundreds of requests; with it: the first wave, then one probe at a time.
+        assert len(resets) <= 30 + 30, len(resets)
+        # After the first wave: resets arrive one by one, never two at once (each
+        # probe waits for the previous answer and a backoff).
+        wave = sorted(resets, key=lambda r: r["seq"])[30:]
+        for a, b in zip(wave, wave[1:]):
+            assert b["t_ms"] >= a["t_ms"], (a, b)
+        assert sum(1 for r in log if r["status"] == 200 and "/dags/" in r["path"]) == 30
+    finally:
+        sim.stop()
+
+
+def case_breaker_gives_up(gen):
+    """Airflow gone for good: every caller hears "unavailable", bounded in time."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()  # nothing listens there now
+    t0 = time.monotonic()
+    res = run(f"http://127.0.0.1:{port}", [{"op": "get_run", "dag_id": "d", "run_id": "r",
+                                            "count": 10}, {"op": "stats"}],
+              "--api", gen, "--retry-base-ms", "10", "--retry-max-ms", "50",
+              "--max-retries", "3", "--request-timeout-ms", "2000")
+    assert time.monotonic() - t0 < 15
+    runs = only(res, "get_run")
+    assert len(runs) == 10 and all(r["status"] == "unavailable" for r in runs), runs
+    assert all(r["http_status"] == 0 and r["title"] for r in runs), runs
+    if gen == "v1":
+        assert res[-1]["breaker_opens"] >= 1 and res[-1]["breaker_open"], res[-1]
+    else:
+        # 3.x: the shared login fails once for everybody (4 attempts in all).
+        assert res[-1]["requests"]["network"] == 4, res[-1]
+    # Each request within its budget (1 + 3 attempts), the probes one at a time.
+    assert res[-1]["requests"]["network"] <= 40, res[-1]
+    assert all(r["attempts"] <= 4 for r in runs), runs
+
+
+def case_runs_and_dags(gen):
+    """Dead workers, restarts that lose runs, import errors."""
+    sim = Sim({"api": gen, "dags": {
+        "dead": {"exists": True, "is_paused": False, "outcome": "worker_died",
+                 "queued_ms": 0, "running_ms": 50},
+        "ok": {"exists": True, "is_paused": False, "queued_ms": 0, "running_ms": 50},
+        "broken": {"exists": True, "import_error": "Traceback (most recent call last):\n"
+                   "  File \"/opt/airflow/dags/broken.py\"\nNameError: boom"}}})
+    try:
+        res = run(url(sim), [
+            {"op": "trigger", "dag_id": "dead", "run_id": "r1"},
+            {"op": "wait_run", "dag_id": "dead", "run_id": "r1", "timeout_ms": 800},
+            {"op": "fail_run", "dag_id": "dead", "run_id": "r1"},
+            {"op": "trigger", "dag_id": "ok", "run_id": "r2"},
+            {"op": "get_dag", "dag_id": "broken"},
+        ], "--api", gen)
+        assert res[1]["run"]["state"] == "running", res[1]   # forever
+        assert res[2]["run"]["state"] == "failed", res[2]
+        b = res[4]
+        assert b["status"] == "ok" and b["dag"]["has_import_errors"], b
+        assert "NameError: boom" in b["dag"]["import_error"], b
+        ie = [r for r in sim.log() if "importErrors" in r["path"]]
+        assert len(ie) == 1 and ie[0]["auth"] == ("bearer" if gen == "v2" else "basic"), ie
+        st, _, _ = sim.req("POST", "/_sim/restart")
+        assert st == 200
+        res = run(url(sim), [{"op": "get_run", "dag_id": "ok", "run_id": "r2"}], "--api", gen)
+        assert res[0]["status"] == "not_found" and res[0]["attempts"] == 1, res
+    finally:
+        sim.stop()
+
+
+def case_jwt_renewal():
+    """Airflow 3: an expired token (401) and a revoked one (403) are renewed once."""
+    sim = Sim({"api": "v2", "token_ttl_ms": 400, "dags": {"d": {"exists": True}}})
+    try:
+        res = run(url(sim), [
+            {"op": "get_dag", "dag_id": "d"},
+            {"op": "sleep", "ms": 600},
+            {"op": "get_dag", "dag_id": "d"},
+        ])
+        assert [r["status"] for r in res if r["op"] == "get_dag"] == ["ok", "ok"], res
+        assert res[-1]["attempts"] == 2, res
+        log = sim.log()
+        assert sum(1 for r in log if r["path"] == "/auth/token") == 2, log
+        dags = [r["status"] for r in log if r["path"] == "/api/v2/dags/d"]
+        assert dags == [200, 401, 200], dags
+    finally:
+        sim.stop()
+
+
+def case_jwt_revoked_in_flight():
+    """A new signing key between two requests of one client: 403 "Invalid JWT
+    token" -> a new token, once."""
+    sim = Sim({"api": "v2", "dags": {"d": {"exists": True}}})
+    try:
+        def revoke():
+            time.sleep(0.4)
+            sim.req("POST", "/_sim/restart?tokens=1")
+        th = threading.Thread(target=revoke)
+        th.start()
+        res = run(url(sim), [
+            {"op": "get_dag", "dag_id": "d"},
+            {"op": "sleep", "ms": 900},
+            {"op": "get_dag", "dag_id": "d"},
+        ])
+        th.join()
+        dg = [r for r in res if r["op"] == "get_dag"]
+        assert [r["status"] for r in dg] == ["ok", "ok"] and dg[1]["attempts"] == 2, dg
+        dags = [r["status"] for r in sim.log() if r["path"] == "/api/v2/dags/d"]
+        assert dags == [200, 403, 200], dags
+    finally:
+        sim.stop()
+
+
+def case_plugin_fallback():
+    """Airflow 3 without /pluginsv2: the plugin is found under /api/v2, then remembered."""
+    sim = Sim({"api": "v2", "faults": {"plugin_pluginsv2_404": True}})
+    try:
+        res = run(url(sim), [{"op": "deploy", "pipeline": pipeline("p")}, {"op": "health"},
+                             {"op": "kill", "dag_id": "p"}])
+        assert res[0]["status"] == "ok" and res[1]["status"] == "ok", res
+        assert res[2]["status"] == "not_found", res   # the plugin's own 404: no fallback
+        paths = [r["path"] for r in sim.log() if "openmetadata" in r["path"]]
+        assert paths == ["/pluginsv2/api/v2/openmetadata/deploy",
+                         "/api/v2/openmetadata/deploy", "/api/v2/openmetadata/health",
+                         "/api/v2/openmetadata/kill"], paths
+    finally:
+        sim.stop()
+
+
+def case_latency_and_cancel(gen):
+    sim = Sim({"api": gen, "dags": {"d": {"exists": True}},
+               "faults": {"latency_ms": 300}})
+    try:
+        res = run(url(sim), [{"op": "get_dag", "dag_id": "d", "count": 5},
+                             {"op": "cancel", "what": "get_dag", "dag_id": "d"},
+                             {"op": "sleep", "ms": 500}, {"op": "stats"}], "--api", gen)
+        dg = only(res, "get_dag")
+        assert len(dg) == 5 and all(r["status"] == "ok" and r["ms"] >= 280 for r in dg), dg
+        assert only(res, "cancel")[0]["status"] == "cancelled"
+        st = res[-1]
+        # 5 answers took >= 300 ms: they sit in the 500 ms bucket, not below 250.
+        assert st["latency_le"][5] == 0 and st["latency_le"][6] >= 5, st
+    finally:
+        sim.stop()
+
+
+class Odd(http.server.BaseHTTPRequestHandler):
+    """Airflow gone strange: huge answers, non-JSON 200s."""
+    def do_GET(self):
+        if "huge" in self.path:
+            body = b"{\"dag_id\": \"" + b"x" * (9 << 20) + b"\"}"
+        else:
+            body = b"<html>hello</html>"
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        try:
+            self.wfile.write(body)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+    def log_message(self, *a):
+        pass
+
+
+def case_bad_replies():
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Odd)
+    th = threading.Thread(target=srv.serve_forever, daemon=True)
+    th.start()
+    try:
+        res = run(f"http://127.0.0.1:{srv.server_address[1]}",
+                  [{"op": "get_dag", "dag_id": "huge"}, {"op": "get_dag", "dag_id": "html"},
+                   {"op": "get_run", "dag_id": "html", "run_id": "r"}], "--api", "v1")
+        assert [r["status"] for r in res] == ["bad_reply"] * 3, res
+        assert all(r["attempts"] == 1 for r in res), res
+        assert "larger" in res[0]["detail"], res[0]
+    finally:
+        srv.shutdown()
+        srv.server_close()
+
+
+def main():
+    if not os.path.exists(TOOL):
+        print(f"missing {TOOL}", file=sys.stderr)
+        return 1
+    cases = []
+    for gen in ("v1", "v2"):
+        cases += [(case_flow, gen), (case_fixed_api_and_credentials, gen),
+                  (case_retries, gen), (case_breaker, gen), (case_breaker_gives_up, gen),
+                  (case_runs_and_dags, gen), (case_latency_and_cancel, gen)]
+    cases += [(case_jwt_renewal, None), (case_jwt_revoked_in_flight, None),
+              (case_plugin_fallback, None), (case_bad_replies, None)]
+    for fn, gen in cases:
+        t0 = time.monotonic()
+        fn(gen) if gen else fn()
+        print(f"ok {fn.__name__}{'(' + gen + ')' if gen else ''} "
+              f"({time.monotonic() - t0:.1f}s)", flush=True)
+        assert time.monotonic() < DEADLINE, "suite too slow"
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
