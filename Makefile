@@ -5,6 +5,10 @@ JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 
 all: build
 
+# Set-up, build, then the main job end to end against the Airflow simulator.
+demo: build
+	tests/demo.sh
+
 deps:
 	@.ci/install-deps
 

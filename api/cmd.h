@@ -28,5 +28,7 @@ void ap_cmd_print_help(const struct ap_cmd_entry *e, FILE *f);
 extern const struct ap_cmd_entry ap_cmd_filter_test_entry;
 extern const struct ap_cmd_entry ap_cmd_config_check_entry;
 extern const struct ap_cmd_entry ap_cmd_status_entry;
+extern const struct ap_cmd_entry ap_cmd_serve_entry;
+extern const struct ap_cmd_entry ap_cmd_run_entry;
 
 #endif

@@ -8,6 +8,8 @@
 #include "util.h"
 
 static const struct ap_cmd_entry *const cmd_table[] = {
+	&ap_cmd_serve_entry,
+	&ap_cmd_run_entry,
 	&ap_cmd_status_entry,
 	&ap_cmd_filter_test_entry,
 	&ap_cmd_config_check_entry,

@@ -1,0 +1,655 @@
+/*
+ * cmd_run.c — `autopilot run`: re-runs AutoPilot on an existing service and
+ * follows it to the end. The entity comes from --service-json, else the
+ * state store, else OpenMetadata's API.
+ */
+#include <ctype.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <curl/curl.h>
+#include <event2/event.h>
+
+#include "cmd.h"
+#include "config.h"
+#include "log.h"
+#include "runtime.h"
+#include "util.h"
+
+#define OM_MAX_BODY (8u * 1024 * 1024)
+#define RUN_MAX_AGENTS SCHED_MAX_AGENTS
+
+/* The service kinds OpenMetadata serves at /api/v1/services/{kind}s. */
+static const char *const service_types[] = {
+	"databaseService", "dashboardService", "messagingService",
+	"pipelineService", "mlmodelService", "metadataService", "storageService",
+	"searchService", "apiService", NULL
+};
+
+struct run_line {
+	char agent[SCHED_AGENT_NAME_MAX];
+	char state[24];
+	char dag_run_id[160];
+	char error[160];
+	unsigned attempt;
+	uint64_t started;	/* mono ms when it left pending, 0 before */
+	uint64_t ended;		/* mono ms when it reached a final state */
+};
+
+struct run_watch {
+	struct ap_runtime rt;
+	const char *run_id;
+	bool tty, json;
+	struct run_line lines[RUN_MAX_AGENTS];
+	unsigned nlines, drawn;
+	char run_state[24];
+	char *run_error;
+	bool done, left;	/* final, or no longer driven here */
+	bool interrupted;
+	struct event *tick, *sigint, *sigterm;
+};
+
+/* ---- Where the entity comes from. ---- */
+
+/* "…/services/databaseServices/<id>" -> "databaseService" (new string). */
+static char *
+type_from_href(const json_t *entity)
+{
+	const char *href = json_string_value(json_object_get(entity, "href"));
+	const char *p, *end;
+	size_t i;
+
+	if (href == NULL || (p = strstr(href, "/services/")) == NULL)
+		return NULL;
+	p += strlen("/services/");
+	if ((end = strchr(p, '/')) == NULL || end == p || end[-1] != 's')
+		return NULL;
+	for (i = 0; service_types[i] != NULL; i++)
+		if (strlen(service_types[i]) == (size_t)(end - p - 1) &&
+		    strncmp(service_types[i], p, (size_t)(end - p - 1)) == 0)
+			return ap_xstrdup(service_types[i]);
+	return NULL;
+}
+
+static size_t
+om_write(char *data, size_t size, size_t n, void *arg)
+{
+	struct ap_buf *b = arg;
+
+	if (b->len + size * n > OM_MAX_BODY)
+		return 0;
+	ap_buf_add(b, data, size * n);
+	return size * n;
+}
+
+/*
+ * GET {url}/api/v1/services/{type}s/name/{fqn}. Blocking: the CLI does this
+ * before its event loop starts. Returns the HTTP status (0 on a network
+ * error, with *cause) and, on 200, the entity.
+ */
+static long
+om_fetch(const struct config *cfg, const char *type, const char *fqn,
+    json_t **entity, char **cause)
+{
+	struct curl_slist *hdrs = NULL;
+	struct ap_buf b;
+	json_error_t jerr;
+	char *url, *efqn, *auth, errbuf[CURL_ERROR_SIZE] = "";
+	const char *base = cfg->om_url;
+	size_t blen = strlen(base);
+	long status = 0;
+	CURLcode rc;
+	CURL *h;
+
+	*entity = NULL;
+	while (blen > 0 && base[blen - 1] == '/')
+		blen--;
+	if ((h = curl_easy_init()) == NULL)
+		ap_fatal("curl_easy_init failed");
+	efqn = curl_easy_escape(h, fqn, 0);
+	url = ap_xprintf("%.*s/api/v1/services/%ss/name/%s", (int)blen, base, type, efqn);
+	curl_free(efqn);
+	ap_buf_init(&b);
+	hdrs = curl_slist_append(hdrs, "Accept: application/json");
+	if (cfg->om_token != NULL) {
+		auth = ap_xprintf("Authorization: Bearer %s", cfg->om_token);
+		hdrs = curl_slist_append(hdrs, auth);
+		memset(auth, 0, strlen(auth));
+		free(auth);
+	}
+	curl_easy_setopt(h, CURLOPT_URL, url);
+	curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
+	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, om_write);
+	curl_easy_setopt(h, CURLOPT_WRITEDATA, &b);
+	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
+	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, 5000L);
+	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 30000L);
+	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+	rc = curl_easy_perform(h);
+	if (rc != CURLE_OK) {
+		*cause = ap_xprintf("OpenMetadata %s: %s", url,
+		    errbuf[0] != '\0' ? errbuf : curl_easy_strerror(rc));
+		goto out;
+	}
+	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+	if (status == 200) {
+		*entity = json_loadb(b.data != NULL ? b.data : "", b.len, 0, &jerr);
+		if (*entity == NULL || !json_is_object(*entity)) {
+			*cause = ap_xprintf("OpenMetadata %s: the answer is not a JSON"
+			    " object: %s", url, *entity == NULL ? jerr.text : "");
+			json_decref(*entity);
+			*entity = NULL;
+			status = 0;
+		}
+	} else if (status != 404)
+		*cause = ap_xprintf("OpenMetadata %s: HTTP %ld%s%.*s", url, status,
+		    b.len > 0 ? ": " : "", (int)(b.len > 300 ? 300 : b.len),
+		    b.data != NULL ? b.data : "");
+out:
+	curl_slist_free_all(hdrs);
+	curl_easy_cleanup(h);
+	ap_buf_cleanup(&b);
+	free(url);
+	return status;
+}
+
+/*
+ * The service entity and its type. Returns AP_EXIT_OK or an exit code with
+ * a new *cause.
+ */
+static int
+find_entity(const struct config *cfg, struct store *st, const char *fqn,
+    const char *json_file, char **type, json_t **entity, char **cause)
+{
+	json_error_t jerr;
+	enum store_result r;
+	char *text = NULL, *why = NULL;
+	size_t i, len;
+	long status;
+
+	*entity = NULL;
+	if (json_file != NULL) {
+		if ((text = ap_read_file(json_file, OM_MAX_BODY, &len, &why)) == NULL) {
+			*cause = ap_xprintf("--service-json: %s", why);
+			free(why);
+			return AP_EXIT_USAGE;
+		}
+		*entity = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
+		free(text);
+		if (*entity == NULL || !json_is_object(*entity)) {
+			*cause = ap_xprintf("%s: line %d, column %d: %s", json_file,
+			    jerr.line, jerr.column, *entity == NULL ? jerr.text :
+			    "the service entity must be a JSON object");
+			json_decref(*entity);
+			*entity = NULL;
+			return AP_EXIT_USAGE;
+		}
+		if (*type == NULL && (*type = type_from_href(*entity)) == NULL) {
+			*cause = ap_xprintf("%s: cannot tell the service type (no"
+			    " \"href\" naming it): give --type, e.g. --type"
+			    " databaseService", json_file);
+			return AP_EXIT_USAGE;
+		}
+		return AP_EXIT_OK;
+	}
+
+	r = store_service_get(st, *type, fqn, &text, *type == NULL ? type : NULL, &why);
+	if (r == STORE_OK) {
+		*entity = json_loads(text, 0, &jerr);
+		free(text);
+		if (*entity != NULL)
+			return AP_EXIT_OK;
+		*cause = ap_xprintf("the stored entity of %s is not JSON: %s", fqn,
+		    jerr.text);
+		return AP_EXIT_UNREACHABLE;
+	}
+	if (r != STORE_NOT_FOUND) {
+		*cause = ap_xprintf("state store: %s", why);
+		free(why);
+		return AP_EXIT_UNREACHABLE;
+	}
+
+	if (cfg->om_url == NULL) {
+		*cause = ap_xprintf("no entity for service '%s': it is not in the state"
+		    " store, and OpenMetadata is not configured (AUTOPILOT_OPENMETADATA_URL);"
+		    " give --service-json FILE", fqn);
+		return AP_EXIT_USAGE;
+	}
+	for (i = 0; service_types[i] != NULL; i++) {
+		if (*type != NULL && strcmp(*type, service_types[i]) != 0)
+			continue;
+		status = om_fetch(cfg, service_types[i], fqn, entity, cause);
+		if (status == 200) {
+			if (*type == NULL)
+				*type = ap_xstrdup(service_types[i]);
+			return AP_EXIT_OK;
+		}
+		if (status == 401 || status == 403)
+			return AP_EXIT_USAGE;	/* a token problem: configuration */
+		if (status != 404)
+			return AP_EXIT_UNREACHABLE;
+	}
+	*cause = ap_xprintf("OpenMetadata at %s has no %s named '%s'", cfg->om_url,
+	    *type != NULL ? *type : "service", fqn);
+	return AP_EXIT_USAGE;
+}
+
+/* ---- Progress. ---- */
+
+static struct run_line *
+line_of(struct run_watch *w, const char *agent)
+{
+	unsigned i;
+
+	for (i = 0; i < w->nlines; i++)
+		if (strcmp(w->lines[i].agent, agent) == 0)
+			return &w->lines[i];
+	if (w->nlines == RUN_MAX_AGENTS)
+		return NULL;
+	snprintf(w->lines[w->nlines].agent, sizeof w->lines[0].agent, "%s", agent);
+	return &w->lines[w->nlines++];
+}
+
+static void
+draw(struct run_watch *w)
+{
+	uint64_t now = ap_mono_ms();
+	struct run_line *l;
+	unsigned i;
+	double secs;
+
+	if (w->drawn > 0)
+		printf("\033[%uA", w->drawn);
+	for (i = 0; i < w->nlines; i++) {
+		l = &w->lines[i];
+		secs = l->started == 0 ? 0 :
+		    (double)((l->ended != 0 ? l->ended : now) - l->started) / 1000.0;
+		printf("\r\033[K  %-18s %-15s %7.1fs  %s%s%s\n", l->agent, l->state, secs,
+		    l->dag_run_id, l->error[0] != '\0' ? "  " : "", l->error);
+	}
+	w->drawn = w->nlines;
+	fflush(stdout);
+}
+
+static void
+run_tick(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	draw(arg);
+}
+
+static void
+run_observe(const struct sched_event *ev, void *arg)
+{
+	struct run_watch *w = arg;
+	struct run_line *l;
+	char ts[32];
+
+	/* Events of the run may come while sched_submit() creates it, before
+	 * its id is known here; this process drives no other run. */
+	if (w->run_id != NULL && strcmp(ev->run_id, w->run_id) != 0)
+		return;
+	if (ev->agent == NULL) {
+		snprintf(w->run_state, sizeof w->run_state, "%s", ev->new_state);
+		if (ev->error != NULL) {
+			free(w->run_error);
+			w->run_error = ap_xstrdup(ev->error);
+		}
+		if (ev->old_state != NULL && strcmp(ev->old_state, ev->new_state) == 0)
+			w->left = true;
+		else {
+			enum sched_run_state rs;
+
+			w->done = sched_run_state_parse(ev->new_state, &rs) &&
+			    sched_run_state_final(rs);
+		}
+		if (w->done || w->left)
+			event_base_loopexit(w->rt.base, NULL);
+		return;
+	}
+	if ((l = line_of(w, ev->agent)) != NULL) {
+		enum sched_agent_state as;
+
+		snprintf(l->state, sizeof l->state, "%s", ev->new_state);
+		if (ev->dag_run_id != NULL)
+			snprintf(l->dag_run_id, sizeof l->dag_run_id, "%s", ev->dag_run_id);
+		snprintf(l->error, sizeof l->error, "%s", ev->error != NULL ? ev->error : "");
+		l->attempt = ev->attempt;
+		if (l->started == 0 && strcmp(ev->new_state, "pending") != 0)
+			l->started = ap_mono_ms();
+		if (sched_agent_state_parse(ev->new_state, &as) && sched_agent_state_final(as))
+			l->ended = ap_mono_ms();
+		else
+			l->ended = 0;
+	}
+	if (w->json)
+		return;
+	if (w->tty) {
+		draw(w);
+		return;
+	}
+	ap_format_time(ap_wall_ms(), ts, sizeof ts);
+	printf("%s %s: %s -> %s (attempt %u%s%s)%s%s\n", ts, ev->agent,
+	    ev->old_state != NULL ? ev->old_state : "new",
+	    ev->new_state, ev->attempt, ev->dag_run_id != NULL ? ", dag run " : "",
+	    ev->dag_run_id != NULL ? ev->dag_run_id : "", ev->error != NULL ? ": " : "",
+	    ev->error != NULL ? ev->error : "");
+	fflush(stdout);
+}
+
+static void
+run_signal(evutil_socket_t sig, short what, void *arg)
+{
+	struct run_watch *w = arg;
+
+	(void)sig;
+	(void)what;
+	w->interrupted = true;
+	event_base_loopexit(w->rt.base, NULL);
+}
+
+/* ---- Airflow first: refuse to start a run nobody can drive. ---- */
+
+struct probe {
+	struct event_base *base;
+	enum airflow_status status;
+	char *detail;
+	bool done;
+};
+
+static void
+probe_done(const struct airflow_result *res, void *arg)
+{
+	struct probe *p = arg;
+
+	p->status = res->status;
+	if (res->status != AIRFLOW_OK)
+		p->detail = ap_xprintf("%s%s%s (HTTP %ld)", res->error.title != NULL ?
+		    res->error.title : "", res->error.detail != NULL ? ": " : "",
+		    res->error.detail != NULL ? res->error.detail : "",
+		    res->error.http_status);
+	p->done = true;
+	event_base_loopexit(p->base, NULL);
+}
+
+static int
+probe_airflow(struct ap_runtime *rt, const struct config *cfg, char **cause)
+{
+	struct probe p = { rt->base, AIRFLOW_OK, NULL, false };
+
+	airflow_health(rt->airflow, probe_done, &p);
+	while (!p.done)
+		event_base_dispatch(rt->base);
+	if (p.status == AIRFLOW_OK)
+		return AP_EXIT_OK;
+	*cause = ap_xprintf("Airflow at %s: health check of the OpenMetadata"
+	    " plugin failed: %s", cfg->airflow_url, p.detail);
+	free(p.detail);
+	return p.status == AIRFLOW_UNAVAILABLE ? AP_EXIT_UNREACHABLE :
+	    p.status == AIRFLOW_REJECTED ? AP_EXIT_USAGE : AP_EXIT_UNREACHABLE;
+}
+
+/* ---- The command. ---- */
+
+static int
+split_agents(char *list, const char **names, char **cause)
+{
+	static const char *const known[] = { "metadata", "lineage", "usage",
+	    "profiler", "autoClassification", NULL };
+	char *tok, *save = NULL;
+	unsigned n = 0, i;
+
+	for (tok = strtok_r(list, ",", &save); tok != NULL;
+	    tok = strtok_r(NULL, ",", &save)) {
+		while (isspace((unsigned char)*tok))
+			tok++;
+		for (i = 0; known[i] != NULL; i++)
+			if (strcmp(known[i], tok) == 0)
+				break;
+		if (known[i] == NULL) {
+			*cause = ap_xprintf("--agents: unknown agent '%s' (agents:"
+			    " metadata, lineage, usage, profiler, autoClassification)", tok);
+			return -1;
+		}
+		if (n == RUN_MAX_AGENTS) {
+			*cause = ap_xstrdup("--agents: too many agents");
+			return -1;
+		}
+		names[n++] = tok;
+	}
+	if (n == 0) {
+		*cause = ap_xstrdup("--agents: give a comma-separated list of agents");
+		return -1;
+	}
+	names[n] = NULL;
+	return 0;
+}
+
+static int
+run_exec(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "type", required_argument, NULL, 't' },
+		{ "service-json", required_argument, NULL, 'f' },
+		{ "agents", required_argument, NULL, 'A' },
+		{ "no-wait", no_argument, NULL, 'n' },
+		{ "replace", no_argument, NULL, 'r' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "airflow-url", required_argument, NULL, 'a' },
+		{ "state", required_argument, NULL, 's' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 }
+	};
+	struct config_flags flags = { 0 };
+	struct run_watch w;
+	struct config cfg;
+	const char *path = NULL, *fqn, *json_file = NULL;
+	const char *names[RUN_MAX_AGENTS + 1];
+	char *type = NULL, *agents_arg = NULL, *cause = NULL, *run_id = NULL, *text;
+	bool no_wait = false, replace = false, restricted = false;
+	struct timeval second = { 1, 0 };
+	json_t *entity = NULL, *doc = NULL;
+	enum store_result r;
+	int c, rc = AP_EXIT_USAGE;
+
+	memset(&w, 0, sizeof w);
+	config_init(&cfg);
+	optind = 1;
+	opterr = 1;
+	while ((c = getopt_long(argc, argv, "c:h", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'c': path = optarg; break;
+		case 't':
+			free(type);
+			type = ap_xstrdup(optarg);
+			break;
+		case 'f': json_file = optarg; break;
+		case 'A':
+			free(agents_arg);
+			agents_arg = ap_xstrdup(optarg);
+			break;
+		case 'n': no_wait = true; break;
+		case 'r': replace = true; break;
+		case 'j': w.json = true; break;
+		case 'a': flags.airflow_url = optarg; break;
+		case 's': flags.state = optarg; break;
+		case 'h':
+			ap_cmd_print_help(&ap_cmd_run_entry, stdout);
+			rc = AP_EXIT_OK;
+			goto out;
+		default:
+			fprintf(stderr, "usage: autopilot run %s\n", ap_cmd_run_entry.usage);
+			goto out;
+		}
+	}
+	if (optind != argc - 1) {
+		fprintf(stderr, "autopilot: run: %s\nusage: autopilot run %s\n",
+		    optind >= argc ? "give the service's fully qualified name" :
+		    "one service at a time", ap_cmd_run_entry.usage);
+		goto out;
+	}
+	fqn = argv[optind];
+	if (type != NULL && plan_service_kind(type) == NULL) {
+		fprintf(stderr, "autopilot: run: --type: '%s' is not a service type"
+		    " autopilot acts on (databaseService, dashboardService,"
+		    " messagingService, pipelineService, mlmodelService,"
+		    " metadataService, storageService, searchService, apiService)\n", type);
+		goto out;
+	}
+	if (agents_arg != NULL && split_agents(agents_arg, names, &cause) < 0) {
+		fprintf(stderr, "autopilot: run: %s\n", cause);
+		goto out;
+	}
+	restricted = agents_arg != NULL;
+	if (config_load(&cfg, path, &flags, &cause) < 0) {
+		fprintf(stderr, "autopilot: %s\n", cause);
+		goto out;
+	}
+	/* Progress goes to stdout; log lines (warnings) to stderr. */
+	ap_log_setup(cfg.log_level > AP_LOG_WARN ? cfg.log_level : AP_LOG_WARN,
+	    cfg.log_format);
+	signal(SIGPIPE, SIG_IGN);
+	if ((rc = ap_runtime_open(&w.rt, &cfg, &cause)) != AP_EXIT_OK) {
+		fprintf(stderr, "autopilot: run: %s\n", cause);
+		goto out;
+	}
+	if ((rc = find_entity(&cfg, w.rt.store, fqn, json_file, &type, &entity,
+	    &cause)) != AP_EXIT_OK) {
+		fprintf(stderr, "autopilot: run: %s\n", cause);
+		goto out;
+	}
+	if (plan_service_kind(type) == NULL) {
+		fprintf(stderr, "autopilot: run: '%s' is a %s, which autopilot does not"
+		    " act on\n", fqn, type);
+		rc = AP_EXIT_USAGE;
+		goto out;
+	}
+	if ((rc = probe_airflow(&w.rt, &cfg, &cause)) != AP_EXIT_OK) {
+		fprintf(stderr, "autopilot: run: %s\n", cause);
+		goto out;
+	}
+	if (sched_start(w.rt.sched, false, &cause) < 0) {
+		fprintf(stderr, "autopilot: run: state store: %s\n", cause);
+		rc = AP_EXIT_UNREACHABLE;
+		goto out;
+	}
+	sched_set_observer(w.rt.sched, run_observe, &w);
+	w.tty = !w.json && isatty(STDOUT_FILENO);
+	r = sched_submit(w.rt.sched, type, fqn, entity, restricted ? names : NULL,
+	    replace, &run_id, &cause);
+	if (r == STORE_ACTIVE) {
+		fprintf(stderr, "autopilot: run: %s (run %s); wait for it to end, or"
+		    " give --replace to fail it and start again\n", cause, run_id);
+		rc = AP_EXIT_USAGE;
+		goto out;
+	}
+	if (r != STORE_OK) {
+		fprintf(stderr, "autopilot: run: state store: %s\n", cause);
+		rc = AP_EXIT_UNREACHABLE;
+		goto out;
+	}
+	w.run_id = run_id;
+	if (no_wait) {
+		if (w.json)
+			printf("{\"run_id\": \"%s\"}\n", run_id);
+		else
+			printf("run %s: %s %s submitted; `autopilot serve` on %s drives"
+			    " it\n", run_id, type, fqn, cfg.state_path);
+		rc = AP_EXIT_OK;
+		goto out;
+	}
+	if (!w.json)
+		printf("run %s: %s %s (Airflow %s)\n", run_id, type, fqn, cfg.airflow_url);
+	fflush(stdout);
+	if (w.tty) {
+		w.tick = event_new(w.rt.base, -1, EV_PERSIST, run_tick, &w);
+		evtimer_add(w.tick, &second);
+	}
+	w.sigint = evsignal_new(w.rt.base, SIGINT, run_signal, &w);
+	w.sigterm = evsignal_new(w.rt.base, SIGTERM, run_signal, &w);
+	evsignal_add(w.sigint, NULL);
+	evsignal_add(w.sigterm, NULL);
+	while (!w.done && !w.left && !w.interrupted)
+		event_base_dispatch(w.rt.base);
+	if (w.tty)
+		draw(&w);
+
+	if (w.interrupted) {
+		fprintf(stderr, "autopilot: run: interrupted; run %s is unfinished and"
+		    " resumes under `autopilot serve` on the same state database\n",
+		    run_id);
+		rc = AP_EXIT_FAILED;
+		goto out;
+	}
+	if (w.json) {
+		if (store_run_json(w.rt.store, run_id, &doc, &cause) != STORE_OK) {
+			fprintf(stderr, "autopilot: run: state store: %s\n", cause);
+			rc = AP_EXIT_UNREACHABLE;
+			goto out;
+		}
+		text = json_dumps(doc, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+		printf("%s\n", text);
+		free(text);
+	} else
+		printf("run %s: %s%s%s\n", run_id, w.left ? "no longer driven here" :
+		    w.run_state, w.run_error != NULL ? ": " : "",
+		    w.run_error != NULL ? w.run_error : "");
+	rc = w.done && strcmp(w.run_state, "succeeded") == 0 ? AP_EXIT_OK :
+	    AP_EXIT_FAILED;
+out:
+	if (w.tick != NULL)
+		event_free(w.tick);
+	if (w.sigint != NULL)
+		event_free(w.sigint);
+	if (w.sigterm != NULL)
+		event_free(w.sigterm);
+	if (w.rt.base != NULL)
+		ap_runtime_close(&w.rt);
+	json_decref(doc);
+	json_decref(entity);
+	free(w.run_error);
+	free(run_id);
+	free(agents_arg);
+	free(type);
+	free(cause);
+	config_cleanup(&cfg);
+	return rc;
+}
+
+const struct ap_cmd_entry ap_cmd_run_entry = {
+	"run",
+	"[-c FILE] SERVICE_FQN [--type SERVICE_TYPE] [--service-json FILE]"
+	" [--agents LIST] [--no-wait] [--replace] [--json] [--airflow-url URL]"
+	" [--state PATH]",
+	"Re-runs AutoPilot on an existing service: deploys its agents, triggers\n"
+	"them in dependency order and follows them to a final state. The service\n"
+	"entity comes from --service-json, else from the state store (the entity\n"
+	"last received for it), else from OpenMetadata's API\n"
+	"(AUTOPILOT_OPENMETADATA_URL, AUTOPILOT_OPENMETADATA_TOKEN).\n\n"
+	"  -c, --config FILE        configuration file (default: $AUTOPILOT_CONFIG)\n"
+	"      --type TYPE          OpenMetadata entity type, e.g. databaseService\n"
+	"                           (default: from the entity, the store or a lookup)\n"
+	"      --service-json FILE  the service entity as OpenMetadata returns it\n"
+	"      --agents LIST        only these agents, e.g. metadata,profiler\n"
+	"      --no-wait            record the run and return; `autopilot serve` on\n"
+	"                           the same state database drives it\n"
+	"      --replace            fail the service's active run and start again\n"
+	"      --json               print one JSON document (as `status --json`)\n"
+	"                           at the end instead of progress\n"
+	"      --airflow-url URL    Airflow's base URL\n"
+	"      --state PATH         state database (default autopilot.db)\n\n"
+	"On a terminal, one line per agent (state, elapsed time, Airflow run id)\n"
+	"updated in place; otherwise one line per change.\n\n"
+	"Exit status: 0 every agent succeeded (or was skipped as unsupported);\n"
+	"1 an agent failed, timed out or was lost, or the run was interrupted;\n"
+	"2 usage, configuration or input error, or the service has an active run;\n"
+	"3 Airflow, OpenMetadata or the state store could not be reached.\n",
+	run_exec,
+};

@@ -1,0 +1,223 @@
+/*
+ * cmd_serve.c — `autopilot serve`: the webhook target. Loads the
+ * configuration, opens the store, resumes unfinished runs, and serves the
+ * HTTP routes of server.h until SIGTERM or SIGINT.
+ */
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/event.h>
+
+#include "cmd.h"
+#include "config.h"
+#include "log.h"
+#include "runtime.h"
+#include "server.h"
+#include "util.h"
+
+/* After the listener closes, answers already being written get this long. */
+#define DRAIN_MS 200
+
+struct serve {
+	struct ap_runtime rt;
+	struct server *server;
+	struct event *sigterm, *sigint, *sighup;
+	struct event *drain_timer;
+	int signals;
+};
+
+static void
+serve_drained(evutil_socket_t fd, short what, void *arg)
+{
+	struct serve *sv = arg;
+
+	(void)fd;
+	(void)what;
+	event_base_loopexit(sv->rt.base, NULL);
+}
+
+static void
+serve_signal(evutil_socket_t sig, short what, void *arg)
+{
+	struct serve *sv = arg;
+	struct timeval tv = { 0, DRAIN_MS * 1000 };
+	char *cause = NULL;
+
+	(void)what;
+	if (sig == SIGHUP) {
+		ap_info("SIGHUP: configuration is read at start; restart to reload it");
+		return;
+	}
+	if (++sv->signals > 1) {
+		ap_warn("%s again: exiting now", strsignal((int)sig));
+		event_base_loopbreak(sv->rt.base);
+		return;
+	}
+	ap_info("%s: shutting down: no new connections, runs handed over",
+	    strsignal((int)sig));
+	server_drain(sv->server);
+	/* Every step is persisted before it is acted on, so stopping here
+	 * loses nothing: the next start (or another process) resumes. */
+	sched_stop(sv->rt.sched);
+	if (store_flush(sv->rt.store, &cause) != STORE_OK) {
+		ap_error("state store: %s", cause);
+		free(cause);
+	}
+	sv->drain_timer = evtimer_new(sv->rt.base, serve_drained, sv);
+	evtimer_add(sv->drain_timer, &tv);
+}
+
+static int
+serve_exec(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "listen", required_argument, NULL, 'l' },
+		{ "airflow-url", required_argument, NULL, 'a' },
+		{ "state", required_argument, NULL, 's' },
+		{ "allow-unsigned", no_argument, NULL, 'u' },
+		{ "log-json", no_argument, NULL, 'j' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 }
+	};
+	struct config_flags flags = { 0 };
+	struct server_deps deps = { 0 };
+	struct serve sv;
+	struct config cfg;
+	const char *path = NULL;
+	char *cause = NULL;
+	int c, rc = AP_EXIT_USAGE;
+
+	memset(&sv, 0, sizeof sv);
+	config_init(&cfg);
+	optind = 1;
+	opterr = 1;
+	while ((c = getopt_long(argc, argv, "c:h", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'c': path = optarg; break;
+		case 'l': flags.listen = optarg; break;
+		case 'a': flags.airflow_url = optarg; break;
+		case 's': flags.state = optarg; break;
+		case 'u': flags.allow_unsigned = true; break;
+		case 'j': flags.log_json = true; break;
+		case 'h':
+			ap_cmd_print_help(&ap_cmd_serve_entry, stdout);
+			rc = AP_EXIT_OK;
+			goto out;
+		default:
+			fprintf(stderr, "usage: autopilot serve %s\n", ap_cmd_serve_entry.usage);
+			goto out;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "autopilot: serve: unexpected argument '%s'\n", argv[optind]);
+		goto out;
+	}
+	if (config_load(&cfg, path, &flags, &cause) < 0) {
+		fprintf(stderr, "autopilot: %s\n", cause);
+		goto out;
+	}
+	ap_log_setup(cfg.log_level, cfg.log_format);
+	if (cfg.webhook_secret == NULL && !cfg.allow_unsigned) {
+		fprintf(stderr, "autopilot: serve: no webhook secret: set"
+		    " AUTOPILOT_WEBHOOK_SECRET (or webhook.secret_file), the secret of"
+		    " the OpenMetadata event subscription; --allow-unsigned accepts"
+		    " unsigned events instead\n");
+		goto out;
+	}
+	if (cfg.webhook_secret == NULL)
+		ap_warn("accepting UNSIGNED webhooks (--allow-unsigned): anyone who can"
+		    " reach %s:%u can start ingestion runs", cfg.listen_host,
+		    cfg.listen_port);
+	if (cfg.webhook_secret != NULL && cfg.allow_unsigned)
+		ap_warn("--allow-unsigned ignored: a webhook secret is set, every"
+		    " event must be signed");
+
+	signal(SIGPIPE, SIG_IGN);
+	if ((rc = ap_runtime_open(&sv.rt, &cfg, &cause)) != AP_EXIT_OK) {
+		fprintf(stderr, "autopilot: serve: %s\n", cause);
+		goto out;
+	}
+	/* The scheduler logs every state change itself, one line each. */
+	deps.store = sv.rt.store;
+	deps.sched = sv.rt.sched;
+	deps.airflow_ops = airflow_client_ops();
+	deps.airflow = sv.rt.airflow;
+	deps.metrics = ap_runtime_airflow_metrics;
+	deps.metrics_arg = sv.rt.airflow;
+	if ((sv.server = server_create(sv.rt.base, &cfg, &deps, &cause)) == NULL) {
+		fprintf(stderr, "autopilot: serve: %s\n", cause);
+		rc = AP_EXIT_USAGE;
+		goto out;
+	}
+	if (sched_start(sv.rt.sched, true, &cause) < 0) {
+		fprintf(stderr, "autopilot: serve: state store: %s\n", cause);
+		rc = AP_EXIT_UNREACHABLE;
+		goto out;
+	}
+	sv.sigterm = evsignal_new(sv.rt.base, SIGTERM, serve_signal, &sv);
+	sv.sigint = evsignal_new(sv.rt.base, SIGINT, serve_signal, &sv);
+	sv.sighup = evsignal_new(sv.rt.base, SIGHUP, serve_signal, &sv);
+	evsignal_add(sv.sigterm, NULL);
+	evsignal_add(sv.sigint, NULL);
+	evsignal_add(sv.sighup, NULL);
+
+	printf("listening %s:%u\n", cfg.listen_host, server_port(sv.server));
+	fflush(stdout);
+	ap_info("autopilot %s listening %s:%u; Airflow %s; state %s; %u runs resumed",
+	    AP_VERSION, cfg.listen_host, server_port(sv.server), cfg.airflow_url,
+	    cfg.state_path, sched_active_runs(sv.rt.sched));
+
+	event_base_dispatch(sv.rt.base);
+	ap_info("stopped");
+	rc = AP_EXIT_OK;
+out:
+	if (sv.sigterm != NULL)
+		event_free(sv.sigterm);
+	if (sv.sigint != NULL)
+		event_free(sv.sigint);
+	if (sv.sighup != NULL)
+		event_free(sv.sighup);
+	if (sv.drain_timer != NULL)
+		event_free(sv.drain_timer);
+	server_free(sv.server);
+	if (sv.rt.base != NULL)
+		ap_runtime_close(&sv.rt);
+	free(cause);
+	config_cleanup(&cfg);
+	return rc;
+}
+
+const struct ap_cmd_entry ap_cmd_serve_entry = {
+	"serve",
+	"[-c FILE] [--listen HOST:PORT] [--airflow-url URL] [--state PATH]"
+	" [--allow-unsigned] [--log-json]",
+	"Serves the OpenMetadata webhook: each entityCreated event of a service is\n"
+	"committed to the state store, answered 202, and its agents deployed,\n"
+	"triggered and tracked in Airflow in dependency order. Unfinished runs are\n"
+	"resumed at start. Prints \"listening HOST:PORT\" on standard output once\n"
+	"it accepts connections; logs go to standard error.\n\n"
+	"  -c, --config FILE        configuration file (default: $AUTOPILOT_CONFIG)\n"
+	"      --listen HOST:PORT   address to listen on (default 127.0.0.1:8686;\n"
+	"                           port 0 picks a free port)\n"
+	"      --airflow-url URL    Airflow's base URL (default http://127.0.0.1:8080)\n"
+	"      --state PATH         state database (default autopilot.db)\n"
+	"      --allow-unsigned     accept events without X-OM-Signature when no\n"
+	"                           secret is set (a warning is logged)\n"
+	"      --log-json           log one JSON object a line\n\n"
+	"Environment: AUTOPILOT_WEBHOOK_SECRET, AUTOPILOT_AIRFLOW_USERNAME,\n"
+	"AUTOPILOT_AIRFLOW_PASSWORD, AUTOPILOT_ADMIN_TOKEN, AUTOPILOT_CONFIG, and\n"
+	"the others README.md lists.\n\n"
+	"Endpoints:\n"
+	"  POST /api/v1/webhooks/openmetadata          ChangeEvents (202, 200 ignored)\n"
+	"  GET  /api/v1/runs, /api/v1/runs/{run_id}    run status (admin token)\n"
+	"  POST /api/v1/services/{type}/{fqn}/rerun    re-run a service (admin token)\n"
+	"  GET  /healthz, /readyz, /metrics\n\n"
+	"SIGTERM or SIGINT: stop accepting, hand runs over, exit 0.\n"
+	"Exit status: 0 after a clean stop; 2 configuration error (or the address\n"
+	"cannot be bound); 3 the state store cannot be opened.\n",
+	serve_exec,
+};

@@ -1,0 +1,190 @@
+"""`autopilot run`, `status`, `config check`, `--help` and `--version` as an
+operator uses them, against the Airflow and OpenMetadata simulators, with
+output captured (not a terminal): plain progress lines, --json, exit codes."""
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import shutil
+import re
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from serve_itlib import BIN, FAST, Sim, check, cli, entity, example_event  # noqa: E402
+from sched_itlib import check_no_double_trigger  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+class OM:
+    def __init__(self, entities_dir, token):
+        self.proc = subprocess.Popen([sys.executable, os.path.join(HERE, "sim_openmetadata.py"),
+                                      "--entities", entities_dir, "--token", token],
+                                     stdout=subprocess.PIPE, text=True)
+        m = re.match(r"listening 127\.0\.0\.1:(\d+)", self.proc.stdout.readline())
+        check(m, "OpenMetadata simulator started")
+        self.url = "http://127.0.0.1:%s" % m.group(1)
+
+    def close(self):
+        self.proc.kill()
+        self.proc.wait()
+
+
+def run_tty(args):
+    """Runs the CLI with its standard output on a pseudo-terminal."""
+    import pty
+    master, slave = pty.openpty()
+    env = dict(os.environ, AUTOPILOT_AIRFLOW_USERNAME="admin", AUTOPILOT_AIRFLOW_PASSWORD="admin")
+    p = subprocess.Popen([BIN] + args, stdout=slave,
+                         stderr=subprocess.DEVNULL, env=env)
+    os.close(slave)
+    out = b""
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        out += chunk
+    os.close(master)
+    return p.wait(60), out.decode(errors="replace")
+
+
+def main():
+    tmp = tempfile.mkdtemp(prefix="it_cli_run.")
+    sim = Sim({"parse_delay_ms": 100, "pipelines": {"*": {"queued_ms": 20, "running_ms": 150}}})
+    om = None
+    try:
+        state = os.path.join(tmp, "state.db")
+        conf = os.path.join(tmp, "autopilot.json")
+        with open(conf, "w") as f:
+            json.dump({"airflow": {"url": sim.url}, "scheduler": FAST, "state": {"path": state}}, f)
+        pg = example_event()["entity"]
+        pg_file = os.path.join(tmp, "pg.json")
+        with open(pg_file, "w") as f:
+            json.dump(pg, f)
+
+        for sub in (["serve"], ["run"], ["status"], ["filter", "test"], ["config", "check"]):
+            rc, out, _ = cli(sub + ["--help"])
+            check(rc == 0 and out.startswith("usage: autopilot " + " ".join(sub)),
+                  "%s --help: %d %s" % (sub, rc, out[:200]))
+        rc, out, _ = cli(["--version"])
+        check(rc == 0 and out.startswith("autopilot "), "--version: %s" % out)
+
+        # Plain progress lines when stdout is not a terminal; type from the entity's href.
+        rc, out, err = cli(["run", "-c", conf, "sales_postgres", "--service-json", pg_file])
+        check(rc == 0, "run: exit %d\n%s\n%s" % (rc, out, err))
+        check("\033[" not in out, "no terminal escapes when not on a terminal")
+        check(re.search(r"^run \S+: databaseService sales_postgres", out, re.M), "header: %s" % out)
+        for agent in ("metadata", "lineage", "usage"):
+            check(re.search(r"%s: \S+ -> succeeded" % agent, out), "%s line: %s" % (agent, out))
+        check(out.rstrip().endswith("succeeded"), "final line says succeeded: %s" % out)
+
+        # On a terminal: one line per agent, redrawn in place (cursor up, erase line).
+        rc, out = run_tty(["run", "-c", conf, "sales_postgres"])
+        check(rc == 0, "run on a terminal: %d %s" % (rc, out))
+        check("\033[K" in out and re.search(r"\033\[\d+A", out), "redrawn in place: %r" % out[-500:])
+        check(re.search(r"metadata\s+succeeded\s+\d+\.\ds", out), "agent line with elapsed time")
+
+        # --json: one document; the entity now comes from the store.
+        rc, out, err = cli(["run", "-c", conf, "sales_postgres", "--json"])
+        check(rc == 0, "run --json: %d %s" % (rc, err))
+        doc = json.loads(out)
+        check(doc["state"] == "succeeded" and doc["service"] == {"type": "databaseService",
+              "fqn": "sales_postgres"}, "run --json document: %s" % doc)
+        check(all(a["dag_run_id"] for a in doc["agents"] if a["state"] == "succeeded"),
+              "dag run ids in the document")
+
+        # --agents restricts the run; an unknown agent is a usage error.
+        rc, out, err = cli(["run", "-c", conf, "sales_postgres", "--agents", "metadata", "--json"])
+        check(rc == 0, "--agents metadata: %d %s" % (rc, err))
+        ran = [a["agent"] for a in json.loads(out)["agents"] if a["state"] == "succeeded"]
+        check(ran == ["metadata"], "only metadata ran: %s" % ran)
+        rc, _, err = cli(["run", "-c", conf, "sales_postgres", "--agents", "metadata,bogus"])
+        check(rc == 2 and "bogus" in err, "--agents bogus: %d %s" % (rc, err))
+
+        # --no-wait records a pending run; a second run is refused; --replace wins.
+        rc, out, err = cli(["run", "-c", conf, "sales_postgres", "--no-wait", "--json"])
+        check(rc == 0, "--no-wait: %d %s" % (rc, err))
+        pending_id = json.loads(out)["run_id"]
+        rc, out, err = cli(["run", "-c", conf, "sales_postgres"])
+        check(rc == 2 and pending_id in err and "--replace" in err, "active run refused: %d %s" % (rc, err))
+        rc, out, err = cli(["run", "-c", conf, "sales_postgres", "--replace", "--json"])
+        check(rc == 0, "--replace: %d %s" % (rc, err))
+        rc, out, _ = cli(["status", "-c", conf, "--json", "sales_postgres"])
+        old = [r for r in json.loads(out) if r["run_id"] == pending_id]
+        check(old and old[0]["state"] == "failed" and "replaced" in (old[0]["error"] or ""),
+              "the replaced run ended failed: %s" % old)
+
+        # An agent that fails: exit 1, and the failure is in the output.
+        sim_scn = {"parse_delay_ms": 50, "pipelines": {"*": {"queued_ms": 10, "running_ms": 80},
+                                                       "lineage": {"outcome": "failed"}}}
+        import urllib.request
+        req = urllib.request.Request(sim.url + "/_sim/scenario", data=json.dumps(sim_scn).encode(),
+                                     method="PUT")
+        urllib.request.urlopen(req, timeout=10).read()
+        rc, out, err = cli(["run", "-c", conf, "sales_postgres"])
+        check(rc == 1, "a failed agent: exit %d\n%s\n%s" % (rc, out, err))
+        check(re.search(r"lineage: \S+ -> failed", out), "lineage failure shown: %s" % out)
+        check_no_double_trigger(sim.requests())
+
+        # Entity from OpenMetadata's API (type found by trying the kinds), token sent.
+        ents = os.path.join(tmp, "om")
+        os.makedirs(ents)
+        looker = entity("dashboardService", "om_looker")
+        with open(os.path.join(ents, "looker.json"), "w") as f:
+            json.dump(looker, f)
+        om = OM(ents, "om-token")
+        env = {"AUTOPILOT_OPENMETADATA_URL": om.url, "AUTOPILOT_OPENMETADATA_TOKEN": "om-token"}
+        urllib.request.urlopen(urllib.request.Request(
+            sim.url + "/_sim/scenario", data=json.dumps({"parse_delay_ms": 50}).encode(),
+            method="PUT"), timeout=10).read()
+        rc, out, err = cli(["run", "-c", conf, "om_looker", "--json"], env=env)
+        check(rc == 0, "run from OpenMetadata: %d %s %s" % (rc, out, err))
+        check(json.loads(out)["service"]["type"] == "dashboardService", "type found")
+        rc, out, err = cli(["run", "-c", conf, "om_nosuch"], env=env)
+        check(rc == 2 and "om_nosuch" in err, "unknown in OpenMetadata: %d %s" % (rc, err))
+        rc, out, err = cli(["run", "-c", conf, "om_other", "--type", "dashboardService"],
+                           env=dict(env, AUTOPILOT_OPENMETADATA_TOKEN="wrong"))
+        check(rc == 2 and "401" in err, "a wrong OpenMetadata token: %d %s" % (rc, err))
+        rc, out, err = cli(["run", "-c", conf, "nowhere"])
+        check(rc == 2 and "--service-json" in err, "no source for the entity: %d %s" % (rc, err))
+
+        # Airflow unreachable: exit 3 without creating a run.
+        dead = os.path.join(tmp, "dead.json")
+        with open(dead, "w") as f:
+            json.dump({"airflow": {"url": "http://127.0.0.1:9", "max_retries": 1,
+                                   "retry_base_ms": 50, "retry_max_ms": 100},
+                       "scheduler": FAST, "state": {"path": state}}, f)
+        _, before, _ = cli(["status", "-c", conf, "--json"])
+        rc, out, err = cli(["run", "-c", dead, "sales_postgres"], timeout=60)
+        check(rc == 3 and "Airflow" in err, "Airflow down: %d %s" % (rc, err))
+        _, after, _ = cli(["status", "-c", conf, "--json"])
+        check(len(json.loads(after)) == len(json.loads(before)), "no run created")
+
+        # Usage and configuration errors: exit 2 naming what and where.
+        rc, _, err = cli(["run", "-c", conf])
+        check(rc == 2, "run without a service: %d" % rc)
+        rc, _, err = cli(["run", "-c", conf, "x", "--type", "tableService"])
+        check(rc == 2 and "tableService" in err, "bad --type: %d %s" % (rc, err))
+        bad = os.path.join(tmp, "bad.json")
+        with open(bad, "w") as f:
+            json.dump({"scheduler": {"poll_max_ms": "fast"}}, f)
+        rc, _, err = cli(["config", "check", "-c", bad])
+        check(rc == 2 and "bad.json" in err and "scheduler.poll_max_ms" in err,
+              "config check error: %d %s" % (rc, err))
+        rc, out, err = cli(["config", "check", "-c", conf])
+        check(rc == 0 and json.loads(out), "config check ok: %d %s" % (rc, err))
+        rc, out, err = cli(["status", "--state", os.path.join(tmp, "none.db"), "--json"])
+        check(rc == 0 and json.loads(out) == [], "status without a database: %d %s" % (rc, out))
+    finally:
+        if om:
+            om.close()
+        sim.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+    print("ok")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,175 @@
+"""End to end: the real `autopilot serve` against the Airflow simulator.
+Signed ChangeEvents for several service kinds become runs whose agents are
+deployed (with their filters), triggered once each in dependency order and
+tracked to success; repeats, admin re-runs, metrics, readiness, `status
+--json` and a clean SIGTERM."""
+import json
+import os
+import re
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from serve_itlib import (ADMIN, Serve, Sim, check, cli, entity, event,  # noqa: E402
+                         example_event)
+from sched_itlib import TRIGGER_RE, check_no_double_trigger  # noqa: E402
+
+SCENARIO = {"parse_delay_ms": 150, "pipelines": {"*": {"queued_ms": 30, "running_ms": 250}}}
+
+
+def deploys(reqs):
+    return [r for r in reqs if r["method"] == "POST" and r["path"].endswith("/openmetadata/deploy")
+            and isinstance(r["body"], dict)]
+
+
+def service_of(pipeline):
+    svc = pipeline.get("service") or {}
+    return svc.get("fullyQualifiedName") or svc.get("name")
+
+
+def main():
+    sim = Sim(SCENARIO)
+    srv = Serve(sim.url)
+    try:
+        srv.start()
+        st, body = srv.request("GET", "/healthz")
+        check(st == 200 and body == {"status": "ok"}, "healthz: %s %s" % (st, body))
+
+        # Several service kinds, the entity as an object and as a string.
+        pg = example_event()
+        looker = entity("dashboardService", "looker_prod")
+        kafka = entity("messagingService", "kafka_events")
+        evs = [pg, event("dashboardService", looker),
+               event("messagingService", kafka, as_string=True)]
+        run_ids = {}
+        for ev in evs:
+            st, body = srv.post_event(ev)
+            check(st == 202 and "run_id" in body, "event %s: %s %s" % (ev["entityType"], st, body))
+            fqn = ev["entityFullyQualifiedName"]
+            run_ids[fqn] = body["run_id"]
+
+        # The same event again: its original answer, no second run.
+        st, body = srv.post_event(pg)
+        check(st == 202 and body.get("run_id") == run_ids["sales_postgres"] and body.get("repeated"),
+              "repeated event: %s %s" % (st, body))
+
+        # Events autopilot does not act on: 200 with the reason.
+        st, body = srv.post_event(event("databaseService", entity("databaseService", "x"),
+                                        etype="entityUpdated"))
+        check(st == 200 and "ignored" in body, "entityUpdated: %s %s" % (st, body))
+        st, body = srv.post_event(dict(event("databaseService", entity("databaseService", "y")),
+                                       entityType="table"))
+        check(st == 200 and "ignored" in body, "table event: %s %s" % (st, body))
+
+        runs = srv.wait_final(3)
+        check(len(runs) == 3, "3 runs, got %d" % len(runs))
+        for r in runs:
+            check(r["state"] == "succeeded", "run %s: %s" % (r["service"]["fqn"], json.dumps(r)))
+            check(r["run_id"] == run_ids[r["service"]["fqn"]], "run ids match the 202 answers")
+            for a in r["agents"]:
+                check(a["state"] in ("succeeded", "skipped"), "agent %s of %s: %s"
+                      % (a["agent"], r["service"]["fqn"], a))
+        by_fqn = {r["service"]["fqn"]: r for r in runs}
+        check(by_fqn["looker_prod"]["service"]["type"] == "dashboardService", "service type kept")
+        pg_agents = {a["agent"]: a for a in by_fqn["sales_postgres"]["agents"]}
+        for name in ("metadata", "lineage", "usage", "profiler"):
+            check(name in pg_agents, "postgres run has %s: %s" % (name, list(pg_agents)))
+        for fqn in ("looker_prod", "kafka_events"):
+            ran = [a["agent"] for a in by_fqn[fqn]["agents"] if a["state"] == "succeeded"]
+            check(ran == ["metadata"], "%s runs only metadata: %s" % (fqn, by_fqn[fqn]["agents"]))
+
+        # What Airflow saw.
+        reqs = sim.requests()
+        check_no_double_trigger(reqs)
+        deployed = deploys(reqs)
+        pgm = [d["body"] for d in deployed if service_of(d["body"]) == "sales_postgres"
+               and d["body"].get("pipelineType") == "metadata"]
+        check(pgm, "metadata pipeline of sales_postgres deployed")
+        cfg = pgm[0]["sourceConfig"]["config"]
+        check(cfg.get("type") == "DatabaseMetadata", "sourceConfig type: %s" % cfg.get("type"))
+        check("^template1$" in cfg["databaseFilterPattern"]["excludes"], "built-in default exclude")
+        check("^staging_.*" in cfg["schemaFilterPattern"]["excludes"], "the service's own exclude")
+        check("^fact_" in cfg["tableFilterPattern"]["includes"], "the service's own include")
+        dash = [d["body"] for d in deployed if service_of(d["body"]) == "looker_prod"]
+        check(len(dash) == 1 and dash[0]["sourceConfig"]["config"]["type"] == "DashboardMetadata",
+              "dashboard: one DashboardMetadata pipeline: %s" % [d.get("pipelineType") for d in dash])
+
+        # Order for Postgres: lineage and usage triggered only after metadata
+        # succeeded; the profiler (if it runs) only after usage succeeded.
+        def dag(agent):
+            return pg_agents[agent]["dag_id"]
+
+        def trig_t(agent):
+            ts = [r["t_ms"] for r in reqs if r["method"] == "POST" and TRIGGER_RE.match(r["path"])
+                  and TRIGGER_RE.match(r["path"]).group(1) == dag(agent) and 200 <= r["status"] < 300]
+            check(len(ts) == 1, "%s triggered once: %s" % (agent, ts))
+            return ts[0]
+
+        def success_t(agent):
+            pat = re.compile(r"^/api/v[12]/dags/%s/dagRuns/" % re.escape(dag(agent)))
+            ts = [r["t_ms"] for r in reqs if r["method"] == "GET" and pat.match(r["path"])
+                  and r["status"] == 200]
+            check(ts, "%s polled" % agent)
+            return ts[-1]
+
+        t_meta_ok = success_t("metadata")
+        check(trig_t("lineage") >= t_meta_ok and trig_t("usage") >= t_meta_ok,
+              "lineage and usage start after metadata succeeded")
+        if pg_agents["profiler"]["dag_run_id"]:
+            check(trig_t("profiler") >= success_t("usage"), "profiler after usage")
+
+        # Admin API: token required; a run by id; a re-run; a refused re-run.
+        st, _ = srv.admin("GET", "/api/v1/runs", token=None)
+        check(st == 401, "runs without token: %s" % st)
+        st, _ = srv.admin("GET", "/api/v1/runs", token="wrong")
+        check(st == 401, "runs with a wrong token: %s" % st)
+        st, one = srv.admin("GET", "/api/v1/runs/" + run_ids["kafka_events"])
+        check(st == 200 and one["run_id"] == run_ids["kafka_events"], "GET run: %s" % st)
+        st, _ = srv.admin("GET", "/api/v1/runs/nope")
+        check(st == 404, "unknown run: %s" % st)
+        st, body = srv.admin("POST", "/api/v1/services/dashboardService/looker_prod/rerun")
+        check(st == 202 and body["run_id"] != run_ids["looker_prod"], "rerun: %s %s" % (st, body))
+        st2, body2 = srv.admin("POST", "/api/v1/services/dashboardService/looker_prod/rerun")
+        check(st2 == 409 and body2.get("run_id") == body["run_id"], "rerun while active: %s %s"
+              % (st2, body2))
+        st, _ = srv.admin("POST", "/api/v1/services/databaseService/nosuch/rerun")
+        check(st == 404, "rerun of an unknown service: %s" % st)
+        runs = srv.wait_final(4)
+        check(len(runs) == 4, "4 runs after the re-run: %d" % len(runs))
+
+        st, ready = srv.request("GET", "/readyz")
+        check(st == 200 and ready["ready"], "readyz: %s %s" % (st, ready))
+        st, metrics = srv.request("GET", "/metrics")
+        check(st == 200 and 'autopilot_webhooks_total{outcome="accepted"} 3' in metrics,
+              "metrics count 3 accepted: %s" % metrics[:800])
+        check('autopilot_webhooks_total{outcome="repeated"} 1' in metrics, "metrics: repeated")
+        check('autopilot_runs{state="succeeded"} 4' in metrics, "metrics: runs by state")
+        check("autopilot_agent_runs{" in metrics, "metrics: agents by state")
+
+        rc = srv.stop()
+        check(rc == 0, "serve exits 0 on SIGTERM: %s" % rc)
+        check("stopped" in srv.log(), "a stop line in the log")
+        check("it-webhook-secret" not in srv.log() and ADMIN not in srv.log(),
+              "secrets never logged")
+
+        # status --json reads the same store, with the pinned keys.
+        rc, out, err = cli(["status", "--state", srv.state, "--json"])
+        check(rc == 0, "status --json: %d %s" % (rc, err))
+        doc = json.loads(out)
+        check(len(doc) == 4, "status lists 4 runs")
+        for r in doc:
+            check({"run_id", "service", "state", "agents"} <= set(r), "run keys: %s" % list(r))
+            check(set(r["service"]) >= {"type", "fqn"}, "service keys")
+            for a in r["agents"]:
+                check({"agent", "state", "dag_id", "dag_run_id", "attempts", "started_at",
+                       "finished_at", "error"} <= set(a), "agent keys: %s" % list(a))
+        rc, out, err = cli(["status", "--state", srv.state, "sales_postgres"])
+        check(rc == 0 and "sales_postgres" in out and "looker_prod" not in out,
+              "status SERVICE table: %d %s %s" % (rc, out, err))
+    finally:
+        srv.close()
+        sim.close()
+    print("ok")
+
+
+if __name__ == "__main__":
+    main()
