@@ -9,8 +9,8 @@ import re
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from serve_itlib import (ADMIN, Serve, Sim, check, cli, entity, event,  # noqa: E402
-                         example_event)
+from serve_itlib import (ADMIN, Serve, Sim, check, check_change_event, cli,  # noqa: E402
+                         entity, event, example_event)
 from sched_itlib import TRIGGER_RE, check_no_double_trigger  # noqa: E402
 
 SCENARIO = {"parse_delay_ms": 150, "pipelines": {"*": {"queued_ms": 30, "running_ms": 250}}}
@@ -42,6 +42,7 @@ def main():
                event("messagingService", kafka, as_string=True)]
         run_ids = {}
         for ev in evs:
+            check_change_event(ev)
             st, body = srv.post_event(ev)
             check(st == 202 and "run_id" in body, "event %s: %s %s" % (ev["entityType"], st, body))
             fqn = ev["entityFullyQualifiedName"]

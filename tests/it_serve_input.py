@@ -10,8 +10,8 @@ import socket
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from serve_itlib import (SECRET, Serve, Sim, check, cli, entity, event,  # noqa: E402
-                         example_event, sign)
+from serve_itlib import (SECRET, Serve, Sim, check, check_change_event, cli,  # noqa: E402
+                         entity, event, example_event, sign)
 
 
 def expect(srv, what, res, status, error_has=None):
@@ -76,6 +76,7 @@ def main():
         expect(srv, "entity string not JSON", srv.post_event(ev), 400)
         ev = example_event()
         del ev["eventType"]
+        check_change_event(ev, valid=False)
         expect(srv, "no eventType", srv.post_event(ev), 400, "eventType")
         expect(srv, "a list", srv.post_event(b"[1,2]"), 400)
 

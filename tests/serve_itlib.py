@@ -34,6 +34,23 @@ def sign(body, secret=SECRET):
     return "sha256=" + base64.b64encode(hmac.new(secret.encode(), body, hashlib.sha256).digest()).decode()
 
 
+_EVENT_VALIDATOR = []
+
+
+def check_change_event(ev, valid=True):
+    """Checks ev against OpenMetadata's changeEvent.json (the reference)."""
+    import jsonschema
+    if not _EVENT_VALIDATOR:
+        with open(os.path.join(REFERENCE, "openmetadata", "schema", "type", "changeEvent.json")) as f:
+            schema = json.load(f)
+        _EVENT_VALIDATOR.append(jsonschema.validators.validator_for(schema)(schema))
+    errors = [e.message for e in _EVENT_VALIDATOR[0].iter_errors(ev)]
+    if valid:
+        check(not errors, "event does not follow changeEvent.json: %s" % errors[:3])
+    else:
+        check(errors, "event unexpectedly follows changeEvent.json")
+
+
 def example_event():
     with open(os.path.join(SRC, "tests", "data", "databaseService-entityCreated.json")) as f:
         return json.load(f)
