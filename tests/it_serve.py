@@ -145,6 +145,9 @@ def main():
         check('autopilot_webhooks_total{outcome="repeated"} 1' in metrics, "metrics: repeated")
         check('autopilot_runs{state="succeeded"} 4' in metrics, "metrics: runs by state")
         check("autopilot_agent_runs{" in metrics, "metrics: agents by state")
+        check('autopilot_airflow_requests_total{status="2xx"}' in metrics and
+              "autopilot_airflow_request_duration_seconds_bucket{le=" in metrics and
+              "autopilot_airflow_retries_total" in metrics, "metrics: Airflow client")
 
         rc = srv.stop()
         check(rc == 0, "serve exits 0 on SIGTERM: %s" % rc)
