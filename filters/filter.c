@@ -765,7 +765,14 @@ struct filter_set {
 	pcre2_match_context *mctx;
 	pcre2_match_data *md;
 	pcre2_jit_stack *jit_stack;
+	bool check_only;	/* compile to check, never to match: no JIT */
 };
+
+void
+filter_set_check_only(struct filter_set *fs)
+{
+	fs->check_only = true;
+}
 
 struct filter_set *
 filter_set_create(void)
@@ -875,7 +882,7 @@ filter_set_add(struct filter_set *fs, const char *key, bool exclude,
 		return -1;
 	}
 	free(xl);
-	jit = pcre2_jit_compile(code, PCRE2_JIT_COMPLETE) == 0;
+	jit = !fs->check_only && pcre2_jit_compile(code, PCRE2_JIT_COMPLETE) == 0;
 	if (k == NULL) {
 		fs->keys = ap_xreallocarray(fs->keys, fs->nkeys + 1, sizeof *fs->keys);
 		k = &fs->keys[fs->nkeys++];

@@ -79,6 +79,9 @@ struct filter_set;
 struct filter_set *filter_set_create(void);
 /* Frees the set and every pattern; accepts NULL. */
 void filter_set_free(struct filter_set *fs);
+/* Patterns added from now on are compiled to be checked, not JIT-compiled
+ * (a third of the cost); matching still works, more slowly. */
+void filter_set_check_only(struct filter_set *fs);
 
 /*
  * Translates and compiles pattern (copied) and appends it to key's includes

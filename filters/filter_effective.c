@@ -482,10 +482,14 @@ filter_effective_json(const struct filter_config *cfg, const json_t *service,
 	struct filter_set *fs;
 	json_t *out;
 
-	/* Compile first: nothing is deployed with a broken filter. */
-	fs = filter_effective_set(cfg, service, kind, connector, cause);
-	if (fs == NULL)
+	/* Compile first (no JIT: only to check): nothing is deployed with a
+	 * broken filter. */
+	fs = filter_set_create();
+	filter_set_check_only(fs);
+	if (effective_walk(cfg, service, kind, connector, set_cb, fs, cause) < 0) {
+		filter_set_free(fs);
 		return NULL;
+	}
 	filter_set_free(fs);
 	out = json_object();
 	if (effective_walk(cfg, service, kind, connector, json_cb, out,
