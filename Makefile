@@ -1,7 +1,7 @@
 # Thin wrapper around CMake; see README.md.
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: all build test demo deps bench bench-filters bench-sched fuzz chaos clean
+.PHONY: all build test demo deps bench bench-filters bench-sched bench-airflow fuzz chaos clean
 
 all: build
 
@@ -33,6 +33,11 @@ bench-filters: build
 # 10,000 services through the Airflow simulator: makespan, requests per agent run, RSS, CPU.
 bench-sched: build
 	build/bench_sched --services 10000
+
+# 10,000 concurrent runs through the Airflow client and the simulator:
+# requests/s, p50/p99 latency, peak RSS, CPU per tracked run.
+bench-airflow: build
+	build/bench_airflow --runs 10000
 
 # kill -9 restarts under load, Airflow faults, a full / read-only disk; a table. See README.
 chaos: build
