@@ -31,7 +31,6 @@
 
 #include "airflow.h"
 #include "log.h"
-#include "mini_airflow.h"
 #include "pipeline.h"
 #include "plan.h"
 #include "sched.h"
@@ -114,7 +113,7 @@ main(int argc, char **argv)
 	unsigned nservices = 1, i, deadline_s = 600;
 	bool replace = false, want_json = false;
 	struct store *store = NULL;
-	struct mini_airflow *client = NULL;
+	struct airflow_client *client = NULL;
 	struct sched *sched = NULL;
 	struct event *deadline = NULL;
 	char *cause = NULL, *run_id = NULL, **ids;
@@ -196,9 +195,11 @@ main(int argc, char **argv)
 	ac.retry_base_ms = 50;
 	ac.retry_max_ms = 1000;
 	ac.max_in_flight = 64;
-	(void)ac;	/* the product client takes these (see agents/airflow.h) */
-	client = mini_airflow_create(t.base, url, ac.api == AIRFLOW_API_V2);
-	sched = sched_create(t.base, store, &mini_airflow_ops, client, &plan_sched_planner,
+	if ((client = airflow_client_create(t.base, &ac, &cause)) == NULL) {
+		fprintf(stderr, "tool_sched: %s\n", cause);
+		goto out;
+	}
+	sched = sched_create(t.base, store, airflow_client_ops(), client, &plan_sched_planner,
 	    plan, &sc);
 	sched_set_observer(sched, tool_observer, &t);
 	if (sched_start(sched, true, &cause) != 0) {
@@ -300,7 +301,7 @@ out:
 	if (deadline != NULL)
 		event_free(deadline);
 	sched_free(sched);
-	mini_airflow_free(client);
+	airflow_client_free(client);
 	store_close(store);
 	plan_free(plan);
 	event_base_free(t.base);

@@ -1,7 +1,7 @@
 /*
  * bench_sched.c — drives N services (default 10,000) through the Airflow
- * simulator with the scheduler in this process (HTTP through the test
- * client tests/mini_airflow.h, counted by a shim over its ops), and
+ * simulator with the scheduler in this process (HTTP through the product's
+ * client agents/airflow.c, operations counted by a shim over its ops), and
  * prints the makespan against the critical-path lower bound, Airflow HTTP
  * requests per agent run, peak RSS and the scheduler's CPU time.
  *
@@ -24,8 +24,8 @@
 #include <event2/event.h>
 
 #include "airflow.h"
+#include "bench_sim.h"
 #include "log.h"
-#include "../mini_airflow.h"
 #include "sched.h"
 #include "plan.h"
 #include "store.h"
@@ -40,7 +40,7 @@ static const int running_ms[] = { 200, 300, 250, 150 };
 struct bench {
 	struct event_base *base;
 	const struct airflow_ops *real;
-	struct mini_airflow *client;
+	struct airflow_client *client;
 	unsigned remaining, succeeded, failed;
 	uint64_t ops[8], attempts;
 	uint64_t t_first_final, t_last_final;
@@ -153,33 +153,6 @@ observer(const struct sched_event *ev, void *arg)
 		event_base_loopexit(b->base, NULL);
 }
 
-static pid_t
-start_sim(const char *sim, const char *scenario, int *port)
-{
-	int fds[2];
-	pid_t pid;
-	char line[256];
-	FILE *f;
-
-	if (pipe(fds) != 0)
-		ap_fatal("pipe: %s", strerror(errno));
-	pid = fork();
-	if (pid == 0) {
-		dup2(fds[1], 1);
-		close(fds[0]);
-		close(fds[1]);
-		execl(sim, sim, "--listen", "127.0.0.1:0", "--scenario", scenario,
-		    "--quiet", (char *)NULL);
-		_exit(127);
-	}
-	close(fds[1]);
-	f = fdopen(fds[0], "r");
-	if (f == NULL || fgets(line, sizeof line, f) == NULL ||
-	    sscanf(line, "listening 127.0.0.1:%d", port) != 1)
-		ap_fatal("simulator %s did not start", sim);
-	return pid;
-}
-
 int
 main(int argc, char **argv)
 {
@@ -196,7 +169,8 @@ main(int argc, char **argv)
 	struct airflow_config ac = { 0 };
 	struct sched_config sc;
 	struct store *store;
-	struct mini_airflow *client;
+	struct airflow_client *client;
+	struct airflow_stats ast;
 	struct sched *sched;
 	struct plan *plan;
 	json_t *j;
@@ -225,16 +199,8 @@ main(int argc, char **argv)
 	}
 	signal(SIGPIPE, SIG_IGN);
 	ap_log_setup(AP_LOG_WARN, AP_LOG_TEXT);
-	if (sim == NULL) {
-		char self[PATH_MAX];
-		ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);
-
-		if (len < 0)
-			ap_fatal("readlink: %s", strerror(errno));
-		self[len] = '\0';
-		*strrchr(self, '/') = '\0';
-		sim = ap_xprintf("%s/sim_airflow", self);
-	}
+	if (sim == NULL)
+		sim = bench_sim_path();
 	if (mkdtemp(dir) == NULL)
 		ap_fatal("mkdtemp: %s", strerror(errno));
 	if (state == NULL)
@@ -247,7 +213,7 @@ main(int argc, char **argv)
 		    " \"success\"}", i ? "," : "", agents[i], queued_ms[i], running_ms[i]);
 	fprintf(f, "}}\n");
 	fclose(f);
-	simpid = start_sim(sim, scen, &port);
+	simpid = bench_sim_start(sim, scen, &port);
 	url = ap_xprintf("http://127.0.0.1:%d", port);
 
 	b.base = event_base_new();
@@ -256,9 +222,12 @@ main(int argc, char **argv)
 		ap_fatal("%s", cause);
 	ac.base_url = url;
 	ac.api = AIRFLOW_API_V1;
-	(void)ac;	/* for the product client, agents/airflow.h */
-	client = mini_airflow_create(b.base, url, false);
-	b.real = &mini_airflow_ops;
+	ac.username = "admin";
+	ac.password = "admin";
+	ac.max_in_flight = 64;
+	if ((client = airflow_client_create(b.base, &ac, &cause)) == NULL)
+		ap_fatal("%s", cause);
+	b.real = airflow_client_ops();
 	b.client = client;
 	sched_config_defaults(&sc);
 	sc.max_agents_in_flight = cap;
@@ -305,7 +274,9 @@ main(int argc, char **argv)
 	event_base_dispatch(b.base);
 	t1 = ap_mono_ms();
 	getrusage(RUSAGE_SELF, &ru);
-	b.attempts = client->http;
+	airflow_client_stats(client, &ast);
+	for (i = 0; i < AIRFLOW_HTTP_CLASS_MAX; i++)
+		b.attempts += ast.requests[i];
 
 	/* Lower bounds: the longest chain (parse + queue + run per agent:
 	 * metadata -> usage -> profiler, or metadata -> lineage), and the total
@@ -346,8 +317,7 @@ main(int argc, char **argv)
 
 	sched_stop(sched);
 	sched_free(sched);
-	b.attempts = client->http;
-	mini_airflow_free(client);
+	airflow_client_free(client);
 	store_close(store);
 	plan_free(plan);
 	event_base_free(b.base);
