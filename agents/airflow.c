@@ -58,7 +58,7 @@ struct airflow_req {
 
 	char *dag_id;
 	char *run_id;
-	json_t *pipeline;
+	char *pipeline;				/* deploy: serialised (smaller than a copy) */
 	json_t *conf;
 	unsigned plugin_variant;
 
@@ -200,7 +200,7 @@ req_free(struct airflow_req *q)
 		c->token = NULL;
 	free(q->dag_id);
 	free(q->run_id);
-	json_decref(q->pipeline);
+	free(q->pipeline);
 	json_decref(q->conf);
 	airflow_error_text_cleanup(&q->err);
 	json_decref(q->reply);
@@ -437,7 +437,7 @@ req_attempt(struct airflow_req *q)
 	}
 	a.dag_id = q->dag_id;
 	a.dag_run_id = q->run_id;
-	a.pipeline = q->pipeline;
+	a.pipeline_text = q->pipeline;
 	a.conf = q->conf;
 	a.username = c->username;
 	a.password = c->password;
@@ -860,8 +860,13 @@ op_deploy(void *impl, const json_t *pipeline, airflow_cb cb, void *arg)
 	struct airflow_client *c = impl;
 	struct airflow_req *q = req_new(c, AIRFLOW_STEP_DEPLOY, cb, arg, NULL, NULL);
 
-	/* A deep copy: the caller may change its document after this returns. */
-	q->pipeline = pipeline != NULL ? json_deep_copy(pipeline) : NULL;
+	/*
+	 * Serialised now: the caller may change its document after this returns,
+	 * and thousands of queued deploys hold a few KB each instead of a tree.
+	 */
+	if (json_is_object(pipeline) &&
+	    (q->pipeline = json_dumps(pipeline, JSON_COMPACT)) == NULL)
+		ap_fatal("json_dumps failed");
 	req_attempt(q);
 	return q;
 }

@@ -182,13 +182,14 @@ airflow_build(enum airflow_step s, enum airflow_api api,
 
 	switch (s) {
 	case AIRFLOW_STEP_DEPLOY:
-		if (!json_is_object(a->pipeline)) {
+		if (a->pipeline_text == NULL && !json_is_object(a->pipeline)) {
 			*cause = ap_xstrdup("deploy: the pipeline is not a JSON object");
 			goto out;
 		}
 		out->method = "POST";
 		out->path = ap_xprintf("%s/deploy", prefix);
-		out->body = json_dumps(a->pipeline, JSON_COMPACT);
+		out->body = a->pipeline_text != NULL ? ap_xstrdup(a->pipeline_text) :
+		    json_dumps(a->pipeline, JSON_COMPACT);
 		if (out->body == NULL)
 			ap_fatal("json_dumps failed");
 		out->auth = AIRFLOW_AUTH_BASIC;

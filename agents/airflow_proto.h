@@ -62,6 +62,7 @@ struct airflow_step_args {
 	const char *dag_id;
 	const char *dag_run_id;
 	const json_t *pipeline;		/* deploy */
+	const char *pipeline_text;	/* deploy: the pipeline already serialised (wins) */
 	const json_t *conf;		/* trigger; NULL: no conf */
 	const char *username;		/* token */
 	const char *password;		/* token */
