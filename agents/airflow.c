@@ -615,9 +615,15 @@ http_done(const struct http_response *resp, void *arg)
 	if (resp->body_len > 0)
 		q->reply = json_loadb(resp->body, resp->body_len, 0, NULL);
 	if (st <= 0)
-		req_error(q, "Network error", resp->error);
+		req_error(q, resp->permanent ? "TLS or URL error" : "Network error",
+		    resp->error);
 	else if (st < 200 || st >= 300)
 		airflow_parse_error(st, resp->body, resp->body_len, &q->err);
+	if (resp->permanent) {
+		/* A certificate Airflow's side must fix: retrying now cannot help. */
+		req_finish(q, AIRFLOW_UNAVAILABLE, 0);
+		return;
+	}
 
 	if (airflow_retryable(st)) {
 		unsigned max = c->cfg.max_retries == AIRFLOW_RETRIES_NONE ? 0 :

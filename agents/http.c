@@ -103,6 +103,9 @@ check_done(struct http_client *h)
 			/* A transfer that broke after the status line is still a failure. */
 			res.status = 0;
 			res.error = r->errbuf[0] != '\0' ? r->errbuf : curl_easy_strerror(code);
+			res.permanent = code == CURLE_PEER_FAILED_VERIFICATION ||
+			    code == CURLE_SSL_CACERT_BADFILE || code == CURLE_SSL_CERTPROBLEM ||
+			    code == CURLE_UNSUPPORTED_PROTOCOL || code == CURLE_URL_MALFORMAT;
 		}
 		res.body = r->resp.data != NULL && !r->too_big ? r->resp.data : "";
 		res.body_len = r->too_big ? 0 : r->resp.len;

@@ -36,6 +36,8 @@ struct http_options {
 struct http_response {
 	long status;		/* HTTP status; 0 when the transfer failed */
 	bool too_big;		/* the body exceeded max_body (status kept, body dropped) */
+	bool permanent;		/* status 0 that retrying cannot cure: TLS verification,
+				   a bad URL or CA file */
 	const char *error;	/* curl's message when status is 0 (or too_big), else NULL */
 	const char *body;	/* NUL-terminated; never NULL (empty when none) */
 	size_t body_len;

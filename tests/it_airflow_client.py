@@ -10,9 +10,12 @@ reply size cap. Everything on 127.0.0.1, port 0, each case a few seconds.
 import http.server
 import json
 import os
+import shutil
 import socket
+import ssl
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
@@ -428,6 +431,53 @@ def case_bad_replies():
         srv.server_close()
 
 
+class Dag(http.server.BaseHTTPRequestHandler):
+    """A minimal 2.x DAG route, for the TLS case."""
+    def do_GET(self):
+        body = json.dumps({"dag_id": "d", "is_paused": False,
+                           "has_import_errors": False}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *a):
+        pass
+
+
+def case_tls():
+    """TLS peers are always verified: an unknown CA fails at once (no retries), the
+    configured CA file is trusted."""
+    if shutil.which("openssl") is None:
+        print("SKIP case_tls: no openssl command", flush=True)
+        return
+    d = tempfile.mkdtemp(prefix="it_airflow_tls.")
+    cert, key = os.path.join(d, "cert.pem"), os.path.join(d, "key.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key,
+                    "-out", cert, "-days", "1", "-subj", "/CN=127.0.0.1", "-addext",
+                    "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True,
+                   timeout=30)
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Dag)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+    srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+    th = threading.Thread(target=srv.serve_forever, daemon=True)
+    th.start()
+    base = f"https://127.0.0.1:{srv.server_address[1]}"
+    try:
+        res = run(base, [{"op": "get_dag", "dag_id": "d"}], "--api", "v1")
+        assert res[0]["status"] == "unavailable" and res[0]["attempts"] == 1, res
+        assert "certificate" in res[0]["detail"].lower(), res
+        res = run(base, [{"op": "get_dag", "dag_id": "d"}], "--api", "v1",
+                  "--ca-file", cert)
+        assert res[0]["status"] == "ok" and res[0]["dag"]["dag_id"] == "d", res
+    finally:
+        srv.shutdown()
+        srv.server_close()
+        shutil.rmtree(d)
+
+
 def main():
     if not os.path.exists(TOOL):
         print(f"missing {TOOL}", file=sys.stderr)
@@ -437,7 +487,7 @@ def main():
         cases += [(case_flow, gen), (case_fixed_api_and_credentials, gen),
                   (case_retries, gen), (case_breaker, gen), (case_breaker_gives_up, gen),
                   (case_runs_and_dags, gen), (case_latency_and_cancel, gen)]
-    cases += [(case_jwt_renewal, None), (case_jwt_revoked_in_flight, None),
+    cases += [(case_tls, None), (case_jwt_renewal, None), (case_jwt_revoked_in_flight, None),
               (case_plugin_fallback, None), (case_bad_replies, None)]
     for fn, gen in cases:
         t0 = time.monotonic()
