@@ -225,6 +225,28 @@ def case_retries(gen):
         assert len(oks) == 20 and all(r["status"] == "ok" for r in oks), oks
         assert any(r["attempts"] > 1 for r in oks)
         assert res[-1]["requests"]["network"] > 0, res[-1]
+        # Lost replies: the trigger happened but its answer never came; the retry
+        # meets 409 and adopts the run. Each run is created once.
+        sim.scenario({"api": gen, "seed": 3, "dags": {"d": {"exists": True,
+                                                            "is_paused": False}},
+                      "faults": {"lost_reply_rate": 0.5,
+                                 "paths": [f"/api/{gen}/dags/d/dagRuns"]}})
+        res = run(url(sim), [{"op": "trigger", "dag_id": "d", "run_id": "lost-{i}",
+                              "count": 12}], "--api", gen, "--max-retries", "20", *fast)
+        assert len(res) == 12 and all(r["status"] == "ok" for r in res), res
+        assert any(r["run"]["adopted"] for r in res), res
+        assert sorted(r["run"]["dag_run_id"] for r in res) == \
+            sorted(f"lost-{i}" for i in range(12)), res
+        st, _, state = sim.req("GET", "/_sim/state")
+        assert st == 200
+        ids = [r["dag_run_id"] for dg in state["dags"] if dg["dag_id"] == "d"
+               for r in dg["runs"] if r["dag_run_id"].startswith("lost-")]
+        assert sorted(ids) == sorted(f"lost-{i}" for i in range(12)), ids  # once each
+        posts = [r for r in sim.log() if r["method"] == "POST" and
+                 r["path"] == f"/api/{gen}/dags/d/dagRuns"]
+        created = {r["body"]["dag_run_id"] for r in posts if r["status"] in (200, 0)}
+        assert created == {f"lost-{i}" for i in range(12)}, created
+        assert all(r["status"] in (200, 0, 409) for r in posts), posts
     finally:
         sim.stop()
 
