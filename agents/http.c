@@ -32,6 +32,7 @@ struct http_sock {
 	curl_socket_t fd;
 	struct event ev;
 	bool added;
+	int what;		/* curl's CURL_POLL_* interest now registered */
 };
 
 struct http_req {
@@ -184,8 +185,11 @@ socket_cb(CURL *easy, curl_socket_t fd, int what, void *arg, void *sockp)
 		s->fd = fd;
 		curl_multi_assign(h->multi, fd, s);
 	} else if (s->added) {
+		if (s->what == what)
+			return 0;	/* unchanged: spare two epoll_ctl calls */
 		event_del(&s->ev);
 	}
+	s->what = what;
 	kind = (short)(((what & CURL_POLL_IN) ? EV_READ : 0) |
 	    ((what & CURL_POLL_OUT) ? EV_WRITE : 0) | EV_PERSIST);
 	event_assign(&s->ev, h->base, fd, kind, event_cb, s);
