@@ -4,13 +4,14 @@
 #   1. filters   tests/bench/bench_filters.sh (1,000,000 names vs OpenMetadata's Python algorithm)
 #   2. sched     build/bench_sched --services N (10,000 services through the Airflow simulator)
 #   3. ingest    wrk against POST /api/v1/webhooks/openmetadata of `autopilot serve` (signed
-#                events, unique ids, SQLite store with synchronous=FULL), then the same load
-#                against build/bench_ceiling (libevent answering 200); every 2xx run_id is then
-#                looked up in the store.
+#                events, unique ids, SQLite store), once per BENCH_SYNC mode, then the same
+#                load against build/bench_ceiling (libevent answering 200); every 2xx run_id
+#                is then looked up in the store.
 #
 # Knobs (environment): BENCH_NAMES (1000000), BENCH_SERVICES (10000), BENCH_SECONDS (wrk
 # duration, 10), BENCH_CONNECTIONS (wrk -c, 32), BENCH_THREADS (wrk -t, 1),
-# BENCH_ONLY="filters sched ingest" (a subset), AP_BUILD (build/).
+# BENCH_ONLY="filters sched ingest" (a subset), BENCH_SYNC="full normal" (the store's
+# "state": {"synchronous": ...} for the ingest runs: full, normal or both), AP_BUILD (build/).
 # Installs wrk (Debian package) if it is missing.
 set -u
 SRC=$(cd "$(dirname "$0")/../.." && pwd)
@@ -20,6 +21,7 @@ ONLY=${BENCH_ONLY:-filters sched ingest}
 SECS=${BENCH_SECONDS:-10}
 CONNS=${BENCH_CONNECTIONS:-32}
 THREADS=${BENCH_THREADS:-1}
+SYNCS=${BENCH_SYNC:-full normal}
 TMP=$(mktemp -d)
 PIDS=()
 cleanup() {
@@ -95,15 +97,18 @@ if want ingest; then
 		echo "ingest: $BIN has no 'serve' subcommand in this build" >&2
 		R[ingest]="not run: no autopilot serve"; status=1
 	else
-		echo "== ingest: wrk -t$THREADS -c$CONNS -d${SECS}s against autopilot serve" >&2
 		"$BUILD/sim_airflow" --quiet --scenario "$SRC/tests/data/scenarios/bench.json" \
 			> "$TMP/sim.out" 2>&1 &
 		PIDS+=($!)
 		simport=$(wait_port "$TMP/sim.out") || { echo "ingest: simulator did not start" >&2; exit 1; }
+		for sync in $SYNCS; do
+		case $sync in full|normal) ;; *) echo "ingest: BENCH_SYNC: '$sync' is not full or normal" >&2; exit 2;; esac
+		rm -f "$TMP/state.db" "$TMP/state.db-wal" "$TMP/state.db-shm"
 		cat > "$TMP/serve.json" <<JSON
-{"state": {"path": "$TMP/state.db"}, "log": {"level": "warn"},
+{"state": {"path": "$TMP/state.db", "synchronous": "$sync"}, "log": {"level": "warn"},
  "airflow": {"url": "http://127.0.0.1:$simport"}}
 JSON
+		echo "== ingest: wrk -t$THREADS -c$CONNS -d${SECS}s against autopilot serve (synchronous=$sync)" >&2
 		AUTOPILOT_WEBHOOK_SECRET=$SECRET AUTOPILOT_AIRFLOW_USERNAME=admin \
 		AUTOPILOT_AIRFLOW_PASSWORD=admin \
 			"$BIN" serve -c "$TMP/serve.json" --listen 127.0.0.1:0 > "$TMP/serve.out" 2>&1 &
@@ -111,10 +116,10 @@ JSON
 		PIDS+=($SERVE)
 		port=$(wait_port "$TMP/serve.out") || { echo "ingest: serve did not start:" >&2; cat "$TMP/serve.out" >&2; exit 1; }
 		ap=$(run_wrk "$port" serve)
-		echo "autopilot serve: $ap" >&2
+		echo "autopilot serve (synchronous=$sync): $ap" >&2
 		kill -TERM "$SERVE"; wait "$SERVE" 2>/dev/null
 		# Every 2xx answer named a run that must be in the store (and its event in the inbox).
-		R[ingest_check]=$(python3 - "$TMP/state.db" "$TMP/ids-serve.txt" "$(field "$ap" ok2xx)" <<'PY'
+		R[ingest_check_$sync]=$(python3 - "$TMP/state.db" "$TMP/ids-serve.txt" "$(field "$ap" ok2xx)" <<'PY'
 import sqlite3, sys
 db, ids, ok = sys.argv[1], sys.argv[2], int(sys.argv[3] or 0)
 want = [l.strip() for l in open(ids) if l.strip()]
@@ -127,7 +132,11 @@ print("%d/%d 2xx answers carried a run_id; %d missing from the store; %d runs in
 sys.exit(1 if missing or len(want) != ok else 0)
 PY
 ) || status=1
-		echo "store check: ${R[ingest_check]}" >&2
+		echo "store check (synchronous=$sync): ${R[ingest_check_$sync]}" >&2
+		R[ingest_rps_$sync]=$(field "$ap" rps); R[ingest_p50_$sync]=$(field "$ap" p50_ms)
+		R[ingest_p99_$sync]=$(field "$ap" p99_ms); R[ingest_non2xx_$sync]=$(field "$ap" non2xx)
+		R[ingest_err_$sync]=$(field "$ap" errors)
+		done
 		"$BUILD/bench_ceiling" > "$TMP/ceiling.out" 2>&1 &
 		CEIL=$!
 		PIDS+=($CEIL)
@@ -135,13 +144,12 @@ PY
 		echo "== ingest: the same load against bench_ceiling" >&2
 		ce=$(run_wrk "$cport" ceiling)
 		echo "ceiling: $ce" >&2
-		R[ingest_rps]=$(field "$ap" rps); R[ingest_p50]=$(field "$ap" p50_ms)
-		R[ingest_p99]=$(field "$ap" p99_ms); R[ingest_non2xx]=$(field "$ap" non2xx)
-		R[ingest_err]=$(field "$ap" errors)
 		R[ceil_rps]=$(field "$ce" rps); R[ceil_p50]=$(field "$ce" p50_ms)
 		R[ceil_p99]=$(field "$ce" p99_ms)
-		R[ingest_ratio]=$(awk -v a="${R[ingest_rps]:-0}" -v c="${R[ceil_rps]:-0}" \
-			'BEGIN { if (c > 0) printf "%.2f", a / c; else print "?" }')
+		for sync in $SYNCS; do
+			R[ingest_ratio_$sync]=$(awk -v a="${R[ingest_rps_$sync]:-0}" -v c="${R[ceil_rps]:-0}" \
+				'BEGIN { if (c > 0) printf "%.2f", a / c; else print "?" }')
+		done
 	fi
 fi
 
@@ -159,12 +167,14 @@ if want sched; then
 	printf '%-34s %-44s %s\n' "sched: failed runs" "${R[sched_failed]:-?}" "0"
 fi
 if want ingest; then
-	if [ -n "${R[ingest_rps]:-}" ]; then
-		printf '%-34s %-44s %s\n' "ingest: autopilot serve" "${R[ingest_rps]} ev/s, p50 ${R[ingest_p50]} ms, p99 ${R[ingest_p99]} ms" ">= 20000 ev/s"
+	if [ -n "${R[ceil_rps]:-}" ]; then
+		for sync in $SYNCS; do
+			printf '%-34s %-44s %s\n' "ingest: serve, synchronous=$sync" "${R[ingest_rps_$sync]:-?} ev/s, p50 ${R[ingest_p50_$sync]:-?} ms, p99 ${R[ingest_p99_$sync]:-?} ms" ">= 20000 ev/s"
+			printf '%-34s %-44s %s\n' "ingest: $sync / ceiling" "${R[ingest_ratio_$sync]:-?}" ">= 0.50"
+			printf '%-34s %-44s %s\n' "ingest: $sync non-2xx / sock errors" "${R[ingest_non2xx_$sync]:-?} / ${R[ingest_err_$sync]:-?}" "0 / 0"
+			printf '%-34s %-44s %s\n' "ingest: $sync store check" "${R[ingest_check_$sync]:-?}" "0 missing"
+		done
 		printf '%-34s %-44s %s\n' "ingest: ceiling (libevent 200)" "${R[ceil_rps]} req/s, p50 ${R[ceil_p50]} ms, p99 ${R[ceil_p99]} ms" ""
-		printf '%-34s %-44s %s\n' "ingest: serve / ceiling" "${R[ingest_ratio]}" ">= 0.50"
-		printf '%-34s %-44s %s\n' "ingest: non-2xx / socket errors" "${R[ingest_non2xx]} / ${R[ingest_err]}" "0 / 0"
-		printf '%-34s %-44s %s\n' "ingest: store check" "${R[ingest_check]:-?}" "0 missing"
 	else
 		printf '%-34s %-44s %s\n' "ingest" "${R[ingest]:-not run}" ""
 	fi
