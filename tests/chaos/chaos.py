@@ -22,10 +22,12 @@ Scenarios (each bounded in time; a table at the end; exit 1 if any fails):
               deadline as reason, its dependents do not run, runs final.
   mixed       5xx + 429 + latency + lost replies + a short outage together: every run succeeds,
               no double trigger.
-  disk        the state directory is a small tmpfs: filled up (ENOSPC), then remounted
-              read-only; meanwhile the webhook answers 503 (never 2xx), and after the disk is
-              back the same events are accepted; nothing acknowledged is lost (checked after a
-              restart). Needs root (mount); reported as skipped otherwise.
+  disk        the state directory is a small ext4 image (loop device): filled up (ENOSPC), then
+              turned read-only by a filesystem error; meanwhile the webhook answers 503 (never
+              a 2xx it cannot keep), and after the disk is back (space freed; for read-only,
+              e2fsck, mount and restart) the same events are accepted; nothing acknowledged is
+              lost (checked after a restart). Needs root, a loop device and e2fsprogs;
+              reported as skipped otherwise.
 
 For every scenario the peak RSS of the autopilot process is sampled (target < 200 MB).
 
@@ -668,15 +670,27 @@ def sc_parse_delay(workdir):
 
 
 def sc_disk(workdir):
+    """The store on a small ext4 image (loop device, errors=remount-ro): filled up (ENOSPC),
+    then turned read-only under the running process by a filesystem error (what a failing disk
+    does; a plain `mount -o remount,ro` is refused while the store is open for writing). Once the
+    filesystem is repaired (e2fsck) and mounted again, autopilot is restarted, like an operator
+    would after a filesystem error."""
     if DRIVER != "serve":
         return None, None, None, "skipped: needs autopilot serve (webhook answers)"
     if os.geteuid() != 0:
-        return None, None, None, "skipped: needs root to mount a tmpfs"
+        return None, None, None, "skipped: needs root (loop device, mount)"
+    if not shutil.which("mkfs.ext4") or not shutil.which("e2fsck"):
+        return None, None, None, "skipped: e2fsprogs (mkfs.ext4, e2fsck) not installed"
+    img = os.path.join(workdir, "store.img")
     mnt = os.path.join(workdir, "state")
     os.makedirs(mnt, exist_ok=True)
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", mnt],
-                      stderr=subprocess.DEVNULL).returncode != 0:
-        return None, None, None, "skipped: cannot mount a tmpfs here"
+    with open(img, "wb") as f:
+        f.truncate(16 << 20)
+    mount_cmd = ["mount", "-t", "ext4", "-o", "loop,errors=remount-ro", img, mnt]
+    if (subprocess.run(["mkfs.ext4", "-q", "-m", "0", img], stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL).returncode != 0 or
+            subprocess.run(mount_cmd, stderr=subprocess.DEVNULL).returncode != 0):
+        return None, None, None, "skipped: cannot mount an ext4 image on a loop device here"
     sim = Sim(FAST_RUNS, workdir)
     drv = ServeDriver(workdir, sim, nservices=0)
     sampler = RssSampler(drv.pid)
@@ -684,50 +698,63 @@ def sc_disk(workdir):
     notes = []
     try:
         drv.start()
-        port = drv.serve.port
 
-        def deliver(prefix, k, expect_ok):
+        def deliver(prefix, k):
             statuses = []
             for i in range(k):
                 eid = "ev-%s-%d" % (prefix, i)
                 body = json.dumps(change_event(eid, "%s_%d" % (prefix, i), i)).encode()
-                st, js = post(port, body)
+                st, js = post(drv.serve.port, body)
                 statuses.append(st)
                 if 200 <= st < 300:
+                    check(acked.get(eid, js["run_id"]) == js["run_id"],
+                          "%s acknowledged again with another run" % eid)
                     acked[eid] = js["run_id"]
             return statuses
 
-        st = deliver("before", 20, True)
+        st = deliver("before", 20)
         check(all(s == 202 for s in st), "before: %s" % st)
-        # Disk full: fill the tmpfs.
-        subprocess.run(["dd", "if=/dev/zero", "of=" + os.path.join(mnt, "fill"), "bs=64k"],
+        # Disk full: fill the filesystem.
+        fill = os.path.join(mnt, "fill")
+        subprocess.run(["dd", "if=/dev/zero", "of=" + fill, "bs=64k"],
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        st = deliver("full", 40, False)
+        st = deliver("full", 40)
         ok = sum(1 for s in st if 200 <= s < 300)
         check(all(s in (503,) or 200 <= s < 300 for s in st), "disk full answers: %s" % st)
         check(st.count(503) > 0, "disk full: no 503 among %s" % st)
+        check(drv.alive(), "autopilot exited when the disk was full: %s" % drv.serve.tail())
         notes.append("disk full: %d x 503, %d x 2xx (room left in the WAL)" % (st.count(503), ok))
-        os.unlink(os.path.join(mnt, "fill"))
+        os.unlink(fill)
         time.sleep(1)
-        st = deliver("full", 40, True)
+        st = deliver("full", 40)
         check(all(200 <= s < 300 for s in st), "after the disk is back: %s" % st)
-        # Read-only.
-        check(subprocess.run(["mount", "-o", "remount,ro", mnt]).returncode == 0, "remount ro failed")
-        st = deliver("ro", 20, False)
+        # Read-only: a filesystem error under the running process.
+        dev = subprocess.run(["findmnt", "-n", "-o", "SOURCE", mnt], capture_output=True,
+                             text=True).stdout.strip()
+        with open("/sys/fs/ext4/%s/trigger_fs_error" % os.path.basename(dev), "w") as f:
+            f.write("chaos: read-only store")
+        st = deliver("ro", 20)
         check(all(s == 503 or 200 <= s < 300 for s in st), "read-only answers: %s" % st)
         check(st.count(503) > 0, "read-only: no 503 among %s" % st)
+        check(drv.alive(), "autopilot exited when the store turned read-only: %s" % drv.serve.tail())
         notes.append("read-only: %d x 503, %d x 2xx" % (st.count(503), sum(1 for s in st if 200 <= s < 300)))
-        check(subprocess.run(["mount", "-o", "remount,rw", mnt]).returncode == 0, "remount rw failed")
-        time.sleep(1)
-        st = deliver("ro", 20, True)
-        check(all(200 <= s < 300 for s in st), "after read-write again: %s" % st)
-        # Nothing acknowledged is lost, even across a restart.
+        # The disk is back: stop, repair, mount, start again.
+        t0 = time.monotonic()
+        drv.serve.stop()
+        notes.append("stopped on the read-only store in %.1f s" % (time.monotonic() - t0))
+        check(subprocess.run(["umount", mnt]).returncode == 0, "umount failed")
+        subprocess.run(["e2fsck", "-fy", img], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        check(subprocess.run(mount_cmd).returncode == 0, "mounting the repaired image failed")
+        drv.start()
+        st = deliver("ro", 20)
+        check(all(200 <= s < 300 for s in st), "after the disk is back: %s" % st)
+        # Nothing acknowledged is lost, across a restart.
         drv.serve.stop()
         drv.start()
         runs, inbox = wait_final(drv.state, len(set(acked.values())), 300, drv.alive)
         for eid, rid in acked.items():
             check(inbox.get(eid) == rid and rid in runs, "acknowledged %s (%s) lost" % (eid, rid))
-        notes.append("%d acknowledged events, all in the store after a restart" % len(acked))
+        notes.append("%d acknowledged events, all in the store after restarts" % len(acked))
         return len(acked), runs, sampler, "; ".join(notes)
     finally:
         sampler.stop()
