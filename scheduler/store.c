@@ -340,6 +340,25 @@ store_rollback(struct store *s)
 		store_simple(s, Q_ROLLBACK, NULL);
 }
 
+/*
+ * A write that joins an open group-commit batch (as a savepoint, so a
+ * failure undoes this write only; durable at the batch's store_flush()) or
+ * else runs in its own transaction. *nested says which, for store_done()
+ * and store_undo().
+ */
+static int
+store_join(struct store *s, bool *nested, char **cause)
+{
+	*nested = s->batch;
+	return *nested ? store_simple(s, Q_SAVEPOINT, cause) : store_begin(s, cause);
+}
+
+static int
+store_done(struct store *s, bool nested, char **cause)
+{
+	return nested ? store_simple(s, Q_SAVEPOINT_RELEASE, cause) : store_commit(s, cause);
+}
+
 /* Undoes what was written since store_begin() or, nested in a batch, since
  * the savepoint (the batch itself stays open). */
 static void
@@ -744,10 +763,7 @@ store_inbox_accept(struct store *s, const char *event_id, const char *service_ty
 	int rc;
 
 	*run_id = NULL;
-	/* Inside a batch the event joins it (a savepoint, so a failure undoes
-	 * this event only) and is durable at the batch's store_flush(). */
-	nested = s->batch;
-	if (nested ? store_simple(s, Q_SAVEPOINT, cause) != 0 : store_begin(s, cause) != 0)
+	if (store_join(s, &nested, cause) != 0)
 		return STORE_ERROR;
 	if ((st = store_stmt(s, Q_INBOX_GET, cause)) == NULL)
 		goto fail;
@@ -781,7 +797,7 @@ store_inbox_accept(struct store *s, const char *event_id, const char *service_ty
 	sqlite3_bind_int64(st, 5, store_now(s));
 	if (store_exec_stmt(s, st, cause, "inbox insert") != 0)
 		goto fail;
-	if (nested ? store_simple(s, Q_SAVEPOINT_RELEASE, cause) != 0 : store_commit(s, cause) != 0)
+	if (store_done(s, nested, cause) != 0)
 		goto fail;
 	*run_id = id;
 	return STORE_OK;
@@ -1231,10 +1247,9 @@ store_claim(struct store *s, const char *run_id, char **cause)
 	bool found = false, claimed = false, nested;
 	int rc;
 
-	/* Inside a batch the claim joins it (the owner acts only after the
-	 * batch's commit, so it is durable before anything depends on it). */
-	nested = s->batch;
-	if (nested ? store_simple(s, Q_SAVEPOINT, cause) != 0 : store_begin(s, cause) != 0)
+	/* In a batch the owner acts only after the batch's commit, so the
+	 * claim is durable before anything depends on it. */
+	if (store_join(s, &nested, cause) != 0)
 		return STORE_ERROR;
 	if ((st = store_stmt(s, Q_CLAIM_ONE_GET, cause)) == NULL)
 		goto fail;
@@ -1256,8 +1271,7 @@ store_claim(struct store *s, const char *run_id, char **cause)
 	}
 	free(owner);
 	owner = NULL;
-	if (nested ? store_simple(s, Q_SAVEPOINT_RELEASE, cause) != 0 :
-	    store_commit(s, cause) != 0)
+	if (store_done(s, nested, cause) != 0)
 		goto fail;
 	return claimed ? STORE_OK : STORE_LOST;
 fail:
