@@ -17,18 +17,12 @@
 #include "cmd.h"
 #include "config.h"
 #include "log.h"
+#include "pipeline.h"
 #include "runtime.h"
 #include "util.h"
 
 #define OM_MAX_BODY (8u * 1024 * 1024)
 #define RUN_MAX_AGENTS SCHED_MAX_AGENTS
-
-/* The service kinds OpenMetadata serves at /api/v1/services/{kind}s. */
-static const char *const service_types[] = {
-	"databaseService", "dashboardService", "messagingService",
-	"pipelineService", "mlmodelService", "metadataService", "storageService",
-	"searchService", "apiService", NULL
-};
 
 struct run_line {
 	char agent[SCHED_AGENT_NAME_MAX];
@@ -61,18 +55,19 @@ type_from_href(const json_t *entity)
 {
 	const char *href = json_string_value(json_object_get(entity, "href"));
 	const char *p, *end;
-	size_t i;
+	char *type;
 
 	if (href == NULL || (p = strstr(href, "/services/")) == NULL)
 		return NULL;
 	p += strlen("/services/");
 	if ((end = strchr(p, '/')) == NULL || end == p || end[-1] != 's')
 		return NULL;
-	for (i = 0; service_types[i] != NULL; i++)
-		if (strlen(service_types[i]) == (size_t)(end - p - 1) &&
-		    strncmp(service_types[i], p, (size_t)(end - p - 1)) == 0)
-			return ap_xstrdup(service_types[i]);
-	return NULL;
+	type = ap_xstrndup(p, (size_t)(end - p - 1));
+	if (plan_service_kind(type) == NULL) {
+		free(type);
+		return NULL;
+	}
+	return type;
 }
 
 static size_t
@@ -220,13 +215,13 @@ find_entity(const struct config *cfg, struct store *st, const char *fqn,
 		    " give --service-json FILE", fqn);
 		return AP_EXIT_USAGE;
 	}
-	for (i = 0; service_types[i] != NULL; i++) {
-		if (*type != NULL && strcmp(*type, service_types[i]) != 0)
+	for (i = 0; plan_service_types[i] != NULL; i++) {
+		if (*type != NULL && strcmp(*type, plan_service_types[i]) != 0)
 			continue;
-		status = om_fetch(cfg, service_types[i], fqn, entity, cause);
+		status = om_fetch(cfg, plan_service_types[i], fqn, entity, cause);
 		if (status == 200) {
 			if (*type == NULL)
-				*type = ap_xstrdup(service_types[i]);
+				*type = ap_xstrdup(plan_service_types[i]);
 			return AP_EXIT_OK;
 		}
 		if (status == 401 || status == 403)
@@ -400,19 +395,15 @@ probe_airflow(struct ap_runtime *rt, const struct config *cfg, char **cause)
 static int
 split_agents(char *list, const char **names, char **cause)
 {
-	static const char *const known[] = { "metadata", "lineage", "usage",
-	    "profiler", "autoClassification", NULL };
+	enum pipeline_agent agent;
 	char *tok, *save = NULL;
-	unsigned n = 0, i;
+	unsigned n = 0;
 
 	for (tok = strtok_r(list, ",", &save); tok != NULL;
 	    tok = strtok_r(NULL, ",", &save)) {
 		while (isspace((unsigned char)*tok))
 			tok++;
-		for (i = 0; known[i] != NULL; i++)
-			if (strcmp(known[i], tok) == 0)
-				break;
-		if (known[i] == NULL) {
+		if (!pipeline_agent_parse(tok, &agent)) {
 			*cause = ap_xprintf("--agents: unknown agent '%s' (agents:"
 			    " metadata, lineage, usage, profiler, autoClassification)", tok);
 			return -1;

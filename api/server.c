@@ -54,18 +54,6 @@ static const char *const outcome_names[SERVER_OUTCOME_MAX] = {
 	"too_many_headers", "unavailable"
 };
 
-const char *
-server_outcome_name(enum server_outcome o)
-{
-	return o < SERVER_OUTCOME_MAX ? outcome_names[o] : "unknown";
-}
-
-uint64_t
-server_outcome_count(const struct server *s, enum server_outcome o)
-{
-	return o < SERVER_OUTCOME_MAX ? s->outcomes[o] : 0;
-}
-
 /* ---- Answers. ---- */
 
 static void
@@ -952,12 +940,6 @@ server_drain(struct server *s)
 		evhttp_del_accept_socket(s->http, s->listener);
 		s->listener = NULL;
 	}
-}
-
-bool
-server_draining(const struct server *s)
-{
-	return s->draining;
 }
 
 void

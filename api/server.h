@@ -40,7 +40,7 @@ struct server_deps {
 	void *metrics_arg;
 };
 
-/* Webhook outcomes, counted for /metrics. */
+/* Webhook outcomes, counted for /metrics (autopilot_webhooks_total). */
 enum server_outcome {
 	SERVER_ACCEPTED,	/* 202, a new event */
 	SERVER_REPEATED,	/* 202, an event id seen before */
@@ -54,7 +54,6 @@ enum server_outcome {
 	SERVER_UNAVAILABLE,	/* 503: store failing or shutting down */
 	SERVER_OUTCOME_MAX
 };
-const char *server_outcome_name(enum server_outcome o);
 
 /*
  * Creates the server and binds cfg's listen address (port 0: any; read it
@@ -66,10 +65,7 @@ struct server *server_create(struct event_base *base, const struct config *cfg,
 unsigned server_port(const struct server *s);
 /* Stops accepting connections; webhooks and re-runs answer 503 from now on. */
 void server_drain(struct server *s);
-bool server_draining(const struct server *s);
 /* Closes every connection and frees. Accepts NULL. */
 void server_free(struct server *s);
-/* Webhook answers by outcome since start. */
-uint64_t server_outcome_count(const struct server *s, enum server_outcome o);
 
 #endif

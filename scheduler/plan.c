@@ -67,6 +67,10 @@ static const char *const unsupported_reasons[PIPELINE_AGENT_MAX] = {
 	    " true)",
 };
 
+const char *const plan_service_types[] = { "databaseService", "dashboardService",
+	"messagingService", "pipelineService", "mlmodelService", "metadataService",
+	"storageService", "searchService", "apiService", NULL };
+
 const char *
 plan_service_kind(const char *entity_type)
 {
@@ -542,9 +546,6 @@ agent_list(uint32_t bits)
 json_t *
 plan_describe(const struct plan *p)
 {
-	static const char *const types[] = { "databaseService", "dashboardService",
-		"messagingService", "pipelineService", "mlmodelService", "metadataService",
-		"storageService", "searchService", "apiService" };
 	json_t *out = json_object(), *list = json_array(), *order = json_array();
 	json_t *kinds = json_object(), *defaults = json_object();
 	uint32_t enabled = 0, eff[PIPELINE_AGENT_MAX];
@@ -582,8 +583,8 @@ plan_describe(const struct plan *p)
 	json_object_set_new(out, "agents", list);
 	json_object_set_new(out, "order", order);
 
-	for (i = 0; i < AP_ARRAY_LEN(types); i++) {
-		const char *kind = plan_service_kind(types[i]);
+	for (i = 0; plan_service_types[i] != NULL; i++) {
+		const char *kind = plan_service_kind(plan_service_types[i]);
 		const char *const *keys = filter_kind_keys(kind);
 		json_t *o = json_object(), *ag = json_object(), *fk = json_array();
 
@@ -599,7 +600,7 @@ plan_describe(const struct plan *p)
 		json_object_set_new(o, "kind", json_string(kind));
 		json_object_set_new(o, "agents", ag);
 		json_object_set_new(o, "filter_keys", fk);
-		json_object_set_new(kinds, types[i], o);
+		json_object_set_new(kinds, plan_service_types[i], o);
 	}
 	json_object_set_new(out, "service_types", kinds);
 

@@ -60,6 +60,8 @@ extern const struct sched_planner plan_sched_planner;
  * static), or NULL (securityService, anything that is not a service).
  */
 const char *plan_service_kind(const char *entity_type);
+/* The OpenMetadata entity types autopilot acts on, NULL-terminated. */
+extern const char *const plan_service_types[];
 
 /*
  * The agents for a service (entity borrowed) in plan order, prerequisites

@@ -3,11 +3,12 @@ operator uses them, against the Airflow and OpenMetadata simulators, with
 output captured (not a terminal): plain progress lines, --json, exit codes."""
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 import tempfile
-import shutil
-import re
+import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from serve_itlib import BIN, FAST, Sim, check, cli, entity, example_event  # noqa: E402
@@ -120,7 +121,6 @@ def main():
         # An agent that fails: exit 1, and the failure is in the output.
         sim_scn = {"parse_delay_ms": 50, "pipelines": {"*": {"queued_ms": 10, "running_ms": 80},
                                                        "lineage": {"outcome": "failed"}}}
-        import urllib.request
         req = urllib.request.Request(sim.url + "/_sim/scenario", data=json.dumps(sim_scn).encode(),
                                      method="PUT")
         urllib.request.urlopen(req, timeout=10).read()
