@@ -18,24 +18,36 @@
 #include "server.h"
 #include "util.h"
 
-/* After the listener closes, answers already being written get this long. */
-#define DRAIN_MS 200
+/* How often a drain looks whether every answer is out. */
+#define DRAIN_CHECK_MS 20
 
 struct serve {
 	struct ap_runtime rt;
 	struct server *server;
 	struct event *sigterm, *sigint, *sighup;
 	struct event *drain_timer;
+	uint64_t drain_until;
+	unsigned grace_s;
 	int signals;
 };
 
+/* Exits once every answer is written, or when listen.shutdown_grace_s is up. */
 static void
 serve_drained(evutil_socket_t fd, short what, void *arg)
 {
 	struct serve *sv = arg;
+	struct timeval tv = { 0, DRAIN_CHECK_MS * 1000 };
+	size_t busy = server_busy(sv->server);
 
 	(void)fd;
 	(void)what;
+	if (busy > 0 && ap_mono_ms() < sv->drain_until) {
+		evtimer_add(sv->drain_timer, &tv);
+		return;
+	}
+	if (busy > 0)
+		ap_warn("shutdown grace (listen.shutdown_grace_s) is up: %zu answers"
+		    " not written; those clients deliver again", busy);
 	event_base_loopexit(sv->rt.base, NULL);
 }
 
@@ -43,7 +55,6 @@ static void
 serve_signal(evutil_socket_t sig, short what, void *arg)
 {
 	struct serve *sv = arg;
-	struct timeval tv = { 0, DRAIN_MS * 1000 };
 	char *cause = NULL;
 
 	(void)what;
@@ -66,8 +77,9 @@ serve_signal(evutil_socket_t sig, short what, void *arg)
 		ap_error("state store: %s", cause);
 		free(cause);
 	}
+	sv->drain_until = ap_mono_ms() + (uint64_t)sv->grace_s * 1000;
 	sv->drain_timer = evtimer_new(sv->rt.base, serve_drained, sv);
-	evtimer_add(sv->drain_timer, &tv);
+	serve_drained(-1, 0, sv);
 }
 
 static int
@@ -158,6 +170,7 @@ serve_exec(int argc, char **argv)
 		rc = AP_EXIT_UNREACHABLE;
 		goto out;
 	}
+	sv.grace_s = cfg.shutdown_grace_s;
 	sv.sigterm = evsignal_new(sv.rt.base, SIGTERM, serve_signal, &sv);
 	sv.sigint = evsignal_new(sv.rt.base, SIGINT, serve_signal, &sv);
 	sv.sighup = evsignal_new(sv.rt.base, SIGHUP, serve_signal, &sv);
@@ -216,7 +229,8 @@ const struct ap_cmd_entry ap_cmd_serve_entry = {
 	"  GET  /api/v1/runs, /api/v1/runs/{run_id}    run status (admin token)\n"
 	"  POST /api/v1/services/{type}/{fqn}/rerun    re-run a service (admin token)\n"
 	"  GET  /healthz, /readyz, /metrics\n\n"
-	"SIGTERM or SIGINT: stop accepting, hand runs over, exit 0.\n"
+	"SIGTERM or SIGINT: stop accepting, hand runs over, finish the answers\n"
+	"being written (at most listen.shutdown_grace_s), exit 0.\n"
 	"Exit status: 0 after a clean stop; 2 configuration error (or the address\n"
 	"cannot be bound); 3 the state store cannot be opened.\n",
 	serve_exec,

@@ -46,6 +46,10 @@ struct server {
 	size_t npending, pending_cap;
 	json_t *take;			/* run ids waiting for sched_take */
 	size_t take_next;
+	/* Connections with a request being answered (awaiting its commit, or
+	 * its answer not yet written out): what a drain waits for. */
+	struct evhttp_connection **busy;
+	size_t nbusy, busy_cap;
 };
 
 static const char *const outcome_names[SERVER_OUTCOME_MAX] = {
@@ -246,15 +250,59 @@ struct pending {
 	uint64_t failures;		/* store_batch_failures() when stored */
 };
 
+/* ---- Requests in progress (for the drain). ---- */
+
 static void
-pending_conn_closed(struct evhttp_connection *conn, void *arg)
+busy_remove(struct server *s, struct evhttp_connection *conn)
+{
+	size_t i;
+
+	for (i = 0; i < s->nbusy; i++)
+		if (s->busy[i] == conn) {
+			s->busy[i] = s->busy[--s->nbusy];
+			return;
+		}
+}
+
+/* The answer is written out (libevent calls this after the last byte). */
+static void
+request_done(struct evhttp_request *req, void *arg)
+{
+	busy_remove(arg, evhttp_request_get_connection(req));
+}
+
+/* A connection closed: its answer will not be written, and a delivery
+ * waiting for the commit has no one to answer any more. */
+static void
+conn_closed(struct evhttp_connection *conn, void *arg)
 {
 	struct server *s = arg;
 	size_t i;
 
+	busy_remove(s, conn);
 	for (i = 0; i < s->npending; i++)
 		if (s->pending[i].conn == conn)
 			s->pending[i].req = NULL;
+}
+
+static void
+busy_add(struct server *s, struct evhttp_request *req)
+{
+	struct evhttp_connection *conn = evhttp_request_get_connection(req);
+
+	if (conn == NULL)
+		return;
+	if (s->nbusy == s->busy_cap) {
+		s->busy_cap = s->busy_cap == 0 ? 64 : s->busy_cap * 2;
+		s->busy = ap_xreallocarray(s->busy, s->busy_cap, sizeof *s->busy);
+	}
+	s->busy[s->nbusy++] = conn;
+	evhttp_request_set_on_complete_cb(req, request_done, s);
+	evhttp_connection_set_closecb(conn, conn_closed, s);
+	/* While draining, each connection closes after its answer. */
+	if (s->draining)
+		evhttp_add_header(evhttp_request_get_output_headers(req), "Connection",
+		    "close");
 }
 
 static void
@@ -319,8 +367,6 @@ flush_cb(evutil_socket_t fd, short what, void *arg)
 		/* A batch that failed since this delivery was stored (here or in
 		 * the scheduler's flush) took it with it. */
 		ok = flushed && p->failures == failures;
-		if (p->req != NULL)
-			evhttp_connection_set_closecb(p->conn, NULL, NULL);
 		if (!ok) {
 			s->outcomes[SERVER_UNAVAILABLE]++;
 			if (p->req != NULL)
@@ -490,7 +536,6 @@ handle_webhook(struct server *s, struct evhttp_request *req)
 	}
 	p.req = req;
 	p.conn = evhttp_request_get_connection(req);
-	evhttp_connection_set_closecb(p.conn, pending_conn_closed, s);
 	if (s->npending == s->pending_cap) {
 		s->pending_cap = s->pending_cap == 0 ? 64 : s->pending_cap * 2;
 		s->pending = ap_xreallocarray(s->pending, s->pending_cap,
@@ -855,6 +900,7 @@ route(struct evhttp_request *req, void *arg)
 	const char *path = uri != NULL ? evhttp_uri_get_path(uri) : NULL;
 	enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
 
+	busy_add(s, req);
 	if (path == NULL || *path == '\0')
 		path = "/";
 	if (strcmp(path, WEBHOOK_PATH) == 0)
@@ -930,6 +976,12 @@ server_port(const struct server *s)
 	return s->port;
 }
 
+size_t
+server_busy(const struct server *s)
+{
+	return s->nbusy;
+}
+
 void
 server_drain(struct server *s)
 {
@@ -957,5 +1009,6 @@ server_free(struct server *s)
 		evhttp_free(s->http);
 	json_decref(s->take);
 	free(s->pending);
+	free(s->busy);
 	free(s);
 }

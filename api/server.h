@@ -63,8 +63,11 @@ enum server_outcome {
 struct server *server_create(struct event_base *base, const struct config *cfg,
     const struct server_deps *deps, char **cause);
 unsigned server_port(const struct server *s);
-/* Stops accepting connections; webhooks and re-runs answer 503 from now on. */
+/* Stops accepting connections; webhooks and re-runs answer 503 from now on,
+ * and every connection closes after its answer. */
 void server_drain(struct server *s);
+/* Requests being answered: awaiting their commit or not yet written out. */
+size_t server_busy(const struct server *s);
 /* Closes every connection and frees. Accepts NULL. */
 void server_free(struct server *s);
 
