@@ -871,8 +871,11 @@ handle_metrics(struct server *s, struct evhttp_request *req)
 	    "# TYPE autopilot_runs_driven gauge\nautopilot_runs_driven %u\n"
 	    "# HELP autopilot_agents_in_flight Agents between deploying and a final"
 	    " state in this process.\n# TYPE autopilot_agents_in_flight gauge\n"
-	    "autopilot_agents_in_flight %u\n", sched_active_runs(s->deps.sched),
-	    sched_agents_in_flight(s->deps.sched));
+	    "autopilot_agents_in_flight %u\n"
+	    "# HELP autopilot_runs_waiting Runs accepted while every slot was"
+	    " spoken for, waiting to be admitted.\n# TYPE autopilot_runs_waiting"
+	    " gauge\nautopilot_runs_waiting %zu\n", sched_active_runs(s->deps.sched),
+	    sched_agents_in_flight(s->deps.sched), sched_runs_waiting(s->deps.sched));
 	if (s->deps.airflow_ops != NULL)
 		ap_buf_printf(&b, "# HELP autopilot_airflow_up 0 while the Airflow"
 		    " circuit breaker is open.\n# TYPE autopilot_airflow_up gauge\n"

@@ -33,6 +33,11 @@
 #include "log.h"
 #include "util.h"
 
+/* Runs waiting for a slot beyond which a taken run waits for admission
+ * (max_agents_in_flight, at least this), and runs admitted per loop turn. */
+#define SCHED_ADMIT_AHEAD_MIN 16
+#define SCHED_ADMIT_PER_TURN 64
+
 /* What an agent's timer or callback does next, within its state. */
 enum sched_act {
 	ACT_NONE,
@@ -117,7 +122,13 @@ struct sched {
 	struct sched_run_list runs;
 	struct sched_run_list dead;
 	struct sched_run_list ring;
+	unsigned nring;			/* runs in ring */
 	struct sched_retake_list retakes;
+	/* Admission: runs taken while enough runs already wait for a slot wait
+	 * here, as ids only, oldest first (see sched_full). */
+	char **admit;
+	size_t admit_head, admit_len, admit_cap;
+	struct event *admit_ev;
 	unsigned nruns;
 	struct sched_run **index;	/* runs by run_id: chained hash, nruns <= size */
 	size_t index_size;
@@ -726,6 +737,7 @@ sched_ring_add(struct sched_run *r)
 	if (!r->in_ring && !r->dead) {
 		TAILQ_INSERT_TAIL(&r->s->ring, r, ring_link);
 		r->in_ring = true;
+		r->s->nring++;
 	}
 	sched_kick(r->s);
 }
@@ -736,6 +748,7 @@ sched_ring_remove(struct sched_run *r)
 	if (r->in_ring) {
 		TAILQ_REMOVE(&r->s->ring, r, ring_link);
 		r->in_ring = false;
+		r->s->nring--;
 	}
 }
 
@@ -872,12 +885,31 @@ sched_kick_cb(evutil_socket_t fd, short what, void *arg)
 	sched_dispatch(arg);
 }
 
+/*
+ * Enough runs wait for a slot to fill every slot at once: a run taken now
+ * would only wait too, holding memory and costing its planning and store
+ * writes up front (a burst of thousands of webhooks would plan them all
+ * before the first agent ran). It waits in the admission queue instead.
+ */
+static bool
+sched_full(const struct sched *s)
+{
+	unsigned ahead = s->cfg.max_agents_in_flight;
+
+	if (ahead < SCHED_ADMIT_AHEAD_MIN)
+		ahead = SCHED_ADMIT_AHEAD_MIN;
+	return s->nring >= ahead;
+}
+
 static void
 sched_kick(struct sched *s)
 {
-	if (!s->stopped && s->in_flight < s->cfg.max_agents_in_flight &&
-	    !TAILQ_EMPTY(&s->ring))
+	if (s->stopped)
+		return;
+	if (s->in_flight < s->cfg.max_agents_in_flight && !TAILQ_EMPTY(&s->ring))
 		event_active(s->kick_ev, EV_TIMEOUT, 0);
+	if (s->admit_len > 0 && !sched_full(s))
+		event_active(s->admit_ev, EV_TIMEOUT, 0);
 }
 
 static void
@@ -1616,16 +1648,95 @@ out:
 	return rc;
 }
 
+static void
+sched_admit_push(struct sched *s, const char *run_id)
+{
+	size_t i, n;
+	char **v;
+
+	if (s->admit_len == s->admit_cap) {
+		n = s->admit_cap == 0 ? 64 : s->admit_cap * 2;
+		v = ap_xreallocarray(NULL, n, sizeof *v);
+		for (i = 0; i < s->admit_len; i++)
+			v[i] = s->admit[(s->admit_head + i) % s->admit_cap];
+		free(s->admit);
+		s->admit = v;
+		s->admit_cap = n;
+		s->admit_head = 0;
+	}
+	s->admit[(s->admit_head + s->admit_len++) % s->admit_cap] = ap_xstrdup(run_id);
+}
+
+static char *
+sched_admit_pop(struct sched *s)
+{
+	char *id;
+
+	if (s->admit_len == 0)
+		return NULL;
+	id = s->admit[s->admit_head];
+	s->admit_head = (s->admit_head + 1) % s->admit_cap;
+	s->admit_len--;
+	return id;
+}
+
+static void
+sched_admit_clear(struct sched *s)
+{
+	char *id;
+
+	while ((id = sched_admit_pop(s)) != NULL)
+		free(id);
+}
+
+static int sched_take_now(struct sched *, const char *, char **);
+
+/* Takes waiting runs while slots can use them, a bounded number a turn. */
+static void
+sched_admit_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct sched *s = arg;
+	unsigned n = 0;
+	char *id, *cause = NULL;
+
+	(void)fd;
+	(void)what;
+	while (!s->stopped && !sched_full(s) && n++ < SCHED_ADMIT_PER_TURN &&
+	    (id = sched_admit_pop(s)) != NULL) {
+		/* Final, or claimed by another process meanwhile: it drives it. */
+		if (sched_take_now(s, id, &cause) != 0) {
+			ap_debug("scheduler: run %s not taken: %s", id, cause);
+			free(cause);
+			cause = NULL;
+		}
+		free(id);
+	}
+	sched_kick(s);
+}
+
 int
 sched_take(struct sched *s, const char *run_id, char **cause)
 {
-	enum store_result rc;
-
 	*cause = NULL;
 	if (s->stopped) {
 		*cause = ap_xstrdup("scheduler is stopping");
 		return -1;
 	}
+	if (sched_find(s, run_id) != NULL)
+		return 0;
+	if (s->admit_len > 0 || sched_full(s)) {
+		sched_admit_push(s, run_id);
+		return 0;
+	}
+	return sched_take_now(s, run_id, cause);
+}
+
+static int
+sched_take_now(struct sched *s, const char *run_id, char **cause)
+{
+	enum store_result rc;
+
+	*cause = NULL;
 	if (sched_find(s, run_id) != NULL)
 		return 0;
 	rc = store_claim(s->store, run_id, cause);
@@ -1704,6 +1815,9 @@ sched_claim_unfinished(struct sched *s)
 	char **ids = NULL, *cause = NULL;
 	size_t i;
 
+	/* Runs still waiting for admission are found again once admitted. */
+	if (s->admit_len > 0)
+		return;
 	if (store_claim_unfinished(s->store, 0, &ids, &cause) != STORE_OK) {
 		ap_error("scheduler: cannot claim unfinished runs: %s", cause);
 		free(cause);
@@ -1712,6 +1826,10 @@ sched_claim_unfinished(struct sched *s)
 	for (i = 0; ids[i] != NULL; i++) {
 		if (sched_find(s, ids[i]) != NULL)
 			continue;
+		if (s->admit_len > 0 || sched_full(s)) {
+			sched_admit_push(s, ids[i]);
+			continue;
+		}
 		if (sched_run_load(s, ids[i], &cause) != 0) {
 			ap_warn("scheduler: cannot resume run %s: %s", ids[i], cause);
 			free(cause);
@@ -1797,6 +1915,7 @@ sched_create(struct event_base *base, struct store *store,
 	TAILQ_INIT(&s->retakes);
 	s->empty_conf = json_object();
 	s->kick_ev = event_new(base, -1, 0, sched_kick_cb, s);
+	s->admit_ev = event_new(base, -1, 0, sched_admit_cb, s);
 	s->reap_ev = event_new(base, -1, 0, sched_reap_cb, s);
 	s->flush_ev = event_new(base, -1, 0, sched_flush_cb, s);
 	s->lease_ev = event_new(base, -1, EV_PERSIST, sched_lease_cb, s);
@@ -1854,6 +1973,12 @@ sched_agents_in_flight(const struct sched *s)
 	return s->in_flight;
 }
 
+size_t
+sched_runs_waiting(const struct sched *s)
+{
+	return s->admit_len;
+}
+
 bool
 sched_driving(const struct sched *s, const char *run_id)
 {
@@ -1873,6 +1998,10 @@ sched_stop(struct sched *s)
 	s->stopped = true;
 	while (!TAILQ_EMPTY(&s->retakes))
 		sched_retake_free(TAILQ_FIRST(&s->retakes));
+	/* Waiting runs are unclaimed (or released below): the next start, or
+	 * another process, takes them. */
+	sched_admit_clear(s);
+	event_del(s->admit_ev);
 	evtimer_del(s->lease_ev);
 	evtimer_del(s->rescan_ev);
 	if (store_release_all(s->store, &cause) != STORE_OK ||
@@ -1905,6 +2034,9 @@ sched_free(struct sched *s)
 		sched_retake_free(TAILQ_FIRST(&s->retakes));
 	free(s->index);
 	event_free(s->kick_ev);
+	event_free(s->admit_ev);
+	sched_admit_clear(s);
+	free(s->admit);
 	event_free(s->reap_ev);
 	event_free(s->flush_ev);
 	event_free(s->lease_ev);

@@ -179,8 +179,11 @@ enum store_result sched_submit(struct sched *s, const char *service_type,
 
 /*
  * Starts driving a run already in the store (e.g. just created by
- * store_inbox_accept). 0 if it is now driven here (or already was); -1 with
- * a new *cause if it is final or held by another live process.
+ * store_inbox_accept). 0 if it is now driven here (or already was), or
+ * waits for admission: when max_agents_in_flight runs (at least 16) already
+ * wait for a slot, it is kept as an id and taken, oldest first, once slots
+ * free up. -1 with a new *cause if it is final or held by another live
+ * process (for a waiting run that is found, and logged, at admission).
  */
 int sched_take(struct sched *s, const char *run_id, char **cause);
 
@@ -198,6 +201,8 @@ size_t sched_bytes_per_run(void);
 /* Number of runs this scheduler drives, and agents in flight. */
 unsigned sched_active_runs(const struct sched *s);
 unsigned sched_agents_in_flight(const struct sched *s);
+/* Runs taken while the scheduler was full, waiting to be admitted. */
+size_t sched_runs_waiting(const struct sched *s);
 /* True while run_id is driven by this scheduler. */
 bool sched_driving(const struct sched *s, const char *run_id);
 

@@ -528,6 +528,7 @@ struct h {
 	int events;
 	bool saw_unreachable_note;
 	unsigned max_in_flight;
+	unsigned max_runs;		/* runs driven at once */
 };
 
 static void
@@ -539,6 +540,8 @@ observer(const struct sched_event *ev, void *arg)
 	h->events++;
 	if (n > h->max_in_flight)
 		h->max_in_flight = n;
+	if (sched_active_runs(h->sched) > h->max_runs)
+		h->max_runs = sched_active_runs(h->sched);
 	if (ev->agent == NULL && (ap_streq(ev->new_state, "succeeded") ||
 	    ap_streq(ev->new_state, "failed")) && h->finals < 64) {
 		snprintf(h->final_state[h->finals], 16, "%s", ev->new_state);
@@ -1261,6 +1264,60 @@ test_cap_and_round_robin(void **state)
 	h_free(h);
 }
 
+/* A burst beyond what the slots can use waits for admission as ids: it is
+ * neither planned nor held in memory until slots free up, and it is taken
+ * oldest first; a stop leaves the waiting runs pending for the next start. */
+static void
+test_admission(void **state)
+{
+	struct h *h = h_new();
+	char *ids[40], name[16], prev[32], cur[32];
+	json_t *st;
+	int i, before;
+
+	h->cfg.max_agents_in_flight = 1;
+	h_start(h);
+	for (i = 0; i < 40; i++) {
+		snprintf(name, sizeof name, "s%02d", i);
+		ids[i] = h_submit(h, name, NULL);
+	}
+	/* Sixteen (the minimum look-ahead) planned, the rest waiting. */
+	assert_int_equal(sched_active_runs(h->sched), 16);
+	assert_int_equal(sched_runs_waiting(h->sched), 24);
+	assert_false(sched_driving(h->sched, ids[39]));
+	st = h_status(h, ids[39]);
+	assert_string_equal(json_string_value(json_object_get(st, "state")), "pending");
+	json_decref(st);
+
+	/* Stop with runs waiting; a new scheduler on the database finds them. */
+	h_wait_finals(h, 2, 20000);
+	before = h->finals;
+	sched_stop(h->sched);
+	sched_free(h->sched);
+	h_start(h);
+	assert_true(sched_active_runs(h->sched) <= 17);	/* + one resumed in flight */
+	assert_true(sched_runs_waiting(h->sched) > 0);
+	h_wait_finals(h, 40, 60000);
+	assert_true(h->finals >= before);
+	assert_true(h->max_runs <= 17);
+	assert_int_equal(h->max_in_flight, 1);
+	for (i = 0; i < 40; i++) {
+		st = h_status(h, ids[i]);
+		assert_string_equal(json_string_value(json_object_get(st, "state")),
+		    "succeeded");
+		json_decref(st);
+	}
+	/* Oldest first: each service's metadata deployed after the one before. */
+	for (i = 1; i < 40; i++) {
+		snprintf(prev, sizeof prev, "s%02d__metadata", i - 1);
+		snprintf(cur, sizeof cur, "s%02d__metadata", i);
+		assert_true(log_first(h, "deploy", prev) < log_first(h, "deploy", cur));
+	}
+	for (i = 0; i < 40; i++)
+		free(ids[i]);
+	h_free(h);
+}
+
 static void
 test_planning_failure_fails_run(void **state)
 {
@@ -1491,6 +1548,7 @@ main(void)
 		cmocka_unit_test(test_retries_use_new_dag_run_ids),
 		cmocka_unit_test(test_rerun_refused_replace_and_repeat),
 		cmocka_unit_test(test_cap_and_round_robin),
+		cmocka_unit_test(test_admission),
 		cmocka_unit_test(test_planning_failure_fails_run),
 		cmocka_unit_test(test_crash_recovery_adopts),
 		cmocka_unit_test(test_two_schedulers_one_database),
