@@ -3,7 +3,8 @@
  *
  * Each operation is one struct airflow_req that walks through one or more
  * steps (airflow_proto.h): trigger may continue with get_run after a 409,
- * get_dag with importErrors. Before its first API step a request may wait
+ * get_dag with importErrors, unpause (on a DAG with import errors) with a
+ * pause and importErrors. Before its first API step a request may wait
  * for version detection (api "auto") or for the Airflow 3 JWT; while the
  * circuit breaker is open it waits for the single probe in flight. Every
  * attempt goes through req_attempt(); every answer comes back to http_done();
@@ -76,8 +77,9 @@ struct airflow_req {
 	struct airflow_run run;
 	struct airflow_error_text err;
 	json_t *reply;
-	json_t *dag_reply;			/* GET dag answer kept across importErrors */
+	json_t *dag_reply;			/* DAG answer kept across importErrors */
 	char *import_error;
+	bool repaused;				/* unpause: a broken DAG paused again */
 	bool adopted;
 };
 
@@ -534,12 +536,20 @@ req_answered(struct airflow_req *q, long status)
 
 	switch (q->step) {
 	case AIRFLOW_STEP_GET_DAG:
-		if (airflow_parse_dag(q->reply, &q->dag, &fileloc) != 0)
-			break;
+	case AIRFLOW_STEP_UNPAUSE:
+		if (airflow_parse_dag(q->reply, &q->dag, &fileloc) != 0) {
+			if (q->step == AIRFLOW_STEP_GET_DAG)
+				break;
+			/* Unpaused; the answer just does not say more. */
+			req_finish(q, AIRFLOW_OK, status);
+			return;
+		}
 		if (q->dag.has_import_errors) {
+			/* Read Airflow's trace; a broken DAG we unpaused is paused first. */
 			q->dag_reply = q->reply;
 			q->reply = NULL;
-			req_next_step(q, AIRFLOW_STEP_IMPORT_ERRORS);
+			req_next_step(q, q->step == AIRFLOW_STEP_UNPAUSE ? AIRFLOW_STEP_PAUSE :
+			    AIRFLOW_STEP_IMPORT_ERRORS);
 			return;
 		}
 		q->res.dag = &q->dag;
@@ -551,6 +561,8 @@ req_answered(struct airflow_req *q, long status)
 		q->import_error = ap_xstrdup(text != NULL ? text :
 		    "the DAG has import errors (Airflow listed none for its file)");
 		q->dag.import_error = q->import_error;
+		if (q->repaused)
+			q->dag.is_paused = true;
 		q->res.dag = &q->dag;
 		req_finish(q, AIRFLOW_OK, status);
 		return;
@@ -568,10 +580,9 @@ req_answered(struct airflow_req *q, long status)
 		q->res.run = &q->run;
 		req_finish(q, AIRFLOW_OK, status);
 		return;
-	case AIRFLOW_STEP_UNPAUSE:
-		if (airflow_parse_dag(q->reply, &q->dag, NULL) == 0)
-			q->res.dag = &q->dag;
-		req_finish(q, AIRFLOW_OK, status);
+	case AIRFLOW_STEP_PAUSE:
+		q->repaused = true;
+		req_next_step(q, AIRFLOW_STEP_IMPORT_ERRORS);
 		return;
 	case AIRFLOW_STEP_TOKEN:
 		if (airflow_parse_token(q->reply) == NULL)
@@ -673,12 +684,19 @@ http_done(const struct http_response *resp, void *arg)
 		return;
 	}
 	cls = airflow_classify(st);
+	if (q->step == AIRFLOW_STEP_PAUSE && cls != AIRFLOW_OK) {
+		/* Pausing it again failed: the import errors are the news. */
+		req_next_step(q, AIRFLOW_STEP_IMPORT_ERRORS);
+		return;
+	}
 	if (q->step == AIRFLOW_STEP_IMPORT_ERRORS && cls != AIRFLOW_OK) {
 		/* The DAG is broken either way; say so even without Airflow's text. */
 		airflow_parse_dag(q->dag_reply, &q->dag, NULL);
 		q->import_error = ap_xprintf("the DAG has import errors (reading them failed:"
 		    " HTTP %ld %s)", st, q->err.title != NULL ? q->err.title : "");
 		q->dag.import_error = q->import_error;
+		if (q->repaused)
+			q->dag.is_paused = true;
 		q->res.dag = &q->dag;
 		req_finish(q, AIRFLOW_OK, st);
 		return;

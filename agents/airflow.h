@@ -85,7 +85,7 @@ struct airflow_result {
 	enum airflow_status status;
 	struct airflow_error error;	/* set unless status is AIRFLOW_OK */
 	unsigned attempts;		/* HTTP attempts made, including retries */
-	/* Set for get_dag: */
+	/* Set for get_dag and unpause: */
 	const struct airflow_dag *dag;
 	/* Set for trigger, get_run and fail_run: */
 	const struct airflow_run *run;
@@ -184,7 +184,13 @@ struct airflow_ops {
 	/* GET the DAG: NOT_FOUND until Airflow has parsed it. */
 	struct airflow_req *(*get_dag)(void *impl, const char *dag_id,
 	    airflow_cb cb, void *arg);
-	/* PATCH is_paused=false. */
+	/*
+	 * PATCH is_paused=false, which also waits for the parse in one request:
+	 * NOT_FOUND until Airflow has parsed the DAG, then the DAG as Airflow
+	 * answers it (res->dag, or NULL if the 2xx body is not a DAG). A DAG
+	 * with import errors is paused again and its import error read, as
+	 * get_dag does.
+	 */
 	struct airflow_req *(*unpause)(void *impl, const char *dag_id,
 	    airflow_cb cb, void *arg);
 	/* POST a run with this dag_run_id; on 409 fetch it and report adopted. */

@@ -20,7 +20,7 @@ static const char *const run_state_names[] = { "queued", "running", "success", "
 static const char *const status_names[] = { "ok", "not_found", "rejected", "unavailable",
 	"bad_reply" };
 static const char *const step_names[] = { "deploy", "health", "kill", "delete", "get_dag",
-	"import_errors", "unpause", "trigger", "get_run", "fail_run", "version", "token" };
+	"import_errors", "unpause", "pause", "trigger", "get_run", "fail_run", "version", "token" };
 
 const char *
 airflow_api_name(enum airflow_api api)
@@ -152,6 +152,7 @@ airflow_build(enum airflow_step s, enum airflow_api api,
 	case AIRFLOW_STEP_GET_DAG:
 	case AIRFLOW_STEP_IMPORT_ERRORS:
 	case AIRFLOW_STEP_UNPAUSE:
+	case AIRFLOW_STEP_PAUSE:
 	case AIRFLOW_STEP_TRIGGER:
 	case AIRFLOW_STEP_GET_RUN:
 	case AIRFLOW_STEP_FAIL_RUN:
@@ -228,9 +229,11 @@ airflow_build(enum airflow_step s, enum airflow_api api,
 			    ver);
 		break;
 	case AIRFLOW_STEP_UNPAUSE:
+	case AIRFLOW_STEP_PAUSE:
 		out->method = "PATCH";
 		out->path = ap_xprintf("%s/dags/%s?update_mask=is_paused", ver, dag);
-		out->body = dumps(json_pack("{s:b}", "is_paused", 0));
+		out->body = ap_xstrdup(s == AIRFLOW_STEP_PAUSE ? "{\"is_paused\":true}" :
+		    "{\"is_paused\":false}");
 		break;
 	case AIRFLOW_STEP_TRIGGER:
 		out->method = "POST";

@@ -25,7 +25,8 @@ enum airflow_step {
 	AIRFLOW_STEP_DELETE,		/* plugin: DELETE delete?dag_id= */
 	AIRFLOW_STEP_GET_DAG,		/* GET dags/{id} */
 	AIRFLOW_STEP_IMPORT_ERRORS,	/* GET importErrors (after has_import_errors) */
-	AIRFLOW_STEP_UNPAUSE,		/* PATCH dags/{id}?update_mask=is_paused */
+	AIRFLOW_STEP_UNPAUSE,		/* PATCH dags/{id}?update_mask=is_paused, false */
+	AIRFLOW_STEP_PAUSE,		/* the same, true (a DAG found with import errors) */
 	AIRFLOW_STEP_TRIGGER,		/* POST dags/{id}/dagRuns */
 	AIRFLOW_STEP_GET_RUN,		/* GET dags/{id}/dagRuns/{run} (also after a 409) */
 	AIRFLOW_STEP_FAIL_RUN,		/* PATCH dags/{id}/dagRuns/{run} {"state":"failed"} */

@@ -43,8 +43,7 @@ enum sched_act {
 	ACT_NONE,
 	ACT_START,	/* retry backoff over: become ready */
 	ACT_DEPLOY,
-	ACT_GET_DAG,
-	ACT_UNPAUSE,
+	ACT_UNPAUSE,	/* waiting for the DAG: unpausing it answers 404 until parsed */
 	ACT_TRIGGER,
 	ACT_GET_RUN,
 	ACT_FAIL_RUN,	/* timed out: fail the Airflow run, then TIMED_OUT */
@@ -52,7 +51,7 @@ enum sched_act {
 };
 
 static const char *const sched_act_names[ACT_MAX] = {
-	"none", "start", "deploy", "get_dag", "unpause", "trigger", "get_run",
+	"none", "start", "deploy", "unpause", "trigger", "get_run",
 	"fail_run"
 };
 
@@ -641,7 +640,7 @@ sched_agent_set_state(struct sched_agent *a, enum sched_agent_state to,
 	case SCHED_AGENT_WAITING_FOR_DAG:
 		a->poll_ms = s->cfg.poll_initial_ms;
 		a->parse_deadline = now + (int64_t)s->cfg.dag_parse_deadline_s * 1000;
-		sched_agent_after(a, ACT_GET_DAG, 0);
+		sched_agent_after(a, ACT_UNPAUSE, 0);
 		break;
 	case SCHED_AGENT_QUEUED:
 		a->poll_ms = s->cfg.poll_initial_ms;
@@ -1162,9 +1161,6 @@ sched_agent_act(struct sched_agent *a)
 		dag_id = NULL;
 		a->req = s->ops->deploy(s->airflow, pipeline, sched_agent_cb, a);
 		break;
-	case ACT_GET_DAG:
-		a->req = s->ops->get_dag(s->airflow, a->dag_id, sched_agent_cb, a);
-		break;
 	case ACT_UNPAUSE:
 		a->req = s->ops->unpause(s->airflow, a->dag_id, sched_agent_cb, a);
 		break;
@@ -1279,7 +1275,11 @@ sched_agent_cb(const struct airflow_result *res, void *arg)
 		}
 		sched_agent_set_state(a, SCHED_AGENT_WAITING_FOR_DAG, NULL);
 		break;
-	case ACT_GET_DAG:
+	case ACT_UNPAUSE:
+		/*
+		 * Waiting for the parse and unpausing are one request: the PATCH
+		 * answers 404 until Airflow has parsed the DAG, then the DAG.
+		 */
 		if (res->status == AIRFLOW_NOT_FOUND) {
 			if (now >= a->parse_deadline) {
 				text = ap_xprintf("DAG %s was not parsed by Airflow within"
@@ -1289,35 +1289,22 @@ sched_agent_cb(const struct airflow_result *res, void *arg)
 				    true);
 				break;
 			}
-			sched_agent_after(a, ACT_GET_DAG, agent_poll_delay(a,
+			sched_agent_after(a, ACT_UNPAUSE, agent_poll_delay(a,
 			    a->parse_deadline));
 			break;
 		}
-		if (res->status != AIRFLOW_OK || res->dag == NULL) {
-			text = result_text("reading the DAG failed", res);
+		if (res->status != AIRFLOW_OK) {
+			text = result_text("unpausing the DAG failed", res);
 			sched_agent_attempt_failed(a, SCHED_AGENT_FAILED, text, true);
 			break;
 		}
-		if (res->dag->has_import_errors) {
+		if (res->dag != NULL && res->dag->has_import_errors) {
 			/* Airflow's own message; retrying the same DAG cannot help. */
 			text = ap_xprintf("DAG %s has import errors: %s", a->dag_id,
 			    res->dag->import_error ? res->dag->import_error : "(no detail)");
 			sched_agent_attempt_failed(a, SCHED_AGENT_FAILED, text, false);
 			break;
 		}
-		if (res->dag->is_paused) {
-			sched_agent_after(a, ACT_UNPAUSE, 0);
-			break;
-		}
-		/* fall through: parsed and unpaused */
-		goto dag_ready;
-	case ACT_UNPAUSE:
-		if (res->status != AIRFLOW_OK) {
-			text = result_text("unpausing the DAG failed", res);
-			sched_agent_attempt_failed(a, SCHED_AGENT_FAILED, text, true);
-			break;
-		}
-	dag_ready:
 		if (!sp->run)
 			sched_agent_set_state(a, SCHED_AGENT_SUCCEEDED, NULL);
 		else
@@ -1617,7 +1604,7 @@ sched_run_load(struct sched *s, const char *run_id, char **cause)
 			break;
 		case SCHED_AGENT_WAITING_FOR_DAG:
 			a->parse_deadline = now + (int64_t)s->cfg.dag_parse_deadline_s * 1000;
-			sched_agent_after(a, ACT_GET_DAG, 0);
+			sched_agent_after(a, ACT_UNPAUSE, 0);
 			break;
 		case SCHED_AGENT_QUEUED:
 			/* The trigger may or may not have reached Airflow: repeat it

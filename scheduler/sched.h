@@ -1,8 +1,9 @@
 /*
  * sched.h — runs AutoPilot: for each service run, the agents of its plan go
- * through deploy -> wait for the DAG to be parsed -> unpause -> trigger ->
- * track, in dependency order, to a final state, every step persisted in the
- * store before the next one starts.
+ * through deploy -> wait for the DAG to be parsed and unpause it (one PATCH,
+ * repeated while it answers 404) -> trigger -> track, in dependency order,
+ * to a final state, every step persisted in the store before the next one
+ * starts.
  *
  * Two explicit state machines, each changed by one function only:
  *   run:   pending -> running -> succeeded | failed

@@ -325,6 +325,7 @@ def case_runs_and_dags(gen):
             {"op": "fail_run", "dag_id": "dead", "run_id": "r1"},
             {"op": "trigger", "dag_id": "ok", "run_id": "r2"},
             {"op": "get_dag", "dag_id": "broken"},
+            {"op": "unpause", "dag_id": "broken"},
         ], "--api", gen)
         assert res[1]["run"]["state"] == "running", res[1]   # forever
         assert res[2]["run"]["state"] == "failed", res[2]
@@ -332,7 +333,17 @@ def case_runs_and_dags(gen):
         assert b["status"] == "ok" and b["dag"]["has_import_errors"], b
         assert "NameError: boom" in b["dag"]["import_error"], b
         ie = [r for r in sim.log() if "importErrors" in r["path"]]
-        assert len(ie) == 1 and ie[0]["auth"] == ("bearer" if gen == "v2" else "basic"), ie
+        assert len(ie) == 2 and ie[0]["auth"] == ("bearer" if gen == "v2" else "basic"), ie
+        # Unpausing a DAG with import errors reports them and leaves it paused.
+        u = res[5]
+        assert u["status"] == "ok" and u["dag"]["has_import_errors"], u
+        assert "NameError: boom" in u["dag"]["import_error"] and u["dag"]["is_paused"], u
+        assert u["attempts"] == 3, u
+        patches = [r["body"] for r in sim.log() if r["method"] == "PATCH" and
+                   r["path"].endswith("/dags/broken")]
+        assert patches == [{"is_paused": False}, {"is_paused": True}], patches
+        st, _, doc = sim.req("GET", "/_sim/state")
+        assert [d["is_paused"] for d in doc["dags"] if d["dag_id"] == "broken"] == [True], doc
         st, _, _ = sim.req("POST", "/_sim/restart")
         assert st == 200
         res = run(url(sim), [{"op": "get_run", "dag_id": "ok", "run_id": "r2"}], "--api", gen)

@@ -5,6 +5,7 @@ after usage; DAGs waited for (404 while parsing) and unpaused before the
 trigger; deterministic dag_run_ids; on both API generations. A re-run gets a
 new run id and new dag_run_ids for the same DAGs."""
 import os
+import re
 import sys
 import tempfile
 
@@ -52,12 +53,18 @@ def one(api):
         check(trig["lineage"] < u_done and trig["usage"] < l_done,
               "lineage/usage did not overlap: %s %s %s %s" % (trig["lineage"], u_done, trig["usage"], l_done))
         check(trig["profiler"] > u_done, "profiler before usage finished")
-        # Parsing was waited for (at least one 404) and the DAG unpaused before its trigger.
-        dag404 = [r for r in reqs if r["method"] == "GET" and r["status"] == 404 and "/dagRuns" not in r["path"]
+        # Parsing was waited for (at least one 404) by unpausing the DAG, one
+        # PATCH a poll, until it answered; no separate GET of the DAG.
+        dag404 = [r for r in reqs if r["method"] == "PATCH" and r["status"] == 404 and "/dagRuns" not in r["path"]
                   and "/dags/" in r["path"]]
-        check(dag404, "no GET /dags 404 while parsing")
-        unpause = first_t(reqs, "PATCH", r"/dags/[^/]+$", "metadata")
-        check(unpause is not None and unpause < trig["metadata"], "unpause before trigger")
+        check(dag404, "no PATCH /dags 404 while parsing")
+        check(all(r["query"] == "update_mask=is_paused" and r["body"] == {"is_paused": False} for r in dag404),
+              "PATCH while parsing: %s" % dag404[:2])
+        dag_gets = [r for r in reqs if r["method"] == "GET" and re.search(r"/dags/[^/]+$", r["path"])]
+        check(not dag_gets, "GET of the DAG: %s" % dag_gets[:2])
+        unpause = [r["t_ms"] for r in reqs if r["method"] == "PATCH" and r["status"] == 200
+                   and re.search(r"/dags/[^/]+$", r["path"]) and "metadata" in r["path"]]
+        check(unpause and unpause[0] < trig["metadata"], "unpause before trigger")
         check_no_double_trigger(reqs)
         prefix = "/api/%s/" % api
         api_reqs = [r for r in reqs if r["path"].startswith(prefix + "dags")]

@@ -62,6 +62,12 @@ test_paths_v1(void **state)
 	assert_body(r.body, "{\"is_paused\": false}");
 	airflow_http_req_cleanup(&r);
 
+	build_ok(AIRFLOW_STEP_PAUSE, AIRFLOW_API_V1, &a, &r);
+	assert_string_equal(r.method, "PATCH");
+	assert_string_equal(r.path, "/api/v1/dags/svc_db_metadata?update_mask=is_paused");
+	assert_body(r.body, "{\"is_paused\": true}");
+	airflow_http_req_cleanup(&r);
+
 	build_ok(AIRFLOW_STEP_TRIGGER, AIRFLOW_API_V1, &a, &r);
 	assert_string_equal(r.method, "POST");
 	assert_string_equal(r.path, "/api/v1/dags/svc_db_metadata/dagRuns");

@@ -22,7 +22,7 @@
 enum outcome { OUT_SUCCESS, OUT_FAILED, OUT_LOST, OUT_HANG };
 
 struct behavior {
-	int parse_404;		/* get_dag answers 404 this many times after deploy */
+	int parse_404;		/* get_dag/unpause answer 404 this many times after deploy */
 	bool paused;
 	const char *import_error;
 	int queued_polls;	/* get_run answers queued this many times */
@@ -280,22 +280,20 @@ f_deploy(void *impl, const json_t *pipeline, airflow_cb cb, void *arg)
 	return (struct airflow_req *)q;
 }
 
-static struct airflow_req *
-f_get_dag(void *impl, const char *dag_id, airflow_cb cb, void *arg)
+/* A GET or PATCH of the DAG: 404 until parsed (false), else the DAG. */
+static bool
+fake_dag_answer(struct fake *f, struct fake_req *q, const char *dag_id)
 {
-	struct fake *f = impl;
-	struct fake_req *q = fake_req(f, cb, arg);
 	struct fake_dag *d = fake_dag(f, dag_id, false);
 	const struct behavior *b = &f->beh[agent_index(dag_id)];
 
-	fake_log(f, "get_dag", dag_id, NULL);
 	if (q->res.status != AIRFLOW_OK)
-		return (struct airflow_req *)q;
+		return false;
 	if (d == NULL || d->gets++ < b->parse_404) {
 		q->res.status = AIRFLOW_NOT_FOUND;
 		q->res.error.http_status = 404;
 		q->res.error.title = "DAG not found";
-		return (struct airflow_req *)q;
+		return false;
 	}
 	snprintf(q->s1, sizeof q->s1, "%s", dag_id);
 	q->dag.dag_id = q->s1;
@@ -303,20 +301,35 @@ f_get_dag(void *impl, const char *dag_id, airflow_cb cb, void *arg)
 	q->dag.has_import_errors = b->import_error != NULL;
 	q->dag.import_error = b->import_error;
 	q->res.dag = &q->dag;
+	return true;
+}
+
+static struct airflow_req *
+f_get_dag(void *impl, const char *dag_id, airflow_cb cb, void *arg)
+{
+	struct fake *f = impl;
+	struct fake_req *q = fake_req(f, cb, arg);
+
+	fake_log(f, "get_dag", dag_id, NULL);
+	fake_dag_answer(f, q, dag_id);
 	return (struct airflow_req *)q;
 }
 
+/* As Airflow's PATCH: 404 until parsed, then the DAG, unpaused unless it has
+ * import errors (the real client pauses such a DAG again). */
 static struct airflow_req *
 f_unpause(void *impl, const char *dag_id, airflow_cb cb, void *arg)
 {
 	struct fake *f = impl;
 	struct fake_req *q = fake_req(f, cb, arg);
-	struct fake_dag *d = fake_dag(f, dag_id, false);
+	struct fake_dag *d;
 
 	fake_log(f, "unpause", dag_id, NULL);
-	if (q->res.status == AIRFLOW_OK && d != NULL) {
+	if (fake_dag_answer(f, q, dag_id) && !q->dag.has_import_errors) {
+		d = fake_dag(f, dag_id, false);
 		d->paused = false;
 		d->unpaused_once = true;
+		q->dag.is_paused = false;
 	}
 	return (struct airflow_req *)q;
 }
@@ -882,11 +895,14 @@ test_default_plan_order_and_overlap(void **state)
 	assert_true(l_dep < u_end && u_dep < l_end);
 	/* profiler after usage succeeded. */
 	assert_true(p_dep > u_end);
-	/* The DAG was waited for (404s) and unpaused before the trigger. */
-	assert_true(log_count(h, "get_dag", "pg__metadata") >= 4);
-	assert_true(log_first(h, "unpause", "pg__metadata") <
+	/* The DAG was waited for (404s) and unpaused before the trigger, in
+	 * one request a poll: no separate GET of the DAG. */
+	assert_int_equal(log_count(h, "unpause", "pg__metadata"), 4);
+	assert_true(log_last(h, "unpause", "pg__metadata") <
 	    log_first(h, "trigger", "pg__metadata"));
-	assert_int_equal(log_count(h, "unpause", "pg__lineage"), 0);
+	assert_int_equal(log_count(h, "unpause", "pg__lineage"), 1);
+	assert_int_equal(log_count(h, "get_dag", "pg__metadata"), 0);
+	assert_int_equal(log_count(h, "get_dag", "pg__lineage"), 0);
 
 	st = h_status(h, id);
 	assert_string_equal(json_string_value(json_object_get(st, "state")), "succeeded");
@@ -1056,7 +1072,7 @@ test_parse_deadline(void **state)
 	assert_string_equal(agent_state(st, "metadata"), "failed");
 	assert_non_null(strstr(agent_error(st, "metadata"), "not parsed"));
 	/* Backoff: far fewer polls than 1 s / floor. */
-	assert_true(log_count(h, "get_dag", "pg__metadata") < 200);
+	assert_true(log_count(h, "unpause", "pg__metadata") < 200);
 	json_decref(st);
 	free(id);
 	h_free(h);

@@ -306,6 +306,7 @@ print_bodies(void)
 		const char *schema_v1, *schema_v2;
 	} steps[] = {
 		{ AIRFLOW_STEP_UNPAUSE, "DAG", "DAGPatchBody" },
+		{ AIRFLOW_STEP_PAUSE, "DAG", "DAGPatchBody" },
 		{ AIRFLOW_STEP_TRIGGER, "DAGRun", "TriggerDAGRunPostBody" },
 		{ AIRFLOW_STEP_FAIL_RUN, "UpdateDagRunState", "DAGRunPatchBody" },
 	};
