@@ -95,6 +95,9 @@ struct airflow_client {
 	unsigned plugin_variant;		/* first plugin prefix worth trying */
 	char *basic;				/* "Authorization: Basic ..." */
 	char *bearer;				/* "Authorization: Bearer ...", or NULL */
+	/* Header sets by auth kind and whether a body is sent, built when first
+	 * needed; the bearer ones are dropped with their token. */
+	struct http_headers *headers[AIRFLOW_AUTH_BEARER + 1][2];
 	unsigned token_gen;
 	struct airflow_req *detect;		/* version detection in progress */
 	struct airflow_req *token;		/* token fetch in progress */
@@ -267,6 +270,48 @@ release_waiters(struct airflow_reqq *list)
 	}
 }
 
+static void
+wipe_free(char *s)
+{
+	if (s != NULL) {
+		memset(s, 0, strlen(s));
+		free(s);
+	}
+}
+
+/* Replaces the bearer token (NULL: none until the next login). */
+static void
+bearer_set(struct airflow_client *c, const char *tok)
+{
+	wipe_free(c->bearer);
+	c->bearer = tok != NULL ? ap_xprintf("Authorization: Bearer %s", tok) : NULL;
+	http_headers_free(c->headers[AIRFLOW_AUTH_BEARER][0]);
+	http_headers_free(c->headers[AIRFLOW_AUTH_BEARER][1]);
+	c->headers[AIRFLOW_AUTH_BEARER][0] = c->headers[AIRFLOW_AUTH_BEARER][1] = NULL;
+}
+
+/* The header lines of a request (shared, borrowed). */
+static struct http_headers *
+client_headers(struct airflow_client *c, enum airflow_auth auth, bool body)
+{
+	struct http_headers **hh = &c->headers[auth][body];
+	const char *lines[4];
+	unsigned n = 0;
+
+	if (*hh == NULL) {
+		if (auth == AIRFLOW_AUTH_BASIC)
+			lines[n++] = c->basic;
+		else if (auth == AIRFLOW_AUTH_BEARER)
+			lines[n++] = c->bearer;
+		lines[n++] = "Accept: application/json";
+		if (body)
+			lines[n++] = "Content-Type: application/json";
+		lines[n] = NULL;
+		*hh = http_headers_create(lines);
+	}
+	return *hh;
+}
+
 /* ----------------------------------------------------------------- breaker */
 
 /*
@@ -398,8 +443,7 @@ token_done(const struct airflow_result *res, void *arg)
 			fail_waiters(&c->token_waiters, res);
 		return;
 	}
-	free(c->bearer);
-	c->bearer = ap_xprintf("Authorization: Bearer %s", tok);
+	bearer_set(c, tok);
 	c->token_gen++;
 	release_waiters(&c->token_waiters);
 }
@@ -427,8 +471,6 @@ req_attempt(struct airflow_req *q)
 	struct airflow_client *c = q->c;
 	struct airflow_step_args a = { 0 };
 	struct airflow_http_req hr;
-	const char *headers[5];
-	unsigned nh = 0;
 	char *cause = NULL, *url;
 
 	if (q->step != AIRFLOW_STEP_VERSION && q->step != AIRFLOW_STEP_TOKEN &&
@@ -466,21 +508,14 @@ req_attempt(struct airflow_req *q)
 		c->probe = q;
 		q->is_probe = true;
 	}
-	if (hr.auth == AIRFLOW_AUTH_BASIC)
-		headers[nh++] = c->basic;
-	else if (hr.auth == AIRFLOW_AUTH_BEARER) {
-		headers[nh++] = c->bearer;
+	if (hr.auth == AIRFLOW_AUTH_BEARER)
 		q->token_gen = c->token_gen;
-	}
-	headers[nh++] = "Accept: application/json";
-	if (hr.body != NULL)
-		headers[nh++] = "Content-Type: application/json";
-	headers[nh] = NULL;
 	url = ap_xprintf("%s%s", c->base_url, hr.path);
 	q->res.attempts++;
-	q->http = http_request(c->http, hr.method, url, headers, hr.body,
-	    hr.body != NULL ? strlen(hr.body) : 0, http_done, q);
-	free(url);
+	/* The URL and the body go to the request, which frees them. */
+	q->http = http_request(c->http, hr.method, url, client_headers(c, hr.auth,
+	    hr.body != NULL), hr.body, hr.body != NULL ? strlen(hr.body) : 0, http_done, q);
+	hr.body = NULL;
 	airflow_http_req_cleanup(&hr);
 }
 
@@ -660,10 +695,8 @@ http_done(const struct http_response *resp, void *arg)
 	if (c->api == AIRFLOW_API_V2 && !q->internal && !step_is_plugin(q->step) &&
 	    !q->token_retried && airflow_token_rejected(st, &q->err)) {
 		q->token_retried = true;
-		if (q->token_gen == c->token_gen && c->bearer != NULL) {
-			free(c->bearer);
-			c->bearer = NULL;
-		}
+		if (q->token_gen == c->token_gen && c->bearer != NULL)
+			bearer_set(c, NULL);
 		req_attempt(q);
 		return;
 	}
@@ -812,19 +845,11 @@ airflow_client_create(struct event_base *base, const struct airflow_config *cfg,
 	return c;
 }
 
-static void
-wipe_free(char *s)
-{
-	if (s != NULL) {
-		memset(s, 0, strlen(s));
-		free(s);
-	}
-}
-
 void
 airflow_client_free(struct airflow_client *c)
 {
 	struct airflow_req *q;
+	unsigned i;
 
 	if (c == NULL)
 		return;
@@ -837,7 +862,11 @@ airflow_client_free(struct airflow_client *c)
 	wipe_free(c->password);
 	free(c->ca_file);
 	wipe_free(c->basic);
-	wipe_free(c->bearer);
+	bearer_set(c, NULL);
+	for (i = 0; i <= AIRFLOW_AUTH_BEARER; i++) {
+		http_headers_free(c->headers[i][0]);
+		http_headers_free(c->headers[i][1]);
+	}
 	free(c);
 }
 

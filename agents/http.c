@@ -5,13 +5,15 @@
  * (timer_cb); we turn those into events on the caller's event_base and hand
  * activity back with curl_multi_socket_action(), then drain the info queue
  * for finished transfers. Exactly hiperfifo.c, plus a FIFO of requests
- * waiting for one of max_in_flight slots, a small pool of easy handles, and
- * per-request buffers with a size cap.
+ * waiting for one of max_in_flight slots, a pool of easy handles that keep
+ * their constant options (a request sets only what is its own), shared
+ * header lists, and per-request buffers with a size cap.
  *
  * Callbacks are only ever called from check_done(), which runs from an event
  * callback after curl_multi_socket_action() has returned, so a callback may
  * start or cancel requests freely.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -35,16 +37,21 @@ struct http_sock {
 	int what;		/* curl's CURL_POLL_* interest now registered */
 };
 
+struct http_headers {
+	unsigned refs;
+	struct curl_slist *list;
+};
+
 struct http_req {
 	struct http_client *h;
 	TAILQ_ENTRY(http_req) entry;	/* in h->queue or h->running */
 	bool running;
 	CURL *easy;
-	char *method;
+	char method[16];
 	char *url;
 	char *body;
 	size_t body_len;
-	struct curl_slist *headers;
+	struct http_headers *headers;
 	struct ap_buf resp;
 	bool too_big;
 	char retry_after[HTTP_RETRY_AFTER_MAX];
@@ -69,6 +76,7 @@ struct http_client {
 	unsigned nqueued;
 	CURL *pool[HTTP_POOL_MAX];
 	unsigned npool;
+	struct http_headers *no_headers;	/* for requests without any */
 	bool hold;		/* do not refill slots (draining completions, closing) */
 };
 
@@ -243,45 +251,18 @@ header_cb(char *data, size_t size, size_t n, void *arg)
 	return len;
 }
 
+/* A pooled handle, or a new one with the options every request shares. */
 static CURL *
 easy_get(struct http_client *h)
 {
 	CURL *e;
 
-	if (h->npool > 0) {
-		e = h->pool[--h->npool];
-		curl_easy_reset(e);
-		return e;
-	}
+	if (h->npool > 0)
+		return h->pool[--h->npool];
 	if ((e = curl_easy_init()) == NULL)
 		ap_fatal("curl_easy_init failed");
-	return e;
-}
-
-static void
-easy_put(struct http_client *h, CURL *e)
-{
-	if (h->npool < HTTP_POOL_MAX)
-		h->pool[h->npool++] = e;
-	else
-		curl_easy_cleanup(e);
-}
-
-static void
-http_start(struct http_client *h, struct http_req *r)
-{
-	CURL *e = easy_get(h);
-	CURLMcode mc;
-
-	r->easy = e;
-	r->started_ms = ap_mono_ms();
-	curl_easy_setopt(e, CURLOPT_URL, r->url);
-	curl_easy_setopt(e, CURLOPT_PRIVATE, r);
-	curl_easy_setopt(e, CURLOPT_ERRORBUFFER, r->errbuf);
 	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, write_cb);
-	curl_easy_setopt(e, CURLOPT_WRITEDATA, r);
 	curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, header_cb);
-	curl_easy_setopt(e, CURLOPT_HEADERDATA, r);
 	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, h->opt.connect_timeout_ms);
 	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, h->opt.request_timeout_ms);
@@ -293,14 +274,48 @@ http_start(struct http_client *h, struct http_req *r)
 		curl_easy_setopt(e, CURLOPT_CAINFO, h->ca_file);
 	curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)h->opt.max_body);
 	curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
-	if (r->headers != NULL)
-		curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->headers);
-	if (strcmp(r->method, "GET") != 0 && strcmp(r->method, "POST") != 0)
-		curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, r->method);
-	if (r->body != NULL || strcmp(r->method, "POST") == 0) {
+	return e;
+}
+
+/* Back to the pool, pointing at nothing of the finished request. */
+static void
+easy_put(struct http_client *h, CURL *e)
+{
+	if (h->npool < HTTP_POOL_MAX) {
+		curl_easy_setopt(e, CURLOPT_ERRORBUFFER, NULL);
+		curl_easy_setopt(e, CURLOPT_HTTPHEADER, NULL);
+		curl_easy_setopt(e, CURLOPT_PRIVATE, NULL);
+		h->pool[h->npool++] = e;
+	} else
+		curl_easy_cleanup(e);
+}
+
+/*
+ * Sets what is the request's own on a pooled handle. Every method-related
+ * option is set each time, since the handle's previous request may have
+ * used another method.
+ */
+static void
+http_start(struct http_client *h, struct http_req *r)
+{
+	CURL *e = easy_get(h);
+	CURLMcode mc;
+	bool get = strcmp(r->method, "GET") == 0, post = strcmp(r->method, "POST") == 0;
+
+	r->easy = e;
+	r->started_ms = ap_mono_ms();
+	curl_easy_setopt(e, CURLOPT_URL, r->url);
+	curl_easy_setopt(e, CURLOPT_PRIVATE, r);
+	curl_easy_setopt(e, CURLOPT_ERRORBUFFER, r->errbuf);
+	curl_easy_setopt(e, CURLOPT_WRITEDATA, r);
+	curl_easy_setopt(e, CURLOPT_HEADERDATA, r);
+	curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->headers->list);
+	if (!get && (r->body != NULL || post)) {
 		curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)r->body_len);
 		curl_easy_setopt(e, CURLOPT_POSTFIELDS, r->body != NULL ? r->body : "");
-	}
+	} else
+		curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
+	curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, get || post ? NULL : r->method);
 	if ((mc = curl_multi_add_handle(h->multi, e)) != CURLM_OK)
 		ap_fatal("curl_multi_add_handle: %s", curl_multi_strerror(mc));
 	r->running = true;
@@ -318,6 +333,39 @@ http_start_queued(struct http_client *h)
 		h->nqueued--;
 		http_start(h, r);
 	}
+}
+
+struct http_headers *
+http_headers_create(const char *const *lines)
+{
+	struct http_headers *hh = ap_xcalloc(1, sizeof *hh);
+	const char *const *p;
+	struct curl_slist *n;
+
+	hh->refs = 1;
+	for (p = lines; p != NULL && *p != NULL; p++) {
+		if ((n = curl_slist_append(hh->list, *p)) == NULL)
+			ap_fatal("curl_slist_append failed");
+		hh->list = n;
+	}
+	/* No "Expect: 100-continue" round trip for small JSON bodies. */
+	if ((n = curl_slist_append(hh->list, "Expect:")) == NULL)
+		ap_fatal("curl_slist_append failed");
+	hh->list = n;
+	return hh;
+}
+
+void
+http_headers_free(struct http_headers *hh)
+{
+	struct curl_slist *n;
+
+	if (hh == NULL || --hh->refs > 0)
+		return;
+	for (n = hh->list; n != NULL; n = n->next)
+		memset(n->data, 0, strlen(n->data));
+	curl_slist_free_all(hh->list);
+	free(hh);
 }
 
 struct http_client *
@@ -345,6 +393,7 @@ http_client_create(struct event_base *base, const struct http_options *opt)
 	h->opt.ca_file = h->ca_file;
 	TAILQ_INIT(&h->queue);
 	TAILQ_INIT(&h->running);
+	h->no_headers = http_headers_create(NULL);
 	if ((h->multi = curl_multi_init()) == NULL)
 		ap_fatal("curl_multi_init failed");
 	evtimer_assign(&h->timer, base, timer_event_cb, h);
@@ -373,37 +422,24 @@ http_client_free(struct http_client *h)
 		curl_easy_cleanup(h->pool[--h->npool]);
 	curl_multi_cleanup(h->multi);
 	evtimer_del(&h->timer);
+	http_headers_free(h->no_headers);
 	free(h->ca_file);
 	free(h);
 }
 
 struct http_req *
-http_request(struct http_client *h, const char *method, const char *url,
-    const char *const *headers, const char *body, size_t body_len, http_cb cb, void *arg)
+http_request(struct http_client *h, const char *method, char *url,
+    struct http_headers *headers, char *body, size_t body_len, http_cb cb, void *arg)
 {
 	struct http_req *r = ap_xcalloc(1, sizeof *r);
-	const char *const *hp;
 
 	r->h = h;
-	r->method = ap_xstrdup(method);
-	r->url = ap_xstrdup(url);
-	if (body != NULL) {
-		r->body = ap_xmalloc(body_len + 1);
-		memcpy(r->body, body, body_len);
-		r->body[body_len] = '\0';
-		r->body_len = body_len;
-	}
-	for (hp = headers; hp != NULL && *hp != NULL; hp++) {
-		struct curl_slist *n = curl_slist_append(r->headers, *hp);
-
-		if (n == NULL)
-			ap_fatal("curl_slist_append failed");
-		r->headers = n;
-	}
-	/* No "Expect: 100-continue" round trip for small JSON bodies. */
-	r->headers = curl_slist_append(r->headers, "Expect:");
-	if (r->headers == NULL)
-		ap_fatal("curl_slist_append failed");
+	snprintf(r->method, sizeof r->method, "%s", method);
+	r->url = url;
+	r->body = body;
+	r->body_len = body != NULL ? body_len : 0;
+	r->headers = headers != NULL ? headers : h->no_headers;
+	r->headers->refs++;
 	ap_buf_init(&r->resp);
 	r->cb = cb;
 	r->arg = arg;
@@ -430,11 +466,14 @@ http_cancel(struct http_client *h, struct http_req *r)
 		TAILQ_REMOVE(&h->queue, r, entry);
 		h->nqueued--;
 	}
-	curl_slist_free_all(r->headers);
+	http_headers_free(r->headers);
 	ap_buf_cleanup(&r->resp);
-	free(r->method);
 	free(r->url);
-	free(r->body);
+	if (r->body != NULL) {
+		/* A token request's body carries the password. */
+		memset(r->body, 0, r->body_len);
+		free(r->body);
+	}
 	free(r);
 	/*
 	 * A freed slot is filled on the next check_done(); when cancelling from

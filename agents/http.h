@@ -48,6 +48,18 @@ struct http_response {
 /* Called once per request unless cancelled. The response is borrowed. */
 typedef void (*http_cb)(const struct http_response *res, void *arg);
 
+/*
+ * A set of request header lines, built once and shared by the requests that
+ * send it (so a request costs no header allocation). Reference counted: each
+ * request holds a reference until it is done. The text is wiped when the
+ * last reference goes (it may carry credentials).
+ */
+struct http_headers;
+/* lines: NULL-terminated "Name: value" lines (copied; may be NULL). Never NULL. */
+struct http_headers *http_headers_create(const char *const *lines);
+/* Drops the caller's reference. Accepts NULL. */
+void http_headers_free(struct http_headers *hh);
+
 /* Creates a client on base; opt is copied (ca_file too). Never NULL. */
 struct http_client *http_client_create(struct event_base *base,
     const struct http_options *opt);
@@ -55,15 +67,15 @@ struct http_client *http_client_create(struct event_base *base,
 void http_client_free(struct http_client *h);
 
 /*
- * Starts (or queues) a request. method is "GET", "POST", "PATCH", "DELETE"...;
- * headers is a NULL-terminated array of "Name: value" lines (may be NULL);
- * body (may be NULL) is copied. Everything is borrowed and copied. Returns a
+ * Starts (or queues) a request. method is "GET", "POST", "PATCH", "DELETE"...
+ * (copied); headers (may be NULL) is borrowed, the request takes its own
+ * reference. url (a malloc'ed string) and body (malloc'ed, or NULL) are
+ * stolen: the request frees them when done, the body wiped first. Returns a
  * handle valid until the callback has run or http_cancel() was called.
  * May be called from a callback.
  */
-struct http_req *http_request(struct http_client *h, const char *method,
-    const char *url, const char *const *headers, const char *body, size_t body_len,
-    http_cb cb, void *arg);
+struct http_req *http_request(struct http_client *h, const char *method, char *url,
+    struct http_headers *headers, char *body, size_t body_len, http_cb cb, void *arg);
 /* Drops a queued or running request; its callback will not run. */
 void http_cancel(struct http_client *h, struct http_req *r);
 

@@ -41,6 +41,21 @@ struct plan_agent {
 	char *schedule;		/* NULL: deployed without a schedule */
 };
 
+/*
+ * The effective filters of recent services, by what they are a function of
+ * (the kind, the connector and the service's own *FilterPattern values, see
+ * filter_effective.h): services alike (most share their connector's
+ * defaults) have their patterns compiled and checked once, not at planning
+ * and again for each agent's pipeline. A few entries, replaced in turn.
+ */
+#define PLAN_FILTER_CACHE 8
+
+struct plan_filter_cache {
+	char *key[PLAN_FILTER_CACHE];
+	json_t *filters[PLAN_FILTER_CACHE];
+	unsigned next;
+};
+
 struct plan {
 	struct plan_agent a[PIPELINE_AGENT_MAX];
 	/* Every agent in dependency order, ties broken by the enum order. */
@@ -48,6 +63,7 @@ struct plan {
 	struct filter_config filters;
 	char *om_url;
 	char *om_token;		/* SECRET */
+	struct plan_filter_cache *fcache;	/* not part of the plan's value */
 };
 
 static const char *const agent_keys[] = { "enabled", "run", "after", "timeout_s",
@@ -345,6 +361,7 @@ plan_create(const json_t *config_root, const struct plan_options *opt, char **ca
 
 	plan_defaults(p);
 	filter_config_init(&p->filters);
+	p->fcache = ap_xcalloc(1, sizeof *p->fcache);
 	if (opt != NULL) {
 		p->om_url = opt->openmetadata_url ? ap_xstrdup(opt->openmetadata_url) : NULL;
 		p->om_token = opt->openmetadata_token ?
@@ -398,6 +415,11 @@ plan_free(struct plan *p)
 		return;
 	for (i = 0; i < PIPELINE_AGENT_MAX; i++)
 		free(p->a[i].schedule);
+	for (i = 0; p->fcache != NULL && i < PLAN_FILTER_CACHE; i++) {
+		free(p->fcache->key[i]);
+		json_decref(p->fcache->filters[i]);
+	}
+	free(p->fcache);
 	filter_config_cleanup(&p->filters);
 	free(p->om_url);
 	if (p->om_token != NULL) {
@@ -438,6 +460,67 @@ check_service(const char *service_type, const json_t *entity, char **cause)
 	return kind;
 }
 
+/* What the effective filters of entity (kind kind) depend on, as a new string. */
+static char *
+filter_cache_key(const char *kind, const json_t *entity)
+{
+	const json_t *own = json_object_get(json_object_get(entity, "connection"), "config");
+	const char *const *keys = filter_kind_keys(kind);
+	const char *conn = json_string_value(json_object_get(entity, "serviceType"));
+	struct ap_buf b;
+	char *d;
+	unsigned i;
+
+	if (conn == NULL)
+		conn = json_string_value(json_object_get(own, "type"));
+	ap_buf_init(&b);
+	ap_buf_printf(&b, "%s\n%c%s", kind, conn != NULL ? '=' : '-',
+	    conn != NULL ? conn : "");
+	for (i = 0; keys != NULL && keys[i] != NULL; i++) {
+		const json_t *v = json_object_get(own, keys[i]);
+
+		if (v == NULL)
+			continue;
+		d = json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
+		ap_buf_printf(&b, "\n%s:%s", keys[i], d != NULL ? d : "?");
+		free(d);
+	}
+	return ap_buf_steal(&b, NULL);
+}
+
+/*
+ * The effective filters of entity (a new reference, shared with the cache:
+ * do not modify), or NULL and a new *cause when a pattern does not compile
+ * (not cached: the error names the service's own pattern).
+ */
+static json_t *
+plan_filters(const struct plan *p, const char *kind, const json_t *entity, char **cause)
+{
+	struct plan_filter_cache *fc = p->fcache;
+	char *key = filter_cache_key(kind, entity);
+	json_t *filters;
+	unsigned i;
+
+	for (i = 0; i < PLAN_FILTER_CACHE; i++) {
+		if (fc->key[i] != NULL && strcmp(fc->key[i], key) == 0) {
+			free(key);
+			return json_incref(fc->filters[i]);
+		}
+	}
+	if ((filters = filter_effective_json(&p->filters, entity, kind, NULL, cause)) ==
+	    NULL) {
+		free(key);
+		return NULL;
+	}
+	i = fc->next;
+	fc->next = (fc->next + 1) % PLAN_FILTER_CACHE;
+	free(fc->key[i]);
+	json_decref(fc->filters[i]);
+	fc->key[i] = key;
+	fc->filters[i] = json_incref(filters);
+	return filters;
+}
+
 int
 plan_expand(const struct plan *p, const char *service_type, const json_t *entity,
     struct sched_plan_view *out, char **cause)
@@ -453,8 +536,7 @@ plan_expand(const struct plan *p, const char *service_type, const json_t *entity
 	if ((kind = check_service(service_type, entity, cause)) == NULL)
 		return -1;
 	/* A pattern that does not compile fails the run before any deploy. */
-	if ((filters = filter_effective_json(&p->filters, entity, kind, NULL,
-	    cause)) == NULL)
+	if ((filters = plan_filters(p, kind, entity, cause)) == NULL)
 		return -1;
 	json_decref(filters);
 
@@ -510,8 +592,8 @@ plan_pipeline(const struct plan *p, const char *service_type, const json_t *enti
 		    kind);
 		return NULL;
 	}
-	if (pp.agent != PIPELINE_USAGE && (filters = filter_effective_json(&p->filters,
-	    entity, kind, NULL, cause)) == NULL)
+	if (pp.agent != PIPELINE_USAGE && (filters = plan_filters(p, kind, entity,
+	    cause)) == NULL)
 		return NULL;
 	pp.service_type = service_type;
 	pp.entity = entity;

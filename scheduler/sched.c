@@ -547,6 +547,7 @@ sched_agent_cancel(struct sched_agent *a)
 }
 
 static void sched_agent_timer_cb(evutil_socket_t fd, short what, void *arg);
+static int64_t agent_poll_delay(struct sched_agent *a, int64_t deadline);
 
 /* Runs act after delay_ms (0: on the next loop turn). */
 static void
@@ -640,7 +641,9 @@ sched_agent_set_state(struct sched_agent *a, enum sched_agent_state to,
 	case SCHED_AGENT_WAITING_FOR_DAG:
 		a->poll_ms = s->cfg.poll_initial_ms;
 		a->parse_deadline = now + (int64_t)s->cfg.dag_parse_deadline_s * 1000;
-		sched_agent_after(a, ACT_UNPAUSE, 0);
+		/* A DAG file just written is not parsed at once (nor is a redeployed
+		 * one re-parsed): the first look is one poll interval later. */
+		sched_agent_after(a, ACT_UNPAUSE, agent_poll_delay(a, a->parse_deadline));
 		break;
 	case SCHED_AGENT_QUEUED:
 		a->poll_ms = s->cfg.poll_initial_ms;

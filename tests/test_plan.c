@@ -638,6 +638,64 @@ test_pipeline_content(void **state)
 	}
 }
 
+/* The schemaFilterPattern excludes of e's metadata pipeline, as compact JSON (new). */
+static char *
+schema_excludes(struct plan *p, const char *entity)
+{
+	json_t *e = jparse(entity), *doc;
+	char *cause = NULL, *dag = NULL, *text;
+
+	doc = plan_pipeline(p, "databaseService", e, "metadata", NOW_MS, &dag, &cause);
+	assert_non_null(doc);
+	text = json_dumps(json_object_get(json_object_get(json_object_get(json_object_get(
+	    doc, "sourceConfig"), "config"), "schemaFilterPattern"), "excludes"),
+	    JSON_COMPACT);
+	json_decref(doc);
+	json_decref(e);
+	free(dag);
+	return text;
+}
+
+static void
+test_filters_of_alike_services(void **state)
+{
+	struct plan *p = plan_ok(NULL);
+	const char *own = "{\"id\": \"a\", \"name\": \"a\", \"connection\":"
+	    " {\"config\": {\"type\": \"Postgres\", \"schemaFilterPattern\":"
+	    " {\"excludes\": [\"^x$\"]}}}}";
+	const char *plain = "{\"id\": \"b\", \"name\": \"b\", \"connection\":"
+	    " {\"config\": {\"type\": \"Postgres\"}}}";
+	const char *mysql = "{\"id\": \"c\", \"name\": \"c\", \"serviceType\": \"Mysql\"}";
+	const char *bad = "{\"id\": \"d\", \"name\": \"d\", \"connection\":"
+	    " {\"config\": {\"type\": \"Postgres\", \"schemaFilterPattern\":"
+	    " {\"excludes\": [\"(\"]}}}}";
+	json_t *e = jparse(bad), *doc;
+	char *t, *cause = NULL, *dag = NULL;
+	int i;
+
+	/* Services alike share their filters; each keeps its own patterns and
+	 * its connector's defaults, whatever was planned before. */
+	for (i = 0; i < 2; i++) {
+		t = schema_excludes(p, own);
+		assert_string_equal(t, "[\"^information_schema$\",\"^x$\"]");
+		free(t);
+		t = schema_excludes(p, plain);
+		assert_string_equal(t, "[\"^information_schema$\"]");
+		free(t);
+		t = schema_excludes(p, mysql);
+		assert_string_equal(t, "[\"^information_schema$\",\"^performance_schema$\"]");
+		free(t);
+		/* A pattern that does not compile fails every time. */
+		doc = plan_pipeline(p, "databaseService", e, "metadata", NOW_MS, &dag, &cause);
+		assert_null(doc);
+		assert_non_null(strstr(cause, "invalid pattern '('"));
+		free(cause);
+		cause = NULL;
+	}
+	json_decref(e);
+	plan_free(p);
+}
+
 static void
 test_schedule_syntax(void **state)
 {
@@ -665,6 +723,7 @@ main(void)
 		cmocka_unit_test(test_describe),
 		cmocka_unit_test(test_names),
 		cmocka_unit_test(test_pipeline_content),
+		cmocka_unit_test(test_filters_of_alike_services),
 		cmocka_unit_test(test_schedule_syntax),
 	};
 
