@@ -782,13 +782,6 @@ sched_run_advance(struct sched_run *r)
 
 			if (a->state != SCHED_AGENT_PENDING || a->ready || a->retry_wait)
 				continue;
-			if (!sp->supported) {
-				a->skip_ok = true;
-				sched_agent_set_state(a, SCHED_AGENT_SKIPPED,
-				    sp->unsupported_reason ? sp->unsupported_reason :
-				    "not supported by this service");
-				continue;
-			}
 			for (j = 0; j < r->nagents; j++) {
 				if (!(sp->after & (1u << j)))
 					continue;
@@ -807,6 +800,16 @@ sched_run_advance(struct sched_run *r)
 			}
 			if (waiting)
 				continue;
+			/* Unsupported: skipped in its turn, after its prerequisites,
+			 * so its dependents still wait for those (usage unsupported:
+			 * the profiler still runs after metadata, not beside it). */
+			if (!sp->supported) {
+				a->skip_ok = true;
+				sched_agent_set_state(a, SCHED_AGENT_SKIPPED,
+				    sp->unsupported_reason ? sp->unsupported_reason :
+				    "not supported by this service");
+				continue;
+			}
 			a->ready = true;
 			sched_ring_add(r);
 		}

@@ -1018,6 +1018,10 @@ test_unsupported_counts_as_success_and_deploy_only(void **state)
 	assert_int_equal(log_count(h, "deploy", "pg__profiler"), 1);
 	assert_int_equal(log_count(h, "trigger", "pg__profiler"), 0);
 	assert_int_equal(log_count(h, "deploy", "pg__usage"), 0);
+	/* ... and in its turn: after metadata ended, not beside it. */
+	assert_true(log_last(h, "get_run", "pg__metadata") >= 0);
+	assert_true(log_first(h, "deploy", "pg__profiler") >
+	    log_last(h, "get_run", "pg__metadata"));
 	json_decref(st);
 	free(id);
 	h_free(h);
