@@ -108,6 +108,15 @@ struct sched_retake {
 };
 TAILQ_HEAD(sched_retake_list, sched_retake);
 
+/* Marks an Airflow run of a replaced run failed (PATCH), then logs. */
+struct sched_halt {
+	struct sched *s;
+	struct airflow_req *req;
+	char *run_id, *dag_id, *dag_run_id;
+	TAILQ_ENTRY(sched_halt) link;
+};
+TAILQ_HEAD(sched_halt_list, sched_halt);
+
 struct sched {
 	struct event_base *base;
 	struct store *store;
@@ -123,6 +132,8 @@ struct sched {
 	struct sched_run_list ring;
 	unsigned nring;			/* runs in ring */
 	struct sched_retake_list retakes;
+	struct sched_halt_list halts;
+	unsigned nhalts;
 	/* Admission: runs taken while enough runs already wait for a slot wait
 	 * here, as ids only, oldest first (see sched_full). */
 	char **admit;
@@ -1743,6 +1754,82 @@ sched_take_now(struct sched *s, const char *run_id, char **cause)
 	return sched_run_load(s, run_id, cause);
 }
 
+/* ---- Stopping the Airflow runs of a replaced run. ---- */
+
+static void
+sched_halt_free(struct sched_halt *h)
+{
+	TAILQ_REMOVE(&h->s->halts, h, link);
+	h->s->nhalts--;
+	free(h->run_id);
+	free(h->dag_id);
+	free(h->dag_run_id);
+	free(h);
+}
+
+static void
+sched_halt_cb(const struct airflow_result *res, void *arg)
+{
+	struct sched_halt *h = arg;
+	char *why;
+
+	h->req = NULL;
+	if (res->status == AIRFLOW_OK || res->status == AIRFLOW_NOT_FOUND)
+		ap_info("run %s: replaced: Airflow run %s of %s %s", h->run_id,
+		    h->dag_run_id, h->dag_id, res->status == AIRFLOW_OK ?
+		    "marked failed" : "is gone");
+	else {
+		why = result_text("mark failed", res);
+		ap_warn("run %s: replaced, but its Airflow run %s of %s goes on: %s",
+		    h->run_id, h->dag_run_id, h->dag_id, why);
+		free(why);
+	}
+	sched_halt_free(h);
+}
+
+/* PATCHes each {dag_id, dag_run_id} of the replaced run failed, so two
+ * ingestions of one service do not go on side by side. */
+static void
+sched_halt_airflow_runs(struct sched *s, const char *new_id, const json_t *runs)
+{
+	struct sched_halt *h;
+	size_t i;
+	json_t *v;
+
+	json_array_foreach(runs, i, v) {
+		h = ap_xcalloc(1, sizeof *h);
+		h->s = s;
+		h->run_id = ap_xstrdup(new_id);
+		h->dag_id = ap_xstrdup(json_string_value(json_object_get(v, "dag_id")));
+		h->dag_run_id = ap_xstrdup(json_string_value(json_object_get(v,
+		    "dag_run_id")));
+		TAILQ_INSERT_TAIL(&s->halts, h, link);
+		s->nhalts++;
+		h->req = s->ops->fail_run(s->airflow, h->dag_id, h->dag_run_id,
+		    sched_halt_cb, h);
+	}
+}
+
+static void
+sched_halts_cancel(struct sched *s)
+{
+	struct sched_halt *h;
+
+	while ((h = TAILQ_FIRST(&s->halts)) != NULL) {
+		if (h->req != NULL)
+			s->ops->cancel(s->airflow, h->req);
+		ap_warn("run %s: replaced, but its Airflow run %s of %s was not marked"
+		    " failed before the stop", h->run_id, h->dag_run_id, h->dag_id);
+		sched_halt_free(h);
+	}
+}
+
+unsigned
+sched_halts_pending(const struct sched *s)
+{
+	return s->nhalts;
+}
+
 enum store_result
 sched_submit(struct sched *s, const char *service_type, const char *fqn,
     const json_t *entity, const char *const *agents, bool replace, char **run_id,
@@ -1751,7 +1838,7 @@ sched_submit(struct sched *s, const char *service_type, const char *fqn,
 	char *ent = NULL, *list = NULL, *id = NULL;
 	struct sched_run *old;
 	enum store_result rc;
-	json_t *arr;
+	json_t *arr, *halt = NULL;
 
 	*run_id = NULL;
 	*cause = NULL;
@@ -1771,8 +1858,8 @@ sched_submit(struct sched *s, const char *service_type, const char *fqn,
 		list = json_dumps(arr, JSON_COMPACT);
 		json_decref(arr);
 	}
-	rc = store_run_create(s->store, service_type, fqn, ent, list, replace, &id,
-	    cause);
+	rc = store_run_replace(s->store, service_type, fqn, ent, list, replace, &id,
+	    &halt, cause);
 	if (rc == STORE_ACTIVE) {
 		*cause = ap_xprintf("service %s already has an active run %s; wait for"
 		    " it to finish or ask to replace it", fqn, id);
@@ -1788,6 +1875,10 @@ sched_submit(struct sched *s, const char *service_type, const char *fqn,
 			break;
 		}
 	}
+	/* Whoever drove the old run (here or another process), its Airflow
+	 * runs stop now. */
+	sched_halt_airflow_runs(s, id, halt);
+	json_decref(halt);
 	if (sched_take(s, id, cause) != 0) {
 		rc = STORE_ERROR;
 		free(id);
@@ -1906,6 +1997,7 @@ sched_create(struct event_base *base, struct store *store,
 	TAILQ_INIT(&s->dead);
 	TAILQ_INIT(&s->ring);
 	TAILQ_INIT(&s->retakes);
+	TAILQ_INIT(&s->halts);
 	s->empty_conf = json_object();
 	s->kick_ev = event_new(base, -1, 0, sched_kick_cb, s);
 	s->admit_ev = event_new(base, -1, 0, sched_admit_cb, s);
@@ -1995,6 +2087,7 @@ sched_stop(struct sched *s)
 	 * another process, takes them. */
 	sched_admit_clear(s);
 	event_del(s->admit_ev);
+	sched_halts_cancel(s);
 	evtimer_del(s->lease_ev);
 	evtimer_del(s->rescan_ev);
 	if (store_release_all(s->store, &cause) != STORE_OK ||
@@ -2026,6 +2119,7 @@ sched_free(struct sched *s)
 	while (!TAILQ_EMPTY(&s->retakes))
 		sched_retake_free(TAILQ_FIRST(&s->retakes));
 	free(s->index);
+	sched_halts_cancel(s);
 	event_free(s->kick_ev);
 	event_free(s->admit_ev);
 	sched_admit_clear(s);

@@ -172,7 +172,9 @@ int sched_start(struct sched *s, bool recover, char **cause);
  * borrowed; agents is NULL or a NULL-terminated list restricting the run.
  * STORE_ACTIVE when the service has an active run and !replace (*run_id is
  * that run's id, *cause says so); with replace the old run ends failed,
- * "replaced by <id>". *run_id is a new string on STORE_OK/STORE_ACTIVE.
+ * "replaced by <id>", and its agents queued or running in Airflow are marked
+ * failed there (whichever process drove it; see sched_halts_pending).
+ * *run_id is a new string on STORE_OK/STORE_ACTIVE.
  */
 enum store_result sched_submit(struct sched *s, const char *service_type,
     const char *fqn, const json_t *entity, const char *const *agents, bool replace,
@@ -202,6 +204,9 @@ size_t sched_bytes_per_run(void);
 /* Number of runs this scheduler drives, and agents in flight. */
 unsigned sched_active_runs(const struct sched *s);
 unsigned sched_agents_in_flight(const struct sched *s);
+/* Airflow runs of replaced runs still being marked failed (sched_submit
+ * with replace): a short-lived process waits for them before it stops. */
+unsigned sched_halts_pending(const struct sched *s);
 /* Runs taken while the scheduler was full, waiting to be admitted. */
 size_t sched_runs_waiting(const struct sched *s);
 /* True while run_id is driven by this scheduler. */

@@ -94,6 +94,7 @@ enum store_stmt_id {
 	Q_RUN_INSERT,
 	Q_RUN_REPLACE,
 	Q_RUN_REPLACE_AGENTS,
+	Q_RUN_AIRFLOW_ACTIVE,
 	Q_RUN_GET,
 	Q_RUN_LIST,
 	Q_RUN_LIST_FQN,
@@ -138,6 +139,9 @@ static const char *const store_sql[Q_MAX] = {
 	[Q_RUN_REPLACE_AGENTS] = "UPDATE agent_runs SET state = 'failed', error = ?2,"
 	    " finished_at = ?3 WHERE run_id = ?1 AND state NOT IN"
 	    " ('succeeded','failed','timed_out','skipped','lost')",
+	[Q_RUN_AIRFLOW_ACTIVE] = "SELECT dag_id, dag_run_id FROM agent_runs WHERE"
+	    " run_id = ?1 AND state IN ('queued','running') AND dag_id IS NOT NULL"
+	    " AND dag_run_id IS NOT NULL",
 	[Q_RUN_GET] = "SELECT run_id, service_type, fqn, state, agents, error,"
 	    " created_at, started_at, finished_at FROM runs WHERE run_id = ?1",
 	[Q_RUN_LIST] = "SELECT run_id, service_type, fqn, state, agents, error,"
@@ -851,21 +855,56 @@ store_service_put(struct store *s, const char *service_type, const char *fqn,
 	    STORE_OK : STORE_ERROR;
 }
 
+/* Appends {dag_id, dag_run_id} of the run's agents queued or running in Airflow. */
+static int
+store_airflow_active(struct store *s, const char *run_id, json_t *out, char **cause)
+{
+	sqlite3_stmt *st;
+	int rc;
+
+	if ((st = store_stmt(s, Q_RUN_AIRFLOW_ACTIVE, cause)) == NULL)
+		return -1;
+	bind_text(st, 1, run_id);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+		json_array_append_new(out, json_pack("{s:s, s:s}",
+		    "dag_id", (const char *)sqlite3_column_text(st, 0),
+		    "dag_run_id", (const char *)sqlite3_column_text(st, 1)));
+	sqlite3_reset(st);
+	if (rc != SQLITE_DONE) {
+		store_set_cause(s, cause, "replaced run's Airflow runs");
+		return -1;
+	}
+	return 0;
+}
+
 enum store_result
 store_run_create(struct store *s, const char *service_type, const char *fqn,
     const char *entity_json, const char *agents_json, bool replace, char **run_id,
     char **cause)
 {
+	return store_run_replace(s, service_type, fqn, entity_json, agents_json,
+	    replace, run_id, NULL, cause);
+}
+
+enum store_result
+store_run_replace(struct store *s, const char *service_type, const char *fqn,
+    const char *entity_json, const char *agents_json, bool replace, char **run_id,
+    json_t **airflow_runs, char **cause)
+{
 	sqlite3_stmt *st;
 	char *active = NULL, *id = NULL, *why;
+	json_t *stop = json_array();
 
 	*run_id = NULL;
+	if (airflow_runs != NULL)
+		*airflow_runs = NULL;
 	if (store_begin(s, cause) != 0)
 		return STORE_ERROR;
 	if (store_active_run(s, service_type, fqn, &active, cause) != 0)
 		goto fail;
 	if (active != NULL && !replace) {
 		store_rollback(s);
+		json_decref(stop);
 		*run_id = active;
 		return STORE_ACTIVE;
 	}
@@ -886,6 +925,10 @@ store_run_create(struct store *s, const char *service_type, const char *fqn,
 			goto fail;
 		}
 		/* Its unfinished agents end too: nothing stays "running". */
+		if (store_airflow_active(s, active, stop, cause) != 0) {
+			free(why);
+			goto fail;
+		}
 		if ((st = store_stmt(s, Q_RUN_REPLACE_AGENTS, cause)) == NULL) {
 			free(why);
 			goto fail;
@@ -908,8 +951,13 @@ store_run_create(struct store *s, const char *service_type, const char *fqn,
 	if (store_commit(s, cause) != 0)
 		goto fail;
 	*run_id = id;
+	if (airflow_runs != NULL)
+		*airflow_runs = stop;
+	else
+		json_decref(stop);
 	return STORE_OK;
 fail:
+	json_decref(stop);
 	free(active);
 	free(id);
 	store_rollback(s);

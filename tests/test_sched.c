@@ -1229,6 +1229,15 @@ test_rerun_refused_replace_and_repeat(void **state)
 	    &id2, &cause), STORE_OK);
 	assert_string_not_equal(id1, id2);
 	assert_false(sched_driving(h->sched, id1));
+	/* The old run's metadata, running in Airflow, is marked failed there. */
+	h_spin(h, 50);
+	assert_int_equal(sched_halts_pending(h->sched), 0);
+	{
+		int i = log_first(h, "fail_run", "pg__metadata");
+
+		assert_true(i >= 0);
+		assert_non_null(strstr(h->fake.log[i].run_id, id1));
+	}
 	h->fake.beh[0].running_polls = 1;
 	h_wait_finals(h, 1, 10000);
 	assert_string_equal(h->final_run[0], id2);
