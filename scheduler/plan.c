@@ -556,7 +556,9 @@ plan_expand(const struct plan *p, const char *service_type, const json_t *entity
 		s = &out->agents[out->n++];
 		snprintf(s->name, sizeof s->name, "%s", pipeline_agent_name(a));
 		s->supported = json_is_true(json_object_get(conn, pipeline_agent_flag(a)));
-		s->unsupported_reason = s->supported ? NULL : unsupported_reasons[a];
+		s->unsupported_reason = s->supported ? NULL : !json_is_object(conn) ?
+		    "the service has no connection configuration (connection.config):"
+		    " nothing to run it with" : unsupported_reasons[a];
 		s->run = p->a[a].run;
 		s->timeout_ms = p->a[a].timeout_ms;
 		s->retries = p->a[a].retries;

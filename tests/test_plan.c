@@ -224,6 +224,10 @@ test_supports_flags(void **state)
 	/* No connection at all: everything unsupported, still planned. */
 	e = jparse("{\"id\": \"x\", \"name\": \"bare\"}");
 	expect_view(p, "dashboardService", e, "metadata!<>");
+	/* ... saying why, so a run that deploys nothing is explained. */
+	assert_int_equal(plan_expand(p, "dashboardService", e, &v, &cause), 0);
+	assert_non_null(strstr(v.agents[0].unsupported_reason,
+	    "no connection configuration"));
 	json_decref(e);
 
 	/* No id / no name: cannot be planned or deployed. */
