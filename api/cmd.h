@@ -25,6 +25,17 @@ struct ap_cmd_entry {
 #include <stdio.h>
 void ap_cmd_print_help(const struct ap_cmd_entry *e, FILE *f);
 
+/*
+ * Checks the effective Airflow settings of a loaded configuration (cfg
+ * borrowed) the way `serve` will use them, by creating and freeing an
+ * Airflow client: a URL from AUTOPILOT_AIRFLOW_URL or --airflow-url is
+ * checked here, the file's "airflow" section already by config_load().
+ * Returns 0, or -1 with a new *cause naming where the bad value came from
+ * (the file, AUTOPILOT_AIRFLOW_URL or --airflow-url). Not on a loop.
+ */
+struct config;
+int ap_cmd_check_airflow(const struct config *cfg, char **cause);
+
 extern const struct ap_cmd_entry ap_cmd_filter_test_entry;
 extern const struct ap_cmd_entry ap_cmd_config_check_entry;
 extern const struct ap_cmd_entry ap_cmd_status_entry;

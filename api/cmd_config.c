@@ -7,11 +7,36 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include <event2/event.h>
 #include <jansson.h>
 
+#include "airflow.h"
 #include "cmd.h"
 #include "config.h"
 #include "util.h"
+
+int
+ap_cmd_check_airflow(const struct config *cfg, char **cause)
+{
+	struct event_base *base;
+	struct airflow_client *client;
+	char *why = NULL;
+	bool ok;
+
+	if ((base = event_base_new()) == NULL)
+		ap_fatal("event_base_new failed");
+	client = airflow_client_create(base, &cfg->airflow, &why);
+	ok = client != NULL;
+	airflow_client_free(client);
+	event_base_free(base);
+	if (ok)
+		return 0;
+	*cause = ap_xprintf("%s: %s", cfg->airflow_url_from != NULL ?
+	    cfg->airflow_url_from : cfg->file != NULL ? cfg->file : "built-in defaults",
+	    why);
+	free(why);
+	return -1;
+}
 
 static int
 config_check_exec(int argc, char **argv)
@@ -48,7 +73,8 @@ config_check_exec(int argc, char **argv)
 		    argv[optind]);
 		goto out;
 	}
-	if (config_load(&cfg, path, NULL, &cause) < 0) {
+	if (config_load(&cfg, path, NULL, &cause) < 0 ||
+	    ap_cmd_check_airflow(&cfg, &cause) < 0) {
 		fprintf(stderr, "autopilot: %s\n", cause);
 		goto out;
 	}
@@ -59,6 +85,11 @@ config_check_exec(int argc, char **argv)
 	printf("%s\n", text);
 	free(text);
 	json_decref(out);
+	if (cfg.om_url == NULL)
+		fprintf(stderr, "autopilot: warning: openmetadata.url"
+		    " (AUTOPILOT_OPENMETADATA_URL) is not set: deployed agents cannot"
+		    " report back to OpenMetadata (their IngestionPipeline's"
+		    " openMetadataServerConnection is null)\n");
 	fprintf(stderr, "autopilot: configuration OK%s%s\n", cfg.file != NULL ? ": " : "",
 	    cfg.file != NULL ? cfg.file : " (defaults and environment, no file)");
 	rc = AP_EXIT_OK;
@@ -74,8 +105,11 @@ const struct ap_cmd_entry ap_cmd_config_check_entry = {
 	"Loads the configuration (the file, AUTOPILOT_* environment variables and\n"
 	"every section: listen, state, log, webhook, admin, openmetadata, airflow,\n"
 	"scheduler, filters, agents), reports the first error with the file and\n"
-	"key path (exit 2), else prints the effective settings and plan as JSON.\n"
-	"Secrets are shown only as \"set\" or \"unset\".\n\n"
+	"key path (exit 2), else prints the effective settings (the Airflow\n"
+	"client's too: api, timeouts, max_in_flight, retries, ca_file) and plan as\n"
+	"JSON. Secrets are shown only as \"set\" or \"unset\". Warns (on stderr, exit\n"
+	"still 0) when openmetadata.url is unset: deployed agents need it to report\n"
+	"back to OpenMetadata.\n\n"
 	"  -c, --config FILE   configuration file (default: $AUTOPILOT_CONFIG)\n",
 	config_check_exec,
 };

@@ -16,6 +16,7 @@
 #include <jansson.h>
 
 #include "cmd.h"
+#include "config.h"
 #include "filter.h"
 #include "filter_effective.h"
 #include "util.h"
@@ -246,7 +247,7 @@ filter_test_exec(int argc, char **argv)
 	struct filter_set *eff = NULL;
 	const char *service_path = NULL, *connector = NULL, *kind = "table";
 	const char *config_path = NULL;
-	char **inc = NULL, **exc = NULL, *cause = NULL, *key = NULL;
+	char **inc = NULL, **exc = NULL, *cause = NULL, *why = NULL, *key = NULL;
 	char *line = NULL;
 	size_t ninc = 0, nexc = 0, cap = 0, i;
 	ssize_t n;
@@ -294,12 +295,16 @@ filter_test_exec(int argc, char **argv)
 	}
 	key = ap_xprintf("%sFilterPattern", kind);
 	if (config_path != NULL) {
-		conf = load_json(config_path, "config", &cause);
-		if (conf == NULL)
+		/* Read as every other command reads it ('$' keys are comments);
+		 * only its "filters" section matters here. */
+		if ((conf = config_read_file(config_path, &cause)) == NULL)
 			goto fail;
 		if (filter_config_from_json(json_object_get(conf, "filters"),
-		    &cfg, &cause) < 0)
+		    &cfg, &why) < 0) {
+			cause = ap_xprintf("%s: %s", config_path, why);
+			free(why);
 			goto fail;
+		}
 	}
 	if (no_defaults)
 		cfg.builtin_defaults = false;

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "airflow_proto.h"
 #include "filter_effective.h"
 #include "plan.h"
 #include "util.h"
@@ -84,6 +85,7 @@ config_cleanup(struct config *c)
 	free(c->airflow_url);
 	free(c->airflow_username);
 	wipe_free(c->airflow_password);
+	airflow_config_cleanup(&c->airflow);
 	memset(c, 0, sizeof *c);
 }
 
@@ -525,6 +527,11 @@ parse_file(struct config *c, char **cause)
 	if ((v = json_object_get(c->root, "openmetadata")) != NULL &&
 	    parse_openmetadata(c, v, cause) < 0)
 		return -1;
+	/* The Airflow client's parser checks the whole section, as serve's
+	 * client will; then the keys the environment and flags override. */
+	if (airflow_config_from_json(json_object_get(c->root, "airflow"), &c->airflow,
+	    cause) < 0)
+		return -1;
 	if ((v = json_object_get(c->root, "airflow")) != NULL &&
 	    parse_airflow_own(c, v, cause) < 0)
 		return -1;
@@ -593,8 +600,10 @@ apply_env(struct config *c, char **cause)
 		set_str(&c->om_url, v);
 	if ((v = env("AUTOPILOT_OPENMETADATA_TOKEN")) != NULL)
 		set_secret(&c->om_token, ap_xstrdup(v));
-	if ((v = env("AUTOPILOT_AIRFLOW_URL")) != NULL)
+	if ((v = env("AUTOPILOT_AIRFLOW_URL")) != NULL) {
 		set_str(&c->airflow_url, v);
+		c->airflow_url_from = "AUTOPILOT_AIRFLOW_URL";
+	}
 	if ((v = env("AUTOPILOT_AIRFLOW_USERNAME")) != NULL)
 		set_str(&c->airflow_username, v);
 	if ((v = env("AUTOPILOT_AIRFLOW_PASSWORD")) != NULL)
@@ -609,8 +618,10 @@ apply_flags(struct config *c, const struct config_flags *f, char **cause)
 		return 0;
 	if (f->listen != NULL && apply_listen(c, "--listen", f->listen, cause) < 0)
 		return -1;
-	if (f->airflow_url != NULL)
+	if (f->airflow_url != NULL) {
 		set_str(&c->airflow_url, f->airflow_url);
+		c->airflow_url_from = "--airflow-url";
+	}
 	if (f->state != NULL)
 		set_str(&c->state_path, f->state);
 	if (f->allow_unsigned)
@@ -620,31 +631,43 @@ apply_flags(struct config *c, const struct config_flags *f, char **cause)
 	return 0;
 }
 
+json_t *
+config_read_file(const char *path, char **cause)
+{
+	json_error_t jerr;
+	char *err = NULL, *text;
+	size_t len;
+	json_t *root;
+
+	if ((text = ap_read_file(path, CONFIG_MAX_FILE, &len, &err)) == NULL) {
+		*cause = ap_xprintf("configuration: %s", err);
+		free(err);
+		return NULL;
+	}
+	root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
+	free(text);
+	if (root == NULL) {
+		*cause = ap_xprintf("%s: line %d, column %d: %s", path, jerr.line,
+		    jerr.column, jerr.text);
+		return NULL;
+	}
+	strip_annotations(root);
+	return root;
+}
+
 int
 config_load(struct config *c, const char *path, const struct config_flags *flags,
     char **cause)
 {
-	json_error_t jerr;
-	char *err = NULL, *text = NULL;
-	size_t len;
+	char *err = NULL;
 	int rc = -1;
 
 	if (path == NULL)
 		path = env("AUTOPILOT_CONFIG");
 	if (path != NULL) {
 		set_str(&c->file, path);
-		text = ap_read_file(path, CONFIG_MAX_FILE, &len, &err);
-		if (text == NULL) {
-			*cause = ap_xprintf("configuration: %s", err);
+		if ((c->root = config_read_file(path, cause)) == NULL)
 			goto out;
-		}
-		c->root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
-		if (c->root == NULL) {
-			*cause = ap_xprintf("%s: line %d, column %d: %s", path, jerr.line,
-			    jerr.column, jerr.text);
-			goto out;
-		}
-		strip_annotations(c->root);
 		if (parse_file(c, &err) < 0) {
 			*cause = ap_xprintf("%s: %s", path, err);
 			goto out;
@@ -652,9 +675,11 @@ config_load(struct config *c, const char *path, const struct config_flags *flags
 	}
 	if (apply_env(c, cause) < 0 || apply_flags(c, flags, cause) < 0)
 		goto out;
+	c->airflow.base_url = c->airflow_url;
+	c->airflow.username = c->airflow_username;
+	c->airflow.password = c->airflow_password;
 	rc = 0;
 out:
-	free(text);
 	free(err);
 	return rc;
 }
@@ -668,17 +693,35 @@ secret_state(const char *s)
 json_t *
 config_describe(const struct config *c)
 {
+	const struct airflow_config *a = &c->airflow;
 	struct plan_options po = { 0 };
 	struct plan *plan;
 	json_t *o;
 	char *listen, *cause = NULL;
+	/* The values the Airflow client will use (airflow_client_create()'s
+	 * defaults for the keys left out). */
+	long connect_ms = a->connect_timeout_ms > 0 ? a->connect_timeout_ms :
+	    AIRFLOW_DEFAULT_CONNECT_TIMEOUT_MS;
+	long request_ms = a->request_timeout_ms > 0 ? a->request_timeout_ms :
+	    AIRFLOW_DEFAULT_REQUEST_TIMEOUT_MS;
+	unsigned in_flight = a->max_in_flight > 0 ? a->max_in_flight :
+	    AIRFLOW_DEFAULT_MAX_IN_FLIGHT;
+	unsigned retries = a->max_retries == AIRFLOW_RETRIES_NONE ? 0 :
+	    a->max_retries > 0 ? a->max_retries : AIRFLOW_DEFAULT_MAX_RETRIES;
+	long base_ms = a->retry_base_ms > 0 ? a->retry_base_ms :
+	    AIRFLOW_DEFAULT_RETRY_BASE_MS;
+	long max_ms = a->retry_max_ms > 0 ? a->retry_max_ms :
+	    AIRFLOW_DEFAULT_RETRY_MAX_MS;
 
+	if (max_ms < base_ms)
+		max_ms = base_ms;
 	listen = strchr(c->listen_host, ':') != NULL ?
 	    ap_xprintf("[%s]:%u", c->listen_host, c->listen_port) :
 	    ap_xprintf("%s:%u", c->listen_host, c->listen_port);
 	o = json_pack("{s:o, s:{s:s, s:I, s:i, s:i, s:i, s:i}, s:{s:s, s:s},"
 	    " s:{s:s, s:s}, s:{s:s, s:b}, s:{s:s}, s:{s:o, s:s},"
-	    " s:{s:s, s:s, s:s}, s:{s:i, s:i, s:i, s:i, s:f, s:i, s:i, s:i, s:i}}",
+	    " s:{s:s, s:s, s:s, s:s, s:o, s:I, s:I, s:I, s:I, s:I, s:I},"
+	    " s:{s:i, s:i, s:i, s:i, s:f, s:i, s:i, s:i, s:i}}",
 	    "file", c->file != NULL ? json_string(c->file) : json_null(),
 	    "listen", "address", listen, "max_body_bytes", (json_int_t)c->max_body_bytes,
 	    "max_headers", (int)c->max_headers, "max_json_depth", (int)c->max_json_depth,
@@ -693,8 +736,14 @@ config_describe(const struct config *c)
 	    "admin", "token", secret_state(c->admin_token),
 	    "openmetadata", "url", c->om_url != NULL ? json_string(c->om_url) : json_null(),
 	    "token", secret_state(c->om_token),
-	    "airflow", "url", c->airflow_url, "username", c->airflow_username,
+	    "airflow", "url", c->airflow_url, "api", airflow_api_name(a->api),
+	    "username", c->airflow_username,
 	    "password", secret_state(c->airflow_password),
+	    "ca_file", a->ca_file != NULL ? json_string(a->ca_file) : json_null(),
+	    "connect_timeout_ms", (json_int_t)connect_ms,
+	    "request_timeout_ms", (json_int_t)request_ms,
+	    "max_in_flight", (json_int_t)in_flight, "max_retries", (json_int_t)retries,
+	    "retry_base_ms", (json_int_t)base_ms, "retry_max_ms", (json_int_t)max_ms,
 	    "scheduler", "max_agents_in_flight", (int)c->sched.max_agents_in_flight,
 	    "poll_initial_ms", (int)c->sched.poll_initial_ms,
 	    "poll_max_ms", (int)c->sched.poll_max_ms,

@@ -26,6 +26,7 @@
 
 #include <jansson.h>
 
+#include "airflow.h"
 #include "log.h"
 #include "sched.h"
 
@@ -75,8 +76,16 @@ struct config {
 
 	/* "airflow": the parts the server resolves (env, flags, files). */
 	char *airflow_url;		/* "http://127.0.0.1:8080" */
+	const char *airflow_url_from;	/* "AUTOPILOT_AIRFLOW_URL", "--airflow-url", or NULL (file, default) */
 	char *airflow_username;		/* "admin" */
 	char *airflow_password;		/* SECRET, or NULL */
+	/*
+	 * The whole section as the Airflow client parses it
+	 * (airflow_config_from_json: api, timeouts, in-flight cap, retries,
+	 * ca_file), with base_url, username and password pointing at the three
+	 * resolved fields above once config_load() returned.
+	 */
+	struct airflow_config airflow;
 
 	/* "scheduler" */
 	struct sched_config sched;
@@ -97,6 +106,15 @@ void config_cleanup(struct config *c);
  */
 int config_load(struct config *c, const char *path, const struct config_flags *flags,
     char **cause);
+
+/*
+ * Reads a configuration file as config_load() does: JSON of at most
+ * CONFIG_MAX_FILE bytes, duplicate keys refused, every key starting with '$'
+ * removed from the whole tree. Returns a new reference, or NULL with a new
+ * *cause naming the file. For commands that read one section themselves
+ * (`filter test -c`).
+ */
+json_t *config_read_file(const char *path, char **cause);
 
 /*
  * Parses "HOST:PORT" ("[::1]:80" too; port 0 means any). Returns 0, or -1

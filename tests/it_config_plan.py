@@ -1,9 +1,10 @@
 #!/usr/bin/python3
-"""it_config_plan — `autopilot config check` validates the "agents" section
-and prints the effective plan: unknown agents, bad `after` entries, cycles
-and bad types are exit 2 with the file and key path on stderr; a valid file
-(and the shipped conf/autopilot.example.json) prints the plan, the
-OpenMetadata token only as set/unset."""
+"""it_config_plan — `autopilot config check` validates the "agents" and
+"airflow" sections and prints the effective plan and Airflow settings:
+unknown agents, bad `after` entries, cycles, bad Airflow keys and bad types
+are exit 2 with the file and key path on stderr; a valid file (and the
+shipped conf/autopilot.example.json) prints the plan, secrets only as
+set/unset, and a warning when openmetadata.url is unset."""
 import json
 import os
 import subprocess
@@ -80,6 +81,46 @@ check(rc == 0, "conf/autopilot.example.json: exit %d: %s" % (rc, err))
 if rc == 0:
     check(json.loads(out)["plan"]["order"] == ["metadata", "lineage", "usage", "profiler"],
           "example plan order")
+
+# The "airflow" section is checked as serve checks it (the Airflow client's
+# parser): exit 2, the file and the key path, nothing on stdout.
+AIRFLOW_BAD = [
+    ({"airflow": {"bogus": 1}}, "FILE: airflow.bogus: unknown key"),
+    ({"airflow": {"api": "v3"}}, "FILE: airflow.api: must be"),
+    ({"airflow": {"max_retries": "x"}}, "FILE: airflow.max_retries: must be an integer"),
+    ({"airflow": {"url": "ftp://x"}}, "FILE: airflow.url: must"),
+    ({"airflow": {"connect_timeout_ms": -5}}, "FILE: airflow.connect_timeout_ms: must be"),
+    ({"airflow": {"password": "pw"}}, "FILE: airflow.password: not allowed"),
+]
+for conf, want in AIRFLOW_BAD:
+    rc, out, err = config_check(conf)
+    check(rc == 2, "%s: exit %d, want 2" % (conf, rc))
+    check(want in err, "%s: stderr %r lacks %r" % (conf, err, want))
+    check(out == "", "%s: printed settings on error" % conf)
+rc, out, err = config_check({}, {"AUTOPILOT_AIRFLOW_URL": "notaurl"})
+check(rc == 2 and "AUTOPILOT_AIRFLOW_URL: airflow.url" in err and "notaurl" in err,
+      "AUTOPILOT_AIRFLOW_URL=notaurl: exit %d %r" % (rc, err))
+
+# The effective Airflow client settings; the password only as set/unset.
+rc, out, err = config_check({"airflow": {"api": "v1", "request_timeout_ms": 9000,
+                                         "max_in_flight": 8, "max_retries": 2}},
+                            {"AUTOPILOT_AIRFLOW_PASSWORD": "af-very-secret"})
+check(rc == 0, "airflow settings: exit %d %s" % (rc, err))
+if rc == 0:
+    af = json.loads(out)["airflow"]
+    want = {"api": "v1", "request_timeout_ms": 9000, "connect_timeout_ms": 5000,
+            "max_in_flight": 8, "max_retries": 2, "retry_base_ms": 250,
+            "retry_max_ms": 30000, "ca_file": None, "password": "set"}
+    check(all(af.get(k) == v for k, v in want.items()), "effective airflow settings %s" % af)
+check("af-very-secret" not in out + err, "the Airflow password is never printed")
+
+# Without openmetadata.url, deployed agents cannot report back: a warning, exit 0.
+rc, out, err = config_check({})
+check(rc == 0 and "warning" in err and "openmetadata.url" in err and
+      "AUTOPILOT_OPENMETADATA_URL" in err, "openmetadata.url unset warns: %d %r" % (rc, err))
+check("warning" not in out, "the warning is on stderr only")
+rc, out, err = config_check({}, {"AUTOPILOT_OPENMETADATA_URL": "http://om:8585"})
+check(rc == 0 and "warning" not in err, "no warning with the URL set: %d %r" % (rc, err))
 
 if failures:
     sys.exit(1)

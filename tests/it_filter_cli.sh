@@ -63,9 +63,35 @@ out=$("$BIN" filter test --include 'a{70000}' x 2>&1); rc=$?
 code "pcre2 error" $rc 2
 check "pcre2 message" "$out" "at offset"
 
+# The shipped example configuration, as its own comment suggests: '$' keys
+# are comments at every level, and its filters.defaults apply.
+EXAMPLE=${AP_SRC:-.}/conf/autopilot.example.json
+out=$("$BIN" filter test -c "$EXAMPLE" --connector Postgres --kind schema tmp_x scratch information_schema public 2>&1); rc=$?
+code "example config" $rc 0
+check "example config exclude" "$out" "dropped  tmp_x  matches exclude '^tmp_.*' (configuration defaults for database services)"
+check "example config exclude 2" "$out" "dropped  scratch  matches exclude '^scratch\$'"
+check "example config builtin" "$out" "dropped  information_schema  matches exclude '^information_schema\$' (builtin default for Postgres)"
+check "example config kept" "$out" "kept     public  matches no exclude"
+out=$("$BIN" filter test -c "$EXAMPLE" --connector Postgres pg_temp_3 orders 2>&1); rc=$?
+code "example config by connector" $rc 0
+check "example config by connector" "$out" "dropped  pg_temp_3  matches exclude '^pg_temp_.*'"
+cat > "$TMP/annotated.json" <<'J'
+{"$comment": "top", "filters": {"$comment": "f", "defaults": {"$comment": "d",
+  "byServiceKind": {"$comment": "k", "database": {"$comment": "db",
+    "tableFilterPattern": {"$comment": "t", "excludes": ["^x"]}}}}}}
+J
+out=$("$BIN" filter test -c "$TMP/annotated.json" x1 y 2>&1); rc=$?
+code "comments at every level" $rc 0
+check "comments at every level" "$out" "dropped  x1  matches exclude '^x'"
+echo '{"filters": {"defaults": {"byServiceKind": {"database": {"tableFilterPatern": {}}}}}}' > "$TMP/typo.json"
+out=$("$BIN" filter test -c "$TMP/typo.json" x 2>&1); rc=$?
+code "config error" $rc 2
+check "config error names the file and key" "$out" "$TMP/typo.json: filters.defaults.byServiceKind.database.tableFilterPatern: unknown filter key"
+
 printf '{"defaults": 3' > "$TMP/bad.json"
 out=$("$BIN" filter test -c "$TMP/bad.json" x 2>&1); rc=$?
 code "bad config" $rc 2
+check "bad config names the file" "$out" "$TMP/bad.json: line 1"
 out=$("$BIN" filter test --kind tabel x 2>&1); rc=$?
 code "bad kind" $rc 2
 check "bad kind message" "$out" "--kind tabel: unknown kind"

@@ -198,10 +198,77 @@ test_errors_name_key_path(void **state)
 	expect_error("{\"filters\": {\"defaults\": {\"byServiceKind\": {\"database\":"
 	    " {\"schemaFilterPattern\": {\"excludes\": [\"ok\", \"(\"]}}}}}}",
 	    "filters.defaults.byServiceKind.database.schemaFilterPattern.excludes[1]");
+	/* The "airflow" section is checked by the Airflow client's parser. */
+	expect_error("{\"airflow\": {\"bogus\": 1}}", "airflow.bogus: unknown key");
+	expect_error("{\"airflow\": {\"api\": \"v3\"}}", "airflow.api: must be");
+	expect_error("{\"airflow\": {\"max_retries\": \"x\"}}", "airflow.max_retries");
+	expect_error("{\"airflow\": {\"url\": \"ftp://x\"}}", "airflow.url");
+	expect_error("{\"airflow\": {\"connect_timeout_ms\": -5}}",
+	    "airflow.connect_timeout_ms");
 	expect_error("{\"listen\": [1]}", "listen: must be an object");
 	expect_error("[]", "must be a JSON object");
 	expect_error("{\"listen\": {\"port\": 1}, \"listen\": {}}", "line 1");
 	expect_error("{\"listen\": ", "line 1");
+}
+
+/* The effective Airflow client settings: the file's, with the client's
+ * defaults for the keys left out; the password never shown. */
+static void
+test_airflow_described(void **state)
+{
+	struct config c;
+	char *cause = NULL;
+	json_t *d, *a;
+
+	setenv("AUTOPILOT_AIRFLOW_PASSWORD", "pw-never-shown", 1);
+	assert_int_equal(load_text(&c, "{\"airflow\": {\"api\": \"v2\", \"max_retries\": 0,"
+	    " \"connect_timeout_ms\": 1234, \"ca_file\": \"/etc/ca.pem\"}}", NULL, &cause), 0);
+	assert_string_equal(c.airflow.base_url, c.airflow_url);
+	assert_string_equal(c.airflow.password, "pw-never-shown");
+	d = config_describe(&c);
+	a = json_object_get(d, "airflow");
+	assert_string_equal(json_string_value(json_object_get(a, "api")), "v2");
+	assert_int_equal(json_integer_value(json_object_get(a, "max_retries")), 0);
+	assert_int_equal(json_integer_value(json_object_get(a, "connect_timeout_ms")), 1234);
+	assert_int_equal(json_integer_value(json_object_get(a, "request_timeout_ms")), 30000);
+	assert_int_equal(json_integer_value(json_object_get(a, "max_in_flight")), 64);
+	assert_string_equal(json_string_value(json_object_get(a, "ca_file")), "/etc/ca.pem");
+	assert_string_equal(json_string_value(json_object_get(a, "password")), "set");
+	{
+		char *text = json_dumps(d, 0);
+
+		assert_null(strstr(text, "pw-never-shown"));
+		free(text);
+	}
+	json_decref(d);
+	config_cleanup(&c);
+	setup(NULL);
+}
+
+/* config_read_file(): what `filter test -c` reads, '$' keys gone at every level. */
+static void
+test_read_file(void **state)
+{
+	char *path = write_tmp("r.json", "{\"$comment\": 1, \"filters\": {\"$comment\": \"x\","
+	    " \"defaults\": {\"$c\": 1, \"byConnector\": {\"Postgres\": {\"$c\": 2}}}},"
+	    " \"a\": [{\"$b\": 1, \"c\": 2}]}");
+	char *cause = NULL;
+	json_t *j;
+
+	j = config_read_file(path, &cause);
+	assert_non_null(j);
+	assert_null(json_object_get(j, "$comment"));
+	assert_null(json_object_get(json_object_get(j, "filters"), "$comment"));
+	assert_int_equal(json_object_size(json_object_get(json_object_get(json_object_get(
+	    json_object_get(j, "filters"), "defaults"), "byConnector"), "Postgres")), 0);
+	assert_int_equal(json_object_size(json_array_get(json_object_get(j, "a"), 0)), 1);
+	json_decref(j);
+	free(path);
+	path = write_tmp("r.json", "{\"a\": 1, \"a\": 2}");
+	assert_null(config_read_file(path, &cause));
+	assert_non_null(strstr(cause, "r.json: line 1"));
+	free(cause);
+	free(path);
 }
 
 static void
@@ -304,6 +371,8 @@ main(void)
 		cmocka_unit_test_setup(test_example_loads, setup),
 		cmocka_unit_test_setup(test_precedence, setup),
 		cmocka_unit_test_setup(test_errors_name_key_path, setup),
+		cmocka_unit_test_setup(test_airflow_described, setup),
+		cmocka_unit_test_setup(test_read_file, setup),
 		cmocka_unit_test_setup(test_secrets_not_from_file_values, setup),
 		cmocka_unit_test_setup(test_secret_files_and_env, setup),
 		cmocka_unit_test_setup(test_hostport, setup),
