@@ -354,6 +354,7 @@ run_signal(evutil_socket_t sig, short what, void *arg)
 struct probe {
 	struct event_base *base;
 	enum airflow_status status;
+	long http_status;
 	char *detail;
 	bool done;
 };
@@ -364,6 +365,7 @@ probe_done(const struct airflow_result *res, void *arg)
 	struct probe *p = arg;
 
 	p->status = res->status;
+	p->http_status = res->error.http_status;
 	if (res->status != AIRFLOW_OK)
 		p->detail = ap_xprintf("%s%s%s (HTTP %ld)", res->error.title != NULL ?
 		    res->error.title : "", res->error.detail != NULL ? ": " : "",
@@ -373,24 +375,128 @@ probe_done(const struct airflow_result *res, void *arg)
 	event_base_loopexit(p->base, NULL);
 }
 
+/* A DAG id no deployment can have ('.' is outside the plugin's DAG id
+ * characters): its GET answers 404 to good credentials, 401/403 to bad. */
+#define PROBE_DAG_ID "autopilot.credentials-check"
+
+static void
+probe_run(struct ap_runtime *rt, struct probe *p)
+{
+	while (!p->done)
+		event_base_dispatch(rt->base);
+}
+
+/*
+ * The pre-flight check: the plugin's health route (unauthenticated), then
+ * one authenticated request, so that wrong credentials are a configuration
+ * error here rather than a run whose first agent fails with 401.
+ */
 static int
 probe_airflow(struct ap_runtime *rt, const struct config *cfg, char **cause)
 {
-	struct probe p = { rt->base, AIRFLOW_OK, NULL, false };
+	struct probe p = { rt->base, AIRFLOW_OK, 0, NULL, false };
 
 	airflow_health(rt->airflow, probe_done, &p);
-	while (!p.done)
-		event_base_dispatch(rt->base);
-	if (p.status == AIRFLOW_OK)
+	probe_run(rt, &p);
+	if (p.status != AIRFLOW_OK) {
+		*cause = ap_xprintf("Airflow at %s: health check of the OpenMetadata"
+		    " plugin failed: %s", cfg->airflow_url, p.detail);
+		free(p.detail);
+		return p.status == AIRFLOW_REJECTED ? AP_EXIT_USAGE : AP_EXIT_UNREACHABLE;
+	}
+
+	memset(&p, 0, sizeof p);
+	p.base = rt->base;
+	airflow_client_ops()->get_dag(rt->airflow, PROBE_DAG_ID, probe_done, &p);
+	probe_run(rt, &p);
+	if (p.status == AIRFLOW_OK || p.status == AIRFLOW_NOT_FOUND) {
+		free(p.detail);
 		return AP_EXIT_OK;
-	*cause = ap_xprintf("Airflow at %s: health check of the OpenMetadata"
-	    " plugin failed: %s", cfg->airflow_url, p.detail);
+	}
+	if (p.status == AIRFLOW_REJECTED &&
+	    (p.http_status == 401 || p.http_status == 403)) {
+		*cause = ap_xprintf("Airflow at %s refused the credentials of user"
+		    " '%s' (%s): check AUTOPILOT_AIRFLOW_USERNAME and"
+		    " AUTOPILOT_AIRFLOW_PASSWORD (or airflow.username and"
+		    " airflow.password_file)%s", cfg->airflow_url, cfg->airflow_username,
+		    p.detail, cfg->airflow_password == NULL ?
+		    "; no password is set" : "");
+		free(p.detail);
+		return AP_EXIT_USAGE;
+	}
+	*cause = ap_xprintf("Airflow at %s: GET of DAG %s failed: %s", cfg->airflow_url,
+	    PROBE_DAG_ID, p.detail);
 	free(p.detail);
-	return p.status == AIRFLOW_UNAVAILABLE ? AP_EXIT_UNREACHABLE :
-	    p.status == AIRFLOW_REJECTED ? AP_EXIT_USAGE : AP_EXIT_UNREACHABLE;
+	return p.status == AIRFLOW_UNAVAILABLE ? AP_EXIT_UNREACHABLE : AP_EXIT_USAGE;
 }
 
 /* ---- The command. ---- */
+
+/*
+ * A --service-json entity must be the service named on the command line:
+ * the run is recorded under SERVICE_FQN, the DAGs are named after the
+ * entity's own name.
+ */
+static int
+check_entity_name(const char *json_file, const json_t *entity, const char *fqn,
+    char **cause)
+{
+	const char *key = "fullyQualifiedName";
+	const char *name = json_string_value(json_object_get(entity, key));
+
+	if (name == NULL) {
+		key = "name";
+		name = json_string_value(json_object_get(entity, key));
+	}
+	if (name == NULL || strcmp(name, fqn) == 0)
+		return AP_EXIT_OK;	/* no name: plan_expand() says so */
+	*cause = ap_xprintf("%s: the entity's %s is '%s', but SERVICE_FQN is '%s':"
+	    " give the service's own entity, or run '%s'", json_file, key, name, fqn,
+	    name);
+	return AP_EXIT_USAGE;
+}
+
+/*
+ * Plans the service as the scheduler will, before a run exists: a service
+ * that cannot be planned, or an --agents entry outside its plan (disabled
+ * in "agents", or not applicable to its kind), is an input error now
+ * rather than a run that fails at once.
+ */
+static int
+check_plan(const struct plan *plan, const char *type, const char *fqn,
+    const json_t *entity, const char *const *names, char **cause)
+{
+	struct sched_plan_view view;
+	struct ap_buf planned;
+	char *why = NULL;
+	unsigned i, k;
+	int rc = AP_EXIT_OK;
+
+	if (plan_expand(plan, type, entity, &view, &why) < 0) {
+		*cause = ap_xprintf("%s %s cannot be planned: %s", type, fqn, why);
+		free(why);
+		return AP_EXIT_USAGE;
+	}
+	if (names == NULL)
+		return AP_EXIT_OK;
+	ap_buf_init(&planned);
+	for (i = 0; i < view.n; i++)
+		ap_buf_printf(&planned, "%s%s", i > 0 ? ", " : "", view.agents[i].name);
+	for (k = 0; names[k] != NULL && rc == AP_EXIT_OK; k++) {
+		for (i = 0; i < view.n; i++)
+			if (strcmp(view.agents[i].name, names[k]) == 0)
+				break;
+		if (i == view.n) {
+			*cause = ap_xprintf("--agents: '%s' is not in the plan of %s %s"
+			    " (disabled in the configuration's \"agents\", or not one"
+			    " for this kind of service); its plan: %.*s", names[k], type,
+			    fqn, (int)planned.len, planned.data != NULL ? planned.data : "");
+			rc = AP_EXIT_USAGE;
+		}
+	}
+	ap_buf_cleanup(&planned);
+	return rc;
+}
 
 static int
 split_agents(char *list, const char **names, char **cause)
@@ -499,7 +605,8 @@ run_exec(int argc, char **argv)
 		goto out;
 	}
 	restricted = agents_arg != NULL;
-	if (config_load(&cfg, path, &flags, &cause) < 0) {
+	if (config_load(&cfg, path, &flags, &cause) < 0 ||
+	    ap_cmd_check_airflow(&cfg, &cause) < 0) {
 		fprintf(stderr, "autopilot: %s\n", cause);
 		goto out;
 	}
@@ -522,7 +629,19 @@ run_exec(int argc, char **argv)
 		rc = AP_EXIT_USAGE;
 		goto out;
 	}
-	if ((rc = probe_airflow(&w.rt, &cfg, &cause)) != AP_EXIT_OK) {
+	if (json_file != NULL && (rc = check_entity_name(json_file, entity, fqn,
+	    &cause)) != AP_EXIT_OK) {
+		fprintf(stderr, "autopilot: run: %s\n", cause);
+		goto out;
+	}
+	if ((rc = check_plan(w.rt.plan, type, fqn, entity, restricted ? names : NULL,
+	    &cause)) != AP_EXIT_OK) {
+		fprintf(stderr, "autopilot: run: %s\n", cause);
+		goto out;
+	}
+	/* With --no-wait a serve process drives the run, with its own Airflow
+	 * settings: nothing here talks to Airflow. */
+	if (!no_wait && (rc = probe_airflow(&w.rt, &cfg, &cause)) != AP_EXIT_OK) {
 		fprintf(stderr, "autopilot: run: %s\n", cause);
 		goto out;
 	}
@@ -536,8 +655,9 @@ run_exec(int argc, char **argv)
 	r = sched_submit(w.rt.sched, type, fqn, entity, restricted ? names : NULL,
 	    replace, &run_id, &cause);
 	if (r == STORE_ACTIVE) {
-		fprintf(stderr, "autopilot: run: %s (run %s); wait for it to end, or"
-		    " give --replace to fail it and start again\n", cause, run_id);
+		fprintf(stderr, "autopilot: run: %s %s already has an active run %s;"
+		    " wait for it to end, or give --replace to fail it and start"
+		    " again\n", type, fqn, run_id);
 		rc = AP_EXIT_USAGE;
 		goto out;
 	}
@@ -629,11 +749,14 @@ const struct ap_cmd_entry ap_cmd_run_entry = {
 	"                           (default: from the entity, the store or a lookup)\n"
 	"      --service-json FILE  the service entity as OpenMetadata returns it\n"
 	"      --agents LIST        only these agents, e.g. metadata,profiler\n"
-	"      --no-wait            record the run and return; `autopilot serve` on\n"
-	"                           the same state database drives it\n"
+	"      --no-wait            record the run and return, without contacting\n"
+	"                           Airflow; `autopilot serve` on the same state\n"
+	"                           database drives it\n"
 	"      --replace            fail the service's active run and start again\n"
-	"      --json               print one JSON document (as `status --json`)\n"
-	"                           at the end instead of progress\n"
+	"      --json               print one JSON document at the end instead of\n"
+	"                           progress: one run object, as in the list\n"
+	"                           `status --json` prints ({\"run_id\"} with\n"
+	"                           --no-wait)\n"
 	"      --airflow-url URL    Airflow's base URL\n"
 	"      --state PATH         state database (default autopilot.db)\n\n"
 	"On a terminal, one line per agent (state, elapsed time, Airflow run id)\n"

@@ -112,12 +112,12 @@ status_exec(int argc, char **argv)
 		fprintf(stderr, "autopilot: %s\n", cause);
 		goto out;
 	}
+	/* No database yet is a fresh install, not a store failure: no runs. */
 	if (access(cfg.state_path, F_OK) != 0 && errno == ENOENT) {
 		if (json)
 			printf("[]\n");
-		else
-			fprintf(stderr, "autopilot: no runs: no state database at %s\n",
-			    cfg.state_path);
+		fprintf(stderr, "autopilot: no runs: no state database at %s\n",
+		    cfg.state_path);
 		rc = AP_EXIT_OK;
 		goto out;
 	}
@@ -161,8 +161,12 @@ const struct ap_cmd_entry ap_cmd_status_entry = {
 	"                      service {type, fqn}, state and agents [{agent, state,\n"
 	"                      dag_id, dag_run_id, attempts, started_at,\n"
 	"                      finished_at, error}]\n"
-	"      --limit N       at most N runs (default 100)\n\n"
-	"Exit status: 0, or 2 for a usage or configuration error, 3 when the state\n"
-	"store cannot be read.\n",
+	"      --limit N       at most N runs, N from 1 to 100000 (default 100)\n\n"
+	"When there is no state database at PATH yet (a fresh install), that is\n"
+	"said on stderr (\"no runs: no state database at PATH\"), --json prints []\n"
+	"and the exit status is 0.\n\n"
+	"Exit status: 0 (also for a missing state database); 2 usage or\n"
+	"configuration error; 3 an existing state database cannot be opened or\n"
+	"read.\n",
 	status_exec,
 };

@@ -1,6 +1,7 @@
 /*
  * main.c — the autopilot binary: finds the subcommand in the table and runs it.
  */
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -51,6 +52,28 @@ cmd_matches(const struct ap_cmd_entry *e, int argc, char **argv)
 	return 2;
 }
 
+/* The subcommands of a group ("config", "filter"). */
+static void
+group_usage(const char *group, FILE *f, bool help)
+{
+	size_t i;
+	char *one[1];
+
+	one[0] = (char *)group;
+	if (help)
+		fprintf(f, "usage: autopilot %s <subcommand> [args]\n\nsubcommands:\n",
+		    group);
+	else
+		fprintf(f, "autopilot: '%s' needs a subcommand:\n", group);
+	for (i = 0; cmd_table[i] != NULL; i++)
+		if (cmd_matches(cmd_table[i], 1, one) != 0)
+			fprintf(f, "  autopilot %s %s\n", cmd_table[i]->name,
+			    cmd_table[i]->usage);
+	if (help)
+		fprintf(f, "\nRun 'autopilot %s <subcommand> --help' for its options.\n",
+		    group);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -84,12 +107,12 @@ main(int argc, char **argv)
 		return cmd_table[i]->exec(argc - words, argv + words);
 	}
 	if (group) {
-		fprintf(stderr, "autopilot: '%s' needs a subcommand:\n", argv[1]);
-		for (i = 0; cmd_table[i] != NULL; i++)
-			if (cmd_matches(cmd_table[i], 1, argv + 1) != 0)
-				fprintf(stderr, "  autopilot %s %s\n",
-				    cmd_table[i]->name, cmd_table[i]->usage);
-		return AP_EXIT_USAGE;
+		/* "autopilot config --help" asks for the group's usage. */
+		bool help = argc > 2 && (strcmp(argv[2], "--help") == 0 ||
+		    strcmp(argv[2], "-h") == 0 || strcmp(argv[2], "help") == 0);
+
+		group_usage(argv[1], help ? stdout : stderr, help);
+		return help ? AP_EXIT_OK : AP_EXIT_USAGE;
 	}
 	fprintf(stderr, "autopilot: unknown command '%s'\n\n", argv[1]);
 	usage(stderr);

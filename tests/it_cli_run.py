@@ -70,6 +70,16 @@ def main():
             rc, out, _ = cli(sub + ["--help"])
             check(rc == 0 and out.startswith("usage: autopilot " + " ".join(sub)),
                   "%s --help: %d %s" % (sub, rc, out[:200]))
+        # A group's --help lists its subcommands; `help` is the main help.
+        for group, sub in (("config", "check"), ("filter", "test")):
+            rc, out, err = cli([group, "--help"])
+            check(rc == 0 and out.startswith("usage: autopilot %s" % group) and
+                  "autopilot %s %s" % (group, sub) in out and err == "",
+                  "%s --help: %d %r %r" % (group, rc, out, err))
+            rc, out, err = cli([group])
+            check(rc == 2 and "autopilot %s %s" % (group, sub) in err, "%s alone: %d %r" % (group, rc, err))
+        rc, out, _ = cli(["help"])
+        check(rc == 0 and out.startswith("usage: autopilot") and "config check" in out, "help: %d %s" % (rc, out))
         rc, out, _ = cli(["--version"])
         check(rc == 0 and out.startswith("autopilot "), "--version: %s" % out)
 
@@ -105,12 +115,55 @@ def main():
         rc, _, err = cli(["run", "-c", conf, "sales_postgres", "--agents", "metadata,bogus"])
         check(rc == 2 and "bogus" in err, "--agents bogus: %d %s" % (rc, err))
 
+        def nruns():
+            _, out, _ = cli(["status", "-c", conf, "--json", "--limit", "100000"])
+            return len(json.loads(out))
+
+        # Refused before any run exists: an agent outside the service's plan
+        # (autoClassification is disabled by default), with or without --no-wait.
+        before = nruns()
+        for extra in ([], ["--no-wait"]):
+            rc, _, err = cli(["run", "-c", conf, "sales_postgres", "--agents", "autoClassification"] + extra)
+            check(rc == 2 and "autoClassification" in err and "not in the plan" in err,
+                  "--agents autoClassification %s: %d %s" % (extra, rc, err))
+        # A --service-json entity that is another service than SERVICE_FQN.
+        dead_pg = dict(pg, name="dead_pg", fullyQualifiedName="dead_pg")
+        dead_pg_file = os.path.join(tmp, "dead_pg.json")
+        with open(dead_pg_file, "w") as f:
+            json.dump(dead_pg, f)
+        rc, _, err = cli(["run", "-c", conf, "other_name", "--service-json", dead_pg_file])
+        check(rc == 2 and "'dead_pg'" in err and "'other_name'" in err and "fullyQualifiedName" in err,
+              "--service-json of another service: %d %s" % (rc, err))
+        no_fqn = {k: v for k, v in dead_pg.items() if k != "fullyQualifiedName"}
+        with open(dead_pg_file, "w") as f:
+            json.dump(no_fqn, f)
+        rc, _, err = cli(["run", "-c", conf, "other_name", "--service-json", dead_pg_file])
+        check(rc == 2 and "name is 'dead_pg'" in err and "'other_name'" in err,
+              "--service-json without an FQN, another name: %d %s" % (rc, err))
+        # Wrong or missing Airflow credentials: a configuration error, found by
+        # the pre-flight check's authenticated request.
+        rc, _, err = cli(["run", "-c", conf, "sales_postgres"], env={"AUTOPILOT_AIRFLOW_PASSWORD": "wrong"})
+        check(rc == 2 and "AUTOPILOT_AIRFLOW_USERNAME" in err and "AUTOPILOT_AIRFLOW_PASSWORD" in err
+              and "401" in err, "a wrong Airflow password: %d %s" % (rc, err))
+        rc, _, err = cli(["run", "-c", conf, "sales_postgres"], env={"AUTOPILOT_AIRFLOW_PASSWORD": ""})
+        check(rc == 2 and "AUTOPILOT_AIRFLOW_PASSWORD" in err and "no password is set" in err,
+              "no Airflow password: %d %s" % (rc, err))
+        # An Airflow URL serve would refuse: exit 2 before the store is touched.
+        fresh = os.path.join(tmp, "fresh.db")
+        rc, _, err = cli(["run", "-c", conf, "sales_postgres", "--state", fresh],
+                         env={"AUTOPILOT_AIRFLOW_URL": "notaurl"})
+        check(rc == 2 and "AUTOPILOT_AIRFLOW_URL: airflow.url" in err and not os.path.exists(fresh),
+              "AUTOPILOT_AIRFLOW_URL=notaurl: %d %s" % (rc, err))
+        check(nruns() == before, "no run created by a refused `run`")
+
         # --no-wait records a pending run; a second run is refused; --replace wins.
         rc, out, err = cli(["run", "-c", conf, "sales_postgres", "--no-wait", "--json"])
         check(rc == 0, "--no-wait: %d %s" % (rc, err))
         pending_id = json.loads(out)["run_id"]
         rc, out, err = cli(["run", "-c", conf, "sales_postgres"])
         check(rc == 2 and pending_id in err and "--replace" in err, "active run refused: %d %s" % (rc, err))
+        check(err.count(pending_id) == 1 and err.count("wait for it") == 1,
+              "the refusal says it once: %r" % err)
         rc, out, err = cli(["run", "-c", conf, "sales_postgres", "--replace", "--json"])
         check(rc == 0, "--replace: %d %s" % (rc, err))
         rc, out, _ = cli(["status", "-c", conf, "--json", "sales_postgres"])
@@ -163,6 +216,18 @@ def main():
         _, after, _ = cli(["status", "-c", conf, "--json"])
         check(len(json.loads(after)) == len(json.loads(before)), "no run created")
 
+        # --no-wait only records the run: Airflow being down does not matter.
+        nowait = os.path.join(tmp, "nowait.db")
+        rc, out, err = cli(["run", "-c", dead, "sales_postgres", "--service-json", pg_file,
+                            "--no-wait", "--json", "--state", nowait], timeout=60)
+        check(rc == 0, "--no-wait with Airflow down: %d %s" % (rc, err))
+        rid = json.loads(out)["run_id"]
+        rc, out, _ = cli(["status", "--state", nowait, "--json"])
+        runs = json.loads(out)
+        check([r["run_id"] for r in runs] == [rid] and runs[0]["state"] in ("pending", "running")
+              and all(a["state"] == "pending" for a in runs[0]["agents"]),
+              "--no-wait recorded an unfinished run, its agents pending: %s" % out)
+
         # Usage and configuration errors: exit 2 naming what and where.
         rc, _, err = cli(["run", "-c", conf])
         check(rc == 2, "run without a service: %d" % rc)
@@ -177,7 +242,15 @@ def main():
         rc, out, err = cli(["config", "check", "-c", conf])
         check(rc == 0 and json.loads(out), "config check ok: %d %s" % (rc, err))
         rc, out, err = cli(["status", "--state", os.path.join(tmp, "none.db"), "--json"])
-        check(rc == 0 and json.loads(out) == [], "status without a database: %d %s" % (rc, out))
+        check(rc == 0 and json.loads(out) == [] and "no state database" in err,
+              "status --json without a database: %d %s %s" % (rc, out, err))
+        rc, out, err = cli(["status", "--state", os.path.join(tmp, "none.db")])
+        check(rc == 0 and out == "" and "no runs: no state database at" in err,
+              "status without a database: %d %r %r" % (rc, out, err))
+        check(not os.path.exists(os.path.join(tmp, "none.db")), "status creates no database")
+        rc, out, _ = cli(["status", "--help"])
+        check(rc == 0 and "also for a missing state database" in out,
+              "status --help says a missing database is exit 0: %s" % out)
     finally:
         if om:
             om.close()
