@@ -641,3 +641,436 @@ airflow_retry_delay(unsigned retry, long base_ms, long max_ms, uint64_t rnd,
 		d = retry_after_ms;
 	return d;
 }
+
+/* ----------------------------------------------------------------- reply scanning */
+
+/*
+ * A strict JSON scanner, accepting exactly what json_loadb() accepts (but
+ * for number ranges), that notes where the wanted top-level members of an
+ * object are instead of building a tree.
+ */
+enum scan_type { SCAN_NONE, SCAN_STRING, SCAN_OTHER, SCAN_TRUE, SCAN_FALSE };
+
+struct scan_field {
+	const char *name;
+	enum scan_type type;
+	const char *text;	/* strings: between the quotes, escapes kept */
+	size_t len;
+};
+
+struct scan {
+	const unsigned char *p, *end;
+};
+
+static void
+scan_ws(struct scan *sc)
+{
+	while (sc->p < sc->end && (*sc->p == ' ' || *sc->p == '\t' || *sc->p == '\n' ||
+	    *sc->p == '\r'))
+		sc->p++;
+}
+
+static int
+scan_hex4(const unsigned char *p, const unsigned char *end)
+{
+	int v = 0, i;
+
+	if (end - p < 4)
+		return -1;
+	for (i = 0; i < 4; i++) {
+		int c = p[i];
+
+		v <<= 4;
+		if (c >= '0' && c <= '9')
+			v |= c - '0';
+		else if (c >= 'a' && c <= 'f')
+			v |= c - 'a' + 10;
+		else if (c >= 'A' && c <= 'F')
+			v |= c - 'A' + 10;
+		else
+			return -1;
+	}
+	return v;
+}
+
+/* The length of the UTF-8 sequence at p, or 0 when invalid (overlong,
+ * surrogate, beyond U+10FFFF, cut short). */
+static size_t
+scan_utf8(const unsigned char *p, const unsigned char *end)
+{
+	unsigned c = p[0];
+	size_t n, i;
+	uint32_t v;
+
+	if (c < 0x80)
+		return 1;
+	if (c < 0xc2)
+		return 0;
+	if (c < 0xe0) {
+		n = 2;
+		v = c & 0x1f;
+	} else if (c < 0xf0) {
+		n = 3;
+		v = c & 0x0f;
+	} else if (c < 0xf5) {
+		n = 4;
+		v = c & 0x07;
+	} else
+		return 0;
+	if ((size_t)(end - p) < n)
+		return 0;
+	for (i = 1; i < n; i++) {
+		if ((p[i] & 0xc0) != 0x80)
+			return 0;
+		v = (v << 6) | (p[i] & 0x3f);
+	}
+	if ((n == 3 && v < 0x800) || (n == 4 && v < 0x10000) || v > 0x10ffff ||
+	    (v >= 0xd800 && v <= 0xdfff))
+		return 0;
+	return n;
+}
+
+/* A string at sc->p (the opening quote); its inside through text and len. */
+static int
+scan_string(struct scan *sc, const char **text, size_t *len, bool *escaped)
+{
+	const unsigned char *start = ++sc->p;
+	int u, u2;
+	size_t n;
+
+	*escaped = false;
+	while (sc->p < sc->end && *sc->p != '"') {
+		if (*sc->p < 0x20)
+			return -1;
+		if (*sc->p != '\\') {
+			if ((n = scan_utf8(sc->p, sc->end)) == 0)
+				return -1;
+			sc->p += n;
+			continue;
+		}
+		*escaped = true;
+		if (sc->end - sc->p < 2)
+			return -1;
+		switch (sc->p[1]) {
+		case '"': case '\\': case '/': case 'b': case 'f': case 'n': case 'r': case 't':
+			sc->p += 2;
+			continue;
+		case 'u':
+			break;
+		default:
+			return -1;
+		}
+		if ((u = scan_hex4(sc->p + 2, sc->end)) < 0)
+			return -1;
+		sc->p += 6;
+		if (u == 0 || (u >= 0xdc00 && u <= 0xdfff))
+			return -1;	/* NUL, or a low surrogate alone */
+		if (u >= 0xd800 && u <= 0xdbff) {
+			if (sc->end - sc->p < 6 || sc->p[0] != '\\' || sc->p[1] != 'u' ||
+			    (u2 = scan_hex4(sc->p + 2, sc->end)) < 0xdc00 || u2 > 0xdfff)
+				return -1;
+			sc->p += 6;
+		}
+	}
+	if (sc->p >= sc->end)
+		return -1;
+	*text = (const char *)start;
+	*len = (size_t)(sc->p - start);
+	sc->p++;
+	return 0;
+}
+
+/* The inside of a scanned string, unescaped: a new string. */
+static char *
+scan_unescape(const char *t, size_t len)
+{
+	char *out = ap_xmalloc(len + 1), *o = out;
+	const unsigned char *p = (const unsigned char *)t, *end = p + len;
+	uint32_t v;
+
+	while (p < end) {
+		if (*p != '\\') {
+			*o++ = (char)*p++;
+			continue;
+		}
+		switch (p[1]) {
+		case 'b': *o++ = '\b'; break;
+		case 'f': *o++ = '\f'; break;
+		case 'n': *o++ = '\n'; break;
+		case 'r': *o++ = '\r'; break;
+		case 't': *o++ = '\t'; break;
+		case 'u':
+			v = (uint32_t)scan_hex4(p + 2, end);
+			if (v >= 0xd800 && v <= 0xdbff) {
+				v = ((v - 0xd800) << 10) +
+				    ((uint32_t)scan_hex4(p + 8, end) - 0xdc00) + 0x10000;
+				p += 6;
+			}
+			if (v < 0x80)
+				*o++ = (char)v;
+			else if (v < 0x800) {
+				*o++ = (char)(0xc0 | (v >> 6));
+				*o++ = (char)(0x80 | (v & 0x3f));
+			} else if (v < 0x10000) {
+				*o++ = (char)(0xe0 | (v >> 12));
+				*o++ = (char)(0x80 | ((v >> 6) & 0x3f));
+				*o++ = (char)(0x80 | (v & 0x3f));
+			} else {
+				*o++ = (char)(0xf0 | (v >> 18));
+				*o++ = (char)(0x80 | ((v >> 12) & 0x3f));
+				*o++ = (char)(0x80 | ((v >> 6) & 0x3f));
+				*o++ = (char)(0x80 | (v & 0x3f));
+			}
+			p += 4;
+			break;
+		default:
+			*o++ = (char)p[1];	/* " \ / */
+			break;
+		}
+		p += 2;
+	}
+	*o = '\0';
+	return out;
+}
+
+static int scan_value(struct scan *sc, unsigned depth, struct scan_field *v);
+
+/* The top-level member of f named key (a scanned string's inside), or NULL. */
+static struct scan_field *
+scan_member(struct scan_field *f, size_t n, const char *key, size_t klen, bool esc)
+{
+	struct scan_field *hit = NULL;
+	char *k = esc ? scan_unescape(key, klen) : NULL;
+	size_t i;
+
+	for (i = 0; i < n && hit == NULL; i++) {
+		if (esc ? strcmp(k, f[i].name) == 0 :
+		    strlen(f[i].name) == klen && memcmp(f[i].name, key, klen) == 0)
+			hit = &f[i];
+	}
+	free(k);
+	return hit;
+}
+
+/*
+ * An object or array at sc->p ('{' or '['), at depth; an object's members
+ * named in f (n of them: the top level only) are noted.
+ */
+static int
+scan_container(struct scan *sc, unsigned depth, struct scan_field *f, size_t n)
+{
+	bool object = *sc->p == '{', esc;
+	char close = object ? '}' : ']';
+	const char *key;
+	size_t klen;
+	struct scan_field v, *hit = NULL;
+
+	sc->p++;
+	scan_ws(sc);
+	if (sc->p < sc->end && *sc->p == close) {
+		sc->p++;
+		return 0;
+	}
+	for (;;) {
+		if (object) {
+			if (sc->p >= sc->end || *sc->p != '"' ||
+			    scan_string(sc, &key, &klen, &esc) != 0)
+				return -1;
+			hit = scan_member(f, n, key, klen, esc);
+			scan_ws(sc);
+			if (sc->p >= sc->end || *sc->p != ':')
+				return -1;
+			sc->p++;
+			scan_ws(sc);
+		}
+		if (scan_value(sc, depth, &v) != 0)
+			return -1;
+		if (hit != NULL)
+			*hit = (struct scan_field){ hit->name, v.type, v.text, v.len };
+		scan_ws(sc);
+		if (sc->p < sc->end && *sc->p == ',') {
+			sc->p++;
+			scan_ws(sc);
+			continue;
+		}
+		if (sc->p < sc->end && *sc->p == close) {
+			sc->p++;
+			return 0;
+		}
+		return -1;
+	}
+}
+
+static bool
+scan_digit(const struct scan *sc)
+{
+	return sc->p < sc->end && *sc->p >= '0' && *sc->p <= '9';
+}
+
+static int
+scan_literal(struct scan *sc, const char *word)
+{
+	size_t n = strlen(word);
+
+	if ((size_t)(sc->end - sc->p) < n || memcmp(sc->p, word, n) != 0)
+		return -1;
+	sc->p += n;
+	return 0;
+}
+
+/* A value at sc->p (no leading space) inside a container at depth; its
+ * type and, for strings, text in *v. */
+static int
+scan_value(struct scan *sc, unsigned depth, struct scan_field *v)
+{
+	const unsigned char *start = sc->p;
+	bool esc;
+
+	v->type = SCAN_OTHER;
+	v->text = (const char *)start;
+	v->len = 0;
+	if (sc->p >= sc->end)
+		return -1;
+	switch (*sc->p) {
+	case '{':
+	case '[':
+		if (depth + 1 > AIRFLOW_SCAN_DEPTH)
+			return -1;
+		return scan_container(sc, depth + 1, NULL, 0);
+	case '"':
+		v->type = SCAN_STRING;
+		return scan_string(sc, &v->text, &v->len, &esc);
+	case 't':
+		v->type = SCAN_TRUE;
+		return scan_literal(sc, "true");
+	case 'f':
+		v->type = SCAN_FALSE;
+		return scan_literal(sc, "false");
+	case 'n':
+		return scan_literal(sc, "null");
+	default:
+		break;
+	}
+	/* A number: -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)? */
+	if (*sc->p == '-')
+		sc->p++;
+	if (!scan_digit(sc))
+		return -1;
+	if (*sc->p == '0')
+		sc->p++;
+	else
+		while (scan_digit(sc))
+			sc->p++;
+	if (sc->p < sc->end && *sc->p == '.') {
+		sc->p++;
+		if (!scan_digit(sc))
+			return -1;
+		while (scan_digit(sc))
+			sc->p++;
+	}
+	if (sc->p < sc->end && (*sc->p == 'e' || *sc->p == 'E')) {
+		sc->p++;
+		if (sc->p < sc->end && (*sc->p == '+' || *sc->p == '-'))
+			sc->p++;
+		if (!scan_digit(sc))
+			return -1;
+		while (scan_digit(sc))
+			sc->p++;
+	}
+	return 0;
+}
+
+/*
+ * Scans text as one JSON document, noting the top-level members named in f.
+ * 0 for an object, -2 for the other document json_loadb() accepts (an
+ * array), -1 for what it rejects.
+ */
+static int
+scan_document(const char *text, size_t len, struct scan_field *f, size_t n)
+{
+	struct scan sc = { (const unsigned char *)text, (const unsigned char *)text + len };
+	size_t i;
+	bool object;
+
+	for (i = 0; i < n; i++)
+		f[i].type = SCAN_NONE;
+	scan_ws(&sc);
+	if (sc.p >= sc.end || (*sc.p != '{' && *sc.p != '['))
+		return -1;
+	object = *sc.p == '{';
+	if (scan_container(&sc, 1, f, n) != 0)
+		return -1;
+	scan_ws(&sc);
+	if (sc.p != sc.end)
+		return -1;
+	return object ? 0 : -2;
+}
+
+static const char *
+scan_keep(const struct scan_field *f, struct airflow_scanned *keep, unsigned slot)
+{
+	if (f->type != SCAN_STRING)
+		return NULL;
+	free(keep->s[slot]);
+	keep->s[slot] = scan_unescape(f->text, f->len);
+	return keep->s[slot];
+}
+
+/* Scans for three members, the first a required string: 0, -1 or -2. */
+static int
+scan_three(const char *text, size_t len, const char *a, const char *b, const char *c,
+    struct scan_field f[3])
+{
+	int rc;
+
+	f[0] = (struct scan_field){ .name = a };
+	f[1] = (struct scan_field){ .name = b };
+	f[2] = (struct scan_field){ .name = c };
+	rc = scan_document(text, len, f, 3);
+	return rc == 0 && f[0].type != SCAN_STRING ? -2 : rc;
+}
+
+int
+airflow_scan_dag(const char *text, size_t len, struct airflow_dag *out,
+    struct airflow_scanned *keep)
+{
+	struct scan_field f[3];
+	int rc = scan_three(text, len, "dag_id", "is_paused", "has_import_errors", f);
+
+	memset(out, 0, sizeof *out);
+	if (rc != 0)
+		return rc;
+	out->dag_id = scan_keep(&f[0], keep, 0);
+	/* is_paused is nullable on 2.x; unknown counts as paused (unpausing is harmless). */
+	out->is_paused = f[1].type != SCAN_FALSE;
+	out->has_import_errors = f[2].type == SCAN_TRUE;
+	return 0;
+}
+
+int
+airflow_scan_run(const char *text, size_t len, struct airflow_run *out,
+    struct airflow_scanned *keep)
+{
+	struct scan_field f[3];
+	int rc = scan_three(text, len, "state", "dag_id", "dag_run_id", f);
+
+	memset(out, 0, sizeof *out);
+	if (rc != 0)
+		return rc;
+	out->state_text = scan_keep(&f[0], keep, 0);
+	out->state = airflow_run_state_parse(out->state_text);
+	out->dag_id = scan_keep(&f[1], keep, 1);
+	out->dag_run_id = scan_keep(&f[2], keep, 2);
+	return 0;
+}
+
+void
+airflow_scanned_cleanup(struct airflow_scanned *keep)
+{
+	unsigned i;
+
+	for (i = 0; i < AP_ARRAY_LEN(keep->s); i++) {
+		free(keep->s[i]);
+		keep->s[i] = NULL;
+	}
+}

@@ -545,6 +545,140 @@ test_client_config_errors(void **state)
 	free(cause);
 }
 
+/* The scanners against jansson + airflow_parse_*: same acceptance, same fields. */
+static void
+scan_vs_jansson(const char *text, size_t len)
+{
+	json_error_t err;
+	json_t *j = json_loadb(text, len, 0, &err);
+	struct airflow_dag d1, d2;
+	struct airflow_run r1, r2;
+	struct airflow_scanned k = { { NULL } };
+	int s1, s2;
+
+	if (j == NULL && (strstr(err.text, "too big") != NULL ||
+	    strstr(err.text, "overflow") != NULL))
+		return;		/* number ranges: not checked by the scanner */
+	s1 = airflow_scan_dag(text, len, &d1, &k);
+	s2 = j != NULL ? airflow_parse_dag(j, &d2, NULL) : 0;
+	if ((s1 == -1) != (j == NULL))
+		fail_msg("scan_dag %d, jansson %s: %.*s", s1, j ? "ok" : err.text, (int)len,
+		    text);
+	if (j != NULL) {
+		if ((s1 == 0) != (s2 == 0))
+			fail_msg("scan_dag %d, parse_dag %d: %.*s", s1, s2, (int)len, text);
+		if (s1 == 0 && (strcmp(d1.dag_id, d2.dag_id) != 0 ||
+		    d1.is_paused != d2.is_paused || d1.has_import_errors != d2.has_import_errors))
+			fail_msg("dag fields differ: %.*s", (int)len, text);
+	}
+	airflow_scanned_cleanup(&k);
+	s1 = airflow_scan_run(text, len, &r1, &k);
+	s2 = j != NULL ? airflow_parse_run(j, &r2) : 0;
+	if ((s1 == -1) != (j == NULL))
+		fail_msg("scan_run %d, jansson %s: %.*s", s1, j ? "ok" : err.text, (int)len,
+		    text);
+	if (j != NULL) {
+		if ((s1 == 0) != (s2 == 0))
+			fail_msg("scan_run %d, parse_run %d: %.*s", s1, s2, (int)len, text);
+		if (s1 == 0 && (strcmp(r1.state_text, r2.state_text) != 0 ||
+		    r1.state != r2.state || !ap_streq(r1.dag_id, r2.dag_id) ||
+		    !ap_streq(r1.dag_run_id, r2.dag_run_id) ||
+		    ((r1.dag_id == NULL) != (r2.dag_id == NULL))))
+			fail_msg("run fields differ: %.*s", (int)len, text);
+	}
+	airflow_scanned_cleanup(&k);
+	json_decref(j);
+}
+
+static void
+test_reply_scan(void **state)
+{
+	static const char *const docs[] = {
+		"{\"dag_id\": \"d\", \"is_paused\": false, \"has_import_errors\": true,"
+		    " \"fileloc\": \"/dags/d.py\", \"tags\": [], \"owners\": [\"a\", \"b\"],"
+		    " \"max_active_runs\": 16, \"last_parse_duration\": 0.05,"
+		    " \"schedule_interval\": {\"__type\": \"CronExpression\", \"value\": \"0 0 * * 0\"},"
+		    " \"description\": null}",
+		"{\"dag_id\": \"d\", \"dag_run_id\": \"autopilot__r1.m.1\", \"state\": \"running\","
+		    " \"conf\": {\"k\": [1, -2.5e3, true, null, {}]}, \"note\": null}",
+		"{\"state\": \"success\"}",
+		"{\"state\": \"q\\u00e9\\ud83d\\ude00\\\"\\\\\\/\\b\\f\\n\\r\\t\", \"dag_id\": \"x\\u0041\"}",
+		"{\"st\\u0061te\": \"failed\", \"dag_id\": 1, \"dag_run_id\": \"a\", \"dag_run_id\": \"b\"}",
+		"{\"dag_id\": \"\\u00fc\", \"is_paused\": null}",
+		"{\"dag_id\": \"\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\"}",
+		"[{\"dag_id\": \"d\", \"state\": \"queued\"}]",
+		"{}", "[]", " \t\r\n{ } \n",
+		"{\"state\": \"a\\u0000b\"}", "{\"a\\u0000\": 1, \"state\": \"x\"}",
+		"{\"state\": \"\\ud800\"}", "{\"state\": \"\\udc00\"}",
+		"{\"state\": \"\\ud800\\u0041\"}", "{\"state\": \"\\uZZZZ\"}",
+		"{\"state\": \"\\x\"}", "{\"state\": \"a\tb\"}", "{\"state\": \"\xc0\xaf\"}",
+		"{\"state\": \"\xed\xa0\x80\"}", "{\"state\": \"\xf4\x90\x80\x80\"}",
+		"{\"state\": \"\xe2\x82\"}", "{\"state\": \"x\"} x", "{\"state\": \"x\",}",
+		"{\"state\" \"x\"}", "{\"state\": tru}", "{\"state\": truex}", "{\"n\": 01}",
+		"{\"n\": -}", "{\"n\": 1.}", "{\"n\": 1e}", "{\"n\": .5}", "{\"n\": +1}",
+		"{\"n\": 1e+5, \"m\": -0.0E-2, \"state\": \"s\"}", "\"state\"", "17", "null",
+		"{\"state\": \"x\"", "{", "", "{\"a\": [1, 2,]}", "{\"a\": [,]}",
+		"{\"state\": \"x\", \"state\": 3}", "{'state': 'x'}",
+	};
+	char buf[600];
+	uint64_t rnd = 88172645463325252ULL;
+	size_t i, len;
+	int m, k;
+	static const char alphabet[] = "{}[]\":,\\ utf0-19e.\x80\xc3\xa9\xff";
+
+	for (i = 0; i < AP_ARRAY_LEN(docs); i++)
+		scan_vs_jansson(docs[i], strlen(docs[i]));
+	scan_vs_jansson("{\"state\": \"a\0b\"}", 16);
+	/* Nesting: 2048 levels are accepted, 2049 are not. */
+	for (k = 2047; k <= 2049; k++) {
+		char *deep = ap_xmalloc((size_t)k * 2 + 32);
+
+		len = (size_t)sprintf(deep, "{\"state\": \"x\", \"a\": ");
+		for (m = 1; m < k; m++)
+			deep[len++] = '[';
+		for (m = 1; m < k; m++)
+			deep[len++] = ']';
+		deep[len++] = '}';
+		scan_vs_jansson(deep, len);
+		free(deep);
+	}
+	/* Random edits of the documents above. */
+	for (i = 0; i < 20000; i++) {
+		const char *d = docs[i % 3];
+
+		len = strlen(d);
+		memcpy(buf, d, len);
+		for (m = 0; m < 3; m++) {
+			size_t at;
+
+			rnd ^= rnd >> 12;
+			rnd ^= rnd << 25;
+			rnd ^= rnd >> 27;
+			at = (size_t)((rnd * 2685821657736338717ULL) >> 33) % (len + 1);
+			switch ((rnd >> 7) % 3) {
+			case 0:
+				if (len + 1 < sizeof buf) {
+					memmove(buf + at + 1, buf + at, len - at);
+					buf[at] = alphabet[(rnd >> 17) % (sizeof alphabet - 1)];
+					len++;
+				}
+				break;
+			case 1:
+				if (at < len) {
+					memmove(buf + at, buf + at + 1, len - at - 1);
+					len--;
+				}
+				break;
+			default:
+				if (at < len)
+					buf[at] = alphabet[(rnd >> 17) % (sizeof alphabet - 1)];
+				break;
+			}
+		}
+		scan_vs_jansson(buf, len);
+	}
+}
+
 int
 main(void)
 {
@@ -555,6 +689,7 @@ main(void)
 		cmocka_unit_test(test_errors),
 		cmocka_unit_test(test_classify),
 		cmocka_unit_test(test_answers),
+		cmocka_unit_test(test_reply_scan),
 		cmocka_unit_test(test_retry_policy),
 		cmocka_unit_test(test_retry_after),
 		cmocka_unit_test(test_config),
