@@ -23,6 +23,8 @@
 
 #define OM_MAX_BODY (8u * 1024 * 1024)
 #define RUN_MAX_AGENTS SCHED_MAX_AGENTS
+/* Longest --no-wait waits for a replaced run's Airflow runs to be failed. */
+#define HALT_WAIT_MS 10000
 
 struct run_line {
 	char agent[SCHED_AGENT_NAME_MAX];
@@ -528,6 +530,33 @@ split_agents(char *list, const char **names, char **cause)
 	return 0;
 }
 
+/* A replaced run's Airflow runs are being marked failed: with --no-wait the
+ * new run is handed over at once (sched_stop) and only that is waited for,
+ * at most HALT_WAIT_MS. */
+static void
+halts_guard(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+}
+
+static void
+halts_wait(struct run_watch *w)
+{
+	struct timeval tv = { HALT_WAIT_MS / 1000, 0 };
+	struct event *guard;
+
+	if (sched_halts_pending(w->rt.sched) == 0)
+		return;
+	sched_stop(w->rt.sched);
+	guard = evtimer_new(w->rt.base, halts_guard, NULL);
+	evtimer_add(guard, &tv);
+	while (sched_halts_pending(w->rt.sched) > 0 && evtimer_pending(guard, NULL))
+		event_base_loop(w->rt.base, EVLOOP_ONCE);
+	event_free(guard);
+}
+
 static int
 run_exec(int argc, char **argv)
 {
@@ -673,6 +702,8 @@ run_exec(int argc, char **argv)
 		else
 			printf("run %s: %s %s submitted; `autopilot serve` on %s drives"
 			    " it\n", run_id, type, fqn, cfg.state_path);
+		fflush(stdout);
+		halts_wait(&w);
 		rc = AP_EXIT_OK;
 		goto out;
 	}

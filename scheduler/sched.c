@@ -2087,7 +2087,8 @@ sched_stop(struct sched *s)
 	 * another process, takes them. */
 	sched_admit_clear(s);
 	event_del(s->admit_ev);
-	sched_halts_cancel(s);
+	/* Marking a replaced run's Airflow runs failed goes on until
+	 * sched_free: a process stopping may still let it finish. */
 	evtimer_del(s->lease_ev);
 	evtimer_del(s->rescan_ev);
 	if (store_release_all(s->store, &cause) != STORE_OK ||

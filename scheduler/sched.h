@@ -205,7 +205,8 @@ size_t sched_bytes_per_run(void);
 unsigned sched_active_runs(const struct sched *s);
 unsigned sched_agents_in_flight(const struct sched *s);
 /* Airflow runs of replaced runs still being marked failed (sched_submit
- * with replace): a short-lived process waits for them before it stops. */
+ * with replace): a short-lived process may run its loop for them after
+ * sched_stop, which lets them go on; sched_free drops what is left. */
 unsigned sched_halts_pending(const struct sched *s);
 /* Runs taken while the scheduler was full, waiting to be admitted. */
 size_t sched_runs_waiting(const struct sched *s);

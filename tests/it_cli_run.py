@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -170,6 +171,42 @@ def main():
         old = [r for r in json.loads(out) if r["run_id"] == pending_id]
         check(old and old[0]["state"] == "failed" and "replaced" in (old[0]["error"] or ""),
               "the replaced run ended failed: %s" % old)
+
+        # Replacing a run whose metadata runs in Airflow (driven by another
+        # `run`) marks that Airflow run failed, even with --no-wait.
+        urllib.request.urlopen(urllib.request.Request(
+            sim.url + "/_sim/scenario", data=json.dumps(
+                {"parse_delay_ms": 50, "pipelines": {"*": {"queued_ms": 10, "running_ms": 60000}}}).encode(),
+            method="PUT"), timeout=10).read()
+        driver = subprocess.Popen([BIN, "run", "-c", conf, "sales_postgres", "--replace"],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                  env=dict(os.environ, AUTOPILOT_AIRFLOW_USERNAME="admin",
+                                           AUTOPILOT_AIRFLOW_PASSWORD="admin"))
+        try:
+            running = None
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and running is None:
+                rc, out, _ = cli(["status", "-c", conf, "--json", "sales_postgres"])
+                for r in json.loads(out) if rc == 0 and out.strip() else []:
+                    for a in r["agents"]:
+                        if a["agent"] == "metadata" and a["state"] == "running" and r["state"] == "running":
+                            running = a["dag_run_id"]
+                time.sleep(0.1)
+            check(running, "metadata running in Airflow before the replace")
+            rc, out, err = cli(["run", "-c", conf, "sales_postgres", "--replace", "--no-wait", "--json"])
+            check(rc == 0, "--replace --no-wait: %d %s" % (rc, err))
+            patched = [r for r in sim.requests() if r["method"] == "PATCH" and running in r["path"]]
+            check(patched and 200 <= patched[-1]["status"] < 300,
+                  "the replaced run's Airflow run %s marked failed: %s" % (running, patched))
+        finally:
+            driver.kill()
+            driver.wait()
+        urllib.request.urlopen(urllib.request.Request(
+            sim.url + "/_sim/scenario", data=json.dumps(
+                {"parse_delay_ms": 50, "pipelines": {"*": {"queued_ms": 10, "running_ms": 80}}}).encode(),
+            method="PUT"), timeout=10).read()
+        rc, out, err = cli(["run", "-c", conf, "sales_postgres", "--replace", "--json"])
+        check(rc == 0, "--replace after --no-wait: %d %s" % (rc, err))
 
         # An agent that fails: exit 1, and the failure is in the output.
         sim_scn = {"parse_delay_ms": 50, "pipelines": {"*": {"queued_ms": 10, "running_ms": 80},
