@@ -158,6 +158,7 @@ serve_exec(int argc, char **argv)
 	deps.sched = sv.rt.sched;
 	deps.airflow_ops = airflow_client_ops();
 	deps.airflow = sv.rt.airflow;
+	deps.plan = sv.rt.plan;
 	deps.metrics = ap_runtime_airflow_metrics;
 	deps.metrics_arg = sv.rt.airflow;
 	if ((sv.server = server_create(sv.rt.base, &cfg, &deps, &cause)) == NULL) {

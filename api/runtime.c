@@ -102,9 +102,12 @@ ap_runtime_airflow_metrics(struct ap_buf *out, void *airflow_client)
 	    "# HELP autopilot_airflow_breaker_opens_total Times the Airflow circuit"
 	    " breaker opened.\n# TYPE autopilot_airflow_breaker_opens_total counter\n"
 	    "autopilot_airflow_breaker_opens_total %llu\n"
-	    "# HELP autopilot_airflow_in_flight Airflow requests running, and waiting"
-	    " for a slot.\n# TYPE autopilot_airflow_in_flight gauge\n"
-	    "autopilot_airflow_in_flight %u\nautopilot_airflow_queued %u\n"
+	    "# HELP autopilot_airflow_in_flight Airflow requests running.\n"
+	    "# TYPE autopilot_airflow_in_flight gauge\n"
+	    "autopilot_airflow_in_flight %u\n"
+	    "# HELP autopilot_airflow_queued Airflow requests waiting for an"
+	    " in-flight slot.\n# TYPE autopilot_airflow_queued gauge\n"
+	    "autopilot_airflow_queued %u\n"
 	    "# HELP autopilot_airflow_request_duration_seconds Airflow request"
 	    " latency.\n# TYPE autopilot_airflow_request_duration_seconds histogram\n",
 	    (unsigned long long)st.retries, (unsigned long long)st.breaker_opens,

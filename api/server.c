@@ -17,6 +17,7 @@
 #include <event2/keyvalq_struct.h>
 
 #include "log.h"
+#include "pipeline.h"
 #include "webhook.h"
 
 #define WEBHOOK_PATH "/api/v1/webhooks/openmetadata"
@@ -681,6 +682,77 @@ fail:
 	return -1;
 }
 
+static bool
+service_type_known(const char *type)
+{
+	size_t i;
+
+	for (i = 0; plan_service_types[i] != NULL; i++)
+		if (strcmp(type, plan_service_types[i]) == 0)
+			return true;
+	return false;
+}
+
+/*
+ * Whether a re-run of the service (entity borrowed) with these agents
+ * (NULL: the whole plan) can be planned: every name is an agent and in the
+ * service's plan. -1 and a new *cause naming the bad entry otherwise.
+ */
+static int
+rerun_check_plan(struct server *s, const char *type, const char *fqn,
+    const json_t *entity, const json_t *agents, char **cause)
+{
+	struct sched_plan_view view;
+	enum pipeline_agent agent;
+	struct ap_buf b;
+	const char *name;
+	char *why = NULL;
+	unsigned j;
+	size_t i;
+	json_t *a;
+	int k;
+
+	json_array_foreach(agents, i, a) {
+		name = json_string_value(a);
+		if (pipeline_agent_parse(name, &agent))
+			continue;
+		ap_buf_init(&b);
+		ap_buf_printf(&b, "agents[%zu]: unknown agent '%s' (agents:", i, name);
+		for (k = 0; k < PIPELINE_AGENT_MAX; k++)
+			ap_buf_printf(&b, "%s %s", k > 0 ? "," : "",
+			    pipeline_agent_name((enum pipeline_agent)k));
+		ap_buf_adds(&b, ")");
+		*cause = ap_buf_steal(&b, NULL);
+		return -1;
+	}
+	if (s->deps.plan == NULL)
+		return 0;
+	memset(&view, 0, sizeof view);
+	if (plan_expand(s->deps.plan, type, entity, &view, &why) < 0) {
+		*cause = ap_xprintf("cannot plan %s '%s': %s", type, fqn, why);
+		free(why);
+		return -1;
+	}
+	json_array_foreach(agents, i, a) {
+		name = json_string_value(a);
+		for (j = 0; j < view.n; j++)
+			if (strcmp(view.agents[j].name, name) == 0)
+				break;
+		if (j < view.n)
+			continue;
+		ap_buf_init(&b);
+		ap_buf_printf(&b, "agents[%zu]: '%s' is not in the plan of %s '%s'"
+		    " (plan:", i, name, type, fqn);
+		for (j = 0; j < view.n; j++)
+			ap_buf_printf(&b, "%s %s", j > 0 ? "," : "", view.agents[j].name);
+		ap_buf_adds(&b, "; the \"agents\" configuration section enables"
+		    " agents)");
+		*cause = ap_buf_steal(&b, NULL);
+		return -1;
+	}
+	return 0;
+}
+
 static void
 handle_rerun(struct server *s, struct evhttp_request *req, const char *path)
 {
@@ -720,6 +792,18 @@ handle_rerun(struct server *s, struct evhttp_request *req, const char *path)
 		    "the service type or name is not valid percent-encoding");
 		goto out;
 	}
+	if (!service_type_known(type)) {
+		struct ap_buf b;
+
+		ap_buf_init(&b);
+		ap_buf_printf(&b, "'%s' is not a service type autopilot acts on; valid"
+		    " types:", type);
+		for (i = 0; plan_service_types[i] != NULL; i++)
+			ap_buf_printf(&b, "%s %s", i > 0 ? "," : "", plan_service_types[i]);
+		reply_error(req, 400, "Bad Request", "unknown service type", b.data);
+		ap_buf_cleanup(&b);
+		goto out;
+	}
 	if (rerun_options(req, &agents, &replace, &cause) < 0) {
 		reply_error(req, 400, "Bad Request", "bad request", cause);
 		goto out;
@@ -743,6 +827,14 @@ handle_rerun(struct server *s, struct evhttp_request *req, const char *path)
 		free(msg);
 		goto out;
 	}
+	free(cause);
+	cause = NULL;
+	/* Checked before anything is created or replaced: a run that would
+	 * fail at once must not end the active one. */
+	if (rerun_check_plan(s, type, fqn, entity, agents, &cause) < 0) {
+		reply_error(req, 400, "Bad Request", "bad request", cause);
+		goto out;
+	}
 	if (agents != NULL) {
 		json_t *a;
 
@@ -750,8 +842,6 @@ handle_rerun(struct server *s, struct evhttp_request *req, const char *path)
 			names[i] = json_string_value(a);
 		names[i] = NULL;
 	}
-	free(cause);
-	cause = NULL;
 	r = sched_submit(s->deps.sched, type, fqn, entity, agents != NULL ? names : NULL,
 	    replace, &run_id, &cause);
 	switch (r) {
@@ -815,12 +905,12 @@ metrics_webhooks(struct server *s, struct ap_buf *b)
 	for (i = 0; i < SERVER_OUTCOME_MAX; i++)
 		ap_buf_printf(b, "autopilot_webhooks_total{outcome=\"%s\"} %llu\n",
 		    outcome_names[i], (unsigned long long)s->outcomes[i]);
-	ap_buf_printf(b, "# HELP autopilot_admin_requests_total Admin API requests,"
-	    " and those refused for their token.\n"
+	ap_buf_printf(b, "# HELP autopilot_admin_requests_total Admin API requests by"
+	    " result: admitted (ok) or refused for their token (denied).\n"
 	    "# TYPE autopilot_admin_requests_total counter\n"
-	    "autopilot_admin_requests_total %llu\n"
+	    "autopilot_admin_requests_total{result=\"ok\"} %llu\n"
 	    "autopilot_admin_requests_total{result=\"denied\"} %llu\n",
-	    (unsigned long long)s->admin_requests,
+	    (unsigned long long)(s->admin_requests - s->admin_denied),
 	    (unsigned long long)s->admin_denied);
 }
 
@@ -913,11 +1003,16 @@ route(struct evhttp_request *req, void *arg)
 		handle_runs(s, req, path);
 	else if (ap_startswith(path, SERVICES_PATH) && ap_endswith(path, RERUN_SUFFIX))
 		handle_rerun(s, req, path);
-	else if (strcmp(path, "/healthz") == 0 && cmd == EVHTTP_REQ_GET)
+	else if ((strcmp(path, "/healthz") == 0 || strcmp(path, "/readyz") == 0 ||
+	    strcmp(path, "/metrics") == 0) && cmd != EVHTTP_REQ_GET) {
+		evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", "GET");
+		reply_error(req, 405, "Method Not Allowed", "method not allowed",
+		    "health, readiness and metrics are read with GET");
+	} else if (strcmp(path, "/healthz") == 0)
 		reply_json(req, 200, "OK", json_pack("{s:s}", "status", "ok"));
-	else if (strcmp(path, "/readyz") == 0 && cmd == EVHTTP_REQ_GET)
+	else if (strcmp(path, "/readyz") == 0)
 		handle_readyz(s, req);
-	else if (strcmp(path, "/metrics") == 0 && cmd == EVHTTP_REQ_GET)
+	else if (strcmp(path, "/metrics") == 0)
 		handle_metrics(s, req);
 	else
 		reply_error(req, 404, "Not Found", "not found", "no such endpoint");

@@ -22,6 +22,7 @@
 
 #include "airflow.h"
 #include "config.h"
+#include "plan.h"
 #include "sched.h"
 #include "store.h"
 #include "util.h"
@@ -35,6 +36,7 @@ struct server_deps {
 	struct sched *sched;
 	const struct airflow_ops *airflow_ops;	/* for unreachable() in /readyz */
 	void *airflow;
+	const struct plan *plan;	/* re-runs are checked against it */
 	/* Appends further Prometheus text to /metrics (may be NULL). */
 	void (*metrics)(struct ap_buf *out, void *arg);
 	void *metrics_arg;

@@ -140,6 +140,19 @@ class Serve:
             return r.status, json.loads(data)
         return r.status, data.decode(errors="replace")
 
+    def exchange(self, method, path, body=None, headers=None, timeout=30):
+        """Like request, but returns (status, headers as a dict with lower-case
+        names, body as JSON if it is JSON, else text)."""
+        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        c.request(method, path, body=body, headers=headers or {})
+        r = c.getresponse()
+        data = r.read()
+        hdrs = {k.lower(): v for k, v in r.getheaders()}
+        c.close()
+        if hdrs.get("content-type", "").startswith("application/json") and data:
+            return r.status, hdrs, json.loads(data)
+        return r.status, hdrs, data.decode(errors="replace")
+
     def post_event(self, ev, secret=SECRET, headers=None):
         body = ev if isinstance(ev, bytes) else json.dumps(ev).encode()
         h = {"Content-Type": "application/json"}
@@ -195,3 +208,85 @@ def cli(args, env=None, timeout=120, stdin=None):
     p = subprocess.run([BIN] + args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                        env=e, timeout=timeout, input=stdin)
     return p.returncode, p.stdout, p.stderr
+
+
+_PROM_NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
+_PROM_LABEL = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\\n]|\\[\\"n])*)"\s*(,|$)')
+_PROM_SUFFIXES = {"histogram": ("_bucket", "_sum", "_count"), "summary": ("_sum", "_count", "")}
+
+
+def parse_prometheus(text):
+    """Checks text against the Prometheus text exposition format (0.0.4):
+    every family has one # HELP and one # TYPE line before its samples, its
+    samples are contiguous, each series appears once, the samples of one
+    name share one set of label names, values are numbers. Returns
+    {(name, frozenset of (label, value)): value}."""
+    check(text.endswith("\n"), "metrics end with a newline")
+    helps, types, done, samples = {}, {}, set(), {}
+    labelsets = {}
+    current = None
+
+    def family_of(name):
+        if name in types:
+            return name
+        for fam, kind in types.items():
+            for suf in _PROM_SUFFIXES.get(kind, ()):
+                if suf and name == fam + suf:
+                    return fam
+        return None
+
+    for n, line in enumerate(text.split("\n")[:-1], 1):
+        where = "metrics line %d %r" % (n, line)
+        check(line.strip() != "", "%s: empty line" % where)
+        if line.startswith("#"):
+            parts = line.split(" ", 3)
+            if len(parts) >= 3 and parts[1] in ("HELP", "TYPE"):
+                name = parts[2]
+                check(_PROM_NAME.match(name), "%s: bad metric name" % where)
+                check(name not in done, "%s: family %s appears again after others" % (where, name))
+                if current != name and current is not None:
+                    done.add(current)
+                current = name
+                if parts[1] == "HELP":
+                    check(name not in helps, "%s: second HELP for %s" % (where, name))
+                    check(name not in types, "%s: HELP after TYPE for %s" % (where, name))
+                    check(len(parts) == 4 and parts[3].strip(), "%s: HELP without text" % where)
+                    helps[name] = parts[3]
+                else:
+                    check(name not in types, "%s: second TYPE for %s" % (where, name))
+                    check(len(parts) == 4 and parts[3] in ("counter", "gauge", "histogram",
+                                                           "summary", "untyped"),
+                          "%s: bad TYPE" % where)
+                    types[name] = parts[3]
+            continue
+        m = re.match(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{([^}]*)\})? (\S+)( -?\d+)?$", line)
+        check(m, "%s: not a sample line" % where)
+        name, labeltext, value = m.group(1), m.group(3) or "", m.group(4)
+        fam = family_of(name)
+        check(fam is not None, "%s: sample of %s without # TYPE" % (where, name))
+        check(fam in helps, "%s: sample of %s without # HELP" % (where, fam))
+        check(fam == current, "%s: %s is not contiguous (in family %s)" % (where, name, current))
+        labels, pos = [], 0
+        while pos < len(labeltext):
+            lm = _PROM_LABEL.match(labeltext, pos)
+            check(lm, "%s: bad labels at %r" % (where, labeltext[pos:]))
+            labels.append((lm.group(1), lm.group(2)))
+            pos = lm.end()
+        names = [k for k, _ in labels]
+        check(len(set(names)) == len(names), "%s: repeated label" % where)
+        if types[fam] == "histogram" and name == fam + "_bucket":
+            check("le" in names, "%s: bucket without le" % where)
+        key = (name, frozenset(labels))
+        check(key not in samples, "%s: series repeated" % where)
+        prev = labelsets.setdefault(name, frozenset(names))
+        check(prev == frozenset(names), "%s: labels %s differ from %s's others %s"
+              % (where, sorted(names), name, sorted(prev)))
+        try:
+            samples[key] = float(value)
+        except ValueError:
+            fail("%s: value is not a number" % where)
+    for fam in types:
+        check(fam in helps, "family %s has # TYPE but no # HELP" % fam)
+    for fam in helps:
+        check(fam in types, "family %s has # HELP but no # TYPE" % fam)
+    return samples

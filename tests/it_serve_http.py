@@ -1,0 +1,111 @@
+"""The HTTP side of `autopilot serve` beyond the webhook: admin re-runs are
+validated before anything is created or replaced (unknown agents, agents
+outside the service's plan, unknown service types: 400 naming the bad
+entry, the active run untouched); health, readiness and metrics answer 405
+with "Allow: GET" to other methods; /metrics follows the Prometheus text
+format (one HELP and TYPE per family, one label set per name)."""
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from serve_itlib import (Serve, Sim, check, entity, event, example_event,  # noqa: E402
+                         parse_prometheus)
+
+# The metadata agent runs long enough to be active while re-runs are refused.
+SCENARIO = {"parse_delay_ms": 50, "pipelines": {"*": {"queued_ms": 10, "running_ms": 50},
+                                                "metadata": {"queued_ms": 10,
+                                                             "running_ms": 4000}}}
+RERUN = "/api/v1/services/%s/%s/rerun"
+
+
+def expect_400(srv, path, body, *needles):
+    st, resp = srv.admin("POST", path, body)
+    check(st == 400 and isinstance(resp, dict) and "error" in resp,
+          "%s %s: expected 400, got %s %s" % (path, body, st, resp))
+    for n in needles:
+        check(n in resp["detail"], "%s %s: detail %r lacks %r" % (path, body, resp["detail"], n))
+    return resp
+
+
+def main():
+    sim = Sim(SCENARIO)
+    srv = Serve(sim.url)
+    try:
+        srv.start()
+        st, body = srv.post_event(example_event())
+        check(st == 202, "event: %s %s" % (st, body))
+        first = body["run_id"]
+        looker = entity("dashboardService", "looker_x")
+        st, body = srv.post_event(event("dashboardService", looker))
+        check(st == 202, "dashboard event: %s %s" % (st, body))
+
+        # Re-runs refused before anything is created or replaced.
+        pg = RERUN % ("databaseService", "sales_postgres")
+        expect_400(srv, pg, {"agents": ["metdata"], "replace": True}, "agents[0]", "'metdata'",
+                   "metadata, lineage, usage, profiler, autoClassification")
+        expect_400(srv, pg, {"agents": ["metadata", "Profiler"], "replace": True}, "agents[1]",
+                   "'Profiler'")
+        # autoClassification exists but is off by default: not in the plan.
+        expect_400(srv, pg, {"agents": ["autoClassification"], "replace": True},
+                   "agents[0]", "'autoClassification'", "not in the plan", "profiler")
+        # A dashboard service's plan has metadata only.
+        expect_400(srv, RERUN % ("dashboardService", "looker_x"), {"agents": ["profiler"]},
+                   "'profiler'", "not in the plan")
+        resp = expect_400(srv, RERUN % ("bogusService", "x"), None, "bogusService",
+                          "databaseService", "dashboardService", "apiService")
+        check(resp["error"] == "unknown service type" and "autopilot run" not in resp["detail"],
+              "unknown type: %s" % resp)
+        runs = srv.runs()
+        check(len(runs) == 2, "no run created by refused re-runs: %s" % runs)
+        mine = [r for r in runs if r["run_id"] == first]
+        check(mine and mine[0]["state"] in ("pending", "running"),
+              "the active run was not replaced: %s" % mine)
+
+        # A valid restricted re-run replacing the active run is accepted.
+        st, body = srv.admin("POST", pg, {"agents": ["metadata"], "replace": True})
+        check(st == 202 and body["run_id"] != first, "valid re-run: %s %s" % (st, body))
+        runs = srv.wait_final(3, timeout=60)
+        by_id = {r["run_id"]: r for r in runs}
+        check(by_id[body["run_id"]]["state"] == "succeeded",
+              "restricted re-run succeeded: %s" % by_id[body["run_id"]])
+        check([a["agent"] for a in by_id[body["run_id"]]["agents"]] == ["metadata"],
+              "only metadata re-ran: %s" % by_id[body["run_id"]]["agents"])
+        check(by_id[first]["state"] == "failed", "the replaced run ended failed")
+
+        # Health, readiness, metrics: GET only.
+        for path in ("/healthz", "/readyz", "/metrics"):
+            for method in ("POST", "PUT", "DELETE"):
+                st, hdrs, body = srv.exchange(method, path, b"{}" if method != "DELETE" else None,
+                                              {"Content-Type": "application/json"})
+                check(st == 405 and hdrs.get("allow") == "GET",
+                      "%s %s: %s %s %s" % (method, path, st, hdrs, body))
+                check(isinstance(body, dict) and body.get("error") == "method not allowed",
+                      "%s %s: JSON error body: %r" % (method, path, body))
+            st, _, _ = srv.exchange("GET", path)
+            check(st == 200, "GET %s after the 405s: %s" % (path, st))
+
+        # Admin requests: one family, one label set.
+        srv.admin("GET", "/api/v1/runs", token="wrong")
+        st, hdrs, text = srv.exchange("GET", "/metrics")
+        check(st == 200 and hdrs.get("content-type", "").startswith("text/plain"),
+              "metrics: %s %s" % (st, hdrs))
+        samples = parse_prometheus(text)
+        admin = {dict(k[1]).get("result"): v for k, v in samples.items()
+                 if k[0] == "autopilot_admin_requests_total"}
+        check(set(admin) == {"ok", "denied"}, "admin requests by result: %s" % admin)
+        check(admin["denied"] == 1 and admin["ok"] >= 8, "admin counts: %s" % admin)
+        names = {k[0] for k in samples}
+        for n in ("autopilot_airflow_queued", "autopilot_airflow_in_flight",
+                  "autopilot_webhooks_total", "autopilot_runs", "autopilot_agent_runs",
+                  "autopilot_airflow_request_duration_seconds_bucket", "autopilot_airflow_up"):
+            check(n in names, "metrics: %s present" % n)
+        check("# TYPE autopilot_airflow_queued gauge" in text, "queued is a gauge")
+        check(srv.stop() == 0, "clean stop")
+    finally:
+        srv.close()
+        sim.close()
+    print("ok")
+
+
+if __name__ == "__main__":
+    main()
