@@ -31,6 +31,19 @@ struct serve {
 	int signals;
 };
 
+/* The Airflow client as server.h takes it. */
+static struct airflow_req *
+serve_airflow_health(void *airflow, airflow_cb cb, void *arg)
+{
+	return airflow_health(airflow, cb, arg);
+}
+
+static void
+serve_airflow_stats(const void *airflow, struct airflow_stats *out)
+{
+	airflow_client_stats(airflow, out);
+}
+
 /* Exits once every answer is written, or when listen.shutdown_grace_s is up. */
 static void
 serve_drained(evutil_socket_t fd, short what, void *arg)
@@ -158,6 +171,8 @@ serve_exec(int argc, char **argv)
 	deps.sched = sv.rt.sched;
 	deps.airflow_ops = airflow_client_ops();
 	deps.airflow = sv.rt.airflow;
+	deps.airflow_health = serve_airflow_health;
+	deps.airflow_stats = serve_airflow_stats;
 	deps.plan = sv.rt.plan;
 	deps.metrics = ap_runtime_airflow_metrics;
 	deps.metrics_arg = sv.rt.airflow;

@@ -29,6 +29,12 @@
 #define RUNS_LIMIT_MAX 1000
 /* Runs handed to the scheduler per loop turn after a webhook commit. */
 #define TAKE_PER_TURN 16
+/* How long a look at Airflow (a probe's outcome, or an answer to other
+ * work) stands for /readyz: at most one probe per this many ms. */
+#define READY_FRESH_MS 5000
+/* How long a /readyz waits for the probe (from its start) before it answers
+ * that Airflow does not answer in time. */
+#define READY_WAIT_MS 2000
 
 struct server {
 	struct event_base *base;
@@ -51,6 +57,20 @@ struct server {
 	 * its answer not yet written out): what a drain waits for. */
 	struct evhttp_connection **busy;
 	size_t nbusy, busy_cap;
+	/* Readiness of Airflow (see handle_readyz). */
+	struct airflow_req *probe;	/* in flight, or NULL */
+	uint64_t probe_started_ms;
+	bool probe_logged;		/* the first outcome is logged, then changes */
+	bool airflow_known;		/* airflow_ok holds a look at Airflow */
+	bool airflow_ok;
+	char *airflow_error;		/* why not, when !airflow_ok */
+	const char *airflow_state;	/* "reachable", "unreachable", "rejected"... */
+	uint64_t airflow_seen_ms;	/* when airflow_ok was learnt */
+	uint64_t answers_2xx;		/* the client's 2xx answers at the last look */
+	uint64_t answers_seen_ms;	/* when answers_2xx was read */
+	struct evhttp_request **ready_waiting;	/* /readyz waiting for the probe */
+	size_t nready_waiting, ready_waiting_cap;
+	struct event *ready_timer;	/* answers them after READY_WAIT_MS */
 };
 
 static const char *const outcome_names[SERVER_OUTCOME_MAX] = {
@@ -284,6 +304,12 @@ conn_closed(struct evhttp_connection *conn, void *arg)
 	for (i = 0; i < s->npending; i++)
 		if (s->pending[i].conn == conn)
 			s->pending[i].req = NULL;
+	/* A request libevent detached from its closing connection is ours
+	 * (answering it frees it); one still on it is freed with it. */
+	for (i = 0; i < s->nready_waiting; i++)
+		if (s->ready_waiting[i] != NULL &&
+		    evhttp_request_get_connection(s->ready_waiting[i]) == conn)
+			s->ready_waiting[i] = NULL;
 }
 
 static void
@@ -871,27 +897,207 @@ out:
 
 /* ---- Health, readiness, metrics. ---- */
 
+/*
+ * Readiness. The store is checked in the request (one short write). Airflow
+ * is looked at through its client without blocking: the circuit breaker
+ * open means unreachable at once; a look younger than READY_FRESH_MS (a
+ * probe's outcome, or a 2xx answer to other work since a recent look)
+ * stands; otherwise one probe (the plugin's health route, as `autopilot
+ * run` checks before it starts) is sent and the request waits for it, at
+ * most READY_WAIT_MS from the probe's start. Probes never overlap, so a
+ * storm of /readyz costs Airflow one request per READY_FRESH_MS.
+ */
+
 static void
-handle_readyz(struct server *s, struct evhttp_request *req)
+readyz_answer(struct server *s, struct evhttp_request *req, bool timed_out)
 {
 	char *cause = NULL;
 	bool store_ok, airflow_ok;
+	const char *airflow_state;
+	const char *airflow_error = NULL;
+	char *late = NULL;
 	json_t *out;
 
 	store_ok = store_check_writable(s->deps.store, &cause) == STORE_OK;
-	airflow_ok = s->deps.airflow_ops == NULL ||
-	    !s->deps.airflow_ops->unreachable(s->deps.airflow);
+	if (s->deps.airflow_ops == NULL) {
+		airflow_ok = true;
+		airflow_state = "reachable";
+	} else if (s->deps.airflow_ops->unreachable(s->deps.airflow)) {
+		airflow_ok = false;
+		airflow_state = "unreachable";
+		airflow_error = "circuit breaker open: Airflow failed repeatedly";
+	} else if (s->deps.airflow_health == NULL) {
+		airflow_ok = true;	/* as far as the breaker knows */
+		airflow_state = "reachable";
+	} else if (timed_out || !s->airflow_known) {
+		airflow_ok = false;
+		airflow_state = "unreachable";
+		if (timed_out)
+			airflow_error = late = ap_xprintf("no answer to the health"
+			    " check within %d ms", READY_WAIT_MS);
+		else
+			airflow_error = "not checked yet";
+	} else {
+		airflow_ok = s->airflow_ok;
+		airflow_state = s->airflow_state;
+		airflow_error = s->airflow_error;
+	}
 	out = json_pack("{s:b, s:s, s:s}", "ready", store_ok && airflow_ok &&
 	    !s->draining, "store", store_ok ? "writable" :
-	    cause != NULL ? cause : "not writable", "airflow",
-	    airflow_ok ? "reachable" : "unreachable");
+	    cause != NULL ? cause : "not writable", "airflow", airflow_state);
+	if (!airflow_ok && airflow_error != NULL)
+		json_object_set_new(out, "airflow_error", json_string(airflow_error));
 	if (s->draining)
 		json_object_set_new(out, "draining", json_true());
 	free(cause);
+	free(late);
 	if (store_ok && airflow_ok && !s->draining)
 		reply_json(req, 200, "OK", out);
 	else
 		reply_json(req, 503, "Service Unavailable", out);
+}
+
+/* Answers every /readyz waiting for the probe. */
+static void
+readyz_release(struct server *s, bool timed_out)
+{
+	struct evhttp_request *req;
+	size_t i, n = s->nready_waiting;
+
+	s->nready_waiting = 0;
+	if (s->ready_timer != NULL)
+		evtimer_del(s->ready_timer);
+	for (i = 0; i < n; i++)
+		if ((req = s->ready_waiting[i]) != NULL)
+			readyz_answer(s, req, timed_out);
+}
+
+static void
+readyz_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	/* The probe goes on; its outcome is kept for the next requests. */
+	readyz_release(arg, true);
+}
+
+static void
+probe_done(const struct airflow_result *res, void *arg)
+{
+	struct server *s = arg;
+	bool was_ok = s->airflow_ok, first = !s->probe_logged;
+
+	s->probe = NULL;
+	free(s->airflow_error);
+	s->airflow_error = NULL;
+	s->airflow_known = true;
+	s->airflow_ok = res->status == AIRFLOW_OK;
+	s->airflow_seen_ms = ap_mono_ms();
+	switch (res->status) {
+	case AIRFLOW_OK:
+		s->airflow_state = "reachable";
+		break;
+	case AIRFLOW_UNAVAILABLE:
+		s->airflow_state = "unreachable";
+		break;
+	case AIRFLOW_BAD_REPLY:
+		s->airflow_state = "bad reply";
+		break;
+	default:
+		s->airflow_state = "rejected";
+		break;
+	}
+	if (!s->airflow_ok) {
+		if (res->error.http_status != 0)
+			s->airflow_error = ap_xprintf("health check: HTTP %ld %s%s%s",
+			    res->error.http_status, res->error.title != NULL ?
+			    res->error.title : "", res->error.detail != NULL ? ": " : "",
+			    res->error.detail != NULL ? res->error.detail : "");
+		else
+			s->airflow_error = ap_xprintf("health check: %s%s%s",
+			    res->error.title != NULL ? res->error.title : "no answer",
+			    res->error.detail != NULL ? ": " : "",
+			    res->error.detail != NULL ? res->error.detail : "");
+	}
+	s->probe_logged = true;
+	if (first && !s->airflow_ok)
+		ap_warn("Airflow at %s does not answer (%s); serving anyway: runs are"
+		    " stored and wait for Airflow", s->cfg->airflow_url,
+		    s->airflow_error);
+	else if (first)
+		ap_info("Airflow at %s answers", s->cfg->airflow_url);
+	else if (was_ok && !s->airflow_ok)
+		ap_warn("readiness: Airflow at %s does not answer (%s)",
+		    s->cfg->airflow_url, s->airflow_error);
+	else if (!was_ok && s->airflow_ok)
+		ap_info("readiness: Airflow at %s answers again", s->cfg->airflow_url);
+	readyz_release(s, false);
+}
+
+static void
+probe_start(struct server *s)
+{
+	if (s->probe != NULL || s->deps.airflow_health == NULL)
+		return;
+	s->probe_started_ms = ap_mono_ms();
+	s->probe = s->deps.airflow_health(s->deps.airflow, probe_done, s);
+}
+
+/* Whether the last look at Airflow still stands, counting the client's
+ * 2xx answers to other work since a recent look as a look. */
+static bool
+airflow_fresh(struct server *s, uint64_t now)
+{
+	struct airflow_stats st;
+
+	if (s->deps.airflow_stats != NULL) {
+		s->deps.airflow_stats(s->deps.airflow, &st);
+		if (st.requests[AIRFLOW_HTTP_2XX] != s->answers_2xx &&
+		    s->answers_seen_ms != 0 && now - s->answers_seen_ms <= READY_FRESH_MS) {
+			free(s->airflow_error);
+			s->airflow_error = NULL;
+			s->airflow_known = s->airflow_ok = true;
+			s->airflow_state = "reachable";
+			s->airflow_seen_ms = now;
+		}
+		s->answers_2xx = st.requests[AIRFLOW_HTTP_2XX];
+		s->answers_seen_ms = now;
+	}
+	return s->airflow_known && now - s->airflow_seen_ms < READY_FRESH_MS;
+}
+
+static void
+handle_readyz(struct server *s, struct evhttp_request *req)
+{
+	uint64_t now = ap_mono_ms(), waited;
+	struct timeval tv;
+
+	if (s->draining || s->deps.airflow_ops == NULL ||
+	    s->deps.airflow_health == NULL ||
+	    s->deps.airflow_ops->unreachable(s->deps.airflow) ||
+	    airflow_fresh(s, now)) {
+		readyz_answer(s, req, false);
+		return;
+	}
+	probe_start(s);
+	now = ap_mono_ms();	/* not before the probe's start */
+	waited = now - s->probe_started_ms;
+	if (waited >= READY_WAIT_MS) {
+		readyz_answer(s, req, true);
+		return;
+	}
+	if (s->nready_waiting == s->ready_waiting_cap) {
+		s->ready_waiting_cap = s->ready_waiting_cap == 0 ? 16 :
+		    s->ready_waiting_cap * 2;
+		s->ready_waiting = ap_xreallocarray(s->ready_waiting,
+		    s->ready_waiting_cap, sizeof *s->ready_waiting);
+	}
+	s->ready_waiting[s->nready_waiting++] = req;
+	if (!evtimer_pending(s->ready_timer, NULL)) {
+		tv.tv_sec = (time_t)((READY_WAIT_MS - waited) / 1000);
+		tv.tv_usec = (suseconds_t)((READY_WAIT_MS - waited) % 1000) * 1000;
+		evtimer_add(s->ready_timer, &tv);
+	}
 }
 
 static void
@@ -1049,6 +1255,7 @@ server_create(struct event_base *base, const struct config *cfg,
 	evhttp_set_gencb(s->http, route, s);
 	s->flush_ev = event_new(base, -1, 0, flush_cb, s);
 	s->take_ev = event_new(base, -1, 0, take_cb, s);
+	s->ready_timer = evtimer_new(base, readyz_timer_cb, s);
 	s->take = json_array();
 	s->listener = evhttp_bind_socket_with_handle(s->http, cfg->listen_host,
 	    (ev_uint16_t)cfg->listen_port);
@@ -1065,6 +1272,9 @@ server_create(struct event_base *base, const struct config *cfg,
 		else if (ss.ss_family == AF_INET6)
 			s->port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
 	}
+	/* Whether Airflow answers, logged when known; serving goes on either
+	 * way, as runs are stored and wait for Airflow. */
+	probe_start(s);
 	return s;
 }
 
@@ -1090,6 +1300,8 @@ server_drain(struct server *s)
 		evhttp_del_accept_socket(s->http, s->listener);
 		s->listener = NULL;
 	}
+	/* Not ready any more: say so now rather than after the probe. */
+	readyz_release(s, false);
 }
 
 void
@@ -1099,6 +1311,14 @@ server_free(struct server *s)
 		return;
 	if (s->npending > 0)
 		flush_cb(-1, 0, s);	/* commit and answer what is waiting */
+	if (s->probe != NULL && s->deps.airflow_ops != NULL)
+		s->deps.airflow_ops->cancel(s->deps.airflow, s->probe);
+	s->draining = true;
+	readyz_release(s, false);
+	if (s->ready_timer != NULL)
+		event_free(s->ready_timer);
+	free(s->ready_waiting);
+	free(s->airflow_error);
 	if (s->flush_ev != NULL)
 		event_free(s->flush_ev);
 	if (s->take_ev != NULL)

@@ -12,7 +12,11 @@
  * /metrics is JSON; errors are {"error": ..., "detail": ...}.
  *
  * Everything runs on the caller's event_base; each request is answered in
- * its callback (store calls are short and synchronous, see store.h).
+ * its callback (store calls are short and synchronous, see store.h), except
+ * a /readyz that needs a fresh look at Airflow: it is answered when the
+ * probe through the Airflow client ends, or after a short wait. One probe
+ * at a time, its outcome cached for a few seconds; one also runs at start,
+ * and a warning is logged if Airflow does not answer it.
  */
 #ifndef AP_SERVER_H
 #define AP_SERVER_H
@@ -34,8 +38,14 @@ struct server;
 struct server_deps {
 	struct store *store;
 	struct sched *sched;
-	const struct airflow_ops *airflow_ops;	/* for unreachable() in /readyz */
+	const struct airflow_ops *airflow_ops;	/* unreachable(), cancel() */
 	void *airflow;
+	/* Asks Airflow whether it answers (the plugin's health route), for
+	 * /readyz and the check at start; NULL: Airflow is not probed. */
+	struct airflow_req *(*airflow_health)(void *airflow, airflow_cb cb, void *arg);
+	/* The client's counters (may be NULL): an answer from Airflow to other
+	 * work spares /readyz its probe. */
+	void (*airflow_stats)(const void *airflow, struct airflow_stats *out);
 	const struct plan *plan;	/* re-runs are checked against it */
 	/* Appends further Prometheus text to /metrics (may be NULL). */
 	void (*metrics)(struct ap_buf *out, void *arg);

@@ -10,7 +10,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from serve_itlib import (ADMIN, Serve, Sim, check, check_change_event, cli,  # noqa: E402
-                         entity, event, example_event)
+                         entity, event, example_event, parse_prometheus)
 from sched_itlib import TRIGGER_RE, check_no_double_trigger  # noqa: E402
 
 SCENARIO = {"parse_delay_ms": 150, "pipelines": {"*": {"queued_ms": 30, "running_ms": 250}}}
@@ -142,6 +142,7 @@ def main():
         st, metrics = srv.request("GET", "/metrics")
         check(st == 200 and 'autopilot_webhooks_total{outcome="accepted"} 3' in metrics,
               "metrics count 3 accepted: %s" % metrics[:800])
+        parse_prometheus(metrics)
         check('autopilot_webhooks_total{outcome="repeated"} 1' in metrics, "metrics: repeated")
         check('autopilot_runs{state="succeeded"} 4' in metrics, "metrics: runs by state")
         check("autopilot_agent_runs{" in metrics, "metrics: agents by state")

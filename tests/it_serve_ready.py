@@ -1,0 +1,171 @@
+"""/readyz really looks at Airflow, without blocking the server: with no
+Airflow listening, or one that accepts and never answers, it answers 503
+("airflow": "unreachable") within a few seconds from the first request,
+and `serve` logs a warning at start but keeps serving; a client that hangs
+up while its /readyz waits for the probe harms nothing; a drain answers a
+waiting /readyz at once and exits promptly. Against the Airflow simulator it
+answers 200, a storm of /readyz costs Airflow one health request per 5 s,
+and an Airflow outage turns it 503."""
+import os
+import socket
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from serve_itlib import Serve, Sim, check, fail  # noqa: E402
+
+HEALTH = "/openmetadata/health"
+
+
+class Silent:
+    """A TCP server that accepts connections and never answers (a hung Airflow)."""
+
+    def __init__(self):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.url = "http://127.0.0.1:%d" % self.sock.getsockname()[1]
+        self.conns = []
+        self.stop = False
+        threading.Thread(target=self.loop, daemon=True).start()
+
+    def loop(self):
+        self.sock.settimeout(0.2)
+        while not self.stop:
+            try:
+                c, _ = self.sock.accept()
+                self.conns.append(c)
+            except (socket.timeout, OSError):
+                pass
+
+    def close(self):
+        self.stop = True
+        for c in self.conns:
+            c.close()
+        self.sock.close()
+
+
+def dead_url():
+    """A loopback port nobody listens on (connection refused)."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return "http://127.0.0.1:%d" % port
+
+
+def readyz(srv, bound):
+    t = time.monotonic()
+    st, body = srv.request("GET", "/readyz", timeout=bound + 30)
+    took = time.monotonic() - t
+    check(took < bound, "/readyz took %.1f s (bound %d s): %s %s" % (took, bound, st, body))
+    return st, body
+
+
+def wait_log(srv, needle, timeout):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if needle in srv.log():
+            return
+        time.sleep(0.1)
+    fail("no %r in the log after %d s:\n%s" % (needle, timeout, srv.log()[-3000:]))
+
+
+def hang_up_readyz(srv, n):
+    """n /readyz requests whose clients hang up before any answer."""
+    for _ in range(n):
+        s = socket.create_connection(("127.0.0.1", srv.port), timeout=5)
+        s.sendall(b"GET /readyz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        s.close()
+
+
+def no_airflow():
+    srv = Serve(dead_url())
+    try:
+        srv.start()
+        st, body = readyz(srv, 8)
+        check(st == 503 and body.get("ready") is False and body.get("airflow") == "unreachable"
+              and body.get("store") == "writable" and body.get("airflow_error"),
+              "readyz without Airflow: %s %s" % (st, body))
+        wait_log(srv, "does not answer", 30)
+        check("serving anyway" in srv.log(), "the warning says serve goes on")
+        st, body = readyz(srv, 8)
+        check(st == 503 and body["airflow"] == "unreachable", "still 503: %s %s" % (st, body))
+        st, _ = srv.request("GET", "/healthz")
+        check(st == 200, "healthz while Airflow is down: %s" % st)
+        check(srv.stop() == 0, "clean stop")
+    finally:
+        srv.close()
+
+
+def hung_airflow():
+    silent = Silent()
+    # The health check gives up after 3 s, so a new probe starts after that
+    # plus the 5 s the outcome stands.
+    srv = Serve(silent.url, config={"airflow": {"request_timeout_ms": 3000, "max_retries": 0}})
+    try:
+        srv.start()
+        hang_up_readyz(srv, 5)
+        st, body = readyz(srv, 8)
+        check(st == 503 and body["airflow"] == "unreachable" and "within" in body["airflow_error"],
+              "readyz with a hung Airflow: %s %s" % (st, body))
+        st, _ = srv.request("GET", "/healthz")
+        check(st == 200, "serving after hung-up /readyz clients: %s" % st)
+        wait_log(srv, "does not answer", 30)
+        time.sleep(5.5)   # the failed probe's outcome has expired: the next one probes
+        box = []
+        t = threading.Thread(target=lambda: box.append(srv.request("GET", "/readyz", timeout=30)))
+        t0 = time.monotonic()
+        t.start()
+        time.sleep(1.0)
+        check(not box, "the /readyz waits for the probe: %s" % box)
+        rc = srv.stop(timeout=15)
+        took = time.monotonic() - t0
+        t.join(10)
+        check(rc == 0 and took < 6, "drain with a waiting /readyz: rc %s after %.1f s" % (rc, took))
+        check(box and box[0][0] == 503 and box[0][1].get("draining") is True,
+              "the waiting /readyz answered by the drain: %s" % box)
+    finally:
+        srv.close()
+        silent.close()
+
+
+def with_sim():
+    sim = Sim({"parse_delay_ms": 50})
+    srv = Serve(sim.url)
+    try:
+        srv.start()
+        st, body = readyz(srv, 8)
+        check(st == 200 and body == {"ready": True, "store": "writable", "airflow": "reachable"},
+              "readyz with Airflow: %s %s" % (st, body))
+        sim.call("DELETE", "/_sim/requests")
+        for _ in range(40):
+            st, body = srv.request("GET", "/readyz")
+            check(st == 200, "readyz in a storm: %s %s" % (st, body))
+        probes = [r for r in sim.requests() if r["path"].endswith(HEALTH)]
+        check(len(probes) <= 2, "a storm of /readyz: %d health requests" % len(probes))
+        sim.call("POST", "/_sim/outage?ms=60000&mode=reset")
+        deadline = time.monotonic() + 20
+        while True:
+            st, body = readyz(srv, 8)
+            if st == 503:
+                break
+            check(time.monotonic() < deadline, "readyz still 200 during an outage: %s" % body)
+            time.sleep(0.3)
+        check(body["airflow"] == "unreachable", "outage: %s" % body)
+        check(srv.stop() == 0, "clean stop")
+    finally:
+        srv.close()
+        sim.close()
+
+
+def main():
+    no_airflow()
+    hung_airflow()
+    with_sim()
+    print("ok")
+
+
+if __name__ == "__main__":
+    main()
