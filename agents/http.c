@@ -4,7 +4,8 @@
  * curl tells us which sockets to watch (socket_cb) and when to call it back
  * (timer_cb); we turn those into events on the caller's event_base and hand
  * activity back with curl_multi_socket_action(), then drain the info queue
- * for finished transfers. Exactly hiperfifo.c, plus a FIFO of requests
+ * for finished transfers. Exactly hiperfifo.c, plus events of idle
+ * connections kept registered (struct http_sock), a FIFO of requests
  * waiting for one of max_in_flight slots, a pool of easy handles that keep
  * their constant options (a request sets only what is its own), shared
  * header lists, and per-request buffers with a size cap.
@@ -18,6 +19,8 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/queue.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <curl/curl.h>
 #include <event2/event.h>
@@ -29,11 +32,21 @@
 #define HTTP_POOL_MAX		256	/* idle easy handles kept for reuse */
 #define HTTP_RETRY_AFTER_MAX	128	/* bytes of a Retry-After value kept */
 
+/*
+ * A socket curl wants watched. The event of a connection's socket (one
+ * curl opened through open_cb) stays registered while the connection sits
+ * idle in curl's cache between two transfers (curl says CURL_POLL_REMOVE
+ * then), so the next transfer on it costs no epoll_ctl: it is forgotten when
+ * curl closes it, which curl does through close_cb. Other descriptors (a
+ * resolver's) are forgotten at CURL_POLL_REMOVE.
+ */
 struct http_sock {
 	struct http_client *h;
 	curl_socket_t fd;
 	struct event ev;
 	bool added;
+	bool conn;		/* opened through open_cb: closed through close_cb */
+	bool curl;		/* curl watches it now (a transfer uses it) */
 	int what;		/* curl's CURL_POLL_* interest now registered */
 };
 
@@ -76,6 +89,8 @@ struct http_client {
 	unsigned nqueued;
 	CURL *pool[HTTP_POOL_MAX];
 	unsigned npool;
+	struct http_sock **socks;	/* by file descriptor */
+	size_t nsocks;
 	struct http_headers *no_headers;	/* for requests without any */
 	bool hold;		/* do not refill slots (draining completions, closing) */
 };
@@ -140,6 +155,13 @@ event_cb(evutil_socket_t fd, short what, void *arg)
 	    ((what & EV_WRITE) ? CURL_CSELECT_OUT : 0);
 	int still;
 
+	if (!s->curl) {
+		/* An idle connection the peer closed (or wrote to): stop watching;
+		 * curl finds out when it next looks at the connection. */
+		event_del(&s->ev);
+		s->added = false;
+		return;
+	}
 	curl_multi_socket_action(h->multi, fd, action, &still);
 	check_done(h);
 }
@@ -171,28 +193,68 @@ timer_cb(CURLM *multi, long timeout_ms, void *arg)
 	return 0;
 }
 
+static struct http_sock *
+sock_find(const struct http_client *h, curl_socket_t fd)
+{
+	return fd >= 0 && (size_t)fd < h->nsocks ? h->socks[fd] : NULL;
+}
+
+/* Forgets fd's event and entry (before the descriptor is closed). */
+static void
+sock_drop(struct http_client *h, curl_socket_t fd)
+{
+	struct http_sock *s = sock_find(h, fd);
+
+	if (s == NULL)
+		return;
+	if (s->added)
+		event_del(&s->ev);
+	h->socks[fd] = NULL;
+	free(s);
+}
+
+static struct http_sock *
+sock_new(struct http_client *h, curl_socket_t fd)
+{
+	struct http_sock *s;
+
+	/* An entry left by a descriptor closed behind our back goes first. */
+	sock_drop(h, fd);
+	if ((size_t)fd >= h->nsocks) {
+		size_t n = (size_t)fd + 64;
+
+		h->socks = ap_xreallocarray(h->socks, n, sizeof *h->socks);
+		memset(h->socks + h->nsocks, 0, (n - h->nsocks) * sizeof *h->socks);
+		h->nsocks = n;
+	}
+	s = ap_xcalloc(1, sizeof *s);
+	s->h = h;
+	s->fd = fd;
+	h->socks[fd] = s;
+	return s;
+}
+
 /* CURLMOPT_SOCKETFUNCTION: watch fd for what curl says. */
 static int
 socket_cb(CURL *easy, curl_socket_t fd, int what, void *arg, void *sockp)
 {
 	struct http_client *h = arg;
-	struct http_sock *s = sockp;
+	struct http_sock *s = sockp != NULL ? sockp : sock_find(h, fd);
 	short kind;
 
 	if (what == CURL_POLL_REMOVE) {
-		if (s != NULL) {
-			if (s->added)
-				event_del(&s->ev);
-			free(s);
-		}
+		if (s != NULL && s->conn)
+			s->curl = false;	/* idle: the event stays (see struct http_sock) */
+		else if (s != NULL)
+			sock_drop(h, fd);
 		return 0;
 	}
-	if (s == NULL) {
-		s = ap_xcalloc(1, sizeof *s);
-		s->h = h;
-		s->fd = fd;
+	if (s == NULL)
+		s = sock_new(h, fd);
+	if (sockp == NULL)
 		curl_multi_assign(h->multi, fd, s);
-	} else if (s->added) {
+	s->curl = true;
+	if (s->added) {
 		if (s->what == what)
 			return 0;	/* unchanged: spare two epoll_ctl calls */
 		event_del(&s->ev);
@@ -204,6 +266,25 @@ socket_cb(CURL *easy, curl_socket_t fd, int what, void *arg, void *sockp)
 	event_add(&s->ev, NULL);
 	s->added = true;
 	return 0;
+}
+
+/* CURLOPT_OPENSOCKETFUNCTION: every connection's socket starts here. */
+static curl_socket_t
+open_cb(void *arg, curlsocktype purpose, struct curl_sockaddr *addr)
+{
+	curl_socket_t fd = socket(addr->family, addr->socktype, addr->protocol);
+
+	if (fd != CURL_SOCKET_BAD)
+		sock_new(arg, fd)->conn = true;
+	return fd;
+}
+
+/* CURLOPT_CLOSESOCKETFUNCTION: every connection's socket ends here. */
+static int
+close_cb(void *arg, curl_socket_t fd)
+{
+	sock_drop(arg, fd);
+	return close(fd);
 }
 
 static size_t
@@ -264,6 +345,10 @@ easy_get(struct http_client *h)
 	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, write_cb);
 	curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, header_cb);
 	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, open_cb);
+	curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, h);
+	curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, close_cb);
+	curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, h);
 	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, h->opt.connect_timeout_ms);
 	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, h->opt.request_timeout_ms);
 	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
@@ -410,6 +495,7 @@ void
 http_client_free(struct http_client *h)
 {
 	struct http_req *r;
+	size_t i;
 
 	if (h == NULL)
 		return;
@@ -420,7 +506,10 @@ http_client_free(struct http_client *h)
 		http_cancel(h, r);
 	while (h->npool > 0)
 		curl_easy_cleanup(h->pool[--h->npool]);
-	curl_multi_cleanup(h->multi);
+	curl_multi_cleanup(h->multi);	/* closes the connections: close_cb */
+	for (i = 0; i < h->nsocks; i++)
+		sock_drop(h, (curl_socket_t)i);
+	free(h->socks);
 	evtimer_del(&h->timer);
 	http_headers_free(h->no_headers);
 	free(h->ca_file);

@@ -425,15 +425,28 @@ sched_notify(struct sched_run *r, struct sched_agent *a, const char *old,
 }
 
 /*
- * Group commit: state changes made during one loop turn share one SQLite
- * transaction, committed by the flush event at the end of the turn or
- * before any Airflow request (sched_agent_act), whichever comes first. So
- * the rule "persisted before the next action" holds, and the many changes
- * of a busy turn cost one fsync. If the commit fails, nothing that depended
- * on it has happened yet: every run is dropped and taken back from the store.
+ * Group commit: state changes made within a short window (a few loop turns,
+ * SCHED_COMMIT_WINDOW_US) share one SQLite transaction, committed by the
+ * flush timer; an Airflow request that needs them (sched_agent_act) waits
+ * for that commit. So the rule "persisted before the next action" holds,
+ * and the many changes of a busy moment cost one commit (fewer WAL frames:
+ * a page changed by many rows is written once). If the commit fails,
+ * nothing that depended on it has happened yet: every run is dropped and
+ * taken back from the store.
  */
+#define SCHED_COMMIT_WINDOW_US 2000
 static void sched_flush_failed(struct sched *s, const char *cause);
 static void sched_index_del(struct sched *s, struct sched_run *r);
+
+/* Commits the open batch SCHED_COMMIT_WINDOW_US from now (once). */
+static void
+sched_flush_soon(struct sched *s)
+{
+	struct timeval tv = { 0, SCHED_COMMIT_WINDOW_US };
+
+	if (!event_pending(s->flush_ev, EV_TIMEOUT, NULL))
+		event_add(s->flush_ev, &tv);
+}
 
 static int
 sched_batch(struct sched *s)
@@ -447,7 +460,7 @@ sched_batch(struct sched *s)
 		free(cause);
 		return -1;
 	}
-	event_active(s->flush_ev, EV_TIMEOUT, 0);
+	sched_flush_soon(s);
 	return 0;
 }
 
@@ -1146,7 +1159,7 @@ sched_agent_act(struct sched_agent *a)
 			TAILQ_INSERT_TAIL(&s->flush_waiters, a, wait_link);
 			a->waiting_flush = true;
 		}
-		event_active(s->flush_ev, EV_TIMEOUT, 0);
+		sched_flush_soon(s);
 		return;
 	}
 	a->act = act;
