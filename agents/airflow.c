@@ -78,7 +78,6 @@ struct airflow_req {
 	struct airflow_error_text err;
 	json_t *reply;
 	json_t *dag_reply;			/* DAG answer kept across importErrors */
-	struct airflow_scanned scanned;		/* strings of dag and run */
 	char *import_error;
 	bool repaused;				/* unpause: a broken DAG paused again */
 	bool adopted;
@@ -211,7 +210,6 @@ req_free(struct airflow_req *q)
 	airflow_error_text_cleanup(&q->err);
 	json_decref(q->reply);
 	json_decref(q->dag_reply);
-	airflow_scanned_cleanup(&q->scanned);
 	free(q->import_error);
 	free(q);
 }
@@ -565,31 +563,16 @@ req_next_step(struct airflow_req *q, enum airflow_step s)
 	req_attempt(q);
 }
 
-/*
- * Steps whose 2xx answers (a DAG or a DAG run) are read by scanning the text
- * (airflow_scan_dag/run) instead of building a JSON tree: they are most of
- * the client's traffic.
- */
-static bool
-step_scanned(enum airflow_step s)
-{
-	return s == AIRFLOW_STEP_GET_DAG || s == AIRFLOW_STEP_UNPAUSE ||
-	    s == AIRFLOW_STEP_TRIGGER || s == AIRFLOW_STEP_GET_RUN ||
-	    s == AIRFLOW_STEP_FAIL_RUN;
-}
-
-/* A 2xx answer of q's current step; body is the text (q->reply its JSON,
- * unless the step is scanned). */
+/* A 2xx answer of q's current step. */
 static void
-req_answered(struct airflow_req *q, long status, const char *body, size_t len)
+req_answered(struct airflow_req *q, long status)
 {
 	const char *fileloc = NULL, *text;
-	int rc = 0;
 
 	switch (q->step) {
 	case AIRFLOW_STEP_GET_DAG:
 	case AIRFLOW_STEP_UNPAUSE:
-		if ((rc = airflow_scan_dag(body, len, &q->dag, &q->scanned)) != 0) {
+		if (airflow_parse_dag(q->reply, &q->dag, &fileloc) != 0) {
 			if (q->step == AIRFLOW_STEP_GET_DAG)
 				break;
 			/* Unpaused; the answer just does not say more. */
@@ -598,7 +581,8 @@ req_answered(struct airflow_req *q, long status, const char *body, size_t len)
 		}
 		if (q->dag.has_import_errors) {
 			/* Read Airflow's trace; a broken DAG we unpaused is paused first. */
-			q->dag_reply = json_loadb(body, len, 0, NULL);
+			q->dag_reply = q->reply;
+			q->reply = NULL;
 			req_next_step(q, q->step == AIRFLOW_STEP_UNPAUSE ? AIRFLOW_STEP_PAUSE :
 			    AIRFLOW_STEP_IMPORT_ERRORS);
 			return;
@@ -607,7 +591,7 @@ req_answered(struct airflow_req *q, long status, const char *body, size_t len)
 		req_finish(q, AIRFLOW_OK, status);
 		return;
 	case AIRFLOW_STEP_IMPORT_ERRORS:
-		fileloc = json_string_value(json_object_get(q->dag_reply, "fileloc"));
+		airflow_parse_dag(q->dag_reply, &q->dag, &fileloc);
 		text = airflow_pick_import_error(q->reply, q->dag_id, fileloc);
 		q->import_error = ap_xstrdup(text != NULL ? text :
 		    "the DAG has import errors (Airflow listed none for its file)");
@@ -620,7 +604,7 @@ req_answered(struct airflow_req *q, long status, const char *body, size_t len)
 	case AIRFLOW_STEP_TRIGGER:
 	case AIRFLOW_STEP_GET_RUN:
 	case AIRFLOW_STEP_FAIL_RUN:
-		if ((rc = airflow_scan_run(body, len, &q->run, &q->scanned)) != 0)
+		if (airflow_parse_run(q->reply, &q->run) != 0)
 			break;
 		/* Answers before 2.x's dag_id field existed: use what we asked. */
 		if (q->run.dag_id == NULL)
@@ -644,8 +628,8 @@ req_answered(struct airflow_req *q, long status, const char *body, size_t len)
 		req_finish(q, AIRFLOW_OK, status);
 		return;
 	}
-	req_error(q, "Bad reply", (step_scanned(q->step) ? rc == -1 : q->reply == NULL) ?
-	    "the answer is not JSON" : "the answer does not have the fields the API promises");
+	req_error(q, "Bad reply", q->reply == NULL ? "the answer is not JSON" :
+	    "the answer does not have the fields the API promises");
 	req_finish(q, AIRFLOW_BAD_REPLY, status);
 }
 
@@ -674,7 +658,7 @@ http_done(const struct http_response *resp, void *arg)
 		req_finish(q, AIRFLOW_BAD_REPLY, st);
 		return;
 	}
-	if (resp->body_len > 0 && !(st >= 200 && st < 300 && step_scanned(q->step)))
+	if (resp->body_len > 0)
 		q->reply = json_loadb(resp->body, resp->body_len, 0, NULL);
 	if (st <= 0)
 		req_error(q, resp->permanent ? "TLS or URL error" : "Network error",
@@ -740,6 +724,7 @@ http_done(const struct http_response *resp, void *arg)
 	}
 	if (q->step == AIRFLOW_STEP_IMPORT_ERRORS && cls != AIRFLOW_OK) {
 		/* The DAG is broken either way; say so even without Airflow's text. */
+		airflow_parse_dag(q->dag_reply, &q->dag, NULL);
 		q->import_error = ap_xprintf("the DAG has import errors (reading them failed:"
 		    " HTTP %ld %s)", st, q->err.title != NULL ? q->err.title : "");
 		q->dag.import_error = q->import_error;
@@ -750,7 +735,7 @@ http_done(const struct http_response *resp, void *arg)
 		return;
 	}
 	if (cls == AIRFLOW_OK)
-		req_answered(q, st, resp->body, resp->body_len);
+		req_answered(q, st);
 	else
 		req_finish(q, cls, st);
 }

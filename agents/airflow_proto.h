@@ -120,26 +120,6 @@ int airflow_parse_dag(const json_t *j, struct airflow_dag *out, const char **fil
 /* Parses a DAG run object. Strings point into j. -1 when not a DAG run. */
 int airflow_parse_run(const json_t *j, struct airflow_run *out);
 enum airflow_run_state airflow_run_state_parse(const char *s);
-
-/*
- * The same readers over the reply text, without building a JSON tree (the
- * client's hot path: every DAG and DAG-run answer). The text must be one
- * JSON object that json_loadb() would accept (RFC 8259, strings valid UTF-8
- * without raw control characters or \u0000, nesting at most
- * AIRFLOW_SCAN_DEPTH); only number ranges are not checked. A repeated
- * member counts as its last occurrence, as in jansson. The strings of *out
- * are new copies held in *keep (airflow_scanned_cleanup frees them).
- * Return 0, or -1 when the text is not such an object or not a DAG (run).
- */
-#define AIRFLOW_SCAN_DEPTH 2048
-struct airflow_scanned {
-	char *s[3];
-};
-int airflow_scan_dag(const char *text, size_t len, struct airflow_dag *out,
-    struct airflow_scanned *keep);
-int airflow_scan_run(const char *text, size_t len, struct airflow_run *out,
-    struct airflow_scanned *keep);
-void airflow_scanned_cleanup(struct airflow_scanned *keep);
 /*
  * Picks the import error of the DAG from an ImportErrorCollection: the entry
  * whose filename equals fileloc, else the first whose filename contains
