@@ -153,13 +153,12 @@ serve_exec(int argc, char **argv)
 		    " unsigned events instead\n");
 		goto out;
 	}
-	if (cfg.webhook_secret == NULL)
-		ap_warn("accepting UNSIGNED webhooks (--allow-unsigned): anyone who can"
-		    " reach %s:%u can start ingestion runs", cfg.listen_host,
-		    cfg.listen_port);
-	if (cfg.webhook_secret != NULL && cfg.allow_unsigned)
-		ap_warn("--allow-unsigned ignored: a webhook secret is set, every"
-		    " event must be signed");
+	/* A bad Airflow URL from the environment or a flag: refused before the
+	 * state database is opened (or created). */
+	if (ap_cmd_check_airflow(&cfg, &cause) < 0) {
+		fprintf(stderr, "autopilot: serve: %s\n", cause);
+		goto out;
+	}
 
 	signal(SIGPIPE, SIG_IGN);
 	if ((rc = ap_runtime_open(&sv.rt, &cfg, &cause)) != AP_EXIT_OK) {
@@ -194,6 +193,13 @@ serve_exec(int argc, char **argv)
 	evsignal_add(sv.sigint, NULL);
 	evsignal_add(sv.sighup, NULL);
 
+	if (cfg.webhook_secret == NULL)
+		ap_warn("accepting UNSIGNED webhooks (--allow-unsigned): anyone who can"
+		    " reach %s:%u can start ingestion runs", cfg.listen_host,
+		    server_port(sv.server));
+	if (cfg.webhook_secret != NULL && cfg.allow_unsigned)
+		ap_warn("--allow-unsigned ignored: a webhook secret is set, every"
+		    " event must be signed");
 	printf("listening %s:%u\n", cfg.listen_host, server_port(sv.server));
 	fflush(stdout);
 	ap_info("autopilot %s listening %s:%u; Airflow %s; state %s; %u runs resumed",

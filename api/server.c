@@ -262,7 +262,7 @@ webhook_fail(struct server *s, struct evhttp_request *req, enum server_outcome o
  * planning.
  */
 struct pending {
-	struct evhttp_request *req;	/* NULL once its connection closed */
+	struct evhttp_request *req;	/* NULL once freed with its connection */
 	struct evhttp_connection *conn;
 	json_t *answer;
 	int code;
@@ -301,11 +301,15 @@ conn_closed(struct evhttp_connection *conn, void *arg)
 	size_t i;
 
 	busy_remove(s, conn);
-	for (i = 0; i < s->npending; i++)
-		if (s->pending[i].conn == conn)
-			s->pending[i].req = NULL;
 	/* A request libevent detached from its closing connection is ours
 	 * (answering it frees it); one still on it is freed with it. */
+	for (i = 0; i < s->npending; i++)
+		if (s->pending[i].conn == conn) {
+			s->pending[i].conn = NULL;
+			if (s->pending[i].req != NULL &&
+			    evhttp_request_get_connection(s->pending[i].req) == conn)
+				s->pending[i].req = NULL;
+		}
 	for (i = 0; i < s->nready_waiting; i++)
 		if (s->ready_waiting[i] != NULL &&
 		    evhttp_request_get_connection(s->ready_waiting[i]) == conn)

@@ -113,9 +113,16 @@ def main():
         rc, out, err = cli(["serve", "-c", nosecret.conf, "--listen", "127.0.0.1:0"],
                            env=env, timeout=20)
         check(rc == 2 and "AUTOPILOT_WEBHOOK_SECRET" in err, "no secret: %d %s" % (rc, err))
+        # An Airflow URL that cannot work: refused before the store is created.
+        rc, out, err = cli(["serve", "-c", nosecret.conf, "--listen", "127.0.0.1:0",
+                            "--allow-unsigned"], env=dict(env, AUTOPILOT_AIRFLOW_URL="notaurl"),
+                           timeout=20)
+        check(rc == 2 and "AUTOPILOT_AIRFLOW_URL" in err and not os.path.exists(nosecret.state),
+              "a bad AUTOPILOT_AIRFLOW_URL: %d %s" % (rc, err))
         nosecret.args = ["--allow-unsigned"]
         nosecret.start()
-        check("UNSIGNED" in nosecret.log(), "warning at start: %s" % nosecret.log())
+        check("UNSIGNED" in nosecret.log() and "127.0.0.1:%d" % nosecret.port in nosecret.log(),
+              "warning at start, naming the address bound: %s" % nosecret.log())
         st, body = nosecret.post_event(example_event(), secret=None)
         check(st == 202, "unsigned accepted with --allow-unsigned: %s %s" % (st, body))
         check(nosecret.stop() == 0, "clean stop")
