@@ -645,7 +645,10 @@ def test_faults():
         assert sim.req("GET", "/api/v1/version")[0] == 200
         assert time.monotonic() - t0 < 0.95, "latency blocked other requests"
         th.join()
-        assert results == [404] and time.monotonic() - t0 >= 1.0
+        # libevent's timers run on the coarse monotonic clock (a few ms of
+        # granularity): "late by 1 s" is checked with that much slack.
+        assert results == [404], results
+        assert time.monotonic() - t0 >= 0.95, time.monotonic() - t0
         sim.scenario({"api": "v1", "faults": {"latency_ms": 50, "latency_jitter_ms": 100}})
         t0 = time.monotonic()
         sim.req("GET", "/api/v1/version")
