@@ -122,6 +122,7 @@ status_exec(int argc, char **argv)
 		goto out;
 	}
 	so.synchronous_normal = cfg.state_sync_normal;
+	so.no_migrate = true;
 	if ((st = store_open(cfg.state_path, &so, &cause)) == NULL) {
 		fprintf(stderr, "autopilot: state store %s: %s\n", cfg.state_path, cause);
 		rc = AP_EXIT_UNREACHABLE;

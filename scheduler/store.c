@@ -194,6 +194,7 @@ struct store {
 	unsigned version;
 	int64_t lease_ms;
 	uint64_t rand_state;
+	bool no_migrate;	/* store_options.no_migrate */
 	bool batch;		/* a group-commit transaction is open */
 	uint64_t batch_failures;	/* batch commits that failed */
 	int64_t (*now)(void *);
@@ -493,6 +494,13 @@ store_migrate(struct store *s, unsigned target, char **cause)
 		s->version = (unsigned)version;
 		return 0;
 	}
+	if (s->no_migrate && (version > 0 || tables > 0)) {
+		*cause = ap_xprintf("%s: schema version %d is older than this autopilot's"
+		    " (%u); `autopilot serve` or `autopilot run` upgrades it (after a"
+		    " backup copy); this command only reads and leaves it as it is",
+		    s->path, version, target);
+		return -1;
+	}
 	if (version > 0 || tables > 0) {
 		if (store_backup(s, (unsigned)version, cause) != 0)
 			return -1;
@@ -544,6 +552,7 @@ store_open(const char *path, const struct store_options *opts, char **cause)
 	s = ap_xcalloc(1, sizeof *s);
 	s->path = ap_xstrdup(path);
 	s->lease_ms = opts->lease_ms > 0 ? opts->lease_ms : 30000;
+	s->no_migrate = opts->no_migrate;
 	s->now = store_default_now;
 	s->rand_state = ((uint64_t)ap_wall_ms() << 20) ^ (uint64_t)getpid() ^
 	    (uint64_t)(uintptr_t)s;

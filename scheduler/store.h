@@ -46,6 +46,8 @@ struct store_options {
 	unsigned target_version;	/* 0: STORE_SCHEMA_VERSION (tests migrate to older) */
 	int64_t lease_ms;		/* 0: 30000; how long a claim lasts unrenewed */
 	const char *owner;		/* NULL: "<host>/<pid>/<random>" */
+	bool no_migrate;		/* an older schema is an error, not upgraded
+					 * (commands that only read) */
 };
 
 /*

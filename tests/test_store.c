@@ -111,6 +111,18 @@ test_migration_from_v1_backs_up_and_keeps_data(void **state)
 	    NULL, NULL, NULL), SQLITE_OK);
 	sqlite3_close(db);
 
+	/* A command that only reads refuses it, and writes nothing. */
+	{
+		struct store_options ro = { .no_migrate = true };
+		char *bak = ap_xprintf("ls '%s'.v1.*.bak >/dev/null 2>&1", p);
+
+		assert_null(store_open(p, &ro, &cause));
+		assert_non_null(strstr(cause, "older than this autopilot's"));
+		free(cause);
+		cause = NULL;
+		assert_int_not_equal(system(bak), 0);
+		free(bak);
+	}
 	s = open_ok(p, NULL);
 	assert_int_equal(store_schema_version(s), STORE_SCHEMA_VERSION);
 	assert_non_null(store_backup_path(s));
