@@ -633,6 +633,20 @@ req_answered(struct airflow_req *q, long status)
 	req_finish(q, AIRFLOW_BAD_REPLY, status);
 }
 
+char *
+airflow_result_text(const char *what, const struct airflow_result *res)
+{
+	const struct airflow_error *e = &res->error;
+
+	if (e->http_status != 0)
+		return ap_xprintf("%s%sHTTP %ld %s%s%s", what ? what : "", what ? ": " : "",
+		    e->http_status, e->title ? e->title : "", e->detail ? ": " : "",
+		    e->detail ? e->detail : "");
+	return ap_xprintf("%s%s%s%s%s", what ? what : "", what ? ": " : "",
+	    e->title ? e->title : "error", e->detail ? ": " : "",
+	    e->detail ? e->detail : "");
+}
+
 static void
 http_done(const struct http_response *resp, void *arg)
 {

@@ -95,6 +95,10 @@ struct airflow_result {
 
 typedef void (*airflow_cb)(const struct airflow_result *res, void *arg);
 
+/* A failed result as one line for logs and errors: "WHAT: HTTP 503 Service
+ * Unavailable: detail" or "WHAT: title: detail" (no "WHAT: " when NULL). */
+char *airflow_result_text(const char *what, const struct airflow_result *res);
+
 struct airflow_config {
 	const char *base_url;		/* e.g. "http://127.0.0.1:8080"; no trailing slash needed */
 	enum airflow_api api;

@@ -369,10 +369,7 @@ probe_done(const struct airflow_result *res, void *arg)
 	p->status = res->status;
 	p->http_status = res->error.http_status;
 	if (res->status != AIRFLOW_OK)
-		p->detail = ap_xprintf("%s%s%s (HTTP %ld)", res->error.title != NULL ?
-		    res->error.title : "", res->error.detail != NULL ? ": " : "",
-		    res->error.detail != NULL ? res->error.detail : "",
-		    res->error.http_status);
+		p->detail = airflow_result_text(NULL, res);
 	p->done = true;
 	event_base_loopexit(p->base, NULL);
 }
@@ -468,36 +465,14 @@ static int
 check_plan(const struct plan *plan, const char *type, const char *fqn,
     const json_t *entity, const char *const *names, char **cause)
 {
-	struct sched_plan_view view;
-	struct ap_buf planned;
 	char *why = NULL;
-	unsigned i, k;
-	int rc = AP_EXIT_OK;
+	int bad;
 
-	if (plan_expand(plan, type, entity, &view, &why) < 0) {
-		*cause = ap_xprintf("%s %s cannot be planned: %s", type, fqn, why);
-		free(why);
-		return AP_EXIT_USAGE;
-	}
-	if (names == NULL)
+	if (plan_check_agents(plan, type, fqn, entity, names, &bad, &why) == 0)
 		return AP_EXIT_OK;
-	ap_buf_init(&planned);
-	for (i = 0; i < view.n; i++)
-		ap_buf_printf(&planned, "%s%s", i > 0 ? ", " : "", view.agents[i].name);
-	for (k = 0; names[k] != NULL && rc == AP_EXIT_OK; k++) {
-		for (i = 0; i < view.n; i++)
-			if (strcmp(view.agents[i].name, names[k]) == 0)
-				break;
-		if (i == view.n) {
-			*cause = ap_xprintf("--agents: '%s' is not in the plan of %s %s"
-			    " (disabled in the configuration's \"agents\", or not one"
-			    " for this kind of service); its plan: %.*s", names[k], type,
-			    fqn, (int)planned.len, planned.data != NULL ? planned.data : "");
-			rc = AP_EXIT_USAGE;
-		}
-	}
-	ap_buf_cleanup(&planned);
-	return rc;
+	*cause = bad >= 0 ? ap_xprintf("--agents: %s", why) : ap_xstrdup(why);
+	free(why);
+	return AP_EXIT_USAGE;
 }
 
 static int
@@ -512,8 +487,11 @@ split_agents(char *list, const char **names, char **cause)
 		while (isspace((unsigned char)*tok))
 			tok++;
 		if (!pipeline_agent_parse(tok, &agent)) {
-			*cause = ap_xprintf("--agents: unknown agent '%s' (agents:"
-			    " metadata, lineage, usage, profiler, autoClassification)", tok);
+			char *known = plan_agent_names();
+
+			*cause = ap_xprintf("--agents: unknown agent '%s' (agents: %s)", tok,
+			    known);
+			free(known);
 			return -1;
 		}
 		if (n == RUN_MAX_AGENTS) {

@@ -712,17 +712,6 @@ fail:
 	return -1;
 }
 
-static bool
-service_type_known(const char *type)
-{
-	size_t i;
-
-	for (i = 0; plan_service_types[i] != NULL; i++)
-		if (strcmp(type, plan_service_types[i]) == 0)
-			return true;
-	return false;
-}
-
 /*
  * Whether a re-run of the service (entity borrowed) with these agents
  * (NULL: the whole plan) can be planned: every name is an agent and in the
@@ -730,57 +719,30 @@ service_type_known(const char *type)
  */
 static int
 rerun_check_plan(struct server *s, const char *type, const char *fqn,
-    const json_t *entity, const json_t *agents, char **cause)
+    const json_t *entity, const char *const *names, char **cause)
 {
-	struct sched_plan_view view;
 	enum pipeline_agent agent;
-	struct ap_buf b;
-	const char *name;
-	char *why = NULL;
-	unsigned j;
-	size_t i;
-	json_t *a;
-	int k;
+	char *why = NULL, *known;
+	int k, bad;
 
-	json_array_foreach(agents, i, a) {
-		name = json_string_value(a);
-		if (pipeline_agent_parse(name, &agent))
+	for (k = 0; names != NULL && names[k] != NULL; k++) {
+		if (pipeline_agent_parse(names[k], &agent))
 			continue;
-		ap_buf_init(&b);
-		ap_buf_printf(&b, "agents[%zu]: unknown agent '%s' (agents:", i, name);
-		for (k = 0; k < PIPELINE_AGENT_MAX; k++)
-			ap_buf_printf(&b, "%s %s", k > 0 ? "," : "",
-			    pipeline_agent_name((enum pipeline_agent)k));
-		ap_buf_adds(&b, ")");
-		*cause = ap_buf_steal(&b, NULL);
+		known = plan_agent_names();
+		*cause = ap_xprintf("agents[%d]: unknown agent '%s' (agents: %s)", k,
+		    names[k], known);
+		free(known);
 		return -1;
 	}
-	if (s->deps.plan == NULL)
+	if (s->deps.plan == NULL ||
+	    plan_check_agents(s->deps.plan, type, fqn, entity, names, &bad, &why) == 0)
 		return 0;
-	memset(&view, 0, sizeof view);
-	if (plan_expand(s->deps.plan, type, entity, &view, &why) < 0) {
-		*cause = ap_xprintf("cannot plan %s '%s': %s", type, fqn, why);
-		free(why);
-		return -1;
-	}
-	json_array_foreach(agents, i, a) {
-		name = json_string_value(a);
-		for (j = 0; j < view.n; j++)
-			if (strcmp(view.agents[j].name, name) == 0)
-				break;
-		if (j < view.n)
-			continue;
-		ap_buf_init(&b);
-		ap_buf_printf(&b, "agents[%zu]: '%s' is not in the plan of %s '%s'"
-		    " (plan:", i, name, type, fqn);
-		for (j = 0; j < view.n; j++)
-			ap_buf_printf(&b, "%s %s", j > 0 ? "," : "", view.agents[j].name);
-		ap_buf_adds(&b, "; the \"agents\" configuration section enables"
-		    " agents)");
-		*cause = ap_buf_steal(&b, NULL);
-		return -1;
-	}
-	return 0;
+	if (bad >= 0)
+		*cause = ap_xprintf("agents[%d]: %s", bad, why);
+	else
+		*cause = ap_xstrdup(why);
+	free(why);
+	return -1;
 }
 
 static void
@@ -822,7 +784,7 @@ handle_rerun(struct server *s, struct evhttp_request *req, const char *path)
 		    "the service type or name is not valid percent-encoding");
 		goto out;
 	}
-	if (!service_type_known(type)) {
+	if (plan_service_kind(type) == NULL) {
 		struct ap_buf b;
 
 		ap_buf_init(&b);
@@ -859,18 +821,19 @@ handle_rerun(struct server *s, struct evhttp_request *req, const char *path)
 	}
 	free(cause);
 	cause = NULL;
-	/* Checked before anything is created or replaced: a run that would
-	 * fail at once must not end the active one. */
-	if (rerun_check_plan(s, type, fqn, entity, agents, &cause) < 0) {
-		reply_error(req, 400, "Bad Request", "bad request", cause);
-		goto out;
-	}
 	if (agents != NULL) {
 		json_t *a;
 
 		json_array_foreach(agents, i, a)
 			names[i] = json_string_value(a);
 		names[i] = NULL;
+	}
+	/* Checked before anything is created or replaced: a run that would
+	 * fail at once must not end the active one. */
+	if (rerun_check_plan(s, type, fqn, entity, agents != NULL ? names : NULL,
+	    &cause) < 0) {
+		reply_error(req, 400, "Bad Request", "bad request", cause);
+		goto out;
 	}
 	r = sched_submit(s->deps.sched, type, fqn, entity, agents != NULL ? names : NULL,
 	    replace, &run_id, &cause);
@@ -1011,18 +974,8 @@ probe_done(const struct airflow_result *res, void *arg)
 		s->airflow_state = "rejected";
 		break;
 	}
-	if (!s->airflow_ok) {
-		if (res->error.http_status != 0)
-			s->airflow_error = ap_xprintf("health check: HTTP %ld %s%s%s",
-			    res->error.http_status, res->error.title != NULL ?
-			    res->error.title : "", res->error.detail != NULL ? ": " : "",
-			    res->error.detail != NULL ? res->error.detail : "");
-		else
-			s->airflow_error = ap_xprintf("health check: %s%s%s",
-			    res->error.title != NULL ? res->error.title : "no answer",
-			    res->error.detail != NULL ? ": " : "",
-			    res->error.detail != NULL ? res->error.detail : "");
-	}
+	if (!s->airflow_ok)
+		s->airflow_error = airflow_result_text("health check", res);
 	s->probe_logged = true;
 	if (first && !s->airflow_ok)
 		ap_warn("Airflow at %s does not answer (%s); serving anyway: runs are"

@@ -115,8 +115,8 @@ plan_defaults(struct plan *p)
 	p->a[PIPELINE_AUTO_CLASSIFICATION].after = BIT(PIPELINE_METADATA);
 }
 
-static char *
-known_agents(void)
+char *
+plan_agent_names(void)
 {
 	struct ap_buf b;
 	unsigned i;
@@ -168,7 +168,7 @@ parse_after(struct plan_agent *a, const json_t *v, const char *path, char **caus
 			return -1;
 		}
 		if (!pipeline_agent_parse(json_string_value(e), &dep)) {
-			known = known_agents();
+			known = plan_agent_names();
 			*cause = ap_xprintf("%s[%zu]: unknown agent '%s' (known: %s)", path,
 			    i, json_string_value(e), known);
 			free(known);
@@ -382,7 +382,7 @@ plan_create(const json_t *config_root, const struct plan_options *opt, char **ca
 			if (key[0] == '$')
 				continue;	/* an annotation ("$comment") */
 			if (!pipeline_agent_parse(key, &a)) {
-				known = known_agents();
+				known = plan_agent_names();
 				*cause = ap_xprintf("agents.%s: unknown agent (known: %s)",
 				    key, known);
 				free(known);
@@ -570,6 +570,43 @@ plan_expand(const struct plan *p, const char *service_type, const json_t *entity
 	if (out->n == 0) {
 		*cause = ap_xprintf("no agent of the plan applies to %s services (the"
 		    " metadata agent is disabled)", kind);
+		return -1;
+	}
+	return 0;
+}
+
+int
+plan_check_agents(const struct plan *p, const char *service_type, const char *fqn,
+    const json_t *entity, const char *const *names, int *bad, char **cause)
+{
+	struct sched_plan_view v;
+	struct ap_buf planned;
+	char *why = NULL;
+	unsigned i;
+	int k;
+
+	*bad = -1;
+	if (plan_expand(p, service_type, entity, &v, &why) < 0) {
+		*cause = ap_xprintf("%s '%s' cannot be planned: %s", service_type, fqn,
+		    why);
+		free(why);
+		return -1;
+	}
+	for (k = 0; names != NULL && names[k] != NULL; k++) {
+		for (i = 0; i < v.n; i++)
+			if (strcmp(v.agents[i].name, names[k]) == 0)
+				break;
+		if (i < v.n)
+			continue;
+		ap_buf_init(&planned);
+		for (i = 0; i < v.n; i++)
+			ap_buf_printf(&planned, "%s%s", i > 0 ? ", " : "", v.agents[i].name);
+		*cause = ap_xprintf("'%s' is not in the plan of %s '%s' (disabled in the"
+		    " configuration's \"agents\", or not one for this kind of service);"
+		    " its plan: %s", names[k], service_type, fqn,
+		    planned.data != NULL ? planned.data : "");
+		ap_buf_cleanup(&planned);
+		*bad = k;
 		return -1;
 	}
 	return 0;

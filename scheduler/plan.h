@@ -73,6 +73,19 @@ int plan_expand(const struct plan *p, const char *service_type, const json_t *en
     struct sched_plan_view *out, char **cause);
 
 /*
+ * Whether a run of the service (entity borrowed) restricted to names
+ * (NULL-terminated agent names; NULL: the whole plan) can be planned and
+ * each name is in its plan. 0; or -1 and a new *cause, with *bad the index
+ * of the name not in the plan, or -1 when the service cannot be planned.
+ */
+int plan_check_agents(const struct plan *p, const char *service_type,
+    const char *fqn, const json_t *entity, const char *const *names, int *bad,
+    char **cause);
+
+/* Every agent name, ", "-separated (new string), for messages. */
+char *plan_agent_names(void);
+
+/*
  * The IngestionPipeline to deploy for one agent of a service (new
  * reference; it holds the OpenMetadata token when one is configured, so
  * never log it) and its DAG id (*dag_id, new string); now_ms sets the

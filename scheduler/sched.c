@@ -1216,19 +1216,6 @@ sched_agent_act(struct sched_agent *a)
 	free(cause);
 }
 
-static char *
-result_text(const char *what, const struct airflow_result *res)
-{
-	const struct airflow_error *e = &res->error;
-
-	if (e->http_status != 0)
-		return ap_xprintf("%s: HTTP %ld %s%s%s", what, e->http_status,
-		    e->title ? e->title : "", e->detail ? ": " : "",
-		    e->detail ? e->detail : "");
-	return ap_xprintf("%s: %s%s%s", what, e->title ? e->title : "error",
-	    e->detail ? ": " : "", e->detail ? e->detail : "");
-}
-
 /* Airflow could not be reached: say so in status, try again later. */
 static void
 sched_agent_unavailable(struct sched_agent *a, enum sched_act act,
@@ -1236,7 +1223,7 @@ sched_agent_unavailable(struct sched_agent *a, enum sched_act act,
 {
 	char *what = ap_xprintf("Airflow unreachable during %s (retrying)",
 	    sched_act_names[act]);
-	char *text = result_text(what, res);
+	char *text = airflow_result_text(what, res);
 	int64_t d = agent_unavailable_delay(a);
 
 	free(what);
@@ -1298,7 +1285,7 @@ sched_agent_cb(const struct airflow_result *res, void *arg)
 	switch (act) {
 	case ACT_DEPLOY:
 		if (res->status != AIRFLOW_OK) {
-			text = result_text("deploy failed", res);
+			text = airflow_result_text("deploy failed", res);
 			sched_agent_attempt_failed(a, SCHED_AGENT_FAILED, text,
 			    res->status != AIRFLOW_REJECTED);
 			break;
@@ -1324,7 +1311,7 @@ sched_agent_cb(const struct airflow_result *res, void *arg)
 			break;
 		}
 		if (res->status != AIRFLOW_OK) {
-			text = result_text("unpausing the DAG failed", res);
+			text = airflow_result_text("unpausing the DAG failed", res);
 			sched_agent_attempt_failed(a, SCHED_AGENT_FAILED, text, true);
 			break;
 		}
@@ -1342,7 +1329,7 @@ sched_agent_cb(const struct airflow_result *res, void *arg)
 		break;
 	case ACT_TRIGGER:
 		if (res->status != AIRFLOW_OK || res->run == NULL) {
-			text = result_text("triggering the DAG failed", res);
+			text = airflow_result_text("triggering the DAG failed", res);
 			sched_agent_attempt_failed(a, SCHED_AGENT_FAILED, text,
 			    res->status != AIRFLOW_REJECTED);
 			break;
@@ -1360,7 +1347,7 @@ sched_agent_cb(const struct airflow_result *res, void *arg)
 			break;
 		}
 		if (res->status != AIRFLOW_OK || res->run == NULL) {
-			text = result_text("reading the Airflow run failed", res);
+			text = airflow_result_text("reading the Airflow run failed", res);
 			sched_agent_attempt_failed(a, SCHED_AGENT_FAILED, text, true);
 			break;
 		}
@@ -1375,7 +1362,7 @@ sched_agent_cb(const struct airflow_result *res, void *arg)
 			    " run %s failed did not succeed", (long long)(sp->timeout_ms /
 			    1000), a->dag_run_id);
 
-			text = result_text(what, res);
+			text = airflow_result_text(what, res);
 			free(what);
 		}
 		sched_agent_attempt_failed(a, SCHED_AGENT_TIMED_OUT, text, true);
@@ -1792,7 +1779,7 @@ sched_halt_cb(const struct airflow_result *res, void *arg)
 		    h->dag_run_id, h->dag_id, res->status == AIRFLOW_OK ?
 		    "marked failed" : "is gone");
 	else {
-		why = result_text("mark failed", res);
+		why = airflow_result_text("mark failed", res);
 		ap_warn("run %s: replaced, but its Airflow run %s of %s goes on: %s",
 		    h->run_id, h->dag_run_id, h->dag_id, why);
 		free(why);
