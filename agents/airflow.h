@@ -79,6 +79,10 @@ struct airflow_run {
 	enum airflow_run_state state;
 	const char *state_text;		/* the state string Airflow sent */
 	bool adopted;			/* trigger got 409 and fetched the existing run */
+	/* Airflow's own times, ms since the epoch (0: absent or unreadable):
+	 * when the run was queued (3.x queued_at; the logical date a manual
+	 * trigger gets on 2.x) and when it ended (end_date). */
+	int64_t queued_ms, ended_ms;
 };
 
 struct airflow_result {

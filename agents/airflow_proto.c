@@ -490,6 +490,77 @@ airflow_parse_dag(const json_t *j, struct airflow_dag *out, const char **fileloc
 	return 0;
 }
 
+/* n decimal digits at p, or -1. */
+static int
+time_digits(const char *p, int n)
+{
+	int v = 0;
+
+	while (n-- > 0) {
+		if (*p < '0' || *p > '9')
+			return -1;
+		v = v * 10 + (*p++ - '0');
+	}
+	return v;
+}
+
+int64_t
+airflow_parse_time(const char *s)
+{
+	struct tm tm = { 0 };
+	int64_t ms = 0, scale = 100;
+	int zh, zm, sign;
+	time_t t;
+
+	/* YYYY-MM-DDTHH:MM:SS */
+	if (s == NULL || strlen(s) < 19 || s[4] != '-' || s[7] != '-' ||
+	    (s[10] != 'T' && s[10] != ' ') || s[13] != ':' || s[16] != ':')
+		return -1;
+	tm.tm_year = time_digits(s, 4) - 1900;
+	tm.tm_mon = time_digits(s + 5, 2) - 1;
+	tm.tm_mday = time_digits(s + 8, 2);
+	tm.tm_hour = time_digits(s + 11, 2);
+	tm.tm_min = time_digits(s + 14, 2);
+	tm.tm_sec = time_digits(s + 17, 2);
+	if (tm.tm_year < 0 || tm.tm_mon < 0 || tm.tm_mon > 11 || tm.tm_mday < 1 ||
+	    tm.tm_mday > 31 || tm.tm_hour < 0 || tm.tm_hour > 23 || tm.tm_min < 0 ||
+	    tm.tm_min > 59 || tm.tm_sec < 0 || tm.tm_sec > 60)
+		return -1;
+	s += 19;
+	if (*s == '.') {
+		if (s[1] < '0' || s[1] > '9')
+			return -1;
+		for (s++; *s >= '0' && *s <= '9'; s++) {
+			ms += (*s - '0') * scale;
+			scale /= 10;
+		}
+	}
+	if (*s == 'Z' || *s == 'z')
+		s++;
+	else if (*s == '+' || *s == '-') {
+		sign = *s == '-' ? -1 : 1;
+		if ((zh = time_digits(s + 1, 2)) < 0 || zh > 23)
+			return -1;
+		zm = s[3] == ':' ? time_digits(s + 4, 2) : time_digits(s + 3, 2);
+		if (zm < 0 || zm > 59)
+			return -1;
+		s += s[3] == ':' ? 6 : 5;
+		ms -= sign * ((int64_t)zh * 3600000 + (int64_t)zm * 60000);
+	}
+	if (*s != '\0' || (t = timegm(&tm)) == (time_t)-1)
+		return -1;
+	return (int64_t)t * 1000 + ms;
+}
+
+/* A time field of j in ms since the epoch, 0 when absent or unreadable. */
+static int64_t
+run_time(const json_t *j, const char *key)
+{
+	int64_t t = airflow_parse_time(json_string_value(json_object_get(j, key)));
+
+	return t > 0 ? t : 0;
+}
+
 int
 airflow_parse_run(const json_t *j, struct airflow_run *out)
 {
@@ -502,6 +573,12 @@ airflow_parse_run(const json_t *j, struct airflow_run *out)
 	out->dag_run_id = json_string_value(json_object_get(j, "dag_run_id"));
 	out->state_text = json_string_value(st);
 	out->state = airflow_run_state_parse(out->state_text);
+	/* 3.x says when the run was queued; on 2.x a run triggered without a
+	 * logical date gets the time of the trigger as its logical date. */
+	if ((out->queued_ms = run_time(j, "queued_at")) == 0 &&
+	    (out->queued_ms = run_time(j, "logical_date")) == 0)
+		out->queued_ms = run_time(j, "execution_date");
+	out->ended_ms = run_time(j, "end_date");
 	return 0;
 }
 

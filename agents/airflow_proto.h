@@ -117,6 +117,12 @@ bool airflow_plugin_missing(long http_status, const json_t *body);
 
 /* Parses a DAG object; NULL-safe. Strings point into j. -1 when not a DAG. */
 int airflow_parse_dag(const json_t *j, struct airflow_dag *out, const char **fileloc);
+/*
+ * An ISO 8601 time as Airflow writes it ("2026-11-25T11:46:10.504000+00:00",
+ * "2026-11-25T11:46:10.504Z", "2026-11-25T11:46:10"; no zone means UTC), in ms
+ * since the epoch, or -1 when s is NULL or not such a time.
+ */
+int64_t airflow_parse_time(const char *s);
 /* Parses a DAG run object. Strings point into j. -1 when not a DAG run. */
 int airflow_parse_run(const json_t *j, struct airflow_run *out);
 enum airflow_run_state airflow_run_state_parse(const char *s);

@@ -151,6 +151,13 @@ struct sched {
 	struct sched_agent_list flush_waiters;	/* acting once that commit is done */
 	struct event *lease_ev;
 	struct event *rescan_ev;
+	/* How long runs of each agent lately took in Airflow, queued to ended,
+	 * by Airflow's own times (successful runs; see agent_first_poll_delay). */
+	struct sched_learned {
+		char agent[SCHED_AGENT_NAME_MAX];
+		int64_t ms;
+	} learned[2 * SCHED_MAX_AGENTS];
+	unsigned nlearned;
 };
 
 static const char *const run_state_names[SCHED_RUN_STATE_MAX] = {
@@ -279,6 +286,7 @@ sched_config_defaults(struct sched_config *c)
 	c->poll_max_ms = 60000;
 	c->poll_floor_ms = 500;
 	c->poll_backoff = 1.5;
+	c->poll_learn = true;
 	c->dag_parse_deadline_s = 600;
 	c->unreachable_retry_max_ms = 60000;
 	c->lease_ms = 30000;
@@ -339,7 +347,16 @@ sched_config_from_json(const json_t *section, struct sched_config *out, char **c
 				rc = cfg_uint(key, v, 100, 86400000, &c.lease_ms, cause);
 			else if (strcmp(key, "rescan_ms") == 0)
 				rc = cfg_uint(key, v, 0, 86400000, &c.rescan_ms, cause);
-			else if (strcmp(key, "poll_backoff") == 0) {
+			else if (strcmp(key, "poll_learn") == 0) {
+				if (!json_is_boolean(v)) {
+					*cause = ap_xstrdup("scheduler.poll_learn: must be true"
+					    " or false");
+					rc = -1;
+				} else {
+					c.poll_learn = json_is_true(v);
+					rc = 0;
+				}
+			} else if (strcmp(key, "poll_backoff") == 0) {
 				if (!json_is_number(v) || json_number_value(v) < 1.0 ||
 				    json_number_value(v) > 10.0) {
 					*cause = ap_xstrdup("scheduler.poll_backoff: must be a"
@@ -1076,6 +1093,69 @@ agent_poll_delay(struct sched_agent *a, int64_t deadline)
 	return d;
 }
 
+/* The learned duration of the agent's runs; with add, a new entry when it
+ * has none. NULL when there is none (or no room). */
+static struct sched_learned *
+sched_learned(struct sched *s, const char *agent, bool add)
+{
+	unsigned i;
+
+	for (i = 0; i < s->nlearned; i++)
+		if (strcmp(s->learned[i].agent, agent) == 0)
+			return &s->learned[i];
+	if (!add || s->nlearned == AP_ARRAY_LEN(s->learned))
+		return NULL;
+	snprintf(s->learned[i].agent, sizeof s->learned[i].agent, "%s", agent);
+	s->learned[i].ms = 0;
+	s->nlearned++;
+	return &s->learned[i];
+}
+
+/* A successful run ended: fold its duration (Airflow's times) into the
+ * agent's, a moving average that follows change within a few runs. */
+static void
+sched_learn(struct sched_agent *a, const struct airflow_run *run)
+{
+	int64_t d = run->ended_ms - run->queued_ms;
+	struct sched_learned *l;
+
+	if (run->queued_ms <= 0 || run->ended_ms <= 0 || d <= 0 ||
+	    d > 7 * 86400 * (int64_t)1000)
+		return;
+	if ((l = sched_learned(a->run->s, agent_name(a), true)) == NULL)
+		return;
+	l->ms = l->ms == 0 ? d : l->ms + (d - l->ms) / 4;
+}
+
+/*
+ * The first look at a run just triggered. Once runs of the same agent have
+ * been seen to end, it is when they usually end (a little after), so a run
+ * as long as the others is seen done by one request, as soon as it is;
+ * never sooner than the floor, never later than the longest interval (a run
+ * that fails fast is seen within poll_max_ms, as with the usual series) nor
+ * past the deadline. The series then goes on from poll_initial_ms.
+ */
+static int64_t
+agent_first_poll_delay(struct sched_agent *a)
+{
+	struct sched *s = a->run->s;
+	const struct sched_config *c = &s->cfg;
+	struct sched_learned *l = c->poll_learn ?
+	    sched_learned(s, agent_name(a), false) : NULL;
+	int64_t d, left = agent_deadline(a) - sched_now();
+
+	if (l == NULL || l->ms <= 0)
+		return agent_poll_delay(a, agent_deadline(a));
+	d = l->ms + l->ms / 32;
+	if (d > (int64_t)c->poll_max_ms)
+		d = c->poll_max_ms;
+	if (left < d)
+		d = left;
+	if (d < (int64_t)c->poll_floor_ms)
+		d = c->poll_floor_ms;
+	return d;
+}
+
 /* Backoff while Airflow is unavailable: doubles per failure up to the cap. */
 static int64_t
 agent_unavailable_delay(struct sched_agent *a)
@@ -1232,14 +1312,17 @@ sched_agent_unavailable(struct sched_agent *a, enum sched_act act,
 	free(text);
 }
 
-/* Applies an Airflow run state seen by trigger or get_run. */
+/* Applies an Airflow run state seen by trigger (triggered: our new run) or
+ * get_run. */
 static void
-sched_agent_track(struct sched_agent *a, const struct airflow_run *run)
+sched_agent_track(struct sched_agent *a, const struct airflow_run *run,
+    bool triggered)
 {
 	char *text;
 
 	switch (run->state) {
 	case AIRFLOW_RUN_SUCCESS:
+		sched_learn(a, run);
 		sched_agent_set_state(a, SCHED_AGENT_SUCCEEDED, NULL);
 		return;
 	case AIRFLOW_RUN_FAILED:
@@ -1256,7 +1339,8 @@ sched_agent_track(struct sched_agent *a, const struct airflow_run *run)
 	default:
 		break;	/* queued, or a state we do not know: keep polling */
 	}
-	sched_agent_after(a, ACT_GET_RUN, agent_poll_delay(a, agent_deadline(a)));
+	sched_agent_after(a, ACT_GET_RUN, triggered ? agent_first_poll_delay(a) :
+	    agent_poll_delay(a, agent_deadline(a)));
 }
 
 static void
@@ -1337,7 +1421,7 @@ sched_agent_cb(const struct airflow_result *res, void *arg)
 		if (res->run->adopted)
 			ap_info("run %s agent %s: adopted existing Airflow run %s",
 			    a->run->run_id, agent_name(a), a->dag_run_id);
-		sched_agent_track(a, res->run);
+		sched_agent_track(a, res->run, !res->run->adopted);
 		break;
 	case ACT_GET_RUN:
 		if (res->status == AIRFLOW_NOT_FOUND) {
@@ -1351,7 +1435,7 @@ sched_agent_cb(const struct airflow_result *res, void *arg)
 			sched_agent_attempt_failed(a, SCHED_AGENT_FAILED, text, true);
 			break;
 		}
-		sched_agent_track(a, res->run);
+		sched_agent_track(a, res->run, false);
 		break;
 	case ACT_FAIL_RUN:
 		if (res->status == AIRFLOW_OK)

@@ -315,6 +315,28 @@ test_classify(void **state)
 }
 
 static void
+test_times(void **state)
+{
+	static const char *const bad[] = { "", "2026-11-25", "2026-11-25T11:46",
+	    "2026-13-25T11:46:10Z", "2026-11-25T24:00:00Z", "2026-11-25T11:46:10.Z",
+	    "2026-11-25T11:46:10+0", "2026-11-25T11:46:10+25:00", "2026-11-25T11:46:10 junk",
+	    "20x6-11-25T11:46:10Z", "2026/11/25T11:46:10Z", "-026-11-25T11:46:10Z" };
+	size_t i;
+
+	assert_int_equal(airflow_parse_time("1970-01-01T00:00:00Z"), 0);
+	assert_int_equal(airflow_parse_time("1970-01-01T00:00:01"), 1000);
+	assert_int_equal(airflow_parse_time("1970-01-01 00:00:01.5"), 1500);
+	assert_int_equal(airflow_parse_time("1970-01-01T01:00:00+01:00"), 0);
+	assert_int_equal(airflow_parse_time("1970-01-01T00:00:00-0130"), 5400000);
+	assert_int_equal(airflow_parse_time("2026-11-25T11:46:10.504999999Z"),
+	    INT64_C(1795607170504));
+	assert_int_equal(airflow_parse_time(NULL), -1);
+	for (i = 0; i < AP_ARRAY_LEN(bad); i++)
+		if (airflow_parse_time(bad[i]) != -1)
+			fail_msg("'%s' was read as a time", bad[i]);
+}
+
+static void
 test_answers(void **state)
 {
 	json_t *j;
@@ -346,6 +368,22 @@ test_answers(void **state)
 	assert_int_equal(airflow_parse_run(j, &r), 0);
 	assert_int_equal(r.state, AIRFLOW_RUN_RUNNING);
 	assert_string_equal(r.state_text, "running");
+	assert_int_equal(r.queued_ms, 0);
+	assert_int_equal(r.ended_ms, 0);
+	json_decref(j);
+	/* Airflow's times: 3.x queued_at first, else 2.x's logical date. */
+	j = json_loads("{\"state\": \"success\", \"queued_at\": \"2026-11-25T11:46:10.504Z\","
+	    " \"logical_date\": null, \"end_date\": \"2026-11-25T13:46:12.75+02:00\"}", 0, NULL);
+	assert_int_equal(airflow_parse_run(j, &r), 0);
+	assert_int_equal(r.queued_ms, INT64_C(1795607170504));
+	assert_int_equal(r.ended_ms, INT64_C(1795607172750));
+	json_decref(j);
+	j = json_loads("{\"state\": \"running\", \"execution_date\": \"x\","
+	    " \"logical_date\": \"2026-11-25T11:46:10.504000+00:00\", \"end_date\": null}",
+	    0, NULL);
+	assert_int_equal(airflow_parse_run(j, &r), 0);
+	assert_int_equal(r.queued_ms, INT64_C(1795607170504));
+	assert_int_equal(r.ended_ms, 0);
 	json_decref(j);
 	j = json_loads("{\"state\": \"upstream_failed\"}", 0, NULL);
 	assert_int_equal(airflow_parse_run(j, &r), 0);
@@ -555,6 +593,7 @@ main(void)
 		cmocka_unit_test(test_errors),
 		cmocka_unit_test(test_classify),
 		cmocka_unit_test(test_answers),
+		cmocka_unit_test(test_times),
 		cmocka_unit_test(test_retry_policy),
 		cmocka_unit_test(test_retry_after),
 		cmocka_unit_test(test_config),

@@ -30,6 +30,8 @@ struct behavior {
 	enum outcome outcome;
 	int failing_attempts;	/* the first N attempts fail whatever outcome says */
 	bool reject_deploy;
+	int duration_ms;	/* > 0: runs succeed this long after the trigger, and
+				   answers carry Airflow's times (polls do not count) */
 };
 
 struct fake_dag {
@@ -49,6 +51,7 @@ struct fake_run {
 	bool gone;
 	enum airflow_run_state forced;
 	bool has_forced;
+	int64_t created_ms;	/* wall clock at the trigger */
 };
 
 struct log_entry {
@@ -232,6 +235,12 @@ set_run(struct fake_req *q, struct fake_run *r, enum airflow_run_state st)
 	q->run.state_text = st == AIRFLOW_RUN_QUEUED ? "queued" : st == AIRFLOW_RUN_RUNNING ?
 	    "running" : st == AIRFLOW_RUN_SUCCESS ? "success" : "failed";
 	q->res.run = &q->run;
+	if (q->f->beh[agent_index(r->dag_id)].duration_ms > 0) {
+		q->run.queued_ms = r->created_ms;
+		if (st == AIRFLOW_RUN_SUCCESS)
+			q->run.ended_ms = r->created_ms +
+			    q->f->beh[agent_index(r->dag_id)].duration_ms;
+	}
 }
 
 static enum airflow_run_state
@@ -244,6 +253,9 @@ run_state_now(struct fake *f, struct fake_run *r, bool poll)
 		return r->forced;
 	if (poll)
 		r->polls++;
+	if (b->duration_ms > 0)
+		return ap_wall_ms() >= r->created_ms + b->duration_ms ?
+		    AIRFLOW_RUN_SUCCESS : AIRFLOW_RUN_RUNNING;
 	if (r->polls <= b->queued_polls)
 		return AIRFLOW_RUN_QUEUED;
 	if (r->polls <= b->queued_polls + b->running_polls || b->outcome == OUT_HANG)
@@ -368,6 +380,7 @@ f_trigger(void *impl, const char *dag_id, const char *dag_run_id, const json_t *
 		snprintf(r->dag_id, sizeof r->dag_id, "%s", dag_id);
 		snprintf(r->run_id, sizeof r->run_id, "%s", dag_run_id);
 		r->created++;
+		r->created_ms = ap_wall_ms();
 	}
 	set_run(q, r, run_state_now(f, r, false));
 	q->run.adopted = r->adopted > 0 && r->created == 1 && q->run.adopted;
@@ -846,6 +859,15 @@ test_config(void **state)
 	assert_int_equal(c.dag_parse_deadline_s, 9);
 	assert_true(c.poll_backoff == 2.0);
 	json_decref(j);
+	j = json_loads("{\"poll_learn\": false}", 0, NULL);
+	assert_int_equal(sched_config_from_json(j, &c, &cause), 0);
+	assert_false(c.poll_learn);
+	json_decref(j);
+	j = json_loads("{\"poll_learn\": 1}", 0, NULL);
+	assert_int_equal(sched_config_from_json(j, &c, &cause), -1);
+	assert_string_equal(cause, "scheduler.poll_learn: must be true or false");
+	free(cause);
+	json_decref(j);
 	j = json_loads("{\"poll_maxx_ms\": 1}", 0, NULL);
 	assert_int_equal(sched_config_from_json(j, &c, &cause), -1);
 	assert_string_equal(cause, "scheduler.poll_maxx_ms: unknown key");
@@ -924,6 +946,79 @@ test_default_plan_order_and_overlap(void **state)
 	assert_int_equal(sched_agents_in_flight(h->sched), 0);
 	free(id);
 	h_free(h);
+}
+
+/* Polls of a service's runs of an agent (dag ids end in "__agent"). */
+static int
+polls_of(struct h *h, const char *service, const char *agent)
+{
+	char *dag = ap_xprintf("%s__%s", service, agent);
+	int n = log_count(h, "get_run", dag);
+
+	free(dag);
+	return n;
+}
+
+/*
+ * Once runs of an agent have been seen to end, the first look at a new run
+ * of that agent is when they end: one poll each. The first service's runs
+ * were polled by the usual series; with poll_learn off, the second's are too.
+ */
+static void
+test_first_poll_learned(void **state)
+{
+	static const char *const agents[] = { "metadata", "lineage", "usage", "profiler" };
+	bool learn;
+	unsigned i;
+
+	for (learn = true; ; learn = false) {
+		struct h *h = h_new();
+
+		h->cfg.poll_initial_ms = 20;
+		h->cfg.poll_floor_ms = 10;
+		h->cfg.poll_max_ms = 2000;
+		h->cfg.poll_learn = learn;
+		for (i = 0; i < 4; i++)
+			h->fake.beh[i].duration_ms = 150 + 50 * (int)i;
+		h_start(h);
+		free(h_submit(h, "first", NULL));
+		h_wait_finals(h, 1, 10000);
+		free(h_submit(h, "second", NULL));
+		h_wait_finals(h, 2, 10000);
+		assert_string_equal(h->final_state[0], "succeeded");
+		assert_string_equal(h->final_state[1], "succeeded");
+		for (i = 0; i < 4; i++) {
+			assert_true(polls_of(h, "first", agents[i]) >= 3);
+			if (learn)
+				assert_int_equal(polls_of(h, "second", agents[i]), 1);
+			else
+				assert_true(polls_of(h, "second", agents[i]) >= 3);
+		}
+		h_free(h);
+		if (!learn)
+			break;
+	}
+
+	/* Never later than poll_max_ms: a 400 ms run under a 100 ms cap is
+	 * first looked at after 100 ms, then by the usual series. */
+	{
+		struct h *h = h_new();
+
+		h->cfg.poll_initial_ms = 20;
+		h->cfg.poll_floor_ms = 10;
+		h->cfg.poll_max_ms = 100;
+		for (i = 0; i < 4; i++)
+			h->fake.beh[i].duration_ms = 400;
+		h_start(h);
+		free(h_submit(h, "first", NULL));
+		h_wait_finals(h, 1, 10000);
+		free(h_submit(h, "second", NULL));
+		h_wait_finals(h, 2, 10000);
+		assert_string_equal(h->final_state[1], "succeeded");
+		for (i = 0; i < 4; i++)
+			assert_true(polls_of(h, "second", agents[i]) >= 3);
+		h_free(h);
+	}
 }
 
 static void
@@ -1565,6 +1660,7 @@ main(void)
 		cmocka_unit_test(test_run_transitions),
 		cmocka_unit_test(test_config),
 		cmocka_unit_test(test_default_plan_order_and_overlap),
+		cmocka_unit_test(test_first_poll_learned),
 		cmocka_unit_test(test_metadata_failure_skips_everything),
 		cmocka_unit_test(test_usage_failure_skips_profiler_only),
 		cmocka_unit_test(test_lineage_failure_blocks_nothing),
