@@ -77,6 +77,7 @@ struct sched_agent {
 	bool retry_wait;	/* pending until next_at (retry backoff) */
 	bool skip_ok;		/* skipped as unsupported: counts as success */
 	bool waiting_flush;	/* on s->flush_waiters */
+	bool stored;		/* its row was saved (store_agent_row.stored) */
 	TAILQ_ENTRY(sched_agent) wait_link;
 };
 TAILQ_HEAD(sched_agent_list, sched_agent);
@@ -530,6 +531,7 @@ sched_agent_persist(struct sched_agent *a)
 		.finished_at = a->finished_at,
 		.next_at = a->next_at,
 		.error = a->error,
+		.stored = a->stored,
 	};
 	enum store_result rc;
 	char *cause = NULL;
@@ -539,8 +541,10 @@ sched_agent_persist(struct sched_agent *a)
 		return -1;
 	}
 	rc = store_agent_save(r->s->store, r->run_id, &row, &cause);
-	if (rc == STORE_OK)
+	if (rc == STORE_OK) {
+		a->stored = true;
 		return 0;
+	}
 	if (rc == STORE_LOST)
 		sched_run_abandon(r, "the run is no longer ours (replaced, ended or"
 		    " taken over after our lease expired)", false);

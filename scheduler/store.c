@@ -31,6 +31,9 @@
 #include "util.h"
 
 #define ACTIVE_STATES "('pending','running')"
+/* The ownership fence of agent writes: run ?1 is active and owned by ?11. */
+#define OWNED_RUN " (SELECT 1 FROM runs WHERE run_id = ?1 AND owner = ?11" \
+	" AND state IN " ACTIVE_STATES ")"
 
 /* Each migration takes the schema from version i to i + 1. */
 static const char *const store_migrations[STORE_SCHEMA_VERSION] = {
@@ -108,6 +111,7 @@ enum store_stmt_id {
 	Q_RUN_SET_STATE,
 	Q_RUN_SET_FINAL,
 	Q_AGENT_SAVE,
+	Q_AGENT_UPDATE,
 	Q_RENEW,
 	Q_RELEASE,
 	Q_MAX
@@ -174,12 +178,17 @@ static const char *const store_sql[Q_MAX] = {
 	[Q_AGENT_SAVE] = "INSERT INTO agent_runs (run_id, agent, state, dag_id,"
 	    " dag_run_id, attempt, started_at, finished_at, next_at, error)"
 	    " SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10 WHERE EXISTS"
-	    " (SELECT 1 FROM runs WHERE run_id = ?1 AND owner = ?11 AND state IN "
-	    ACTIVE_STATES ") ON CONFLICT (run_id, agent) DO UPDATE SET"
+	    OWNED_RUN " ON CONFLICT (run_id, agent) DO UPDATE SET"
 	    " state = excluded.state, dag_id = excluded.dag_id,"
 	    " dag_run_id = excluded.dag_run_id, attempt = excluded.attempt,"
 	    " started_at = excluded.started_at, finished_at = excluded.finished_at,"
 	    " next_at = excluded.next_at, error = excluded.error",
+	/* The same write for a row known to exist: no insert attempt, no
+	 * conflict resolution, the same fence. */
+	[Q_AGENT_UPDATE] = "UPDATE agent_runs SET state = ?3, dag_id = ?4,"
+	    " dag_run_id = ?5, attempt = ?6, started_at = ?7, finished_at = ?8,"
+	    " next_at = ?9, error = ?10 WHERE run_id = ?1 AND agent = ?2"
+	    " AND EXISTS" OWNED_RUN,
 	[Q_RENEW] = "UPDATE runs SET lease_until = ?2 WHERE owner = ?1 AND state IN "
 	    ACTIVE_STATES,
 	[Q_RELEASE] = "UPDATE runs SET owner = NULL, lease_until = 0 WHERE owner = ?1",
@@ -1395,6 +1404,7 @@ store_run_load(struct store *s, const char *run_id, struct store_run_row **run,
 		x->finished_at = sqlite3_column_int64(st, 6);
 		x->next_at = sqlite3_column_int64(st, 7);
 		x->error = col_text(st, 8);
+		x->stored = true;
 	}
 	sqlite3_reset(st);
 	if (rc != SQLITE_DONE) {
@@ -1455,14 +1465,16 @@ store_run_set_state(struct store *s, const char *run_id, const char *state,
 	return sqlite3_changes(s->db) > 0 ? STORE_OK : STORE_LOST;
 }
 
-enum store_result
-store_agent_save(struct store *s, const char *run_id, const struct store_agent_row *a,
-    char **cause)
+/* One agent write (Q_AGENT_SAVE or Q_AGENT_UPDATE): 1 if a row was written,
+ * 0 if not (the fence), -1 on error. */
+static int
+store_agent_write(struct store *s, enum store_stmt_id id, const char *run_id,
+    const struct store_agent_row *a, char **cause)
 {
-	sqlite3_stmt *st = store_stmt(s, Q_AGENT_SAVE, cause);
+	sqlite3_stmt *st = store_stmt(s, id, cause);
 
 	if (st == NULL)
-		return STORE_ERROR;
+		return -1;
 	bind_text(st, 1, run_id);
 	bind_text(st, 2, a->agent);
 	bind_text(st, 3, a->state);
@@ -1475,8 +1487,31 @@ store_agent_save(struct store *s, const char *run_id, const struct store_agent_r
 	bind_text(st, 10, a->error);
 	bind_text(st, 11, s->owner);
 	if (store_exec_stmt(s, st, cause, "save agent run") != 0)
+		return -1;
+	return sqlite3_changes(s->db) > 0;
+}
+
+enum store_result
+store_agent_save(struct store *s, const char *run_id, const struct store_agent_row *a,
+    char **cause)
+{
+	int rc;
+
+	/*
+	 * Most saves change a row written before: a plain UPDATE costs less
+	 * than the upsert. "stored" is only a hint: if the UPDATE finds
+	 * nothing (the run is not ours any more, or the row is not there
+	 * after all, e.g. its batch was rolled back), the upsert decides.
+	 */
+	if (a->stored) {
+		rc = store_agent_write(s, Q_AGENT_UPDATE, run_id, a, cause);
+		if (rc != 0)
+			return rc > 0 ? STORE_OK : STORE_ERROR;
+	}
+	rc = store_agent_write(s, Q_AGENT_SAVE, run_id, a, cause);
+	if (rc < 0)
 		return STORE_ERROR;
-	return sqlite3_changes(s->db) > 0 ? STORE_OK : STORE_LOST;
+	return rc > 0 ? STORE_OK : STORE_LOST;
 }
 
 enum store_result

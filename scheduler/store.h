@@ -155,6 +155,9 @@ struct store_agent_row {
 	unsigned attempt;	/* 0 before the first attempt */
 	int64_t started_at, finished_at, next_at;	/* epoch ms, 0 if unset */
 	char *error;
+	bool stored;		/* the row is known to exist (loaded, or saved
+				 * before): store_agent_save updates it in
+				 * place, which costs less than an upsert */
 };
 void store_agent_row_cleanup(struct store_agent_row *a);
 
@@ -184,7 +187,8 @@ enum store_result store_run_entity(struct store *s, const char *run_id,
  * the claim. STORE_LOST if the run is not ours any more. */
 enum store_result store_run_set_state(struct store *s, const char *run_id,
     const char *state, const char *error, bool final, char **cause);
-/* Inserts or updates one agent row of an owned run. STORE_LOST if not ours. */
+/* Inserts or updates one agent row of an owned run. STORE_LOST if not ours.
+ * a->stored is a hint only: the result is the same either way. */
 enum store_result store_agent_save(struct store *s, const char *run_id,
     const struct store_agent_row *a, char **cause);
 

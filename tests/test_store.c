@@ -432,6 +432,7 @@ test_recovery_after_owner_died(void **state)
 	assert_string_equal(agents[0].dag_run_id, "d-r-1");
 	assert_int_equal(agents[0].attempt, 1);
 	assert_int_equal(agents[0].next_at, 5);
+	assert_true(agents[0].stored);
 	store_agent_row_cleanup(&agents[0]);
 	free(agents);
 	store_run_row_free(run);
@@ -441,6 +442,126 @@ test_recovery_after_owner_died(void **state)
 	free(ent);
 	free(r1);
 	free(owner);
+	store_close(b);
+	free(p);
+}
+
+/* The state (and error) of a run's agent in status JSON, or NULL. */
+static const char *
+agent_field(json_t *run, const char *agent, const char *field)
+{
+	json_t *ag;
+	size_t i;
+
+	json_array_foreach(json_object_get(run, "agents"), i, ag) {
+		if (ap_streq(json_string_value(json_object_get(ag, "agent")), agent))
+			return json_string_value(json_object_get(ag, field));
+	}
+	return NULL;
+}
+
+/* A row known to exist ("stored") is updated in place, behind the same
+ * ownership fence as the upsert: lease lost, run replaced or run ended are
+ * STORE_LOST and change nothing; a wrong hint still saves the row. */
+static void
+test_agent_update_in_place(void **state)
+{
+	struct store_options o = { .lease_ms = 1000 };
+	char *p = db_path("update.db"), *cause = NULL, *r1, *r2, **ids;
+	struct store *a, *b;
+	struct store_agent_row m = { .agent = "metadata", .state = "pending" };
+	struct store_agent_row l = { .agent = "lineage", .state = "pending",
+	    .stored = true };
+	struct store_agent_row *rows;
+	struct store_run_row *run;
+	int64_t now_a = fake_now, now_b = fake_now;
+	unsigned n;
+	json_t *j;
+
+	(void)state;
+	a = open_ok(p, &o);
+	b = open_ok(p, &o);
+	store_set_clock(a, fake_clock, &now_a);
+	store_set_clock(b, fake_clock, &now_b);
+	assert_int_equal(store_run_create(a, "databaseService", "s1", "{}", NULL, false,
+	    &r1, &cause), STORE_OK);
+	assert_int_equal(store_claim(a, r1, &cause), STORE_OK);
+	assert_int_equal(store_agent_save(a, r1, &m, &cause), STORE_OK);
+	m.stored = true;
+	m.state = "deploying";
+	m.dag_id = "s1_metadata";
+	m.attempt = 1;
+	m.started_at = fake_now;
+	assert_int_equal(store_agent_save(a, r1, &m, &cause), STORE_OK);
+	/* The same values again still count as saved. */
+	assert_int_equal(store_agent_save(a, r1, &m, &cause), STORE_OK);
+	/* "stored" is a hint: a row that is not there after all is inserted. */
+	assert_int_equal(store_agent_save(a, r1, &l, &cause), STORE_OK);
+	/* In a batch too, and the update is what the other handle reads. */
+	assert_int_equal(store_batch_begin(a, &cause), STORE_OK);
+	m.state = "queued";
+	m.dag_run_id = "autopilot__x__metadata__1";
+	assert_int_equal(store_agent_save(a, r1, &m, &cause), STORE_OK);
+	assert_int_equal(store_flush(a, &cause), STORE_OK);
+	assert_int_equal(store_run_json(b, r1, &j, &cause), STORE_OK);
+	assert_int_equal(json_array_size(json_object_get(j, "agents")), 2);
+	assert_string_equal(agent_field(j, "metadata", "state"), "queued");
+	assert_string_equal(agent_field(j, "metadata", "dag_id"), "s1_metadata");
+	assert_string_equal(agent_field(j, "metadata", "dag_run_id"),
+	    "autopilot__x__metadata__1");
+	assert_string_equal(agent_field(j, "lineage", "state"), "pending");
+	json_decref(j);
+	/* Loaded rows exist. */
+	assert_int_equal(store_run_load(b, r1, &run, &rows, &n, &cause), STORE_OK);
+	assert_int_equal(n, 2);
+	assert_true(rows[0].stored);
+	assert_true(rows[1].stored);
+	store_agent_row_cleanup(&rows[0]);
+	store_agent_row_cleanup(&rows[1]);
+	free(rows);
+	store_run_row_free(run);
+
+	/* a's lease expires and b takes the run: a is fenced off. */
+	now_b += 5000;
+	assert_int_equal(store_claim_unfinished(b, 0, &ids, &cause), STORE_OK);
+	assert_string_equal(ids[0], r1);
+	store_strv_free(ids);
+	m.state = "running";
+	assert_int_equal(store_agent_save(a, r1, &m, &cause), STORE_LOST);
+	l.state = "deploying";
+	assert_int_equal(store_agent_save(a, r1, &l, &cause), STORE_LOST);
+	assert_int_equal(store_run_json(b, r1, &j, &cause), STORE_OK);
+	assert_string_equal(agent_field(j, "metadata", "state"), "queued");
+	assert_string_equal(agent_field(j, "lineage", "state"), "pending");
+	json_decref(j);
+	assert_int_equal(store_agent_save(b, r1, &m, &cause), STORE_OK);
+
+	/* The run is replaced: its owner's updates are lost. */
+	now_a = now_b;
+	assert_int_equal(store_run_create(a, "databaseService", "s1", "{}", NULL, true,
+	    &r2, &cause), STORE_OK);
+	m.state = "succeeded";
+	assert_int_equal(store_agent_save(b, r1, &m, &cause), STORE_LOST);
+	assert_int_equal(store_run_json(a, r1, &j, &cause), STORE_OK);
+	assert_string_equal(agent_field(j, "metadata", "state"), "failed");
+	json_decref(j);
+
+	/* A run that ended takes no more writes either. */
+	assert_int_equal(store_claim(b, r2, &cause), STORE_OK);
+	m.stored = false;
+	m.state = "running";
+	assert_int_equal(store_agent_save(b, r2, &m, &cause), STORE_OK);
+	assert_int_equal(store_run_set_state(b, r2, "failed", "x", true, &cause),
+	    STORE_OK);
+	m.stored = true;
+	m.state = "succeeded";
+	assert_int_equal(store_agent_save(b, r2, &m, &cause), STORE_LOST);
+	assert_int_equal(store_run_json(a, r2, &j, &cause), STORE_OK);
+	assert_string_equal(agent_field(j, "metadata", "state"), "running");
+	json_decref(j);
+	free(r1);
+	free(r2);
+	store_close(a);
 	store_close(b);
 	free(p);
 }
@@ -561,6 +682,7 @@ main(void)
 		cmocka_unit_test(test_status_json_shape),
 		cmocka_unit_test(test_leases_between_two_handles),
 		cmocka_unit_test(test_recovery_after_owner_died),
+		cmocka_unit_test(test_agent_update_in_place),
 		cmocka_unit_test(test_group_commit),
 		cmocka_unit_test(test_inbox_in_batch),
 	};
