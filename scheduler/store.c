@@ -250,13 +250,19 @@ store_stmt(struct store *s, enum store_stmt_id id, char **cause)
 	return st;
 }
 
+/*
+ * Binds without a copy (SQLITE_STATIC): every statement is stepped and reset
+ * in the function that bound it, while the caller's string is alive, and
+ * store_stmt() clears the bindings before the statement's next use; SQLite
+ * reads a binding only inside sqlite3_step().
+ */
 static void
 bind_text(sqlite3_stmt *st, int i, const char *v)
 {
 	if (v == NULL)
 		sqlite3_bind_null(st, i);
 	else
-		sqlite3_bind_text(st, i, v, -1, SQLITE_TRANSIENT);
+		sqlite3_bind_text(st, i, v, -1, SQLITE_STATIC);
 }
 
 static char *
@@ -912,6 +918,7 @@ store_run_replace(struct store *s, const char *service_type, const char *fqn,
 	sqlite3_stmt *st;
 	char *active = NULL, *id = NULL, *why;
 	json_t *stop = json_array();
+	int rc;
 
 	*run_id = NULL;
 	if (airflow_runs != NULL)
@@ -954,8 +961,9 @@ store_run_replace(struct store *s, const char *service_type, const char *fqn,
 		bind_text(st, 1, active);
 		bind_text(st, 2, why);
 		sqlite3_bind_int64(st, 3, store_now(s));
+		rc = store_exec_stmt(s, st, cause, "replace run agents");
 		free(why);
-		if (store_exec_stmt(s, st, cause, "replace run agents") != 0)
+		if (rc != 0)
 			goto fail;
 		ap_info("store: run %s of %s replaced by %s", active, fqn, id);
 		free(active);
