@@ -150,6 +150,7 @@ struct sched {
 	struct event *reap_ev;		/* free dead runs */
 	struct event *flush_ev;		/* commit the loop turn's state changes */
 	struct sched_agent_list flush_waiters;	/* acting once that commit is done */
+	uint64_t batch_failures;	/* store_batch_failures() already acted on */
 	struct event *lease_ev;
 	struct event *rescan_ev;
 	/* How long runs of each agent lately took in Airflow, queued to ended,
@@ -482,13 +483,21 @@ sched_batch(struct sched *s)
 	return 0;
 }
 
+/*
+ * Commits the open batch. The batch is shared with the rest of the process
+ * (the webhook, the admin API): a commit of it that failed elsewhere took our
+ * changes too, and counts as ours.
+ */
 static int
 sched_flush(struct sched *s)
 {
 	char *cause = NULL;
 
-	if (store_flush(s->store, &cause) == STORE_OK)
-		return 0;
+	if (store_flush(s->store, &cause) == STORE_OK) {
+		if (store_batch_failures(s->store) == s->batch_failures)
+			return 0;
+		cause = ap_xstrdup("a commit of the shared transaction failed");
+	}
 	sched_flush_failed(s, cause);
 	free(cause);
 	return -1;
@@ -508,7 +517,7 @@ sched_flush_cb(evutil_socket_t fd, short what, void *arg)
 	if (sched_flush(s) != 0)
 		return;
 	while ((a = TAILQ_FIRST(&s->flush_waiters)) != NULL) {
-		if (store_batch_open(s->store) && sched_flush(s) != 0)
+		if (sched_flush(s) != 0)
 			return;
 		TAILQ_REMOVE(&s->flush_waiters, a, wait_link);
 		a->waiting_flush = false;
@@ -1051,6 +1060,7 @@ sched_flush_failed(struct sched *s, const char *cause)
 {
 	struct sched_run *r;
 
+	s->batch_failures = store_batch_failures(s->store);
 	ap_error("scheduler: cannot commit state changes: %s; dropping every run"
 	    " to take it back from the store", cause);
 	while (!TAILQ_EMPTY(&s->flush_waiters))
@@ -1244,6 +1254,12 @@ sched_agent_act(struct sched_agent *a)
 			a->waiting_flush = true;
 		}
 		sched_flush_soon(s);
+		return;
+	}
+	/* Committed by someone else: the commit must have worked. */
+	if (act != ACT_NONE && act != ACT_START &&
+	    store_batch_failures(s->store) != s->batch_failures) {
+		sched_flush(s);
 		return;
 	}
 	a->act = act;
@@ -2068,6 +2084,7 @@ sched_create(struct event_base *base, struct store *store,
 
 	s->base = base;
 	s->store = store;
+	s->batch_failures = store_batch_failures(store);
 	s->ops = ops;
 	s->airflow = airflow;
 	s->planner = planner;

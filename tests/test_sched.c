@@ -2,6 +2,7 @@
  * on a real event loop with short timers, a fake Airflow (struct
  * airflow_ops) and a fake planner with OpenMetadata's default plan. */
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -9,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -555,7 +557,32 @@ struct h {
 	bool saw_unreachable_note;
 	unsigned max_in_flight;
 	unsigned max_runs;		/* runs driven at once */
+	int sabotage;			/* see test_shared_commit_failure */
 };
+
+/* The commit of the scheduler's open batch fails, made by someone else
+ * (a status read) while the file may not grow: the disk is full. */
+static void
+foreign_commit_fails(struct h *h, const char *run_id)
+{
+	struct rlimit old, tiny;
+	json_t *j = NULL;
+	char *cause = NULL;
+	enum store_result rc;
+
+	assert_true(store_batch_open(h->store));
+	assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
+	tiny = old;
+	tiny.rlim_cur = 1;
+	signal(SIGXFSZ, SIG_IGN);
+	assert_int_equal(setrlimit(RLIMIT_FSIZE, &tiny), 0);
+	rc = store_run_json(h->store, run_id, &j, &cause);
+	assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
+	assert_int_equal(rc, STORE_ERROR);
+	assert_false(store_batch_open(h->store));
+	free(cause);
+	json_decref(j);
+}
 
 static void
 observer(const struct sched_event *ev, void *arg)
@@ -564,6 +591,11 @@ observer(const struct sched_event *ev, void *arg)
 	unsigned n = sched_agents_in_flight(h->sched);
 
 	h->events++;
+	if (h->sabotage == 1 && ap_streq(ev->agent, "metadata") &&
+	    ap_streq(ev->new_state, "queued")) {
+		h->sabotage = 2;
+		foreign_commit_fails(h, ev->run_id);
+	}
 	if (n > h->max_in_flight)
 		h->max_in_flight = n;
 	if (sched_active_runs(h->sched) > h->max_runs)
@@ -1570,6 +1602,40 @@ test_committed_before_trigger(void **state)
 	h_free(h);
 }
 
+/*
+ * The group-commit batch is shared: when a commit of it made elsewhere in
+ * the process fails (here a status read, on a full disk, just after the
+ * metadata agent was queued), the scheduler's changes in it are gone too.
+ * The scheduler must not trigger on them (every trigger checks that its
+ * queued state was committed): it drops its runs, takes them back from the
+ * store and finishes them.
+ */
+static void
+test_shared_commit_failure(void **state)
+{
+	struct h *h = h_new();
+	char *cause = NULL, *id;
+	json_t *st;
+
+	verify_store = store_open(h->db, NULL, &cause);
+	assert_non_null(verify_store);
+	verified_triggers = 0;
+	h->sabotage = 1;
+	h_start(h);
+	id = h_submit(h, "s", NULL);
+	h_wait_finals(h, 1, 20000);
+	assert_int_equal(h->sabotage, 2);
+	assert_string_equal(h->final_state[0], "succeeded");
+	assert_int_equal(verified_triggers, 4);
+	st = h_status(h, id);
+	assert_string_equal(agent_state(st, "metadata"), "succeeded");
+	json_decref(st);
+	store_close(verify_store);
+	verify_store = NULL;
+	free(id);
+	h_free(h);
+}
+
 static void
 test_agents_restriction(void **state)
 {
@@ -1679,6 +1745,7 @@ main(void)
 		cmocka_unit_test(test_two_schedulers_one_database),
 		cmocka_unit_test(test_agents_restriction),
 		cmocka_unit_test(test_committed_before_trigger),
+		cmocka_unit_test(test_shared_commit_failure),
 		cmocka_unit_test(test_incomplete_row_fails_instead_of_guessing),
 	};
 
