@@ -81,20 +81,32 @@ static const char *const outcome_names[SERVER_OUTCOME_MAX] = {
 
 /* ---- Answers. ---- */
 
+/* Answers with a JSON text (and a newline). */
 static void
-reply_json(struct evhttp_request *req, int code, const char *reason, json_t *body)
+reply_text(struct evhttp_request *req, int code, const char *reason, const char *text,
+    size_t len)
 {
 	struct evbuffer *out = evbuffer_new();
-	char *text = json_dumps(body, JSON_COMPACT | JSON_PRESERVE_ORDER);
 
-	if (out == NULL || text == NULL)
+	if (out == NULL)
 		ap_fatal("out of memory");
-	evbuffer_add(out, text, strlen(text));
+	evbuffer_add(out, text, len);
 	evbuffer_add(out, "\n", 1);
 	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
 	    "application/json");
 	evhttp_send_reply(req, code, reason, out);
 	evbuffer_free(out);
+}
+
+/* Steals body. */
+static void
+reply_json(struct evhttp_request *req, int code, const char *reason, json_t *body)
+{
+	char *text = json_dumps(body, JSON_COMPACT | JSON_PRESERVE_ORDER);
+
+	if (text == NULL)
+		ap_fatal("out of memory");
+	reply_text(req, code, reason, text, strlen(text));
 	free(text);
 	json_decref(body);
 }
@@ -264,7 +276,7 @@ webhook_fail(struct server *s, struct evhttp_request *req, enum server_outcome o
 struct pending {
 	struct evhttp_request *req;	/* NULL once freed with its connection */
 	struct evhttp_connection *conn;
-	json_t *answer;
+	char *answer;			/* JSON text */
 	int code;
 	unsigned accepted, repeated, ignored;
 	json_t *take;			/* run ids to hand to the scheduler */
@@ -409,13 +421,11 @@ flush_cb(evutil_socket_t fd, short what, void *arg)
 			s->outcomes[SERVER_IGNORED] += p->ignored;
 			for (j = 0; j < json_array_size(p->take); j++)
 				json_array_append(s->take, json_array_get(p->take, j));
-			if (p->req != NULL) {
-				reply_json(p->req, p->code, p->code == 202 ? "Accepted" :
-				    "OK", p->answer);
-				p->answer = NULL;
-			}
+			if (p->req != NULL)
+				reply_text(p->req, p->code, p->code == 202 ?
+				    "Accepted" : "OK", p->answer, strlen(p->answer));
 		}
-		json_decref(p->answer);
+		free(p->answer);
 		json_decref(p->take);
 	}
 	s->npending = 0;
@@ -423,14 +433,14 @@ flush_cb(evutil_socket_t fd, short what, void *arg)
 		event_active(s->take_ev, EV_TIMEOUT, 0);
 }
 
-/* Adds one acted-on event to the open batch. NULL and *cause on failure. */
-static json_t *
+/* Adds one acted-on event to the open batch: its run id (a new string), or
+ * NULL and *cause on failure. */
+static char *
 webhook_accept(struct server *s, const struct webhook_event *ev, json_t *take,
     bool *repeated, char **cause)
 {
 	enum store_result r;
 	char *entity, *run_id = NULL;
-	json_t *out;
 
 	entity = json_dumps(ev->entity, JSON_COMPACT | JSON_PRESERVE_ORDER);
 	if (entity == NULL)
@@ -443,13 +453,49 @@ webhook_accept(struct server *s, const struct webhook_event *ev, json_t *take,
 	*repeated = r == STORE_REPEAT;
 	ap_info("webhook: event %s (%s %s) %s: run %s", ev->id, ev->entity_type,
 	    ev->fqn, *repeated ? "repeated" : "accepted", run_id);
-	out = json_pack("{s:s, s:s}", "id", ev->id, "run_id", run_id);
-	if (*repeated)
-		json_object_set_new(out, "repeated", json_true());
-	else
+	if (!*repeated)
 		json_array_append_new(take, json_string(run_id));
-	free(run_id);
-	return out;
+	return run_id;
+}
+
+/* Characters a run id is made of (store_new_run_id), none of which JSON escapes. */
+static bool
+json_plain(const char *v)
+{
+	for (; *v != '\0'; v++)
+		if (!((*v >= '0' && *v <= '9') || (*v >= 'a' && *v <= 'z') ||
+		    (*v >= 'A' && *v <= 'Z') || *v == '-' || *v == '_' || *v == '.'))
+			return false;
+	return true;
+}
+
+/* A new JSON text of o (stolen). */
+static char *
+json_text(json_t *o)
+{
+	char *text = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+
+	if (text == NULL)
+		ap_fatal("out of memory");
+	json_decref(o);
+	return text;
+}
+
+/* The answer to one event that was stored: {"run_id": …[, "repeated": true]},
+ * as text (a new string); formatted directly when the id needs no escaping,
+ * as every id autopilot makes. */
+static char *
+webhook_answer(const char *run_id, bool repeated)
+{
+	json_t *o;
+
+	if (json_plain(run_id))
+		return ap_xprintf("{\"run_id\":\"%s\"%s}", run_id,
+		    repeated ? ",\"repeated\":true" : "");
+	o = json_pack("{s:s}", "run_id", run_id);
+	if (repeated)
+		json_object_set_new(o, "repeated", json_true());
+	return json_text(o);
 }
 
 static void
@@ -460,10 +506,10 @@ handle_webhook(struct server *s, struct evhttp_request *req)
 	enum webhook_sig sig;
 	struct pending p = { 0 };
 	const char *data, *detail;
-	char *cause = NULL, *msg;
-	json_t *results, *e;
+	char *cause = NULL, *msg, *run_id;
+	json_t *results;
 	size_t len, i;
-	bool repeated;
+	bool repeated, single;
 
 	if (evhttp_request_get_command(req) != EVHTTP_REQ_POST) {
 		evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", "POST");
@@ -523,7 +569,9 @@ handle_webhook(struct server *s, struct evhttp_request *req)
 	/* Each event is a savepoint in the batch: if the store fails half-way,
 	 * the delivery is answered 503, OpenMetadata delivers it again and the
 	 * events already stored are answered as repeats. */
-	results = json_array();
+	/* One event alone is answered by itself, a batch with its results. */
+	single = !b.batched && b.n == 1;
+	results = single ? NULL : json_array();
 	p.take = json_array();
 	p.failures = store_batch_failures(s->deps.store);
 	for (i = 0; i < b.n; i++) {
@@ -532,8 +580,12 @@ handle_webhook(struct server *s, struct evhttp_request *req)
 		if (ev->action != WEBHOOK_ACT) {
 			ap_info("webhook: event %s ignored: %s", ev->id, ev->reason);
 			p.ignored++;
-			json_array_append_new(results, json_pack("{s:s, s:s}", "id",
-			    ev->id, "ignored", ev->reason));
+			if (single)
+				p.answer = json_text(json_pack("{s:s}", "ignored",
+				    ev->reason));
+			else
+				json_array_append_new(results, json_pack("{s:s, s:s}",
+				    "id", ev->id, "ignored", ev->reason));
 			continue;
 		}
 		if (!store_batch_open(s->deps.store) &&
@@ -541,27 +593,34 @@ handle_webhook(struct server *s, struct evhttp_request *req)
 			goto store_failed;
 		/* Whoever opened the batch, this turn's flush answers. */
 		event_active(s->flush_ev, EV_TIMEOUT, 0);
-		if ((e = webhook_accept(s, ev, p.take, &repeated, &cause)) == NULL)
+		if ((run_id = webhook_accept(s, ev, p.take, &repeated, &cause)) == NULL)
 			goto store_failed;
 		if (repeated)
 			p.repeated++;
 		else
 			p.accepted++;
-		json_array_append_new(results, e);
+		if (single)
+			p.answer = webhook_answer(run_id, repeated);
+		else {
+			json_t *e = json_pack("{s:s, s:s}", "id", ev->id, "run_id",
+			    run_id);
+
+			if (repeated)
+				json_object_set_new(e, "repeated", json_true());
+			json_array_append_new(results, e);
+		}
+		free(run_id);
 	}
 
-	if (!b.batched && b.n == 1) {
-		p.answer = json_deep_copy(json_array_get(results, 0));
-		json_object_del(p.answer, "id");
-	} else
-		p.answer = json_pack("{s:O}", "results", results);
-	json_decref(results);
+	if (!single)
+		p.answer = json_text(json_pack("{s:o}", "results", results));
 	webhook_batch_cleanup(&b);
 	p.code = p.accepted + p.repeated > 0 ? 202 : 200;
 	if (p.accepted + p.repeated == 0) {
 		/* Nothing stored: answer now. */
 		s->outcomes[SERVER_IGNORED] += p.ignored;
-		reply_json(req, p.code, "OK", p.answer);
+		reply_text(req, p.code, "OK", p.answer, strlen(p.answer));
+		free(p.answer);
 		json_decref(p.take);
 		return;
 	}
@@ -582,6 +641,7 @@ store_failed:
 	    " again later");
 	free(cause);
 	json_decref(results);
+	free(p.answer);
 	json_decref(p.take);
 	webhook_batch_cleanup(&b);
 }
