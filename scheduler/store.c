@@ -79,7 +79,16 @@ static const char *const store_migrations[STORE_SCHEMA_VERSION] = {
 	"ALTER TABLE runs ADD COLUMN lease_until INTEGER NOT NULL DEFAULT 0;"
 	"ALTER TABLE agent_runs ADD COLUMN next_at INTEGER NOT NULL DEFAULT 0;"
 	"CREATE INDEX runs_active ON runs (state) WHERE state IN " ACTIVE_STATES ";",
+	/* 2 -> 3: a service whose last entity came with a new run refers to
+	 * that run's (entity_run; its own entity column is then ''), so the
+	 * entity is stored once. A run's entity never changes and runs are
+	 * never deleted. */
+	"ALTER TABLE services ADD COLUMN entity_run TEXT;",
 };
+
+/* The entity of services row s (see migration 2 -> 3). */
+#define SERVICE_ENTITY "CASE WHEN s.entity_run IS NULL THEN s.entity ELSE" \
+	" (SELECT entity FROM runs WHERE run_id = s.entity_run) END"
 
 enum store_stmt_id {
 	Q_BEGIN,
@@ -127,12 +136,13 @@ static const char *const store_sql[Q_MAX] = {
 	[Q_INBOX_GET] = "SELECT run_id FROM inbox WHERE event_id = ?1",
 	[Q_INBOX_PUT] = "INSERT INTO inbox (event_id, run_id, service_type, fqn,"
 	    " received_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-	[Q_SERVICE_PUT] = "INSERT INTO services (service_type, fqn, entity, updated_at)"
-	    " VALUES (?1, ?2, ?3, ?4) ON CONFLICT (service_type, fqn) DO UPDATE"
-	    " SET entity = excluded.entity, updated_at = excluded.updated_at",
-	[Q_SERVICE_GET] = "SELECT entity, service_type FROM services"
+	[Q_SERVICE_PUT] = "INSERT INTO services (service_type, fqn, entity, updated_at,"
+	    " entity_run) VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (service_type, fqn)"
+	    " DO UPDATE SET entity = excluded.entity, updated_at = excluded.updated_at,"
+	    " entity_run = excluded.entity_run",
+	[Q_SERVICE_GET] = "SELECT " SERVICE_ENTITY ", service_type FROM services s"
 	    " WHERE service_type = ?1 AND fqn = ?2",
-	[Q_SERVICE_GET_ANY] = "SELECT entity, service_type FROM services"
+	[Q_SERVICE_GET_ANY] = "SELECT " SERVICE_ENTITY ", service_type FROM services s"
 	    " WHERE fqn = ?1 ORDER BY updated_at DESC LIMIT 1",
 	[Q_ACTIVE_RUN] = "SELECT run_id FROM runs WHERE service_type = ?1 AND"
 	    " fqn = ?2 AND state IN " ACTIVE_STATES " ORDER BY rowid LIMIT 1",
@@ -731,9 +741,11 @@ store_active_run(struct store *s, const char *type, const char *fqn, char **run_
 	return 0;
 }
 
+/* Inside a transaction: the service's entity, its text or (entity_run not
+ * NULL) that of the run entity_run. */
 static int
 store_put_service(struct store *s, const char *type, const char *fqn,
-    const char *entity, char **cause)
+    const char *entity, const char *entity_run, char **cause)
 {
 	sqlite3_stmt *st = store_stmt(s, Q_SERVICE_PUT, cause);
 
@@ -741,8 +753,9 @@ store_put_service(struct store *s, const char *type, const char *fqn,
 		return -1;
 	bind_text(st, 1, type);
 	bind_text(st, 2, fqn);
-	bind_text(st, 3, entity);
+	bind_text(st, 3, entity_run != NULL ? "" : entity);
 	sqlite3_bind_int64(st, 4, store_now(s));
+	bind_text(st, 5, entity_run);
 	return store_exec_stmt(s, st, cause, "store service");
 }
 
@@ -781,6 +794,22 @@ store_insert_run(struct store *s, const char *type, const char *fqn,
 	return -1;
 }
 
+/* Inside a transaction: a new pending run of the service, whose entity is
+ * the service's too until the next one received (stored once). */
+static int
+store_new_run(struct store *s, const char *type, const char *fqn,
+    const char *entity, const char *agents, char **run_id, char **cause)
+{
+	if (store_insert_run(s, type, fqn, entity, agents, run_id, cause) != 0)
+		return -1;
+	if (store_put_service(s, type, fqn, NULL, *run_id, cause) != 0) {
+		free(*run_id);
+		*run_id = NULL;
+		return -1;
+	}
+	return 0;
+}
+
 enum store_result
 store_inbox_accept(struct store *s, const char *event_id, const char *service_type,
     const char *fqn, const char *entity_json, char **run_id, char **cause)
@@ -809,12 +838,12 @@ store_inbox_accept(struct store *s, const char *event_id, const char *service_ty
 		*run_id = id;
 		return STORE_REPEAT;
 	}
-	if (store_put_service(s, service_type, fqn, entity_json, cause) != 0)
-		goto fail;
 	if (store_active_run(s, service_type, fqn, &id, cause) != 0)
 		goto fail;
-	if (id == NULL && store_insert_run(s, service_type, fqn, entity_json, NULL,
-	    &id, cause) != 0)
+	/* Joining the active run, the entity is the service's alone. */
+	if (id != NULL ? store_put_service(s, service_type, fqn, entity_json, NULL,
+	    cause) != 0 : store_new_run(s, service_type, fqn, entity_json, NULL, &id,
+	    cause) != 0)
 		goto fail;
 	if ((st = store_stmt(s, Q_INBOX_PUT, cause)) == NULL)
 		goto fail;
@@ -875,7 +904,7 @@ enum store_result
 store_service_put(struct store *s, const char *service_type, const char *fqn,
     const char *entity_json, char **cause)
 {
-	return store_put_service(s, service_type, fqn, entity_json, cause) == 0 ?
+	return store_put_service(s, service_type, fqn, entity_json, NULL, cause) == 0 ?
 	    STORE_OK : STORE_ERROR;
 }
 
@@ -933,9 +962,7 @@ store_run_replace(struct store *s, const char *service_type, const char *fqn,
 		*run_id = active;
 		return STORE_ACTIVE;
 	}
-	if (store_put_service(s, service_type, fqn, entity_json, cause) != 0)
-		goto fail;
-	if (store_insert_run(s, service_type, fqn, entity_json, agents_json, &id,
+	if (store_new_run(s, service_type, fqn, entity_json, agents_json, &id,
 	    cause) != 0)
 		goto fail;
 	while (active != NULL) {

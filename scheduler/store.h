@@ -27,7 +27,7 @@
 
 /* The schema version this build writes. Older databases are migrated (after
  * a backup copy); newer ones are refused. */
-#define STORE_SCHEMA_VERSION 2
+#define STORE_SCHEMA_VERSION 3
 
 struct store;
 

@@ -88,10 +88,32 @@ test_fresh_open_is_current_and_wal(void **state)
 	free(p);
 }
 
+/* A database of schema version, with a run 'rold' of service pg (state,
+ * entity run_entity) and pg's entity, as an older autopilot wrote them. */
+static void
+old_database(const char *p, unsigned version, const char *state,
+    const char *run_entity, const char *service_entity)
+{
+	struct store_options o = { .target_version = version };
+	struct store *s = open_ok(p, &o);
+	sqlite3 *db;
+	char *sql;
+
+	assert_int_equal(store_schema_version(s), version);
+	store_close(s);
+	sql = sqlite3_mprintf("INSERT INTO runs (run_id, service_type, fqn, state, entity,"
+	    " created_at) VALUES ('rold', 'databaseService', 'pg', %Q, %Q, 1);"
+	    "INSERT INTO services VALUES ('databaseService', 'pg', %Q, 1);", state,
+	    run_entity, service_entity);
+	assert_int_equal(sqlite3_open(p, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+	sqlite3_free(sql);
+}
+
 static void
 test_migration_from_v1_backs_up_and_keeps_data(void **state)
 {
-	struct store_options o = { .target_version = 1 };
 	char *p = db_path("old.db"), *cause = NULL, *run_id = NULL, *ent = NULL;
 	struct store *s;
 	sqlite3 *db;
@@ -99,17 +121,7 @@ test_migration_from_v1_backs_up_and_keeps_data(void **state)
 	struct stat sb;
 	json_t *j = NULL;
 
-	s = open_ok(p, &o);
-	assert_int_equal(store_schema_version(s), 1);
-	store_close(s);
-	/* Put data in with the v1 schema, as an old autopilot would have. */
-	assert_int_equal(sqlite3_open(p, &db), SQLITE_OK);
-	assert_int_equal(sqlite3_exec(db,
-	    "INSERT INTO runs (run_id, service_type, fqn, state, entity, created_at)"
-	    " VALUES ('rold', 'databaseService', 'pg', 'succeeded', '{}', 1);"
-	    "INSERT INTO services VALUES ('databaseService', 'pg', '{\"name\":\"pg\"}', 1);",
-	    NULL, NULL, NULL), SQLITE_OK);
-	sqlite3_close(db);
+	old_database(p, 1, "succeeded", "{}", "{\"name\":\"pg\"}");
 
 	/* A command that only reads refuses it, and writes nothing. */
 	{
@@ -151,6 +163,78 @@ test_migration_from_v1_backs_up_and_keeps_data(void **state)
 	    &run_id, &cause), STORE_OK);
 	free(run_id);
 	store_close(s);
+	free(p);
+}
+
+/*
+ * Entities: a v2 database's rows keep their text; from v3 on a new run's
+ * entity is stored once for the run and its service, and the run keeps the
+ * entity it was created with when the service's changes.
+ */
+static void
+test_entity_stored_once_and_v2_rows_kept(void **state)
+{
+	char *p = db_path("v2.db"), *cause = NULL, *r1 = NULL, *r2 = NULL, *ent = NULL;
+	struct store *s;
+	sqlite3 *db;
+	sqlite3_stmt *st;
+
+	old_database(p, 2, "pending", "{\"v\":1}", "{\"v\":1}");
+
+	s = open_ok(p, NULL);
+	assert_int_equal(store_schema_version(s), 3);
+	assert_non_null(store_backup_path(s));
+	assert_int_equal(store_run_entity(s, "rold", &ent, &cause), STORE_OK);
+	assert_string_equal(ent, "{\"v\":1}");
+	free(ent);
+	assert_int_equal(store_service_get(s, "databaseService", "pg", &ent, NULL,
+	    &cause), STORE_OK);
+	assert_string_equal(ent, "{\"v\":1}");
+	free(ent);
+
+	/* A new run: one copy of its entity, read back through both rows. */
+	assert_int_equal(store_inbox_accept(s, "ev-1", "databaseService", "pg2",
+	    "{\"v\":2}", &r1, &cause), STORE_OK);
+	assert_int_equal(store_run_entity(s, r1, &ent, &cause), STORE_OK);
+	assert_string_equal(ent, "{\"v\":2}");
+	free(ent);
+	assert_int_equal(store_service_get(s, NULL, "pg2", &ent, NULL, &cause), STORE_OK);
+	assert_string_equal(ent, "{\"v\":2}");
+	free(ent);
+	/* Joining the active run changes the service's entity, not the run's. */
+	assert_int_equal(store_inbox_accept(s, "ev-2", "databaseService", "pg2",
+	    "{\"v\":3}", &r2, &cause), STORE_OK);
+	assert_string_equal(r1, r2);
+	free(r2);
+	assert_int_equal(store_service_get(s, NULL, "pg2", &ent, NULL, &cause), STORE_OK);
+	assert_string_equal(ent, "{\"v\":3}");
+	free(ent);
+	assert_int_equal(store_service_put(s, "databaseService", "pg2", "{\"v\":4}",
+	    &cause), STORE_OK);
+	assert_int_equal(store_run_entity(s, r1, &ent, &cause), STORE_OK);
+	assert_string_equal(ent, "{\"v\":2}");
+	free(ent);
+	/* A replacing run of the old service refers to its own copy. */
+	assert_int_equal(store_run_create(s, "databaseService", "pg", "{\"v\":5}", NULL,
+	    true, &r2, &cause), STORE_OK);
+	assert_int_equal(store_run_entity(s, r2, &ent, &cause), STORE_OK);
+	assert_string_equal(ent, "{\"v\":5}");
+	free(ent);
+	assert_int_equal(store_run_entity(s, "rold", &ent, &cause), STORE_OK);
+	assert_string_equal(ent, "{\"v\":1}");
+	free(ent);
+	free(r2);
+	store_close(s);
+
+	/* One copy of each entity: a service that refers to a run has none. */
+	assert_int_equal(sqlite3_open(p, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(db, "SELECT count(*) FROM services WHERE"
+	    " entity = '' AND entity_run IS NOT NULL", -1, &st, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+	assert_int_equal(sqlite3_column_int(st, 0), 1);
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	free(r1);
 	free(p);
 }
 
@@ -676,6 +760,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_fresh_open_is_current_and_wal),
 		cmocka_unit_test(test_migration_from_v1_backs_up_and_keeps_data),
+		cmocka_unit_test(test_entity_stored_once_and_v2_rows_kept),
 		cmocka_unit_test(test_newer_database_is_refused),
 		cmocka_unit_test(test_inbox_is_idempotent),
 		cmocka_unit_test(test_rerun_refused_while_active_then_replace),
