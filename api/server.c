@@ -39,6 +39,7 @@
 struct server {
 	struct event_base *base;
 	const struct config *cfg;
+	struct webhook_key *key;	/* of cfg->webhook_secret, or NULL */
 	struct server_deps deps;
 	struct evhttp *http;
 	struct evhttp_bound_socket *listener;
@@ -547,8 +548,8 @@ handle_webhook(struct server *s, struct evhttp_request *req)
 		free(msg);
 		return;
 	}
-	if (s->cfg->webhook_secret != NULL) {
-		sig = webhook_verify(s->cfg->webhook_secret, data, len,
+	if (s->key != NULL) {
+		sig = webhook_key_verify(s->key, data, len,
 		    header(req, "X-OM-Signature"), &detail);
 		if (sig != WEBHOOK_SIG_OK) {
 			webhook_fail(s, req, SERVER_UNAUTHORIZED, 401, "Unauthorized",
@@ -1254,6 +1255,8 @@ server_create(struct event_base *base, const struct config *cfg,
 
 	s->base = base;
 	s->cfg = cfg;
+	if (cfg->webhook_secret != NULL)
+		s->key = webhook_key_create(cfg->webhook_secret);
 	s->deps = *deps;
 	if ((s->http = evhttp_new(base)) == NULL)
 		ap_fatal("evhttp_new failed");
@@ -1343,6 +1346,7 @@ server_free(struct server *s)
 	if (s->http != NULL)
 		evhttp_free(s->http);
 	json_decref(s->take);
+	webhook_key_free(s->key);
 	free(s->pending);
 	free(s->busy);
 	free(s);

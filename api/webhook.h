@@ -46,6 +46,14 @@ enum webhook_sig {
 enum webhook_sig webhook_verify(const char *secret, const void *body, size_t len,
     const char *header, const char **detail);
 
+/* The same with the secret's HMAC key set up once (webhook_key_create), so
+ * a check costs the hashing only. A key serves one thread at a time. */
+struct webhook_key;
+struct webhook_key *webhook_key_create(const char *secret);
+void webhook_key_free(struct webhook_key *k);	/* accepts NULL */
+enum webhook_sig webhook_key_verify(struct webhook_key *k, const void *body, size_t len,
+    const char *header, const char **detail);
+
 /* Deepest nesting of arrays and objects in a JSON text (strings skipped);
  * stops counting once above limit. Never fails: malformed text is the
  * parser's business. */

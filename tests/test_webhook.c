@@ -29,6 +29,27 @@ test_signature_matches_openmetadata(void **state)
 	free(sig);
 }
 
+/* One key checks many deliveries, each on its own. */
+static void
+test_key_reused(void **state)
+{
+	const char *body = "{\"id\":\"x\"}", *good =
+	    "sha256=nwvsz1FIQdIcVtuidgicI0XBLV0t6xm00iyHM3Hl6LY=", *detail;
+	struct webhook_key *k = webhook_key_create("s3cret");
+	int i;
+
+	for (i = 0; i < 3; i++) {
+		assert_int_equal(webhook_key_verify(k, body, strlen(body), good, &detail),
+		    WEBHOOK_SIG_OK);
+		assert_int_equal(webhook_key_verify(k, body, strlen(body) - 1, good,
+		    &detail), WEBHOOK_SIG_MISMATCH);
+		assert_int_equal(webhook_key_verify(k, "", 0, good, &detail),
+		    WEBHOOK_SIG_MISMATCH);
+	}
+	webhook_key_free(k);
+	webhook_key_free(NULL);
+}
+
 static void
 test_signature_rejections(void **state)
 {
@@ -282,6 +303,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_signature_matches_openmetadata),
+		cmocka_unit_test(test_key_reused),
 		cmocka_unit_test(test_signature_rejections),
 		cmocka_unit_test(test_reference_example),
 		cmocka_unit_test(test_decisions),
