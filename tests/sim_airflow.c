@@ -95,6 +95,7 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/http.h>
+#include <event2/http_struct.h>
 #include <event2/keyvalq_struct.h>
 #include <event2/util.h>
 #include <jansson.h>
@@ -112,6 +113,12 @@
 #define SIM_PLUGIN_VERSION	"1.7.0.0"
 #define SIM_DAGS_FOLDER		"/opt/airflow/dags"
 #define SIM_STATUS_RUNS		10
+#define SIM_REPLY_FLAGS		(JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(9))
+#define SIM_TM_VARS		16	/* values of a view template */
+#define SIM_TM_GAPS		24	/* places for them */
+#define SIM_TM_MARK		"@sim-value-"
+#define SIM_BODY_CACHE		4	/* small bodies kept parsed */
+#define SIM_BODY_CACHE_MAX	256	/* bytes */
 
 enum sim_api { SIM_API_V1 = 1, SIM_API_V2 = 2 };
 
@@ -253,7 +260,7 @@ struct dag;
 struct run {
 	char *run_id;
 	struct dag *dag;
-	json_t *conf;			/* object, owned */
+	char *jrid, *jconf, *jld;	/* run_id, conf, logical_date as JSON */
 	char *logical_date;		/* NULL: null */
 	int64_t created;		/* sim ms */
 	int64_t start;			/* queued countdown began (sim ms); -1: waiting for unpause */
@@ -268,6 +275,7 @@ struct run {
 
 struct dag {
 	char *dag_id;
+	char *jid, *jtoken, *jloc;	/* dag_id, file_token, fileloc as JSON */
 	char *pipeline_type;
 	char *schedule;			/* airflowConfig.scheduleInterval or NULL */
 	int64_t created;		/* sim ms of first deploy */
@@ -280,6 +288,25 @@ struct dag {
 	struct run *run_head, *run_tail;
 	size_t nruns;
 	struct dag *prev, *next;	/* in creation order */
+};
+
+/* The values that vary in the DAG and run views (see JSON views). */
+enum { DV_ID, DV_TOKEN, DV_LOC, DV_IERR, DV_PAUSED, DV_PARSED, DV_SCHED, DV_REL, DV_SUMMARY };
+enum { RV_CONF, RV_DAG, RV_RUN, RV_END, RV_LD, RV_START, RV_STATE, RV_UUID, RV_DAG_CREATED,
+	RV_DURATION, RV_QUEUED, RV_USER };
+
+/* A view's reply dump cut where its values go: text pieces, value, piece, ... */
+struct tmpl {
+	char *text;
+	size_t ngap;
+	size_t off[SIM_TM_GAPS + 1], len[SIM_TM_GAPS + 1];
+	uint8_t var[SIM_TM_GAPS];
+};
+
+/* The values of one view, dumped, one after the other in b. */
+struct tvals {
+	struct ap_buf b;
+	size_t off[SIM_TM_VARS], len[SIM_TM_VARS];
 };
 
 /* ---------------------------------------------------------------- scenario */
@@ -369,6 +396,22 @@ struct sim {
 	uint64_t log_base_seq;		/* seq of log[0] */
 	struct ap_buf arena;
 	struct pending *pending;
+	struct tmpl t_dag[2], t_run[2], t_msg;	/* [0]: 2.x, [1]: 3.x */
+	struct tmpl t_cron;		/* 2.x schedule_interval */
+	char *jstate[SIM_ST_NONE];	/* the run states as JSON */
+	char *jtrue, *jfalse, *jnull;
+	struct tvals tv;		/* the values of the view being answered */
+	struct ap_buf out;		/* the reply being answered */
+	uint64_t sc_gen;		/* scenarios loaded so far */
+	char *basic_last;		/* the last Basic Authorization that passed */
+	uint64_t basic_gen;		/* ... under scenario sc_gen */
+	struct body_cache {
+		json_t *json;		/* NULL: empty */
+		char text[SIM_BODY_CACHE_MAX];
+		size_t len;
+		uint64_t used;
+	} bodies[SIM_BODY_CACHE];	/* small bodies lately parsed */
+	uint64_t bodies_clock;
 };
 
 /* One incoming request while it is being handled. */
@@ -378,8 +421,11 @@ struct rq {
 	enum evhttp_cmd_type method;
 	const char *path;
 	const char *query;
-	char *seg[SIM_MAX_SEGS];
+	char *seg[SIM_MAX_SEGS];	/* in segbuf */
 	int nseg;
+	char *segbuf;			/* segstack, or allocated for a long path */
+	char segstack[512];
+	const char *authz;		/* the Authorization header */
 	struct evkeyvalq params;
 	const char *body;
 	size_t body_len;
@@ -400,10 +446,38 @@ sim_now(const struct sim *s)
 	return (int64_t)(ap_mono_ms() - s->mono0);
 }
 
+/* ap_format_time(wall0 + t): "YYYY-MM-DDTHH:MM:SS.mmmZ", its seconds cached. */
 static void
 sim_time(const struct sim *s, int64_t t, char *buf, size_t size)
 {
-	ap_format_time(s->wall0 + t, buf, size);
+	static struct { int64_t sec; char text[32]; size_t len; } cache[4] = {
+		{ -1, "", 0 }, { -1, "", 0 }, { -1, "", 0 }, { -1, "", 0 } };
+	int64_t ms = s->wall0 + t, sec = ms / 1000;
+	int frac = (int)(ms % 1000);
+	char *dot;
+	size_t slot = (size_t)sec & 3;
+
+	if (ms < 0 || size < sizeof cache[0].text + 6) {
+		ap_format_time(ms, buf, size);
+		return;
+	}
+	if (cache[slot].sec != sec) {
+		ap_format_time(sec * 1000, cache[slot].text, sizeof cache[slot].text);
+		if ((dot = strrchr(cache[slot].text, '.')) == NULL) {
+			ap_format_time(ms, buf, size);
+			return;
+		}
+		cache[slot].len = (size_t)(dot - cache[slot].text);
+		cache[slot].sec = sec;
+	}
+	memcpy(buf, cache[slot].text, cache[slot].len);
+	buf += cache[slot].len;
+	buf[0] = '.';
+	buf[1] = (char)('0' + frac / 100);
+	buf[2] = (char)('0' + frac / 10 % 10);
+	buf[3] = (char)('0' + frac % 10);
+	buf[4] = 'Z';
+	buf[5] = '\0';
 }
 
 static json_t *
@@ -1018,13 +1092,18 @@ sc_import_error(const struct scenario *sc, const struct dag *d)
 
 /* ---------------------------------------------------------------- DAGs and runs */
 
+static void dag_dumps(struct dag *d);
+static void run_dumps(struct run *r, const json_t *conf);
+
 static void
 run_free(struct run *r)
 {
 	if (r == NULL)
 		return;
 	free(r->run_id);
-	json_decref(r->conf);
+	free(r->jrid);
+	free(r->jconf);
+	free(r->jld);
 	free(r->logical_date);
 	free(r);
 }
@@ -1058,6 +1137,9 @@ dag_remove(struct sim *s, struct dag *d)
 	else
 		s->dag_tail = d->prev;
 	free(d->dag_id);
+	free(d->jid);
+	free(d->jtoken);
+	free(d->jloc);
 	free(d->pipeline_type);
 	free(d->schedule);
 	free(d);
@@ -1090,6 +1172,7 @@ dag_deploy(struct sim *s, const char *dag_id, const char *ptype, const char *sch
 
 		d = ap_xcalloc(1, sizeof *d);
 		d->dag_id = ap_xstrdup(dag_id);
+		dag_dumps(d);
 		d->pipeline_type = ap_xstrdup(ptype);
 		d->created = now;
 		d->paused = true;
@@ -1217,8 +1300,8 @@ run_create(struct sim *s, struct dag *d, const char *run_id, const json_t *conf,
 
 	r->run_id = ap_xstrdup(run_id);
 	r->dag = d;
-	r->conf = conf != NULL && json_is_object(conf) ? json_deep_copy(conf) : json_object();
 	r->logical_date = logical_date != NULL ? ap_xstrdup(logical_date) : NULL;
+	run_dumps(r, conf != NULL && json_is_object(conf) ? conf : NULL);
 	r->created = now;
 	r->start = d->paused ? -1 : now;
 	r->started_at = -1;
@@ -1270,113 +1353,376 @@ sim_forget(struct sim *s, bool dags)
 
 /* ---------------------------------------------------------------- JSON views */
 
+/*
+ * The DAG and DAG run views are answered from templates: each view's tree is
+ * built once with a marker string in place of every value that varies, dumped
+ * as a reply is, and cut at the markers. A reply is the constant pieces with
+ * the values' own dumps (jansson, same flags) between them: the same bytes as
+ * dumping the whole tree, without building and dumping ~30 constant members
+ * per request. Values that never change (a DAG's id and file, a run's id,
+ * conf and logical date) are dumped once, when the DAG or run is created.
+ */
+
+static int
+dump_to_buf(const char *buf, size_t size, void *arg)
+{
+	ap_buf_add(arg, buf, size);
+	return 0;
+}
+
+/* Appends j (stolen) dumped as in a reply. */
+static void
+buf_dump(struct ap_buf *b, json_t *j)
+{
+	if (j == NULL || json_dump_callback(j, dump_to_buf, b, SIM_REPLY_FLAGS) != 0)
+		ap_fatal("sim_airflow: cannot dump a JSON value");
+	json_decref(j);
+}
+
+/* j (stolen) dumped as in a reply: a new string. */
+static char *
+str_dump(json_t *j)
+{
+	struct ap_buf b;
+
+	ap_buf_init(&b);
+	buf_dump(&b, j);
+	return ap_buf_steal(&b, NULL);
+}
+
+/* The string str dumped as in a reply: a new string. */
+static char *
+str_json(const char *str)
+{
+	return str_dump(json_string(str));
+}
+
+static json_t *
+tm_mark(int var)
+{
+	return json_sprintf(SIM_TM_MARK "%02d@", var);
+}
+
+/* Cuts the reply dump of tree (stolen; built with tm_mark values) at its markers. */
+static void
+tmpl_init(struct tmpl *t, json_t *tree)
+{
+	static const char mark[] = "\"" SIM_TM_MARK;
+	const char *p, *m;
+	size_t start = 0;
+
+	if (tree == NULL)
+		ap_fatal("sim_airflow: template: json_pack failed");
+	t->text = str_dump(tree);
+	t->ngap = 0;
+	for (p = t->text; (m = strstr(p, mark)) != NULL; p = m + sizeof mark - 1 + 4) {
+		if (t->ngap == SIM_TM_GAPS)
+			ap_fatal("sim_airflow: template: too many values");
+		t->off[t->ngap] = start;
+		t->len[t->ngap] = (size_t)(m - t->text) - start;
+		t->var[t->ngap] = (uint8_t)atoi(m + sizeof mark - 1);
+		if (t->var[t->ngap] >= SIM_TM_VARS || m[sizeof mark - 1 + 2] != '@' ||
+		    m[sizeof mark - 1 + 3] != '"')
+			ap_fatal("sim_airflow: template: bad marker");
+		t->ngap++;
+		start = (size_t)(m - t->text) + sizeof mark - 1 + 4;
+	}
+	t->off[t->ngap] = start;
+	t->len[t->ngap] = strlen(t->text) - start;
+}
+
+static struct tvals *
+tv_begin(struct sim *s)
+{
+	ap_buf_reset(&s->tv.b);
+	return &s->tv;
+}
+
+static void
+tv_add(struct tvals *v, int var, const char *p, size_t len)
+{
+	v->off[var] = v->b.len;
+	ap_buf_add(&v->b, p, len);
+	v->len[var] = len;
+}
+
+static void
+tv_lit(struct tvals *v, int var, const char *dumped)
+{
+	tv_add(v, var, dumped, strlen(dumped));
+}
+
+/* j (stolen) dumped. */
+static void
+tv_json(struct tvals *v, int var, json_t *j)
+{
+	v->off[var] = v->b.len;
+	buf_dump(&v->b, j);
+	v->len[var] = v->b.len - v->off[var];
+}
+
+static void
+tv_str(struct tvals *v, int var, const char *str)
+{
+	tv_json(v, var, json_string(str));
+}
+
+/* t (one value) filled with the string str. */
+static void
+tv_str1(struct tvals *v, int var, const struct tmpl *t, const char *str)
+{
+	v->off[var] = v->b.len;
+	ap_buf_add(&v->b, t->text + t->off[0], t->len[0]);
+	buf_dump(&v->b, json_string(str));
+	ap_buf_add(&v->b, t->text + t->off[1], t->len[1]);
+	v->len[var] = v->b.len - v->off[var];
+}
+
+static void
+tv_bool(const struct sim *s, struct tvals *v, int var, bool b)
+{
+	tv_lit(v, var, b ? s->jtrue : s->jfalse);
+}
+
+/* A time (sim ms) as sim_time_json() has it. */
+static void
+tv_time(struct tvals *v, int var, const struct sim *s, int64_t t)
+{
+	tv_json(v, var, sim_time_json(s, t));
+}
+
+/* Replaces out's contents with t filled with v's values. */
+static void
+tmpl_render(const struct tmpl *t, const struct tvals *v, struct ap_buf *out)
+{
+	size_t i;
+
+	ap_buf_reset(out);
+	for (i = 0; i < t->ngap; i++) {
+		ap_buf_add(out, t->text + t->off[i], t->len[i]);
+		ap_buf_add(out, v->b.data + v->off[t->var[i]], v->len[t->var[i]]);
+	}
+	ap_buf_add(out, t->text + t->off[i], t->len[i]);
+}
+
 static char *
 fileloc(const struct dag *d)
 {
 	return ap_xprintf("%s/%s.py", SIM_DAGS_FOLDER, d->dag_id);
 }
 
+/* The DAG views' values (DV_*), borrowed. */
 static json_t *
-dag_json(struct sim *s, const struct dag *d, enum sim_api api)
+dag_tree(enum sim_api api, json_t *const *v)
 {
-	char *loc = fileloc(d);
-	char token[32];
-	json_t *j;
-	bool ierr = sc_import_error(&s->sc, d) != NULL;
-
-	snprintf(token, sizeof token, "Ii4uLiI.%08x", smap_hash(d->dag_id));
-	if (api == SIM_API_V1) {
-		j = json_pack("{s:s, s:s, s:n, s:s, s:s, s:s, s:b, s:b, s:b, s:b, s:b, s:n, "
-		    "s:o, s:n, s:i, s:i, s:i, s:n, s:n, s:n, s:n, s:[s], s:n, s:n, s:[], "
-		    "s:n, s:b}",
-		    "dag_id", d->dag_id, "dag_display_name", d->dag_id, "description",
-		    "default_view", "grid", "file_token", token, "fileloc", loc,
-		    "has_import_errors", ierr, "has_task_concurrency_limits", 0,
-		    "is_active", 1, "is_paused", d->paused, "is_subdag", 0,
+	if (api == SIM_API_V1)
+		return json_pack("{s:O, s:O, s:n, s:s, s:O, s:O, s:O, s:b, s:b, s:O, s:b, s:n, "
+		    "s:O, s:n, s:i, s:i, s:i, s:n, s:n, s:n, s:n, s:[s], s:n, s:n, s:[], "
+		    "s:n, s:b, s:O}",
+		    "dag_id", v[DV_ID], "dag_display_name", v[DV_ID], "description",
+		    "default_view", "grid", "file_token", v[DV_TOKEN], "fileloc", v[DV_LOC],
+		    "has_import_errors", v[DV_IERR], "has_task_concurrency_limits", 0,
+		    "is_active", 1, "is_paused", v[DV_PAUSED], "is_subdag", 0,
 		    "last_expired",
-		    "last_parsed_time", sim_time_json(s, d->parsed_at), "last_pickled",
+		    "last_parsed_time", v[DV_PARSED], "last_pickled",
 		    "max_active_runs", 1, "max_active_tasks", 16,
 		    "max_consecutive_failed_dag_runs", 0,
 		    "next_dagrun", "next_dagrun_create_after", "next_dagrun_data_interval_end",
 		    "next_dagrun_data_interval_start", "owners", "openmetadata",
 		    "pickle_id", "root_dag_id", "tags", "timetable_description",
-		    "scheduler_lock", 0);
-		if (d->schedule != NULL)
-			json_object_set_new(j, "schedule_interval", json_pack("{s:s, s:s}",
-			    "__type", "CronExpression", "value", d->schedule));
-		else
-			json_object_set_new(j, "schedule_interval", json_null());
-	} else {
-		j = json_pack("{s:s, s:s, s:n, s:s, s:n, s:n, s:s, s:s, s:b, s:b, s:b, s:b, "
-		    "s:n, s:f, s:o, s:i, s:i, s:i, s:n, s:n, s:n, s:n, s:[s], s:s+, s:[], "
-		    "s:n, s:b, s:n}",
-		    "dag_id", d->dag_id, "dag_display_name", d->dag_id, "allowed_run_types",
-		    "bundle_name", "dags-folder", "bundle_version", "description",
-		    "file_token", token, "fileloc", loc, "has_import_errors", ierr,
-		    "has_task_concurrency_limits", 0, "is_paused", d->paused, "is_stale", 0,
-		    "last_expired", "last_parse_duration", 0.05,
-		    "last_parsed_time", sim_time_json(s, d->parsed_at),
-		    "max_active_runs", 1, "max_active_tasks", 16,
-		    "max_consecutive_failed_dag_runs", 0,
-		    "next_dagrun_data_interval_end", "next_dagrun_data_interval_start",
-		    "next_dagrun_logical_date", "next_dagrun_run_after",
-		    "owners", "openmetadata", "relative_fileloc", d->dag_id, ".py", "tags",
-		    "timetable_description", "timetable_partitioned", 0, "timetable_summary");
-		if (d->schedule != NULL)
-			json_object_set_new(j, "timetable_summary", json_string(d->schedule));
-	}
-	free(loc);
-	if (j == NULL)
-		ap_fatal("dag_json: json_pack failed");
-	return j;
+		    "scheduler_lock", 0, "schedule_interval", v[DV_SCHED]);
+	return json_pack("{s:O, s:O, s:n, s:s, s:n, s:n, s:O, s:O, s:O, s:b, s:O, s:b, "
+	    "s:n, s:f, s:O, s:i, s:i, s:i, s:n, s:n, s:n, s:n, s:[s], s:O, s:[], "
+	    "s:n, s:b, s:O}",
+	    "dag_id", v[DV_ID], "dag_display_name", v[DV_ID], "allowed_run_types",
+	    "bundle_name", "dags-folder", "bundle_version", "description",
+	    "file_token", v[DV_TOKEN], "fileloc", v[DV_LOC], "has_import_errors", v[DV_IERR],
+	    "has_task_concurrency_limits", 0, "is_paused", v[DV_PAUSED], "is_stale", 0,
+	    "last_expired", "last_parse_duration", 0.05,
+	    "last_parsed_time", v[DV_PARSED],
+	    "max_active_runs", 1, "max_active_tasks", 16,
+	    "max_consecutive_failed_dag_runs", 0,
+	    "next_dagrun_data_interval_end", "next_dagrun_data_interval_start",
+	    "next_dagrun_logical_date", "next_dagrun_run_after",
+	    "owners", "openmetadata", "relative_fileloc", v[DV_REL], "tags",
+	    "timetable_description", "timetable_partitioned", 0, "timetable_summary",
+	    v[DV_SUMMARY]);
 }
 
+/* The run views' values (RV_*), borrowed. */
 static json_t *
-run_json(struct sim *s, const struct run *r, enum sim_api api, int64_t now)
+run_tree(enum sim_api api, json_t *const *v)
+{
+	if (api == SIM_API_V1)
+		return json_pack("{s:O, s:O, s:O, s:n, s:n, s:O, s:O, s:b, s:n, s:O, s:n, "
+		    "s:s, s:O, s:O}",
+		    "conf", v[RV_CONF], "dag_id", v[RV_DAG], "dag_run_id", v[RV_RUN],
+		    "data_interval_end", "data_interval_start",
+		    "end_date", v[RV_END], "execution_date", v[RV_LD],
+		    "external_trigger", 1, "last_scheduling_decision",
+		    "logical_date", v[RV_LD], "note", "run_type", "manual",
+		    "start_date", v[RV_START], "state", v[RV_STATE]);
+	return json_pack("{s:n, s:O, s:O, s:O, s:O, s:[{s:O, s:i, s:O, s:O, s:O, s:s, "
+	    "s:n, s:n}], s:n, s:n, s:O, s:O, s:n, s:O, s:n, s:n, s:O, s:O, s:s, s:O, "
+	    "s:O, s:s, s:O}",
+	    "bundle_version", "conf", v[RV_CONF], "dag_display_name", v[RV_DAG],
+	    "dag_id", v[RV_DAG], "dag_run_id", v[RV_RUN],
+	    "dag_versions", "id", v[RV_UUID], "version_number", 1, "dag_id", v[RV_DAG],
+	    "created_at", v[RV_DAG_CREATED], "dag_display_name", v[RV_DAG],
+	    "bundle_name", "dags-folder", "bundle_url", "bundle_version",
+	    "data_interval_end", "data_interval_start",
+	    "duration", v[RV_DURATION],
+	    "end_date", v[RV_END], "last_scheduling_decision",
+	    "logical_date", v[RV_LD], "note", "partition_key",
+	    "queued_at", v[RV_QUEUED], "run_after", v[RV_QUEUED], "run_type", "manual",
+	    "start_date", v[RV_START], "state", v[RV_STATE],
+	    "triggered_by", "rest_api", "triggering_user_name", v[RV_USER]);
+}
+
+static void
+sim_templates_init(struct sim *s)
+{
+	json_t *mk[SIM_TM_VARS];
+	int i;
+
+	for (i = 0; i < SIM_TM_VARS; i++)
+		mk[i] = tm_mark(i);
+	tmpl_init(&s->t_dag[0], dag_tree(SIM_API_V1, mk));
+	tmpl_init(&s->t_dag[1], dag_tree(SIM_API_V2, mk));
+	tmpl_init(&s->t_run[0], run_tree(SIM_API_V1, mk));
+	tmpl_init(&s->t_run[1], run_tree(SIM_API_V2, mk));
+	tmpl_init(&s->t_msg, json_pack("{s:O}", "message", mk[0]));
+	tmpl_init(&s->t_cron, json_pack("{s:s, s:O}", "__type", "CronExpression", "value",
+	    mk[0]));
+	if (s->t_msg.ngap != 1 || s->t_cron.ngap != 1)
+		ap_fatal("sim_airflow: template: one value expected");
+	for (i = 0; i < SIM_TM_VARS; i++)
+		json_decref(mk[i]);
+	for (i = 0; i < SIM_ST_NONE; i++)
+		s->jstate[i] = str_json(sim_state_names[i]);
+	s->jtrue = str_dump(json_true());
+	s->jfalse = str_dump(json_false());
+	s->jnull = str_dump(json_null());
+}
+
+static void
+sim_templates_free(struct sim *s)
+{
+	int i;
+
+	free(s->t_dag[0].text);
+	free(s->t_dag[1].text);
+	free(s->t_run[0].text);
+	free(s->t_run[1].text);
+	free(s->t_msg.text);
+	free(s->t_cron.text);
+	for (i = 0; i < SIM_ST_NONE; i++)
+		free(s->jstate[i]);
+	free(s->jtrue);
+	free(s->jfalse);
+	free(s->jnull);
+	ap_buf_cleanup(&s->tv.b);
+	ap_buf_cleanup(&s->out);
+}
+
+/* The dumps of what never changes in a DAG's views. */
+static void
+dag_dumps(struct dag *d)
+{
+	char token[32], *loc = fileloc(d);
+
+	snprintf(token, sizeof token, "Ii4uLiI.%08x", smap_hash(d->dag_id));
+	d->jid = str_json(d->dag_id);
+	d->jtoken = str_json(token);
+	d->jloc = str_json(loc);
+	free(loc);
+}
+
+
+/* The DAG as GET /dags/{id} answers it, into out. */
+static void
+dag_text(struct sim *s, const struct dag *d, enum sim_api api, struct ap_buf *out)
+{
+	struct tvals *v = tv_begin(s);
+
+	tv_lit(v, DV_ID, d->jid);
+	tv_lit(v, DV_TOKEN, d->jtoken);
+	tv_lit(v, DV_LOC, d->jloc);
+	tv_bool(s, v, DV_IERR, sc_import_error(&s->sc, d) != NULL);
+	tv_bool(s, v, DV_PAUSED, d->paused);
+	tv_time(v, DV_PARSED, s, d->parsed_at);
+	if (api == SIM_API_V1) {
+		if (d->schedule != NULL)
+			tv_str1(v, DV_SCHED, &s->t_cron, d->schedule);
+		else
+			tv_lit(v, DV_SCHED, s->jnull);
+	} else {
+		tv_json(v, DV_REL, json_sprintf("%s.py", d->dag_id));
+		if (d->schedule != NULL)
+			tv_str(v, DV_SUMMARY, d->schedule);
+		else
+			tv_lit(v, DV_SUMMARY, s->jnull);
+	}
+	tmpl_render(&s->t_dag[api == SIM_API_V1 ? 0 : 1], v, out);
+}
+
+/* The dumps of what never changes in a run's views; conf is borrowed. */
+static void
+run_dumps(struct run *r, const json_t *conf)
+{
+	r->jrid = str_json(r->run_id);
+	r->jconf = str_dump(conf != NULL ? json_incref((json_t *)conf) : json_object());
+	r->jld = str_dump(r->logical_date != NULL ? json_string(r->logical_date) : json_null());
+}
+
+static void
+run_uuid(const struct run *r, char *uuid, size_t size)
+{
+	uint32_t h = smap_hash(r->dag->dag_id);
+
+	snprintf(uuid, size, "%08x-0000-4000-8000-0000%08x", h,
+	    (unsigned)(r->dag->serial & 0xffffffffu));
+}
+
+/* The run as GET /dags/{id}/dagRuns/{run} answers it, into out. */
+static void
+run_text(struct sim *s, const struct run *r, enum sim_api api, int64_t now,
+    struct ap_buf *out)
 {
 	int64_t start, end;
 	enum sim_state st = run_state(r, now, &start, &end);
-	json_t *j;
-	json_t *ld = r->logical_date != NULL ? json_string(r->logical_date) : json_null();
+	struct tvals *v = tv_begin(s);
 
-	if (api == SIM_API_V1) {
-		j = json_pack("{s:O, s:s, s:s, s:n, s:n, s:o, s:O, s:b, s:n, s:o, s:n, "
-		    "s:s, s:o, s:s}",
-		    "conf", r->conf, "dag_id", r->dag->dag_id, "dag_run_id", r->run_id,
-		    "data_interval_end", "data_interval_start",
-		    "end_date", sim_time_json(s, end), "execution_date", ld,
-		    "external_trigger", 1, "last_scheduling_decision",
-		    "logical_date", json_incref(ld), "note", "run_type", "manual",
-		    "start_date", sim_time_json(s, start), "state", sim_state_names[st]);
-	} else {
+	tv_lit(v, RV_CONF, r->jconf);
+	tv_lit(v, RV_DAG, r->dag->jid);
+	tv_lit(v, RV_RUN, r->jrid);
+	tv_time(v, RV_END, s, end);
+	tv_lit(v, RV_LD, r->jld);
+	tv_time(v, RV_START, s, start);
+	tv_lit(v, RV_STATE, s->jstate[st]);
+	if (api == SIM_API_V2) {
 		char uuid[40];
-		uint32_t h = smap_hash(r->dag->dag_id);
 
-		snprintf(uuid, sizeof uuid, "%08x-0000-4000-8000-0000%08x", h, (unsigned)(r->dag->serial & 0xffffffffu));
-
-		j = json_pack("{s:n, s:O, s:s, s:s, s:s, s:[{s:s, s:i, s:s, s:o, s:s, s:s, "
-		    "s:n, s:n}], s:n, s:n, s:o, s:o, s:n, s:o, s:n, s:n, s:o, s:o, s:s, s:o, "
-		    "s:s, s:s, s:s}",
-		    "bundle_version", "conf", r->conf, "dag_display_name", r->dag->dag_id,
-		    "dag_id", r->dag->dag_id, "dag_run_id", r->run_id,
-		    "dag_versions", "id", uuid, "version_number", 1, "dag_id", r->dag->dag_id,
-		    "created_at", sim_time_json(s, r->dag->created), "dag_display_name",
-		    r->dag->dag_id, "bundle_name", "dags-folder", "bundle_url",
-		    "bundle_version",
-		    "data_interval_end", "data_interval_start",
-		    "duration", end >= 0 && start >= 0 ? json_real((double)(end - start) / 1000.0)
-		    : json_null(),
-		    "end_date", sim_time_json(s, end), "last_scheduling_decision",
-		    "logical_date", ld, "note", "partition_key",
-		    "queued_at", sim_time_json(s, r->created),
-		    "run_after", sim_time_json(s, r->created), "run_type", "manual",
-		    "start_date", sim_time_json(s, start), "state", sim_state_names[st],
-		    "triggered_by", "rest_api", "triggering_user_name", s->sc.username);
-		ld = NULL;
+		run_uuid(r, uuid, sizeof uuid);
+		tv_str(v, RV_UUID, uuid);
+		tv_time(v, RV_DAG_CREATED, s, r->dag->created);
+		tv_json(v, RV_DURATION, end >= 0 && start >= 0 ?
+		    json_real((double)(end - start) / 1000.0) : json_null());
+		tv_time(v, RV_QUEUED, s, r->created);
+		tv_str(v, RV_USER, s->sc.username);
 	}
-	json_decref(ld);
-	if (j == NULL)
-		ap_fatal("run_json: json_pack failed");
+	tmpl_render(&s->t_run[api == SIM_API_V1 ? 0 : 1], v, out);
+}
+
+/* The run as a tree, for lists: its view read back. */
+static json_t *
+run_json(struct sim *s, const struct run *r, enum sim_api api, int64_t now)
+{
+	json_t *j;
+
+	run_text(s, r, api, now, &s->out);
+	if ((j = json_loadb(s->out.data, s->out.len, JSON_ALLOW_NUL, NULL)) == NULL)
+		ap_fatal("run_json: cannot read a run's view back");
 	return j;
 }
 
@@ -1515,6 +1861,30 @@ pending_free(struct pending *p)
 	free(p);
 }
 
+/*
+ * The Date header evhttp_send_reply adds to an HTTP/1.1 reply that has none,
+ * from a text made once a second instead of once a reply.
+ */
+static void
+sim_date_header(struct evhttp_request *req)
+{
+	static time_t last = (time_t)-1;
+	static char date[64];
+	struct evkeyvalq *h = evhttp_request_get_output_headers(req);
+	time_t now;
+	struct tm tm;
+
+	if (req->major != 1 || req->minor < 1 || evhttp_find_header(h, "Date") != NULL)
+		return;
+	if ((now = time(NULL)) != last) {
+		if (gmtime_r(&now, &tm) == NULL)
+			return;
+		evutil_date_rfc1123(date, sizeof date, &tm);
+		last = now;
+	}
+	evhttp_add_header(h, "Date", date);
+}
+
 /* Sends out (stolen) now, or after the scenario's latency; reset closes instead. */
 static void
 sim_send(struct rq *rq, int status, struct evbuffer *out, bool reset)
@@ -1531,6 +1901,7 @@ sim_send(struct rq *rq, int status, struct evbuffer *out, bool reset)
 			delay += (int64_t)(sim_rand(s) % (uint64_t)(f->latency_jitter_ms + 1));
 	}
 	if (!reset && delay == 0) {
+		sim_date_header(rq->req);
 		evhttp_send_reply(rq->req, status, http_reason(status), out);
 		evbuffer_free(out);
 		return;
@@ -1589,24 +1960,17 @@ rq_trace(struct rq *rq, int status)
 
 static void rq_reset(struct rq *rq);
 
-/* Answers body (stolen; NULL for none) with status. */
+/* Answers status with the JSON text json (NULL: no body). */
 static void
-rq_reply(struct rq *rq, int status, json_t *body)
+rq_send(struct rq *rq, int status, const struct ap_buf *json)
 {
 	struct evkeyvalq *h = evhttp_request_get_output_headers(rq->req);
 	struct evbuffer *out;
 
-	if (rq->lose_reply) {
-		json_decref(body);
-		rq_reset(rq);
-		return;
-	}
 	if ((out = evbuffer_new()) == NULL)
 		ap_fatal("evbuffer_new failed");
-	if (body != NULL) {
-		json_dump_callback(body, dump_to_evbuffer, out,
-		    JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(9));
-		json_decref(body);
+	if (json != NULL) {
+		evbuffer_add(out, json->data, json->len);
 		if (evhttp_find_header(h, "Content-Type") == NULL)
 			evhttp_add_header(h, "Content-Type", "application/json");
 	}
@@ -1620,6 +1984,56 @@ rq_reply(struct rq *rq, int status, json_t *body)
 	if (rq->logged)
 		rq_trace(rq, status);
 	sim_send(rq, status, out, false);
+}
+
+/* Answers body (stolen; NULL for none) with status. */
+static void
+rq_reply(struct rq *rq, int status, json_t *body)
+{
+	struct sim *s = rq->s;
+
+	if (rq->lose_reply) {
+		json_decref(body);
+		rq_reset(rq);
+		return;
+	}
+	if (body != NULL) {
+		ap_buf_reset(&s->out);
+		json_dump_callback(body, dump_to_buf, &s->out, SIM_REPLY_FLAGS);
+		json_decref(body);
+	}
+	rq_send(rq, status, body != NULL ? &s->out : NULL);
+}
+
+/* Answers status with the view rendered into s->out. */
+static void
+rq_reply_out(struct rq *rq, int status)
+{
+	if (rq->lose_reply)
+		rq_reset(rq);
+	else
+		rq_send(rq, status, &rq->s->out);
+}
+
+/* Answers 200 {"message": <fmt...>}. */
+static void
+rq_message(struct rq *rq, const char *fmt, ...) AP_PRINTFLIKE(2, 3);
+
+static void
+rq_message(struct rq *rq, const char *fmt, ...)
+{
+	struct sim *s = rq->s;
+	struct tvals *v = tv_begin(s);
+	va_list ap;
+	char *m;
+
+	va_start(ap, fmt);
+	m = ap_xvprintf(fmt, ap);
+	va_end(ap);
+	tv_str(v, 0, m);
+	tmpl_render(&s->t_msg, v, &s->out);
+	free(m);
+	rq_reply_out(rq, 200);
 }
 
 static void
@@ -1707,14 +2121,18 @@ rq_invalid(struct rq *rq, const char *type, const char *field, const char *msg, 
 /* ---------------------------------------------------------------- authentication */
 
 static bool
-basic_ok(const struct sim *s, const char *hdr)
+basic_ok(struct sim *s, const char *hdr)
 {
 	char *dec, *colon;
+	const char *full = hdr;
 	size_t len;
 	bool ok;
 
 	if (hdr == NULL || strncasecmp(hdr, "Basic ", 6) != 0)
 		return false;
+	/* The last header that passed, under the same scenario, passes again. */
+	if (s->basic_last != NULL && s->basic_gen == s->sc_gen && strcmp(hdr, s->basic_last) == 0)
+		return true;
 	hdr += 6;
 	while (*hdr == ' ')
 		hdr++;
@@ -1726,6 +2144,11 @@ basic_ok(const struct sim *s, const char *hdr)
 	    strncmp(dec, s->sc.username, (size_t)(colon - dec)) == 0 &&
 	    strcmp(colon + 1, s->sc.password) == 0;
 	free(dec);
+	if (ok) {
+		free(s->basic_last);
+		s->basic_last = ap_xstrdup(full);
+		s->basic_gen = s->sc_gen;
+	}
 	return ok;
 }
 
@@ -1808,8 +2231,7 @@ jwt_check(const struct sim *s, const char *hdr, int64_t now)
 static bool
 rq_authorized(struct rq *rq, bool bearer)
 {
-	const char *hdr = evhttp_find_header(evhttp_request_get_input_headers(rq->req),
-	    "Authorization");
+	const char *hdr = rq->authz;
 
 	if (!bearer) {
 		if (basic_ok(rq->s, hdr))
@@ -1893,12 +2315,40 @@ faults_apply(struct rq *rq)
 
 /* ---------------------------------------------------------------- Airflow REST API */
 
+/*
+ * The body parsed: a new reference. The small bodies parsed last are kept
+ * with their trees (bodies are only read, never modified), since clients
+ * send the same few bytes over and over (a PATCH that unpauses).
+ */
 static json_t *
 rq_body_json(const struct rq *rq)
 {
+	struct sim *s = rq->s;
+	struct body_cache *c, *lru = &s->bodies[0];
+	json_t *j;
+	size_t i;
+
 	if (rq->body_len == 0)
 		return NULL;
-	return json_loadb(rq->body, rq->body_len, JSON_DECODE_ANY, NULL);
+	for (i = 0; i < SIM_BODY_CACHE; i++) {
+		c = &s->bodies[i];
+		if (c->json != NULL && c->len == rq->body_len &&
+		    memcmp(c->text, rq->body, rq->body_len) == 0) {
+			c->used = ++s->bodies_clock;
+			return json_incref(c->json);
+		}
+		if (c->used < lru->used)
+			lru = c;
+	}
+	j = json_loadb(rq->body, rq->body_len, JSON_DECODE_ANY, NULL);
+	if (j != NULL && rq->body_len <= SIM_BODY_CACHE_MAX) {
+		json_decref(lru->json);
+		lru->json = json_incref(j);
+		memcpy(lru->text, rq->body, rq->body_len);
+		lru->len = rq->body_len;
+		lru->used = ++s->bodies_clock;
+	}
+	return j;
 }
 
 static const char *
@@ -2002,8 +2452,10 @@ api_get_dag(struct rq *rq, enum sim_api api, const char *dag_id)
 
 	if (d == NULL)
 		dag_not_found(rq, dag_id);
-	else
-		rq_reply(rq, 200, dag_json(rq->s, d, api));
+	else {
+		dag_text(rq->s, d, api, &rq->s->out);
+		rq_reply_out(rq, 200);
+	}
 }
 
 static void
@@ -2040,7 +2492,8 @@ api_patch_dag(struct rq *rq, enum sim_api api, const char *dag_id)
 		dag_not_found(rq, dag_id);
 	else {
 		dag_set_paused(d, json_is_true(p), rq->now);
-		rq_reply(rq, 200, dag_json(rq->s, d, api));
+		dag_text(rq->s, d, api, &rq->s->out);
+		rq_reply_out(rq, 200);
 	}
 	json_decref(j);
 }
@@ -2128,7 +2581,8 @@ api_trigger(struct rq *rq, enum sim_api api, const char *dag_id)
 	}
 	r = run_create(s, d, run_id, json_is_object(conf) ? conf : NULL,
 	    api == SIM_API_V1 ? logical : (json_is_string(ld) ? logical : NULL), rq->now);
-	rq_reply(rq, 200, run_json(s, r, api, rq->now));
+	run_text(s, r, api, rq->now, &s->out);
+	rq_reply_out(rq, 200);
 out:
 	free(gen);
 	json_decref(j);
@@ -2169,8 +2623,10 @@ api_get_run(struct rq *rq, enum sim_api api, const char *dag_id, const char *run
 {
 	struct run *r = run_lookup(rq, dag_id, run_id);
 
-	if (r != NULL)
-		rq_reply(rq, 200, run_json(rq->s, r, api, rq->now));
+	if (r != NULL) {
+		run_text(rq->s, r, api, rq->now, &rq->s->out);
+		rq_reply_out(rq, 200);
+	}
 }
 
 static void
@@ -2204,7 +2660,8 @@ api_patch_run(struct rq *rq, enum sim_api api, const char *dag_id, const char *r
 	}
 	if ((r = run_lookup(rq, dag_id, run_id)) != NULL) {
 		run_force(r, want, rq->now);
-		rq_reply(rq, 200, run_json(rq->s, r, api, rq->now));
+		run_text(rq->s, r, api, rq->now, &rq->s->out);
+		rq_reply_out(rq, 200);
 	}
 	json_decref(j);
 }
@@ -2411,24 +2868,6 @@ task_id_for(const char *ptype)
 	return "ingestion_task";
 }
 
-static json_t *
-message(const char *fmt, ...) AP_PRINTFLIKE(1, 2);
-
-static json_t *
-message(const char *fmt, ...)
-{
-	va_list ap;
-	char *m;
-	json_t *j;
-
-	va_start(ap, fmt);
-	m = ap_xvprintf(fmt, ap);
-	va_end(ap);
-	j = json_pack("{s:s}", "message", m);
-	free(m);
-	return j;
-}
-
 static void
 plugin_deploy(struct rq *rq)
 {
@@ -2467,7 +2906,7 @@ plugin_deploy(struct rq *rq)
 	}
 	dag_deploy(rq->s, dag_id, json_string_value(ptype),
 	    json_is_string(sched) ? json_string_value(sched) : NULL, rq->now, false);
-	rq_reply(rq, 200, message("Workflow [%s] has been created", dag_id));
+	rq_message(rq, "Workflow [%s] has been created", dag_id);
 	free(dag_id);
 out:
 	json_decref(j);
@@ -2513,9 +2952,9 @@ plugin_trigger(struct rq *rq, struct dag *d, json_t *body)
 		rq_error(rq, 500, NULL, "Workflow [%s] has filed to trigger", d->dag_id);
 	} else {
 		r = run_create(s, d, run_id, json_is_object(conf) ? conf : NULL, now_s, rq->now);
-		rq_reply(rq, 200, message("Workflow [%s] has been triggered <DagRun %s @ %s: %s, "
+		rq_message(rq, "Workflow [%s] has been triggered <DagRun %s @ %s: %s, "
 		    "state:queued, queued_at: %s. externally triggered: True>", d->dag_id,
-		    d->dag_id, now_s, r->run_id, now_s));
+		    d->dag_id, now_s, r->run_id, now_s);
 	}
 	free(gen);
 }
@@ -2563,7 +3002,7 @@ plugin_kill(struct rq *rq, struct dag *d)
 		rq_error(rq, 404, NULL, "There are no DagRuns running or queued for dag_id %s",
 		    d->dag_id);
 	else
-		rq_reply(rq, 200, message("Workflow [%s] has been killed", d->dag_id));
+		rq_message(rq, "Workflow [%s] has been killed", d->dag_id);
 }
 
 static void
@@ -2648,17 +3087,17 @@ handle_plugin(struct rq *rq, enum sim_api api, int op_seg, bool disabled)
 		bool pause = strcmp(op, "disable") == 0;
 
 		dag_set_paused(d, pause, rq->now);
-		rq_reply(rq, 200, message("DAG %s has been %s", d->dag_id,
-		    pause ? "paused" : "unpaused"));
+		rq_message(rq, "DAG %s has been %s", d->dag_id, pause ? "paused" : "unpaused");
 	} else if (strcmp(op, "kill") == 0)
 		plugin_kill(rq, d);
 	else if (strcmp(op, "last_dag_logs") == 0)
 		plugin_logs(rq, d);
 	else {
-		json_t *m = message("DAG [%s] has been deleted", d->dag_id);
+		char *id = ap_xstrdup(d->dag_id);
 
 		dag_remove(s, d);
-		rq_reply(rq, 200, m);
+		rq_message(rq, "DAG [%s] has been deleted", id);
+		free(id);
 	}
 out:
 	json_decref(body);
@@ -2750,6 +3189,7 @@ sim_load_scenario(struct sim *s, json_t *root, bool from_file, char **cause)
 	if (s->cli_api != 0 && (from_file || !s->sc.api_set))
 		s->sc.api = s->cli_api;
 	s->sc_loaded = sim_now(s);
+	s->sc_gen++;
 	s->rng = s->sc.seed;
 	s->fault_count = 0;
 	sim_create_existing(s);
@@ -2837,15 +3277,23 @@ handle_control(struct rq *rq)
 
 /* ---------------------------------------------------------------- dispatch */
 
-/* Splits the raw path into decoded segments. Returns -1 on a bad or deep path. */
+/*
+ * Splits the raw path into decoded segments, one after the other in
+ * rq->segbuf (a decoded segment is no longer than its raw text). Returns -1
+ * on a bad or deep path.
+ */
 static int
 rq_split(struct rq *rq)
 {
 	const char *p = rq->path;
+	size_t plen = strlen(p);
+	char *w;
 
+	rq->segbuf = plen < sizeof rq->segstack ? rq->segstack : ap_xmalloc(plen + 1);
+	w = rq->segbuf;
 	while (*p != '\0') {
 		const char *e;
-		char *seg;
+		char *seg = w;
 
 		if (*p == '/') {
 			p++;
@@ -2856,18 +3304,20 @@ rq_split(struct rq *rq)
 			e = p + strlen(p);
 		if (rq->nseg == SIM_MAX_SEGS)
 			return -1;
-		{
-			char *raw = ap_xstrndup(p, (size_t)(e - p));
+		memcpy(seg, p, (size_t)(e - p));
+		seg[e - p] = '\0';
+		/* Without a '%', evhttp_uridecode (no '+' decoding) copies. */
+		if (memchr(seg, '%', (size_t)(e - p)) != NULL) {
+			char *dec = evhttp_uridecode(seg, 0, NULL);
 
-			seg = evhttp_uridecode(raw, 0, NULL);
-			free(raw);
+			if (dec == NULL)
+				return -1;
+			strcpy(seg, dec);
+			free(dec);
 		}
-		if (seg == NULL)
+		if (*seg == '\0')
 			return -1;
-		if (strlen(seg) == 0) {
-			free(seg);
-			return -1;
-		}
+		w = seg + strlen(seg) + 1;
 		rq->seg[rq->nseg++] = seg;
 		p = e;
 	}
@@ -2893,7 +3343,6 @@ on_request(struct evhttp_request *req, void *arg)
 	struct rq rq;
 	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
 	struct evbuffer *in = evhttp_request_get_input_buffer(req);
-	int i;
 
 	memset(&rq, 0, sizeof rq);
 	TAILQ_INIT(&rq.params);
@@ -2909,8 +3358,8 @@ on_request(struct evhttp_request *req, void *arg)
 		evhttp_parse_query_str(rq.query, &rq.params);
 	rq.body_len = evbuffer_get_length(in);
 	rq.body = rq.body_len > 0 ? (const char *)evbuffer_pullup(in, -1) : NULL;
-	rq.auth = auth_kind(evhttp_find_header(evhttp_request_get_input_headers(req),
-	    "Authorization"));
+	rq.authz = evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization");
+	rq.auth = auth_kind(rq.authz);
 	rq.fam = s->sc.api == SIM_API_V1 ? SIM_FAM_V1 : SIM_FAM_V2;
 	if (rq_split(&rq) < 0) {
 		log_add(&rq);
@@ -2948,8 +3397,8 @@ on_request(struct evhttp_request *req, void *arg)
 	else
 		rq_error(&rq, 404, NULL, "Not Found");
 out:
-	for (i = 0; i < rq.nseg; i++)
-		free(rq.seg[i]);
+	if (rq.segbuf != rq.segstack)
+		free(rq.segbuf);
 	evhttp_clear_headers(&rq.params);
 }
 
@@ -2967,6 +3416,7 @@ static void
 sim_cleanup(struct sim *s)
 {
 	struct dag *d, *next;
+	size_t i;
 
 	/*
 	 * Replies still waiting for their latency: a request whose client has
@@ -2989,6 +3439,10 @@ sim_cleanup(struct sim *s)
 	free(s->log);
 	ap_buf_cleanup(&s->arena);
 	json_decref(s->sc.root);
+	sim_templates_free(s);
+	free(s->basic_last);
+	for (i = 0; i < SIM_BODY_CACHE; i++)
+		json_decref(s->bodies[i].json);
 }
 
 static void
@@ -3027,6 +3481,7 @@ main(int argc, char **argv)
 	struct sockaddr_in sin;
 	socklen_t slen = sizeof sin;
 	struct event *ev_term = NULL, *ev_int = NULL;
+	struct event_config *cfg;
 	struct rlimit rl;
 	json_t *root;
 	int i, rc = 2;
@@ -3074,6 +3529,7 @@ main(int argc, char **argv)
 		rl.rlim_cur = rl.rlim_max;
 		setrlimit(RLIMIT_NOFILE, &rl);
 	}
+	sim_templates_init(&s);
 	s.mono0 = ap_mono_ms();
 	s.wall0 = ap_wall_ms();
 	ap_buf_init(&s.arena);
@@ -3092,7 +3548,18 @@ main(int argc, char **argv)
 		free(cause);
 		goto out;
 	}
-	if ((s.base = event_base_new()) == NULL || (s.http = evhttp_new(s.base)) == NULL) {
+	/*
+	 * evhttp turns a connection's reading and writing off and on around each
+	 * request: with epoll's change list that is one epoll_ctl per direction
+	 * change a loop turn, not one per call (four per request). No descriptor
+	 * here is ever dup()ed, which the change list could not tell apart.
+	 */
+	if ((cfg = event_config_new()) != NULL) {
+		event_config_set_flag(cfg, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+		s.base = event_base_new_with_config(cfg);
+		event_config_free(cfg);
+	}
+	if (s.base == NULL || (s.http = evhttp_new(s.base)) == NULL) {
 		fprintf(stderr, "sim_airflow: libevent setup failed\n");
 		goto out;
 	}
