@@ -561,6 +561,7 @@ fail:
 struct store *
 store_open(const char *path, const struct store_options *opts, char **cause)
 {
+	static bool memstatus_off;
 	struct store_options def = { 0 };
 	struct store *s;
 	char host[256], journal[16] = "";
@@ -593,6 +594,13 @@ store_open(const char *path, const struct store_options *opts, char **cause)
 		s->owner = ap_xprintf("%s/%ld/%06llx", host, (long)getpid(),
 		    (unsigned long long)(store_rand(s) & 0xffffff));
 
+	/* SQLite's memory statistics (unused here) cost a mutex and counters on
+	 * every allocation; they can be turned off only before SQLite's first
+	 * use in the process, and the call is refused harmlessly after it. */
+	if (!memstatus_off) {
+		memstatus_off = true;
+		(void)sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+	}
 	if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE |
 	    SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
 		*cause = ap_xprintf("%s: cannot open: %s", path,
