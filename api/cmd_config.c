@@ -23,8 +23,7 @@ ap_cmd_check_airflow(const struct config *cfg, char **cause)
 	char *why = NULL;
 	bool ok;
 
-	if ((base = event_base_new()) == NULL)
-		ap_fatal("event_base_new failed");
+	base = ap_event_base_new();
 	client = airflow_client_create(base, &cfg->airflow, &why);
 	ok = client != NULL;
 	airflow_client_free(client);

@@ -20,8 +20,7 @@ ap_runtime_open(struct ap_runtime *rt, const struct config *cfg, char **cause)
 	char *why = NULL;
 
 	memset(rt, 0, sizeof *rt);
-	if ((rt->base = event_base_new()) == NULL)
-		ap_fatal("event_base_new failed");
+	rt->base = ap_event_base_new();
 
 	so.synchronous_normal = cfg->state_sync_normal;
 	so.lease_ms = cfg->sched.lease_ms;

@@ -57,6 +57,10 @@ void ap_buf_printf(struct ap_buf *b, const char *fmt, ...) AP_PRINTFLIKE(2, 3);
 /* Hands the data to the caller (who frees it) and leaves the buffer empty. */
 char *ap_buf_steal(struct ap_buf *b, size_t *lenp);
 
+struct event_base;
+/* A new libevent loop, as every command and test program runs it. */
+struct event_base *ap_event_base_new(void);
+
 /* Milliseconds from a monotonic clock (for timers and durations). */
 uint64_t ap_mono_ms(void);
 /* Milliseconds since the Unix epoch (for timestamps that are stored). */

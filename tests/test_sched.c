@@ -617,7 +617,7 @@ h_new(void)
 	snprintf(h->dir, sizeof h->dir, "/tmp/test_sched.XXXXXX");
 	assert_non_null(mkdtemp(h->dir));
 	h->db = ap_xprintf("%s/state.db", h->dir);
-	h->base = event_base_new();
+	h->base = ap_event_base_new();
 	h->fake.base = h->base;
 	h->store = store_open(h->db, &(struct store_options){ .synchronous_normal = true },
 	    &cause);

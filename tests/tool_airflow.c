@@ -398,7 +398,7 @@ main(int argc, char **argv)
 			ap_fatal("tool_airflow: bad script line: %s", err.text);
 		json_array_append_new(t.lines, l);
 	}
-	t.base = event_base_new();
+	t.base = ap_event_base_new();
 	if ((t.c = airflow_client_create(t.base, &ac, &cause)) == NULL) {
 		fprintf(stderr, "tool_airflow: %s\n", cause);
 		return 2;

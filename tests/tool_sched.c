@@ -183,7 +183,7 @@ main(int argc, char **argv)
 	sc.lease_ms = (unsigned)so.lease_ms;
 	ap_log_setup(t.quiet ? AP_LOG_WARN : AP_LOG_INFO, AP_LOG_TEXT);
 
-	t.base = event_base_new();
+	t.base = ap_event_base_new();
 	if ((store = store_open(state, &so, &cause)) == NULL) {
 		fprintf(stderr, "tool_sched: %s\n", cause);
 		rc = 3;

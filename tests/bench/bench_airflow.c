@@ -265,7 +265,7 @@ main(int argc, char **argv)
 	simpid = bench_sim_start(sim, scen, &port);
 	url = ap_xprintf("http://127.0.0.1:%d", port);
 
-	b.base = event_base_new();
+	b.base = ap_event_base_new();
 	ac.base_url = url;
 	if ((b.c = airflow_client_create(b.base, &ac, &cause)) == NULL)
 		ap_fatal("%s", cause);

@@ -44,6 +44,7 @@ int
 main(int argc, char **argv)
 {
 	const char *listen = "127.0.0.1:0";
+	struct event_config *ecfg;
 	struct event_base *base;
 	struct evhttp *http;
 	struct evhttp_bound_socket *sock;
@@ -70,7 +71,14 @@ main(int argc, char **argv)
 	port = atoi(colon + 1);
 
 	signal(SIGPIPE, SIG_IGN);
-	base = event_base_new();
+	/* The loop autopilot runs (ap_event_base_new): epoll's change list. */
+	if ((ecfg = event_config_new()) == NULL)
+		return 1;
+	event_config_set_flag(ecfg, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+	base = event_base_new_with_config(ecfg);
+	event_config_free(ecfg);
+	if (base == NULL)
+		return 1;
 	http = evhttp_new(base);
 	evhttp_set_gencb(http, answer, NULL);
 	evhttp_set_max_body_size(http, 1 << 20);

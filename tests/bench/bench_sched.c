@@ -216,7 +216,7 @@ main(int argc, char **argv)
 	simpid = bench_sim_start(sim, scen, &port);
 	url = ap_xprintf("http://127.0.0.1:%d", port);
 
-	b.base = event_base_new();
+	b.base = ap_event_base_new();
 	B = &b;
 	if ((store = store_open(state, &so, &cause)) == NULL)
 		ap_fatal("%s", cause);
