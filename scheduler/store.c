@@ -86,9 +86,12 @@ static const char *const store_migrations[STORE_SCHEMA_VERSION] = {
 	"ALTER TABLE services ADD COLUMN entity_run TEXT;",
 };
 
-/* The entity of services row s (see migration 2 -> 3). */
-#define SERVICE_ENTITY "CASE WHEN s.entity_run IS NULL THEN s.entity ELSE" \
-	" (SELECT entity FROM runs WHERE run_id = s.entity_run) END"
+/* The entity of services row s (see migration 2 -> 3). Text in entity
+ * with entity_run set was written by an autopilot of schema 2 still running
+ * on the upgraded store (it knows nothing of entity_run): that text is the
+ * newer. NULL when the run referred to is gone. */
+#define SERVICE_ENTITY "CASE WHEN s.entity_run IS NULL OR s.entity <> '' THEN" \
+	" s.entity ELSE (SELECT entity FROM runs WHERE run_id = s.entity_run) END"
 
 enum store_stmt_id {
 	Q_BEGIN,
@@ -893,6 +896,9 @@ store_service_get(struct store *s, const char *service_type, const char *fqn,
 		bind_text(st, 1, fqn);
 	}
 	rc = sqlite3_step(st);
+	/* A row whose entity's run is gone (deleted by hand) has none to give. */
+	if (rc == SQLITE_ROW && sqlite3_column_type(st, 0) == SQLITE_NULL)
+		rc = SQLITE_DONE;
 	if (rc == SQLITE_ROW) {
 		*entity_json = col_text(st, 0);
 		if (type_out != NULL)

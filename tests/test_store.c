@@ -233,7 +233,28 @@ test_entity_stored_once_and_v2_rows_kept(void **state)
 	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
 	assert_int_equal(sqlite3_column_int(st, 0), 1);
 	sqlite3_finalize(st);
+	/* An autopilot of schema 2 still running on the upgraded store writes
+	 * the entity text and leaves entity_run: its text is the latest. */
+	assert_int_equal(sqlite3_exec(db, "UPDATE services SET entity = '{\"v\":6}'"
+	    " WHERE fqn = 'pg'", NULL, NULL, NULL), SQLITE_OK);
 	sqlite3_close(db);
+	s = open_ok(p, NULL);
+	assert_int_equal(store_service_get(s, "databaseService", "pg", &ent, NULL, &cause),
+	    STORE_OK);
+	assert_string_equal(ent, "{\"v\":6}");
+	free(ent);
+	store_close(s);
+	/* The run a service refers to deleted by hand: no entity, not an empty one. */
+	assert_int_equal(sqlite3_open(p, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, "UPDATE services SET entity = '' WHERE fqn = 'pg';"
+	    " DELETE FROM runs WHERE run_id = (SELECT entity_run FROM services WHERE"
+	    " fqn = 'pg')", NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+	s = open_ok(p, NULL);
+	assert_int_equal(store_service_get(s, "databaseService", "pg", &ent, NULL, &cause),
+	    STORE_NOT_FOUND);
+	assert_null(ent);
+	store_close(s);
 	free(r1);
 	free(p);
 }
