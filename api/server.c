@@ -482,21 +482,31 @@ json_text(json_t *o)
 	return text;
 }
 
-/* The answer to one event that was stored: {"run_id": …[, "repeated": true]},
- * as text (a new string); formatted directly when the id needs no escaping,
- * as every id autopilot makes. */
+/* What is answered of a stored event: {"id": …, "run_id": …[, "repeated":
+ * true]}, without "id" when id is NULL (a delivery of that event alone). */
+static json_t *
+webhook_result(const char *id, const char *run_id, bool repeated)
+{
+	json_t *o = json_object();
+
+	if (id != NULL)
+		json_object_set_new(o, "id", json_string(id));
+	json_object_set_new(o, "run_id", json_string(run_id));
+	if (repeated)
+		json_object_set_new(o, "repeated", json_true());
+	return o;
+}
+
+/* The answer to a delivery of one stored event, as text (a new string);
+ * formatted directly when the id needs no escaping, as every id autopilot
+ * makes. */
 static char *
 webhook_answer(const char *run_id, bool repeated)
 {
-	json_t *o;
-
 	if (json_plain(run_id))
 		return ap_xprintf("{\"run_id\":\"%s\"%s}", run_id,
 		    repeated ? ",\"repeated\":true" : "");
-	o = json_pack("{s:s}", "run_id", run_id);
-	if (repeated)
-		json_object_set_new(o, "repeated", json_true());
-	return json_text(o);
+	return json_text(webhook_result(NULL, run_id, repeated));
 }
 
 static void
@@ -602,14 +612,9 @@ handle_webhook(struct server *s, struct evhttp_request *req)
 			p.accepted++;
 		if (single)
 			p.answer = webhook_answer(run_id, repeated);
-		else {
-			json_t *e = json_pack("{s:s, s:s}", "id", ev->id, "run_id",
-			    run_id);
-
-			if (repeated)
-				json_object_set_new(e, "repeated", json_true());
-			json_array_append_new(results, e);
-		}
+		else
+			json_array_append_new(results, webhook_result(ev->id, run_id,
+			    repeated));
 		free(run_id);
 	}
 
