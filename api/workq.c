@@ -31,12 +31,18 @@ struct workq {
 	pthread_cond_t work_cv;		/* todo not empty, or stopping */
 	pthread_cond_t idle_cv;		/* todo empty and no work running */
 	struct job_list todo, done;
-	unsigned running;		/* jobs a worker is doing */
+	unsigned ntodo;
+	unsigned running;		/* jobs workers are doing */
+	unsigned waiting;		/* workers waiting for work */
 	bool stopping;
 
 	int efd;			/* wakes the loop: done stopped being empty */
 	struct event *ev;
-	unsigned pending;		/* submitted, done not run (loop only) */
+	/* The loop's own: submitted this turn, queued together at its end. */
+	struct job_list submitted;
+	unsigned nsubmitted;
+	struct event *push_ev;
+	unsigned pending;		/* submitted, done not run */
 
 	unsigned nthreads;
 	pthread_t threads[WORKQ_MAX_THREADS];
@@ -62,32 +68,54 @@ list_take(struct job_list *l)
 	return j;
 }
 
+/*
+ * Workers take their share of what is queued at once and hand back what
+ * they did at once: two lock round trips per batch rather than per job,
+ * since the loop queues a turn's worth of jobs together.
+ */
 static void *
 worker_main(void *arg)
 {
 	struct workq *wq = arg;
-	struct workq_job *j;
+	struct workq_job *first, *last, *j;
+	unsigned n, take;
 	uint64_t one = 1;
 	bool wake;
 
 	pthread_mutex_lock(&wq->lock);
 	for (;;) {
-		while (wq->todo.head == NULL && !wq->stopping)
+		while (wq->todo.head == NULL && !wq->stopping) {
+			wq->waiting++;
 			pthread_cond_wait(&wq->work_cv, &wq->lock);
+			wq->waiting--;
+		}
 		if (wq->todo.head == NULL)
 			break;
-		j = wq->todo.head;
-		if ((wq->todo.head = j->next) == NULL)
+		take = (wq->ntodo + wq->nthreads - 1) / wq->nthreads;
+		first = last = wq->todo.head;
+		for (n = 1; n < take && last->next != NULL; n++)
+			last = last->next;
+		if ((wq->todo.head = last->next) == NULL)
 			wq->todo.tail = NULL;
-		wq->running++;
+		last->next = NULL;
+		wq->ntodo -= n;
+		wq->running += n;
+		/* Others may share what is left. */
+		if (wq->todo.head != NULL && wq->waiting > 0)
+			pthread_cond_signal(&wq->work_cv);
 		pthread_mutex_unlock(&wq->lock);
 
-		j->work(j);
+		for (j = first; j != NULL; j = j->next)
+			j->work(j);
 
 		pthread_mutex_lock(&wq->lock);
-		wq->running--;
+		wq->running -= n;
 		wake = wq->done.head == NULL;
-		list_push(&wq->done, j);
+		if (wq->done.tail != NULL)
+			wq->done.tail->next = first;
+		else
+			wq->done.head = first;
+		wq->done.tail = last;
 		if (wq->running == 0 && wq->todo.head == NULL)
 			pthread_cond_broadcast(&wq->idle_cv);
 		if (wake) {
@@ -119,6 +147,34 @@ run_done(struct workq *wq)
 		wq->pending--;
 		j->done(j);
 	}
+}
+
+/* Queues what the loop submitted: one lock and at most one wake-up a turn. */
+static void
+push(struct workq *wq)
+{
+	if (wq->submitted.head == NULL)
+		return;
+	pthread_mutex_lock(&wq->lock);
+	if (wq->todo.tail != NULL)
+		wq->todo.tail->next = wq->submitted.head;
+	else
+		wq->todo.head = wq->submitted.head;
+	wq->todo.tail = wq->submitted.tail;
+	wq->ntodo += wq->nsubmitted;
+	if (wq->waiting > 0)
+		pthread_cond_signal(&wq->work_cv);
+	pthread_mutex_unlock(&wq->lock);
+	wq->submitted.head = wq->submitted.tail = NULL;
+	wq->nsubmitted = 0;
+}
+
+static void
+push_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	push(arg);
 }
 
 static void
@@ -153,6 +209,8 @@ workq_create(struct event_base *base, unsigned nthreads)
 	wq->ev = event_new(base, wq->efd, EV_READ | EV_PERSIST, wake_cb, wq);
 	if (wq->ev == NULL || event_add(wq->ev, NULL) != 0)
 		goto fail;
+	if ((wq->push_ev = event_new(base, -1, 0, push_cb, wq)) == NULL)
+		goto fail;
 
 	/* Signals stay with the loop's thread. */
 	sigfillset(&all);
@@ -181,10 +239,11 @@ workq_submit(struct workq *wq, struct workq_job *job)
 		return;
 	}
 	wq->pending++;
-	pthread_mutex_lock(&wq->lock);
-	list_push(&wq->todo, job);
-	pthread_cond_signal(&wq->work_cv);
-	pthread_mutex_unlock(&wq->lock);
+	/* Active events run after those of this turn already active. */
+	if (wq->submitted.head == NULL)
+		event_active(wq->push_ev, EV_TIMEOUT, 0);
+	list_push(&wq->submitted, job);
+	wq->nsubmitted++;
 }
 
 unsigned
@@ -202,6 +261,7 @@ workq_free(struct workq *wq)
 		return;
 	/* A done callback may submit more: drain until nothing is left. */
 	while (wq->pending > 0) {
+		push(wq);
 		pthread_mutex_lock(&wq->lock);
 		while (wq->running > 0 || wq->todo.head != NULL)
 			pthread_cond_wait(&wq->idle_cv, &wq->lock);
@@ -216,6 +276,8 @@ workq_free(struct workq *wq)
 		pthread_join(wq->threads[i], NULL);
 	if (wq->ev != NULL)
 		event_free(wq->ev);
+	if (wq->push_ev != NULL)
+		event_free(wq->push_ev);
 	if (wq->efd >= 0)
 		close(wq->efd);
 	pthread_cond_destroy(&wq->idle_cv);
