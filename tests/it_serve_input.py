@@ -100,6 +100,22 @@ def main():
         st, body = srv.post_event(good)
         check(st == 202, "a good event after all that: %s %s" % (st, body))
         srv.wait_final(2)
+
+        # Deliveries whose sender hangs up right after sending (large ones,
+        # half of them after a shutdown of its side only): the answers go
+        # nowhere, the server goes on and takes the next delivery.
+        for i in range(60):
+            ent = entity("databaseService", "gone_%d" % i, extra={"description": "d" * 50000})
+            body = json.dumps(event("databaseService", ent)).encode()
+            s = socket.create_connection(("127.0.0.1", srv.port), timeout=10)
+            s.sendall(b"POST /api/v1/webhooks/openmetadata HTTP/1.1\r\nHost: x\r\n"
+                      b"Content-Type: application/json\r\nX-OM-Signature: " + sign(body).encode() +
+                      b"\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+            if i % 2:
+                s.shutdown(socket.SHUT_WR)
+            s.close()
+        st, body = srv.post_event(event("databaseService", entity("databaseService", "after_gone")))
+        check(st == 202, "a delivery after 60 abandoned ones: %s %s" % (st, body))
         st, _ = srv.request("GET", "/healthz")
         check(st == 200, "still serving")
         check(srv.stop() == 0, "clean stop")
