@@ -14,6 +14,13 @@
  *
  * Version detection and token fetches are internal requests (same retries,
  * same breaker) whose callbacks release the requests waiting for them.
+ *
+ * An answer's body is read on the client's worker thread (api/workq.h):
+ * http_done() notes what the answer says without it (stats, breaker) and
+ * hands the body over; reply_done() is the rest of http_done() once the
+ * reply is parsed, back on the loop. A request freed meanwhile leaves its
+ * job behind, which then frees only itself. Replies are freed on the worker
+ * too, once the loop is done with them.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +35,7 @@
 #include "http.h"
 #include "log.h"
 #include "util.h"
+#include "workq.h"
 
 /* Consecutive failed attempts (network, 502-504) that open the breaker. */
 #define AIRFLOW_BREAKER_THRESHOLD 5
@@ -46,6 +54,34 @@ airflow_http_class_name(enum airflow_http_class k)
 enum req_timer { T_NONE, T_RETRY, T_BREAKER_WAIT, T_FINISH };
 
 TAILQ_HEAD(airflow_reqq, airflow_req);
+
+/*
+ * An answer being read off the loop. The job owns the body and, once read,
+ * the reply and what was taken out of it, until reply_done() hands them to
+ * the request (or drops them, the request gone).
+ */
+struct reply_job {
+	struct workq_job job;		/* first: the callbacks cast back */
+	struct airflow_req *q;		/* NULL once q is freed */
+	enum airflow_step step;
+	long status;
+	bool permanent;
+	bool was_probe;
+	long retry_after_ms;		/* -1: no Retry-After */
+	char *body;			/* taken from the response */
+	size_t body_len;
+	/* Read on the worker: */
+	json_t *reply;
+	struct airflow_error_text err;	/* a non-2xx answer's error */
+	struct airflow_run run;		/* a 2xx answer of a run step */
+	bool run_ok;
+};
+
+/* A reply the loop is done with, freed on the worker. */
+struct drop_job {
+	struct workq_job job;		/* first: the callbacks cast back */
+	json_t *reply;
+};
 
 struct airflow_req {
 	struct airflow_client *c;
@@ -67,6 +103,7 @@ struct airflow_req {
 	bool token_retried;
 	unsigned token_gen;			/* of the token the attempt carried */
 	struct http_req *http;
+	struct reply_job *parse;		/* its answer is being read */
 	bool is_probe;
 	struct event timer;
 	enum req_timer timer_kind;
@@ -75,6 +112,7 @@ struct airflow_req {
 	struct airflow_result res;
 	struct airflow_dag dag;
 	struct airflow_run run;
+	bool run_ok;				/* run was read from reply */
 	struct airflow_error_text err;
 	json_t *reply;
 	json_t *dag_reply;			/* DAG answer kept across importErrors */
@@ -86,6 +124,8 @@ struct airflow_req {
 struct airflow_client {
 	struct event_base *base;
 	struct http_client *http;
+	struct workq *wq;			/* reads answers; NULL: on the loop */
+	bool closing;				/* being freed: answers are dropped */
 	struct airflow_config cfg;		/* defaults applied; strings below */
 	char *base_url;
 	char *username;
@@ -122,6 +162,7 @@ struct airflow_client {
 
 static void req_attempt(struct airflow_req *q);
 static void req_timer_cb(evutil_socket_t fd, short what, void *arg);
+static void reply_drop(struct airflow_client *c, json_t *reply);
 
 static uint64_t
 rng_next(struct airflow_client *c)
@@ -197,6 +238,8 @@ req_free(struct airflow_req *q)
 	timer_disarm(q);
 	if (q->http != NULL)
 		http_cancel(c->http, q->http);
+	if (q->parse != NULL)
+		q->parse->q = NULL;	/* the job frees itself when read */
 	if (c->probe == q)
 		c->probe = NULL;
 	if (c->detect == q)
@@ -208,8 +251,8 @@ req_free(struct airflow_req *q)
 	free(q->pipeline);
 	json_decref(q->conf);
 	airflow_error_text_cleanup(&q->err);
-	json_decref(q->reply);
-	json_decref(q->dag_reply);
+	reply_drop(c, q->reply);
+	reply_drop(c, q->dag_reply);
 	free(q->import_error);
 	free(q);
 }
@@ -557,7 +600,7 @@ req_next_step(struct airflow_req *q, enum airflow_step s)
 {
 	q->step = s;
 	q->retries = 0;
-	json_decref(q->reply);
+	reply_drop(q->c, q->reply);
 	q->reply = NULL;
 	airflow_error_text_cleanup(&q->err);
 	req_attempt(q);
@@ -604,7 +647,8 @@ req_answered(struct airflow_req *q, long status)
 	case AIRFLOW_STEP_TRIGGER:
 	case AIRFLOW_STEP_GET_RUN:
 	case AIRFLOW_STEP_FAIL_RUN:
-		if (airflow_parse_run(q->reply, &q->run) != 0)
+		/* Read with the reply (reply_work). */
+		if (!q->run_ok)
 			break;
 		/* Answers before 2.x's dag_id field existed: use what we asked. */
 		if (q->run.dag_id == NULL)
@@ -647,39 +691,55 @@ airflow_result_text(const char *what, const struct airflow_result *res)
 	    e->detail ? e->detail : "");
 }
 
-static void
-http_done(const struct http_response *resp, void *arg)
+static bool
+step_is_run(enum airflow_step s)
 {
-	struct airflow_req *q = arg;
+	return s == AIRFLOW_STEP_TRIGGER || s == AIRFLOW_STEP_GET_RUN ||
+	    s == AIRFLOW_STEP_FAIL_RUN;
+}
+
+/* Reads an answer's body; on the worker, the job is all it touches. */
+static void
+reply_work(struct workq_job *wj)
+{
+	struct reply_job *j = (struct reply_job *)wj;
+	long st = j->status;
+
+	if (j->body_len > 0)
+		j->reply = json_loadb(j->body, j->body_len, 0, NULL);
+	if (st > 0 && (st < 200 || st >= 300))
+		airflow_parse_error(st, j->body, j->body_len, &j->err);
+	else if (st > 0 && step_is_run(j->step))
+		j->run_ok = airflow_parse_run(j->reply, &j->run) == 0;
+}
+
+static void
+reply_job_free(struct reply_job *j)
+{
+	free(j->body);
+	json_decref(j->reply);
+	airflow_error_text_cleanup(&j->err);
+	free(j);
+}
+
+/* The rest of http_done(), with the answer read. */
+static void
+reply_use(struct airflow_req *q, struct reply_job *j)
+{
 	struct airflow_client *c = q->c;
-	long st = resp->status;
+	long st = j->status;
 	enum airflow_status cls;
-	bool was_probe = q->is_probe;
 
-	q->http = NULL;
-	stats_note(c, resp);
-	if (was_probe) {
-		q->is_probe = false;
-		c->probe = NULL;
+	q->reply = j->reply;
+	j->reply = NULL;
+	q->run = j->run;
+	q->run_ok = j->run_ok;
+	if (j->err.title != NULL) {
+		/* A non-2xx answer's error (a network error's is set already). */
+		q->err = j->err;
+		memset(&j->err, 0, sizeof j->err);
 	}
-	breaker_note(c, st, was_probe);
-	json_decref(q->reply);
-	q->reply = NULL;
-	airflow_error_text_cleanup(&q->err);
-
-	if (resp->too_big) {
-		req_error(q, "Bad reply", "the answer is larger than the client accepts");
-		req_finish(q, AIRFLOW_BAD_REPLY, st);
-		return;
-	}
-	if (resp->body_len > 0)
-		q->reply = json_loadb(resp->body, resp->body_len, 0, NULL);
-	if (st <= 0)
-		req_error(q, resp->permanent ? "TLS or URL error" : "Network error",
-		    resp->error);
-	else if (st < 200 || st >= 300)
-		airflow_parse_error(st, resp->body, resp->body_len, &q->err);
-	if (resp->permanent) {
+	if (j->permanent) {
 		/* A certificate Airflow's side must fix: retrying now cannot help. */
 		req_finish(q, AIRFLOW_UNAVAILABLE, 0);
 		return;
@@ -694,12 +754,12 @@ http_done(const struct http_response *resp, void *arg)
 			c->n_retries++;
 			if (c->open) {
 				/* The breaker paces retries now; a failed probe goes first. */
-				breaker_wait(q, was_probe);
+				breaker_wait(q, j->was_probe);
 				return;
 			}
 			timer_arm(q, T_RETRY, airflow_retry_delay(q->retries,
 			    c->cfg.retry_base_ms, c->cfg.retry_max_ms, rng_next(c),
-			    airflow_parse_retry_after(resp->retry_after, ap_wall_ms())));
+			    j->retry_after_ms));
 			return;
 		}
 		req_finish(q, AIRFLOW_UNAVAILABLE, st);
@@ -752,6 +812,106 @@ http_done(const struct http_response *resp, void *arg)
 		req_answered(q, st);
 	else
 		req_finish(q, cls, st);
+}
+
+/* Back on the loop with the answer read. */
+static void
+reply_done(struct workq_job *wj)
+{
+	struct reply_job *j = (struct reply_job *)wj;
+	struct airflow_req *q = j->q;
+
+	if (q != NULL) {
+		q->parse = NULL;
+		if (!q->c->closing)
+			reply_use(q, j);
+	}
+	reply_job_free(j);
+}
+
+static void
+drop_work(struct workq_job *wj)
+{
+	struct drop_job *d = (struct drop_job *)wj;
+
+	json_decref(d->reply);
+}
+
+static void
+drop_done(struct workq_job *wj)
+{
+	free(wj);
+}
+
+/* Frees a reply the loop is done with, on the worker when there is one. */
+static void
+reply_drop(struct airflow_client *c, json_t *reply)
+{
+	struct drop_job *d;
+
+	if (reply == NULL)
+		return;
+	if (c->wq == NULL || c->closing) {
+		json_decref(reply);
+		return;
+	}
+	d = ap_xmalloc(sizeof *d);
+	d->job.work = drop_work;
+	d->job.done = drop_done;
+	d->reply = reply;
+	workq_submit(c->wq, &d->job);
+}
+
+static void
+http_done(const struct http_response *resp, void *arg)
+{
+	struct airflow_req *q = arg;
+	struct airflow_client *c = q->c;
+	struct http_req *hr = q->http;
+	struct reply_job *j;
+	long st = resp->status;
+	bool was_probe = q->is_probe;
+
+	q->http = NULL;
+	stats_note(c, resp);
+	if (was_probe) {
+		q->is_probe = false;
+		c->probe = NULL;
+	}
+	breaker_note(c, st, was_probe);
+	reply_drop(c, q->reply);
+	q->reply = NULL;
+	airflow_error_text_cleanup(&q->err);
+
+	if (resp->too_big) {
+		req_error(q, "Bad reply", "the answer is larger than the client accepts");
+		req_finish(q, AIRFLOW_BAD_REPLY, st);
+		return;
+	}
+	if (st <= 0)
+		req_error(q, resp->permanent ? "TLS or URL error" : "Network error",
+		    resp->error);
+
+	j = ap_xcalloc(1, sizeof *j);
+	j->job.work = reply_work;
+	j->job.done = reply_done;
+	j->q = q;
+	j->step = q->step;
+	j->status = st;
+	j->permanent = resp->permanent;
+	j->was_probe = was_probe;
+	j->retry_after_ms = resp->retry_after != NULL ?
+	    airflow_parse_retry_after(resp->retry_after, ap_wall_ms()) : -1;
+	if (resp->body_len == 0) {
+		/* Nothing to read: no trip to the worker. */
+		reply_work(&j->job);
+		reply_done(&j->job);
+		return;
+	}
+	/* The body is the job's now (read at once without a worker). */
+	j->body = http_take_body(hr, &j->body_len);
+	q->parse = j;
+	workq_submit(c->wq, &j->job);
 }
 
 static void
@@ -856,6 +1016,8 @@ airflow_client_create(struct event_base *base, const struct airflow_config *cfg,
 	ho.max_in_flight = c->cfg.max_in_flight;
 	ho.ca_file = c->ca_file;
 	c->http = http_client_create(base, &ho);
+	/* One thread reads answers: the loop is the busy one. */
+	c->wq = workq_create(base, 1);
 	return c;
 }
 
@@ -867,6 +1029,9 @@ airflow_client_free(struct airflow_client *c)
 
 	if (c == NULL)
 		return;
+	/* Answers still being read are dropped, their requests with them. */
+	c->closing = true;
+	workq_free(c->wq);
 	while ((q = TAILQ_FIRST(&c->reqs)) != NULL)
 		req_free(q);
 	evtimer_del(&c->probe_timer);

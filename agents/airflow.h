@@ -218,7 +218,8 @@ struct airflow_ops {
 /*
  * Creates a client on base. cfg is copied. Returns NULL and a new *cause on
  * bad configuration. Version detection (AIRFLOW_API_AUTO) happens lazily
- * before the first request.
+ * before the first request. The client reads Airflow's answers on a thread
+ * of its own; callbacks still run on the loop.
  */
 struct airflow_client *airflow_client_create(struct event_base *base,
     const struct airflow_config *cfg, char **cause);

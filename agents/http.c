@@ -572,6 +572,14 @@ http_cancel(struct http_client *h, struct http_req *r)
 		http_start_queued(h);
 }
 
+char *
+http_take_body(struct http_req *r, size_t *lenp)
+{
+	if (r->too_big)
+		ap_buf_cleanup(&r->resp);	/* what came is not the body */
+	return ap_buf_steal(&r->resp, lenp);
+}
+
 unsigned
 http_running(const struct http_client *h)
 {

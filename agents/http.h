@@ -79,6 +79,14 @@ struct http_req *http_request(struct http_client *h, const char *method, char *u
 /* Drops a queued or running request; its callback will not run. */
 void http_cancel(struct http_client *h, struct http_req *r);
 
+/*
+ * From r's callback: takes r's response body so that it outlives the
+ * callback (the caller frees it): the buffer res->body points to
+ * (NUL-terminated, *lenp = res->body_len), not copied; a new empty string
+ * when the response had no body or it was too big.
+ */
+char *http_take_body(struct http_req *r, size_t *lenp);
+
 /* Transfers running now, and requests waiting for a slot. */
 unsigned http_running(const struct http_client *h);
 unsigned http_queued(const struct http_client *h);

@@ -1,0 +1,506 @@
+/*
+ * test_airflow_async.c — the Airflow client against a small Airflow on the
+ * same loop: answers read on the client's worker thread are classified as
+ * before, and a request cancelled, or a client freed, while its answer is
+ * being read calls nobody back and leaves nothing behind.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <netinet/in.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+
+#include "airflow.h"
+#include "util.h"
+
+#define RUNS_V1		"/api/v1/dags/d/dagRuns"
+#define RUNS_V2		"/api/v2/dags/d/dagRuns"
+#define BIG_PAD		300000		/* numbers in a big answer's conf */
+#define WAIT_MS		20000
+
+/* ----------------------------------------------------------------- Airflow */
+
+struct fake {
+	struct event_base *base;
+	struct evhttp *http;
+	int port;
+	char *big;			/* a DAG run with a large conf */
+	unsigned flaky;			/* 503s answered to dagRuns/flaky */
+	unsigned tokens;		/* POST /auth/token */
+	unsigned rejected;		/* 403s answered to dagRuns/tok */
+};
+
+static void
+answer(struct evhttp_request *req, int code, const char *body)
+{
+	struct evbuffer *out = evbuffer_new();
+
+	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
+	    "application/json");
+	evbuffer_add(out, body, strlen(body));
+	evhttp_send_reply(req, code, NULL, out);
+	evbuffer_free(out);
+}
+
+static void
+answer_run(struct evhttp_request *req, const char *run_id)
+{
+	char *body = ap_xprintf("{\"dag_id\": \"d\", \"dag_run_id\": \"%s\","
+	    " \"state\": \"success\", \"queued_at\": \"2026-11-25T11:46:10.504000+00:00\","
+	    " \"end_date\": \"2026-11-25T11:46:20Z\"}", run_id);
+
+	answer(req, 200, body);
+	free(body);
+}
+
+static void
+fake_route(struct evhttp_request *req, void *arg)
+{
+	struct fake *f = arg;
+	const char *path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
+	enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
+	const char *run = NULL;
+
+	if (ap_startswith(path, RUNS_V1 "/"))
+		run = path + strlen(RUNS_V1 "/");
+	if (strcmp(path, "/api/v1/openmetadata/deploy") == 0 && cmd == EVHTTP_REQ_POST)
+		answer(req, 200, "{\"message\": \"deployed\", \"dag_id\": \"d\"}");
+	else if (strcmp(path, RUNS_V1) == 0 && cmd == EVHTTP_REQ_POST)
+		answer(req, 409, "{\"title\": \"Conflict\", \"detail\": \"exists\","
+		    " \"status\": 409}");
+	else if (run != NULL && ap_startswith(run, "big"))
+		answer(req, 200, f->big);
+	else if (run != NULL && strcmp(run, "notjson") == 0)
+		answer(req, 200, "<html>not JSON</html>");
+	else if (run != NULL && strcmp(run, "notrun") == 0)
+		answer(req, 200, "{\"x\": 1}");
+	else if (run != NULL && strcmp(run, "gone") == 0)
+		answer(req, 404, "{\"title\": \"DAGRun not found\", \"detail\": \"no run gone\","
+		    " \"status\": 404}");
+	else if (run != NULL && strcmp(run, "bad") == 0)
+		answer(req, 400, "{\"title\": \"Bad Request\", \"detail\": \"nope\"}");
+	else if (run != NULL && strcmp(run, "flaky") == 0 && f->flaky++ == 0) {
+		evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", "0");
+		answer(req, 503, "{\"detail\": \"busy\"}");
+	} else if (run != NULL)
+		answer_run(req, run);
+	else if (strcmp(path, "/auth/token") == 0) {
+		f->tokens++;
+		answer(req, 201, "{\"access_token\": \"tok\"}");
+	} else if (strcmp(path, RUNS_V2 "/tok") == 0 && f->rejected++ == 0)
+		answer(req, 403, "{\"detail\": \"Invalid token\"}");
+	else if (strcmp(path, RUNS_V2 "/tok") == 0)
+		answer_run(req, "tok");
+	else
+		answer(req, 404, "{\"detail\": \"no such route\"}");
+}
+
+static void
+fake_start(struct fake *f)
+{
+	struct evhttp_bound_socket *bs;
+	struct sockaddr_in sin;
+	socklen_t len = sizeof sin;
+	struct ap_buf b;
+	unsigned i;
+
+	memset(f, 0, sizeof *f);
+	f->base = ap_event_base_new();
+	f->http = evhttp_new(f->base);
+	bs = evhttp_bind_socket_with_handle(f->http, "127.0.0.1", 0);
+	assert_non_null(bs);
+	assert_int_equal(getsockname(evhttp_bound_socket_get_fd(bs),
+	    (struct sockaddr *)&sin, &len), 0);
+	f->port = ntohs(sin.sin_port);
+	evhttp_set_gencb(f->http, fake_route, f);
+
+	ap_buf_init(&b);
+	ap_buf_adds(&b, "{\"dag_id\": \"d\", \"dag_run_id\": \"big\", \"state\": \"running\","
+	    " \"conf\": {\"pad\": [");
+	for (i = 0; i < BIG_PAD; i++)
+		ap_buf_adds(&b, i > 0 ? ",1" : "1");
+	ap_buf_adds(&b, "]}}");
+	f->big = ap_buf_steal(&b, NULL);
+}
+
+static void
+fake_stop(struct fake *f)
+{
+	evhttp_free(f->http);
+	event_base_free(f->base);
+	free(f->big);
+}
+
+static struct airflow_client *
+client_new(struct fake *f, enum airflow_api api)
+{
+	struct airflow_config cfg = { 0 };
+	struct airflow_client *c;
+	char *url = ap_xprintf("http://127.0.0.1:%d", f->port), *cause = NULL;
+
+	cfg.base_url = url;
+	cfg.api = api;
+	cfg.username = "admin";
+	cfg.password = "admin";
+	cfg.retry_base_ms = 1;
+	cfg.retry_max_ms = 5;
+	c = airflow_client_create(f->base, &cfg, &cause);
+	assert_null(cause);
+	assert_non_null(c);
+	free(url);
+	return c;
+}
+
+/* ----------------------------------------------------------------- results */
+
+struct call {
+	const char *name;
+	int calls;
+	enum airflow_status status;
+	long http_status;
+	unsigned attempts;
+	char *title, *detail;
+	char *run_id;
+	enum airflow_run_state state;
+	bool adopted;
+	int64_t queued_ms, ended_ms;
+	char *body;
+	/* Cancels these (not yet called back) when called back. */
+	struct call *cancel;
+	struct airflow_req **reqs;
+	unsigned ncancel;
+	struct airflow_client *client;
+};
+
+static unsigned ncalls;
+
+static char *
+dup_or_null(const char *s)
+{
+	return s != NULL ? ap_xstrdup(s) : NULL;
+}
+
+static void
+call_cb(const struct airflow_result *res, void *arg)
+{
+	struct call *k = arg;
+	unsigned i;
+
+	k->calls++;
+	ncalls++;
+	k->status = res->status;
+	k->http_status = res->error.http_status;
+	k->attempts = res->attempts;
+	k->title = dup_or_null(res->error.title);
+	k->detail = dup_or_null(res->error.detail);
+	if (res->run != NULL) {
+		k->run_id = dup_or_null(res->run->dag_run_id);
+		k->state = res->run->state;
+		k->adopted = res->run->adopted;
+		k->queued_ms = res->run->queued_ms;
+		k->ended_ms = res->run->ended_ms;
+	}
+	if (res->body != NULL)
+		k->body = json_dumps(res->body, JSON_COMPACT | JSON_SORT_KEYS);
+	for (i = 0; i < k->ncancel; i++) {
+		if (k->cancel[i].calls == 0)
+			airflow_client_ops()->cancel(k->client, k->reqs[i]);
+	}
+}
+
+static void
+call_cleanup(struct call *k)
+{
+	free(k->title);
+	free(k->detail);
+	free(k->run_id);
+	free(k->body);
+}
+
+/* Runs the loop until n callbacks have run in all. */
+static void
+wait_calls(struct fake *f, unsigned n)
+{
+	uint64_t end = ap_mono_ms() + WAIT_MS;
+
+	while (ncalls < n) {
+		assert_true(ap_mono_ms() < end);
+		event_base_loop(f->base, EVLOOP_ONCE);
+	}
+}
+
+/* Runs the loop until the client has counted n 2xx answers. */
+static void
+wait_answers(struct fake *f, struct airflow_client *c, uint64_t n)
+{
+	uint64_t end = ap_mono_ms() + WAIT_MS;
+	struct airflow_stats st;
+
+	for (;;) {
+		airflow_client_stats(c, &st);
+		if (st.requests[AIRFLOW_HTTP_2XX] >= n)
+			return;
+		assert_true(ap_mono_ms() < end);
+		event_base_loop(f->base, EVLOOP_ONCE);
+	}
+}
+
+static struct airflow_req *
+get_run(struct airflow_client *c, const char *run, struct call *k)
+{
+	k->name = run;
+	return airflow_client_ops()->get_run(c, "d", run, call_cb, k);
+}
+
+/* ----------------------------------------------------------------- tests */
+
+/* Every kind of answer, many at once, ends as it did when read on the loop. */
+static void
+test_answers_classified(void **state)
+{
+	const struct airflow_ops *ops = airflow_client_ops();
+	struct fake f;
+	struct airflow_client *c;
+	struct call ok[20], big, notjson, notrun, gone, bad, flaky, trig, dep;
+	json_t *pipeline = json_pack("{s:s}", "name", "d");
+	char name[20][16];
+	unsigned i;
+
+	(void)state;
+	fake_start(&f);
+	c = client_new(&f, AIRFLOW_API_V1);
+	memset(ok, 0, sizeof ok);
+	memset(&big, 0, sizeof big);
+	memset(&notjson, 0, sizeof notjson);
+	memset(&notrun, 0, sizeof notrun);
+	memset(&gone, 0, sizeof gone);
+	memset(&bad, 0, sizeof bad);
+	memset(&flaky, 0, sizeof flaky);
+	memset(&trig, 0, sizeof trig);
+	memset(&dep, 0, sizeof dep);
+	ncalls = 0;
+
+	for (i = 0; i < 20; i++) {
+		snprintf(name[i], sizeof name[i], "ok-%u", i);
+		get_run(c, name[i], &ok[i]);
+	}
+	get_run(c, "big-0", &big);
+	get_run(c, "notjson", &notjson);
+	get_run(c, "notrun", &notrun);
+	get_run(c, "gone", &gone);
+	get_run(c, "bad", &bad);
+	get_run(c, "flaky", &flaky);
+	ops->trigger(c, "d", "r-409", NULL, call_cb, &trig);
+	ops->deploy(c, pipeline, call_cb, &dep);
+	json_decref(pipeline);
+	wait_calls(&f, 28);
+
+	for (i = 0; i < 20; i++) {
+		assert_int_equal(ok[i].calls, 1);
+		assert_int_equal(ok[i].status, AIRFLOW_OK);
+		assert_string_equal(ok[i].run_id, name[i]);
+		assert_int_equal(ok[i].state, AIRFLOW_RUN_SUCCESS);
+		assert_true(ok[i].queued_ms == 1795607170504LL);
+		assert_true(ok[i].ended_ms == 1795607180000LL);
+		assert_false(ok[i].adopted);
+	}
+	assert_int_equal(big.status, AIRFLOW_OK);
+	assert_string_equal(big.run_id, "big");
+	assert_int_equal(big.state, AIRFLOW_RUN_RUNNING);
+
+	assert_int_equal(notjson.status, AIRFLOW_BAD_REPLY);
+	assert_string_equal(notjson.detail, "the answer is not JSON");
+	assert_int_equal(notjson.http_status, 200);
+	assert_int_equal(notrun.status, AIRFLOW_BAD_REPLY);
+	assert_string_equal(notrun.detail,
+	    "the answer does not have the fields the API promises");
+
+	assert_int_equal(gone.status, AIRFLOW_NOT_FOUND);
+	assert_int_equal(gone.http_status, 404);
+	assert_string_equal(gone.title, "DAGRun not found");
+	assert_string_equal(gone.detail, "no run gone");
+	assert_int_equal(bad.status, AIRFLOW_REJECTED);
+	assert_string_equal(bad.title, "Bad Request");
+	assert_string_equal(bad.detail, "nope");
+	assert_int_equal(bad.attempts, 1);
+
+	assert_int_equal(flaky.status, AIRFLOW_OK);
+	assert_int_equal(flaky.attempts, 2);
+	assert_string_equal(flaky.run_id, "flaky");
+
+	assert_int_equal(trig.status, AIRFLOW_OK);
+	assert_true(trig.adopted);
+	assert_string_equal(trig.run_id, "r-409");
+	assert_int_equal(trig.attempts, 2);
+
+	assert_int_equal(dep.status, AIRFLOW_OK);
+	assert_string_equal(dep.body, "{\"dag_id\":\"d\",\"message\":\"deployed\"}");
+
+	airflow_client_free(c);
+	for (i = 0; i < 20; i++)
+		call_cleanup(&ok[i]);
+	call_cleanup(&big);
+	call_cleanup(&notjson);
+	call_cleanup(&notrun);
+	call_cleanup(&gone);
+	call_cleanup(&bad);
+	call_cleanup(&flaky);
+	call_cleanup(&trig);
+	call_cleanup(&dep);
+	fake_stop(&f);
+}
+
+/* Airflow 3: a 403 whose error (read off the loop) names the token renews it. */
+static void
+test_token_rejected_read(void **state)
+{
+	struct fake f;
+	struct airflow_client *c;
+	struct call k;
+
+	(void)state;
+	fake_start(&f);
+	c = client_new(&f, AIRFLOW_API_V2);
+	memset(&k, 0, sizeof k);
+	ncalls = 0;
+	get_run(c, "tok", &k);
+	wait_calls(&f, 1);
+	assert_int_equal(k.status, AIRFLOW_OK);
+	assert_string_equal(k.run_id, "tok");
+	assert_int_equal(k.attempts, 2);
+	assert_int_equal(f.tokens, 2);
+	assert_int_equal(f.rejected, 2);
+	airflow_client_free(c);
+	call_cleanup(&k);
+	fake_stop(&f);
+}
+
+/*
+ * Cancelled after its answer came and before it was read: no callback. The
+ * loop turn that takes an answer in cannot also hand it back read, so the
+ * cancel below always lands while the answer is with the worker; the next
+ * request's answer is read after it, so when that one is called back the
+ * cancelled one's job has come back too.
+ */
+static void
+test_cancel_while_reading(void **state)
+{
+	struct fake f;
+	struct airflow_client *c;
+	struct airflow_req *r;
+	struct call big, next;
+
+	(void)state;
+	fake_start(&f);
+	c = client_new(&f, AIRFLOW_API_V1);
+	memset(&big, 0, sizeof big);
+	memset(&next, 0, sizeof next);
+	ncalls = 0;
+	r = get_run(c, "big-0", &big);
+	wait_answers(&f, c, 1);
+	assert_int_equal(big.calls, 0);
+	airflow_client_ops()->cancel(c, r);
+	get_run(c, "ok-1", &next);
+	wait_calls(&f, 1);
+	assert_int_equal(next.calls, 1);
+	assert_int_equal(next.status, AIRFLOW_OK);
+	assert_int_equal(big.calls, 0);
+	airflow_client_free(c);
+	call_cleanup(&next);
+	fake_stop(&f);
+}
+
+/* The first callback cancels every other request, wherever each one is. */
+static void
+test_cancel_from_callback(void **state)
+{
+	struct fake f;
+	struct airflow_client *c;
+	struct call k[24], last;
+	struct airflow_req *reqs[24];
+	char name[24][16];
+	unsigned i, called = 0;
+
+	(void)state;
+	fake_start(&f);
+	c = client_new(&f, AIRFLOW_API_V1);
+	memset(k, 0, sizeof k);
+	memset(&last, 0, sizeof last);
+	ncalls = 0;
+	for (i = 0; i < 24; i++) {
+		snprintf(name[i], sizeof name[i], i % 2 ? "big-%u" : "ok-%u", i);
+		reqs[i] = get_run(c, name[i], &k[i]);
+		k[i].cancel = k;
+		k[i].reqs = reqs;
+		k[i].ncancel = 24;
+		k[i].client = c;
+	}
+	wait_calls(&f, 1);
+	/* Read after whatever the others left with the worker. */
+	get_run(c, "ok-last", &last);
+	wait_calls(&f, 2);
+	assert_int_equal(last.calls, 1);
+	for (i = 0; i < 24; i++) {
+		assert_true(k[i].calls <= 1);
+		called += k[i].calls;
+	}
+	assert_int_equal(called, 1);
+	airflow_client_free(c);
+	for (i = 0; i < 24; i++)
+		call_cleanup(&k[i]);
+	call_cleanup(&last);
+	fake_stop(&f);
+}
+
+/* Freed with answers being read: nobody is called back, nothing leaks. */
+static void
+test_free_while_reading(void **state)
+{
+	struct fake f;
+	struct airflow_client *c;
+	struct call k[4];
+	char name[4][16];
+	unsigned i;
+
+	(void)state;
+	fake_start(&f);
+	c = client_new(&f, AIRFLOW_API_V1);
+	memset(k, 0, sizeof k);
+	ncalls = 0;
+	for (i = 0; i < 4; i++) {
+		snprintf(name[i], sizeof name[i], "big-%u", i);
+		get_run(c, name[i], &k[i]);
+	}
+	wait_answers(&f, c, 1);
+	airflow_client_free(c);
+	assert_int_equal(ncalls, 0);
+	/* Nothing of the client is left on the loop. */
+	event_base_loop(f.base, EVLOOP_NONBLOCK);
+	assert_int_equal(ncalls, 0);
+	fake_stop(&f);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_answers_classified),
+		cmocka_unit_test(test_token_rejected_read),
+		cmocka_unit_test(test_cancel_while_reading),
+		cmocka_unit_test(test_cancel_from_callback),
+		cmocka_unit_test(test_free_while_reading),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
