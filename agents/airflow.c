@@ -432,6 +432,10 @@ breaker_wait(struct airflow_req *q, bool first)
 	else
 		TAILQ_INSERT_TAIL(&c->breaker_waiters, q, wait);
 	timer_arm(q, T_BREAKER_WAIT, c->cfg.request_timeout_ms);
+	/* The probe's turn came while q's answer was being read, with nobody
+	 * waiting: q goes now. */
+	if (c->probe == NULL && c->probe_ready)
+		breaker_arm(c, 0);
 }
 
 /* ----------------------------------------------------------------- internal requests */

@@ -41,7 +41,8 @@ unsigned workq_pending(const struct workq *wq);
 
 /*
  * Waits for every submitted job's work, runs their done callbacks, then
- * stops the threads and frees the queue. NULL is a no-op.
+ * stops the threads and frees the queue. NULL is a no-op. Not from one of
+ * the queue's own done callbacks.
  */
 void workq_free(struct workq *wq);
 

@@ -36,6 +36,7 @@ struct fake {
 	struct evhttp *http;
 	int port;
 	char *big;			/* a DAG run with a large conf */
+	char *down;			/* a large 503 error */
 	unsigned flaky;			/* 503s answered to dagRuns/flaky */
 	unsigned tokens;		/* POST /auth/token */
 	unsigned rejected;		/* 403s answered to dagRuns/tok */
@@ -90,6 +91,8 @@ fake_route(struct evhttp_request *req, void *arg)
 		    " \"status\": 404}");
 	else if (run != NULL && strcmp(run, "bad") == 0)
 		answer(req, 400, "{\"title\": \"Bad Request\", \"detail\": \"nope\"}");
+	else if (run != NULL && strcmp(run, "down") == 0)
+		answer(req, 503, f->down);
 	else if (run != NULL && strcmp(run, "flaky") == 0 && f->flaky++ == 0) {
 		evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", "0");
 		answer(req, 503, "{\"detail\": \"busy\"}");
@@ -132,6 +135,12 @@ fake_start(struct fake *f)
 		ap_buf_adds(&b, i > 0 ? ",1" : "1");
 	ap_buf_adds(&b, "]}}");
 	f->big = ap_buf_steal(&b, NULL);
+	ap_buf_adds(&b, "{\"title\": \"Service Unavailable\", \"status\": 503,"
+	    " \"detail\": \"down\", \"extra\": [");
+	for (i = 0; i < BIG_PAD; i++)
+		ap_buf_adds(&b, i > 0 ? ",1" : "1");
+	ap_buf_adds(&b, "]}");
+	f->down = ap_buf_steal(&b, NULL);
 }
 
 static void
@@ -140,10 +149,12 @@ fake_stop(struct fake *f)
 	evhttp_free(f->http);
 	event_base_free(f->base);
 	free(f->big);
+	free(f->down);
 }
 
 static struct airflow_client *
-client_new(struct fake *f, enum airflow_api api)
+client_new_retries(struct fake *f, enum airflow_api api, long retry_max_ms,
+    unsigned max_retries)
 {
 	struct airflow_config cfg = { 0 };
 	struct airflow_client *c;
@@ -154,12 +165,19 @@ client_new(struct fake *f, enum airflow_api api)
 	cfg.username = "admin";
 	cfg.password = "admin";
 	cfg.retry_base_ms = 1;
-	cfg.retry_max_ms = 5;
+	cfg.retry_max_ms = retry_max_ms;
+	cfg.max_retries = max_retries;
 	c = airflow_client_create(f->base, &cfg, &cause);
 	assert_null(cause);
 	assert_non_null(c);
 	free(url);
 	return c;
+}
+
+static struct airflow_client *
+client_new(struct fake *f, enum airflow_api api)
+{
+	return client_new_retries(f, api, 5, 0);
 }
 
 /* ----------------------------------------------------------------- results */
@@ -463,6 +481,35 @@ test_cancel_from_callback(void **state)
 	fake_stop(&f);
 }
 
+/*
+ * Airflow down, its 503s large enough to take a while to read: the breaker
+ * opens, and a probe's turn that comes while an answer is being read is
+ * still taken, so every retry is sent (none waits for a probe that never
+ * goes out and ends as "Circuit breaker open").
+ */
+static void
+test_breaker_probe_while_reading(void **state)
+{
+	struct fake f;
+	struct airflow_client *c;
+	struct call k;
+
+	(void)state;
+	fake_start(&f);
+	c = client_new_retries(&f, AIRFLOW_API_V1, 1, 12);
+	memset(&k, 0, sizeof k);
+	ncalls = 0;
+	get_run(c, "down", &k);
+	wait_calls(&f, 1);
+	assert_int_equal(k.status, AIRFLOW_UNAVAILABLE);
+	assert_int_equal(k.http_status, 503);
+	assert_string_equal(k.title, "Service Unavailable");
+	assert_int_equal(k.attempts, 13);
+	airflow_client_free(c);
+	call_cleanup(&k);
+	fake_stop(&f);
+}
+
 /* Freed with answers being read: nobody is called back, nothing leaks. */
 static void
 test_free_while_reading(void **state)
@@ -499,6 +546,7 @@ main(void)
 		cmocka_unit_test(test_token_rejected_read),
 		cmocka_unit_test(test_cancel_while_reading),
 		cmocka_unit_test(test_cancel_from_callback),
+		cmocka_unit_test(test_breaker_probe_while_reading),
 		cmocka_unit_test(test_free_while_reading),
 	};
 
