@@ -99,17 +99,26 @@ reply_text(struct evhttp_request *req, int code, const char *reason, const char 
 	evbuffer_free(out);
 }
 
+/* A new JSON text of o (stolen). */
+static char *
+json_text(json_t *o)
+{
+	char *text = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+
+	if (text == NULL)
+		ap_fatal("out of memory");
+	json_decref(o);
+	return text;
+}
+
 /* Steals body. */
 static void
 reply_json(struct evhttp_request *req, int code, const char *reason, json_t *body)
 {
-	char *text = json_dumps(body, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	char *text = json_text(body);
 
-	if (text == NULL)
-		ap_fatal("out of memory");
 	reply_text(req, code, reason, text, strlen(text));
 	free(text);
-	json_decref(body);
 }
 
 static void
@@ -468,18 +477,6 @@ json_plain(const char *v)
 		    (*v >= 'A' && *v <= 'Z') || *v == '-' || *v == '_' || *v == '.'))
 			return false;
 	return true;
-}
-
-/* A new JSON text of o (stolen). */
-static char *
-json_text(json_t *o)
-{
-	char *text = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
-
-	if (text == NULL)
-		ap_fatal("out of memory");
-	json_decref(o);
-	return text;
 }
 
 /* What is answered of a stored event: {"id": …, "run_id": …[, "repeated":

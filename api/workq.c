@@ -48,15 +48,15 @@ struct workq {
 	pthread_t threads[WORKQ_MAX_THREADS];
 };
 
+/* Appends the chain first..last (last->next NULL). */
 static void
-list_push(struct job_list *l, struct workq_job *j)
+list_append(struct job_list *l, struct workq_job *first, struct workq_job *last)
 {
-	j->next = NULL;
 	if (l->tail != NULL)
-		l->tail->next = j;
+		l->tail->next = first;
 	else
-		l->head = j;
-	l->tail = j;
+		l->head = first;
+	l->tail = last;
 }
 
 static struct workq_job *
@@ -111,11 +111,7 @@ worker_main(void *arg)
 		pthread_mutex_lock(&wq->lock);
 		wq->running -= n;
 		wake = wq->done.head == NULL;
-		if (wq->done.tail != NULL)
-			wq->done.tail->next = first;
-		else
-			wq->done.head = first;
-		wq->done.tail = last;
+		list_append(&wq->done, first, last);
 		if (wq->running == 0 && wq->todo.head == NULL)
 			pthread_cond_broadcast(&wq->idle_cv);
 		if (wake) {
@@ -156,11 +152,7 @@ push(struct workq *wq)
 	if (wq->submitted.head == NULL)
 		return;
 	pthread_mutex_lock(&wq->lock);
-	if (wq->todo.tail != NULL)
-		wq->todo.tail->next = wq->submitted.head;
-	else
-		wq->todo.head = wq->submitted.head;
-	wq->todo.tail = wq->submitted.tail;
+	list_append(&wq->todo, wq->submitted.head, wq->submitted.tail);
 	wq->ntodo += wq->nsubmitted;
 	if (wq->waiting > 0)
 		pthread_cond_signal(&wq->work_cv);
@@ -242,7 +234,8 @@ workq_submit(struct workq *wq, struct workq_job *job)
 	/* Active events run after those of this turn already active. */
 	if (wq->submitted.head == NULL)
 		event_active(wq->push_ev, EV_TIMEOUT, 0);
-	list_push(&wq->submitted, job);
+	job->next = NULL;
+	list_append(&wq->submitted, job, job);
 	wq->nsubmitted++;
 }
 

@@ -109,14 +109,29 @@ fake_route(struct evhttp_request *req, void *arg)
 		answer(req, 404, "{\"detail\": \"no such route\"}");
 }
 
+/* head, a JSON array of BIG_PAD numbers, tail: a new string. */
+static char *
+padded(const char *head, const char *tail)
+{
+	struct ap_buf b;
+	unsigned i;
+
+	ap_buf_init(&b);
+	ap_buf_adds(&b, head);
+	ap_buf_adds(&b, "[");
+	for (i = 0; i < BIG_PAD; i++)
+		ap_buf_adds(&b, i > 0 ? ",1" : "1");
+	ap_buf_adds(&b, "]");
+	ap_buf_adds(&b, tail);
+	return ap_buf_steal(&b, NULL);
+}
+
 static void
 fake_start(struct fake *f)
 {
 	struct evhttp_bound_socket *bs;
 	struct sockaddr_in sin;
 	socklen_t len = sizeof sin;
-	struct ap_buf b;
-	unsigned i;
 
 	memset(f, 0, sizeof *f);
 	f->base = ap_event_base_new();
@@ -128,19 +143,10 @@ fake_start(struct fake *f)
 	f->port = ntohs(sin.sin_port);
 	evhttp_set_gencb(f->http, fake_route, f);
 
-	ap_buf_init(&b);
-	ap_buf_adds(&b, "{\"dag_id\": \"d\", \"dag_run_id\": \"big\", \"state\": \"running\","
-	    " \"conf\": {\"pad\": [");
-	for (i = 0; i < BIG_PAD; i++)
-		ap_buf_adds(&b, i > 0 ? ",1" : "1");
-	ap_buf_adds(&b, "]}}");
-	f->big = ap_buf_steal(&b, NULL);
-	ap_buf_adds(&b, "{\"title\": \"Service Unavailable\", \"status\": 503,"
-	    " \"detail\": \"down\", \"extra\": [");
-	for (i = 0; i < BIG_PAD; i++)
-		ap_buf_adds(&b, i > 0 ? ",1" : "1");
-	ap_buf_adds(&b, "]}");
-	f->down = ap_buf_steal(&b, NULL);
+	f->big = padded("{\"dag_id\": \"d\", \"dag_run_id\": \"big\", \"state\":"
+	    " \"running\", \"conf\": {\"pad\": ", "}}");
+	f->down = padded("{\"title\": \"Service Unavailable\", \"status\": 503,"
+	    " \"detail\": \"down\", \"extra\": ", "}");
 }
 
 static void
