@@ -77,6 +77,18 @@ struct reply_job {
 	bool run_ok;
 };
 
+/*
+ * A deploy's IngestionPipeline being serialised off the loop. The job holds
+ * a reference to the document (which nobody changes any more) and drops it
+ * on the worker, the tree freed there too.
+ */
+struct body_job {
+	struct workq_job job;		/* first: the callbacks cast back */
+	struct airflow_req *q;		/* NULL once q is freed */
+	json_t *doc;
+	char *text;
+};
+
 /* A reply the loop is done with, freed on the worker. */
 struct drop_job {
 	struct workq_job job;		/* first: the callbacks cast back */
@@ -104,6 +116,7 @@ struct airflow_req {
 	unsigned token_gen;			/* of the token the attempt carried */
 	struct http_req *http;
 	struct reply_job *parse;		/* its answer is being read */
+	struct body_job *body;			/* deploy: its body being written */
 	bool is_probe;
 	struct event timer;
 	enum req_timer timer_kind;
@@ -240,6 +253,8 @@ req_free(struct airflow_req *q)
 		http_cancel(c->http, q->http);
 	if (q->parse != NULL)
 		q->parse->q = NULL;	/* the job frees itself when read */
+	if (q->body != NULL)
+		q->body->q = NULL;	/* likewise once written */
 	if (c->probe == q)
 		c->probe = NULL;
 	if (c->detect == q)
@@ -1090,16 +1105,58 @@ op_start(struct airflow_client *c, enum airflow_step step, airflow_cb cb, void *
 	return q;
 }
 
+/* Serialises a deploy's document; on the worker, the job is all it touches. */
+static void
+body_work(struct workq_job *wj)
+{
+	struct body_job *j = (struct body_job *)wj;
+
+	if ((j->text = json_dumps(j->doc, JSON_COMPACT)) == NULL)
+		ap_fatal("json_dumps failed");
+	json_decref(j->doc);
+	j->doc = NULL;
+}
+
+/* Back on the loop with the body written: the deploy's first attempt. */
+static void
+body_done(struct workq_job *wj)
+{
+	struct body_job *j = (struct body_job *)wj;
+	struct airflow_req *q = j->q;
+
+	if (q != NULL) {
+		q->body = NULL;
+		q->pipeline = j->text;
+		j->text = NULL;
+		if (!q->c->closing)
+			req_attempt(q);
+	}
+	free(j->text);
+	free(j);
+}
+
+/*
+ * The document is kept as text, not as a tree: thousands of queued deploys
+ * hold a few KB each. With a worker thread it is written there (the caller
+ * no longer changes it, see airflow.h), the rest of the request on the loop.
+ */
 static struct airflow_req *
 op_deploy(void *impl, const json_t *pipeline, airflow_cb cb, void *arg)
 {
 	struct airflow_client *c = impl;
 	struct airflow_req *q = req_new(c, AIRFLOW_STEP_DEPLOY, cb, arg, NULL, NULL);
+	struct body_job *j;
 
-	/*
-	 * Serialised now: the caller may change its document after this returns,
-	 * and thousands of queued deploys hold a few KB each instead of a tree.
-	 */
+	if (json_is_object(pipeline) && c->wq != NULL) {
+		j = ap_xcalloc(1, sizeof *j);
+		j->job.work = body_work;
+		j->job.done = body_done;
+		j->q = q;
+		j->doc = json_incref((json_t *)pipeline);
+		q->body = j;
+		workq_submit(c->wq, &j->job);
+		return q;
+	}
 	if (json_is_object(pipeline) &&
 	    (q->pipeline = json_dumps(pipeline, JSON_COMPACT)) == NULL)
 		ap_fatal("json_dumps failed");

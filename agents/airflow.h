@@ -183,7 +183,9 @@ void airflow_client_stats(const struct airflow_client *c, struct airflow_stats *
  * Each returns a request handle that may be passed to cancel() until the
  * callback has run; NULL never (failures are reported through the callback,
  * which is then deferred to the next loop turn, never called re-entrantly).
- * All string and JSON arguments are borrowed (copied if kept).
+ * All string and JSON arguments are borrowed (copied if kept), except
+ * deploy's pipeline: the client keeps a reference and may read it on its
+ * worker thread, so the caller must not change that document afterwards.
  */
 struct airflow_ops {
 	/* POST the IngestionPipeline to the plugin's deploy route. */

@@ -2,7 +2,8 @@
  * test_airflow_async.c — the Airflow client against a small Airflow on the
  * same loop: answers read on the client's worker thread are classified as
  * before, and a request cancelled, or a client freed, while its answer is
- * being read calls nobody back and leaves nothing behind.
+ * being read calls nobody back and leaves nothing behind. Likewise for a
+ * deploy whose body is being written on the worker.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -40,6 +41,8 @@ struct fake {
 	unsigned flaky;			/* 503s answered to dagRuns/flaky */
 	unsigned tokens;		/* POST /auth/token */
 	unsigned rejected;		/* 403s answered to dagRuns/tok */
+	unsigned deploys;		/* POST .../openmetadata/deploy */
+	char *deployed;			/* the last one's body */
 };
 
 static void
@@ -75,8 +78,17 @@ fake_route(struct evhttp_request *req, void *arg)
 
 	if (ap_startswith(path, RUNS_V1 "/"))
 		run = path + strlen(RUNS_V1 "/");
-	if (strcmp(path, "/api/v1/openmetadata/deploy") == 0 && cmd == EVHTTP_REQ_POST)
+	if (strcmp(path, "/api/v1/openmetadata/deploy") == 0 && cmd == EVHTTP_REQ_POST) {
+		struct evbuffer *in = evhttp_request_get_input_buffer(req);
+		size_t n = evbuffer_get_length(in);
+
+		f->deploys++;
+		free(f->deployed);
+		f->deployed = ap_xmalloc(n + 1);
+		evbuffer_remove(in, f->deployed, n);
+		f->deployed[n] = '\0';
 		answer(req, 200, "{\"message\": \"deployed\", \"dag_id\": \"d\"}");
+	}
 	else if (strcmp(path, RUNS_V1) == 0 && cmd == EVHTTP_REQ_POST)
 		answer(req, 409, "{\"title\": \"Conflict\", \"detail\": \"exists\","
 		    " \"status\": 409}");
@@ -156,6 +168,7 @@ fake_stop(struct fake *f)
 	event_base_free(f->base);
 	free(f->big);
 	free(f->down);
+	free(f->deployed);
 }
 
 static struct airflow_client *
@@ -544,6 +557,112 @@ test_free_while_reading(void **state)
 	fake_stop(&f);
 }
 
+/* A pipeline large enough that writing it takes a while: name, padding. */
+static json_t *
+big_pipeline(const char *name)
+{
+	char *text = padded("{\"pad\": ", "}");
+	json_t *doc = json_loads(text, 0, NULL);
+
+	assert_non_null(doc);
+	json_object_set_new(doc, "name", json_string(name));
+	free(text);
+	return doc;
+}
+
+/*
+ * The body is written on the worker from the caller's document, which the
+ * caller dropped at once: Airflow gets exactly what json_dumps makes of it.
+ */
+static void
+test_deploy_body_written(void **state)
+{
+	struct fake f;
+	struct airflow_client *c;
+	struct call k;
+	json_t *p = big_pipeline("p1");
+	char *want = json_dumps(p, JSON_COMPACT);
+
+	(void)state;
+	fake_start(&f);
+	c = client_new(&f, AIRFLOW_API_V1);
+	memset(&k, 0, sizeof k);
+	ncalls = 0;
+	airflow_client_ops()->deploy(c, p, call_cb, &k);
+	json_decref(p);
+	wait_calls(&f, 1);
+	assert_int_equal(k.status, AIRFLOW_OK);
+	assert_int_equal(f.deploys, 1);
+	assert_string_equal(f.deployed, want);
+	airflow_client_free(c);
+	call_cleanup(&k);
+	free(want);
+	fake_stop(&f);
+}
+
+/*
+ * Cancelled while its body is being written: never sent, no callback. The
+ * worker writes bodies in turn, so once the second deploy is called back the
+ * first one's job has come back too.
+ */
+static void
+test_cancel_while_writing(void **state)
+{
+	struct fake f;
+	struct airflow_client *c;
+	struct airflow_req *r;
+	struct call first, second;
+	json_t *p1 = big_pipeline("p1"), *p2 = big_pipeline("p2");
+
+	(void)state;
+	fake_start(&f);
+	c = client_new(&f, AIRFLOW_API_V1);
+	memset(&first, 0, sizeof first);
+	memset(&second, 0, sizeof second);
+	ncalls = 0;
+	r = airflow_client_ops()->deploy(c, p1, call_cb, &first);
+	airflow_client_ops()->deploy(c, p2, call_cb, &second);
+	json_decref(p1);
+	json_decref(p2);
+	airflow_client_ops()->cancel(c, r);
+	wait_calls(&f, 1);
+	assert_int_equal(second.calls, 1);
+	assert_int_equal(second.status, AIRFLOW_OK);
+	assert_int_equal(first.calls, 0);
+	assert_int_equal(f.deploys, 1);
+	assert_non_null(strstr(f.deployed, "\"name\":\"p2\""));
+	airflow_client_free(c);
+	call_cleanup(&second);
+	fake_stop(&f);
+}
+
+/* Freed with deploy bodies being written: nothing sent, nobody called back. */
+static void
+test_free_while_writing(void **state)
+{
+	struct fake f;
+	struct airflow_client *c;
+	struct call k[3];
+	json_t *p;
+	unsigned i;
+
+	(void)state;
+	fake_start(&f);
+	c = client_new(&f, AIRFLOW_API_V1);
+	memset(k, 0, sizeof k);
+	ncalls = 0;
+	for (i = 0; i < 3; i++) {
+		p = big_pipeline("p");
+		airflow_client_ops()->deploy(c, p, call_cb, &k[i]);
+		json_decref(p);
+	}
+	airflow_client_free(c);
+	event_base_loop(f.base, EVLOOP_NONBLOCK);
+	assert_int_equal(ncalls, 0);
+	assert_int_equal(f.deploys, 0);
+	fake_stop(&f);
+}
+
 int
 main(void)
 {
@@ -554,6 +673,9 @@ main(void)
 		cmocka_unit_test(test_cancel_from_callback),
 		cmocka_unit_test(test_breaker_probe_while_reading),
 		cmocka_unit_test(test_free_while_reading),
+		cmocka_unit_test(test_deploy_body_written),
+		cmocka_unit_test(test_cancel_while_writing),
+		cmocka_unit_test(test_free_while_writing),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
