@@ -61,6 +61,13 @@ ap_log(enum ap_log_level level, const char *fmt, ...)
 	ap_format_time(ap_wall_ms(), ts, sizeof ts);
 
 	if (log_format == AP_LOG_JSON) {
+		if (!ap_utf8_valid(msg, strlen(msg))) {
+			/* Bytes a client sent: logged, not dropped. */
+			char *p = ap_printable(msg);
+
+			free(msg);
+			msg = p;
+		}
 		o = json_pack("{s:s, s:s, s:s}", "ts", ts, "level",
 		    ap_log_level_name(level), "msg", msg);
 		line = o != NULL ? json_dumps(o, JSON_COMPACT) : NULL;

@@ -111,11 +111,21 @@ json_text(json_t *o)
 	return text;
 }
 
-/* Steals body. */
+/* Steals body. NULL (a value jansson refused) answers 500, never aborts. */
 static void
 reply_json(struct evhttp_request *req, int code, const char *reason, json_t *body)
 {
-	char *text = json_text(body);
+	static const char failed[] = "{\"error\":\"internal error\",\"detail\":"
+	    "\"the answer could not be encoded\"}";
+	char *text;
+
+	if (body == NULL) {
+		ap_error("http: the answer to %s could not be encoded (HTTP %d)",
+		    evhttp_request_get_uri(req), code);
+		reply_text(req, 500, "Internal Server Error", failed, sizeof failed - 1);
+		return;
+	}
+	text = json_text(body);
 
 	reply_text(req, code, reason, text, strlen(text));
 	free(text);
@@ -214,7 +224,8 @@ decoded(const char *s, size_t n)
 	free(raw);
 	if (d == NULL)
 		return NULL;
-	if (strlen(d) != len) {		/* an encoded NUL */
+	/* An encoded NUL, or bytes that are not UTF-8 (no name or id is). */
+	if (strlen(d) != len || !ap_utf8_valid(d, len)) {
 		free(d);
 		return NULL;
 	}
@@ -538,11 +549,13 @@ handle_webhook(struct server *s, struct evhttp_request *req)
 		return;
 	}
 	if (!content_type_json(header(req, "Content-Type"))) {
-		msg = ap_xprintf("Content-Type must be application/json, not %s",
-		    header(req, "Content-Type") != NULL ? header(req, "Content-Type") :
-		    "missing");
+		char *given = header(req, "Content-Type") != NULL ?
+		    ap_printable(header(req, "Content-Type")) : ap_xstrdup("missing");
+
+		msg = ap_xprintf("Content-Type must be application/json, not %s", given);
 		webhook_fail(s, req, SERVER_UNSUPPORTED, 415, "Unsupported Media Type",
 		    "unsupported media type", msg);
+		free(given);
 		free(msg);
 		return;
 	}
@@ -724,6 +737,7 @@ rerun_options(struct evhttp_request *req, json_t **agents_out, bool *replace,
 	json_error_t jerr;
 	const char *data;
 	json_t *root, *v, *a;
+	const char *key;
 	size_t len, i;
 	char *q;
 
@@ -745,6 +759,14 @@ rerun_options(struct evhttp_request *req, json_t **agents_out, bool *replace,
 		*cause = ap_xstrdup("body: must be an object {\"agents\": [...],"
 		    " \"replace\": bool}");
 		goto fail;
+	}
+	json_object_foreach(root, key, v) {
+		if (strcmp(key, "agents") != 0 && strcmp(key, "replace") != 0) {
+			/* A typo must not re-run every agent. */
+			*cause = ap_xprintf("body: unknown key '%s' (expected \"agents\""
+			    " and \"replace\")", key);
+			goto fail;
+		}
 	}
 	if ((v = json_object_get(root, "replace")) != NULL) {
 		if (!json_is_boolean(v)) {
@@ -844,7 +866,7 @@ handle_rerun(struct server *s, struct evhttp_request *req, const char *path)
 	fqn = decoded(slash + 1, strlen(slash + 1) - strlen(RERUN_SUFFIX));
 	if (type == NULL || fqn == NULL || *fqn == '\0') {
 		reply_error(req, 400, "Bad Request", "bad path",
-		    "the service type or name is not valid percent-encoding");
+		    "the service type or name is not valid percent-encoding of UTF-8");
 		goto out;
 	}
 	if (plan_service_kind(type) == NULL) {

@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include <event2/event.h>
+#include <jansson.h>
 
 void
 ap_fatal(const char *fmt, ...)
@@ -338,4 +339,24 @@ ap_consttime_eq(const void *a, size_t alen, const void *b, size_t blen)
 	for (i = 0; i < blen; i++)
 		diff |= (unsigned char)(x[i < alen ? i : 0] ^ y[i]);
 	return diff == 0 && alen == blen;
+}
+
+bool
+ap_utf8_valid(const char *s, size_t n)
+{
+	json_t *j = json_stringn(s, n);
+
+	json_decref(j);
+	return j != NULL;
+}
+
+char *
+ap_printable(const char *s)
+{
+	char *out = ap_xstrdup(s), *p;
+
+	for (p = out; *p != '\0'; p++)
+		if ((unsigned char)*p < 0x20 || (unsigned char)*p > 0x7e)
+			*p = '?';
+	return out;
 }

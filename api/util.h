@@ -78,6 +78,11 @@ bool ap_endswith(const char *s, const char *suffix);
 char *ap_read_file(const char *path, size_t max, size_t *lenp, char **cause);
 
 /* Constant-time comparison of two byte strings; false when lengths differ. */
+/* Whether s[0..n) is valid UTF-8 (as jansson takes strings). */
+bool ap_utf8_valid(const char *s, size_t n);
+/* A new copy of s, each byte outside printable ASCII replaced by '?':
+ * for echoing what a client sent (headers) in answers and logs. */
+char *ap_printable(const char *s);
 bool ap_consttime_eq(const void *a, size_t alen, const void *b, size_t blen);
 
 #endif

@@ -3,7 +3,9 @@ validated before anything is created or replaced (unknown agents, agents
 outside the service's plan, unknown service types: 400 naming the bad
 entry, the active run untouched); health, readiness and metrics answer 405
 with "Allow: GET" to other methods; /metrics follows the Prometheus text
-format (one HELP and TYPE per family, one label set per name)."""
+format (one HELP and TYPE per family, one label set per name). Bytes that
+are not UTF-8 in a header or a path get a JSON 4xx, never an abort; a
+re-run's body with an unknown key is refused."""
 import os
 import sys
 
@@ -71,6 +73,20 @@ def main():
         check([a["agent"] for a in by_id[body["run_id"]]["agents"]] == ["metadata"],
               "only metadata re-ran: %s" % by_id[body["run_id"]]["agents"])
         check(by_id[first]["state"] == "failed", "the replaced run ended failed")
+
+        # Bytes that are not UTF-8 where a client chooses them: a clear answer,
+        # never an abort (jansson refuses such strings in an answer).
+        st, hdrs, body = srv.exchange("POST", "/api/v1/webhooks/openmetadata", b"{}",
+                                      {"Content-Type": b"text/\xff\x01"})
+        check(st == 415 and isinstance(body, dict) and "text/??" in body["detail"],
+              "non-UTF-8 Content-Type: %s %r" % (st, body))
+        st, body = srv.admin("GET", "/api/v1/runs/%FF")
+        check(st == 404 and isinstance(body, dict), "run id %%FF: %s %r" % (st, body))
+        expect_400(srv, RERUN % ("databaseService", "%FF"), None, "percent-encoding")
+        expect_400(srv, RERUN % ("%FF", "x"), None, "percent-encoding")
+        # A typo in a re-run's body does not re-run every agent.
+        expect_400(srv, pg, {"agent": ["metadata"]}, "unknown key 'agent'")
+        check(srv.exchange("GET", "/healthz")[0] == 200, "alive after the bad requests")
 
         # Health, readiness, metrics: GET only.
         for path in ("/healthz", "/readyz", "/metrics"):
