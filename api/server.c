@@ -474,8 +474,13 @@ webhook_accept(struct server *s, const struct webhook_event *ev, json_t *take,
 	*repeated = r == STORE_REPEAT;
 	ap_info("webhook: event %s (%s %s) %s: run %s", ev->id, ev->entity_type,
 	    ev->fqn, *repeated ? "repeated" : "accepted", run_id);
-	if (!*repeated)
-		json_array_append_new(take, json_string(run_id));
+	/*
+	 * A repeat too: its first delivery may have been answered 503 after
+	 * its run was committed (a later event of that delivery failed), and
+	 * that run was then handed to nobody. The scheduler passes over runs
+	 * it drives already or that are finished.
+	 */
+	json_array_append_new(take, json_string(run_id));
 	return run_id;
 }
 

@@ -374,6 +374,20 @@ store_rollback(struct store *s)
 }
 
 /*
+ * The batch's transaction is gone (SQLite rolls a whole transaction back
+ * after some errors, or a rollback to a savepoint failed): what joined it is
+ * lost, which store_batch_failures() tells whoever wrote it. Later writes
+ * are not made inside a transaction that no longer exists.
+ */
+static void
+store_batch_lost(struct store *s)
+{
+	store_rollback(s);
+	s->batch = false;
+	s->batch_failures++;
+}
+
+/*
  * A write that joins an open group-commit batch (as a savepoint, so a
  * failure undoes this write only; durable at the batch's store_flush()) or
  * else runs in its own transaction. *nested says which, for store_done()
@@ -382,6 +396,8 @@ store_rollback(struct store *s)
 static int
 store_join(struct store *s, bool *nested, char **cause)
 {
+	if (s->batch && sqlite3_get_autocommit(s->db))
+		store_batch_lost(s);
 	*nested = s->batch;
 	return *nested ? store_simple(s, Q_SAVEPOINT, cause) : store_begin(s, cause);
 }
@@ -401,11 +417,10 @@ store_undo(struct store *s, bool nested)
 		store_rollback(s);
 		return;
 	}
-	if (store_simple(s, Q_ROLLBACK_TO, NULL) != 0 ||
-	    store_simple(s, Q_SAVEPOINT_RELEASE, NULL) != 0) {
-		/* The batch is unusable: drop it; the next flush reports it. */
-		store_rollback(s);
-	}
+	if (sqlite3_get_autocommit(s->db) ||
+	    store_simple(s, Q_ROLLBACK_TO, NULL) != 0 ||
+	    store_simple(s, Q_SAVEPOINT_RELEASE, NULL) != 0)
+		store_batch_lost(s);
 }
 
 static int

@@ -7,6 +7,7 @@ import hmac
 import json
 import os
 import socket
+import sqlite3
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -118,6 +119,34 @@ def main():
         check(st == 202, "a delivery after 60 abandoned ones: %s %s" % (st, body))
         st, _ = srv.request("GET", "/healthz")
         check(st == 200, "still serving")
+        check(srv.stop() == 0, "clean stop")
+    finally:
+        srv.close()
+
+    # A batch whose second event the store refuses: 503, the first event's
+    # run is committed all the same; delivered again, that event is a repeat
+    # and its run is driven at once (not left to a rescan, here none).
+    srv = Serve(sim.url, config={"scheduler": {"rescan_ms": 0}})
+    try:
+        srv.start()
+        db = sqlite3.connect(srv.state)
+        db.execute("CREATE TRIGGER refuse BEFORE INSERT ON inbox WHEN NEW.event_id LIKE"
+                   " 'refused-%' BEGIN SELECT RAISE(ABORT, 'refused'); END")
+        db.commit()
+        first = event("databaseService", entity("databaseService", "half_1"))
+        second = event("databaseService", entity("databaseService", "half_2"),
+                       eid="refused-1")
+        st, body = srv.post_event({"data": [first, second]})
+        check(st == 503, "a batch the store half refuses: %s %s" % (st, body))
+        db.execute("DROP TRIGGER refuse")
+        db.commit()
+        db.close()
+        st, body = srv.post_event({"data": [first, second]})
+        check(st == 202 and [r.get("repeated", False) for r in body["results"]] == [True, False],
+              "delivered again: %s %s" % (st, body))
+        runs = srv.wait_final(2, timeout=30)
+        check(all(r["state"] == "succeeded" for r in runs),
+              "both runs driven: %s" % [(r["service"]["fqn"], r["state"]) for r in runs])
         check(srv.stop() == 0, "clean stop")
     finally:
         srv.close()

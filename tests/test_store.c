@@ -711,6 +711,57 @@ test_inbox_in_batch(void **state)
 	free(p);
 }
 
+/*
+ * An error after which SQLite rolls the whole batch back (here a trigger's
+ * RAISE(ROLLBACK)): what joined the batch is lost and reported as a batch
+ * failure; a later write of the same turn is not made in a transaction that
+ * no longer exists, and is committed and not reported lost.
+ */
+static void
+test_batch_rolled_back_whole(void **state)
+{
+	char *p = db_path("batch-lost.db"), *cause = NULL, *a = NULL, *b = NULL;
+	char *c = NULL;
+	struct store *s = open_ok(p, NULL), *other = open_ok(p, NULL);
+	sqlite3 *db;
+	uint64_t failures;
+	json_t *runs;
+
+	(void)state;
+	assert_int_equal(sqlite3_open(p, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, "CREATE TRIGGER boom BEFORE INSERT ON inbox"
+	    " WHEN NEW.event_id LIKE 'fail-%' BEGIN SELECT RAISE(ROLLBACK, 'boom'); END;",
+	    NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+	failures = store_batch_failures(s);
+	assert_int_equal(store_batch_begin(s, &cause), STORE_OK);
+	assert_int_equal(store_inbox_accept(s, "ev-1", "databaseService", "pg1", "{}",
+	    &a, &cause), STORE_OK);
+	assert_int_not_equal(store_inbox_accept(s, "fail-2", "databaseService", "pg2",
+	    "{}", &b, &cause), STORE_OK);
+	free(cause);
+	cause = NULL;
+	/* ev-1 went with the batch, and whoever wrote it can tell. */
+	assert_int_equal(store_batch_failures(s), failures + 1);
+	assert_false(store_batch_open(s));
+	/* The next delivery of the turn opens a batch of its own. */
+	assert_int_equal(store_batch_begin(s, &cause), STORE_OK);
+	assert_int_equal(store_inbox_accept(s, "ev-3", "databaseService", "pg3", "{}",
+	    &c, &cause), STORE_OK);
+	assert_int_equal(store_flush(s, &cause), STORE_OK);
+	assert_int_equal(store_batch_failures(s), failures + 1);
+	assert_int_equal(store_runs_json(other, NULL, 0, &runs, &cause), STORE_OK);
+	assert_int_equal(json_array_size(runs), 1);
+	assert_string_equal(json_string_value(json_object_get(json_array_get(runs, 0),
+	    "run_id")), c);
+	json_decref(runs);
+	free(a);
+	free(c);
+	store_close(other);
+	store_close(s);
+	free(p);
+}
+
 static void
 test_group_commit(void **state)
 {
@@ -790,6 +841,7 @@ main(void)
 		cmocka_unit_test(test_recovery_after_owner_died),
 		cmocka_unit_test(test_agent_update_in_place),
 		cmocka_unit_test(test_group_commit),
+		cmocka_unit_test(test_batch_rolled_back_whole),
 		cmocka_unit_test(test_inbox_in_batch),
 	};
 
