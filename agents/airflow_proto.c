@@ -197,7 +197,9 @@ airflow_build(enum airflow_step s, enum airflow_api api,
 		break;
 	case AIRFLOW_STEP_HEALTH:
 		out->method = "GET";
-		out->path = ap_xprintf("%s/health", prefix);
+		/* health-auth: a check that also says whether the credentials
+		 * are taken (the plain health route takes none). */
+		out->path = ap_xprintf("%s/health-auth", prefix);
 		out->auth = AIRFLOW_AUTH_BASIC;
 		break;
 	case AIRFLOW_STEP_KILL:

@@ -385,10 +385,27 @@ probe_run(struct ap_runtime *rt, struct probe *p)
 		event_base_dispatch(rt->base);
 }
 
+/* Airflow turned the credentials down (401/403): what to fix, as *cause. */
+static bool
+probe_refused(const struct config *cfg, struct probe *p, char **cause)
+{
+	if (p->status != AIRFLOW_REJECTED ||
+	    (p->http_status != 401 && p->http_status != 403))
+		return false;
+	*cause = ap_xprintf("Airflow at %s refused the credentials of user"
+	    " '%s' (%s): check AUTOPILOT_AIRFLOW_USERNAME and"
+	    " AUTOPILOT_AIRFLOW_PASSWORD (or airflow.username and"
+	    " airflow.password_file)%s", cfg->airflow_url, cfg->airflow_username,
+	    p->detail, cfg->airflow_password == NULL ? "; no password is set" : "");
+	free(p->detail);
+	return true;
+}
+
 /*
- * The pre-flight check: the plugin's health route (unauthenticated), then
- * one authenticated request, so that wrong credentials are a configuration
- * error here rather than a run whose first agent fails with 401.
+ * The pre-flight check: the plugin's authenticated health route, then one
+ * request of Airflow's own API, so that wrong credentials (for either) are
+ * a configuration error here rather than a run whose first agent fails
+ * with 401.
  */
 static int
 probe_airflow(struct ap_runtime *rt, const struct config *cfg, char **cause)
@@ -397,6 +414,8 @@ probe_airflow(struct ap_runtime *rt, const struct config *cfg, char **cause)
 
 	airflow_health(rt->airflow, probe_done, &p);
 	probe_run(rt, &p);
+	if (probe_refused(cfg, &p, cause))
+		return AP_EXIT_USAGE;
 	if (p.status != AIRFLOW_OK) {
 		*cause = ap_xprintf("Airflow at %s: health check of the OpenMetadata"
 		    " plugin failed: %s", cfg->airflow_url, p.detail);
@@ -412,17 +431,8 @@ probe_airflow(struct ap_runtime *rt, const struct config *cfg, char **cause)
 		free(p.detail);
 		return AP_EXIT_OK;
 	}
-	if (p.status == AIRFLOW_REJECTED &&
-	    (p.http_status == 401 || p.http_status == 403)) {
-		*cause = ap_xprintf("Airflow at %s refused the credentials of user"
-		    " '%s' (%s): check AUTOPILOT_AIRFLOW_USERNAME and"
-		    " AUTOPILOT_AIRFLOW_PASSWORD (or airflow.username and"
-		    " airflow.password_file)%s", cfg->airflow_url, cfg->airflow_username,
-		    p.detail, cfg->airflow_password == NULL ?
-		    "; no password is set" : "");
-		free(p.detail);
+	if (probe_refused(cfg, &p, cause))
 		return AP_EXIT_USAGE;
-	}
 	*cause = ap_xprintf("Airflow at %s: GET of DAG %s failed: %s", cfg->airflow_url,
 	    PROBE_DAG_ID, p.detail);
 	free(p.detail);

@@ -1067,7 +1067,16 @@ probe_done(const struct airflow_result *res, void *arg)
 	if (!s->airflow_ok)
 		s->airflow_error = airflow_result_text("health check", res);
 	s->probe_logged = true;
-	if (first && !s->airflow_ok)
+	if (!s->airflow_ok && res->status == AIRFLOW_REJECTED &&
+	    (res->error.http_status == 401 || res->error.http_status == 403)) {
+		s->airflow_state = "rejected";
+		if (first || was_ok)
+			ap_warn("Airflow at %s refuses the credentials of user '%s' (%s):"
+			    " every agent will fail until AUTOPILOT_AIRFLOW_USERNAME and"
+			    " AUTOPILOT_AIRFLOW_PASSWORD (or airflow.username and"
+			    " airflow.password_file) are right", s->cfg->airflow_url,
+			    s->cfg->airflow_username, s->airflow_error);
+	} else if (first && !s->airflow_ok)
 		ap_warn("Airflow at %s does not answer (%s); serving anyway: runs are"
 		    " stored and wait for Airflow", s->cfg->airflow_url,
 		    s->airflow_error);

@@ -405,7 +405,7 @@ def case_plugin_fallback():
         assert res[2]["status"] == "not_found", res   # the plugin's own 404: no fallback
         paths = [r["path"] for r in sim.log() if "openmetadata" in r["path"]]
         assert paths == ["/pluginsv2/api/v2/openmetadata/deploy",
-                         "/api/v2/openmetadata/deploy", "/api/v2/openmetadata/health",
+                         "/api/v2/openmetadata/deploy", "/api/v2/openmetadata/health-auth",
                          "/api/v2/openmetadata/kill"], paths
     finally:
         sim.stop()

@@ -5,7 +5,9 @@ and `serve` logs a warning at start but keeps serving; a client that hangs
 up while its /readyz waits for the probe harms nothing; a drain answers a
 waiting /readyz at once and exits promptly. Against the Airflow simulator it
 answers 200, a storm of /readyz costs Airflow one health request per 5 s,
-and an Airflow outage turns it 503."""
+and an Airflow outage turns it 503. With a password Airflow turns down it
+answers 503 ("airflow": "rejected") and `serve` warns at start, naming
+the user and the settings to fix."""
 import os
 import socket
 import sys
@@ -15,7 +17,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from serve_itlib import Serve, Sim, check, fail  # noqa: E402
 
-HEALTH = "/openmetadata/health"
+HEALTH = "/openmetadata/health-auth"
 
 
 class Silent:
@@ -160,7 +162,25 @@ def with_sim():
         sim.close()
 
 
+def wrong_password():
+    sim = Sim({"parse_delay_ms": 50})
+    srv = Serve(sim.url, env={"AUTOPILOT_AIRFLOW_PASSWORD": "wrong"})
+    try:
+        srv.start()
+        st, body = readyz(srv, 8)
+        check(st == 503 and body.get("airflow") == "rejected" and "401" in body["airflow_error"],
+              "readyz with a wrong password: %s %s" % (st, body))
+        wait_log(srv, "refuses the credentials of user 'admin'", 10)
+        check("AUTOPILOT_AIRFLOW_PASSWORD" in srv.log() and "wrong" not in srv.log(),
+              "the warning names the setting, not the secret")
+        check(srv.stop() == 0, "clean stop")
+    finally:
+        srv.close()
+        sim.close()
+
+
 def main():
+    wrong_password()
     no_airflow()
     hung_airflow()
     with_sim()
