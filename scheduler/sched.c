@@ -47,13 +47,18 @@ enum sched_act {
 	ACT_TRIGGER,
 	ACT_GET_RUN,
 	ACT_FAIL_RUN,	/* timed out: fail the Airflow run, then TIMED_OUT */
+	ACT_LAST_LOOK,	/* timed out: GET the run once more before failing it */
 	ACT_MAX
 };
 
 static const char *const sched_act_names[ACT_MAX] = {
 	"none", "start", "deploy", "unpause", "trigger", "get_run",
-	"fail_run"
+	"fail_run", "get_run"
 };
+
+/* "Airflow unavailable" answers past an agent's deadline retried (with the
+ * usual backoff) before it goes on without the answer. */
+#define SCHED_LATE_TRIES 3
 
 struct sched_run;
 
@@ -64,6 +69,7 @@ struct sched_agent {
 	enum sched_act act;
 	unsigned attempt;
 	unsigned streak;	/* consecutive "Airflow unavailable" answers */
+	unsigned late_tries;	/* of them past the deadline (SCHED_LATE_TRIES) */
 	unsigned poll_ms;
 	char *dag_id;
 	char *dag_run_id;
@@ -1230,12 +1236,20 @@ sched_agent_act(struct sched_agent *a)
 	a->act = ACT_NONE;
 	if (r->dead)
 		return;
-	/* The timeout bounds every in-flight step, outages included. */
-	if (agent_active(a->state) && act != ACT_FAIL_RUN && now >= agent_deadline(a)) {
+	/*
+	 * The timeout bounds every in-flight step, outages included. A run
+	 * that may exist in Airflow is looked at once more first: it may have
+	 * ended since the last poll (or while this process or Airflow was
+	 * down), and then its outcome stands; only a run still queued or
+	 * running is marked failed.
+	 */
+	if (agent_active(a->state) && act != ACT_FAIL_RUN && act != ACT_LAST_LOOK &&
+	    now >= agent_deadline(a)) {
 		if ((a->state == SCHED_AGENT_QUEUED || a->state == SCHED_AGENT_RUNNING) &&
-		    a->dag_run_id != NULL)
-			act = ACT_FAIL_RUN;
-		else {
+		    a->dag_run_id != NULL) {
+			act = ACT_LAST_LOOK;
+			a->late_tries = 0;
+		} else {
 			text = ap_xprintf("timed out after %lld s before the DAG ran",
 			    (long long)(agent_spec(a)->timeout_ms / 1000));
 			sched_agent_attempt_failed(a, SCHED_AGENT_TIMED_OUT, text, true);
@@ -1299,6 +1313,7 @@ sched_agent_act(struct sched_agent *a)
 		    s->empty_conf, sched_agent_cb, a);
 		break;
 	case ACT_GET_RUN:
+	case ACT_LAST_LOOK:
 		a->req = s->ops->get_run(s->airflow, a->dag_id, a->dag_run_id,
 		    sched_agent_cb, a);
 		break;
@@ -1376,7 +1391,8 @@ sched_agent_cb(const struct airflow_result *res, void *arg)
 	a->act = ACT_NONE;
 	if (a->run->dead)
 		return;
-	if (res->status == AIRFLOW_UNAVAILABLE && act != ACT_FAIL_RUN) {
+	if (res->status == AIRFLOW_UNAVAILABLE && act != ACT_FAIL_RUN &&
+	    (act != ACT_LAST_LOOK || a->late_tries++ < SCHED_LATE_TRIES)) {
 		sched_agent_unavailable(a, act, res);
 		return;
 	}
@@ -1443,6 +1459,20 @@ sched_agent_cb(const struct airflow_result *res, void *arg)
 			    a->run->run_id, agent_name(a), a->dag_run_id);
 		sched_agent_track(a, res->run, !res->run->adopted);
 		break;
+	case ACT_LAST_LOOK:
+		/* Past the deadline: an ended run's outcome stands; a run still
+		 * queued or running (or not readable) is marked failed. */
+		if (res->status == AIRFLOW_OK && res->run != NULL &&
+		    (res->run->state == AIRFLOW_RUN_SUCCESS ||
+		    res->run->state == AIRFLOW_RUN_FAILED)) {
+			sched_agent_track(a, res->run, false);
+			break;
+		}
+		if (res->status != AIRFLOW_NOT_FOUND) {
+			sched_agent_after(a, ACT_FAIL_RUN, 0);
+			break;
+		}
+		/* FALLTHROUGH */
 	case ACT_GET_RUN:
 		if (res->status == AIRFLOW_NOT_FOUND) {
 			text = ap_xprintf("Airflow run %s of DAG %s disappeared (404)",

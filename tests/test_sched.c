@@ -660,6 +660,38 @@ h_free(struct h *h)
 	free(h);
 }
 
+/* The store with a 200 ms lease, so a "crashed" scheduler's runs can be
+ * claimed again soon. */
+static const struct store_options short_lease = { .synchronous_normal = true,
+    .lease_ms = 200 };
+
+static void
+h_short_lease(struct h *h)
+{
+	char *cause = NULL;
+
+	store_close(h->store);
+	h->store = store_open(h->db, &short_lease, &cause);
+	assert_non_null(h->store);
+	h->cfg.lease_ms = 200;
+}
+
+/* "Crash": no release, in-flight answers never arrive; the store is opened
+ * again after down_us. */
+static void
+h_crash(struct h *h, useconds_t down_us)
+{
+	char *cause = NULL;
+
+	sched_free(h->sched);
+	h->sched = NULL;
+	fake_cleanup(&h->fake);
+	store_close(h->store);
+	usleep(down_us);
+	h->store = store_open(h->db, &short_lease, &cause);
+	assert_non_null(h->store);
+}
+
 static void
 loop_guard(evutil_socket_t fd, short what, void *arg)
 {
@@ -1234,6 +1266,100 @@ test_timeout_fails_airflow_run(void **state)
 	h_free(h);
 }
 
+/*
+ * The deadline comes while a run is tracked. Polls are slower than the
+ * timeout (300 ms), so the one look at metadata's run after its trigger is
+ * at the deadline (after `unavailable` "Airflow unavailable" answers); the
+ * other agents are deploy-only. Checks the agent's end and the PATCHes.
+ */
+static void
+deadline_case(int duration_ms, enum outcome out, int unavailable, const char *end,
+    int fail_runs)
+{
+	struct h *h = h_new();
+	char *id;
+	json_t *st;
+
+	h->cfg.poll_initial_ms = 10000;
+	h->cfg.poll_max_ms = 10000;
+	h->cfg.poll_learn = false;
+	h->cfg.dag_parse_deadline_s = 0;	/* the DAG is looked at after the floor */
+	h->fake.beh[0].duration_ms = duration_ms;
+	h->fake.beh[0].outcome = out;
+	h_start(h);
+	id = h_submit(h, "pg", "{\"timeout_ms\": 300, \"no_run\": [\"lineage\","
+	    " \"usage\", \"profiler\"]}");
+	while (log_count(h, "trigger", "pg__metadata") == 0)
+		event_base_loop(h->base, EVLOOP_ONCE);
+	h->fake.unavailable_next = unavailable;
+	h_wait_finals(h, 1, 10000);
+	assert_string_equal(h->final_state[0], strcmp(end, "succeeded") == 0 ?
+	    "succeeded" : "failed");
+	st = h_status(h, id);
+	assert_string_equal(agent_state(st, "metadata"), end);
+	assert_int_equal(log_count(h, "trigger", "pg__metadata"), 1);
+	assert_int_equal(log_count(h, "get_run", "pg__metadata"),
+	    1 + (unavailable < 3 ? unavailable : 3));
+	assert_int_equal(log_count(h, "fail_run", NULL), fail_runs);
+	if (fail_runs > 0)
+		assert_true(log_first(h, "fail_run", "pg__metadata") >
+		    log_last(h, "get_run", "pg__metadata"));
+	assert_int_equal(h->fake.runs[0].failed_by_us, fail_runs > 0 && unavailable == 0);
+	json_decref(st);
+	free(id);
+	h_free(h);
+}
+
+/* A run that ended before the deadline but after the last poll keeps its
+ * outcome: one GET at the deadline, no PATCH; only a run still running is
+ * marked failed, and one gone is lost. Airflow unavailable at the deadline:
+ * the look is retried with the usual backoff, a bounded number of times. */
+static void
+test_timeout_looks_before_failing(void **state)
+{
+	deadline_case(50, OUT_SUCCESS, 0, "succeeded", 0);
+	deadline_case(0, OUT_FAILED, 0, "failed", 0);
+	deadline_case(0, OUT_LOST, 0, "lost", 0);
+	deadline_case(0, OUT_HANG, 0, "timed_out", 1);
+	deadline_case(50, OUT_SUCCESS, 2, "succeeded", 0);
+	deadline_case(50, OUT_SUCCESS, 100, "timed_out", 1);
+}
+
+/* The process was down while the Airflow run succeeded and the deadline
+ * passed: on resume the run is looked at, and its success stands. */
+static void
+test_resume_after_deadline_keeps_success(void **state)
+{
+	struct h *h = h_new();
+	char *id;
+	json_t *st;
+
+	h_short_lease(h);
+	h->fake.beh[0].duration_ms = 100;
+	h_start(h);
+	id = h_submit(h, "pg", "{\"timeout_ms\": 400}");
+	while (log_count(h, "trigger", "pg__metadata") == 0)
+		event_base_loop(h->base, EVLOOP_ONCE);
+	h_spin(h, 20);
+	st = h_status(h, id);
+	assert_string_equal(agent_state(st, "metadata"), "running");
+	json_decref(st);
+	/* Down past the deadline while the Airflow run succeeds. */
+	h_crash(h, 600000);
+	h->fake.nlog = 0;
+	h_start(h);
+	h_wait_finals(h, 1, 10000);
+	assert_string_equal(h->final_state[0], "succeeded");
+	st = h_status(h, id);
+	assert_string_equal(agent_state(st, "metadata"), "succeeded");
+	assert_int_equal(log_count(h, "fail_run", NULL), 0);
+	assert_int_equal(log_count(h, "get_run", "pg__metadata"), 1);
+	assert_false(h->fake.runs[0].failed_by_us);
+	json_decref(st);
+	free(id);
+	h_free(h);
+}
+
 static void
 test_lost_run(void **state)
 {
@@ -1500,28 +1626,17 @@ static void
 test_crash_recovery_adopts(void **state)
 {
 	struct h *h = h_new();
-	struct store_options o = { .synchronous_normal = true, .lease_ms = 200 };
 	char *id, *cause = NULL, *rid;
 	json_t *st;
 	int i;
 
-	store_close(h->store);
-	h->store = store_open(h->db, &o, &cause);
-	assert_non_null(h->store);
-	h->cfg.lease_ms = 200;
+	h_short_lease(h);
 	h->fake.beh[1].running_polls = 3;
 	h_start(h);
 	id = h_submit(h, "pg", NULL);
 	while (log_count(h, "trigger", "pg__lineage") == 0)
 		event_base_loop(h->base, EVLOOP_ONCE);
-	/* "Crash": no release, in-flight answers never arrive. */
-	sched_free(h->sched);
-	h->sched = NULL;
-	fake_cleanup(&h->fake);
-	store_close(h->store);
-
-	h->store = store_open(h->db, &o, &cause);
-	assert_non_null(h->store);
+	h_crash(h, 0);
 	/* The lease still holds: nobody else may drive the run yet. */
 	assert_int_equal(store_claim(h->store, id, &cause), STORE_LOST);
 	usleep(300000);
@@ -1734,6 +1849,8 @@ main(void)
 		cmocka_unit_test(test_import_error_and_rejected_deploy),
 		cmocka_unit_test(test_parse_deadline),
 		cmocka_unit_test(test_timeout_fails_airflow_run),
+		cmocka_unit_test(test_timeout_looks_before_failing),
+		cmocka_unit_test(test_resume_after_deadline_keeps_success),
 		cmocka_unit_test(test_lost_run),
 		cmocka_unit_test(test_unreachable_then_recovered),
 		cmocka_unit_test(test_retries_use_new_dag_run_ids),
