@@ -1299,12 +1299,14 @@ server_create(struct event_base *base, const struct config *cfg,
 	if ((s->http = evhttp_new(base)) == NULL)
 		ap_fatal("evhttp_new failed");
 	/* Bodies up to max_body_bytes are read; those a little above it get a
-	 * JSON 413 from the webhook; past four times the limit libevent cuts
-	 * the connection with its own 413 without reading the rest. */
+	 * JSON 413 from the webhook; past four times the limit libevent answers
+	 * its own 413, reading (and dropping) the rest first so that a sender
+	 * still writing sees the answer rather than a reset connection. */
 	hard = cfg->max_body_bytes * 4;
 	if (hard < cfg->max_body_bytes + 65536)
 		hard = cfg->max_body_bytes + 65536;
 	evhttp_set_max_body_size(s->http, (ev_ssize_t)hard);
+	evhttp_set_flags(s->http, EVHTTP_SERVER_LINGERING_CLOSE);
 	evhttp_set_max_headers_size(s->http, MAX_HEADER_BYTES);
 	evhttp_set_timeout(s->http, (int)cfg->request_timeout_s);
 	evhttp_set_allowed_methods(s->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST |
