@@ -7,10 +7,13 @@
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "airflow_proto.h"
 #include "filter_effective.h"
@@ -433,6 +436,50 @@ parse_admin(struct config *c, const json_t *sec, char **cause)
 	return 0;
 }
 
+/*
+ * OpenMetadata's base URL, as deployed agents get it (hostPort "URL/api"):
+ * checked like airflow.url. what names the key or the variable.
+ */
+static int
+check_om_url(const char *what, const char *url, char **cause)
+{
+	const char *host = ap_startswith(url, "http://") ? url + strlen("http://") :
+	    ap_startswith(url, "https://") ? url + strlen("https://") : NULL;
+
+	if (host == NULL || host[0] == '\0' || host[0] == '/' ||
+	    strpbrk(url, " \t\r\n?#") != NULL) {
+		*cause = ap_xprintf("%s: must be an http:// or https:// URL without"
+		    " query, e.g. http://openmetadata:8585 (got '%s')", what, url);
+		return -1;
+	}
+	return 0;
+}
+
+/* airflow.ca_file must be a file we can read now, not at the first TLS
+ * connection. */
+static int
+check_ca_file(const char *path, char **cause)
+{
+	struct stat st;
+	int fd;
+
+	/* O_NONBLOCK: a FIFO is refused below rather than waited on. */
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)) < 0 ||
+	    fstat(fd, &st) < 0) {
+		*cause = ap_xprintf("airflow.ca_file: %s: %s", path, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	close(fd);
+	if (!S_ISREG(st.st_mode)) {
+		*cause = ap_xprintf("airflow.ca_file: %s: %s", path,
+		    S_ISDIR(st.st_mode) ? "is a directory" : "not a regular file");
+		return -1;
+	}
+	return 0;
+}
+
 static int
 parse_openmetadata(struct config *c, const json_t *sec, char **cause)
 {
@@ -444,8 +491,11 @@ parse_openmetadata(struct config *c, const json_t *sec, char **cause)
 	json_object_foreach((json_t *)sec, key, v) {
 		int rc;
 
-		if (strcmp(key, "url") == 0)
+		if (strcmp(key, "url") == 0) {
 			rc = get_str("openmetadata", key, v, &c->om_url, cause);
+			if (rc == 0)
+				rc = check_om_url("openmetadata.url", c->om_url, cause);
+		}
 		else if (strcmp(key, "token_file") == 0)
 			rc = get_secret_file("openmetadata", key, v, &c->om_token, cause);
 		else if (strcmp(key, "token") == 0)
@@ -532,6 +582,8 @@ parse_file(struct config *c, char **cause)
 	if (airflow_config_from_json(json_object_get(c->root, "airflow"), &c->airflow,
 	    cause) < 0)
 		return -1;
+	if (c->airflow.ca_file != NULL && check_ca_file(c->airflow.ca_file, cause) < 0)
+		return -1;
 	if ((v = json_object_get(c->root, "airflow")) != NULL &&
 	    parse_airflow_own(c, v, cause) < 0)
 		return -1;
@@ -596,8 +648,11 @@ apply_env(struct config *c, char **cause)
 		set_secret(&c->webhook_secret, ap_xstrdup(v));
 	if ((v = env("AUTOPILOT_ADMIN_TOKEN")) != NULL)
 		set_secret(&c->admin_token, ap_xstrdup(v));
-	if ((v = env("AUTOPILOT_OPENMETADATA_URL")) != NULL)
+	if ((v = env("AUTOPILOT_OPENMETADATA_URL")) != NULL) {
+		if (check_om_url("AUTOPILOT_OPENMETADATA_URL", v, cause) < 0)
+			return -1;
 		set_str(&c->om_url, v);
+	}
 	if ((v = env("AUTOPILOT_OPENMETADATA_TOKEN")) != NULL)
 		set_secret(&c->om_token, ap_xstrdup(v));
 	if ((v = env("AUTOPILOT_AIRFLOW_URL")) != NULL) {

@@ -2,7 +2,9 @@
 """it_config_plan — `autopilot config check` validates the "agents" and
 "airflow" sections and prints the effective plan and Airflow settings:
 unknown agents, bad `after` entries, cycles, bad Airflow keys and bad types
-are exit 2 with the file and key path on stderr; a valid file (and the
+are exit 2 with the file and key path on stderr, and so are an
+openmetadata.url (or AUTOPILOT_OPENMETADATA_URL) that is not an http(s) URL
+and an airflow.ca_file that cannot be read; a valid file (and the
 shipped conf/autopilot.example.json) prints the plan, secrets only as
 set/unset, and a warning when openmetadata.url is unset."""
 import json
@@ -47,6 +49,10 @@ BAD = [
     ({"agents": {"usage": {"timeout_s": -1}}}, "FILE: agents.usage.timeout_s: must be > 0"),
     ({"agents": {"usage": {"schedule": "weekly"}}}, "FILE: agents.usage.schedule: must be"),
     ({"agents": {"usage": {"enable": False}}}, "FILE: agents.usage.enable: unknown key"),
+    ({"openmetadata": {"url": "nope"}},
+     "FILE: openmetadata.url: must be an http:// or https:// URL"),
+    ({"airflow": {"ca_file": "/nonexistent/ca.pem"}},
+     "FILE: airflow.ca_file: /nonexistent/ca.pem: No such file or directory"),
 ]
 for conf, want in BAD:
     rc, out, err = config_check(conf)
@@ -100,6 +106,10 @@ for conf, want in AIRFLOW_BAD:
 rc, out, err = config_check({}, {"AUTOPILOT_AIRFLOW_URL": "notaurl"})
 check(rc == 2 and "AUTOPILOT_AIRFLOW_URL: airflow.url" in err and "notaurl" in err,
       "AUTOPILOT_AIRFLOW_URL=notaurl: exit %d %r" % (rc, err))
+rc, out, err = config_check({}, {"AUTOPILOT_OPENMETADATA_URL": "nope"})
+check(rc == 2 and "AUTOPILOT_OPENMETADATA_URL: must be an http:// or https:// URL" in err
+      and "'nope'" in err and out == "",
+      "AUTOPILOT_OPENMETADATA_URL=nope: exit %d %r" % (rc, err))
 
 # The effective Airflow client settings; the password only as set/unset.
 rc, out, err = config_check({"airflow": {"api": "v1", "request_timeout_ms": 9000,

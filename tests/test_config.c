@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -220,9 +221,13 @@ test_airflow_described(void **state)
 	char *cause = NULL;
 	json_t *d, *a;
 
+	char *ca = write_tmp("ca.pem", "-----BEGIN CERTIFICATE-----\n");
+	char *text = ap_xprintf("{\"airflow\": {\"api\": \"v2\", \"max_retries\": 0,"
+	    " \"connect_timeout_ms\": 1234, \"ca_file\": \"%s\"}}", ca);
+
 	setenv("AUTOPILOT_AIRFLOW_PASSWORD", "pw-never-shown", 1);
-	assert_int_equal(load_text(&c, "{\"airflow\": {\"api\": \"v2\", \"max_retries\": 0,"
-	    " \"connect_timeout_ms\": 1234, \"ca_file\": \"/etc/ca.pem\"}}", NULL, &cause), 0);
+	assert_int_equal(load_text(&c, text, NULL, &cause), 0);
+	free(text);
 	assert_string_equal(c.airflow.base_url, c.airflow_url);
 	assert_string_equal(c.airflow.password, "pw-never-shown");
 	d = config_describe(&c);
@@ -232,15 +237,81 @@ test_airflow_described(void **state)
 	assert_int_equal(json_integer_value(json_object_get(a, "connect_timeout_ms")), 1234);
 	assert_int_equal(json_integer_value(json_object_get(a, "request_timeout_ms")), 30000);
 	assert_int_equal(json_integer_value(json_object_get(a, "max_in_flight")), 64);
-	assert_string_equal(json_string_value(json_object_get(a, "ca_file")), "/etc/ca.pem");
+	assert_string_equal(json_string_value(json_object_get(a, "ca_file")), ca);
 	assert_string_equal(json_string_value(json_object_get(a, "password")), "set");
-	{
-		char *text = json_dumps(d, 0);
-
-		assert_null(strstr(text, "pw-never-shown"));
-		free(text);
-	}
+	text = json_dumps(d, 0);
+	assert_null(strstr(text, "pw-never-shown"));
+	free(text);
 	json_decref(d);
+	config_cleanup(&c);
+	unlink(ca);
+	free(ca);
+	setup(NULL);
+}
+
+/* airflow.ca_file must be readable when the configuration is loaded, not
+ * at the first TLS connection: the message names the key and the OS error. */
+static void
+test_ca_file_checked(void **state)
+{
+	char *text;
+
+	expect_error("{\"airflow\": {\"url\": \"https://af:8080\","
+	    " \"ca_file\": \"/nonexistent/ca.pem\"}}",
+	    "airflow.ca_file: /nonexistent/ca.pem: No such file or directory");
+	text = ap_xprintf("{\"airflow\": {\"ca_file\": \"%s\"}}", tmpdir);
+	expect_error(text, "airflow.ca_file: /tmp/test_config.");
+	expect_error(text, "is a directory");
+	free(text);
+	if (geteuid() != 0) {
+		char *ca = write_tmp("unreadable.pem", "x\n");
+
+		assert_int_equal(chmod(ca, 0), 0);
+		text = ap_xprintf("{\"airflow\": {\"ca_file\": \"%s\"}}", ca);
+		expect_error(text, "Permission denied");
+		free(text);
+		unlink(ca);
+		free(ca);
+	}
+}
+
+/* openmetadata.url (and AUTOPILOT_OPENMETADATA_URL) is checked like
+ * airflow.url: deployed agents would get hostPort "nope/api". */
+static void
+test_om_url_checked(void **state)
+{
+	struct config c;
+	char *cause = NULL;
+
+	expect_error("{\"openmetadata\": {\"url\": \"nope\"}}",
+	    "openmetadata.url: must be an http:// or https:// URL");
+	expect_error("{\"openmetadata\": {\"url\": \"ftp://om:8585\"}}",
+	    "(got 'ftp://om:8585')");
+	expect_error("{\"openmetadata\": {\"url\": \"http://\"}}", "openmetadata.url");
+	expect_error("{\"openmetadata\": {\"url\": \"http://om:8585?x=1\"}}",
+	    "openmetadata.url");
+	assert_int_equal(load_text(&c, "{\"openmetadata\": {\"url\":"
+	    " \"https://om.example.com/\"}}", NULL, &cause), 0);
+	assert_string_equal(c.om_url, "https://om.example.com/");
+	config_cleanup(&c);
+
+	setenv("AUTOPILOT_OPENMETADATA_URL", "nope", 1);
+	assert_int_equal(load_text(&c, "{\"openmetadata\": {\"url\": \"http://om:8585\"}}",
+	    NULL, &cause), -1);
+	if (strstr(cause, "AUTOPILOT_OPENMETADATA_URL: must be an http:// or https://"
+	    " URL") == NULL || strstr(cause, "'nope'") == NULL)
+		fail_msg("cause '%s'", cause);
+	free(cause);
+	config_cleanup(&c);
+	config_init(&c);
+	assert_int_equal(config_load(&c, NULL, NULL, &cause), -1);
+	assert_non_null(strstr(cause, "AUTOPILOT_OPENMETADATA_URL"));
+	free(cause);
+	config_cleanup(&c);
+	setenv("AUTOPILOT_OPENMETADATA_URL", "http://om:8585", 1);
+	config_init(&c);
+	assert_int_equal(config_load(&c, NULL, NULL, &cause), 0);
+	assert_string_equal(c.om_url, "http://om:8585");
 	config_cleanup(&c);
 	setup(NULL);
 }
@@ -372,6 +443,8 @@ main(void)
 		cmocka_unit_test_setup(test_precedence, setup),
 		cmocka_unit_test_setup(test_errors_name_key_path, setup),
 		cmocka_unit_test_setup(test_airflow_described, setup),
+		cmocka_unit_test_setup(test_ca_file_checked, setup),
+		cmocka_unit_test_setup(test_om_url_checked, setup),
 		cmocka_unit_test_setup(test_read_file, setup),
 		cmocka_unit_test_setup(test_secrets_not_from_file_values, setup),
 		cmocka_unit_test_setup(test_secret_files_and_env, setup),
