@@ -94,10 +94,48 @@ filter_config_cleanup(struct filter_config *cfg)
 	filter_config_init(cfg);
 }
 
+/* Whether key is one of keys (NULL-terminated). */
+static bool
+key_listed(const char *const *keys, const char *key)
+{
+	size_t i;
+
+	for (i = 0; keys[i] != NULL; i++)
+		if (strcmp(keys[i], key) == 0)
+			return true;
+	return false;
+}
+
+/*
+ * A key that byServiceKind.<kind> does not take: "PATH.KEY: unknown filter
+ * key" or "PATH.KEY: not a filter key of KIND services (a messaging key)",
+ * then the keys of that kind.
+ */
+static char *
+wrong_key_msg(const char *path, const char *key, const char *kind)
+{
+	const char *const *keys = filter_kind_keys(kind);
+	const char *of = filter_key_kind(key);
+	struct ap_buf b;
+	size_t i;
+
+	ap_buf_init(&b);
+	if (of == NULL)
+		ap_buf_printf(&b, "%s.%s: unknown filter key", path, key);
+	else
+		ap_buf_printf(&b, "%s.%s: not a filter key of %s services (it is"
+		    " a %s one)", path, key, kind, of);
+	ap_buf_printf(&b, "; the keys of %s services: ", kind);
+	for (i = 0; keys[i] != NULL; i++)
+		ap_buf_printf(&b, "%s%s", i > 0 ? ", " : "", keys[i]);
+	return ap_buf_steal(&b, NULL);
+}
+
 /* Checks {KEY: {"includes": [str], "excludes": [str]}} at path; compiles
- * every pattern. */
+ * every pattern. kind non-NULL: every KEY must be one of that kind's. */
 static int
-check_patterns(const json_t *obj, const char *path, char **cause)
+check_patterns(const json_t *obj, const char *path, const char *kind,
+    char **cause)
 {
 	struct filter_set *fs;
 	const char *key, *list;
@@ -112,6 +150,11 @@ check_patterns(const json_t *obj, const char *path, char **cause)
 	}
 	fs = filter_set_create();
 	json_object_foreach((json_t *)obj, key, fp) {
+		if (kind != NULL && !key_listed(filter_kind_keys(kind), key)) {
+			*cause = wrong_key_msg(path, key, kind);
+			rc = -1;
+			goto out;
+		}
 		if (filter_key_kind(key) == NULL) {
 			*cause = ap_xprintf("%s.%s: unknown filter key", path, key);
 			rc = -1;
@@ -227,7 +270,7 @@ filter_config_from_json(const json_t *section, struct filter_config *out,
 				return -1;
 			}
 			path = ap_xprintf("filters.defaults.byServiceKind.%s", name);
-			rc = check_patterns(obj, path, cause);
+			rc = check_patterns(obj, path, name, cause);
 			free(path);
 			if (rc < 0)
 				return -1;
@@ -238,7 +281,7 @@ filter_config_from_json(const json_t *section, struct filter_config *out,
 	if (v != NULL) {
 		json_object_foreach((json_t *)v, name, obj) {
 			path = ap_xprintf("filters.defaults.byConnector.%s", name);
-			rc = check_patterns(obj, path, cause);
+			rc = check_patterns(obj, path, NULL, cause);
 			free(path);
 			if (rc < 0) {
 				filter_config_cleanup(out);

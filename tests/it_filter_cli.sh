@@ -87,6 +87,12 @@ echo '{"filters": {"defaults": {"byServiceKind": {"database": {"tableFilterPater
 out=$("$BIN" filter test -c "$TMP/typo.json" x 2>&1); rc=$?
 code "config error" $rc 2
 check "config error names the file and key" "$out" "$TMP/typo.json: filters.defaults.byServiceKind.database.tableFilterPatern: unknown filter key"
+check "config error lists the kind's keys" "$out" "the keys of database services: databaseFilterPattern, schemaFilterPattern, tableFilterPattern"
+echo '{"filters": {"defaults": {"byServiceKind": {"database": {"topicFilterPattern": {}}}}}}' > "$TMP/kind.json"
+out=$("$BIN" filter test -c "$TMP/kind.json" x 2>&1); rc=$?
+code "key of another kind" $rc 2
+check "key of another kind names the path" "$out" "$TMP/kind.json: filters.defaults.byServiceKind.database.topicFilterPattern: not a filter key of database services"
+check "key of another kind lists the keys" "$out" "the keys of database services: databaseFilterPattern, schemaFilterPattern, tableFilterPattern"
 
 printf '{"defaults": 3' > "$TMP/bad.json"
 out=$("$BIN" filter test -c "$TMP/bad.json" x 2>&1); rc=$?

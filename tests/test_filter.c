@@ -259,33 +259,70 @@ test_effective_merge(void **state)
 	assert_null(filter_kind_keys("securityService"));
 }
 
+/* filter_config_from_json() refuses text with a message holding both needles
+ * (the second may be NULL). */
+static void
+config_error(const char *text, const char *needle, const char *needle2)
+{
+	struct filter_config cfg;
+	json_t *conf = jparse(text);
+	char *cause = NULL;
+
+	assert_int_equal(filter_config_from_json(conf, &cfg, &cause), -1);
+	if (strstr(cause, needle) == NULL ||
+	    (needle2 != NULL && strstr(cause, needle2) == NULL))
+		fail_msg("cause '%s' lacks '%s' or '%s'", cause, needle,
+		    needle2 != NULL ? needle2 : "");
+	free(cause);
+	json_decref(conf);
+}
+
 static void
 test_config_errors(void **state)
+{
+	(void)state;
+	config_error("{\"defaults\": {\"byServiceKind\": {\"database\": "
+	    "{\"schemaFilterPattern\": {\"excludes\": [\"ok\", \"(\"]}}}}}",
+	    "filters.defaults.byServiceKind.database."
+	    "schemaFilterPattern.excludes[1]: invalid pattern '('", NULL);
+	config_error("{\"builtin_defaults\": 1}", "filters.builtin_defaults", NULL);
+	config_error("{\"defaults\": {\"byServiceKind\": {\"databse\": {}}}}",
+	    "databse", NULL);
+	assert_non_null(filter_defaults_for("postgres"));
+	assert_null(filter_defaults_for("Looker"));
+}
+
+/* A byServiceKind entry takes only its kind's filter keys: the message
+ * names the path and lists the keys valid for that kind. */
+static void
+test_config_kind_keys(void **state)
 {
 	struct filter_config cfg;
 	json_t *conf;
 	char *cause = NULL;
 
 	(void)state;
-	conf = jparse("{\"defaults\": {\"byServiceKind\": {\"database\": "
-	    "{\"schemaFilterPattern\": {\"excludes\": [\"ok\", \"(\"]}}}}}");
-	assert_int_equal(filter_config_from_json(conf, &cfg, &cause), -1);
-	assert_non_null(strstr(cause, "filters.defaults.byServiceKind.database."
-	    "schemaFilterPattern.excludes[1]: invalid pattern '('"));
-	free(cause);
+	config_error("{\"defaults\": {\"byServiceKind\": {\"database\": "
+	    "{\"topicFilterPattern\": {}}}}}", "filters.defaults.byServiceKind."
+	    "database.topicFilterPattern: not a filter key of database services",
+	    "databaseFilterPattern, schemaFilterPattern, tableFilterPattern");
+	config_error("{\"defaults\": {\"byServiceKind\": {\"messaging\": "
+	    "{\"topicFilterPattern\": {}}, \"dashboard\": "
+	    "{\"chartFilterPattern\": {}, \"tableFilterPattern\": {}}}}}",
+	    "byServiceKind.dashboard.tableFilterPattern: not a filter key of"
+	    " dashboard services", "dashboardFilterPattern, chartFilterPattern,"
+	    " dataModelFilterPattern, projectFilterPattern");
+	config_error("{\"defaults\": {\"byServiceKind\": {\"database\": "
+	    "{\"tableFilterPatern\": {}}}}}", "database.tableFilterPatern: unknown"
+	    " filter key", "the keys of database services: databaseFilterPattern");
+	/* metadata services have the database keys; byConnector takes any. */
+	conf = jparse("{\"defaults\": {\"byServiceKind\": {\"metadata\": "
+	    "{\"tableFilterPattern\": {}}, \"messaging\": {\"topicFilterPattern\":"
+	    " {}}}, \"byConnector\": {\"Kafka\": {\"topicFilterPattern\": {},"
+	    " \"tableFilterPattern\": {}}}}}");
+	assert_int_equal(filter_config_from_json(conf, &cfg, &cause), 0);
+	filter_config_cleanup(&cfg);
 	json_decref(conf);
-	conf = jparse("{\"builtin_defaults\": 1}");
-	assert_int_equal(filter_config_from_json(conf, &cfg, &cause), -1);
-	assert_non_null(strstr(cause, "filters.builtin_defaults"));
-	free(cause);
-	json_decref(conf);
-	conf = jparse("{\"defaults\": {\"byServiceKind\": {\"databse\": {}}}}");
-	assert_int_equal(filter_config_from_json(conf, &cfg, &cause), -1);
-	assert_non_null(strstr(cause, "databse"));
-	free(cause);
-	json_decref(conf);
-	assert_non_null(filter_defaults_for("postgres"));
-	assert_null(filter_defaults_for("Looker"));
 }
 
 int
@@ -298,6 +335,7 @@ main(void)
 		cmocka_unit_test(test_match_limit),
 		cmocka_unit_test(test_effective_merge),
 		cmocka_unit_test(test_config_errors),
+		cmocka_unit_test(test_config_kind_keys),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
