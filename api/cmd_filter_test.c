@@ -340,7 +340,10 @@ filter_test_exec(int argc, char **argv)
 			decide(&t, argv[i], strlen(argv[i]));
 	} else {
 		while ((n = getline(&line, &cap, stdin)) != -1) {
+			/* One line end: "\n" or "\r\n" (a file written on Windows). */
 			if (n > 0 && line[n - 1] == '\n')
+				n--;
+			if (n > 0 && line[n - 1] == '\r')
 				n--;
 			decide(&t, line, (size_t)n);
 		}
@@ -398,7 +401,8 @@ const struct ap_cmd_entry ap_cmd_filter_test_entry = {
 	"                       useFqnForFiltering: true); matched whole\n"
 	"  --json               one JSON object a line: name, kept, rule, pattern,\n"
 	"                       source\n\n"
-	"Names come from the arguments, else from standard input, one a line.\n"
+	"Names come from the arguments, else from standard input, one a line\n"
+	"(a line ending in \\r\\n loses both).\n"
 	"Exit status: 0 done; 2 invalid pattern, bad option or input, or a name\n"
 	"that could not be decided (match limit).\n",
 	filter_test_exec

@@ -36,6 +36,12 @@ check "json dropped" "$out" '{"name":"bak_orders","kept":false,"rule":"exclude",
 check "json empty" "$out" '{"name":"","kept":false,"rule":"empty"}'
 n=$(printf '%s\n' "$out" | wc -l)
 code "one line per name" "$n" 3
+# CRLF line ends (a names file written on Windows): the \r is not part of the name.
+out=$(printf 'information_schema\r\npublic\r\nx\r\r\n' | "$BIN" filter test --connector Postgres --kind schema --json); rc=$?
+code "crlf" $rc 0
+check "crlf name" "$out" '{"name":"information_schema","kept":false,"rule":"exclude","pattern":"^information_schema$"'
+check "crlf kept" "$out" '{"name":"public","kept":true,"rule":"no-exclude"}'
+check "crlf one \\r per line" "$out" '{"name":"x\u000d","kept":true'
 
 cat > "$TMP/conf.json" <<'J'
 {"filters": {"builtin_defaults": false, "defaults": {"byServiceKind": {"database":
