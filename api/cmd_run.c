@@ -16,6 +16,8 @@
 
 #include "cmd.h"
 #include "config.h"
+#include "filter_defaults.h"
+#include "filter_effective.h"
 #include "log.h"
 #include "pipeline.h"
 #include "runtime.h"
@@ -51,25 +53,106 @@ struct run_watch {
 
 /* ---- Where the entity comes from. ---- */
 
-/* "…/services/databaseServices/<id>" -> "databaseService" (new string). */
+/* "…/services/databaseServices/<id>" -> "databaseService" (new string), any
+ * collection of services; NULL without such an href. */
 static char *
-type_from_href(const json_t *entity)
+href_collection_type(const json_t *entity)
 {
 	const char *href = json_string_value(json_object_get(entity, "href"));
 	const char *p, *end;
-	char *type;
 
 	if (href == NULL || (p = strstr(href, "/services/")) == NULL)
 		return NULL;
 	p += strlen("/services/");
 	if ((end = strchr(p, '/')) == NULL || end == p || end[-1] != 's')
 		return NULL;
-	type = ap_xstrndup(p, (size_t)(end - p - 1));
-	if (plan_service_kind(type) == NULL) {
+	return ap_xstrndup(p, (size_t)(end - p - 1));
+}
+
+/* The href's type when it is one autopilot acts on (new string), or NULL. */
+static char *
+type_from_href(const json_t *entity)
+{
+	char *type = href_collection_type(entity);
+
+	if (type != NULL && plan_service_kind(type) == NULL) {
 		free(type);
 		return NULL;
 	}
 	return type;
+}
+
+/*
+ * The first filter key of keys_of (an object, borrowed) that a service of
+ * kind does not have but another kind does, or NULL.
+ */
+static const char *
+foreign_filter_key(const json_t *keys_of, const char *kind)
+{
+	const char *const *keys = filter_kind_keys(kind);
+	const char *key;
+	json_t *v;
+	size_t i;
+
+	if (keys == NULL || !json_is_object(keys_of))
+		return NULL;
+	json_object_foreach((json_t *)keys_of, key, v) {
+		if (filter_key_kind(key) == NULL)
+			continue;
+		for (i = 0; keys[i] != NULL; i++)
+			if (strcmp(keys[i], key) == 0)
+				break;
+		if (keys[i] == NULL)
+			return key;
+	}
+	return NULL;
+}
+
+/*
+ * --type against what a --service-json entity says it is: its href's
+ * collection ("/services/databaseServices/…") when it has one, else the
+ * filter keys of its connector's built-in defaults and of its own
+ * connection.config (a schemaFilterPattern makes a database service).
+ * A contradiction is an input error, not a pipeline of the wrong kind.
+ */
+static int
+check_entity_type(const char *json_file, const json_t *entity, const char *type,
+    char **cause)
+{
+	const json_t *config = json_object_get(json_object_get(entity, "connection"),
+	    "config");
+	const char *kind = plan_service_kind(type), *connector, *key;
+	char *said = href_collection_type(entity);
+	int rc = AP_EXIT_OK;
+
+	if (said != NULL) {
+		if (strcmp(said, type) != 0) {
+			rc = AP_EXIT_USAGE;
+			*cause = ap_xprintf("%s: --type is %s, but the entity is a %s"
+			    " (its href '%s'): give --type %s, or the entity of a %s",
+			    json_file, type, said, json_string_value(json_object_get(entity,
+			    "href")), said, type);
+		}
+		free(said);
+		return rc;
+	}
+	connector = json_string_value(json_object_get(entity, "serviceType"));
+	if (connector == NULL)
+		connector = json_string_value(json_object_get(config, "type"));
+	if ((key = foreign_filter_key(filter_defaults_for(connector), kind)) != NULL) {
+		rc = AP_EXIT_USAGE;
+		*cause = ap_xprintf("%s: --type is %s, but the entity's connector %s is"
+		    " a %s connector: give --type %sService, or the entity of a %s",
+		    json_file, type, connector, filter_key_kind(key),
+		    filter_key_kind(key), type);
+	} else if ((key = foreign_filter_key(config, kind)) != NULL) {
+		rc = AP_EXIT_USAGE;
+		*cause = ap_xprintf("%s: --type is %s, but the entity's"
+		    " connection.config has %s, a filter of %s services: give --type"
+		    " %sService, or the entity of a %s", json_file, type, key,
+		    filter_key_kind(key), filter_key_kind(key), type);
+	}
+	return rc;
 }
 
 static size_t
@@ -186,7 +269,9 @@ find_entity(const struct config *cfg, struct store *st, const char *fqn,
 			*entity = NULL;
 			return AP_EXIT_USAGE;
 		}
-		if (*type == NULL && (*type = type_from_href(*entity)) == NULL) {
+		if (*type != NULL)
+			return check_entity_type(json_file, *entity, *type, cause);
+		if ((*type = type_from_href(*entity)) == NULL) {
 			*cause = ap_xprintf("%s: cannot tell the service type (no"
 			    " \"href\" naming it): give --type, e.g. --type"
 			    " databaseService", json_file);
@@ -765,7 +850,8 @@ const struct ap_cmd_entry ap_cmd_run_entry = {
 	"(AUTOPILOT_OPENMETADATA_URL, AUTOPILOT_OPENMETADATA_TOKEN).\n\n"
 	"  -c, --config FILE        configuration file (default: $AUTOPILOT_CONFIG)\n"
 	"      --type TYPE          OpenMetadata entity type, e.g. databaseService\n"
-	"                           (default: from the entity, the store or a lookup)\n"
+	"                           (default: from the entity, the store or a lookup;\n"
+	"                           must agree with a --service-json entity's href)\n"
 	"      --service-json FILE  the service entity as OpenMetadata returns it\n"
 	"      --agents LIST        only these agents, e.g. metadata,profiler\n"
 	"      --no-wait            record the run and return, without contacting\n"

@@ -141,6 +141,37 @@ def main():
         rc, _, err = cli(["run", "-c", conf, "other_name", "--service-json", dead_pg_file])
         check(rc == 2 and "name is 'dead_pg'" in err and "'other_name'" in err,
               "--service-json without an FQN, another name: %d %s" % (rc, err))
+        # --type that contradicts the entity: refused, no run, nothing deployed.
+        # The href's collection says what the entity is ...
+        rc, _, err = cli(["run", "-c", conf, "sales_postgres", "--service-json", pg_file,
+                          "--type", "dashboardService"])
+        check(rc == 2 and "--type is dashboardService, but the entity is a databaseService" in err
+              and "/databaseServices/" in err and pg_file in err,
+              "--type dashboardService of a database service: %d %s" % (rc, err))
+        # ... else its connector's built-in defaults or its own filter keys.
+        typed = os.path.join(tmp, "typed.json")
+        with open(typed, "w") as f:
+            json.dump({k: v for k, v in pg.items() if k != "href"}, f)
+        rc, _, err = cli(["run", "-c", conf, "sales_postgres", "--service-json", typed,
+                          "--type", "messagingService"])
+        check(rc == 2 and "--type is messagingService" in err and "connector Postgres is a database"
+              " connector" in err, "--type messagingService of a Postgres entity: %d %s" % (rc, err))
+        bq = dict(pg, serviceType="BigQuery", connection={"config": {
+            "type": "BigQuery", "schemaFilterPattern": {"includes": ["^x"]}}})
+        del bq["href"]
+        with open(typed, "w") as f:
+            json.dump(bq, f)
+        rc, _, err = cli(["run", "-c", conf, "sales_postgres", "--service-json", typed,
+                          "--type", "dashboardService"])
+        check(rc == 2 and "connection.config has schemaFilterPattern, a filter of database"
+              " services" in err, "--type dashboardService of an entity with a schema filter: %d %s"
+              % (rc, err))
+        check(nruns() == before, "no run for a --type the entity contradicts")
+        # A --type that agrees with the entity is taken.
+        rc, out, err = cli(["run", "-c", conf, "sales_postgres", "--service-json", pg_file,
+                            "--type", "databaseService", "--no-wait", "--json",
+                            "--state", os.path.join(tmp, "typed.db")])
+        check(rc == 0, "--type databaseService of a database service: %d %s" % (rc, err))
         # Wrong or missing Airflow credentials: a configuration error, found by
         # the pre-flight check's authenticated request.
         rc, _, err = cli(["run", "-c", conf, "sales_postgres"], env={"AUTOPILOT_AIRFLOW_PASSWORD": "wrong"})
