@@ -226,6 +226,37 @@ fail:
 	return NULL;
 }
 
+/*
+ * Connector names with no built-in defaults are taken (OpenMetadata adds
+ * connectors) but said on stderr, with the closest built-in name: a typo
+ * silently loses the defaults. The exit status does not change.
+ */
+static void
+warn_connectors(const struct filter_config *cfg, const char *config_path,
+    const char *connector, const json_t *service, const char *service_path)
+{
+	json_t *warnings = json_array(), *w;
+	const char *what = "--connector", *arg = connector;
+	char *note;
+	size_t i;
+
+	filter_config_warnings(cfg, warnings);
+	json_array_foreach(warnings, i, w)
+		fprintf(stderr, "autopilot: warning: %s: %s\n", config_path,
+		    json_string_value(w));
+	json_decref(warnings);
+	if (connector == NULL) {
+		/* The service's own connector (serviceType). */
+		connector = filter_service_connector(service);
+		what = "--service-json";
+		arg = service_path;
+	}
+	if ((note = filter_connector_note(connector)) != NULL) {
+		fprintf(stderr, "autopilot: warning: %s %s: %s\n", what, arg, note);
+		free(note);
+	}
+}
+
 static int
 filter_test_exec(int argc, char **argv)
 {
@@ -325,6 +356,7 @@ filter_test_exec(int argc, char **argv)
 			goto fail;
 		}
 	}
+	warn_connectors(&cfg, config_path, connector, service, service_path);
 	eff = filter_effective_set(&cfg, service, filter_key_kind(key),
 	    connector, &cause);
 	if (eff == NULL)
@@ -401,6 +433,9 @@ const struct ap_cmd_entry ap_cmd_filter_test_entry = {
 	"                       useFqnForFiltering: true); matched whole\n"
 	"  --json               one JSON object a line: name, kept, rule, pattern,\n"
 	"                       source\n\n"
+	"A connector (--connector, the service's, or a byConnector name in FILE)\n"
+	"with no built-in defaults is warned about on stderr, with the closest\n"
+	"built-in name (\"did you mean 'Postgres'?\"); it is still used.\n"
 	"Names come from the arguments, else from standard input, one a line\n"
 	"(a line ending in \\r\\n loses both).\n"
 	"Exit status: 0 done; 2 invalid pattern, bad option or input, or a name\n"

@@ -136,9 +136,7 @@ check_entity_type(const char *json_file, const json_t *entity, const char *type,
 		free(said);
 		return rc;
 	}
-	connector = json_string_value(json_object_get(entity, "serviceType"));
-	if (connector == NULL)
-		connector = json_string_value(json_object_get(config, "type"));
+	connector = filter_service_connector(entity);
 	if ((key = foreign_filter_key(filter_defaults_for(connector), kind)) != NULL) {
 		rc = AP_EXIT_USAGE;
 		*cause = ap_xprintf("%s: --type is %s, but the entity's connector %s is"

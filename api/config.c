@@ -72,6 +72,7 @@ config_init(struct config *c)
 	c->airflow_url = ap_xstrdup(DEFAULT_AIRFLOW_URL);
 	c->airflow_username = ap_xstrdup(DEFAULT_AIRFLOW_USER);
 	sched_config_defaults(&c->sched);
+	c->warnings = json_array();
 }
 
 void
@@ -89,6 +90,7 @@ config_cleanup(struct config *c)
 	free(c->airflow_username);
 	wipe_free(c->airflow_password);
 	airflow_config_cleanup(&c->airflow);
+	json_decref(c->warnings);
 	memset(c, 0, sizeof *c);
 }
 
@@ -592,6 +594,8 @@ parse_file(struct config *c, char **cause)
 		return -1;
 	filter_config_init(&fc);
 	rc = filter_config_from_json(json_object_get(c->root, "filters"), &fc, cause);
+	if (rc == 0)
+		filter_config_warnings(&fc, c->warnings);
 	filter_config_cleanup(&fc);
 	if (rc < 0)
 		return -1;
@@ -715,6 +719,8 @@ config_load(struct config *c, const char *path, const struct config_flags *flags
     char **cause)
 {
 	char *err = NULL;
+	size_t i;
+	json_t *w;
 	int rc = -1;
 
 	if (path == NULL)
@@ -734,6 +740,10 @@ config_load(struct config *c, const char *path, const struct config_flags *flags
 	c->airflow.username = c->airflow_username;
 	c->airflow.password = c->airflow_password;
 	rc = 0;
+	/* Logged once, as the configuration says logs go. */
+	ap_log_setup(c->log_level, c->log_format);
+	json_array_foreach(c->warnings, i, w)
+		ap_warn("%s: %s", c->file, json_string_value(w));
 out:
 	free(err);
 	return rc;

@@ -89,6 +89,13 @@ struct config {
 
 	/* "scheduler" */
 	struct sched_config sched;
+
+	/*
+	 * What config_load() warned about (logged once, at warn level): strings
+	 * naming the file and key path. A byConnector name with no built-in
+	 * filter defaults (a typo such as "Postgress" loses them).
+	 */
+	json_t *warnings;
 };
 
 /* Fills in the built-in defaults. Embedded: config_init()/config_cleanup(). */
@@ -103,6 +110,8 @@ void config_cleanup(struct config *c);
  * other modules. Returns 0, or -1 with a new *cause naming the file and the
  * key path ("conf.json: listen.port: must be an integer between 1 and
  * 65535"). On error *c is left initialised (config_cleanup it).
+ * On success it sets up logging as configured (ap_log_setup: level, format)
+ * and logs each of c->warnings once.
  */
 int config_load(struct config *c, const char *path, const struct config_flags *flags,
     char **cause);

@@ -25,4 +25,14 @@ const json_t *filter_defaults_for(const char *connector);
 /* The canonical connector name as spelled in the defaults ("postgres" -> "Postgres"), or NULL. */
 const char *filter_defaults_connector_name(const char *connector);
 
+/*
+ * For a connector name with no built-in defaults: the built-in connector
+ * name it is most likely a typo of (case-insensitive edit distance of at
+ * most 2, and less than half its length: "Postgress" -> "Postgres"), or NULL.
+ */
+const char *filter_defaults_closest(const char *connector);
+
+/* The connectors with built-in defaults, "Postgres, Mysql, ..." (new string). */
+char *filter_defaults_names(void);
+
 #endif

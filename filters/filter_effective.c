@@ -293,9 +293,45 @@ filter_config_from_json(const json_t *section, struct filter_config *out,
 	return 0;
 }
 
+char *
+filter_connector_note(const char *connector)
+{
+	const char *close;
+	char *names, *note;
+
+	if (connector == NULL || filter_defaults_connector_name(connector) != NULL)
+		return NULL;
+	if ((close = filter_defaults_closest(connector)) != NULL)
+		return ap_xprintf("no built-in default filters for connector '%s';"
+		    " did you mean '%s'?", connector, close);
+	names = filter_defaults_names();
+	note = ap_xprintf("no built-in default filters for connector '%s' (there"
+	    " are for %s)", connector, names);
+	free(names);
+	return note;
+}
+
+void
+filter_config_warnings(const struct filter_config *cfg, json_t *out)
+{
+	const char *name;
+	char *note;
+	json_t *v;
+
+	if (cfg->by_connector == NULL)
+		return;
+	json_object_foreach(cfg->by_connector, name, v) {
+		if ((note = filter_connector_note(name)) == NULL)
+			continue;
+		json_array_append_new(out, json_sprintf("filters.defaults."
+		    "byConnector.%s: %s", name, note));
+		free(note);
+	}
+}
+
 /* The service's connector type: serviceType, else connection.config.type. */
-static const char *
-service_connector(const json_t *service)
+const char *
+filter_service_connector(const json_t *service)
 {
 	const char *s;
 
@@ -421,7 +457,7 @@ effective_walk(const struct filter_config *cfg, const json_t *service,
 	int rc = 0;
 
 	if (connector == NULL)
-		connector = service_connector(service);
+		connector = filter_service_connector(service);
 	if (filter_defaults_connector_name(connector) != NULL)
 		connector = filter_defaults_connector_name(connector);
 	srcbuf[0] = ap_xprintf("builtin default for %s",

@@ -46,6 +46,22 @@ int filter_config_from_json(const json_t *section, struct filter_config *out,
     char **cause);
 
 /*
+ * Connector names are open-ended (OpenMetadata adds connectors), so a name
+ * with no built-in defaults is not an error; but a typo ("Postgress")
+ * silently loses the defaults. For a connector with no built-in defaults:
+ * "no built-in default filters for connector 'Postgress'; did you mean
+ * 'Postgres'?" (the closest built-in name, if close), else the list of those
+ * that have some (new string); NULL when it has built-in defaults.
+ */
+char *filter_connector_note(const char *connector);
+/* Appends to out (an array) a warning string for each byConnector name with
+ * no built-in defaults: "filters.defaults.byConnector.NAME: <note>". */
+void filter_config_warnings(const struct filter_config *cfg, json_t *out);
+/* A service entity's connector: "serviceType", else connection.config.type
+ * (borrowed), or NULL. */
+const char *filter_service_connector(const json_t *service);
+
+/*
  * Service kinds are entity types without "Service": "database", "dashboard",
  * "messaging", "pipeline", "mlmodel", "metadata", "storage", "search", "api".
  * Returns the NULL-terminated list of filter keys of a kind (static), or

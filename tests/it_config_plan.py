@@ -111,6 +111,17 @@ check(rc == 2 and "AUTOPILOT_OPENMETADATA_URL: must be an http:// or https:// UR
       and "'nope'" in err and out == "",
       "AUTOPILOT_OPENMETADATA_URL=nope: exit %d %r" % (rc, err))
 
+# A byConnector name with no built-in defaults: a warning suggesting the
+# built-in name, exit still 0.
+rc, out, err = config_check({"filters": {"defaults": {"byConnector": {
+    "Postgress": {"tableFilterPattern": {"excludes": ["^x"]}}}}}})
+check(rc == 0 and "warn" in err and "FILE: filters.defaults.byConnector.Postgress: no built-in"
+      " default filters for connector 'Postgress'; did you mean 'Postgres'?" in err,
+      "byConnector typo warns: %d %r" % (rc, err))
+rc, out, err = config_check({"filters": {"defaults": {"byConnector": {"postgres": {}}}}},
+                            {"AUTOPILOT_OPENMETADATA_URL": "http://om:8585"})
+check(rc == 0 and "warn" not in err, "no warning for a built-in connector: %d %r" % (rc, err))
+
 # The effective Airflow client settings; the password only as set/unset.
 rc, out, err = config_check({"airflow": {"api": "v1", "request_timeout_ms": 9000,
                                          "max_in_flight": 8, "max_retries": 2}},

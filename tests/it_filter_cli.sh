@@ -21,6 +21,24 @@ code "defaults" $rc 0
 check "defaults dropped" "$out" "dropped  information_schema  matches exclude '^information_schema\$' (builtin default for Postgres)"
 check "defaults kept" "$out" "kept     public  matches no exclude"
 
+# A connector with no built-in defaults is taken, with a warning on stderr
+# that suggests the closest built-in name; the exit status is unchanged.
+out=$("$BIN" filter test --connector Postgress --kind schema information_schema 2>"$TMP/err"); rc=$?
+err=$(cat "$TMP/err")
+code "connector typo" $rc 0
+check "connector typo still used" "$out" "kept     information_schema  no filter for this kind"
+check "connector typo warns" "$err" "autopilot: warning: --connector Postgress: no built-in default filters for connector 'Postgress'; did you mean 'Postgres'?"
+"$BIN" filter test --connector postgres --kind schema x >/dev/null 2>"$TMP/err"
+code "no warning for a built-in connector" "$(cat "$TMP/err")" ""
+out=$("$BIN" filter test --connector Looker --kind chart x 2>&1); rc=$?
+code "connector without defaults" $rc 0
+check "connector without defaults warns" "$out" "--connector Looker: no built-in default filters for connector 'Looker' (there are for Postgres"
+echo '{"filters": {"defaults": {"byConnector": {"Postgress": {"tableFilterPattern": {"excludes": ["^x"]}}}}}}' > "$TMP/byconn.json"
+out=$("$BIN" filter test -c "$TMP/byconn.json" --connector Postgress x1 2>&1); rc=$?
+code "byConnector typo" $rc 0
+check "byConnector typo applies as written" "$out" "dropped  x1  matches exclude '^x'"
+check "byConnector typo warns" "$out" "autopilot: warning: $TMP/byconn.json: filters.defaults.byConnector.Postgress: no built-in default filters for connector 'Postgress'; did you mean 'Postgres'?"
+
 out=$("$BIN" filter test --service-json "$DATA/postgres_service.json" --kind schema \
 	sales_eu sales_tmp FINANCE finance_x information_schema 2>&1); rc=$?
 code "service" $rc 0

@@ -110,6 +110,7 @@ test_example_loads(void **state)
 		fail_msg("%s", cause);
 	assert_null(json_object_get(c.root, "$comment"));
 	assert_null(json_object_get(json_object_get(c.root, "listen"), "$comment"));
+	assert_int_equal(json_array_size(c.warnings), 0);
 	/* Apart from the file name, the example's effective settings are the defaults. */
 	config_init(&d);
 	assert_int_equal(config_load(&d, NULL, NULL, &cause), 0);
@@ -316,6 +317,28 @@ test_om_url_checked(void **state)
 	setup(NULL);
 }
 
+/* A byConnector name with no built-in defaults loads (connectors are
+ * open-ended) with a warning that suggests the built-in name. */
+static void
+test_connector_warnings(void **state)
+{
+	struct config c;
+	char *cause = NULL;
+
+	assert_int_equal(load_text(&c, "{\"filters\": {\"defaults\": {\"byConnector\":"
+	    " {\"Postgress\": {\"tableFilterPattern\": {\"excludes\": [\"^x\"]}},"
+	    " \"POSTGRES\": {}}}}}", NULL, &cause), 0);
+	assert_int_equal(json_array_size(c.warnings), 1);
+	assert_string_equal(json_string_value(json_array_get(c.warnings, 0)),
+	    "filters.defaults.byConnector.Postgress: no built-in default filters for"
+	    " connector 'Postgress'; did you mean 'Postgres'?");
+	config_cleanup(&c);
+	assert_int_equal(load_text(&c, "{\"filters\": {\"defaults\": {\"byConnector\":"
+	    " {\"Postgres\": {}}}}}", NULL, &cause), 0);
+	assert_int_equal(json_array_size(c.warnings), 0);
+	config_cleanup(&c);
+}
+
 /* config_read_file(): what `filter test -c` reads, '$' keys gone at every level. */
 static void
 test_read_file(void **state)
@@ -445,6 +468,7 @@ main(void)
 		cmocka_unit_test_setup(test_airflow_described, setup),
 		cmocka_unit_test_setup(test_ca_file_checked, setup),
 		cmocka_unit_test_setup(test_om_url_checked, setup),
+		cmocka_unit_test_setup(test_connector_warnings, setup),
 		cmocka_unit_test_setup(test_read_file, setup),
 		cmocka_unit_test_setup(test_secrets_not_from_file_values, setup),
 		cmocka_unit_test_setup(test_secret_files_and_env, setup),

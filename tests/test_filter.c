@@ -325,6 +325,53 @@ test_config_kind_keys(void **state)
 	json_decref(conf);
 }
 
+/* Connector names with no built-in defaults: taken, with a note that
+ * suggests the closest built-in name for a likely typo. */
+static void
+test_connector_notes(void **state)
+{
+	struct filter_config cfg;
+	json_t *conf, *w;
+	char *note;
+
+	(void)state;
+	assert_string_equal(filter_defaults_closest("Postgress"), "Postgres");
+	assert_string_equal(filter_defaults_closest("postgre"), "Postgres");
+	assert_string_equal(filter_defaults_closest("SNOWFLAK"), "Snowflake");
+	assert_string_equal(filter_defaults_closest("Orcale"), "Oracle");
+	assert_null(filter_defaults_closest("Postgres"));	/* has defaults */
+	assert_null(filter_defaults_closest("Looker"));
+	assert_null(filter_defaults_closest("BigQuery"));
+	assert_null(filter_defaults_closest("Db2"));
+	assert_null(filter_defaults_closest(""));
+	assert_null(filter_connector_note("postgres"));
+	assert_null(filter_connector_note(NULL));
+	note = filter_connector_note("Postgress");
+	assert_string_equal(note, "no built-in default filters for connector"
+	    " 'Postgress'; did you mean 'Postgres'?");
+	free(note);
+	note = filter_connector_note("BigQuery");
+	assert_non_null(strstr(note, "no built-in default filters for connector"
+	    " 'BigQuery' (there are for Postgres, Mysql"));
+	assert_null(strstr(note, "did you mean"));
+	free(note);
+
+	conf = jparse("{\"defaults\": {\"byConnector\": {\"Postgress\": {},"
+	    " \"mysql\": {}, \"Looker\": {}}}}");
+	assert_int_equal(filter_config_from_json(conf, &cfg, NULL), 0);
+	w = json_array();
+	filter_config_warnings(&cfg, w);
+	assert_int_equal(json_array_size(w), 2);
+	assert_string_equal(json_string_value(json_array_get(w, 0)),
+	    "filters.defaults.byConnector.Postgress: no built-in default filters"
+	    " for connector 'Postgress'; did you mean 'Postgres'?");
+	assert_non_null(strstr(json_string_value(json_array_get(w, 1)),
+	    "filters.defaults.byConnector.Looker: no built-in default filters"));
+	json_decref(w);
+	filter_config_cleanup(&cfg);
+	json_decref(conf);
+}
+
 int
 main(void)
 {
@@ -336,6 +383,7 @@ main(void)
 		cmocka_unit_test(test_effective_merge),
 		cmocka_unit_test(test_config_errors),
 		cmocka_unit_test(test_config_kind_keys),
+		cmocka_unit_test(test_connector_notes),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
