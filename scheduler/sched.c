@@ -1509,15 +1509,20 @@ sched_agent_cb(const struct airflow_result *res, void *arg)
 
 /* ---- Loading and starting runs. ---- */
 
-/* Restricts plan to the agents named in agents_json (edges to agents left
- * out are dropped: their effect is assumed done). */
+/*
+ * Restricts plan to the agents named in agents_json. An agent left out is
+ * bridged as the planner bridges a disabled one: its dependents wait for
+ * its prerequisites instead, transitively (metadata and profiler only: the
+ * profiler still runs after metadata, and is skipped if metadata fails).
+ */
 static void
 plan_restrict(struct sched_plan_view *plan, const char *agents_json)
 {
 	struct sched_plan_view out = { 0 };
 	json_t *list;
 	int map[SCHED_MAX_AGENTS];
-	unsigned i, j;
+	uint32_t eff[SCHED_MAX_AGENTS];	/* prerequisites in the run, by plan index */
+	unsigned i, j, pass;
 	size_t k;
 	json_t *v;
 
@@ -1533,13 +1538,25 @@ plan_restrict(struct sched_plan_view *plan, const char *agents_json)
 			}
 		}
 	}
+	/* Prerequisites come first in a plan; the passes make the result not
+	 * depend on that. */
+	memset(eff, 0, sizeof eff);
+	for (pass = 0; pass < plan->n; pass++) {
+		for (i = 0; i < plan->n; i++) {
+			eff[i] = 0;
+			for (j = 0; j < plan->n; j++) {
+				if (plan->agents[i].after & (1u << j))
+					eff[i] |= map[j] >= 0 ? 1u << j : eff[j];
+			}
+		}
+	}
 	for (i = 0; i < plan->n; i++) {
 		uint32_t after = 0;
 
 		if (map[i] < 0)
 			continue;
 		for (j = 0; j < plan->n; j++) {
-			if ((plan->agents[i].after & (1u << j)) && map[j] >= 0)
+			if (eff[i] & (1u << j))
 				after |= 1u << map[j];
 		}
 		out.agents[map[i]].after = after;

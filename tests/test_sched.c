@@ -823,6 +823,29 @@ log_count(struct h *h, const char *op, const char *dag)
 	return n;
 }
 
+/* dag was deployed only after the last poll of prereq's run. */
+static bool
+deployed_after(struct h *h, const char *dag, const char *prereq)
+{
+	int last = log_last(h, "get_run", prereq);
+
+	return last >= 0 && log_first(h, "deploy", dag) > last;
+}
+
+/* Submits a run of pg restricted to agents; its id. */
+static char *
+h_submit_agents(struct h *h, const char *const *agents)
+{
+	json_t *e = json_pack("{s:s}", "name", "pg");
+	char *id = NULL, *cause = NULL;
+
+	if (sched_submit(h->sched, "databaseService", "pg", e, agents, false, &id,
+	    &cause) != STORE_OK)
+		fail_msg("submit: %s", cause);
+	json_decref(e);
+	return id;
+}
+
 /* ---- Tests: transition tables. ---- */
 
 static void
@@ -1178,9 +1201,7 @@ test_unsupported_counts_as_success_and_deploy_only(void **state)
 	assert_int_equal(log_count(h, "trigger", "pg__profiler"), 0);
 	assert_int_equal(log_count(h, "deploy", "pg__usage"), 0);
 	/* ... and in its turn: after metadata ended, not beside it. */
-	assert_true(log_last(h, "get_run", "pg__metadata") >= 0);
-	assert_true(log_first(h, "deploy", "pg__profiler") >
-	    log_last(h, "get_run", "pg__metadata"));
+	assert_true(deployed_after(h, "pg__profiler", "pg__metadata"));
 	json_decref(st);
 	free(id);
 	h_free(h);
@@ -1755,13 +1776,12 @@ static void
 test_agents_restriction(void **state)
 {
 	struct h *h = h_new();
-	json_t *e = json_pack("{s:s}", "name", "pg"), *st;
+	json_t *st;
 	const char *only[] = { "profiler", "usage", NULL }, *none[] = { "bogus", NULL };
-	char *id = NULL, *id2 = NULL, *cause = NULL;
+	char *id, *id2;
 
 	h_start(h);
-	assert_int_equal(sched_submit(h->sched, "databaseService", "pg", e, only, false,
-	    &id, &cause), STORE_OK);
+	id = h_submit_agents(h, only);
 	h_wait_finals(h, 1, 10000);
 	assert_string_equal(h->final_state[0], "succeeded");
 	st = h_status(h, id);
@@ -1769,18 +1789,51 @@ test_agents_restriction(void **state)
 	assert_string_equal(agent_state(st, "usage"), "succeeded");
 	assert_int_equal(log_count(h, "deploy", "pg__metadata"), 0);
 	/* profiler still waited for usage, the one prerequisite left in the run. */
-	assert_true(log_first(h, "deploy", "pg__profiler") >
-	    log_last(h, "get_run", "pg__usage"));
+	assert_true(deployed_after(h, "pg__profiler", "pg__usage"));
 	json_decref(st);
-	assert_int_equal(sched_submit(h->sched, "databaseService", "pg", e, none, false,
-	    &id2, &cause), STORE_OK);
+	id2 = h_submit_agents(h, none);
 	h_wait_finals(h, 2, 10000);
 	assert_string_equal(h->final_state[1], "failed");
 	st = h_status(h, id2);
 	assert_non_null(strstr(json_string_value(json_object_get(st, "error")),
 	    "none of the requested agents"));
 	json_decref(st);
-	json_decref(e);
+	free(id);
+	free(id2);
+	h_free(h);
+}
+
+/* A run restricted to metadata and profiler: profiler's prerequisite usage
+ * is left out, so it waits for usage's own, metadata (as when usage is
+ * disabled), and is skipped when metadata fails. */
+static void
+test_agents_restriction_bridges_left_out(void **state)
+{
+	struct h *h = h_new();
+	json_t *st;
+	const char *only[] = { "metadata", "profiler", NULL };
+	char *id, *id2;
+
+	h->fake.beh[0].running_polls = 3;
+	h->fake.beh[0].outcome = OUT_FAILED;
+	h_start(h);
+	id = h_submit_agents(h, only);
+	h_wait_finals(h, 1, 10000);
+	assert_string_equal(h->final_state[0], "failed");
+	st = h_status(h, id);
+	assert_string_equal(agent_state(st, "metadata"), "failed");
+	assert_string_equal(agent_state(st, "profiler"), "skipped");
+	assert_string_equal(agent_error(st, "profiler"), "prerequisite metadata failed");
+	assert_int_equal(log_count(h, "deploy", "pg__profiler"), 0);
+	json_decref(st);
+
+	h->fake.beh[0].outcome = OUT_SUCCESS;
+	id2 = h_submit_agents(h, only);
+	h_wait_finals(h, 2, 10000);
+	assert_string_equal(h->final_state[1], "succeeded");
+	assert_int_equal(log_count(h, "deploy", "pg__profiler"), 1);
+	assert_true(deployed_after(h, "pg__profiler", "pg__metadata"));
+	assert_int_equal(log_count(h, "deploy", "pg__usage"), 0);
 	free(id);
 	free(id2);
 	h_free(h);
@@ -1861,6 +1914,7 @@ main(void)
 		cmocka_unit_test(test_crash_recovery_adopts),
 		cmocka_unit_test(test_two_schedulers_one_database),
 		cmocka_unit_test(test_agents_restriction),
+		cmocka_unit_test(test_agents_restriction_bridges_left_out),
 		cmocka_unit_test(test_committed_before_trigger),
 		cmocka_unit_test(test_shared_commit_failure),
 		cmocka_unit_test(test_incomplete_row_fails_instead_of_guessing),
