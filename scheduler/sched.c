@@ -57,7 +57,8 @@ static const char *const sched_act_names[ACT_MAX] = {
 };
 
 /* "Airflow unavailable" answers past an agent's deadline retried (with the
- * usual backoff) before it goes on without the answer. */
+ * usual backoff), for the last look and for the PATCH each, before it goes
+ * on without the answer. */
 #define SCHED_LATE_TRIES 3
 
 struct sched_run;
@@ -69,7 +70,7 @@ struct sched_agent {
 	enum sched_act act;
 	unsigned attempt;
 	unsigned streak;	/* consecutive "Airflow unavailable" answers */
-	unsigned late_tries;	/* of them past the deadline (SCHED_LATE_TRIES) */
+	unsigned late_tries;	/* of them for this request past the deadline */
 	unsigned poll_ms;
 	char *dag_id;
 	char *dag_run_id;
@@ -1391,8 +1392,9 @@ sched_agent_cb(const struct airflow_result *res, void *arg)
 	a->act = ACT_NONE;
 	if (a->run->dead)
 		return;
-	if (res->status == AIRFLOW_UNAVAILABLE && act != ACT_FAIL_RUN &&
-	    (act != ACT_LAST_LOOK || a->late_tries++ < SCHED_LATE_TRIES)) {
+	if (res->status == AIRFLOW_UNAVAILABLE &&
+	    ((act != ACT_FAIL_RUN && act != ACT_LAST_LOOK) ||
+	    a->late_tries++ < SCHED_LATE_TRIES)) {
 		sched_agent_unavailable(a, act, res);
 		return;
 	}
@@ -1469,6 +1471,7 @@ sched_agent_cb(const struct airflow_result *res, void *arg)
 			break;
 		}
 		if (res->status != AIRFLOW_NOT_FOUND) {
+			a->late_tries = 0;
 			sched_agent_after(a, ACT_FAIL_RUN, 0);
 			break;
 		}

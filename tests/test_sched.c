@@ -80,6 +80,7 @@ struct fake {
 	struct behavior beh[SCHED_MAX_AGENTS];	/* by agent index in the default plan */
 	bool down;
 	int unavailable_next;
+	int fail_run_unavailable;	/* fail_run answers "unavailable" this many times */
 	struct fake_dag dags[256];
 	int ndags;
 	struct fake_run runs[512];
@@ -424,6 +425,11 @@ f_fail_run(void *impl, const char *dag_id, const char *dag_run_id, airflow_cb cb
 	struct fake_run *r = fake_run(f, dag_run_id);
 
 	fake_log(f, "fail_run", dag_id, dag_run_id);
+	if (q->res.status == AIRFLOW_OK && f->fail_run_unavailable > 0) {
+		f->fail_run_unavailable--;
+		q->res.status = AIRFLOW_UNAVAILABLE;
+		q->res.error.title = "Service Unavailable";
+	}
 	if (q->res.status != AIRFLOW_OK)
 		return (struct airflow_req *)q;
 	if (r == NULL) {
@@ -1262,6 +1268,23 @@ test_parse_deadline(void **state)
 	h_free(h);
 }
 
+/* metadata's Airflow runs never end; the run (with extra in its entity)
+ * ends with metadata timed out and its run marked failed. Its status. */
+static json_t *
+hang_until_timeout(struct h *h, const char *extra, char **id)
+{
+	json_t *st;
+
+	h->fake.beh[0].outcome = OUT_HANG;
+	h_start(h);
+	*id = h_submit(h, "pg", extra);
+	h_wait_finals(h, 1, 10000);
+	st = h_status(h, *id);
+	assert_string_equal(agent_state(st, "metadata"), "timed_out");
+	assert_non_null(strstr(agent_error(st, "metadata"), "marked failed"));
+	return st;
+}
+
 static void
 test_timeout_fails_airflow_run(void **state)
 {
@@ -1270,13 +1293,7 @@ test_timeout_fails_airflow_run(void **state)
 	json_t *st;
 	int i;
 
-	h->fake.beh[0].outcome = OUT_HANG;
-	h_start(h);
-	id = h_submit(h, "pg", "{\"timeout_ms\": 300}");
-	h_wait_finals(h, 1, 10000);
-	st = h_status(h, id);
-	assert_string_equal(agent_state(st, "metadata"), "timed_out");
-	assert_non_null(strstr(agent_error(st, "metadata"), "marked failed"));
+	st = hang_until_timeout(h, "{\"timeout_ms\": 300}", &id);
 	assert_int_equal(log_count(h, "fail_run", "pg__metadata"), 1);
 	for (i = 0; i < h->fake.nruns; i++)
 		assert_true(h->fake.runs[i].failed_by_us);
@@ -1343,7 +1360,40 @@ test_timeout_looks_before_failing(void **state)
 	deadline_case(0, OUT_LOST, 0, "lost", 0);
 	deadline_case(0, OUT_HANG, 0, "timed_out", 1);
 	deadline_case(50, OUT_SUCCESS, 2, "succeeded", 0);
-	deadline_case(50, OUT_SUCCESS, 100, "timed_out", 1);
+	deadline_case(50, OUT_SUCCESS, 100, "timed_out", 4);
+}
+
+/* Marking the timed-out run failed meets an outage: the PATCH is retried
+ * with the usual backoff, so the attempt's run is failed in Airflow before
+ * the next attempt triggers another. */
+static void
+test_timeout_patch_retried_while_unavailable(void **state)
+{
+	struct h *h = h_new();
+	char *id, *rid1, *rid2;
+	json_t *st;
+	int i, n = 0;
+
+	h->fake.fail_run_unavailable = 1;
+	st = hang_until_timeout(h, "{\"timeout_ms\": 300, \"retries\": 1}", &id);
+	rid1 = ap_xprintf("autopilot__%s__metadata__1", id);
+	rid2 = ap_xprintf("autopilot__%s__metadata__2", id);
+	assert_true(fake_run(&h->fake, rid1)->failed_by_us);
+	assert_true(fake_run(&h->fake, rid2)->failed_by_us);
+	assert_int_equal(log_count(h, "fail_run", "pg__metadata"), 3);
+	/* Both PATCHes of attempt 1 came before attempt 2's trigger. */
+	for (i = 0; i < h->fake.nlog && strcmp(h->fake.log[i].run_id, rid2) != 0; i++) {
+		if (strcmp(h->fake.log[i].op, "fail_run") == 0 &&
+		    strcmp(h->fake.log[i].run_id, rid1) == 0)
+			n++;
+	}
+	assert_int_equal(n, 2);
+	assert_string_equal(h->fake.log[i].op, "trigger");
+	json_decref(st);
+	free(rid1);
+	free(rid2);
+	free(id);
+	h_free(h);
 }
 
 /* The process was down while the Airflow run succeeded and the deadline
@@ -1904,6 +1954,7 @@ main(void)
 		cmocka_unit_test(test_timeout_fails_airflow_run),
 		cmocka_unit_test(test_timeout_looks_before_failing),
 		cmocka_unit_test(test_resume_after_deadline_keeps_success),
+		cmocka_unit_test(test_timeout_patch_retried_while_unavailable),
 		cmocka_unit_test(test_lost_run),
 		cmocka_unit_test(test_unreachable_then_recovered),
 		cmocka_unit_test(test_retries_use_new_dag_run_ids),
