@@ -48,12 +48,13 @@ enum sched_act {
 	ACT_GET_RUN,
 	ACT_FAIL_RUN,	/* timed out: fail the Airflow run, then TIMED_OUT */
 	ACT_LAST_LOOK,	/* timed out: GET the run once more before failing it */
+	ACT_ADOPT,	/* the trigger's 2xx answer was unreadable: GET the run */
 	ACT_MAX
 };
 
 static const char *const sched_act_names[ACT_MAX] = {
 	"none", "start", "deploy", "unpause", "trigger", "get_run",
-	"fail_run", "get_run"
+	"fail_run", "get_run", "get_run"
 };
 
 /* "Airflow unavailable" answers past an agent's deadline retried (with the
@@ -1315,6 +1316,7 @@ sched_agent_act(struct sched_agent *a)
 		break;
 	case ACT_GET_RUN:
 	case ACT_LAST_LOOK:
+	case ACT_ADOPT:
 		a->req = s->ops->get_run(s->airflow, a->dag_id, a->dag_run_id,
 		    sched_agent_cb, a);
 		break;
@@ -1450,6 +1452,13 @@ sched_agent_cb(const struct airflow_result *res, void *arg)
 			sched_agent_set_state(a, SCHED_AGENT_QUEUED, NULL);
 		break;
 	case ACT_TRIGGER:
+		/* Airflow accepted the trigger (2xx) but its answer cannot be
+		 * read: the run was created; read it by its dag_run_id rather
+		 * than start another attempt beside it. */
+		if (res->status == AIRFLOW_BAD_REPLY) {
+			sched_agent_after(a, ACT_ADOPT, 0);
+			break;
+		}
 		if (res->status != AIRFLOW_OK || res->run == NULL) {
 			text = airflow_result_text("triggering the DAG failed", res);
 			sched_agent_attempt_failed(a, SCHED_AGENT_FAILED, text,
@@ -1460,6 +1469,22 @@ sched_agent_cb(const struct airflow_result *res, void *arg)
 			ap_info("run %s agent %s: adopted existing Airflow run %s",
 			    a->run->run_id, agent_name(a), a->dag_run_id);
 		sched_agent_track(a, res->run, !res->run->adopted);
+		break;
+	case ACT_ADOPT:
+		if (res->status == AIRFLOW_OK && res->run != NULL) {
+			ap_info("run %s agent %s: adopted Airflow run %s (the trigger's"
+			    " answer could not be read)", a->run->run_id, agent_name(a),
+			    a->dag_run_id);
+			sched_agent_track(a, res->run, true);
+			break;
+		}
+		/* No such run (the request did not reach Airflow after all), or
+		 * it cannot be read either: the attempt failed. */
+		text = res->status == AIRFLOW_NOT_FOUND ? ap_xprintf("triggering the"
+		    " DAG failed: its answer could not be read and Airflow has no run"
+		    " %s", a->dag_run_id) : airflow_result_text("reading the Airflow"
+		    " run failed", res);
+		sched_agent_attempt_failed(a, SCHED_AGENT_FAILED, text, true);
 		break;
 	case ACT_LAST_LOOK:
 		/* Past the deadline: an ended run's outcome stands; a run still

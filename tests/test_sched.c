@@ -81,6 +81,8 @@ struct fake {
 	bool down;
 	int unavailable_next;
 	int fail_run_unavailable;	/* fail_run answers "unavailable" this many times */
+	int trigger_bad_reply;		/* triggers that create the run, answer unreadably */
+	int trigger_bad_reply_unsent;	/* ... that fail so before reaching Airflow */
 	struct fake_dag dags[256];
 	int ndags;
 	struct fake_run runs[512];
@@ -372,6 +374,12 @@ f_trigger(void *impl, const char *dag_id, const char *dag_run_id, const json_t *
 	/* A paused DAG's run would stay queued forever: the scheduler must
 	 * have unpaused before triggering. */
 	assert_false(d->paused);
+	if (f->trigger_bad_reply_unsent > 0) {
+		f->trigger_bad_reply_unsent--;
+		q->res.status = AIRFLOW_BAD_REPLY;
+		q->res.error.title = "Bad reply";
+		return (struct airflow_req *)q;
+	}
 	r = fake_run(f, dag_run_id);
 	if (r != NULL) {
 		r->adopted++;
@@ -387,6 +395,12 @@ f_trigger(void *impl, const char *dag_id, const char *dag_run_id, const json_t *
 	}
 	set_run(q, r, run_state_now(f, r, false));
 	q->run.adopted = r->adopted > 0 && r->created == 1 && q->run.adopted;
+	if (f->trigger_bad_reply > 0) {
+		f->trigger_bad_reply--;
+		q->res.status = AIRFLOW_BAD_REPLY;
+		q->res.error.title = "Bad reply";
+		q->res.run = NULL;
+	}
 	return (struct airflow_req *)q;
 }
 
@@ -783,6 +797,12 @@ agent_state(json_t *run, const char *agent)
 	return json_string_value(json_object_get(status_agent(run, agent), "state"));
 }
 
+static json_int_t
+agent_attempts(json_t *run, const char *agent)
+{
+	return json_integer_value(json_object_get(status_agent(run, agent), "attempts"));
+}
+
 static const char *
 agent_error(json_t *run, const char *agent)
 {
@@ -827,6 +847,16 @@ log_count(struct h *h, const char *op, const char *dag)
 			n++;
 	}
 	return n;
+}
+
+/* The Airflow run of an agent's attempt in run run_id, NULL if none. */
+static struct fake_run *
+attempt_run(struct h *h, const char *run_id, const char *agent, unsigned attempt)
+{
+	char rid[160];
+
+	snprintf(rid, sizeof rid, "autopilot__%s__%s__%u", run_id, agent, attempt);
+	return fake_run(&h->fake, rid);
 }
 
 /* dag was deployed only after the last poll of prereq's run. */
@@ -1023,8 +1053,7 @@ test_default_plan_order_and_overlap(void **state)
 	assert_string_equal(json_string_value(json_object_get(st, "state")), "succeeded");
 	assert_string_equal(agent_state(st, "metadata"), "succeeded");
 	assert_string_equal(agent_state(st, "profiler"), "succeeded");
-	assert_int_equal(json_integer_value(json_object_get(status_agent(st, "usage"),
-	    "attempts")), 1);
+	assert_int_equal(agent_attempts(st, "usage"), 1);
 	assert_string_equal(json_string_value(json_object_get(status_agent(st,
 	    "usage"), "dag_id")), "pg__usage");
 	assert_non_null(strstr(json_string_value(json_object_get(status_agent(st,
@@ -1396,6 +1425,43 @@ test_timeout_patch_retried_while_unavailable(void **state)
 	h_free(h);
 }
 
+/* A trigger answered 2xx with an unreadable body created its run: the run
+ * is read by its dag_run_id and adopted, no second attempt. When the
+ * request did not reach Airflow after all (404), the attempt failed. */
+static void
+test_trigger_bad_reply_adopts(void **state)
+{
+	struct h *h = h_new();
+	char *id;
+	json_t *st;
+
+	h->fake.beh[0].running_polls = 2;
+	h->fake.trigger_bad_reply = 1;
+	h_start(h);
+	id = h_submit(h, "pg", NULL);
+	h_wait_finals(h, 1, 10000);
+	assert_string_equal(h->final_state[0], "succeeded");
+	st = h_status(h, id);
+	assert_int_equal(agent_attempts(st, "metadata"), 1);
+	assert_int_equal(log_count(h, "trigger", "pg__metadata"), 1);
+	assert_int_equal(h->fake.runs[0].created, 1);
+	assert_int_equal(h->fake.nruns, 4);	/* one per agent */
+	json_decref(st);
+	free(id);
+
+	h->fake.trigger_bad_reply_unsent = 1;
+	id = h_submit(h, "pg", "{\"retries\": 1}");
+	h_wait_finals(h, 2, 10000);
+	assert_string_equal(h->final_state[1], "succeeded");
+	st = h_status(h, id);
+	assert_int_equal(agent_attempts(st, "metadata"), 2);
+	assert_null(attempt_run(h, id, "metadata", 1));
+	assert_non_null(attempt_run(h, id, "metadata", 2));
+	json_decref(st);
+	free(id);
+	h_free(h);
+}
+
 /* The process was down while the Airflow run succeeded and the deadline
  * passed: on resume the run is looked at, and its success stands. */
 static void
@@ -1511,8 +1577,7 @@ test_retries_use_new_dag_run_ids(void **state)
 	h_wait_finals(h, 1, 10000);
 	assert_string_equal(h->final_state[0], "succeeded");
 	st = h_status(h, id);
-	assert_int_equal(json_integer_value(json_object_get(status_agent(st, "metadata"),
-	    "attempts")), 2);
+	assert_int_equal(agent_attempts(st, "metadata"), 2);
 	rid1 = ap_xprintf("autopilot__%s__metadata__1", id);
 	for (i = 0; i < h->fake.nruns; i++) {
 		if (strstr(h->fake.runs[i].dag_id, "metadata") != NULL)
@@ -1522,8 +1587,7 @@ test_retries_use_new_dag_run_ids(void **state)
 	assert_non_null(fake_run(&h->fake, rid1));
 	assert_string_not_equal(json_string_value(json_object_get(status_agent(st,
 	    "metadata"), "dag_run_id")), rid1);
-	assert_int_equal(json_integer_value(json_object_get(status_agent(st, "lineage"),
-	    "attempts")), 1);
+	assert_int_equal(agent_attempts(st, "lineage"), 1);
 	json_decref(st);
 	free(rid1);
 	free(id);
@@ -1724,8 +1788,7 @@ test_crash_recovery_adopts(void **state)
 	assert_int_equal(h->fake.nruns, 4);
 	st = h_status(h, id);
 	assert_string_equal(agent_state(st, "lineage"), "succeeded");
-	assert_int_equal(json_integer_value(json_object_get(status_agent(st, "lineage"),
-	    "attempts")), 1);
+	assert_int_equal(agent_attempts(st, "lineage"), 1);
 	json_decref(st);
 	free(rid);
 	free(id);
@@ -1955,6 +2018,7 @@ main(void)
 		cmocka_unit_test(test_timeout_looks_before_failing),
 		cmocka_unit_test(test_resume_after_deadline_keeps_success),
 		cmocka_unit_test(test_timeout_patch_retried_while_unavailable),
+		cmocka_unit_test(test_trigger_bad_reply_adopts),
 		cmocka_unit_test(test_lost_run),
 		cmocka_unit_test(test_unreachable_then_recovered),
 		cmocka_unit_test(test_retries_use_new_dag_run_ids),
