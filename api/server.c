@@ -15,6 +15,7 @@
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
+#include <event2/util.h>
 
 #include "log.h"
 #include "pipeline.h"
@@ -1289,7 +1290,9 @@ server_create(struct event_base *base, const struct config *cfg,
 	struct server *s = ap_xcalloc(1, sizeof *s);
 	struct sockaddr_storage ss;
 	socklen_t sl = sizeof ss;
+	struct evutil_addrinfo hints, *ai = NULL;
 	size_t hard;
+	int gai;
 
 	s->base = base;
 	s->cfg = cfg;
@@ -1317,6 +1320,21 @@ server_create(struct event_base *base, const struct config *cfg,
 	s->take_ev = event_new(base, -1, 0, take_cb, s);
 	s->ready_timer = evtimer_new(base, readyz_timer_cb, s);
 	s->take = json_array();
+	/* A host that does not resolve is said so (binding would only leave
+	 * errno from something else). */
+	memset(&hints, 0, sizeof hints);
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = EVUTIL_AI_PASSIVE;
+	if ((gai = evutil_getaddrinfo(cfg->listen_host, NULL, &hints, &ai)) != 0) {
+		*cause = ap_xprintf("cannot listen on %s:%u: not an address of this"
+		    " host (%s)", cfg->listen_host, cfg->listen_port,
+		    evutil_gai_strerror(gai));
+		server_free(s);
+		return NULL;
+	}
+	evutil_freeaddrinfo(ai);
+	errno = 0;
 	s->listener = evhttp_bind_socket_with_handle(s->http, cfg->listen_host,
 	    (ev_uint16_t)cfg->listen_port);
 	if (s->listener == NULL) {

@@ -162,6 +162,11 @@ def main():
                            timeout=20)
         check(rc == 2 and "AUTOPILOT_AIRFLOW_URL" in err and not os.path.exists(nosecret.state),
               "a bad AUTOPILOT_AIRFLOW_URL: %d %s" % (rc, err))
+        # A listen address that is not one of this host: said so, exit 2.
+        rc, out, err = cli(["serve", "-c", nosecret.conf, "--listen", "256.0.0.1:0",
+                            "--allow-unsigned"], env=env, timeout=20)
+        check(rc == 2 and "256.0.0.1" in err and "not an address of this host" in err
+              and "No such file" not in err, "a bad --listen: %d %s" % (rc, err))
         nosecret.args = ["--allow-unsigned"]
         nosecret.start()
         check("UNSIGNED" in nosecret.log() and "127.0.0.1:%d" % nosecret.port in nosecret.log(),
