@@ -321,7 +321,10 @@ filter_config_warnings(const struct filter_config *cfg, json_t *out)
 	if (cfg->by_connector == NULL)
 		return;
 	json_object_foreach(cfg->by_connector, name, v) {
-		if ((note = filter_connector_note(name)) == NULL)
+		/* Only a likely typo: an entry for a connector without built-in
+		 * defaults (BigQuery, Looker...) is usual and applies as written. */
+		if (filter_defaults_closest(name) == NULL ||
+		    (note = filter_connector_note(name)) == NULL)
 			continue;
 		json_array_append_new(out, json_sprintf("filters.defaults."
 		    "byConnector.%s: %s", name, note));

@@ -54,8 +54,9 @@ int filter_config_from_json(const json_t *section, struct filter_config *out,
  * that have some (new string); NULL when it has built-in defaults.
  */
 char *filter_connector_note(const char *connector);
-/* Appends to out (an array) a warning string for each byConnector name with
- * no built-in defaults: "filters.defaults.byConnector.NAME: <note>". */
+/* Appends to out (an array) a warning string for each byConnector name that
+ * looks like a typo of a connector with built-in defaults:
+ * "filters.defaults.byConnector.NAME: <note>". */
 void filter_config_warnings(const struct filter_config *cfg, json_t *out);
 /* A service entity's connector: "serviceType", else connection.config.type
  * (borrowed), or NULL. */

@@ -327,7 +327,7 @@ test_connector_warnings(void **state)
 
 	assert_int_equal(load_text(&c, "{\"filters\": {\"defaults\": {\"byConnector\":"
 	    " {\"Postgress\": {\"tableFilterPattern\": {\"excludes\": [\"^x\"]}},"
-	    " \"POSTGRES\": {}}}}}", NULL, &cause), 0);
+	    " \"POSTGRES\": {}, \"BigQuery\": {}}}}}", NULL, &cause), 0);
 	assert_int_equal(json_array_size(c.warnings), 1);
 	assert_string_equal(json_string_value(json_array_get(c.warnings, 0)),
 	    "filters.defaults.byConnector.Postgress: no built-in default filters for"
