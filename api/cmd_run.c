@@ -768,9 +768,16 @@ run_exec(int argc, char **argv)
 	}
 	w.run_id = run_id;
 	if (no_wait) {
-		if (w.json)
-			printf("{\"run_id\": \"%s\"}\n", run_id);
-		else
+		if (w.json) {
+			json_t *o = json_pack("{s:s}", "run_id", run_id);
+			char *line = o != NULL ? json_dumps(o, JSON_COMPACT) : NULL;
+
+			if (line == NULL)
+				ap_fatal("out of memory");
+			printf("%s\n", line);
+			free(line);
+			json_decref(o);
+		} else
 			printf("run %s: %s %s submitted; `autopilot serve` on %s drives"
 			    " it\n", run_id, type, fqn, cfg.state_path);
 		fflush(stdout);
