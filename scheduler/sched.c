@@ -86,6 +86,7 @@ struct sched_agent {
 	bool skip_ok;		/* skipped as unsupported: counts as success */
 	bool waiting_flush;	/* on s->flush_waiters */
 	bool stored;		/* its row was saved (store_agent_row.stored) */
+	bool run_seen;		/* Airflow answered with this attempt's run */
 	TAILQ_ENTRY(sched_agent) wait_link;
 };
 TAILQ_HEAD(sched_agent_list, sched_agent);
@@ -666,6 +667,7 @@ sched_agent_set_state(struct sched_agent *a, enum sched_agent_state to,
 		free(a->dag_run_id);
 		a->dag_run_id = ap_xprintf("autopilot__%s__%s__%u", r->run_id,
 		    agent_name(a), a->attempt);
+		a->run_seen = false;
 		break;
 	default:
 		break;
@@ -1358,6 +1360,7 @@ sched_agent_track(struct sched_agent *a, const struct airflow_run *run,
 {
 	char *text;
 
+	a->run_seen = true;
 	switch (run->state) {
 	case AIRFLOW_RUN_SUCCESS:
 		sched_learn(a, run);
@@ -1471,6 +1474,13 @@ sched_agent_cb(const struct airflow_result *res, void *arg)
 		sched_agent_track(a, res->run, !res->run->adopted);
 		break;
 	case ACT_ADOPT:
+		if (res->status == AIRFLOW_BAD_REPLY) {
+			/* Not readable either: look again (the deadline bounds it)
+			 * rather than trigger a second run beside the first. */
+			sched_agent_after(a, ACT_ADOPT, agent_poll_delay(a,
+			    agent_deadline(a)));
+			break;
+		}
 		if (res->status == AIRFLOW_OK && res->run != NULL) {
 			ap_info("run %s agent %s: adopted Airflow run %s (the trigger's"
 			    " answer could not be read)", a->run->run_id, agent_name(a),
@@ -1498,6 +1508,16 @@ sched_agent_cb(const struct airflow_result *res, void *arg)
 		if (res->status != AIRFLOW_NOT_FOUND) {
 			a->late_tries = 0;
 			sched_agent_after(a, ACT_FAIL_RUN, 0);
+			break;
+		}
+		if (!a->run_seen) {
+			/* Its trigger never reached Airflow (an outage until the
+			 * deadline, or a crash before it was sent): nothing was
+			 * lost, it timed out before the DAG ran. */
+			text = ap_xprintf("timed out after %lld s before the DAG ran"
+			    " (Airflow has no run %s)", (long long)(sp->timeout_ms /
+			    1000), a->dag_run_id);
+			sched_agent_attempt_failed(a, SCHED_AGENT_TIMED_OUT, text, true);
 			break;
 		}
 		/* FALLTHROUGH */

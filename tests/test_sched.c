@@ -1425,6 +1425,38 @@ test_timeout_patch_retried_while_unavailable(void **state)
 	h_free(h);
 }
 
+/*
+ * Airflow down from just after the unpause until past the deadline: the
+ * trigger never reached it. The last look finds no run (404): the agent
+ * timed out before its DAG ran; nothing was lost.
+ */
+static void
+test_trigger_never_sent_times_out(void **state)
+{
+	struct h *h = h_new();
+	char *id;
+	json_t *st;
+
+	h_start(h);
+	id = h_submit(h, "pg", "{\"timeout_ms\": 300, \"no_run\": [\"lineage\","
+	    " \"usage\", \"profiler\"]}");
+	while (log_count(h, "unpause", "pg__metadata") == 0)
+		event_base_loop(h->base, EVLOOP_ONCE);
+	h->fake.down = true;
+	while (log_count(h, "get_run", "pg__metadata") == 0)
+		event_base_loop(h->base, EVLOOP_ONCE);
+	h->fake.down = false;
+	h_wait_finals(h, 1, 10000);
+	st = h_status(h, id);
+	assert_string_equal(agent_state(st, "metadata"), "timed_out");
+	assert_non_null(strstr(agent_error(st, "metadata"), "before the DAG ran"));
+	assert_null(strstr(agent_error(st, "metadata"), "disappeared"));
+	assert_int_equal(h->fake.nruns, 0);
+	json_decref(st);
+	free(id);
+	h_free(h);
+}
+
 /* A trigger answered 2xx with an unreadable body created its run: the run
  * is read by its dag_run_id and adopted, no second attempt. When the
  * request did not reach Airflow after all (404), the attempt failed. */
@@ -2019,6 +2051,7 @@ main(void)
 		cmocka_unit_test(test_resume_after_deadline_keeps_success),
 		cmocka_unit_test(test_timeout_patch_retried_while_unavailable),
 		cmocka_unit_test(test_trigger_bad_reply_adopts),
+		cmocka_unit_test(test_trigger_never_sent_times_out),
 		cmocka_unit_test(test_lost_run),
 		cmocka_unit_test(test_unreachable_then_recovered),
 		cmocka_unit_test(test_retries_use_new_dag_run_ids),
