@@ -974,9 +974,7 @@ airflow_client_create(struct event_base *base, const struct airflow_config *cfg,
 	struct http_options ho = { 0 };
 	size_t n;
 
-	if (cfg->base_url == NULL || (!ap_startswith(cfg->base_url, "http://") &&
-	    !ap_startswith(cfg->base_url, "https://")) || strlen(cfg->base_url) < 8 ||
-	    strpbrk(cfg->base_url, " \t\r\n?#") != NULL) {
+	if (!ap_http_url_ok(cfg->base_url)) {
 		*cause = ap_xprintf("airflow.url: must be an http:// or https:// URL "
 		    "without query (got '%s')", cfg->base_url != NULL ? cfg->base_url : "");
 		return NULL;
@@ -1137,8 +1135,9 @@ body_done(struct workq_job *wj)
 
 /*
  * The document is kept as text, not as a tree: thousands of queued deploys
- * hold a few KB each. With a worker thread it is written there (the caller
- * no longer changes it, see airflow.h), the rest of the request on the loop.
+ * hold a few KB each. It is written on the worker thread (the caller no
+ * longer changes it, see airflow.h; without a worker, here and now), the
+ * rest of the request on the loop. Not an object: the attempt says so.
  */
 static struct airflow_req *
 op_deploy(void *impl, const json_t *pipeline, airflow_cb cb, void *arg)
@@ -1147,20 +1146,17 @@ op_deploy(void *impl, const json_t *pipeline, airflow_cb cb, void *arg)
 	struct airflow_req *q = req_new(c, AIRFLOW_STEP_DEPLOY, cb, arg, NULL, NULL);
 	struct body_job *j;
 
-	if (json_is_object(pipeline) && c->wq != NULL) {
-		j = ap_xcalloc(1, sizeof *j);
-		j->job.work = body_work;
-		j->job.done = body_done;
-		j->q = q;
-		j->doc = json_incref((json_t *)pipeline);
-		q->body = j;
-		workq_submit(c->wq, &j->job);
+	if (!json_is_object(pipeline)) {
+		req_attempt(q);
 		return q;
 	}
-	if (json_is_object(pipeline) &&
-	    (q->pipeline = json_dumps(pipeline, JSON_COMPACT)) == NULL)
-		ap_fatal("json_dumps failed");
-	req_attempt(q);
+	j = ap_xcalloc(1, sizeof *j);
+	j->job.work = body_work;
+	j->job.done = body_done;
+	j->q = q;
+	j->doc = json_incref((json_t *)pipeline);
+	q->body = j;
+	workq_submit(c->wq, &j->job);
 	return q;
 }
 

@@ -229,7 +229,8 @@ fail:
 /*
  * Connector names with no built-in defaults are taken (OpenMetadata adds
  * connectors) but said on stderr, with the closest built-in name: a typo
- * silently loses the defaults. The exit status does not change.
+ * silently loses the defaults. byConnector names in FILE only when they
+ * look like such a typo. The exit status does not change.
  */
 static void
 warn_connectors(const struct filter_config *cfg, const char *config_path,
@@ -433,9 +434,10 @@ const struct ap_cmd_entry ap_cmd_filter_test_entry = {
 	"                       useFqnForFiltering: true); matched whole\n"
 	"  --json               one JSON object a line: name, kept, rule, pattern,\n"
 	"                       source\n\n"
-	"A connector (--connector, the service's, or a byConnector name in FILE)\n"
-	"with no built-in defaults is warned about on stderr, with the closest\n"
-	"built-in name (\"did you mean 'Postgres'?\"); it is still used.\n"
+	"A connector (--connector or the service's) with no built-in defaults,\n"
+	"or a byConnector name in FILE that looks like a typo of one that has\n"
+	"some, is warned about on stderr, with the closest built-in name\n"
+	"(\"did you mean 'Postgres'?\"); it is still used.\n"
 	"Names come from the arguments, else from standard input, one a line\n"
 	"(a line ending in \\r\\n loses both).\n"
 	"Exit status: 0 done; 2 invalid pattern, bad option or input, or a name\n"

@@ -89,22 +89,14 @@ type_from_href(const json_t *entity)
 static const char *
 foreign_filter_key(const json_t *keys_of, const char *kind)
 {
-	const char *const *keys = filter_kind_keys(kind);
 	const char *key;
 	json_t *v;
-	size_t i;
 
-	if (keys == NULL || !json_is_object(keys_of))
+	if (filter_kind_keys(kind) == NULL || !json_is_object(keys_of))
 		return NULL;
-	json_object_foreach((json_t *)keys_of, key, v) {
-		if (filter_key_kind(key) == NULL)
-			continue;
-		for (i = 0; keys[i] != NULL; i++)
-			if (strcmp(keys[i], key) == 0)
-				break;
-		if (keys[i] == NULL)
+	json_object_foreach((json_t *)keys_of, key, v)
+		if (filter_key_kind(key) != NULL && !filter_kind_has_key(kind, key))
 			return key;
-	}
 	return NULL;
 }
 

@@ -445,11 +445,7 @@ parse_admin(struct config *c, const json_t *sec, char **cause)
 static int
 check_om_url(const char *what, const char *url, char **cause)
 {
-	const char *host = ap_startswith(url, "http://") ? url + strlen("http://") :
-	    ap_startswith(url, "https://") ? url + strlen("https://") : NULL;
-
-	if (host == NULL || host[0] == '\0' || host[0] == '/' ||
-	    strpbrk(url, " \t\r\n?#") != NULL) {
+	if (!ap_http_url_ok(url)) {
 		*cause = ap_xprintf("%s: must be an http:// or https:// URL without"
 		    " query, e.g. http://openmetadata:8585 (got '%s')", what, url);
 		return -1;

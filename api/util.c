@@ -342,6 +342,17 @@ ap_consttime_eq(const void *a, size_t alen, const void *b, size_t blen)
 }
 
 bool
+ap_http_url_ok(const char *url)
+{
+	const char *host = url == NULL ? NULL : ap_startswith(url, "http://") ?
+	    url + strlen("http://") : ap_startswith(url, "https://") ?
+	    url + strlen("https://") : NULL;
+
+	return host != NULL && host[0] != '\0' && host[0] != '/' &&
+	    strpbrk(url, " \t\r\n?#") == NULL;
+}
+
+bool
 ap_utf8_valid(const char *s, size_t n)
 {
 	json_t *j = json_stringn(s, n);

@@ -78,6 +78,10 @@ bool ap_endswith(const char *s, const char *suffix);
 char *ap_read_file(const char *path, size_t max, size_t *lenp, char **cause);
 
 /* Constant-time comparison of two byte strings; false when lengths differ. */
+/* Whether url is an http:// or https:// URL with a host and no query,
+ * fragment or white space: what Airflow's and OpenMetadata's base URLs
+ * must be. */
+bool ap_http_url_ok(const char *url);
 /* Whether s[0..n) is valid UTF-8 (as jansson takes strings). */
 bool ap_utf8_valid(const char *s, size_t n);
 /* A new copy of s, each byte outside printable ASCII replaced by '?':

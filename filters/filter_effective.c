@@ -94,13 +94,13 @@ filter_config_cleanup(struct filter_config *cfg)
 	filter_config_init(cfg);
 }
 
-/* Whether key is one of keys (NULL-terminated). */
-static bool
-key_listed(const char *const *keys, const char *key)
+bool
+filter_kind_has_key(const char *kind, const char *key)
 {
+	const char *const *keys = filter_kind_keys(kind);
 	size_t i;
 
-	for (i = 0; keys[i] != NULL; i++)
+	for (i = 0; keys != NULL && keys[i] != NULL; i++)
 		if (strcmp(keys[i], key) == 0)
 			return true;
 	return false;
@@ -150,7 +150,7 @@ check_patterns(const json_t *obj, const char *path, const char *kind,
 	}
 	fs = filter_set_create();
 	json_object_foreach((json_t *)obj, key, fp) {
-		if (kind != NULL && !key_listed(filter_kind_keys(kind), key)) {
+		if (kind != NULL && !filter_kind_has_key(kind, key)) {
 			*cause = wrong_key_msg(path, key, kind);
 			rc = -1;
 			goto out;

@@ -73,6 +73,8 @@ const char *const *filter_kind_keys(const char *kind);
 const char *filter_kind_from_entity_type(const char *entity_type);
 /* The kind a filter key belongs to ("tableFilterPattern" -> "database"), or NULL. */
 const char *filter_key_kind(const char *key);
+/* Whether key is one of kind's filter keys (false for an unknown kind). */
+bool filter_kind_has_key(const char *kind, const char *key);
 
 /*
  * The effective filters of a service entity (borrowed; its "serviceType", or
