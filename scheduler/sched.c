@@ -102,6 +102,7 @@ struct sched_run {
 	bool advancing, advance_again;
 	unsigned nagents;
 	struct sched_plan_view plan;
+	json_t *entity;			/* the service entity, parsed once (a run's is fixed) */
 	struct sched_agent agents[SCHED_MAX_AGENTS];
 	TAILQ_ENTRY(sched_run) link;		/* s->runs or s->dead */
 	struct sched_run *hnext;		/* s->index chain (runs only) */
@@ -999,6 +1000,7 @@ sched_run_free(struct sched_run *r)
 	free(r->run_id);
 	free(r->service_type);
 	free(r->fqn);
+	json_decref(r->entity);
 	free(r);
 }
 
@@ -1290,7 +1292,9 @@ sched_agent_act(struct sched_agent *a)
 		sched_run_advance(r);
 		break;
 	case ACT_DEPLOY:
-		if (store_run_entity(s->store, r->run_id, &text, &cause) != STORE_OK ||
+		if (r->entity != NULL)
+			entity = json_incref(r->entity);
+		else if (store_run_entity(s->store, r->run_id, &text, &cause) != STORE_OK ||
 		    (entity = json_loads(text, 0, NULL)) == NULL) {
 			if (cause == NULL)
 				cause = ap_xstrdup("stored service entity is not JSON");
@@ -1734,6 +1738,7 @@ sched_run_load(struct sched *s, const char *run_id, char **cause)
 		rc = 0;
 		goto out;
 	}
+	r->entity = json_incref(entity);
 	plan_restrict(&r->plan, row->agents_json);
 	r->nagents = r->plan.n;
 	if (r->nagents == 0) {
