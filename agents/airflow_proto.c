@@ -391,6 +391,50 @@ clip_json(const json_t *j)
 	return c;
 }
 
+/*
+ * A 3.x validation list ([{type, loc, msg, input, ctx}], FastAPI's 422) as
+ * "body.logical_date: Field required; ...", or NULL when detail is not one.
+ * "input" is left out: it echoes what was sent (the password of a token
+ * request, a run's conf).
+ */
+static char *
+validation_text(const json_t *detail)
+{
+	struct ap_buf b;
+	const json_t *e, *l;
+	size_t i, k;
+	char *s;
+
+	if (!json_is_array(detail) || json_array_size(detail) == 0)
+		return NULL;
+	json_array_foreach(detail, i, e) {
+		if (!json_is_string(json_object_get(e, "msg")))
+			return NULL;
+	}
+	ap_buf_init(&b);
+	ap_buf_adds(&b, "");
+	json_array_foreach(detail, i, e) {
+		if (i > 0)
+			ap_buf_adds(&b, "; ");
+		json_array_foreach(json_object_get(e, "loc"), k, l) {
+			if (k > 0)
+				ap_buf_addc(&b, '.');
+			if (json_is_string(l))
+				ap_buf_adds(&b, json_string_value(l));
+			else if (json_is_integer(l))
+				ap_buf_printf(&b, "%" JSON_INTEGER_FORMAT, json_integer_value(l));
+			else
+				ap_buf_addc(&b, '?');
+		}
+		if (json_array_size(json_object_get(e, "loc")) > 0)
+			ap_buf_adds(&b, ": ");
+		ap_buf_adds(&b, json_string_value(json_object_get(e, "msg")));
+	}
+	s = clip(b.data, b.len);
+	ap_buf_cleanup(&b);
+	return s;
+}
+
 void
 airflow_parse_error(long http_status, const char *body, size_t len,
     struct airflow_error_text *out)
@@ -408,9 +452,11 @@ airflow_parse_error(long http_status, const char *body, size_t len,
 		out->title = clip(json_string_value(title), json_string_length(title));
 	else
 		out->title = ap_xstrdup(airflow_reason(http_status));
-	if (detail != NULL && !json_is_null(detail))
-		out->detail = clip_json(detail);	/* 2.x string, 3.x string/object/array */
-	else if (error != NULL && !json_is_null(error))
+	if (detail != NULL && !json_is_null(detail)) {
+		/* 2.x string, 3.x string, object or validation list */
+		if ((out->detail = validation_text(detail)) == NULL)
+			out->detail = clip_json(detail);
+	} else if (error != NULL && !json_is_null(error))
 		out->detail = clip_json(error);		/* the plugin */
 	else if (j == NULL && body != NULL && len > 0) {
 		/* Not JSON (a proxy's HTML page...): the start of it, if it is text. */
@@ -584,11 +630,37 @@ airflow_parse_run(const json_t *j, struct airflow_run *out)
 	return 0;
 }
 
+/*
+ * Whether an import error's filename names the file at fileloc: the same
+ * path (2.x), or its end at a '/' (3.x lists files relative to their bundle).
+ */
+static bool
+same_file(const char *fn, const char *fileloc)
+{
+	size_t n = strlen(fn), m = strlen(fileloc);
+
+	if (n == 0 || n > m)
+		return false;
+	return strcmp(fileloc + (m - n), fn) == 0 && (n == m || fn[0] == '/' ||
+	    fileloc[m - n - 1] == '/');
+}
+
+/* Whether filename's last component is "<dag_id>.py", the plugin's file. */
+static bool
+dag_file(const char *fn, const char *dag_id)
+{
+	const char *base = strrchr(fn, '/');
+	size_t n = strlen(dag_id);
+
+	base = base != NULL ? base + 1 : fn;
+	return strncmp(base, dag_id, n) == 0 && strcmp(base + n, ".py") == 0;
+}
+
 const char *
 airflow_pick_import_error(const json_t *j, const char *dag_id, const char *fileloc)
 {
 	const json_t *list = json_object_get(j, "import_errors"), *e;
-	const char *fallback = NULL;
+	const char *named = NULL, *fallback = NULL;
 	size_t i;
 
 	json_array_foreach(list, i, e) {
@@ -597,12 +669,14 @@ airflow_pick_import_error(const json_t *j, const char *dag_id, const char *filel
 
 		if (fn == NULL || st == NULL)
 			continue;
-		if (fileloc != NULL && strcmp(fn, fileloc) == 0)
+		if (fileloc != NULL && same_file(fn, fileloc))
 			return st;
+		if (named == NULL && dag_id != NULL && dag_file(fn, dag_id))
+			named = st;
 		if (fallback == NULL && dag_id != NULL && strstr(fn, dag_id) != NULL)
 			fallback = st;
 	}
-	return fallback;
+	return named != NULL ? named : fallback;
 }
 
 const char *
@@ -611,6 +685,14 @@ airflow_parse_token(const json_t *j)
 	const char *t = json_string_value(json_object_get(j, "access_token"));
 
 	return t != NULL && t[0] != '\0' ? t : NULL;
+}
+
+const char *
+airflow_parse_version(const json_t *j)
+{
+	const char *v = json_string_value(json_object_get(j, "version"));
+
+	return v != NULL && v[0] != '\0' ? v : NULL;
 }
 
 enum airflow_api

@@ -95,9 +95,10 @@ bool airflow_breaker_failure(long http_status);
 
 /*
  * Reads an error answer of either generation: RFC 7807 (2.x), {"detail":
- * string|object|array} (3.x), the plugin's {"error"}, or anything else (a
- * short printable excerpt). Fills a title and a detail, both new strings
- * (detail may be NULL), each at most AIRFLOW_ERROR_TEXT_MAX bytes.
+ * string|object|array} (3.x; a 422 validation list reads "body.field: msg;
+ * ...", without the "input" it echoes), the plugin's {"error"}, or anything
+ * else (a short printable excerpt). Fills a title and a detail, both new
+ * strings (detail may be NULL), each at most AIRFLOW_ERROR_TEXT_MAX bytes.
  */
 #define AIRFLOW_ERROR_TEXT_MAX 1024
 struct airflow_error_text {
@@ -128,13 +129,22 @@ int airflow_parse_run(const json_t *j, struct airflow_run *out);
 enum airflow_run_state airflow_run_state_parse(const char *s);
 /*
  * Picks the import error of the DAG from an ImportErrorCollection: the entry
- * whose filename equals fileloc, else the first whose filename contains
- * dag_id. Returns its stack_trace (points into j) or NULL.
+ * whose filename is fileloc (2.x: the same absolute path; 3.x: the path
+ * relative to the DAG bundle, which fileloc ends with), else the first whose
+ * file is "<dag_id>.py", else the first whose filename contains dag_id.
+ * Returns its stack_trace (points into j) or NULL.
  */
 const char *airflow_pick_import_error(const json_t *j, const char *dag_id,
     const char *fileloc);
 /* The access_token of a /auth/token answer, or NULL. Points into j. */
 const char *airflow_parse_token(const json_t *j);
+/*
+ * The version of a GET /api/v2/version answer (3.x's VersionInfo), or NULL
+ * when it has none: then the 200 came from something other than Airflow's
+ * API (a proxy's or a portal's page), which says nothing about the
+ * generation. Points into j.
+ */
+const char *airflow_parse_version(const json_t *j);
 /*
  * Version detection from the status of GET /api/v2/version: 200 -> V2, a
  * definite other answer (404, 401...) -> V1, a retryable failure -> AUTO

@@ -232,8 +232,18 @@ test_errors(void **state)
 	    "Conflict", "{\"reason\":\"Unique constraint violation\"}");
 	parse_err(422, "{\"detail\": [{\"type\": \"missing\", \"loc\": [\"body\","
 	    " \"logical_date\"], \"msg\": \"Field required\"}]}", "Unprocessable Entity",
-	    "[{\"type\":\"missing\",\"loc\":[\"body\",\"logical_date\"],\"msg\":"
-	    "\"Field required\"}]");
+	    "body.logical_date: Field required");
+	/* FastAPI echoes the request in "input" (a token request's password): left out. */
+	parse_err(422, "{\"detail\": [{\"type\": \"missing\", \"loc\": [\"body\","
+	    " \"password\"], \"msg\": \"Field required\", \"input\": {\"username\":"
+	    " \"admin\", \"passwd\": \"s3cret\"}}, {\"type\": \"string_type\", \"loc\":"
+	    " [\"query\", \"limit\", 0], \"msg\": \"Input should be a valid string\","
+	    " \"input\": 5, \"ctx\": {}}, {\"type\": \"x\", \"loc\": [], \"msg\":"
+	    " \"Value error\"}]}", "Unprocessable Entity", "body.password: Field required;"
+	    " query.limit.0: Input should be a valid string; Value error");
+	/* A list that is not one of FastAPI's: as it came. */
+	parse_err(422, "{\"detail\": [\"a\", {\"msg\": \"b\"}]}", NULL,
+	    "[\"a\",{\"msg\":\"b\"}]");
 	/* The plugin. */
 	parse_err(500, "{\"error\": \"An unexpected problem occurred\"}",
 	    "Internal Server Error", "An unexpected problem occurred");
@@ -400,6 +410,23 @@ test_answers(void **state)
 	assert_string_equal(airflow_pick_import_error(j, "d", "/dags/d.py"), "C");
 	assert_string_equal(airflow_pick_import_error(j, "dd", NULL), "B");
 	assert_null(airflow_pick_import_error(j, "zz", "/dags/zz.py"));
+	json_decref(j);
+	/*
+	 * 3.x lists files relative to their bundle: "mysql.py" is the file of
+	 * fileloc /opt/airflow/dags/mysql.py; "mysql_prod.py" (listed first,
+	 * contains the DAG id) is not, and "mysql.py" is not the file of
+	 * /opt/airflow/dags/my_mysql.py (which ends with it, but not at a '/').
+	 */
+	j = json_loads("{\"import_errors\": [{\"filename\": \"mysql_prod.py\", \"stack_trace\":"
+	    " \"P\"}, {\"filename\": \"mysql.py\", \"stack_trace\": \"Y\"}, {\"filename\":"
+	    " \"my_mysql.py\", \"stack_trace\": \"M\"}], \"total_entries\": 3}", 0, NULL);
+	assert_string_equal(airflow_pick_import_error(j, "mysql", "/opt/airflow/dags/mysql.py"),
+	    "Y");
+	assert_string_equal(airflow_pick_import_error(j, "my_mysql",
+	    "/opt/airflow/dags/my_mysql.py"), "M");
+	/* Without fileloc: the file named after the DAG before a mere substring. */
+	assert_string_equal(airflow_pick_import_error(j, "mysql", NULL), "Y");
+	assert_string_equal(airflow_pick_import_error(j, "mysql_p", NULL), "P");
 	json_decref(j);
 
 	j = json_loads("{\"access_token\": \"abc\"}", 0, NULL);
