@@ -687,6 +687,18 @@ req_answered(struct airflow_req *q, long status)
 			break;
 		req_finish(q, AIRFLOW_OK, status);
 		return;
+	case AIRFLOW_STEP_VERSION:
+		/* 3.x's VersionInfo always has the version; a 2xx without one
+		 * is somebody else's page and decides nothing. */
+		if (airflow_parse_version(q->reply) != NULL) {
+			req_finish(q, AIRFLOW_OK, status);
+			return;
+		}
+		req_error(q, "Bad reply", "GET /api/v2/version answered without a version,"
+		    " so the API generation is unknown: not Airflow's API at this URL? (or set"
+		    " airflow.api to v1 or v2)");
+		req_finish(q, AIRFLOW_BAD_REPLY, status);
+		return;
 	default:
 		req_finish(q, AIRFLOW_OK, status);
 		return;

@@ -459,6 +459,12 @@ def case_bad_replies():
         assert [r["status"] for r in res] == ["bad_reply"] * 3, res
         assert all(r["attempts"] == 1 for r in res), res
         assert "larger" in res[0]["detail"], res[0]
+        # Detection: a 200 to GET /api/v2/version that is not Airflow's VersionInfo
+        # (a portal's page) does not make the client speak 3.x.
+        res = run(f"http://127.0.0.1:{srv.server_address[1]}",
+                  [{"op": "get_dag", "dag_id": "html"}])
+        assert res[0]["status"] == "bad_reply" and res[0]["api"] == "auto", res
+        assert "/api/v2/version" in res[0]["detail"], res
     finally:
         srv.shutdown()
         srv.server_close()
