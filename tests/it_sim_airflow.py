@@ -12,6 +12,7 @@ import base64
 import http.client
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -206,6 +207,18 @@ def run_state(sim, dag, run, auth="basic", gen="v1"):
     return doc["state"]
 
 
+V1_TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}\+00:00$")
+V2_TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
+
+
+def check_times(doc, pattern, keys):
+    """Airflow 2 writes times with Python's isoformat (+00:00), Airflow 3 with
+    pydantic (Z), both with microseconds."""
+    for k in keys:
+        assert doc[k] is None or pattern.match(doc[k]), (k, doc[k])
+    assert any(doc[k] is not None for k in keys), doc
+
+
 def check_v1_error(doc, status):
     V1.check("Error", doc)
     assert doc["status"] == status, doc
@@ -272,6 +285,8 @@ def test_v1_flow():
         V1.check("DAGRun", run)
         assert run["state"] == "queued" and run["dag_run_id"] == "r1"
         assert run["conf"] == {"k": 1} and run["start_date"] is None
+        check_times(run, V1_TIME, ("logical_date", "execution_date", "start_date", "end_date"))
+        assert run["logical_date"] == run["execution_date"]
         st, _, doc = sim.req("POST", f"/api/v1/dags/{dag}/dagRuns", {"dag_run_id": "r1"},
                              auth="basic")
         assert st == 409, st
@@ -297,6 +312,10 @@ def test_v1_flow():
         st, _, doc = sim.req("PATCH", f"/api/v1/dags/{dag}?update_mask=is_paused",
                              {"is_paused": "no"}, auth="basic")
         assert st == 400
+        # The DAG's other fields are read-only: marshmallow refuses them as unknown.
+        st, _, doc = sim.req("PATCH", f"/api/v1/dags/{dag}?update_mask=is_paused",
+                             {"is_paused": False, "dag_id": dag}, auth="basic")
+        assert st == 400 and "dag_id" in doc["detail"], (st, doc)
         wait_for(lambda: run_state(sim, dag, "r1") == "running", "running")
         wait_for(lambda: run_state(sim, dag, "r1") == "success", "success")
         st, _, run = sim.req("GET", f"/api/v1/dags/{dag}/dagRuns/r1", auth="basic")
@@ -390,6 +409,22 @@ def test_v1_flow():
         st, _, doc = sim.req("GET", "/api/v1/importErrors", auth="basic")
         assert st == 200 and doc["total_entries"] == 0
         V1.check("ImportErrorCollection", doc)
+        # Airflow 2's connexion validates strictly: an undeclared query parameter is a 400
+        # (3.x's filter for import errors does not exist on 2.x), declared ones pass.
+        st, _, doc = sim.req("GET", "/api/v1/importErrors?filename_pattern=x&limit=5",
+                             auth="basic")
+        assert st == 400 and doc["detail"] == \
+            "Extra query parameter(s) filename_pattern not in spec", (st, doc)
+        check_v1_error(doc, 400)
+        st, _, doc = sim.req("GET", "/api/v1/importErrors?limit=100&order_by=-timestamp",
+                             auth="basic")
+        assert st == 200, (st, doc)
+        st, _, doc = sim.req("PATCH", "/api/v1/dags/svc_usage?update_mask=is_paused&x=1",
+                             {"is_paused": True}, auth="basic")
+        assert st == 400 and "x not in spec" in doc["detail"], (st, doc)
+        st, _, doc = sim.req("GET", "/api/v1/dags/svc_usage/dagRuns/u1?fields=state",
+                             auth="basic")
+        assert st == 200, (st, doc)
 
         # Keep-alive: many requests on one connection.
         c = http.client.HTTPConnection("127.0.0.1", sim.port, timeout=10)
@@ -513,6 +548,8 @@ def test_v2_flow():
                              {"dag_run_id": "a1", "logical_date": None, "conf": {}}, auth=tok)
         assert st == 200 and run["state"] == "queued" and run["logical_date"] is None, run
         V2.check("DAGRunResponse", run)
+        check_times(run, V2_TIME, ("queued_at", "run_after", "start_date", "end_date"))
+        assert sim.req("GET", "/api/v2/dags/svc_metadata?bogus=1", auth=tok)[0] == 200
         st, _, doc = sim.req("POST", "/api/v2/dags/svc_metadata/dagRuns",
                              {"dag_run_id": "a1", "logical_date": None}, auth=tok)
         assert st == 409, st
@@ -522,6 +559,7 @@ def test_v2_flow():
         st, _, run = sim.req("GET", "/api/v2/dags/svc_metadata/dagRuns/a1", auth=tok)
         V2.check("DAGRunResponse", run)
         assert run["duration"] is not None and run["start_date"] and run["end_date"]
+        check_times(run, V2_TIME, ("queued_at", "start_date", "end_date"))
         st, _, doc = sim.req("GET", "/api/v2/dags/svc_metadata/dagRuns", auth=tok)
         V2.check("DAGRunCollectionResponse", doc)
         st, _, doc = sim.req("PATCH", "/api/v2/dags/svc_metadata/dagRuns/a1",
@@ -538,6 +576,27 @@ def test_v2_flow():
         st, _, doc = sim.req("GET", "/api/v2/importErrors", auth=tok)
         assert st == 200
         V2.check("ImportErrorCollectionResponse", doc)
+
+        # A DAG with import errors: 3.x lists its file relative to the bundle (the DAG's
+        # relative_fileloc, which filename_pattern matches), and refuses to trigger it.
+        sc = sim.req("GET", "/_sim/scenario")[2]
+        sim.scenario(dict(sc, dags={"broken": {"exists": True, "import_error": "Trace"}}))
+        st, _, bdag = sim.req("GET", "/api/v2/dags/broken", auth=tok)
+        assert st == 200 and bdag["has_import_errors"] is True, bdag
+        st, _, doc = sim.req("GET", "/api/v2/importErrors?filename_pattern=broken", auth=tok)
+        V2.check("ImportErrorCollectionResponse", doc)
+        assert [(e["filename"], e["stack_trace"]) for e in doc["import_errors"]] == \
+            [(bdag["relative_fileloc"], "Trace")], doc
+        assert bdag["fileloc"].endswith("/" + bdag["relative_fileloc"]), bdag
+        check_times(doc["import_errors"][0], V2_TIME, ("timestamp",))
+        st, _, doc = sim.req("GET", "/api/v2/importErrors?filename_pattern=nope", auth=tok)
+        assert doc["total_entries"] == 0, doc
+        st, _, doc = sim.req("POST", "/api/v2/dags/broken/dagRuns",
+                             {"dag_run_id": "b1", "logical_date": None}, auth=tok)
+        assert st == 400 and "import errors" in doc["detail"], (st, doc)
+        V2.check("HTTPExceptionResponse", doc)
+        assert sim.req("GET", "/api/v2/dags/broken/dagRuns/b1", auth=tok)[0] == 404
+        sim.scenario(sc)
         st, _, doc = sim.req("GET", "/pluginsv2/api/v2/openmetadata/status?dag_id=svc_metadata",
                              auth="basic")
         assert st == 200 and doc[0]["pipelineState"] == "failed"
@@ -701,6 +760,12 @@ def test_faults():
         assert ie["stack_trace"] == "Traceback: ModuleNotFoundError"
         st, _, dagdoc = sim.req("GET", "/api/v1/dags/broken", auth="basic")
         assert ie["filename"] == dagdoc["fileloc"]
+        check_times(ie, V1_TIME, ("timestamp",))
+        st, _, doc = sim.req("POST", "/api/v1/dags/broken/dagRuns", {"dag_run_id": "b1"},
+                             auth="basic")
+        assert st == 400 and doc["title"] == "DAG cannot be triggered", (st, doc)
+        check_v1_error(doc, 400)
+        assert sim.req("GET", "/api/v1/dags/broken/dagRuns/b1", auth="basic")[0] == 404
         sim.req("POST", "/api/v1/openmetadata/deploy", pipeline("slow"), auth="basic")
         sim.req("POST", "/api/v1/openmetadata/deploy", pipeline("fast"), auth="basic")
         time.sleep(0.2)

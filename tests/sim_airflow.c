@@ -35,7 +35,9 @@
  *       ["failed", "success"] fails once then succeeds.
  *       "exists": true makes the DAG present from the start (no deploy needed).
  *       "import_error": the DAG shows has_import_errors: true, GET /importErrors lists
- *       the text with filename = the DAG's fileloc, and its runs end failed.
+ *       the text with filename = the DAG's fileloc (3.x: its relative_fileloc, the
+ *       path in the bundle), POST dagRuns answers 400 as Airflow does for a DAG with
+ *       import errors, and runs the plugin's trigger starts end failed.
  *       "deploy_status" >= 300: the plugin's deploy answers it (an error) and does nothing.
  *       Keys starting with '$' (e.g. "$comment") are ignored everywhere.
  *   "faults": {
@@ -480,14 +482,29 @@ sim_time(const struct sim *s, int64_t t, char *buf, size_t size)
 	buf[5] = '\0';
 }
 
+/*
+ * A time as each generation's API writes it: 2.x "2026-11-25T11:46:10.504000+00:00"
+ * (Python's isoformat, microseconds), 3.x "2026-11-25T11:46:10.504000Z" (pydantic).
+ */
+static void
+sim_time_api(const struct sim *s, int64_t t, enum sim_api api, char *buf, size_t size)
+{
+	size_t n;
+
+	sim_time(s, t, buf, size);
+	n = strlen(buf);
+	if (n > 0 && buf[n - 1] == 'Z' && n + 9 < size)
+		snprintf(buf + n - 1, size - (n - 1), "000%s", api == SIM_API_V1 ? "+00:00" : "Z");
+}
+
 static json_t *
-sim_time_json(const struct sim *s, int64_t t)
+sim_time_json(const struct sim *s, int64_t t, enum sim_api api)
 {
 	char buf[64];
 
 	if (t < 0)
 		return json_null();
-	sim_time(s, t, buf, sizeof buf);
+	sim_time_api(s, t, api, buf, sizeof buf);
 	return json_string(buf);
 }
 
@@ -1486,9 +1503,9 @@ tv_bool(const struct sim *s, struct tvals *v, int var, bool b)
 
 /* A time (sim ms) as sim_time_json() has it. */
 static void
-tv_time(struct tvals *v, int var, const struct sim *s, int64_t t)
+tv_time(struct tvals *v, int var, const struct sim *s, int64_t t, enum sim_api api)
 {
-	tv_json(v, var, sim_time_json(s, t));
+	tv_json(v, var, sim_time_json(s, t, api));
 }
 
 /* Replaces out's contents with t filled with v's values. */
@@ -1650,7 +1667,7 @@ dag_text(struct sim *s, const struct dag *d, enum sim_api api, struct ap_buf *ou
 	tv_lit(v, DV_LOC, d->jloc);
 	tv_bool(s, v, DV_IERR, sc_import_error(&s->sc, d) != NULL);
 	tv_bool(s, v, DV_PAUSED, d->paused);
-	tv_time(v, DV_PARSED, s, d->parsed_at);
+	tv_time(v, DV_PARSED, s, d->parsed_at, api);
 	if (api == SIM_API_V1) {
 		if (d->schedule != NULL)
 			tv_str1(v, DV_SCHED, &s->t_cron, d->schedule);
@@ -1696,19 +1713,19 @@ run_text(struct sim *s, const struct run *r, enum sim_api api, int64_t now,
 	tv_lit(v, RV_CONF, r->jconf);
 	tv_lit(v, RV_DAG, r->dag->jid);
 	tv_lit(v, RV_RUN, r->jrid);
-	tv_time(v, RV_END, s, end);
+	tv_time(v, RV_END, s, end, api);
 	tv_lit(v, RV_LD, r->jld);
-	tv_time(v, RV_START, s, start);
+	tv_time(v, RV_START, s, start, api);
 	tv_lit(v, RV_STATE, s->jstate[st]);
 	if (api == SIM_API_V2) {
 		char uuid[40];
 
 		run_uuid(r, uuid, sizeof uuid);
 		tv_str(v, RV_UUID, uuid);
-		tv_time(v, RV_DAG_CREATED, s, r->dag->created);
+		tv_time(v, RV_DAG_CREATED, s, r->dag->created, api);
 		tv_json(v, RV_DURATION, end >= 0 && start >= 0 ?
 		    json_real((double)(end - start) / 1000.0) : json_null());
-		tv_time(v, RV_QUEUED, s, r->created);
+		tv_time(v, RV_QUEUED, s, r->created, api);
 		tv_str(v, RV_USER, s->sc.username);
 	}
 	tmpl_render(&s->t_run[api == SIM_API_V1 ? 0 : 1], v, out);
@@ -2461,8 +2478,8 @@ api_get_dag(struct rq *rq, enum sim_api api, const char *dag_id)
 static void
 api_patch_dag(struct rq *rq, enum sim_api api, const char *dag_id)
 {
-	static const char *const v1_keys[] = { "is_paused", "dag_id", "dag_display_name",
-		"description", "fileloc", "file_token", "owners", "tags", NULL };
+	/* 2.x: every other DAG field is read-only, an unknown field to marshmallow. */
+	static const char *const v1_keys[] = { "is_paused", NULL };
 	static const char *const v2_keys[] = { "is_paused", NULL };
 	const char *mask = rq_param(rq, "update_mask");
 	json_t *j, *p;
@@ -2513,11 +2530,16 @@ api_trigger(struct rq *rq, enum sim_api api, const char *dag_id)
 	char now_s[64];
 	struct run *r;
 
-	sim_time(s, rq->now, now_s, sizeof now_s);
+	sim_time_api(s, rq->now, api, now_s, sizeof now_s);
 	if (api == SIM_API_V1) {
 		/* Airflow 2 looks the DAG up before it reads the body. */
 		if ((d = dag_visible(s, dag_id, rq->now)) == NULL) {
 			dag_not_found(rq, dag_id);
+			return;
+		}
+		if (sc_import_error(&s->sc, d) != NULL) {
+			rq_error(rq, 400, "DAG cannot be triggered", "DAG with dag_id: '%s' has "
+			    "import errors", dag_id);
 			return;
 		}
 		if ((j = v1_body(rq, v1_keys)) == NULL)
@@ -2551,6 +2573,18 @@ api_trigger(struct rq *rq, enum sim_api api, const char *dag_id)
 			    : "Input should be a valid string", json_incref(json_object_get(j, field)));
 		goto out;
 	}
+	if (api == SIM_API_V2) {
+		/* Airflow 3: the body (422) first, then the DAG, then the run id. */
+		if ((d = dag_visible(s, dag_id, rq->now)) == NULL) {
+			dag_not_found(rq, dag_id);
+			goto out;
+		}
+		if (sc_import_error(&s->sc, d) != NULL) {
+			rq_error(rq, 400, NULL, "DAG with dag_id: '%s' has import errors and cannot "
+			    "be triggered", dag_id);
+			goto out;
+		}
+	}
 	if (json_is_string(ld))
 		logical = json_string_value(ld);
 	else if (api == SIM_API_V1)
@@ -2562,10 +2596,6 @@ api_trigger(struct rq *rq, enum sim_api api, const char *dag_id)
 	if (!run_id_valid(run_id)) {
 		rq_error(rq, 400, "Bad Request", "The run_id provided '%s' does not match "
 		    "regex pattern '^[A-Za-z0-9_.~:+-]+$'", run_id);
-		goto out;
-	}
-	if (api == SIM_API_V2 && (d = dag_visible(s, dag_id, rq->now)) == NULL) {
-		dag_not_found(rq, dag_id);
 		goto out;
 	}
 	if (smap_get(&d->runs, run_id) != NULL) {
@@ -2681,11 +2711,13 @@ api_import_errors(struct rq *rq, enum sim_api api)
 
 		if (msg == NULL || rq->now < d->visible_at)
 			continue;
-		loc = fileloc(d);
+		/* 2.x: the file's absolute path; 3.x: its path in the DAG bundle
+		 * (the DAG's relative_fileloc), which filename_pattern matches. */
+		loc = api == SIM_API_V1 ? fileloc(d) : ap_xprintf("%s.py", d->dag_id);
 		if (pattern == NULL || strstr(loc, pattern) != NULL) {
 			e = json_pack("{s:s, s:I, s:s, s:o}", "filename", loc, "import_error_id",
 			    (json_int_t)d->serial, "stack_trace", msg, "timestamp",
-			    sim_time_json(s, d->parsed_at));
+			    sim_time_json(s, d->parsed_at, api));
 			if (api == SIM_API_V2)
 				json_object_set_new(e, "bundle_name", json_string("dags-folder"));
 			json_array_append_new(list, e);
@@ -2709,7 +2741,7 @@ api_version(struct rq *rq, enum sim_api api)
 static void
 api_health(struct rq *rq, enum sim_api api)
 {
-	json_t *hb = sim_time_json(rq->s, rq->now);
+	json_t *hb = sim_time_json(rq->s, rq->now, api);
 	json_t *j = json_pack("{s:{s:s}, s:{s:s, s:O}, s:{s:s, s:O}}", "metadatabase",
 	    "status", "healthy", "scheduler", "status", "healthy",
 	    "latest_scheduler_heartbeat", hb, "triggerer", "status", "healthy",
@@ -2726,6 +2758,50 @@ static bool
 seg_is(const struct rq *rq, int i, const char *s)
 {
 	return i < rq->nseg && strcmp(rq->seg[i], s) == 0;
+}
+
+/* The query parameters of the 2.x routes (v1.yaml). */
+static const char *const q_none[] = { NULL };
+static const char *const q_fields[] = { "fields", NULL };
+static const char *const q_dag_get[] = { "fields", NULL };
+static const char *const q_dag_patch[] = { "update_mask", NULL };
+static const char *const q_runs_get[] = { "limit", "offset", "execution_date_gte",
+	"execution_date_lte", "start_date_gte", "start_date_lte", "end_date_gte", "end_date_lte",
+	"updated_at_gte", "updated_at_lte", "state", "order_by", "fields", NULL };
+static const char *const q_import_errors[] = { "limit", "offset", "order_by", NULL };
+
+/*
+ * Airflow 2 runs connexion with strict_validation: a query parameter the
+ * route does not declare is a 400 before anything else (3.x's FastAPI
+ * ignores them). Answers it and returns false.
+ */
+static bool
+v1_query_ok(struct rq *rq, const char *const *allowed)
+{
+	const struct evkeyval *kv;
+	struct ap_buf extra;
+	size_t i;
+	bool ok;
+
+	ap_buf_init(&extra);
+	TAILQ_FOREACH(kv, &rq->params, next) {
+		for (i = 0, ok = false; allowed[i] != NULL && !ok; i++)
+			ok = strcmp(allowed[i], kv->key) == 0;
+		if (!ok) {
+			if (extra.len > 0)
+				ap_buf_adds(&extra, ", ");
+			ap_buf_adds(&extra, kv->key);
+		}
+	}
+	ok = extra.len == 0;
+	if (!ok) {
+		ap_buf_addc(&extra, '\0');
+		rq->fam = SIM_FAM_V1;
+		rq_error(rq, 400, "Bad Request", "Extra query parameter(s) %s not in spec",
+		    extra.data);
+	}
+	ap_buf_cleanup(&extra);
+	return ok;
 }
 
 /* /api/v1/... and /api/v2/...: the DAG and DAG run routes autopilot uses. */
@@ -2777,6 +2853,11 @@ handle_api(struct rq *rq, enum sim_api api)
 		rq_error(rq, 405, NULL, "Method Not Allowed");
 		return;
 	}
+	if (api == SIM_API_V1 && !v1_query_ok(rq, route == R_DAG ? (m == EVHTTP_REQ_GET ?
+	    q_dag_get : q_dag_patch) : route == R_RUNS ? (m == EVHTTP_REQ_GET ?
+	    q_runs_get : q_none) : route == R_RUN ? (m == EVHTTP_REQ_GET ? q_fields : q_none) :
+	    route == R_IMPORT_ERRORS ? q_import_errors : q_none))
+		return;
 	if (route == R_VERSION) {
 		api_version(rq, api);
 		return;
@@ -2945,7 +3026,7 @@ plugin_trigger(struct rq *rq, struct dag *d, json_t *body)
 	char *gen = NULL;
 	struct run *r;
 
-	sim_time(s, rq->now, now_s, sizeof now_s);
+	sim_time_api(s, rq->now, s->sc.api, now_s, sizeof now_s);
 	if (run_id == NULL || *run_id == '\0')
 		run_id = gen = ap_xprintf("manual__%s", now_s);
 	if (!run_id_valid(run_id) || smap_get(&d->runs, run_id) != NULL) {
