@@ -806,15 +806,26 @@ reply_use(struct airflow_req *q, struct reply_job *j)
 		return;
 	}
 	/* 3.x: the plugin may sit under another prefix. */
-	if (c->api == AIRFLOW_API_V2 && step_is_plugin(q->step) &&
-	    airflow_plugin_missing(st, q->reply) &&
-	    q->plugin_variant + 1 < AIRFLOW_PLUGIN_PREFIXES_V2) {
-		q->plugin_variant++;
-		if (c->plugin_variant < q->plugin_variant)
+	if (c->api == AIRFLOW_API_V2 && step_is_plugin(q->step)) {
+		if (!airflow_plugin_missing(st, q->reply)) {
+			/* The plugin answered here: later requests start here. */
 			c->plugin_variant = q->plugin_variant;
-		q->retries = 0;
-		req_attempt(q);
-		return;
+		} else if (q->plugin_variant + 1 < AIRFLOW_PLUGIN_PREFIXES_V2) {
+			q->plugin_variant++;
+			q->retries = 0;
+			req_attempt(q);
+			return;
+		} else {
+			/* Remembering no prefix: the plugin may be installed later. */
+			req_error(q, "OpenMetadata plugin not found", "nothing answers as the"
+			    " OpenMetadata managed-APIs plugin under /pluginsv2/api/v2/openmetadata,"
+			    " /api/v2/openmetadata or /api/v1/openmetadata (is it installed in"
+			    " Airflow?)");
+			if (airflow_classify(st) == AIRFLOW_OK) {
+				req_finish(q, AIRFLOW_BAD_REPLY, st);
+				return;
+			}
+		}
 	}
 	if (q->step == AIRFLOW_STEP_TRIGGER && st == 409) {
 		q->adopted = true;

@@ -502,7 +502,20 @@ airflow_token_rejected(long http_status, const struct airflow_error_text *e)
 bool
 airflow_plugin_missing(long http_status, const json_t *body)
 {
-	return http_status == 404 && json_object_get(body, "error") == NULL;
+	const char *error = json_string_value(json_object_get(body, "error"));
+
+	/* Airflow 3's routes for what no router serves: GET only, so any other
+	 * method there is a 405; GET /api/... is a 404 with an "error" of its
+	 * own, and any other GET is the UI's page (200, HTML). */
+	if (http_status == 405)
+		return true;
+	if (http_status >= 200 && http_status < 300)
+		return !json_is_object(body);
+	if (http_status != 404)
+		return false;
+	return json_object_get(body, "error") == NULL || (error != NULL &&
+	    (strcmp(error, "API route not found") == 0 ||
+	    strncmp(error, "/api/v1 has been removed in Airflow 3", 37) == 0));
 }
 
 enum airflow_run_state

@@ -113,7 +113,14 @@ const char *airflow_reason(long http_status);
 
 /* True when an authentication failure means the bearer token must be renewed. */
 bool airflow_token_rejected(long http_status, const struct airflow_error_text *e);
-/* True when a plugin 404 means the route prefix is missing (not the plugin's answer). */
+/*
+ * True when a plugin route's answer means nothing serves that route prefix
+ * (not the plugin's own answer): a 404 without the plugin's {"error"} or
+ * with Airflow 3's own ("API route not found", "/api/v1 has been removed
+ * ..."), a 405 (Airflow 3's catch-all routes take only GET), or a 2xx whose
+ * body (NULL when not JSON) is no JSON object (Airflow 3's UI page, which
+ * answers any other GET). The plugin answers JSON objects.
+ */
 bool airflow_plugin_missing(long http_status, const json_t *body);
 
 /* Parses a DAG object; NULL-safe. Strings point into j. -1 when not a DAG. */

@@ -396,17 +396,34 @@ def case_jwt_revoked_in_flight():
 
 
 def case_plugin_fallback():
-    """Airflow 3 without /pluginsv2: the plugin is found under /api/v2, then remembered."""
+    """Airflow 3 without /pluginsv2: the plugin is found under /api/v2, then remembered.
+    Airflow 3 answers a POST there 405 and a GET its UI's page (200, HTML)."""
     sim = Sim({"api": "v2", "faults": {"plugin_pluginsv2_404": True}})
     try:
         res = run(url(sim), [{"op": "deploy", "pipeline": pipeline("p")}, {"op": "health"},
                              {"op": "kill", "dag_id": "p"}])
         assert res[0]["status"] == "ok" and res[1]["status"] == "ok", res
         assert res[2]["status"] == "not_found", res   # the plugin's own 404: no fallback
-        paths = [r["path"] for r in sim.log() if "openmetadata" in r["path"]]
-        assert paths == ["/pluginsv2/api/v2/openmetadata/deploy",
-                         "/api/v2/openmetadata/deploy", "/api/v2/openmetadata/health-auth",
-                         "/api/v2/openmetadata/kill"], paths
+        paths = [(r["path"], r["status"]) for r in sim.log() if "openmetadata" in r["path"]]
+        assert paths == [("/pluginsv2/api/v2/openmetadata/deploy", 405),
+                         ("/api/v2/openmetadata/deploy", 200),
+                         ("/api/v2/openmetadata/health-auth", 200),
+                         ("/api/v2/openmetadata/kill", 404)], paths
+        # A health check first: the UI's page is not the plugin's answer.
+        sim.req("DELETE", "/_sim/requests")
+        res = run(url(sim), [{"op": "health"}])
+        assert res[0]["status"] == "ok" and res[0]["body"]["status"] == "healthy", res
+        paths = [(r["path"], r["status"]) for r in sim.log() if "openmetadata" in r["path"]]
+        assert paths == [("/pluginsv2/api/v2/openmetadata/health-auth", 200),
+                         ("/api/v2/openmetadata/health-auth", 200)], paths
+        # No plugin anywhere: said so, after each prefix was tried once.
+        sim.scenario({"api": "v2", "faults": {"plugin_pluginsv2_404": True,
+                                              "plugin_v2_fallback_404": True}})
+        sim.req("DELETE", "/_sim/requests")
+        res = run(url(sim), [{"op": "deploy", "pipeline": pipeline("p")}, {"op": "health"}])
+        for r in res:
+            assert r["status"] != "ok" and "plugin" in r["detail"], r
+            assert r["attempts"] == 3, r
     finally:
         sim.stop()
 

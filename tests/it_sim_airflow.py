@@ -481,10 +481,19 @@ def test_v2_flow():
         st, _, doc = sim.req("GET", "/api/v2/version")
         assert st == 200 and doc == {"version": "3.0.2", "git_version": None}, doc
         V2.check("VersionInfo", doc)
+        # What nothing serves answers as Airflow 3's catch-all routes (GET only) do.
         st, _, doc = sim.req("GET", "/api/v1/dags/x", auth="basic")
-        assert st == 404 and doc == {"detail": "Not Found"}, doc
-        st, _, _ = sim.req("POST", "/api/v1/openmetadata/deploy", pipeline("x"), auth="basic")
-        assert st == 404
+        assert st == 404 and doc["error"].startswith("/api/v1 has been removed"), doc
+        st, _, doc = sim.req("POST", "/api/v1/openmetadata/deploy", pipeline("x"),
+                             auth="basic")
+        assert st == 405 and doc == {"detail": "Method Not Allowed"}, (st, doc)
+        st, _, doc = sim.req("GET", "/api/v2/nothing", auth="basic")
+        assert st == 404 and doc == {"error": "API route not found"}, (st, doc)
+        st, hd, doc = sim.req("GET", "/dags/x/grid")
+        assert st == 200 and hd["Content-Type"].startswith("text/html"), (st, hd)
+        assert isinstance(doc, str) and doc.startswith("<!doctype html>"), doc
+        st, _, doc = sim.req("DELETE", "/anything")
+        assert st == 405, st
 
         # Tokens.
         st, _, doc = sim.req("POST", "/auth/token", {"username": "admin", "password": "x"})
@@ -607,15 +616,20 @@ def test_v2_flow():
         assert ("/api/v2/dags/svc_metadata", "bearer") in kinds
         assert ("/pluginsv2/api/v2/openmetadata/deploy", "basic") in kinds
 
-        # Plugin route switches.
+        # Plugin route switches: a prefix without the plugin is a path nothing serves.
         sim.scenario({"api": "v2", "faults": {"plugin_v2_fallback_404": True}})
         assert sim.req("POST", "/api/v2/openmetadata/deploy", pipeline("q"),
-                       auth="basic")[0] == 404
+                       auth="basic")[0] == 405
+        st, _, doc = sim.req("GET", "/api/v2/openmetadata/health-auth", auth="basic")
+        assert st == 404 and doc == {"error": "API route not found"}, (st, doc)
         assert sim.req("POST", "/pluginsv2/api/v2/openmetadata/deploy", pipeline("q"),
                        auth="basic")[0] == 200
         sim.scenario({"api": "v2", "faults": {"plugin_pluginsv2_404": True}})
         assert sim.req("POST", "/pluginsv2/api/v2/openmetadata/deploy", pipeline("q"),
-                       auth="basic")[0] == 404
+                       auth="basic")[0] == 405
+        st, hd, doc = sim.req("GET", "/pluginsv2/api/v2/openmetadata/health-auth",
+                              auth="basic")
+        assert st == 200 and hd["Content-Type"].startswith("text/html"), (st, hd)
         assert sim.req("POST", "/api/v2/openmetadata/deploy", pipeline("q"),
                        auth="basic")[0] == 200
 

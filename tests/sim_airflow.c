@@ -4,7 +4,10 @@
  *
  * One process, one libevent loop, evhttp + jansson. It serves either the
  * Airflow 2.x API (/api/v1, HTTP Basic) or the Airflow 3.x API (/api/v2, JWT
- * from POST /auth/token); the other generation answers 404. Run states are
+ * from POST /auth/token). As 2.x, the 3.x paths answer 404; as 3.x, a path
+ * nothing serves (the 2.x API among them) answers as Airflow 3's catch-all
+ * routes do: 405 to anything but GET, 404 {"error"} to GET /api/..., and the
+ * UI's HTML page (200) to any other GET. Run states are
  * computed lazily from timestamps, so 10,000 concurrent runs cost no timers.
  * Faults (latency, 5xx, 429 bursts, resets, outages, dead workers, restarts,
  * import errors) come from a scenario file and are deterministic given its
@@ -56,8 +59,9 @@
  *       "paths": ["/api/v1/dags"]                    path prefixes the faults above apply to
  *                                                    (default: every non-control request;
  *                                                    outages apply to everything)
- *       "plugin_v2_fallback_404": false              /api/v2/openmetadata/... answers 404
- *       "plugin_pluginsv2_404": false                /pluginsv2/api/v2/openmetadata/... answers 404
+ *       "plugin_v2_fallback_404": false              no plugin under /api/v2/openmetadata/
+ *       "plugin_pluginsv2_404": false                no plugin under /pluginsv2/api/v2/openmetadata/
+ *                                                    (either answers as a path nothing serves)
  *   }
  * Fault order per request: outage, error_burst, rate limit, reset, error_rate,
  * lost_reply;
@@ -2135,6 +2139,45 @@ rq_invalid(struct rq *rq, const char *type, const char *field, const char *msg, 
 	    "loc", loc, "msg", msg, "input", input != NULL ? input : json_null()));
 }
 
+/*
+ * Airflow 3's answer for a path no router serves: its catch-all routes take
+ * only GET (anything else: FastAPI's 405); GET /api/v1/... and /api/... are
+ * 404s with an "error" of their own; any other GET is the UI's page.
+ */
+static bool seg_is(const struct rq *rq, int i, const char *s);
+
+static void
+v3_unrouted(struct rq *rq)
+{
+	struct ap_buf page;
+
+	rq->fam = SIM_FAM_V2;
+	if (rq->lose_reply) {
+		rq_reset(rq);
+		return;
+	}
+	if (rq->method != EVHTTP_REQ_GET) {
+		rq_error(rq, 405, NULL, "Method Not Allowed");
+		return;
+	}
+	if (seg_is(rq, 0, "api") && seg_is(rq, 1, "v1")) {
+		rq_reply(rq, 404, json_pack("{s:s}", "error", "/api/v1 has been removed in "
+		    "Airflow 3, please use its upgraded version /api/v2 instead."));
+		return;
+	}
+	if (seg_is(rq, 0, "api")) {
+		rq_reply(rq, 404, json_pack("{s:s}", "error", "API route not found"));
+		return;
+	}
+	evhttp_add_header(evhttp_request_get_output_headers(rq->req), "Content-Type",
+	    "text/html; charset=utf-8");
+	ap_buf_init(&page);
+	ap_buf_adds(&page, "<!doctype html><html lang=\"en\"><head><meta charset=\"UTF-8\" />"
+	    "<title>Airflow</title></head><body><div id=\"root\"></div></body></html>\n");
+	rq_send(rq, 200, &page);
+	ap_buf_cleanup(&page);
+}
+
 /* ---------------------------------------------------------------- authentication */
 
 static bool
@@ -2813,8 +2856,12 @@ handle_api(struct rq *rq, enum sim_api api)
 	enum evhttp_cmd_type m = rq->method;
 	bool allowed;
 
+	if (rq->s->sc.api == SIM_API_V2 && api != SIM_API_V2) {
+		v3_unrouted(rq);
+		return;
+	}
 	if (rq->s->sc.api != api) {
-		rq->fam = rq->s->sc.api == SIM_API_V1 ? SIM_FAM_V1 : SIM_FAM_V2;
+		rq->fam = SIM_FAM_V1;
 		rq_error(rq, 404, NULL, "Not Found");
 		return;
 	}
@@ -2831,10 +2878,12 @@ handle_api(struct rq *rq, enum sim_api api)
 		route = R_RUN;
 	else if (n == 1 && seg_is(rq, 2, "importErrors"))
 		route = R_IMPORT_ERRORS;
-	else {
-		rq_error(rq, 404, NULL, api == SIM_API_V1 ? "The requested URL was not found on "
-		    "the server. If you entered the URL manually please check your spelling and "
-		    "try again." : "Not Found");
+	else if (api == SIM_API_V2) {
+		v3_unrouted(rq);
+		return;
+	} else {
+		rq_error(rq, 404, NULL, "The requested URL was not found on the server. If you "
+		    "entered the URL manually please check your spelling and try again.");
 		return;
 	}
 	switch (route) {
@@ -3120,6 +3169,10 @@ handle_plugin(struct rq *rq, enum sim_api api, int op_seg, bool disabled)
 	json_t *body = NULL;
 	struct dag *d;
 
+	if (s->sc.api == SIM_API_V2 && (api != SIM_API_V2 || disabled)) {
+		v3_unrouted(rq);
+		return;
+	}
 	if (s->sc.api != api || disabled || rq->nseg != op_seg + 1) {
 		rq->fam = api == SIM_API_V1 ? SIM_FAM_V1 : SIM_FAM_V2;
 		rq_error(rq, 404, NULL, "Not Found");
@@ -3475,6 +3528,8 @@ on_request(struct evhttp_request *req, void *arg)
 		handle_api(&rq, SIM_API_V2);
 	else if (rq.nseg == 2 && seg_is(&rq, 0, "auth") && seg_is(&rq, 1, "token"))
 		handle_token(&rq);
+	else if (s->sc.api == SIM_API_V2)
+		v3_unrouted(&rq);
 	else
 		rq_error(&rq, 404, NULL, "Not Found");
 out:

@@ -442,7 +442,22 @@ test_answers(void **state)
 	j = json_loads("{\"error\": \"DAG x not found.\"}", 0, NULL);
 	assert_false(airflow_plugin_missing(404, j));
 	assert_false(airflow_plugin_missing(500, NULL));
+	assert_false(airflow_plugin_missing(200, j));
 	json_decref(j);
+	/* Airflow 3's own routes for what nothing serves. */
+	j = json_loads("{\"error\": \"API route not found\"}", 0, NULL);
+	assert_true(airflow_plugin_missing(404, j));
+	json_decref(j);
+	j = json_loads("{\"error\": \"/api/v1 has been removed in Airflow 3, please use its"
+	    " upgraded version /api/v2 instead.\"}", 0, NULL);
+	assert_true(airflow_plugin_missing(404, j));
+	json_decref(j);
+	j = json_loads("{\"detail\": \"Method Not Allowed\"}", 0, NULL);
+	assert_true(airflow_plugin_missing(405, j));
+	json_decref(j);
+	assert_true(airflow_plugin_missing(200, NULL));		/* the UI's HTML page */
+	assert_false(airflow_plugin_missing(401, NULL));
+	assert_false(airflow_plugin_missing(400, NULL));
 }
 
 static void
