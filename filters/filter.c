@@ -39,7 +39,24 @@ filter_rule_name(enum filter_rule r)
 
 /* ---- translation ---------------------------------------------------- */
 
-#define TURKISH_I "iI\\x{131}\\x{130}"
+/*
+ * Python's IGNORECASE equivalences (sre's _casefix) that PCRE2's Unicode
+ * caseless matching lacks: each group's members all match each other
+ * where Python is case-insensitive, so the scanner spells a group out
+ * (as a set) wherever one of its members appears.
+ */
+static const struct {
+	uint32_t cp[4];
+	const char *set;	/* the members, as set contents */
+} case_groups[] = {
+	/* i, I, dotless i, dotted capital I */
+	{ { 'i', 'I', 0x131, 0x130 }, "iI\\x{131}\\x{130}" },
+	/* iota and upsilon with dialytika and tonos / oxia */
+	{ { 0x390, 0x1fd3, 0, 0 }, "\\x{390}\\x{1fd3}" },
+	{ { 0x3b0, 0x1fe3, 0, 0 }, "\\x{3b0}\\x{1fe3}" },
+	/* ligatures long s t, s t */
+	{ { 0xfb05, 0xfb06, 0, 0 }, "\\x{fb05}\\x{fb06}" },
+};
 
 struct xlate {
 	const char *p;		/* pattern */
@@ -50,8 +67,16 @@ struct xlate {
 	int open[256];		/* stack: group number, or 0 for non-capturing */
 	int depth;
 	bool ci[257];		/* case-insensitive at each depth (ci[0]: top) */
-	long last_cp;
-	bool in_class;		/* code point of the last escape, -1 if none */
+	long last_cp;		/* code point of the last escape, -1 if none */
+	bool in_class;
+	/* Named groups so far: the name is p[off, off + len). */
+	struct xlate_name {
+		size_t off, len;
+		int group;
+	} *names;
+	size_t nnames;
+	int max_cond_ref;	/* highest group number a (?(N)...) names */
+	size_t max_cond_at;
 	char *cause;
 	size_t at;
 };
@@ -83,7 +108,8 @@ hexval(char c)
 	return -1;
 }
 
-static bool is_turkish_i(long cp);
+static int case_group(long cp);
+static bool group_open(const struct xlate *x, int g);
 
 static void
 push(struct xlate *x, int group)
@@ -95,9 +121,11 @@ push(struct xlate *x, int group)
 static void
 emit_cp(struct xlate *x, uint32_t cp)
 {
+	int g;
+
 	x->last_cp = (long)cp;
-	if (!x->in_class && x->ci[x->depth] && is_turkish_i((long)cp)) {
-		ap_buf_adds(&x->out, "[" TURKISH_I "]");
+	if (!x->in_class && x->ci[x->depth] && (g = case_group((long)cp)) >= 0) {
+		ap_buf_printf(&x->out, "[%s]", case_groups[g].set);
 		return;
 	}
 	ap_buf_printf(&x->out, "\\x{%x}", (unsigned)cp);
@@ -133,18 +161,33 @@ is_oct(char c)
 	return c >= '0' && c <= '7';
 }
 
-/*
- * Python's IGNORECASE compares lower-cased characters and adds a few
- * equivalences (sre_compile's _equivalences), which make i, I, dotless i
- * (U+0131) and dotted capital I (U+0130) all match each other. PCRE2's
- * Unicode caseless sets keep the Turkish letters apart, so the scanner spells
- * the four out where Python is case-insensitive.
- */
-
-static bool
-is_turkish_i(long cp)
+/* The case_groups entry cp belongs to, or -1. */
+static int
+case_group(long cp)
 {
-	return cp == 'i' || cp == 'I' || cp == 0x130 || cp == 0x131;
+	size_t g, k;
+
+	for (g = 0; cp > 0 && g < AP_ARRAY_LEN(case_groups); g++)
+		for (k = 0; k < AP_ARRAY_LEN(case_groups[g].cp); k++)
+			if (case_groups[g].cp[k] == (uint32_t)cp)
+				return (int)g;
+	return -1;
+}
+
+/* Bits of the case_groups with a member in [lo, hi]. */
+static unsigned
+case_groups_in(long lo, long hi)
+{
+	unsigned bits = 0;
+	size_t g, k;
+
+	for (g = 0; g < AP_ARRAY_LEN(case_groups); g++)
+		for (k = 0; k < AP_ARRAY_LEN(case_groups[g].cp); k++)
+			if (case_groups[g].cp[k] != 0 &&
+			    (long)case_groups[g].cp[k] >= lo &&
+			    (long)case_groups[g].cp[k] <= hi)
+				bits |= 1u << g;
+	return bits;
 }
 
 /* Decodes the UTF-8 sequence at s (at most n bytes); returns its length. */
@@ -260,10 +303,8 @@ xlate_escape(struct xlate *x, bool in_class)
 			n = n * 10 + (x->p[x->i++] - '0');
 		if (n > x->groups)
 			return xfail(x, start, "invalid group reference %d", n);
-		for (int k = 0; k < x->depth; k++)
-			if (x->open[k] == n)
-				return xfail(x, start, "cannot refer to an "
-				    "open group");
+		if (group_open(x, n))
+			return xfail(x, start, "cannot refer to an open group");
 		ap_buf_printf(&x->out, "\\g{%d}", n);
 		return 0;
 	}
@@ -292,7 +333,8 @@ xlate_class(struct xlate *x)
 {
 	size_t start = x->i;
 	long prev = -1, cp;
-	bool range = false, turkish = false;
+	bool range = false;
+	unsigned groups = 0;	/* case_groups with a member in the set */
 
 	x->in_class = true;
 	ap_buf_addc(&x->out, '[');
@@ -314,8 +356,10 @@ xlate_class(struct xlate *x)
 		c = x->p[x->i];
 		cp = -1;
 		if (c == ']') {
-			if (turkish && x->ci[x->depth])
-				ap_buf_adds(&x->out, TURKISH_I);
+			for (size_t g = 0; x->ci[x->depth] &&
+			    g < AP_ARRAY_LEN(case_groups); g++)
+				if (groups & (1u << g))
+					ap_buf_adds(&x->out, case_groups[g].set);
 			ap_buf_addc(&x->out, ']');
 			x->i++;
 			x->in_class = false;
@@ -348,16 +392,14 @@ xlate_class(struct xlate *x)
 			x->i += n;
 		}
 		if (range) {
-			if (prev >= 0 && cp >= 0 && ((prev <= 'I' && cp >= 'I') ||
-			    (prev <= 'i' && cp >= 'i') || (prev <= 0x130 &&
-			    cp >= 0x130) || (prev <= 0x131 && cp >= 0x131)))
-				turkish = true;
+			if (prev >= 0 && cp >= 0)
+				groups |= case_groups_in(prev, cp);
 			range = false;
 			prev = -1;
 			continue;
 		}
-		if (is_turkish_i(cp))
-			turkish = true;
+		if (cp > 0)
+			groups |= case_groups_in(cp, cp);
 		prev = cp;
 	}
 }
@@ -400,6 +442,44 @@ brace_quant(const struct xlate *x, long *lo, long *hi)
 	*lo = a < 0 ? 0 : a;
 	*hi = b;
 	return j + 1 - x->i;
+}
+
+/* Whether s[0, n) is an ASCII identifier (group names are ASCII here). */
+static bool
+ident_at(const char *s, size_t n)
+{
+	size_t k;
+
+	for (k = 0; k < n; k++)
+		if (!((s[k] >= 'a' && s[k] <= 'z') || (s[k] >= 'A' && s[k] <= 'Z') ||
+		    s[k] == '_' || (k > 0 && s[k] >= '0' && s[k] <= '9')))
+			return false;
+	return n > 0;
+}
+
+/* The number of the group named p[off, off + len) defined so far, or -1. */
+static int
+name_group(const struct xlate *x, size_t off, size_t len)
+{
+	size_t k;
+
+	for (k = 0; k < x->nnames; k++)
+		if (x->names[k].len == len &&
+		    memcmp(x->p + x->names[k].off, x->p + off, len) == 0)
+			return x->names[k].group;
+	return -1;
+}
+
+/* Whether group g is still open at this point. */
+static bool
+group_open(const struct xlate *x, int g)
+{
+	int k;
+
+	for (k = 0; k < x->depth; k++)
+		if (x->open[k] == g)
+			return true;
+	return false;
 }
 
 /* "(?" constructs. x->i is at '('. top_start: nothing emitted at top level yet. */
@@ -477,23 +557,66 @@ xlate_group(struct xlate *x, bool top_start, int *what)
 		x->i++;
 		if (c == '<') {
 			push(x, ++x->groups);
+			x->names = ap_xreallocarray(x->names, x->nnames + 1,
+			    sizeof *x->names);
+			x->names[x->nnames++] = (struct xlate_name){ n0, n, x->groups };
 			ap_buf_printf(&x->out, "(?P<%.*s>", (int)n, p + n0);
 		} else {
+			int g = name_group(x, n0, n);
+
+			if (g < 0)
+				return xfail(x, n0, "unknown group name '%.*s'",
+				    (int)n, p + n0);
+			if (group_open(x, g))
+				return xfail(x, n0, "cannot refer to an open group");
 			ap_buf_printf(&x->out, "(?P=%.*s)", (int)n, p + n0);
 			*what = GRP_ATOM;
 		}
 		return 0;
 	}
 	case '(': {
-		/* (?(id/name)yes|no): the same in both. */
-		size_t n0 = ++x->i;
+		/*
+		 * (?(N)yes|no) or (?(name)yes|no). PCRE2 reads more between
+		 * the parentheses than Python (+1 and -1 relative numbers,
+		 * R, R1 and R&name recursion tests, DEFINE, VERSION>=...),
+		 * so the condition is checked as Python does and passed on
+		 * in a spelling PCRE2 can only read one way.
+		 */
+		size_t n0 = ++x->i, n, k;
+		long g = 0;
 
 		while (x->i < x->len && p[x->i] != ')')
 			x->i++;
 		if (x->i >= x->len)
 			return xfail(x, start, "missing ), unterminated name");
+		n = x->i - n0;
+		if (n == 0)
+			return xfail(x, n0, "missing group name");
+		if (ident_at(p + n0, n)) {
+			if ((g = name_group(x, n0, n)) < 0)
+				return xfail(x, n0, "unknown group name '%.*s'",
+				    (int)n, p + n0);
+			push(x, 0);
+			ap_buf_printf(&x->out, "(?(<%.*s>)", (int)n, p + n0);
+			x->i++;
+			return 0;
+		}
+		for (k = n0; k < n0 + n; k++) {
+			if (p[k] < '0' || p[k] > '9')
+				return xfail(x, n0, "bad character in group name "
+				    "'%.*s' (a condition names a group by its "
+				    "number or its name)", (int)n, p + n0);
+			if (g < 100000)
+				g = g * 10 + (p[k] - '0');
+		}
+		if (g == 0)
+			return xfail(x, n0, "bad group number");
+		if (g > x->max_cond_ref) {
+			x->max_cond_ref = (int)g;
+			x->max_cond_at = n0;
+		}
 		push(x, 0);
-		ap_buf_printf(&x->out, "(?(%.*s)", (int)(x->i - n0), p + n0);
+		ap_buf_printf(&x->out, "(?(%ld)", g);
 		x->i++;
 		return 0;
 	}
@@ -658,6 +781,8 @@ filter_translate(const char *py, char **cause, size_t *offset)
 			x.i++;
 			can_repeat = false;
 			repeated = false;
+			/* Python takes global flags in the first branch only. */
+			top_start = false;
 			break;
 		case '*': case '+': case '?': case '{':
 			if (c == '{') {
@@ -715,9 +840,10 @@ filter_translate(const char *py, char **cause, size_t *offset)
 			/* literal (whole UTF-8 sequence) or '.' */
 			long cp;
 			size_t cl = utf8_decode(py + x.i, x.len - x.i, &cp);
+			int g = case_group(cp);
 
-			if (is_turkish_i(cp) && x.ci[x.depth])
-				ap_buf_adds(&x.out, "[" TURKISH_I "]");
+			if (g >= 0 && x.ci[x.depth])
+				ap_buf_printf(&x.out, "[%s]", case_groups[g].set);
 			else
 				ap_buf_add(&x.out, py + x.i, cl);
 			x.i += cl;
@@ -733,8 +859,15 @@ filter_translate(const char *py, char **cause, size_t *offset)
 		x.at = x.len;
 		goto fail;
 	}
+	if (x.max_cond_ref > x.groups) {
+		x.cause = ap_xprintf("invalid group reference %d", x.max_cond_ref);
+		x.at = x.max_cond_at;
+		goto fail;
+	}
+	free(x.names);
 	return ap_buf_steal(&x.out, NULL);
 fail:
+	free(x.names);
 	ap_buf_cleanup(&x.out);
 	if (cause != NULL)
 		*cause = x.cause;

@@ -146,6 +146,58 @@ test_rejects(void **state)
 	reject("a(b", "the service");
 }
 
+/*
+ * Python's conditionals (?(N)...) and (?(name)...): PCRE2 reads more
+ * between the parentheses, which must never change the answer.
+ */
+static void
+test_conditionals(void **state)
+{
+	(void)state;
+	assert_true(m("(a)?(?(1)b|c)", "ab"));
+	assert_true(m("(a)?(?(1)b|c)", "c"));
+	assert_false(m("(a)?(?(1)b|c)", "b"));
+	assert_true(m("(?P<x>a)?(?(x)b|c)", "c"));
+	assert_false(m("(?P<x>a)?(?(x)b|c)", "b"));
+	assert_true(m("(?P<x>a)?(?(x)b|c)", "ab"));
+	/* A group named R or DEFINE is a group, not a recursion test. */
+	assert_true(m("(?P<R>x)?(?(R)a|b)", "xa"));
+	assert_false(m("(?P<R>x)?(?(R)a|b)", "a"));
+	/* PCRE2's relative +1 is another group than Python's (deprecated) 1. */
+	reject("(x)(?(+1)a|b)(c)", "bad character in group name '+1'");
+	reject("(?(-1)a|b)(c)", "bad character in group name '-1'");
+	reject("(?(R)a|b)", "unknown group name 'R'");
+	reject("(?(DEFINE)a)b", "unknown group name 'DEFINE'");
+	reject("(?(VERSION>=10)a|b)", "bad character in group name");
+	reject("(?(x)a|b)(?P<x>c)", "unknown group name 'x'");
+	reject("(?(0)a|b)", "bad group number");
+	reject("(?(2)a|b)(c)", "invalid group reference 2");
+	reject("(?()a)", "missing group name");
+	reject("(?P=n)", "unknown group name 'n'");
+	reject("(?P<n>a(?P=n))", "open group");
+	/* Global flags belong to the first branch only. */
+	reject("|(?i)a", "global flags not at the start");
+	assert_true(m("(?i)|a", "x"));
+}
+
+/* Python's IGNORECASE equivalences that Unicode simple folding lacks. */
+static void
+test_case_equivalences(void **state)
+{
+	(void)state;
+	assert_true(m("\xef\xac\x85", "\xef\xac\x86"));	/* long s t, s t */
+	assert_true(m("\xef\xac\x86", "\xef\xac\x85"));
+	assert_true(m("[\xef\xac\x85]", "\xef\xac\x86"));
+	assert_false(m("[^\xef\xac\x85]", "\xef\xac\x86"));
+	assert_true(m("\\ufb05", "\xef\xac\x86"));
+	assert_false(m("(?-i:\xef\xac\x85)", "\xef\xac\x86"));
+	assert_true(m("\xce\x90", "\xe1\xbf\x93"));	/* iota dialytika tonos / oxia */
+	assert_true(m("\xe1\xbf\x93", "\xce\x90"));
+	assert_true(m("[\xe1\xbf\x90-\xe1\xbf\x94]", "\xce\x90"));
+	assert_true(m("\xce\xb0", "\xe1\xbf\xa3"));	/* upsilon */
+	assert_true(m("\xe1\xbf\xa3", "\xce\xb0"));
+}
+
 static void
 test_match_limit(void **state)
 {
@@ -378,6 +430,8 @@ main(void)
 		cmocka_unit_test(test_semantics),
 		cmocka_unit_test(test_python_syntax),
 		cmocka_unit_test(test_rejects),
+		cmocka_unit_test(test_conditionals),
+		cmocka_unit_test(test_case_equivalences),
 		cmocka_unit_test(test_match_limit),
 		cmocka_unit_test(test_effective_merge),
 		cmocka_unit_test(test_config_errors),
