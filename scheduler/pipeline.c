@@ -144,12 +144,59 @@ pipeline_name(const char *kind, const char *service_name, enum pipeline_agent a)
 	return name;
 }
 
+/*
+ * Whether the numbers of one cron field (s, n bytes) lie in [lo, hi], as
+ * croniter (which Airflow parses schedules with) insists: "99 * * * *"
+ * passes the shape check but gives the deployed DAG an import error.
+ * Steps must be positive. Names (MON, JAN) and croniter's L and # forms
+ * are left to Airflow.
+ */
+static bool
+cron_field_ok(const char *s, size_t n, long lo, long hi)
+{
+	size_t i = 0;
+
+	while (i < n) {
+		size_t e = i;
+		bool step = false;
+
+		while (e < n && s[e] != ',')
+			e++;
+		for (size_t k = i; k < e; k++) {
+			long v;
+
+			if (s[k] == '/') {
+				step = true;
+				continue;
+			}
+			if (!isdigit((unsigned char)s[k]))
+				continue;
+			/* A whole number: a value, a range end, or the step. */
+			if (k > i && isalnum((unsigned char)s[k - 1]))
+				continue;
+			for (v = 0; k < e && isdigit((unsigned char)s[k]); k++)
+				if (v < 100000)
+					v = v * 10 + (s[k] - '0');
+			if (k < e && isalpha((unsigned char)s[k]))
+				continue;	/* 5L, a name */
+			if (step ? v < 1 : (v < lo || v > hi))
+				return false;
+			k--;
+		}
+		i = e + 1;
+	}
+	return true;
+}
+
 bool
 pipeline_schedule_valid(const char *s)
 {
 	static const char *const presets[] = { "@once", "@continuous", "@hourly",
 		"@daily", "@weekly", "@monthly", "@quarterly", "@yearly", "@annually",
 		"@midnight", NULL };
+	/* minute, hour, day of month, month, day of week (0 and 7: Sunday) */
+	static const long lo[5] = { 0, 0, 1, 1, 0 }, hi[5] = { 59, 23, 31, 12, 7 };
+	const char *field = NULL;
 	unsigned fields = 0, i;
 	bool in = false;
 
@@ -161,11 +208,17 @@ pipeline_schedule_valid(const char *s)
 				return true;
 		return false;
 	}
-	for (; *s != '\0'; s++) {
+	for (;; s++) {
 		unsigned char c = (unsigned char)*s;
 
-		if (c == ' ' || c == '\t') {
+		if (c == ' ' || c == '\t' || c == '\0') {
+			if (in && (fields > 5 || !cron_field_ok(field,
+			    (size_t)((const char *)s - field), lo[fields - 1],
+			    hi[fields - 1])))
+				return false;
 			in = false;
+			if (c == '\0')
+				break;
 			continue;
 		}
 		/* Digits, ranges, steps, lists, names (MON, JAN) and ?LW#. */
@@ -173,6 +226,7 @@ pipeline_schedule_valid(const char *s)
 			return false;
 		if (!in) {
 			in = true;
+			field = s;
 			fields++;
 		}
 	}

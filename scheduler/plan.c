@@ -234,7 +234,8 @@ parse_agent(struct plan_agent *a, const char *name, const json_t *obj, char **ca
 			} else if (!json_is_string(v) ||
 			    !pipeline_schedule_valid(json_string_value(v))) {
 				*cause = ap_xprintf("%s: must be a five-field cron expression"
-				    " (\"0 2 * * 0\"), an Airflow preset (\"@daily\") or null",
+				    " (\"0 2 * * 0\"; minute 0-59, hour 0-23, day 1-31, month"
+				    " 1-12, weekday 0-7), an Airflow preset (\"@daily\") or null",
 				    path);
 				goto out;
 			} else {

@@ -362,6 +362,9 @@ test_config_errors(void **state)
 	    "agents.usage.schedule: must be a five-field cron expression");
 	plan_err("{\"agents\": {\"usage\": {\"schedule\": \"0 2 * *\"}}}",
 	    "agents.usage.schedule: must be a five-field");
+	plan_err("{\"agents\": {\"usage\": {\"schedule\": \"0 25 * * 0\"}}}",
+	    "agents.usage.schedule: must be a five-field cron expression (\"0 2 * * 0\";"
+	    " minute 0-59, hour 0-23");
 	plan_err("{\"agents\": {\"usage\": {\"schedule\": 5}}}",
 	    "agents.usage.schedule: must be");
 	plan_err("{\"agents\": {\"usage\": {\"timeout\": 5}}}",
@@ -711,6 +714,18 @@ test_schedule_syntax(void **state)
 	assert_false(pipeline_schedule_valid(""));
 	assert_false(pipeline_schedule_valid("0 0 * * $"));
 	assert_false(pipeline_schedule_valid(NULL));
+	/* Values croniter refuses (the DAG would not import). */
+	assert_false(pipeline_schedule_valid("99 99 * * *"));
+	assert_false(pipeline_schedule_valid("0 24 * * *"));
+	assert_false(pipeline_schedule_valid("60 0 * * *"));
+	assert_false(pipeline_schedule_valid("0 0 0 * *"));
+	assert_false(pipeline_schedule_valid("0 0 1,32 * *"));
+	assert_false(pipeline_schedule_valid("0 0 * 13 *"));
+	assert_false(pipeline_schedule_valid("0 0 * * 8"));
+	assert_false(pipeline_schedule_valid("*/0 * * * *"));
+	assert_true(pipeline_schedule_valid("0-59/5 0-23 1-31 1-12 0-7"));
+	assert_true(pipeline_schedule_valid("0 0 L * 5L"));
+	assert_true(pipeline_schedule_valid("0 0 * * 1#2"));
 }
 
 int
