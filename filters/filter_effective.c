@@ -264,9 +264,17 @@ filter_config_from_json(const json_t *section, struct filter_config *out,
 	if (v != NULL) {
 		json_object_foreach((json_t *)v, name, obj) {
 			if (filter_kind_keys(name) == NULL) {
+				struct ap_buf b;
+				size_t i;
+
+				ap_buf_init(&b);
+				for (i = 0; i < AP_ARRAY_LEN(kinds); i++)
+					ap_buf_printf(&b, "%s%s", i ? ", " : "",
+					    kinds[i].kind);
 				*cause = ap_xprintf("filters.defaults."
-				    "byServiceKind.%s: unknown service kind",
-				    name);
+				    "byServiceKind.%s: unknown service kind"
+				    " (known: %s)", name, b.data);
+				ap_buf_cleanup(&b);
 				return -1;
 			}
 			path = ap_xprintf("filters.defaults.byServiceKind.%s", name);

@@ -339,7 +339,9 @@ test_config_errors(void **state)
 	    "schemaFilterPattern.excludes[1]: invalid pattern '('", NULL);
 	config_error("{\"builtin_defaults\": 1}", "filters.builtin_defaults", NULL);
 	config_error("{\"defaults\": {\"byServiceKind\": {\"databse\": {}}}}",
-	    "databse", NULL);
+	    "filters.defaults.byServiceKind.databse: unknown service kind",
+	    "(known: database, metadata, messaging, dashboard, pipeline, mlmodel,"
+	    " storage, search, api)");
 	assert_non_null(filter_defaults_for("postgres"));
 	assert_null(filter_defaults_for("Looker"));
 }
