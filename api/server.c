@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <sys/socket.h>
 #include <netinet/in.h>
@@ -15,6 +16,7 @@
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
+#include <event2/listener.h>
 #include <event2/util.h>
 
 #include "log.h"
@@ -36,6 +38,10 @@
 /* How long a /readyz waits for the probe (from its start) before it answers
  * that Airflow does not answer in time. */
 #define READY_WAIT_MS 2000
+/* How long accepting pauses when accept() fails for want of descriptors
+ * (or memory), and how often at most that is logged. */
+#define ACCEPT_PAUSE_MS 250
+#define ACCEPT_WARN_MS 60000
 
 struct server {
 	struct event_base *base;
@@ -73,7 +79,16 @@ struct server {
 	struct evhttp_request **ready_waiting;	/* /readyz waiting for the probe */
 	size_t nready_waiting, ready_waiting_cap;
 	struct event *ready_timer;	/* answers them after READY_WAIT_MS */
+	/* Accepting paused after accept() failed (see accept_error_cb). */
+	struct event *accept_timer;
+	uint64_t accept_warned_ms;
+	uint64_t accept_failures;	/* since the last warning */
+	struct server *next;		/* in the list accept_error_cb searches */
 };
+
+/* Servers of this process, for accept_error_cb (libevent hands it the
+ * listener and evhttp's own argument only). */
+static struct server *servers;
 
 static const char *const outcome_names[SERVER_OUTCOME_MAX] = {
 	"accepted", "repeated", "ignored", "bad_request", "unauthorized",
@@ -82,6 +97,27 @@ static const char *const outcome_names[SERVER_OUTCOME_MAX] = {
 };
 
 /* ---- Answers. ---- */
+
+/*
+ * Sends an answer. The answer to HEAD is the one GET would get without its
+ * body (libevent would write the body, which the client then reads as the
+ * start of the next answer on the connection), with its Content-Length.
+ */
+static void
+send_reply(struct evhttp_request *req, int code, const char *reason,
+    struct evbuffer *out)
+{
+	char n[24];
+
+	if (evhttp_request_get_command(req) != EVHTTP_REQ_HEAD) {
+		evhttp_send_reply(req, code, reason, out);
+		return;
+	}
+	snprintf(n, sizeof n, "%zu", evbuffer_get_length(out));
+	evhttp_remove_header(evhttp_request_get_output_headers(req), "Content-Length");
+	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Length", n);
+	evhttp_send_reply(req, code, reason, NULL);
+}
 
 /* Answers with a JSON text (and a newline). */
 static void
@@ -96,7 +132,7 @@ reply_text(struct evhttp_request *req, int code, const char *reason, const char 
 	evbuffer_add(out, "\n", 1);
 	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
 	    "application/json");
-	evhttp_send_reply(req, code, reason, out);
+	send_reply(req, code, reason, out);
 	evbuffer_free(out);
 }
 
@@ -165,6 +201,29 @@ header_count(struct evhttp_request *req)
 	for (kv = h->tqh_first; kv != NULL; kv = kv->next.tqe_next)
 		n++;
 	return n;
+}
+
+/* Whether the request has the header more than once. */
+static bool
+header_repeated(struct evhttp_request *req, const char *name)
+{
+	struct evkeyvalq *h = evhttp_request_get_input_headers(req);
+	struct evkeyval *kv;
+	unsigned n = 0;
+
+	for (kv = h->tqh_first; kv != NULL; kv = kv->next.tqe_next)
+		if (strcasecmp(kv->key, name) == 0 && ++n > 1)
+			return true;
+	return false;
+}
+
+/* GET, or HEAD: the same answer without its body (send_reply). */
+static bool
+method_get(struct evhttp_request *req)
+{
+	enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
+
+	return cmd == EVHTTP_REQ_GET || cmd == EVHTTP_REQ_HEAD;
 }
 
 /* True for application/json, with or without parameters (charset=utf-8). */
@@ -678,8 +737,9 @@ handle_runs(struct server *s, struct evhttp_request *req, const char *path)
 	enum store_result r;
 	json_t *out = NULL;
 
-	if (evhttp_request_get_command(req) != EVHTTP_REQ_GET) {
-		evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", "GET");
+	if (!method_get(req)) {
+		evhttp_add_header(evhttp_request_get_output_headers(req), "Allow",
+		    "GET, HEAD");
 		reply_error(req, 405, "Method Not Allowed", "method not allowed",
 		    "runs are read with GET");
 		return;
@@ -870,9 +930,14 @@ handle_rerun(struct server *s, struct evhttp_request *req, const char *path)
 	}
 	type = decoded(rest, (size_t)(slash - rest));
 	fqn = decoded(slash + 1, strlen(slash + 1) - strlen(RERUN_SUFFIX));
-	if (type == NULL || fqn == NULL || *fqn == '\0') {
+	if (type == NULL || fqn == NULL) {
 		reply_error(req, 400, "Bad Request", "bad path",
 		    "the service type or name is not valid percent-encoding of UTF-8");
+		goto out;
+	}
+	if (*fqn == '\0') {
+		reply_error(req, 400, "Bad Request", "bad path", "the service name is"
+		    " empty: expected /api/v1/services/{serviceType}/{fqn}/rerun");
 		goto out;
 	}
 	if (plan_service_kind(type) == NULL) {
@@ -1241,7 +1306,7 @@ handle_metrics(struct server *s, struct evhttp_request *req)
 	evbuffer_add(out, b.data, b.len);
 	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
 	    "text/plain; version=0.0.4");
-	evhttp_send_reply(req, 200, "OK", out);
+	send_reply(req, 200, "OK", out);
 	evbuffer_free(out);
 	ap_buf_cleanup(&b);
 }
@@ -1254,12 +1319,20 @@ route(struct evhttp_request *req, void *arg)
 	struct server *s = arg;
 	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
 	const char *path = uri != NULL ? evhttp_uri_get_path(uri) : NULL;
-	enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
 
 	busy_add(s, req);
 	if (path == NULL || *path == '\0')
 		path = "/";
-	if (strcmp(path, WEBHOOK_PATH) == 0)
+	if (header_repeated(req, "Content-Length")) {
+		/* libevent framed the body by the first one; a proxy in front may
+		 * have used another, and the rest would be read as a request of
+		 * its own. Refused, and the connection closed after the answer. */
+		evhttp_remove_header(evhttp_request_get_output_headers(req), "Connection");
+		evhttp_add_header(evhttp_request_get_output_headers(req), "Connection",
+		    "close");
+		reply_error(req, 400, "Bad Request", "bad request",
+		    "more than one Content-Length header");
+	} else if (strcmp(path, WEBHOOK_PATH) == 0)
 		handle_webhook(s, req);
 	else if (strcmp(path, RUNS_PATH) == 0 ||
 	    (ap_startswith(path, RUNS_PATH "/") && path[strlen(RUNS_PATH) + 1] != '\0'))
@@ -1267,8 +1340,9 @@ route(struct evhttp_request *req, void *arg)
 	else if (ap_startswith(path, SERVICES_PATH) && ap_endswith(path, RERUN_SUFFIX))
 		handle_rerun(s, req, path);
 	else if ((strcmp(path, "/healthz") == 0 || strcmp(path, "/readyz") == 0 ||
-	    strcmp(path, "/metrics") == 0) && cmd != EVHTTP_REQ_GET) {
-		evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", "GET");
+	    strcmp(path, "/metrics") == 0) && !method_get(req)) {
+		evhttp_add_header(evhttp_request_get_output_headers(req), "Allow",
+		    "GET, HEAD");
 		reply_error(req, 405, "Method Not Allowed", "method not allowed",
 		    "health, readiness and metrics are read with GET");
 	} else if (strcmp(path, "/healthz") == 0)
@@ -1279,6 +1353,59 @@ route(struct evhttp_request *req, void *arg)
 		handle_metrics(s, req);
 	else
 		reply_error(req, 404, "Not Found", "not found", "no such endpoint");
+}
+
+/* ---- Accepting. ---- */
+
+/*
+ * accept() failed for want of descriptors or memory (EMFILE, ENFILE,
+ * ENOBUFS, ENOMEM: every connection a client holds open costs one). The
+ * listening socket stays readable, so without a pause the loop would spin
+ * on it, and libevent would log each failure: accepting pauses for
+ * ACCEPT_PAUSE_MS (the connections wait in the kernel's backlog meanwhile)
+ * and the failure is logged at most once per ACCEPT_WARN_MS.
+ */
+static void
+accept_error_cb(struct evconnlistener *lev, void *arg)
+{
+	int err = EVUTIL_SOCKET_ERROR();
+	struct timeval tv = { 0, ACCEPT_PAUSE_MS * 1000 };
+	struct server *s;
+	uint64_t now = ap_mono_ms();
+
+	(void)arg;
+	for (s = servers; s != NULL; s = s->next)
+		if (s->listener != NULL &&
+		    evhttp_bound_socket_get_listener(s->listener) == lev)
+			break;
+	evconnlistener_disable(lev);
+	if (s == NULL)
+		return;
+	s->accept_failures++;
+	if (s->accept_warned_ms == 0 || now - s->accept_warned_ms >= ACCEPT_WARN_MS) {
+		if (s->accept_failures > 1)
+			ap_warn("http: cannot accept connections: %s (%llu failed accepts"
+			    " since the last warning); trying again every %d ms",
+			    evutil_socket_error_to_string(err),
+			    (unsigned long long)s->accept_failures, ACCEPT_PAUSE_MS);
+		else
+			ap_warn("http: cannot accept connections: %s; trying again every"
+			    " %d ms", evutil_socket_error_to_string(err), ACCEPT_PAUSE_MS);
+		s->accept_warned_ms = now;
+		s->accept_failures = 0;
+	}
+	evtimer_add(s->accept_timer, &tv);
+}
+
+static void
+accept_resume_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct server *s = arg;
+
+	(void)fd;
+	(void)what;
+	if (s->listener != NULL)
+		evconnlistener_enable(evhttp_bound_socket_get_listener(s->listener));
 }
 
 /* ---- Life cycle. ---- */
@@ -1312,14 +1439,21 @@ server_create(struct event_base *base, const struct config *cfg,
 	evhttp_set_flags(s->http, EVHTTP_SERVER_LINGERING_CLOSE);
 	evhttp_set_max_headers_size(s->http, MAX_HEADER_BYTES);
 	evhttp_set_timeout(s->http, (int)cfg->request_timeout_s);
+	/* The methods libevent knows reach route(), so that each gets a JSON
+	 * answer (405 with Allow) rather than libevent's HTML 501; but CONNECT,
+	 * whose answers libevent does not frame (501 and close). */
 	evhttp_set_allowed_methods(s->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST |
-	    EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_PATCH | EVHTTP_REQ_HEAD);
+	    EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_PATCH | EVHTTP_REQ_HEAD |
+	    EVHTTP_REQ_OPTIONS | EVHTTP_REQ_TRACE);
 	evhttp_set_default_content_type(s->http, "application/json");
 	evhttp_set_gencb(s->http, route, s);
 	s->flush_ev = event_new(base, -1, 0, flush_cb, s);
 	s->take_ev = event_new(base, -1, 0, take_cb, s);
 	s->ready_timer = evtimer_new(base, readyz_timer_cb, s);
+	s->accept_timer = evtimer_new(base, accept_resume_cb, s);
 	s->take = json_array();
+	s->next = servers;
+	servers = s;
 	/* A host that does not resolve is said so (binding would only leave
 	 * errno from something else). */
 	memset(&hints, 0, sizeof hints);
@@ -1343,6 +1477,8 @@ server_create(struct event_base *base, const struct config *cfg,
 		server_free(s);
 		return NULL;
 	}
+	evconnlistener_set_error_cb(evhttp_bound_socket_get_listener(s->listener),
+	    accept_error_cb);
 	if (getsockname(evhttp_bound_socket_get_fd(s->listener), (struct sockaddr *)&ss,
 	    &sl) == 0) {
 		if (ss.ss_family == AF_INET)
@@ -1378,6 +1514,7 @@ server_drain(struct server *s)
 		evhttp_del_accept_socket(s->http, s->listener);
 		s->listener = NULL;
 	}
+	evtimer_del(s->accept_timer);
 	/* Not ready any more: say so now rather than after the probe. */
 	readyz_release(s, false);
 }
@@ -1385,6 +1522,8 @@ server_drain(struct server *s)
 void
 server_free(struct server *s)
 {
+	struct server **link;
+
 	if (s == NULL)
 		return;
 	if (s->npending > 0)
@@ -1395,6 +1534,13 @@ server_free(struct server *s)
 	readyz_release(s, false);
 	if (s->ready_timer != NULL)
 		event_free(s->ready_timer);
+	if (s->accept_timer != NULL)
+		event_free(s->accept_timer);
+	for (link = &servers; *link != NULL; link = &(*link)->next)
+		if (*link == s) {
+			*link = s->next;
+			break;
+		}
 	free(s->ready_waiting);
 	free(s->airflow_error);
 	if (s->flush_ev != NULL)

@@ -266,7 +266,7 @@ event_entity(const json_t *ev, const char *where, unsigned max_depth, json_t **o
 		    max_depth);
 		return WEBHOOK_PARSE_TOO_DEEP;
 	}
-	e = json_loadb(s, n, 0, &jerr);
+	e = json_loadb(s, n, JSON_REJECT_DUPLICATES, &jerr);
 	if (e == NULL) {
 		*cause = ap_xprintf("%sentity: not valid JSON: %s (position %d)", where,
 		    jerr.text, jerr.position);
@@ -387,7 +387,9 @@ webhook_parse(const char *body, size_t len, unsigned max_depth,
 		*cause = ap_xprintf("body: JSON nested deeper than %u levels", max_depth);
 		return WEBHOOK_PARSE_TOO_DEEP;
 	}
-	root = json_loadb(body, len, 0, &jerr);
+	/* A key given twice would be read as its last value here and perhaps
+	 * as its first elsewhere: refused (OpenMetadata never sends one). */
+	root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
 	if (root == NULL) {
 		*cause = ap_xprintf("body: not valid JSON: %s (line %d, column %d)",
 		    jerr.text, jerr.line, jerr.column);

@@ -93,7 +93,7 @@ def main():
             for method in ("POST", "PUT", "DELETE"):
                 st, hdrs, body = srv.exchange(method, path, b"{}" if method != "DELETE" else None,
                                               {"Content-Type": "application/json"})
-                check(st == 405 and hdrs.get("allow") == "GET",
+                check(st == 405 and hdrs.get("allow") == "GET, HEAD",
                       "%s %s: %s %s %s" % (method, path, st, hdrs, body))
                 check(isinstance(body, dict) and body.get("error") == "method not allowed",
                       "%s %s: JSON error body: %r" % (method, path, body))

@@ -276,6 +276,20 @@ test_invalid(void **state)
 	    "{\"fullyQualifiedName\": \"pg\", \"serviceType\": \"Postgres\","
 	    " \"connection\": 3}"), WEBHOOK_PARSE_INVALID, "entity.connection");
 
+	/* A key given twice is refused, not read as its last value: in the
+	 * event, in an entity object and in an entity given as a string. */
+	expect_invalid("{\"id\": \"e1\", \"eventType\": \"entityCreated\","
+	    " \"entityType\": \"databaseService\", \"timestamp\": 1, \"entity\": {},"
+	    " \"eventType\": \"entityDeleted\"}", WEBHOOK_PARSE_BAD_JSON,
+	    "duplicate object key");
+	expect_invalid(event("entityCreated", "databaseService", "{\"fullyQualifiedName\":"
+	    " \"pg\", \"serviceType\": \"Postgres\", \"fullyQualifiedName\": \"other\"}"),
+	    WEBHOOK_PARSE_BAD_JSON, "duplicate object key");
+	expect_invalid(event("entityCreated", "databaseService", "\"{\\\"fullyQualifiedName"
+	    "\\\": \\\"pg\\\", \\\"serviceType\\\": \\\"Postgres\\\","
+	    " \\\"serviceType\\\": \\\"Mysql\\\"}\""), WEBHOOK_PARSE_INVALID,
+	    "entity: not valid JSON: duplicate object key");
+
 	/* Nesting: in the body, and inside an entity given as a string. */
 	for (i = 0; i < 100; i++)
 		deep[i] = '[';
