@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
 
 #include <curl/curl.h>
@@ -32,7 +33,7 @@ struct run_line {
 	char agent[SCHED_AGENT_NAME_MAX];
 	char state[24];
 	char dag_run_id[160];
-	char error[160];
+	char error[512];	/* cut to the terminal's width when drawn */
 	unsigned attempt;
 	uint64_t started;	/* mono ms when it left pending, 0 before */
 	uint64_t ended;		/* mono ms when it reached a final state */
@@ -327,13 +328,31 @@ line_of(struct run_watch *w, const char *agent)
 	return &w->lines[w->nlines++];
 }
 
+/* Columns of the terminal on stdout (80 when it does not say). */
+static unsigned
+term_columns(void)
+{
+	struct winsize ws;
+
+	if (ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0)
+		return ws.ws_col;
+	return 80;
+}
+
+/*
+ * Redraws the agent lines in place: the cursor goes back up one row per
+ * line, so a line must not wrap; each is cut to the terminal's width (a
+ * UTF-8 character taken as one column).
+ */
 static void
 draw(struct run_watch *w)
 {
 	uint64_t now = ap_mono_ms();
+	unsigned i, cols = term_columns() - 1, used;
 	struct run_line *l;
-	unsigned i;
 	double secs;
+	char *text;
+	size_t n;
 
 	if (w->drawn > 0)
 		printf("\033[%uA", w->drawn);
@@ -341,8 +360,16 @@ draw(struct run_watch *w)
 		l = &w->lines[i];
 		secs = l->started == 0 ? 0 :
 		    (double)((l->ended != 0 ? l->ended : now) - l->started) / 1000.0;
-		printf("\r\033[K  %-18s %-15s %7.1fs  %s%s%s\n", l->agent, l->state, secs,
+		text = ap_xprintf("  %-18s %-15s %7.1fs  %s%s%s", l->agent, l->state, secs,
 		    l->dag_run_id, l->error[0] != '\0' ? "  " : "", l->error);
+		for (n = 0, used = 0; text[n] != '\0'; n++) {
+			if (((unsigned char)text[n] & 0xc0) == 0x80)
+				continue;	/* the rest of a UTF-8 character */
+			if (used++ == cols)
+				break;
+		}
+		printf("\r\033[K%.*s\n", (int)n, text);
+		free(text);
 	}
 	w->drawn = w->nlines;
 	fflush(stdout);
@@ -361,7 +388,7 @@ run_observe(const struct sched_event *ev, void *arg)
 {
 	struct run_watch *w = arg;
 	struct run_line *l;
-	char ts[32];
+	char ts[32], *error = NULL;
 
 	/* Events of the run may come while sched_submit() creates it, before
 	 * its id is known here; this process drives no other run. */
@@ -371,7 +398,7 @@ run_observe(const struct sched_event *ev, void *arg)
 		snprintf(w->run_state, sizeof w->run_state, "%s", ev->new_state);
 		if (ev->error != NULL) {
 			free(w->run_error);
-			w->run_error = ap_xstrdup(ev->error);
+			w->run_error = ap_term_text(ev->error);
 		}
 		if (ev->old_state != NULL && strcmp(ev->old_state, ev->new_state) == 0)
 			w->left = true;
@@ -385,13 +412,17 @@ run_observe(const struct sched_event *ev, void *arg)
 			event_base_loopexit(w->rt.base, NULL);
 		return;
 	}
+	/* Airflow's errors (import errors are tracebacks) are shown on one line,
+	 * without the control characters they may carry. */
+	if (ev->error != NULL)
+		error = ap_term_text(ev->error);
 	if ((l = line_of(w, ev->agent)) != NULL) {
 		enum sched_agent_state as;
 
 		snprintf(l->state, sizeof l->state, "%s", ev->new_state);
 		if (ev->dag_run_id != NULL)
 			snprintf(l->dag_run_id, sizeof l->dag_run_id, "%s", ev->dag_run_id);
-		snprintf(l->error, sizeof l->error, "%s", ev->error != NULL ? ev->error : "");
+		snprintf(l->error, sizeof l->error, "%s", error != NULL ? error : "");
 		l->attempt = ev->attempt;
 		if (l->started == 0 && strcmp(ev->new_state, "pending") != 0)
 			l->started = ap_mono_ms();
@@ -401,18 +432,20 @@ run_observe(const struct sched_event *ev, void *arg)
 			l->ended = 0;
 	}
 	if (w->json)
-		return;
+		goto out;
 	if (w->tty) {
 		draw(w);
-		return;
+		goto out;
 	}
 	ap_format_time(ap_wall_ms(), ts, sizeof ts);
 	printf("%s %s: %s -> %s (attempt %u%s%s)%s%s\n", ts, ev->agent,
 	    ev->old_state != NULL ? ev->old_state : "new",
 	    ev->new_state, ev->attempt, ev->dag_run_id != NULL ? ", dag run " : "",
-	    ev->dag_run_id != NULL ? ev->dag_run_id : "", ev->error != NULL ? ": " : "",
-	    ev->error != NULL ? ev->error : "");
+	    ev->dag_run_id != NULL ? ev->dag_run_id : "", error != NULL ? ": " : "",
+	    error != NULL ? error : "");
 	fflush(stdout);
+out:
+	free(error);
 }
 
 static void
@@ -793,13 +826,12 @@ run_exec(int argc, char **argv)
 	if (w.tty)
 		draw(&w);
 
-	if (w.interrupted) {
+	if (w.interrupted)
 		fprintf(stderr, "autopilot: run: interrupted; run %s is unfinished and"
 		    " resumes under `autopilot serve` on the same state database\n",
 		    run_id);
-		rc = AP_EXIT_FAILED;
-		goto out;
-	}
+	/* --json promises one document, also when interrupted: the run as
+	 * stored, unfinished. */
 	if (w.json) {
 		if (store_run_json(w.rt.store, run_id, &doc, &cause) != STORE_OK) {
 			fprintf(stderr, "autopilot: run: state store: %s\n", cause);
@@ -809,11 +841,11 @@ run_exec(int argc, char **argv)
 		text = json_dumps(doc, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
 		printf("%s\n", text);
 		free(text);
-	} else
+	} else if (!w.interrupted)
 		printf("run %s: %s%s%s\n", run_id, w.left ? "no longer driven here" :
 		    w.run_state, w.run_error != NULL ? ": " : "",
 		    w.run_error != NULL ? w.run_error : "");
-	rc = w.done && strcmp(w.run_state, "succeeded") == 0 ? AP_EXIT_OK :
+	rc = !w.interrupted && w.done && strcmp(w.run_state, "succeeded") == 0 ? AP_EXIT_OK :
 	    AP_EXIT_FAILED;
 out:
 	if (w.tick != NULL)

@@ -113,7 +113,7 @@ serve_exec(int argc, char **argv)
 	struct serve sv;
 	struct config cfg;
 	const char *path = NULL;
-	char *cause = NULL;
+	char *cause = NULL, *listen = NULL;
 	int c, rc = AP_EXIT_USAGE;
 
 	memset(&sv, 0, sizeof sv);
@@ -193,18 +193,21 @@ serve_exec(int argc, char **argv)
 	evsignal_add(sv.sigint, NULL);
 	evsignal_add(sv.sighup, NULL);
 
+	/* HOST:PORT as --listen takes it: an IPv6 address in brackets. */
+	listen = strchr(cfg.listen_host, ':') != NULL ?
+	    ap_xprintf("[%s]:%u", cfg.listen_host, server_port(sv.server)) :
+	    ap_xprintf("%s:%u", cfg.listen_host, server_port(sv.server));
 	if (cfg.webhook_secret == NULL)
 		ap_warn("accepting UNSIGNED webhooks (--allow-unsigned): anyone who can"
-		    " reach %s:%u can start ingestion runs", cfg.listen_host,
-		    server_port(sv.server));
+		    " reach %s can start ingestion runs", listen);
 	if (cfg.webhook_secret != NULL && cfg.allow_unsigned)
 		ap_warn("--allow-unsigned ignored: a webhook secret is set, every"
 		    " event must be signed");
-	printf("listening %s:%u\n", cfg.listen_host, server_port(sv.server));
+	printf("listening %s\n", listen);
 	fflush(stdout);
-	ap_info("autopilot %s listening %s:%u; Airflow %s; state %s; %u runs resumed",
-	    AP_VERSION, cfg.listen_host, server_port(sv.server), cfg.airflow_url,
-	    cfg.state_path, sched_active_runs(sv.rt.sched));
+	ap_info("autopilot %s listening %s; Airflow %s; state %s; %u runs resumed",
+	    AP_VERSION, listen, cfg.airflow_url, cfg.state_path,
+	    sched_active_runs(sv.rt.sched));
 
 	event_base_dispatch(sv.rt.base);
 	ap_info("stopped");
@@ -221,6 +224,7 @@ out:
 	server_free(sv.server);
 	if (sv.rt.base != NULL)
 		ap_runtime_close(&sv.rt);
+	free(listen);
 	free(cause);
 	config_cleanup(&cfg);
 	return rc;

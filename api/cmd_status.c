@@ -24,6 +24,17 @@ str(const json_t *o, const char *key, const char *dflt)
 	return v != NULL ? v : dflt;
 }
 
+/* Prints o's string under key as one line of terminal-safe text (Airflow's
+ * errors are multi-line tracebacks and may carry escape sequences). */
+static void
+put_text(FILE *f, const char *fmt, const json_t *o, const char *key)
+{
+	char *text = ap_term_text(str(o, key, "?"));
+
+	fprintf(f, fmt, text);
+	free(text);
+}
+
 static void
 print_table(const json_t *runs, FILE *f)
 {
@@ -32,21 +43,23 @@ print_table(const json_t *runs, FILE *f)
 
 	json_array_foreach(runs, i, run) {
 		svc = json_object_get(run, "service");
-		fprintf(f, "%s%s  %s %s  %s  created %s", i > 0 ? "\n" : "",
-		    str(run, "run_id", "?"), str(svc, "type", "?"), str(svc, "fqn", "?"),
-		    str(run, "state", "?"), str(run, "created_at", "-"));
+		fprintf(f, "%s%s  %s ", i > 0 ? "\n" : "", str(run, "run_id", "?"),
+		    str(svc, "type", "?"));
+		put_text(f, "%s", svc, "fqn");
+		fprintf(f, "  %s  created %s", str(run, "state", "?"),
+		    str(run, "created_at", "-"));
 		if (json_is_string(json_object_get(run, "finished_at")))
 			fprintf(f, "  finished %s", str(run, "finished_at", "-"));
 		fputc('\n', f);
 		if (json_is_string(json_object_get(run, "error")))
-			fprintf(f, "  error: %s\n", str(run, "error", ""));
+			put_text(f, "  error: %s\n", run, "error");
 		json_array_foreach(json_object_get(run, "agents"), j, agent) {
 			fprintf(f, "  %-18s %-15s attempts %-2lld %s",
 			    str(agent, "agent", "?"), str(agent, "state", "?"),
 			    (long long)json_integer_value(json_object_get(agent, "attempts")),
 			    str(agent, "dag_run_id", "-"));
 			if (json_is_string(json_object_get(agent, "error")))
-				fprintf(f, "  (%s)", str(agent, "error", ""));
+				put_text(f, "  (%s)", agent, "error");
 			fputc('\n', f);
 		}
 	}
@@ -124,12 +137,12 @@ status_exec(int argc, char **argv)
 	so.synchronous_normal = cfg.state_sync_normal;
 	so.no_migrate = true;
 	if ((st = store_open(cfg.state_path, &so, &cause)) == NULL) {
-		fprintf(stderr, "autopilot: state store %s: %s\n", cfg.state_path, cause);
+		fprintf(stderr, "autopilot: status: state store: %s\n", cause);
 		rc = AP_EXIT_UNREACHABLE;
 		goto out;
 	}
 	if (store_runs_json(st, fqn, (unsigned)limit, &runs, &cause) != STORE_OK) {
-		fprintf(stderr, "autopilot: state store %s: %s\n", cfg.state_path, cause);
+		fprintf(stderr, "autopilot: status: state store: %s\n", cause);
 		rc = AP_EXIT_UNREACHABLE;
 		goto out;
 	}

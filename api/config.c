@@ -745,6 +745,27 @@ out:
 	return rc;
 }
 
+/*
+ * A setting as a JSON string (new reference), or null. Paths, hosts and the
+ * user name come from flags and the environment as bytes, which need not be
+ * UTF-8; jansson refuses such strings, so their other bytes are shown as '?'.
+ */
+static json_t *
+describe_str(const char *s)
+{
+	json_t *j;
+	char *p;
+
+	if (s == NULL)
+		return json_null();
+	if ((j = json_string(s)) != NULL)
+		return j;
+	p = ap_printable(s);
+	j = json_string(p);
+	free(p);
+	return j;
+}
+
 static const char *
 secret_state(const char *s)
 {
@@ -779,28 +800,30 @@ config_describe(const struct config *c)
 	listen = strchr(c->listen_host, ':') != NULL ?
 	    ap_xprintf("[%s]:%u", c->listen_host, c->listen_port) :
 	    ap_xprintf("%s:%u", c->listen_host, c->listen_port);
-	o = json_pack("{s:o, s:{s:s, s:I, s:i, s:i, s:i, s:i}, s:{s:s, s:s},"
+	o = json_pack("{s:o, s:{s:o, s:I, s:i, s:i, s:i, s:i}, s:{s:o, s:s},"
 	    " s:{s:s, s:s}, s:{s:s, s:b}, s:{s:s}, s:{s:o, s:s},"
-	    " s:{s:s, s:s, s:s, s:s, s:o, s:I, s:I, s:I, s:I, s:I, s:I},"
+	    " s:{s:o, s:s, s:o, s:s, s:o, s:I, s:I, s:I, s:I, s:I, s:I},"
 	    " s:{s:i, s:i, s:i, s:i, s:f, s:b, s:i, s:i, s:i, s:i}}",
-	    "file", c->file != NULL ? json_string(c->file) : json_null(),
-	    "listen", "address", listen, "max_body_bytes", (json_int_t)c->max_body_bytes,
+	    "file", describe_str(c->file),
+	    "listen", "address", describe_str(listen),
+	    "max_body_bytes", (json_int_t)c->max_body_bytes,
 	    "max_headers", (int)c->max_headers, "max_json_depth", (int)c->max_json_depth,
 	    "request_timeout_s", (int)c->request_timeout_s,
 	    "shutdown_grace_s", (int)c->shutdown_grace_s,
-	    "state", "path", c->state_path, "synchronous",
+	    "state", "path", describe_str(c->state_path), "synchronous",
 	    c->state_sync_normal ? "normal" : "full",
 	    "log", "level", ap_log_level_name(c->log_level), "format",
 	    c->log_format == AP_LOG_JSON ? "json" : "text",
 	    "webhook", "secret", secret_state(c->webhook_secret), "allow_unsigned",
 	    c->allow_unsigned,
 	    "admin", "token", secret_state(c->admin_token),
-	    "openmetadata", "url", c->om_url != NULL ? json_string(c->om_url) : json_null(),
+	    "openmetadata", "url", describe_str(c->om_url),
 	    "token", secret_state(c->om_token),
-	    "airflow", "url", c->airflow_url, "api", airflow_api_name(a->api),
-	    "username", c->airflow_username,
+	    "airflow", "url", describe_str(c->airflow_url),
+	    "api", airflow_api_name(a->api),
+	    "username", describe_str(c->airflow_username),
 	    "password", secret_state(c->airflow_password),
-	    "ca_file", a->ca_file != NULL ? json_string(a->ca_file) : json_null(),
+	    "ca_file", describe_str(a->ca_file),
 	    "connect_timeout_ms", (json_int_t)connect_ms,
 	    "request_timeout_ms", (json_int_t)request_ms,
 	    "max_in_flight", (json_int_t)in_flight, "max_retries", (json_int_t)retries,

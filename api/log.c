@@ -75,7 +75,13 @@ ap_log(enum ap_log_level level, const char *fmt, ...)
 			fprintf(stderr, "%s\n", line);
 		free(line);
 		json_decref(o);
-	} else
-		fprintf(stderr, "%s %-5s %s\n", ts, ap_log_level_name(level), msg);
+	} else {
+		/* One line per event: what Airflow says (an import error's
+		 * traceback) may hold newlines and terminal escapes. */
+		char *text = ap_term_text(msg);
+
+		fprintf(stderr, "%s %-5s %s\n", ts, ap_log_level_name(level), text);
+		free(text);
+	}
 	free(msg);
 }

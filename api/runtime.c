@@ -25,7 +25,7 @@ ap_runtime_open(struct ap_runtime *rt, const struct config *cfg, char **cause)
 	so.synchronous_normal = cfg->state_sync_normal;
 	so.lease_ms = cfg->sched.lease_ms;
 	if ((rt->store = store_open(cfg->state_path, &so, &why)) == NULL) {
-		*cause = ap_xprintf("state store %s: %s", cfg->state_path, why);
+		*cause = ap_xprintf("state store: %s", why);	/* why names the file */
 		free(why);
 		ap_runtime_close(rt);
 		return AP_EXIT_UNREACHABLE;

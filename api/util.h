@@ -87,6 +87,14 @@ bool ap_utf8_valid(const char *s, size_t n);
 /* A new copy of s, each byte outside printable ASCII replaced by '?':
  * for echoing what a client sent (headers) in answers and logs. */
 char *ap_printable(const char *s);
+/*
+ * A new copy of s (text from outside: Airflow's errors, service names) safe
+ * to print on a terminal and one line long: control characters (C0, DEL and
+ * C1, which can start terminal escape sequences) are written as escapes
+ * (\n, \t, \x1b, \u009b), bytes that are not UTF-8 as \xff; other UTF-8
+ * is kept. Any thread.
+ */
+char *ap_term_text(const char *s);
 bool ap_consttime_eq(const void *a, size_t alen, const void *b, size_t blen);
 
 #endif

@@ -5,6 +5,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -32,10 +33,16 @@ class OM:
         self.proc.wait()
 
 
-def run_tty(args):
-    """Runs the CLI with its standard output on a pseudo-terminal."""
+def run_tty(args, cols=None):
+    """Runs the CLI with its standard output on a pseudo-terminal (of cols
+    columns when given)."""
+    import fcntl
     import pty
+    import struct
+    import termios
     master, slave = pty.openpty()
+    if cols:
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, cols, 0, 0))
     env = dict(os.environ, AUTOPILOT_AIRFLOW_USERNAME="admin", AUTOPILOT_AIRFLOW_PASSWORD="admin")
     p = subprocess.Popen([BIN] + args, stdout=slave,
                          stderr=subprocess.DEVNULL, env=env)
@@ -239,6 +246,62 @@ def main():
         rc, out, err = cli(["run", "-c", conf, "sales_postgres", "--replace", "--json"])
         check(rc == 0, "--replace after --no-wait: %d %s" % (rc, err))
 
+        # An Airflow import error (a multi-line traceback with an escape
+        # sequence) is shown on one line, its control characters escaped: in
+        # the plain lines, the status table, and on an 80-column terminal,
+        # where the redrawn lines must not wrap.
+        _, out, _ = cli(["status", "-c", conf, "--json", "--limit", "1", "sales_postgres"])
+        dag = [a["dag_id"] for a in json.loads(out)[0]["agents"] if a["agent"] == "metadata"][0]
+        trace = "Traceback (most recent call last):\n  File \"/opt/dag.py\"\nImportError: x\x1b[31mRED\x1b]0;t\x07"
+        urllib.request.urlopen(urllib.request.Request(
+            sim.url + "/_sim/scenario", data=json.dumps(
+                {"parse_delay_ms": 50, "pipelines": {"*": {"queued_ms": 10, "running_ms": 80}},
+                 "dags": {dag: {"import_error": trace}}}).encode(), method="PUT"), timeout=10).read()
+        rc, out, err = cli(["run", "-c", conf, "sales_postgres"])
+        check(rc == 1 and "\x1b" not in out, "import error, plain lines: %d %r" % (rc, out))
+        fail_line = [ln for ln in out.splitlines() if "-> failed" in ln]
+        check(len(fail_line) == 1 and "call last):\\n  File" in fail_line[0] and
+              "ImportError: x\\x1b[31mRED\\x1b]0;t\\x07" in fail_line[0],
+              "the traceback on one line, escaped: %r" % out)
+        rc, out, _ = cli(["status", "-c", conf, "--limit", "1", "sales_postgres"])
+        check(rc == 0 and "\x1b" not in out and re.search(r"^  metadata +failed .*call last\):\\n  File", out, re.M),
+              "status table: the error on the agent's line, escaped: %r" % out)
+        rc, out = run_tty(["run", "-c", conf, "sales_postgres"], cols=80)
+        check(rc == 1, "import error on a terminal: %d" % rc)
+        stray = re.sub(r"\x1b\[(\d+A|K)", "", out)
+        check("\x1b" not in stray, "no escape sequences but the redraw's: %r" % out[-600:])
+        wide = [ln for ln in stray.replace("\r", "\n").split("\n")
+                if ln.startswith("  ") and len(ln) > 79]
+        check(not wide, "redrawn lines fit 80 columns: %r" % wide[:3])
+
+        # Interrupted with --json: still one JSON document, the unfinished run.
+        urllib.request.urlopen(urllib.request.Request(
+            sim.url + "/_sim/scenario", data=json.dumps(
+                {"parse_delay_ms": 50, "pipelines": {"*": {"queued_ms": 10, "running_ms": 60000}}}).encode(),
+            method="PUT"), timeout=10).read()
+        p = subprocess.Popen([BIN, "run", "-c", conf, "sales_postgres", "--json"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env=dict(os.environ, AUTOPILOT_AIRFLOW_USERNAME="admin",
+                                      AUTOPILOT_AIRFLOW_PASSWORD="admin"))
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            _, st, _ = cli(["status", "-c", conf, "--json", "--limit", "1", "sales_postgres"])
+            if json.loads(st)[0]["agents"][0]["state"] == "running":
+                break
+            time.sleep(0.1)
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=30)
+        check(p.returncode == 1 and "interrupted" in err, "interrupted: %d %s" % (p.returncode, err))
+        doc = json.loads(out)
+        check(doc["state"] == "running" and doc["agents"][0]["state"] == "running",
+              "interrupted --json: the unfinished run: %s" % out)
+        urllib.request.urlopen(urllib.request.Request(
+            sim.url + "/_sim/scenario", data=json.dumps(
+                {"parse_delay_ms": 50, "pipelines": {"*": {"queued_ms": 10, "running_ms": 80}}}).encode(),
+            method="PUT"), timeout=10).read()
+        rc, out, err = cli(["run", "-c", conf, "sales_postgres", "--replace"])
+        check(rc == 0, "the interrupted run replaced: %d %s" % (rc, err))
+
         # An agent that fails: exit 1, and the failure is in the output.
         sim_scn = {"parse_delay_ms": 50, "pipelines": {"*": {"queued_ms": 10, "running_ms": 80},
                                                        "lineage": {"outcome": "failed"}}}
@@ -309,6 +372,23 @@ def main():
               "config check error: %d %s" % (rc, err))
         rc, out, err = cli(["config", "check", "-c", conf])
         check(rc == 0 and json.loads(out), "config check ok: %d %s" % (rc, err))
+        # serve prints the address it listens on as --listen takes it: an
+        # IPv6 one in brackets.
+        v6 = subprocess.Popen([BIN, "serve", "-c", conf, "--listen", "[::1]:0", "--allow-unsigned",
+                               "--state", os.path.join(tmp, "v6.db")],
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        try:
+            line = v6.stdout.readline()
+        finally:
+            v6.terminate()
+            v6.wait(30)
+        check(re.match(r"listening \[::1\]:[1-9]\d*$", line) or line == "",
+              "serve on [::1]: %r" % line)
+        check(line != "" or v6.returncode == 2, "serve on [::1]: no IPv6 here, exit %d" % v6.returncode)
+        # A state path that is not UTF-8 (from the environment) is shown, not fatal.
+        rc, out, err = cli(["config", "check", "-c", conf], env={"AUTOPILOT_STATE": "/tmp/st\udcff.db"})
+        check(rc == 0 and json.loads(out)["state"]["path"] == "/tmp/st?.db",
+              "config check of a non-UTF-8 state path: %d %r %s" % (rc, out[:200], err))
         rc, out, err = cli(["status", "--state", os.path.join(tmp, "none.db"), "--json"])
         check(rc == 0 and json.loads(out) == [] and "no state database" in err,
               "status --json without a database: %d %s %s" % (rc, out, err))
@@ -316,6 +396,14 @@ def main():
         check(rc == 0 and out == "" and "no runs: no state database at" in err,
               "status without a database: %d %r %r" % (rc, out, err))
         check(not os.path.exists(os.path.join(tmp, "none.db")), "status creates no database")
+        # A state file that is not a database: exit 3, the file named once.
+        junk = os.path.join(tmp, "junk.db")
+        with open(junk, "wb") as f:
+            f.write(b"not a database" * 512)
+        for args in (["status", "--state", junk], ["run", "-c", conf, "--state", junk, "sales_postgres"]):
+            rc, _, err = cli(args)
+            check(rc == 3 and err.count(junk) == 1 and "not a database" in err,
+                  "%s on a file that is not a database: %d %r" % (args[0], rc, err))
         rc, out, _ = cli(["status", "--help"])
         check(rc == 0 and "also for a missing state database" in out,
               "status --help says a missing database is exit 0: %s" % out)

@@ -1,12 +1,17 @@
-/* test_util.c — the ap_ helpers: buffers, formatting, constant-time compare. */
+/* test_util.c — the ap_ helpers: buffers, formatting, constant-time compare,
+ * terminal-safe text; and the text log line. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <unistd.h>
+
+#include "log.h"
 #include "util.h"
 
 static void
@@ -69,6 +74,65 @@ test_read_file_limits(void **state)
 	free(cause);
 }
 
+/* Text from outside printed on a terminal: one line, no control characters,
+ * valid UTF-8 kept. */
+static void
+test_term_text(void **state)
+{
+	static const struct { const char *in, *out; } cases[] = {
+		{ "plain", "plain" },
+		{ "", "" },
+		{ "a\nb\r\tc", "a\\nb\\r\\tc" },
+		{ "x\033[31mred\007", "x\\x1b[31mred\\x07" },
+		{ "del\177", "del\\x7f" },
+		{ "s\xc3\xa4l\xc3\xabs \xe2\x82\xac \xf0\x9f\x98\x80", "s\xc3\xa4l\xc3\xabs \xe2\x82\xac \xf0\x9f\x98\x80" },
+		{ "csi\xc2\x9b" "2J", "csi\\u009b2J" },
+		{ "bad\xff\xc3", "bad\\xff\\xc3" },
+		{ "overlong\xc0\xaf", "overlong\\xc0\\xaf" },
+		{ "surrogate\xed\xa0\x80", "surrogate\\xed\\xa0\\x80" },
+	};
+	size_t i;
+	char *out;
+
+	(void)state;
+	for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		out = ap_term_text(cases[i].in);
+		assert_string_equal(out, cases[i].out);
+		free(out);
+	}
+}
+
+/* A text log line is one line, whatever the message holds (an Airflow
+ * import error's traceback, escape sequences). */
+static void
+test_log_one_line(void **state)
+{
+	char path[] = "/tmp/test_util_log.XXXXXX", buf[512];
+	int fd = mkstemp(path), saved = dup(STDERR_FILENO);
+	size_t n;
+	FILE *f;
+
+	(void)state;
+	assert_true(fd >= 0 && saved >= 0);
+	fflush(stderr);
+	dup2(fd, STDERR_FILENO);
+	ap_log_setup(AP_LOG_INFO, AP_LOG_TEXT);
+	ap_log(AP_LOG_WARN, "import error: %s", "Traceback:\n  x\033[31mred");
+	fflush(stderr);
+	dup2(saved, STDERR_FILENO);
+	close(saved);
+	f = fdopen(fd, "r");
+	assert_non_null(f);
+	rewind(f);
+	n = fread(buf, 1, sizeof buf - 1, f);
+	buf[n] = '\0';
+	fclose(f);
+	unlink(path);
+	assert_non_null(strstr(buf, "import error: Traceback:\\n  x\\x1b[31mred\n"));
+	assert_ptr_equal(strchr(buf, '\n'), buf + n - 1);
+	assert_null(strchr(buf, '\033'));
+}
+
 int
 main(void)
 {
@@ -77,6 +141,8 @@ main(void)
 		cmocka_unit_test(test_consttime_eq),
 		cmocka_unit_test(test_format_time),
 		cmocka_unit_test(test_read_file_limits),
+		cmocka_unit_test(test_term_text),
+		cmocka_unit_test(test_log_one_line),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
