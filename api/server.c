@@ -252,6 +252,22 @@ body(struct evhttp_request *req, size_t *len)
 	return (const char *)evbuffer_pullup(in, -1);
 }
 
+/*
+ * Why the body is refused before it is looked at (new string), or NULL when
+ * it is within listen.max_body_bytes. Checked before body() makes a
+ * contiguous copy of it.
+ */
+static char *
+body_too_large(const struct server *s, struct evhttp_request *req)
+{
+	size_t len = evbuffer_get_length(evhttp_request_get_input_buffer(req));
+
+	if (len <= s->cfg->max_body_bytes)
+		return NULL;
+	return ap_xprintf("body of %zu bytes is larger than the limit of %zu"
+	    " (listen.max_body_bytes)", len, s->cfg->max_body_bytes);
+}
+
 /* A decoded query parameter (new string) or NULL. */
 static char *
 query_param(struct evhttp_request *req, const char *name)
@@ -624,15 +640,13 @@ handle_webhook(struct server *s, struct evhttp_request *req)
 		free(msg);
 		return;
 	}
-	data = body(req, &len);
-	if (len > s->cfg->max_body_bytes) {
-		msg = ap_xprintf("body of %zu bytes is larger than the limit of %zu"
-		    " (listen.max_body_bytes)", len, s->cfg->max_body_bytes);
+	if ((msg = body_too_large(s, req)) != NULL) {
 		webhook_fail(s, req, SERVER_TOO_LARGE, 413, "Payload Too Large",
 		    "payload too large", msg);
 		free(msg);
 		return;
 	}
+	data = body(req, &len);
 	if (s->key != NULL) {
 		sig = webhook_key_verify(s->key, data, len,
 		    header(req, "X-OM-Signature"), &detail);
@@ -950,6 +964,11 @@ handle_rerun(struct server *s, struct evhttp_request *req, const char *path)
 			ap_buf_printf(&b, "%s %s", i > 0 ? "," : "", plan_service_types[i]);
 		reply_error(req, 400, "Bad Request", "unknown service type", b.data);
 		ap_buf_cleanup(&b);
+		goto out;
+	}
+	if ((msg = body_too_large(s, req)) != NULL) {
+		reply_error(req, 413, "Payload Too Large", "payload too large", msg);
+		free(msg);
 		goto out;
 	}
 	if (rerun_options(req, &agents, &replace, &cause) < 0) {

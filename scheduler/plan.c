@@ -584,7 +584,7 @@ plan_check_agents(const struct plan *p, const char *service_type, const char *fq
 	struct ap_buf planned;
 	char *why = NULL;
 	unsigned i;
-	int k;
+	int j, k;
 
 	*bad = -1;
 	if (plan_expand(p, service_type, entity, &v, &why) < 0) {
@@ -594,6 +594,14 @@ plan_check_agents(const struct plan *p, const char *service_type, const char *fq
 		return -1;
 	}
 	for (k = 0; names != NULL && names[k] != NULL; k++) {
+		for (j = 0; j < k; j++)
+			if (strcmp(names[j], names[k]) == 0)
+				break;
+		if (j < k) {
+			*cause = ap_xprintf("'%s' is listed twice", names[k]);
+			*bad = k;
+			return -1;
+		}
 		for (i = 0; i < v.n; i++)
 			if (strcmp(v.agents[i].name, names[k]) == 0)
 				break;

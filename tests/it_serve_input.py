@@ -100,6 +100,16 @@ def main():
         check(st == 202, "a good event after all that: %s %s" % (st, body))
         srv.wait_final(2)
 
+        # A re-run's body is held to the same limit (refused before it is
+        # parsed), and an agent named twice is refused, not run once.
+        rerun = "/api/v1/services/databaseService/batch_pg/rerun"
+        expect(srv, "oversized re-run", srv.admin("POST", rerun, {"agents": ["metadata"] * 20000}),
+               413, "listen.max_body_bytes")
+        expect(srv, "agent named twice", srv.admin("POST", rerun, {"agents": ["metadata", "usage",
+                                                                              "metadata"]}),
+               400, "agents[2]: 'metadata' is listed twice")
+        check(len(srv.runs()) == 2, "no run from a refused re-run: %s" % srv.runs())
+
         # Deliveries whose sender hangs up right after sending (large ones,
         # half of them after a shutdown of its side only): the answers go
         # nowhere, the server goes on and takes the next delivery.
