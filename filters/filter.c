@@ -58,6 +58,25 @@ static const struct {
 	{ { 0xfb05, 0xfb06, 0, 0 }, "\\x{fb05}\\x{fb06}" },
 };
 
+/* Python's MAXREPEAT: the width of what has no upper bound. */
+#define W_INF ((long)1 << 32)
+
+/*
+ * The width (fewest and most characters matched) of what is read at one
+ * depth, as Python's sre works it out (SubPattern.getwidth): Python refuses
+ * a lookbehind whose width is not fixed, where PCRE2 takes top-level
+ * branches of different fixed widths.
+ */
+struct xlevel {
+	long lo, hi;		/* the branch being read */
+	long alt_lo, alt_hi;	/* the branches before it, if alts */
+	bool alts;
+	char kind;		/* 0 a group, '=' a lookahead, '<' a lookbehind,
+				 * '?' a conditional */
+	bool lb_outer;		/* the outermost lookbehind: ends lb_groups */
+	size_t at;		/* where the group starts */
+};
+
 struct xlate {
 	const char *p;		/* pattern */
 	size_t len, i;
@@ -77,6 +96,12 @@ struct xlate {
 	size_t nnames;
 	int max_cond_ref;	/* highest group number a (?(N)...) names */
 	size_t max_cond_at;
+	struct xlevel lv[257];	/* widths at each depth (lv[0]: top) */
+	long last_lo, last_hi;	/* width of the last atom (what a quantifier repeats) */
+	long atom_lo, atom_hi;	/* width of the escape or (?P=name) just read */
+	struct { long lo, hi; } *gw;	/* width of each closed group, by number */
+	size_t ngw;
+	int lb_groups;		/* inside a lookbehind: the groups before it; else -1 */
 	char *cause;
 	size_t at;
 };
@@ -116,6 +141,136 @@ push(struct xlate *x, int group)
 {
 	x->ci[x->depth + 1] = x->ci[x->depth];
 	x->open[x->depth++] = group;
+	memset(&x->lv[x->depth], 0, sizeof x->lv[x->depth]);
+	x->lv[x->depth].at = x->i;
+}
+
+static long
+w_add(long a, long b)
+{
+	return a + b >= W_INF ? W_INF : a + b;
+}
+
+static long
+w_mul(long a, long n)
+{
+	if (a == 0 || n == 0)
+		return 0;
+	if (a >= W_INF || n >= W_INF || a > W_INF / n)
+		return W_INF;
+	return a * n >= W_INF ? W_INF : a * n;
+}
+
+/* An atom of width [lo, hi] ends the branch being read. */
+static void
+w_atom(struct xlate *x, long lo, long hi)
+{
+	struct xlevel *l = &x->lv[x->depth];
+
+	l->lo = w_add(l->lo, lo);
+	l->hi = w_add(l->hi, hi);
+	x->last_lo = lo;
+	x->last_hi = hi;
+}
+
+/* The last atom repeated min to max (-1: no bound) times. */
+static void
+w_repeat(struct xlate *x, long min, long max)
+{
+	struct xlevel *l = &x->lv[x->depth];
+
+	l->lo = w_add(l->lo - x->last_lo, w_mul(x->last_lo, min));
+	l->hi = w_add(l->hi - x->last_hi, max < 0 ? (x->last_hi > 0 ? W_INF : 0) :
+	    w_mul(x->last_hi, max));
+	x->last_lo = x->last_hi = 0;
+}
+
+/* A '|': the branch being read joins the others. */
+static void
+w_branch(struct xlate *x)
+{
+	struct xlevel *l = &x->lv[x->depth];
+
+	if (!l->alts || l->lo < l->alt_lo)
+		l->alt_lo = l->lo;
+	if (!l->alts || l->hi > l->alt_hi)
+		l->alt_hi = l->hi;
+	l->alts = true;
+	l->lo = l->hi = 0;
+}
+
+/* The width of closed group g, as a reference to it matches. */
+static void
+w_group_ref(struct xlate *x, int g)
+{
+	if (g > 0 && (size_t)g < x->ngw) {
+		x->atom_lo = x->gw[g].lo;
+		x->atom_hi = x->gw[g].hi;
+	} else
+		x->atom_lo = x->atom_hi = 0;
+}
+
+/*
+ * The group at the current depth closes: a lookbehind must have one width
+ * (Python's compiler refuses it otherwise), a capturing group's width is
+ * kept for references to it, and the group is an atom of its parent.
+ */
+static int
+w_close(struct xlate *x)
+{
+	struct xlevel *l = &x->lv[x->depth];
+	long lo, hi;
+	int g = x->open[x->depth - 1];
+
+	if (l->kind == '?' && !l->alts) {
+		lo = 0;		/* no "no" branch: it may match nothing */
+		hi = l->hi;
+	} else {
+		if (l->alts)
+			w_branch(x);
+		else {
+			l->alt_lo = l->lo;
+			l->alt_hi = l->hi;
+		}
+		lo = l->alt_lo;
+		hi = l->alt_hi;
+	}
+	if (l->kind == '<') {
+		if (lo != hi)
+			return xfail(x, l->at, "look-behind requires fixed-width pattern"
+			    " (Python's re refuses it)");
+		if (l->lb_outer)
+			x->lb_groups = -1;
+	}
+	if (g > 0) {
+		if ((size_t)g >= x->ngw) {
+			x->gw = ap_xreallocarray(x->gw, (size_t)g + 16, sizeof *x->gw);
+			memset(x->gw + x->ngw, 0, ((size_t)g + 16 - x->ngw) *
+			    sizeof *x->gw);
+			x->ngw = (size_t)g + 16;
+		}
+		x->gw[g].lo = lo;
+		x->gw[g].hi = hi;
+	}
+	if (l->kind == '=' || l->kind == '<')
+		lo = hi = 0;	/* an assertion matches no characters */
+	x->depth--;
+	w_atom(x, lo, hi);
+	return 0;
+}
+
+/* Python: a reference inside a lookbehind to a group opened inside it. */
+static int
+w_lookbehind_ref(struct xlate *x, size_t at, int g)
+{
+	if (x->lb_groups < 0)
+		return 0;
+	if (g > x->groups || group_open(x, g))
+		return xfail(x, at, "cannot refer to an open group");
+	if (g > x->lb_groups)
+		return xfail(x, at, "cannot refer to group defined in the same"
+		    " lookbehind subpattern");
+	return 0;
 }
 
 static void
@@ -258,10 +413,13 @@ xlate_escape(struct xlate *x, bool in_class)
 	case 'b':
 		/* In a set, Python's \b is backspace, as PCRE2's. */
 		ap_buf_adds(&x->out, in_class ? "\\x{8}" : "\\b");
+		if (!in_class)
+			x->atom_lo = x->atom_hi = 0;
 		return 0;
 	case 'A': case 'B': case 'Z':
 		if (in_class)
 			return xfail(x, start, "bad escape \\%c", c);
+		x->atom_lo = x->atom_hi = 0;
 		ap_buf_adds(&x->out, c == 'Z' ? "\\z" : c == 'A' ? "\\A" : "\\B");
 		return 0;
 	default:
@@ -305,6 +463,9 @@ xlate_escape(struct xlate *x, bool in_class)
 			return xfail(x, start, "invalid group reference %d", n);
 		if (group_open(x, n))
 			return xfail(x, start, "cannot refer to an open group");
+		if (w_lookbehind_ref(x, start, n) < 0)
+			return -1;
+		w_group_ref(x, n);
 		ap_buf_printf(&x->out, "\\g{%d}", n);
 		return 0;
 	}
@@ -510,12 +671,20 @@ xlate_group(struct xlate *x, bool top_start, int *what)
 	switch (c) {
 	case ':': case '=': case '!': case '>':
 		push(x, 0);
+		if (c == '=' || c == '!')
+			x->lv[x->depth].kind = '=';
 		ap_buf_printf(&x->out, "(?%c", c);
 		x->i++;
 		return 0;
 	case '<':
 		if (x->i + 1 < x->len && (p[x->i + 1] == '=' || p[x->i + 1] == '!')) {
 			push(x, 0);
+			x->lv[x->depth].kind = '<';
+			x->lv[x->depth].at = start;
+			if (x->lb_groups < 0) {
+				x->lb_groups = x->groups;
+				x->lv[x->depth].lb_outer = true;
+			}
 			ap_buf_printf(&x->out, "(?<%c", p[x->i + 1]);
 			x->i += 2;
 			return 0;
@@ -569,6 +738,9 @@ xlate_group(struct xlate *x, bool top_start, int *what)
 				    (int)n, p + n0);
 			if (group_open(x, g))
 				return xfail(x, n0, "cannot refer to an open group");
+			if (w_lookbehind_ref(x, n0, g) < 0)
+				return -1;
+			w_group_ref(x, g);
 			ap_buf_printf(&x->out, "(?P=%.*s)", (int)n, p + n0);
 			*what = GRP_ATOM;
 		}
@@ -596,7 +768,10 @@ xlate_group(struct xlate *x, bool top_start, int *what)
 			if ((g = name_group(x, n0, n)) < 0)
 				return xfail(x, n0, "unknown group name '%.*s'",
 				    (int)n, p + n0);
+			if (w_lookbehind_ref(x, n0, (int)g) < 0)
+				return -1;
 			push(x, 0);
+			x->lv[x->depth].kind = '?';
 			ap_buf_printf(&x->out, "(?(<%.*s>)", (int)n, p + n0);
 			x->i++;
 			return 0;
@@ -615,7 +790,10 @@ xlate_group(struct xlate *x, bool top_start, int *what)
 			x->max_cond_ref = (int)g;
 			x->max_cond_at = n0;
 		}
+		if (w_lookbehind_ref(x, n0, (int)g) < 0)
+			return -1;
 		push(x, 0);
+		x->lv[x->depth].kind = '?';
 		ap_buf_printf(&x->out, "(?(%ld)", g);
 		x->i++;
 		return 0;
@@ -716,6 +894,7 @@ filter_translate(const char *py, char **cause, size_t *offset)
 
 	memset(&x, 0, sizeof x);
 	x.ci[0] = true;
+	x.lb_groups = -1;
 	x.p = py;
 	x.len = strlen(py);
 	ap_buf_init(&x.out);
@@ -738,8 +917,10 @@ filter_translate(const char *py, char **cause, size_t *offset)
 		switch (c) {
 		case '\\':
 			before = x.i;
+			x.atom_lo = x.atom_hi = 1;
 			if (xlate_escape(&x, false) < 0)
 				goto fail;
+			w_atom(&x, x.atom_lo, x.atom_hi);
 			/* \A, \Z, \b, \B are positions: Python will not repeat them. */
 			can_repeat = strchr("AZbB", py[before + 1]) == NULL;
 			repeated = false;
@@ -748,6 +929,7 @@ filter_translate(const char *py, char **cause, size_t *offset)
 		case '[':
 			if (xlate_class(&x) < 0)
 				goto fail;
+			w_atom(&x, 1, 1);
 			can_repeat = true;
 			repeated = false;
 			top_start = false;
@@ -759,6 +941,8 @@ filter_translate(const char *py, char **cause, size_t *offset)
 				goto fail;
 			if (what == GRP_NOTHING)
 				break;
+			if (what == GRP_ATOM)
+				w_atom(&x, x.atom_lo, x.atom_hi);
 			top_start = false;
 			can_repeat = what == GRP_ATOM;
 			repeated = false;
@@ -770,13 +954,15 @@ filter_translate(const char *py, char **cause, size_t *offset)
 				x.at = x.i;
 				goto fail;
 			}
-			x.depth--;
+			if (w_close(&x) < 0)
+				goto fail;
 			ap_buf_addc(&x.out, ')');
 			x.i++;
 			can_repeat = true;
 			repeated = false;
 			break;
 		case '|':
+			w_branch(&x);
 			ap_buf_addc(&x.out, '|');
 			x.i++;
 			can_repeat = false;
@@ -788,6 +974,7 @@ filter_translate(const char *py, char **cause, size_t *offset)
 			if (c == '{') {
 				n = brace_quant(&x, &lo, &hi);
 				if (n == 0) {	/* a literal '{' in Python */
+					w_atom(&x, 1, 1);
 					ap_buf_adds(&x.out, "\\{");
 					x.i++;
 					can_repeat = true;
@@ -813,6 +1000,10 @@ filter_translate(const char *py, char **cause, size_t *offset)
 				x.at = x.i;
 				goto fail;
 			}
+			if (c == '{')
+				w_repeat(&x, lo, hi);
+			else
+				w_repeat(&x, c == '+' ? 1 : 0, c == '?' ? 1 : -1);
 			if (c == '{') {
 				if (hi < 0)
 					ap_buf_printf(&x.out, "{%ld,}", lo);
@@ -830,6 +1021,7 @@ filter_translate(const char *py, char **cause, size_t *offset)
 			repeated = true;
 			break;
 		case '^': case '$':
+			w_atom(&x, 0, 0);
 			ap_buf_addc(&x.out, c);
 			x.i++;
 			can_repeat = false;	/* Python: "^*" is nothing to repeat */
@@ -846,6 +1038,7 @@ filter_translate(const char *py, char **cause, size_t *offset)
 				ap_buf_printf(&x.out, "[%s]", case_groups[g].set);
 			else
 				ap_buf_add(&x.out, py + x.i, cl);
+			w_atom(&x, 1, 1);
 			x.i += cl;
 			can_repeat = true;
 			repeated = false;
@@ -865,9 +1058,11 @@ filter_translate(const char *py, char **cause, size_t *offset)
 		goto fail;
 	}
 	free(x.names);
+	free(x.gw);
 	return ap_buf_steal(&x.out, NULL);
 fail:
 	free(x.names);
+	free(x.gw);
 	ap_buf_cleanup(&x.out);
 	if (cause != NULL)
 		*cause = x.cause;

@@ -50,7 +50,7 @@ def gen_atom(r, depth=0):
     k = r.random()
     if k < 0.12 and depth < 2:
         alts = [gen_seq(r, depth + 1, 2) for _ in range(r.randint(2, 3))]
-        kind = r.choice(["(", "(?:", "(?P<g>", "(?>", "(?=", "(?!"])
+        kind = r.choice(["(", "(?:", "(?P<g>", "(?>", "(?=", "(?!", "(?<=", "(?<!"])
         if kind == "(?P<g>" and r.random() < 0.5:
             return "(?P<g>" + "|".join(alts) + ")(?P=g)"
         if kind == "(" and r.random() < 0.4:

@@ -147,6 +147,37 @@ test_rejects(void **state)
 }
 
 /*
+ * Python refuses a lookbehind unless its width is fixed, counted as sre
+ * counts it; PCRE2 would take top-level branches of different widths. A
+ * reference inside a lookbehind to a group opened inside it is refused too.
+ */
+static void
+test_lookbehind_width(void **state)
+{
+	(void)state;
+	assert_true(m("a(?<=a|b)", "a"));
+	assert_true(m("ab(?<=a{2}|ab)", "ab"));
+	assert_true(m("ab(?<=(?:a|b){2})", "ab"));
+	assert_true(m("(ab)(?<=\\1)", "ab"));
+	assert_true(m("(?P<g>ab)c(?<=(?P=g)c)", "abc"));
+	assert_true(m("(x)a(?<=(?(1)a|b))", "xa"));
+	assert_true(m("a(?<=\\ba$)", "a"));
+	assert_true(m("ab(?<=(?=b)b)", "ab"));
+	reject("a(?<=a|bc)", "look-behind requires fixed-width pattern");
+	reject("(?<=ab(c|de))x", "look-behind requires fixed-width pattern");
+	reject("(?<!a.?)x", "look-behind requires fixed-width pattern");
+	reject("(?<=a*)x", "look-behind requires fixed-width pattern");
+	reject("(?<=a{1,2})x", "look-behind requires fixed-width pattern");
+	reject("(a|bc)(?<=\\1)", "look-behind requires fixed-width pattern");
+	reject("(x)(?<=(?(1)a))", "look-behind requires fixed-width pattern");
+	reject("(x)(?<=(?(1)a|bc))", "look-behind requires fixed-width pattern");
+	reject("(?<=(?<=a|bc)d)", "look-behind requires fixed-width pattern");
+	reject("(?<=(ab)\\1)c", "cannot refer to group defined in the same lookbehind");
+	reject("(?<=(?P<g>a)(?P=g))", "cannot refer to group defined in the same lookbehind");
+	reject("(?<=(?(1)a|b))(x)", "cannot refer to an open group");
+}
+
+/*
  * Python's conditionals (?(N)...) and (?(name)...): PCRE2 reads more
  * between the parentheses, which must never change the answer.
  */
@@ -433,6 +464,7 @@ main(void)
 		cmocka_unit_test(test_python_syntax),
 		cmocka_unit_test(test_rejects),
 		cmocka_unit_test(test_conditionals),
+		cmocka_unit_test(test_lookbehind_width),
 		cmocka_unit_test(test_case_equivalences),
 		cmocka_unit_test(test_match_limit),
 		cmocka_unit_test(test_effective_merge),
