@@ -779,6 +779,15 @@ run_exec(int argc, char **argv)
 	w.tty = !w.json && isatty(STDOUT_FILENO);
 	r = sched_submit(w.rt.sched, type, fqn, entity, restricted ? names : NULL,
 	    replace, &run_id, &cause);
+	if (r == STORE_ACTIVE && store_run_orphaned(w.rt.store, run_id)) {
+		fprintf(stderr, "autopilot: run: %s %s already has an unfinished run"
+		    " %s that no process is driving now (interrupted, left to serve"
+		    " by --no-wait, or its process ended); `autopilot serve` on this"
+		    " state database takes it up, or give --replace to fail it and"
+		    " start again\n", type, fqn, run_id);
+		rc = AP_EXIT_USAGE;
+		goto out;
+	}
 	if (r == STORE_ACTIVE) {
 		fprintf(stderr, "autopilot: run: %s %s already has an active run %s;"
 		    " wait for it to end, or give --replace to fail it and start"

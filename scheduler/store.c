@@ -1368,6 +1368,28 @@ fail:
 	return STORE_ERROR;
 }
 
+bool
+store_run_orphaned(struct store *s, const char *run_id)
+{
+	sqlite3_stmt *st = store_stmt(s, Q_CLAIM_ONE_GET, NULL);
+	char *owner = NULL;
+	int64_t lease = 0;
+	bool orphaned = false;
+
+	if (st == NULL)
+		return false;
+	bind_text(st, 1, run_id);
+	if (sqlite3_step(st) == SQLITE_ROW) {
+		owner = col_text(st, 0);
+		lease = sqlite3_column_int64(st, 1);
+		orphaned = (owner == NULL || strcmp(owner, s->owner) != 0) &&
+		    store_claimable(s, owner, lease);
+	}
+	sqlite3_reset(st);
+	free(owner);
+	return orphaned;
+}
+
 enum store_result
 store_claim(struct store *s, const char *run_id, char **cause)
 {

@@ -169,6 +169,10 @@ void store_agent_row_cleanup(struct store_agent_row *a);
  */
 enum store_result store_claim_unfinished(struct store *s, unsigned max,
     char ***ids, char **cause);
+/* Whether an unfinished run has no process driving it: no owner (its
+ * process let it go, as an interrupted `autopilot run` does), an expired
+ * lease, or an owner on this host that has exited. */
+bool store_run_orphaned(struct store *s, const char *run_id);
 /* Claims one run by id: STORE_LOST if it is final or someone else holds it.
  * Inside a group-commit batch the claim joins the batch (durable at its
  * store_flush, before which the caller must not act on the run). */

@@ -201,8 +201,8 @@ def main():
         pending_id = json.loads(out)["run_id"]
         rc, out, err = cli(["run", "-c", conf, "sales_postgres"])
         check(rc == 2 and pending_id in err and "--replace" in err, "active run refused: %d %s" % (rc, err))
-        check(err.count(pending_id) == 1 and err.count("wait for it") == 1,
-              "the refusal says it once: %r" % err)
+        check(err.count(pending_id) == 1 and err.count("no process is driving now") == 1,
+              "the refusal says it once, and that serve takes it up: %r" % err)
         rc, out, err = cli(["run", "-c", conf, "sales_postgres", "--replace", "--json"])
         check(rc == 0, "--replace: %d %s" % (rc, err))
         rc, out, _ = cli(["status", "-c", conf, "--json", "sales_postgres"])
@@ -289,6 +289,9 @@ def main():
             if json.loads(st)[0]["agents"][0]["state"] == "running":
                 break
             time.sleep(0.1)
+        rc2, _, err2 = cli(["run", "-c", conf, "sales_postgres"])
+        check(rc2 == 2 and "wait for it to end" in err2 and "no process" not in err2,
+              "a run beside one a live process drives: %d %s" % (rc2, err2))
         p.send_signal(signal.SIGINT)
         out, err = p.communicate(timeout=30)
         check(p.returncode == 1 and "interrupted" in err, "interrupted: %d %s" % (p.returncode, err))
@@ -299,6 +302,10 @@ def main():
             sim.url + "/_sim/scenario", data=json.dumps(
                 {"parse_delay_ms": 50, "pipelines": {"*": {"queued_ms": 10, "running_ms": 80}}}).encode(),
             method="PUT"), timeout=10).read()
+        # Nobody drives the interrupted run: the refusal says so, and what to do.
+        rc, out, err = cli(["run", "-c", conf, "sales_postgres"])
+        check(rc == 2 and "no process is driving now" in err and "autopilot serve" in err and
+              "--replace" in err, "a run beside the interrupted one: %d %s" % (rc, err))
         rc, out, err = cli(["run", "-c", conf, "sales_postgres", "--replace"])
         check(rc == 0, "the interrupted run replaced: %d %s" % (rc, err))
 
