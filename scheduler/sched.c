@@ -62,6 +62,9 @@ static const char *const sched_act_names[ACT_MAX] = {
  * on without the answer. */
 #define SCHED_LATE_TRIES 3
 
+/* Deploys ahead (scheduler.predeploy) in flight at once, all runs. */
+#define SCHED_PREDEPLOY_MAX 32
+
 struct sched_run;
 
 struct sched_agent {
@@ -87,7 +90,15 @@ struct sched_agent {
 	bool waiting_flush;	/* on s->flush_waiters */
 	bool stored;		/* its row was saved (store_agent_row.stored) */
 	bool run_seen;		/* Airflow answered with this attempt's run */
+	/* Deployed ahead, while its prerequisites run (scheduler.predeploy):
+	 * its first attempt then starts at the wait for the parse. */
+	struct airflow_req *pre_req;
+	char *pre_dag_id;
+	bool predeployed;
+	bool pre_queued;	/* on s->pre_queue */
+	int64_t predeployed_at;
 	TAILQ_ENTRY(sched_agent) wait_link;
+	TAILQ_ENTRY(sched_agent) pre_link;
 };
 TAILQ_HEAD(sched_agent_list, sched_agent);
 
@@ -160,6 +171,10 @@ struct sched {
 	struct event *reap_ev;		/* free dead runs */
 	struct event *flush_ev;		/* commit the loop turn's state changes */
 	struct sched_agent_list flush_waiters;	/* acting once that commit is done */
+	/* Agents to deploy ahead, oldest first, at most SCHED_PREDEPLOY_MAX
+	 * of those deploys in flight (each holds its IngestionPipeline). */
+	struct sched_agent_list pre_queue;
+	unsigned pre_outstanding;
 	uint64_t batch_failures;	/* store_batch_failures() already acted on */
 	struct event *lease_ev;
 	struct event *rescan_ev;
@@ -299,6 +314,7 @@ sched_config_defaults(struct sched_config *c)
 	c->poll_floor_ms = 500;
 	c->poll_backoff = 1.5;
 	c->poll_learn = true;
+	c->predeploy = true;
 	c->dag_parse_deadline_s = 600;
 	c->unreachable_retry_max_ms = 60000;
 	c->lease_ms = 30000;
@@ -359,13 +375,15 @@ sched_config_from_json(const json_t *section, struct sched_config *out, char **c
 				rc = cfg_uint(key, v, 100, 86400000, &c.lease_ms, cause);
 			else if (strcmp(key, "rescan_ms") == 0)
 				rc = cfg_uint(key, v, 0, 86400000, &c.rescan_ms, cause);
-			else if (strcmp(key, "poll_learn") == 0) {
+			else if (strcmp(key, "poll_learn") == 0 ||
+			    strcmp(key, "predeploy") == 0) {
 				if (!json_is_boolean(v)) {
-					*cause = ap_xstrdup("scheduler.poll_learn: must be true"
-					    " or false");
+					*cause = ap_xprintf("scheduler.%s: must be true"
+					    " or false", key);
 					rc = -1;
 				} else {
-					c.poll_learn = json_is_true(v);
+					*(strcmp(key, "predeploy") == 0 ? &c.predeploy :
+					    &c.poll_learn) = json_is_true(v);
 					rc = 0;
 				}
 			} else if (strcmp(key, "poll_backoff") == 0) {
@@ -595,6 +613,23 @@ sched_agent_unwait(struct sched_agent *a)
 	}
 }
 
+/* Takes the agent off the deploy-ahead queue, or cancels its deploy ahead. */
+static void
+sched_agent_unpre(struct sched_agent *a)
+{
+	struct sched *s = a->run->s;
+
+	if (a->pre_queued) {
+		TAILQ_REMOVE(&s->pre_queue, a, pre_link);
+		a->pre_queued = false;
+	}
+	if (a->pre_req != NULL) {
+		s->ops->cancel(s->airflow, a->pre_req);
+		a->pre_req = NULL;
+		s->pre_outstanding--;
+	}
+}
+
 static void
 sched_agent_cancel(struct sched_agent *a)
 {
@@ -604,6 +639,7 @@ sched_agent_cancel(struct sched_agent *a)
 		s->ops->cancel(s->airflow, a->req);
 		a->req = NULL;
 	}
+	sched_agent_unpre(a);
 	if (a->timer != NULL)
 		evtimer_del(a->timer);
 	sched_agent_unwait(a);
@@ -629,6 +665,102 @@ sched_agent_after(struct sched_agent *a, enum sched_act act, int64_t delay_ms)
 	evtimer_add(a->timer, &tv);
 }
 
+static void sched_predeploy_next(struct sched *s);
+
+static void
+sched_predeploy_cb(const struct airflow_result *res, void *arg)
+{
+	struct sched_agent *a = arg;
+	struct sched *s = a->run->s;
+
+	a->pre_req = NULL;
+	s->pre_outstanding--;
+	if (!a->run->dead && res->status == AIRFLOW_OK &&
+	    a->state == SCHED_AGENT_PENDING && a->attempt == 0) {
+		a->predeployed = true;
+		a->predeployed_at = sched_now();
+	} else {
+		/* Nothing is lost: the agent deploys in its turn, and says why
+		 * if that fails too. */
+		if (res->status != AIRFLOW_OK)
+			ap_debug("run %s agent %s: deploying ahead failed (%s);"
+			    " deploying in its turn", a->run->run_id, agent_name(a),
+			    airflow_status_name(res->status));
+		free(a->pre_dag_id);
+		a->pre_dag_id = NULL;
+	}
+	sched_predeploy_next(s);
+}
+
+/* Whether an agent may still be deployed ahead: its first attempt has not
+ * started, it will run after prerequisites, and it is not deployed yet. */
+static bool
+sched_agent_pre_ok(const struct sched_agent *a)
+{
+	const struct sched_agent_spec *sp = &a->run->plan.agents[a->idx];
+
+	return !a->run->dead && a->run->entity != NULL &&
+	    a->state == SCHED_AGENT_PENDING && !a->ready && !a->retry_wait &&
+	    a->attempt == 0 && sp->supported && sp->after != 0 &&
+	    a->pre_req == NULL && a->pre_dag_id == NULL;
+}
+
+/* Sends deploys ahead from the queue while fewer than the cap are out. */
+static void
+sched_predeploy_next(struct sched *s)
+{
+	struct sched_agent *a;
+
+	while (s->pre_outstanding < SCHED_PREDEPLOY_MAX &&
+	    (a = TAILQ_FIRST(&s->pre_queue)) != NULL) {
+		struct sched_run *r = a->run;
+		char *dag_id = NULL, *cause = NULL;
+		json_t *pipeline;
+
+		TAILQ_REMOVE(&s->pre_queue, a, pre_link);
+		a->pre_queued = false;
+		if (!sched_agent_pre_ok(a))
+			continue;
+		pipeline = s->planner->pipeline(s->planner_impl, r->service_type,
+		    r->entity, agent_name(a), &dag_id, &cause);
+		if (pipeline == NULL) {
+			free(cause);	/* the agent's own deploy reports it */
+			continue;
+		}
+		a->pre_dag_id = dag_id;
+		s->pre_outstanding++;
+		a->pre_req = s->ops->deploy(s->airflow, pipeline, sched_predeploy_cb, a);
+		json_decref(pipeline);
+	}
+}
+
+/*
+ * Deploys ahead the agents of a run that started and that wait for their
+ * prerequisites, so that Airflow parses their DAGs while the prerequisites
+ * run (a new DAG file takes seconds to minutes to be parsed). Only the DAG
+ * is written: an agent is still unpaused and triggered in its turn, and
+ * holds no slot before it; one whose prerequisite fails is skipped as
+ * before, its DAG deployed but never run (as a deploy-only agent's is).
+ * Nothing is recorded: after a restart the agent deploys in its turn, and
+ * so does one whose deploy ahead has not come back by then.
+ */
+static void
+sched_run_predeploy(struct sched_run *r)
+{
+	struct sched *s = r->s;
+	unsigned i;
+
+	for (i = 0; i < r->nagents; i++) {
+		struct sched_agent *a = &r->agents[i];
+
+		if (a->pre_queued || !sched_agent_pre_ok(a))
+			continue;
+		TAILQ_INSERT_TAIL(&s->pre_queue, a, pre_link);
+		a->pre_queued = true;
+	}
+	sched_predeploy_next(s);
+}
+
 /*
  * The one function that changes an agent's state: checks the table, logs,
  * commits (with the fields the new state implies), tells the observer, then
@@ -642,7 +774,7 @@ sched_agent_set_state(struct sched_agent *a, enum sched_agent_state to,
 	struct sched_run *r = a->run;
 	struct sched *s = r->s;
 	enum sched_agent_state from = a->state;
-	int64_t now = sched_now();
+	int64_t now = sched_now(), delay;
 
 	if (r->dead)
 		return -1;
@@ -702,13 +834,21 @@ sched_agent_set_state(struct sched_agent *a, enum sched_agent_state to,
 	case SCHED_AGENT_DEPLOYING:
 		a->streak = 0;
 		sched_agent_after(a, ACT_DEPLOY, 0);
+		if (s->cfg.predeploy)
+			sched_run_predeploy(r);
 		break;
 	case SCHED_AGENT_WAITING_FOR_DAG:
 		a->poll_ms = s->cfg.poll_initial_ms;
 		a->parse_deadline = now + (int64_t)s->cfg.dag_parse_deadline_s * 1000;
 		/* A DAG file just written is not parsed at once (nor is a redeployed
-		 * one re-parsed): the first look is one poll interval later. */
-		sched_agent_after(a, ACT_UNPAUSE, agent_poll_delay(a, a->parse_deadline));
+		 * one re-parsed): the first look is one poll interval after the
+		 * deploy, which for a DAG deployed ahead may be now. */
+		delay = agent_poll_delay(a, a->parse_deadline);
+		if (a->predeployed) {
+			delay = a->predeployed_at + delay - now;
+			a->predeployed = false;
+		}
+		sched_agent_after(a, ACT_UNPAUSE, delay);
 		break;
 	case SCHED_AGENT_QUEUED:
 		a->poll_ms = s->cfg.poll_initial_ms;
@@ -996,6 +1136,9 @@ sched_run_free(struct sched_run *r)
 		free(a->dag_id);
 		free(a->dag_run_id);
 		free(a->error);
+		free(a->pre_dag_id);
+		if (a->pre_queued)
+			TAILQ_REMOVE(&r->s->pre_queue, a, pre_link);
 	}
 	free(r->run_id);
 	free(r->service_type);
@@ -1292,6 +1435,20 @@ sched_agent_act(struct sched_agent *a)
 		sched_run_advance(r);
 		break;
 	case ACT_DEPLOY:
+		if (a->predeployed && a->pre_dag_id != NULL) {
+			/* Deployed ahead: go on to the wait for the parse. */
+			free(a->dag_id);
+			a->dag_id = a->pre_dag_id;
+			a->pre_dag_id = NULL;
+			a->act = ACT_NONE;
+			sched_agent_set_state(a, SCHED_AGENT_WAITING_FOR_DAG, NULL);
+			break;
+		}
+		/* Not deployed ahead (yet): the deploy of the attempt supersedes. */
+		a->predeployed = false;
+		sched_agent_unpre(a);
+		free(a->pre_dag_id);
+		a->pre_dag_id = NULL;
 		if (r->entity != NULL)
 			entity = json_incref(r->entity);
 		else if (store_run_entity(s->store, r->run_id, &text, &cause) != STORE_OK ||
@@ -2199,6 +2356,7 @@ sched_create(struct event_base *base, struct store *store,
 		s->cfg.poll_backoff = 1.0;
 	TAILQ_INIT(&s->runs);
 	TAILQ_INIT(&s->flush_waiters);
+	TAILQ_INIT(&s->pre_queue);
 	TAILQ_INIT(&s->dead);
 	TAILQ_INIT(&s->ring);
 	TAILQ_INIT(&s->retakes);

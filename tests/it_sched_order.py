@@ -48,7 +48,11 @@ def one(api):
         l_done = last_t(reqs, "GET", r"/dagRuns/", "lineage")
         u_done = last_t(reqs, "GET", r"/dagRuns/", "usage")
         check(trig["metadata"] < trig["lineage"] and trig["metadata"] < trig["usage"], "metadata first")
-        check(m_done <= deploy_t(reqs, "lineage"), "lineage deployed after metadata done")
+        # Deployed ahead while metadata ran (scheduler.predeploy), triggered
+        # only once metadata was done.
+        check(deploy_t(reqs, "lineage") < m_done and deploy_t(reqs, "profiler") < m_done,
+              "lineage and profiler deployed ahead, while metadata ran")
+        check(trig["lineage"] >= m_done and trig["usage"] >= m_done, "triggered after metadata done")
         # lineage and usage overlap: each was triggered before the other finished.
         check(trig["lineage"] < u_done and trig["usage"] < l_done,
               "lineage/usage did not overlap: %s %s %s %s" % (trig["lineage"], u_done, trig["usage"], l_done))

@@ -649,6 +649,9 @@ h_new(void)
 	h->cfg.dag_parse_deadline_s = 2;
 	h->cfg.unreachable_retry_max_ms = 20;
 	h->cfg.rescan_ms = 0;
+	/* Deploys in dependency order, which most tests check; the tests of
+	 * deploying ahead turn it on. */
+	h->cfg.predeploy = false;
 	return h;
 }
 
@@ -1165,6 +1168,85 @@ test_metadata_failure_skips_everything(void **state)
 	assert_non_null(strstr(agent_error(st, "profiler"), "usage"));
 	assert_int_equal(log_count(h, "deploy", "pg__lineage"), 0);
 	assert_int_equal(log_count(h, "deploy", "pg__profiler"), 0);
+	json_decref(st);
+	free(id);
+	h_free(h);
+}
+
+/*
+ * scheduler.predeploy: the dependents are deployed while metadata runs (each
+ * once), so Airflow can parse their DAGs before their turn comes; in its turn
+ * each still waits for the parse (PATCH until found), and the triggers keep
+ * the dependency order.
+ */
+static void
+test_predeploy_parses_ahead(void **state)
+{
+	struct h *h = h_new();
+	char *id;
+	json_t *st;
+	int m_trig, m_done, i;
+	const char *dep[] = { "pg__lineage", "pg__usage", "pg__profiler" };
+
+	h->cfg.predeploy = true;
+	h->cfg.poll_initial_ms = 20;
+	for (i = 0; i < 4; i++)
+		h->fake.beh[i].parse_404 = 1;
+	h->fake.beh[0].running_polls = 6;
+	h_start(h);
+	id = h_submit(h, "pg", NULL);
+	h_wait_finals(h, 1, 10000);
+	assert_string_equal(h->final_state[0], "succeeded");
+	m_trig = log_first(h, "trigger", "pg__metadata");
+	m_done = log_last(h, "get_run", "pg__metadata");
+	for (i = 0; i < 3; i++) {
+		assert_int_equal(log_count(h, "deploy", dep[i]), 1);
+		assert_true(log_first(h, "deploy", dep[i]) < m_trig);
+		/* The wait for the parse still comes first in its turn (the fake
+		 * answers one 404 to each DAG, whenever it is asked). */
+		assert_int_equal(log_count(h, "unpause", dep[i]), 2);
+		assert_true(log_first(h, "unpause", dep[i]) > m_done);
+		assert_true(log_first(h, "trigger", dep[i]) > m_done);
+	}
+	assert_true(log_first(h, "trigger", "pg__profiler") >
+	    log_last(h, "get_run", "pg__usage"));
+	st = h_status(h, id);
+	assert_string_equal(agent_state(st, "profiler"), "succeeded");
+	assert_string_equal(json_string_value(json_object_get(status_agent(st,
+	    "lineage"), "dag_id")), "pg__lineage");
+	assert_int_equal(agent_attempts(st, "usage"), 1);
+	json_decref(st);
+	for (i = 0; i < h->fake.nruns; i++)
+		assert_int_equal(h->fake.runs[i].created, 1);
+	free(id);
+	h_free(h);
+}
+
+/* Deployed ahead, then metadata fails: the dependents are skipped as
+ * without it, their DAGs deployed and never triggered. */
+static void
+test_predeploy_prerequisite_fails(void **state)
+{
+	struct h *h = h_new();
+	char *id;
+	json_t *st;
+
+	h->cfg.predeploy = true;
+	h->fake.beh[0].outcome = OUT_FAILED;
+	h->fake.beh[0].running_polls = 3;
+	h_start(h);
+	id = h_submit(h, "pg", NULL);
+	h_wait_finals(h, 1, 10000);
+	assert_string_equal(h->final_state[0], "failed");
+	st = h_status(h, id);
+	assert_string_equal(agent_state(st, "lineage"), "skipped");
+	assert_string_equal(agent_error(st, "lineage"), "prerequisite metadata failed");
+	assert_string_equal(agent_state(st, "profiler"), "skipped");
+	assert_int_equal(log_count(h, "deploy", "pg__lineage"), 1);
+	assert_int_equal(log_count(h, "trigger", "pg__lineage"), 0);
+	assert_int_equal(log_count(h, "unpause", "pg__lineage"), 0);
+	assert_int_equal(log_count(h, "trigger", "pg__profiler"), 0);
+	assert_int_equal(sched_agents_in_flight(h->sched), 0);
 	json_decref(st);
 	free(id);
 	h_free(h);
@@ -2047,6 +2129,8 @@ main(void)
 		cmocka_unit_test(test_import_error_and_rejected_deploy),
 		cmocka_unit_test(test_parse_deadline),
 		cmocka_unit_test(test_timeout_fails_airflow_run),
+		cmocka_unit_test(test_predeploy_parses_ahead),
+		cmocka_unit_test(test_predeploy_prerequisite_fails),
 		cmocka_unit_test(test_timeout_looks_before_failing),
 		cmocka_unit_test(test_resume_after_deadline_keeps_success),
 		cmocka_unit_test(test_timeout_patch_retried_while_unavailable),

@@ -6,7 +6,7 @@
  * requests per agent run, peak RSS and the scheduler's CPU time.
  *
  * Usage: bench_sched [--services N] [--sim PATH] [--max-in-flight N]
- *          [--sync-full] [--state PATH]
+ *          [--sync-full] [--state PATH] [--no-predeploy]
  * The simulator (default: sim_airflow beside this program) is started on
  * 127.0.0.1 port 0 with short agent durations and stopped at the end.
  */
@@ -162,6 +162,7 @@ main(int argc, char **argv)
 		{ "max-in-flight", required_argument, NULL, 'm' },
 		{ "sync-full", no_argument, NULL, 'f' },
 		{ "state", required_argument, NULL, 'd' },
+		{ "no-predeploy", no_argument, NULL, 'p' },
 		{ NULL, 0, NULL, 0 }
 	};
 	struct bench b = { 0 };
@@ -181,6 +182,7 @@ main(int argc, char **argv)
 	struct rusage ru, simru;
 	pid_t simpid;
 	int c, port, st;
+	bool predeploy = true;
 	FILE *f;
 	double cp_ms, work_ms, lb_ms;
 
@@ -191,9 +193,11 @@ main(int argc, char **argv)
 		case 'm': cap = (unsigned)strtoul(optarg, NULL, 10); break;
 		case 'f': so.synchronous_normal = false; break;
 		case 'd': state = ap_xstrdup(optarg); break;
+		case 'p': predeploy = false; break;
 		default:
 			fprintf(stderr, "usage: bench_sched [--services N] [--sim PATH]"
-			    " [--max-in-flight N] [--sync-full] [--state PATH]\n");
+			    " [--max-in-flight N] [--sync-full] [--state PATH]"
+			    " [--no-predeploy]\n");
 			return 2;
 		}
 	}
@@ -231,6 +235,7 @@ main(int argc, char **argv)
 	b.client = client;
 	sched_config_defaults(&sc);
 	sc.max_agents_in_flight = cap;
+	sc.predeploy = predeploy;
 	sc.poll_initial_ms = 100;
 	sc.poll_max_ms = 1000;
 	sc.poll_floor_ms = 50;
@@ -280,18 +285,22 @@ main(int argc, char **argv)
 
 	/* Lower bounds: the longest chain (parse + queue + run per agent:
 	 * metadata -> usage -> profiler, or metadata -> lineage), and the total
-	 * agent time spread over the cap. */
+	 * agent time spread over the cap. Deployed ahead (scheduler.predeploy),
+	 * a dependent's parse overlaps its prerequisites' runs (each longer
+	 * than PARSE_MS), so only metadata's parse is on the chain and in a
+	 * slot. */
 	cp_ms = 0;
 	{
+		double dp = sc.predeploy ? 0 : PARSE_MS;
 		double m = PARSE_MS + queued_ms[0] + running_ms[0];
-		double l = PARSE_MS + queued_ms[1] + running_ms[1];
-		double u = PARSE_MS + queued_ms[2] + running_ms[2] +
-		    PARSE_MS + queued_ms[3] + running_ms[3];
+		double l = dp + queued_ms[1] + running_ms[1];
+		double u = dp + queued_ms[2] + running_ms[2] +
+		    dp + queued_ms[3] + running_ms[3];
 
 		cp_ms = m + (l > u ? l : u);
 		work_ms = 0;
 		for (i = 0; i < 4; i++)
-			work_ms += PARSE_MS + queued_ms[i] + running_ms[i];
+			work_ms += (i == 0 ? PARSE_MS : dp) + queued_ms[i] + running_ms[i];
 		work_ms = work_ms * n / cap;
 	}
 	lb_ms = cp_ms > work_ms ? cp_ms : work_ms;
@@ -302,8 +311,9 @@ main(int argc, char **argv)
 		memset(&simru, 0, sizeof simru);
 	printf("services            %u (%u succeeded, %u failed), agent runs %u\n", n,
 	    b.succeeded, b.failed, n * 4);
-	printf("max agents in flight %u, store synchronous=%s\n", cap,
-	    so.synchronous_normal ? "NORMAL" : "FULL");
+	printf("max agents in flight %u, store synchronous=%s, dependents deployed %s\n",
+	    cap, so.synchronous_normal ? "NORMAL" : "FULL",
+	    sc.predeploy ? "ahead (their parse off the bound)" : "in their turn");
 	printf("makespan            %.1f s\n", (t1 - t0) / 1000.0);
 	printf("lower bound         %.1f s (critical path %.2f s; work/cap %.1f s)"
 	    " -> ratio %.2f\n", lb_ms / 1000.0, cp_ms / 1000.0, work_ms / 1000.0,
