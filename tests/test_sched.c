@@ -1252,6 +1252,32 @@ test_predeploy_prerequisite_fails(void **state)
 	h_free(h);
 }
 
+/* A run restricted to some agents deploys ahead only those: one left out
+ * is bridged, never deployed. */
+static void
+test_predeploy_restricted(void **state)
+{
+	struct h *h = h_new();
+	const char *only[] = { "metadata", "profiler", NULL };
+	char *id;
+
+	h->cfg.predeploy = true;
+	h->fake.beh[0].running_polls = 3;
+	h_start(h);
+	id = h_submit_agents(h, only);
+	h_wait_finals(h, 1, 10000);
+	assert_string_equal(h->final_state[0], "succeeded");
+	assert_int_equal(log_count(h, "deploy", "pg__profiler"), 1);
+	assert_true(log_first(h, "deploy", "pg__profiler") <
+	    log_first(h, "trigger", "pg__metadata"));
+	assert_true(log_first(h, "trigger", "pg__profiler") >
+	    log_last(h, "get_run", "pg__metadata"));
+	assert_int_equal(log_count(h, "deploy", "pg__usage"), 0);
+	assert_int_equal(log_count(h, "deploy", "pg__lineage"), 0);
+	free(id);
+	h_free(h);
+}
+
 static void
 test_usage_failure_skips_profiler_only(void **state)
 {
@@ -2131,6 +2157,7 @@ main(void)
 		cmocka_unit_test(test_timeout_fails_airflow_run),
 		cmocka_unit_test(test_predeploy_parses_ahead),
 		cmocka_unit_test(test_predeploy_prerequisite_fails),
+		cmocka_unit_test(test_predeploy_restricted),
 		cmocka_unit_test(test_timeout_looks_before_failing),
 		cmocka_unit_test(test_resume_after_deadline_keeps_success),
 		cmocka_unit_test(test_timeout_patch_retried_while_unavailable),
