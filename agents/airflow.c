@@ -139,6 +139,8 @@ struct airflow_client {
 	struct http_client *http;
 	struct workq *wq;			/* reads answers; NULL: on the loop */
 	bool closing;				/* being freed: answers are dropped */
+	char *net_error;			/* the last attempt without an answer: why */
+	uint64_t net_error_ms;			/* and when it ended */
 	struct airflow_config cfg;		/* defaults applied; strings below */
 	char *base_url;
 	char *username;
@@ -598,6 +600,11 @@ stats_note(struct airflow_client *c, const struct http_response *resp)
 	else
 		k = AIRFLOW_HTTP_5XX;
 	c->n_class[k]++;
+	if (k == AIRFLOW_HTTP_NETWORK && resp->error != NULL) {
+		free(c->net_error);
+		c->net_error = ap_xstrdup(resp->error);
+		c->net_error_ms = ap_mono_ms();
+	}
 	for (i = 0; i < AIRFLOW_LATENCY_BUCKETS - 1; i++) {
 		if ((long)resp->elapsed_ms <= airflow_latency_bounds_ms[i])
 			break;
@@ -706,6 +713,14 @@ req_answered(struct airflow_req *q, long status)
 	req_error(q, "Bad reply", q->reply == NULL ? "the answer is not JSON" :
 	    "the answer does not have the fields the API promises");
 	req_finish(q, AIRFLOW_BAD_REPLY, status);
+}
+
+char *
+airflow_client_network_error(const struct airflow_client *c, uint64_t since_ms)
+{
+	if (c->net_error == NULL || c->net_error_ms < since_ms)
+		return NULL;
+	return ap_xstrdup(c->net_error);
 }
 
 char *
@@ -1080,6 +1095,7 @@ airflow_client_free(struct airflow_client *c)
 	free(c->username);
 	wipe_free(c->password);
 	free(c->ca_file);
+	free(c->net_error);
 	wipe_free(c->basic);
 	bearer_set(c, NULL);
 	for (i = 0; i <= AIRFLOW_AUTH_BEARER; i++) {

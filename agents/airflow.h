@@ -232,6 +232,10 @@ const struct airflow_ops *airflow_client_ops(void);
 
 /* Plugin routes beyond the ops table (same callback rules). */
 struct airflow_req *airflow_health(struct airflow_client *c, airflow_cb cb, void *arg);
+/* curl's message for the last attempt that got no HTTP answer (refused,
+ * reset, timed out...) if it ended at or after since_ms (ap_mono_ms()), as
+ * a new string; else NULL. */
+char *airflow_client_network_error(const struct airflow_client *c, uint64_t since_ms);
 struct airflow_req *airflow_kill(struct airflow_client *c, const char *dag_id,
     airflow_cb cb, void *arg);
 struct airflow_req *airflow_delete(struct airflow_client *c, const char *dag_id,

@@ -38,6 +38,12 @@ serve_airflow_health(void *airflow, airflow_cb cb, void *arg)
 	return airflow_health(airflow, cb, arg);
 }
 
+static char *
+serve_airflow_network_error(const void *airflow, uint64_t since_ms)
+{
+	return airflow_client_network_error(airflow, since_ms);
+}
+
 static void
 serve_airflow_stats(const void *airflow, struct airflow_stats *out)
 {
@@ -172,6 +178,7 @@ serve_exec(int argc, char **argv)
 	deps.airflow = sv.rt.airflow;
 	deps.airflow_health = serve_airflow_health;
 	deps.airflow_stats = serve_airflow_stats;
+	deps.airflow_network_error = serve_airflow_network_error;
 	deps.plan = sv.rt.plan;
 	deps.metrics = ap_runtime_airflow_metrics;
 	deps.metrics_arg = sv.rt.airflow;

@@ -65,6 +65,7 @@ config_init(struct config *c)
 	c->max_headers = 64;
 	c->max_json_depth = 32;
 	c->request_timeout_s = 30;
+	c->max_connections = 1024;
 	c->shutdown_grace_s = 10;
 	c->state_path = ap_xstrdup(DEFAULT_STATE);
 	c->log_level = AP_LOG_INFO;
@@ -293,6 +294,9 @@ parse_listen(struct config *c, const json_t *sec, char **cause)
 		} else if (strcmp(key, "request_timeout_s") == 0) {
 			rc = get_uint("listen", key, v, 1, 3600, &n, cause);
 			c->request_timeout_s = (unsigned)n;
+		} else if (strcmp(key, "max_connections") == 0) {
+			rc = get_uint("listen", key, v, 4, 1000000, &n, cause);
+			c->max_connections = (unsigned)n;
 		} else if (strcmp(key, "shutdown_grace_s") == 0) {
 			rc = get_uint("listen", key, v, 0, 3600, &n, cause);
 			c->shutdown_grace_s = (unsigned)n;
@@ -800,7 +804,7 @@ config_describe(const struct config *c)
 	listen = strchr(c->listen_host, ':') != NULL ?
 	    ap_xprintf("[%s]:%u", c->listen_host, c->listen_port) :
 	    ap_xprintf("%s:%u", c->listen_host, c->listen_port);
-	o = json_pack("{s:o, s:{s:o, s:I, s:i, s:i, s:i, s:i}, s:{s:o, s:s},"
+	o = json_pack("{s:o, s:{s:o, s:I, s:i, s:i, s:i, s:i, s:i}, s:{s:o, s:s},"
 	    " s:{s:s, s:s}, s:{s:s, s:b}, s:{s:s}, s:{s:o, s:s},"
 	    " s:{s:o, s:s, s:o, s:s, s:o, s:I, s:I, s:I, s:I, s:I, s:I},"
 	    " s:{s:i, s:i, s:i, s:i, s:f, s:b, s:b, s:i, s:i, s:i, s:i}}",
@@ -809,6 +813,7 @@ config_describe(const struct config *c)
 	    "max_body_bytes", (json_int_t)c->max_body_bytes,
 	    "max_headers", (int)c->max_headers, "max_json_depth", (int)c->max_json_depth,
 	    "request_timeout_s", (int)c->request_timeout_s,
+	    "max_connections", (int)c->max_connections,
 	    "shutdown_grace_s", (int)c->shutdown_grace_s,
 	    "state", "path", describe_str(c->state_path), "synchronous",
 	    c->state_sync_normal ? "normal" : "full",

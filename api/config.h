@@ -53,6 +53,7 @@ struct config {
 	unsigned max_headers;		/* 64 request headers */
 	unsigned max_json_depth;	/* 32 levels of nesting */
 	unsigned request_timeout_s;	/* 30: a slow client is cut off */
+	unsigned max_connections;	/* 1024 open at once; then accepting waits */
 	unsigned shutdown_grace_s;	/* 10: in-flight work finishes within this */
 
 	/* "state" */

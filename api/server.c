@@ -5,14 +5,17 @@
 #include "server.h"
 
 #include <errno.h>
+#include <search.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
+#include <sys/queue.h>
 #include <sys/socket.h>
 #include <netinet/in.h>
 
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
@@ -38,10 +41,15 @@
 /* How long a /readyz waits for the probe (from its start) before it answers
  * that Airflow does not answer in time. */
 #define READY_WAIT_MS 2000
+/* How recent a failure to reach Airflow must be to be named as why the
+ * circuit breaker is open. */
+#define BREAKER_WHY_MS 60000
 /* How long accepting pauses when accept() fails for want of descriptors
  * (or memory), and how often at most that is logged. */
 #define ACCEPT_PAUSE_MS 250
 #define ACCEPT_WARN_MS 60000
+/* How often connections are looked at for the request deadline. */
+#define CONN_SWEEP_MS 1000
 
 struct server {
 	struct event_base *base;
@@ -83,7 +91,26 @@ struct server {
 	struct event *accept_timer;
 	uint64_t accept_warned_ms;
 	uint64_t accept_failures;	/* since the last warning */
+	/* Open connections (see conn_track): for listen.max_connections and
+	 * the request deadline of listen.request_timeout_s. */
+	TAILQ_HEAD(, conn_entry) conns;
+	void *conn_tree;		/* tsearch() tree of the same, by evcon */
+	size_t nconns;			/* tracked, and accepted ones to adopt */
+	struct bufferevent **adopt;	/* accepted this turn, see conn_bev_cb */
+	size_t nadopt, adopt_cap;
+	struct event *adopt_ev, *sweep_ev;
+	bool conn_capped;		/* accepting paused at max_connections */
+	uint64_t cap_warned_ms;
+	uint64_t conns_cut;		/* closed for missing the request deadline */
+	uint64_t cut_warned_ms, cut_unwarned;
 	struct server *next;		/* in the list accept_error_cb searches */
+};
+
+/* An open connection. */
+struct conn_entry {
+	TAILQ_ENTRY(conn_entry) link;
+	struct evhttp_connection *evcon;
+	uint64_t since_ms;		/* accepted, or last seen being answered */
 };
 
 /* Servers of this process, for accept_error_cb (libevent hands it the
@@ -380,6 +407,192 @@ struct pending {
 	uint64_t failures;		/* store_batch_failures() when stored */
 };
 
+/* ---- Connections. ---- */
+
+/*
+ * Every connection is tracked from its accept (conn_bev_cb, the bufferevent
+ * libevent asks for, then conn_adopt_cb once the connection exists) to its
+ * close (conn_closed): at listen.max_connections accepting pauses, and a
+ * connection that has not delivered a whole request within
+ * listen.request_timeout_s of its accept or of its previous answer is
+ * closed (libevent's own timeout only counts silence, which a client
+ * trickling a byte at a time never leaves).
+ */
+
+static int
+conn_cmp(const void *a, const void *b)
+{
+	uintptr_t x = (uintptr_t)((const struct conn_entry *)a)->evcon;
+	uintptr_t y = (uintptr_t)((const struct conn_entry *)b)->evcon;
+
+	return x < y ? -1 : x > y;
+}
+
+static struct conn_entry *
+conn_find(struct server *s, struct evhttp_connection *evcon)
+{
+	struct conn_entry key = { .evcon = evcon };
+	void **n = tfind(&key, &s->conn_tree, conn_cmp);
+
+	return n != NULL ? *n : NULL;
+}
+
+/* Accepting goes on once below max_connections (unless paused for want of
+ * descriptors: accept_resume_cb then decides). */
+static void
+conn_uncap(struct server *s)
+{
+	if (!s->conn_capped || s->nconns >= s->cfg->max_connections)
+		return;
+	s->conn_capped = false;
+	if (s->listener != NULL && s->accept_timer != NULL &&
+	    !evtimer_pending(s->accept_timer, NULL))
+		evconnlistener_enable(evhttp_bound_socket_get_listener(s->listener));
+}
+
+static void
+conn_forget(struct server *s, struct conn_entry *e)
+{
+	tdelete(e, &s->conn_tree, conn_cmp);
+	TAILQ_REMOVE(&s->conns, e, link);
+	free(e);
+	s->nconns--;
+	conn_uncap(s);
+}
+
+static void conn_closed(struct evhttp_connection *, void *);
+
+/* Tracks evcon (once), already counted in nconns when counted. */
+static struct conn_entry *
+conn_track(struct server *s, struct evhttp_connection *evcon, bool counted)
+{
+	struct conn_entry *e;
+
+	if ((e = conn_find(s, evcon)) != NULL) {
+		if (counted)
+			s->nconns--;
+		return e;
+	}
+	e = ap_xcalloc(1, sizeof *e);
+	e->evcon = evcon;
+	e->since_ms = ap_mono_ms();
+	if (tsearch(e, &s->conn_tree, conn_cmp) == NULL)
+		ap_fatal("out of memory");
+	TAILQ_INSERT_TAIL(&s->conns, e, link);
+	if (!counted)
+		s->nconns++;
+	evhttp_connection_set_closecb(evcon, conn_closed, s);
+	return e;
+}
+
+/*
+ * libevent asks for the bufferevent of each connection it accepts: made as
+ * libevent makes it, and held (one reference) until conn_adopt_cb, later in
+ * this turn, finds the connection it went to. At max_connections the
+ * listener stops here, before it accepts the next.
+ */
+static struct bufferevent *
+conn_bev_cb(struct event_base *base, void *arg)
+{
+	struct server *s = arg;
+	struct bufferevent *bev;
+	uint64_t now;
+
+	if ((bev = bufferevent_socket_new(base, -1, 0)) == NULL)
+		return NULL;	/* libevent tries itself; busy_add tracks it */
+	bufferevent_incref(bev);
+	if (s->nadopt == s->adopt_cap) {
+		s->adopt_cap = s->adopt_cap == 0 ? 16 : s->adopt_cap * 2;
+		s->adopt = ap_xreallocarray(s->adopt, s->adopt_cap, sizeof *s->adopt);
+	}
+	s->adopt[s->nadopt++] = bev;
+	s->nconns++;
+	event_active(s->adopt_ev, EV_TIMEOUT, 0);
+	if (s->nconns >= s->cfg->max_connections && s->listener != NULL &&
+	    !s->conn_capped) {
+		s->conn_capped = true;
+		evconnlistener_disable(evhttp_bound_socket_get_listener(s->listener));
+		now = ap_mono_ms();
+		if (s->cap_warned_ms == 0 || now - s->cap_warned_ms >= ACCEPT_WARN_MS) {
+			ap_warn("http: %zu connections open (listen.max_connections);"
+			    " new ones wait until some close", s->nconns);
+			s->cap_warned_ms = now;
+		}
+	}
+	return bev;
+}
+
+static void
+conn_adopt_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct server *s = arg;
+	bufferevent_data_cb readcb;
+	void *evcon;
+	size_t i, n = s->nadopt;
+
+	(void)fd;
+	(void)what;
+	s->nadopt = 0;
+	for (i = 0; i < n; i++) {
+		/* libevent's connection sets itself as the argument of its
+		 * callbacks; freed already, it left none. */
+		bufferevent_getcb(s->adopt[i], &readcb, NULL, NULL, &evcon);
+		if (readcb != NULL && evcon != NULL)
+			conn_track(s, evcon, true);
+		else
+			s->nconns--;
+		bufferevent_decref(s->adopt[i]);
+	}
+	conn_uncap(s);
+}
+
+static bool
+conn_busy(const struct server *s, const struct evhttp_connection *evcon)
+{
+	size_t i;
+
+	for (i = 0; i < s->nbusy; i++)
+		if (s->busy[i] == evcon)
+			return true;
+	return false;
+}
+
+/* Closes the connections past the request deadline. */
+static void
+conn_sweep_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct server *s = arg;
+	struct conn_entry *e, *next;
+	struct evhttp_connection *evcon;
+	uint64_t now = ap_mono_ms(), limit = (uint64_t)s->cfg->request_timeout_s * 1000;
+
+	(void)fd;
+	(void)what;
+	for (e = TAILQ_FIRST(&s->conns); e != NULL; e = next) {
+		next = TAILQ_NEXT(e, link);
+		if (conn_busy(s, e->evcon)) {
+			e->since_ms = now;	/* its request is ours to answer */
+			continue;
+		}
+		if (now - e->since_ms < limit)
+			continue;
+		evcon = e->evcon;
+		conn_forget(s, e);
+		s->conns_cut++;
+		s->cut_unwarned++;
+		evhttp_connection_free(evcon);
+	}
+	if (s->cut_unwarned > 0 && (s->cut_warned_ms == 0 ||
+	    now - s->cut_warned_ms >= ACCEPT_WARN_MS)) {
+		ap_warn("http: closed %llu connection%s that delivered no whole request"
+		    " within %u s (listen.request_timeout_s)",
+		    (unsigned long long)s->cut_unwarned, s->cut_unwarned == 1 ? "" : "s",
+		    s->cfg->request_timeout_s);
+		s->cut_warned_ms = now;
+		s->cut_unwarned = 0;
+	}
+}
+
 /* ---- Requests in progress (for the drain). ---- */
 
 static void
@@ -398,7 +611,13 @@ busy_remove(struct server *s, struct evhttp_connection *conn)
 static void
 request_done(struct evhttp_request *req, void *arg)
 {
-	busy_remove(arg, evhttp_request_get_connection(req));
+	struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+	struct conn_entry *e;
+
+	busy_remove(arg, evcon);
+	/* The next request's deadline counts from here. */
+	if (evcon != NULL && (e = conn_find(arg, evcon)) != NULL)
+		e->since_ms = ap_mono_ms();
 }
 
 /* A connection closed: its answer will not be written, and a delivery
@@ -407,9 +626,12 @@ static void
 conn_closed(struct evhttp_connection *conn, void *arg)
 {
 	struct server *s = arg;
+	struct conn_entry *e;
 	size_t i;
 
 	busy_remove(s, conn);
+	if ((e = conn_find(s, conn)) != NULL)
+		conn_forget(s, e);
 	/* A request libevent detached from its closing connection is ours
 	 * (answering it frees it); one still on it is freed with it. */
 	for (i = 0; i < s->npending; i++)
@@ -438,7 +660,7 @@ busy_add(struct server *s, struct evhttp_request *req)
 	}
 	s->busy[s->nbusy++] = conn;
 	evhttp_request_set_on_complete_cb(req, request_done, s);
-	evhttp_connection_set_closecb(conn, conn_closed, s);
+	conn_track(s, conn, false)->since_ms = ap_mono_ms();
 	/* While draining, each connection closes after its answer. */
 	if (s->draining)
 		evhttp_add_header(evhttp_request_get_output_headers(req), "Connection",
@@ -1057,7 +1279,7 @@ readyz_answer(struct server *s, struct evhttp_request *req, bool timed_out)
 	bool store_ok, airflow_ok;
 	const char *airflow_state;
 	const char *airflow_error = NULL;
-	char *late = NULL;
+	char *late = NULL, *last = NULL;
 	json_t *out;
 
 	store_ok = store_check_writable(s->deps.store, &cause) == STORE_OK;
@@ -1067,14 +1289,33 @@ readyz_answer(struct server *s, struct evhttp_request *req, bool timed_out)
 	} else if (s->deps.airflow_ops->unreachable(s->deps.airflow)) {
 		airflow_ok = false;
 		airflow_state = "unreachable";
-		airflow_error = "circuit breaker open: Airflow failed repeatedly";
+		/* With why, when attempts got no answer lately (a refused
+		 * connection is said as such). */
+		last = s->deps.airflow_network_error != NULL ?
+		    s->deps.airflow_network_error(s->deps.airflow,
+		    ap_mono_ms() - (ap_mono_ms() > BREAKER_WHY_MS ? BREAKER_WHY_MS : 0)) : NULL;
+		if (last != NULL)
+			airflow_error = late = ap_xprintf("circuit breaker open: Airflow"
+			    " failed repeatedly; the last attempt to reach it failed: %s",
+			    last);
+		else
+			airflow_error = "circuit breaker open: Airflow failed repeatedly";
 	} else if (s->deps.airflow_health == NULL) {
 		airflow_ok = true;	/* as far as the breaker knows */
 		airflow_state = "reachable";
 	} else if (timed_out || !s->airflow_known) {
 		airflow_ok = false;
 		airflow_state = "unreachable";
-		if (timed_out)
+		/* The client may be retrying attempts that failed: say why (a
+		 * refused connection is no slow Airflow). */
+		last = timed_out && s->deps.airflow_network_error != NULL ?
+		    s->deps.airflow_network_error(s->deps.airflow,
+		    s->probe_started_ms) : NULL;
+		if (last != NULL)
+			airflow_error = late = ap_xprintf("no answer to the health"
+			    " check within %d ms; the last attempt to reach Airflow"
+			    " failed: %s", READY_WAIT_MS, last);
+		else if (timed_out)
 			airflow_error = late = ap_xprintf("no answer to the health"
 			    " check within %d ms", READY_WAIT_MS);
 		else
@@ -1093,6 +1334,7 @@ readyz_answer(struct server *s, struct evhttp_request *req, bool timed_out)
 		json_object_set_new(out, "draining", json_true());
 	free(cause);
 	free(late);
+	free(last);
 	if (store_ok && airflow_ok && !s->draining)
 		reply_json(req, 200, "OK", out);
 	else
@@ -1259,6 +1501,15 @@ metrics_webhooks(struct server *s, struct ap_buf *b)
 	    "autopilot_admin_requests_total{result=\"denied\"} %llu\n",
 	    (unsigned long long)(s->admin_requests - s->admin_denied),
 	    (unsigned long long)s->admin_denied);
+	ap_buf_printf(b, "# HELP autopilot_http_connections Connections open to the"
+	    " server (listen.max_connections at most).\n"
+	    "# TYPE autopilot_http_connections gauge\n"
+	    "autopilot_http_connections %zu\n"
+	    "# HELP autopilot_http_connections_cut_total Connections closed for not"
+	    " delivering a whole request within listen.request_timeout_s.\n"
+	    "# TYPE autopilot_http_connections_cut_total counter\n"
+	    "autopilot_http_connections_cut_total %llu\n", s->nconns,
+	    (unsigned long long)s->conns_cut);
 }
 
 static int
@@ -1423,7 +1674,7 @@ accept_resume_cb(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	if (s->listener != NULL)
+	if (s->listener != NULL && !s->conn_capped)
 		evconnlistener_enable(evhttp_bound_socket_get_listener(s->listener));
 }
 
@@ -1470,6 +1721,15 @@ server_create(struct event_base *base, const struct config *cfg,
 	s->take_ev = event_new(base, -1, 0, take_cb, s);
 	s->ready_timer = evtimer_new(base, readyz_timer_cb, s);
 	s->accept_timer = evtimer_new(base, accept_resume_cb, s);
+	TAILQ_INIT(&s->conns);
+	s->adopt_ev = event_new(base, -1, 0, conn_adopt_cb, s);
+	s->sweep_ev = event_new(base, -1, EV_PERSIST, conn_sweep_cb, s);
+	{
+		struct timeval tv = { CONN_SWEEP_MS / 1000, (CONN_SWEEP_MS % 1000) * 1000 };
+
+		evtimer_add(s->sweep_ev, &tv);
+	}
+	evhttp_set_bevcb(s->http, conn_bev_cb, s);
 	s->take = json_array();
 	s->next = servers;
 	servers = s;
@@ -1542,6 +1802,8 @@ void
 server_free(struct server *s)
 {
 	struct server **link;
+	struct conn_entry *e;
+	size_t i;
 
 	if (s == NULL)
 		return;
@@ -1555,6 +1817,7 @@ server_free(struct server *s)
 		event_free(s->ready_timer);
 	if (s->accept_timer != NULL)
 		event_free(s->accept_timer);
+	s->accept_timer = NULL;
 	for (link = &servers; *link != NULL; link = &(*link)->next)
 		if (*link == s) {
 			*link = s->next;
@@ -1566,8 +1829,25 @@ server_free(struct server *s)
 		event_free(s->flush_ev);
 	if (s->take_ev != NULL)
 		event_free(s->take_ev);
+	if (s->sweep_ev != NULL)
+		event_free(s->sweep_ev);
+	if (s->adopt_ev != NULL)
+		event_free(s->adopt_ev);
+	/* evhttp_free frees the listener, then each connection (conn_closed):
+	 * nothing to resume accepting on. */
+	s->listener = NULL;
+	s->conn_capped = false;
 	if (s->http != NULL)
 		evhttp_free(s->http);
+	/* Those accepted last are freed now if their connection is. */
+	for (i = 0; i < s->nadopt; i++)
+		bufferevent_decref(s->adopt[i]);
+	free(s->adopt);
+	while ((e = TAILQ_FIRST(&s->conns)) != NULL) {
+		tdelete(e, &s->conn_tree, conn_cmp);
+		TAILQ_REMOVE(&s->conns, e, link);
+		free(e);
+	}
 	json_decref(s->take);
 	webhook_key_free(s->key);
 	free(s->pending);

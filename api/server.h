@@ -46,6 +46,10 @@ struct server_deps {
 	/* The client's counters (may be NULL): an answer from Airflow to other
 	 * work spares /readyz its probe. */
 	void (*airflow_stats)(const void *airflow, struct airflow_stats *out);
+	/* Why the client's last attempt since since_ms got no answer (a new
+	 * string) or NULL; may be NULL. Said by a /readyz that cannot wait for
+	 * the probe (being retried) any longer. */
+	char *(*airflow_network_error)(const void *airflow, uint64_t since_ms);
 	const struct plan *plan;	/* re-runs are checked against it */
 	/* Appends further Prometheus text to /metrics (may be NULL). */
 	void (*metrics)(struct ap_buf *out, void *arg);

@@ -15,7 +15,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from serve_itlib import ADMIN, Serve, Sim, check, entity, event  # noqa: E402
+from serve_itlib import ADMIN, check, entity, event, serving  # noqa: E402
 
 
 def exchange(port, data, wait=2.0):
@@ -58,10 +58,8 @@ def cpu_seconds(pid):
 
 
 def main():
-    sim = Sim({"parse_delay_ms": 50, "pipelines": {"*": {"queued_ms": 10, "running_ms": 50}}})
-    srv = Serve(sim.url)
-    try:
-        srv.start()
+    scenario = {"parse_delay_ms": 50, "pipelines": {"*": {"queued_ms": 10, "running_ms": 50}}}
+    with serving(scenario) as (sim, srv):
         port = srv.port
         auth = b"Authorization: Bearer " + ADMIN.encode() + b"\r\n"
 
@@ -136,10 +134,6 @@ def main():
         st, body = srv.post_event(event("databaseService", entity("databaseService", "after_emfile")))
         check(st == 202, "a delivery after the descriptors came back: %s %s" % (st, body))
         srv.wait_final(1, timeout=60)
-        check(srv.stop() == 0, "clean stop")
-    finally:
-        srv.close()
-        sim.close()
     print("ok")
 
 

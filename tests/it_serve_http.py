@@ -10,8 +10,8 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from serve_itlib import (Serve, Sim, check, entity, event, example_event,  # noqa: E402
-                         parse_prometheus)
+from serve_itlib import (check, entity, event, example_event, parse_prometheus,  # noqa: E402
+                         serving)
 
 # The metadata agent runs long enough to be active while re-runs are refused.
 SCENARIO = {"parse_delay_ms": 50, "pipelines": {"*": {"queued_ms": 10, "running_ms": 50},
@@ -30,10 +30,7 @@ def expect_400(srv, path, body, *needles):
 
 
 def main():
-    sim = Sim(SCENARIO)
-    srv = Serve(sim.url)
-    try:
-        srv.start()
+    with serving(SCENARIO) as (sim, srv):
         st, body = srv.post_event(example_event())
         check(st == 202, "event: %s %s" % (st, body))
         first = body["run_id"]
@@ -116,10 +113,6 @@ def main():
                   "autopilot_airflow_request_duration_seconds_bucket", "autopilot_airflow_up"):
             check(n in names, "metrics: %s present" % n)
         check("# TYPE autopilot_airflow_queued gauge" in text, "queued is a gauge")
-        check(srv.stop() == 0, "clean stop")
-    finally:
-        srv.close()
-        sim.close()
     print("ok")
 
 

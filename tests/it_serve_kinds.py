@@ -10,15 +10,13 @@ import sys
 import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from serve_itlib import SRC, Serve, Sim, check, check_change_event, event  # noqa: E402
+from serve_itlib import SRC, check, check_change_event, event, serving  # noqa: E402
 from sched_itlib import check_no_double_trigger  # noqa: E402
 
 
 def main():
-    sim = Sim({"parse_delay_ms": 100, "pipelines": {"*": {"queued_ms": 20, "running_ms": 150}}})
-    srv = Serve(sim.url)
-    try:
-        srv.start()
+    scenario = {"parse_delay_ms": 100, "pipelines": {"*": {"queued_ms": 20, "running_ms": 150}}}
+    with serving(scenario) as (sim, srv):
         services = {}
         for i, path in enumerate(sorted(glob.glob(os.path.join(SRC, "tests", "data", "services",
                                                                "*.json")))):
@@ -66,10 +64,6 @@ def main():
             st, body = srv.admin("POST", path)
             check(st == 202, "re-run of %r: %s %s" % (fqn, st, body))
         srv.wait_final(len(services) + 2, timeout=120)
-        check(srv.stop() == 0, "clean stop")
-    finally:
-        srv.close()
-        sim.close()
     print("ok")
 
 

@@ -2,6 +2,7 @@
 CLI (it_serve*.py, it_cli_*.py): start the real binary and the simulators,
 sign and send OpenMetadata ChangeEvents, read runs back."""
 import base64
+import contextlib
 import hashlib
 import hmac
 import http.client
@@ -200,6 +201,22 @@ class Serve:
             self.proc.kill()
             self.proc.wait()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def serving(scenario, **serve_args):
+    """The Airflow simulator with scenario and `autopilot serve` against it,
+    started: yields (sim, srv); at the end of the block serve must stop
+    cleanly on SIGTERM; both are closed whatever happens."""
+    sim = Sim(scenario)
+    srv = Serve(sim.url, **serve_args)
+    try:
+        srv.start()
+        yield sim, srv
+        check(srv.stop() == 0, "clean stop")
+    finally:
+        srv.close()
+        sim.close()
 
 
 def cli(args, env=None, timeout=120, stdin=None):
