@@ -807,7 +807,7 @@ config_describe(const struct config *c)
 	o = json_pack("{s:o, s:{s:o, s:I, s:i, s:i, s:i, s:i, s:i}, s:{s:o, s:s},"
 	    " s:{s:s, s:s}, s:{s:s, s:b}, s:{s:s}, s:{s:o, s:s},"
 	    " s:{s:o, s:s, s:o, s:s, s:o, s:I, s:I, s:I, s:I, s:I, s:I},"
-	    " s:{s:i, s:i, s:i, s:i, s:f, s:b, s:b, s:i, s:i, s:i, s:i}}",
+	    " s:{s:i, s:i, s:i, s:i, s:f, s:b, s:b, s:i, s:i, s:i, s:i, s:i}}",
 	    "file", describe_str(c->file),
 	    "listen", "address", describe_str(listen),
 	    "max_body_bytes", (json_int_t)c->max_body_bytes,
@@ -839,6 +839,7 @@ config_describe(const struct config *c)
 	    "poll_floor_ms", (int)c->sched.poll_floor_ms,
 	    "poll_backoff", c->sched.poll_backoff,
 	    "poll_learn", c->sched.poll_learn, "predeploy", c->sched.predeploy,
+	    "predeploy_max", (int)c->sched.predeploy_max,
 	    "dag_parse_deadline_s", (int)c->sched.dag_parse_deadline_s,
 	    "unreachable_retry_max_ms", (int)c->sched.unreachable_retry_max_ms,
 	    "lease_ms", (int)c->sched.lease_ms, "rescan_ms", (int)c->sched.rescan_ms);

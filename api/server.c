@@ -486,10 +486,13 @@ conn_track(struct server *s, struct evhttp_connection *evcon, bool counted)
 }
 
 /*
- * libevent asks for the bufferevent of each connection it accepts: made as
- * libevent makes it, and held (one reference) until conn_adopt_cb, later in
- * this turn, finds the connection it went to. At max_connections the
- * listener stops here, before it accepts the next.
+ * libevent asks for the bufferevent of each connection it accepts: held
+ * (one reference) until conn_adopt_cb, later in this turn, finds the
+ * connection it went to. The bufferevent closes the socket itself, when
+ * freed: a connection libevent frees before its adoption only shuts its
+ * socket down, so the descriptor cannot be reused (and its new event lost
+ * beside this one's, still registered) while the reference holds it. At
+ * max_connections the listener stops here, before it accepts the next.
  */
 static struct bufferevent *
 conn_bev_cb(struct event_base *base, void *arg)
@@ -498,7 +501,7 @@ conn_bev_cb(struct event_base *base, void *arg)
 	struct bufferevent *bev;
 	uint64_t now;
 
-	if ((bev = bufferevent_socket_new(base, -1, 0)) == NULL)
+	if ((bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE)) == NULL)
 		return NULL;	/* libevent tries itself; busy_add tracks it */
 	bufferevent_incref(bev);
 	if (s->nadopt == s->adopt_cap) {

@@ -62,8 +62,6 @@ static const char *const sched_act_names[ACT_MAX] = {
  * on without the answer. */
 #define SCHED_LATE_TRIES 3
 
-/* Deploys ahead (scheduler.predeploy) in flight at once, all runs. */
-#define SCHED_PREDEPLOY_MAX 32
 
 struct sched_run;
 
@@ -171,7 +169,7 @@ struct sched {
 	struct event *reap_ev;		/* free dead runs */
 	struct event *flush_ev;		/* commit the loop turn's state changes */
 	struct sched_agent_list flush_waiters;	/* acting once that commit is done */
-	/* Agents to deploy ahead, oldest first, at most SCHED_PREDEPLOY_MAX
+	/* Agents to deploy ahead, oldest first, at most cfg.predeploy_max
 	 * of those deploys in flight (each holds its IngestionPipeline). */
 	struct sched_agent_list pre_queue;
 	unsigned pre_outstanding;
@@ -315,6 +313,7 @@ sched_config_defaults(struct sched_config *c)
 	c->poll_backoff = 1.5;
 	c->poll_learn = true;
 	c->predeploy = true;
+	c->predeploy_max = 32;
 	c->dag_parse_deadline_s = 600;
 	c->unreachable_retry_max_ms = 60000;
 	c->lease_ms = 30000;
@@ -373,6 +372,8 @@ sched_config_from_json(const json_t *section, struct sched_config *out, char **c
 				    cause);
 			else if (strcmp(key, "lease_ms") == 0)
 				rc = cfg_uint(key, v, 100, 86400000, &c.lease_ms, cause);
+			else if (strcmp(key, "predeploy_max") == 0)
+				rc = cfg_uint(key, v, 1, 100000, &c.predeploy_max, cause);
 			else if (strcmp(key, "rescan_ms") == 0)
 				rc = cfg_uint(key, v, 0, 86400000, &c.rescan_ms, cause);
 			else if (strcmp(key, "poll_learn") == 0 ||
@@ -711,7 +712,7 @@ sched_predeploy_next(struct sched *s)
 {
 	struct sched_agent *a;
 
-	while (s->pre_outstanding < SCHED_PREDEPLOY_MAX &&
+	while (s->pre_outstanding < s->cfg.predeploy_max &&
 	    (a = TAILQ_FIRST(&s->pre_queue)) != NULL) {
 		struct sched_run *r = a->run;
 		char *dag_id = NULL, *cause = NULL;
@@ -1251,8 +1252,11 @@ agent_poll_delay(struct sched_agent *a, int64_t deadline)
 	int64_t d = a->poll_ms, left = deadline - sched_now();
 	double next;
 
+	/* A look due at the deadline comes 1 ms after it, so that the check
+	 * (wall-clock ms, against a timer on the monotonic clock) finds it
+	 * passed rather than a millisecond short. */
 	if (left < d)
-		d = left;
+		d = left + 1;
 	if (d < (int64_t)c->poll_floor_ms)
 		d = c->poll_floor_ms;
 	next = (double)a->poll_ms * c->poll_backoff;
@@ -1318,8 +1322,11 @@ agent_first_poll_delay(struct sched_agent *a)
 	d = l->ms + l->ms / 32;
 	if (d > (int64_t)c->poll_max_ms)
 		d = c->poll_max_ms;
+	/* A look due at the deadline comes 1 ms after it, so that the check
+	 * (wall-clock ms, against a timer on the monotonic clock) finds it
+	 * passed rather than a millisecond short. */
 	if (left < d)
-		d = left;
+		d = left + 1;
 	if (d < (int64_t)c->poll_floor_ms)
 		d = c->poll_floor_ms;
 	return d;

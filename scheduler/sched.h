@@ -75,6 +75,7 @@ struct sched_config {
 	bool poll_learn;		/* true: first look at a run when runs of its agent end */
 	bool predeploy;			/* true: an agent waiting for its prerequisites is
 					 * deployed once its run has started */
+	unsigned predeploy_max;		/* 32: such deploys in flight at once, all runs */
 	unsigned dag_parse_deadline_s;	/* 600: deploy -> DAG parsed without errors */
 	unsigned unreachable_retry_max_ms; /* 60000: cap on the retry interval while Airflow is down */
 	unsigned lease_ms;		/* 30000: claim lifetime; renewed every third */

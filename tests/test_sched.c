@@ -72,6 +72,7 @@ struct fake_req {
 	struct airflow_dag dag;
 	struct airflow_run run;
 	char s1[160], s2[160], s3[256];
+	bool dependent_deploy;		/* a deploy of an agent other than metadata */
 	struct fake_req *next;
 };
 
@@ -92,6 +93,7 @@ struct fake {
 	struct fake_req *reqs;
 	int in_air;
 	int max_in_air;
+	int deps_in_air, max_deps_in_air;	/* dependent_deploy requests */
 };
 
 /* When set, every trigger checks through this second handle that the
@@ -199,6 +201,8 @@ fake_fire(evutil_socket_t fd, short what, void *arg)
 		;
 	*pp = q->next;
 	f->in_air--;
+	if (q->dependent_deploy)
+		f->deps_in_air--;
 	q->cb(&q->res, q->arg);
 	event_free(q->ev);
 	free(q);
@@ -283,6 +287,11 @@ f_deploy(void *impl, const json_t *pipeline, airflow_cb cb, void *arg)
 	struct fake_dag *d;
 
 	fake_log(f, "deploy", name, NULL);
+	if (agent_index(name) != 0) {
+		q->dependent_deploy = true;
+		if (++f->deps_in_air > f->max_deps_in_air)
+			f->max_deps_in_air = f->deps_in_air;
+	}
 	if (q->res.status == AIRFLOW_OK) {
 		if (f->beh[agent_index(name)].reject_deploy) {
 			q->res.status = AIRFLOW_REJECTED;
@@ -1278,6 +1287,48 @@ test_predeploy_restricted(void **state)
 	h_free(h);
 }
 
+/* scheduler.predeploy_max: deploys ahead in flight at once, across runs
+ * (the default lets those of several runs overlap). */
+static void
+predeploy_cap(unsigned cap, int *max_in_air)
+{
+	struct h *h = h_new();
+	char name[16], *ids[6];
+	int i;
+
+	h->cfg.predeploy = true;
+	if (cap > 0)
+		h->cfg.predeploy_max = cap;
+	h->fake.beh[0].running_polls = 4;
+	h_start(h);
+	for (i = 0; i < 6; i++) {
+		snprintf(name, sizeof name, "pg%d", i);
+		ids[i] = h_submit(h, name, NULL);
+	}
+	h_wait_finals(h, 6, 20000);
+	for (i = 0; i < 6; i++) {
+		assert_string_equal(h->final_state[i], "succeeded");
+		free(ids[i]);
+	}
+	for (i = 0; i < 6; i++) {
+		snprintf(name, sizeof name, "pg%d__lineage", i);
+		assert_int_equal(log_count(h, "deploy", name), 1);
+	}
+	*max_in_air = h->fake.max_deps_in_air;
+	h_free(h);
+}
+
+static void
+test_predeploy_max(void **state)
+{
+	int capped, uncapped;
+
+	predeploy_cap(1, &capped);
+	predeploy_cap(0, &uncapped);
+	assert_int_equal(capped, 1);
+	assert_true(uncapped > 1);
+}
+
 static void
 test_usage_failure_skips_profiler_only(void **state)
 {
@@ -2158,6 +2209,7 @@ main(void)
 		cmocka_unit_test(test_predeploy_parses_ahead),
 		cmocka_unit_test(test_predeploy_prerequisite_fails),
 		cmocka_unit_test(test_predeploy_restricted),
+		cmocka_unit_test(test_predeploy_max),
 		cmocka_unit_test(test_timeout_looks_before_failing),
 		cmocka_unit_test(test_resume_after_deadline_keeps_success),
 		cmocka_unit_test(test_timeout_patch_retried_while_unavailable),
