@@ -3,11 +3,14 @@
  * configuration, opens the store, resumes unfinished runs, and serves the
  * HTTP routes of server.h until SIGTERM or SIGINT.
  */
+#include <errno.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <sys/resource.h>
 
 #include <event2/event.h>
 
@@ -30,6 +33,37 @@ struct serve {
 	unsigned grace_s;
 	int signals;
 };
+
+/* Descriptors kept beyond the connections: the store, Airflow's
+ * connections, the loop's own, logs. */
+#define SERVE_FD_RESERVE 128
+
+/*
+ * Raises the soft limit on descriptors towards listen.max_connections plus
+ * a reserve (as far as the hard limit allows), so that the connection cap,
+ * not a failing accept(), is what limits clients; says so when the hard
+ * limit is lower.
+ */
+static void
+serve_raise_nofile(const struct config *cfg)
+{
+	struct rlimit rl;
+	rlim_t want = (rlim_t)cfg->max_connections + SERVE_FD_RESERVE;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= want)
+		return;
+	rl.rlim_cur = rl.rlim_max != RLIM_INFINITY && rl.rlim_max < want ?
+	    rl.rlim_max : want;
+	if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+		ap_warn("cannot raise the descriptor limit to %llu: %s",
+		    (unsigned long long)rl.rlim_cur, strerror(errno));
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < want)
+		ap_warn("%llu file descriptors allowed (ulimit -n), fewer than"
+		    " listen.max_connections (%u) + %d: clients may find accepting"
+		    " paused for want of descriptors before the connection limit",
+		    (unsigned long long)rl.rlim_cur, cfg->max_connections,
+		    SERVE_FD_RESERVE);
+}
 
 /* The Airflow client as server.h takes it. */
 static struct airflow_req *
@@ -167,6 +201,7 @@ serve_exec(int argc, char **argv)
 	}
 
 	signal(SIGPIPE, SIG_IGN);
+	serve_raise_nofile(&cfg);
 	if ((rc = ap_runtime_open(&sv.rt, &cfg, &cause)) != AP_EXIT_OK) {
 		fprintf(stderr, "autopilot: serve: %s\n", cause);
 		goto out;

@@ -4,15 +4,18 @@ closed once listen.request_timeout_s has passed since its accept, and so is
 one that sends nothing; a keep-alive connection that keeps delivering whole
 requests is not. At listen.max_connections the server stops accepting: a
 further client waits (in the kernel's queue) and is answered as soon as the
-held connections are cut. /metrics counts the connections open and cut."""
+held connections are cut. /metrics counts the connections open and cut.
+Started with a low descriptor limit, serve raises it to the connection
+limit plus its reserve."""
 import os
+import resource
 import socket
 import sys
 import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from serve_itlib import check, entity, event, parse_prometheus, serving  # noqa: E402
+from serve_itlib import Serve, check, entity, event, parse_prometheus, serving  # noqa: E402
 
 TIMEOUT_S = 2
 MAX_CONNS = 6
@@ -139,6 +142,23 @@ def main():
         open_now = metric(srv, "autopilot_http_connections")
         check(open_now <= 2, "connections open afterwards: %s" % open_now)
         srv.wait_final(1, timeout=60)
+
+        # Descriptors: the soft limit rises to max_connections (1024) + 128.
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if hard == resource.RLIM_INFINITY or hard >= 1152:
+            low = Serve(sim.url)
+            resource.setrlimit(resource.RLIMIT_NOFILE, (200, hard))
+            try:
+                low.start()
+            finally:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+            try:
+                with open("/proc/%d/limits" % low.proc.pid) as f:
+                    line = [x for x in f if x.startswith("Max open files")][0]
+                check(int(line.split()[3]) == 1152, "descriptor limit: %r" % line)
+                check(low.stop() == 0, "clean stop")
+            finally:
+                low.close()
     print("ok")
 
 
