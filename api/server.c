@@ -110,7 +110,7 @@ struct server {
 struct conn_entry {
 	TAILQ_ENTRY(conn_entry) link;
 	struct evhttp_connection *evcon;
-	uint64_t since_ms;		/* accepted, or last seen being answered */
+	uint64_t since_ms;		/* accepted, or its last answer written */
 };
 
 /* Servers of this process, for accept_error_cb (libevent hands it the
@@ -573,11 +573,9 @@ conn_sweep_cb(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	for (e = TAILQ_FIRST(&s->conns); e != NULL; e = next) {
 		next = TAILQ_NEXT(e, link);
-		if (conn_busy(s, e->evcon)) {
-			e->since_ms = now;	/* its request is ours to answer */
-			continue;
-		}
-		if (now - e->since_ms < limit)
+		/* A request being answered is ours; request_done restarts
+		 * the deadline. */
+		if (conn_busy(s, e->evcon) || now - e->since_ms < limit)
 			continue;
 		evcon = e->evcon;
 		conn_forget(s, e);
@@ -663,7 +661,9 @@ busy_add(struct server *s, struct evhttp_request *req)
 	}
 	s->busy[s->nbusy++] = conn;
 	evhttp_request_set_on_complete_cb(req, request_done, s);
-	conn_track(s, conn, false)->since_ms = ap_mono_ms();
+	/* (Its deadline waits while the request is busy; request_done
+	 * restarts it.) */
+	conn_track(s, conn, false);
 	/* While draining, each connection closes after its answer. */
 	if (s->draining)
 		evhttp_add_header(evhttp_request_get_output_headers(req), "Connection",
@@ -1275,6 +1275,16 @@ out:
  * storm of /readyz costs Airflow one request per READY_FRESH_MS.
  */
 
+/* Why the client's last attempt since since_ms got no answer (a new
+ * string), or NULL. */
+static char *
+airflow_network_error(struct server *s, uint64_t since_ms)
+{
+	if (s->deps.airflow_network_error == NULL)
+		return NULL;
+	return s->deps.airflow_network_error(s->deps.airflow, since_ms);
+}
+
 static void
 readyz_answer(struct server *s, struct evhttp_request *req, bool timed_out)
 {
@@ -1283,6 +1293,7 @@ readyz_answer(struct server *s, struct evhttp_request *req, bool timed_out)
 	const char *airflow_state;
 	const char *airflow_error = NULL;
 	char *late = NULL, *last = NULL;
+	uint64_t now;
 	json_t *out;
 
 	store_ok = store_check_writable(s->deps.store, &cause) == STORE_OK;
@@ -1294,9 +1305,9 @@ readyz_answer(struct server *s, struct evhttp_request *req, bool timed_out)
 		airflow_state = "unreachable";
 		/* With why, when attempts got no answer lately (a refused
 		 * connection is said as such). */
-		last = s->deps.airflow_network_error != NULL ?
-		    s->deps.airflow_network_error(s->deps.airflow,
-		    ap_mono_ms() - (ap_mono_ms() > BREAKER_WHY_MS ? BREAKER_WHY_MS : 0)) : NULL;
+		now = ap_mono_ms();
+		last = airflow_network_error(s, now > BREAKER_WHY_MS ?
+		    now - BREAKER_WHY_MS : 0);
 		if (last != NULL)
 			airflow_error = late = ap_xprintf("circuit breaker open: Airflow"
 			    " failed repeatedly; the last attempt to reach it failed: %s",
@@ -1311,9 +1322,7 @@ readyz_answer(struct server *s, struct evhttp_request *req, bool timed_out)
 		airflow_state = "unreachable";
 		/* The client may be retrying attempts that failed: say why (a
 		 * refused connection is no slow Airflow). */
-		last = timed_out && s->deps.airflow_network_error != NULL ?
-		    s->deps.airflow_network_error(s->deps.airflow,
-		    s->probe_started_ms) : NULL;
+		last = timed_out ? airflow_network_error(s, s->probe_started_ms) : NULL;
 		if (last != NULL)
 			airflow_error = late = ap_xprintf("no answer to the health"
 			    " check within %d ms; the last attempt to reach Airflow"
@@ -1691,6 +1700,7 @@ server_create(struct event_base *base, const struct config *cfg,
 	struct sockaddr_storage ss;
 	socklen_t sl = sizeof ss;
 	struct evutil_addrinfo hints, *ai = NULL;
+	struct timeval sweep_tv = { CONN_SWEEP_MS / 1000, (CONN_SWEEP_MS % 1000) * 1000 };
 	size_t hard;
 	int gai;
 
@@ -1727,11 +1737,7 @@ server_create(struct event_base *base, const struct config *cfg,
 	TAILQ_INIT(&s->conns);
 	s->adopt_ev = event_new(base, -1, 0, conn_adopt_cb, s);
 	s->sweep_ev = event_new(base, -1, EV_PERSIST, conn_sweep_cb, s);
-	{
-		struct timeval tv = { CONN_SWEEP_MS / 1000, (CONN_SWEEP_MS % 1000) * 1000 };
-
-		evtimer_add(s->sweep_ev, &tv);
-	}
+	evtimer_add(s->sweep_ev, &sweep_tv);
 	evhttp_set_bevcb(s->http, conn_bev_cb, s);
 	s->take = json_array();
 	s->next = servers;

@@ -62,7 +62,6 @@ static const char *const sched_act_names[ACT_MAX] = {
  * on without the answer. */
 #define SCHED_LATE_TRIES 3
 
-
 struct sched_run;
 
 struct sched_agent {
