@@ -378,8 +378,9 @@ client_headers(struct airflow_client *c, enum airflow_auth auth, bool body)
  * The circuit breaker. After AIRFLOW_BREAKER_THRESHOLD consecutive attempts
  * that found Airflow down it opens: every attempt then waits in
  * breaker_waiters, and a timer with exponential backoff (the retry policy's)
- * lets one of them through at a time as the probe. Any answer that is not a
- * "down" answer closes it and releases everybody.
+ * lets one of them through at a time as the probe, no sooner than a
+ * Retry-After asks. Any answer that is neither a "down" answer nor a 429
+ * closes it and releases everybody.
  */
 static void
 breaker_arm(struct airflow_client *c, long ms)
@@ -391,10 +392,16 @@ breaker_arm(struct airflow_client *c, long ms)
 }
 
 static void
-breaker_note(struct airflow_client *c, long http_status, bool was_probe)
+breaker_note(struct airflow_client *c, long http_status, bool was_probe,
+    long retry_after_ms)
 {
-	if (airflow_breaker_failure(http_status)) {
-		c->fails++;
+	/* A 429 says Airflow is up but wants fewer requests: it opens
+	 * nothing, but an open breaker stays open and paced. */
+	bool slow_down = http_status == 429 && c->open;
+
+	if (airflow_breaker_failure(http_status) || slow_down) {
+		if (!slow_down)
+			c->fails++;
 		if (!c->open && c->fails >= AIRFLOW_BREAKER_THRESHOLD) {
 			c->open = true;
 			c->probe_ready = false;
@@ -403,11 +410,14 @@ breaker_note(struct airflow_client *c, long http_status, bool was_probe)
 			ap_warn("airflow: %u failed requests in a row; Airflow looks down,"
 			    " probing with one request at a time", c->fails);
 			breaker_arm(c, airflow_retry_delay(1, c->cfg.retry_base_ms,
-			    c->cfg.retry_max_ms, rng_next(c), -1));
+			    c->cfg.retry_max_ms, rng_next(c), retry_after_ms));
 		} else if (c->open && was_probe) {
+			/* The next probe waits out the backoff, and Retry-After
+			 * when Airflow sent one. */
 			c->probe_fails++;
 			breaker_arm(c, airflow_retry_delay(c->probe_fails + 1,
-			    c->cfg.retry_base_ms, c->cfg.retry_max_ms, rng_next(c), -1));
+			    c->cfg.retry_base_ms, c->cfg.retry_max_ms, rng_next(c),
+			    retry_after_ms));
 		}
 		return;
 	}
@@ -926,7 +936,7 @@ http_done(const struct http_response *resp, void *arg)
 	struct airflow_client *c = q->c;
 	struct http_req *hr = q->http;
 	struct reply_job *j;
-	long st = resp->status;
+	long st = resp->status, retry_after_ms;
 	bool was_probe = q->is_probe;
 
 	q->http = NULL;
@@ -935,7 +945,9 @@ http_done(const struct http_response *resp, void *arg)
 		q->is_probe = false;
 		c->probe = NULL;
 	}
-	breaker_note(c, st, was_probe);
+	retry_after_ms = resp->retry_after != NULL ?
+	    airflow_parse_retry_after(resp->retry_after, ap_wall_ms()) : -1;
+	breaker_note(c, st, was_probe, retry_after_ms);
 	reply_drop(c, q->reply);
 	q->reply = NULL;
 	airflow_error_text_cleanup(&q->err);
@@ -957,8 +969,7 @@ http_done(const struct http_response *resp, void *arg)
 	j->status = st;
 	j->permanent = resp->permanent;
 	j->was_probe = was_probe;
-	j->retry_after_ms = resp->retry_after != NULL ?
-	    airflow_parse_retry_after(resp->retry_after, ap_wall_ms()) : -1;
+	j->retry_after_ms = retry_after_ms;
 	if (resp->body_len == 0) {
 		/* Nothing to read: no trip to the worker. */
 		reply_work(&j->job);

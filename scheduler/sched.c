@@ -1564,7 +1564,11 @@ sched_agent_cb(const struct airflow_result *res, void *arg)
 	a->act = ACT_NONE;
 	if (a->run->dead)
 		return;
+	/* The plugin answers a deploy it could not do (an unwritable DAG
+	 * folder, a pipeline it cannot build) 500 with its reason: a failed
+	 * attempt, not an Airflow to wait for until the agent's timeout. */
 	if (res->status == AIRFLOW_UNAVAILABLE &&
+	    !(act == ACT_DEPLOY && res->error.http_status == 500) &&
 	    ((act != ACT_FAIL_RUN && act != ACT_LAST_LOOK) ||
 	    a->late_tries++ < SCHED_LATE_TRIES)) {
 		sched_agent_unavailable(a, act, res);

@@ -285,6 +285,47 @@ def case_breaker(gen):
         sim.stop()
 
 
+def case_breaker_retry_after(gen):
+    """An open breaker paces its probes by Retry-After, and a 429 keeps it open."""
+    sc = {"api": gen, "dags": {"d": {"exists": True}},
+          "faults": {"retry_after_s": 1, "retry_after_503": True}}
+    sim = Sim(sc)
+    try:
+        run(url(sim), [{"op": "get_dag", "dag_id": "d"}], "--api", gen)
+        seq0 = max(r["seq"] for r in sim.log())
+        st, _, _ = sim.req("POST", "/_sim/outage?ms=1200")
+        assert st == 200
+        # From 0.8 s every answer is 429 (Retry-After: 1) until 3.5 s: the
+        # probes after the outage meet it.
+        limited = dict(sc, faults=dict(sc["faults"], rate_limit_every=1, rate_limit_burst=1))
+        t1 = threading.Timer(0.8, lambda: sim.scenario(limited))
+        t2 = threading.Timer(3.5, lambda: sim.scenario(sc))
+        t1.start()
+        t2.start()
+        res = run(url(sim), [{"op": "get_dag", "dag_id": "d", "count": 10}, {"op": "stats"}],
+                  "--api", gen, "--retry-base-ms", "20", "--retry-max-ms", "100",
+                  "--max-retries", "40")
+        t1.join()
+        t2.join()
+        oks = [r for r in res if r["op"] == "get_dag"]
+        assert len(oks) == 10 and all(r["status"] == "ok" for r in oks), oks
+        assert res[-1]["breaker_opens"] >= 1, res[-1]
+        log = sorted((r for r in sim.log(since=seq0) if "/dags/" in r["path"]),
+                     key=lambda r: r["seq"])
+        refused = [r for r in log if r["status"] in (503, 429)]
+        # The first wave (10 at once) opens the breaker; every probe after it
+        # waits out Retry-After (1 s), not the 20-100 ms backoff ...
+        probes = refused[10:]
+        assert len(probes) >= 2, refused
+        for a, b in zip(refused[9:], probes):
+            assert b["t_ms"] - a["t_ms"] >= 900, (a, b)
+        # ... and a 429 on a probe releases nobody: no 429 comes in a crowd.
+        assert any(r["status"] == 429 for r in probes), probes
+        assert len(refused) <= 10 + 5, refused
+    finally:
+        sim.stop()
+
+
 def case_breaker_gives_up(gen):
     """Airflow gone for good: every caller hears "unavailable", bounded in time."""
     s = socket.socket()
@@ -543,6 +584,8 @@ def main():
         cases += [(case_flow, gen), (case_fixed_api_and_credentials, gen),
                   (case_retries, gen), (case_breaker, gen), (case_breaker_gives_up, gen),
                   (case_runs_and_dags, gen), (case_latency_and_cancel, gen)]
+    # The breaker is the same on both (v1: no login to wait out first).
+    cases += [(case_breaker_retry_after, "v1")]
     cases += [(case_tls, None), (case_jwt_renewal, None), (case_jwt_revoked_in_flight, None),
               (case_plugin_fallback, None), (case_bad_replies, None)]
     for fn, gen in cases:

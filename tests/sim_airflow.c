@@ -51,6 +51,8 @@
  *       "rate_limit_every": 0, "rate_limit_burst": 1, "retry_after_s": 1
  *                                                    in every block of N requests the last
  *                                                    `burst` get 429 with Retry-After
+ *       "retry_after_503": false                     503 answers (outages too) carry
+ *                                                    Retry-After: retry_after_s as well
  *       "reset_rate": 0.0                            close the connection without answering
  *       "lost_reply_rate": 0.0                       do the work, then close without answering
  *                                                    (a trigger whose reply is lost: retry -> 409)
@@ -329,6 +331,7 @@ struct faults {
 	int64_t rate_limit_every;
 	int64_t rate_limit_burst;
 	int64_t retry_after_s;
+	bool retry_after_503;
 	double reset_rate;
 	double lost_reply_rate;
 	int64_t outage_start_ms;
@@ -861,7 +864,7 @@ faults_parse(const json_t *obj, struct faults *f, char **cause)
 {
 	static const char *const keys[] = { "latency_ms", "latency_jitter_ms", "error_rate",
 		"error_status", "error_burst", "rate_limit_every", "rate_limit_burst",
-		"retry_after_s", "reset_rate", "lost_reply_rate", "outage", "paths", "plugin_v2_fallback_404",
+		"retry_after_s", "retry_after_503", "reset_rate", "lost_reply_rate", "outage", "paths", "plugin_v2_fallback_404",
 		"plugin_pluginsv2_404", NULL };
 	static const char *const burst_keys[] = { "after", "count", "status", NULL };
 	static const char *const outage_keys[] = { "start_ms", "duration_ms", "mode", NULL };
@@ -890,6 +893,7 @@ faults_parse(const json_t *obj, struct faults *f, char **cause)
 	    get_int(obj, "retry_after_s", 0, 86400, &f->retry_after_s, w, cause) < 0 ||
 	    get_rate(obj, "reset_rate", &f->reset_rate, w, cause) < 0 ||
 	    get_rate(obj, "lost_reply_rate", &f->lost_reply_rate, w, cause) < 0 ||
+	    get_bool(obj, "retry_after_503", &f->retry_after_503, w, cause) < 0 ||
 	    get_bool(obj, "plugin_v2_fallback_404", &f->plugin_v2_fallback_404, w, cause) < 0 ||
 	    get_bool(obj, "plugin_pluginsv2_404", &f->plugin_pluginsv2_404, w, cause) < 0)
 		return -1;
@@ -1995,7 +1999,7 @@ rq_send(struct rq *rq, int status, const struct ap_buf *json)
 		if (evhttp_find_header(h, "Content-Type") == NULL)
 			evhttp_add_header(h, "Content-Type", "application/json");
 	}
-	if (status == 429) {
+	if (status == 429 || (status == 503 && rq->s->sc.f.retry_after_503)) {
 		char ra[32];
 
 		snprintf(ra, sizeof ra, "%" PRId64, rq->s->sc.f.retry_after_s);

@@ -32,6 +32,7 @@ struct behavior {
 	enum outcome outcome;
 	int failing_attempts;	/* the first N attempts fail whatever outcome says */
 	bool reject_deploy;
+	bool deploy_500;	/* the plugin answers 500 with its reason */
 	int duration_ms;	/* > 0: runs succeed this long after the trigger, and
 				   answers carry Airflow's times (polls do not count) */
 };
@@ -298,6 +299,11 @@ f_deploy(void *impl, const json_t *pipeline, airflow_cb cb, void *arg)
 			q->res.error.http_status = 400;
 			q->res.error.title = "Bad Request";
 			q->res.error.detail = "invalid pipeline";
+		} else if (f->beh[agent_index(name)].deploy_500) {
+			q->res.status = AIRFLOW_UNAVAILABLE;
+			q->res.error.http_status = 500;
+			q->res.error.title = "Internal Server Error";
+			q->res.error.detail = "Failed to write the DAG file";
 		} else {
 			d = fake_dag(f, name, true);
 			d->gets = 0;
@@ -1405,7 +1411,7 @@ static void
 test_import_error_and_rejected_deploy(void **state)
 {
 	struct h *h = h_new();
-	char *id, *id2;
+	char *id, *id2, *id3;
 	json_t *st;
 
 	h->fake.beh[0].import_error = "Traceback: ModuleNotFoundError: metadata";
@@ -1429,8 +1435,22 @@ test_import_error_and_rejected_deploy(void **state)
 	assert_non_null(strstr(agent_error(st, "metadata"), "HTTP 400"));
 	assert_non_null(strstr(agent_error(st, "metadata"), "invalid pipeline"));
 	json_decref(st);
+
+	/* A deploy the plugin answers 500 is a failed attempt (retried as
+	 * one), not an Airflow to wait for until the agent's timeout. */
+	h->fake.beh[0].reject_deploy = false;
+	h->fake.beh[0].deploy_500 = true;
+	id3 = h_submit(h, "pg3", "{\"retries\": 1}");
+	h_wait_finals(h, 3, 10000);
+	st = h_status(h, id3);
+	assert_string_equal(agent_state(st, "metadata"), "failed");
+	assert_non_null(strstr(agent_error(st, "metadata"), "HTTP 500"));
+	assert_non_null(strstr(agent_error(st, "metadata"), "Failed to write the DAG file"));
+	assert_int_equal(log_count(h, "deploy", "pg3__metadata"), 2);
+	json_decref(st);
 	free(id);
 	free(id2);
+	free(id3);
 	h_free(h);
 }
 
