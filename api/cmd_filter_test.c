@@ -326,6 +326,10 @@ filter_test_exec(int argc, char **argv)
 		goto out;
 	}
 	key = ap_xprintf("%sFilterPattern", kind);
+	/* As every command finds its configuration. */
+	if (config_path == NULL && getenv("AUTOPILOT_CONFIG") != NULL &&
+	    getenv("AUTOPILOT_CONFIG")[0] != '\0')
+		config_path = getenv("AUTOPILOT_CONFIG");
 	if (config_path != NULL) {
 		/* Read as every other command reads it ('$' keys are comments);
 		 * only its "filters" section matters here. */
@@ -420,6 +424,7 @@ const struct ap_cmd_entry ap_cmd_filter_test_entry = {
 	"a pattern matches like Python's re.match(p, name, re.IGNORECASE); a name is\n"
 	"kept iff (no includes, or it matches one) and it matches no exclude.\n\n"
 	"  -c FILE              take the organisation defaults from FILE's \"filters\"\n"
+	"                       (default: $AUTOPILOT_CONFIG)\n"
 	"  --service-json FILE  a service entity: its connector and its own\n"
 	"                       connection.config.*FilterPattern\n"
 	"  --connector NAME     use NAME's built-in defaults (e.g. Postgres)\n"

@@ -52,9 +52,10 @@ cmd_matches(const struct ap_cmd_entry *e, int argc, char **argv)
 	return 2;
 }
 
-/* The subcommands of a group ("config", "filter"). */
+/* The subcommands of a group ("config", "filter"); given: the word that is
+ * none of them, or NULL. */
 static void
-group_usage(const char *group, FILE *f, bool help)
+group_usage(const char *group, const char *given, FILE *f, bool help)
 {
 	size_t i;
 	char *one[1];
@@ -63,6 +64,9 @@ group_usage(const char *group, FILE *f, bool help)
 	if (help)
 		fprintf(f, "usage: autopilot %s <subcommand> [args]\n\nsubcommands:\n",
 		    group);
+	else if (given != NULL)
+		fprintf(f, "autopilot: unknown subcommand '%s %s'; one of:\n", group,
+		    given);
 	else
 		fprintf(f, "autopilot: '%s' needs a subcommand:\n", group);
 	for (i = 0; cmd_table[i] != NULL; i++)
@@ -77,6 +81,7 @@ group_usage(const char *group, FILE *f, bool help)
 int
 main(int argc, char **argv)
 {
+	static char prog[64];
 	size_t i;
 	int words, group = 0;
 
@@ -104,6 +109,9 @@ main(int argc, char **argv)
 			ap_cmd_print_help(cmd_table[i], stdout);
 			return AP_EXIT_OK;
 		}
+		/* getopt names its errors after argv[0]: "autopilot run: ...". */
+		snprintf(prog, sizeof prog, "autopilot %s", cmd_table[i]->name);
+		argv[words] = prog;
 		return cmd_table[i]->exec(argc - words, argv + words);
 	}
 	if (group) {
@@ -111,7 +119,8 @@ main(int argc, char **argv)
 		bool help = argc > 2 && (strcmp(argv[2], "--help") == 0 ||
 		    strcmp(argv[2], "-h") == 0 || strcmp(argv[2], "help") == 0);
 
-		group_usage(argv[1], help ? stdout : stderr, help);
+		group_usage(argv[1], argc > 2 ? argv[2] : NULL, help ? stdout : stderr,
+		    help);
 		return help ? AP_EXIT_OK : AP_EXIT_USAGE;
 	}
 	fprintf(stderr, "autopilot: unknown command '%s'\n\n", argv[1]);

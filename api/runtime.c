@@ -9,6 +9,7 @@
 #include <event2/event.h>
 
 #include "cmd.h"
+#include "log.h"
 #include "util.h"
 
 int
@@ -47,6 +48,10 @@ ap_runtime_open(struct ap_runtime *rt, const struct config *cfg, char **cause)
 	po.openmetadata_token = cfg->om_token;
 	if ((rt->plan = plan_create(cfg->root, &po, &why)) == NULL)
 		goto config_error;
+	if (cfg->om_url == NULL)
+		ap_warn("openmetadata.url (AUTOPILOT_OPENMETADATA_URL) is not set: the"
+		    " agents deployed cannot report back to OpenMetadata (their"
+		    " IngestionPipeline has no openMetadataServerConnection)");
 
 	rt->sched = sched_create(rt->base, rt->store, airflow_client_ops(),
 	    rt->airflow, &plan_sched_planner, rt->plan, &cfg->sched);

@@ -111,6 +111,7 @@ struct conn_entry {
 	TAILQ_ENTRY(conn_entry) link;
 	struct evhttp_connection *evcon;
 	uint64_t since_ms;		/* accepted, or its last answer written */
+	bool close_now;			/* closed once its answer is written */
 };
 
 /* Servers of this process, for accept_error_cb (libevent hands it the
@@ -295,25 +296,49 @@ body_too_large(const struct server *s, struct evhttp_request *req)
 	    " (listen.max_body_bytes)", len, s->cfg->max_body_bytes);
 }
 
-/* A decoded query parameter (new string) or NULL. */
-static char *
-query_param(struct evhttp_request *req, const char *name)
+/*
+ * The decoded query parameter name: a new string in *out, NULL when it is
+ * not given. -1 and a new *cause for a query that cannot mean one thing: a
+ * parameter without "=", name given twice, an encoded NUL (which would cut
+ * the value short).
+ */
+static int
+query_param(struct evhttp_request *req, const char *name, char **out, char **cause)
 {
 	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
 	const char *q = uri != NULL ? evhttp_uri_get_query(uri) : NULL;
 	struct evkeyvalq params;
-	const char *v;
-	char *out = NULL;
+	struct evkeyval *kv;
+	int rc = 0;
 
+	*out = NULL;
 	if (q == NULL)
-		return NULL;
-	params.tqh_first = NULL;
-	params.tqh_last = &params.tqh_first;
-	if (evhttp_parse_query_str(q, &params) == 0 &&
-	    (v = evhttp_find_header(&params, name)) != NULL)
-		out = ap_xstrdup(v);
+		return 0;
+	if (strstr(q, "%00") != NULL) {
+		*cause = ap_xstrdup("query: contains an encoded NUL (%00)");
+		return -1;
+	}
+	TAILQ_INIT(&params);
+	if (evhttp_parse_query_str(q, &params) != 0) {
+		evhttp_clear_headers(&params);
+		*cause = ap_xstrdup("query: cannot be read (each parameter is"
+		    " name=value, joined by &)");
+		return -1;
+	}
+	TAILQ_FOREACH(kv, &params, next) {
+		if (strcmp(kv->key, name) != 0)
+			continue;
+		if (*out != NULL) {
+			free(*out);
+			*out = NULL;
+			*cause = ap_xprintf("%s: given twice", name);
+			rc = -1;
+			break;
+		}
+		*out = ap_xstrdup(kv->value);
+	}
 	evhttp_clear_headers(&params);
-	return out;
+	return rc;
 }
 
 /* The percent-decoded path (new string), or NULL if it cannot be decoded. */
@@ -573,6 +598,13 @@ conn_sweep_cb(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	for (e = TAILQ_FIRST(&s->conns); e != NULL; e = next) {
 		next = TAILQ_NEXT(e, link);
+		if (e->close_now) {
+			/* Answered, and to be closed (CONNECT): not a cut. */
+			evcon = e->evcon;
+			conn_forget(s, e);
+			evhttp_connection_free(evcon);
+			continue;
+		}
 		/* A request being answered is ours; request_done restarts
 		 * the deadline. */
 		if (conn_busy(s, e->evcon) || now - e->since_ms < limit)
@@ -612,13 +644,18 @@ busy_remove(struct server *s, struct evhttp_connection *conn)
 static void
 request_done(struct evhttp_request *req, void *arg)
 {
+	struct server *s = arg;
 	struct evhttp_connection *evcon = evhttp_request_get_connection(req);
 	struct conn_entry *e;
 
-	busy_remove(arg, evcon);
+	busy_remove(s, evcon);
 	/* The next request's deadline counts from here. */
-	if (evcon != NULL && (e = conn_find(arg, evcon)) != NULL)
+	if (evcon != NULL && (e = conn_find(s, evcon)) != NULL) {
 		e->since_ms = ap_mono_ms();
+		/* Closed from the loop, outside libevent's callback. */
+		if (e->close_now)
+			event_active(s->sweep_ev, EV_TIMEOUT, 1);
+	}
 }
 
 /* A connection closed: its answer will not be written, and a delivery
@@ -971,7 +1008,7 @@ store_failed:
 static void
 handle_runs(struct server *s, struct evhttp_request *req, const char *path)
 {
-	char *fqn, *lim, *cause = NULL, *id, *end;
+	char *fqn, *lim, *cause = NULL, *id;
 	unsigned long limit = 0;
 	enum store_result r;
 	json_t *out = NULL;
@@ -1008,12 +1045,20 @@ handle_runs(struct server *s, struct evhttp_request *req, const char *path)
 		free(cause);
 		return;
 	}
-	fqn = query_param(req, "service");
-	if ((lim = query_param(req, "limit")) != NULL) {
-		errno = 0;
-		limit = strtoul(lim, &end, 10);
-		if (errno != 0 || *end != '\0' || *lim == '\0' || limit == 0 ||
-		    limit > RUNS_LIMIT_MAX) {
+	fqn = lim = NULL;
+	if (query_param(req, "service", &fqn, &cause) < 0 ||
+	    query_param(req, "limit", &lim, &cause) < 0) {
+		reply_error(req, 400, "Bad Request", "bad query", cause);
+		free(cause);
+		free(fqn);
+		return;
+	}
+	if (lim != NULL) {
+		/* Digits only: strtoul would take a sign, spaces and a
+		 * negative number wrapped around. */
+		limit = strspn(lim, "0123456789") == strlen(lim) && strlen(lim) <= 4 ?
+		    strtoul(lim, NULL, 10) : 0;
+		if (limit == 0 || limit > RUNS_LIMIT_MAX) {
 			char *msg = ap_xprintf("limit: must be an integer from 1 to %d",
 			    RUNS_LIMIT_MAX);
 
@@ -1047,7 +1092,15 @@ rerun_options(struct evhttp_request *req, json_t **agents_out, bool *replace,
 	char *q;
 
 	*agents_out = NULL;
-	if ((q = query_param(req, "replace")) != NULL) {
+	if (query_param(req, "replace", &q, cause) < 0)
+		return -1;
+	if (q != NULL) {
+		if (strcmp(q, "true") != 0 && strcmp(q, "1") != 0 &&
+		    strcmp(q, "false") != 0 && strcmp(q, "0") != 0) {
+			*cause = ap_xprintf("replace: must be true or false, not '%s'", q);
+			free(q);
+			return -1;
+		}
 		*replace = strcmp(q, "true") == 0 || strcmp(q, "1") == 0;
 		free(q);
 	}
@@ -1605,7 +1658,22 @@ route(struct evhttp_request *req, void *arg)
 	busy_add(s, req);
 	if (path == NULL || *path == '\0')
 		path = "/";
-	if (header_repeated(req, "Content-Length")) {
+	if (evhttp_request_get_command(req) == EVHTTP_REQ_CONNECT) {
+		/* libevent neither frames an answer to CONNECT nor closes its
+		 * connection after one, whatever the headers say: the answer
+		 * ends where the connection does, closed once it is written. */
+		struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+		struct conn_entry *e = evcon != NULL ? conn_find(s, evcon) : NULL;
+
+		if (e != NULL)
+			e->close_now = true;
+		evhttp_add_header(evhttp_request_get_output_headers(req), "Connection",
+		    "close");
+		evhttp_add_header(evhttp_request_get_output_headers(req), "Allow",
+		    "GET, HEAD, POST");
+		reply_error(req, 405, "Method Not Allowed", "method not allowed",
+		    "CONNECT: autopilot is not a proxy");
+	} else if (header_repeated(req, "Content-Length")) {
 		/* libevent framed the body by the first one; a proxy in front may
 		 * have used another, and the rest would be read as a request of
 		 * its own. Refused, and the connection closed after the answer. */
@@ -1723,11 +1791,11 @@ server_create(struct event_base *base, const struct config *cfg,
 	evhttp_set_max_headers_size(s->http, MAX_HEADER_BYTES);
 	evhttp_set_timeout(s->http, (int)cfg->request_timeout_s);
 	/* The methods libevent knows reach route(), so that each gets a JSON
-	 * answer (405 with Allow) rather than libevent's HTML 501; but CONNECT,
-	 * whose answers libevent does not frame (501 and close). */
+	 * answer (405 with Allow) rather than libevent's HTML 501, which for
+	 * CONNECT would leave the connection open behind an unframed body. */
 	evhttp_set_allowed_methods(s->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST |
 	    EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_PATCH | EVHTTP_REQ_HEAD |
-	    EVHTTP_REQ_OPTIONS | EVHTTP_REQ_TRACE);
+	    EVHTTP_REQ_OPTIONS | EVHTTP_REQ_TRACE | EVHTTP_REQ_CONNECT);
 	evhttp_set_default_content_type(s->http, "application/json");
 	evhttp_set_gencb(s->http, route, s);
 	s->flush_ev = event_new(base, -1, 0, flush_cb, s);

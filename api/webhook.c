@@ -285,7 +285,7 @@ static enum webhook_parse_result
 parse_event(const json_t *ev, const char *where, unsigned max_depth,
     struct webhook_event *out, char **cause)
 {
-	const char *id, *etype, *entity_type, *fqn = NULL, *stype;
+	const char *id, *etype, *entity_type, *fqn = NULL, *stype, *eid, *ename;
 	char *ewhere = NULL;
 	json_t *ts, *entity = NULL, *conn;
 	enum webhook_parse_result r = WEBHOOK_PARSE_INVALID;
@@ -351,6 +351,13 @@ parse_event(const json_t *ev, const char *where, unsigned max_depth,
 	}
 	/* The connector type decides the built-in default filters. */
 	if (req_string(entity, ewhere, "serviceType", &stype, cause) < 0)
+		goto fail;
+	/* What every deployed agent names the service by: refused here, not
+	 * accepted and then failed as a run that cannot be planned. */
+	if (req_string(entity, ewhere, "id", &eid, cause) < 0)
+		goto fail;
+	if (json_object_get(entity, "fullyQualifiedName") == NULL &&
+	    req_string(entity, ewhere, "name", &ename, cause) < 0)
 		goto fail;
 	conn = json_object_get(entity, "connection");
 	if (conn != NULL && !json_is_null(conn) && (!json_is_object(conn) ||

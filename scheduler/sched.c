@@ -1405,8 +1405,8 @@ sched_agent_act(struct sched_agent *a)
 			act = ACT_LAST_LOOK;
 			a->late_tries = 0;
 		} else {
-			text = ap_xprintf("timed out after %lld s before the DAG ran",
-			    (long long)(agent_spec(a)->timeout_ms / 1000));
+			text = ap_xprintf("timed out after %g s before the DAG ran",
+			    (double)agent_spec(a)->timeout_ms / 1000);
 			sched_agent_attempt_failed(a, SCHED_AGENT_TIMED_OUT, text, true);
 			free(text);
 			return;
@@ -1685,9 +1685,9 @@ sched_agent_cb(const struct airflow_result *res, void *arg)
 			/* Its trigger never reached Airflow (an outage until the
 			 * deadline, or a crash before it was sent): nothing was
 			 * lost, it timed out before the DAG ran. */
-			text = ap_xprintf("timed out after %lld s before the DAG ran"
-			    " (Airflow has no run %s)", (long long)(sp->timeout_ms /
-			    1000), a->dag_run_id);
+			text = ap_xprintf("timed out after %g s before the DAG ran"
+			    " (Airflow has no run %s)", (double)sp->timeout_ms /
+			    1000, a->dag_run_id);
 			sched_agent_attempt_failed(a, SCHED_AGENT_TIMED_OUT, text, true);
 			break;
 		}
@@ -1708,12 +1708,12 @@ sched_agent_cb(const struct airflow_result *res, void *arg)
 		break;
 	case ACT_FAIL_RUN:
 		if (res->status == AIRFLOW_OK)
-			text = ap_xprintf("timed out after %lld s; Airflow run %s marked"
-			    " failed", (long long)(sp->timeout_ms / 1000), a->dag_run_id);
+			text = ap_xprintf("timed out after %g s; Airflow run %s marked"
+			    " failed", (double)sp->timeout_ms / 1000, a->dag_run_id);
 		else {
-			char *what = ap_xprintf("timed out after %lld s; marking Airflow"
-			    " run %s failed did not succeed", (long long)(sp->timeout_ms /
-			    1000), a->dag_run_id);
+			char *what = ap_xprintf("timed out after %g s; marking Airflow"
+			    " run %s failed did not succeed", (double)sp->timeout_ms /
+			    1000, a->dag_run_id);
 
 			text = airflow_result_text(what, res);
 			free(what);

@@ -143,6 +143,18 @@ check("warning" not in out, "the warning is on stderr only")
 rc, out, err = config_check({}, {"AUTOPILOT_OPENMETADATA_URL": "http://om:8585"})
 check(rc == 0 and "warning" not in err, "no warning with the URL set: %d %r" % (rc, err))
 
+# Usage errors name the whole command: a subcommand that is none of the
+# group's, and an option getopt does not know.
+for args, want in ((["config", "bogus"], "autopilot: unknown subcommand 'config bogus'; one of:"),
+                   (["config"], "autopilot: 'config' needs a subcommand:"),
+                   (["config", "check", "--bogus"],
+                    "autopilot config check: unrecognized option '--bogus'"),
+                   (["filter", "test", "--kind"],
+                    "autopilot filter test: option '--kind' requires an argument")):
+    p = subprocess.run([BIN] + args, capture_output=True, text=True, timeout=30)
+    check(p.returncode == 2 and p.stderr.startswith(want),
+          "%s: exit %d, stderr %r" % (args, p.returncode, p.stderr))
+
 if failures:
     sys.exit(1)
 print("PASS")

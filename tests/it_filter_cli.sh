@@ -70,6 +70,13 @@ code "config" $rc 0
 check "config include" "$out" "kept     fact_sales  matches include '^fact_' (configuration defaults for database services)"
 check "config exclude" "$out" "dropped  dim_x_old  matches exclude '.*_old\$'"
 check "config no include" "$out" "dropped  stage  matches no include"
+# $AUTOPILOT_CONFIG names the file when -c does not, as for every command.
+out=$(AUTOPILOT_CONFIG="$TMP/conf.json" "$BIN" filter test --connector Postgres dim_x_old 2>&1); rc=$?
+code "config from AUTOPILOT_CONFIG" $rc 0
+check "config from AUTOPILOT_CONFIG" "$out" "dropped  dim_x_old  matches exclude '.*_old\$'"
+out=$(AUTOPILOT_CONFIG="$TMP/nonexistent.json" "$BIN" filter test x 2>&1); rc=$?
+code "missing AUTOPILOT_CONFIG" $rc 2
+check "missing AUTOPILOT_CONFIG" "$out" "nonexistent.json"
 out=$("$BIN" filter test -c "$TMP/conf.json" --include '^st' stage fact_sales 2>&1)
 check "cli include replaces config includes" "$out" "kept     stage  matches include '^st' (--include)"
 check "cli include replaces config includes 2" "$out" "dropped  fact_sales  matches no include"

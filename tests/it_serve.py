@@ -127,6 +127,15 @@ def main():
         check(st == 200 and one["run_id"] == run_ids["kafka_events"], "GET run: %s" % st)
         st, _ = srv.admin("GET", "/api/v1/runs/nope")
         check(st == 404, "unknown run: %s" % st)
+        st, some = srv.admin("GET", "/api/v1/runs?limit=2")
+        check(st == 200 and len(some) == 2, "limit=2: %s %s" % (st, some))
+        # A limit is digits only, given once; a query that means nothing
+        # for sure is refused rather than guessed at.
+        for q in ("limit=-18446744073709551615", "limit=%2B5", "limit=%205", "limit=1%00",
+                  "limit", "limit=5&limit=abc", "limit=0", "limit=1001", "limit=00005x",
+                  "service=a&service=b"):
+            st, err = srv.admin("GET", "/api/v1/runs?" + q)
+            check(st == 400 and err["error"] == "bad query", "runs?%s: %s %s" % (q, st, err))
         st, body = srv.admin("POST", "/api/v1/services/dashboardService/looker_prod/rerun")
         check(st == 202 and body["run_id"] != run_ids["looker_prod"], "rerun: %s %s" % (st, body))
         st2, body2 = srv.admin("POST", "/api/v1/services/dashboardService/looker_prod/rerun")

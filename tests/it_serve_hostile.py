@@ -1,7 +1,8 @@
 """`autopilot serve` against clients that bend HTTP: HEAD gets the answer GET
 would get without a body (a body there is read by the client as the start of
 the next answer on the connection); OPTIONS and TRACE get a JSON 405 with
-Allow, not libevent's HTML 501; a request with two Content-Length headers is
+Allow, not libevent's HTML 501, and CONNECT one with its connection closed
+after it; a request with two Content-Length headers is
 refused and its connection closed, so the bytes past the first length are
 never read as a request of their own; a re-run path with an empty service
 name says so. Out of descriptors (clients holding connections open up to
@@ -105,6 +106,20 @@ def main():
         st, _, body, rest = answer(data)
         check(closed and st == 400 and not rest and "Content-Length" in json.loads(body)["detail"],
               "two Content-Length headers: %r (closed: %s)" % (data, closed))
+
+        # CONNECT: a JSON 405, and the connection closed after it (the
+        # answer has no length to frame it), so the pipelined GET behind
+        # it is never answered on that connection; also with a body.
+        for extra in (b"", b"Content-Length: 3\r\n\r\nabc"):
+            data, closed = exchange(port, b"CONNECT x:80 HTTP/1.1\r\nHost: x\r\n" +
+                                    (extra or b"\r\n") +
+                                    b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            st, hdrs, body, rest = answer(data)
+            check(closed and st == 405 and hdrs.get("connection") == "close" and
+                  b"not a proxy" in body and b"HTTP/1.1 200" not in data,
+                  "CONNECT %r: %r (closed: %s)" % (extra, data, closed))
+        st, _, _ = srv.exchange("GET", "/healthz")
+        check(st == 200, "after CONNECT: %s" % st)
 
         # A re-run of a service without a name.
         st, body = srv.admin("POST", "/api/v1/services/databaseService//rerun")

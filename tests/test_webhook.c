@@ -163,7 +163,8 @@ expect_invalid(const char *body, enum webhook_parse_result want, const char *cau
 	free(cause);
 }
 
-static const char pg_entity[] = "{\"name\": \"pg\", \"fullyQualifiedName\": \"pg\","
+static const char pg_entity[] = "{\"id\": \"00000000-0000-0000-0000-0000000000a1\","
+    " \"name\": \"pg\", \"fullyQualifiedName\": \"pg\","
     " \"serviceType\": \"Postgres\", \"connection\": {\"config\": {\"type\": \"Postgres\"}}}";
 
 static void
@@ -208,7 +209,7 @@ test_decisions(void **state)
 	/* fullyQualifiedName may come from the event when the entity lacks it. */
 	body = ap_xprintf("{\"id\": \"e2\", \"eventType\": \"entityCreated\","
 	    " \"entityType\": \"dashboardService\", \"entityId\": \"x\", \"timestamp\": 1,"
-	    " \"entityFullyQualifiedName\": \"looker\", \"entity\": {\"name\": \"looker\","
+	    " \"entityFullyQualifiedName\": \"looker\", \"entity\": {\"id\": \"l1\", \"name\": \"looker\","
 	    " \"serviceType\": \"Looker\"}}");
 	assert_int_equal(parse(body, &b, &cause), WEBHOOK_PARSE_OK);
 	assert_string_equal(b.events[0].fqn, "looker");
@@ -273,8 +274,20 @@ test_invalid(void **state)
 	    "{\"fullyQualifiedName\": \"pg\"}"), WEBHOOK_PARSE_INVALID,
 	    "entity.serviceType: missing");
 	expect_invalid(event("entityCreated", "databaseService",
-	    "{\"fullyQualifiedName\": \"pg\", \"serviceType\": \"Postgres\","
+	    "{\"id\": \"s1\", \"fullyQualifiedName\": \"pg\", \"serviceType\": \"Postgres\","
 	    " \"connection\": 3}"), WEBHOOK_PARSE_INVALID, "entity.connection");
+	/* What the agents name the service by: refused now, not planned
+	 * into a failed run later. */
+	expect_invalid(event("entityCreated", "databaseService",
+	    "{\"fullyQualifiedName\": \"pg\", \"serviceType\": \"Postgres\"}"),
+	    WEBHOOK_PARSE_INVALID, "entity.id: missing");
+	expect_invalid(event("entityCreated", "databaseService",
+	    "{\"id\": {\"a\": 1}, \"fullyQualifiedName\": \"pg\", \"serviceType\":"
+	    " \"Postgres\"}"), WEBHOOK_PARSE_INVALID, "entity.id: must be a non-empty string");
+	expect_invalid("{\"id\": \"e3\", \"eventType\": \"entityCreated\","
+	    " \"entityType\": \"dashboardService\", \"timestamp\": 1,"
+	    " \"entityFullyQualifiedName\": \"looker\", \"entity\": {\"id\": \"l1\","
+	    " \"serviceType\": \"Looker\"}}", WEBHOOK_PARSE_INVALID, "entity.name: missing");
 
 	/* A key given twice is refused, not read as its last value: in the
 	 * event, in an entity object and in an entity given as a string. */
