@@ -1273,6 +1273,27 @@ store_agent_counts(struct store *s, json_t **out, char **cause)
 	return STORE_OK;
 }
 
+/* True if pid has exited and waits to be reaped (a container whose init
+ * reaps no one keeps a killed server so): it holds nothing any more. */
+static bool
+proc_zombie(long pid)
+{
+	char path[64], buf[512], *rp;
+	FILE *f;
+	size_t n;
+
+	snprintf(path, sizeof path, "/proc/%ld/stat", pid);
+	if ((f = fopen(path, "r")) == NULL)
+		return false;
+	n = fread(buf, 1, sizeof buf - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	/* "pid (comm) S ...": comm may hold anything, ')' included. */
+	if ((rp = strrchr(buf, ')')) == NULL || rp[1] != ' ')
+		return false;
+	return rp[2] == 'Z' || rp[2] == 'X';
+}
+
 /* True if owner names a process on this host that no longer exists. */
 static bool
 store_owner_dead(struct store *s, const char *owner)
@@ -1293,7 +1314,9 @@ store_owner_dead(struct store *s, const char *owner)
 		return false;
 	if (pid == (long)getpid())
 		return false;
-	return kill((pid_t)pid, 0) != 0 && errno == ESRCH;
+	if (kill((pid_t)pid, 0) != 0)
+		return errno == ESRCH;
+	return proc_zombie(pid);
 }
 
 static int

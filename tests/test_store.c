@@ -491,10 +491,14 @@ test_leases_between_two_handles(void **state)
 	free(p);
 }
 
+/* zombie: the owner has exited but is not reaped yet (as under an init that
+ * reaps nobody). */
 static void
-test_recovery_after_owner_died(void **state)
+recovery_after_owner_died(bool zombie)
 {
-	char *p = db_path("dead.db"), *cause = NULL, *r1, **ids, hostname[256];
+	char *p = db_path(zombie ? "zombie.db" : "dead.db"), *cause = NULL, *r1, **ids,
+	    hostname[256];
+	siginfo_t si;
 	struct store_options o = { .lease_ms = 3600000 };
 	struct store *a, *b;
 	struct store_run_row *run;
@@ -510,7 +514,10 @@ test_recovery_after_owner_died(void **state)
 	pid = fork();
 	if (pid == 0)
 		_exit(0);
-	assert_int_equal(waitpid(pid, &st, 0), pid);
+	if (zombie)
+		assert_int_equal(waitid(P_PID, (id_t)pid, &si, WEXITED | WNOWAIT), 0);
+	else
+		assert_int_equal(waitpid(pid, &st, 0), pid);
 	gethostname(hostname, sizeof hostname);
 	hostname[sizeof hostname - 1] = '\0';
 	owner = ap_xprintf("%s/%ld/abc", hostname, (long)pid);
@@ -549,6 +556,22 @@ test_recovery_after_owner_died(void **state)
 	free(owner);
 	store_close(b);
 	free(p);
+	if (zombie)
+		assert_int_equal(waitpid(pid, &st, 0), pid);
+}
+
+static void
+test_recovery_after_owner_died(void **state)
+{
+	(void)state;
+	recovery_after_owner_died(false);
+}
+
+static void
+test_recovery_after_owner_zombie(void **state)
+{
+	(void)state;
+	recovery_after_owner_died(true);
 }
 
 /* The state (and error) of a run's agent in status JSON, or NULL. */
@@ -839,6 +862,7 @@ main(void)
 		cmocka_unit_test(test_status_json_shape),
 		cmocka_unit_test(test_leases_between_two_handles),
 		cmocka_unit_test(test_recovery_after_owner_died),
+		cmocka_unit_test(test_recovery_after_owner_zombie),
 		cmocka_unit_test(test_agent_update_in_place),
 		cmocka_unit_test(test_group_commit),
 		cmocka_unit_test(test_batch_rolled_back_whole),
