@@ -14,6 +14,10 @@
  *
  * Version detection and token fetches are internal requests (same retries,
  * same breaker) whose callbacks release the requests waiting for them.
+ * Detection may take two questions (GET /api/v2/version, then, after a 401
+ * or 403, GET /api/v1/version); the second request replaces the first as
+ * c->detect, so there is one detection at a time and its waiters are
+ * released or failed once, by whichever answer decides.
  *
  * An answer's body is read on the client's worker thread (api/workq.h):
  * http_done() notes what the answer says without it (stats, breaker) and
@@ -155,6 +159,8 @@ struct airflow_client {
 	struct http_headers *headers[AIRFLOW_AUTH_BEARER + 1][2];
 	unsigned token_gen;
 	struct airflow_req *detect;		/* version detection in progress */
+	long detect_v2_status;			/* /api/v2/version's 401/403, while
+						 * /api/v1/version is asked */
 	struct airflow_req *token;		/* token fetch in progress */
 	struct airflow_reqq api_waiters;
 	struct airflow_reqq token_waiters;
@@ -467,23 +473,66 @@ breaker_wait(struct airflow_req *q, bool first)
 
 /* ----------------------------------------------------------------- internal requests */
 
-static void
-detect_done(const struct airflow_result *res, void *arg)
-{
-	struct airflow_client *c = arg;
-	enum airflow_api api;
+static void detect_v1_done(const struct airflow_result *res, void *arg);
 
-	api = res->status == AIRFLOW_OK ? AIRFLOW_API_V2 :
-	    res->status == AIRFLOW_UNAVAILABLE || res->status == AIRFLOW_BAD_REPLY ?
-	    AIRFLOW_API_AUTO : AIRFLOW_API_V1;
-	if (api == AIRFLOW_API_AUTO) {
+/*
+ * An answer of version detection (to `asked`): the generation, a second
+ * question, or nothing decided (the waiters fail; the next request detects
+ * again). Runs as the asking request's callback, which is freed after it.
+ */
+static void
+detect_answer(struct airflow_client *c, enum airflow_step asked,
+    const struct airflow_result *res)
+{
+	long st = res->status == AIRFLOW_OK ? 200 : res->error.http_status;
+	enum airflow_api api = AIRFLOW_API_V1;
+	struct airflow_req *q;
+
+	switch (airflow_detect_api(asked, st, res->status == AIRFLOW_OK)) {
+	case AIRFLOW_DETECT_RETRY:
 		fail_waiters(&c->api_waiters, res);
 		return;
+	case AIRFLOW_DETECT_ASK_V1:
+		/* 3.x (or a proxy) protects /api/v2/version: 2.x answers
+		 * /api/v1/version, 3.x has no /api/v1. The waiters stay. */
+		c->detect_v2_status = st;
+		q = req_new(c, AIRFLOW_STEP_VERSION_V1, detect_v1_done, c, NULL, NULL);
+		q->internal = true;
+		c->detect = q;
+		req_attempt(q);
+		return;
+	case AIRFLOW_DETECT_V2:
+		api = AIRFLOW_API_V2;
+		break;
+	case AIRFLOW_DETECT_GUESS_V1:
+		/* Said once: the generation is decided for good below, so
+		 * detection never runs again. */
+		ap_warn("airflow: %s: GET /api/v2/version answered HTTP %ld %s and GET"
+		    " /api/v1/version HTTP %ld %s, so the API generation is unknown (wrong"
+		    " credentials, or a proxy in front of Airflow wanting its own?); taking 2.x"
+		    " (/api/v1): setting airflow.api to \"v1\" or \"v2\" fixes the generation",
+		    c->base_url, c->detect_v2_status, airflow_reason(c->detect_v2_status),
+		    st, st >= 200 && st < 300 ? "without a version" : airflow_reason(st));
+		break;
+	case AIRFLOW_DETECT_V1:
+		break;
 	}
 	c->api = api;
 	ap_info("airflow: %s speaks the Airflow %s API", c->base_url,
 	    api == AIRFLOW_API_V2 ? "3.x (/api/v2)" : "2.x (/api/v1)");
 	release_waiters(&c->api_waiters);
+}
+
+static void
+detect_done(const struct airflow_result *res, void *arg)
+{
+	detect_answer(arg, AIRFLOW_STEP_VERSION, res);
+}
+
+static void
+detect_v1_done(const struct airflow_result *res, void *arg)
+{
+	detect_answer(arg, AIRFLOW_STEP_VERSION_V1, res);
 }
 
 static void
@@ -547,8 +596,8 @@ req_attempt(struct airflow_req *q)
 	struct airflow_http_req hr;
 	char *cause = NULL, *url;
 
-	if (q->step != AIRFLOW_STEP_VERSION && q->step != AIRFLOW_STEP_TOKEN &&
-	    c->api == AIRFLOW_API_AUTO) {
+	if (q->step != AIRFLOW_STEP_VERSION && q->step != AIRFLOW_STEP_VERSION_V1 &&
+	    q->step != AIRFLOW_STEP_TOKEN && c->api == AIRFLOW_API_AUTO) {
 		wait_on(q, &c->api_waiters);
 		start_detect(c);
 		return;
@@ -647,6 +696,7 @@ static void
 req_answered(struct airflow_req *q, long status)
 {
 	const char *fileloc = NULL, *text;
+	char *detail;
 
 	switch (q->step) {
 	case AIRFLOW_STEP_GET_DAG:
@@ -705,15 +755,19 @@ req_answered(struct airflow_req *q, long status)
 		req_finish(q, AIRFLOW_OK, status);
 		return;
 	case AIRFLOW_STEP_VERSION:
-		/* 3.x's VersionInfo always has the version; a 2xx without one
-		 * is somebody else's page and decides nothing. */
+	case AIRFLOW_STEP_VERSION_V1:
+		/* Airflow's VersionInfo always has the version; a 2xx without
+		 * one is somebody else's page and decides nothing. */
 		if (airflow_parse_version(q->reply) != NULL) {
 			req_finish(q, AIRFLOW_OK, status);
 			return;
 		}
-		req_error(q, "Bad reply", "GET /api/v2/version answered without a version,"
-		    " so the API generation is unknown: not Airflow's API at this URL? (or set"
-		    " airflow.api to v1 or v2)");
+		detail = ap_xprintf("GET %s answered without a version, so the API generation"
+		    " is unknown: not Airflow's API at this URL? (or set airflow.api to v1 or"
+		    " v2)", q->step == AIRFLOW_STEP_VERSION ? "/api/v2/version" :
+		    "/api/v1/version");
+		req_error(q, "Bad reply", detail);
+		free(detail);
 		req_finish(q, AIRFLOW_BAD_REPLY, status);
 		return;
 	default:

@@ -20,7 +20,8 @@ static const char *const run_state_names[] = { "queued", "running", "success", "
 static const char *const status_names[] = { "ok", "not_found", "rejected", "unavailable",
 	"bad_reply" };
 static const char *const step_names[] = { "deploy", "health", "kill", "delete", "get_dag",
-	"import_errors", "unpause", "pause", "trigger", "get_run", "fail_run", "version", "token" };
+	"import_errors", "unpause", "pause", "trigger", "get_run", "fail_run", "version",
+	"version_v1", "token" };
 
 const char *
 airflow_api_name(enum airflow_api api)
@@ -157,6 +158,7 @@ airflow_build(enum airflow_step s, enum airflow_api api,
 	case AIRFLOW_STEP_GET_RUN:
 	case AIRFLOW_STEP_FAIL_RUN:
 	case AIRFLOW_STEP_VERSION:
+	case AIRFLOW_STEP_VERSION_V1:
 	case AIRFLOW_STEP_TOKEN:
 		break;
 	default:
@@ -164,7 +166,7 @@ airflow_build(enum airflow_step s, enum airflow_api api,
 		goto out;
 	}
 	if (s != AIRFLOW_STEP_DEPLOY && s != AIRFLOW_STEP_HEALTH && s != AIRFLOW_STEP_VERSION &&
-	    s != AIRFLOW_STEP_TOKEN) {
+	    s != AIRFLOW_STEP_VERSION_V1 && s != AIRFLOW_STEP_TOKEN) {
 		if (a->dag_id == NULL || a->dag_id[0] == '\0') {
 			*cause = ap_xprintf("%s: no DAG id", airflow_step_name(s));
 			goto out;
@@ -267,6 +269,17 @@ airflow_build(enum airflow_step s, enum airflow_api api,
 		out->method = "GET";
 		out->path = ap_xstrdup("/api/v2/version");
 		out->auth = AIRFLOW_AUTH_NONE;
+		break;
+	case AIRFLOW_STEP_VERSION_V1:
+		/*
+		 * v1.yaml puts /version under the global security (Basic among
+		 * its schemes), so a 2.x that protects its API protects this
+		 * too: asked as every other 2.x route, with the credentials
+		 * that server gets anyway.
+		 */
+		out->method = "GET";
+		out->path = ap_xstrdup("/api/v1/version");
+		out->auth = AIRFLOW_AUTH_BASIC;
 		break;
 	case AIRFLOW_STEP_TOKEN:
 		out->method = "POST";
@@ -708,14 +721,25 @@ airflow_parse_version(const json_t *j)
 	return v != NULL && v[0] != '\0' ? v : NULL;
 }
 
-enum airflow_api
-airflow_detect_api(long http_status)
+enum airflow_detect
+airflow_detect_api(enum airflow_step asked, long http_status, bool has_version)
 {
-	if (http_status == 200)
-		return AIRFLOW_API_V2;
+	bool ok = http_status >= 200 && http_status < 300;
+
 	if (airflow_retryable(http_status) || http_status >= 500)
-		return AIRFLOW_API_AUTO;
-	return AIRFLOW_API_V1;
+		return AIRFLOW_DETECT_RETRY;
+	if (asked == AIRFLOW_STEP_VERSION) {
+		if (ok)
+			return has_version ? AIRFLOW_DETECT_V2 : AIRFLOW_DETECT_RETRY;
+		if (http_status == 401 || http_status == 403)
+			return AIRFLOW_DETECT_ASK_V1;
+		return AIRFLOW_DETECT_V1;
+	}
+	if (ok && has_version)
+		return AIRFLOW_DETECT_V1;
+	if (http_status == 404)
+		return AIRFLOW_DETECT_V2;
+	return AIRFLOW_DETECT_GUESS_V1;
 }
 
 /* ----------------------------------------------------------------- retries */

@@ -31,6 +31,7 @@ enum airflow_step {
 	AIRFLOW_STEP_GET_RUN,		/* GET dags/{id}/dagRuns/{run} (also after a 409) */
 	AIRFLOW_STEP_FAIL_RUN,		/* PATCH dags/{id}/dagRuns/{run} {"state":"failed"} */
 	AIRFLOW_STEP_VERSION,		/* GET /api/v2/version (detection) */
+	AIRFLOW_STEP_VERSION_V1,	/* GET /api/v1/version (detection, after a 401/403) */
 	AIRFLOW_STEP_TOKEN,		/* POST /auth/token (Airflow 3 JWT) */
 	AIRFLOW_STEP_MAX
 };
@@ -72,7 +73,7 @@ struct airflow_step_args {
 
 /*
  * Builds step s for API generation api (V1 or V2; AUTO is taken as V1 except
- * for VERSION and TOKEN, which do not depend on it). Returns 0, or -1 with a
+ * for VERSION, VERSION_V1 and TOKEN, which do not depend on it). Returns 0, or -1 with a
  * new *cause when an argument is missing.
  */
 int airflow_build(enum airflow_step s, enum airflow_api api,
@@ -152,12 +153,30 @@ const char *airflow_parse_token(const json_t *j);
  * generation. Points into j.
  */
 const char *airflow_parse_version(const json_t *j);
+/* What one answer of version detection decides (airflow_detect_api). */
+enum airflow_detect {
+	AIRFLOW_DETECT_RETRY,		/* undecided: detect again with the next request */
+	AIRFLOW_DETECT_V1,		/* 2.x */
+	AIRFLOW_DETECT_V2,		/* 3.x */
+	AIRFLOW_DETECT_ASK_V1,		/* ask GET /api/v1/version (AIRFLOW_STEP_VERSION_V1) */
+	AIRFLOW_DETECT_GUESS_V1		/* neither answer tells: 2.x, said with a warning */
+};
+
 /*
- * Version detection from the status of GET /api/v2/version: 200 -> V2, a
- * definite other answer (404, 401...) -> V1, a retryable failure -> AUTO
- * (undecided, try again).
+ * Version detection: what the answer to `asked` decides. http_status is the
+ * answer's (0: none); has_version whether a 2xx carried a version.
+ *
+ * AIRFLOW_STEP_VERSION, GET /api/v2/version without credentials: 2xx with a
+ * version -> V2; 401 or 403 -> ASK_V1 (v2.yaml puts the route under the
+ * global security, so 3.x or a proxy in front may protect it); any other 4xx
+ * or 3xx -> V1 (2.x has no /api/v2: 404). AIRFLOW_STEP_VERSION_V1, GET
+ * /api/v1/version with Basic auth: 2xx with a version -> V1; 404 -> V2 (3.x
+ * has removed /api/v1); anything else (401 again: a proxy protecting both)
+ * -> GUESS_V1. Either way no answer, a retryable status, another 5xx or a
+ * 2xx to /api/v2/version without a version (not Airflow's API) -> RETRY.
  */
-enum airflow_api airflow_detect_api(long http_status);
+enum airflow_detect airflow_detect_api(enum airflow_step asked, long http_status,
+    bool has_version);
 
 /* ----------------------------------------------------------------- retries */
 

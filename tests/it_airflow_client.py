@@ -34,13 +34,19 @@ def pipeline(name, ptype="metadata"):
             "airflowConfig": {}, "loggerLevel": "INFO", "provider": "automation"}
 
 
-def run(url, script, *args, timeout=40):
-    """Runs tool_airflow with script (a list of dicts); returns its JSON lines."""
+def run_logged(url, script, *args, timeout=40):
+    """Runs tool_airflow with script (a list of dicts); returns its JSON lines and
+    the client's log (stderr)."""
     text = "".join(json.dumps(line) + "\n" for line in script)
     p = subprocess.run([TOOL, "--url", url, *args], input=text, capture_output=True,
                        text=True, timeout=timeout)
     assert p.returncode == 0, (p.returncode, p.stderr[-3000:])
-    return [json.loads(x) for x in p.stdout.splitlines() if x.strip()]
+    return [json.loads(x) for x in p.stdout.splitlines() if x.strip()], p.stderr
+
+
+def run(url, script, *args, timeout=40):
+    """Runs tool_airflow with script (a list of dicts); returns its JSON lines."""
+    return run_logged(url, script, *args, timeout=timeout)[0]
 
 
 def url(sim):
@@ -175,6 +181,85 @@ def case_fixed_api_and_credentials(gen):
         other = "v1" if gen == "v2" else "v2"
         res = run(url(sim), [{"op": "get_dag", "dag_id": "d"}], "--api", other)
         assert res[0]["status"] in ("not_found", "rejected"), res
+    finally:
+        sim.stop()
+
+
+def version_asks(sim):
+    return [(r["path"], r["auth"], r["status"]) for r in sim.log()
+            if r["path"] in ("/api/v1/version", "/api/v2/version")]
+
+
+UNKNOWN = "API generation is unknown"
+
+
+def case_detect_protected_v3():
+    """3.x protecting GET /api/v2/version (v2.yaml's global security): the 401
+    sends the client to GET /api/v1/version, whose 404 (3.x has no /api/v1) says 3.x."""
+    dags = {"d": {"exists": True}}
+    sim = Sim({"api": "v2", "version_auth": True, "dags": dags})
+    try:
+        res, log = run_logged(url(sim), [{"op": "get_dag", "dag_id": "d", "count": 3}])
+        assert [(r["status"], r["api"]) for r in res] == [("ok", "v2")] * 3, res
+        assert version_asks(sim) == [("/api/v2/version", "none", 401),
+                                     ("/api/v1/version", "basic", 404)], sim.log()
+        assert [r["path"] for r in sim.log()][2:4] == ["/auth/token", "/api/v2/dags/d"]
+        assert log.count("speaks the Airflow 3.x (/api/v2) API") == 1, log
+        assert UNKNOWN not in log, log
+        # /api/v1/version failing (500) decides nothing: the request fails, the
+        # next one detects again.
+        sim.scenario({"api": "v2", "version_auth": True, "dags": dags,
+                      "faults": {"error_burst": {"after": 0, "count": 1, "status": 500},
+                                 "paths": ["/api/v1/version"]}})
+        sim.req("DELETE", "/_sim/requests")
+        res, log = run_logged(url(sim), [{"op": "get_dag", "dag_id": "d"},
+                                         {"op": "get_dag", "dag_id": "d"}])
+        assert res[0]["status"] == "unavailable" and res[0]["http_status"] == 500, res
+        assert res[0]["api"] == "auto", res
+        assert res[1]["status"] == "ok" and res[1]["api"] == "v2", res
+        assert [a[2] for a in version_asks(sim)] == [401, 500, 401, 404], sim.log()
+        assert UNKNOWN not in log, log
+    finally:
+        sim.stop()
+
+
+def case_detect_protected_v2():
+    """2.x whose /api/v2/version a proxy refuses and whose own /version wants Basic
+    auth (v1.yaml's global security): asked with it, 2.x, no warning."""
+    sim = Sim({"api": "v1", "version_auth": True, "proxy_401": ["/api/v2/"],
+               "dags": {"d": {"exists": True}}})
+    try:
+        res, log = run_logged(url(sim), [{"op": "get_dag", "dag_id": "d", "count": 3}])
+        assert [(r["status"], r["api"]) for r in res] == [("ok", "v1")] * 3, res
+        assert version_asks(sim) == [("/api/v2/version", "none", 401),
+                                     ("/api/v1/version", "basic", 200)], sim.log()
+        assert log.count("speaks the Airflow 2.x (/api/v1) API") == 1, log
+        assert UNKNOWN not in log, log
+    finally:
+        sim.stop()
+
+
+def case_detect_proxy(gen):
+    """A proxy refusing both /version routes: 2.x as before, with one warning that
+    says what both answered and that airflow.api fixes the generation."""
+    sim = Sim({"api": gen, "proxy_401": ["/api/v1/version", "/api/v2/version"],
+               "dags": {"d": {"exists": True}}})
+    try:
+        res, log = run_logged(url(sim), [{"op": "get_dag", "dag_id": "d", "count": 3},
+                                         {"op": "get_dag", "dag_id": "d"}])
+        assert all(r["api"] == "v1" for r in res), res
+        # 3.x taken for 2.x answers 404 everywhere: the warning is the hint.
+        want = "ok" if gen == "v1" else "not_found"
+        assert all(r["status"] == want for r in res), res
+        assert version_asks(sim) == [("/api/v2/version", "none", 401),
+                                     ("/api/v1/version", "basic", 401)], sim.log()
+        warns = [ln for ln in log.splitlines() if UNKNOWN in ln]
+        assert len(warns) == 1, log
+        w = warns[0]
+        assert "GET /api/v2/version answered HTTP 401" in w, w
+        assert "GET /api/v1/version HTTP 401" in w, w
+        assert "airflow.api" in w and '"v1"' in w and '"v2"' in w, w
+        assert log.count("speaks the Airflow 2.x (/api/v1) API") == 1, log
     finally:
         sim.stop()
 
@@ -587,7 +672,9 @@ def main():
     # The breaker is the same on both (v1: no login to wait out first).
     cases += [(case_breaker_retry_after, "v1")]
     cases += [(case_tls, None), (case_jwt_renewal, None), (case_jwt_revoked_in_flight, None),
-              (case_plugin_fallback, None), (case_bad_replies, None)]
+              (case_plugin_fallback, None), (case_bad_replies, None),
+              (case_detect_protected_v3, None), (case_detect_protected_v2, None),
+              (case_detect_proxy, "v1"), (case_detect_proxy, "v2")]
     for fn, gen in cases:
         t0 = time.monotonic()
         fn(gen) if gen else fn()

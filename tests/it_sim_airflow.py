@@ -823,6 +823,31 @@ def test_faults():
         st, _, doc = sim.req("PUT", "/_sim/scenario", {"dags": {"a": {"outcome": "maybe"}}})
         assert st == 400 and "dags.a.outcome" in doc["error"], doc
         assert sim.req("GET", "/api/v1/dags/flaky", auth="basic")[0] == 200
+        st, _, doc = sim.req("PUT", "/_sim/scenario", {"proxy_401": "/api/"})
+        assert st == 400 and "proxy_401" in doc["error"], doc
+
+        # A protected /version (the generation's credentials), and a proxy in
+        # front that refuses whatever comes, before any fault.
+        sim.scenario({"version_auth": True, "proxy_401": ["/api/v2/"],
+                      "faults": {"error_rate": 1}})
+        st, hd, doc = sim.req("GET", "/api/v2/version", auth="basic")
+        assert st == 401 and hd.get("WWW-Authenticate") == 'Basic realm="proxy"', hd
+        assert "401 Authorization Required" in doc, doc
+        assert sim.req("GET", "/api/v1/version")[0] == 503   # the fault, not the proxy
+        sim.scenario({"version_auth": True})
+        st, _, doc = sim.req("GET", "/api/v1/version")
+        assert st == 401 and doc["detail"] == "No credentials provided", doc
+        st, _, doc = sim.req("GET", "/api/v1/version", auth="basic")
+        assert st == 200 and doc["version"].startswith("2."), doc
+        sim.scenario({"api": "v2", "version_auth": True})
+        st, _, doc = sim.req("GET", "/api/v2/version")
+        assert st == 401 and doc == {"detail": "Not authenticated"}, doc
+        st, _, tok = sim.req("POST", "/auth/token", {"username": "admin",
+                                                     "password": "admin"})
+        st, _, doc = sim.req("GET", "/api/v2/version", auth=tok["access_token"])
+        assert st == 200 and doc["version"].startswith("3."), doc
+        assert sim.req("GET", "/api/v1/version", auth="basic")[0] == 404
+        sim.scenario({"api": "v1"})
 
         # Hard body limit.
         st, _, _ = sim.req("POST", "/api/v1/openmetadata/deploy", raw="x" * (5 << 20),

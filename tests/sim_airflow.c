@@ -25,6 +25,14 @@
  *   "token_ttl_ms": 3600000          JWT lifetime; an expired token gets 401 "Token Expired"
  *   "parse_delay_ms": 200            deploy -> DAG visible (GET /dags/{id} 404 until then)
  *   "airflow_version": "2.10.5"|"3.0.2"   what /version answers
+ *   "version_auth": false            true: /version (of the generation served) wants
+ *                                    that generation's credentials (Basic; 3.x: the
+ *                                    JWT) and answers 401 without them, as the global
+ *                                    security of v1.yaml and v2.yaml allows
+ *   "proxy_401": ["/api/v2/version"] path prefixes an authenticating proxy in front
+ *                                    of Airflow answers 401 (HTML, WWW-Authenticate:
+ *                                    Basic realm="proxy") whatever credentials come
+ *                                    (the client has none for it); before any fault
  *   "seed": 1                        seeds the fault dice
  *   "pipelines": { "<pipelineType>"|"*": {"queued_ms": 50, "running_ms": 300,
  *                   "outcome": "success", "parse_delay_ms": ...} }
@@ -349,6 +357,8 @@ struct scenario {
 	const char *username;
 	const char *password;
 	const char *version;
+	bool version_auth;
+	const json_t *proxy_401;	/* array of strings or NULL; borrowed from root */
 	int64_t token_ttl_ms;
 	int64_t parse_delay_ms;
 	uint64_t seed;
@@ -989,7 +999,8 @@ static int
 scenario_parse(json_t *root, struct scenario *sc, char **cause)
 {
 	static const char *const keys[] = { "api", "username", "password", "token_ttl_ms",
-		"parse_delay_ms", "pipelines", "dags", "faults", "seed", "airflow_version", NULL };
+		"parse_delay_ms", "pipelines", "dags", "faults", "seed", "airflow_version",
+		"version_auth", "proxy_401", NULL };
 	struct scenario n;
 	const char *api = NULL;
 	const char *key;
@@ -1013,6 +1024,7 @@ scenario_parse(json_t *root, struct scenario *sc, char **cause)
 	    get_str(root, "username", &n.username, w, cause) < 0 ||
 	    get_str(root, "password", &n.password, w, cause) < 0 ||
 	    get_str(root, "airflow_version", &n.version, w, cause) < 0 ||
+	    get_bool(root, "version_auth", &n.version_auth, w, cause) < 0 ||
 	    get_int(root, "token_ttl_ms", 0, INT64_MAX / 4, &n.token_ttl_ms, w, cause) < 0 ||
 	    get_int(root, "parse_delay_ms", 0, INT32_MAX, &n.parse_delay_ms, w, cause) < 0 ||
 	    get_int(root, "seed", INT64_MIN, INT64_MAX, &seed, w, cause) < 0)
@@ -1028,6 +1040,22 @@ scenario_parse(json_t *root, struct scenario *sc, char **cause)
 			goto fail;
 		}
 		n.api_set = true;
+	}
+	if ((v = json_object_get(root, "proxy_401")) != NULL) {
+		size_t i;
+		const json_t *e;
+
+		if (!json_is_array(v)) {
+			*cause = ap_xprintf("scenario.proxy_401: expected a list of path prefixes");
+			goto fail;
+		}
+		json_array_foreach(v, i, e) {
+			if (!json_is_string(e)) {
+				*cause = ap_xprintf("scenario.proxy_401[%zu]: expected a string", i);
+				goto fail;
+			}
+		}
+		n.proxy_401 = v;
 	}
 	if ((v = json_object_get(root, "pipelines")) != NULL) {
 		if (!json_is_object(v)) {
@@ -2320,6 +2348,38 @@ rq_authorized(struct rq *rq, bool bearer)
 	return false;
 }
 
+/* ---------------------------------------------------------------- proxy */
+
+/*
+ * An authenticating proxy in front of Airflow (scenario "proxy_401"): under
+ * its prefixes every request gets the proxy's own 401, which no credential
+ * the client has passes. Returns true when it answered.
+ */
+static bool
+proxy_refuses(struct rq *rq)
+{
+	const json_t *p;
+	struct ap_buf page;
+	size_t i;
+
+	json_array_foreach(rq->s->sc.proxy_401, i, p) {
+		if (ap_startswith(rq->path, json_string_value(p)))
+			break;
+	}
+	if (i >= json_array_size(rq->s->sc.proxy_401))
+		return false;
+	evhttp_add_header(evhttp_request_get_output_headers(rq->req), "WWW-Authenticate",
+	    "Basic realm=\"proxy\"");
+	evhttp_add_header(evhttp_request_get_output_headers(rq->req), "Content-Type",
+	    "text/html");
+	ap_buf_init(&page);
+	ap_buf_adds(&page, "<html><head><title>401 Authorization Required</title></head>"
+	    "<body><center><h1>401 Authorization Required</h1></center></body></html>\n");
+	rq_send(rq, 401, &page);
+	ap_buf_cleanup(&page);
+	return true;
+}
+
 /* ---------------------------------------------------------------- faults */
 
 /* Returns true when a fault answered (or reset) the request. */
@@ -2912,6 +2972,8 @@ handle_api(struct rq *rq, enum sim_api api)
 	    route == R_IMPORT_ERRORS ? q_import_errors : q_none))
 		return;
 	if (route == R_VERSION) {
+		if (rq->s->sc.version_auth && !rq_authorized(rq, api == SIM_API_V2))
+			return;
 		api_version(rq, api);
 		return;
 	}
@@ -3517,6 +3579,8 @@ on_request(struct evhttp_request *req, void *arg)
 		rq.fam = SIM_FAM_PLUGIN;
 	else if (seg_is(&rq, 0, "auth"))
 		rq.fam = SIM_FAM_V2;
+	if (proxy_refuses(&rq))
+		goto out;
 	if (faults_apply(&rq))
 		goto out;
 	if (seg_is(&rq, 0, "api") && seg_is(&rq, 1, "v1") && seg_is(&rq, 2, "openmetadata"))

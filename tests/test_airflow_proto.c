@@ -314,14 +314,62 @@ test_classify(void **state)
 		assert_int_equal(airflow_retryable(t[i].st), t[i].retry);
 		assert_int_equal(airflow_breaker_failure(t[i].st), t[i].brk);
 	}
-	assert_int_equal(airflow_detect_api(200), AIRFLOW_API_V2);
-	assert_int_equal(airflow_detect_api(404), AIRFLOW_API_V1);
-	assert_int_equal(airflow_detect_api(401), AIRFLOW_API_V1);
-	assert_int_equal(airflow_detect_api(0), AIRFLOW_API_AUTO);
-	assert_int_equal(airflow_detect_api(503), AIRFLOW_API_AUTO);
 	assert_string_equal(airflow_api_name(AIRFLOW_API_V2), "v2");
 	assert_string_equal(airflow_status_name(AIRFLOW_BAD_REPLY), "bad_reply");
 	assert_string_equal(airflow_run_state_name(AIRFLOW_RUN_SUCCESS), "success");
+}
+
+/* Version detection: GET /api/v2/version, then after a 401/403 GET /api/v1/version. */
+static void
+test_detect(void **state)
+{
+	static const struct {
+		enum airflow_step asked;
+		long st;
+		bool version;
+		enum airflow_detect want;
+	} t[] = {
+		{ AIRFLOW_STEP_VERSION, 200, true, AIRFLOW_DETECT_V2 },
+		{ AIRFLOW_STEP_VERSION, 200, false, AIRFLOW_DETECT_RETRY },	/* a portal */
+		{ AIRFLOW_STEP_VERSION, 404, false, AIRFLOW_DETECT_V1 },	/* 2.x */
+		{ AIRFLOW_STEP_VERSION, 405, false, AIRFLOW_DETECT_V1 },
+		{ AIRFLOW_STEP_VERSION, 401, false, AIRFLOW_DETECT_ASK_V1 },	/* protected */
+		{ AIRFLOW_STEP_VERSION, 403, false, AIRFLOW_DETECT_ASK_V1 },
+		{ AIRFLOW_STEP_VERSION, 0, false, AIRFLOW_DETECT_RETRY },
+		{ AIRFLOW_STEP_VERSION, 429, false, AIRFLOW_DETECT_RETRY },
+		{ AIRFLOW_STEP_VERSION, 500, false, AIRFLOW_DETECT_RETRY },
+		{ AIRFLOW_STEP_VERSION, 503, false, AIRFLOW_DETECT_RETRY },
+		{ AIRFLOW_STEP_VERSION_V1, 200, true, AIRFLOW_DETECT_V1 },
+		{ AIRFLOW_STEP_VERSION_V1, 404, false, AIRFLOW_DETECT_V2 },	/* 3.x */
+		{ AIRFLOW_STEP_VERSION_V1, 401, false, AIRFLOW_DETECT_GUESS_V1 },	/* a proxy */
+		{ AIRFLOW_STEP_VERSION_V1, 403, false, AIRFLOW_DETECT_GUESS_V1 },
+		{ AIRFLOW_STEP_VERSION_V1, 200, false, AIRFLOW_DETECT_GUESS_V1 },
+		{ AIRFLOW_STEP_VERSION_V1, 302, false, AIRFLOW_DETECT_GUESS_V1 },
+		{ AIRFLOW_STEP_VERSION_V1, 0, false, AIRFLOW_DETECT_RETRY },
+		{ AIRFLOW_STEP_VERSION_V1, 429, false, AIRFLOW_DETECT_RETRY },
+		{ AIRFLOW_STEP_VERSION_V1, 500, false, AIRFLOW_DETECT_RETRY },
+		{ AIRFLOW_STEP_VERSION_V1, 502, false, AIRFLOW_DETECT_RETRY },
+	};
+	struct airflow_step_args a = { 0 };
+	struct airflow_http_req r;
+	size_t i;
+
+	for (i = 0; i < AP_ARRAY_LEN(t); i++) {
+		if (airflow_detect_api(t[i].asked, t[i].st, t[i].version) != t[i].want)
+			fail_msg("%s answered %ld%s: got %d, want %d",
+			    airflow_step_name(t[i].asked), t[i].st, t[i].version ?
+			    " with a version" : "", airflow_detect_api(t[i].asked, t[i].st,
+			    t[i].version), t[i].want);
+	}
+	/* The second question goes to 2.x's route with 2.x's credentials. */
+	build_ok(AIRFLOW_STEP_VERSION_V1, AIRFLOW_API_AUTO, &a, &r);
+	assert_string_equal(r.method, "GET");
+	assert_string_equal(r.path, "/api/v1/version");
+	assert_null(r.body);
+	assert_int_equal(r.auth, AIRFLOW_AUTH_BASIC);
+	airflow_http_req_cleanup(&r);
+	assert_string_equal(airflow_step_name(AIRFLOW_STEP_VERSION_V1), "version_v1");
+	assert_string_equal(airflow_step_name(AIRFLOW_STEP_TOKEN), "token");
 }
 
 static void
@@ -634,6 +682,7 @@ main(void)
 		cmocka_unit_test(test_escape_and_basic),
 		cmocka_unit_test(test_errors),
 		cmocka_unit_test(test_classify),
+		cmocka_unit_test(test_detect),
 		cmocka_unit_test(test_answers),
 		cmocka_unit_test(test_times),
 		cmocka_unit_test(test_retry_policy),
