@@ -93,7 +93,7 @@ struct xlate {
 		size_t off, len;
 		int group;
 	} *names;
-	size_t nnames;
+	size_t nnames, names_cap;
 	int max_cond_ref;	/* highest group number a (?(N)...) names */
 	size_t max_cond_at;
 	struct xlevel lv[257];	/* widths at each depth (lv[0]: top) */
@@ -244,10 +244,15 @@ w_close(struct xlate *x)
 	}
 	if (g > 0) {
 		if ((size_t)g >= x->ngw) {
-			x->gw = ap_xreallocarray(x->gw, (size_t)g + 16, sizeof *x->gw);
-			memset(x->gw + x->ngw, 0, ((size_t)g + 16 - x->ngw) *
-			    sizeof *x->gw);
-			x->ngw = (size_t)g + 16;
+			size_t n = x->ngw < 16 ? 16 : x->ngw * 2;
+
+			/* Doubled, not grown by a step: "(a)(a)(a)..." closes
+			 * a group for every three bytes of the pattern. */
+			if (n <= (size_t)g)
+				n = (size_t)g + 1;
+			x->gw = ap_xreallocarray(x->gw, n, sizeof *x->gw);
+			memset(x->gw + x->ngw, 0, (n - x->ngw) * sizeof *x->gw);
+			x->ngw = n;
 		}
 		x->gw[g].lo = lo;
 		x->gw[g].hi = hi;
@@ -726,8 +731,11 @@ xlate_group(struct xlate *x, bool top_start, int *what)
 		x->i++;
 		if (c == '<') {
 			push(x, ++x->groups);
-			x->names = ap_xreallocarray(x->names, x->nnames + 1,
-			    sizeof *x->names);
+			if (x->nnames == x->names_cap) {
+				x->names_cap = x->names_cap ? x->names_cap * 2 : 8;
+				x->names = ap_xreallocarray(x->names,
+				    x->names_cap, sizeof *x->names);
+			}
 			x->names[x->nnames++] = (struct xlate_name){ n0, n, x->groups };
 			ap_buf_printf(&x->out, "(?P<%.*s>", (int)n, p + n0);
 		} else {
@@ -1077,8 +1085,9 @@ fail:
 
 struct filter_list {
 	struct filter_pattern *v;
-	const struct filter_pattern **view;
 	size_t n, cap;
+	size_t run;		/* patterns at the end of v from the last one's
+				 * source: the list as written in one place */
 };
 
 struct filter_key {
@@ -1134,7 +1143,6 @@ list_cleanup(struct filter_list *l)
 		pcre2_code_free(l->v[i].code);
 	}
 	free(l->v);
-	free(l->view);
 }
 
 void
@@ -1178,14 +1186,36 @@ filter_set_add(struct filter_set *fs, const char *key, bool exclude,
 	struct filter_list *l;
 	struct filter_pattern *fp;
 	char *xl, *why = NULL;
-	size_t at = 0, idx;
+	size_t at = 0, idx, len, run;
 	pcre2_code *code;
 	int err;
 	bool jit;
 	PCRE2_SIZE eoff;
 	PCRE2_UCHAR msg[256];
 
-	idx = k == NULL ? 0 : (exclude ? k->exc.n : k->inc.n);
+	l = k == NULL ? NULL : exclude ? &k->exc : &k->inc;
+	idx = l == NULL ? 0 : l->n;
+	/*
+	 * Checked before any work: both bound what one service entity from
+	 * a webhook costs to plan on the event loop. A source adds its
+	 * patterns one after the other, so the run of patterns from this
+	 * source is the length of its list.
+	 */
+	len = strlen(pattern);
+	if (len > FILTER_MAX_PATTERN_LEN) {
+		*cause = ap_xprintf("%s.%s[%zu]: pattern of %zu bytes; the limit "
+		    "is %u bytes per pattern (%s)", key, exclude ? "excludes" :
+		    "includes", idx, len, FILTER_MAX_PATTERN_LEN, source);
+		return -1;
+	}
+	run = l != NULL && l->n > 0 && strcmp(l->v[l->n - 1].source,
+	    source) == 0 ? l->run + 1 : 1;
+	if (run > FILTER_MAX_PATTERNS) {
+		*cause = ap_xprintf("%s.%s: more than %u patterns (%s); the "
+		    "limit is %u per list", key, exclude ? "excludes" :
+		    "includes", FILTER_MAX_PATTERNS, source, FILTER_MAX_PATTERNS);
+		return -1;
+	}
 	xl = filter_translate(pattern, &why, &at);
 	if (xl == NULL) {
 		*cause = ap_xprintf("%s.%s[%zu]: invalid pattern '%s': %s at "
@@ -1204,8 +1234,8 @@ filter_set_add(struct filter_set *fs, const char *key, bool exclude,
 		*cause = ap_xprintf("%s.%s[%zu]: invalid pattern '%s': %s at "
 		    "offset %zu (%s)", key, exclude ? "excludes" : "includes",
 		    idx, pattern, (const char *)msg,
-		    strcmp(xl, pattern) == 0 || eoff <= strlen(pattern) ?
-		    (size_t)eoff : strlen(pattern), source);
+		    strcmp(xl, pattern) == 0 || eoff <= len ? (size_t)eoff : len,
+		    source);
 		free(xl);
 		return -1;
 	}
@@ -1221,7 +1251,6 @@ filter_set_add(struct filter_set *fs, const char *key, bool exclude,
 	if (l->n == l->cap) {
 		l->cap = l->cap ? l->cap * 2 : 4;
 		l->v = ap_xreallocarray(l->v, l->cap, sizeof *l->v);
-		l->view = ap_xreallocarray(l->view, l->cap, sizeof *l->view);
 	}
 	fp = &l->v[l->n++];
 	fp->pattern = ap_xstrdup(pattern);
@@ -1229,8 +1258,7 @@ filter_set_add(struct filter_set *fs, const char *key, bool exclude,
 	fp->origin = origin;
 	fp->code = code;
 	fp->jit = jit;
-	for (idx = 0; idx < l->n; idx++)
-		l->view[idx] = &l->v[idx];
+	l->run = run;
 	return 0;
 }
 

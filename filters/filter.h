@@ -34,6 +34,17 @@ const char *filter_origin_name(enum filter_origin o);
 #define FILTER_DEPTH_LIMIT 10000u
 
 /*
+ * At most FILTER_MAX_PATTERNS patterns in one include or exclude list as
+ * written in one place (a service's connection.config.*FilterPattern, one
+ * configuration default, the --include or --exclude flags), each at most
+ * FILTER_MAX_PATTERN_LEN bytes. A service entity comes from a webhook and is
+ * planned on the event loop: these bound the translating and compiling it
+ * costs. OpenMetadata's users write tens of patterns, rarely long ones.
+ */
+#define FILTER_MAX_PATTERNS 1000u
+#define FILTER_MAX_PATTERN_LEN 4096u
+
+/*
  * Translates a Python re pattern into an equivalent PCRE2 pattern (to be
  * compiled with CASELESS|UTF|UCP|ANCHORED). Returns a new string, or NULL
  * with *cause (new string) set to why the pattern is invalid in Python or
@@ -85,12 +96,17 @@ void filter_set_check_only(struct filter_set *fs);
 
 /*
  * Translates and compiles pattern (copied) and appends it to key's includes
- * (exclude false) or excludes. source (copied) describes where it came from.
- * Returns 0, or -1 with *cause (new string) naming the key, the list, the
- * index in that list, the pattern, and PCRE2's or the translator's message
- * with the offset, e.g.
+ * (exclude false) or excludes. source (copied) describes where it came from;
+ * a source's patterns are added one after the other. Returns 0, or -1 with
+ * *cause (new string) naming the key, the list, the index in that list, the
+ * pattern, and PCRE2's or the translator's message with the offset, e.g.
  *   tableFilterPattern.includes[2]: invalid pattern 'a(b': missing closing
  *   parenthesis at offset 3 (from the service)
+ * or, before any translating, when the pattern is longer than
+ * FILTER_MAX_PATTERN_LEN or would be the list's FILTER_MAX_PATTERNS + 1st
+ * from this source:
+ *   tableFilterPattern.includes: more than 1000 patterns (--include); the
+ *   limit is 1000 per list
  */
 int filter_set_add(struct filter_set *fs, const char *key, bool exclude,
     const char *pattern, enum filter_origin origin, const char *source,

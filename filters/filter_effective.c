@@ -184,6 +184,13 @@ check_patterns(const json_t *obj, const char *path, const char *kind,
 				rc = -1;
 				goto out;
 			}
+			if (json_array_size(arr) > FILTER_MAX_PATTERNS) {
+				*cause = ap_xprintf("%s.%s.%s: %zu patterns; the "
+				    "limit is %u per list", path, key, list,
+				    json_array_size(arr), FILTER_MAX_PATTERNS);
+				rc = -1;
+				goto out;
+			}
 			json_array_foreach(arr, i, v) {
 				if (!json_is_string(v)) {
 					*cause = ap_xprintf("%s.%s.%s[%zu]: must "
@@ -355,6 +362,91 @@ filter_service_connector(const json_t *service)
 	return s;
 }
 
+/* "a string", "a number"...: what a JSON value is, for messages. */
+static const char *
+jtype_name(const json_t *v)
+{
+	switch (json_typeof(v)) {
+	case JSON_OBJECT:
+		return "an object";
+	case JSON_ARRAY:
+		return "a list";
+	case JSON_STRING:
+		return "a string";
+	case JSON_INTEGER:
+	case JSON_REAL:
+		return "a number";
+	case JSON_TRUE:
+		return "true";
+	case JSON_FALSE:
+		return "false";
+	default:
+		return "null";
+	}
+}
+
+/*
+ * Checks the service's own connection.config.KEY (own is connection.config,
+ * borrowed; NULL or no KEY is fine) against OpenMetadata's FilterPattern
+ * schema and the limits before anything is merged or compiled. A list the
+ * merge could not read would otherwise be dropped without a word and the
+ * agent deployed with no filter at all. null stands for no list:
+ * OpenMetadata sends "includes": null, and a null FilterPattern.
+ */
+static int
+check_service_key(const json_t *own, const char *key, char **cause)
+{
+	const json_t *fp = json_object_get(own, key);
+	const char *list;
+	json_t *arr, *v;
+	size_t i;
+
+	if (fp == NULL || json_is_null(fp))
+		return 0;
+	if (!json_is_object(fp)) {
+		*cause = ap_xprintf("connection.config.%s: expected an object "
+		    "with includes and excludes, got %s", key, jtype_name(fp));
+		return -1;
+	}
+	json_object_foreach((json_t *)fp, list, arr) {
+		if (strcmp(list, "includes") != 0 &&
+		    strcmp(list, "excludes") != 0) {
+			*cause = ap_xprintf("connection.config.%s.%s: unknown "
+			    "key (expected includes or excludes)", key, list);
+			return -1;
+		}
+		if (json_is_null(arr))
+			continue;
+		if (!json_is_array(arr)) {
+			*cause = ap_xprintf("connection.config.%s.%s: expected a "
+			    "list of strings, got %s", key, list, jtype_name(arr));
+			return -1;
+		}
+		if (json_array_size(arr) > FILTER_MAX_PATTERNS) {
+			*cause = ap_xprintf("connection.config.%s.%s: %zu "
+			    "patterns; the limit is %u per list", key, list,
+			    json_array_size(arr), FILTER_MAX_PATTERNS);
+			return -1;
+		}
+		json_array_foreach(arr, i, v) {
+			if (!json_is_string(v)) {
+				*cause = ap_xprintf("connection.config.%s.%s[%zu]:"
+				    " expected a string, got %s", key, list, i,
+				    jtype_name(v));
+				return -1;
+			}
+			if (json_string_length(v) > FILTER_MAX_PATTERN_LEN) {
+				*cause = ap_xprintf("connection.config.%s.%s[%zu]:"
+				    " pattern of %zu bytes; the limit is %u bytes"
+				    " per pattern", key, list, i,
+				    json_string_length(v), FILTER_MAX_PATTERN_LEN);
+				return -1;
+			}
+		}
+	}
+	return 0;
+}
+
 /* A pattern list from obj[key][list], or NULL. */
 static const json_t *
 plist(const json_t *obj, const char *key, const char *list)
@@ -463,6 +555,8 @@ effective_walk(const struct filter_config *cfg, const json_t *service,
     const char *kind, const char *connector, merged_cb cb, void *arg,
     char **cause)
 {
+	const json_t *own = json_object_get(json_object_get(service,
+	    "connection"), "config");
 	char *srcbuf[3];
 	size_t ki, kj;
 	int rc = 0;
@@ -496,6 +590,10 @@ effective_walk(const struct filter_config *cfg, const json_t *service,
 		for (kj = 0; keys[kj] != NULL && rc == 0; kj++) {
 			struct mlist inc = { 0 }, exc = { 0 };
 
+			if (check_service_key(own, keys[kj], cause) < 0) {
+				rc = -1;
+				break;
+			}
 			merge_key(cfg, service, k, connector, keys[kj], &inc,
 			    &exc, srcbuf);
 			rc = cb(arg, keys[kj], &inc, &exc, cause);

@@ -37,8 +37,9 @@ void filter_config_cleanup(struct filter_config *cfg);
  * Parses the "filters" section (borrowed; NULL means all defaults):
  *   {"builtin_defaults": true, "defaults": {"byServiceKind": {KIND: {KEY:
  *    {"includes": [...], "excludes": [...]}}}, "byConnector": {TYPE: {...}}}}
- * Every pattern is compiled to check it. Returns 0, or -1 with *cause (new
- * string) naming the key path, e.g. "filters.defaults.byServiceKind.database
+ * Every pattern is compiled to check it; a list holds at most
+ * FILTER_MAX_PATTERNS. Returns 0, or -1 with *cause (new string) naming the
+ * key path, e.g. "filters.defaults.byServiceKind.database
  * .schemaFilterPattern.excludes[1]: invalid pattern '(': ...". On error *out
  * is left initialised and empty.
  */
@@ -83,11 +84,21 @@ bool filter_kind_has_key(const char *kind, const char *key);
  * type when non-NULL; service may be NULL (defaults only, then connector
  * names the connector).
  *
+ * The service's own connection.config.KEY of each of the kind's keys must
+ * be OpenMetadata's FilterPattern: null, or an object whose "includes" and
+ * "excludes" are null or lists of at most FILTER_MAX_PATTERNS strings of at
+ * most FILTER_MAX_PATTERN_LEN bytes. Anything else is an error naming the
+ * key path ("connection.config.tableFilterPattern.includes[1]: expected a
+ * string, got a number"; "connection.config.tableFilterPattern.includes:
+ * 40000 patterns; the limit is 1000 per list"), found before anything is
+ * compiled: a list that could not be read would otherwise deploy the agent
+ * with no filter at all.
+ *
  * filter_effective_json() returns a NEW object mapping each of the kind's
  * filter keys that has any pattern to an OpenMetadata FilterPattern
  * {"includes": [...], "excludes": [...]} (both arrays always present), or
- * NULL with *cause set when a pattern does not compile (so nothing is
- * deployed with a broken filter).
+ * NULL with *cause set when a pattern does not compile or the service's
+ * patterns are malformed (so nothing is deployed with a broken filter).
  *
  * filter_effective_set() returns a new compiled set with each pattern's
  * source (for explaining decisions), or NULL with *cause. kind NULL means

@@ -94,6 +94,39 @@ out=$("$BIN" filter test --include 'a{70000}' x 2>&1); rc=$?
 code "pcre2 error" $rc 2
 check "pcre2 message" "$out" "at offset"
 
+# A service's FilterPattern without OpenMetadata's shape is refused, never
+# read as no filter; null is no list.
+svc() {	# connection.config members -> $TMP/svc.json
+	echo "{\"name\": \"pg\", \"serviceType\": \"Postgres\", \"connection\": {\"config\": {$1}}}" > "$TMP/svc.json"
+}
+svc '"tableFilterPattern": {"includes": "^fact_"}'
+out=$("$BIN" filter test --service-json "$TMP/svc.json" orders 2>&1); rc=$?
+code "includes not a list" $rc 2
+check "includes not a list" "$out" "autopilot: connection.config.tableFilterPattern.includes: expected a list of strings, got a string"
+svc '"tableFilterPattern": {"includes": ["^fact_", 3]}'
+out=$("$BIN" filter test --service-json "$TMP/svc.json" orders 2>&1); rc=$?
+code "element not a string" $rc 2
+check "element not a string" "$out" "connection.config.tableFilterPattern.includes[1]: expected a string, got a number"
+svc '"tableFilterPattern": {"includes": null, "excludes": null}, "schemaFilterPattern": null'
+out=$("$BIN" filter test --service-json "$TMP/svc.json" orders 2>&1); rc=$?
+code "null lists" $rc 0
+check "null lists" "$out" "kept     orders  no filter for this kind"
+
+# At most 1000 patterns per list, each at most 4096 bytes.
+svc "\"tableFilterPattern\": {\"includes\": [$(seq -f '"^t%g$"' 1 1001 | paste -sd,)]}"
+out=$("$BIN" filter test --service-json "$TMP/svc.json" orders 2>&1); rc=$?
+code "service over the limit" $rc 2
+check "service over the limit" "$out" "connection.config.tableFilterPattern.includes: 1001 patterns; the limit is 1000 per list"
+out=$("$BIN" filter test $(seq -f '--exclude ^t%g$' 1 1001) orders 2>&1); rc=$?
+code "--exclude over the limit" $rc 2
+check "--exclude over the limit" "$out" "tableFilterPattern.excludes: more than 1000 patterns (--exclude); the limit is 1000 per list"
+out=$("$BIN" filter test $(seq -f '--exclude ^t%g$' 1 1000) t1 t1001 2>&1); rc=$?
+code "--exclude at the limit" $rc 0
+check "--exclude at the limit" "$out" "kept     t1001  matches no exclude"
+out=$("$BIN" filter test --include "$(printf 'a%.0s' $(seq 4097))" x 2>&1); rc=$?
+code "pattern too long" $rc 2
+check "pattern too long" "$out" "tableFilterPattern.includes[0]: pattern of 4097 bytes; the limit is 4096 bytes per pattern (--include)"
+
 # The shipped example configuration, as its own comment suggests: '$' keys
 # are comments at every level, and its filters.defaults apply.
 EXAMPLE=${AP_SRC:-.}/conf/autopilot.example.json

@@ -1,7 +1,8 @@
 /*
  * test_filter.c — the filter engine: Python-to-PCRE2 translation, the
  * include-then-exclude decision, sources, the effective-filter merge, error
- * messages and the match limit.
+ * messages, the shape of a service's patterns, and the match and pattern
+ * limits.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -151,6 +152,31 @@ test_rejects(void **state)
  * counts it; PCRE2 would take top-level branches of different widths. A
  * reference inside a lookbehind to a group opened inside it is refused too.
  */
+/* Widths of groups past the first ones kept: 39 groups "(a)", then group
+ * 40 "(bc)" (2 wide) and group 41 "(d|ef)" (not of one width). */
+static void
+lookbehind_many_groups(void)
+{
+	struct ap_buf p, name;
+	int i;
+
+	ap_buf_init(&p);
+	ap_buf_init(&name);
+	for (i = 0; i < 39; i++) {
+		ap_buf_adds(&p, "(a)");
+		ap_buf_adds(&name, "a");
+	}
+	ap_buf_adds(&p, "(bc)(d|ef)");
+	ap_buf_adds(&name, "bcdx");
+	ap_buf_adds(&p, "(?<=\\40d)x");
+	assert_true(m(p.data, name.data));
+	p.len -= strlen("(?<=\\40d)x");
+	ap_buf_adds(&p, "(?<=\\41)x");
+	reject(p.data, "look-behind requires fixed-width pattern");
+	ap_buf_cleanup(&p);
+	ap_buf_cleanup(&name);
+}
+
 static void
 test_lookbehind_width(void **state)
 {
@@ -175,6 +201,7 @@ test_lookbehind_width(void **state)
 	reject("(?<=(ab)\\1)c", "cannot refer to group defined in the same lookbehind");
 	reject("(?<=(?P<g>a)(?P=g))", "cannot refer to group defined in the same lookbehind");
 	reject("(?<=(?(1)a|b))(x)", "cannot refer to an open group");
+	lookbehind_many_groups();
 }
 
 /*
@@ -410,6 +437,241 @@ test_config_kind_keys(void **state)
 	json_decref(conf);
 }
 
+/* The effective filters of a Postgres service whose connection.config
+ * holds config_tail (JSON members): NULL and *cause, or a new object. */
+static json_t *
+service_filters(const char *config_tail, char **cause)
+{
+	char *text = ap_xprintf("{\"name\": \"pg\", \"serviceType\": "
+	    "\"Postgres\", \"connection\": {\"config\": {\"type\": "
+	    "\"Postgres\"%s%s}}}", config_tail[0] != '\0' ? ", " : "",
+	    config_tail);
+	json_t *svc = jparse(text), *out;
+	struct filter_set *fs;
+	char *why = NULL;
+
+	free(text);
+	out = filter_effective_json(NULL, svc, "database", NULL, cause);
+	/* The compiled set (filter test, decisions) says the same. */
+	fs = filter_effective_set(NULL, svc, "database", NULL, &why);
+	assert_true((out == NULL) == (fs == NULL));
+	if (out == NULL)
+		assert_string_equal(why, *cause);
+	free(why);
+	filter_set_free(fs);
+	json_decref(svc);
+	return out;
+}
+
+/* A service's FilterPattern that is refused, with a message holding want. */
+static void
+service_error(const char *config_tail, const char *want)
+{
+	char *cause = NULL;
+	json_t *out = service_filters(config_tail, &cause);
+
+	if (out != NULL) {
+		char *s = json_dumps(out, JSON_SORT_KEYS);
+
+		fail_msg("'%.200s' taken: %.200s", config_tail, s);
+	}
+	if (strstr(cause, want) == NULL)
+		fail_msg("'%.200s': got '%s', want '%s'", config_tail, cause, want);
+	free(cause);
+}
+
+/*
+ * A service's *FilterPattern that does not have OpenMetadata's shape
+ * (filterPattern.json: an object of includes and excludes, lists of
+ * strings) is an error naming the key path: read past, it would deploy the
+ * agent with no filter at all. null is no list, as OpenMetadata sends it.
+ */
+static void
+test_service_filter_shape(void **state)
+{
+	char *cause = NULL;
+	json_t *out, *want;
+
+	(void)state;
+	service_error("\"tableFilterPattern\": {\"includes\": \"^fact_\"}",
+	    "connection.config.tableFilterPattern.includes: expected a list of"
+	    " strings, got a string");
+	service_error("\"tableFilterPattern\": {\"includes\": [\"^a\", 3]}",
+	    "connection.config.tableFilterPattern.includes[1]: expected a string,"
+	    " got a number");
+	service_error("\"schemaFilterPattern\": {\"excludes\": [null]}",
+	    "connection.config.schemaFilterPattern.excludes[0]: expected a"
+	    " string, got null");
+	service_error("\"tableFilterPattern\": \"^fact_\"",
+	    "connection.config.tableFilterPattern: expected an object with"
+	    " includes and excludes, got a string");
+	service_error("\"databaseFilterPattern\": [\"^a\"]",
+	    "connection.config.databaseFilterPattern: expected an object with"
+	    " includes and excludes, got a list");
+	service_error("\"tableFilterPattern\": {\"excludes\": {\"0\": \"^a\"}}",
+	    "connection.config.tableFilterPattern.excludes: expected a list of"
+	    " strings, got an object");
+	/* Python's FilterPattern forbids other keys: a typo loses the list. */
+	service_error("\"tableFilterPattern\": {\"include\": [\"^a\"]}",
+	    "connection.config.tableFilterPattern.include: unknown key"
+	    " (expected includes or excludes)");
+
+	/* null lists and a null FilterPattern: no patterns of the service's. */
+	out = service_filters("\"tableFilterPattern\": {\"includes\": null,"
+	    " \"excludes\": null}, \"schemaFilterPattern\": null,"
+	    " \"databaseFilterPattern\": {\"includes\": null, \"excludes\":"
+	    " [\"^x\"]}", &cause);
+	assert_non_null(out);
+	assert_null(json_object_get(out, "tableFilterPattern"));
+	want = json_pack("{s:[],s:[sss]}", "includes", "excludes",
+	    "^template1$", "^template0$", "^x");
+	assert_true(json_equal(json_object_get(out, "databaseFilterPattern"),
+	    want));
+	json_decref(want);
+	json_decref(out);
+
+	/* Keys of another kind are not the service's filters for this kind. */
+	out = service_filters("\"topicFilterPattern\": \"x\"", &cause);
+	assert_non_null(out);
+	json_decref(out);
+}
+
+/* A JSON list of n patterns "^pREFIXk$" (new string). */
+static char *
+pattern_list(size_t n, const char *prefix)
+{
+	struct ap_buf b;
+	size_t i;
+
+	ap_buf_init(&b);
+	ap_buf_addc(&b, '[');
+	for (i = 0; i < n; i++)
+		ap_buf_printf(&b, "%s\"^%s%zu$\"", i > 0 ? ", " : "", prefix, i);
+	ap_buf_addc(&b, ']');
+	return ap_buf_steal(&b, NULL);
+}
+
+/*
+ * At most FILTER_MAX_PATTERNS patterns per list as written in one place,
+ * each at most FILTER_MAX_PATTERN_LEN bytes: in a service entity (from a
+ * webhook, planned on the event loop), in the configuration, and added one
+ * by one (the --include and --exclude flags). Lists from several sources
+ * merge past the limit.
+ */
+static void
+test_pattern_limits(void **state)
+{
+	struct filter_config cfg;
+	struct filter_set *fs;
+	json_t *conf, *out;
+	char *list, *tail, *cause = NULL, buf[32];
+	char *big = ap_xmalloc(FILTER_MAX_PATTERN_LEN + 2);
+	size_t i;
+
+	(void)state;
+	/* A service's list: counted before anything is compiled. */
+	list = pattern_list(FILTER_MAX_PATTERNS + 1, "t");
+	tail = ap_xprintf("\"tableFilterPattern\": {\"includes\": %s}", list);
+	service_error(tail, "connection.config.tableFilterPattern.includes: 1001"
+	    " patterns; the limit is 1000 per list");
+	free(tail);
+	free(list);
+	memset(big, 'a', FILTER_MAX_PATTERN_LEN + 1);
+	big[FILTER_MAX_PATTERN_LEN + 1] = '\0';
+	tail = ap_xprintf("\"schemaFilterPattern\": {\"excludes\": [\"^x\","
+	    " \"%s\"]}", big);
+	service_error(tail, "connection.config.schemaFilterPattern.excludes[1]:"
+	    " pattern of 4097 bytes; the limit is 4096 bytes per pattern");
+	free(tail);
+
+	/* The configuration's lists. */
+	list = pattern_list(FILTER_MAX_PATTERNS + 1, "c");
+	tail = ap_xprintf("{\"defaults\": {\"byServiceKind\": {\"database\":"
+	    " {\"tableFilterPattern\": {\"excludes\": %s}}}}}", list);
+	config_error(tail, "filters.defaults.byServiceKind.database."
+	    "tableFilterPattern.excludes: 1001 patterns; the limit is 1000 per"
+	    " list", NULL);
+	free(tail);
+	free(list);
+	tail = ap_xprintf("{\"defaults\": {\"byConnector\": {\"Mysql\":"
+	    " {\"tableFilterPattern\": {\"includes\": [\"%s\"]}}}}}", big);
+	config_error(tail, "filters.defaults.byConnector.Mysql.tableFilterPattern"
+	    ".includes[0]: pattern of 4097 bytes; the limit is 4096 bytes per"
+	    " pattern", NULL);
+	free(tail);
+
+	/* One by one: the 1001st from one source is refused, another
+	 * source's are still taken; so is a pattern of exactly the limit. */
+	fs = filter_set_create();
+	filter_set_check_only(fs);
+	for (i = 0; i < FILTER_MAX_PATTERNS; i++) {
+		snprintf(buf, sizeof buf, "^i%zu$", i);
+		assert_int_equal(filter_set_add(fs, "tableFilterPattern", false,
+		    buf, FILTER_ORIGIN_CLI, "--include", &cause), 0);
+	}
+	assert_int_equal(filter_set_add(fs, "tableFilterPattern", false, "^x",
+	    FILTER_ORIGIN_CLI, "--include", &cause), -1);
+	assert_string_equal(cause, "tableFilterPattern.includes: more than 1000"
+	    " patterns (--include); the limit is 1000 per list");
+	free(cause);
+	assert_int_equal(filter_set_add(fs, "tableFilterPattern", true, "^x",
+	    FILTER_ORIGIN_CLI, "--exclude", &cause), 0);
+	assert_int_equal(filter_set_add(fs, "tableFilterPattern", false, "^x",
+	    FILTER_ORIGIN_SERVICE, "service", &cause), 0);
+	assert_int_equal(filter_set_add(fs, "tableFilterPattern", true, big,
+	    FILTER_ORIGIN_CLI, "--exclude", &cause), -1);
+	assert_string_equal(cause, "tableFilterPattern.excludes[1]: pattern of"
+	    " 4097 bytes; the limit is 4096 bytes per pattern (--exclude)");
+	free(cause);
+	big[FILTER_MAX_PATTERN_LEN] = '\0';
+	assert_int_equal(filter_set_add(fs, "tableFilterPattern", true, big,
+	    FILTER_ORIGIN_CLI, "--exclude", &cause), 0);
+	filter_set_free(fs);
+
+	/* The limit is per list as written: 1000 excludes in each of the
+	 * configuration's two places and in the service merge to 3002. */
+	list = pattern_list(FILTER_MAX_PATTERNS, "k");
+	tail = pattern_list(FILTER_MAX_PATTERNS, "c");
+	{
+		char *text = ap_xprintf("{\"defaults\": {\"byServiceKind\": "
+		    "{\"database\": {\"databaseFilterPattern\": {\"excludes\":"
+		    " %s}}}, \"byConnector\": {\"Postgres\": "
+		    "{\"databaseFilterPattern\": {\"excludes\": %s}}}}}", list,
+		    tail);
+
+		conf = jparse(text);
+		free(text);
+	}
+	assert_int_equal(filter_config_from_json(conf, &cfg, &cause), 0);
+	free(tail);
+	tail = pattern_list(FILTER_MAX_PATTERNS, "s");
+	{
+		char *text = ap_xprintf("{\"name\": \"pg\", \"serviceType\":"
+		    " \"Postgres\", \"connection\": {\"config\": "
+		    "{\"databaseFilterPattern\": {\"excludes\": %s}}}}", tail);
+		json_t *svc = jparse(text);
+
+		free(text);
+		out = filter_effective_json(&cfg, svc, "database", NULL, &cause);
+		assert_non_null(out);
+		assert_int_equal(json_array_size(json_object_get(json_object_get(
+		    out, "databaseFilterPattern"), "excludes")),
+		    3 * FILTER_MAX_PATTERNS + 2);
+		json_decref(out);
+		fs = filter_effective_set(&cfg, svc, "database", NULL, &cause);
+		assert_non_null(fs);
+		assert_int_equal(filter_set_excludes(fs, "databaseFilterPattern",
+		    NULL), 3 * FILTER_MAX_PATTERNS + 2);
+		filter_set_free(fs);
+		json_decref(svc);
+	}
+	filter_config_cleanup(&cfg);
+	json_decref(conf);
+	free(tail);
+	free(list);
+	free(big);
+}
+
 /* Connector names with no built-in defaults: taken, with a note that
  * suggests the closest built-in name for a likely typo. */
 static void
@@ -470,6 +732,8 @@ main(void)
 		cmocka_unit_test(test_effective_merge),
 		cmocka_unit_test(test_config_errors),
 		cmocka_unit_test(test_config_kind_keys),
+		cmocka_unit_test(test_service_filter_shape),
+		cmocka_unit_test(test_pattern_limits),
 		cmocka_unit_test(test_connector_notes),
 	};
 
