@@ -1194,13 +1194,16 @@ filter_set_add(struct filter_set *fs, const char *key, bool exclude,
 	PCRE2_UCHAR msg[256];
 
 	l = k == NULL ? NULL : exclude ? &k->exc : &k->inc;
-	idx = l == NULL ? 0 : l->n;
 	/*
-	 * Checked before any work: both bound what one service entity from
-	 * a webhook costs to plan on the event loop. A source adds its
-	 * patterns one after the other, so the run of patterns from this
-	 * source is the length of its list.
+	 * A source adds its patterns one after the other, so the run of
+	 * patterns from this source is its list so far: errors give the
+	 * index in the list the user wrote, not in the merged one.
 	 */
+	run = l != NULL && l->n > 0 && strcmp(l->v[l->n - 1].source,
+	    source) == 0 ? l->run + 1 : 1;
+	idx = run - 1;
+	/* Checked before any work: both bound what one service entity from
+	 * a webhook costs to plan on the event loop. */
 	len = strlen(pattern);
 	if (len > FILTER_MAX_PATTERN_LEN) {
 		*cause = ap_xprintf("%s.%s[%zu]: pattern of %zu bytes; the limit "
@@ -1208,8 +1211,6 @@ filter_set_add(struct filter_set *fs, const char *key, bool exclude,
 		    "includes", idx, len, FILTER_MAX_PATTERN_LEN, source);
 		return -1;
 	}
-	run = l != NULL && l->n > 0 && strcmp(l->v[l->n - 1].source,
-	    source) == 0 ? l->run + 1 : 1;
 	if (run > FILTER_MAX_PATTERNS) {
 		*cause = ap_xprintf("%s.%s: more than %u patterns (%s); the "
 		    "limit is %u per list", key, exclude ? "excludes" :

@@ -176,6 +176,16 @@ code "match limit" $rc 2
 check "match limit error" "$out" '"error":'
 check "match limit continues" "$out" '{"name":"ok","kept":true,"rule":"no-exclude"}'
 
+# An invalid pattern of the service is named by its index in the service's
+# own list, not in the list merged with the built-in defaults before it.
+cat > "$TMP/svc-bad.json" <<'J'
+{"id": "x1", "name": "pg", "fullyQualifiedName": "pg", "serviceType": "Postgres",
+ "connection": {"config": {"type": "Postgres", "databaseFilterPattern": {"excludes": ["ok", "("]}}}}
+J
+out=$("$BIN" filter test --service-json "$TMP/svc-bad.json" --kind database x 2>&1); rc=$?
+code "service pattern index" $rc 2
+check "service pattern index" "$out" "databaseFilterPattern.excludes[1]: invalid pattern '('"
+
 # Streams: 200,000 names through stdin.
 seq 1 200000 | sed 's/^/t_/' > "$TMP/names"
 n=$("$BIN" filter test --json --exclude '^t_1' < "$TMP/names" | grep -c '"kept":false')
