@@ -98,7 +98,7 @@ struct server {
 	size_t nconns;			/* tracked, and accepted ones to adopt */
 	struct bufferevent **adopt;	/* accepted this turn, see conn_bev_cb */
 	size_t nadopt, adopt_cap;
-	struct event *adopt_ev, *sweep_ev;
+	struct event *adopt_ev, *sweep_ev, *close_ev;
 	bool conn_capped;		/* accepting paused at max_connections */
 	uint64_t cap_warned_ms;
 	uint64_t conns_cut;		/* closed for missing the request deadline */
@@ -111,7 +111,7 @@ struct conn_entry {
 	TAILQ_ENTRY(conn_entry) link;
 	struct evhttp_connection *evcon;
 	uint64_t since_ms;		/* accepted, or its last answer written */
-	bool close_now;			/* closed once its answer is written */
+	bool close_now;			/* answered CONNECT: to be closed */
 };
 
 /* Servers of this process, for accept_error_cb (libevent hands it the
@@ -598,13 +598,6 @@ conn_sweep_cb(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	for (e = TAILQ_FIRST(&s->conns); e != NULL; e = next) {
 		next = TAILQ_NEXT(e, link);
-		if (e->close_now) {
-			/* Answered, and to be closed (CONNECT): not a cut. */
-			evcon = e->evcon;
-			conn_forget(s, e);
-			evhttp_connection_free(evcon);
-			continue;
-		}
 		/* A request being answered is ours; request_done restarts
 		 * the deadline. */
 		if (conn_busy(s, e->evcon) || now - e->since_ms < limit)
@@ -623,6 +616,27 @@ conn_sweep_cb(evutil_socket_t fd, short what, void *arg)
 		    s->cfg->request_timeout_s);
 		s->cut_warned_ms = now;
 		s->cut_unwarned = 0;
+	}
+}
+
+/* Closes the connections whose CONNECT is answered (close_ev, activated by
+ * request_done: outside libevent's callback, after the last byte). */
+static void
+conn_close_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct server *s = arg;
+	struct conn_entry *e, *next;
+	struct evhttp_connection *evcon;
+
+	(void)fd;
+	(void)what;
+	for (e = TAILQ_FIRST(&s->conns); e != NULL; e = next) {
+		next = TAILQ_NEXT(e, link);
+		if (!e->close_now)
+			continue;
+		evcon = e->evcon;
+		conn_forget(s, e);
+		evhttp_connection_free(evcon);
 	}
 }
 
@@ -652,9 +666,12 @@ request_done(struct evhttp_request *req, void *arg)
 	/* The next request's deadline counts from here. */
 	if (evcon != NULL && (e = conn_find(s, evcon)) != NULL) {
 		e->since_ms = ap_mono_ms();
-		/* Closed from the loop, outside libevent's callback. */
-		if (e->close_now)
-			event_active(s->sweep_ev, EV_TIMEOUT, 1);
+		/* libevent keeps a connection open after CONNECT whatever the
+		 * headers say; its answer is written, so it closes now. */
+		if (evhttp_request_get_command(req) == EVHTTP_REQ_CONNECT) {
+			e->close_now = true;
+			event_active(s->close_ev, EV_TIMEOUT, 1);
+		}
 	}
 }
 
@@ -1661,12 +1678,8 @@ route(struct evhttp_request *req, void *arg)
 	if (evhttp_request_get_command(req) == EVHTTP_REQ_CONNECT) {
 		/* libevent neither frames an answer to CONNECT nor closes its
 		 * connection after one, whatever the headers say: the answer
-		 * ends where the connection does, closed once it is written. */
-		struct evhttp_connection *evcon = evhttp_request_get_connection(req);
-		struct conn_entry *e = evcon != NULL ? conn_find(s, evcon) : NULL;
-
-		if (e != NULL)
-			e->close_now = true;
+		 * ends where the connection does, closed once it is written
+		 * (request_done). */
 		evhttp_add_header(evhttp_request_get_output_headers(req), "Connection",
 		    "close");
 		evhttp_add_header(evhttp_request_get_output_headers(req), "Allow",
@@ -1805,6 +1818,7 @@ server_create(struct event_base *base, const struct config *cfg,
 	TAILQ_INIT(&s->conns);
 	s->adopt_ev = event_new(base, -1, 0, conn_adopt_cb, s);
 	s->sweep_ev = event_new(base, -1, EV_PERSIST, conn_sweep_cb, s);
+	s->close_ev = event_new(base, -1, 0, conn_close_cb, s);
 	evtimer_add(s->sweep_ev, &sweep_tv);
 	evhttp_set_bevcb(s->http, conn_bev_cb, s);
 	s->take = json_array();
@@ -1908,6 +1922,8 @@ server_free(struct server *s)
 		event_free(s->take_ev);
 	if (s->sweep_ev != NULL)
 		event_free(s->sweep_ev);
+	if (s->close_ev != NULL)
+		event_free(s->close_ev);
 	if (s->adopt_ev != NULL)
 		event_free(s->adopt_ev);
 	/* evhttp_free frees the listener, then each connection (conn_closed):

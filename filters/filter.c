@@ -1182,6 +1182,15 @@ filter_set_add(struct filter_set *fs, const char *key, bool exclude,
     const char *pattern, enum filter_origin origin, const char *source,
     char **cause)
 {
+	return filter_set_add_at(fs, key, exclude, pattern, origin, source,
+	    SIZE_MAX, cause);
+}
+
+int
+filter_set_add_at(struct filter_set *fs, const char *key, bool exclude,
+    const char *pattern, enum filter_origin origin, const char *source,
+    size_t list_at, char **cause)
+{
 	struct filter_key *k = find_key(fs, key);
 	struct filter_list *l;
 	struct filter_pattern *fp;
@@ -1201,7 +1210,7 @@ filter_set_add(struct filter_set *fs, const char *key, bool exclude,
 	 */
 	run = l != NULL && l->n > 0 && strcmp(l->v[l->n - 1].source,
 	    source) == 0 ? l->run + 1 : 1;
-	idx = run - 1;
+	idx = list_at != SIZE_MAX ? list_at : run - 1;
 	/* Checked before any work: both bound what one service entity from
 	 * a webhook costs to plan on the event loop. */
 	len = strlen(pattern);

@@ -112,6 +112,12 @@ int filter_set_add(struct filter_set *fs, const char *key, bool exclude,
     const char *pattern, enum filter_origin origin, const char *source,
     char **cause);
 
+/* The same, for a pattern that was at index `at` of its source's list as
+ * written (a merge that left out duplicates says where it was). */
+int filter_set_add_at(struct filter_set *fs, const char *key, bool exclude,
+    const char *pattern, enum filter_origin origin, const char *source,
+    size_t at, char **cause);
+
 /* True when key has at least one include or exclude. */
 bool filter_set_has_key(const struct filter_set *fs, const char *key);
 

@@ -461,6 +461,7 @@ struct merged {
 	const char *pattern;
 	enum filter_origin origin;
 	const char *source;
+	size_t at;		/* its index in the list it was written in */
 };
 
 struct mlist {
@@ -496,6 +497,7 @@ mlist_add(struct mlist *l, const json_t *arr, enum filter_origin origin,
 		l->v[l->n].pattern = s;
 		l->v[l->n].origin = origin;
 		l->v[l->n].source = source;
+		l->v[l->n].at = i;
 		l->n++;
 	}
 }
@@ -617,12 +619,12 @@ set_cb(void *arg, const char *key, const struct mlist *inc,
 	size_t i;
 
 	for (i = 0; i < inc->n; i++)
-		if (filter_set_add(fs, key, false, inc->v[i].pattern,
-		    inc->v[i].origin, inc->v[i].source, cause) < 0)
+		if (filter_set_add_at(fs, key, false, inc->v[i].pattern,
+		    inc->v[i].origin, inc->v[i].source, inc->v[i].at, cause) < 0)
 			return -1;
 	for (i = 0; i < exc->n; i++)
-		if (filter_set_add(fs, key, true, exc->v[i].pattern,
-		    exc->v[i].origin, exc->v[i].source, cause) < 0)
+		if (filter_set_add_at(fs, key, true, exc->v[i].pattern,
+		    exc->v[i].origin, exc->v[i].source, exc->v[i].at, cause) < 0)
 			return -1;
 	return 0;
 }

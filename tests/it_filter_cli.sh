@@ -185,6 +185,15 @@ J
 out=$("$BIN" filter test --service-json "$TMP/svc-bad.json" --kind database x 2>&1); rc=$?
 code "service pattern index" $rc 2
 check "service pattern index" "$out" "databaseFilterPattern.excludes[1]: invalid pattern '('"
+# ... also after an exclude the built-in defaults already have, left out of the merge.
+cat > "$TMP/svc-bad2.json" <<'J'
+{"id": "x1", "name": "pg", "fullyQualifiedName": "pg", "serviceType": "Postgres",
+ "connection": {"config": {"type": "Postgres",
+  "schemaFilterPattern": {"excludes": ["^information_schema$", "("]}}}}
+J
+out=$("$BIN" filter test --service-json "$TMP/svc-bad2.json" --kind schema x 2>&1); rc=$?
+code "service pattern index after a duplicate" $rc 2
+check "service pattern index after a duplicate" "$out" "schemaFilterPattern.excludes[1]: invalid pattern '('"
 
 # Streams: 200,000 names through stdin.
 seq 1 200000 | sed 's/^/t_/' > "$TMP/names"

@@ -1,6 +1,7 @@
 """`autopilot serve` against clients that hold connections: one trickling a
 request a byte at a time (which libevent's silence timeout never cuts) is
-closed once listen.request_timeout_s has passed since its accept, and so is
+closed once listen.request_timeout_s has passed since its accept (also
+right after a burst of CONNECTs, each closed after its answer), and so is
 one that sends nothing; a keep-alive connection that keeps delivering whole
 requests is not. At listen.max_connections the server stops accepting: a
 further client waits (in the kernel's queue) and is answered as soon as the
@@ -94,6 +95,14 @@ def main():
 
         # Tricklers and a silent client: cut near the deadline.
         cut_before = metric(srv, "autopilot_http_connections_cut_total")
+        # A burst of CONNECTs, each answered and its connection closed,
+        # leaves the deadline check on its one-second beat.
+        for _ in range(20):
+            c = socket.create_connection(("127.0.0.1", port), timeout=5)
+            c.sendall(b"CONNECT x:80 HTTP/1.1\r\nHost: x\r\n\r\n")
+            while c.recv(4096):
+                pass
+            c.close()
         tricklers = [Trickler(port) for _ in range(MAX_CONNS - 2)]
         for t in tricklers:
             t.start()
