@@ -1882,19 +1882,24 @@ log_entry_json(const struct sim *s, size_t i)
 
 static void pending_fire(evutil_socket_t fd, short what, void *arg);
 
+/* True if path starts with one of prefixes (an array of strings). */
 static bool
-faults_cover(const struct sim *s, const char *path)
+path_under(const json_t *prefixes, const char *path)
 {
 	size_t i;
 	const json_t *p;
 
-	if (s->sc.f.paths == NULL)
-		return true;
-	json_array_foreach(s->sc.f.paths, i, p) {
+	json_array_foreach(prefixes, i, p) {
 		if (ap_startswith(path, json_string_value(p)))
 			return true;
 	}
 	return false;
+}
+
+static bool
+faults_cover(const struct sim *s, const char *path)
+{
+	return s->sc.f.paths == NULL || path_under(s->sc.f.paths, path);
 }
 
 static void
@@ -2358,15 +2363,9 @@ rq_authorized(struct rq *rq, bool bearer)
 static bool
 proxy_refuses(struct rq *rq)
 {
-	const json_t *p;
 	struct ap_buf page;
-	size_t i;
 
-	json_array_foreach(rq->s->sc.proxy_401, i, p) {
-		if (ap_startswith(rq->path, json_string_value(p)))
-			break;
-	}
-	if (i >= json_array_size(rq->s->sc.proxy_401))
+	if (!path_under(rq->s->sc.proxy_401, rq->path))
 		return false;
 	evhttp_add_header(evhttp_request_get_output_headers(rq->req), "WWW-Authenticate",
 	    "Basic realm=\"proxy\"");
