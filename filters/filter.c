@@ -1103,7 +1103,25 @@ struct filter_set {
 	pcre2_match_data *md;
 	pcre2_jit_stack *jit_stack;
 	bool check_only;	/* compile to check, never to match: no JIT */
+	size_t xl_bytes;	/* translated pattern bytes compiled so far */
 };
+
+/*
+ * The pattern as quoted in a message (a new string): whole when short,
+ * else its first FILTER_QUOTE_MAX bytes (never half a UTF-8 character)
+ * and how long it is: 'iiii…' (4090 bytes).
+ */
+static char *
+quote_pattern(const char *pattern)
+{
+	size_t len = strlen(pattern), cut = FILTER_QUOTE_MAX;
+
+	if (len <= FILTER_QUOTE_MAX)
+		return ap_xprintf("'%s'", pattern);
+	while (cut > 0 && ((unsigned char)pattern[cut] & 0xc0) == 0x80)
+		cut--;
+	return ap_xprintf("'%.*s…' (%zu bytes)", (int)cut, pattern, len);
+}
 
 void
 filter_set_check_only(struct filter_set *fs)
@@ -1194,8 +1212,8 @@ filter_set_add_at(struct filter_set *fs, const char *key, bool exclude,
 	struct filter_key *k = find_key(fs, key);
 	struct filter_list *l;
 	struct filter_pattern *fp;
-	char *xl, *why = NULL;
-	size_t at = 0, idx, len, run;
+	char *xl, *q, *why = NULL;
+	size_t at = 0, idx, len, xlen, run;
 	pcre2_code *code;
 	int err;
 	bool jit;
@@ -1228,10 +1246,22 @@ filter_set_add_at(struct filter_set *fs, const char *key, bool exclude,
 	}
 	xl = filter_translate(pattern, &why, &at);
 	if (xl == NULL) {
-		*cause = ap_xprintf("%s.%s[%zu]: invalid pattern '%s': %s at "
+		q = quote_pattern(pattern);
+		*cause = ap_xprintf("%s.%s[%zu]: invalid pattern %s: %s at "
 		    "offset %zu (%s)", key, exclude ? "excludes" : "includes",
-		    idx, pattern, why, at, source);
+		    idx, q, why, at, source);
+		free(q);
 		free(why);
+		return -1;
+	}
+	xlen = strlen(xl);
+	if (xlen > FILTER_MAX_SET_BYTES - fs->xl_bytes) {
+		*cause = ap_xprintf("%s.%s[%zu]: the filter's patterns come to "
+		    "more than %u KiB once written for PCRE2, the limit (Python's "
+		    "case rules spell each 'i' out as a set of 4) (%s)", key,
+		    exclude ? "excludes" : "includes", idx,
+		    FILTER_MAX_SET_BYTES / 1024, source);
+		free(xl);
 		return -1;
 	}
 	code = pcre2_compile((PCRE2_SPTR)xl, PCRE2_ZERO_TERMINATED,
@@ -1241,15 +1271,18 @@ filter_set_add_at(struct filter_set *fs, const char *key, bool exclude,
 		pcre2_get_error_message(err, msg, sizeof msg);
 		/* The offset is into the translation; for patterns that
 		 * needed no rewriting it is the user's own. */
-		*cause = ap_xprintf("%s.%s[%zu]: invalid pattern '%s': %s at "
+		q = quote_pattern(pattern);
+		*cause = ap_xprintf("%s.%s[%zu]: invalid pattern %s: %s at "
 		    "offset %zu (%s)", key, exclude ? "excludes" : "includes",
-		    idx, pattern, (const char *)msg,
+		    idx, q, (const char *)msg,
 		    strcmp(xl, pattern) == 0 || eoff <= len ? (size_t)eoff : len,
 		    source);
+		free(q);
 		free(xl);
 		return -1;
 	}
 	free(xl);
+	fs->xl_bytes += xlen;
 	jit = !fs->check_only && pcre2_jit_compile(code, PCRE2_JIT_COMPLETE) == 0;
 	if (k == NULL) {
 		fs->keys = ap_xreallocarray(fs->keys, fs->nkeys + 1, sizeof *fs->keys);
@@ -1308,6 +1341,7 @@ run_one(struct filter_set *fs, const struct filter_pattern *fp,
     const char *name, size_t len, char **cause)
 {
 	int rc;
+	char *q;
 	PCRE2_UCHAR msg[256];
 
 	/* The name was checked once for UTF-8 by the caller. */
@@ -1322,8 +1356,10 @@ run_one(struct filter_set *fs, const struct filter_pattern *fp,
 	if (rc == PCRE2_ERROR_NOMATCH)
 		return 0;
 	pcre2_get_error_message(rc, msg, sizeof msg);
-	*cause = ap_xprintf("pattern '%s' (%s): %s", fp->pattern, fp->source,
+	q = quote_pattern(fp->pattern);
+	*cause = ap_xprintf("pattern %s (%s): %s", q, fp->source,
 	    (const char *)msg);
+	free(q);
 	return -1;
 }
 

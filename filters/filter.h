@@ -45,6 +45,16 @@ const char *filter_origin_name(enum filter_origin o);
 #define FILTER_MAX_PATTERN_LEN 4096u
 
 /*
+ * At most FILTER_MAX_SET_BYTES bytes of PCRE2 pattern in one filter set,
+ * once translated. Python's case rules make some letters a set ('i' is
+ * [iI\x{131}\x{130}]), so a pattern can grow 16-fold in translation, and
+ * compiling costs time and memory in proportion: this bounds what one
+ * service's patterns cost to plan (about 15 ms), whatever their shape.
+ */
+#define FILTER_MAX_SET_BYTES (512u * 1024u)
+#define FILTER_QUOTE_MAX 80u
+
+/*
  * Translates a Python re pattern into an equivalent PCRE2 pattern (to be
  * compiled with CASELESS|UTF|UCP|ANCHORED). Returns a new string, or NULL
  * with *cause (new string) set to why the pattern is invalid in Python or
@@ -107,6 +117,9 @@ void filter_set_check_only(struct filter_set *fs);
  * from this source:
  *   tableFilterPattern.includes: more than 1000 patterns (--include); the
  *   limit is 1000 per list
+ * or, before compiling, when its translation would take the set past
+ * FILTER_MAX_SET_BYTES. A pattern quoted in a message is cut after
+ * FILTER_QUOTE_MAX bytes, with its length said.
  */
 int filter_set_add(struct filter_set *fs, const char *key, bool exclude,
     const char *pattern, enum filter_origin origin, const char *source,

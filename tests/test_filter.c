@@ -552,6 +552,67 @@ pattern_list(size_t n, const char *prefix)
 }
 
 /*
+ * Python's case rules spell each 'i' out as a set of four, so a pattern can
+ * grow 16-fold once translated: a set takes at most FILTER_MAX_SET_BYTES of
+ * translation, whatever the pattern count. A pattern refused does not use
+ * up the budget; a long one is quoted cut short, with its length.
+ */
+static void
+test_pattern_budget(void **state)
+{
+	struct filter_set *fs;
+	char *p = ap_xmalloc(1003), *cause = NULL, *xl;
+	size_t i, xlen, n;
+
+	(void)state;
+	memset(p, 'i', 1000);
+	memcpy(p + 1000, "00", 3);
+	xl = filter_translate(p, &cause, NULL);
+	assert_non_null(xl);
+	xlen = strlen(xl);
+	assert_true(xlen > 16 * 1000);
+	free(xl);
+	n = FILTER_MAX_SET_BYTES / xlen;	/* the patterns that fit */
+
+	fs = filter_set_create();
+	filter_set_check_only(fs);
+	for (i = 0; i < n; i++) {
+		p[1000] = (char)('0' + i / 10);
+		p[1001] = (char)('0' + i % 10);
+		assert_int_equal(filter_set_add(fs, i % 2 ? "schemaFilterPattern" :
+		    "tableFilterPattern", false, p, FILTER_ORIGIN_SERVICE,
+		    "service", &cause), 0);
+	}
+	assert_true(n < 100);
+	p[1000] = (char)('0' + n / 10);
+	p[1001] = (char)('0' + n % 10);
+	assert_int_equal(filter_set_add(fs, "tableFilterPattern", true, p,
+	    FILTER_ORIGIN_SERVICE, "service", &cause), -1);
+	assert_string_equal(cause, "tableFilterPattern.excludes[0]: the "
+	    "filter's patterns come to more than 512 KiB once written for "
+	    "PCRE2, the limit (Python's case rules spell each 'i' out as a set "
+	    "of 4) (service)");
+	free(cause);
+	/* What is left of the budget still takes short patterns. */
+	assert_int_equal(filter_set_add(fs, "tableFilterPattern", true,
+	    "^tmp_", FILTER_ORIGIN_SERVICE, "service", &cause), 0);
+	filter_set_free(fs);
+
+	/* Quoted cut short, never in the middle of a character. */
+	fs = filter_set_create();
+	memset(p, 'a', 79);
+	memcpy(p + 79, "\xc3\xa9(", 4);	/* 'é' across the cut, then '(' */
+	assert_int_equal(filter_set_add(fs, "tableFilterPattern", false, p,
+	    FILTER_ORIGIN_CLI, "--include", &cause), -1);
+	assert_non_null(strstr(cause, "includes[0]: invalid pattern 'aaaaa"));
+	assert_non_null(strstr(cause, "aaa\xe2\x80\xa6' (82 bytes): missing"));
+	assert_null(strstr(cause, "\xc3"));
+	free(cause);
+	filter_set_free(fs);
+	free(p);
+}
+
+/*
  * At most FILTER_MAX_PATTERNS patterns per list as written in one place,
  * each at most FILTER_MAX_PATTERN_LEN bytes: in a service entity (from a
  * webhook, planned on the event loop), in the configuration, and added one
@@ -734,6 +795,7 @@ main(void)
 		cmocka_unit_test(test_config_kind_keys),
 		cmocka_unit_test(test_service_filter_shape),
 		cmocka_unit_test(test_pattern_limits),
+		cmocka_unit_test(test_pattern_budget),
 		cmocka_unit_test(test_connector_notes),
 	};
 
