@@ -46,9 +46,11 @@ config_check_exec(int argc, char **argv)
 		{ NULL, 0, NULL, 0 }
 	};
 	struct config cfg;
+	struct config_flags flags = { .quiet = true };
 	const char *path = NULL;
 	char *cause = NULL, *text;
-	json_t *out;
+	json_t *out, *w;
+	size_t i;
 	int c, rc = AP_EXIT_USAGE;
 
 	config_init(&cfg);
@@ -72,7 +74,7 @@ config_check_exec(int argc, char **argv)
 		    argv[optind]);
 		goto out;
 	}
-	if (config_load(&cfg, path, NULL, &cause) < 0 ||
+	if (config_load(&cfg, path, &flags, &cause) < 0 ||
 	    ap_cmd_check_airflow(&cfg, &cause) < 0) {
 		fprintf(stderr, "autopilot: %s\n", cause);
 		goto out;
@@ -84,6 +86,9 @@ config_check_exec(int argc, char **argv)
 	printf("%s\n", text);
 	free(text);
 	json_decref(out);
+	json_array_foreach(cfg.warnings, i, w)
+		fprintf(stderr, "autopilot: warning: %s: %s\n", cfg.file,
+		    json_string_value(w));
 	if (cfg.om_url == NULL)
 		fprintf(stderr, "autopilot: warning: openmetadata.url"
 		    " (AUTOPILOT_OPENMETADATA_URL) is not set: deployed agents cannot"

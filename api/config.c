@@ -742,8 +742,9 @@ config_load(struct config *c, const char *path, const struct config_flags *flags
 	rc = 0;
 	/* Logged once, as the configuration says logs go. */
 	ap_log_setup(c->log_level, c->log_format);
-	json_array_foreach(c->warnings, i, w)
-		ap_warn("%s: %s", c->file, json_string_value(w));
+	if (flags == NULL || !flags->quiet)
+		json_array_foreach(c->warnings, i, w)
+			ap_warn("%s: %s", c->file, json_string_value(w));
 out:
 	free(err);
 	return rc;

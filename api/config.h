@@ -40,6 +40,7 @@ struct config_flags {
 	const char *state;		/* --state PATH */
 	bool allow_unsigned;		/* --allow-unsigned */
 	bool log_json;			/* --log-json */
+	bool quiet;			/* leave c->warnings to the caller to say */
 };
 
 struct config {
@@ -112,7 +113,7 @@ void config_cleanup(struct config *c);
  * key path ("conf.json: listen.port: must be an integer between 1 and
  * 65535"). On error *c is left initialised (config_cleanup it).
  * On success it sets up logging as configured (ap_log_setup: level, format)
- * and logs each of c->warnings once.
+ * and logs each of c->warnings once (unless flags->quiet).
  */
 int config_load(struct config *c, const char *path, const struct config_flags *flags,
     char **cause);

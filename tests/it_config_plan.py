@@ -115,7 +115,8 @@ check(rc == 2 and "AUTOPILOT_OPENMETADATA_URL: must be an http:// or https:// UR
 # built-in name, exit still 0.
 rc, out, err = config_check({"filters": {"defaults": {"byConnector": {
     "Postgress": {"tableFilterPattern": {"excludes": ["^x"]}}}}}})
-check(rc == 0 and "warn" in err and "FILE: filters.defaults.byConnector.Postgress: no built-in"
+check(rc == 0 and "autopilot: warning: " in err and " warn " not in err
+      and "FILE: filters.defaults.byConnector.Postgress: no built-in"
       " default filters for connector 'Postgress'; did you mean 'Postgres'?" in err,
       "byConnector typo warns: %d %r" % (rc, err))
 rc, out, err = config_check({"filters": {"defaults": {"byConnector": {"postgres": {}}}}},
