@@ -718,6 +718,11 @@ run_exec(int argc, char **argv)
 		goto out;
 	}
 	fqn = argv[optind];
+	if (!ap_utf8_valid(fqn, strlen(fqn))) {
+		fprintf(stderr, "autopilot: run: SERVICE_FQN is not UTF-8 text, as"
+		    " OpenMetadata's names are\n");
+		goto out;
+	}
 	if (type != NULL && plan_service_kind(type) == NULL) {
 		fprintf(stderr, "autopilot: run: --type: '%s' is not a service type"
 		    " autopilot acts on (databaseService, dashboardService,"

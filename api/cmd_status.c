@@ -134,11 +134,20 @@ status_exec(int argc, char **argv)
 		rc = AP_EXIT_OK;
 		goto out;
 	}
-	so.synchronous_normal = cfg.state_sync_normal;
-	so.no_migrate = true;
+	/* Only reads: the database is left exactly as it is, and a copy the
+	 * user may only read will do. */
+	so.read_only = true;
 	if ((st = store_open(cfg.state_path, &so, &cause)) == NULL) {
 		fprintf(stderr, "autopilot: status: state store: %s\n", cause);
 		rc = AP_EXIT_UNREACHABLE;
+		goto out;
+	}
+	if (store_schema_version(st) == 0) {
+		if (json)
+			printf("[]\n");
+		fprintf(stderr, "autopilot: no runs: %s is empty\n",
+		    cfg.state_path);
+		rc = AP_EXIT_OK;
 		goto out;
 	}
 	if (store_runs_json(st, fqn, (unsigned)limit, &runs, &cause) != STORE_OK) {

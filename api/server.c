@@ -84,6 +84,10 @@ struct server {
 	uint64_t airflow_seen_ms;	/* when airflow_ok was learnt */
 	uint64_t answers_2xx;		/* the client's 2xx answers at the last look */
 	uint64_t answers_seen_ms;	/* when answers_2xx was read */
+	/* The store's last writability check (readyz_answer). */
+	uint64_t store_checked_ms;
+	bool store_ok;
+	char *store_why;		/* why not, when !store_ok */
 	struct evhttp_request **ready_waiting;	/* /readyz waiting for the probe */
 	size_t nready_waiting, ready_waiting_cap;
 	struct event *ready_timer;	/* answers them after READY_WAIT_MS */
@@ -1358,7 +1362,7 @@ airflow_network_error(struct server *s, uint64_t since_ms)
 static void
 readyz_answer(struct server *s, struct evhttp_request *req, bool timed_out)
 {
-	char *cause = NULL;
+	const char *cause;
 	bool store_ok, airflow_ok;
 	const char *airflow_state;
 	const char *airflow_error = NULL;
@@ -1366,7 +1370,18 @@ readyz_answer(struct server *s, struct evhttp_request *req, bool timed_out)
 	uint64_t now;
 	json_t *out;
 
-	store_ok = store_check_writable(s->deps.store, &cause) == STORE_OK;
+	/* The check commits a write: at most one a second, however often
+	 * probes come; the others are answered with its outcome. */
+	now = ap_mono_ms();
+	if (s->store_checked_ms == 0 || now - s->store_checked_ms >= 1000) {
+		free(s->store_why);
+		s->store_why = NULL;
+		s->store_ok = store_check_writable(s->deps.store,
+		    &s->store_why) == STORE_OK;
+		s->store_checked_ms = now;
+	}
+	store_ok = s->store_ok;
+	cause = s->store_why;
 	if (s->deps.airflow_ops == NULL) {
 		airflow_ok = true;
 		airflow_state = "reachable";
@@ -1414,7 +1429,6 @@ readyz_answer(struct server *s, struct evhttp_request *req, bool timed_out)
 		json_object_set_new(out, "airflow_error", json_string(airflow_error));
 	if (s->draining)
 		json_object_set_new(out, "draining", json_true());
-	free(cause);
 	free(late);
 	free(last);
 	if (store_ok && airflow_ok && !s->draining)
@@ -1916,6 +1930,7 @@ server_free(struct server *s)
 		}
 	free(s->ready_waiting);
 	free(s->airflow_error);
+	free(s->store_why);
 	if (s->flush_ev != NULL)
 		event_free(s->flush_ev);
 	if (s->take_ev != NULL)

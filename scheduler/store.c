@@ -217,6 +217,7 @@ struct store {
 	int64_t lease_ms;
 	uint64_t rand_state;
 	bool no_migrate;	/* store_options.no_migrate */
+	bool read_only;		/* store_options.read_only */
 	bool batch;		/* a group-commit transaction is open */
 	uint64_t batch_failures;	/* batch commits that failed */
 	int64_t (*now)(void *);
@@ -537,7 +538,21 @@ store_migrate(struct store *s, unsigned target, char **cause)
 		s->version = (unsigned)version;
 		return 0;
 	}
-	if (s->no_migrate && (version > 0 || tables > 0)) {
+	/* Every schema autopilot writes has a version: tables without one
+	 * are another program's, not autopilot's to back up and extend. */
+	if (version == 0 && tables > 0) {
+		*cause = ap_xprintf("%s: not an autopilot state database (it has %d"
+		    " table%s or index%s but no autopilot schema version); point"
+		    " --state (state.path) at autopilot's own database or a new"
+		    " file", s->path, tables, tables == 1 ? "" : "s",
+		    tables == 1 ? "" : "es");
+		return -1;
+	}
+	if (s->read_only && version == 0) {
+		s->version = 0;	/* empty: nothing to read */
+		return 0;
+	}
+	if (s->no_migrate && version > 0) {
 		*cause = ap_xprintf("%s: schema version %d is older than this autopilot's"
 		    " (%u); `autopilot serve` or `autopilot run` upgrades it (after a"
 		    " backup copy); this command only reads and leaves it as it is",
@@ -576,6 +591,45 @@ fail:
 	return -1;
 }
 
+/*
+ * A database in WAL mode is read through its shared-memory file, which a
+ * reader creates if no writer has: in a directory this user may not write,
+ * it cannot. With no writer there is nothing in flight, so the file is read
+ * as it stands (SQLite's immutable=1). 0 if reopened and readable, else -1.
+ */
+static int
+store_reopen_immutable(struct store *s, unsigned target)
+{
+	struct ap_buf b;
+	const char *p;
+	char *err = NULL;
+	int rc;
+
+	if (sqlite3_errcode(s->db) != SQLITE_READONLY &&
+	    (sqlite3_extended_errcode(s->db) & 0xff) != SQLITE_READONLY &&
+	    (sqlite3_extended_errcode(s->db) & 0xff) != SQLITE_CANTOPEN)
+		return -1;
+	ap_buf_init(&b);
+	ap_buf_adds(&b, "file:");
+	for (p = s->path; *p != '\0'; p++) {
+		if (*p == '%' || *p == '?' || *p == '#')
+			ap_buf_printf(&b, "%%%02x", (unsigned char)*p);
+		else
+			ap_buf_addc(&b, *p);
+	}
+	ap_buf_adds(&b, "?immutable=1");
+	sqlite3_close(s->db);
+	s->db = NULL;
+	rc = sqlite3_open_v2(b.data, &s->db, SQLITE_OPEN_READONLY |
+	    SQLITE_OPEN_URI | SQLITE_OPEN_NOMUTEX, NULL);
+	ap_buf_cleanup(&b);
+	if (rc != SQLITE_OK || store_migrate(s, target, &err) != 0) {
+		free(err);
+		return -1;
+	}
+	return 0;
+}
+
 struct store *
 store_open(const char *path, const struct store_options *opts, char **cause)
 {
@@ -585,7 +639,7 @@ store_open(const char *path, const struct store_options *opts, char **cause)
 	char host[256], journal[16] = "";
 	unsigned target;
 	sqlite3_stmt *st = NULL;
-	char *sql;
+	char *sql, *why = NULL;
 
 	if (opts == NULL)
 		opts = &def;
@@ -596,7 +650,8 @@ store_open(const char *path, const struct store_options *opts, char **cause)
 	s = ap_xcalloc(1, sizeof *s);
 	s->path = ap_xstrdup(path);
 	s->lease_ms = opts->lease_ms > 0 ? opts->lease_ms : 30000;
-	s->no_migrate = opts->no_migrate;
+	s->read_only = opts->read_only;
+	s->no_migrate = opts->no_migrate || opts->read_only;
 	s->now = store_default_now;
 	s->rand_state = ((uint64_t)ap_wall_ms() << 20) ^ (uint64_t)getpid() ^
 	    (uint64_t)(uintptr_t)s;
@@ -619,8 +674,9 @@ store_open(const char *path, const struct store_options *opts, char **cause)
 		memstatus_off = true;
 		(void)sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
 	}
-	if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE |
-	    SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
+	if (sqlite3_open_v2(path, &s->db, (s->read_only ? SQLITE_OPEN_READONLY :
+	    SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE) | SQLITE_OPEN_NOMUTEX,
+	    NULL) != SQLITE_OK) {
 		*cause = ap_xprintf("%s: cannot open: %s", path,
 		    s->db ? sqlite3_errmsg(s->db) : "out of memory");
 		goto fail;
@@ -628,6 +684,22 @@ store_open(const char *path, const struct store_options *opts, char **cause)
 	sqlite3_busy_timeout(s->db, opts->busy_timeout_ms ? (int)opts->busy_timeout_ms :
 	    5000);
 	sqlite3_extended_result_codes(s->db, 1);
+	if (s->read_only) {
+		if (store_migrate(s, target, &why) != 0) {
+			if (store_reopen_immutable(s, target) != 0) {
+				*cause = why;
+				goto fail;
+			}
+			free(why);
+		}
+		return s;
+	}
+	/* SQLite opens a file it may not write for reading, silently. */
+	if (sqlite3_db_readonly(s->db, "main") == 1) {
+		*cause = ap_xprintf("%s: cannot be written (the file or its"
+		    " directory is read-only to this user)", path);
+		goto fail;
+	}
 
 	/* journal_mode returns the mode in effect: a read-only or odd filesystem
 	 * may refuse WAL, and we say so rather than run without it. */
@@ -1057,10 +1129,22 @@ json_time(int64_t ms)
 	return json_string(buf);
 }
 
+/* Text from the store as JSON; bytes that are not UTF-8 (a name given on
+ * the command line may have any) come out as '?', never as a lost row. */
 static json_t *
 json_str_or_null(const unsigned char *t)
 {
-	return t == NULL ? json_null() : json_string((const char *)t);
+	json_t *v;
+	char *p;
+
+	if (t == NULL)
+		return json_null();
+	if ((v = json_string((const char *)t)) != NULL)
+		return v;
+	p = ap_printable((const char *)t);
+	v = json_string(p);
+	free(p);
+	return v;
 }
 
 static int
@@ -1206,9 +1290,22 @@ fail:
 enum store_result
 store_check_writable(struct store *s, char **cause)
 {
+	char *sql;
+	int rc;
+
+	if (sqlite3_db_readonly(s->db, "main") == 1) {
+		*cause = ap_xprintf("%s: opened read-only", s->path);
+		return STORE_ERROR;
+	}
 	if (store_begin(s, cause) != 0)
 		return STORE_ERROR;
-	store_rollback(s);
+	sql = ap_xprintf("PRAGMA user_version = %u", s->version);
+	rc = store_exec_sql(s, sql, cause);
+	free(sql);
+	if (rc != 0 || store_simple(s, Q_COMMIT, cause) != 0) {
+		store_rollback(s);
+		return STORE_ERROR;
+	}
 	return STORE_OK;
 }
 

@@ -48,6 +48,9 @@ struct store_options {
 	const char *owner;		/* NULL: "<host>/<pid>/<random>" */
 	bool no_migrate;		/* an older schema is an error, not upgraded
 					 * (commands that only read) */
+	bool read_only;			/* open for reading only (implies
+					 * no_migrate); nothing is written, not
+					 * even the journal mode or a new schema */
 };
 
 /*
@@ -55,7 +58,11 @@ struct store_options {
  * after writing a backup copy (path + ".v<old>.<epoch ms>.bak", logged).
  * opts may be NULL. Returns NULL and a new *cause on failure, including a
  * database written by a newer autopilot ("schema version N is newer than
- * this autopilot's M").
+ * this autopilot's M"), a database of another program (tables, but no
+ * autopilot schema version), and, unless opts->read_only, a database that
+ * cannot be written (read-only file or directory). Read-only, an empty
+ * database opens with store_schema_version() 0 and nothing in it may be
+ * queried.
  */
 struct store *store_open(const char *path, const struct store_options *opts,
     char **cause);
@@ -123,8 +130,11 @@ enum store_result store_run_json(struct store *s, const char *run_id,
  * limit (0: 100). *out is a new JSON array. */
 enum store_result store_runs_json(struct store *s, const char *fqn,
     unsigned limit, json_t **out, char **cause);
-/* For readiness probes: takes and drops the write lock (STORE_OK if the
- * database can be written now, within busy_timeout_ms). */
+/* For readiness probes: commits a write of the database header (its
+ * schema version, unchanged) in a transaction of its own, after an open
+ * batch: STORE_OK if the database can be written now, within
+ * busy_timeout_ms. A lock alone touches no disk, so a full or read-only
+ * filesystem would go unseen. */
 enum store_result store_check_writable(struct store *s, char **cause);
 /* Counts of runs by state (for /metrics): pending, running, succeeded, failed. */
 enum store_result store_run_counts(struct store *s, int64_t counts[4], char **cause);

@@ -6,6 +6,7 @@ import os
 import re
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -411,6 +412,54 @@ def main():
             rc, _, err = cli(args)
             check(rc == 3 and err.count(junk) == 1 and "not a database" in err,
                   "%s on a file that is not a database: %d %r" % (args[0], rc, err))
+        # An empty file: no runs, and it stays empty (status only reads).
+        empty = os.path.join(tmp, "empty.db")
+        open(empty, "wb").close()
+        rc, out, err = cli(["status", "--state", empty, "--json"])
+        check(rc == 0 and json.loads(out) == [] and "is empty" in err and os.path.getsize(empty) == 0
+              and not os.path.exists(empty + "-wal"), "status on an empty file: %d %r %r" % (rc, out, err))
+        # Another program's database: refused, neither backed up nor extended.
+        other = os.path.join(tmp, "other.db")
+        c = sqlite3.connect(other)
+        c.execute("CREATE TABLE runs (x)")
+        c.commit()
+        c.close()
+        for args in (["status", "--state", other], ["run", "-c", conf, "--state", other, "sales_postgres"]):
+            rc, _, err = cli(args)
+            check(rc == 3 and "not an autopilot state database" in err,
+                  "%s on another program's database: %d %r" % (args[0], rc, err))
+        check(not [f for f in os.listdir(tmp) if f.startswith("other.db.")],
+              "a backup of another program's database: %s" % os.listdir(tmp))
+        # A database this user may only read, in a directory it may not write:
+        # status reads it; run refuses to start on it (exit 3) instead of failing later.
+        rodir = os.path.join(tmp, "ro")
+        os.mkdir(rodir)
+        rodb = os.path.join(rodir, "state.db")
+        src, dst = sqlite3.connect(nowait), sqlite3.connect(rodb)
+        src.backup(dst)
+        src.close()
+        dst.close()
+        os.chmod(rodb, 0o444)
+        os.chmod(rodir, 0o555)
+        os.chmod(tmp, 0o755)
+        demote = None
+        if os.geteuid() == 0:
+            def demote():
+                os.setgroups([])
+                os.setgid(65534)
+                os.setuid(65534)
+        def as_reader(args):
+            e = dict(os.environ, AUTOPILOT_AIRFLOW_USERNAME="admin", AUTOPILOT_AIRFLOW_PASSWORD="admin")
+            p = subprocess.run([BIN] + args, capture_output=True, text=True, env=e, timeout=60,
+                               preexec_fn=demote)
+            return p.returncode, p.stdout, p.stderr
+        rc, out, err = as_reader(["status", "--state", rodb, "--json"])
+        check(rc == 0 and len(json.loads(out or "[]")) >= 1 and sorted(os.listdir(rodir)) == ["state.db"],
+              "status on a read-only database: %d %r %r %s" % (rc, out[:200], err, os.listdir(rodir)))
+        rc, out, err = as_reader(["run", "--state", rodb, "--service-json", os.devnull,
+                                  "--type", "databaseService", "--no-wait", "x"])
+        check(rc == 3 and "cannot be written" in err, "run on a read-only database: %d %r" % (rc, err))
+        os.chmod(rodir, 0o755)
         rc, out, _ = cli(["status", "--help"])
         check(rc == 0 and "also for a missing state database" in out,
               "status --help says a missing database is exit 0: %s" % out)

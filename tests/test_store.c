@@ -280,6 +280,76 @@ test_newer_database_is_refused(void **state)
 	free(p);
 }
 
+/* A database of another program (tables, user_version 0) is refused, not
+ * backed up and extended; nothing is written next to it. */
+static void
+test_foreign_database_is_refused(void **state)
+{
+	char *p = db_path("foreign.db"), *cause = NULL;
+	char *bak = ap_xprintf("ls '%s'.v0.*.bak >/dev/null 2>&1", p);
+	struct store_options ro = { .read_only = true };
+	sqlite3 *db;
+
+	(void)state;
+	assert_int_equal(sqlite3_open(p, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, "CREATE TABLE runs (x); CREATE TABLE"
+	    " other (y)", NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+	assert_null(store_open(p, NULL, &cause));
+	assert_non_null(strstr(cause, "not an autopilot state database (it has"
+	    " 2 tables or indexes"));
+	free(cause);
+	cause = NULL;
+	assert_null(store_open(p, &ro, &cause));
+	assert_non_null(strstr(cause, "not an autopilot state database"));
+	free(cause);
+	assert_int_not_equal(system(bak), 0);
+	free(bak);
+	free(p);
+}
+
+/* Read-only: an empty file stays empty (version 0, no schema, no WAL); a
+ * database is read as it is; checks for writing fail. */
+static void
+test_read_only_open_writes_nothing(void **state)
+{
+	char *p = db_path("ro.db"), *cause = NULL, *run_id = NULL;
+	struct store_options ro = { .read_only = true };
+	struct store *s;
+	struct stat sb;
+	json_t *runs = NULL;
+	FILE *f;
+
+	(void)state;
+	assert_non_null(f = fopen(p, "w"));
+	fclose(f);
+	s = open_ok(p, &ro);
+	assert_int_equal(store_schema_version(s), 0);
+	store_close(s);
+	assert_int_equal(stat(p, &sb), 0);
+	assert_int_equal(sb.st_size, 0);
+
+	unlink(p);
+	s = open_ok(p, NULL);
+	assert_int_equal(store_inbox_accept(s, "ev-1", "databaseService", "svc",
+	    "{\"name\": \"svc\"}", &run_id, &cause), STORE_OK);
+	assert_int_equal(store_check_writable(s, &cause), STORE_OK);
+	store_close(s);
+	s = open_ok(p, &ro);
+	assert_int_equal(store_schema_version(s), STORE_SCHEMA_VERSION);
+	assert_int_equal(store_runs_json(s, NULL, 0, &runs, &cause), STORE_OK);
+	assert_int_equal(json_array_size(runs), 1);
+	assert_string_equal(json_string_value(json_object_get(json_array_get(
+	    runs, 0), "run_id")), run_id);
+	assert_int_equal(store_check_writable(s, &cause), STORE_ERROR);
+	assert_non_null(strstr(cause, "read-only"));
+	free(cause);
+	json_decref(runs);
+	store_close(s);
+	free(run_id);
+	free(p);
+}
+
 static void
 test_inbox_is_idempotent(void **state)
 {
@@ -857,6 +927,8 @@ main(void)
 		cmocka_unit_test(test_migration_from_v1_backs_up_and_keeps_data),
 		cmocka_unit_test(test_entity_stored_once_and_v2_rows_kept),
 		cmocka_unit_test(test_newer_database_is_refused),
+		cmocka_unit_test(test_foreign_database_is_refused),
+		cmocka_unit_test(test_read_only_open_writes_nothing),
 		cmocka_unit_test(test_inbox_is_idempotent),
 		cmocka_unit_test(test_rerun_refused_while_active_then_replace),
 		cmocka_unit_test(test_status_json_shape),

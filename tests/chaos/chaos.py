@@ -255,6 +255,19 @@ def sign(body):
     return "sha256=" + base64.b64encode(hmac.new(SECRET.encode(), body, hashlib.sha256).digest()).decode()
 
 
+def readyz_store(port, timeout=15):
+    """The "store" field of GET /readyz (None if it did not answer)."""
+    try:
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+        c.request("GET", "/readyz")
+        r = c.getresponse()
+        data = r.read()
+        c.close()
+        return json.loads(data).get("store")
+    except (OSError, http.client.HTTPException, ValueError):
+        return None
+
+
 def post(port, body, timeout=10):
     """(status, parsed body or None); status 0 on a connection error."""
     try:
@@ -738,6 +751,11 @@ def sc_disk(workdir):
         check(st.count(503) > 0, "read-only: no 503 among %s" % st)
         check(drv.alive(), "autopilot exited when the store turned read-only: %s" % drv.serve.tail())
         notes.append("read-only: %d x 503, %d x 2xx" % (st.count(503), sum(1 for s in st if 200 <= s < 300)))
+        # Readiness sees it too (its check writes; it runs at most once a second).
+        time.sleep(1.1)
+        rs = readyz_store(drv.serve.port)
+        check(rs is not None and rs != "writable", "/readyz on the read-only store: store %r" % rs)
+        notes.append("/readyz store: %s" % rs)
         # The disk is back: stop, repair, mount, start again.
         t0 = time.monotonic()
         drv.serve.stop()
@@ -748,6 +766,8 @@ def sc_disk(workdir):
         drv.start()
         st = deliver("ro", 20)
         check(all(200 <= s < 300 for s in st), "after the disk is back: %s" % st)
+        rs = readyz_store(drv.serve.port)
+        check(rs == "writable", "/readyz after the disk is back: store %r" % rs)
         # Nothing acknowledged is lost, across a restart.
         drv.serve.stop()
         drv.start()
