@@ -16,6 +16,8 @@
 #include "store.h"
 #include "util.h"
 
+#define STATUS_LIMIT_MAX 100000
+
 static const char *
 str(const json_t *o, const char *key, const char *dflt)
 {
@@ -81,7 +83,7 @@ status_exec(int argc, char **argv)
 	struct config cfg;
 	struct store *st = NULL;
 	const char *path = NULL, *fqn = NULL;
-	char *cause = NULL, *end, *text;
+	char *cause = NULL, *text;
 	unsigned long limit = 100;
 	bool json = false;
 	json_t *runs = NULL;
@@ -96,11 +98,12 @@ status_exec(int argc, char **argv)
 		case 's': flags.state = optarg; break;
 		case 'j': json = true; break;
 		case 'n':
-			errno = 0;
-			limit = strtoul(optarg, &end, 10);
-			if (errno != 0 || *end != '\0' || limit == 0 || limit > 100000) {
-				fprintf(stderr, "autopilot: status: --limit: must be an"
-				    " integer from 1 to 100000\n");
+			if (ap_parse_uint(optarg, 1, STATUS_LIMIT_MAX, &limit) < 0) {
+				text = ap_term_text(optarg);
+				fprintf(stderr, "autopilot: status: --limit: '%s': must"
+				    " be an integer from 1 to %d\n", text,
+				    STATUS_LIMIT_MAX);
+				free(text);
 				goto out;
 			}
 			break;

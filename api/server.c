@@ -1075,11 +1075,7 @@ handle_runs(struct server *s, struct evhttp_request *req, const char *path)
 		return;
 	}
 	if (lim != NULL) {
-		/* Digits only: strtoul would take a sign, spaces and a
-		 * negative number wrapped around. */
-		limit = strspn(lim, "0123456789") == strlen(lim) && strlen(lim) <= 4 ?
-		    strtoul(lim, NULL, 10) : 0;
-		if (limit == 0 || limit > RUNS_LIMIT_MAX) {
+		if (ap_parse_uint(lim, 1, RUNS_LIMIT_MAX, &limit) < 0) {
 			char *msg = ap_xprintf("limit: must be an integer from 1 to %d",
 			    RUNS_LIMIT_MAX);
 

@@ -260,6 +260,28 @@ ap_format_time(int64_t ms, char *buf, size_t size)
 	snprintf(buf, size, "%s.%03dZ", tmp, (int)(ms % 1000));
 }
 
+int
+ap_parse_uint(const char *s, unsigned long min, unsigned long max,
+    unsigned long *out)
+{
+	unsigned long v = 0, d;
+
+	if (*s == '\0')
+		return -1;
+	for (; *s != '\0'; s++) {
+		if (*s < '0' || *s > '9')
+			return -1;
+		d = (unsigned long)(*s - '0');
+		if (d > max || v > (max - d) / 10)
+			return -1;
+		v = v * 10 + d;
+	}
+	if (v < min)
+		return -1;
+	*out = v;
+	return 0;
+}
+
 bool
 ap_streq(const char *a, const char *b)
 {

@@ -68,6 +68,15 @@ int64_t ap_wall_ms(void);
 /* Formats epoch milliseconds as RFC 3339 UTC ("2026-11-25T02:00:41.123Z") into buf. */
 void ap_format_time(int64_t ms, char *buf, size_t size);
 
+/*
+ * Parses s as a decimal number from min to max into *out: ASCII digits only,
+ * at least one (no sign, no white space, nothing after them; strtoul takes
+ * all three and wraps a negative number around). Returns 0, or -1 leaving
+ * *out alone. Any thread.
+ */
+int ap_parse_uint(const char *s, unsigned long min, unsigned long max,
+    unsigned long *out);
+
 bool ap_streq(const char *a, const char *b);
 bool ap_strcaseeq(const char *a, const char *b);
 bool ap_startswith(const char *s, const char *prefix);

@@ -460,6 +460,16 @@ def main():
                                   "--type", "databaseService", "--no-wait", "x"])
         check(rc == 3 and "cannot be written" in err, "run on a read-only database: %d %r" % (rc, err))
         os.chmod(rodir, 0o755)
+        # --limit: digits only, 1 to 100000; anything else is a usage error
+        # naming the flag and the value.
+        for lim in ("-18446744073709551615", " 5", "+5", "5 ", "0", "100001", "", "0x10",
+                    "18446744073709551617"):
+            rc, out, err = cli(["status", "--state", os.path.join(tmp, "none.db"),
+                                "--limit", lim])
+            check(rc == 2 and out == "" and "--limit: '%s': must be an integer from 1 to 100000"
+                  % lim in err, "status --limit %r: %d %r" % (lim, rc, err))
+        rc, out, err = cli(["status", "--state", os.path.join(tmp, "none.db"), "--limit", "100000"])
+        check(rc == 0, "status --limit 100000: %d %r" % (rc, err))
         rc, out, _ = cli(["status", "--help"])
         check(rc == 0 and "also for a missing state database" in out,
               "status --help says a missing database is exit 0: %s" % out)

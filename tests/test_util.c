@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -74,6 +75,37 @@ test_read_file_limits(void **state)
 	free(cause);
 }
 
+/* Digits only, within the range: no sign, no white space, no wrap-around. */
+static void
+test_parse_uint(void **state)
+{
+	static const char *const bad[] = { "", " 5", "5 ", "+5", "-5", "5x", "0x5",
+		"-18446744073709551615", "18446744073709551616",
+		"99999999999999999999999", "0", "100001", "1e3", "\t5" };
+	unsigned long v = 42;
+	size_t i;
+
+	assert_int_equal(ap_parse_uint("1", 1, 100000, &v), 0);
+	assert_int_equal(v, 1);
+	assert_int_equal(ap_parse_uint("100000", 1, 100000, &v), 0);
+	assert_int_equal(v, 100000);
+	assert_int_equal(ap_parse_uint("007", 1, 100000, &v), 0);
+	assert_int_equal(v, 7);
+	assert_int_equal(ap_parse_uint("0", 0, 65535, &v), 0);
+	assert_int_equal(v, 0);
+	assert_int_equal(ap_parse_uint("65535", 0, 65535, &v), 0);
+	assert_int_equal(v, 65535);
+	assert_int_equal(ap_parse_uint("18446744073709551615", 0, ULONG_MAX, &v), 0);
+	assert_true(v == ULONG_MAX);
+	assert_int_equal(ap_parse_uint("9", 0, 5, &v), -1);
+	for (i = 0; i < AP_ARRAY_LEN(bad); i++) {
+		v = 42;
+		if (ap_parse_uint(bad[i], 1, 100000, &v) != -1)
+			fail_msg("'%s' was taken as %lu", bad[i], v);
+		assert_int_equal(v, 42);
+	}
+}
+
 /* Text from outside printed on a terminal: one line, no control characters,
  * valid UTF-8 kept. */
 static void
@@ -141,6 +173,7 @@ main(void)
 		cmocka_unit_test(test_consttime_eq),
 		cmocka_unit_test(test_format_time),
 		cmocka_unit_test(test_read_file_limits),
+		cmocka_unit_test(test_parse_uint),
 		cmocka_unit_test(test_term_text),
 		cmocka_unit_test(test_log_one_line),
 	};
