@@ -99,7 +99,6 @@ int
 config_parse_hostport(const char *s, char **host, unsigned *port, char **cause)
 {
 	const char *colon;
-	char *end;
 	unsigned long p;
 	size_t hlen;
 
@@ -126,10 +125,7 @@ config_parse_hostport(const char *s, char **host, unsigned *port, char **cause)
 		*cause = ap_xprintf("'%s': empty host", s);
 		return -1;
 	}
-	errno = 0;
-	p = strtoul(colon + 1, &end, 10);
-	if (colon[1] == '\0' || *end != '\0' || errno != 0 || p > 65535 ||
-	    colon[1] == '-' || colon[1] == '+') {
+	if (ap_parse_uint(colon + 1, 0, 65535, &p) < 0) {
 		*cause = ap_xprintf("'%s': port must be a number between 0 and 65535",
 		    colon + 1);
 		return -1;

@@ -436,8 +436,14 @@ test_secret_files_and_env(void **state)
 static void
 test_hostport(void **state)
 {
+	static const char *const bad[] = { "127.0.0.1: 0", "h: 80", "h:\t80", "h:80 ",
+		"h:+80", "h:-0", "h:", "[::1]: 80", "h:0x50", "h:80\n",
+		"h:18446744073709551696" };
+	struct config_flags fl = { 0 };
+	struct config c;
 	char *host = NULL, *cause = NULL;
 	unsigned port = 1;
+	size_t i;
 
 	assert_int_equal(config_parse_hostport("0.0.0.0:0", &host, &port, &cause), 0);
 	assert_string_equal(host, "0.0.0.0");
@@ -455,6 +461,30 @@ test_hostport(void **state)
 	free(cause);
 	assert_int_equal(config_parse_hostport("host", &host, &port, &cause), -1);
 	free(cause);
+	/* The port is digits only: no white space, sign or anything after. */
+	for (i = 0; i < AP_ARRAY_LEN(bad); i++) {
+		cause = NULL;
+		if (config_parse_hostport(bad[i], &host, &port, &cause) != -1)
+			fail_msg("'%s' was taken as port %u", bad[i], port);
+		assert_null(host);
+		assert_non_null(strstr(cause, "port must be a number between 0 and 65535"));
+		free(cause);
+	}
+
+	/* As AUTOPILOT_LISTEN and --listen give it. */
+	setenv("AUTOPILOT_LISTEN", "h: 80", 1);
+	config_init(&c);
+	assert_int_equal(config_load(&c, NULL, NULL, &cause), -1);
+	assert_non_null(strstr(cause, "AUTOPILOT_LISTEN: ' 80': port must be"));
+	free(cause);
+	config_cleanup(&c);
+	setup(NULL);
+	fl.listen = "127.0.0.1: 0";
+	config_init(&c);
+	assert_int_equal(config_load(&c, NULL, &fl, &cause), -1);
+	assert_non_null(strstr(cause, "--listen: ' 0': port must be"));
+	free(cause);
+	config_cleanup(&c);
 }
 
 int
