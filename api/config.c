@@ -677,8 +677,14 @@ apply_flags(struct config *c, const struct config_flags *f, char **cause)
 		set_str(&c->airflow_url, f->airflow_url);
 		c->airflow_url_from = "--airflow-url";
 	}
-	if (f->state != NULL)
+	if (f->state != NULL) {
+		/* As the file's state.path: an empty path is no database. */
+		if (f->state[0] == '\0') {
+			*cause = ap_xstrdup("--state: must be a non-empty path");
+			return -1;
+		}
 		set_str(&c->state_path, f->state);
+	}
 	if (f->allow_unsigned)
 		c->allow_unsigned = true;
 	if (f->log_json)

@@ -470,6 +470,11 @@ def main():
                   % lim in err, "status --limit %r: %d %r" % (lim, rc, err))
         rc, out, err = cli(["status", "--state", os.path.join(tmp, "none.db"), "--limit", "100000"])
         check(rc == 0, "status --limit 100000: %d %r" % (rc, err))
+        # An empty --state is refused as an empty state.path is.
+        for args in (["status", "--state", ""], ["run", "-c", conf, "--state", "", "sales_postgres"]):
+            rc, out, err = cli(args)
+            check(rc == 2 and "--state: must be a non-empty path" in err,
+                  "%s --state '': %d %r" % (args[0], rc, err))
         rc, out, _ = cli(["status", "--help"])
         check(rc == 0 and "also for a missing state database" in out,
               "status --help says a missing database is exit 0: %s" % out)

@@ -177,6 +177,15 @@ test_precedence(void **state)
 	assert_true(c.allow_unsigned);
 	config_cleanup(&c);
 
+	/* An empty --state is refused, as an empty state.path is. */
+	fl.state = "";
+	assert_int_equal(load_text(&c, text, &fl, &cause), -1);
+	assert_string_equal(cause, "--state: must be a non-empty path");
+	free(cause);
+	config_cleanup(&c);
+	expect_error("{\"state\": {\"path\": \"\"}}",
+	    "state.path: must be a non-empty string");
+
 	/* A bad environment value names the variable. */
 	setenv("AUTOPILOT_LISTEN", "nohost", 1);
 	assert_int_equal(load_text(&c, text, NULL, &cause), -1);
