@@ -1089,7 +1089,6 @@ airflow_client_create(struct event_base *base, const struct airflow_config *cfg,
 	c = ap_xcalloc(1, sizeof *c);
 	c->base = base;
 	c->cfg = *cfg;
-	c->cfg.owned_password = NULL;
 	c->base_url = ap_xstrdup(cfg->base_url);
 	n = strlen(c->base_url);
 	while (n > 0 && c->base_url[n - 1] == '/')

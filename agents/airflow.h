@@ -115,8 +115,8 @@ struct airflow_config {
 	unsigned max_retries;		/* 0: 5 retries of a retryable failure */
 	long retry_base_ms;		/* 0: 250 */
 	long retry_max_ms;		/* 0: 30000 */
-	/* Owned by airflow_config_from_json (the password it read), else NULL. */
-	char *owned_password;
+	/* "password_file" as the file names it, or NULL; never read here. */
+	const char *password_file;
 };
 
 /* max_retries value meaning "no retries at all" (0 means the default). */
@@ -129,17 +129,14 @@ struct airflow_config {
  * connect_timeout_ms, request_timeout_ms, max_in_flight, max_retries (0: no
  * retries), retry_base_ms, retry_max_ms; any other key is an error, and so is
  * a plain "password" (secrets come from a file or the environment).
- * The strings in *out are borrowed from section (keep it alive), except the
- * password, which is read from password_file (trailing newline dropped) into
- * out->owned_password; without password_file, out->password is NULL and the
- * caller fills it (the server takes AUTOPILOT_AIRFLOW_PASSWORD).
+ * The strings in *out are borrowed from section (keep it alive); nothing is
+ * allocated. out->password is left NULL for the caller to fill: the server
+ * reads out->password_file unless AUTOPILOT_AIRFLOW_PASSWORD overrides it.
  * Returns 0, or -1 with a new *cause naming the key ("airflow.max_in_flight:
  * must be a positive integer").
  */
 int airflow_config_from_json(const json_t *section, struct airflow_config *out,
     char **cause);
-/* Frees what airflow_config_from_json allocated; the borrowed fields are left alone. */
-void airflow_config_cleanup(struct airflow_config *cfg);
 
 /* HTTP request counts by outcome, for /metrics. */
 enum airflow_http_class {

@@ -2,15 +2,14 @@
  * airflow_config.c — the "airflow" section of the configuration file
  * (airflow_config_from_json() in airflow.h).
  *
- * No libevent, no libcurl; reads the password file, nothing else.
+ * No libevent, no libcurl, no file reads: the password file is the
+ * caller's to read (the environment may override it).
  */
 #include <stdlib.h>
 #include <string.h>
 
 #include "airflow.h"
 #include "util.h"
-
-#define AIRFLOW_PASSWORD_MAX 4096
 
 static int
 get_ms(const json_t *v, const char *key, long min, long max, long *out, char **cause)
@@ -37,33 +36,10 @@ get_str(const json_t *v, const char *key, const char **out, char **cause)
 	return 0;
 }
 
-static int
-read_password(const char *path, struct airflow_config *out, char **cause)
-{
-	char *err = NULL, *p;
-	size_t len = 0;
-
-	if ((p = ap_read_file(path, AIRFLOW_PASSWORD_MAX, &len, &err)) == NULL) {
-		*cause = ap_xprintf("airflow.password_file: %s", err);
-		free(err);
-		return -1;
-	}
-	while (len > 0 && (p[len - 1] == '\n' || p[len - 1] == '\r'))
-		p[--len] = '\0';
-	if (len == 0 || strlen(p) != len) {
-		free(p);
-		*cause = ap_xprintf("airflow.password_file: %s is empty or not text", path);
-		return -1;
-	}
-	out->owned_password = p;
-	out->password = p;
-	return 0;
-}
-
 int
 airflow_config_from_json(const json_t *section, struct airflow_config *out, char **cause)
 {
-	const char *key, *s, *pwfile = NULL;
+	const char *key, *s;
 	json_t *v;
 	long n;
 
@@ -104,7 +80,7 @@ airflow_config_from_json(const json_t *section, struct airflow_config *out, char
 			if (get_str(v, key, &out->username, cause) < 0)
 				goto fail;
 		} else if (strcmp(key, "password_file") == 0) {
-			if (get_str(v, key, &pwfile, cause) < 0)
+			if (get_str(v, key, &out->password_file, cause) < 0)
 				goto fail;
 		} else if (strcmp(key, "ca_file") == 0) {
 			if (get_str(v, key, &out->ca_file, cause) < 0)
@@ -148,23 +124,8 @@ airflow_config_from_json(const json_t *section, struct airflow_config *out, char
 		    " airflow.retry_base_ms");
 		goto fail;
 	}
-	if (pwfile != NULL && read_password(pwfile, out, cause) < 0)
-		goto fail;
 	return 0;
 fail:
-	airflow_config_cleanup(out);
 	memset(out, 0, sizeof *out);
 	return -1;
-}
-
-void
-airflow_config_cleanup(struct airflow_config *cfg)
-{
-	if (cfg->owned_password != NULL) {
-		memset(cfg->owned_password, 0, strlen(cfg->owned_password));
-		free(cfg->owned_password);
-		if (cfg->password == cfg->owned_password)
-			cfg->password = NULL;
-		cfg->owned_password = NULL;
-	}
 }

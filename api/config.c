@@ -90,7 +90,6 @@ config_cleanup(struct config *c)
 	free(c->airflow_url);
 	free(c->airflow_username);
 	wipe_free(c->airflow_password);
-	airflow_config_cleanup(&c->airflow);
 	json_decref(c->warnings);
 	memset(c, 0, sizeof *c);
 }
@@ -196,15 +195,26 @@ get_bool(const char *sec, const char *key, const json_t *v, bool *out, char **ca
 	return 0;
 }
 
+/* A variable's value, or NULL when it is unset or empty. */
+static const char *
+env(const char *name)
+{
+	const char *v = getenv(name);
+
+	return v != NULL && v[0] != '\0' ? v : NULL;
+}
+
 /*
- * Reads a secret from a file: the whole file minus trailing whitespace (a
- * final newline is usual). The secret itself never appears in a message.
+ * Reads a secret from a file: its first line, without the line end ("\n" or
+ * "\r\n"); what follows is not read as part of it. The secret itself never
+ * appears in a message.
  */
 static int
 read_secret_file(const char *what, const char *path, char **out, char **cause)
 {
-	char *err = NULL, *s;
+	char *err = NULL, *s, *nl;
 	size_t len;
+	bool empty;
 
 	s = ap_read_file(path, CONFIG_MAX_SECRET, &len, &err);
 	if (s == NULL) {
@@ -212,30 +222,46 @@ read_secret_file(const char *what, const char *path, char **out, char **cause)
 		free(err);
 		return -1;
 	}
-	while (len > 0 && (s[len - 1] == '\n' || s[len - 1] == '\r' ||
-	    s[len - 1] == ' ' || s[len - 1] == '\t'))
+	empty = len == 0;
+	if ((nl = memchr(s, '\n', len)) != NULL) {
+		/* Wipe the rest too: it is freed with the secret. */
+		memset(nl, '\0', len - (size_t)(nl - s));
+		len = (size_t)(nl - s);
+	}
+	if (len > 0 && s[len - 1] == '\r')
 		s[--len] = '\0';
 	if (len == 0 || strlen(s) != len) {
-		*cause = ap_xprintf("%s: %s: %s", what, path, len == 0 ?
-		    "the file is empty" : "the file contains a NUL byte");
-		wipe_free(s);
+		*cause = ap_xprintf("%s: %s: %s", what, path, empty ?
+		    "no secret: the file is empty" : len == 0 ?
+		    "no secret: its first line is empty" :
+		    "its first line contains a NUL byte");
+		memset(s, '\0', len);
+		free(s);
 		return -1;
 	}
 	set_secret(out, s);
 	return 0;
 }
 
+/*
+ * A *_file key: the path must be given, and the file is read only when the
+ * variable envname does not override it (a file that is not there, or not
+ * readable by this user, is no error then).
+ */
 static int
-get_secret_file(const char *sec, const char *key, const json_t *v, char **out,
-    char **cause)
+get_secret_file(const char *sec, const char *key, const json_t *v,
+    const char *envname, char **out, char **cause)
 {
 	char *what;
 	int rc;
 
-	if (!json_is_string(v) || json_string_length(v) == 0) {
+	if (!json_is_string(v) || json_string_length(v) == 0 ||
+	    strlen(json_string_value(v)) != json_string_length(v)) {
 		*cause = ap_xprintf("%s.%s: must be the path of a file", sec, key);
 		return -1;
 	}
+	if (env(envname) != NULL)
+		return 0;
 	what = ap_xprintf("%s.%s", sec, key);
 	rc = read_secret_file(what, json_string_value(v), out, cause);
 	free(what);
@@ -400,7 +426,8 @@ parse_webhook(struct config *c, const json_t *sec, char **cause)
 		int rc;
 
 		if (strcmp(key, "secret_file") == 0)
-			rc = get_secret_file("webhook", key, v, &c->webhook_secret, cause);
+			rc = get_secret_file("webhook", key, v,
+			    "AUTOPILOT_WEBHOOK_SECRET", &c->webhook_secret, cause);
 		else if (strcmp(key, "allow_unsigned") == 0)
 			rc = get_bool("webhook", key, v, &c->allow_unsigned, cause);
 		else if (strcmp(key, "secret") == 0)
@@ -426,7 +453,8 @@ parse_admin(struct config *c, const json_t *sec, char **cause)
 		int rc;
 
 		if (strcmp(key, "token_file") == 0)
-			rc = get_secret_file("admin", key, v, &c->admin_token, cause);
+			rc = get_secret_file("admin", key, v, "AUTOPILOT_ADMIN_TOKEN",
+			    &c->admin_token, cause);
 		else if (strcmp(key, "token") == 0)
 			rc = refuse_plain_secret("admin", key, "token_file",
 			    "AUTOPILOT_ADMIN_TOKEN", cause);
@@ -495,7 +523,8 @@ parse_openmetadata(struct config *c, const json_t *sec, char **cause)
 				rc = check_om_url("openmetadata.url", c->om_url, cause);
 		}
 		else if (strcmp(key, "token_file") == 0)
-			rc = get_secret_file("openmetadata", key, v, &c->om_token, cause);
+			rc = get_secret_file("openmetadata", key, v,
+			    "AUTOPILOT_OPENMETADATA_TOKEN", &c->om_token, cause);
 		else if (strcmp(key, "token") == 0)
 			rc = refuse_plain_secret("openmetadata", key, "token_file",
 			    "AUTOPILOT_OPENMETADATA_TOKEN", cause);
@@ -526,8 +555,8 @@ parse_airflow_own(struct config *c, const json_t *sec, char **cause)
 	    get_str("airflow", "username", v, &c->airflow_username, cause) < 0)
 		return -1;
 	if ((v = json_object_get(sec, "password_file")) != NULL &&
-	    get_secret_file("airflow", "password_file", v, &c->airflow_password,
-	    cause) < 0)
+	    get_secret_file("airflow", "password_file", v,
+	    "AUTOPILOT_AIRFLOW_PASSWORD", &c->airflow_password, cause) < 0)
 		return -1;
 	if (json_object_get(sec, "password") != NULL)
 		return refuse_plain_secret("airflow", "password", "password_file",
@@ -601,14 +630,6 @@ parse_file(struct config *c, char **cause)
 		return -1;
 	plan_free(plan);
 	return 0;
-}
-
-static const char *
-env(const char *name)
-{
-	const char *v = getenv(name);
-
-	return v != NULL && v[0] != '\0' ? v : NULL;
 }
 
 static int

@@ -40,7 +40,6 @@ ap_runtime_open(struct ap_runtime *rt, const struct config *cfg, char **cause)
 	ac.username = cfg->airflow_username;
 	ac.password = cfg->airflow_password;
 	rt->airflow = airflow_client_create(rt->base, &ac, &why);
-	airflow_config_cleanup(&ac);
 	if (rt->airflow == NULL)
 		goto config_error;
 

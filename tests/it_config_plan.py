@@ -111,6 +111,39 @@ check(rc == 2 and "AUTOPILOT_OPENMETADATA_URL: must be an http:// or https:// UR
       and "'nope'" in err and out == "",
       "AUTOPILOT_OPENMETADATA_URL=nope: exit %d %r" % (rc, err))
 
+# Each secret variable overrides its *_file key: the file is not read, so
+# one that is not there is no error; without the variable it is.
+SECRET_FILES = [
+    ("AUTOPILOT_WEBHOOK_SECRET", {"webhook": {"secret_file": "/nonexistent/w"}},
+     "webhook.secret_file: /nonexistent/w"),
+    ("AUTOPILOT_ADMIN_TOKEN", {"admin": {"token_file": "/nonexistent/a"}},
+     "admin.token_file: /nonexistent/a"),
+    ("AUTOPILOT_AIRFLOW_PASSWORD", {"airflow": {"password_file": "/nonexistent/p"}},
+     "airflow.password_file: /nonexistent/p"),
+    ("AUTOPILOT_OPENMETADATA_TOKEN", {"openmetadata": {"token_file": "/nonexistent/o"}},
+     "openmetadata.token_file: /nonexistent/o"),
+]
+for var, conf, want in SECRET_FILES:
+    rc, out, err = config_check(conf, {var: "abc"})
+    check(rc == 0 and "abc" not in out + err, "%s over a missing file: %d %r" % (var, rc, err))
+    rc, out, err = config_check(conf)
+    check(rc == 2 and want in err, "%s unset, the file missing: %d %r" % (var, rc, err))
+
+# A *_file secret is the file's first line; an empty one names the file.
+with tempfile.TemporaryDirectory() as d:
+    two = os.path.join(d, "two")
+    with open(two, "w") as f:
+        f.write("first\r\nsecond\n")
+    blank = os.path.join(d, "blank")
+    with open(blank, "w") as f:
+        f.write("\nsecond\n")
+    rc, out, err = config_check({"webhook": {"secret_file": two}})
+    check(rc == 0 and json.loads(out)["webhook"]["secret"] == "set" and "first" not in out,
+          "a two-line secret file: %d %r" % (rc, err))
+    rc, out, err = config_check({"airflow": {"password_file": blank}})
+    check(rc == 2 and "airflow.password_file: %s: no secret: its first line is empty" % blank
+          in err and out == "", "a secret file with an empty first line: %d %r" % (rc, err))
+
 # A byConnector name with no built-in defaults: a warning suggesting the
 # built-in name, exit still 0.
 rc, out, err = config_check({"filters": {"defaults": {"byConnector": {

@@ -436,10 +436,116 @@ test_secret_files_and_env(void **state)
 	free(text);
 	expect_error("{\"webhook\": {\"secret_file\": \"/nonexistent/x\"}}",
 	    "webhook.secret_file: /nonexistent/x");
+	expect_error("{\"webhook\": {\"secret_file\": \"\"}}",
+	    "webhook.secret_file: must be the path of a file");
 	unlink(sec);
 	unlink(empty);
 	free(sec);
 	free(empty);
+}
+
+/* A variable overrides its *_file key: the file is not read at all, so one
+ * that is not there (mounted only where the variable is not used) is no
+ * error. The key must still be a path. */
+static void
+test_secret_env_skips_file(void **state)
+{
+	static const char *const vars[] = { "AUTOPILOT_WEBHOOK_SECRET",
+		"AUTOPILOT_ADMIN_TOKEN", "AUTOPILOT_AIRFLOW_PASSWORD",
+		"AUTOPILOT_OPENMETADATA_TOKEN" };
+	static const char *const keys[] = { "webhook.secret_file",
+		"admin.token_file", "airflow.password_file", "openmetadata.token_file" };
+	const char *text = "{\"webhook\": {\"secret_file\": \"/nonexistent/w\"},"
+	    " \"admin\": {\"token_file\": \"/nonexistent/a\"},"
+	    " \"airflow\": {\"password_file\": \"/nonexistent/p\"},"
+	    " \"openmetadata\": {\"token_file\": \"/nonexistent/o\"}}";
+	struct config c;
+	char *cause = NULL;
+	size_t i;
+
+	for (i = 0; i < AP_ARRAY_LEN(vars); i++)
+		setenv(vars[i], "fromenv", 1);
+	if (load_text(&c, text, NULL, &cause) < 0)
+		fail_msg("%s", cause);
+	assert_string_equal(c.webhook_secret, "fromenv");
+	assert_string_equal(c.admin_token, "fromenv");
+	assert_string_equal(c.airflow_password, "fromenv");
+	assert_string_equal(c.airflow.password, "fromenv");
+	assert_string_equal(c.om_token, "fromenv");
+	config_cleanup(&c);
+
+	/* Each variable covers its own key only. */
+	for (i = 0; i < AP_ARRAY_LEN(vars); i++) {
+		unsetenv(vars[i]);
+		expect_error(text, keys[i]);
+		setenv(vars[i], "fromenv", 1);
+	}
+	setup(NULL);
+	setenv("AUTOPILOT_WEBHOOK_SECRET", "fromenv", 1);
+	expect_error("{\"webhook\": {\"secret_file\": 1}}",
+	    "webhook.secret_file: must be the path of a file");
+	setup(NULL);
+}
+
+/* Every *_file secret is the file's first line without its line end; an
+ * empty one is refused naming the key and the file. */
+static void
+test_secret_first_line(void **state)
+{
+	static const struct {
+		const char *text, *secret;
+	} ok[] = {
+		{ "hunter2", "hunter2" },
+		{ "hunter2\n", "hunter2" },
+		{ "hunter2\r\n", "hunter2" },
+		{ "hunter2\nsecond line\n", "hunter2" },
+		{ "hunter2\r\nsecond\r\n", "hunter2" },
+		{ " pass word \n", " pass word " },
+	};
+	static const struct {
+		const char *text, *why;
+	} bad[] = {
+		{ "", "no secret: the file is empty" },
+		{ "\n", "no secret: its first line is empty" },
+		{ "\r\n", "no secret: its first line is empty" },
+		{ "\nhunter2\n", "no secret: its first line is empty" },
+	};
+	struct config c;
+	char *path, *text, *cause = NULL, *want;
+	size_t i;
+
+	for (i = 0; i < AP_ARRAY_LEN(ok); i++) {
+		path = write_tmp("line", ok[i].text);
+		text = ap_xprintf("{\"webhook\": {\"secret_file\": \"%s\"}, \"admin\":"
+		    " {\"token_file\": \"%s\"}, \"airflow\": {\"password_file\": \"%s\"},"
+		    " \"openmetadata\": {\"token_file\": \"%s\"}}", path, path, path, path);
+		if (load_text(&c, text, NULL, &cause) < 0)
+			fail_msg("%s", cause);
+		assert_string_equal(c.webhook_secret, ok[i].secret);
+		assert_string_equal(c.admin_token, ok[i].secret);
+		assert_string_equal(c.airflow_password, ok[i].secret);
+		assert_string_equal(c.airflow.password, ok[i].secret);
+		assert_string_equal(c.om_token, ok[i].secret);
+		config_cleanup(&c);
+		free(text);
+		unlink(path);
+		free(path);
+	}
+	for (i = 0; i < AP_ARRAY_LEN(bad); i++) {
+		path = write_tmp("line", bad[i].text);
+		text = ap_xprintf("{\"airflow\": {\"password_file\": \"%s\"}}", path);
+		want = ap_xprintf("airflow.password_file: %s: %s", path, bad[i].why);
+		expect_error(text, want);
+		free(want);
+		free(text);
+		text = ap_xprintf("{\"admin\": {\"token_file\": \"%s\"}}", path);
+		want = ap_xprintf("admin.token_file: %s: %s", path, bad[i].why);
+		expect_error(text, want);
+		free(want);
+		free(text);
+		unlink(path);
+		free(path);
+	}
 }
 
 static void
@@ -511,6 +617,8 @@ main(void)
 		cmocka_unit_test_setup(test_read_file, setup),
 		cmocka_unit_test_setup(test_secrets_not_from_file_values, setup),
 		cmocka_unit_test_setup(test_secret_files_and_env, setup),
+		cmocka_unit_test_setup(test_secret_env_skips_file, setup),
+		cmocka_unit_test_setup(test_secret_first_line, setup),
 		cmocka_unit_test_setup(test_hostport, setup),
 	};
 	int rc;
