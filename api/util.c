@@ -5,11 +5,14 @@
 #include "util.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <event2/event.h>
 #include <jansson.h>
@@ -312,6 +315,43 @@ ap_endswith(const char *s, const char *suffix)
 	return sl >= xl && memcmp(s + sl - xl, suffix, xl) == 0;
 }
 
+/*
+ * Opens path for reading if it is a regular file. O_NONBLOCK so that a FIFO
+ * with no writer (or a device) is refused rather than waited on for ever;
+ * a regular file reads the same either way, and the flag is cleared anyway.
+ */
+static FILE *
+open_regular(const char *path, char **cause)
+{
+	struct stat st;
+	FILE *f;
+	int fd, flags;
+
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)) < 0) {
+		*cause = ap_xprintf("%s: %s", path, strerror(errno));
+		return NULL;
+	}
+	if (fstat(fd, &st) < 0) {
+		*cause = ap_xprintf("%s: %s", path, strerror(errno));
+		close(fd);
+		return NULL;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		*cause = ap_xprintf("%s: %s", path, S_ISDIR(st.st_mode) ?
+		    "is a directory" : "not a regular file");
+		close(fd);
+		return NULL;
+	}
+	if ((flags = fcntl(fd, F_GETFL)) < 0 ||
+	    fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) < 0 ||
+	    (f = fdopen(fd, "rb")) == NULL) {
+		*cause = ap_xprintf("%s: %s", path, strerror(errno));
+		close(fd);
+		return NULL;
+	}
+	return f;
+}
+
 char *
 ap_read_file(const char *path, size_t max, size_t *lenp, char **cause)
 {
@@ -322,12 +362,11 @@ ap_read_file(const char *path, size_t max, size_t *lenp, char **cause)
 	char *out = NULL;
 
 	ap_buf_init(&b);
+	/* "-" is standard input, whatever it is (a pipe, usually). */
 	if (strcmp(path, "-") == 0)
 		f = stdin;
-	else if ((f = fopen(path, "rb")) == NULL) {
-		*cause = ap_xprintf("%s: %s", path, strerror(errno));
+	else if ((f = open_regular(path, cause)) == NULL)
 		goto out;
-	}
 	while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) {
 		if (b.len + n > max) {
 			*cause = ap_xprintf("%s: larger than %zu bytes", path, max);

@@ -83,7 +83,9 @@ bool ap_startswith(const char *s, const char *prefix);
 bool ap_endswith(const char *s, const char *suffix);
 
 /* Reads a whole file into a new NUL-terminated buffer of at most max bytes.
- * Returns NULL and sets *cause (new string) on failure. */
+ * path must be a regular file ("PATH: not a regular file", "PATH: is a
+ * directory": a FIFO is refused, never waited on), or "-" for standard input.
+ * Returns NULL and sets *cause (new string, naming path) on failure. */
 char *ap_read_file(const char *path, size_t max, size_t *lenp, char **cause);
 
 /* Constant-time comparison of two byte strings; false when lengths differ. */

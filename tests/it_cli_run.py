@@ -470,6 +470,16 @@ def main():
                   % lim in err, "status --limit %r: %d %r" % (lim, rc, err))
         rc, out, err = cli(["status", "--state", os.path.join(tmp, "none.db"), "--limit", "100000"])
         check(rc == 0, "status --limit 100000: %d %r" % (rc, err))
+        # A --service-json that is a FIFO is refused, not waited on.
+        fifo = os.path.join(tmp, "entity.fifo")
+        os.mkfifo(fifo)
+        try:
+            rc, out, err = cli(["run", "-c", conf, "sales_postgres", "--service-json", fifo],
+                               timeout=20)
+            check(rc == 2 and "--service-json: %s: not a regular file" % fifo in err,
+                  "--service-json a FIFO: %d %r" % (rc, err))
+        except subprocess.TimeoutExpired:
+            check(False, "--service-json a FIFO: waited on it")
         # An empty --state is refused as an empty state.path is.
         for args in (["status", "--state", ""], ["run", "-c", conf, "--state", "", "sales_postgres"]):
             rc, out, err = cli(args)

@@ -144,6 +144,34 @@ with tempfile.TemporaryDirectory() as d:
     check(rc == 2 and "airflow.password_file: %s: no secret: its first line is empty" % blank
           in err and out == "", "a secret file with an empty first line: %d %r" % (rc, err))
 
+# A FIFO (or any file that is not a regular one) named as the configuration
+# or as a secret file is refused at once, naming it, not waited on.
+with tempfile.TemporaryDirectory() as d:
+    fifo = os.path.join(d, "fifo")
+    os.mkfifo(fifo)
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("AUTOPILOT_")}
+    for args, env in ((["config", "check", "-c", fifo], clean),
+                      (["config", "check"], dict(clean, AUTOPILOT_CONFIG=fifo)),
+                      (["config", "check", "-c", "/dev/null"], clean)):
+        try:
+            p = subprocess.run([BIN] + args, capture_output=True, text=True, timeout=10,
+                               env=env)
+            what = args[-1] if args[-1] != "check" else fifo
+            check(p.returncode == 2 and "%s: not a regular file" % what in p.stderr,
+                  "%s: exit %d %r" % (args, p.returncode, p.stderr))
+        except subprocess.TimeoutExpired:
+            check(False, "%s: waited on the FIFO" % args)
+    for conf, key in (({"webhook": {"secret_file": fifo}}, "webhook.secret_file"),
+                      ({"admin": {"token_file": fifo}}, "admin.token_file"),
+                      ({"airflow": {"password_file": fifo}}, "airflow.password_file"),
+                      ({"openmetadata": {"token_file": fifo}}, "openmetadata.token_file")):
+        try:
+            rc, out, err = config_check(conf)
+            check(rc == 2 and "%s: %s: not a regular file" % (key, fifo) in err,
+                  "%s a FIFO: %d %r" % (key, rc, err))
+        except subprocess.TimeoutExpired:
+            check(False, "%s: waited on the FIFO" % key)
+
 # A byConnector name with no built-in defaults: a warning suggesting the
 # built-in name, exit still 0.
 rc, out, err = config_check({"filters": {"defaults": {"byConnector": {

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -73,6 +74,66 @@ test_read_file_limits(void **state)
 	assert_null(data);
 	assert_non_null(strstr(cause, "larger than 1 bytes"));
 	free(cause);
+}
+
+static void
+expect_read_error(const char *path, const char *want)
+{
+	char *cause = NULL, *data;
+	size_t len;
+
+	data = ap_read_file(path, 1024, &len, &cause);
+	assert_null(data);
+	assert_non_null(cause);
+	if (strcmp(cause, want) != 0)
+		fail_msg("cause '%s', want '%s'", cause, want);
+	free(cause);
+}
+
+/* Only a regular file is read: a FIFO with no writer is refused at once
+ * rather than waited on (alarm() fails the test if it blocks); "-" is still
+ * standard input, a pipe included. */
+static void
+test_read_file_regular_only(void **state)
+{
+	char dir[] = "/tmp/test_util.XXXXXX", *fifo, *want, *cause = NULL, *data;
+	int p[2], saved;
+	size_t len;
+
+	assert_non_null(mkdtemp(dir));
+	fifo = ap_xprintf("%s/fifo", dir);
+	assert_int_equal(mkfifo(fifo, 0600), 0);
+	alarm(10);
+	want = ap_xprintf("%s: not a regular file", fifo);
+	expect_read_error(fifo, want);
+	free(want);
+	expect_read_error("/dev/null", "/dev/null: not a regular file");
+	want = ap_xprintf("%s: is a directory", dir);
+	expect_read_error(dir, want);
+	free(want);
+	alarm(0);
+
+	assert_int_equal(pipe(p), 0);
+	assert_int_equal(write(p[1], "from a pipe\n", 12), 12);
+	close(p[1]);
+	fflush(stdin);
+	saved = dup(STDIN_FILENO);
+	assert_true(saved >= 0);
+	assert_int_equal(dup2(p[0], STDIN_FILENO), STDIN_FILENO);
+	close(p[0]);
+	data = ap_read_file("-", 1024, &len, &cause);
+	assert_int_equal(dup2(saved, STDIN_FILENO), STDIN_FILENO);
+	close(saved);
+	clearerr(stdin);
+	if (data == NULL)
+		fail_msg("%s", cause);
+	assert_int_equal(len, 12);
+	assert_string_equal(data, "from a pipe\n");
+	free(data);
+
+	unlink(fifo);
+	rmdir(dir);
+	free(fifo);
 }
 
 /* Digits only, within the range: no sign, no white space, no wrap-around. */
@@ -173,6 +234,7 @@ main(void)
 		cmocka_unit_test(test_consttime_eq),
 		cmocka_unit_test(test_format_time),
 		cmocka_unit_test(test_read_file_limits),
+		cmocka_unit_test(test_read_file_regular_only),
 		cmocka_unit_test(test_parse_uint),
 		cmocka_unit_test(test_term_text),
 		cmocka_unit_test(test_log_one_line),
