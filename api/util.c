@@ -408,9 +408,39 @@ ap_http_url_ok(const char *url)
 	const char *host = url == NULL ? NULL : ap_startswith(url, "http://") ?
 	    url + strlen("http://") : ap_startswith(url, "https://") ?
 	    url + strlen("https://") : NULL;
+	const char *end, *at, *port;
+	unsigned long n;
+	char *digits;
+	bool ok;
 
-	return host != NULL && host[0] != '\0' && host[0] != '/' &&
-	    strpbrk(url, " \t\r\n?#") == NULL;
+	if (host == NULL || strpbrk(url, " \t\r\n?#") != NULL)
+		return false;
+	/* The authority: [user@]host[:port], up to the path. */
+	end = host + strcspn(host, "/");
+	if ((at = memchr(host, '@', (size_t)(end - host))) != NULL)
+		host = at + 1;
+	if (host[0] == '[') {
+		if ((port = memchr(host, ']', (size_t)(end - host))) == NULL ||
+		    port == host + 1)
+			return false;
+		port++;
+		if (port != end && *port != ':')
+			return false;
+	} else {
+		port = memchr(host, ':', (size_t)(end - host));
+		if (port == NULL)
+			port = end;
+		if (port == host)
+			return false;	/* "http://:80", "http://" */
+	}
+	if (port == end)
+		return true;
+	/* A colon says a port follows: digits, 1 to 65535 ("http://h:" is not
+	 * one). */
+	digits = ap_xstrndup(port + 1, (size_t)(end - port - 1));
+	ok = ap_parse_uint(digits, 1, 65535, &n) == 0;
+	free(digits);
+	return ok;
 }
 
 bool

@@ -89,9 +89,9 @@ bool ap_endswith(const char *s, const char *suffix);
 char *ap_read_file(const char *path, size_t max, size_t *lenp, char **cause);
 
 /* Constant-time comparison of two byte strings; false when lengths differ. */
-/* Whether url is an http:// or https:// URL with a host and no query,
- * fragment or white space: what Airflow's and OpenMetadata's base URLs
- * must be. */
+/* Whether url is an http:// or https:// URL with a host, a port (if a
+ * colon announces one) from 1 to 65535 in digits, and no query, fragment or
+ * white space: what Airflow's and OpenMetadata's base URLs must be. */
 bool ap_http_url_ok(const char *url);
 /* Whether s[0..n) is valid UTF-8 (as jansson takes strings). */
 bool ap_utf8_valid(const char *s, size_t n);

@@ -106,6 +106,15 @@ for conf, want in AIRFLOW_BAD:
 rc, out, err = config_check({}, {"AUTOPILOT_AIRFLOW_URL": "notaurl"})
 check(rc == 2 and "AUTOPILOT_AIRFLOW_URL: airflow.url" in err and "notaurl" in err,
       "AUTOPILOT_AIRFLOW_URL=notaurl: exit %d %r" % (rc, err))
+# No host, or a colon with no port after it.
+for url in ("http://:80", "http://127.0.0.1:", "https://[::1]:/"):
+    rc, out, err = config_check({}, {"AUTOPILOT_AIRFLOW_URL": url})
+    check(rc == 2 and "AUTOPILOT_AIRFLOW_URL: airflow.url: must be an http:// or https:// URL"
+          in err and "(got '%s')" % url in err and out == "",
+          "AUTOPILOT_AIRFLOW_URL=%s: exit %d %r" % (url, rc, err))
+    rc, out, err = config_check({"openmetadata": {"url": url}})
+    check(rc == 2 and "FILE: openmetadata.url: must be an http:// or https:// URL" in err
+          and "(got '%s')" % url in err, "openmetadata.url %s: exit %d %r" % (url, rc, err))
 rc, out, err = config_check({}, {"AUTOPILOT_OPENMETADATA_URL": "nope"})
 check(rc == 2 and "AUTOPILOT_OPENMETADATA_URL: must be an http:// or https:// URL" in err
       and "'nope'" in err and out == "",

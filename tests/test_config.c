@@ -298,6 +298,10 @@ test_om_url_checked(void **state)
 	expect_error("{\"openmetadata\": {\"url\": \"ftp://om:8585\"}}",
 	    "(got 'ftp://om:8585')");
 	expect_error("{\"openmetadata\": {\"url\": \"http://\"}}", "openmetadata.url");
+	expect_error("{\"openmetadata\": {\"url\": \"http://:8585\"}}",
+	    "(got 'http://:8585')");
+	expect_error("{\"openmetadata\": {\"url\": \"http://om:\"}}",
+	    "(got 'http://om:')");
 	expect_error("{\"openmetadata\": {\"url\": \"http://om:8585?x=1\"}}",
 	    "openmetadata.url");
 	assert_int_equal(load_text(&c, "{\"openmetadata\": {\"url\":"

@@ -167,6 +167,32 @@ test_parse_uint(void **state)
 	}
 }
 
+/* A base URL: http(s), a host, a port in digits when a colon says one
+ * follows, no query or fragment. */
+static void
+test_http_url_ok(void **state)
+{
+	static const char *const good[] = { "http://127.0.0.1:8080",
+		"https://airflow.example.com/", "http://af", "http://af/base/path",
+		"http://[::1]:8080", "http://[::1]", "https://u:p@af:443/x",
+		"http://af:1", "http://af:65535/" };
+	static const char *const bad[] = { "http://:80", "http://127.0.0.1:",
+		"http://127.0.0.1:/", "https://:", "http://", "https://", "http:///x",
+		"http://[::1]:", "http://[]:80", "http://[::1]x", "http://u@:80",
+		"http://af:0", "http://af:65536", "http://af: 80", "http://af:+80",
+		"http://af:80x", "http://af:8:80", "ftp://af", "af:80", "http://af?x",
+		"http://af#f", "http://a f", "" };
+	size_t i;
+
+	assert_false(ap_http_url_ok(NULL));
+	for (i = 0; i < AP_ARRAY_LEN(good); i++)
+		if (!ap_http_url_ok(good[i]))
+			fail_msg("'%s' refused", good[i]);
+	for (i = 0; i < AP_ARRAY_LEN(bad); i++)
+		if (ap_http_url_ok(bad[i]))
+			fail_msg("'%s' accepted", bad[i]);
+}
+
 /* Text from outside printed on a terminal: one line, no control characters,
  * valid UTF-8 kept. */
 static void
@@ -236,6 +262,7 @@ main(void)
 		cmocka_unit_test(test_read_file_limits),
 		cmocka_unit_test(test_read_file_regular_only),
 		cmocka_unit_test(test_parse_uint),
+		cmocka_unit_test(test_http_url_ok),
 		cmocka_unit_test(test_term_text),
 		cmocka_unit_test(test_log_one_line),
 	};
