@@ -79,6 +79,7 @@ struct reply_job {
 	struct airflow_error_text err;	/* a non-2xx answer's error */
 	struct airflow_run run;		/* a 2xx answer of a run step */
 	bool run_ok;
+	bool bloated;			/* too many JSON values to read */
 };
 
 /*
@@ -130,6 +131,7 @@ struct airflow_req {
 	struct airflow_dag dag;
 	struct airflow_run run;
 	bool run_ok;				/* run was read from reply */
+	bool bloated;				/* reply left unread: reply_bloated() */
 	struct airflow_error_text err;
 	json_t *reply;
 	json_t *dag_reply;			/* DAG answer kept across importErrors */
@@ -741,6 +743,19 @@ req_answered(struct airflow_req *q, long status)
 			q->run.dag_id = q->dag_id;
 		if (q->run.dag_run_id == NULL)
 			q->run.dag_run_id = q->run_id;
+		/* An answer about another run (a proxy's cache, a confused
+		 * gateway) says nothing about ours. */
+		if (strcmp(q->run.dag_id, q->dag_id) != 0 || (q->run_id != NULL &&
+		    strcmp(q->run.dag_run_id, q->run_id) != 0)) {
+			detail = ap_xprintf("the answer is about DAG run '%s' of DAG"
+			    " '%s', not run '%s' of DAG '%s'", q->run.dag_run_id,
+			    q->run.dag_id, q->run_id != NULL ? q->run_id : "(new)",
+			    q->dag_id);
+			req_error(q, "Bad reply", detail);
+			free(detail);
+			req_finish(q, AIRFLOW_BAD_REPLY, status);
+			return;
+		}
 		q->run.adopted = q->adopted;
 		q->res.run = &q->run;
 		req_finish(q, AIRFLOW_OK, status);
@@ -774,7 +789,9 @@ req_answered(struct airflow_req *q, long status)
 		req_finish(q, AIRFLOW_OK, status);
 		return;
 	}
-	req_error(q, "Bad reply", q->reply == NULL ? "the answer is not JSON" :
+	req_error(q, "Bad reply", q->bloated ? "the answer holds more than"
+	    " 65536 JSON objects and arrays (not read)" : q->reply == NULL ?
+	    "the answer is not JSON" :
 	    "the answer does not have the fields the API promises");
 	req_finish(q, AIRFLOW_BAD_REPLY, status);
 }
@@ -809,12 +826,33 @@ step_is_run(enum airflow_step s)
 }
 
 /* Reads an answer's body; on the worker, the job is all it touches. */
+/*
+ * Whether body opens more than REPLY_MAX_NODES JSON objects and arrays
+ * (counting brackets in strings too: only ever more). Each costs jansson a
+ * hundred bytes and more: 8 MiB of "[{},{},…]" is 600 MB of tree. Airflow's
+ * answers hold tens of them.
+ */
+#define REPLY_MAX_NODES 65536
+static bool
+reply_bloated(const char *body, size_t len)
+{
+	size_t i, n = 0;
+
+	for (i = 0; i < len; i++)
+		if ((body[i] == '{' || body[i] == '[') && ++n > REPLY_MAX_NODES)
+			return true;
+	return false;
+}
+
 static void
 reply_work(struct workq_job *wj)
 {
 	struct reply_job *j = (struct reply_job *)wj;
 	long st = j->status;
 
+	/* Not read at all: said as such (a non-2xx by its status alone). */
+	if ((j->bloated = reply_bloated(j->body, j->body_len)))
+		j->body_len = 0;
 	if (j->body_len > 0)
 		j->reply = json_loadb(j->body, j->body_len, 0, NULL);
 	if (st > 0 && (st < 200 || st >= 300))
@@ -844,6 +882,7 @@ reply_use(struct airflow_req *q, struct reply_job *j)
 	j->reply = NULL;
 	q->run = j->run;
 	q->run_ok = j->run_ok;
+	q->bloated = j->bloated;
 	if (j->err.title != NULL) {
 		/* A non-2xx answer's error (a network error's is set already). */
 		q->err = j->err;

@@ -1700,8 +1700,15 @@ sched_agent_cb(const struct airflow_result *res, void *arg)
 			break;
 		}
 		if (res->status != AIRFLOW_OK || res->run == NULL) {
-			text = airflow_result_text("reading the Airflow run failed", res);
-			sched_agent_attempt_failed(a, SCHED_AGENT_FAILED, text, true);
+			/* The run goes on in Airflow whatever one answer said:
+			 * look again (the deadline bounds it, then the last look
+			 * marks it failed) rather than leave it running and
+			 * start another attempt beside it. */
+			text = airflow_result_text("reading the Airflow run failed"
+			    " (looking again)", res);
+			if (sched_agent_note(a, text) == 0)
+				sched_agent_after(a, ACT_GET_RUN, agent_poll_delay(a,
+				    agent_deadline(a)));
 			break;
 		}
 		sched_agent_track(a, res->run, false);

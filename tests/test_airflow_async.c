@@ -36,7 +36,6 @@ struct fake {
 	struct event_base *base;
 	struct evhttp *http;
 	int port;
-	char *big;			/* a DAG run with a large conf */
 	char *down;			/* a large 503 error */
 	unsigned flaky;			/* 503s answered to dagRuns/flaky */
 	unsigned tokens;		/* POST /auth/token */
@@ -68,6 +67,8 @@ answer_run(struct evhttp_request *req, const char *run_id)
 	free(body);
 }
 
+static char *padded(const char *, const char *);
+
 static void
 fake_route(struct evhttp_request *req, void *arg)
 {
@@ -92,10 +93,34 @@ fake_route(struct evhttp_request *req, void *arg)
 	else if (strcmp(path, RUNS_V1) == 0 && cmd == EVHTTP_REQ_POST)
 		answer(req, 409, "{\"title\": \"Conflict\", \"detail\": \"exists\","
 		    " \"status\": 409}");
-	else if (run != NULL && ap_startswith(run, "big"))
-		answer(req, 200, f->big);
+	else if (run != NULL && ap_startswith(run, "big")) {
+		/* The run asked about: an answer about another is refused. */
+		char *head = ap_xprintf("{\"dag_id\": \"d\", \"dag_run_id\": \"%s\","
+		    " \"state\": \"running\", \"conf\": {\"pad\": ", run);
+		char *body = padded(head, "}}");
+
+		answer(req, 200, body);
+		free(body);
+		free(head);
+	}
 	else if (run != NULL && strcmp(run, "notjson") == 0)
 		answer(req, 200, "<html>not JSON</html>");
+	else if (run != NULL && strcmp(run, "bomb") == 0) {
+		/* Small on the wire, huge as a tree: not read. */
+		struct ap_buf b;
+		unsigned i;
+
+		ap_buf_init(&b);
+		ap_buf_addc(&b, '[');
+		for (i = 0; i < 70000; i++)
+			ap_buf_adds(&b, i > 0 ? ",{}" : "{}");
+		ap_buf_addc(&b, ']');
+		answer(req, 200, b.data);
+		ap_buf_cleanup(&b);
+	}
+	else if (run != NULL && strcmp(run, "other") == 0)
+		answer(req, 200, "{\"dag_id\": \"d\", \"dag_run_id\": \"elses\","
+		    " \"state\": \"success\"}");
 	else if (run != NULL && strcmp(run, "notrun") == 0)
 		answer(req, 200, "{\"x\": 1}");
 	else if (run != NULL && strcmp(run, "gone") == 0)
@@ -155,8 +180,6 @@ fake_start(struct fake *f)
 	f->port = ntohs(sin.sin_port);
 	evhttp_set_gencb(f->http, fake_route, f);
 
-	f->big = padded("{\"dag_id\": \"d\", \"dag_run_id\": \"big\", \"state\":"
-	    " \"running\", \"conf\": {\"pad\": ", "}}");
 	f->down = padded("{\"title\": \"Service Unavailable\", \"status\": 503,"
 	    " \"detail\": \"down\", \"extra\": ", "}");
 }
@@ -166,7 +189,6 @@ fake_stop(struct fake *f)
 {
 	evhttp_free(f->http);
 	event_base_free(f->base);
-	free(f->big);
 	free(f->down);
 	free(f->deployed);
 }
@@ -309,7 +331,8 @@ test_answers_classified(void **state)
 	const struct airflow_ops *ops = airflow_client_ops();
 	struct fake f;
 	struct airflow_client *c;
-	struct call ok[20], big, notjson, notrun, gone, bad, flaky, trig, dep;
+	struct call ok[20], big, notjson, notrun, other, bomb, gone, bad, flaky, trig,
+	    dep;
 	json_t *pipeline = json_pack("{s:s}", "name", "d");
 	char name[20][16];
 	unsigned i;
@@ -321,6 +344,8 @@ test_answers_classified(void **state)
 	memset(&big, 0, sizeof big);
 	memset(&notjson, 0, sizeof notjson);
 	memset(&notrun, 0, sizeof notrun);
+	memset(&other, 0, sizeof other);
+	memset(&bomb, 0, sizeof bomb);
 	memset(&gone, 0, sizeof gone);
 	memset(&bad, 0, sizeof bad);
 	memset(&flaky, 0, sizeof flaky);
@@ -335,13 +360,15 @@ test_answers_classified(void **state)
 	get_run(c, "big-0", &big);
 	get_run(c, "notjson", &notjson);
 	get_run(c, "notrun", &notrun);
+	get_run(c, "other", &other);
+	get_run(c, "bomb", &bomb);
 	get_run(c, "gone", &gone);
 	get_run(c, "bad", &bad);
 	get_run(c, "flaky", &flaky);
 	ops->trigger(c, "d", "r-409", NULL, call_cb, &trig);
 	ops->deploy(c, pipeline, call_cb, &dep);
 	json_decref(pipeline);
-	wait_calls(&f, 28);
+	wait_calls(&f, 30);
 
 	for (i = 0; i < 20; i++) {
 		assert_int_equal(ok[i].calls, 1);
@@ -353,7 +380,7 @@ test_answers_classified(void **state)
 		assert_false(ok[i].adopted);
 	}
 	assert_int_equal(big.status, AIRFLOW_OK);
-	assert_string_equal(big.run_id, "big");
+	assert_string_equal(big.run_id, "big-0");
 	assert_int_equal(big.state, AIRFLOW_RUN_RUNNING);
 
 	assert_int_equal(notjson.status, AIRFLOW_BAD_REPLY);
@@ -362,6 +389,12 @@ test_answers_classified(void **state)
 	assert_int_equal(notrun.status, AIRFLOW_BAD_REPLY);
 	assert_string_equal(notrun.detail,
 	    "the answer does not have the fields the API promises");
+	assert_int_equal(other.status, AIRFLOW_BAD_REPLY);
+	assert_string_equal(other.detail, "the answer is about DAG run 'elses' of"
+	    " DAG 'd', not run 'other' of DAG 'd'");
+	assert_int_equal(bomb.status, AIRFLOW_BAD_REPLY);
+	assert_string_equal(bomb.detail, "the answer holds more than 65536 JSON"
+	    " objects and arrays (not read)");
 
 	assert_int_equal(gone.status, AIRFLOW_NOT_FOUND);
 	assert_int_equal(gone.http_status, 404);
@@ -390,6 +423,8 @@ test_answers_classified(void **state)
 	call_cleanup(&big);
 	call_cleanup(&notjson);
 	call_cleanup(&notrun);
+	call_cleanup(&other);
+	call_cleanup(&bomb);
 	call_cleanup(&gone);
 	call_cleanup(&bad);
 	call_cleanup(&flaky);

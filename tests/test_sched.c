@@ -85,6 +85,7 @@ struct fake {
 	int fail_run_unavailable;	/* fail_run answers "unavailable" this many times */
 	int trigger_bad_reply;		/* triggers that create the run, answer unreadably */
 	int trigger_bad_reply_unsent;	/* ... that fail so before reaching Airflow */
+	int get_run_bad_reply;		/* get_run answers unreadably this many times */
 	struct fake_dag dags[256];
 	int ndags;
 	struct fake_run runs[512];
@@ -430,6 +431,12 @@ f_get_run(void *impl, const char *dag_id, const char *dag_run_id, airflow_cb cb,
 	fake_log(f, "get_run", dag_id, dag_run_id);
 	if (q->res.status != AIRFLOW_OK)
 		return (struct airflow_req *)q;
+	if (f->get_run_bad_reply > 0 && r != NULL && !r->gone) {
+		f->get_run_bad_reply--;
+		q->res.status = AIRFLOW_BAD_REPLY;
+		q->res.error.title = "Bad reply";
+		return (struct airflow_req *)q;
+	}
 	if (r == NULL || r->gone) {
 		q->res.status = AIRFLOW_NOT_FOUND;
 		q->res.error.http_status = 404;
@@ -1673,6 +1680,33 @@ test_trigger_bad_reply_adopts(void **state)
 	h_free(h);
 }
 
+/* An unreadable answer to a poll says nothing of the run, which goes on in
+ * Airflow: the scheduler looks again, and the run's success stands; no
+ * second attempt is started beside it. */
+static void
+test_get_run_bad_reply_polls_again(void **state)
+{
+	struct h *h = h_new();
+	char *id;
+	json_t *st;
+
+	(void)state;
+	h->fake.beh[0].running_polls = 2;
+	h->fake.get_run_bad_reply = 2;
+	h_start(h);
+	id = h_submit(h, "pg", "{\"retries\": 1}");
+	h_wait_finals(h, 1, 10000);
+	assert_string_equal(h->final_state[0], "succeeded");
+	st = h_status(h, id);
+	assert_int_equal(agent_attempts(st, "metadata"), 1);
+	assert_int_equal(log_count(h, "trigger", "pg__metadata"), 1);
+	assert_int_equal(log_count(h, "fail_run", "pg__metadata"), 0);
+	assert_int_equal(h->fake.get_run_bad_reply, 0);
+	json_decref(st);
+	free(id);
+	h_free(h);
+}
+
 /* The process was down while the Airflow run succeeded and the deadline
  * passed: on resume the run is looked at, and its success stands. */
 static void
@@ -2234,6 +2268,7 @@ main(void)
 		cmocka_unit_test(test_resume_after_deadline_keeps_success),
 		cmocka_unit_test(test_timeout_patch_retried_while_unavailable),
 		cmocka_unit_test(test_trigger_bad_reply_adopts),
+		cmocka_unit_test(test_get_run_bad_reply_polls_again),
 		cmocka_unit_test(test_trigger_never_sent_times_out),
 		cmocka_unit_test(test_lost_run),
 		cmocka_unit_test(test_unreachable_then_recovered),
