@@ -82,7 +82,7 @@ status_exec(int argc, char **argv)
 	struct store_options so = { 0 };
 	struct config cfg;
 	struct store *st = NULL;
-	const char *path = NULL, *fqn = NULL;
+	const char *path = NULL, *fqn = NULL, *empty = NULL;
 	char *cause = NULL, *text;
 	unsigned long limit = 100;
 	bool json = false;
@@ -129,26 +129,25 @@ status_exec(int argc, char **argv)
 		goto out;
 	}
 	/* No database yet is a fresh install, not a store failure: no runs. */
-	if (access(cfg.state_path, F_OK) != 0 && errno == ENOENT) {
+	if (access(cfg.state_path, F_OK) != 0 && errno == ENOENT)
+		empty = "no state database at";
+	else {
+		/* Only reads: the database is left exactly as it is, and a
+		 * copy the user may only read will do. */
+		so.read_only = true;
+		if ((st = store_open(cfg.state_path, &so, &cause)) == NULL) {
+			fprintf(stderr, "autopilot: status: state store: %s\n",
+			    cause);
+			rc = AP_EXIT_UNREACHABLE;
+			goto out;
+		}
+		if (store_schema_version(st) == 0)
+			empty = "empty state database at";
+	}
+	if (empty != NULL) {
 		if (json)
 			printf("[]\n");
-		fprintf(stderr, "autopilot: no runs: no state database at %s\n",
-		    cfg.state_path);
-		rc = AP_EXIT_OK;
-		goto out;
-	}
-	/* Only reads: the database is left exactly as it is, and a copy the
-	 * user may only read will do. */
-	so.read_only = true;
-	if ((st = store_open(cfg.state_path, &so, &cause)) == NULL) {
-		fprintf(stderr, "autopilot: status: state store: %s\n", cause);
-		rc = AP_EXIT_UNREACHABLE;
-		goto out;
-	}
-	if (store_schema_version(st) == 0) {
-		if (json)
-			printf("[]\n");
-		fprintf(stderr, "autopilot: no runs: %s is empty\n",
+		fprintf(stderr, "autopilot: no runs: %s %s\n", empty,
 		    cfg.state_path);
 		rc = AP_EXIT_OK;
 		goto out;

@@ -416,7 +416,7 @@ def main():
         empty = os.path.join(tmp, "empty.db")
         open(empty, "wb").close()
         rc, out, err = cli(["status", "--state", empty, "--json"])
-        check(rc == 0 and json.loads(out) == [] and "is empty" in err and os.path.getsize(empty) == 0
+        check(rc == 0 and json.loads(out) == [] and "no runs: empty state database at" in err and os.path.getsize(empty) == 0
               and not os.path.exists(empty + "-wal"), "status on an empty file: %d %r %r" % (rc, out, err))
         # Another program's database: refused, neither backed up nor extended.
         other = os.path.join(tmp, "other.db")
