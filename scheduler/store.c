@@ -22,7 +22,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/types.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <sqlite3.h>
@@ -591,23 +593,71 @@ fail:
 	return -1;
 }
 
+/* True if this user may write path and create files beside it (the
+ * write-ahead log and its index). */
+static bool
+store_writable(const char *path)
+{
+	char *dir = ap_xstrdup(path), *slash = strrchr(dir, '/');
+	bool ok;
+
+	if (slash == NULL)
+		strcpy(dir, ".");
+	else if (slash == dir)
+		slash[1] = '\0';
+	else
+		*slash = '\0';
+	ok = access(path, R_OK | W_OK) == 0 && access(dir, W_OK | X_OK) == 0;
+	free(dir);
+	return ok;
+}
+
+/* True if the last error on db passes by itself: a lock held, or the
+ * shared-memory index being rebuilt by a writer. */
+static bool
+store_transient(sqlite3 *db)
+{
+	int xrc = sqlite3_extended_errcode(db);
+
+	return (xrc & 0xff) == SQLITE_BUSY || (xrc & 0xff) == SQLITE_LOCKED ||
+	    xrc == SQLITE_READONLY_RECOVERY;
+}
+
+static void
+store_nap_ms(long ms)
+{
+	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+
+	while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
+		;
+}
+
 /*
  * A database in WAL mode is read through its shared-memory file, which a
  * reader creates if no writer has: in a directory this user may not write,
  * it cannot. With no writer there is nothing in flight, so the file is read
- * as it stands (SQLite's immutable=1). 0 if reopened and readable, else -1.
+ * as it stands (SQLite's immutable=1). immutable=1 ignores the write-ahead
+ * log, so a log with content (a writer is live, or one died before its last
+ * checkpoint) rules it out: the file alone would show an older state, or an
+ * empty one. 0 if reopened and readable, else -1.
  */
 static int
 store_reopen_immutable(struct store *s, unsigned target)
 {
 	struct ap_buf b;
+	struct stat sb;
 	const char *p;
-	char *err = NULL;
-	int rc;
+	char *err = NULL, *wal;
+	int rc, xrc = sqlite3_extended_errcode(s->db);
 
-	if (sqlite3_errcode(s->db) != SQLITE_READONLY &&
-	    (sqlite3_extended_errcode(s->db) & 0xff) != SQLITE_READONLY &&
-	    (sqlite3_extended_errcode(s->db) & 0xff) != SQLITE_CANTOPEN)
+	if (xrc != SQLITE_READONLY && xrc != SQLITE_READONLY_CANTINIT &&
+	    xrc != SQLITE_READONLY_CANTLOCK && xrc != SQLITE_READONLY_DIRECTORY &&
+	    (xrc & 0xff) != SQLITE_CANTOPEN)
+		return -1;
+	wal = ap_xprintf("%s-wal", s->path);
+	rc = stat(wal, &sb);
+	free(wal);
+	if (rc == 0 && sb.st_size > 0)
 		return -1;
 	ap_buf_init(&b);
 	ap_buf_adds(&b, "file:");
@@ -674,9 +724,16 @@ store_open(const char *path, const struct store_options *opts, char **cause)
 		memstatus_off = true;
 		(void)sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
 	}
-	if (sqlite3_open_v2(path, &s->db, (s->read_only ? SQLITE_OPEN_READONLY :
-	    SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE) | SQLITE_OPEN_NOMUTEX,
-	    NULL) != SQLITE_OK) {
+	/*
+	 * A reader that may write the file and its directory opens it as a
+	 * writer does, minus creation, and queries only: it then takes part in
+	 * WAL locking like any other connection, whatever a live writer does.
+	 * Only a reader without that right opens read-only (see
+	 * store_reopen_immutable()).
+	 */
+	if (sqlite3_open_v2(path, &s->db, (!s->read_only ? SQLITE_OPEN_READWRITE |
+	    SQLITE_OPEN_CREATE : store_writable(path) ? SQLITE_OPEN_READWRITE :
+	    SQLITE_OPEN_READONLY) | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
 		*cause = ap_xprintf("%s: cannot open: %s", path,
 		    s->db ? sqlite3_errmsg(s->db) : "out of memory");
 		goto fail;
@@ -685,7 +742,17 @@ store_open(const char *path, const struct store_options *opts, char **cause)
 	    5000);
 	sqlite3_extended_result_codes(s->db, 1);
 	if (s->read_only) {
-		if (store_migrate(s, target, &why) != 0) {
+		if (store_exec_sql(s, "PRAGMA query_only = ON", cause) != 0)
+			goto fail;
+		/* A reader that finds the shared-memory index being rebuilt by
+		 * a writer is told so at once (no busy handler): look again. */
+		for (int tries = 0; store_migrate(s, target, &why) != 0 &&
+		    store_transient(s->db) && tries < 100; tries++) {
+			free(why);
+			why = NULL;
+			store_nap_ms(20);
+		}
+		if (why != NULL) {
 			if (store_reopen_immutable(s, target) != 0) {
 				*cause = why;
 				goto fail;
@@ -1293,7 +1360,7 @@ store_check_writable(struct store *s, char **cause)
 	char *sql;
 	int rc;
 
-	if (sqlite3_db_readonly(s->db, "main") == 1) {
+	if (s->read_only || sqlite3_db_readonly(s->db, "main") == 1) {
 		*cause = ap_xprintf("%s: opened read-only", s->path);
 		return STORE_ERROR;
 	}

@@ -286,7 +286,8 @@ def main():
                                       AUTOPILOT_AIRFLOW_PASSWORD="admin"))
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            _, st, _ = cli(["status", "-c", conf, "--json", "--limit", "1", "sales_postgres"])
+            rcs, st, errs = cli(["status", "-c", conf, "--json", "--limit", "1", "sales_postgres"])
+            check(rcs == 0 and json.loads(st), "status beside a live run: %d %r %s" % (rcs, st, errs))
             if json.loads(st)[0]["agents"][0]["state"] == "running":
                 break
             time.sleep(0.1)
