@@ -123,6 +123,7 @@ struct airflow_req {
 	struct reply_job *parse;		/* its answer is being read */
 	struct body_job *body;			/* deploy: its body being written */
 	bool is_probe;
+	uint64_t deadline;			/* ap_mono_ms(); 0: none (op_limit) */
 	struct event timer;
 	enum req_timer timer_kind;
 
@@ -380,6 +381,26 @@ client_headers(struct airflow_client *c, enum airflow_auth auth, bool body)
 	return *hh;
 }
 
+/* True if a wait of ms from now ends within q's time (op_limit). */
+static bool
+req_time_left(const struct airflow_req *q, long ms)
+{
+	return q->deadline == 0 || ap_mono_ms() + (uint64_t)ms <= q->deadline;
+}
+
+/* A wait of up to ms, cut to what is left of q's time. */
+static long
+req_wait_ms(const struct airflow_req *q, long ms)
+{
+	uint64_t now = ap_mono_ms();
+
+	if (q->deadline == 0)
+		return ms;
+	if (now >= q->deadline)
+		return 0;
+	return q->deadline - now < (uint64_t)ms ? (long)(q->deadline - now) : ms;
+}
+
 /* ----------------------------------------------------------------- breaker */
 
 /*
@@ -466,7 +487,7 @@ breaker_wait(struct airflow_req *q, bool first)
 		TAILQ_INSERT_HEAD(&c->breaker_waiters, q, wait);
 	else
 		TAILQ_INSERT_TAIL(&c->breaker_waiters, q, wait);
-	timer_arm(q, T_BREAKER_WAIT, c->cfg.request_timeout_ms);
+	timer_arm(q, T_BREAKER_WAIT, req_wait_ms(q, c->cfg.request_timeout_ms));
 	/* The probe's turn came while q's answer was being read, with nobody
 	 * waiting: q goes now. */
 	if (c->probe == NULL && c->probe_ready)
@@ -897,6 +918,7 @@ reply_use(struct airflow_req *q, struct reply_job *j)
 	if (airflow_retryable(st)) {
 		unsigned max = c->cfg.max_retries == AIRFLOW_RETRIES_NONE ? 0 :
 		    c->cfg.max_retries;
+		long delay;
 
 		if (q->retries < max) {
 			q->retries++;
@@ -906,9 +928,16 @@ reply_use(struct airflow_req *q, struct reply_job *j)
 				breaker_wait(q, j->was_probe);
 				return;
 			}
-			timer_arm(q, T_RETRY, airflow_retry_delay(q->retries,
-			    c->cfg.retry_base_ms, c->cfg.retry_max_ms, rng_next(c),
-			    j->retry_after_ms));
+			delay = airflow_retry_delay(q->retries, c->cfg.retry_base_ms,
+			    c->cfg.retry_max_ms, rng_next(c), j->retry_after_ms);
+			if (!req_time_left(q, delay)) {
+				/* Out of time for the wait: the last answer stands. */
+				q->retries--;
+				c->n_retries--;
+				req_finish(q, AIRFLOW_UNAVAILABLE, st);
+				return;
+			}
+			timer_arm(q, T_RETRY, delay);
 			return;
 		}
 		req_finish(q, AIRFLOW_UNAVAILABLE, st);
@@ -1090,8 +1119,12 @@ req_timer_cb(evutil_socket_t fd, short what, void *arg)
 		break;
 	case T_BREAKER_WAIT:
 		wait_leave(q);
-		detail = ap_xprintf("Airflow is unreachable (circuit breaker open);"
-		    " no answer to the probe request within %ld ms", c->cfg.request_timeout_ms);
+		detail = q->deadline != 0 && req_wait_ms(q, c->cfg.request_timeout_ms) <
+		    c->cfg.request_timeout_ms ? ap_xstrdup("Airflow is unreachable"
+		    " (circuit breaker open); out of time waiting for the probe"
+		    " request") : ap_xprintf("Airflow is unreachable (circuit breaker"
+		    " open); no answer to the probe request within %ld ms",
+		    c->cfg.request_timeout_ms);
 		req_error(q, "Circuit breaker open", detail);
 		free(detail);
 		req_finish(q, AIRFLOW_UNAVAILABLE, 0);
@@ -1353,6 +1386,29 @@ op_cancel(void *impl, struct airflow_req *q)
 		breaker_arm(c, 0);	/* the next waiter probes */
 }
 
+static void
+op_limit(void *impl, struct airflow_req *q, int64_t left_ms)
+{
+	struct airflow_client *c = impl;
+
+	if (q == NULL)
+		return;
+	q->deadline = ap_mono_ms() + (uint64_t)(left_ms > 0 ? left_ms : 0);
+	if (q->deadline == 0)
+		q->deadline = 1;
+	/* Already waiting for the breaker (it was open when q was made). */
+	if (q->timer_kind == T_BREAKER_WAIT) {
+		evtimer_del(&q->timer);
+		timer_arm(q, T_BREAKER_WAIT, req_wait_ms(q, c->cfg.request_timeout_ms));
+	}
+}
+
+void
+airflow_limit(struct airflow_client *c, struct airflow_req *q, int64_t left_ms)
+{
+	op_limit(c, q, left_ms);
+}
+
 static bool
 op_unreachable(void *impl)
 {
@@ -1367,6 +1423,7 @@ static const struct airflow_ops client_ops = {
 	.get_run = op_get_run,
 	.fail_run = op_fail_run,
 	.cancel = op_cancel,
+	.limit = op_limit,
 	.unreachable = op_unreachable,
 };
 

@@ -210,6 +210,14 @@ struct airflow_ops {
 	    const char *dag_run_id, airflow_cb cb, void *arg);
 	/* Drops a request: its callback will not run. */
 	void (*cancel)(void *impl, struct airflow_req *req);
+	/*
+	 * Bounds req in time: no retry, Retry-After or circuit-breaker wait
+	 * goes on past left_ms from now; when the next would, req ends with
+	 * its last failure (AIRFLOW_UNAVAILABLE). An attempt in flight is not
+	 * cut (request_timeout_ms bounds it). 0 or less: no more retries.
+	 * May be NULL (no bound).
+	 */
+	void (*limit)(void *impl, struct airflow_req *req, int64_t left_ms);
 	/* True while the circuit breaker is open (Airflow believed down). */
 	bool (*unreachable)(void *impl);
 };
@@ -229,6 +237,8 @@ const struct airflow_ops *airflow_client_ops(void);
 
 /* Plugin routes beyond the ops table (same callback rules). */
 struct airflow_req *airflow_health(struct airflow_client *c, airflow_cb cb, void *arg);
+/* The ops table's limit() for a request made through these routes. */
+void airflow_limit(struct airflow_client *c, struct airflow_req *req, int64_t left_ms);
 /* curl's message for the last attempt that got no HTTP answer (refused,
  * reset, timed out...) if it ended at or after since_ms (ap_mono_ms()), as
  * a new string; else NULL. */

@@ -358,8 +358,14 @@ airflow_reason(long st)
 	case 502: return "Bad Gateway";
 	case 503: return "Service Unavailable";
 	case 504: return "Gateway Timeout";
-	default: return "HTTP error";
+	default: break;
 	}
+	/* Redirects are not followed (credentials would go along): the URL
+	 * is the one to fix. */
+	if (st >= 300 && st < 400)
+		return "Redirect, not followed (check airflow.url: scheme, host,"
+		    " port and path prefix)";
+	return "HTTP error";
 }
 
 /* A copy of at most AIRFLOW_ERROR_TEXT_MAX bytes, control characters as spaces. */

@@ -486,6 +486,9 @@ probe_done(const struct airflow_result *res, void *arg)
  * characters): its GET answers 404 to good credentials, 401/403 to bad. */
 #define PROBE_DAG_ID "autopilot.credentials-check"
 
+/* Each pre-flight request's retries end this long after it was made. */
+#define PROBE_BUDGET_MS 60000
+
 static void
 probe_run(struct ap_runtime *rt, struct probe *p)
 {
@@ -520,7 +523,10 @@ probe_airflow(struct ap_runtime *rt, const struct config *cfg, char **cause)
 {
 	struct probe p = { rt->base, AIRFLOW_OK, 0, NULL, false };
 
-	airflow_health(rt->airflow, probe_done, &p);
+	/* Retries (and a Retry-After) end after PROBE_BUDGET_MS: Airflow
+	 * down is said in a minute, not after the client's whole budget. */
+	airflow_limit(rt->airflow, airflow_health(rt->airflow, probe_done, &p),
+	    PROBE_BUDGET_MS);
 	probe_run(rt, &p);
 	if (probe_refused(cfg, &p, cause))
 		return AP_EXIT_USAGE;
@@ -533,7 +539,8 @@ probe_airflow(struct ap_runtime *rt, const struct config *cfg, char **cause)
 
 	memset(&p, 0, sizeof p);
 	p.base = rt->base;
-	airflow_client_ops()->get_dag(rt->airflow, PROBE_DAG_ID, probe_done, &p);
+	airflow_limit(rt->airflow, airflow_client_ops()->get_dag(rt->airflow,
+	    PROBE_DAG_ID, probe_done, &p), PROBE_BUDGET_MS);
 	probe_run(rt, &p);
 	if (p.status == AIRFLOW_OK || p.status == AIRFLOW_NOT_FOUND) {
 		free(p.detail);

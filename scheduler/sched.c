@@ -62,6 +62,10 @@ static const char *const sched_act_names[ACT_MAX] = {
  * on without the answer. */
 #define SCHED_LATE_TRIES 3
 
+/* The client's own retries of one request past the deadline end this long
+ * after it was sent (Retry-After and breaker waits included). */
+#define SCHED_LATE_BUDGET_MS 30000
+
 struct sched_run;
 
 struct sched_agent {
@@ -1496,6 +1500,17 @@ sched_agent_act(struct sched_agent *a)
 	case ACT_MAX:
 		break;
 	}
+	/* The client's retries and waits (a Retry-After of minutes, an open
+	 * circuit breaker) end with the agent's time, and a request past it
+	 * (the last look, the PATCH) has a short grace of its own. */
+	if (a->req != NULL && s->ops->limit != NULL &&
+	    agent_deadline(a) != INT64_MAX) {
+		int64_t left = agent_deadline(a) - now;
+
+		if (act == ACT_LAST_LOOK || act == ACT_FAIL_RUN)
+			left = left > SCHED_LATE_BUDGET_MS ? left : SCHED_LATE_BUDGET_MS;
+		s->ops->limit(s->airflow, a->req, left);
+	}
 	json_decref(pipeline);
 	json_decref(entity);
 	free(dag_id);
@@ -1512,6 +1527,13 @@ sched_agent_unavailable(struct sched_agent *a, enum sched_act act,
 	    sched_act_names[act]);
 	char *text = airflow_result_text(what, res);
 	int64_t d = agent_unavailable_delay(a);
+
+	/* The deadline check comes no later than the deadline. */
+	if (act != ACT_LAST_LOOK && act != ACT_FAIL_RUN &&
+	    agent_deadline(a) - sched_now() + 1 < d)
+		d = agent_deadline(a) - sched_now() + 1;
+	if (d < (int64_t)a->run->s->cfg.poll_floor_ms)
+		d = a->run->s->cfg.poll_floor_ms;
 
 	free(what);
 	if (sched_agent_note(a, text) == 0)
@@ -1544,8 +1566,20 @@ sched_agent_track(struct sched_agent *a, const struct airflow_run *run,
 		    sched_agent_set_state(a, SCHED_AGENT_RUNNING, NULL) != 0)
 			return;
 		break;
+	case AIRFLOW_RUN_UNKNOWN:
+		/* Keep polling (the timeout bounds it), but say why. */
+		text = ap_xprintf("Airflow reports run %s of DAG %s in state '%.64s',"
+		    " which is not queued, running, success or failed; polling"
+		    " until it is one of those or the timeout", a->dag_run_id,
+		    a->dag_id, run->state_text != NULL ? run->state_text : "");
+		if (sched_agent_note(a, text) != 0) {
+			free(text);
+			return;
+		}
+		free(text);
+		break;
 	default:
-		break;	/* queued, or a state we do not know: keep polling */
+		break;	/* queued: keep polling */
 	}
 	sched_agent_after(a, ACT_GET_RUN, triggered ? agent_first_poll_delay(a) :
 	    agent_poll_delay(a, agent_deadline(a)));

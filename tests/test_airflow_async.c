@@ -130,6 +130,11 @@ fake_route(struct evhttp_request *req, void *arg)
 		answer(req, 400, "{\"title\": \"Bad Request\", \"detail\": \"nope\"}");
 	else if (run != NULL && strcmp(run, "down") == 0)
 		answer(req, 503, f->down);
+	else if (run != NULL && strcmp(run, "slow") == 0) {
+		/* Down, and asks for a minute before the next request. */
+		evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", "60");
+		answer(req, 503, "{\"detail\": \"come back later\"}");
+	}
 	else if (run != NULL && strcmp(run, "flaky") == 0 && f->flaky++ == 0) {
 		evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", "0");
 		answer(req, 503, "{\"detail\": \"busy\"}");
@@ -698,6 +703,64 @@ test_free_while_writing(void **state)
 	fake_stop(&f);
 }
 
+/*
+ * A request bounded in time (ops->limit) ends with its last failure when
+ * the next retry would wait past the bound: a Retry-After of a minute does
+ * not hold it. With the breaker open (five such answers in a row), a bounded
+ * request's wait for the probe ends with the bound too.
+ */
+static void
+test_limit_ends_waits(void **state)
+{
+	struct fake f;
+	struct airflow_client *c;
+	struct call k[7];
+	struct airflow_req *q;
+	uint64_t t0;
+	unsigned i;
+
+	(void)state;
+	memset(k, 0, sizeof k);
+	fake_start(&f);
+	c = client_new_retries(&f, AIRFLOW_API_V1, 5, 5);
+	ncalls = 0;
+	for (i = 0; i < 5; i++) {
+		t0 = ap_mono_ms();
+		q = get_run(c, "slow", &k[i]);
+		airflow_client_ops()->limit(c, q, 300);
+		wait_calls(&f, i + 1);
+		assert_int_equal(k[i].status, AIRFLOW_UNAVAILABLE);
+		assert_int_equal(k[i].attempts, 1);
+		if (i < 4) {
+			assert_int_equal(k[i].http_status, 503);
+			assert_string_equal(k[i].detail, "come back later");
+		} else	/* the fifth opened the breaker: its retry waited */
+			assert_non_null(strstr(k[i].detail, "circuit breaker open"));
+		assert_true(ap_mono_ms() - t0 < 5000);
+	}
+	assert_true(airflow_client_ops()->unreachable(c));
+	t0 = ap_mono_ms();
+	q = get_run(c, "r1", &k[5]);
+	airflow_client_ops()->limit(c, q, 200);
+	wait_calls(&f, 6);
+	assert_int_equal(k[5].status, AIRFLOW_UNAVAILABLE);
+	assert_non_null(strstr(k[5].detail, "out of time waiting for the probe"));
+	assert_true(ap_mono_ms() - t0 >= 150 && ap_mono_ms() - t0 < 5000);
+	airflow_client_free(c);
+
+	/* Unbounded, the same answer is retried after the minute it asks. */
+	c = client_new_retries(&f, AIRFLOW_API_V1, 5, 1);
+	q = get_run(c, "slow", &k[6]);
+	t0 = ap_mono_ms();
+	while (ap_mono_ms() - t0 < 500)
+		event_base_loop(f.base, EVLOOP_NONBLOCK);
+	assert_int_equal(k[6].calls, 0);
+	airflow_client_free(c);
+	for (i = 0; i < 7; i++)
+		call_cleanup(&k[i]);
+	fake_stop(&f);
+}
+
 int
 main(void)
 {
@@ -711,6 +774,7 @@ main(void)
 		cmocka_unit_test(test_deploy_body_written),
 		cmocka_unit_test(test_cancel_while_writing),
 		cmocka_unit_test(test_free_while_writing),
+		cmocka_unit_test(test_limit_ends_waits),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

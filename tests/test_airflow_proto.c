@@ -252,6 +252,9 @@ test_errors(void **state)
 	parse_err(503, "", "Service Unavailable", NULL);
 	parse_err(503, NULL, "Service Unavailable", NULL);
 	parse_err(418, "line1\nline2\t\x01", "HTTP error", "line1 line2  ");
+	/* A redirect (not followed) names what to fix. */
+	parse_err(307, "", "Redirect, not followed (check airflow.url: scheme,"
+	    " host, port and path prefix)", NULL);
 	parse_err(400, "[1,2]", "Bad Request", NULL);
 	parse_err(400, "{\"detail\": null, \"title\": 7}", "Bad Request", NULL);
 	airflow_parse_error(400, "ab\0cd", 5, &e);

@@ -59,6 +59,8 @@ struct fake_run {
 
 struct log_entry {
 	int64_t t;
+	bool limited;		/* ops->limit() was called on its request */
+	int64_t limit_ms;
 	char op[16];
 	char dag_id[128];
 	char run_id[160];
@@ -187,6 +189,7 @@ fake_log(struct fake *f, const char *op, const char *dag, const char *run)
 
 	assert_true(f->nlog < 4096);
 	e = &f->log[f->nlog++];
+	memset(e, 0, sizeof *e);
 	e->t = (int64_t)ap_mono_ms();
 	snprintf(e->op, sizeof e->op, "%s", op);
 	snprintf(e->dag_id, sizeof e->dag_id, "%s", dag ? dag : "");
@@ -497,6 +500,20 @@ f_cancel(void *impl, struct airflow_req *req)
 	fail_msg("cancel of an unknown request");
 }
 
+/* Called right after the request was made: it is the last logged. */
+static void
+f_limit(void *impl, struct airflow_req *req, int64_t left_ms)
+{
+	struct fake *f = impl;
+	struct log_entry *e = &f->log[f->nlog - 1];
+
+	assert_non_null(req);
+	assert_true(f->nlog > 0);
+	assert_false(e->limited);
+	e->limited = true;
+	e->limit_ms = left_ms;
+}
+
 static bool
 f_unreachable(void *impl)
 {
@@ -511,6 +528,7 @@ static const struct airflow_ops fake_ops = {
 	.get_run = f_get_run,
 	.fail_run = f_fail_run,
 	.cancel = f_cancel,
+	.limit = f_limit,
 	.unreachable = f_unreachable,
 };
 
@@ -1512,6 +1530,19 @@ test_timeout_fails_airflow_run(void **state)
 	assert_int_equal(log_count(h, "fail_run", "pg__metadata"), 1);
 	for (i = 0; i < h->fake.nruns; i++)
 		assert_true(h->fake.runs[i].failed_by_us);
+	/* Every request of the attempt is bounded by the agent's time (the
+	 * client's retries end with it); the PATCH past it has its grace. */
+	for (i = 0; i < h->fake.nlog; i++) {
+		struct log_entry *e = &h->fake.log[i];
+
+		if (strstr(e->dag_id, "metadata") == NULL)
+			continue;
+		assert_true(e->limited);
+		if (strcmp(e->op, "fail_run") == 0)
+			assert_true(e->limit_ms >= 30000);
+		else if (i < log_last(h, "fail_run", "pg__metadata") - 1)
+			assert_true(e->limit_ms <= 300);
+	}
 	assert_string_equal(agent_state(st, "lineage"), "skipped");
 	assert_string_equal(h->final_state[0], "failed");
 	json_decref(st);

@@ -130,9 +130,15 @@ s_unreachable(void *impl)
 	return B->real->unreachable(B->client);
 }
 
+static void
+s_limit(void *impl, struct airflow_req *req, int64_t left_ms)
+{
+	B->real->limit(B->client, req, left_ms);
+}
+
 static const struct airflow_ops shim_ops = {
 	s_deploy, s_get_dag, s_unpause, s_trigger, s_get_run, s_fail_run, s_cancel,
-	s_unreachable
+	s_limit, s_unreachable
 };
 
 static void
