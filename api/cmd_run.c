@@ -556,6 +556,17 @@ probe_airflow(struct ap_runtime *rt, const struct config *cfg, char **cause)
 
 /* ---- The command. ---- */
 
+/* A service of a type autopilot acts on. */
+static int
+check_kind(const char *fqn, const char *type, char **cause)
+{
+	if (plan_service_kind(type) != NULL)
+		return AP_EXIT_OK;
+	*cause = ap_xprintf("'%s' is a %s, which autopilot does not act on", fqn,
+	    type);
+	return AP_EXIT_USAGE;
+}
+
 /*
  * A --service-json entity must be the service named on the command line:
  * the run is recorded under SERVICE_FQN, the DAGs are named after the
@@ -751,23 +762,22 @@ run_exec(int argc, char **argv)
 	ap_log_setup(cfg.log_level > AP_LOG_WARN ? cfg.log_level : AP_LOG_WARN,
 	    cfg.log_format);
 	signal(SIGPIPE, SIG_IGN);
+	/* An entity given as a file is checked before the state database is
+	 * opened (or created): bad input leaves nothing behind. */
+	if (json_file != NULL && ((rc = find_entity(&cfg, NULL, fqn, json_file,
+	    &type, &entity, &cause)) != AP_EXIT_OK || (rc = check_kind(fqn, type,
+	    &cause)) != AP_EXIT_OK || (rc = check_entity_name(json_file, entity,
+	    fqn, &cause)) != AP_EXIT_OK)) {
+		fprintf(stderr, "autopilot: run: %s\n", cause);
+		goto out;
+	}
 	if ((rc = ap_runtime_open(&w.rt, &cfg, &cause)) != AP_EXIT_OK) {
 		fprintf(stderr, "autopilot: run: %s\n", cause);
 		goto out;
 	}
-	if ((rc = find_entity(&cfg, w.rt.store, fqn, json_file, &type, &entity,
-	    &cause)) != AP_EXIT_OK) {
-		fprintf(stderr, "autopilot: run: %s\n", cause);
-		goto out;
-	}
-	if (plan_service_kind(type) == NULL) {
-		fprintf(stderr, "autopilot: run: '%s' is a %s, which autopilot does not"
-		    " act on\n", fqn, type);
-		rc = AP_EXIT_USAGE;
-		goto out;
-	}
-	if (json_file != NULL && (rc = check_entity_name(json_file, entity, fqn,
-	    &cause)) != AP_EXIT_OK) {
+	if (json_file == NULL && ((rc = find_entity(&cfg, w.rt.store, fqn, NULL,
+	    &type, &entity, &cause)) != AP_EXIT_OK || (rc = check_kind(fqn, type,
+	    &cause)) != AP_EXIT_OK)) {
 		fprintf(stderr, "autopilot: run: %s\n", cause);
 		goto out;
 	}

@@ -405,6 +405,18 @@ def main():
         check(rc == 0 and out == "" and "no runs: no state database at" in err,
               "status without a database: %d %r %r" % (rc, out, err))
         check(not os.path.exists(os.path.join(tmp, "none.db")), "status creates no database")
+        # Bad input to run is refused before the state database is opened:
+        # nothing is created, and a missing directory does not hide the error.
+        for sj, typ in ((tmp, None), (os.path.join(tmp, "missing.json"), None),
+                        (pg_file, "userService")):
+            args = ["run", "-c", conf, "sales_postgres", "--service-json", sj, "--state",
+                    os.path.join(tmp, "nodir", "new.db")]
+            rc, _, err = cli(args + (["--type", typ] if typ else []))
+            check(rc == 2 and ("--service-json" in err or "userService" in err),
+                  "bad input before the store: %d %s" % (rc, err))
+            rc, _, err = cli(args[:-1] + [os.path.join(tmp, "new.db")] + (["--type", typ] if typ else []))
+            check(rc == 2 and not os.path.exists(os.path.join(tmp, "new.db")),
+                  "bad input creates no database: %d %s %s" % (rc, err, os.listdir(tmp)))
         # A state file that is not a database: exit 3, the file named once.
         junk = os.path.join(tmp, "junk.db")
         with open(junk, "wb") as f:
@@ -457,8 +469,8 @@ def main():
         rc, out, err = as_reader(["status", "--state", rodb, "--json"])
         check(rc == 0 and len(json.loads(out or "[]")) >= 1 and sorted(os.listdir(rodir)) == ["state.db"],
               "status on a read-only database: %d %r %r %s" % (rc, out[:200], err, os.listdir(rodir)))
-        rc, out, err = as_reader(["run", "--state", rodb, "--service-json", os.devnull,
-                                  "--type", "databaseService", "--no-wait", "x"])
+        rc, out, err = as_reader(["run", "--state", rodb, "--service-json", pg_file,
+                                  "--type", "databaseService", "--no-wait", "sales_postgres"])
         check(rc == 3 and "cannot be written" in err, "run on a read-only database: %d %r" % (rc, err))
         os.chmod(rodir, 0o755)
         # --limit: digits only, 1 to 100000; anything else is a usage error
