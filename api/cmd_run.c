@@ -927,7 +927,8 @@ const struct ap_cmd_entry ap_cmd_run_entry = {
 	"On a terminal, one line per agent (state, elapsed time, Airflow run id)\n"
 	"updated in place; otherwise one line per change.\n\n"
 	"Exit status: 0 every agent succeeded (or was skipped as unsupported);\n"
-	"1 an agent failed, timed out or was lost, or the run was interrupted;\n"
+	"1 an agent failed, timed out or was lost, or the run was interrupted\n"
+	"(or standard output could not be written);\n"
 	"2 usage, configuration or input error, or the service has an active run;\n"
 	"3 Airflow, OpenMetadata or the state store could not be reached.\n",
 	run_exec,

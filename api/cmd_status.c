@@ -190,7 +190,8 @@ const struct ap_cmd_entry ap_cmd_status_entry = {
 	"When there is no state database at PATH yet (a fresh install), that is\n"
 	"said on stderr (\"no runs: no state database at PATH\"), --json prints []\n"
 	"and the exit status is 0.\n\n"
-	"Exit status: 0 (also for a missing state database); 2 usage or\n"
+	"Exit status: 0 (also for a missing state database); 1 standard output\n"
+	"could not be written (a full disk, a closed pipe); 2 usage or\n"
 	"configuration error; 3 an existing state database cannot be opened or\n"
 	"read.\n",
 	status_exec,

@@ -1,6 +1,7 @@
 /*
  * main.c — the autopilot binary: finds the subcommand in the table and runs it.
  */
+#include <errno.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
@@ -78,6 +79,25 @@ group_usage(const char *group, const char *given, FILE *f, bool help)
 		    group);
 }
 
+/*
+ * What a command printed must have reached standard output: `status --json
+ * > file` on a full disk used to exit 0 with the file cut short. A command
+ * that succeeded otherwise then exits 1.
+ */
+static int
+output_checked(const char *name, int rc)
+{
+	int err;
+
+	errno = 0;
+	if (fflush(stdout) == 0 && !ferror(stdout))
+		return rc;
+	err = errno;
+	fprintf(stderr, "autopilot: %s: writing standard output failed%s%s\n", name,
+	    err != 0 ? ": " : "", err != 0 ? strerror(err) : "");
+	return rc == AP_EXIT_OK ? AP_EXIT_FAILED : rc;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -112,7 +132,8 @@ main(int argc, char **argv)
 		/* getopt names its errors after argv[0]: "autopilot run: ...". */
 		snprintf(prog, sizeof prog, "autopilot %s", cmd_table[i]->name);
 		argv[words] = prog;
-		return cmd_table[i]->exec(argc - words, argv + words);
+		return output_checked(cmd_table[i]->name,
+		    cmd_table[i]->exec(argc - words, argv + words));
 	}
 	if (group) {
 		/* "autopilot config --help" asks for the group's usage. */
