@@ -177,6 +177,11 @@ def main():
                             "--allow-unsigned"], env=env, timeout=20)
         check(rc == 2 and "256.0.0.1" in err and "not an address of this host" in err
               and "No such file" not in err, "a bad --listen: %d %s" % (rc, err))
+        # A listen host that names nothing: refused before the store is created.
+        rc, out, err = cli(["serve", "-c", nosecret.conf, "--listen", "a b:0",
+                            "--allow-unsigned"], env=env, timeout=20)
+        check(rc == 2 and "'a b'" in err and not os.path.exists(nosecret.state),
+              "a --listen host that names nothing: %d %s" % (rc, err))
         nosecret.args = ["--allow-unsigned"]
         nosecret.start()
         check("UNSIGNED" in nosecret.log() and "127.0.0.1:%d" % nosecret.port in nosecret.log(),
