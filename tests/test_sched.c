@@ -29,6 +29,7 @@ struct behavior {
 	const char *import_error;
 	int queued_polls;	/* get_run answers queued this many times */
 	int running_polls;
+	int unknown_polls;	/* ... after them, a state this client does not know */
 	enum outcome outcome;
 	int failing_attempts;	/* the first N attempts fail whatever outcome says */
 	bool reject_deploy;
@@ -247,7 +248,8 @@ set_run(struct fake_req *q, struct fake_run *r, enum airflow_run_state st)
 	q->run.dag_run_id = q->s2;
 	q->run.state = st;
 	q->run.state_text = st == AIRFLOW_RUN_QUEUED ? "queued" : st == AIRFLOW_RUN_RUNNING ?
-	    "running" : st == AIRFLOW_RUN_SUCCESS ? "success" : "failed";
+	    "running" : st == AIRFLOW_RUN_SUCCESS ? "success" : st == AIRFLOW_RUN_FAILED ?
+	    "failed" : "upstream_failed";
 	q->res.run = &q->run;
 	if (q->f->beh[agent_index(r->dag_id)].duration_ms > 0) {
 		q->run.queued_ms = r->created_ms;
@@ -272,7 +274,10 @@ run_state_now(struct fake *f, struct fake_run *r, bool poll)
 		    AIRFLOW_RUN_SUCCESS : AIRFLOW_RUN_RUNNING;
 	if (r->polls <= b->queued_polls)
 		return AIRFLOW_RUN_QUEUED;
-	if (r->polls <= b->queued_polls + b->running_polls || b->outcome == OUT_HANG)
+	if (r->polls <= b->queued_polls + b->unknown_polls)
+		return AIRFLOW_RUN_UNKNOWN;
+	if (r->polls <= b->queued_polls + b->unknown_polls + b->running_polls ||
+	    b->outcome == OUT_HANG)
 		return AIRFLOW_RUN_RUNNING;
 	if (fail_attempt || b->outcome == OUT_FAILED)
 		return AIRFLOW_RUN_FAILED;
@@ -1738,6 +1743,36 @@ test_get_run_bad_reply_polls_again(void **state)
 	h_free(h);
 }
 
+/* A run state this client does not know is polled on (the run may still
+ * end), and the agent's status says what Airflow reported meanwhile. */
+static void
+test_unknown_run_state_noted(void **state)
+{
+	struct h *h = h_new();
+	char *id;
+	json_t *st;
+
+	(void)state;
+	h->fake.beh[0].unknown_polls = 3;
+	h->fake.beh[0].running_polls = 1;
+	h_start(h);
+	id = h_submit(h, "pg", "{}");
+	while (log_count(h, "get_run", "pg__metadata") < 3)
+		event_base_loop(h->base, EVLOOP_ONCE);
+	st = h_status(h, id);
+	assert_non_null(agent_error(st, "metadata"));
+	assert_non_null(strstr(agent_error(st, "metadata"), "in state 'upstream_failed'"));
+	json_decref(st);
+	h_wait_finals(h, 1, 10000);
+	assert_string_equal(h->final_state[0], "succeeded");
+	st = h_status(h, id);
+	assert_string_equal(agent_state(st, "metadata"), "succeeded");
+	assert_int_equal(agent_attempts(st, "metadata"), 1);
+	json_decref(st);
+	free(id);
+	h_free(h);
+}
+
 /* The process was down while the Airflow run succeeded and the deadline
  * passed: on resume the run is looked at, and its success stands. */
 static void
@@ -2296,6 +2331,7 @@ main(void)
 		cmocka_unit_test(test_predeploy_restricted),
 		cmocka_unit_test(test_predeploy_max),
 		cmocka_unit_test(test_timeout_looks_before_failing),
+		cmocka_unit_test(test_unknown_run_state_noted),
 		cmocka_unit_test(test_resume_after_deadline_keeps_success),
 		cmocka_unit_test(test_timeout_patch_retried_while_unavailable),
 		cmocka_unit_test(test_trigger_bad_reply_adopts),
