@@ -1581,6 +1581,17 @@ sched_agent_track(struct sched_agent *a, const struct airflow_run *run,
 	default:
 		break;	/* queued: keep polling */
 	}
+	/* A run read right again (queued or running): a note about the polls
+	 * before no longer holds. */
+	if (run->state != AIRFLOW_RUN_UNKNOWN && a->error != NULL &&
+	    (ap_startswith(a->error, "reading the Airflow run failed") ||
+	    ap_startswith(a->error, "Airflow reports run "))) {
+		ap_info("run %s agent %s: Airflow run %s reads %s again", a->run->run_id,
+		    agent_name(a), a->dag_run_id, run->state_text);
+		sched_set_str(&a->error, NULL);
+		if (sched_agent_persist(a) != 0)
+			return;
+	}
 	sched_agent_after(a, ACT_GET_RUN, triggered ? agent_first_poll_delay(a) :
 	    agent_poll_delay(a, agent_deadline(a)));
 }

@@ -274,7 +274,7 @@ run_state_now(struct fake *f, struct fake_run *r, bool poll)
 		    AIRFLOW_RUN_SUCCESS : AIRFLOW_RUN_RUNNING;
 	if (r->polls <= b->queued_polls)
 		return AIRFLOW_RUN_QUEUED;
-	if (r->polls <= b->queued_polls + b->unknown_polls)
+	if (b->unknown_polls > 0 && r->polls <= b->queued_polls + b->unknown_polls)
 		return AIRFLOW_RUN_UNKNOWN;
 	if (r->polls <= b->queued_polls + b->unknown_polls + b->running_polls ||
 	    b->outcome == OUT_HANG)
@@ -1727,10 +1727,28 @@ test_get_run_bad_reply_polls_again(void **state)
 	json_t *st;
 
 	(void)state;
-	h->fake.beh[0].running_polls = 2;
-	h->fake.get_run_bad_reply = 2;
+	h->fake.beh[0].running_polls = 4;
 	h_start(h);
 	id = h_submit(h, "pg", "{\"retries\": 1}");
+	/* Running (the first poll said so), then two answers that cannot be
+	 * read (the second poll's answer is decided already): noted while
+	 * they last, gone once one can be read again. */
+	while (log_count(h, "get_run", "pg__metadata") < 2)
+		event_base_loop(h->base, EVLOOP_ONCE);
+	h->fake.get_run_bad_reply = 2;
+	while (log_count(h, "get_run", "pg__metadata") < 5)
+		event_base_loop(h->base, EVLOOP_ONCE);
+	st = h_status(h, id);
+	assert_string_equal(agent_state(st, "metadata"), "running");
+	assert_non_null(agent_error(st, "metadata"));
+	assert_non_null(strstr(agent_error(st, "metadata"), "(looking again)"));
+	json_decref(st);
+	while (log_count(h, "get_run", "pg__metadata") < 6)
+		event_base_loop(h->base, EVLOOP_ONCE);
+	st = h_status(h, id);
+	assert_string_equal(agent_state(st, "metadata"), "running");
+	assert_null(agent_error(st, "metadata"));
+	json_decref(st);
 	h_wait_finals(h, 1, 10000);
 	assert_string_equal(h->final_state[0], "succeeded");
 	st = h_status(h, id);
@@ -1754,7 +1772,7 @@ test_unknown_run_state_noted(void **state)
 
 	(void)state;
 	h->fake.beh[0].unknown_polls = 3;
-	h->fake.beh[0].running_polls = 1;
+	h->fake.beh[0].running_polls = 3;
 	h_start(h);
 	id = h_submit(h, "pg", "{}");
 	while (log_count(h, "get_run", "pg__metadata") < 3)
@@ -1762,6 +1780,13 @@ test_unknown_run_state_noted(void **state)
 	st = h_status(h, id);
 	assert_non_null(agent_error(st, "metadata"));
 	assert_non_null(strstr(agent_error(st, "metadata"), "in state 'upstream_failed'"));
+	json_decref(st);
+	/* Running again: the note goes. */
+	while (log_count(h, "get_run", "pg__metadata") < 5)
+		event_base_loop(h->base, EVLOOP_ONCE);
+	st = h_status(h, id);
+	assert_string_equal(agent_state(st, "metadata"), "running");
+	assert_null(agent_error(st, "metadata"));
 	json_decref(st);
 	h_wait_finals(h, 1, 10000);
 	assert_string_equal(h->final_state[0], "succeeded");
