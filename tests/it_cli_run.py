@@ -288,7 +288,9 @@ def main():
         while time.monotonic() < deadline:
             rcs, st, errs = cli(["status", "-c", conf, "--json", "--limit", "1", "sales_postgres"])
             check(rcs == 0 and json.loads(st), "status beside a live run: %d %r %s" % (rcs, st, errs))
-            if json.loads(st)[0]["agents"][0]["state"] == "running":
+            # A run just accepted lists its agents once it is planned.
+            agents = json.loads(st)[0]["agents"]
+            if agents and agents[0]["state"] == "running":
                 break
             time.sleep(0.1)
         rc2, _, err2 = cli(["run", "-c", conf, "sales_postgres"])
