@@ -612,17 +612,6 @@ store_writable(const char *path)
 	return ok;
 }
 
-/* True if the last error on db passes by itself: a lock held, or the
- * shared-memory index being rebuilt by a writer. */
-static bool
-store_transient(sqlite3 *db)
-{
-	int xrc = sqlite3_extended_errcode(db);
-
-	return (xrc & 0xff) == SQLITE_BUSY || (xrc & 0xff) == SQLITE_LOCKED ||
-	    xrc == SQLITE_READONLY_RECOVERY;
-}
-
 static void
 store_nap_ms(long ms)
 {
@@ -745,9 +734,12 @@ store_open(const char *path, const struct store_options *opts, char **cause)
 		if (store_exec_sql(s, "PRAGMA query_only = ON", cause) != 0)
 			goto fail;
 		/* A reader that finds the shared-memory index being rebuilt by
-		 * a writer is told so at once (no busy handler): look again. */
+		 * a writer is told so at once (no busy handler): look again,
+		 * for up to 2 s. A lock held is waited out by the busy handler
+		 * already and not looked at again. */
 		for (int tries = 0; store_migrate(s, target, &why) != 0 &&
-		    store_transient(s->db) && tries < 100; tries++) {
+		    sqlite3_extended_errcode(s->db) == SQLITE_READONLY_RECOVERY &&
+		    tries < 100; tries++) {
 			free(why);
 			why = NULL;
 			store_nap_ms(20);
