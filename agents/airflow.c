@@ -124,6 +124,7 @@ struct airflow_req {
 	struct body_job *body;			/* deploy: its body being written */
 	bool is_probe;
 	uint64_t deadline;			/* ap_mono_ms(); 0: none (op_limit) */
+	bool wait_cut;				/* its breaker wait ends at deadline */
 	struct event timer;
 	enum req_timer timer_kind;
 
@@ -476,6 +477,17 @@ breaker_timer_cb(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
+/* The bound of q's wait for the breaker: request_timeout_ms, or what is
+ * left of q's time if that is less. */
+static void
+breaker_wait_arm(struct airflow_req *q)
+{
+	long full = q->c->cfg.request_timeout_ms, ms = req_wait_ms(q, full);
+
+	q->wait_cut = ms < full;
+	timer_arm(q, T_BREAKER_WAIT, ms);	/* a pending wait is moved */
+}
+
 /* Waits for the breaker; bounded so the caller hears "unavailable" in time. */
 static void
 breaker_wait(struct airflow_req *q, bool first)
@@ -487,7 +499,7 @@ breaker_wait(struct airflow_req *q, bool first)
 		TAILQ_INSERT_HEAD(&c->breaker_waiters, q, wait);
 	else
 		TAILQ_INSERT_TAIL(&c->breaker_waiters, q, wait);
-	timer_arm(q, T_BREAKER_WAIT, req_wait_ms(q, c->cfg.request_timeout_ms));
+	breaker_wait_arm(q);
 	/* The probe's turn came while q's answer was being read, with nobody
 	 * waiting: q goes now. */
 	if (c->probe == NULL && c->probe_ready)
@@ -1119,8 +1131,7 @@ req_timer_cb(evutil_socket_t fd, short what, void *arg)
 		break;
 	case T_BREAKER_WAIT:
 		wait_leave(q);
-		detail = q->deadline != 0 && req_wait_ms(q, c->cfg.request_timeout_ms) <
-		    c->cfg.request_timeout_ms ? ap_xstrdup("Airflow is unreachable"
+		detail = q->wait_cut ? ap_xstrdup("Airflow is unreachable"
 		    " (circuit breaker open); out of time waiting for the probe"
 		    " request") : ap_xprintf("Airflow is unreachable (circuit breaker"
 		    " open); no answer to the probe request within %ld ms",
@@ -1389,18 +1400,15 @@ op_cancel(void *impl, struct airflow_req *q)
 static void
 op_limit(void *impl, struct airflow_req *q, int64_t left_ms)
 {
-	struct airflow_client *c = impl;
-
+	(void)impl;
 	if (q == NULL)
 		return;
 	q->deadline = ap_mono_ms() + (uint64_t)(left_ms > 0 ? left_ms : 0);
 	if (q->deadline == 0)
 		q->deadline = 1;
 	/* Already waiting for the breaker (it was open when q was made). */
-	if (q->timer_kind == T_BREAKER_WAIT) {
-		evtimer_del(&q->timer);
-		timer_arm(q, T_BREAKER_WAIT, req_wait_ms(q, c->cfg.request_timeout_ms));
-	}
+	if (q->timer_kind == T_BREAKER_WAIT)
+		breaker_wait_arm(q);
 }
 
 void
