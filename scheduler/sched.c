@@ -66,6 +66,11 @@ static const char *const sched_act_names[ACT_MAX] = {
  * after it was sent (Retry-After and breaker waits included). */
 #define SCHED_LATE_BUDGET_MS 30000
 
+/* How the notes about a tracked run's polls begin (cleared once the run
+ * reads queued or running again). */
+#define NOTE_UNREADABLE "reading the Airflow run failed (looking again)"
+#define NOTE_UNKNOWN_STATE "Airflow reports run "
+
 struct sched_run;
 
 struct sched_agent {
@@ -1246,22 +1251,31 @@ agent_deadline(const struct sched_agent *a)
 	return t > 0 ? a->started_at + t : INT64_MAX;
 }
 
-/* Next poll delay: never faster than the floor, never past the deadline by
- * more than the floor (the deadline check then fires). */
+/* A delay of d cut to end at the deadline, never under the poll floor. */
 static int64_t
-agent_poll_delay(struct sched_agent *a, int64_t deadline)
+agent_delay_by(const struct sched_agent *a, int64_t d, int64_t deadline)
 {
-	const struct sched_config *c = &a->run->s->cfg;
-	int64_t d = a->poll_ms, left = deadline - sched_now();
-	double next;
+	int64_t left = deadline - sched_now();
 
 	/* A look due at the deadline comes 1 ms after it, so that the check
 	 * (wall-clock ms, against a timer on the monotonic clock) finds it
 	 * passed rather than a millisecond short. */
 	if (left < d)
 		d = left + 1;
-	if (d < (int64_t)c->poll_floor_ms)
-		d = c->poll_floor_ms;
+	if (d < (int64_t)a->run->s->cfg.poll_floor_ms)
+		d = a->run->s->cfg.poll_floor_ms;
+	return d;
+}
+
+/* Next poll delay: never faster than the floor, never past the deadline by
+ * more than the floor (the deadline check then fires). */
+static int64_t
+agent_poll_delay(struct sched_agent *a, int64_t deadline)
+{
+	const struct sched_config *c = &a->run->s->cfg;
+	int64_t d = agent_delay_by(a, a->poll_ms, deadline);
+	double next;
+
 	next = (double)a->poll_ms * c->poll_backoff;
 	a->poll_ms = next > c->poll_max_ms ? c->poll_max_ms : (unsigned)next;
 	if (a->poll_ms < c->poll_floor_ms)
@@ -1318,21 +1332,14 @@ agent_first_poll_delay(struct sched_agent *a)
 	const struct sched_config *c = &s->cfg;
 	struct sched_learned *l = c->poll_learn ?
 	    sched_learned(s, agent_name(a), false) : NULL;
-	int64_t d, left = agent_deadline(a) - sched_now();
+	int64_t d;
 
 	if (l == NULL || l->ms <= 0)
 		return agent_poll_delay(a, agent_deadline(a));
 	d = l->ms + l->ms / 32;
 	if (d > (int64_t)c->poll_max_ms)
 		d = c->poll_max_ms;
-	/* A look due at the deadline comes 1 ms after it, so that the check
-	 * (wall-clock ms, against a timer on the monotonic clock) finds it
-	 * passed rather than a millisecond short. */
-	if (left < d)
-		d = left + 1;
-	if (d < (int64_t)c->poll_floor_ms)
-		d = c->poll_floor_ms;
-	return d;
+	return agent_delay_by(a, d, agent_deadline(a));
 }
 
 /* Backoff while Airflow is unavailable: doubles per failure up to the cap. */
@@ -1529,11 +1536,8 @@ sched_agent_unavailable(struct sched_agent *a, enum sched_act act,
 	int64_t d = agent_unavailable_delay(a);
 
 	/* The deadline check comes no later than the deadline. */
-	if (act != ACT_LAST_LOOK && act != ACT_FAIL_RUN &&
-	    agent_deadline(a) - sched_now() + 1 < d)
-		d = agent_deadline(a) - sched_now() + 1;
-	if (d < (int64_t)a->run->s->cfg.poll_floor_ms)
-		d = a->run->s->cfg.poll_floor_ms;
+	if (act != ACT_LAST_LOOK && act != ACT_FAIL_RUN)
+		d = agent_delay_by(a, d, agent_deadline(a));
 
 	free(what);
 	if (sched_agent_note(a, text) == 0)
@@ -1568,7 +1572,7 @@ sched_agent_track(struct sched_agent *a, const struct airflow_run *run,
 		break;
 	case AIRFLOW_RUN_UNKNOWN:
 		/* Keep polling (the timeout bounds it), but say why. */
-		text = ap_xprintf("Airflow reports run %s of DAG %s in state '%.64s',"
+		text = ap_xprintf(NOTE_UNKNOWN_STATE "%s of DAG %s in state '%.64s',"
 		    " which is not queued, running, success or failed; polling"
 		    " until it is one of those or the timeout", a->dag_run_id,
 		    a->dag_id, run->state_text != NULL ? run->state_text : "");
@@ -1584,8 +1588,8 @@ sched_agent_track(struct sched_agent *a, const struct airflow_run *run,
 	/* A run read right again (queued or running): a note about the polls
 	 * before no longer holds. */
 	if (run->state != AIRFLOW_RUN_UNKNOWN && a->error != NULL &&
-	    (ap_startswith(a->error, "reading the Airflow run failed") ||
-	    ap_startswith(a->error, "Airflow reports run "))) {
+	    (ap_startswith(a->error, NOTE_UNREADABLE) ||
+	    ap_startswith(a->error, NOTE_UNKNOWN_STATE))) {
 		ap_info("run %s agent %s: Airflow run %s reads %s again", a->run->run_id,
 		    agent_name(a), a->dag_run_id, run->state_text);
 		sched_set_str(&a->error, NULL);
@@ -1749,8 +1753,7 @@ sched_agent_cb(const struct airflow_result *res, void *arg)
 			 * look again (the deadline bounds it, then the last look
 			 * marks it failed) rather than leave it running and
 			 * start another attempt beside it. */
-			text = airflow_result_text("reading the Airflow run failed"
-			    " (looking again)", res);
+			text = airflow_result_text(NOTE_UNREADABLE, res);
 			if (sched_agent_note(a, text) == 0)
 				sched_agent_after(a, ACT_GET_RUN, agent_poll_delay(a,
 				    agent_deadline(a)));
