@@ -5,7 +5,6 @@
  */
 #include <errno.h>
 #include <getopt.h>
-#include <netdb.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -83,26 +82,6 @@ static void
 serve_airflow_stats(const void *airflow, struct airflow_stats *out)
 {
 	airflow_client_stats(airflow, out);
-}
-
-/* 0 if host resolves to an address to listen on, else -1 and *cause. */
-static int
-serve_check_host(const char *host, char **cause)
-{
-	struct addrinfo hints, *res = NULL;
-	int rc;
-
-	memset(&hints, 0, sizeof hints);
-	hints.ai_family = AF_UNSPEC;
-	hints.ai_socktype = SOCK_STREAM;
-	hints.ai_flags = AI_PASSIVE;
-	if ((rc = getaddrinfo(host, "0", &hints, &res)) != 0) {
-		*cause = ap_xprintf("listen.host '%s' (--listen, AUTOPILOT_LISTEN):"
-		    " not an address of this host: %s", host, gai_strerror(rc));
-		return -1;
-	}
-	freeaddrinfo(res);
-	return 0;
 }
 
 /* Exits once every answer is written, or when listen.shutdown_grace_s is up. */
@@ -222,7 +201,7 @@ serve_exec(int argc, char **argv)
 	}
 
 	/* Likewise a listen host that names no address. */
-	if (serve_check_host(cfg.listen_host, &cause) < 0) {
+	if (server_check_listen(&cfg, &cause) < 0) {
 		fprintf(stderr, "autopilot: serve: %s\n", cause);
 		goto out;
 	}

@@ -1783,6 +1783,28 @@ accept_resume_cb(evutil_socket_t fd, short what, void *arg)
 
 /* ---- Life cycle. ---- */
 
+int
+server_check_listen(const struct config *cfg, char **cause)
+{
+	struct evutil_addrinfo hints, *ai = NULL;
+	int gai;
+
+	/* A host that does not resolve is said so (binding would only leave
+	 * errno from something else). */
+	memset(&hints, 0, sizeof hints);
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = EVUTIL_AI_PASSIVE;
+	if ((gai = evutil_getaddrinfo(cfg->listen_host, NULL, &hints, &ai)) != 0) {
+		*cause = ap_xprintf("cannot listen on %s:%u: not an address of this"
+		    " host (%s)", cfg->listen_host, cfg->listen_port,
+		    evutil_gai_strerror(gai));
+		return -1;
+	}
+	evutil_freeaddrinfo(ai);
+	return 0;
+}
+
 struct server *
 server_create(struct event_base *base, const struct config *cfg,
     const struct server_deps *deps, char **cause)
@@ -1790,10 +1812,8 @@ server_create(struct event_base *base, const struct config *cfg,
 	struct server *s = ap_xcalloc(1, sizeof *s);
 	struct sockaddr_storage ss;
 	socklen_t sl = sizeof ss;
-	struct evutil_addrinfo hints, *ai = NULL;
 	struct timeval sweep_tv = { CONN_SWEEP_MS / 1000, (CONN_SWEEP_MS % 1000) * 1000 };
 	size_t hard;
-	int gai;
 
 	s->base = base;
 	s->cfg = cfg;
@@ -1834,20 +1854,6 @@ server_create(struct event_base *base, const struct config *cfg,
 	s->take = json_array();
 	s->next = servers;
 	servers = s;
-	/* A host that does not resolve is said so (binding would only leave
-	 * errno from something else). */
-	memset(&hints, 0, sizeof hints);
-	hints.ai_family = AF_UNSPEC;
-	hints.ai_socktype = SOCK_STREAM;
-	hints.ai_flags = EVUTIL_AI_PASSIVE;
-	if ((gai = evutil_getaddrinfo(cfg->listen_host, NULL, &hints, &ai)) != 0) {
-		*cause = ap_xprintf("cannot listen on %s:%u: not an address of this"
-		    " host (%s)", cfg->listen_host, cfg->listen_port,
-		    evutil_gai_strerror(gai));
-		server_free(s);
-		return NULL;
-	}
-	evutil_freeaddrinfo(ai);
 	errno = 0;
 	s->listener = evhttp_bind_socket_with_handle(s->http, cfg->listen_host,
 	    (ev_uint16_t)cfg->listen_port);

@@ -72,6 +72,14 @@ enum server_outcome {
 };
 
 /*
+ * 0 if cfg's listen host names an address to listen on, else -1 and a new
+ * *cause ("cannot listen on HOST:PORT: not an address of this host (...)").
+ * Called before anything else is set up (the state store): server_create()
+ * does not look again.
+ */
+int server_check_listen(const struct config *cfg, char **cause);
+
+/*
  * Creates the server and binds cfg's listen address (port 0: any; read it
  * back with server_port). cfg is borrowed (limits, secret, admin token).
  * NULL and a new *cause if the address cannot be bound.
