@@ -897,6 +897,32 @@ log_count(struct h *h, const char *op, const char *dag)
 	return n;
 }
 
+/* Runs the loop until the fake has logged n requests op on dag. */
+static void
+h_wait_log(struct h *h, const char *op, const char *dag, int n)
+{
+	while (log_count(h, op, dag) < n)
+		event_base_loop(h->base, EVLOOP_ONCE);
+}
+
+/* metadata's state (unless NULL) and note in run id: the note holds want,
+ * or there is none (want NULL). */
+static void
+h_check_note(struct h *h, const char *id, const char *state, const char *want)
+{
+	json_t *st = h_status(h, id);
+
+	if (state != NULL)
+		assert_string_equal(agent_state(st, "metadata"), state);
+	if (want == NULL)
+		assert_null(agent_error(st, "metadata"));
+	else {
+		assert_non_null(agent_error(st, "metadata"));
+		assert_non_null(strstr(agent_error(st, "metadata"), want));
+	}
+	json_decref(st);
+}
+
 /* The Airflow run of an agent's attempt in run run_id, NULL if none. */
 static struct fake_run *
 attempt_run(struct h *h, const char *run_id, const char *agent, unsigned attempt)
@@ -1733,22 +1759,12 @@ test_get_run_bad_reply_polls_again(void **state)
 	/* Running (the first poll said so), then two answers that cannot be
 	 * read (the second poll's answer is decided already): noted while
 	 * they last, gone once one can be read again. */
-	while (log_count(h, "get_run", "pg__metadata") < 2)
-		event_base_loop(h->base, EVLOOP_ONCE);
+	h_wait_log(h, "get_run", "pg__metadata", 2);
 	h->fake.get_run_bad_reply = 2;
-	while (log_count(h, "get_run", "pg__metadata") < 5)
-		event_base_loop(h->base, EVLOOP_ONCE);
-	st = h_status(h, id);
-	assert_string_equal(agent_state(st, "metadata"), "running");
-	assert_non_null(agent_error(st, "metadata"));
-	assert_non_null(strstr(agent_error(st, "metadata"), "(looking again)"));
-	json_decref(st);
-	while (log_count(h, "get_run", "pg__metadata") < 6)
-		event_base_loop(h->base, EVLOOP_ONCE);
-	st = h_status(h, id);
-	assert_string_equal(agent_state(st, "metadata"), "running");
-	assert_null(agent_error(st, "metadata"));
-	json_decref(st);
+	h_wait_log(h, "get_run", "pg__metadata", 5);
+	h_check_note(h, id, "running", "(looking again)");
+	h_wait_log(h, "get_run", "pg__metadata", 6);
+	h_check_note(h, id, "running", NULL);
 	h_wait_finals(h, 1, 10000);
 	assert_string_equal(h->final_state[0], "succeeded");
 	st = h_status(h, id);
@@ -1775,19 +1791,11 @@ test_unknown_run_state_noted(void **state)
 	h->fake.beh[0].running_polls = 3;
 	h_start(h);
 	id = h_submit(h, "pg", "{}");
-	while (log_count(h, "get_run", "pg__metadata") < 3)
-		event_base_loop(h->base, EVLOOP_ONCE);
-	st = h_status(h, id);
-	assert_non_null(agent_error(st, "metadata"));
-	assert_non_null(strstr(agent_error(st, "metadata"), "in state 'upstream_failed'"));
-	json_decref(st);
+	h_wait_log(h, "get_run", "pg__metadata", 3);
+	h_check_note(h, id, NULL, "in state 'upstream_failed'");
 	/* Running again: the note goes. */
-	while (log_count(h, "get_run", "pg__metadata") < 5)
-		event_base_loop(h->base, EVLOOP_ONCE);
-	st = h_status(h, id);
-	assert_string_equal(agent_state(st, "metadata"), "running");
-	assert_null(agent_error(st, "metadata"));
-	json_decref(st);
+	h_wait_log(h, "get_run", "pg__metadata", 5);
+	h_check_note(h, id, "running", NULL);
 	h_wait_finals(h, 1, 10000);
 	assert_string_equal(h->final_state[0], "succeeded");
 	st = h_status(h, id);
