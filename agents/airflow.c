@@ -26,6 +26,7 @@
  * job behind, which then frees only itself. Replies are freed on the worker
  * too, once the loop is done with them.
  */
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/queue.h>
@@ -55,7 +56,7 @@ airflow_http_class_name(enum airflow_http_class k)
 	return (unsigned)k < AIRFLOW_HTTP_CLASS_MAX ? http_class_names[k] : "?";
 }
 
-enum req_timer { T_NONE, T_RETRY, T_BREAKER_WAIT, T_FINISH };
+enum req_timer { T_NONE, T_RETRY, T_BREAKER_WAIT, T_OUT_OF_TIME, T_FINISH };
 
 TAILQ_HEAD(airflow_reqq, airflow_req);
 
@@ -402,6 +403,18 @@ req_wait_ms(const struct airflow_req *q, long ms)
 	return q->deadline - now < (uint64_t)ms ? (long)(q->deadline - now) : ms;
 }
 
+/*
+ * Ends q at its bound (op_limit) while it waits for what no retry timer
+ * covers: an answer, a free connection slot, version detection or a token.
+ * The timer is q's only one; these waits use no other.
+ */
+static void
+req_bound_arm(struct airflow_req *q)
+{
+	if (q->deadline != 0)
+		timer_arm(q, T_OUT_OF_TIME, req_wait_ms(q, LONG_MAX));
+}
+
 /* ----------------------------------------------------------------- breaker */
 
 /*
@@ -634,6 +647,7 @@ req_attempt(struct airflow_req *q)
 	if (q->step != AIRFLOW_STEP_VERSION && q->step != AIRFLOW_STEP_VERSION_V1 &&
 	    q->step != AIRFLOW_STEP_TOKEN && c->api == AIRFLOW_API_AUTO) {
 		wait_on(q, &c->api_waiters);
+		req_bound_arm(q);
 		start_detect(c);
 		return;
 	}
@@ -653,6 +667,7 @@ req_attempt(struct airflow_req *q)
 	if (hr.auth == AIRFLOW_AUTH_BEARER && c->bearer == NULL) {
 		airflow_http_req_cleanup(&hr);
 		wait_on(q, &c->token_waiters);
+		req_bound_arm(q);
 		start_token(c);
 		return;
 	}
@@ -675,6 +690,7 @@ req_attempt(struct airflow_req *q)
 	    hr.body != NULL), hr.body, hr.body != NULL ? strlen(hr.body) : 0, http_done, q);
 	hr.body = NULL;
 	airflow_http_req_cleanup(&hr);
+	req_bound_arm(q);
 }
 
 static void
@@ -1074,6 +1090,8 @@ http_done(const struct http_response *resp, void *arg)
 	bool was_probe = q->is_probe;
 
 	q->http = NULL;
+	if (q->timer_kind == T_OUT_OF_TIME)
+		timer_disarm(q);
 	stats_note(c, resp);
 	if (was_probe) {
 		q->is_probe = false;
@@ -1116,6 +1134,41 @@ http_done(const struct http_response *resp, void *arg)
 	workq_submit(c->wq, &j->job);
 }
 
+/*
+ * q's bound came while it waited for an answer (the attempt is dropped: its
+ * connection closes, and Airflow may have acted on it, as after any
+ * timeout), for a connection slot, version detection or a token.
+ */
+static void
+req_out_of_time(struct airflow_req *q)
+{
+	struct airflow_client *c = q->c;
+	const char *detail;
+
+	if (q->http != NULL) {
+		detail = http_started(q->http) ? "out of time waiting for Airflow's"
+		    " answer (the attempt was dropped)" : "out of time waiting for a"
+		    " free connection (airflow.max_in_flight requests in flight)";
+		http_cancel(c->http, q->http);
+		q->http = NULL;
+		if (q->is_probe) {
+			/* Unanswered, not failed: the next waiter probes. */
+			q->is_probe = false;
+			c->probe = NULL;
+			if (c->open)
+				breaker_arm(c, 0);
+		}
+	} else if (q->waitq == &c->api_waiters)
+		detail = "out of time waiting for Airflow's API version to be detected";
+	else if (q->waitq == &c->token_waiters)
+		detail = "out of time waiting for an access token";
+	else
+		detail = "out of time";
+	wait_leave(q);
+	req_error(q, "Out of time", detail);
+	req_finish(q, AIRFLOW_UNAVAILABLE, 0);
+}
+
 static void
 req_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -1139,6 +1192,9 @@ req_timer_cb(evutil_socket_t fd, short what, void *arg)
 		req_error(q, "Circuit breaker open", detail);
 		free(detail);
 		req_finish(q, AIRFLOW_UNAVAILABLE, 0);
+		break;
+	case T_OUT_OF_TIME:
+		req_out_of_time(q);
 		break;
 	case T_FINISH:
 		if (q->cb != NULL)
@@ -1406,9 +1462,12 @@ op_limit(void *impl, struct airflow_req *q, int64_t left_ms)
 	q->deadline = ap_mono_ms() + (uint64_t)(left_ms > 0 ? left_ms : 0);
 	if (q->deadline == 0)
 		q->deadline = 1;
-	/* Already waiting for the breaker (it was open when q was made). */
+	/* Already waiting for the breaker (it was open when q was made), or
+	 * sent, queued, or waiting for version detection or a token. */
 	if (q->timer_kind == T_BREAKER_WAIT)
 		breaker_wait_arm(q);
+	else if (q->timer_kind == T_NONE && (q->http != NULL || q->waitq != NULL))
+		req_bound_arm(q);
 }
 
 void

@@ -213,9 +213,10 @@ struct airflow_ops {
 	/*
 	 * Bounds req in time: no retry, Retry-After or circuit-breaker wait
 	 * goes on past left_ms from now; when the next would, req ends with
-	 * its last failure (AIRFLOW_UNAVAILABLE). An attempt in flight is not
-	 * cut (request_timeout_ms bounds it). 0 or less: no more retries.
-	 * May be NULL (no bound).
+	 * its last failure (AIRFLOW_UNAVAILABLE). At the bound, an attempt
+	 * still unanswered is dropped, and a wait for a free connection slot,
+	 * version detection or a token given up: req ends AIRFLOW_UNAVAILABLE,
+	 * titled "Out of time". 0 or less: it ends now. May be NULL (no bound).
 	 */
 	void (*limit)(void *impl, struct airflow_req *req, int64_t left_ms);
 	/* True while the circuit breaker is open (Airflow believed down). */

@@ -580,6 +580,12 @@ http_take_body(struct http_req *r, size_t *lenp)
 	return ap_buf_steal(&r->resp, lenp);
 }
 
+bool
+http_started(const struct http_req *r)
+{
+	return r->running;
+}
+
 unsigned
 http_running(const struct http_client *h)
 {

@@ -87,6 +87,10 @@ void http_cancel(struct http_client *h, struct http_req *r);
  */
 char *http_take_body(struct http_req *r, size_t *lenp);
 
+/* True once r has left the queue for one of max_in_flight slots (its
+ * transfer has started). */
+bool http_started(const struct http_req *r);
+
 /* Transfers running now, and requests waiting for a slot. */
 unsigned http_running(const struct http_client *h);
 unsigned http_queued(const struct http_client *h);

@@ -42,6 +42,9 @@ struct fake {
 	unsigned rejected;		/* 403s answered to dagRuns/tok */
 	unsigned deploys;		/* POST .../openmetadata/deploy */
 	char *deployed;			/* the last one's body */
+	unsigned held;			/* requests left unanswered (held) */
+	bool hold_version;		/* GET /api/v2/version is held */
+	bool hold_token;		/* POST /auth/token is held */
 };
 
 static void
@@ -79,6 +82,13 @@ fake_route(struct evhttp_request *req, void *arg)
 
 	if (ap_startswith(path, RUNS_V1 "/"))
 		run = path + strlen(RUNS_V1 "/");
+	/* Held: never answered (freed with its connection). */
+	if ((run != NULL && strcmp(run, "held") == 0) ||
+	    (f->hold_version && strcmp(path, "/api/v2/version") == 0) ||
+	    (f->hold_token && strcmp(path, "/auth/token") == 0)) {
+		f->held++;
+		return;
+	}
 	if (strcmp(path, "/api/v1/openmetadata/deploy") == 0 && cmd == EVHTTP_REQ_POST) {
 		struct evbuffer *in = evhttp_request_get_input_buffer(req);
 		size_t n = evbuffer_get_length(in);
@@ -198,9 +208,11 @@ fake_stop(struct fake *f)
 	free(f->deployed);
 }
 
+/* A client of the fake: retries up to max_retries (backoff from 1 ms to
+ * retry_max_ms), at most max_in_flight attempts at once (0: the default). */
 static struct airflow_client *
-client_new_retries(struct fake *f, enum airflow_api api, long retry_max_ms,
-    unsigned max_retries)
+client_new_cfg(struct fake *f, enum airflow_api api, long retry_max_ms,
+    unsigned max_retries, unsigned max_in_flight)
 {
 	struct airflow_config cfg = { 0 };
 	struct airflow_client *c;
@@ -213,11 +225,26 @@ client_new_retries(struct fake *f, enum airflow_api api, long retry_max_ms,
 	cfg.retry_base_ms = 1;
 	cfg.retry_max_ms = retry_max_ms;
 	cfg.max_retries = max_retries;
+	cfg.max_in_flight = max_in_flight;
 	c = airflow_client_create(f->base, &cfg, &cause);
 	assert_null(cause);
 	assert_non_null(c);
 	free(url);
 	return c;
+}
+
+static struct airflow_client *
+client_new_retries(struct fake *f, enum airflow_api api, long retry_max_ms,
+    unsigned max_retries)
+{
+	return client_new_cfg(f, api, retry_max_ms, max_retries, 0);
+}
+
+/* A client of at most max_in_flight attempts at once, without retries. */
+static struct airflow_client *
+client_new_slots(struct fake *f, enum airflow_api api, unsigned max_in_flight)
+{
+	return client_new_cfg(f, api, 5, 0, max_in_flight);
 }
 
 static struct airflow_client *
@@ -761,6 +788,93 @@ test_limit_ends_waits(void **state)
 	fake_stop(&f);
 }
 
+/* Runs the loop for ms. */
+static void
+spin(struct fake *f, uint64_t ms)
+{
+	uint64_t t0 = ap_mono_ms();
+
+	while (ap_mono_ms() - t0 < ms)
+		event_base_loop(f->base, EVLOOP_NONBLOCK);
+}
+
+/* Asks for run in c, bounded by ms; checks that it ends "Out of time" with
+ * a detail holding what, no sooner than the bound and long before
+ * request_timeout_ms (30 s). */
+static void
+check_out_of_time(struct fake *f, struct airflow_client *c, const char *run,
+    int64_t ms, const char *what)
+{
+	struct call k = { 0 };
+	uint64_t t0 = ap_mono_ms(), took;
+	unsigned before = ncalls;
+
+	airflow_client_ops()->limit(c, get_run(c, run, &k), ms);
+	wait_calls(f, before + 1);
+	took = ap_mono_ms() - t0;
+	assert_int_equal(k.calls, 1);
+	assert_int_equal(k.status, AIRFLOW_UNAVAILABLE);
+	assert_string_equal(k.title, "Out of time");
+	assert_non_null(strstr(k.detail, what));
+	assert_true(took + 5 >= (uint64_t)ms && took < 5000);
+	call_cleanup(&k);
+}
+
+/*
+ * The bound ends what no retry timer covers: an attempt Airflow does not
+ * answer (dropped; the next request is answered), a request queued behind
+ * max_in_flight, and waits for version detection and for a token. Unbounded,
+ * the same request is still waiting (request_timeout_ms is 30 s).
+ */
+static void
+test_limit_ends_unanswered(void **state)
+{
+	struct fake f;
+	struct airflow_client *c;
+	struct call k[3];
+	struct airflow_req *q;
+	unsigned i;
+
+	(void)state;
+	memset(k, 0, sizeof k);
+	fake_start(&f);
+	c = client_new_slots(&f, AIRFLOW_API_V1, 1);
+	ncalls = 0;
+	check_out_of_time(&f, c, "held", 300, "waiting for Airflow's answer");
+	assert_int_equal(f.held, 1);
+	/* The slot is free again: an answered request goes through. */
+	get_run(c, "r1", &k[0]);
+	wait_calls(&f, ncalls + 1);
+	assert_int_equal(k[0].status, AIRFLOW_OK);
+	/* One slot, held by an unbounded request: a bounded one behind it
+	 * gives up its wait for the slot, and is never sent. */
+	q = get_run(c, "held", &k[1]);
+	check_out_of_time(&f, c, "r2", 200, "waiting for a free connection");
+	assert_int_equal(f.held, 2);
+	spin(&f, 300);
+	assert_int_equal(k[1].calls, 0);
+	airflow_client_ops()->cancel(c, q);
+	airflow_client_free(c);
+
+	f.hold_version = true;
+	c = client_new_slots(&f, AIRFLOW_API_AUTO, 8);
+	check_out_of_time(&f, c, "r3", 200, "API version to be detected");
+	airflow_client_free(c);
+	f.hold_version = false;
+
+	f.hold_token = true;
+	c = client_new_slots(&f, AIRFLOW_API_V2, 8);
+	check_out_of_time(&f, c, "r4", 200, "access token");
+	/* Unbounded, the same wait goes on. */
+	get_run(c, "r5", &k[2]);
+	spin(&f, 500);
+	assert_int_equal(k[2].calls, 0);
+	airflow_client_free(c);
+	for (i = 0; i < 3; i++)
+		call_cleanup(&k[i]);
+	fake_stop(&f);
+}
+
 int
 main(void)
 {
@@ -775,6 +889,7 @@ main(void)
 		cmocka_unit_test(test_cancel_while_writing),
 		cmocka_unit_test(test_free_while_writing),
 		cmocka_unit_test(test_limit_ends_waits),
+		cmocka_unit_test(test_limit_ends_unanswered),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
