@@ -154,7 +154,7 @@ serve_exec(int argc, char **argv)
 	struct config cfg;
 	const char *path = NULL;
 	char *cause = NULL, *listen = NULL;
-	int c, rc = AP_EXIT_USAGE;
+	int c, rc = AP_EXIT_USAGE, listen_fd = -1;
 
 	memset(&sv, 0, sizeof sv);
 	config_init(&cfg);
@@ -200,8 +200,9 @@ serve_exec(int argc, char **argv)
 		goto out;
 	}
 
-	/* Likewise a listen host that names no address. */
-	if (server_check_listen(&cfg, &cause) < 0) {
+	/* Likewise an address that cannot be listened on (a host that names
+	 * nothing, a port in use): the socket is opened first. */
+	if ((listen_fd = server_listen(&cfg, &cause)) < 0) {
 		fprintf(stderr, "autopilot: serve: %s\n", cause);
 		goto out;
 	}
@@ -223,7 +224,9 @@ serve_exec(int argc, char **argv)
 	deps.plan = sv.rt.plan;
 	deps.metrics = ap_runtime_airflow_metrics;
 	deps.metrics_arg = sv.rt.airflow;
-	if ((sv.server = server_create(sv.rt.base, &cfg, &deps, &cause)) == NULL) {
+	sv.server = server_create(sv.rt.base, &cfg, &deps, listen_fd, &cause);
+	listen_fd = -1;		/* the server's now */
+	if (sv.server == NULL) {
 		fprintf(stderr, "autopilot: serve: %s\n", cause);
 		rc = AP_EXIT_USAGE;
 		goto out;
@@ -270,6 +273,8 @@ out:
 	if (sv.drain_timer != NULL)
 		event_free(sv.drain_timer);
 	server_free(sv.server);
+	if (listen_fd >= 0)
+		evutil_closesocket(listen_fd);
 	if (sv.rt.base != NULL)
 		ap_runtime_close(&sv.rt);
 	free(listen);

@@ -1784,30 +1784,44 @@ accept_resume_cb(evutil_socket_t fd, short what, void *arg)
 /* ---- Life cycle. ---- */
 
 int
-server_check_listen(const struct config *cfg, char **cause)
+server_listen(const struct config *cfg, char **cause)
 {
 	struct evutil_addrinfo hints, *ai = NULL;
-	int gai;
+	char port[16];
+	int fd, gai, on = 1, err;
 
 	/* A host that does not resolve is said so (binding would only leave
-	 * errno from something else). */
+	 * errno from something else). As libevent's own binding does: the
+	 * first address, SO_REUSEADDR and keepalive, a backlog of 128. */
+	snprintf(port, sizeof port, "%u", cfg->listen_port);
 	memset(&hints, 0, sizeof hints);
 	hints.ai_family = AF_UNSPEC;
 	hints.ai_socktype = SOCK_STREAM;
 	hints.ai_flags = EVUTIL_AI_PASSIVE;
-	if ((gai = evutil_getaddrinfo(cfg->listen_host, NULL, &hints, &ai)) != 0) {
+	if ((gai = evutil_getaddrinfo(cfg->listen_host, port, &hints, &ai)) != 0) {
 		*cause = ap_xprintf("cannot listen on %s:%u: not an address of this"
 		    " host (%s)", cfg->listen_host, cfg->listen_port,
 		    evutil_gai_strerror(gai));
 		return -1;
 	}
+	fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof on) < 0 ||
+	    evutil_make_listen_socket_reuseable(fd) < 0 ||
+	    bind(fd, ai->ai_addr, (socklen_t)ai->ai_addrlen) < 0 || listen(fd, 128) < 0) {
+		err = errno;
+		*cause = ap_xprintf("cannot listen on %s:%u: %s", cfg->listen_host,
+		    cfg->listen_port, strerror(err));
+		if (fd >= 0)
+			evutil_closesocket(fd);
+		fd = -1;
+	}
 	evutil_freeaddrinfo(ai);
-	return 0;
+	return fd;
 }
 
 struct server *
 server_create(struct event_base *base, const struct config *cfg,
-    const struct server_deps *deps, char **cause)
+    const struct server_deps *deps, int listen_fd, char **cause)
 {
 	struct server *s = ap_xcalloc(1, sizeof *s);
 	struct sockaddr_storage ss;
@@ -1855,11 +1869,12 @@ server_create(struct event_base *base, const struct config *cfg,
 	s->next = servers;
 	servers = s;
 	errno = 0;
-	s->listener = evhttp_bind_socket_with_handle(s->http, cfg->listen_host,
-	    (ev_uint16_t)cfg->listen_port);
+	s->listener = evhttp_accept_socket_with_handle(s->http, listen_fd);
 	if (s->listener == NULL) {
 		*cause = ap_xprintf("cannot listen on %s:%u: %s", cfg->listen_host,
-		    cfg->listen_port, strerror(errno));
+		    cfg->listen_port, errno != 0 ? strerror(errno) : "cannot watch the"
+		    " socket");
+		evutil_closesocket(listen_fd);
 		server_free(s);
 		return NULL;
 	}

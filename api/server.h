@@ -72,20 +72,22 @@ enum server_outcome {
 };
 
 /*
- * 0 if cfg's listen host names an address to listen on, else -1 and a new
- * *cause ("cannot listen on HOST:PORT: not an address of this host (...)").
- * Called before anything else is set up (the state store): server_create()
- * does not look again.
+ * Opens cfg's listening socket (bound, listening, non-blocking,
+ * close-on-exec): its descriptor, or -1 and a new *cause ("cannot listen
+ * on HOST:PORT: not an address of this host (...)", "...: Address already
+ * in use"). Called before anything else is set up, so that an address that
+ * cannot be served is refused before the state store is opened or migrated.
  */
-int server_check_listen(const struct config *cfg, char **cause);
+int server_listen(const struct config *cfg, char **cause);
 
 /*
- * Creates the server and binds cfg's listen address (port 0: any; read it
- * back with server_port). cfg is borrowed (limits, secret, admin token).
- * NULL and a new *cause if the address cannot be bound.
+ * Creates the server on listen_fd (from server_listen(), which it owns from
+ * now on, closed by server_free() or on failure; read the port back with
+ * server_port). cfg is borrowed (limits, secret, admin token). NULL and a
+ * new *cause if the socket cannot be served.
  */
 struct server *server_create(struct event_base *base, const struct config *cfg,
-    const struct server_deps *deps, char **cause);
+    const struct server_deps *deps, int listen_fd, char **cause);
 unsigned server_port(const struct server *s);
 /* Stops accepting connections; webhooks and re-runs answer 503 from now on,
  * and every connection closes after its answer. */

@@ -183,6 +183,18 @@ def main():
         check(rc == 2 and "cannot listen on a b:0: not an address of this host" in err
               and not os.path.exists(nosecret.state),
               "a --listen host that names nothing: %d %s" % (rc, err))
+        # A port in use: refused before the store is created (or migrated).
+        taken = socket.socket()
+        try:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen(1)
+            addr = "127.0.0.1:%d" % taken.getsockname()[1]
+            rc, out, err = cli(["serve", "-c", nosecret.conf, "--listen", addr,
+                                "--allow-unsigned"], env=env, timeout=20)
+        finally:
+            taken.close()
+        check(rc == 2 and ("cannot listen on %s: Address already in use" % addr) in err
+              and not os.path.exists(nosecret.state), "a port in use: %d %s" % (rc, err))
         nosecret.args = ["--allow-unsigned"]
         nosecret.start()
         check("UNSIGNED" in nosecret.log() and "127.0.0.1:%d" % nosecret.port in nosecret.log(),
