@@ -126,6 +126,7 @@ struct airflow_req {
 	bool is_probe;
 	uint64_t deadline;			/* ap_mono_ms(); 0: none (op_limit) */
 	bool wait_cut;				/* its breaker wait ends at deadline */
+	long last_http;				/* the last attempt's HTTP status */
 	struct event timer;
 	enum req_timer timer_kind;
 
@@ -387,7 +388,7 @@ client_headers(struct airflow_client *c, enum airflow_auth auth, bool body)
 static bool
 req_time_left(const struct airflow_req *q, long ms)
 {
-	return q->deadline == 0 || ap_mono_ms() + (uint64_t)ms <= q->deadline;
+	return q->deadline == 0 || ap_mono_ms() + (uint64_t)ms < q->deadline;
 }
 
 /* A wait of up to ms, cut to what is left of q's time. */
@@ -644,6 +645,19 @@ req_attempt(struct airflow_req *q)
 	struct airflow_http_req hr;
 	char *cause = NULL, *url;
 
+	/* Released at its bound (by the breaker, version detection, a token):
+	 * nothing is sent that would be dropped at once. The last answer
+	 * stands, if there was one. */
+	if (q->deadline != 0 && ap_mono_ms() >= q->deadline) {
+		if (q->err.title == NULL)
+			req_error(q, "Out of time", "out of time before the request"
+			    " could be sent");
+		req_finish(q, AIRFLOW_UNAVAILABLE, q->last_http);
+		/* Released as the probe: the next waiter goes instead. */
+		if (c->open && c->probe == NULL && c->probe_ready)
+			breaker_arm(c, 0);
+		return;
+	}
 	if (q->step != AIRFLOW_STEP_VERSION && q->step != AIRFLOW_STEP_VERSION_V1 &&
 	    q->step != AIRFLOW_STEP_TOKEN && c->api == AIRFLOW_API_AUTO) {
 		wait_on(q, &c->api_waiters);
@@ -1090,6 +1104,7 @@ http_done(const struct http_response *resp, void *arg)
 	bool was_probe = q->is_probe;
 
 	q->http = NULL;
+	q->last_http = st;
 	if (q->timer_kind == T_OUT_OF_TIME)
 		timer_disarm(q);
 	stats_note(c, resp);
@@ -1466,7 +1481,8 @@ op_limit(void *impl, struct airflow_req *q, int64_t left_ms)
 	 * sent, queued, or waiting for version detection or a token. */
 	if (q->timer_kind == T_BREAKER_WAIT)
 		breaker_wait_arm(q);
-	else if (q->timer_kind == T_NONE && (q->http != NULL || q->waitq != NULL))
+	else if ((q->timer_kind == T_NONE || q->timer_kind == T_OUT_OF_TIME) &&
+	    (q->http != NULL || q->waitq != NULL))
 		req_bound_arm(q);
 }
 

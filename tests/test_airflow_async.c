@@ -823,16 +823,19 @@ check_out_of_time(struct fake *f, struct airflow_client *c, const char *run,
 /*
  * The bound ends what no retry timer covers: an attempt Airflow does not
  * answer (dropped; the next request is answered), a request queued behind
- * max_in_flight, and waits for version detection and for a token. Unbounded,
- * the same request is still waiting (request_timeout_ms is 30 s).
+ * max_in_flight, and waits for version detection and for a token (unbounded,
+ * that wait goes on: request_timeout_ms is 30 s). A request whose bound has
+ * passed by the time it could be sent (its deploy body written on the
+ * worker) is not sent.
  */
 static void
 test_limit_ends_unanswered(void **state)
 {
 	struct fake f;
 	struct airflow_client *c;
-	struct call k[3];
+	struct call k[3], d = { 0 };
 	struct airflow_req *q;
+	json_t *p = big_pipeline("p2");
 	unsigned i;
 
 	(void)state;
@@ -870,6 +873,20 @@ test_limit_ends_unanswered(void **state)
 	spin(&f, 500);
 	assert_int_equal(k[2].calls, 0);
 	airflow_client_free(c);
+	f.hold_token = false;
+
+	/* Past its bound when its body has been written: never sent. */
+	c = client_new(&f, AIRFLOW_API_V1);
+	airflow_client_ops()->limit(c, airflow_client_ops()->deploy(c, p, call_cb,
+	    &d), 0);
+	wait_calls(&f, ncalls + 1);
+	assert_int_equal(d.status, AIRFLOW_UNAVAILABLE);
+	assert_string_equal(d.detail, "out of time before the request could be sent");
+	assert_int_equal(d.attempts, 0);
+	assert_int_equal(f.deploys, 0);
+	airflow_client_free(c);
+	call_cleanup(&d);
+	json_decref(p);
 	for (i = 0; i < 3; i++)
 		call_cleanup(&k[i]);
 	fake_stop(&f);
