@@ -1792,22 +1792,27 @@ server_listen(const struct config *cfg, char **cause)
 
 	/* A host that does not resolve is said so (binding would only leave
 	 * errno from something else). As libevent's own binding does: the
-	 * first address, SO_REUSEADDR and keepalive, a backlog of 128. */
+	 * first address (of a family configured here), SO_REUSEADDR and
+	 * keepalive. Bound, not listening: until server_create() listens,
+	 * connections are refused rather than left waiting while the store
+	 * opens (or migrates). */
 	snprintf(port, sizeof port, "%u", cfg->listen_port);
 	memset(&hints, 0, sizeof hints);
 	hints.ai_family = AF_UNSPEC;
 	hints.ai_socktype = SOCK_STREAM;
-	hints.ai_flags = EVUTIL_AI_PASSIVE;
+	hints.ai_flags = EVUTIL_AI_PASSIVE | EVUTIL_AI_ADDRCONFIG;
 	if ((gai = evutil_getaddrinfo(cfg->listen_host, port, &hints, &ai)) != 0) {
 		*cause = ap_xprintf("cannot listen on %s:%u: not an address of this"
 		    " host (%s)", cfg->listen_host, cfg->listen_port,
 		    evutil_gai_strerror(gai));
 		return -1;
 	}
-	fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof on) < 0 ||
+	fd = socket(ai->ai_family, SOCK_STREAM, 0);
+	if (fd < 0 || evutil_make_socket_nonblocking(fd) < 0 ||
+	    evutil_make_socket_closeonexec(fd) < 0 ||
+	    setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof on) < 0 ||
 	    evutil_make_listen_socket_reuseable(fd) < 0 ||
-	    bind(fd, ai->ai_addr, (socklen_t)ai->ai_addrlen) < 0 || listen(fd, 128) < 0) {
+	    bind(fd, ai->ai_addr, (socklen_t)ai->ai_addrlen) < 0) {
 		err = errno;
 		*cause = ap_xprintf("cannot listen on %s:%u: %s", cfg->listen_host,
 		    cfg->listen_port, strerror(err));
@@ -1824,6 +1829,7 @@ server_create(struct event_base *base, const struct config *cfg,
     const struct server_deps *deps, int listen_fd, char **cause)
 {
 	struct server *s = ap_xcalloc(1, sizeof *s);
+	struct evconnlistener *listener;
 	struct sockaddr_storage ss;
 	socklen_t sl = sizeof ss;
 	struct timeval sweep_tv = { CONN_SWEEP_MS / 1000, (CONN_SWEEP_MS % 1000) * 1000 };
@@ -1868,13 +1874,18 @@ server_create(struct event_base *base, const struct config *cfg,
 	s->take = json_array();
 	s->next = servers;
 	servers = s;
+	/* Listens (a backlog of 128, as libevent's own binding); the socket
+	 * is the listener's from here, closed when it is freed. */
 	errno = 0;
-	s->listener = evhttp_accept_socket_with_handle(s->http, listen_fd);
+	listener = evconnlistener_new(base, NULL, NULL, LEV_OPT_REUSEABLE |
+	    LEV_OPT_CLOSE_ON_EXEC | LEV_OPT_CLOSE_ON_FREE, 128, listen_fd);
+	if (listener == NULL)
+		evutil_closesocket(listen_fd);
+	else if ((s->listener = evhttp_bind_listener(s->http, listener)) == NULL)
+		evconnlistener_free(listener);
 	if (s->listener == NULL) {
 		*cause = ap_xprintf("cannot listen on %s:%u: %s", cfg->listen_host,
-		    cfg->listen_port, errno != 0 ? strerror(errno) : "cannot watch the"
-		    " socket");
-		evutil_closesocket(listen_fd);
+		    cfg->listen_port, errno != 0 ? strerror(errno) : "out of memory");
 		server_free(s);
 		return NULL;
 	}

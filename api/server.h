@@ -72,7 +72,7 @@ enum server_outcome {
 };
 
 /*
- * Opens cfg's listening socket (bound, listening, non-blocking,
+ * Opens cfg's listen socket (bound, not yet listening; non-blocking,
  * close-on-exec): its descriptor, or -1 and a new *cause ("cannot listen
  * on HOST:PORT: not an address of this host (...)", "...: Address already
  * in use"). Called before anything else is set up, so that an address that
@@ -81,9 +81,9 @@ enum server_outcome {
 int server_listen(const struct config *cfg, char **cause);
 
 /*
- * Creates the server on listen_fd (from server_listen(), which it owns from
- * now on, closed by server_free() or on failure; read the port back with
- * server_port). cfg is borrowed (limits, secret, admin token). NULL and a
+ * Creates the server listening on listen_fd (from server_listen(), which it
+ * owns from now on, closed by server_free() or on failure; read the port
+ * back with server_port). cfg is borrowed (limits, secret, admin token). NULL and a
  * new *cause if the socket cannot be served.
  */
 struct server *server_create(struct event_base *base, const struct config *cfg,
