@@ -62,9 +62,13 @@ static const char *const sched_act_names[ACT_MAX] = {
  * on without the answer. */
 #define SCHED_LATE_TRIES 3
 
-/* The client's own retries of one request past the deadline end this long
- * after it was sent (Retry-After and breaker waits included). */
-#define SCHED_LATE_BUDGET_MS 30000
+/* The last look and the PATCH past the deadline each have
+ * sched_config.late_budget_ms (30 s), every try with its client retries,
+ * Retry-After and breaker waits included (and an attempt Airflow does not
+ * answer): an Airflow that answers neither leaves the agent's end about
+ * twice that after its timeout. A try is made with at least this share of
+ * the budget left. */
+#define SCHED_LATE_MIN_TRY_DIV 30
 
 /* How the notes about a tracked run's polls begin (cleared once the run
  * reads queued or running again). */
@@ -81,6 +85,7 @@ struct sched_agent {
 	unsigned attempt;
 	unsigned streak;	/* consecutive "Airflow unavailable" answers */
 	unsigned late_tries;	/* of them for this request past the deadline */
+	int64_t late_until;	/* when that request's tries end (sched_now) */
 	unsigned poll_ms;
 	char *dag_id;
 	char *dag_run_id;
@@ -326,6 +331,7 @@ sched_config_defaults(struct sched_config *c)
 	c->unreachable_retry_max_ms = 60000;
 	c->lease_ms = 30000;
 	c->rescan_ms = 10000;
+	c->late_budget_ms = 30000;
 }
 
 static int
@@ -1344,17 +1350,37 @@ agent_first_poll_delay(struct sched_agent *a)
 
 /* Backoff while Airflow is unavailable: doubles per failure up to the cap. */
 static int64_t
-agent_unavailable_delay(struct sched_agent *a)
+agent_unavailable_ms(const struct sched_agent *a)
 {
 	const struct sched_config *c = &a->run->s->cfg;
 	double d = (double)c->poll_initial_ms * pow(2.0, a->streak < 30 ? a->streak : 30);
 
-	a->streak++;
 	if (d > c->unreachable_retry_max_ms)
 		d = c->unreachable_retry_max_ms;
 	if (d < c->poll_floor_ms)
 		d = c->poll_floor_ms;
 	return (int64_t)d;
+}
+
+/* The wait before the next try; the streak grows. */
+static int64_t
+agent_unavailable_delay(struct sched_agent *a)
+{
+	int64_t d = agent_unavailable_ms(a);
+
+	a->streak++;
+	return d;
+}
+
+/* Whether a request past the deadline (the last look, the PATCH) that found
+ * Airflow unavailable is tried again: a few times, each with its wait and
+ * some time left (SCHED_LATE_MIN_TRY_DIV) before its tries end. */
+static bool
+agent_late_retry(struct sched_agent *a, int64_t now)
+{
+	return a->late_tries++ < SCHED_LATE_TRIES &&
+	    now + agent_unavailable_ms(a) + a->run->s->cfg.late_budget_ms /
+	    SCHED_LATE_MIN_TRY_DIV <= a->late_until;
 }
 
 static void
@@ -1415,6 +1441,7 @@ sched_agent_act(struct sched_agent *a)
 		    a->dag_run_id != NULL) {
 			act = ACT_LAST_LOOK;
 			a->late_tries = 0;
+			a->late_until = now + a->run->s->cfg.late_budget_ms;
 		} else {
 			text = ap_xprintf("timed out after %g s before the DAG ran",
 			    (double)agent_spec(a)->timeout_ms / 1000);
@@ -1515,7 +1542,7 @@ sched_agent_act(struct sched_agent *a)
 		int64_t left = agent_deadline(a) - now;
 
 		if (act == ACT_LAST_LOOK || act == ACT_FAIL_RUN)
-			left = left > SCHED_LATE_BUDGET_MS ? left : SCHED_LATE_BUDGET_MS;
+			left = a->late_until - now;
 		s->ops->limit(s->airflow, a->req, left);
 	}
 	json_decref(pipeline);
@@ -1619,7 +1646,7 @@ sched_agent_cb(const struct airflow_result *res, void *arg)
 	if (res->status == AIRFLOW_UNAVAILABLE &&
 	    !(act == ACT_DEPLOY && res->error.http_status == 500) &&
 	    ((act != ACT_FAIL_RUN && act != ACT_LAST_LOOK) ||
-	    a->late_tries++ < SCHED_LATE_TRIES)) {
+	    agent_late_retry(a, now))) {
 		sched_agent_unavailable(a, act, res);
 		return;
 	}
@@ -1727,6 +1754,7 @@ sched_agent_cb(const struct airflow_result *res, void *arg)
 		}
 		if (res->status != AIRFLOW_NOT_FOUND) {
 			a->late_tries = 0;
+			a->late_until = now + a->run->s->cfg.late_budget_ms;
 			sched_agent_after(a, ACT_FAIL_RUN, 0);
 			break;
 		}

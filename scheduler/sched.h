@@ -80,6 +80,9 @@ struct sched_config {
 	unsigned unreachable_retry_max_ms; /* 60000: cap on the retry interval while Airflow is down */
 	unsigned lease_ms;		/* 30000: claim lifetime; renewed every third */
 	unsigned rescan_ms;		/* 10000: look for unclaimed unfinished runs (0: never) */
+	unsigned late_budget_ms;	/* 30000: the last look, then the PATCH, past an
+					 * agent's deadline, each with every try (not a
+					 * configuration key; tests shorten it) */
 };
 
 /* Fills in the defaults above. */

@@ -77,6 +77,7 @@ struct fake_req {
 	struct airflow_run run;
 	char s1[160], s2[160], s3[256];
 	bool dependent_deploy;		/* a deploy of an agent other than metadata */
+	bool unanswered;		/* ends at its bound (f_limit), as the client ends it */
 	struct fake_req *next;
 };
 
@@ -86,6 +87,7 @@ struct fake {
 	bool down;
 	int unavailable_next;
 	int fail_run_unavailable;	/* fail_run answers "unavailable" this many times */
+	bool fail_run_unanswered;	/* fail_run is never answered (ends at its bound) */
 	int trigger_bad_reply;		/* triggers that create the run, answer unreadably */
 	int trigger_bad_reply_unsent;	/* ... that fail so before reaching Airflow */
 	int get_run_bad_reply;		/* get_run answers unreadably this many times */
@@ -469,6 +471,13 @@ f_fail_run(void *impl, const char *dag_id, const char *dag_run_id, airflow_cb cb
 	struct fake_run *r = fake_run(f, dag_run_id);
 
 	fake_log(f, "fail_run", dag_id, dag_run_id);
+	if (q->res.status == AIRFLOW_OK && f->fail_run_unanswered) {
+		q->unanswered = true;
+		q->res.status = AIRFLOW_UNAVAILABLE;
+		q->res.error.title = "Out of time";
+		q->res.error.detail = "out of time waiting for Airflow's answer";
+		return (struct airflow_req *)q;
+	}
 	if (q->res.status == AIRFLOW_OK && f->fail_run_unavailable > 0) {
 		f->fail_run_unavailable--;
 		q->res.status = AIRFLOW_UNAVAILABLE;
@@ -517,6 +526,11 @@ f_limit(void *impl, struct airflow_req *req, int64_t left_ms)
 	assert_false(e->limited);
 	e->limited = true;
 	e->limit_ms = left_ms;
+	if (((struct fake_req *)req)->unanswered) {
+		struct timeval tv = { left_ms / 1000, (left_ms % 1000) * 1000 };
+
+		evtimer_add(((struct fake_req *)req)->ev, &tv);	/* moved */
+	}
 }
 
 static bool
@@ -1562,15 +1576,15 @@ test_timeout_fails_airflow_run(void **state)
 	for (i = 0; i < h->fake.nruns; i++)
 		assert_true(h->fake.runs[i].failed_by_us);
 	/* Every request of the attempt is bounded by the agent's time (the
-	 * client's retries end with it); the PATCH past it has its grace. */
+	 * client's retries end with it); the PATCH past it has its own 30 s. */
 	for (i = 0; i < h->fake.nlog; i++) {
 		struct log_entry *e = &h->fake.log[i];
 
 		if (strstr(e->dag_id, "metadata") == NULL)
 			continue;
 		assert_true(e->limited);
-		if (strcmp(e->op, "fail_run") == 0)
-			assert_true(e->limit_ms >= 30000);
+		if (strcmp(e->op, "fail_run") == 0)	/* sent in a later turn */
+			assert_true(e->limit_ms > 29000 && e->limit_ms <= 30000);
 		else if (i < log_last(h, "fail_run", "pg__metadata") - 1)
 			assert_true(e->limit_ms <= 300);
 	}
@@ -1669,6 +1683,41 @@ test_timeout_patch_retried_while_unavailable(void **state)
 	json_decref(st);
 	free(rid1);
 	free(rid2);
+	free(id);
+	h_free(h);
+}
+
+/*
+ * An Airflow that never answers the PATCH past the deadline: its tries end
+ * with the late budget (each try at its bound, as the client ends it), not
+ * after four of them, and the agent ends timed out, saying so.
+ */
+static void
+test_timeout_patch_unanswered_bounded(void **state)
+{
+	struct h *h = h_new();
+	uint64_t t0;
+	int64_t lim;
+	char *id;
+	json_t *st;
+
+	h->cfg.late_budget_ms = 400;
+	h->fake.fail_run_unanswered = true;
+	h->fake.beh[0].outcome = OUT_HANG;
+	h_start(h);
+	t0 = ap_mono_ms();
+	id = h_submit(h, "pg", "{\"timeout_ms\": 300}");
+	h_wait_finals(h, 1, 10000);
+	st = h_status(h, id);
+	assert_string_equal(agent_state(st, "metadata"), "timed_out");
+	assert_non_null(strstr(agent_error(st, "metadata"), "did not succeed: Out of"
+	    " time"));
+	assert_int_equal(log_count(h, "fail_run", "pg__metadata"), 1);
+	lim = h->fake.log[log_last(h, "fail_run", "pg__metadata")].limit_ms;
+	assert_true(lim > 300 && lim <= 400);
+	/* The timeout, the last look, the PATCH's budget, and some slack. */
+	assert_true(ap_mono_ms() - t0 < 300 + 400 + 1500);
+	json_decref(st);
 	free(id);
 	h_free(h);
 }
@@ -2367,6 +2416,7 @@ main(void)
 		cmocka_unit_test(test_unknown_run_state_noted),
 		cmocka_unit_test(test_resume_after_deadline_keeps_success),
 		cmocka_unit_test(test_timeout_patch_retried_while_unavailable),
+		cmocka_unit_test(test_timeout_patch_unanswered_bounded),
 		cmocka_unit_test(test_trigger_bad_reply_adopts),
 		cmocka_unit_test(test_get_run_bad_reply_polls_again),
 		cmocka_unit_test(test_trigger_never_sent_times_out),
