@@ -98,8 +98,9 @@ output_checked(const char *name, int rc)
 	return rc == AP_EXIT_OK ? AP_EXIT_FAILED : rc;
 }
 
-int
-main(int argc, char **argv)
+/* Runs what argv asks for; *name becomes the command's name. */
+static int
+dispatch(int argc, char **argv, const char **name)
 {
 	static char prog[64];
 	size_t i;
@@ -124,6 +125,7 @@ main(int argc, char **argv)
 			group = 1;
 		if (words <= 0)
 			continue;
+		*name = cmd_table[i]->name;
 		if (argc > 1 + words && (strcmp(argv[1 + words], "--help") == 0 ||
 		    strcmp(argv[1 + words], "-h") == 0)) {
 			ap_cmd_print_help(cmd_table[i], stdout);
@@ -132,8 +134,7 @@ main(int argc, char **argv)
 		/* getopt names its errors after argv[0]: "autopilot run: ...". */
 		snprintf(prog, sizeof prog, "autopilot %s", cmd_table[i]->name);
 		argv[words] = prog;
-		return output_checked(cmd_table[i]->name,
-		    cmd_table[i]->exec(argc - words, argv + words));
+		return cmd_table[i]->exec(argc - words, argv + words);
 	}
 	if (group) {
 		/* "autopilot config --help" asks for the group's usage. */
@@ -147,4 +148,13 @@ main(int argc, char **argv)
 	fprintf(stderr, "autopilot: unknown command '%s'\n\n", argv[1]);
 	usage(stderr);
 	return AP_EXIT_USAGE;
+}
+
+int
+main(int argc, char **argv)
+{
+	const char *name = argc > 1 ? argv[1] : "autopilot";
+	int rc = dispatch(argc, argv, &name);
+
+	return output_checked(name, rc);
 }

@@ -408,12 +408,13 @@ def main():
               "status without a database: %d %r %r" % (rc, out, err))
         check(not os.path.exists(os.path.join(tmp, "none.db")), "status creates no database")
         # Output that cannot be written (a full disk) is an error, not exit 0.
-        for args in (["status", "-c", conf, "--json"], ["filter", "test", "x"]):
+        for args in (["status", "-c", conf, "--json"], ["filter", "test", "x"], ["--version"],
+                     ["--help"], ["run", "--help"], ["config", "--help"]):
             with open("/dev/full", "w") as full:
                 p = subprocess.run([BIN] + args, stdout=full, stderr=subprocess.PIPE, text=True,
                                    timeout=60)
             check(p.returncode == 1 and "writing standard output failed" in p.stderr,
-                  "%s to a full disk: %d %s" % (args[0], p.returncode, p.stderr))
+                  "%s to a full disk: %d %s" % (" ".join(args), p.returncode, p.stderr))
         # Bad input to run is refused before the state database is opened:
         # nothing is created, and a missing directory does not hide the error.
         for sj, typ in ((tmp, None), (os.path.join(tmp, "missing.json"), None),
