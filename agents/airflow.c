@@ -1229,11 +1229,12 @@ airflow_client_create(struct event_base *base, const struct airflow_config *cfg,
 {
 	struct airflow_client *c;
 	struct http_options ho = { 0 };
+	const char *why = ap_http_url_problem(cfg->base_url);
 	size_t n;
 
-	if (!ap_http_url_ok(cfg->base_url)) {
-		*cause = ap_xprintf("airflow.url: must be an http:// or https:// URL "
-		    "without query (got '%s')", cfg->base_url != NULL ? cfg->base_url : "");
+	if (why != NULL) {
+		*cause = ap_xprintf("airflow.url: %s (got '%s')", why,
+		    cfg->base_url != NULL ? cfg->base_url : "");
 		return NULL;
 	}
 	if ((unsigned)cfg->api >= AIRFLOW_API_MAX) {

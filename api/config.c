@@ -473,9 +473,11 @@ parse_admin(struct config *c, const json_t *sec, char **cause)
 static int
 check_om_url(const char *what, const char *url, char **cause)
 {
-	if (!ap_http_url_ok(url)) {
-		*cause = ap_xprintf("%s: must be an http:// or https:// URL without"
-		    " query, e.g. http://openmetadata:8585 (got '%s')", what, url);
+	const char *why = ap_http_url_problem(url);
+
+	if (why != NULL) {
+		*cause = ap_xprintf("%s: %s, e.g. http://openmetadata:8585 (got '%s')",
+		    what, why, url);
 		return -1;
 	}
 	return 0;

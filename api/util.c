@@ -402,8 +402,8 @@ ap_consttime_eq(const void *a, size_t alen, const void *b, size_t blen)
 	return diff == 0 && alen == blen;
 }
 
-bool
-ap_http_url_ok(const char *url)
+const char *
+ap_http_url_problem(const char *url)
 {
 	const char *host = url == NULL ? NULL : ap_startswith(url, "http://") ?
 	    url + strlen("http://") : ap_startswith(url, "https://") ?
@@ -413,8 +413,10 @@ ap_http_url_ok(const char *url)
 	char *digits;
 	bool ok;
 
-	if (host == NULL || strpbrk(url, " \t\r\n?#") != NULL)
-		return false;
+	if (host == NULL)
+		return "must be an http:// or https:// URL";
+	if (strpbrk(url, " \t\r\n?#") != NULL)
+		return "must have no query, fragment or white space";
 	/* The authority: [user@]host[:port], up to the path. */
 	end = host + strcspn(host, "/");
 	if ((at = memchr(host, '@', (size_t)(end - host))) != NULL)
@@ -422,25 +424,31 @@ ap_http_url_ok(const char *url)
 	if (host[0] == '[') {
 		if ((port = memchr(host, ']', (size_t)(end - host))) == NULL ||
 		    port == host + 1)
-			return false;
+			return "has no host (an IPv6 address goes in brackets)";
 		port++;
 		if (port != end && *port != ':')
-			return false;
+			return "has no host (an IPv6 address goes in brackets)";
 	} else {
 		port = memchr(host, ':', (size_t)(end - host));
 		if (port == NULL)
 			port = end;
 		if (port == host)
-			return false;	/* "http://:80", "http://" */
+			return "has no host";	/* "http://:80", "http://" */
 	}
 	if (port == end)
-		return true;
+		return NULL;
 	/* A colon says a port follows: digits, 1 to 65535 ("http://h:" is not
 	 * one). */
 	digits = ap_xstrndup(port + 1, (size_t)(end - port - 1));
 	ok = ap_parse_uint(digits, 1, 65535, &n) == 0;
 	free(digits);
-	return ok;
+	return ok ? NULL : "its port must be a number from 1 to 65535";
+}
+
+bool
+ap_http_url_ok(const char *url)
+{
+	return ap_http_url_problem(url) == NULL;
 }
 
 bool

@@ -93,6 +93,9 @@ char *ap_read_file(const char *path, size_t max, size_t *lenp, char **cause);
  * colon announces one) from 1 to 65535 in digits, and no query, fragment or
  * white space: what Airflow's and OpenMetadata's base URLs must be. */
 bool ap_http_url_ok(const char *url);
+/* NULL if ap_http_url_ok(url), else what is wrong ("its port must be a
+ * number from 1 to 65535"; a static string). */
+const char *ap_http_url_problem(const char *url);
 /* Whether s[0..n) is valid UTF-8 (as jansson takes strings). */
 bool ap_utf8_valid(const char *s, size_t n);
 /* A new copy of s, each byte outside printable ASCII replaced by '?':

@@ -106,14 +106,18 @@ for conf, want in AIRFLOW_BAD:
 rc, out, err = config_check({}, {"AUTOPILOT_AIRFLOW_URL": "notaurl"})
 check(rc == 2 and "AUTOPILOT_AIRFLOW_URL: airflow.url" in err and "notaurl" in err,
       "AUTOPILOT_AIRFLOW_URL=notaurl: exit %d %r" % (rc, err))
-# No host, or a colon with no port after it.
-for url in ("http://:80", "http://127.0.0.1:", "https://[::1]:/"):
+# No host, or a colon with no port after it (or one out of range): said which.
+for url, why in (("http://:80", "has no host"),
+                 ("http://127.0.0.1:", "its port must be a number from 1 to 65535"),
+                 ("https://[::1]:/", "its port must be a number from 1 to 65535"),
+                 ("http://a:0", "its port must be a number from 1 to 65535"),
+                 ("http://a:8080?x=1", "must have no query, fragment or white space")):
     rc, out, err = config_check({}, {"AUTOPILOT_AIRFLOW_URL": url})
-    check(rc == 2 and "AUTOPILOT_AIRFLOW_URL: airflow.url: must be an http:// or https:// URL"
+    check(rc == 2 and "AUTOPILOT_AIRFLOW_URL: airflow.url: %s" % why
           in err and "(got '%s')" % url in err and out == "",
           "AUTOPILOT_AIRFLOW_URL=%s: exit %d %r" % (url, rc, err))
     rc, out, err = config_check({"openmetadata": {"url": url}})
-    check(rc == 2 and "FILE: openmetadata.url: must be an http:// or https:// URL" in err
+    check(rc == 2 and "FILE: openmetadata.url: %s" % why in err
           and "(got '%s')" % url in err, "openmetadata.url %s: exit %d %r" % (url, rc, err))
 rc, out, err = config_check({}, {"AUTOPILOT_OPENMETADATA_URL": "nope"})
 check(rc == 2 and "AUTOPILOT_OPENMETADATA_URL: must be an http:// or https:// URL" in err
