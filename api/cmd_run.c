@@ -302,8 +302,18 @@ find_entity(const struct config *cfg, struct store *st, const char *fqn,
 				*type = ap_xstrdup(plan_service_types[i]);
 			return AP_EXIT_OK;
 		}
-		if (status == 401 || status == 403)
-			return AP_EXIT_USAGE;	/* a token problem: configuration */
+		if (status == 401 || status == 403) {
+			/* A token problem: configuration. */
+			char *c = ap_xprintf("%s; %s (AUTOPILOT_OPENMETADATA_TOKEN or"
+			    " openmetadata.token_file: a JWT of a bot allowed to read"
+			    " services)", *cause, cfg->om_token != NULL ?
+			    "OpenMetadata turned the token down" :
+			    "no OpenMetadata token is set");
+
+			free(*cause);
+			*cause = c;
+			return AP_EXIT_USAGE;
+		}
 		if (status != 404)
 			return AP_EXIT_UNREACHABLE;
 	}

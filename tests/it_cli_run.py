@@ -342,7 +342,13 @@ def main():
         check(rc == 2 and "om_nosuch" in err, "unknown in OpenMetadata: %d %s" % (rc, err))
         rc, out, err = cli(["run", "-c", conf, "om_other", "--type", "dashboardService"],
                            env=dict(env, AUTOPILOT_OPENMETADATA_TOKEN="wrong"))
-        check(rc == 2 and "401" in err, "a wrong OpenMetadata token: %d %s" % (rc, err))
+        check(rc == 2 and "401" in err and "turned the token down" in err
+              and "AUTOPILOT_OPENMETADATA_TOKEN" in err,
+              "a wrong OpenMetadata token: %d %s" % (rc, err))
+        rc, out, err = cli(["run", "-c", conf, "om_other", "--type", "dashboardService"],
+                           env=dict(env, AUTOPILOT_OPENMETADATA_TOKEN=""))
+        check(rc == 2 and "401" in err and "no OpenMetadata token is set" in err,
+              "no OpenMetadata token: %d %s" % (rc, err))
         rc, out, err = cli(["run", "-c", conf, "nowhere"])
         check(rc == 2 and "--service-json" in err, "no source for the entity: %d %s" % (rc, err))
 
