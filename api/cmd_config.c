@@ -94,6 +94,11 @@ config_check_exec(int argc, char **argv)
 		    " (AUTOPILOT_OPENMETADATA_URL) is not set: deployed agents cannot"
 		    " report back to OpenMetadata (their IngestionPipeline's"
 		    " openMetadataServerConnection is null)\n");
+	if (cfg.webhook_secret == NULL && !cfg.allow_unsigned)
+		fprintf(stderr, "autopilot: warning: no webhook secret"
+		    " (AUTOPILOT_WEBHOOK_SECRET or webhook.secret_file): `serve` refuses"
+		    " to start without one (--allow-unsigned accepts unsigned events"
+		    " instead)\n");
 	fprintf(stderr, "autopilot: configuration OK%s%s\n", cfg.file != NULL ? ": " : "",
 	    cfg.file != NULL ? cfg.file : " (defaults and environment, no file)");
 	rc = AP_EXIT_OK;

@@ -106,6 +106,12 @@ for conf, want in AIRFLOW_BAD:
 rc, out, err = config_check({}, {"AUTOPILOT_AIRFLOW_URL": "notaurl"})
 check(rc == 2 and "AUTOPILOT_AIRFLOW_URL: airflow.url" in err and "notaurl" in err,
       "AUTOPILOT_AIRFLOW_URL=notaurl: exit %d %r" % (rc, err))
+# No webhook secret: OK for the file, with a warning that serve will refuse to start.
+rc, out, err = config_check({})
+check(rc == 0 and "warning: no webhook secret" in err and "refuses to start" in err,
+      "no webhook secret: %d %r" % (rc, err))
+rc, out, err = config_check({}, {"AUTOPILOT_WEBHOOK_SECRET": "s"})
+check(rc == 0 and "webhook secret" not in err, "a webhook secret: %d %r" % (rc, err))
 # No host, or a colon with no port after it (or one out of range): said which.
 for url, why in (("http://:80", "has no host"),
                  ("http://127.0.0.1:", "its port must be a number from 1 to 65535"),
@@ -194,7 +200,8 @@ check(rc == 0 and "autopilot: warning: " in err and " warn " not in err
       " default filters for connector 'Postgress'; did you mean 'Postgres'?" in err,
       "byConnector typo warns: %d %r" % (rc, err))
 rc, out, err = config_check({"filters": {"defaults": {"byConnector": {"postgres": {}}}}},
-                            {"AUTOPILOT_OPENMETADATA_URL": "http://om:8585"})
+                            {"AUTOPILOT_OPENMETADATA_URL": "http://om:8585",
+                             "AUTOPILOT_WEBHOOK_SECRET": "s"})
 check(rc == 0 and "warn" not in err, "no warning for a built-in connector: %d %r" % (rc, err))
 
 # The effective Airflow client settings; the password only as set/unset.
@@ -215,7 +222,8 @@ rc, out, err = config_check({})
 check(rc == 0 and "warning" in err and "openmetadata.url" in err and
       "AUTOPILOT_OPENMETADATA_URL" in err, "openmetadata.url unset warns: %d %r" % (rc, err))
 check("warning" not in out, "the warning is on stderr only")
-rc, out, err = config_check({}, {"AUTOPILOT_OPENMETADATA_URL": "http://om:8585"})
+rc, out, err = config_check({}, {"AUTOPILOT_OPENMETADATA_URL": "http://om:8585",
+                                 "AUTOPILOT_WEBHOOK_SECRET": "s"})
 check(rc == 0 and "warning" not in err, "no warning with the URL set: %d %r" % (rc, err))
 
 # Usage errors name the whole command: a subcommand that is none of the
