@@ -593,13 +593,11 @@ fail:
 	return -1;
 }
 
-/* True if this user may write path and create files beside it (the
- * write-ahead log and its index). */
-static bool
-store_writable(const char *path)
+/* The directory path is in (a new string). */
+static char *
+store_dir_of(const char *path)
 {
 	char *dir = ap_xstrdup(path), *slash = strrchr(dir, '/');
-	bool ok;
 
 	if (slash == NULL)
 		strcpy(dir, ".");
@@ -607,9 +605,58 @@ store_writable(const char *path)
 		slash[1] = '\0';
 	else
 		*slash = '\0';
+	return dir;
+}
+
+/* True if this user may write path and create files beside it (the
+ * write-ahead log and its index). */
+static bool
+store_writable(const char *path)
+{
+	char *dir = store_dir_of(path);
+	bool ok;
+
 	ok = access(path, R_OK | W_OK) == 0 && access(dir, W_OK | X_OK) == 0;
 	free(dir);
 	return ok;
+}
+
+/*
+ * Why SQLite could not open path, as far as the file system tells (a new
+ * string, or NULL): a missing or unwritable directory, a file this user
+ * may not use. A relative path's directory is named in full.
+ */
+static char *
+store_open_hint(const char *path, bool write)
+{
+	char *dir = store_dir_of(path), *hint = NULL, cwd[4096];
+	struct stat st;
+
+	if (path[0] != '/' && getcwd(cwd, sizeof cwd) != NULL) {
+		size_t n = strlen(cwd);
+		char *full = strcmp(dir, ".") == 0 ? ap_xstrdup(cwd) :
+		    ap_xprintf("%s%s%s", cwd, n > 0 && cwd[n - 1] == '/' ? "" : "/", dir);
+
+		free(dir);
+		dir = full;
+	}
+	if (stat(path, &st) == 0) {
+		if (S_ISDIR(st.st_mode))
+			hint = ap_xstrdup("it is a directory");
+		else if (access(path, write ? R_OK | W_OK : R_OK) != 0)
+			hint = ap_xprintf("the file is not %s by this user", write ?
+			    "readable and writable" : "readable");
+	} else if (errno == EACCES)
+		hint = ap_xprintf("this user may not look into %s", dir);
+	else if (stat(dir, &st) != 0)
+		hint = ap_xprintf("directory %s does not exist (create it, or set"
+		    " state.path or --state)", dir);
+	else if (!S_ISDIR(st.st_mode))
+		hint = ap_xprintf("%s is not a directory", dir);
+	else if (write && access(dir, W_OK | X_OK) != 0)
+		hint = ap_xprintf("this user may not create files in %s", dir);
+	free(dir);
+	return hint;
 }
 
 static void
@@ -723,8 +770,12 @@ store_open(const char *path, const struct store_options *opts, char **cause)
 	if (sqlite3_open_v2(path, &s->db, (!s->read_only ? SQLITE_OPEN_READWRITE |
 	    SQLITE_OPEN_CREATE : store_writable(path) ? SQLITE_OPEN_READWRITE :
 	    SQLITE_OPEN_READONLY) | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
-		*cause = ap_xprintf("%s: cannot open: %s", path,
-		    s->db ? sqlite3_errmsg(s->db) : "out of memory");
+		char *hint = store_open_hint(path, !s->read_only);
+
+		*cause = ap_xprintf("%s: cannot open: %s%s%s", path,
+		    s->db ? sqlite3_errmsg(s->db) : "out of memory", hint != NULL ?
+		    ": " : "", hint != NULL ? hint : "");
+		free(hint);
 		goto fail;
 	}
 	sqlite3_busy_timeout(s->db, opts->busy_timeout_ms ? (int)opts->busy_timeout_ms :

@@ -488,6 +488,25 @@ def main():
         rc, out, err = as_reader(["run", "--state", rodb, "--service-json", pg_file,
                                   "--type", "databaseService", "--no-wait", "sales_postgres"])
         check(rc == 3 and "cannot be written" in err, "run on a read-only database: %d %r" % (rc, err))
+        # A database that cannot be created says why: a directory this user may not
+        # write, one that does not exist (named in full when the path is relative),
+        # a directory given as the path.
+        run_new = ["run", "--service-json", pg_file, "--type", "databaseService", "--no-wait",
+                   "sales_postgres", "--state"]
+        if demote is not None:
+            rc, out, err = as_reader(run_new + [os.path.join(rodir, "new.db")])
+            check(rc == 3 and "this user may not create files in %s" % rodir in err,
+                  "run in a read-only directory: %d %r" % (rc, err))
+        rc, out, err = cli(run_new + [os.path.join(tmp, "nodir", "new.db")])
+        check(rc == 3 and "directory %s does not exist" % os.path.join(tmp, "nodir") in err,
+              "run in a missing directory: %d %r" % (rc, err))
+        p = subprocess.run([BIN] + run_new + ["nodir/new.db"], capture_output=True, text=True,
+                           timeout=60, cwd=tmp, env=dict(os.environ, AUTOPILOT_AIRFLOW_USERNAME="admin",
+                                                         AUTOPILOT_AIRFLOW_PASSWORD="admin"))
+        check(p.returncode == 3 and "directory %s does not exist" % os.path.join(tmp, "nodir")
+              in p.stderr, "a relative path in a missing directory: %d %r" % (p.returncode, p.stderr))
+        rc, out, err = cli(run_new + [tmp])
+        check(rc == 3 and "it is a directory" in err, "a directory as the state: %d %r" % (rc, err))
         os.chmod(rodir, 0o755)
         # --limit: digits only, 1 to 100000; anything else is a usage error
         # naming the flag and the value.
