@@ -260,6 +260,18 @@ find_entity(const struct config *cfg, struct store *st, const char *fqn,
 			*entity = NULL;
 			return AP_EXIT_USAGE;
 		}
+		if (json_is_object(json_object_get(*entity, "entity"))) {
+			/* A ChangeEvent, as the webhook gets it (and filter test
+			 * takes it): the entity inside, of its entityType. */
+			json_t *ev = *entity;
+			const char *et = json_string_value(json_object_get(ev,
+			    "entityType"));
+
+			*entity = json_incref(json_object_get(ev, "entity"));
+			if (*type == NULL && et != NULL)
+				*type = ap_xstrdup(et);
+			json_decref(ev);
+		}
 		if (*type != NULL)
 			return check_entity_type(json_file, *entity, *type, cause);
 		if ((*type = type_from_href(*entity)) == NULL) {
@@ -922,7 +934,8 @@ const struct ap_cmd_entry ap_cmd_run_entry = {
 	"      --type TYPE          OpenMetadata entity type, e.g. databaseService\n"
 	"                           (default: from the entity, the store or a lookup;\n"
 	"                           must agree with a --service-json entity's href)\n"
-	"      --service-json FILE  the service entity as OpenMetadata returns it\n"
+	"      --service-json FILE  the service entity as OpenMetadata returns it, or\n"
+	"                           a ChangeEvent carrying it\n"
 	"      --agents LIST        only these agents, e.g. metadata,profiler\n"
 	"      --no-wait            record the run and return, without contacting\n"
 	"                           Airflow; `autopilot serve` on the same state\n"

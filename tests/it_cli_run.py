@@ -180,6 +180,18 @@ def main():
                             "--type", "databaseService", "--no-wait", "--json",
                             "--state", os.path.join(tmp, "typed.db")])
         check(rc == 0, "--type databaseService of a database service: %d %s" % (rc, err))
+        # A ChangeEvent (as the webhook gets it) stands for its entity, of its entityType.
+        event_file = os.path.join(tmp, "event.json")
+        with open(event_file, "w") as f:
+            json.dump({"id": "e1", "eventType": "entityCreated", "entityType": "databaseService",
+                       "entity": {k: v for k, v in pg.items() if k != "href"}}, f)
+        rc, out, err = cli(["run", "-c", conf, "sales_postgres", "--service-json", event_file,
+                            "--no-wait", "--json", "--state", os.path.join(tmp, "event.db")])
+        check(rc == 0, "--service-json of a ChangeEvent: %d %s" % (rc, err))
+        _, out, _ = cli(["status", "--state", os.path.join(tmp, "event.db"), "--json"])
+        check([r["service"] for r in json.loads(out)] == [{"type": "databaseService",
+                                                         "fqn": "sales_postgres"}],
+              "the run of a ChangeEvent: %s" % out[:300])
         # Wrong or missing Airflow credentials: a configuration error, found by
         # the pre-flight check's authenticated request.
         rc, _, err = cli(["run", "-c", conf, "sales_postgres"], env={"AUTOPILOT_AIRFLOW_PASSWORD": "wrong"})
