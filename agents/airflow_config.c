@@ -80,10 +80,12 @@ airflow_config_from_json(const json_t *section, struct airflow_config *out, char
 			if (get_str(v, key, &out->username, cause) < 0)
 				goto fail;
 		} else if (strcmp(key, "password_file") == 0) {
-			if (get_str(v, key, &out->password_file, cause) < 0)
+			/* null: none, as when left out */
+			if (!json_is_null(v) && get_str(v, key, &out->password_file,
+			    cause) < 0)
 				goto fail;
 		} else if (strcmp(key, "ca_file") == 0) {
-			if (get_str(v, key, &out->ca_file, cause) < 0)
+			if (!json_is_null(v) && get_str(v, key, &out->ca_file, cause) < 0)
 				goto fail;
 		} else if (strcmp(key, "connect_timeout_ms") == 0) {
 			if (get_ms(v, key, 1, 600000, &out->connect_timeout_ms, cause) < 0)

@@ -255,6 +255,8 @@ get_secret_file(const char *sec, const char *key, const json_t *v,
 	char *what;
 	int rc;
 
+	if (json_is_null(v))
+		return 0;	/* none, as when left out */
 	if (!json_is_string(v) || json_string_length(v) == 0 ||
 	    strlen(json_string_value(v)) != json_string_length(v)) {
 		*cause = ap_xprintf("%s.%s: must be the path of a file", sec, key);
@@ -519,7 +521,9 @@ parse_openmetadata(struct config *c, const json_t *sec, char **cause)
 	json_object_foreach((json_t *)sec, key, v) {
 		int rc;
 
-		if (strcmp(key, "url") == 0) {
+		if (strcmp(key, "url") == 0 && json_is_null(v))
+			rc = 0;		/* none, as when left out */
+		else if (strcmp(key, "url") == 0) {
 			rc = get_str("openmetadata", key, v, &c->om_url, cause);
 			if (rc == 0)
 				rc = check_om_url("openmetadata.url", c->om_url, cause);

@@ -87,6 +87,29 @@ check(rc == 0, "conf/autopilot.example.json: exit %d: %s" % (rc, err))
 if rc == 0:
     check(json.loads(out)["plan"]["order"] == ["metadata", "lineage", "usage", "profiler"],
           "example plan order")
+    # Every value it shows is the default: leaving any key out changes nothing
+    # (but the filters' defaults, which are examples, as its comment says).
+    def without(doc, path):
+        doc = json.loads(json.dumps(doc))
+        d = doc
+        for k in path[:-1]:
+            d = d[k]
+        del d[path[-1]]
+        return doc
+    keys = [(sec, k) for sec, body in example.items() if not sec.startswith("$")
+            for k in body if not k.startswith("$") and sec != "agents"
+            and (sec, k) != ("filters", "defaults")]
+    keys += [("agents", a, k) for a, body in example["agents"].items() if not a.startswith("$")
+             for k in body]
+    check(len(keys) > 40, "the example's keys: %d" % len(keys))
+    def settings(text):
+        doc = json.loads(text)
+        doc.pop("file")
+        return doc
+    for path in keys:
+        rc2, out2, err2 = config_check(without(example, path))
+        check(rc2 == 0 and settings(out2) == settings(out),
+              "the example's %s is not the default: %d %s" % (".".join(path), rc2, err2))
 
 # The "airflow" section is checked as serve checks it (the Airflow client's
 # parser): exit 2, the file and the key path, nothing on stdout.
