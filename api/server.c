@@ -41,6 +41,10 @@
 /* How long a /readyz waits for the probe (from its start) before it answers
  * that Airflow does not answer in time. */
 #define READY_WAIT_MS 2000
+/* A look at Airflow (at start, for /readyz) gets this long, retries
+ * included: one that hangs is said unreachable then, not after the
+ * client's retries of request_timeout_ms each (minutes). */
+#define PROBE_BUDGET_MS 15000
 /* How recent a failure to reach Airflow must be to be named as why the
  * circuit breaker is open. */
 #define BREAKER_WHY_MS 60000
@@ -1516,6 +1520,9 @@ probe_start(struct server *s)
 		return;
 	s->probe_started_ms = ap_mono_ms();
 	s->probe = s->deps.airflow_health(s->deps.airflow, probe_done, s);
+	if (s->probe != NULL && s->deps.airflow_ops != NULL &&
+	    s->deps.airflow_ops->limit != NULL)
+		s->deps.airflow_ops->limit(s->deps.airflow, s->probe, PROBE_BUDGET_MS);
 }
 
 /* Whether the last look at Airflow still stands, counting the client's

@@ -139,6 +139,25 @@ def hung_airflow():
         silent.close()
 
 
+def hung_airflow_defaults():
+    # With the client's defaults (30 s an attempt, 5 retries) the check at start
+    # still ends within its own 15 s: the warning does not wait minutes.
+    silent = Silent()
+    srv = Serve(silent.url)
+    try:
+        t0 = time.monotonic()
+        srv.start()
+        wait_log(srv, "does not answer", 25)
+        took = time.monotonic() - t0
+        line = [l for l in srv.log().splitlines() if "does not answer" in l][0]
+        check(12 < took < 25 and "Out of time" in line,
+              "the start check of a hung Airflow: %.1f s: %s" % (took, line))
+        check(srv.stop(timeout=15) == 0, "clean stop")
+    finally:
+        srv.close()
+        silent.close()
+
+
 def with_sim():
     sim = Sim({"parse_delay_ms": 50})
     srv = Serve(sim.url)
@@ -189,6 +208,7 @@ def main():
     wrong_password()
     no_airflow()
     hung_airflow()
+    hung_airflow_defaults()
     with_sim()
     print("ok")
 
