@@ -1273,9 +1273,12 @@ filter_set_add_at(struct filter_set *fs, const char *key, bool exclude,
 		 * needed no rewriting it is the user's own. */
 		q = quote_pattern(pattern);
 		*cause = ap_xprintf("%s.%s[%zu]: invalid pattern %s: %s at "
-		    "offset %zu (%s)", key, exclude ? "excludes" : "includes",
+		    "offset %zu%s (%s)", key, exclude ? "excludes" : "includes",
 		    idx, q, (const char *)msg,
 		    strcmp(xl, pattern) == 0 || eoff <= len ? (size_t)eoff : len,
+		    err == PCRE2_ERROR_PATTERN_TOO_LARGE ? "; PCRE2 compiles a"
+		    " pattern to at most 64 KiB, and Python's case rules spell each"
+		    " 'i' out as a set of 4, which is larger compiled" : "",
 		    source);
 		free(q);
 		free(xl);

@@ -561,7 +561,7 @@ static void
 test_pattern_budget(void **state)
 {
 	struct filter_set *fs;
-	char *p = ap_xmalloc(1003), *cause = NULL, *xl;
+	char *p = ap_xmalloc(1003), *cause = NULL, *xl, *big;
 	size_t i, xlen, n;
 
 	(void)state;
@@ -596,6 +596,18 @@ test_pattern_budget(void **state)
 	/* What is left of the budget still takes short patterns. */
 	assert_int_equal(filter_set_add(fs, "tableFilterPattern", true,
 	    "^tmp_", FILTER_ORIGIN_SERVICE, "service", &cause), 0);
+	filter_set_free(fs);
+
+	/* One pattern past what PCRE2 compiles (64 KiB of code): said so. */
+	fs = filter_set_create();
+	big = ap_xmalloc(2001);
+	memset(big, 'i', 2000);
+	big[2000] = '\0';
+	assert_int_equal(filter_set_add(fs, "tableFilterPattern", false, big,
+	    FILTER_ORIGIN_CLI, "--include", &cause), -1);
+	assert_non_null(strstr(cause, "PCRE2 compiles a pattern to at most 64 KiB"));
+	free(cause);
+	free(big);
 	filter_set_free(fs);
 
 	/* Quoted cut short, never in the middle of a character. */
