@@ -349,6 +349,52 @@ query_param(struct evhttp_request *req, const char *name, char **out, char **cau
 	return rc;
 }
 
+/* 0 if every query parameter is one of names (NULL-terminated), else -1
+ * and a new *cause naming the first that is not: a misspelt filter would
+ * otherwise be ignored and everything listed. */
+static const char *const runs_params[] = { "service", "limit", NULL };
+
+static int
+query_known(struct evhttp_request *req, const char *const *names, char **cause)
+{
+	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
+	const char *q = uri != NULL ? evhttp_uri_get_query(uri) : NULL;
+	struct evkeyvalq params;
+	struct evkeyval *kv;
+	struct ap_buf known;
+	char *key;
+	size_t i;
+	int rc = 0;
+
+	if (q == NULL)
+		return 0;
+	TAILQ_INIT(&params);
+	if (evhttp_parse_query_str(q, &params) != 0) {
+		evhttp_clear_headers(&params);
+		return 0;	/* query_param() says what is wrong */
+	}
+	TAILQ_FOREACH(kv, &params, next) {
+		for (i = 0; names[i] != NULL && strcmp(kv->key, names[i]) != 0; i++)
+			;
+		if (names[i] != NULL)
+			continue;
+		ap_buf_init(&known);
+		for (i = 0; names[i] != NULL; i++) {
+			ap_buf_adds(&known, i > 0 ? ", " : "");
+			ap_buf_adds(&known, names[i]);
+		}
+		key = ap_printable(kv->key);
+		*cause = ap_xprintf("query: unknown parameter '%.64s' (known: %s)", key,
+		    known.data != NULL ? known.data : "none");
+		free(key);
+		ap_buf_cleanup(&known);
+		rc = -1;
+		break;
+	}
+	evhttp_clear_headers(&params);
+	return rc;
+}
+
 /* The percent-decoded path (new string), or NULL if it cannot be decoded. */
 static char *
 decoded(const char *s, size_t n)
@@ -1071,7 +1117,8 @@ handle_runs(struct server *s, struct evhttp_request *req, const char *path)
 		return;
 	}
 	fqn = lim = NULL;
-	if (query_param(req, "service", &fqn, &cause) < 0 ||
+	if (query_known(req, runs_params, &cause) < 0 ||
+	    query_param(req, "service", &fqn, &cause) < 0 ||
 	    query_param(req, "limit", &lim, &cause) < 0) {
 		reply_error(req, 400, "Bad Request", "bad query", cause);
 		free(cause);
@@ -1712,8 +1759,8 @@ route(struct evhttp_request *req, void *arg)
 		    "close");
 		reply_error(req, 400, "Bad Request", "bad request",
 		    "more than one Content-Length header");
-	} else if (strcmp(path, WEBHOOK_PATH) == 0)
-		handle_webhook(s, req);
+	} else if (strcmp(path, WEBHOOK_PATH) == 0 || strcmp(path, WEBHOOK_PATH "/") == 0)
+		handle_webhook(s, req);	/* a URL typed with a final '/' is as meant */
 	else if (strcmp(path, RUNS_PATH) == 0 ||
 	    (ap_startswith(path, RUNS_PATH "/") && path[strlen(RUNS_PATH) + 1] != '\0'))
 		handle_runs(s, req, path);

@@ -136,6 +136,10 @@ def main():
                   "service=a&service=b"):
             st, err = srv.admin("GET", "/api/v1/runs?" + q)
             check(st == 400 and err["error"] == "bad query", "runs?%s: %s %s" % (q, st, err))
+        # A misspelt parameter is refused, not ignored (which would list every run).
+        st, err = srv.admin("GET", "/api/v1/runs?servce=kafka_events")
+        check(st == 400 and err["detail"] == "query: unknown parameter 'servce' (known: service,"
+              " limit)", "runs?servce=: %s %s" % (st, err))
         st, body = srv.admin("POST", "/api/v1/services/dashboardService/looker_prod/rerun")
         check(st == 202 and body["run_id"] != run_ids["looker_prod"], "rerun: %s %s" % (st, body))
         st2, body2 = srv.admin("POST", "/api/v1/services/dashboardService/looker_prod/rerun")

@@ -6,12 +6,13 @@ with "Allow: GET" to other methods; /metrics follows the Prometheus text
 format (one HELP and TYPE per family, one label set per name). Bytes that
 are not UTF-8 in a header or a path get a JSON 4xx, never an abort; a
 re-run's body with an unknown key is refused."""
+import json
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from serve_itlib import (check, entity, event, example_event, parse_prometheus,  # noqa: E402
-                         serving)
+                         serving, sign)
 
 # The metadata agent runs long enough to be active while re-runs are refused.
 SCENARIO = {"parse_delay_ms": 50, "pipelines": {"*": {"queued_ms": 10, "running_ms": 50},
@@ -113,6 +114,13 @@ def main():
                   "autopilot_airflow_request_duration_seconds_bucket", "autopilot_airflow_up"):
             check(n in names, "metrics: %s present" % n)
         check("# TYPE autopilot_airflow_queued gauge" in text, "queued is a gauge")
+
+        # The webhook's URL typed with a final '/' is the webhook, not a 404.
+        raw = json.dumps(event("dashboardService", entity("dashboardService", "looker_y"))).encode()
+        st, body = srv.request("POST", "/api/v1/webhooks/openmetadata/", raw,
+                               {"Content-Type": "application/json",
+                                "X-OM-Signature": sign(raw)})
+        check(st == 202 and "run_id" in body, "the webhook with a final '/': %s %s" % (st, body))
     print("ok")
 
 
