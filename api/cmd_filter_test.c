@@ -20,8 +20,11 @@
 #include "filter.h"
 #include "filter_effective.h"
 #include "util.h"
+#include "webhook.h"
 
 #define MAX_INPUT_FILE (64u * 1024 * 1024)
+/* Nesting allowed in an entity given as a JSON string (listen.max_json_depth). */
+#define ENTITY_MAX_DEPTH 32
 
 static const char *const filter_kinds[] = { "database", "schema", "table",
 	"topic", "dashboard", "chart", "dataModel", "project", "pipeline",
@@ -348,10 +351,18 @@ filter_test_exec(int argc, char **argv)
 		service = load_json(service_path, "--service-json", &cause);
 		if (service == NULL)
 			goto fail;
-		if (json_is_object(json_object_get(service, "entity"))) {
-			/* A ChangeEvent: the entity inside it. */
-			json_t *e = json_incref(json_object_get(service, "entity"));
+		if (json_object_get(service, "entity") != NULL) {
+			/* A ChangeEvent: the entity it carries (an object or a
+			 * JSON string of one, as the webhook takes it). */
+			json_t *e = NULL;
 
+			if (webhook_event_entity(service, "", ENTITY_MAX_DEPTH, &e,
+			    &why) != WEBHOOK_PARSE_OK) {
+				cause = ap_xprintf("--service-json %s (a ChangeEvent):"
+				    " %s", service_path, why);
+				free(why);
+				goto fail;
+			}
 			json_decref(service);
 			service = e;
 		}

@@ -23,6 +23,7 @@
 #include "pipeline.h"
 #include "runtime.h"
 #include "util.h"
+#include "webhook.h"
 
 #define OM_MAX_BODY (8u * 1024 * 1024)
 #define RUN_MAX_AGENTS SCHED_MAX_AGENTS
@@ -110,39 +111,50 @@ foreign_filter_key(const json_t *keys_of, const char *kind)
  */
 static int
 check_entity_type(const char *json_file, const json_t *entity, const char *type,
-    char **cause)
+    bool from_event, char **cause)
 {
 	const json_t *config = json_object_get(json_object_get(entity, "connection"),
 	    "config");
 	const char *kind = plan_service_kind(type), *connector, *key;
-	char *said = href_collection_type(entity);
-	int rc = AP_EXIT_OK;
+	char *said = href_collection_type(entity), *lead, *hint = NULL;
+	int rc = AP_EXIT_USAGE;
 
+	lead = ap_xprintf("%s: %s %s", json_file, from_event ?
+	    "the ChangeEvent's entityType is" : "--type is", type);
 	if (said != NULL) {
-		if (strcmp(said, type) != 0) {
-			rc = AP_EXIT_USAGE;
-			*cause = ap_xprintf("%s: --type is %s, but the entity is a %s"
-			    " (its href '%s'): give --type %s, or the entity of a %s",
-			    json_file, type, said, json_string_value(json_object_get(entity,
-			    "href")), said, type);
+		if (strcmp(said, type) == 0)
+			rc = AP_EXIT_OK;
+		else {
+			if (!from_event)
+				hint = ap_xprintf(": give --type %s, or the entity of a"
+				    " %s", said, type);
+			*cause = ap_xprintf("%s, but the entity is a %s (its href"
+			    " '%s')%s", lead, said, json_string_value(json_object_get(
+			    entity, "href")), hint != NULL ? hint : "");
 		}
 		free(said);
-		return rc;
+		goto out;
 	}
 	connector = filter_service_connector(entity);
 	if ((key = foreign_filter_key(filter_defaults_for(connector), kind)) != NULL) {
-		rc = AP_EXIT_USAGE;
-		*cause = ap_xprintf("%s: --type is %s, but the entity's connector %s is"
-		    " a %s connector: give --type %sService, or the entity of a %s",
-		    json_file, type, connector, filter_key_kind(key),
-		    filter_key_kind(key), type);
+		if (!from_event)
+			hint = ap_xprintf(": give --type %sService, or the entity of a"
+			    " %s", filter_key_kind(key), type);
+		*cause = ap_xprintf("%s, but the entity's connector %s is a %s"
+		    " connector%s", lead, connector, filter_key_kind(key),
+		    hint != NULL ? hint : "");
 	} else if ((key = foreign_filter_key(config, kind)) != NULL) {
-		rc = AP_EXIT_USAGE;
-		*cause = ap_xprintf("%s: --type is %s, but the entity's"
-		    " connection.config has %s, a filter of %s services: give --type"
-		    " %sService, or the entity of a %s", json_file, type, key,
-		    filter_key_kind(key), filter_key_kind(key), type);
-	}
+		if (!from_event)
+			hint = ap_xprintf(": give --type %sService, or the entity of a"
+			    " %s", filter_key_kind(key), type);
+		*cause = ap_xprintf("%s, but the entity's connection.config has %s, a"
+		    " filter of %s services%s", lead, key, filter_key_kind(key),
+		    hint != NULL ? hint : "");
+	} else
+		rc = AP_EXIT_OK;
+out:
+	free(lead);
+	free(hint);
 	return rc;
 }
 
@@ -230,6 +242,48 @@ out:
 }
 
 /*
+ * A --service-json that is a ChangeEvent, as the webhook gets it (and filter
+ * test takes it): *entity becomes the entity it carries (an object or a JSON
+ * string of one), of its entityType, which must agree with --type and with
+ * the entity's href.
+ */
+static int
+event_entity(const struct config *cfg, const char *json_file, char **type,
+    json_t **entity, char **cause)
+{
+	json_t *ev = *entity;
+	const char *et = json_string_value(json_object_get(ev, "entityType"));
+	char *why = NULL;
+	int rc = AP_EXIT_OK;
+
+	*entity = NULL;
+	if (webhook_event_entity(ev, "", cfg->max_json_depth, entity, &why) !=
+	    WEBHOOK_PARSE_OK) {
+		*cause = ap_xprintf("%s (a ChangeEvent): %s", json_file, why);
+		free(why);
+		json_decref(ev);
+		return AP_EXIT_USAGE;
+	}
+	if (et != NULL && *type != NULL && strcmp(et, *type) != 0) {
+		*cause = ap_xprintf("%s: --type is %s, but the ChangeEvent's entityType"
+		    " is %s", json_file, *type, et);
+		rc = AP_EXIT_USAGE;
+	} else if (*type != NULL)
+		rc = check_entity_type(json_file, *entity, *type, false, cause);
+	else if (et != NULL) {
+		*type = ap_xstrdup(et);
+		rc = check_entity_type(json_file, *entity, *type, true, cause);
+	} else if ((*type = type_from_href(*entity)) == NULL) {
+		*cause = ap_xprintf("%s: cannot tell the service type (no"
+		    " entityType, and no \"href\" naming it): give --type, e.g."
+		    " --type databaseService", json_file);
+		rc = AP_EXIT_USAGE;
+	}
+	json_decref(ev);
+	return rc;
+}
+
+/*
  * The service entity and its type. Returns AP_EXIT_OK or an exit code with
  * a new *cause.
  */
@@ -260,20 +314,10 @@ find_entity(const struct config *cfg, struct store *st, const char *fqn,
 			*entity = NULL;
 			return AP_EXIT_USAGE;
 		}
-		if (json_is_object(json_object_get(*entity, "entity"))) {
-			/* A ChangeEvent, as the webhook gets it (and filter test
-			 * takes it): the entity inside, of its entityType. */
-			json_t *ev = *entity;
-			const char *et = json_string_value(json_object_get(ev,
-			    "entityType"));
-
-			*entity = json_incref(json_object_get(ev, "entity"));
-			if (*type == NULL && et != NULL)
-				*type = ap_xstrdup(et);
-			json_decref(ev);
-		}
+		if (json_object_get(*entity, "entity") != NULL)
+			return event_entity(cfg, json_file, type, entity, cause);
 		if (*type != NULL)
-			return check_entity_type(json_file, *entity, *type, cause);
+			return check_entity_type(json_file, *entity, *type, false, cause);
 		if ((*type = type_from_href(*entity)) == NULL) {
 			*cause = ap_xprintf("%s: cannot tell the service type (no"
 			    " \"href\" naming it): give --type, e.g. --type"

@@ -236,8 +236,8 @@ req_string(const json_t *o, const char *where, const char *key, const char **out
 }
 
 /* The service entity of an entityCreated event: object, or a JSON string of one. */
-static enum webhook_parse_result
-event_entity(const json_t *ev, const char *where, unsigned max_depth, json_t **out,
+enum webhook_parse_result
+webhook_event_entity(const json_t *ev, const char *where, unsigned max_depth, json_t **out,
     char **cause)
 {
 	json_t *v = json_object_get(ev, "entity"), *e;
@@ -331,7 +331,7 @@ parse_event(const json_t *ev, const char *where, unsigned max_depth,
 		return WEBHOOK_PARSE_OK;
 	}
 
-	r = event_entity(ev, where, max_depth, &entity, cause);
+	r = webhook_event_entity(ev, where, max_depth, &entity, cause);
 	if (r != WEBHOOK_PARSE_OK)
 		goto fail;
 	r = WEBHOOK_PARSE_INVALID;

@@ -102,6 +102,14 @@ enum webhook_parse_result webhook_parse(const char *body, size_t len,
     unsigned max_depth, struct webhook_batch *out, char **cause);
 void webhook_batch_cleanup(struct webhook_batch *b);
 
+/*
+ * The service entity ev carries (a new reference in *out): its "entity", an
+ * object or a JSON string of one, nested at most max_depth levels. Else an
+ * error and a new *cause naming the field after where ("data[0].").
+ */
+enum webhook_parse_result webhook_event_entity(const json_t *ev, const char *where,
+    unsigned max_depth, json_t **out, char **cause);
+
 const char *webhook_sig_name(enum webhook_sig s);
 const char *webhook_parse_result_name(enum webhook_parse_result r);
 

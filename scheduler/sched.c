@@ -1441,6 +1441,7 @@ sched_agent_act(struct sched_agent *a)
 		    a->dag_run_id != NULL) {
 			act = ACT_LAST_LOOK;
 			a->late_tries = 0;
+			a->streak = 0;	/* its own backoff, not the outage's */
 			a->late_until = now + a->run->s->cfg.late_budget_ms;
 		} else {
 			text = ap_xprintf("timed out after %g s before the DAG ran",
@@ -1754,6 +1755,7 @@ sched_agent_cb(const struct airflow_result *res, void *arg)
 		}
 		if (res->status != AIRFLOW_NOT_FOUND) {
 			a->late_tries = 0;
+			a->streak = 0;	/* its own backoff, not the outage's */
 			a->late_until = now + a->run->s->cfg.late_budget_ms;
 			sched_agent_after(a, ACT_FAIL_RUN, 0);
 			break;

@@ -192,6 +192,26 @@ def main():
         check([r["service"] for r in json.loads(out)] == [{"type": "databaseService",
                                                          "fqn": "sales_postgres"}],
               "the run of a ChangeEvent: %s" % out[:300])
+        # Its entity may be a JSON string, as the webhook takes it; an entityType the
+        # entity (or --type) contradicts is refused.
+        with open(event_file, "w") as f:
+            json.dump({"eventType": "entityCreated", "entityType": "databaseService",
+                       "entity": json.dumps({k: v for k, v in pg.items() if k != "href"})}, f)
+        rc, out, err = cli(["run", "-c", conf, "sales_postgres", "--service-json", event_file,
+                            "--no-wait", "--state", os.path.join(tmp, "event2.db")])
+        check(rc == 0, "--service-json of a ChangeEvent, entity as a string: %d %s" % (rc, err))
+        with open(event_file, "w") as f:
+            json.dump({"eventType": "entityCreated", "entityType": "messagingService",
+                       "entity": pg}, f)
+        rc, out, err = cli(["run", "-c", conf, "sales_postgres", "--service-json", event_file,
+                            "--no-wait", "--state", os.path.join(tmp, "event3.db")])
+        check(rc == 2 and "the ChangeEvent's entityType is messagingService, but the entity is a"
+              " databaseService" in err, "an entityType its entity contradicts: %d %s" % (rc, err))
+        rc, out, err = cli(["run", "-c", conf, "sales_postgres", "--service-json", event_file,
+                            "--type", "databaseService", "--no-wait",
+                            "--state", os.path.join(tmp, "event3.db")])
+        check(rc == 2 and "--type is databaseService, but the ChangeEvent's entityType is"
+              " messagingService" in err, "--type against entityType: %d %s" % (rc, err))
         # Wrong or missing Airflow credentials: a configuration error, found by
         # the pre-flight check's authenticated request.
         rc, _, err = cli(["run", "-c", conf, "sales_postgres"], env={"AUTOPILOT_AIRFLOW_PASSWORD": "wrong"})

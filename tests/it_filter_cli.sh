@@ -47,6 +47,14 @@ check "service exclude" "$out" "dropped  sales_tmp  matches exclude '.*_tmp\$' (
 check "case-insensitive" "$out" "kept     FINANCE  matches include '^finance\$'"
 check "no include" "$out" "dropped  finance_x  matches no include"
 
+# A ChangeEvent stands for the entity it carries, an object or a JSON string of one.
+python3 -c 'import json,sys; e=json.load(open(sys.argv[1]))
+json.dump({"eventType": "entityCreated", "entity": json.dumps(e)}, open(sys.argv[2], "w"))' \
+	"$DATA/postgres_service.json" "$TMP/event.json"
+out=$("$BIN" filter test --service-json "$TMP/event.json" --kind schema sales_tmp 2>&1); rc=$?
+code "a ChangeEvent, entity as a string" $rc 0
+check "the event's entity's filters" "$out" "dropped  sales_tmp  matches exclude '.*_tmp\$' (service)"
+
 out=$(printf 'orders\nbak_orders\n\n' | "$BIN" filter test --service-json "$DATA/postgres_service.json" --json); rc=$?
 code "stdin json" $rc 0
 check "json kept" "$out" '{"name":"orders","kept":true,"rule":"no-exclude"}'
