@@ -2263,6 +2263,9 @@ sched_halt_airflow_runs(struct sched *s, const char *new_id, const json_t *runs)
 		s->nhalts++;
 		h->req = s->ops->fail_run(s->airflow, h->dag_id, h->dag_run_id,
 		    sched_halt_cb, h);
+		/* As a timed-out attempt's PATCH: its tries end in time. */
+		if (h->req != NULL && s->ops->limit != NULL)
+			s->ops->limit(s->airflow, h->req, s->cfg.late_budget_ms);
 	}
 }
 

@@ -2018,6 +2018,9 @@ test_rerun_refused_replace_and_repeat(void **state)
 
 		assert_true(i >= 0);
 		assert_non_null(strstr(h->fake.log[i].run_id, id1));
+		/* Bounded in time as a timed-out attempt's PATCH is. */
+		assert_true(h->fake.log[i].limited);
+		assert_int_equal(h->fake.log[i].limit_ms, 30000);
 	}
 	h->fake.beh[0].running_polls = 1;
 	h_wait_finals(h, 1, 10000);
