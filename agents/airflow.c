@@ -1164,6 +1164,16 @@ req_out_of_time(struct airflow_req *q)
 		detail = http_started(q->http) ? "out of time waiting for Airflow's"
 		    " answer (the attempt was dropped)" : "out of time waiting for a"
 		    " free connection (airflow.max_in_flight requests in flight)";
+		if (http_started(q->http)) {
+			/* An attempt without an answer, counted as such for
+			 * /metrics and said by /readyz; the breaker counts only
+			 * what Airflow did within request_timeout_ms. */
+			c->n_class[AIRFLOW_HTTP_NETWORK]++;
+			free(c->net_error);
+			c->net_error = ap_xstrdup("no answer before the request's time"
+			    " ran out (the attempt was dropped)");
+			c->net_error_ms = ap_mono_ms();
+		}
 		http_cancel(c->http, q->http);
 		q->http = NULL;
 		if (q->is_probe) {

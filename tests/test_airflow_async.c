@@ -835,7 +835,9 @@ test_limit_ends_unanswered(void **state)
 	struct airflow_client *c;
 	struct call k[3], d = { 0 };
 	struct airflow_req *q;
+	struct airflow_stats st;
 	json_t *p = big_pipeline("p2");
+	char *net;
 	unsigned i;
 
 	(void)state;
@@ -845,6 +847,13 @@ test_limit_ends_unanswered(void **state)
 	ncalls = 0;
 	check_out_of_time(&f, c, "held", 300, "waiting for Airflow's answer");
 	assert_int_equal(f.held, 1);
+	/* Counted as an attempt without an answer, and said as the last one. */
+	airflow_client_stats(c, &st);
+	assert_int_equal(st.requests[AIRFLOW_HTTP_NETWORK], 1);
+	net = airflow_client_network_error(c, 0);
+	assert_non_null(net);
+	assert_non_null(strstr(net, "no answer before the request's time ran out"));
+	free(net);
 	/* The slot is free again: an answered request goes through. */
 	get_run(c, "r1", &k[0]);
 	wait_calls(&f, ncalls + 1);
