@@ -74,6 +74,9 @@ static const char *const sched_act_names[ACT_MAX] = {
  * reads queued or running again). */
 #define NOTE_UNREADABLE "reading the Airflow run failed (looking again)"
 #define NOTE_UNKNOWN_STATE "Airflow reports run "
+/* ... and how a note that Airflow does not answer begins (cleared by the
+ * first answer). */
+#define NOTE_UNREACHABLE "Airflow unreachable during "
 
 struct sched_run;
 
@@ -86,6 +89,7 @@ struct sched_agent {
 	unsigned streak;	/* consecutive "Airflow unavailable" answers */
 	unsigned late_tries;	/* of them for this request past the deadline */
 	int64_t late_until;	/* when that request's tries end (sched_now) */
+	int64_t req_sent;	/* when req was made (sched_now) */
 	unsigned poll_ms;
 	char *dag_id;
 	char *dag_run_id;
@@ -332,6 +336,7 @@ sched_config_defaults(struct sched_config *c)
 	c->lease_ms = 30000;
 	c->rescan_ms = 10000;
 	c->late_budget_ms = 30000;
+	c->slow_note_ms = 30000;
 }
 
 static int
@@ -1535,6 +1540,7 @@ sched_agent_act(struct sched_agent *a)
 	case ACT_MAX:
 		break;
 	}
+	a->req_sent = now;
 	/* The client's retries and waits (a Retry-After of minutes, an open
 	 * circuit breaker) end with the agent's time, and a request past it
 	 * (the last look, the PATCH) has a short grace of its own. */
@@ -1558,7 +1564,7 @@ static void
 sched_agent_unavailable(struct sched_agent *a, enum sched_act act,
     const struct airflow_result *res)
 {
-	char *what = ap_xprintf("Airflow unreachable during %s (retrying)",
+	char *what = ap_xprintf(NOTE_UNREACHABLE "%s (retrying)",
 	    sched_act_names[act]);
 	char *text = airflow_result_text(what, res);
 	int64_t d = agent_unavailable_delay(a);
@@ -1652,8 +1658,9 @@ sched_agent_cb(const struct airflow_result *res, void *arg)
 		return;
 	}
 	a->streak = 0;
-	if (res->status == AIRFLOW_OK && a->error != NULL && a->state != SCHED_AGENT_PENDING &&
-	    ap_startswith(a->error, "Airflow unreachable") &&
+	/* Airflow answered: it is not unreachable (whatever the answer). */
+	if (res->status != AIRFLOW_UNAVAILABLE && a->error != NULL &&
+	    a->state != SCHED_AGENT_PENDING && ap_startswith(a->error, NOTE_UNREACHABLE) &&
 	    sched_agent_note(a, NULL) != 0)
 		return;
 
@@ -2382,6 +2389,37 @@ sched_claim_unfinished(struct sched *s)
 	store_strv_free(ids);
 }
 
+/*
+ * An agent whose request has had no answer for slow_note_ms says so while
+ * the client goes on trying (up to max_retries attempts of request_timeout_ms
+ * each): a hung Airflow shows in status within a minute, not after minutes.
+ * The first answer clears the note, as it clears "Airflow unreachable".
+ */
+static void
+sched_slow_notes(struct sched *s)
+{
+	struct sched_run *r, *next;
+	struct sched_agent *a;
+	int64_t now = sched_now();
+	char *text;
+	unsigned i;
+
+	for (r = TAILQ_FIRST(&s->runs); r != NULL; r = next) {
+		next = TAILQ_NEXT(r, link);
+		for (i = 0; i < r->nagents && !r->dead; i++) {
+			a = &r->agents[i];
+			if (a->req == NULL || now - a->req_sent < (int64_t)s->cfg.slow_note_ms ||
+			    (a->error != NULL && ap_startswith(a->error, NOTE_UNREACHABLE)))
+				continue;
+			text = ap_xprintf(NOTE_UNREACHABLE "%s (no answer for %lld s;"
+			    " retrying)", sched_act_names[a->act],
+			    (long long)((now - a->req_sent) / 1000));
+			(void)sched_agent_note(a, text);
+			free(text);
+		}
+	}
+}
+
 static void
 sched_lease_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -2392,6 +2430,7 @@ sched_lease_cb(evutil_socket_t fd, short what, void *arg)
 		ap_error("scheduler: cannot renew leases: %s", cause);
 		free(cause);
 	}
+	sched_slow_notes(s);
 }
 
 static void

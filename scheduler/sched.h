@@ -83,6 +83,8 @@ struct sched_config {
 	unsigned late_budget_ms;	/* 30000: the last look, then the PATCH, past an
 					 * agent's deadline, each with every try (not a
 					 * configuration key; tests shorten it) */
+	unsigned slow_note_ms;		/* 30000: a request unanswered this long is noted
+					 * on its agent (not a configuration key) */
 };
 
 /* Fills in the defaults above. */

@@ -88,6 +88,8 @@ struct fake {
 	int unavailable_next;
 	int fail_run_unavailable;	/* fail_run answers "unavailable" this many times */
 	bool fail_run_unanswered;	/* fail_run is never answered (ends at its bound) */
+	int slow_next;			/* the next this many requests are answered ... */
+	int slow_ms;			/* ... after this long */
 	int trigger_bad_reply;		/* triggers that create the run, answer unreadably */
 	int trigger_bad_reply_unsent;	/* ... that fail so before reaching Airflow */
 	int get_run_bad_reply;		/* get_run answers unreadably this many times */
@@ -228,6 +230,11 @@ fake_req(struct fake *f, airflow_cb cb, void *arg)
 	q->ev = evtimer_new(f->base, fake_fire, q);
 	q->next = f->reqs;
 	f->reqs = q;
+	if (f->slow_next > 0) {
+		f->slow_next--;
+		tv.tv_sec = f->slow_ms / 1000;
+		tv.tv_usec = (f->slow_ms % 1000) * 1000;
+	}
 	evtimer_add(q->ev, &tv);
 	if (++f->in_air > f->max_in_air)
 		f->max_in_air = f->in_air;
@@ -1688,6 +1695,34 @@ test_timeout_patch_retried_while_unavailable(void **state)
 }
 
 /*
+ * A request Airflow has not answered for slow_note_ms is noted on its agent
+ * while the client goes on trying; the answer clears the note.
+ */
+static void
+test_slow_request_noted(void **state)
+{
+	struct h *h = h_new();
+	char *id;
+
+	h->cfg.slow_note_ms = 200;
+	h->cfg.lease_ms = 300;		/* looked at with each renewal, every 100 ms */
+	h->fake.slow_next = 1;		/* metadata's deploy */
+	h->fake.slow_ms = 900;
+	h_start(h);
+	id = h_submit(h, "pg", "{\"no_run\": [\"lineage\", \"usage\","
+	    " \"profiler\"]}");
+	h_spin(h, 600);
+	h_check_note(h, id, "deploying", "Airflow unreachable during deploy (no"
+	    " answer for");
+	h_wait_log(h, "unpause", "pg__metadata", 1);
+	h_check_note(h, id, NULL, NULL);
+	h_wait_finals(h, 1, 10000);
+	assert_string_equal(h->final_state[0], "succeeded");
+	free(id);
+	h_free(h);
+}
+
+/*
  * An Airflow that never answers the PATCH past the deadline: its tries end
  * with the late budget (each try at its bound, as the client ends it), not
  * after four of them, and the agent ends timed out, saying so.
@@ -2420,6 +2455,7 @@ main(void)
 		cmocka_unit_test(test_resume_after_deadline_keeps_success),
 		cmocka_unit_test(test_timeout_patch_retried_while_unavailable),
 		cmocka_unit_test(test_timeout_patch_unanswered_bounded),
+		cmocka_unit_test(test_slow_request_noted),
 		cmocka_unit_test(test_trigger_bad_reply_adopts),
 		cmocka_unit_test(test_get_run_bad_reply_polls_again),
 		cmocka_unit_test(test_trigger_never_sent_times_out),
