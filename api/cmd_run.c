@@ -307,9 +307,10 @@ find_entity(const struct config *cfg, struct store *st, const char *fqn,
 		*entity = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
 		free(text);
 		if (*entity == NULL || !json_is_object(*entity)) {
-			*cause = ap_xprintf("%s: line %d, column %d: %s", json_file,
-			    jerr.line, jerr.column, *entity == NULL ? jerr.text :
-			    "the service entity must be a JSON object");
+			*cause = *entity == NULL ? ap_xprintf("%s: line %d, column %d:"
+			    " %s", json_file, jerr.line, jerr.column, jerr.text) :
+			    ap_xprintf("%s: the service entity must be a JSON object",
+			    json_file);
 			json_decref(*entity);
 			*entity = NULL;
 			return AP_EXIT_USAGE;
