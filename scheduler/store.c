@@ -646,8 +646,21 @@ store_open_hint(const char *path, bool write)
 		else if (access(path, write ? R_OK | W_OK : R_OK) != 0)
 			hint = ap_xprintf("the file is not %s by this user", write ?
 			    "readable and writable" : "readable");
-	} else if (errno == EACCES)
+	} else if (errno == EACCES) {
+		/* The first directory on the way this user may not search. */
+		char *p = dir + (dir[0] == '/'), *cut;
+
+		for (;;) {
+			cut = strchr(p, '/');
+			if (cut != NULL)
+				*cut = '\0';
+			if (access(dir, X_OK) != 0 || cut == NULL)
+				break;
+			*cut = '/';
+			p = cut + 1;
+		}
 		hint = ap_xprintf("this user may not look into %s", dir);
+	}
 	else if (stat(dir, &st) != 0)
 		hint = ap_xprintf("directory %s does not exist (create it, or set"
 		    " state.path or --state)", dir);

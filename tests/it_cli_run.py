@@ -529,6 +529,13 @@ def main():
             rc, out, err = as_reader(run_new + [os.path.join(rodir, "new.db")])
             check(rc == 3 and "this user may not create files in %s" % rodir in err,
                   "run in a read-only directory: %d %r" % (rc, err))
+            # A directory on the way this user may not search is the one named.
+            locked = os.path.join(tmp, "locked")
+            os.makedirs(os.path.join(locked, "inner"))
+            os.chmod(locked, 0o700)
+            rc, out, err = as_reader(run_new + [os.path.join(locked, "inner", "new.db")])
+            check(rc == 3 and err.rstrip().endswith("this user may not look into %s" % locked),
+                  "run under a directory this user may not search: %d %r" % (rc, err))
         rc, out, err = cli(run_new + [os.path.join(tmp, "nodir", "new.db")])
         check(rc == 3 and "directory %s does not exist" % os.path.join(tmp, "nodir") in err,
               "run in a missing directory: %d %r" % (rc, err))
