@@ -640,6 +640,8 @@ conn_busy(const struct server *s, const struct evhttp_connection *evcon)
 }
 
 /* Closes the connections past the request deadline. */
+static void probe_start(struct server *);
+
 static void
 conn_sweep_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -671,6 +673,15 @@ conn_sweep_cb(evutil_socket_t fd, short what, void *arg)
 		s->cut_warned_ms = now;
 		s->cut_unwarned = 0;
 	}
+	/* While the breaker is open, the client probes only for a request
+	 * that waits: a server with no work would never see Airflow back, and
+	 * /readyz (which then answers at once) would stay 503. One look at a
+	 * time, at most every READY_FRESH_MS. */
+	if (s->deps.airflow_ops != NULL && s->deps.airflow_health != NULL &&
+	    s->probe == NULL && !s->draining &&
+	    s->deps.airflow_ops->unreachable(s->deps.airflow) &&
+	    now - s->probe_started_ms >= READY_FRESH_MS)
+		probe_start(s);
 }
 
 /* Closes the connections whose CONNECT is answered (close_ev, activated by

@@ -187,6 +187,38 @@ def with_sim():
         sim.close()
 
 
+def idle_recovery():
+    # An outage that opens the breaker (every health check fails), then Airflow
+    # back: a server with no work sees it by itself, and /readyz turns 200 again
+    # without a webhook to make requests wait for the breaker's probe.
+    sim = Sim({"parse_delay_ms": 50})
+    srv = Serve(sim.url, config={"airflow": {"retry_base_ms": 50, "retry_max_ms": 500}})
+    try:
+        srv.start()
+        sim.call("POST", "/_sim/outage?ms=6000")
+        deadline = time.monotonic() + 20
+        while True:
+            st, body = readyz(srv, 8)
+            if "circuit breaker open" in body.get("airflow_error", ""):
+                break
+            check(time.monotonic() < deadline, "no breaker open in an outage: %s" % body)
+            time.sleep(0.5)
+        deadline = time.monotonic() + 40
+        while True:
+            time.sleep(1)
+            st, _, text = srv.exchange("GET", "/metrics")
+            if st == 200 and "autopilot_airflow_up 1" in text:
+                break
+            check(time.monotonic() < deadline, "Airflow back, still down in /metrics")
+        st, body = readyz(srv, 8)
+        check(st == 200 and body["airflow"] == "reachable",
+              "readyz after the outage, with no work: %s %s" % (st, body))
+        check(srv.stop() == 0, "clean stop")
+    finally:
+        srv.close()
+        sim.close()
+
+
 def wrong_password():
     sim = Sim({"parse_delay_ms": 50})
     srv = Serve(sim.url, env={"AUTOPILOT_AIRFLOW_PASSWORD": "wrong"})
@@ -210,6 +242,7 @@ def main():
     hung_airflow()
     hung_airflow_defaults()
     with_sim()
+    idle_recovery()
     print("ok")
 
 
