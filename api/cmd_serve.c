@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -135,6 +136,24 @@ serve_signal(evutil_socket_t sig, short what, void *arg)
 	serve_drained(-1, 0, sv);
 }
 
+/* Why serve cannot start: a log line once the log is set up (a JSON
+ * object with --log-json), as plain text before. */
+static void __attribute__((format(printf, 2, 3)))
+serve_fatal(const struct config *cfg, const char *fmt, ...)
+{
+	va_list ap;
+	char *msg;
+
+	va_start(ap, fmt);
+	msg = ap_xvprintf(fmt, ap);
+	va_end(ap);
+	if (cfg->log_format == AP_LOG_JSON)
+		ap_error("serve: %s", msg);
+	else
+		fprintf(stderr, "autopilot: serve: %s\n", msg);
+	free(msg);
+}
+
 static int
 serve_exec(int argc, char **argv)
 {
@@ -187,30 +206,29 @@ serve_exec(int argc, char **argv)
 	}
 	ap_log_setup(cfg.log_level, cfg.log_format);
 	if (cfg.webhook_secret == NULL && !cfg.allow_unsigned) {
-		fprintf(stderr, "autopilot: serve: no webhook secret: set"
-		    " AUTOPILOT_WEBHOOK_SECRET (or webhook.secret_file), the secret of"
-		    " the OpenMetadata event subscription; --allow-unsigned accepts"
-		    " unsigned events instead\n");
+		serve_fatal(&cfg, "no webhook secret: set AUTOPILOT_WEBHOOK_SECRET (or"
+		    " webhook.secret_file), the secret of the OpenMetadata event"
+		    " subscription; --allow-unsigned accepts unsigned events instead");
 		goto out;
 	}
 	/* A bad Airflow URL from the environment or a flag: refused before the
 	 * state database is opened (or created). */
 	if (ap_cmd_check_airflow(&cfg, &cause) < 0) {
-		fprintf(stderr, "autopilot: serve: %s\n", cause);
+		serve_fatal(&cfg, "%s", cause);
 		goto out;
 	}
 
 	/* Likewise an address that cannot be listened on (a host that names
 	 * nothing, a port in use): the socket is opened first. */
 	if ((listen_fd = server_listen(&cfg, &cause)) < 0) {
-		fprintf(stderr, "autopilot: serve: %s\n", cause);
+		serve_fatal(&cfg, "%s", cause);
 		goto out;
 	}
 
 	signal(SIGPIPE, SIG_IGN);
 	serve_raise_nofile(&cfg);
 	if ((rc = ap_runtime_open(&sv.rt, &cfg, &cause)) != AP_EXIT_OK) {
-		fprintf(stderr, "autopilot: serve: %s\n", cause);
+		serve_fatal(&cfg, "%s", cause);
 		goto out;
 	}
 	/* The scheduler logs every state change itself, one line each. */
@@ -227,12 +245,12 @@ serve_exec(int argc, char **argv)
 	sv.server = server_create(sv.rt.base, &cfg, &deps, listen_fd, &cause);
 	listen_fd = -1;		/* the server's now */
 	if (sv.server == NULL) {
-		fprintf(stderr, "autopilot: serve: %s\n", cause);
+		serve_fatal(&cfg, "%s", cause);
 		rc = AP_EXIT_USAGE;
 		goto out;
 	}
 	if (sched_start(sv.rt.sched, true, &cause) < 0) {
-		fprintf(stderr, "autopilot: serve: state store: %s\n", cause);
+		serve_fatal(&cfg, "state store: %s", cause);
 		rc = AP_EXIT_UNREACHABLE;
 		goto out;
 	}

@@ -195,6 +195,19 @@ def main():
             taken.close()
         check(rc == 2 and ("cannot listen on %s: Address already in use" % addr) in err
               and not os.path.exists(nosecret.state), "a port in use: %d %s" % (rc, err))
+        # With --log-json, why serve cannot start is a JSON log line too.
+        taken = socket.socket()
+        try:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen(1)
+            addr = "127.0.0.1:%d" % taken.getsockname()[1]
+            rc, out, err = cli(["serve", "-c", nosecret.conf, "--listen", addr, "--log-json",
+                                "--allow-unsigned"], env=env, timeout=20)
+        finally:
+            taken.close()
+        lines = [json.loads(line) for line in err.splitlines() if line.strip()]
+        check(rc == 2 and lines and lines[-1]["level"] == "error" and
+              "Address already in use" in lines[-1]["msg"], "--log-json, a port in use: %d %s" % (rc, err))
         nosecret.args = ["--allow-unsigned"]
         nosecret.start()
         check("UNSIGNED" in nosecret.log() and "127.0.0.1:%d" % nosecret.port in nosecret.log(),
