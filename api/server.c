@@ -1465,14 +1465,18 @@ readyz_answer(struct server *s, struct evhttp_request *req, bool timed_out)
 		airflow_state = "unreachable";
 		/* The client may be retrying attempts that failed: say why (a
 		 * refused connection is no slow Airflow). */
+		unsigned long long waited = ap_mono_ms() - s->probe_started_ms;
+
 		last = timed_out ? airflow_network_error(s, s->probe_started_ms) : NULL;
+		/* The check may have started before this request did: its own
+		 * age, not READY_WAIT_MS, is how long Airflow has not answered. */
 		if (last != NULL)
 			airflow_error = late = ap_xprintf("no answer to the health"
-			    " check within %d ms; the last attempt to reach Airflow"
-			    " failed: %s", READY_WAIT_MS, last);
+			    " check sent %llu ms ago; the last attempt to reach Airflow"
+			    " failed: %s", waited, last);
 		else if (timed_out)
 			airflow_error = late = ap_xprintf("no answer to the health"
-			    " check within %d ms", READY_WAIT_MS);
+			    " check sent %llu ms ago", waited);
 		else
 			airflow_error = "not checked yet";
 	} else {

@@ -115,7 +115,7 @@ def hung_airflow():
         srv.start()
         hang_up_readyz(srv, 5)
         st, body = readyz(srv, 8)
-        check(st == 503 and body["airflow"] == "unreachable" and "within" in body["airflow_error"]
+        check(st == 503 and body["airflow"] == "unreachable" and "no answer to the health check sent" in body["airflow_error"]
               and "failed:" not in body["airflow_error"],
               "readyz with a hung Airflow: %s %s" % (st, body))
         st, _ = srv.request("GET", "/healthz")
