@@ -678,17 +678,30 @@ check_plan(const struct plan *plan, const char *type, const char *fqn,
 	return AP_EXIT_USAGE;
 }
 
+/* --agents A,B,...: names, white space around each ignored; an empty one
+ * ("metadata,,profiler", a final ',') is refused, not skipped. */
 static int
 split_agents(char *list, const char **names, char **cause)
 {
 	enum pipeline_agent agent;
-	char *tok, *save = NULL;
+	char *tok, *rest = list, *end;
 	unsigned n = 0;
 
-	for (tok = strtok_r(list, ",", &save); tok != NULL;
-	    tok = strtok_r(NULL, ",", &save)) {
+	if (strspn(list, ", \t") == strlen(list)) {
+		*cause = ap_xstrdup("--agents: give a comma-separated list of agents");
+		return -1;
+	}
+	while ((tok = strsep(&rest, ",")) != NULL) {
 		while (isspace((unsigned char)*tok))
 			tok++;
+		end = tok + strlen(tok);
+		while (end > tok && isspace((unsigned char)end[-1]))
+			*--end = '\0';
+		if (*tok == '\0') {
+			*cause = ap_xprintf("--agents: agent %u of the list is empty (a"
+			    " ',' too many?)", n + 1);
+			return -1;
+		}
 		if (!pipeline_agent_parse(tok, &agent)) {
 			char *known = plan_agent_names();
 

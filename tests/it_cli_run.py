@@ -123,6 +123,10 @@ def main():
         check(ran == ["metadata"], "only metadata ran: %s" % ran)
         rc, _, err = cli(["run", "-c", conf, "sales_postgres", "--agents", "metadata,bogus"])
         check(rc == 2 and "bogus" in err, "--agents bogus: %d %s" % (rc, err))
+        # An empty name in the list is refused, not skipped.
+        for lst in ("metadata,,profiler", "metadata,", ",metadata"):
+            rc, _, err = cli(["run", "-c", conf, "sales_postgres", "--agents", lst])
+            check(rc == 2 and "of the list is empty" in err, "--agents %r: %d %s" % (lst, rc, err))
 
         def nruns():
             _, out, _ = cli(["status", "-c", conf, "--json", "--limit", "100000"])
