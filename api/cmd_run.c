@@ -534,6 +534,7 @@ struct probe {
 	long http_status;
 	char *detail;
 	bool done;
+	bool interrupted;	/* SIGINT or SIGTERM meanwhile */
 };
 
 static void
@@ -557,11 +558,38 @@ probe_done(const struct airflow_result *res, void *arg)
 #define PROBE_BUDGET_MS 60000
 
 static void
-probe_run(struct ap_runtime *rt, struct probe *p)
+probe_signal(evutil_socket_t sig, short what, void *arg)
 {
-	while (!p->done)
-		event_base_dispatch(rt->base);
+	struct probe *p = arg;
+
+	(void)sig;
+	(void)what;
+	p->interrupted = true;
+	event_base_loopexit(p->base, NULL);
 }
+
+/* Waits for p's answer, or a SIGINT or SIGTERM (which drops the request:
+ * nothing is recorded yet). False when interrupted. */
+static bool
+probe_run(struct ap_runtime *rt, struct probe *p, struct airflow_req *q)
+{
+	struct event *si = evsignal_new(rt->base, SIGINT, probe_signal, p);
+	struct event *st = evsignal_new(rt->base, SIGTERM, probe_signal, p);
+
+	evsignal_add(si, NULL);
+	evsignal_add(st, NULL);
+	while (!p->done && !p->interrupted)
+		event_base_dispatch(rt->base);
+	event_free(si);
+	event_free(st);
+	if (p->done)
+		return true;
+	airflow_client_ops()->cancel(rt->airflow, q);
+	return false;
+}
+
+#define PROBE_INTERRUPTED "interrupted while checking Airflow: no run was recorded"
+
 
 /* Airflow turned the credentials down (401/403): what to fix, as *cause. */
 static bool
@@ -588,13 +616,17 @@ probe_refused(const struct config *cfg, struct probe *p, char **cause)
 static int
 probe_airflow(struct ap_runtime *rt, const struct config *cfg, char **cause)
 {
-	struct probe p = { rt->base, AIRFLOW_OK, 0, NULL, false };
+	struct probe p = { rt->base, AIRFLOW_OK, 0, NULL, false, false };
+	struct airflow_req *q;
 
 	/* Retries (and a Retry-After) end after PROBE_BUDGET_MS: Airflow
 	 * down is said in a minute, not after the client's whole budget. */
-	airflow_limit(rt->airflow, airflow_health(rt->airflow, probe_done, &p),
-	    PROBE_BUDGET_MS);
-	probe_run(rt, &p);
+	q = airflow_health(rt->airflow, probe_done, &p);
+	airflow_limit(rt->airflow, q, PROBE_BUDGET_MS);
+	if (!probe_run(rt, &p, q)) {
+		*cause = ap_xstrdup(PROBE_INTERRUPTED);
+		return AP_EXIT_FAILED;
+	}
 	if (probe_refused(cfg, &p, cause))
 		return AP_EXIT_USAGE;
 	if (p.status != AIRFLOW_OK) {
@@ -606,9 +638,12 @@ probe_airflow(struct ap_runtime *rt, const struct config *cfg, char **cause)
 
 	memset(&p, 0, sizeof p);
 	p.base = rt->base;
-	airflow_limit(rt->airflow, airflow_client_ops()->get_dag(rt->airflow,
-	    PROBE_DAG_ID, probe_done, &p), PROBE_BUDGET_MS);
-	probe_run(rt, &p);
+	q = airflow_client_ops()->get_dag(rt->airflow, PROBE_DAG_ID, probe_done, &p);
+	airflow_limit(rt->airflow, q, PROBE_BUDGET_MS);
+	if (!probe_run(rt, &p, q)) {
+		*cause = ap_xstrdup(PROBE_INTERRUPTED);
+		return AP_EXIT_FAILED;
+	}
 	if (p.status == AIRFLOW_OK || p.status == AIRFLOW_NOT_FOUND) {
 		free(p.detail);
 		return AP_EXIT_OK;

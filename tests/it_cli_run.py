@@ -6,6 +6,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -399,6 +400,26 @@ def main():
         check(rc == 3 and "Airflow" in err, "Airflow down: %d %s" % (rc, err))
         _, after, _ = cli(["status", "-c", conf, "--json"])
         check(len(json.loads(after)) == len(json.loads(before)), "no run created")
+        # Interrupted while checking an Airflow that does not answer: exit 1, as
+        # any interrupted run, and no run recorded.
+        silent = socket.socket()
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        try:
+            p = subprocess.Popen([BIN, "run", "-c", conf, "sales_postgres", "--airflow-url",
+                                  "http://127.0.0.1:%d" % silent.getsockname()[1]],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                 env=dict(os.environ, AUTOPILOT_AIRFLOW_USERNAME="admin",
+                                          AUTOPILOT_AIRFLOW_PASSWORD="admin"))
+            time.sleep(1.5)
+            p.send_signal(signal.SIGINT)
+            _, err = p.communicate(timeout=20)
+        finally:
+            silent.close()
+        check(p.returncode == 1 and "interrupted while checking Airflow: no run was recorded"
+              in err, "SIGINT during the pre-flight check: %d %s" % (p.returncode, err))
+        _, after, _ = cli(["status", "-c", conf, "--json"])
+        check(len(json.loads(after)) == len(json.loads(before)), "no run created (SIGINT)")
 
         # --no-wait only records the run: Airflow being down does not matter.
         nowait = os.path.join(tmp, "nowait.db")
