@@ -707,6 +707,18 @@ req_attempt(struct airflow_req *q)
 	req_bound_arm(q);
 }
 
+/* An attempt without an HTTP answer: counted, and why kept for /readyz. */
+static void
+note_no_answer(struct airflow_client *c, const char *why)
+{
+	c->n_class[AIRFLOW_HTTP_NETWORK]++;
+	if (why != NULL) {
+		free(c->net_error);
+		c->net_error = ap_xstrdup(why);
+		c->net_error_ms = ap_mono_ms();
+	}
+}
+
 static void
 stats_note(struct airflow_client *c, const struct http_response *resp)
 {
@@ -723,12 +735,10 @@ stats_note(struct airflow_client *c, const struct http_response *resp)
 		k = AIRFLOW_HTTP_4XX;
 	else
 		k = AIRFLOW_HTTP_5XX;
-	c->n_class[k]++;
-	if (k == AIRFLOW_HTTP_NETWORK && resp->error != NULL) {
-		free(c->net_error);
-		c->net_error = ap_xstrdup(resp->error);
-		c->net_error_ms = ap_mono_ms();
-	}
+	if (k == AIRFLOW_HTTP_NETWORK)
+		note_no_answer(c, resp->error);
+	else
+		c->n_class[k]++;
 	for (i = 0; i < AIRFLOW_LATENCY_BUCKETS - 1; i++) {
 		if ((long)resp->elapsed_ms <= airflow_latency_bounds_ms[i])
 			break;
@@ -1160,20 +1170,23 @@ req_out_of_time(struct airflow_req *q)
 	struct airflow_client *c = q->c;
 	const char *detail;
 
+	if (q->http != NULL && http_started(q->http)) {
+		detail = "out of time waiting for Airflow's answer (the attempt was"
+		    " dropped)";
+		/* Counted for /metrics and said by /readyz; the breaker counts
+		 * only what Airflow did within request_timeout_ms. */
+		note_no_answer(c, "no answer before the request's time ran out (the"
+		    " attempt was dropped)");
+	} else if (q->http != NULL)
+		detail = "out of time waiting for a free connection"
+		    " (airflow.max_in_flight requests in flight)";
+	else if (q->waitq == &c->api_waiters)
+		detail = "out of time waiting for Airflow's API version to be detected";
+	else if (q->waitq == &c->token_waiters)
+		detail = "out of time waiting for an access token";
+	else
+		detail = "out of time";
 	if (q->http != NULL) {
-		detail = http_started(q->http) ? "out of time waiting for Airflow's"
-		    " answer (the attempt was dropped)" : "out of time waiting for a"
-		    " free connection (airflow.max_in_flight requests in flight)";
-		if (http_started(q->http)) {
-			/* An attempt without an answer, counted as such for
-			 * /metrics and said by /readyz; the breaker counts only
-			 * what Airflow did within request_timeout_ms. */
-			c->n_class[AIRFLOW_HTTP_NETWORK]++;
-			free(c->net_error);
-			c->net_error = ap_xstrdup("no answer before the request's time"
-			    " ran out (the attempt was dropped)");
-			c->net_error_ms = ap_mono_ms();
-		}
 		http_cancel(c->http, q->http);
 		q->http = NULL;
 		if (q->is_probe) {
@@ -1183,12 +1196,7 @@ req_out_of_time(struct airflow_req *q)
 			if (c->open)
 				breaker_arm(c, 0);
 		}
-	} else if (q->waitq == &c->api_waiters)
-		detail = "out of time waiting for Airflow's API version to be detected";
-	else if (q->waitq == &c->token_waiters)
-		detail = "out of time waiting for an access token";
-	else
-		detail = "out of time";
+	}
 	wait_leave(q);
 	req_error(q, "Out of time", detail);
 	req_finish(q, AIRFLOW_UNAVAILABLE, 0);

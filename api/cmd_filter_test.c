@@ -23,8 +23,6 @@
 #include "webhook.h"
 
 #define MAX_INPUT_FILE (64u * 1024 * 1024)
-/* Nesting allowed in an entity given as a JSON string (listen.max_json_depth). */
-#define ENTITY_MAX_DEPTH 32
 
 static const char *const filter_kinds[] = { "database", "schema", "table",
 	"topic", "dashboard", "chart", "dataModel", "project", "pipeline",
@@ -356,7 +354,7 @@ filter_test_exec(int argc, char **argv)
 			 * JSON string of one, as the webhook takes it). */
 			json_t *e = NULL;
 
-			if (webhook_event_entity(service, "", ENTITY_MAX_DEPTH, &e,
+			if (webhook_event_entity(service, "", CONFIG_MAX_JSON_DEPTH, &e,
 			    &why) != WEBHOOK_PARSE_OK) {
 				cause = ap_xprintf("--service-json %s (a ChangeEvent):"
 				    " %s", service_path, why);

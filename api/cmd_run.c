@@ -116,7 +116,7 @@ check_entity_type(const char *json_file, const json_t *entity, const char *type,
 	const json_t *config = json_object_get(json_object_get(entity, "connection"),
 	    "config");
 	const char *kind = plan_service_kind(type), *connector, *key;
-	char *said = href_collection_type(entity), *lead, *hint = NULL;
+	char *said = href_collection_type(entity), *lead, *hint = NULL, *what = NULL;
 	int rc = AP_EXIT_USAGE;
 
 	lead = ap_xprintf("%s: %s %s", json_file, from_event ?
@@ -136,24 +136,23 @@ check_entity_type(const char *json_file, const json_t *entity, const char *type,
 		goto out;
 	}
 	connector = filter_service_connector(entity);
-	if ((key = foreign_filter_key(filter_defaults_for(connector), kind)) != NULL) {
-		if (!from_event)
-			hint = ap_xprintf(": give --type %sService, or the entity of a"
-			    " %s", filter_key_kind(key), type);
-		*cause = ap_xprintf("%s, but the entity's connector %s is a %s"
-		    " connector%s", lead, connector, filter_key_kind(key),
-		    hint != NULL ? hint : "");
-	} else if ((key = foreign_filter_key(config, kind)) != NULL) {
-		if (!from_event)
-			hint = ap_xprintf(": give --type %sService, or the entity of a"
-			    " %s", filter_key_kind(key), type);
-		*cause = ap_xprintf("%s, but the entity's connection.config has %s, a"
-		    " filter of %s services%s", lead, key, filter_key_kind(key),
-		    hint != NULL ? hint : "");
-	} else
+	if ((key = foreign_filter_key(filter_defaults_for(connector), kind)) != NULL)
+		what = ap_xprintf("the entity's connector %s is a %s connector",
+		    connector, filter_key_kind(key));
+	else if ((key = foreign_filter_key(config, kind)) != NULL)
+		what = ap_xprintf("the entity's connection.config has %s, a filter of"
+		    " %s services", key, filter_key_kind(key));
+	else {
 		rc = AP_EXIT_OK;
+		goto out;
+	}
+	if (!from_event)
+		hint = ap_xprintf(": give --type %sService, or the entity of a %s",
+		    filter_key_kind(key), type);
+	*cause = ap_xprintf("%s, but %s%s", lead, what, hint != NULL ? hint : "");
 out:
 	free(lead);
+	free(what);
 	free(hint);
 	return rc;
 }
@@ -589,7 +588,6 @@ probe_run(struct ap_runtime *rt, struct probe *p, struct airflow_req *q)
 }
 
 #define PROBE_INTERRUPTED "interrupted while checking Airflow: no run was recorded"
-
 
 /* Airflow turned the credentials down (401/403): what to fix, as *cause. */
 static bool

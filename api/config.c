@@ -63,7 +63,7 @@ config_init(struct config *c)
 	c->listen_port = DEFAULT_LISTEN_PORT;
 	c->max_body_bytes = 1024 * 1024;
 	c->max_headers = 64;
-	c->max_json_depth = 32;
+	c->max_json_depth = CONFIG_MAX_JSON_DEPTH;
 	c->request_timeout_s = 30;
 	c->max_connections = 1024;
 	c->shutdown_grace_s = 10;

@@ -43,6 +43,10 @@ struct config_flags {
 	bool quiet;			/* leave c->warnings to the caller to say */
 };
 
+/* listen.max_json_depth by default: nesting allowed in a webhook body (and
+ * in an entity given as a JSON string). */
+#define CONFIG_MAX_JSON_DEPTH 32
+
 struct config {
 	char *file;			/* the file read (new string), or NULL */
 	json_t *root;			/* the file's JSON, '$' keys removed (owned), or NULL */
@@ -52,7 +56,7 @@ struct config {
 	unsigned listen_port;		/* 8686 */
 	size_t max_body_bytes;		/* 1 MiB: larger webhook bodies get 413 */
 	unsigned max_headers;		/* 64 request headers */
-	unsigned max_json_depth;	/* 32 levels of nesting */
+	unsigned max_json_depth;	/* CONFIG_MAX_JSON_DEPTH levels of nesting */
 	unsigned request_timeout_s;	/* 30: a slow client is cut off */
 	unsigned max_connections;	/* 1024 open at once; then accepting waits */
 	unsigned shutdown_grace_s;	/* 10: in-flight work finishes within this */

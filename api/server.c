@@ -349,11 +349,12 @@ query_param(struct evhttp_request *req, const char *name, char **out, char **cau
 	return rc;
 }
 
+/* The query parameters of GET /api/v1/runs. */
+static const char *const runs_params[] = { "service", "limit", NULL };
+
 /* 0 if every query parameter is one of names (NULL-terminated), else -1
  * and a new *cause naming the first that is not: a misspelt filter would
  * otherwise be ignored and everything listed. */
-static const char *const runs_params[] = { "service", "limit", NULL };
-
 static int
 query_known(struct evhttp_request *req, const char *const *names, char **cause)
 {
@@ -639,9 +640,9 @@ conn_busy(const struct server *s, const struct evhttp_connection *evcon)
 	return false;
 }
 
-/* Closes the connections past the request deadline. */
 static void probe_start(struct server *);
 
+/* Closes the connections past the request deadline. */
 static void
 conn_sweep_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -1461,15 +1462,15 @@ readyz_answer(struct server *s, struct evhttp_request *req, bool timed_out)
 		airflow_ok = true;	/* as far as the breaker knows */
 		airflow_state = "reachable";
 	} else if (timed_out || !s->airflow_known) {
+		/* The check may have started before this request did: its own
+		 * age, not READY_WAIT_MS, is how long Airflow has not answered. */
+		unsigned long long waited = ap_mono_ms() - s->probe_started_ms;
+
 		airflow_ok = false;
 		airflow_state = "unreachable";
 		/* The client may be retrying attempts that failed: say why (a
 		 * refused connection is no slow Airflow). */
-		unsigned long long waited = ap_mono_ms() - s->probe_started_ms;
-
 		last = timed_out ? airflow_network_error(s, s->probe_started_ms) : NULL;
-		/* The check may have started before this request did: its own
-		 * age, not READY_WAIT_MS, is how long Airflow has not answered. */
 		if (last != NULL)
 			airflow_error = late = ap_xprintf("no answer to the health"
 			    " check sent %llu ms ago; the last attempt to reach Airflow"

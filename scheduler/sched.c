@@ -1377,6 +1377,16 @@ agent_unavailable_delay(struct sched_agent *a)
 	return d;
 }
 
+/* The last look or the PATCH past the deadline starts: its tries, its own
+ * backoff (not the outage's before), its budget. */
+static void
+agent_late_begin(struct sched_agent *a, int64_t now)
+{
+	a->late_tries = 0;
+	a->streak = 0;
+	a->late_until = now + a->run->s->cfg.late_budget_ms;
+}
+
 /* Whether a request past the deadline (the last look, the PATCH) that found
  * Airflow unavailable is tried again: a few times, each with its wait and
  * some time left (SCHED_LATE_MIN_TRY_DIV) before its tries end. */
@@ -1445,9 +1455,7 @@ sched_agent_act(struct sched_agent *a)
 		if ((a->state == SCHED_AGENT_QUEUED || a->state == SCHED_AGENT_RUNNING) &&
 		    a->dag_run_id != NULL) {
 			act = ACT_LAST_LOOK;
-			a->late_tries = 0;
-			a->streak = 0;	/* its own backoff, not the outage's */
-			a->late_until = now + a->run->s->cfg.late_budget_ms;
+			agent_late_begin(a, now);
 		} else {
 			text = ap_xprintf("timed out after %g s before the DAG ran",
 			    (double)agent_spec(a)->timeout_ms / 1000);
@@ -1761,9 +1769,7 @@ sched_agent_cb(const struct airflow_result *res, void *arg)
 			break;
 		}
 		if (res->status != AIRFLOW_NOT_FOUND) {
-			a->late_tries = 0;
-			a->streak = 0;	/* its own backoff, not the outage's */
-			a->late_until = now + a->run->s->cfg.late_budget_ms;
+			agent_late_begin(a, now);
 			sched_agent_after(a, ACT_FAIL_RUN, 0);
 			break;
 		}

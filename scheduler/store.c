@@ -660,8 +660,7 @@ store_open_hint(const char *path, bool write)
 			p = cut + 1;
 		}
 		hint = ap_xprintf("this user may not look into %s", dir);
-	}
-	else if (stat(dir, &st) != 0)
+	} else if (stat(dir, &st) != 0)
 		hint = ap_xprintf("directory %s does not exist (create it, or set"
 		    " state.path or --state)", dir);
 	else if (!S_ISDIR(st.st_mode))
