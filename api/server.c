@@ -127,7 +127,7 @@ struct conn_entry {
 static struct server *servers;
 
 static const char *const outcome_names[SERVER_OUTCOME_MAX] = {
-	"accepted", "repeated", "ignored", "bad_request", "unauthorized",
+	"accepted", "repeated", "ignored", "invalid", "bad_request", "unauthorized",
 	"method_not_allowed", "too_large", "unsupported_media_type",
 	"too_many_headers", "unavailable"
 };
@@ -482,7 +482,7 @@ struct pending {
 	struct evhttp_connection *conn;
 	char *answer;			/* JSON text */
 	int code;
-	unsigned accepted, repeated, ignored;
+	unsigned accepted, repeated, ignored, invalid;
 	json_t *take;			/* run ids to hand to the scheduler */
 	uint64_t failures;		/* store_batch_failures() when stored */
 };
@@ -861,6 +861,7 @@ flush_cb(evutil_socket_t fd, short what, void *arg)
 			s->outcomes[SERVER_ACCEPTED] += p->accepted;
 			s->outcomes[SERVER_REPEATED] += p->repeated;
 			s->outcomes[SERVER_IGNORED] += p->ignored;
+			s->outcomes[SERVER_INVALID] += p->invalid;
 			for (j = 0; j < json_array_size(p->take); j++)
 				json_array_append(s->take, json_array_get(p->take, j));
 			if (p->req != NULL)
@@ -1022,6 +1023,19 @@ handle_webhook(struct server *s, struct evhttp_request *req)
 	for (i = 0; i < b.n; i++) {
 		const struct webhook_event *ev = &b.events[i];
 
+		if (ev->action == WEBHOOK_INVALID) {
+			char *id = ev->id != NULL ? ap_printable(ev->id) : NULL;
+
+			ap_warn("webhook: event %s of a batch cannot be read (the"
+			    " others are served): %s", id != NULL ? id :
+			    "without an id", ev->reason);
+			free(id);
+			p.invalid++;
+			json_array_append_new(results, ev->id != NULL ?
+			    json_pack("{s:s, s:s}", "id", ev->id, "error", ev->reason) :
+			    json_pack("{s:s}", "error", ev->reason));
+			continue;
+		}
 		if (ev->action != WEBHOOK_ACT) {
 			ap_info("webhook: event %s ignored: %s", ev->id, ev->reason);
 			p.ignored++;
@@ -1059,6 +1073,7 @@ handle_webhook(struct server *s, struct evhttp_request *req)
 	if (p.accepted + p.repeated == 0) {
 		/* Nothing stored: answer now. */
 		s->outcomes[SERVER_IGNORED] += p.ignored;
+		s->outcomes[SERVER_INVALID] += p.invalid;
 		reply_text(req, p.code, "OK", p.answer, strlen(p.answer));
 		free(p.answer);
 		json_decref(p.take);
@@ -1651,7 +1666,7 @@ metrics_webhooks(struct server *s, struct ap_buf *b)
 	int i;
 
 	ap_buf_adds(b, "# HELP autopilot_webhooks_total Webhook deliveries (events for"
-	    " accepted/repeated/ignored) by outcome.\n"
+	    " accepted/repeated/ignored/invalid) by outcome.\n"
 	    "# TYPE autopilot_webhooks_total counter\n");
 	for (i = 0; i < SERVER_OUTCOME_MAX; i++)
 		ap_buf_printf(b, "autopilot_webhooks_total{outcome=\"%s\"} %llu\n",

@@ -61,6 +61,8 @@ enum server_outcome {
 	SERVER_ACCEPTED,	/* 202, a new event */
 	SERVER_REPEATED,	/* 202, an event id seen before */
 	SERVER_IGNORED,		/* 200, not acted on */
+	SERVER_INVALID,		/* an event of a batch that cannot be read
+				 * (the others served) */
 	SERVER_BAD_REQUEST,	/* 400 */
 	SERVER_UNAUTHORIZED,	/* 401 */
 	SERVER_NOT_ALLOWED,	/* 405 */

@@ -380,14 +380,29 @@ fail:
 	return r;
 }
 
+/* Event e of a batch cannot be read, for reason why (taken): it keeps the
+ * id it gives, when that is one, for its entry in the results. */
+static void
+batch_invalid(struct webhook_event *e, const json_t *ev, char *why)
+{
+	const char *id = json_string_value(json_object_get(ev, "id"));
+
+	memset(e, 0, sizeof *e);
+	e->action = WEBHOOK_INVALID;
+	e->reason = why;
+	if (id != NULL && id[0] != '\0' && strlen(id) <= 256)
+		e->id = ap_xstrdup(id);
+}
+
 enum webhook_parse_result
 webhook_parse(const char *body, size_t len, unsigned max_depth,
     struct webhook_batch *out, char **cause)
 {
 	json_error_t jerr;
 	json_t *root = NULL, *data;
-	enum webhook_parse_result r;
-	size_t i, n;
+	enum webhook_parse_result r, first = WEBHOOK_PARSE_INVALID;
+	size_t i, n, ninvalid = 0;
+	char *why = NULL;
 
 	memset(out, 0, sizeof *out);
 	if (webhook_json_depth(body, len, max_depth) > max_depth) {
@@ -424,17 +439,31 @@ webhook_parse(const char *body, size_t len, unsigned max_depth,
 	out->events = ap_xcalloc(n, sizeof *out->events);
 	for (i = 0; i < n; i++) {
 		char *where = out->batched ? ap_xprintf("data[%zu].", i) : ap_xstrdup("");
+		const json_t *ev = data != NULL ? json_array_get(data, i) : root;
 
-		r = parse_event(data != NULL ? json_array_get(data, i) : root, where,
-		    max_depth, &out->events[i], cause);
+		r = parse_event(ev, where, max_depth, &out->events[i], &why);
 		free(where);
-		if (r != WEBHOOK_PARSE_OK) {
+		if (r != WEBHOOK_PARSE_OK && !out->batched) {
+			*cause = why;
 			webhook_batch_cleanup(out);
 			goto out;
+		}
+		if (r != WEBHOOK_PARSE_OK) {
+			batch_invalid(&out->events[i], ev, why);
+			if (ninvalid++ == 0)
+				first = r;
 		}
 		out->n++;
 	}
 	r = WEBHOOK_PARSE_OK;
+	if (ninvalid == n) {
+		/* Nothing in it can be read: the delivery is refused whole. */
+		r = first;
+		*cause = n == 1 ? ap_xstrdup(out->events[0].reason) :
+		    ap_xprintf("%s (no event of the %zu in this delivery can be"
+		    " read)", out->events[0].reason, n);
+		webhook_batch_cleanup(out);
+	}
 out:
 	json_decref(root);
 	return r;

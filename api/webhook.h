@@ -62,18 +62,22 @@ unsigned webhook_json_depth(const char *text, size_t len, unsigned limit);
 enum webhook_action {
 	WEBHOOK_ACT,		/* start (or join) a run for this service */
 	WEBHOOK_IGNORE,		/* 200 {"ignored": reason} */
+	WEBHOOK_INVALID,	/* an event of a batch that cannot be read: its
+				 * results entry says why, the others go on */
 	WEBHOOK_ACTION_MAX
 };
 
 struct webhook_event {
 	enum webhook_action action;
-	char *id;		/* the event id (always set) */
+	char *id;		/* the event id (always set, but for INVALID
+				 * when it could not be read) */
 	char *event_type;
 	char *entity_type;	/* OpenMetadata's entityType, e.g. "databaseService" */
 	const char *kind;	/* static: "database", ... when ACT */
 	char *fqn;		/* the service's fully qualified name, when ACT */
 	json_t *entity;		/* owned: the service entity, when ACT */
-	char *reason;		/* why ignored, when IGNORE */
+	char *reason;		/* why ignored, when IGNORE; what is wrong
+				 * ("data[2].timestamp: missing"), when INVALID */
 };
 
 struct webhook_batch {
@@ -93,10 +97,14 @@ enum webhook_parse_result {
 /*
  * Parses a delivery (body of len bytes, not necessarily NUL-terminated) and
  * decides for each event. max_depth bounds nesting, checked before parsing
- * and again on an entity that arrives as a string. On anything but
- * WEBHOOK_PARSE_OK, *cause is a new message naming the field
- * ("data[2].entity.fullyQualifiedName: missing") and out is empty. Free
- * out with webhook_batch_cleanup.
+ * and again on an entity that arrives as a string. In a batch, an event
+ * that cannot be read is WEBHOOK_INVALID and the others are read as usual,
+ * so that one bad event does not keep the rest of its delivery out for
+ * good (a delivery refused is delivered again as it was). On anything but
+ * WEBHOOK_PARSE_OK (a body that is not JSON or too deep, a single event
+ * that cannot be read, a batch none of whose events can), *cause is a new
+ * message naming the field ("data[2].entity.fullyQualifiedName: missing")
+ * and out is empty. Free out with webhook_batch_cleanup.
  */
 enum webhook_parse_result webhook_parse(const char *body, size_t len,
     unsigned max_depth, struct webhook_batch *out, char **cause);

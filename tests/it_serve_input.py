@@ -96,9 +96,27 @@ def main():
         st, body = srv.post_event({"data": [a, b]})
         check(st == 202 and len(body["results"]) == 2 and "run_id" in body["results"][0]
               and "ignored" in body["results"][1], "batch: %s %s" % (st, body))
+        # A batch with events that cannot be read: the others are served
+        # (refused whole, it would be refused again each time it came back).
+        c = event("databaseService", entity("databaseService", "batch_ok"))
+        bad = event("databaseService", entity("databaseService", "batch_bad"))
+        del bad["timestamp"]
+        st, body = srv.post_event({"data": [bad, c, [1]]})
+        check(st == 202 and len(body["results"]) == 3
+              and body["results"][0] == {"id": bad["id"], "error": "data[0].timestamp: missing"}
+              and "run_id" in body["results"][1]
+              and body["results"][2] == {"error": "data[2]: a ChangeEvent must be a JSON object"},
+              "batch with unreadable events: %s %s" % (st, body))
+        st, body = srv.post_event({"data": [bad, bad]})
+        check(st == 400 and "timestamp: missing" in body.get("detail", "")
+              and "no event of the 2" in body.get("detail", ""),
+              "batch with nothing to read: %s %s" % (st, body))
+        st, metrics = srv.request("GET", "/metrics")
+        check('autopilot_webhooks_total{outcome="invalid"} 2' in metrics,
+              "metrics count the unreadable events")
         st, body = srv.post_event(good)
         check(st == 202, "a good event after all that: %s %s" % (st, body))
-        srv.wait_final(2)
+        srv.wait_final(3)
 
         # A re-run's body is held to the same limit (refused before it is
         # parsed), and an agent named twice is refused, not run once.
@@ -108,7 +126,7 @@ def main():
         expect(srv, "agent named twice", srv.admin("POST", rerun, {"agents": ["metadata", "usage",
                                                                               "metadata"]}),
                400, "agents[2]: 'metadata' is listed twice")
-        check(len(srv.runs()) == 2, "no run from a refused re-run: %s" % srv.runs())
+        check(len(srv.runs()) == 3, "no run from a refused re-run: %s" % srv.runs())
 
         # Deliveries whose sender hangs up right after sending (large ones,
         # half of them after a shutdown of its side only): the answers go

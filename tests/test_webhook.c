@@ -235,12 +235,34 @@ test_batches(void **state)
 	webhook_batch_cleanup(&b);
 	free(body);
 
-	body = ap_xprintf("{\"data\": [%s, {\"id\": \"x\"}]}", one);
-	expect_invalid(body, WEBHOOK_PARSE_INVALID, "data[1].eventType: missing");
+	/* One event that cannot be read does not keep the others out. */
+	body = ap_xprintf("{\"data\": [{\"id\": \"x\"}, %s, 7, {\"id\": \"\","
+	    " \"eventType\": \"entityCreated\"}]}", one);
+	assert_int_equal(parse(body, &b, &cause), WEBHOOK_PARSE_OK);
+	assert_null(cause);
+	assert_int_equal(b.n, 4);
+	assert_int_equal(b.events[0].action, WEBHOOK_INVALID);
+	assert_string_equal(b.events[0].id, "x");
+	assert_string_equal(b.events[0].reason, "data[0].eventType: missing");
+	assert_int_equal(b.events[1].action, WEBHOOK_ACT);
+	assert_string_equal(b.events[1].fqn, "pg");
+	assert_int_equal(b.events[2].action, WEBHOOK_INVALID);
+	assert_null(b.events[2].id);
+	assert_string_equal(b.events[2].reason,
+	    "data[2]: a ChangeEvent must be a JSON object");
+	assert_int_equal(b.events[3].action, WEBHOOK_INVALID);
+	assert_null(b.events[3].id);
+	assert_non_null(strstr(b.events[3].reason, "data[3].id"));
+	webhook_batch_cleanup(&b);
 	free(body);
+
+	/* ... but a batch with nothing to read is refused whole. */
 	expect_invalid("{\"data\": []}", WEBHOOK_PARSE_INVALID, "data: must be a non-empty");
 	expect_invalid("{\"data\": [1]}", WEBHOOK_PARSE_INVALID,
 	    "data[0]: a ChangeEvent must be a JSON object");
+	expect_invalid("{\"data\": [1, {\"id\": \"y\"}]}", WEBHOOK_PARSE_INVALID,
+	    "data[0]: a ChangeEvent must be a JSON object (no event of the 2 in"
+	    " this delivery can be read)");
 }
 
 static void

@@ -42,7 +42,10 @@ check_batch(const char *body, size_t len, unsigned depth)
 	for (i = 0; i < b.n; i++) {
 		const struct webhook_event *e = &b.events[i];
 
-		if (e->id == NULL)
+		if (e->id == NULL && e->action != WEBHOOK_INVALID)
+			abort();
+		if (e->action == WEBHOOK_INVALID && (!b.batched || e->reason == NULL ||
+		    e->entity != NULL || e->fqn != NULL))
 			abort();
 		if (e->action == WEBHOOK_ACT && (e->kind == NULL || e->fqn == NULL ||
 		    e->fqn[0] == '\0' || !json_is_object(e->entity) ||
