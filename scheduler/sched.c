@@ -192,6 +192,7 @@ struct sched {
 	unsigned pre_outstanding;
 	uint64_t batch_failures;	/* store_batch_failures() already acted on */
 	struct event *lease_ev;
+	struct event *note_ev;		/* sched_note_cb, every slow_note_ms / 6 */
 	struct event *rescan_ev;
 	/* How long runs of each agent lately took in Airflow, queued to ended,
 	 * by Airflow's own times (successful runs; see agent_first_poll_delay). */
@@ -2436,7 +2437,12 @@ sched_lease_cb(evutil_socket_t fd, short what, void *arg)
 		ap_error("scheduler: cannot renew leases: %s", cause);
 		free(cause);
 	}
-	sched_slow_notes(s);
+}
+
+static void
+sched_note_cb(evutil_socket_t fd, short what, void *arg)
+{
+	sched_slow_notes(arg);
 }
 
 static void
@@ -2510,6 +2516,7 @@ sched_create(struct event_base *base, struct store *store,
 	s->reap_ev = event_new(base, -1, 0, sched_reap_cb, s);
 	s->flush_ev = event_new(base, -1, 0, sched_flush_cb, s);
 	s->lease_ev = event_new(base, -1, EV_PERSIST, sched_lease_cb, s);
+	s->note_ev = event_new(base, -1, EV_PERSIST, sched_note_cb, s);
 	s->rescan_ev = event_new(base, -1, EV_PERSIST, sched_rescan_cb, s);
 	return s;
 }
@@ -2535,6 +2542,12 @@ sched_start(struct sched *s, bool recover, char **cause)
 	tv.tv_sec = renew / 1000;
 	tv.tv_usec = (renew % 1000) * 1000;
 	evtimer_add(s->lease_ev, &tv);
+	/* A note comes within a sixth of slow_note_ms of being due. */
+	renew = s->cfg.slow_note_ms / 6 > 0 ? s->cfg.slow_note_ms / 6 : 1;
+	tv.tv_sec = renew / 1000;
+	tv.tv_usec = (renew % 1000) * 1000;
+	if (s->cfg.slow_note_ms > 0)
+		evtimer_add(s->note_ev, &tv);
 	if (recover) {
 		sched_claim_unfinished(s);
 		if (s->cfg.rescan_ms > 0) {
@@ -2596,6 +2609,7 @@ sched_stop(struct sched *s)
 	/* Marking a replaced run's Airflow runs failed goes on until
 	 * sched_free: a process stopping may still let it finish. */
 	evtimer_del(s->lease_ev);
+	evtimer_del(s->note_ev);
 	evtimer_del(s->rescan_ev);
 	if (store_release_all(s->store, &cause) != STORE_OK ||
 	    store_flush(s->store, &cause) != STORE_OK) {
@@ -2634,6 +2648,7 @@ sched_free(struct sched *s)
 	event_free(s->reap_ev);
 	event_free(s->flush_ev);
 	event_free(s->lease_ev);
+	event_free(s->note_ev);
 	event_free(s->rescan_ev);
 	json_decref(s->empty_conf);
 	free(s);

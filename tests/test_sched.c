@@ -1704,8 +1704,7 @@ test_slow_request_noted(void **state)
 	struct h *h = h_new();
 	char *id;
 
-	h->cfg.slow_note_ms = 200;
-	h->cfg.lease_ms = 300;		/* looked at with each renewal, every 100 ms */
+	h->cfg.slow_note_ms = 200;	/* looked at every 33 ms */
 	h->fake.slow_next = 1;		/* metadata's deploy */
 	h->fake.slow_ms = 900;
 	h_start(h);
