@@ -51,6 +51,13 @@ struct run_watch {
 	bool done, left;	/* final, or no longer driven here */
 	bool interrupted;
 	struct event *tick, *sigint, *sigterm;
+	/* Progress is written by run_output, outside the scheduler's
+	 * callbacks and after a commit: a standard output that blocks (a
+	 * pager, a terminal paused, a full pipe) must not hold the state
+	 * store's write lock, which `autopilot serve` waits on. */
+	struct event *out;
+	struct ap_buf pending;	/* plain lines not yet written */
+	bool redraw;
 };
 
 /* ---- Where the entity comes from. ---- */
@@ -441,12 +448,45 @@ draw(struct run_watch *w)
 	fflush(stdout);
 }
 
+/*
+ * Commits what the scheduler has changed, then writes the progress it
+ * reported: -1 if the commit failed (the run is then dropped, see
+ * sched_commit).
+ */
+static int
+run_output(struct run_watch *w)
+{
+	int rc = sched_commit(w->rt.sched);
+
+	if (w->pending.len > 0) {
+		fwrite(w->pending.data, 1, w->pending.len, stdout);
+		ap_buf_reset(&w->pending);
+		fflush(stdout);
+	}
+	if (w->redraw) {
+		w->redraw = false;
+		draw(w);
+	}
+	return rc;
+}
+
 static void
-run_tick(evutil_socket_t fd, short what, void *arg)
+run_output_cb(evutil_socket_t fd, short what, void *arg)
 {
 	(void)fd;
 	(void)what;
-	draw(arg);
+	(void)run_output(arg);
+}
+
+static void
+run_tick(evutil_socket_t fd, short what, void *arg)
+{
+	struct run_watch *w = arg;
+
+	(void)fd;
+	(void)what;
+	w->redraw = true;
+	(void)run_output(w);
 }
 
 static void
@@ -499,17 +539,17 @@ run_observe(const struct sched_event *ev, void *arg)
 	}
 	if (w->json)
 		goto out;
-	if (w->tty) {
-		draw(w);
-		goto out;
+	if (w->tty)
+		w->redraw = true;
+	else {
+		ap_format_time(ap_wall_ms(), ts, sizeof ts);
+		ap_buf_printf(&w->pending, "%s %s: %s -> %s (attempt %u%s%s)%s%s\n",
+		    ts, ev->agent, ev->old_state != NULL ? ev->old_state : "new",
+		    ev->new_state, ev->attempt, ev->dag_run_id != NULL ?
+		    ", dag run " : "", ev->dag_run_id != NULL ? ev->dag_run_id : "",
+		    error != NULL ? ": " : "", error != NULL ? error : "");
 	}
-	ap_format_time(ap_wall_ms(), ts, sizeof ts);
-	printf("%s %s: %s -> %s (attempt %u%s%s)%s%s\n", ts, ev->agent,
-	    ev->old_state != NULL ? ev->old_state : "new",
-	    ev->new_state, ev->attempt, ev->dag_run_id != NULL ? ", dag run " : "",
-	    ev->dag_run_id != NULL ? ev->dag_run_id : "", error != NULL ? ": " : "",
-	    error != NULL ? error : "");
-	fflush(stdout);
+	event_active(w->out, EV_TIMEOUT, 0);
 out:
 	free(error);
 }
@@ -910,6 +950,7 @@ run_exec(int argc, char **argv)
 		rc = AP_EXIT_UNREACHABLE;
 		goto out;
 	}
+	w.out = event_new(w.rt.base, -1, 0, run_output_cb, &w);
 	sched_set_observer(w.rt.sched, run_observe, &w);
 	w.tty = !w.json && isatty(STDOUT_FILENO);
 	r = sched_submit(w.rt.sched, type, fqn, entity, restricted ? names : NULL,
@@ -936,6 +977,13 @@ run_exec(int argc, char **argv)
 		goto out;
 	}
 	w.run_id = run_id;
+	if (run_output(&w) != 0) {
+		fprintf(stderr, "autopilot: run: state store: run %s could not be"
+		    " started here; `autopilot serve` on this state database takes"
+		    " it up\n", run_id);
+		rc = AP_EXIT_UNREACHABLE;
+		goto out;
+	}
 	if (no_wait) {
 		if (w.json) {
 			json_t *o = json_pack("{s:s}", "run_id", run_id);
@@ -967,6 +1015,14 @@ run_exec(int argc, char **argv)
 	evsignal_add(w.sigterm, NULL);
 	while (!w.done && !w.left && !w.interrupted)
 		event_base_dispatch(w.rt.base);
+	/* What is reported (and the exit status) is what the store holds. */
+	if (run_output(&w) != 0 && !w.interrupted) {
+		fprintf(stderr, "autopilot: run: state store: the state of run %s"
+		    " could not be recorded; `autopilot serve` on this state"
+		    " database resumes it\n", run_id);
+		rc = AP_EXIT_UNREACHABLE;
+		goto out;
+	}
 	if (w.tty)
 		draw(&w);
 
@@ -992,6 +1048,11 @@ run_exec(int argc, char **argv)
 	rc = !w.interrupted && w.done && strcmp(w.run_state, "succeeded") == 0 ? AP_EXIT_OK :
 	    AP_EXIT_FAILED;
 out:
+	if (w.rt.sched != NULL)
+		sched_set_observer(w.rt.sched, NULL, NULL);
+	if (w.out != NULL)
+		event_free(w.out);
+	ap_buf_cleanup(&w.pending);
 	if (w.tick != NULL)
 		event_free(w.tick);
 	if (w.sigint != NULL)

@@ -1251,6 +1251,12 @@ sched_store_failed(struct sched *s, const char *cause)
 	sched_flush_failed(s, cause);
 }
 
+int
+sched_commit(struct sched *s)
+{
+	return sched_flush(s);
+}
+
 /* ---- Agents: what each state does (the one switch). ---- */
 
 static void sched_agent_cb(const struct airflow_result *res, void *arg);

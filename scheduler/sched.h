@@ -207,6 +207,14 @@ int sched_take(struct sched *s, const char *run_id, char **cause);
  */
 void sched_store_failed(struct sched *s, const char *cause);
 
+/*
+ * Commits the open batch now rather than at the end of the turn: 0, or -1
+ * when the commit failed, handled as the end of the turn would (every run
+ * dropped and taken back from the store). For a process that must not hold
+ * the write lock while it waits on something else (the CLI's output).
+ */
+int sched_commit(struct sched *s);
+
 /* Bytes of scheduler memory per run driven (the run, its agents and their
  * timers), for capacity planning; strings (ids, errors) come on top. */
 size_t sched_bytes_per_run(void);

@@ -15,7 +15,8 @@ import time
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from serve_itlib import BIN, FAST, Sim, check, cli, entity, example_event  # noqa: E402
+from serve_itlib import (BIN, FAST, Serve, Sim, check, cli, entity, event,  # noqa: E402
+                         example_event)
 from sched_itlib import check_no_double_trigger  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -60,6 +61,60 @@ def run_tty(args, cols=None):
         out += chunk
     os.close(master)
     return p.wait(60), out.decode(errors="replace")
+
+
+def blocked_output(sim, pg_file):
+    """A run whose standard output blocks (a pager not read, a terminal
+    paused, a full pipe) holds no lock on the state database meanwhile:
+    `autopilot serve` on the same database takes a webhook at once. Once
+    its output is read, the run ends as usual."""
+    import fcntl
+    import threading
+    srv = Serve(sim.url)
+    rfd = wfd = None
+    try:
+        srv.start()
+        # A pipe of one page with room left for the header and a few
+        # progress lines: the run blocks once under way.
+        rfd, wfd = os.pipe()
+        fcntl.fcntl(wfd, fcntl.F_SETPIPE_SZ, 4096)
+        os.write(wfd, b"x" * (fcntl.fcntl(wfd, fcntl.F_GETPIPE_SZ) - 1024))
+        env = dict(os.environ, AUTOPILOT_AIRFLOW_USERNAME="admin", AUTOPILOT_AIRFLOW_PASSWORD="admin")
+        p = subprocess.Popen([BIN, "run", "sales_postgres", "--service-json", pg_file,
+                              "--state", srv.state, "--airflow-url", sim.url],
+                             stdout=wfd, stderr=subprocess.DEVNULL, env=env)
+        os.close(wfd)
+        wfd = None
+        # The run is under way, its progress stuck in the pipe.
+        deadline = time.monotonic() + 30
+        wchan = ""
+        while time.monotonic() < deadline and p.poll() is None and "pipe" not in wchan:
+            time.sleep(0.1)
+            with open("/proc/%d/wchan" % p.pid) as f:
+                wchan = f.read()
+        time.sleep(0.5)
+        check(p.poll() is None and "pipe" in wchan and any(
+              a["state"] != "pending" for r in srv.runs() for a in r["agents"]),
+              "the run is under way and stuck writing its progress (%s)" % wchan)
+        t0 = time.monotonic()
+        st, body = srv.post_event(event("databaseService", entity("databaseService", "meanwhile")))
+        took = time.monotonic() - t0
+        check(st == 202 and took < 2, "a webhook while a run's output is blocked: %s %s in %.1f s"
+              % (st, body, took))
+        out = []
+        t = threading.Thread(target=lambda: out.append(b"".join(iter(lambda: os.read(rfd, 65536), b""))))
+        t.start()
+        rc = p.wait(timeout=60)
+        t.join(10)
+        text = out[0].decode(errors="replace") if out else ""
+        check(rc == 0 and re.search(r"^run \S+: succeeded", text, re.M),
+              "the blocked run, once read: %d %s" % (rc, text[-300:]))
+        check(srv.stop() == 0, "serve: clean stop")
+    finally:
+        for fd in (rfd, wfd):
+            if fd is not None:
+                os.close(fd)
+        srv.close()
 
 
 def main():
@@ -600,6 +655,7 @@ def main():
         rc, out, _ = cli(["status", "--help"])
         check(rc == 0 and "also for a missing state database" in out,
               "status --help says a missing database is exit 0: %s" % out)
+        blocked_output(sim, pg_file)
     finally:
         if om:
             om.close()
