@@ -145,11 +145,13 @@ struct sched_retake {
 };
 TAILQ_HEAD(sched_retake_list, sched_retake);
 
-/* Marks an Airflow run of a replaced run failed (PATCH), then logs. */
+/* Marks an Airflow run failed (PATCH) that no agent follows any more (of a
+ * replaced run, or of an agent gone from the plan), then logs. */
 struct sched_halt {
 	struct sched *s;
 	struct airflow_req *req;
 	char *run_id, *dag_id, *dag_run_id;
+	char *what;			/* why: "replaced", ... */
 	TAILQ_ENTRY(sched_halt) link;
 };
 TAILQ_HEAD(sched_halt_list, sched_halt);
@@ -1961,6 +1963,82 @@ sched_find(const struct sched *s, const char *run_id)
 	return NULL;
 }
 
+static void sched_halt_airflow_runs(struct sched *s, const char *new_id,
+    const json_t *runs, const char *what);
+
+/*
+ * Ends what is stored of run r for agents its plan no longer has (the
+ * configuration changed while the run was unfinished, or another process
+ * with another plan started it): unfinished, nothing would ever finish them.
+ * One that has an Airflow run is failed, and that run marked failed in
+ * Airflow; the others are skipped. 0, or -1 when r was abandoned.
+ */
+static int
+sched_run_drop_unplanned(struct sched_run *r, struct store_agent_row *rows,
+    unsigned nrows)
+{
+	struct sched *s = r->s;
+	enum sched_agent_state st;
+	enum store_result rc;
+	json_t *halts = json_array();
+	char *cause = NULL;
+	unsigned i, j;
+	bool airflow;
+
+	for (j = 0; j < nrows; j++) {
+		for (i = 0; i < r->nagents; i++)
+			if (strcmp(rows[j].agent, r->plan.agents[i].name) == 0)
+				break;
+		if (i < r->nagents || (sched_agent_state_parse(rows[j].state, &st) &&
+		    sched_agent_state_final(st)))
+			continue;
+		airflow = rows[j].dag_id != NULL && rows[j].dag_run_id != NULL &&
+		    !(sched_agent_state_parse(rows[j].state, &st) &&
+		    st < SCHED_AGENT_QUEUED);
+		ap_warn("run %s (%s): agent %s, %s, is no longer in the plan:"
+		    " it ends %s", r->run_id, r->fqn, rows[j].agent, rows[j].state,
+		    airflow ? "failed, and its Airflow run is marked failed" :
+		    "skipped");
+		free(rows[j].state);
+		rows[j].state = ap_xstrdup(sched_agent_state_name(airflow ?
+		    SCHED_AGENT_FAILED : SCHED_AGENT_SKIPPED));
+		free(rows[j].error);
+		rows[j].error = ap_xprintf("no longer in the plan (the configuration"
+		    " changed while the run was unfinished)%s", airflow ? "; its"
+		    " Airflow run is marked failed" : "");
+		rows[j].finished_at = sched_now();
+		rows[j].stored = true;
+		if (sched_batch(s) != 0) {
+			sched_run_abandon(r, "state store error", true);
+			goto fail;
+		}
+		if ((rc = store_agent_save(s->store, r->run_id, &rows[j], &cause)) !=
+		    STORE_OK) {
+			if (rc == STORE_LOST)
+				sched_run_abandon(r, "the run is no longer ours",
+				    false);
+			else {
+				ap_error("run %s: cannot persist agent %s: %s", r->run_id,
+				    rows[j].agent, cause);
+				sched_run_abandon(r, "state store error", true);
+			}
+			free(cause);
+			goto fail;
+		}
+		if (airflow)
+			json_array_append_new(halts, json_pack("{s:s, s:s}", "dag_id",
+			    rows[j].dag_id, "dag_run_id", rows[j].dag_run_id));
+	}
+	if (json_array_size(halts) > 0)
+		sched_halt_airflow_runs(s, r->run_id, halts, "an agent no longer in"
+		    " the plan");
+	json_decref(halts);
+	return 0;
+fail:
+	json_decref(halts);
+	return -1;
+}
+
 /*
  * Builds the in-memory run from the store (new or interrupted) and starts
  * it. The run must be claimed by us. Returns -1 with *cause on failure.
@@ -2050,6 +2128,10 @@ sched_run_load(struct sched *s, const char *run_id, char **cause)
 			a->next_at = rows[j].next_at;
 			a->skip_ok = st == SCHED_AGENT_SKIPPED && !r->plan.agents[i].supported;
 		}
+	}
+	if (nrows > 0 && sched_run_drop_unplanned(r, rows, nrows) != 0) {
+		rc = 0;
+		goto out;
 	}
 	if (fresh) {
 		/* A new run: every agent shows as pending in status from now on. */
@@ -2240,6 +2322,7 @@ sched_halt_free(struct sched_halt *h)
 	free(h->run_id);
 	free(h->dag_id);
 	free(h->dag_run_id);
+	free(h->what);
 	free(h);
 }
 
@@ -2251,22 +2334,24 @@ sched_halt_cb(const struct airflow_result *res, void *arg)
 
 	h->req = NULL;
 	if (res->status == AIRFLOW_OK || res->status == AIRFLOW_NOT_FOUND)
-		ap_info("run %s: replaced: Airflow run %s of %s %s", h->run_id,
+		ap_info("run %s: %s: Airflow run %s of %s %s", h->run_id, h->what,
 		    h->dag_run_id, h->dag_id, res->status == AIRFLOW_OK ?
 		    "marked failed" : "is gone");
 	else {
 		why = airflow_result_text("mark failed", res);
-		ap_warn("run %s: replaced, but its Airflow run %s of %s goes on: %s",
-		    h->run_id, h->dag_run_id, h->dag_id, why);
+		ap_warn("run %s: %s, but its Airflow run %s of %s goes on: %s",
+		    h->run_id, h->what, h->dag_run_id, h->dag_id, why);
 		free(why);
 	}
 	sched_halt_free(h);
 }
 
-/* PATCHes each {dag_id, dag_run_id} of the replaced run failed, so two
- * ingestions of one service do not go on side by side. */
+/* PATCHes each {dag_id, dag_run_id} of runs failed, which no agent follows
+ * any more (what says why), so that two ingestions of one service do not go
+ * on side by side and none goes on unwatched. */
 static void
-sched_halt_airflow_runs(struct sched *s, const char *new_id, const json_t *runs)
+sched_halt_airflow_runs(struct sched *s, const char *new_id, const json_t *runs,
+    const char *what)
 {
 	struct sched_halt *h;
 	size_t i;
@@ -2276,6 +2361,7 @@ sched_halt_airflow_runs(struct sched *s, const char *new_id, const json_t *runs)
 		h = ap_xcalloc(1, sizeof *h);
 		h->s = s;
 		h->run_id = ap_xstrdup(new_id);
+		h->what = ap_xstrdup(what);
 		h->dag_id = ap_xstrdup(json_string_value(json_object_get(v, "dag_id")));
 		h->dag_run_id = ap_xstrdup(json_string_value(json_object_get(v,
 		    "dag_run_id")));
@@ -2297,8 +2383,9 @@ sched_halts_cancel(struct sched *s)
 	while ((h = TAILQ_FIRST(&s->halts)) != NULL) {
 		if (h->req != NULL)
 			s->ops->cancel(s->airflow, h->req);
-		ap_warn("run %s: replaced, but its Airflow run %s of %s was not marked"
-		    " failed before the stop", h->run_id, h->dag_run_id, h->dag_id);
+		ap_warn("run %s: %s, but its Airflow run %s of %s was not marked"
+		    " failed before the stop", h->run_id, h->what, h->dag_run_id,
+		    h->dag_id);
 		sched_halt_free(h);
 	}
 }
@@ -2356,7 +2443,7 @@ sched_submit(struct sched *s, const char *service_type, const char *fqn,
 	}
 	/* Whoever drove the old run (here or another process), its Airflow
 	 * runs stop now. */
-	sched_halt_airflow_runs(s, id, halt);
+	sched_halt_airflow_runs(s, id, halt, "replaced");
 	json_decref(halt);
 	if (sched_take(s, id, cause) != 0) {
 		rc = STORE_ERROR;

@@ -2253,6 +2253,48 @@ test_incomplete_row_fails_instead_of_guessing(void **state)
 	h_free(h);
 }
 
+/*
+ * Agents stored for a run but no longer in the plan (the configuration
+ * changed while it was unfinished) end at once: one with an Airflow run
+ * failed, and that run marked failed in Airflow; one without, skipped. The
+ * run goes on with its plan's agents.
+ */
+static void
+test_agent_gone_from_plan_ends(void **state)
+{
+	struct h *h = h_new();
+	struct store_agent_row gone = { .agent = "classify", .state = "running",
+	    .dag_id = "pg__classify", .dag_run_id = "autopilot__x__classify__1",
+	    .attempt = 1, .started_at = 1 };
+	struct store_agent_row early = { .agent = "old", .state = "deploying",
+	    .attempt = 1, .started_at = 1 };
+	char *id = NULL, *cause = NULL;
+	json_t *st;
+
+	assert_int_equal(store_run_create(h->store, "databaseService", "pg",
+	    "{\"name\":\"pg\"}", NULL, false, &id, &cause), STORE_OK);
+	assert_int_equal(store_claim(h->store, id, &cause), STORE_OK);
+	assert_int_equal(store_run_set_state(h->store, id, "running", NULL, false, &cause),
+	    STORE_OK);
+	assert_int_equal(store_agent_save(h->store, id, &gone, &cause), STORE_OK);
+	assert_int_equal(store_agent_save(h->store, id, &early, &cause), STORE_OK);
+	h_start(h);
+	h_wait_finals(h, 1, 10000);
+	assert_string_equal(h->final_state[0], "succeeded");
+	h_wait_log(h, "fail_run", "pg__classify", 1);
+	st = h_status(h, id);
+	assert_string_equal(agent_state(st, "classify"), "failed");
+	assert_non_null(strstr(agent_error(st, "classify"), "no longer in the plan"));
+	assert_non_null(strstr(agent_error(st, "classify"), "Airflow run is marked failed"));
+	assert_string_equal(agent_state(st, "old"), "skipped");
+	assert_non_null(strstr(agent_error(st, "old"), "no longer in the plan"));
+	assert_string_equal(agent_state(st, "profiler"), "succeeded");
+	assert_int_equal(log_count(h, "fail_run", NULL), 1);
+	json_decref(st);
+	free(id);
+	h_free(h);
+}
+
 /* Group commit never lets Airflow hear of an attempt before it is durable. */
 static void
 test_committed_before_trigger(void **state)
@@ -2455,6 +2497,7 @@ main(void)
 		cmocka_unit_test(test_timeout_patch_retried_while_unavailable),
 		cmocka_unit_test(test_timeout_patch_unanswered_bounded),
 		cmocka_unit_test(test_slow_request_noted),
+		cmocka_unit_test(test_agent_gone_from_plan_ends),
 		cmocka_unit_test(test_trigger_bad_reply_adopts),
 		cmocka_unit_test(test_get_run_bad_reply_polls_again),
 		cmocka_unit_test(test_trigger_never_sent_times_out),
