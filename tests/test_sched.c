@@ -2225,21 +2225,33 @@ test_crash_recovery_adopts(void **state)
 	h_free(h);
 }
 
-static void
-test_incomplete_row_fails_instead_of_guessing(void **state)
+/* A run of pg as this process left it: claimed, running, with the agent
+ * rows given (NULL-terminated). Its id. */
+static char *
+h_stored_run(struct h *h, struct store_agent_row **rows)
 {
-	struct h *h = h_new();
-	struct store_agent_row row = { .agent = "metadata", .state = "queued",
-	    .dag_id = "pg__metadata", .attempt = 1, .started_at = 1 };
 	char *id = NULL, *cause = NULL;
-	json_t *st;
 
 	assert_int_equal(store_run_create(h->store, "databaseService", "pg",
 	    "{\"name\":\"pg\"}", NULL, false, &id, &cause), STORE_OK);
 	assert_int_equal(store_claim(h->store, id, &cause), STORE_OK);
 	assert_int_equal(store_run_set_state(h->store, id, "running", NULL, false, &cause),
 	    STORE_OK);
-	assert_int_equal(store_agent_save(h->store, id, &row, &cause), STORE_OK);
+	for (; *rows != NULL; rows++)
+		assert_int_equal(store_agent_save(h->store, id, *rows, &cause), STORE_OK);
+	return id;
+}
+
+static void
+test_incomplete_row_fails_instead_of_guessing(void **state)
+{
+	struct h *h = h_new();
+	struct store_agent_row row = { .agent = "metadata", .state = "queued",
+	    .dag_id = "pg__metadata", .attempt = 1, .started_at = 1 };
+	struct store_agent_row *rows[] = { &row, NULL };
+	char *id = h_stored_run(h, rows);
+	json_t *st;
+
 	h_start(h);
 	h_wait_finals(h, 1, 5000);
 	assert_string_equal(h->final_state[0], "failed");
@@ -2268,16 +2280,10 @@ test_agent_gone_from_plan_ends(void **state)
 	    .attempt = 1, .started_at = 1 };
 	struct store_agent_row early = { .agent = "old", .state = "deploying",
 	    .attempt = 1, .started_at = 1 };
-	char *id = NULL, *cause = NULL;
+	struct store_agent_row *rows[] = { &gone, &early, NULL };
+	char *id = h_stored_run(h, rows);
 	json_t *st;
 
-	assert_int_equal(store_run_create(h->store, "databaseService", "pg",
-	    "{\"name\":\"pg\"}", NULL, false, &id, &cause), STORE_OK);
-	assert_int_equal(store_claim(h->store, id, &cause), STORE_OK);
-	assert_int_equal(store_run_set_state(h->store, id, "running", NULL, false, &cause),
-	    STORE_OK);
-	assert_int_equal(store_agent_save(h->store, id, &gone, &cause), STORE_OK);
-	assert_int_equal(store_agent_save(h->store, id, &early, &cause), STORE_OK);
 	h_start(h);
 	h_wait_finals(h, 1, 10000);
 	assert_string_equal(h->final_state[0], "succeeded");
