@@ -1825,7 +1825,19 @@ sched_agent_cb(const struct airflow_result *res, void *arg)
 			text = airflow_result_text(what, res);
 			free(what);
 		}
-		sched_agent_attempt_failed(a, SCHED_AGENT_TIMED_OUT, text, true);
+		/* Another attempt while this one's Airflow run may still go
+		 * on would run two ingestions side by side: only an Airflow
+		 * run marked failed, or gone, lets the agent try again. */
+		if (res->status != AIRFLOW_OK && res->status != AIRFLOW_NOT_FOUND &&
+		    a->attempt <= sp->retries) {
+			char *t = ap_xprintf("%s; not retried while that run may still"
+			    " go on", text);
+
+			free(text);
+			text = t;
+		}
+		sched_agent_attempt_failed(a, SCHED_AGENT_TIMED_OUT, text,
+		    res->status == AIRFLOW_OK || res->status == AIRFLOW_NOT_FOUND);
 		break;
 	default:
 		break;

@@ -1694,6 +1694,32 @@ test_timeout_patch_retried_while_unavailable(void **state)
 	h_free(h);
 }
 
+/* A timed-out attempt whose Airflow run could not be marked failed is not
+ * retried: the next attempt would run beside it. */
+static void
+test_timeout_unhalted_not_retried(void **state)
+{
+	struct h *h = h_new();
+	char *id;
+	json_t *st;
+
+	h->cfg.late_budget_ms = 300;
+	h->fake.fail_run_unanswered = true;
+	h->fake.beh[0].outcome = OUT_HANG;
+	h_start(h);
+	id = h_submit(h, "pg", "{\"timeout_ms\": 300, \"retries\": 2}");
+	h_wait_finals(h, 1, 10000);
+	st = h_status(h, id);
+	assert_string_equal(agent_state(st, "metadata"), "timed_out");
+	assert_int_equal(agent_attempts(st, "metadata"), 1);
+	assert_non_null(strstr(agent_error(st, "metadata"), "not retried while that"
+	    " run may still go on"));
+	assert_int_equal(log_count(h, "trigger", "pg__metadata"), 1);
+	json_decref(st);
+	free(id);
+	h_free(h);
+}
+
 /*
  * A request Airflow has not answered for slow_note_ms is noted on its agent
  * while the client goes on trying; the answer clears the note.
@@ -2502,6 +2528,7 @@ main(void)
 		cmocka_unit_test(test_resume_after_deadline_keeps_success),
 		cmocka_unit_test(test_timeout_patch_retried_while_unavailable),
 		cmocka_unit_test(test_timeout_patch_unanswered_bounded),
+		cmocka_unit_test(test_timeout_unhalted_not_retried),
 		cmocka_unit_test(test_slow_request_noted),
 		cmocka_unit_test(test_agent_gone_from_plan_ends),
 		cmocka_unit_test(test_trigger_bad_reply_adopts),
