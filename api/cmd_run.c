@@ -565,6 +565,36 @@ run_signal(evutil_socket_t sig, short what, void *arg)
 	event_base_loopexit(w->rt.base, NULL);
 }
 
+/*
+ * The run is no longer driven here (replaced, or taken over): when it has
+ * ended since, what the store says of it (who replaced it, or how the
+ * other process finished it) becomes what is reported, and decides the
+ * exit status.
+ */
+static void
+run_left(struct run_watch *w)
+{
+	enum sched_run_state rs;
+	const char *state, *error;
+	json_t *doc = NULL;
+	char *cause = NULL;
+
+	if (store_run_json(w->rt.store, w->run_id, &doc, &cause) != STORE_OK) {
+		free(cause);
+		return;
+	}
+	state = json_string_value(json_object_get(doc, "state"));
+	error = json_string_value(json_object_get(doc, "error"));
+	if (state != NULL && sched_run_state_parse(state, &rs) &&
+	    sched_run_state_final(rs)) {
+		w->done = true;
+		snprintf(w->run_state, sizeof w->run_state, "%s", state);
+		free(w->run_error);
+		w->run_error = error != NULL ? ap_term_text(error) : NULL;
+	}
+	json_decref(doc);
+}
+
 /* ---- Airflow first: refuse to start a run nobody can drive. ---- */
 
 struct probe {
@@ -1025,6 +1055,8 @@ run_exec(int argc, char **argv)
 	}
 	if (w.tty)
 		draw(&w);
+	if (w.left)
+		run_left(&w);
 
 	if (w.interrupted)
 		fprintf(stderr, "autopilot: run: interrupted; run %s is unfinished and"
@@ -1041,7 +1073,11 @@ run_exec(int argc, char **argv)
 		text = json_dumps(doc, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
 		printf("%s\n", text);
 		free(text);
-	} else if (!w.interrupted)
+	} else if (!w.interrupted && w.left && w.done)
+		printf("run %s: no longer driven here: %s%s%s\n", run_id, w.run_state,
+		    w.run_error != NULL ? ": " : "", w.run_error != NULL ?
+		    w.run_error : "");
+	else if (!w.interrupted)
 		printf("run %s: %s%s%s\n", run_id, w.left ? "no longer driven here" :
 		    w.run_state, w.run_error != NULL ? ": " : "",
 		    w.run_error != NULL ? w.run_error : "");

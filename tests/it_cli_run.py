@@ -63,6 +63,14 @@ def run_tty(args, cols=None):
     return p.wait(60), out.decode(errors="replace")
 
 
+def set_scenario(sim, running_ms):
+    urllib.request.urlopen(urllib.request.Request(
+        sim.url + "/_sim/scenario", data=json.dumps(
+            {"parse_delay_ms": 50, "pipelines": {"*": {"queued_ms": 10,
+                                                       "running_ms": running_ms}}}).encode(),
+        method="PUT"), timeout=10).read()
+
+
 def blocked_output(sim, pg_file):
     """A run whose standard output blocks (a pager not read, a terminal
     paused, a full pipe) holds no lock on the state database meanwhile:
@@ -404,6 +412,28 @@ def main():
               "--replace" in err, "a run beside the interrupted one: %d %s" % (rc, err))
         rc, out, err = cli(["run", "-c", conf, "sales_postgres", "--replace"])
         check(rc == 0, "the interrupted run replaced: %d %s" % (rc, err))
+
+        # A run replaced by another process while it runs says by which.
+        set_scenario(sim, 60000)
+        p = subprocess.Popen([BIN, "run", "-c", conf, "sales_postgres"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env=dict(os.environ, AUTOPILOT_AIRFLOW_USERNAME="admin",
+                                      AUTOPILOT_AIRFLOW_PASSWORD="admin"))
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            _, st, _ = cli(["status", "-c", conf, "--json", "--limit", "1", "sales_postgres"])
+            agents = json.loads(st)[0]["agents"] if json.loads(st) else []
+            if agents and agents[0]["state"] == "running":
+                break
+            time.sleep(0.1)
+        set_scenario(sim, 80)
+        rc, out, err = cli(["run", "-c", conf, "sales_postgres", "--replace", "--no-wait", "--json"])
+        new_id = json.loads(out)["run_id"] if rc == 0 else "?"
+        out, err = p.communicate(timeout=30)
+        check(p.returncode == 1 and "no longer driven here: failed: replaced by %s" % new_id in out,
+              "a run replaced elsewhere says by which: %d %s %s" % (p.returncode, out[-300:], err))
+        rc, out, err = cli(["run", "-c", conf, "sales_postgres", "--replace"])
+        check(rc == 0, "the run left by --no-wait replaced: %d %s" % (rc, err))
 
         # An agent that fails: exit 1, and the failure is in the output.
         sim_scn = {"parse_delay_ms": 50, "pipelines": {"*": {"queued_ms": 10, "running_ms": 80},
