@@ -595,6 +595,55 @@ run_left(struct run_watch *w)
 	json_decref(doc);
 }
 
+/*
+ * Whether run run_id was asked for as this one is: the same entity and the
+ * same agents (NULL: the whole plan), in any order.
+ */
+static bool
+run_same(struct store *st, const char *run_id, const json_t *entity,
+    const char *const *agents)
+{
+	struct store_run_row *row = NULL;
+	struct store_agent_row *rows = NULL;
+	unsigned nrows = 0, i, n = 0;
+	json_t *stored = NULL, *list = NULL;
+	char *text = NULL, *cause = NULL;
+	bool same = false;
+	size_t k;
+
+	if (store_run_load(st, run_id, &row, &rows, &nrows, &cause) != STORE_OK ||
+	    store_run_entity(st, run_id, &text, &cause) != STORE_OK)
+		goto out;
+	stored = json_loads(text, 0, NULL);
+	if (stored == NULL || !json_equal(stored, entity))
+		goto out;
+	if (agents == NULL || row->agents_json == NULL) {
+		same = agents == NULL && row->agents_json == NULL;
+		goto out;
+	}
+	if ((list = json_loads(row->agents_json, 0, NULL)) == NULL)
+		goto out;
+	for (; agents[n] != NULL; n++) {
+		for (k = 0; k < json_array_size(list); k++)
+			if (ap_streq(json_string_value(json_array_get(list, k)),
+			    agents[n]))
+				break;
+		if (k == json_array_size(list))
+			goto out;
+	}
+	same = n == json_array_size(list);
+out:
+	for (i = 0; i < nrows; i++)
+		store_agent_row_cleanup(&rows[i]);
+	free(rows);
+	store_run_row_free(row);
+	json_decref(stored);
+	json_decref(list);
+	free(text);
+	free(cause);
+	return same;
+}
+
 /* ---- Airflow first: refuse to start a run nobody can drive. ---- */
 
 struct probe {
@@ -876,7 +925,7 @@ run_exec(int argc, char **argv)
 	const char *path = NULL, *fqn, *json_file = NULL;
 	const char *names[RUN_MAX_AGENTS + 1];
 	char *type = NULL, *agents_arg = NULL, *cause = NULL, *run_id = NULL, *text;
-	bool no_wait = false, replace = false, restricted = false;
+	bool no_wait = false, replace = false, restricted = false, resumable = false;
 	struct timeval second = { 1, 0 };
 	json_t *entity = NULL, *doc = NULL;
 	enum store_result r;
@@ -985,14 +1034,32 @@ run_exec(int argc, char **argv)
 	w.tty = !w.json && isatty(STDOUT_FILENO);
 	r = sched_submit(w.rt.sched, type, fqn, entity, restricted ? names : NULL,
 	    replace, &run_id, &cause);
-	if (r == STORE_ACTIVE && store_run_orphaned(w.rt.store, run_id)) {
+	if (r == STORE_ACTIVE && store_run_orphaned(w.rt.store, run_id) &&
+	    !(resumable = !no_wait && run_same(w.rt.store, run_id, entity,
+	    restricted ? names : NULL))) {
 		fprintf(stderr, "autopilot: run: %s %s already has an unfinished run"
 		    " %s that no process is driving now (interrupted, left to serve"
-		    " by --no-wait, or its process ended); `autopilot serve` on this"
-		    " state database takes it up, or give --replace to fail it and"
-		    " start again\n", type, fqn, run_id);
+		    " by --no-wait, or its process ended)%s; `autopilot serve` on"
+		    " this state database takes it up, or give --replace to fail it"
+		    " and start again\n", type, fqn, run_id, no_wait ? "" :
+		    ", for other agents or another entity of the service than"
+		    " this one");
 		rc = AP_EXIT_USAGE;
 		goto out;
+	}
+	/* The same run, unfinished and driven by no process: it goes on here
+	 * (its Airflow runs adopted by their dag_run_id), unless another
+	 * process has just taken it. */
+	if (r == STORE_ACTIVE && resumable) {
+		free(cause);
+		cause = NULL;
+		if (sched_take(w.rt.sched, run_id, &cause) == 0 &&
+		    sched_driving(w.rt.sched, run_id)) {
+			fprintf(stderr, "autopilot: run: resuming run %s of %s %s,"
+			    " unfinished and driven by no process (give --replace"
+			    " to fail it and start again)\n", run_id, type, fqn);
+			r = STORE_OK;
+		}
 	}
 	if (r == STORE_ACTIVE) {
 		fprintf(stderr, "autopilot: run: %s %s already has an active run %s;"
@@ -1060,8 +1127,8 @@ run_exec(int argc, char **argv)
 
 	if (w.interrupted)
 		fprintf(stderr, "autopilot: run: interrupted; run %s is unfinished and"
-		    " resumes under `autopilot serve` on the same state database\n",
-		    run_id);
+		    " resumes under `autopilot serve` on the same state database,"
+		    " or when this `run` is given again\n", run_id);
 	/* --json promises one document, also when interrupted: the run as
 	 * stored, unfinished. */
 	if (w.json) {
@@ -1129,6 +1196,9 @@ const struct ap_cmd_entry ap_cmd_run_entry = {
 	"                           Airflow; `autopilot serve` on the same state\n"
 	"                           database drives it\n"
 	"      --replace            fail the service's active run and start again\n"
+	"                           (without it, an unfinished run of the same\n"
+	"                           entity and agents that no process drives is\n"
+	"                           resumed)\n"
 	"      --json               print one JSON document at the end instead of\n"
 	"                           progress: one run object, as in the list\n"
 	"                           `status --json` prints ({\"run_id\"} with\n"

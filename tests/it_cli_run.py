@@ -296,14 +296,25 @@ def main():
               "AUTOPILOT_AIRFLOW_URL=notaurl: %d %s" % (rc, err))
         check(nruns() == before, "no run created by a refused `run`")
 
-        # --no-wait records a pending run; a second run is refused; --replace wins.
+        # --no-wait records a pending run; a second --no-wait, or a run for
+        # other agents, is refused; the same run resumes it; --replace wins.
         rc, out, err = cli(["run", "-c", conf, "sales_postgres", "--no-wait", "--json"])
         check(rc == 0, "--no-wait: %d %s" % (rc, err))
         pending_id = json.loads(out)["run_id"]
-        rc, out, err = cli(["run", "-c", conf, "sales_postgres"])
+        rc, out, err = cli(["run", "-c", conf, "sales_postgres", "--no-wait"])
         check(rc == 2 and pending_id in err and "--replace" in err, "active run refused: %d %s" % (rc, err))
         check(err.count(pending_id) == 1 and err.count("no process is driving now") == 1,
               "the refusal says it once, and that serve takes it up: %r" % err)
+        rc, out, err = cli(["run", "-c", conf, "sales_postgres", "--agents", "metadata"])
+        check(rc == 2 and pending_id in err and "for other agents or another entity" in err,
+              "a run for other agents beside it refused: %d %s" % (rc, err))
+        rc, out, err = cli(["run", "-c", conf, "sales_postgres", "--json"])
+        check(rc == 0 and "resuming run %s" % pending_id in err and
+              json.loads(out)["run_id"] == pending_id and json.loads(out)["state"] == "succeeded",
+              "the same run resumes the pending one: %d %s %s" % (rc, out[-200:], err))
+        rc, out, err = cli(["run", "-c", conf, "sales_postgres", "--no-wait", "--json"])
+        check(rc == 0, "--no-wait again: %d %s" % (rc, err))
+        pending_id = json.loads(out)["run_id"]
         rc, out, err = cli(["run", "-c", conf, "sales_postgres", "--replace", "--json"])
         check(rc == 0, "--replace: %d %s" % (rc, err))
         rc, out, _ = cli(["status", "-c", conf, "--json", "sales_postgres"])
@@ -378,7 +389,7 @@ def main():
         # Interrupted with --json: still one JSON document, the unfinished run.
         urllib.request.urlopen(urllib.request.Request(
             sim.url + "/_sim/scenario", data=json.dumps(
-                {"parse_delay_ms": 50, "pipelines": {"*": {"queued_ms": 10, "running_ms": 60000}}}).encode(),
+                {"parse_delay_ms": 50, "pipelines": {"*": {"queued_ms": 10, "running_ms": 6000}}}).encode(),
             method="PUT"), timeout=10).read()
         p = subprocess.Popen([BIN, "run", "-c", conf, "sales_postgres", "--json"],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -406,12 +417,15 @@ def main():
             sim.url + "/_sim/scenario", data=json.dumps(
                 {"parse_delay_ms": 50, "pipelines": {"*": {"queued_ms": 10, "running_ms": 80}}}).encode(),
             method="PUT"), timeout=10).read()
-        # Nobody drives the interrupted run: the refusal says so, and what to do.
+        # Nobody drives the interrupted run: run again, it goes on where it
+        # was, its Airflow run adopted rather than triggered twice.
         rc, out, err = cli(["run", "-c", conf, "sales_postgres"])
-        check(rc == 2 and "no process is driving now" in err and "autopilot serve" in err and
-              "--replace" in err, "a run beside the interrupted one: %d %s" % (rc, err))
-        rc, out, err = cli(["run", "-c", conf, "sales_postgres", "--replace"])
-        check(rc == 0, "the interrupted run replaced: %d %s" % (rc, err))
+        check(rc == 0 and "resuming run %s" % doc["run_id"] in err and
+              re.search(r"^run %s: succeeded" % doc["run_id"], out, re.M),
+              "the interrupted run resumed: %d %s %s" % (rc, out[-300:], err))
+        rc, out, err = cli(["status", "-c", conf, "--json", "--limit", "1", "sales_postgres"])
+        check(json.loads(out)[0]["agents"][0]["attempts"] == 1,
+              "the resumed run's metadata agent: one attempt: %s" % out[:400])
 
         # A run replaced by another process while it runs says by which.
         set_scenario(sim, 60000)
