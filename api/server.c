@@ -880,22 +880,30 @@ flush_cb(evutil_socket_t fd, short what, void *arg)
  * NULL and *cause on failure. */
 static char *
 webhook_accept(struct server *s, const struct webhook_event *ev, json_t *take,
-    bool *repeated, char **cause)
+    const char **flag, char **cause)
 {
 	enum store_result r;
 	char *entity, *run_id = NULL;
+	bool joined;
 
 	entity = json_dumps(ev->entity, JSON_COMPACT | JSON_PRESERVE_ORDER);
 	if (entity == NULL)
 		ap_fatal("out of memory");
 	r = store_inbox_accept(s->deps.store, ev->id, ev->entity_type, ev->fqn, entity,
-	    &run_id, cause);
+	    &run_id, &joined, cause);
 	free(entity);
 	if (r != STORE_OK && r != STORE_REPEAT)
 		return NULL;
-	*repeated = r == STORE_REPEAT;
-	ap_info("webhook: event %s (%s %s) %s: run %s", ev->id, ev->entity_type,
-	    ev->fqn, *repeated ? "repeated" : "accepted", run_id);
+	*flag = r == STORE_REPEAT ? "repeated" : joined ? "joined" : NULL;
+	if (joined)
+		ap_info("webhook: event %s (%s %s) joins the service's active run %s,"
+		    " which goes on with the entity it started with; this one is"
+		    " the service's for its next run", ev->id, ev->entity_type,
+		    ev->fqn, run_id);
+	else
+		ap_info("webhook: event %s (%s %s) %s: run %s", ev->id,
+		    ev->entity_type, ev->fqn, r == STORE_REPEAT ? "repeated" :
+		    "accepted", run_id);
 	/*
 	 * A repeat too: its first delivery may have been answered 503 after
 	 * its run was committed (a later event of that delivery failed), and
@@ -917,18 +925,20 @@ json_plain(const char *v)
 	return true;
 }
 
-/* What is answered of a stored event: {"id": …, "run_id": …[, "repeated":
- * true]}, without "id" when id is NULL (a delivery of that event alone). */
+/* What is answered of a stored event: {"id": …, "run_id": …[, flag:
+ * true]}, without "id" when id is NULL (a delivery of that event alone);
+ * flag is NULL, "repeated" (an event id seen before) or "joined" (a new
+ * event that joined its service's active run). */
 static json_t *
-webhook_result(const char *id, const char *run_id, bool repeated)
+webhook_result(const char *id, const char *run_id, const char *flag)
 {
 	json_t *o = json_object();
 
 	if (id != NULL)
 		json_object_set_new(o, "id", json_string(id));
 	json_object_set_new(o, "run_id", json_string(run_id));
-	if (repeated)
-		json_object_set_new(o, "repeated", json_true());
+	if (flag != NULL)
+		json_object_set_new(o, flag, json_true());
 	return o;
 }
 
@@ -936,12 +946,13 @@ webhook_result(const char *id, const char *run_id, bool repeated)
  * formatted directly when the id needs no escaping, as every id autopilot
  * makes. */
 static char *
-webhook_answer(const char *run_id, bool repeated)
+webhook_answer(const char *run_id, const char *flag)
 {
 	if (json_plain(run_id))
-		return ap_xprintf("{\"run_id\":\"%s\"%s}", run_id,
-		    repeated ? ",\"repeated\":true" : "");
-	return json_text(webhook_result(NULL, run_id, repeated));
+		return ap_xprintf("{\"run_id\":\"%s\"%s%s%s}", run_id,
+		    flag != NULL ? ",\"" : "", flag != NULL ? flag : "",
+		    flag != NULL ? "\":true" : "");
+	return json_text(webhook_result(NULL, run_id, flag));
 }
 
 static void
@@ -955,7 +966,8 @@ handle_webhook(struct server *s, struct evhttp_request *req)
 	char *cause = NULL, *msg, *run_id;
 	json_t *results;
 	size_t len, i;
-	bool repeated, single;
+	const char *flag;
+	bool single;
 
 	if (evhttp_request_get_command(req) != EVHTTP_REQ_POST) {
 		evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", "POST");
@@ -1052,17 +1064,17 @@ handle_webhook(struct server *s, struct evhttp_request *req)
 			goto store_failed;
 		/* Whoever opened the batch, this turn's flush answers. */
 		event_active(s->flush_ev, EV_TIMEOUT, 0);
-		if ((run_id = webhook_accept(s, ev, p.take, &repeated, &cause)) == NULL)
+		if ((run_id = webhook_accept(s, ev, p.take, &flag, &cause)) == NULL)
 			goto store_failed;
-		if (repeated)
+		if (flag != NULL && strcmp(flag, "repeated") == 0)
 			p.repeated++;
 		else
 			p.accepted++;
 		if (single)
-			p.answer = webhook_answer(run_id, repeated);
+			p.answer = webhook_answer(run_id, flag);
 		else
 			json_array_append_new(results, webhook_result(ev->id, run_id,
-			    repeated));
+			    flag));
 		free(run_id);
 	}
 

@@ -1032,7 +1032,8 @@ store_new_run(struct store *s, const char *type, const char *fqn,
 
 enum store_result
 store_inbox_accept(struct store *s, const char *event_id, const char *service_type,
-    const char *fqn, const char *entity_json, char **run_id, char **cause)
+    const char *fqn, const char *entity_json, char **run_id, bool *joined,
+    char **cause)
 {
 	sqlite3_stmt *st;
 	char *id = NULL;
@@ -1040,6 +1041,8 @@ store_inbox_accept(struct store *s, const char *event_id, const char *service_ty
 	int rc;
 
 	*run_id = NULL;
+	if (joined != NULL)
+		*joined = false;
 	if (store_join(s, &nested, cause) != 0)
 		return STORE_ERROR;
 	if ((st = store_stmt(s, Q_INBOX_GET, cause)) == NULL)
@@ -1060,6 +1063,8 @@ store_inbox_accept(struct store *s, const char *event_id, const char *service_ty
 	}
 	if (store_active_run(s, service_type, fqn, &id, cause) != 0)
 		goto fail;
+	if (joined != NULL)
+		*joined = id != NULL;
 	/* Joining the active run, the entity is the service's alone. */
 	if (id != NULL ? store_put_service(s, service_type, fqn, entity_json, NULL,
 	    cause) != 0 : store_new_run(s, service_type, fqn, entity_json, NULL, &id,

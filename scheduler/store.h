@@ -83,14 +83,15 @@ void store_set_clock(struct store *s, int64_t (*now_ms)(void *), void *arg);
  * The service's last entity is updated too. If the event id was seen before,
  * returns STORE_REPEAT and the original run id without changing anything.
  * If the service already has an active run, the event is recorded against
- * that run (no second run) and STORE_OK is returned with its id.
- * *run_id is a new string on STORE_OK/STORE_REPEAT.
+ * that run (no second run) and STORE_OK is returned with its id, and
+ * *joined (when not NULL) set; the entity is then the service's for its
+ * next run. *run_id is a new string on STORE_OK/STORE_REPEAT.
  * Inside a group-commit batch (store_batch_begin) the event joins the batch
  * and is durable only once store_flush() succeeds: acknowledge it after.
  */
 enum store_result store_inbox_accept(struct store *s, const char *event_id,
     const char *service_type, const char *fqn, const char *entity_json,
-    char **run_id, char **cause);
+    char **run_id, bool *joined, char **cause);
 
 /* Last entity received for a service: *entity_json and *service_type are new
  * strings. service_type may be NULL (any type; the newest wins). */

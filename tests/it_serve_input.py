@@ -107,6 +107,11 @@ def main():
               and "run_id" in body["results"][1]
               and body["results"][2] == {"error": "data[2]: a ChangeEvent must be a JSON object"},
               "batch with unreadable events: %s %s" % (st, body))
+        # A new event for a service whose run is still active joins it, and
+        # says so.
+        st2, body2 = srv.post_event(event("databaseService", entity("databaseService", "batch_ok")))
+        check(st2 == 202 and body2 == {"run_id": body["results"][1]["run_id"], "joined": True},
+              "an event joining the active run: %s %s" % (st2, body2))
         st, body = srv.post_event({"data": [bad, bad]})
         check(st == 400 and "timestamp: missing" in body.get("detail", "")
               and "no event of the 2" in body.get("detail", ""),

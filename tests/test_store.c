@@ -194,7 +194,7 @@ test_entity_stored_once_and_v2_rows_kept(void **state)
 
 	/* A new run: one copy of its entity, read back through both rows. */
 	assert_int_equal(store_inbox_accept(s, "ev-1", "databaseService", "pg2",
-	    "{\"v\":2}", &r1, &cause), STORE_OK);
+	    "{\"v\":2}", &r1, NULL, &cause), STORE_OK);
 	assert_int_equal(store_run_entity(s, r1, &ent, &cause), STORE_OK);
 	assert_string_equal(ent, "{\"v\":2}");
 	free(ent);
@@ -203,7 +203,7 @@ test_entity_stored_once_and_v2_rows_kept(void **state)
 	free(ent);
 	/* Joining the active run changes the service's entity, not the run's. */
 	assert_int_equal(store_inbox_accept(s, "ev-2", "databaseService", "pg2",
-	    "{\"v\":3}", &r2, &cause), STORE_OK);
+	    "{\"v\":3}", &r2, NULL, &cause), STORE_OK);
 	assert_string_equal(r1, r2);
 	free(r2);
 	assert_int_equal(store_service_get(s, NULL, "pg2", &ent, NULL, &cause), STORE_OK);
@@ -332,7 +332,7 @@ test_read_only_open_writes_nothing(void **state)
 	unlink(p);
 	s = open_ok(p, NULL);
 	assert_int_equal(store_inbox_accept(s, "ev-1", "databaseService", "svc",
-	    "{\"name\": \"svc\"}", &run_id, &cause), STORE_OK);
+	    "{\"name\": \"svc\"}", &run_id, NULL, &cause), STORE_OK);
 	assert_int_equal(store_check_writable(s, &cause), STORE_OK);
 	store_close(s);
 	s = open_ok(p, &ro);
@@ -355,21 +355,25 @@ test_inbox_is_idempotent(void **state)
 {
 	char *p = db_path("inbox.db"), *cause = NULL, *r1, *r2, *r3, *ent, *type;
 	struct store *s = open_ok(p, NULL);
+	bool joined = true;
 
 	assert_int_equal(store_inbox_accept(s, "ev-1", "databaseService", "pg1",
-	    "{\"name\":\"pg1\"}", &r1, &cause), STORE_OK);
+	    "{\"name\":\"pg1\"}", &r1, &joined, &cause), STORE_OK);
+	assert_false(joined);
 	assert_int_equal(store_inbox_accept(s, "ev-1", "databaseService", "pg1",
-	    "{\"name\":\"pg1\"}", &r2, &cause), STORE_REPEAT);
+	    "{\"name\":\"pg1\"}", &r2, NULL, &cause), STORE_REPEAT);
 	assert_string_equal(r1, r2);
 	free(r2);
 	/* Another event for a service with an active run joins that run. */
 	assert_int_equal(store_inbox_accept(s, "ev-2", "databaseService", "pg1",
-	    "{\"name\":\"pg1\",\"v\":2}", &r2, &cause), STORE_OK);
+	    "{\"name\":\"pg1\",\"v\":2}", &r2, &joined, &cause), STORE_OK);
+	assert_true(joined);
 	assert_string_equal(r1, r2);
 	free(r2);
 	/* A different service gets its own run. */
 	assert_int_equal(store_inbox_accept(s, "ev-3", "databaseService", "pg2",
-	    "{}", &r3, &cause), STORE_OK);
+	    "{}", &r3, &joined, &cause), STORE_OK);
+	assert_false(joined);
 	assert_string_not_equal(r1, r3);
 	assert_int_equal(store_service_get(s, "databaseService", "pg1", &ent, &type,
 	    &cause), STORE_OK);
@@ -382,7 +386,7 @@ test_inbox_is_idempotent(void **state)
 	/* The answer survives a reopen. */
 	store_close(s);
 	s = open_ok(p, NULL);
-	assert_int_equal(store_inbox_accept(s, "ev-1", "x", "y", "{}", &r2, &cause),
+	assert_int_equal(store_inbox_accept(s, "ev-1", "x", "y", "{}", &r2, NULL, &cause),
 	    STORE_REPEAT);
 	assert_string_equal(r1, r2);
 	free(r1);
@@ -450,7 +454,7 @@ test_status_json_shape(void **state)
 	json_t *j, *ag, *list;
 
 	assert_int_equal(store_inbox_accept(s, "e", "databaseService", "svc", "{}", &r1,
-	    &cause), STORE_OK);
+	    NULL, &cause), STORE_OK);
 	assert_int_equal(store_claim(s, r1, &cause), STORE_OK);
 	assert_int_equal(store_run_set_state(s, r1, "running", NULL, false, &cause),
 	    STORE_OK);
@@ -778,11 +782,11 @@ test_inbox_in_batch(void **state)
 	(void)state;
 	assert_int_equal(store_batch_begin(s, &cause), STORE_OK);
 	assert_int_equal(store_inbox_accept(s, "ev-1", "databaseService", "pg1", "{}",
-	    &a, &cause), STORE_OK);
+	    &a, NULL, &cause), STORE_OK);
 	assert_int_equal(store_inbox_accept(s, "ev-2", "databaseService", "pg2", "{}",
-	    &b, &cause), STORE_OK);
+	    &b, NULL, &cause), STORE_OK);
 	assert_int_equal(store_inbox_accept(s, "ev-1", "databaseService", "pg1", "{}",
-	    &c, &cause), STORE_REPEAT);
+	    &c, NULL, &cause), STORE_REPEAT);
 	assert_string_equal(a, c);
 	assert_true(store_batch_open(s));
 	assert_int_equal(store_runs_json(other, NULL, 0, &runs, &cause), STORE_OK);
@@ -829,9 +833,9 @@ test_batch_rolled_back_whole(void **state)
 	failures = store_batch_failures(s);
 	assert_int_equal(store_batch_begin(s, &cause), STORE_OK);
 	assert_int_equal(store_inbox_accept(s, "ev-1", "databaseService", "pg1", "{}",
-	    &a, &cause), STORE_OK);
+	    &a, NULL, &cause), STORE_OK);
 	assert_int_not_equal(store_inbox_accept(s, "fail-2", "databaseService", "pg2",
-	    "{}", &b, &cause), STORE_OK);
+	    "{}", &b, NULL, &cause), STORE_OK);
 	free(cause);
 	cause = NULL;
 	/* ev-1 went with the batch, and whoever wrote it can tell. */
@@ -840,7 +844,7 @@ test_batch_rolled_back_whole(void **state)
 	/* The next delivery of the turn opens a batch of its own. */
 	assert_int_equal(store_batch_begin(s, &cause), STORE_OK);
 	assert_int_equal(store_inbox_accept(s, "ev-3", "databaseService", "pg3", "{}",
-	    &c, &cause), STORE_OK);
+	    &c, NULL, &cause), STORE_OK);
 	assert_int_equal(store_flush(s, &cause), STORE_OK);
 	assert_int_equal(store_batch_failures(s), failures + 1);
 	assert_int_equal(store_runs_json(other, NULL, 0, &runs, &cause), STORE_OK);
