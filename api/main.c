@@ -98,6 +98,33 @@ output_checked(const char *name, int rc)
 	return rc == AP_EXIT_OK ? AP_EXIT_FAILED : rc;
 }
 
+/* "autopilot -c FILE status": when a command follows the options, says
+ * that they go after it, as the command would take them (true if so). */
+static bool
+options_first(int argc, char **argv)
+{
+	struct ap_buf b;
+	int i, j, words;
+
+	for (j = 2; j < argc; j++) {
+		for (i = 0; cmd_table[i] != NULL; i++)
+			if ((words = cmd_matches(cmd_table[i], argc - j, argv + j)) > 0)
+				break;
+		if (cmd_table[i] == NULL)
+			continue;
+		ap_buf_init(&b);
+		ap_buf_printf(&b, "autopilot %s", cmd_table[i]->name);
+		for (i = 1; i < argc; i++)
+			if (i < j || i >= j + words)
+				ap_buf_printf(&b, " %s", argv[i]);
+		fprintf(stderr, "autopilot: options go after the command: %.*s\n",
+		    (int)b.len, b.data);
+		ap_buf_cleanup(&b);
+		return true;
+	}
+	return false;
+}
+
 /* Runs what argv asks for; *name becomes the command's name. */
 static int
 dispatch(int argc, char **argv, const char **name)
@@ -145,6 +172,8 @@ dispatch(int argc, char **argv, const char **name)
 		    help);
 		return help ? AP_EXIT_OK : AP_EXIT_USAGE;
 	}
+	if (argv[1][0] == '-' && options_first(argc, argv))
+		return AP_EXIT_USAGE;
 	fprintf(stderr, "autopilot: unknown command '%s'\n\n", argv[1]);
 	usage(stderr);
 	return AP_EXIT_USAGE;

@@ -153,6 +153,9 @@ def main():
             check(rc == 2 and "autopilot %s %s" % (group, sub) in err, "%s alone: %d %r" % (group, rc, err))
         rc, out, _ = cli(["help"])
         check(rc == 0 and out.startswith("usage: autopilot") and "config check" in out, "help: %d %s" % (rc, out))
+        rc, out, err = cli(["-c", conf, "config", "check"])
+        check(rc == 2 and "options go after the command: autopilot config check -c %s" % conf in err,
+              "options before the command: %d %r" % (rc, err))
         rc, out, _ = cli(["--version"])
         check(rc == 0 and out.startswith("autopilot "), "--version: %s" % out)
 
