@@ -374,11 +374,11 @@ filter_test_exec(int argc, char **argv)
 	eff = filter_effective_set(&cfg, service, filter_key_kind(key),
 	    connector, &cause);
 	if (eff == NULL)
-		goto fail;
+		goto service_fail;
 	t.key = key;
 	t.fs = build_set(eff, key, inc, ninc, exc, nexc, &cause);
 	if (t.fs == NULL)
-		goto fail;
+		goto service_fail;
 
 	rc = AP_EXIT_OK;
 	if (optind < argc) {
@@ -401,6 +401,15 @@ filter_test_exec(int argc, char **argv)
 		rc = AP_EXIT_USAGE;
 	}
 	goto out;
+service_fail:
+	/* What is wrong in the service entity: in which file. */
+	if (service_path != NULL && ap_startswith(cause, "connection.")) {
+		char *named = ap_xprintf("--service-json %s: %s", service_path,
+		    cause);
+
+		free(cause);
+		cause = named;
+	}
 fail:
 	fprintf(stderr, "autopilot: %s\n", cause);
 	rc = AP_EXIT_USAGE;

@@ -1219,6 +1219,10 @@ filter_set_add_at(struct filter_set *fs, const char *key, bool exclude,
 	bool jit;
 	PCRE2_SIZE eoff;
 	PCRE2_UCHAR msg[256];
+	/* Where the user wrote it: a service's patterns are in its
+	 * connection's config. */
+	const char *in = origin == FILTER_ORIGIN_SERVICE ? "connection.config." :
+	    "";
 
 	l = k == NULL ? NULL : exclude ? &k->exc : &k->inc;
 	/*
@@ -1233,22 +1237,22 @@ filter_set_add_at(struct filter_set *fs, const char *key, bool exclude,
 	 * a webhook costs to plan on the event loop. */
 	len = strlen(pattern);
 	if (len > FILTER_MAX_PATTERN_LEN) {
-		*cause = ap_xprintf("%s.%s[%zu]: pattern of %zu bytes; the limit "
-		    "is %u bytes per pattern (%s)", key, exclude ? "excludes" :
+		*cause = ap_xprintf("%s%s.%s[%zu]: pattern of %zu bytes; the limit "
+		    "is %u bytes per pattern (%s)", in, key, exclude ? "excludes" :
 		    "includes", idx, len, FILTER_MAX_PATTERN_LEN, source);
 		return -1;
 	}
 	if (run > FILTER_MAX_PATTERNS) {
-		*cause = ap_xprintf("%s.%s: more than %u patterns (%s); the "
-		    "limit is %u per list", key, exclude ? "excludes" :
+		*cause = ap_xprintf("%s%s.%s: more than %u patterns (%s); the "
+		    "limit is %u per list", in, key, exclude ? "excludes" :
 		    "includes", FILTER_MAX_PATTERNS, source, FILTER_MAX_PATTERNS);
 		return -1;
 	}
 	xl = filter_translate(pattern, &why, &at);
 	if (xl == NULL) {
 		q = quote_pattern(pattern);
-		*cause = ap_xprintf("%s.%s[%zu]: invalid pattern %s: %s at "
-		    "offset %zu (%s)", key, exclude ? "excludes" : "includes",
+		*cause = ap_xprintf("%s%s.%s[%zu]: invalid pattern %s: %s at "
+		    "offset %zu (%s)", in, key, exclude ? "excludes" : "includes",
 		    idx, q, why, at, source);
 		free(q);
 		free(why);
@@ -1256,9 +1260,9 @@ filter_set_add_at(struct filter_set *fs, const char *key, bool exclude,
 	}
 	xlen = strlen(xl);
 	if (xlen > FILTER_MAX_SET_BYTES - fs->xl_bytes) {
-		*cause = ap_xprintf("%s.%s[%zu]: the filter's patterns come to "
+		*cause = ap_xprintf("%s%s.%s[%zu]: the filter's patterns come to "
 		    "more than %u KiB once written for PCRE2, the limit (Python's "
-		    "case rules spell each 'i' out as a set of 4) (%s)", key,
+		    "case rules spell each 'i' out as a set of 4) (%s)", in, key,
 		    exclude ? "excludes" : "includes", idx,
 		    FILTER_MAX_SET_BYTES / 1024, source);
 		free(xl);
@@ -1272,8 +1276,8 @@ filter_set_add_at(struct filter_set *fs, const char *key, bool exclude,
 		/* The offset is into the translation; for patterns that
 		 * needed no rewriting it is the user's own. */
 		q = quote_pattern(pattern);
-		*cause = ap_xprintf("%s.%s[%zu]: invalid pattern %s: %s at "
-		    "offset %zu%s (%s)", key, exclude ? "excludes" : "includes",
+		*cause = ap_xprintf("%s%s.%s[%zu]: invalid pattern %s: %s at "
+		    "offset %zu%s (%s)", in, key, exclude ? "excludes" : "includes",
 		    idx, q, (const char *)msg,
 		    strcmp(xl, pattern) == 0 || eoff <= len ? (size_t)eoff : len,
 		    err == PCRE2_ERROR_PATTERN_TOO_LARGE ? "; PCRE2 compiles a"

@@ -110,7 +110,7 @@ svc() {	# connection.config members -> $TMP/svc.json
 svc '"tableFilterPattern": {"includes": "^fact_"}'
 out=$("$BIN" filter test --service-json "$TMP/svc.json" orders 2>&1); rc=$?
 code "includes not a list" $rc 2
-check "includes not a list" "$out" "autopilot: connection.config.tableFilterPattern.includes: expected a list of strings, got a string"
+check "includes not a list" "$out" "autopilot: --service-json $TMP/svc.json: connection.config.tableFilterPattern.includes: expected a list of strings, got a string"
 svc '"tableFilterPattern": {"includes": ["^fact_", 3]}'
 out=$("$BIN" filter test --service-json "$TMP/svc.json" orders 2>&1); rc=$?
 code "element not a string" $rc 2
@@ -192,7 +192,7 @@ cat > "$TMP/svc-bad.json" <<'J'
 J
 out=$("$BIN" filter test --service-json "$TMP/svc-bad.json" --kind database x 2>&1); rc=$?
 code "service pattern index" $rc 2
-check "service pattern index" "$out" "databaseFilterPattern.excludes[1]: invalid pattern '('"
+check "service pattern index" "$out" "autopilot: --service-json $TMP/svc-bad.json: connection.config.databaseFilterPattern.excludes[1]: invalid pattern '('"
 # ... also after an exclude the built-in defaults already have, left out of the merge.
 cat > "$TMP/svc-bad2.json" <<'J'
 {"id": "x1", "name": "pg", "fullyQualifiedName": "pg", "serviceType": "Postgres",

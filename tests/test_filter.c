@@ -588,8 +588,8 @@ test_pattern_budget(void **state)
 	p[1001] = (char)('0' + n % 10);
 	assert_int_equal(filter_set_add(fs, "tableFilterPattern", true, p,
 	    FILTER_ORIGIN_SERVICE, "service", &cause), -1);
-	assert_string_equal(cause, "tableFilterPattern.excludes[0]: the "
-	    "filter's patterns come to more than 512 KiB once written for "
+	assert_string_equal(cause, "connection.config.tableFilterPattern."
+	    "excludes[0]: the filter's patterns come to more than 512 KiB once written for "
 	    "PCRE2, the limit (Python's case rules spell each 'i' out as a set "
 	    "of 4) (service)");
 	free(cause);
