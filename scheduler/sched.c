@@ -105,6 +105,8 @@ struct sched_agent {
 	bool waiting_flush;	/* on s->flush_waiters */
 	bool stored;		/* its row was saved (store_agent_row.stored) */
 	bool run_seen;		/* Airflow answered with this attempt's run */
+	bool trigger_sent;	/* this attempt's trigger was sent (once) */
+	bool trigger_fenced;	/* ... and its next send passed the fence */
 	/* Deployed ahead, while its prerequisites run (scheduler.predeploy):
 	 * its first attempt then starts at the wait for the parse. */
 	struct airflow_req *pre_req;
@@ -824,6 +826,7 @@ sched_agent_set_state(struct sched_agent *a, enum sched_agent_state to,
 		a->dag_run_id = ap_xprintf("autopilot__%s__%s__%u", r->run_id,
 		    agent_name(a), a->attempt);
 		a->run_seen = false;
+		a->trigger_sent = false;
 		break;
 	default:
 		break;
@@ -1473,6 +1476,15 @@ sched_agent_act(struct sched_agent *a)
 			return;
 		}
 	}
+	/* A trigger sent again (Airflow did not answer the last one, or not
+	 * in time) first passes the ownership fence: a run replaced or taken
+	 * over by another process since must not start an Airflow run that
+	 * nobody follows. A first trigger passed it with its queued state. */
+	if (act == ACT_TRIGGER && a->trigger_sent && !a->trigger_fenced) {
+		if (sched_agent_persist(a) != 0)
+			return;
+		a->trigger_fenced = true;
+	}
 	/* Whatever this agent (or any other) recorded must be durable before
 	 * Airflow hears of it: with changes not yet committed, wait for the
 	 * turn's one commit (sched_flush_cb) instead of committing for each
@@ -1543,6 +1555,8 @@ sched_agent_act(struct sched_agent *a)
 	case ACT_TRIGGER:
 		a->req = s->ops->trigger(s->airflow, a->dag_id, a->dag_run_id,
 		    s->empty_conf, sched_agent_cb, a);
+		a->trigger_sent = true;
+		a->trigger_fenced = false;
 		break;
 	case ACT_GET_RUN:
 	case ACT_LAST_LOOK:

@@ -2456,6 +2456,51 @@ test_agents_restriction_bridges_left_out(void **state)
 	h_free(h);
 }
 
+/*
+ * A run replaced by another process while its trigger waits to be sent
+ * again (Airflow did not answer it): the trigger is not sent again, so no
+ * Airflow run starts that nobody follows.
+ */
+static void
+test_replaced_trigger_not_resent(void **state)
+{
+	struct h *h = h_new();
+	struct store *store2;
+	struct sched *cli;
+	char *cause = NULL, *id, *id2 = NULL, *rid;
+	json_t *e = json_pack("{s:s}", "name", "pg");
+
+	h->cfg.poll_initial_ms = 300;	/* the trigger is tried again 300 ms later */
+	h->cfg.unreachable_retry_max_ms = 300;
+	h_start(h);
+	id = h_submit(h, "pg", NULL);
+	h_wait_log(h, "unpause", "pg__metadata", 1);
+	h->fake.down = true;
+	h_wait_log(h, "trigger", "pg__metadata", 1);
+	h_spin(h, 30);		/* its answer seen, the note written */
+	assert_int_equal(sched_commit(h->sched), 0);	/* one thread, two stores */
+	store2 = store_open(h->db, NULL, &cause);
+	assert_non_null(store2);
+	cli = sched_create(h->base, store2, &fake_ops, &h->fake, &fake_planner, NULL,
+	    &h->cfg);
+	assert_int_equal(sched_start(cli, false, &cause), 0);
+	assert_int_equal(sched_submit(cli, "databaseService", "pg", e, NULL, true, &id2,
+	    &cause), STORE_OK);
+	sched_stop(cli);
+	h->fake.down = false;
+	h_spin(h, 2000);
+	rid = ap_xprintf("autopilot__%s__metadata__1", id);
+	assert_false(sched_driving(h->sched, id));
+	assert_null(fake_run(&h->fake, rid));
+	sched_free(cli);
+	store_close(store2);
+	json_decref(e);
+	free(rid);
+	free(id);
+	free(id2);
+	h_free(h);
+}
+
 /* The server and a CLI re-run on one database: each run is driven by one
  * scheduler at a time; a released run is picked up by the other's rescan. */
 static void
@@ -2529,6 +2574,7 @@ main(void)
 		cmocka_unit_test(test_timeout_patch_retried_while_unavailable),
 		cmocka_unit_test(test_timeout_patch_unanswered_bounded),
 		cmocka_unit_test(test_timeout_unhalted_not_retried),
+		cmocka_unit_test(test_replaced_trigger_not_resent),
 		cmocka_unit_test(test_slow_request_noted),
 		cmocka_unit_test(test_agent_gone_from_plan_ends),
 		cmocka_unit_test(test_trigger_bad_reply_adopts),
