@@ -1094,6 +1094,10 @@ run_exec(int argc, char **argv)
 		} else
 			printf("run %s: %s %s submitted; `autopilot serve` on %s drives"
 			    " it\n", run_id, type, fqn, cfg.state_path);
+		if (flags.airflow_url != NULL)
+			fprintf(stderr, "autopilot: run: warning: --airflow-url is not"
+			    " used with --no-wait: the serve that drives the run uses"
+			    " its own airflow.url\n");
 		fflush(stdout);
 		halts_wait(&w);
 		rc = AP_EXIT_OK;

@@ -53,6 +53,13 @@ print_table(const json_t *runs, FILE *f)
 		if (json_is_string(json_object_get(run, "finished_at")))
 			fprintf(f, "  finished %s", str(run, "finished_at", "-"));
 		fputc('\n', f);
+		if (json_array_size(json_object_get(run, "only_agents")) > 0) {
+			fputs("  only:", f);
+			json_array_foreach(json_object_get(run, "only_agents"), j, agent)
+				fprintf(f, "%s%s", j > 0 ? "," : " ", json_is_string(agent) ?
+				    json_string_value(agent) : "?");
+			fputc('\n', f);
+		}
 		if (json_is_string(json_object_get(run, "error")))
 			put_text(f, "  error: %s\n", run, "error");
 		json_array_foreach(json_object_get(run, "agents"), j, agent) {

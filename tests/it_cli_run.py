@@ -188,6 +188,8 @@ def main():
         check(rc == 0, "--agents metadata: %d %s" % (rc, err))
         ran = [a["agent"] for a in json.loads(out)["agents"] if a["state"] == "succeeded"]
         check(ran == ["metadata"], "only metadata ran: %s" % ran)
+        rc, out, err = cli(["status", "-c", conf, "--limit", "1", "sales_postgres"])
+        check(rc == 0 and "\n  only: metadata\n" in out, "status shows the agents asked for: %s" % out)
         rc, _, err = cli(["run", "-c", conf, "sales_postgres", "--agents", "metadata,bogus"])
         check(rc == 2 and "bogus" in err, "--agents bogus: %d %s" % (rc, err))
         # An empty name in the list is refused, not skipped.
@@ -301,8 +303,10 @@ def main():
 
         # --no-wait records a pending run; a second --no-wait, or a run for
         # other agents, is refused; the same run resumes it; --replace wins.
-        rc, out, err = cli(["run", "-c", conf, "sales_postgres", "--no-wait", "--json"])
-        check(rc == 0, "--no-wait: %d %s" % (rc, err))
+        rc, out, err = cli(["run", "-c", conf, "sales_postgres", "--no-wait", "--json",
+                            "--airflow-url", sim.url])
+        check(rc == 0 and "--airflow-url is not used with --no-wait" in err,
+              "--no-wait: %d %s" % (rc, err))
         pending_id = json.loads(out)["run_id"]
         rc, out, err = cli(["run", "-c", conf, "sales_postgres", "--no-wait"])
         check(rc == 2 and pending_id in err and "--replace" in err, "active run refused: %d %s" % (rc, err))
