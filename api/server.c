@@ -134,6 +134,13 @@ static const char *const outcome_names[SERVER_OUTCOME_MAX] = {
 
 /* ---- Answers. ---- */
 
+/* The reason phrase of a webhook's answer that waited for its commit. */
+static const char *
+code_reason(int code)
+{
+	return code == 202 ? "Accepted" : code == 400 ? "Bad Request" : "OK";
+}
+
 /*
  * Sends an answer. The answer to HEAD is the one GET would get without its
  * body (libevent would write the body, which the client then reads as the
@@ -864,9 +871,11 @@ flush_cb(evutil_socket_t fd, short what, void *arg)
 			s->outcomes[SERVER_INVALID] += p->invalid;
 			for (j = 0; j < json_array_size(p->take); j++)
 				json_array_append(s->take, json_array_get(p->take, j));
+			if (p->code == 400)
+				s->outcomes[SERVER_BAD_REQUEST]++;
 			if (p->req != NULL)
-				reply_text(p->req, p->code, p->code == 202 ?
-				    "Accepted" : "OK", p->answer, strlen(p->answer));
+				reply_text(p->req, p->code, code_reason(p->code),
+				    p->answer, strlen(p->answer));
 		}
 		free(p->answer);
 		json_decref(p->take);
@@ -967,6 +976,7 @@ handle_webhook(struct server *s, struct evhttp_request *req)
 	json_t *results;
 	size_t len, i;
 	const char *flag;
+	char *invalid = NULL;
 	bool single;
 
 	if (evhttp_request_get_command(req) != EVHTTP_REQ_POST) {
@@ -1042,7 +1052,8 @@ handle_webhook(struct server *s, struct evhttp_request *req)
 			    " others are served): %s", id != NULL ? id :
 			    "without an id", ev->reason);
 			free(id);
-			p.invalid++;
+			if (p.invalid++ == 0)
+				invalid = ap_xstrdup(ev->reason);
 			json_array_append_new(results, ev->id != NULL ?
 			    json_pack("{s:s, s:s}", "id", ev->id, "error", ev->reason) :
 			    json_pack("{s:s}", "error", ev->reason));
@@ -1078,15 +1089,33 @@ handle_webhook(struct server *s, struct evhttp_request *req)
 		free(run_id);
 	}
 
-	if (!single)
+	/*
+	 * Events that cannot be read make the delivery a 400, as a single one
+	 * is, but the others are stored all the same (and answered in the
+	 * results): OpenMetadata delivers it again, to no avail for those,
+	 * and the others are then repeats.
+	 */
+	if (p.invalid > 0) {
+		msg = p.invalid > 1 ? ap_xprintf("%s (and %u more events that cannot"
+		    " be read; the others were served, see results)", invalid,
+		    p.invalid - 1) : ap_xprintf("%s (the other events were served,"
+		    " see results)", invalid);
+		p.answer = json_text(json_pack("{s:s, s:s, s:o}", "error",
+		    "invalid event", "detail", msg, "results", results));
+		free(msg);
+	} else if (!single)
 		p.answer = json_text(json_pack("{s:o}", "results", results));
+	free(invalid);
 	webhook_batch_cleanup(&b);
-	p.code = p.accepted + p.repeated > 0 ? 202 : 200;
+	p.code = p.invalid > 0 ? 400 : p.accepted + p.repeated > 0 ? 202 : 200;
 	if (p.accepted + p.repeated == 0) {
 		/* Nothing stored: answer now. */
 		s->outcomes[SERVER_IGNORED] += p.ignored;
 		s->outcomes[SERVER_INVALID] += p.invalid;
-		reply_text(req, p.code, "OK", p.answer, strlen(p.answer));
+		if (p.code == 400)
+			s->outcomes[SERVER_BAD_REQUEST]++;
+		reply_text(req, p.code, code_reason(p.code), p.answer,
+		    strlen(p.answer));
 		free(p.answer);
 		json_decref(p.take);
 		return;
@@ -1109,6 +1138,7 @@ store_failed:
 	free(cause);
 	json_decref(results);
 	free(p.answer);
+	free(invalid);
 	json_decref(p.take);
 	webhook_batch_cleanup(&b);
 }

@@ -96,17 +96,24 @@ def main():
         st, body = srv.post_event({"data": [a, b]})
         check(st == 202 and len(body["results"]) == 2 and "run_id" in body["results"][0]
               and "ignored" in body["results"][1], "batch: %s %s" % (st, body))
-        # A batch with events that cannot be read: the others are served
-        # (refused whole, it would be refused again each time it came back).
+        # A batch with events that cannot be read: 400 naming them, but the
+        # others are served all the same (refused whole, they would be
+        # refused again each time it came back).
         c = event("databaseService", entity("databaseService", "batch_ok"))
         bad = event("databaseService", entity("databaseService", "batch_bad"))
         del bad["timestamp"]
         st, body = srv.post_event({"data": [bad, c, [1]]})
-        check(st == 202 and len(body["results"]) == 3
+        check(st == 400 and body["error"] == "invalid event"
+              and body["detail"] == "data[0].timestamp: missing (and 1 more events that cannot"
+              " be read; the others were served, see results)"
+              and len(body["results"]) == 3
               and body["results"][0] == {"id": bad["id"], "error": "data[0].timestamp: missing"}
               and "run_id" in body["results"][1]
               and body["results"][2] == {"error": "data[2]: a ChangeEvent must be a JSON object"},
               "batch with unreadable events: %s %s" % (st, body))
+        st3, again = srv.post_event({"data": [bad, c, [1]]})
+        check(st3 == 400 and again["results"][1] == dict(body["results"][1], repeated=True),
+              "the same batch again: the served event is a repeat: %s %s" % (st3, again))
         # A new event for a service whose run is still active joins it, and
         # says so.
         st2, body2 = srv.post_event(event("databaseService", entity("databaseService", "batch_ok")))
@@ -117,7 +124,7 @@ def main():
               and "no event of the 2" in body.get("detail", ""),
               "batch with nothing to read: %s %s" % (st, body))
         st, metrics = srv.request("GET", "/metrics")
-        check('autopilot_webhooks_total{outcome="invalid"} 2' in metrics,
+        check('autopilot_webhooks_total{outcome="invalid"} 4' in metrics,
               "metrics count the unreadable events")
         st, body = srv.post_event(good)
         check(st == 202, "a good event after all that: %s %s" % (st, body))
