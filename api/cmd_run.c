@@ -458,6 +458,10 @@ run_output(struct run_watch *w)
 {
 	int rc = sched_commit(w->rt.sched);
 
+	/* Changes the commit lost were never the run's. */
+	if (rc != 0)
+		ap_buf_reset(&w->pending);
+
 	if (w->pending.len > 0) {
 		fwrite(w->pending.data, 1, w->pending.len, stdout);
 		ap_buf_reset(&w->pending);
@@ -876,9 +880,10 @@ split_agents(char *list, const char **names, char **cause)
 	return 0;
 }
 
-/* A replaced run's Airflow runs are being marked failed: with --no-wait the
- * new run is handed over at once (sched_stop) and only that is waited for,
- * at most HALT_WAIT_MS. */
+/* Airflow runs no agent follows any more (a replaced run's, an agent's gone
+ * from the plan) are being marked failed: before the process ends (with
+ * --no-wait, at once), the run is handed over (sched_stop) and only that is
+ * waited for, at most HALT_WAIT_MS. */
 static void
 halts_guard(evutil_socket_t fd, short what, void *arg)
 {
@@ -1128,6 +1133,9 @@ run_exec(int argc, char **argv)
 		draw(&w);
 	if (w.left)
 		run_left(&w);
+	/* Airflow runs being marked failed (a replaced run's, or an agent's
+	 * gone from the plan) are given their time before the process ends. */
+	halts_wait(&w);
 
 	if (w.interrupted)
 		fprintf(stderr, "autopilot: run: interrupted; run %s is unfinished and"

@@ -2023,15 +2023,16 @@ sched_run_drop_unplanned(struct sched_run *r, struct store_agent_row *rows,
 		    st < SCHED_AGENT_QUEUED);
 		ap_warn("run %s (%s): agent %s, %s, is no longer in the plan:"
 		    " it ends %s", r->run_id, r->fqn, rows[j].agent, rows[j].state,
-		    airflow ? "failed, and its Airflow run is marked failed" :
+		    airflow ? "failed, and its Airflow run is to be marked failed" :
 		    "skipped");
 		free(rows[j].state);
 		rows[j].state = ap_xstrdup(sched_agent_state_name(airflow ?
 		    SCHED_AGENT_FAILED : SCHED_AGENT_SKIPPED));
 		free(rows[j].error);
 		rows[j].error = ap_xprintf("no longer in the plan (the configuration"
-		    " changed while the run was unfinished)%s", airflow ? "; its"
-		    " Airflow run is marked failed" : "");
+		    " changed while the run was unfinished)%s%s", airflow ? "; no"
+		    " longer followed, its Airflow run is to be marked failed: " :
+		    "", airflow ? rows[j].dag_run_id : "");
 		rows[j].finished_at = sched_now();
 		rows[j].stored = true;
 		if (sched_batch(s) != 0) {

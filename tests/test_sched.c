@@ -2317,7 +2317,8 @@ test_agent_gone_from_plan_ends(void **state)
 	st = h_status(h, id);
 	assert_string_equal(agent_state(st, "classify"), "failed");
 	assert_non_null(strstr(agent_error(st, "classify"), "no longer in the plan"));
-	assert_non_null(strstr(agent_error(st, "classify"), "Airflow run is marked failed"));
+	assert_non_null(strstr(agent_error(st, "classify"), "its Airflow run is to be marked"
+	    " failed: autopilot__x__classify__1"));
 	assert_string_equal(agent_state(st, "old"), "skipped");
 	assert_non_null(strstr(agent_error(st, "old"), "no longer in the plan"));
 	assert_string_equal(agent_state(st, "profiler"), "succeeded");
