@@ -154,6 +154,7 @@ struct sched_halt {
 	struct airflow_req *req;
 	char *run_id, *dag_id, *dag_run_id;
 	char *what;			/* why: "replaced", ... */
+	bool waiting;			/* sent once the open batch commits */
 	TAILQ_ENTRY(sched_halt) link;
 };
 TAILQ_HEAD(sched_halt_list, sched_halt);
@@ -509,6 +510,8 @@ sched_notify(struct sched_run *r, struct sched_agent *a, const char *old,
 #define SCHED_COMMIT_WINDOW_US 2000
 static void sched_flush_failed(struct sched *s, const char *cause);
 static void sched_index_del(struct sched *s, struct sched_run *r);
+static void sched_halts_send(struct sched *s);
+static void sched_halts_unwait(struct sched *s);
 
 /* Commits the open batch SCHED_COMMIT_WINDOW_US from now (once). */
 static void
@@ -576,6 +579,8 @@ sched_flush_cb(evutil_socket_t fd, short what, void *arg)
 		a->waiting_flush = false;
 		sched_agent_act(a);
 	}
+	if (sched_flush(s) == 0)
+		sched_halts_send(s);
 }
 
 /* Commits the agent's row; on failure the run is abandoned (-1). */
@@ -1246,6 +1251,7 @@ sched_flush_failed(struct sched *s, const char *cause)
 	    " to take it back from the store", cause);
 	while (!TAILQ_EMPTY(&s->flush_waiters))
 		sched_agent_unwait(TAILQ_FIRST(&s->flush_waiters));
+	sched_halts_unwait(s);
 	while ((r = TAILQ_FIRST(&s->runs)) != NULL)
 		sched_run_abandon(r, "state store error", true);
 }
@@ -1259,7 +1265,10 @@ sched_store_failed(struct sched *s, const char *cause)
 int
 sched_commit(struct sched *s)
 {
-	return sched_flush(s);
+	if (sched_flush(s) != 0)
+		return -1;
+	sched_halts_send(s);
+	return 0;
 }
 
 /* ---- Agents: what each state does (the one switch). ---- */
@@ -2373,6 +2382,18 @@ sched_halt_cb(const struct airflow_result *res, void *arg)
 	sched_halt_free(h);
 }
 
+static void
+sched_halt_send(struct sched_halt *h)
+{
+	struct sched *s = h->s;
+
+	h->req = s->ops->fail_run(s->airflow, h->dag_id, h->dag_run_id,
+	    sched_halt_cb, h);
+	/* As a timed-out attempt's PATCH: its tries end in time. */
+	if (h->req != NULL && s->ops->limit != NULL)
+		s->ops->limit(s->airflow, h->req, s->cfg.late_budget_ms);
+}
+
 /* PATCHes each {dag_id, dag_run_id} of runs failed, which no agent follows
  * any more (what says why), so that two ingestions of one service do not go
  * on side by side and none goes on unwatched. */
@@ -2394,11 +2415,45 @@ sched_halt_airflow_runs(struct sched *s, const char *new_id, const json_t *runs,
 		    "dag_run_id")));
 		TAILQ_INSERT_TAIL(&s->halts, h, link);
 		s->nhalts++;
-		h->req = s->ops->fail_run(s->airflow, h->dag_id, h->dag_run_id,
-		    sched_halt_cb, h);
-		/* As a timed-out attempt's PATCH: its tries end in time. */
-		if (h->req != NULL && s->ops->limit != NULL)
-			s->ops->limit(s->airflow, h->req, s->cfg.late_budget_ms);
+		/* The change that ends the agent (failed, with why) is on disk
+		 * before Airflow hears of it, as for every other request. */
+		if (store_batch_open(s->store)) {
+			h->waiting = true;
+			sched_flush_soon(s);
+		} else
+			sched_halt_send(h);
+	}
+}
+
+/* Sends the halts that waited for the batch, which has just committed. */
+static void
+sched_halts_send(struct sched *s)
+{
+	struct sched_halt *h;
+
+	TAILQ_FOREACH(h, &s->halts, link) {
+		if (h->waiting) {
+			h->waiting = false;
+			sched_halt_send(h);
+		}
+	}
+}
+
+/* The commit of the change that asked for them failed: nothing stored says
+ * they end, and the run is taken back from the store, which asks again. */
+static void
+sched_halts_unwait(struct sched *s)
+{
+	struct sched_halt *h, *next;
+
+	for (h = TAILQ_FIRST(&s->halts); h != NULL; h = next) {
+		next = TAILQ_NEXT(h, link);
+		if (!h->waiting)
+			continue;
+		ap_warn("run %s: %s: Airflow run %s of %s not marked failed: the"
+		    " change that ends it was not committed", h->run_id, h->what,
+		    h->dag_run_id, h->dag_id);
+		sched_halt_free(h);
 	}
 }
 

@@ -106,12 +106,14 @@ struct fake {
 };
 
 /* When set, every trigger checks through this second handle that the
- * attempt's dag_run_id was committed before Airflow heard of it. */
+ * attempt's dag_run_id was committed before Airflow heard of it (and, with
+ * verify_halts, every fail_run that the agent's end was). */
 static struct store *verify_store;
 static int verified_triggers;
+static bool verify_halts;
 
 static void
-verify_committed(const char *dag_run_id)
+verify_committed(const char *dag_run_id, const char *want)
 {
 	char run_id[64], *cause = NULL;
 	const char *p = dag_run_id + strlen("autopilot__"), *e = strstr(p, "__");
@@ -125,11 +127,12 @@ verify_committed(const char *dag_run_id)
 	json_array_foreach(json_object_get(j, "agents"), i, a) {
 		if (ap_streq(json_string_value(json_object_get(a, "dag_run_id")), dag_run_id))
 			found = ap_streq(json_string_value(json_object_get(a, "state")),
-			    "queued");
+			    want);
 	}
 	json_decref(j);
 	if (!found)
-		fail_msg("trigger of %s before its queued state was committed", dag_run_id);
+		fail_msg("request for %s before its %s state was committed",
+		    dag_run_id, want);
 	verified_triggers++;
 }
 
@@ -396,7 +399,7 @@ f_trigger(void *impl, const char *dag_id, const char *dag_run_id, const json_t *
 	fake_log(f, "trigger", dag_id, dag_run_id);
 	assert_non_null(conf);
 	if (verify_store != NULL)
-		verify_committed(dag_run_id);
+		verify_committed(dag_run_id, "queued");
 	if (q->res.status != AIRFLOW_OK)
 		return (struct airflow_req *)q;
 	if (d == NULL) {
@@ -478,6 +481,8 @@ f_fail_run(void *impl, const char *dag_id, const char *dag_run_id, airflow_cb cb
 	struct fake_run *r = fake_run(f, dag_run_id);
 
 	fake_log(f, "fail_run", dag_id, dag_run_id);
+	if (verify_store != NULL && verify_halts)
+		verify_committed(dag_run_id, "failed");
 	if (q->res.status == AIRFLOW_OK && f->fail_run_unanswered) {
 		q->unanswered = true;
 		q->res.status = AIRFLOW_UNAVAILABLE;
@@ -2302,23 +2307,33 @@ test_agent_gone_from_plan_ends(void **state)
 {
 	struct h *h = h_new();
 	struct store_agent_row gone = { .agent = "classify", .state = "running",
-	    .dag_id = "pg__classify", .dag_run_id = "autopilot__x__classify__1",
-	    .attempt = 1, .started_at = 1 };
+	    .dag_id = "pg__classify", .attempt = 1, .started_at = 1 };
 	struct store_agent_row early = { .agent = "old", .state = "deploying",
 	    .attempt = 1, .started_at = 1 };
-	struct store_agent_row *rows[] = { &gone, &early, NULL };
-	char *id = h_stored_run(h, rows);
+	struct store_agent_row *rows[] = { &early, NULL };
+	char *id = h_stored_run(h, rows), *cause = NULL, drid[96], want[160];
 	json_t *st;
 
+	snprintf(drid, sizeof drid, "autopilot__%s__classify__1", id);
+	gone.dag_run_id = drid;
+	assert_int_equal(store_agent_save(h->store, id, &gone, &cause), STORE_OK);
+
+	/* The failed row is on disk before Airflow is asked to fail the run. */
+	verify_store = store_open(h->db, NULL, &cause);
+	assert_non_null(verify_store);
+	verify_halts = true;
 	h_start(h);
 	h_wait_finals(h, 1, 10000);
 	assert_string_equal(h->final_state[0], "succeeded");
 	h_wait_log(h, "fail_run", "pg__classify", 1);
+	verify_halts = false;
+	store_close(verify_store);
+	verify_store = NULL;
 	st = h_status(h, id);
 	assert_string_equal(agent_state(st, "classify"), "failed");
 	assert_non_null(strstr(agent_error(st, "classify"), "no longer in the plan"));
-	assert_non_null(strstr(agent_error(st, "classify"), "its Airflow run is to be marked"
-	    " failed: autopilot__x__classify__1"));
+	snprintf(want, sizeof want, "its Airflow run is to be marked failed: %s", drid);
+	assert_non_null(strstr(agent_error(st, "classify"), want));
 	assert_string_equal(agent_state(st, "old"), "skipped");
 	assert_non_null(strstr(agent_error(st, "old"), "no longer in the plan"));
 	assert_string_equal(agent_state(st, "profiler"), "succeeded");
