@@ -1,0 +1,140 @@
+/*
+ * replay.c — runs a libFuzzer target's LLVMFuzzerTestOneInput over files,
+ * without libFuzzer: `make test` builds every tests/fuzz/fuzz_<name>.c with
+ * this main (gcc, AddressSanitizer and UndefinedBehaviorSanitizer) and
+ * replays its seeds (tests/fuzz/corpus/<name>/) and every input a fuzzing
+ * run ever found wrong (tests/fuzz/regressions/<name>/). A target checks
+ * its own invariants and aborts when one breaks; a sanitizer report fails
+ * the run too.
+ *
+ *   replay_fuzz_<name> PATH...   each PATH a file or a directory of files
+ *
+ * Exit status 0 when every input ran, 1 when a file cannot be read or no
+ * input was found at all (a test that replays nothing proves nothing).
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+/* libFuzzer's -max_len for `make fuzz`: no input it made is longer. */
+#define REPLAY_MAX_LEN (1024 * 1024)
+
+static int
+replay_file(const char *path, unsigned *n)
+{
+	FILE *f;
+	uint8_t *buf;
+	size_t len;
+
+	if ((f = fopen(path, "rb")) == NULL) {
+		fprintf(stderr, "replay: %s: %s\n", path, strerror(errno));
+		return -1;
+	}
+	buf = malloc(REPLAY_MAX_LEN + 1);
+	if (buf == NULL) {
+		fclose(f);
+		fprintf(stderr, "replay: %s: out of memory\n", path);
+		return -1;
+	}
+	len = fread(buf, 1, REPLAY_MAX_LEN + 1, f);
+	if (ferror(f) || len > REPLAY_MAX_LEN) {
+		fprintf(stderr, "replay: %s: %s\n", path, ferror(f) ?
+		    "read error" : "longer than 1 MiB");
+		fclose(f);
+		free(buf);
+		return -1;
+	}
+	fclose(f);
+	/* Exactly len bytes, as libFuzzer gives them: reading past is a bug
+	 * AddressSanitizer is to see. */
+	buf = realloc(buf, len > 0 ? len : 1);
+	LLVMFuzzerTestOneInput(buf, len);
+	free(buf);
+	(*n)++;
+	return 0;
+}
+
+static int
+name_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* A directory's regular files in name order, so a failure repeats. */
+static int
+replay_dir(const char *dir, unsigned *n)
+{
+	DIR *d;
+	struct dirent *e;
+	struct stat sb;
+	char **names = NULL, *path;
+	size_t count = 0, cap = 0, i;
+	int rc = 0;
+
+	if ((d = opendir(dir)) == NULL) {
+		fprintf(stderr, "replay: %s: %s\n", dir, strerror(errno));
+		return -1;
+	}
+	while ((e = readdir(d)) != NULL) {
+		if (e->d_name[0] == '.')
+			continue;
+		if (count == cap) {
+			cap = cap ? cap * 2 : 64;
+			names = realloc(names, cap * sizeof *names);
+			if (names == NULL)
+				abort();
+		}
+		if ((names[count++] = strdup(e->d_name)) == NULL)
+			abort();
+	}
+	closedir(d);
+	if (count > 0)
+		qsort(names, count, sizeof *names, name_cmp);
+	for (i = 0; i < count; i++) {
+		if ((path = malloc(strlen(dir) + strlen(names[i]) + 2)) == NULL)
+			abort();
+		sprintf(path, "%s/%s", dir, names[i]);
+		if (stat(path, &sb) == 0 && S_ISREG(sb.st_mode) &&
+		    replay_file(path, n) != 0)
+			rc = -1;
+		free(path);
+		free(names[i]);
+	}
+	free(names);
+	return rc;
+}
+
+int
+main(int argc, char **argv)
+{
+	struct stat sb;
+	unsigned n = 0;
+	int i, rc = 0;
+
+	for (i = 1; i < argc; i++) {
+		if (stat(argv[i], &sb) != 0) {
+			/* A target with no regressions yet has no directory. */
+			if (errno == ENOENT)
+				continue;
+			fprintf(stderr, "replay: %s: %s\n", argv[i], strerror(errno));
+			rc = 1;
+		} else if (S_ISDIR(sb.st_mode)) {
+			if (replay_dir(argv[i], &n) != 0)
+				rc = 1;
+		} else if (replay_file(argv[i], &n) != 0)
+			rc = 1;
+	}
+	if (n == 0) {
+		fprintf(stderr, "replay: no input found in the paths given\n");
+		return 1;
+	}
+	printf("replay: %u inputs, %s\n", n, rc == 0 ? "no failure" :
+	    "some could not be read");
+	return rc;
+}
