@@ -385,7 +385,10 @@ filter_test_exec(int argc, char **argv)
 		for (i = (size_t)optind; i < (size_t)argc; i++)
 			decide(&t, argv[i], strlen(argv[i]));
 	} else {
-		while ((n = getline(&line, &cap, stdin)) != -1) {
+		/* Once standard output is gone (a closed pipe), reading on
+		 * decides names nobody sees. */
+		while (!ferror(stdout) &&
+		    (n = getline(&line, &cap, stdin)) != -1) {
 			/* One line end: "\n" or "\r\n" (a file written on Windows). */
 			if (n > 0 && line[n - 1] == '\n')
 				n--;

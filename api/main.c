@@ -3,6 +3,7 @@
  */
 #include <errno.h>
 #include <stdbool.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -183,7 +184,13 @@ int
 main(int argc, char **argv)
 {
 	const char *name = argc > 1 ? argv[1] : "autopilot";
-	int rc = dispatch(argc, argv, &name);
+	int rc;
+
+	/* A reader that went away (`status | head -1`) is a write that failed
+	 * (EPIPE, exit 1 with a message, as for a full disk), not a signal
+	 * that ends the process with 141. */
+	signal(SIGPIPE, SIG_IGN);
+	rc = dispatch(argc, argv, &name);
 
 	return output_checked(name, rc);
 }

@@ -208,5 +208,11 @@ seq 1 200000 | sed 's/^/t_/' > "$TMP/names"
 n=$("$BIN" filter test --json --exclude '^t_1' < "$TMP/names" | grep -c '"kept":false')
 code "streamed" "$n" 111111
 
+# A reader that goes away (head -1) is a write that failed: exit 1 with a
+# message, not death by SIGPIPE (141), and the rest of the input is not read.
+"$BIN" filter test --exclude '^t_1' < "$TMP/names" 2>"$TMP/pipe.err" | head -1 > /dev/null
+code "closed pipe exit" "${PIPESTATUS[0]}" 1
+check "closed pipe message" "$(cat "$TMP/pipe.err")" "autopilot: filter test: writing standard output failed"
+
 if [ $fails -ne 0 ]; then echo "$fails failure(s)"; exit 1; fi
 echo "filter CLI: all checks passed"
