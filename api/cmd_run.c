@@ -300,6 +300,8 @@ find_entity(const struct config *cfg, struct store *st, const char *fqn,
 	json_error_t jerr;
 	enum store_result r;
 	char *text = NULL, *why = NULL;
+	const char *found_type = NULL;
+	json_t *found = NULL;
 	size_t i, len;
 	long status;
 
@@ -344,6 +346,11 @@ find_entity(const struct config *cfg, struct store *st, const char *fqn,
 		    jerr.text);
 		return AP_EXIT_UNREACHABLE;
 	}
+	if (r == STORE_AMBIGUOUS) {
+		*cause = ap_xprintf("%s: give --type to say which", why);
+		free(why);
+		return AP_EXIT_USAGE;
+	}
 	if (r != STORE_NOT_FOUND) {
 		*cause = ap_xprintf("state store: %s", why);
 		free(why);
@@ -356,14 +363,36 @@ find_entity(const struct config *cfg, struct store *st, const char *fqn,
 		    " give --service-json FILE", fqn);
 		return AP_EXIT_USAGE;
 	}
+	/* Names are unique within a service type only: with no --type, every
+	 * type is asked, and a name found under two is for the user to pick. */
 	for (i = 0; plan_service_types[i] != NULL; i++) {
 		if (*type != NULL && strcmp(*type, plan_service_types[i]) != 0)
 			continue;
-		status = om_fetch(cfg, plan_service_types[i], fqn, entity, cause);
-		if (status == 200) {
-			if (*type == NULL)
-				*type = ap_xstrdup(plan_service_types[i]);
+		free(*cause);
+		*cause = NULL;
+		status = om_fetch(cfg, plan_service_types[i], fqn, &found, cause);
+		if (status == 200 && *type != NULL) {
+			*entity = found;
 			return AP_EXIT_OK;
+		}
+		if (status == 200 && *entity == NULL) {
+			*entity = found;
+			found_type = plan_service_types[i];
+			continue;
+		}
+		if (status == 200) {
+			json_decref(found);
+			json_decref(*entity);
+			*entity = NULL;
+			*cause = ap_xprintf("OpenMetadata has more than one service"
+			    " named '%s' (%s, %s, ...): give --type to say which", fqn,
+			    found_type, plan_service_types[i]);
+			return AP_EXIT_USAGE;
+		}
+		if (status != 404 && *entity != NULL) {
+			/* One found, and another type could not be asked. */
+			json_decref(*entity);
+			*entity = NULL;
 		}
 		if (status == 401 || status == 403) {
 			/* A token problem: configuration. */
@@ -380,6 +409,13 @@ find_entity(const struct config *cfg, struct store *st, const char *fqn,
 		if (status != 404)
 			return AP_EXIT_UNREACHABLE;
 	}
+	if (*entity != NULL) {
+		free(*cause);
+		*cause = NULL;
+		*type = ap_xstrdup(found_type);
+		return AP_EXIT_OK;
+	}
+	free(*cause);
 	*cause = ap_xprintf("OpenMetadata at %s has no %s named '%s'", cfg->om_url,
 	    *type != NULL ? *type : "service", fqn);
 	return AP_EXIT_USAGE;

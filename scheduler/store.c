@@ -148,7 +148,7 @@ static const char *const store_sql[Q_MAX] = {
 	[Q_SERVICE_GET] = "SELECT " SERVICE_ENTITY ", service_type FROM services s"
 	    " WHERE service_type = ?1 AND fqn = ?2",
 	[Q_SERVICE_GET_ANY] = "SELECT " SERVICE_ENTITY ", service_type FROM services s"
-	    " WHERE fqn = ?1 ORDER BY updated_at DESC LIMIT 1",
+	    " WHERE fqn = ?1 ORDER BY updated_at DESC",
 	[Q_ACTIVE_RUN] = "SELECT run_id FROM runs WHERE service_type = ?1 AND"
 	    " fqn = ?2 AND state IN " ACTIVE_STATES " ORDER BY rowid LIMIT 1",
 	[Q_RUN_INSERT] = "INSERT INTO runs (run_id, service_type, fqn, state, entity,"
@@ -1113,6 +1113,30 @@ store_service_get(struct store *s, const char *service_type, const char *fqn,
 	/* A row whose entity's run is gone (deleted by hand) has none to give. */
 	if (rc == SQLITE_ROW && sqlite3_column_type(st, 0) == SQLITE_NULL)
 		rc = SQLITE_DONE;
+	/* Names are unique within a service type only: with none given, a
+	 * name stored under two types is not this function's to pick from. */
+	if (rc == SQLITE_ROW && service_type == NULL) {
+		struct ap_buf b;
+
+		ap_buf_init(&b);
+		ap_buf_adds(&b, (const char *)sqlite3_column_text(st, 1));
+		while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+			ap_buf_printf(&b, ", %s", (const char *)sqlite3_column_text(st,
+			    1));
+		if (rc == SQLITE_DONE && strchr(b.data, ',') != NULL) {
+			sqlite3_reset(st);
+			*cause = ap_xprintf("service '%s' is stored under more than one"
+			    " type (%s)", fqn, b.data);
+			ap_buf_cleanup(&b);
+			return STORE_AMBIGUOUS;
+		}
+		ap_buf_cleanup(&b);
+		/* One row: read it again, as the typed lookup does. */
+		if (rc == SQLITE_DONE) {
+			sqlite3_reset(st);
+			rc = sqlite3_step(st);
+		}
+	}
 	if (rc == SQLITE_ROW) {
 		*entity_json = col_text(st, 0);
 		if (type_out != NULL)

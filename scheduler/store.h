@@ -37,7 +37,8 @@ enum store_result {
 	STORE_REPEAT = 1,	/* inbox: event id seen before; original answer returned */
 	STORE_NOT_FOUND = 2,	/* no such run / service */
 	STORE_ACTIVE = 3,	/* a run of this service is still active */
-	STORE_LOST = 4		/* the run is no longer ours (lease expired, replaced, ended) */
+	STORE_LOST = 4,		/* the run is no longer ours (lease expired, replaced, ended) */
+	STORE_AMBIGUOUS = 5	/* a service name stored under more than one type */
 };
 
 struct store_options {
@@ -94,7 +95,8 @@ enum store_result store_inbox_accept(struct store *s, const char *event_id,
     char **run_id, bool *joined, char **cause);
 
 /* Last entity received for a service: *entity_json and *service_type are new
- * strings. service_type may be NULL (any type; the newest wins). */
+ * strings. service_type may be NULL (any type): STORE_AMBIGUOUS, and a
+ * *cause listing the types, when the name is stored under more than one. */
 enum store_result store_service_get(struct store *s, const char *service_type,
     const char *fqn, char **entity_json, char **type_out, char **cause);
 /* Records the service's entity (as store_inbox_accept does). */

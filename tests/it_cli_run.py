@@ -473,6 +473,10 @@ def main():
         looker = entity("dashboardService", "om_looker")
         with open(os.path.join(ents, "looker.json"), "w") as f:
             json.dump(looker, f)
+        # Names are unique within a service type only.
+        for kind in ("databaseService", "messagingService"):
+            with open(os.path.join(ents, "twin_%s.json" % kind), "w") as f:
+                json.dump(entity(kind, "om_twin"), f)
         om = OM(ents, "om-token")
         env = {"AUTOPILOT_OPENMETADATA_URL": om.url, "AUTOPILOT_OPENMETADATA_TOKEN": "om-token"}
         urllib.request.urlopen(urllib.request.Request(
@@ -481,6 +485,21 @@ def main():
         rc, out, err = cli(["run", "-c", conf, "om_looker", "--json"], env=env)
         check(rc == 0, "run from OpenMetadata: %d %s %s" % (rc, out, err))
         check(json.loads(out)["service"]["type"] == "dashboardService", "type found")
+        rc, out, err = cli(["run", "-c", conf, "om_twin"], env=env)
+        check(rc == 2 and out == "" and "more than one service named 'om_twin'" in err
+              and "databaseService" in err and "messagingService" in err and "--type" in err,
+              "a name under two types in OpenMetadata is not guessed: %d %s" % (rc, err))
+        # The same in the state store: om_looker is now stored as a dashboard
+        # service; a database service of that name joins it.
+        twin = os.path.join(tmp, "looker_db.json")
+        with open(twin, "w") as f:
+            json.dump(entity("databaseService", "om_looker"), f)
+        rc, out, err = cli(["run", "-c", conf, "om_looker", "--service-json", twin])
+        check(rc == 0, "a database service named as a dashboard one: %d %s" % (rc, err))
+        rc, out, err = cli(["run", "-c", conf, "om_looker"])
+        check(rc == 2 and out == "" and "stored under more than one type" in err
+              and "dashboardService" in err and "databaseService" in err and "--type" in err,
+              "a name under two types in the store is not guessed: %d %s" % (rc, err))
         rc, out, err = cli(["run", "-c", conf, "om_nosuch"], env=env)
         check(rc == 2 and "om_nosuch" in err, "unknown in OpenMetadata: %d %s" % (rc, err))
         rc, out, err = cli(["run", "-c", conf, "om_other", "--type", "dashboardService"],
