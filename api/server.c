@@ -1048,9 +1048,8 @@ handle_webhook(struct server *s, struct evhttp_request *req)
 		if (ev->action == WEBHOOK_INVALID) {
 			char *id = ev->id != NULL ? ap_printable(ev->id) : NULL;
 
-			ap_warn("webhook: event %s of a batch cannot be read (the"
-			    " others are served): %s", id != NULL ? id :
-			    "without an id", ev->reason);
+			ap_warn("webhook: event %s of a batch cannot be read: %s",
+			    id != NULL ? id : "without an id", ev->reason);
 			free(id);
 			if (p.invalid++ == 0)
 				invalid = ap_xstrdup(ev->reason);
@@ -1096,10 +1095,17 @@ handle_webhook(struct server *s, struct evhttp_request *req)
 	 * and the others are then repeats.
 	 */
 	if (p.invalid > 0) {
-		msg = p.invalid > 1 ? ap_xprintf("%s (and %u more events that cannot"
-		    " be read; the others were served, see results)", invalid,
-		    p.invalid - 1) : ap_xprintf("%s (the other events were served,"
-		    " see results)", invalid);
+		if (p.invalid == b.n)
+			msg = b.n > 1 ? ap_xprintf("%s (no event of the %zu in this"
+			    " delivery can be read, see results)", invalid, b.n) :
+			    ap_xstrdup(invalid);
+		else if (p.invalid > 1)
+			msg = ap_xprintf("%s (and %u more events that cannot be read;"
+			    " the others were served, see results)", invalid,
+			    p.invalid - 1);
+		else
+			msg = ap_xprintf("%s (the other events were served, see"
+			    " results)", invalid);
 		p.answer = json_text(json_pack("{s:s, s:s, s:o}", "error",
 		    "invalid event", "detail", msg, "results", results));
 		free(msg);
@@ -1271,10 +1277,17 @@ rerun_options(struct evhttp_request *req, json_t **agents_out, bool *replace,
 		*replace = json_is_true(v);
 	}
 	if ((v = json_object_get(root, "agents")) != NULL) {
-		if (!json_is_array(v) || json_array_size(v) == 0 ||
-		    json_array_size(v) > SCHED_MAX_AGENTS) {
-			*cause = ap_xprintf("agents: must be a list of 1 to %d agent"
-			    " names", SCHED_MAX_AGENTS);
+		if (!json_is_array(v) || json_array_size(v) == 0) {
+			char *names = plan_agent_names();
+
+			*cause = ap_xprintf("agents: must be a non-empty list of agent"
+			    " names (of %s)", names);
+			free(names);
+			goto fail;
+		}
+		if (json_array_size(v) > SCHED_MAX_AGENTS) {
+			*cause = ap_xprintf("agents: %zu names; a run has at most %d"
+			    " agents", json_array_size(v), SCHED_MAX_AGENTS);
 			goto fail;
 		}
 		json_array_foreach(v, i, a) {

@@ -5,6 +5,7 @@
 #include "webhook.h"
 
 #include <ctype.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -108,6 +109,55 @@ all_hex(const char *s, size_t n)
 	return true;
 }
 
+/*
+ * What is wrong with the shape of a signature that did not match (got, n
+ * bytes after "sha256="), or NULL when it is shaped right (44 characters of
+ * standard Base64): a sender's formatting mistake is named rather than
+ * reported as a wrong secret. Looks at what was sent only.
+ */
+static const char *
+sig_shape(const char *got, size_t n)
+{
+	/* The detail outlives the key of webhook_verify(): kept here, one per
+	 * thread, until the next signature that is shaped wrong. */
+	static _Thread_local char buf[160];
+	const size_t size = sizeof buf;
+	size_t i, pad = 0;
+	bool urlsafe = false;
+
+	for (i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)got[i];
+
+		if (c == ' ' || c == '\t') {
+			snprintf(buf, size, "signature has white space %s; send"
+			    " \"sha256=<base64>\" with nothing between or in it",
+			    i == 0 ? "after \"sha256=\"" : "in it");
+			return buf;
+		}
+		if (c == '-' || c == '_')
+			urlsafe = true;
+		else if (c == '=')
+			pad++;
+		else if (!isalnum(c) && c != '+' && c != '/') {
+			snprintf(buf, size, "signature is not Base64 (character %zu,"
+			    " 0x%02x, is outside A-Z a-z 0-9 + / =)", i + 1, c);
+			return buf;
+		}
+	}
+	if (urlsafe) {
+		snprintf(buf, size, "signature is URL-safe Base64 ('-', '_');"
+		    " OpenMetadata signs with standard Base64 ('+', '/')");
+		return buf;
+	}
+	if (n != SIG_B64_LEN) {
+		snprintf(buf, size, "signature is %zu characters, not the %d of the"
+		    " Base64 of an HMAC-SHA256%s", n, SIG_B64_LEN, pad == 0 &&
+		    n == SIG_B64_LEN - 1 ? " (is its '=' padding missing?)" : "");
+		return buf;
+	}
+	return NULL;
+}
+
 enum webhook_sig
 webhook_verify(const char *secret, const void *body, size_t len, const char *header,
     const char **detail)
@@ -152,6 +202,8 @@ webhook_key_verify(struct webhook_key *k, const void *body, size_t len,
 		    " HMAC-SHA256 (sha256=<base64>)";
 		return WEBHOOK_SIG_HEX;
 	}
+	if ((*detail = sig_shape(got, glen)) != NULL)
+		return WEBHOOK_SIG_MALFORMED;
 	*detail = "signature does not match the body (wrong secret, or the body"
 	    " was altered)";
 	return WEBHOOK_SIG_MISMATCH;
@@ -400,8 +452,8 @@ webhook_parse(const char *body, size_t len, unsigned max_depth,
 {
 	json_error_t jerr;
 	json_t *root = NULL, *data;
-	enum webhook_parse_result r, first = WEBHOOK_PARSE_INVALID;
-	size_t i, n, ninvalid = 0;
+	enum webhook_parse_result r;
+	size_t i, n;
 	char *why = NULL;
 
 	memset(out, 0, sizeof *out);
@@ -448,22 +500,13 @@ webhook_parse(const char *body, size_t len, unsigned max_depth,
 			webhook_batch_cleanup(out);
 			goto out;
 		}
-		if (r != WEBHOOK_PARSE_OK) {
+		if (r != WEBHOOK_PARSE_OK)
 			batch_invalid(&out->events[i], ev, why);
-			if (ninvalid++ == 0)
-				first = r;
-		}
 		out->n++;
 	}
+	/* A batch is answered with each event's outcome, even when none of
+	 * them can be read (the caller refuses it then, with those results). */
 	r = WEBHOOK_PARSE_OK;
-	if (ninvalid == n) {
-		/* Nothing in it can be read: the delivery is refused whole. */
-		r = first;
-		*cause = n == 1 ? ap_xstrdup(out->events[0].reason) :
-		    ap_xprintf("%s (no event of the %zu in this delivery can be"
-		    " read)", out->events[0].reason, n);
-		webhook_batch_cleanup(out);
-	}
 out:
 	json_decref(root);
 	return r;

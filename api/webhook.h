@@ -41,7 +41,8 @@ enum webhook_sig {
 /*
  * Checks the X-OM-Signature header value (NULL if absent) against body,
  * comparing in constant time. Never puts the secret or the expected value
- * in *detail (a static string describing the failure, or NULL on success).
+ * in *detail (a string describing the failure, valid until the next
+ * check on this thread, or NULL on success).
  */
 enum webhook_sig webhook_verify(const char *secret, const void *body, size_t len,
     const char *header, const char **detail);
@@ -102,7 +103,7 @@ enum webhook_parse_result {
  * so that one bad event does not keep the rest of its delivery out for
  * good (a delivery refused is delivered again as it was). On anything but
  * WEBHOOK_PARSE_OK (a body that is not JSON or too deep, a single event
- * that cannot be read, a batch none of whose events can), *cause is a new
+ * that cannot be read, a batch that is not a non-empty list), *cause is a new
  * message naming the field ("data[2].entity.fullyQualifiedName: missing")
  * and out is empty. Free out with webhook_batch_cleanup.
  */

@@ -121,10 +121,16 @@ def main():
               "an event joining the active run: %s %s" % (st2, body2))
         st, body = srv.post_event({"data": [bad, bad]})
         check(st == 400 and "timestamp: missing" in body.get("detail", "")
-              and "no event of the 2" in body.get("detail", ""),
+              and "no event of the 2" in body.get("detail", "")
+              and body.get("results") == [{"id": bad["id"], "error": "data[0].timestamp: missing"},
+                                          {"id": bad["id"], "error": "data[1].timestamp: missing"}],
               "batch with nothing to read: %s %s" % (st, body))
+        st, body = srv.post_event({"data": [bad]})
+        check(st == 400 and body.get("detail") == "data[0].timestamp: missing"
+              and body.get("results") == [{"id": bad["id"], "error": "data[0].timestamp: missing"}],
+              "batch of one that cannot be read: %s %s" % (st, body))
         st, metrics = srv.request("GET", "/metrics")
-        check('autopilot_webhooks_total{outcome="invalid"} 4' in metrics,
+        check('autopilot_webhooks_total{outcome="invalid"} 7' in metrics,
               "metrics count the unreadable events")
         st, body = srv.post_event(good)
         check(st == 202, "a good event after all that: %s %s" % (st, body))
