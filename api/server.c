@@ -1286,8 +1286,11 @@ rerun_options(struct evhttp_request *req, json_t **agents_out, bool *replace,
 			goto fail;
 		}
 		if (json_array_size(v) > SCHED_MAX_AGENTS) {
-			*cause = ap_xprintf("agents: %zu names; a run has at most %d"
-			    " agents", json_array_size(v), SCHED_MAX_AGENTS);
+			char *names = plan_agent_names();
+
+			*cause = ap_xprintf("agents: %zu names, more than there are"
+			    " agents (%s)", json_array_size(v), names);
+			free(names);
 			goto fail;
 		}
 		json_array_foreach(v, i, a) {
