@@ -60,6 +60,11 @@ print_table(const json_t *runs, FILE *f)
 				    json_string_value(agent) : "?");
 			fputc('\n', f);
 		}
+		if (json_object_get(run, "driven_by") != NULL &&
+		    json_is_null(json_object_get(run, "driven_by")) &&
+		    json_is_null(json_object_get(run, "finished_at")))
+			fputs("  not driven now: no process holds this run (a serve on"
+			    " this state database takes it up)\n", f);
 		if (json_is_string(json_object_get(run, "error")))
 			put_text(f, "  error: %s\n", run, "error");
 		json_array_foreach(json_object_get(run, "agents"), j, agent) {

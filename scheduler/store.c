@@ -162,12 +162,12 @@ static const char *const store_sql[Q_MAX] = {
 	    " run_id = ?1 AND state IN ('queued','running') AND dag_id IS NOT NULL"
 	    " AND dag_run_id IS NOT NULL",
 	[Q_RUN_GET] = "SELECT run_id, service_type, fqn, state, agents, error,"
-	    " created_at, started_at, finished_at FROM runs WHERE run_id = ?1",
+	    " created_at, started_at, finished_at, owner, lease_until FROM runs WHERE run_id = ?1",
 	[Q_RUN_LIST] = "SELECT run_id, service_type, fqn, state, agents, error,"
-	    " created_at, started_at, finished_at FROM runs"
+	    " created_at, started_at, finished_at, owner, lease_until FROM runs"
 	    " ORDER BY rowid DESC LIMIT ?1",
 	[Q_RUN_LIST_FQN] = "SELECT run_id, service_type, fqn, state, agents, error,"
-	    " created_at, started_at, finished_at FROM runs WHERE fqn = ?2"
+	    " created_at, started_at, finished_at, owner, lease_until FROM runs WHERE fqn = ?2"
 	    " ORDER BY rowid DESC LIMIT ?1",
 	[Q_RUN_COUNTS] = "SELECT state, count(*) FROM runs GROUP BY state",
 	[Q_AGENT_COUNTS] = "SELECT agent, state, count(*) FROM agent_runs"
@@ -1326,16 +1326,26 @@ store_agents_json(struct store *s, const char *run_id, json_t *arr, char **cause
 	return 0;
 }
 
-/* A run row (columns of Q_RUN_GET) as status JSON, without agents. */
+static bool store_owner_dead(struct store *s, const char *owner);
+
+/* A run row (columns of Q_RUN_GET) as status JSON, without agents.
+ * driven_by names the process that holds an unfinished run, or is null when
+ * none does (not yet taken up, or its driver gone or its lease run out). */
 static json_t *
-store_run_row_json(sqlite3_stmt *st)
+store_run_row_json(struct store *s, sqlite3_stmt *st)
 {
 	json_t *agents = json_null();
 	const unsigned char *a = sqlite3_column_text(st, 4);
+	const char *state = (const char *)sqlite3_column_text(st, 3);
+	const char *owner = (const char *)sqlite3_column_text(st, 9);
+	bool driven;
 
 	if (a != NULL && (agents = json_loads((const char *)a, 0, NULL)) == NULL)
 		agents = json_null();
-	return json_pack("{s:o,s:{s:o,s:o},s:o,s:o,s:o,s:o,s:o,s:o,s:[]}",
+	driven = state != NULL && owner != NULL && (strcmp(state, "pending") == 0 ||
+	    strcmp(state, "running") == 0) && sqlite3_column_int64(st, 10) >=
+	    store_now(s) && !store_owner_dead(s, owner);
+	return json_pack("{s:o,s:{s:o,s:o},s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:[]}",
 	    "run_id", json_str_or_null(sqlite3_column_text(st, 0)),
 	    "service",
 	    "type", json_str_or_null(sqlite3_column_text(st, 1)),
@@ -1346,6 +1356,8 @@ store_run_row_json(sqlite3_stmt *st)
 	    "created_at", json_time(sqlite3_column_int64(st, 6)),
 	    "started_at", json_time(sqlite3_column_int64(st, 7)),
 	    "finished_at", json_time(sqlite3_column_int64(st, 8)),
+	    "driven_by", driven ? json_str_or_null((const unsigned char *)owner) :
+	    json_null(),
 	    "agents");
 }
 
@@ -1381,7 +1393,7 @@ store_run_json(struct store *s, const char *run_id, json_t **out, char **cause)
 	bind_text(st, 1, run_id);
 	rc = sqlite3_step(st);
 	if (rc == SQLITE_ROW)
-		json_array_append_new(arr, store_run_row_json(st));
+		json_array_append_new(arr, store_run_row_json(s, st));
 	sqlite3_reset(st);
 	if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
 		store_set_cause(s, cause, "run lookup");
@@ -1421,7 +1433,7 @@ store_runs_json(struct store *s, const char *fqn, unsigned limit, json_t **out,
 	if (fqn != NULL)
 		bind_text(st, 2, fqn);
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW)
-		json_array_append_new(arr, store_run_row_json(st));
+		json_array_append_new(arr, store_run_row_json(s, st));
 	sqlite3_reset(st);
 	if (rc != SQLITE_DONE) {
 		store_set_cause(s, cause, "list runs");

@@ -308,6 +308,13 @@ def main():
         check(rc == 0 and "--airflow-url is not used with --no-wait" in err,
               "--no-wait: %d %s" % (rc, err))
         pending_id = json.loads(out)["run_id"]
+        rc, out, _ = cli(["status", "-c", conf, "--json", "--limit", "1", "sales_postgres"])
+        check(rc == 0 and json.loads(out)[0]["run_id"] == pending_id
+              and json.loads(out)[0]["driven_by"] is None,
+              "a --no-wait run nobody drives: driven_by null: %s" % out)
+        rc, out, _ = cli(["status", "-c", conf, "--limit", "1", "sales_postgres"])
+        check(rc == 0 and "not driven now: no process holds this run" in out,
+              "... and the table says so: %s" % out)
         rc, out, err = cli(["run", "-c", conf, "sales_postgres", "--no-wait"])
         check(rc == 2 and pending_id in err and "--replace" in err, "active run refused: %d %s" % (rc, err))
         check(err.count(pending_id) == 1 and err.count("no process is driving now") == 1,
@@ -350,6 +357,11 @@ def main():
                             running = a["dag_run_id"]
                 time.sleep(0.1)
             check(running, "metadata running in Airflow before the replace")
+            rc, out, _ = cli(["status", "-c", conf, "--json", "--limit", "1", "sales_postgres"])
+            check(rc == 0 and "/%d/" % driver.pid in (json.loads(out)[0]["driven_by"] or ""),
+                  "a driven run names its driver: %s" % out[:300])
+            rc, out, _ = cli(["status", "-c", conf, "--limit", "1", "sales_postgres"])
+            check(rc == 0 and "not driven now" not in out, "... and the table does not say it is not: %s" % out)
             rc, out, err = cli(["run", "-c", conf, "sales_postgres", "--replace", "--no-wait", "--json"])
             check(rc == 0, "--replace --no-wait: %d %s" % (rc, err))
             patched = [r for r in sim.requests() if r["method"] == "PATCH" and running in r["path"]]
