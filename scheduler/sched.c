@@ -908,7 +908,7 @@ sched_run_set_state(struct sched_run *r, enum sched_run_state to, const char *er
 {
 	enum sched_run_state from = r->state;
 	enum store_result rc;
-	char *cause = NULL;
+	char *cause = NULL, *next = NULL;
 
 	if (r->dead)
 		return -1;
@@ -933,10 +933,29 @@ sched_run_set_state(struct sched_run *r, enum sched_run_state to, const char *er
 		free(cause);
 		return -1;
 	}
+	/* An event that joined the run may ask for another, in the same
+	 * commit as the end of this one. */
+	if (sched_run_state_final(to) &&
+	    store_run_followup(r->s->store, r->run_id, &next, &cause) != STORE_OK) {
+		ap_error("run %s: cannot look for a run to follow it: %s", r->run_id,
+		    cause);
+		free(cause);
+		sched_run_abandon(r, "state store error", true);
+		return -1;
+	}
 	r->state = to;
 	ap_info("run %s (%s): %s -> %s%s%s", r->run_id, r->fqn,
 	    sched_run_state_name(from), sched_run_state_name(to),
 	    error ? ": " : "", error ? error : "");
+	if (next != NULL) {
+		ap_info("run %s (%s): an event received while it ran asks for a"
+		    " run of its own: run %s follows", r->run_id, r->fqn, next);
+		/* A serve takes it up at once (after the commit); `run` leaves it
+		 * to one. */
+		if (r->s->recover && !r->s->stopped)
+			event_active(r->s->rescan_ev, EV_TIMEOUT, 1);
+		free(next);
+	}
 	sched_notify(r, NULL, sched_run_state_name(from), sched_run_state_name(to),
 	    error);
 	if (sched_run_state_final(to) && !r->dead)

@@ -118,6 +118,7 @@ enum store_stmt_id {
 	Q_RUN_COUNTS,
 	Q_AGENT_COUNTS,
 	Q_RUN_ENTITY,
+	Q_RUN_FOLLOWUP,
 	Q_AGENTS_OF,
 	Q_CLAIM_CANDIDATES,
 	Q_CLAIM_ONE_GET,
@@ -173,6 +174,14 @@ static const char *const store_sql[Q_MAX] = {
 	[Q_AGENT_COUNTS] = "SELECT agent, state, count(*) FROM agent_runs"
 	    " GROUP BY agent, state",
 	[Q_RUN_ENTITY] = "SELECT entity FROM runs WHERE run_id = ?1",
+	/* A run whose service took an entity after it (an event joined it):
+	 * whether the run was limited to some agents, whether that entity is
+	 * another, and the entity. */
+	[Q_RUN_FOLLOWUP] = "SELECT r.service_type, r.fqn, r.agents IS NOT NULL,"
+	    " (" SERVICE_ENTITY ") IS NOT r.entity, " SERVICE_ENTITY " FROM runs r"
+	    " JOIN services s ON s.service_type = r.service_type AND s.fqn = r.fqn"
+	    " WHERE r.run_id = ?1 AND (s.entity_run IS NULL OR s.entity_run <> r.run_id"
+	    " OR s.entity <> '')",
 	[Q_AGENTS_OF] = "SELECT agent, state, dag_id, dag_run_id, attempt,"
 	    " started_at, finished_at, next_at, error FROM agent_runs"
 	    " WHERE run_id = ?1 ORDER BY rowid",
@@ -1832,6 +1841,42 @@ store_run_set_state(struct store *s, const char *run_id, const char *state,
 	if (store_exec_stmt(s, st, cause, "set run state") != 0)
 		return STORE_ERROR;
 	return sqlite3_changes(s->db) > 0 ? STORE_OK : STORE_LOST;
+}
+
+enum store_result
+store_run_followup(struct store *s, const char *run_id, char **next, char **cause)
+{
+	sqlite3_stmt *st = store_stmt(s, Q_RUN_FOLLOWUP, cause);
+	char *type = NULL, *fqn = NULL, *entity = NULL, *active = NULL;
+	bool needed = false;
+	int rc;
+
+	*next = NULL;
+	if (st == NULL)
+		return STORE_ERROR;
+	bind_text(st, 1, run_id);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW && sqlite3_column_type(st, 4) != SQLITE_NULL) {
+		type = col_text(st, 0);
+		fqn = col_text(st, 1);
+		needed = sqlite3_column_int(st, 2) != 0 || sqlite3_column_int(st, 3) != 0;
+		entity = col_text(st, 4);
+	}
+	sqlite3_reset(st);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+		store_set_cause(s, cause, "look for an event joined to the run");
+		return STORE_ERROR;
+	}
+	rc = 0;
+	/* Another run of the service already takes that entity up. */
+	if (needed && (rc = store_active_run(s, type, fqn, &active, cause)) == 0 &&
+	    active == NULL)
+		rc = store_new_run(s, type, fqn, entity, NULL, next, cause);
+	free(type);
+	free(fqn);
+	free(entity);
+	free(active);
+	return rc == 0 ? STORE_OK : STORE_ERROR;
 }
 
 /* One agent write (Q_AGENT_SAVE or Q_AGENT_UPDATE): 1 if a row was written,

@@ -94,6 +94,17 @@ enum store_result store_inbox_accept(struct store *s, const char *event_id,
     const char *service_type, const char *fqn, const char *entity_json,
     char **run_id, bool *joined, char **cause);
 
+/*
+ * Inside a transaction, once run_id is final: when an event joined it (the
+ * service's entity changed while it ran) and either that entity is another
+ * than the run's or the run was limited to some agents, a new pending run
+ * of the service with that entity, its id in *next (a new string); else
+ * *next is NULL. So an event that joined a run is never left without the
+ * run it asked for.
+ */
+enum store_result store_run_followup(struct store *s, const char *run_id,
+    char **next, char **cause);
+
 /* Last entity received for a service: *entity_json and *service_type are new
  * strings. service_type may be NULL (any type): STORE_AMBIGUOUS, and a
  * *cause listing the types, when the name is stored under more than one. */

@@ -115,10 +115,13 @@ def main():
         check(st3 == 400 and again["results"][1] == dict(body["results"][1], repeated=True),
               "the same batch again: the served event is a repeat: %s %s" % (st3, again))
         # A new event for a service whose run is still active joins it, and
-        # says so.
-        st2, body2 = srv.post_event(event("databaseService", entity("databaseService", "batch_ok")))
+        # says so; it brings another entity (a service created again), so a
+        # run with it follows once the active one ends.
+        recreated = entity("databaseService", "batch_ok")
+        st2, body2 = srv.post_event(event("databaseService", recreated))
         check(st2 == 202 and body2 == {"run_id": body["results"][1]["run_id"], "joined": True},
               "an event joining the active run: %s %s" % (st2, body2))
+        joined_run = body2["run_id"]
         st, body = srv.post_event({"data": [bad, bad]})
         check(st == 400 and "timestamp: missing" in body.get("detail", "")
               and "no event of the 2" in body.get("detail", "")
@@ -134,7 +137,17 @@ def main():
               "metrics count the unreadable events")
         st, body = srv.post_event(good)
         check(st == 202, "a good event after all that: %s %s" % (st, body))
-        srv.wait_final(3)
+        runs = srv.wait_final(4)
+        ok_runs = [r for r in runs if r["service"]["fqn"] == "batch_ok"]
+        check(len(ok_runs) == 2 and all(r["state"] == "succeeded" for r in ok_runs)
+              and ok_runs[1]["run_id"] == joined_run,
+              "the joined event's own run followed the one it joined: %s" % ok_runs)
+        follow = ok_runs[0]["run_id"]
+        check("run %s follows" % follow in srv.log(), "the follow-up is logged")
+        deployed = [r["body"] for r in sim.requests() if r["method"] == "POST"
+                    and r["path"].endswith("/openmetadata/deploy") and isinstance(r["body"], dict)
+                    and (r["body"].get("service") or {}).get("id") == recreated["id"]]
+        check(deployed, "the follow-up deployed the re-created service's entity")
 
         # A re-run's body is held to the same limit (refused before it is
         # parsed), and an agent named twice is refused, not run once.
@@ -148,7 +161,7 @@ def main():
                400, "agents: must be a non-empty list of agent names (of metadata, ")
         expect(srv, "more agents than a run has", srv.admin("POST", rerun, {"agents": ["usage"] * 9}),
                400, "agents: 9 names, more than there are agents (metadata, ")
-        check(len(srv.runs()) == 3, "no run from a refused re-run: %s" % srv.runs())
+        check(len(srv.runs()) == 4, "no run from a refused re-run: %s" % srv.runs())
 
         # Deliveries whose sender hangs up right after sending (large ones,
         # half of them after a shutdown of its side only): the answers go

@@ -396,6 +396,91 @@ test_inbox_is_idempotent(void **state)
 	free(p);
 }
 
+/* Ends run id (claimed by s) and returns the run that follows it, if any. */
+static char *
+end_run(struct store *s, const char *id)
+{
+	char *cause = NULL, *next = NULL;
+
+	assert_int_equal(store_claim(s, id, &cause), STORE_OK);
+	assert_int_equal(store_run_set_state(s, id, "succeeded", NULL, true, &cause),
+	    STORE_OK);
+	assert_int_equal(store_run_followup(s, id, &next, &cause), STORE_OK);
+	return next;
+}
+
+/* Event eid for service pg with entity: the id of its run (a new string),
+ * which must be active_id when that is not NULL (the event joins it). */
+static char *
+accept_pg(struct store *s, const char *eid, const char *entity,
+    const char *active_id)
+{
+	char *cause = NULL, *id = NULL;
+	bool joined;
+
+	assert_int_equal(store_inbox_accept(s, eid, "databaseService", "pg", entity,
+	    &id, &joined, &cause), STORE_OK);
+	assert_int_equal(joined, active_id != NULL);
+	if (active_id != NULL)
+		assert_string_equal(id, active_id);
+	return id;
+}
+
+static void
+assert_run_entity(struct store *s, const char *id, const char *want)
+{
+	char *cause = NULL, *ent = NULL;
+
+	assert_int_equal(store_run_entity(s, id, &ent, &cause), STORE_OK);
+	assert_string_equal(ent, want);
+	free(ent);
+}
+
+/*
+ * An event that joins an active run is not left without the run it asked
+ * for: when the run ends, a new one follows if the event brought another
+ * entity, or if the run was limited to some agents. The same entity again
+ * (a redelivery under a new id) asks for nothing more.
+ */
+static void
+test_joined_event_gets_its_run(void **state)
+{
+	char *p = db_path("followup.db"), *cause = NULL, *r1, *next;
+	struct store *s = open_ok(p, NULL);
+
+	/* The same entity: nothing follows. */
+	r1 = accept_pg(s, "e1", "{\"v\":1}", NULL);
+	free(accept_pg(s, "e2", "{\"v\":1}", r1));
+	assert_null(end_run(s, r1));
+	free(r1);
+	/* Nothing joined: nothing follows. */
+	r1 = accept_pg(s, "e3", "{\"v\":1}", NULL);
+	assert_null(end_run(s, r1));
+	free(r1);
+	/* Another entity joined: a run with it follows, and is the active one. */
+	r1 = accept_pg(s, "e4", "{\"v\":1}", NULL);
+	free(accept_pg(s, "e5", "{\"v\":2}", r1));
+	assert_non_null(next = end_run(s, r1));
+	assert_string_not_equal(next, r1);
+	assert_run_entity(s, next, "{\"v\":2}");
+	free(accept_pg(s, "e6", "{\"v\":2}", next));
+	assert_null(end_run(s, next));	/* e6 brought the same entity */
+	free(next);
+	free(r1);
+	/* A run limited to some agents that an event joined: the whole plan
+	 * follows, even for the same entity. */
+	assert_int_equal(store_run_create(s, "databaseService", "pg", "{\"v\":2}",
+	    "[\"profiler\"]", false, &r1, &cause), STORE_OK);
+	free(accept_pg(s, "e7", "{\"v\":2}", r1));
+	assert_non_null(next = end_run(s, r1));
+	assert_run_entity(s, next, "{\"v\":2}");
+	assert_null(end_run(s, next));
+	free(next);
+	free(r1);
+	store_close(s);
+	free(p);
+}
+
 static void
 test_rerun_refused_while_active_then_replace(void **state)
 {
@@ -943,6 +1028,7 @@ main(void)
 		cmocka_unit_test(test_group_commit),
 		cmocka_unit_test(test_batch_rolled_back_whole),
 		cmocka_unit_test(test_inbox_in_batch),
+		cmocka_unit_test(test_joined_event_gets_its_run),
 	};
 
 	return cmocka_run_group_tests(tests, setup_dir, teardown_dir);
