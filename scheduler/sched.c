@@ -154,7 +154,7 @@ struct sched_halt {
 	struct airflow_req *req;
 	char *run_id, *dag_id, *dag_run_id;
 	char *what;			/* why: "replaced", ... */
-	bool waiting;			/* sent once the open batch commits */
+	uint64_t batch;			/* sent once this batch commits (0: sent) */
 	TAILQ_ENTRY(sched_halt) link;
 };
 TAILQ_HEAD(sched_halt_list, sched_halt);
@@ -510,8 +510,7 @@ sched_notify(struct sched_run *r, struct sched_agent *a, const char *old,
 #define SCHED_COMMIT_WINDOW_US 2000
 static void sched_flush_failed(struct sched *s, const char *cause);
 static void sched_index_del(struct sched *s, struct sched_run *r);
-static void sched_halts_send(struct sched *s);
-static void sched_halts_unwait(struct sched *s);
+static void sched_halts_settle(struct sched *s);
 
 /* Commits the open batch SCHED_COMMIT_WINDOW_US from now (once). */
 static void
@@ -579,8 +578,7 @@ sched_flush_cb(evutil_socket_t fd, short what, void *arg)
 		a->waiting_flush = false;
 		sched_agent_act(a);
 	}
-	if (sched_flush(s) == 0)
-		sched_halts_send(s);
+	sched_halts_settle(s);
 }
 
 /* Commits the agent's row; on failure the run is abandoned (-1). */
@@ -1270,7 +1268,7 @@ sched_flush_failed(struct sched *s, const char *cause)
 	    " to take it back from the store", cause);
 	while (!TAILQ_EMPTY(&s->flush_waiters))
 		sched_agent_unwait(TAILQ_FIRST(&s->flush_waiters));
-	sched_halts_unwait(s);
+	sched_halts_settle(s);
 	while ((r = TAILQ_FIRST(&s->runs)) != NULL)
 		sched_run_abandon(r, "state store error", true);
 }
@@ -1286,7 +1284,7 @@ sched_commit(struct sched *s)
 {
 	if (sched_flush(s) != 0)
 		return -1;
-	sched_halts_send(s);
+	sched_halts_settle(s);
 	return 0;
 }
 
@@ -2436,43 +2434,42 @@ sched_halt_airflow_runs(struct sched *s, const char *new_id, const json_t *runs,
 		s->nhalts++;
 		/* The change that ends the agent (failed, with why) is on disk
 		 * before Airflow hears of it, as for every other request. */
-		if (store_batch_open(s->store)) {
-			h->waiting = true;
+		if ((h->batch = store_batch_seq(s->store)) != 0)
 			sched_flush_soon(s);
-		} else
+		else
 			sched_halt_send(h);
 	}
 }
 
-/* Sends the halts that waited for the batch, which has just committed. */
+/*
+ * Halts whose batch has ended since they were made: sent once it is
+ * committed, whoever committed it (the row is durable, and nothing would
+ * ask again); dropped when it was lost (nothing stored says the agent ended:
+ * the run is taken back from the store, which asks again).
+ */
 static void
-sched_halts_send(struct sched *s)
-{
-	struct sched_halt *h;
-
-	TAILQ_FOREACH(h, &s->halts, link) {
-		if (h->waiting) {
-			h->waiting = false;
-			sched_halt_send(h);
-		}
-	}
-}
-
-/* The commit of the change that asked for them failed: nothing stored says
- * they end, and the run is taken back from the store, which asks again. */
-static void
-sched_halts_unwait(struct sched *s)
+sched_halts_settle(struct sched *s)
 {
 	struct sched_halt *h, *next;
 
 	for (h = TAILQ_FIRST(&s->halts); h != NULL; h = next) {
 		next = TAILQ_NEXT(h, link);
-		if (!h->waiting)
+		if (h->batch == 0)
 			continue;
-		ap_warn("run %s: %s: Airflow run %s of %s not marked failed: the"
-		    " change that ends it was not committed", h->run_id, h->what,
-		    h->dag_run_id, h->dag_id);
-		sched_halt_free(h);
+		switch (store_batch_fate(s->store, h->batch)) {
+		case STORE_BATCH_OPEN:
+			break;
+		case STORE_BATCH_COMMITTED:
+			h->batch = 0;
+			sched_halt_send(h);
+			break;
+		case STORE_BATCH_LOST:
+			ap_warn("run %s: %s: Airflow run %s of %s not marked failed:"
+			    " the change that ends it was not committed", h->run_id,
+			    h->what, h->dag_run_id, h->dag_id);
+			sched_halt_free(h);
+			break;
+		}
 	}
 }
 
@@ -2810,6 +2807,9 @@ sched_stop(struct sched *s)
 		ap_warn("scheduler: cannot release runs: %s", cause);
 		free(cause);
 	}
+	/* Halts whose rows that commit made durable go now, and have until
+	 * sched_free as the others. */
+	sched_halts_settle(s);
 }
 
 void

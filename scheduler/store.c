@@ -149,7 +149,7 @@ static const char *const store_sql[Q_MAX] = {
 	[Q_SERVICE_GET] = "SELECT " SERVICE_ENTITY ", service_type FROM services s"
 	    " WHERE service_type = ?1 AND fqn = ?2",
 	[Q_SERVICE_GET_ANY] = "SELECT " SERVICE_ENTITY ", service_type FROM services s"
-	    " WHERE fqn = ?1 ORDER BY updated_at DESC",
+	    " WHERE fqn = ?1 AND (" SERVICE_ENTITY ") IS NOT NULL ORDER BY updated_at DESC",
 	[Q_ACTIVE_RUN] = "SELECT run_id FROM runs WHERE service_type = ?1 AND"
 	    " fqn = ?2 AND state IN " ACTIVE_STATES " ORDER BY rowid LIMIT 1",
 	[Q_RUN_INSERT] = "INSERT INTO runs (run_id, service_type, fqn, state, entity,"
@@ -231,6 +231,9 @@ struct store {
 	bool read_only;		/* store_options.read_only */
 	bool batch;		/* a group-commit transaction is open */
 	uint64_t batch_failures;	/* batch commits that failed */
+	uint64_t batch_seq;		/* of the batch open or last open */
+	uint64_t committed_seq;		/* of the last batch committed */
+	uint64_t lost_seqs[32];		/* of the last batches lost (a ring) */
 	int64_t (*now)(void *);
 	void *now_arg;
 	sqlite3_stmt *stmts[Q_MAX];
@@ -339,7 +342,18 @@ store_batch_begin(struct store *s, char **cause)
 	if (store_simple(s, Q_BEGIN, cause) != 0)
 		return STORE_ERROR;
 	s->batch = true;
+	s->batch_seq++;
 	return STORE_OK;
+}
+
+/* The open batch is gone: its writes with it. */
+static void
+store_batch_failed(struct store *s)
+{
+	s->batch = false;
+	s->batch_failures++;
+	s->lost_seqs[s->batch_failures % (sizeof s->lost_seqs /
+	    sizeof s->lost_seqs[0])] = s->batch_seq;
 }
 
 enum store_result
@@ -350,10 +364,30 @@ store_flush(struct store *s, char **cause)
 	s->batch = false;
 	if (store_simple(s, Q_COMMIT, cause) != 0) {
 		store_simple(s, Q_ROLLBACK, NULL);
-		s->batch_failures++;
+		store_batch_failed(s);
 		return STORE_ERROR;
 	}
+	s->committed_seq = s->batch_seq;
 	return STORE_OK;
+}
+
+uint64_t
+store_batch_seq(const struct store *s)
+{
+	return s->batch ? s->batch_seq : 0;
+}
+
+enum store_batch_fate
+store_batch_fate(const struct store *s, uint64_t seq)
+{
+	size_t i;
+
+	if (s->batch && seq == s->batch_seq)
+		return STORE_BATCH_OPEN;
+	for (i = 0; i < sizeof s->lost_seqs / sizeof s->lost_seqs[0]; i++)
+		if (s->lost_seqs[i] == seq)
+			return STORE_BATCH_LOST;
+	return seq <= s->committed_seq ? STORE_BATCH_COMMITTED : STORE_BATCH_LOST;
 }
 
 uint64_t
@@ -395,8 +429,7 @@ static void
 store_batch_lost(struct store *s)
 {
 	store_rollback(s);
-	s->batch = false;
-	s->batch_failures++;
+	store_batch_failed(s);
 }
 
 /*
@@ -1103,6 +1136,7 @@ store_service_get(struct store *s, const char *service_type, const char *fqn,
     char **entity_json, char **type_out, char **cause)
 {
 	sqlite3_stmt *st;
+	bool ambiguous;
 	int rc;
 
 	*entity_json = NULL;
@@ -1122,6 +1156,11 @@ store_service_get(struct store *s, const char *service_type, const char *fqn,
 	/* A row whose entity's run is gone (deleted by hand) has none to give. */
 	if (rc == SQLITE_ROW && sqlite3_column_type(st, 0) == SQLITE_NULL)
 		rc = SQLITE_DONE;
+	if (rc == SQLITE_ROW) {
+		*entity_json = col_text(st, 0);
+		if (type_out != NULL)
+			*type_out = col_text(st, 1);
+	}
 	/* Names are unique within a service type only: with none given, a
 	 * name stored under two types is not this function's to pick from. */
 	if (rc == SQLITE_ROW && service_type == NULL) {
@@ -1132,24 +1171,26 @@ store_service_get(struct store *s, const char *service_type, const char *fqn,
 		while ((rc = sqlite3_step(st)) == SQLITE_ROW)
 			ap_buf_printf(&b, ", %s", (const char *)sqlite3_column_text(st,
 			    1));
-		if (rc == SQLITE_DONE && strchr(b.data, ',') != NULL) {
-			sqlite3_reset(st);
+		ambiguous = rc == SQLITE_DONE && b.data != NULL &&
+		    strchr(b.data, ',') != NULL;
+		if (ambiguous)
 			*cause = ap_xprintf("service '%s' is stored under more than one"
 			    " type (%s)", fqn, b.data);
-			ap_buf_cleanup(&b);
+		ap_buf_cleanup(&b);
+		if (rc == SQLITE_DONE && !ambiguous)
+			rc = SQLITE_ROW;	/* the one row, read above */
+		else {
+			free(*entity_json);
+			*entity_json = NULL;
+			if (type_out != NULL) {
+				free(*type_out);
+				*type_out = NULL;
+			}
+		}
+		if (ambiguous) {
+			sqlite3_reset(st);
 			return STORE_AMBIGUOUS;
 		}
-		ap_buf_cleanup(&b);
-		/* One row: read it again, as the typed lookup does. */
-		if (rc == SQLITE_DONE) {
-			sqlite3_reset(st);
-			rc = sqlite3_step(st);
-		}
-	}
-	if (rc == SQLITE_ROW) {
-		*entity_json = col_text(st, 0);
-		if (type_out != NULL)
-			*type_out = col_text(st, 1);
 	}
 	sqlite3_reset(st);
 	if (rc == SQLITE_DONE)

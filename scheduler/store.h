@@ -236,6 +236,18 @@ bool store_batch_open(const struct store *s);
  * into a batch compares it before and after to know its writes were lost
  * even when another caller's store_flush() reported the failure. */
 uint64_t store_batch_failures(const struct store *s);
+/* The open batch's number (0: none), and later what became of it: so that
+ * a step that must follow a write only once it is durable, and that nothing
+ * would ask for again (the write ends what asked for it), knows whether to
+ * go even when another caller's commit or failure ended the batch. The
+ * last 32 batches lost are remembered. */
+enum store_batch_fate {
+	STORE_BATCH_OPEN,
+	STORE_BATCH_COMMITTED,
+	STORE_BATCH_LOST
+};
+uint64_t store_batch_seq(const struct store *s);
+enum store_batch_fate store_batch_fate(const struct store *s, uint64_t seq);
 
 /* Renews the lease of every run this handle owns; returns how many. */
 enum store_result store_lease_renew(struct store *s, unsigned *renewed, char **cause);

@@ -906,7 +906,7 @@ test_batch_rolled_back_whole(void **state)
 	char *c = NULL;
 	struct store *s = open_ok(p, NULL), *other = open_ok(p, NULL);
 	sqlite3 *db;
-	uint64_t failures;
+	uint64_t failures, lost, kept;
 	json_t *runs;
 
 	(void)state;
@@ -916,7 +916,11 @@ test_batch_rolled_back_whole(void **state)
 	    NULL, NULL, NULL), SQLITE_OK);
 	sqlite3_close(db);
 	failures = store_batch_failures(s);
+	assert_int_equal(store_batch_seq(s), 0);
 	assert_int_equal(store_batch_begin(s, &cause), STORE_OK);
+	lost = store_batch_seq(s);
+	assert_int_not_equal(lost, 0);
+	assert_int_equal(store_batch_fate(s, lost), STORE_BATCH_OPEN);
 	assert_int_equal(store_inbox_accept(s, "ev-1", "databaseService", "pg1", "{}",
 	    &a, NULL, &cause), STORE_OK);
 	assert_int_not_equal(store_inbox_accept(s, "fail-2", "databaseService", "pg2",
@@ -926,11 +930,18 @@ test_batch_rolled_back_whole(void **state)
 	/* ev-1 went with the batch, and whoever wrote it can tell. */
 	assert_int_equal(store_batch_failures(s), failures + 1);
 	assert_false(store_batch_open(s));
-	/* The next delivery of the turn opens a batch of its own. */
+	assert_int_equal(store_batch_fate(s, lost), STORE_BATCH_LOST);
+	/* The next delivery of the turn opens a batch of its own; its commit
+	 * does not make the lost one committed. */
 	assert_int_equal(store_batch_begin(s, &cause), STORE_OK);
+	kept = store_batch_seq(s);
+	assert_true(kept > lost);
 	assert_int_equal(store_inbox_accept(s, "ev-3", "databaseService", "pg3", "{}",
 	    &c, NULL, &cause), STORE_OK);
 	assert_int_equal(store_flush(s, &cause), STORE_OK);
+	assert_int_equal(store_batch_seq(s), 0);
+	assert_int_equal(store_batch_fate(s, kept), STORE_BATCH_COMMITTED);
+	assert_int_equal(store_batch_fate(s, lost), STORE_BATCH_LOST);
 	assert_int_equal(store_batch_failures(s), failures + 1);
 	assert_int_equal(store_runs_json(other, NULL, 0, &runs, &cause), STORE_OK);
 	assert_int_equal(json_array_size(runs), 1);
