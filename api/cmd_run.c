@@ -302,6 +302,8 @@ find_entity(const struct config *cfg, struct store *st, const char *fqn,
 	char *text = NULL, *why = NULL;
 	const char *found_type = NULL;
 	json_t *found = NULL;
+	struct ap_buf types;
+	unsigned nfound = 0;
 	size_t i, len;
 	long status;
 
@@ -365,6 +367,7 @@ find_entity(const struct config *cfg, struct store *st, const char *fqn,
 	}
 	/* Names are unique within a service type only: with no --type, every
 	 * type is asked, and a name found under two is for the user to pick. */
+	ap_buf_init(&types);
 	for (i = 0; plan_service_types[i] != NULL; i++) {
 		if (*type != NULL && strcmp(*type, plan_service_types[i]) != 0)
 			continue;
@@ -375,24 +378,21 @@ find_entity(const struct config *cfg, struct store *st, const char *fqn,
 			*entity = found;
 			return AP_EXIT_OK;
 		}
-		if (status == 200 && *entity == NULL) {
-			*entity = found;
-			found_type = plan_service_types[i];
+		if (status == 200) {
+			ap_buf_printf(&types, "%s%s", nfound++ > 0 ? ", " : "",
+			    plan_service_types[i]);
+			if (*entity == NULL) {
+				*entity = found;
+				found_type = plan_service_types[i];
+			} else
+				json_decref(found);
 			continue;
 		}
-		if (status == 200) {
-			json_decref(found);
+		if (status != 404) {
+			/* Another type could not be asked. */
 			json_decref(*entity);
 			*entity = NULL;
-			*cause = ap_xprintf("OpenMetadata has more than one service"
-			    " named '%s' (%s, %s, ...): give --type to say which", fqn,
-			    found_type, plan_service_types[i]);
-			return AP_EXIT_USAGE;
-		}
-		if (status != 404 && *entity != NULL) {
-			/* One found, and another type could not be asked. */
-			json_decref(*entity);
-			*entity = NULL;
+			ap_buf_cleanup(&types);
 		}
 		if (status == 401 || status == 403) {
 			/* A token problem: configuration. */
@@ -409,13 +409,21 @@ find_entity(const struct config *cfg, struct store *st, const char *fqn,
 		if (status != 404)
 			return AP_EXIT_UNREACHABLE;
 	}
+	free(*cause);
+	*cause = NULL;
+	if (nfound > 1) {
+		json_decref(*entity);
+		*entity = NULL;
+		*cause = ap_xprintf("OpenMetadata has more than one service named"
+		    " '%s' (%s): give --type to say which", fqn, types.data);
+		ap_buf_cleanup(&types);
+		return AP_EXIT_USAGE;
+	}
+	ap_buf_cleanup(&types);
 	if (*entity != NULL) {
-		free(*cause);
-		*cause = NULL;
 		*type = ap_xstrdup(found_type);
 		return AP_EXIT_OK;
 	}
-	free(*cause);
 	*cause = ap_xprintf("OpenMetadata at %s has no %s named '%s'", cfg->om_url,
 	    *type != NULL ? *type : "service", fqn);
 	return AP_EXIT_USAGE;
@@ -1119,6 +1127,8 @@ run_exec(int argc, char **argv)
 		fprintf(stderr, "autopilot: run: state store: run %s could not be"
 		    " started here; `autopilot serve` on this state database takes"
 		    " it up\n", run_id);
+		/* The replace is durable: its PATCHes still get their time. */
+		halts_wait(&w);
 		rc = AP_EXIT_UNREACHABLE;
 		goto out;
 	}

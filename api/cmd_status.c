@@ -60,10 +60,15 @@ print_table(const json_t *runs, FILE *f)
 				    json_string_value(agent) : "?");
 			fputc('\n', f);
 		}
+		/* Unfinished and held by no process: queued for a slot by a
+		 * busy serve, or left by a --no-wait run or a driver gone. */
 		if (json_object_get(run, "driven_by") != NULL &&
 		    json_is_null(json_object_get(run, "driven_by")) &&
 		    json_is_null(json_object_get(run, "finished_at")))
-			fputs("  not driven now: no process holds this run (a serve on"
+			fputs(strcmp(str(run, "state", ""), "pending") == 0 ?
+			    "  waiting: no process has taken this run up yet (a serve"
+			    " on this state database does, once it has room)\n" :
+			    "  not driven now: no process holds this run (a serve on"
 			    " this state database takes it up)\n", f);
 		if (json_is_string(json_object_get(run, "error")))
 			put_text(f, "  error: %s\n", run, "error");

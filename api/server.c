@@ -1285,7 +1285,7 @@ rerun_options(struct evhttp_request *req, json_t **agents_out, bool *replace,
 			free(names);
 			goto fail;
 		}
-		if (json_array_size(v) > SCHED_MAX_AGENTS) {
+		if (json_array_size(v) > PIPELINE_AGENT_MAX) {
 			char *names = plan_agent_names();
 
 			*cause = ap_xprintf("agents: %zu names, more than there are"

@@ -10,26 +10,68 @@
  *   replay_fuzz_<name> PATH...   each PATH a file or a directory of files
  *
  * Exit status 0 when every input ran, 1 when a file cannot be read or no
- * input was found at all (a test that replays nothing proves nothing).
+ * input was found at all (a test that replays nothing proves nothing). An
+ * input that crashes, breaks an invariant (abort), trips a sanitizer or
+ * runs over 10 s ends the process, its path named on standard error.
  */
 #include <dirent.h>
 #include <errno.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
+
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/common_interface_defs.h>
+#endif
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-/* libFuzzer's -max_len for `make fuzz`: no input it made is longer. */
+/* Longer than any input `make fuzz` makes (-max_len=16384) or keeps. */
 #define REPLAY_MAX_LEN (1024 * 1024)
+/* As `make fuzz`'s -timeout: an input that takes longer is a finding. */
+#define REPLAY_TIMEOUT_S 10
+
+/* The input being run, named when it ends the process. */
+static const char *current;
+
+static void
+say_current(const char *why)
+{
+	const char *p = current != NULL ? current : "(no input)";
+
+	/* Only async-signal-safe calls: this may run in a signal handler. */
+	(void)!write(STDERR_FILENO, "replay: ", 8);
+	(void)!write(STDERR_FILENO, why, strlen(why));
+	(void)!write(STDERR_FILENO, " on ", 4);
+	(void)!write(STDERR_FILENO, p, strlen(p));
+	(void)!write(STDERR_FILENO, "\n", 1);
+}
+
+static void
+on_signal(int sig)
+{
+	say_current(sig == SIGALRM ? "timeout (over 10 s)" : strsignal(sig));
+	signal(sig == SIGALRM ? SIGABRT : sig, SIG_DFL);
+	raise(sig == SIGALRM ? SIGABRT : sig);
+}
+
+#if defined(__SANITIZE_ADDRESS__)
+static void
+on_sanitizer_death(void)
+{
+	say_current("sanitizer report");
+}
+#endif
 
 static int
 replay_file(const char *path, unsigned *n)
 {
 	FILE *f;
-	uint8_t *buf;
+	uint8_t *buf, *tight;
 	size_t len;
 
 	if ((f = fopen(path, "rb")) == NULL) {
@@ -53,9 +95,17 @@ replay_file(const char *path, unsigned *n)
 	fclose(f);
 	/* Exactly len bytes, as libFuzzer gives them: reading past is a bug
 	 * AddressSanitizer is to see. */
-	buf = realloc(buf, len > 0 ? len : 1);
-	LLVMFuzzerTestOneInput(buf, len);
-	free(buf);
+	if ((tight = realloc(buf, len > 0 ? len : 1)) == NULL) {
+		free(buf);
+		fprintf(stderr, "replay: %s: out of memory\n", path);
+		return -1;
+	}
+	current = path;
+	alarm(REPLAY_TIMEOUT_S);
+	LLVMFuzzerTestOneInput(tight, len);
+	alarm(0);
+	current = NULL;
+	free(tight);
 	(*n)++;
 	return 0;
 }
@@ -116,6 +166,15 @@ main(int argc, char **argv)
 	struct stat sb;
 	unsigned n = 0;
 	int i, rc = 0;
+
+	signal(SIGABRT, on_signal);
+	signal(SIGSEGV, on_signal);
+	signal(SIGBUS, on_signal);
+	signal(SIGFPE, on_signal);
+	signal(SIGALRM, on_signal);
+#if defined(__SANITIZE_ADDRESS__)
+	__sanitizer_set_death_callback(on_sanitizer_death);
+#endif
 
 	for (i = 1; i < argc; i++) {
 		if (stat(argv[i], &sb) != 0) {
