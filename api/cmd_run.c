@@ -952,6 +952,31 @@ halts_wait(struct run_watch *w)
 	event_free(guard);
 }
 
+/* A webhook event that joined the run may have asked for a run of its own
+ * (store_run_followup): this process does not drive it; say so. */
+static void
+followup_note(struct store *st, const char *type, const char *fqn,
+    const char *run_id)
+{
+	json_t *runs = NULL, *r;
+	char *cause = NULL;
+
+	if (store_runs_json(st, fqn, 1, &runs, &cause) != STORE_OK) {
+		free(cause);
+		return;
+	}
+	r = json_array_get(runs, 0);
+	if (r != NULL && !ap_streq(json_string_value(json_object_get(r, "run_id")),
+	    run_id) && ap_streq(json_string_value(json_object_get(json_object_get(r,
+	    "service"), "type")), type) && ap_streq(json_string_value(
+	    json_object_get(r, "state")), "pending"))
+		fprintf(stderr, "autopilot: run: an event received while run %s ran"
+		    " asks for a run of its own: run %s follows (`autopilot serve` on"
+		    " this state database takes it up)\n", run_id,
+		    json_string_value(json_object_get(r, "run_id")));
+	json_decref(runs);
+}
+
 static int
 run_exec(int argc, char **argv)
 {
@@ -1208,6 +1233,8 @@ run_exec(int argc, char **argv)
 		    w.run_error != NULL ? w.run_error : "");
 	rc = !w.interrupted && w.done && strcmp(w.run_state, "succeeded") == 0 ? AP_EXIT_OK :
 	    AP_EXIT_FAILED;
+	if (w.done && !w.left)
+		followup_note(w.rt.store, type, fqn, run_id);
 out:
 	if (w.rt.sched != NULL)
 		sched_set_observer(w.rt.sched, NULL, NULL);

@@ -186,6 +186,8 @@ struct sched {
 	size_t index_size;
 	unsigned in_flight;
 	bool started, stopped, recover;
+	char **followups;		/* runs to take once the batch commits */
+	size_t nfollowups;
 	json_t *empty_conf;
 	struct event *kick_ev;		/* dispatch ready agents */
 	struct event *reap_ev;		/* free dead runs */
@@ -511,6 +513,8 @@ sched_notify(struct sched_run *r, struct sched_agent *a, const char *old,
 static void sched_flush_failed(struct sched *s, const char *cause);
 static void sched_index_del(struct sched *s, struct sched_run *r);
 static void sched_halts_settle(struct sched *s);
+static void sched_take_followups(struct sched *s);
+static void sched_drop_followups(struct sched *s);
 
 /* Commits the open batch SCHED_COMMIT_WINDOW_US from now (once). */
 static void
@@ -579,6 +583,7 @@ sched_flush_cb(evutil_socket_t fd, short what, void *arg)
 		sched_agent_act(a);
 	}
 	sched_halts_settle(s);
+	sched_take_followups(s);
 }
 
 /* Commits the agent's row; on failure the run is abandoned (-1). */
@@ -919,6 +924,17 @@ sched_run_set_state(struct sched_run *r, enum sched_run_state to, const char *er
 		sched_run_abandon(r, "state store error", true);
 		return -1;
 	}
+	/* An event that joined the run may ask for another: made first (all
+	 * or nothing), so that it goes in the same commit as the end of this
+	 * one, or neither does and the run, taken back, ends again. */
+	if (sched_run_state_final(to) &&
+	    store_run_followup(r->s->store, r->run_id, &next, &cause) != STORE_OK) {
+		ap_error("run %s: cannot look for a run to follow it: %s", r->run_id,
+		    cause);
+		free(cause);
+		sched_run_abandon(r, "state store error", true);
+		return -1;
+	}
 	rc = store_run_set_state(r->s->store, r->run_id, sched_run_state_name(to),
 	    error, sched_run_state_final(to), &cause);
 	if (rc != STORE_OK) {
@@ -929,16 +945,7 @@ sched_run_set_state(struct sched_run *r, enum sched_run_state to, const char *er
 			sched_run_abandon(r, "state store error", true);
 		}
 		free(cause);
-		return -1;
-	}
-	/* An event that joined the run may ask for another, in the same
-	 * commit as the end of this one. */
-	if (sched_run_state_final(to) &&
-	    store_run_followup(r->s->store, r->run_id, &next, &cause) != STORE_OK) {
-		ap_error("run %s: cannot look for a run to follow it: %s", r->run_id,
-		    cause);
-		free(cause);
-		sched_run_abandon(r, "state store error", true);
+		free(next);
 		return -1;
 	}
 	r->state = to;
@@ -948,11 +955,15 @@ sched_run_set_state(struct sched_run *r, enum sched_run_state to, const char *er
 	if (next != NULL) {
 		ap_info("run %s (%s): an event received while it ran asks for a"
 		    " run of its own: run %s follows", r->run_id, r->fqn, next);
-		/* A serve takes it up at once (after the commit); `run` leaves it
-		 * to one. */
-		if (r->s->recover && !r->s->stopped)
-			event_active(r->s->rescan_ev, EV_TIMEOUT, 1);
-		free(next);
+		/* A serve takes it up once it is committed (sched_flush_cb);
+		 * `run` leaves it to one. */
+		if (r->s->recover && !r->s->stopped) {
+			r->s->followups = ap_xreallocarray(r->s->followups,
+			    r->s->nfollowups + 1, sizeof *r->s->followups);
+			r->s->followups[r->s->nfollowups++] = next;
+			sched_flush_soon(r->s);
+		} else
+			free(next);
 	}
 	sched_notify(r, NULL, sched_run_state_name(from), sched_run_state_name(to),
 	    error);
@@ -1269,6 +1280,8 @@ sched_flush_failed(struct sched *s, const char *cause)
 	while (!TAILQ_EMPTY(&s->flush_waiters))
 		sched_agent_unwait(TAILQ_FIRST(&s->flush_waiters));
 	sched_halts_settle(s);
+	/* Rolled back with the batch: the runs they follow end again. */
+	sched_drop_followups(s);
 	while ((r = TAILQ_FIRST(&s->runs)) != NULL)
 		sched_run_abandon(r, "state store error", true);
 }
@@ -2555,6 +2568,43 @@ out:
 	return rc;
 }
 
+/* ---- Runs that follow a run an event joined (store_run_followup). ---- */
+
+static void
+sched_drop_followups(struct sched *s)
+{
+	size_t i;
+
+	for (i = 0; i < s->nfollowups; i++)
+		free(s->followups[i]);
+	free(s->followups);
+	s->followups = NULL;
+	s->nfollowups = 0;
+}
+
+/* Once committed: driven here, or queued for a free slot. */
+static void
+sched_take_followups(struct sched *s)
+{
+	char **ids = s->followups, *cause = NULL;
+	size_t i, n = s->nfollowups;
+
+	if (n == 0 || store_batch_open(s->store))
+		return;
+	s->followups = NULL;
+	s->nfollowups = 0;
+	for (i = 0; i < n; i++) {
+		if (!s->stopped && sched_take(s, ids[i], &cause) != 0) {
+			/* Still pending in the store: the next rescan takes it. */
+			ap_warn("scheduler: run %s: not taken up now: %s", ids[i], cause);
+			free(cause);
+			cause = NULL;
+		}
+		free(ids[i]);
+	}
+	free(ids);
+}
+
 /* ---- Leases, rescans, retakes. ---- */
 
 static void
@@ -2835,6 +2885,7 @@ sched_free(struct sched *s)
 		sched_retake_free(TAILQ_FIRST(&s->retakes));
 	free(s->index);
 	sched_halts_cancel(s);
+	sched_drop_followups(s);
 	event_free(s->kick_ev);
 	event_free(s->admit_ev);
 	sched_admit_clear(s);

@@ -119,6 +119,8 @@ enum store_stmt_id {
 	Q_AGENT_COUNTS,
 	Q_RUN_ENTITY,
 	Q_RUN_FOLLOWUP,
+	Q_SERVICE_JOINED,
+	Q_ACTIVE_OTHER,
 	Q_AGENTS_OF,
 	Q_CLAIM_CANDIDATES,
 	Q_CLAIM_ONE_GET,
@@ -174,14 +176,18 @@ static const char *const store_sql[Q_MAX] = {
 	[Q_AGENT_COUNTS] = "SELECT agent, state, count(*) FROM agent_runs"
 	    " GROUP BY agent, state",
 	[Q_RUN_ENTITY] = "SELECT entity FROM runs WHERE run_id = ?1",
-	/* A run whose service took an entity after it (an event joined it):
-	 * whether the run was limited to some agents, whether that entity is
-	 * another, and the entity. */
+	/* A run an event joined (store_inbox_accept marks the service): whether
+	 * the run was limited to some agents, whether the event's entity is
+	 * another, and that entity. */
 	[Q_RUN_FOLLOWUP] = "SELECT r.service_type, r.fqn, r.agents IS NOT NULL,"
 	    " (" SERVICE_ENTITY ") IS NOT r.entity, " SERVICE_ENTITY " FROM runs r"
 	    " JOIN services s ON s.service_type = r.service_type AND s.fqn = r.fqn"
-	    " WHERE r.run_id = ?1 AND (s.entity_run IS NULL OR s.entity_run <> r.run_id"
-	    " OR s.entity <> '')",
+	    " WHERE r.run_id = ?1 AND s.entity_run = 'joined:' || r.run_id",
+	/* Its entity is then in entity (text): SERVICE_ENTITY reads it. */
+	[Q_SERVICE_JOINED] = "UPDATE services SET entity_run = 'joined:' || ?3"
+	    " WHERE service_type = ?1 AND fqn = ?2 AND entity <> ''",
+	[Q_ACTIVE_OTHER] = "SELECT run_id FROM runs WHERE service_type = ?1 AND"
+	    " fqn = ?2 AND state IN " ACTIVE_STATES " AND run_id <> ?3 LIMIT 1",
 	[Q_AGENTS_OF] = "SELECT agent, state, dag_id, dag_run_id, attempt,"
 	    " started_at, finished_at, next_at, error FROM agent_runs"
 	    " WHERE run_id = ?1 ORDER BY rowid",
@@ -1072,6 +1078,22 @@ store_new_run(struct store *s, const char *type, const char *fqn,
 	return 0;
 }
 
+/* Inside a transaction: the service's entity (just written as text) came
+ * with an event that joined run_id. */
+static int
+store_mark_joined(struct store *s, const char *type, const char *fqn,
+    const char *run_id, char **cause)
+{
+	sqlite3_stmt *st = store_stmt(s, Q_SERVICE_JOINED, cause);
+
+	if (st == NULL)
+		return -1;
+	bind_text(st, 1, type);
+	bind_text(st, 2, fqn);
+	bind_text(st, 3, run_id);
+	return store_exec_stmt(s, st, cause, "mark the service's event joined");
+}
+
 enum store_result
 store_inbox_accept(struct store *s, const char *event_id, const char *service_type,
     const char *fqn, const char *entity_json, char **run_id, bool *joined,
@@ -1107,10 +1129,11 @@ store_inbox_accept(struct store *s, const char *event_id, const char *service_ty
 		goto fail;
 	if (joined != NULL)
 		*joined = id != NULL;
-	/* Joining the active run, the entity is the service's alone. */
+	/* Joining the active run, the entity is the service's alone, marked
+	 * as joined to that run (store_run_followup). */
 	if (id != NULL ? store_put_service(s, service_type, fqn, entity_json, NULL,
-	    cause) != 0 : store_new_run(s, service_type, fqn, entity_json, NULL, &id,
-	    cause) != 0)
+	    cause) != 0 || store_mark_joined(s, service_type, fqn, id, cause) != 0 :
+	    store_new_run(s, service_type, fqn, entity_json, NULL, &id, cause) != 0)
 		goto fail;
 	if ((st = store_stmt(s, Q_INBOX_PUT, cause)) == NULL)
 		goto fail;
@@ -1888,8 +1911,8 @@ enum store_result
 store_run_followup(struct store *s, const char *run_id, char **next, char **cause)
 {
 	sqlite3_stmt *st = store_stmt(s, Q_RUN_FOLLOWUP, cause);
-	char *type = NULL, *fqn = NULL, *entity = NULL, *active = NULL;
-	bool needed = false;
+	char *type = NULL, *fqn = NULL, *entity = NULL, *other = NULL;
+	bool needed = false, nested;
 	int rc;
 
 	*next = NULL;
@@ -1909,14 +1932,40 @@ store_run_followup(struct store *s, const char *run_id, char **next, char **caus
 		return STORE_ERROR;
 	}
 	rc = 0;
-	/* Another run of the service already takes that entity up. */
-	if (needed && (rc = store_active_run(s, type, fqn, &active, cause)) == 0 &&
-	    active == NULL)
-		rc = store_new_run(s, type, fqn, entity, NULL, next, cause);
+	/* Another active run of the service (it replaced this one) already
+	 * takes that entity up. */
+	if (needed && (st = store_stmt(s, Q_ACTIVE_OTHER, cause)) == NULL)
+		rc = -1;
+	else if (needed) {
+		bind_text(st, 1, type);
+		bind_text(st, 2, fqn);
+		bind_text(st, 3, run_id);
+		rc = sqlite3_step(st);
+		if (rc == SQLITE_ROW)
+			other = col_text(st, 0);
+		sqlite3_reset(st);
+		if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+			store_set_cause(s, cause, "find active run");
+			rc = -1;
+		} else
+			rc = 0;
+	}
+	/* All or nothing, also inside a batch. */
+	if (rc == 0 && needed && other == NULL) {
+		if ((rc = store_join(s, &nested, cause)) == 0) {
+			rc = store_new_run(s, type, fqn, entity, NULL, next, cause);
+			if (rc == 0 && (rc = store_done(s, nested, cause)) != 0) {
+				free(*next);
+				*next = NULL;
+			}
+			if (rc != 0)
+				store_undo(s, nested);
+		}
+	}
 	free(type);
 	free(fqn);
 	free(entity);
-	free(active);
+	free(other);
 	return rc == 0 ? STORE_OK : STORE_ERROR;
 }
 

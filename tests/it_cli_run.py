@@ -377,6 +377,56 @@ def main():
         rc, out, err = cli(["run", "-c", conf, "sales_postgres", "--replace", "--json"])
         check(rc == 0, "--replace after --no-wait: %d %s" % (rc, err))
 
+        # An event joins the run `run` drives with another entity (as serve's
+        # inbox does: the service's entity replaced and marked as joined to
+        # the run, no run of its own yet):
+        # when the run ends, a run with that entity follows, left to a serve,
+        # and `run` says so.
+        urllib.request.urlopen(urllib.request.Request(
+            sim.url + "/_sim/scenario", data=json.dumps(
+                {"parse_delay_ms": 50, "pipelines": {"*": {"queued_ms": 10, "running_ms": 1500}}}).encode(),
+            method="PUT"), timeout=10).read()
+        joined_file = os.path.join(tmp, "joined.json")
+        with open(joined_file, "w") as f:
+            json.dump(entity("databaseService", "joined_pg"), f)
+        driver = subprocess.Popen([BIN, "run", "-c", conf, "joined_pg", "--service-json", joined_file],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                  env=dict(os.environ, AUTOPILOT_AIRFLOW_USERNAME="admin",
+                                           AUTOPILOT_AIRFLOW_PASSWORD="admin"))
+        try:
+            first = None
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and first is None:
+                rc, out, _ = cli(["status", "-c", conf, "--json", "--limit", "1", "joined_pg"])
+                runs = json.loads(out) if rc == 0 and out.strip() else []
+                if runs and runs[0]["state"] == "running":
+                    first = runs[0]["run_id"]
+                time.sleep(0.05)
+            check(first, "the run to join is running")
+            db = sqlite3.connect(state, timeout=10)
+            db.execute("UPDATE services SET entity = ?, entity_run = 'joined:' || ? WHERE fqn = 'joined_pg'",
+                       (json.dumps(entity("databaseService", "joined_pg")), first))
+            db.commit()
+            db.close()
+            _, err = driver.communicate(timeout=60)
+        finally:
+            driver.kill()
+            driver.wait()
+        check(driver.returncode == 0, "the joined run: %d %s" % (driver.returncode, err))
+        rc, out, _ = cli(["status", "-c", conf, "--json", "--limit", "2", "joined_pg"])
+        runs = json.loads(out)
+        check(len(runs) == 2 and runs[1]["run_id"] == first and runs[0]["state"] == "pending"
+              and runs[0]["only_agents"] is None and runs[0]["driven_by"] is None,
+              "a follow-up run is pending: %s" % out[:400])
+        check("asks for a run of its own: run %s follows" % runs[0]["run_id"] in err,
+              "run says a run follows: %s" % err)
+        rc, out, _ = cli(["status", "-c", conf, "--limit", "1", "joined_pg"])
+        check("waiting: no process has taken this run up yet" in out, "status: waiting: %s" % out)
+        urllib.request.urlopen(urllib.request.Request(
+            sim.url + "/_sim/scenario", data=json.dumps(
+                {"parse_delay_ms": 50, "pipelines": {"*": {"queued_ms": 10, "running_ms": 80}}}).encode(),
+            method="PUT"), timeout=10).read()
+
         # An Airflow import error (a multi-line traceback with an escape
         # sequence) is shown on one line, its control characters escaped: in
         # the plain lines, the status table, and on an 80-column terminal,

@@ -477,6 +477,14 @@ test_joined_event_gets_its_run(void **state)
 	assert_null(end_run(s, next));
 	free(next);
 	free(r1);
+	/* The service's entity written with no event joined (as a schema-2
+	 * process on the same store writes it): nothing follows. */
+	assert_int_equal(store_run_create(s, "databaseService", "pg", "{\"v\":3}",
+	    "[\"profiler\"]", false, &r1, &cause), STORE_OK);
+	assert_int_equal(store_service_put(s, "databaseService", "pg", "{\"v\":4}",
+	    &cause), STORE_OK);
+	assert_null(end_run(s, r1));
+	free(r1);
 	store_close(s);
 	free(p);
 }
