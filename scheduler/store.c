@@ -986,11 +986,23 @@ store_agent_row_cleanup(struct store_agent_row *a)
 }
 
 /* Inside a transaction: the active run of a service, as a new string, or NULL. */
+static int store_active_other(struct store *s, const char *type,
+    const char *fqn, const char *but, char **run_id, char **cause);
+
 static int
 store_active_run(struct store *s, const char *type, const char *fqn, char **run_id,
     char **cause)
 {
-	sqlite3_stmt *st = store_stmt(s, Q_ACTIVE_RUN, cause);
+	return store_active_other(s, type, fqn, NULL, run_id, cause);
+}
+
+/* As store_active_run, leaving run `but` (not NULL) out. */
+static int
+store_active_other(struct store *s, const char *type, const char *fqn,
+    const char *but, char **run_id, char **cause)
+{
+	sqlite3_stmt *st = store_stmt(s, but != NULL ? Q_ACTIVE_OTHER : Q_ACTIVE_RUN,
+	    cause);
 	int rc;
 
 	*run_id = NULL;
@@ -998,6 +1010,8 @@ store_active_run(struct store *s, const char *type, const char *fqn, char **run_
 		return -1;
 	bind_text(st, 1, type);
 	bind_text(st, 2, fqn);
+	if (but != NULL)
+		bind_text(st, 3, but);
 	rc = sqlite3_step(st);
 	if (rc == SQLITE_ROW)
 		*run_id = col_text(st, 0);
@@ -1931,25 +1945,9 @@ store_run_followup(struct store *s, const char *run_id, char **next, char **caus
 		store_set_cause(s, cause, "look for an event joined to the run");
 		return STORE_ERROR;
 	}
-	rc = 0;
 	/* Another active run of the service (it replaced this one) already
 	 * takes that entity up. */
-	if (needed && (st = store_stmt(s, Q_ACTIVE_OTHER, cause)) == NULL)
-		rc = -1;
-	else if (needed) {
-		bind_text(st, 1, type);
-		bind_text(st, 2, fqn);
-		bind_text(st, 3, run_id);
-		rc = sqlite3_step(st);
-		if (rc == SQLITE_ROW)
-			other = col_text(st, 0);
-		sqlite3_reset(st);
-		if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
-			store_set_cause(s, cause, "find active run");
-			rc = -1;
-		} else
-			rc = 0;
-	}
+	rc = needed ? store_active_other(s, type, fqn, run_id, &other, cause) : 0;
 	/* All or nothing, also inside a batch. */
 	if (rc == 0 && needed && other == NULL) {
 		if ((rc = store_join(s, &nested, cause)) == 0) {

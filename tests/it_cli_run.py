@@ -125,6 +125,22 @@ def blocked_output(sim, pg_file):
         srv.close()
 
 
+def set_running_ms(sim, ms):
+    """Every pipeline of the simulator runs ms from now on."""
+    urllib.request.urlopen(urllib.request.Request(
+        sim.url + "/_sim/scenario", data=json.dumps(
+            {"parse_delay_ms": 50, "pipelines": {"*": {"queued_ms": 10, "running_ms": ms}}}).encode(),
+        method="PUT"), timeout=10).read()
+
+
+def run_bg(args, quiet=False):
+    """`autopilot run ARGS` in the background."""
+    out = subprocess.DEVNULL if quiet else subprocess.PIPE
+    return subprocess.Popen([BIN, "run"] + args, stdout=out, stderr=out, text=True,
+                            env=dict(os.environ, AUTOPILOT_AIRFLOW_USERNAME="admin",
+                                     AUTOPILOT_AIRFLOW_PASSWORD="admin"))
+
+
 def main():
     tmp = tempfile.mkdtemp(prefix="it_cli_run.")
     sim = Sim({"parse_delay_ms": 100, "pipelines": {"*": {"queued_ms": 20, "running_ms": 150}}})
@@ -338,14 +354,8 @@ def main():
 
         # Replacing a run whose metadata runs in Airflow (driven by another
         # `run`) marks that Airflow run failed, even with --no-wait.
-        urllib.request.urlopen(urllib.request.Request(
-            sim.url + "/_sim/scenario", data=json.dumps(
-                {"parse_delay_ms": 50, "pipelines": {"*": {"queued_ms": 10, "running_ms": 60000}}}).encode(),
-            method="PUT"), timeout=10).read()
-        driver = subprocess.Popen([BIN, "run", "-c", conf, "sales_postgres", "--replace"],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                  env=dict(os.environ, AUTOPILOT_AIRFLOW_USERNAME="admin",
-                                           AUTOPILOT_AIRFLOW_PASSWORD="admin"))
+        set_running_ms(sim, 60000)
+        driver = run_bg(["-c", conf, "sales_postgres", "--replace"], quiet=True)
         try:
             running = None
             deadline = time.monotonic() + 30
@@ -370,10 +380,7 @@ def main():
         finally:
             driver.kill()
             driver.wait()
-        urllib.request.urlopen(urllib.request.Request(
-            sim.url + "/_sim/scenario", data=json.dumps(
-                {"parse_delay_ms": 50, "pipelines": {"*": {"queued_ms": 10, "running_ms": 80}}}).encode(),
-            method="PUT"), timeout=10).read()
+        set_running_ms(sim, 80)
         rc, out, err = cli(["run", "-c", conf, "sales_postgres", "--replace", "--json"])
         check(rc == 0, "--replace after --no-wait: %d %s" % (rc, err))
 
@@ -382,17 +389,11 @@ def main():
         # the run, no run of its own yet):
         # when the run ends, a run with that entity follows, left to a serve,
         # and `run` says so.
-        urllib.request.urlopen(urllib.request.Request(
-            sim.url + "/_sim/scenario", data=json.dumps(
-                {"parse_delay_ms": 50, "pipelines": {"*": {"queued_ms": 10, "running_ms": 1500}}}).encode(),
-            method="PUT"), timeout=10).read()
+        set_running_ms(sim, 1500)
         joined_file = os.path.join(tmp, "joined.json")
         with open(joined_file, "w") as f:
             json.dump(entity("databaseService", "joined_pg"), f)
-        driver = subprocess.Popen([BIN, "run", "-c", conf, "joined_pg", "--service-json", joined_file],
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                  env=dict(os.environ, AUTOPILOT_AIRFLOW_USERNAME="admin",
-                                           AUTOPILOT_AIRFLOW_PASSWORD="admin"))
+        driver = run_bg(["-c", conf, "joined_pg", "--service-json", joined_file])
         try:
             first = None
             deadline = time.monotonic() + 30
@@ -422,10 +423,7 @@ def main():
               "run says a run follows: %s" % err)
         rc, out, _ = cli(["status", "-c", conf, "--limit", "1", "joined_pg"])
         check("waiting: no process has taken this run up yet" in out, "status: waiting: %s" % out)
-        urllib.request.urlopen(urllib.request.Request(
-            sim.url + "/_sim/scenario", data=json.dumps(
-                {"parse_delay_ms": 50, "pipelines": {"*": {"queued_ms": 10, "running_ms": 80}}}).encode(),
-            method="PUT"), timeout=10).read()
+        set_running_ms(sim, 80)
 
         # An Airflow import error (a multi-line traceback with an escape
         # sequence) is shown on one line, its control characters escaped: in
@@ -482,10 +480,7 @@ def main():
         doc = json.loads(out)
         check(doc["state"] == "running" and doc["agents"][0]["state"] == "running",
               "interrupted --json: the unfinished run: %s" % out)
-        urllib.request.urlopen(urllib.request.Request(
-            sim.url + "/_sim/scenario", data=json.dumps(
-                {"parse_delay_ms": 50, "pipelines": {"*": {"queued_ms": 10, "running_ms": 80}}}).encode(),
-            method="PUT"), timeout=10).read()
+        set_running_ms(sim, 80)
         # Nobody drives the interrupted run: run again, it goes on where it
         # was, its Airflow run adopted rather than triggered twice.
         rc, out, err = cli(["run", "-c", conf, "sales_postgres"])
