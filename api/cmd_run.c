@@ -1168,8 +1168,9 @@ run_exec(int argc, char **argv)
 			free(line);
 			json_decref(o);
 		} else
-			printf("run %s: %s %s submitted; `autopilot serve` on %s drives"
-			    " it\n", run_id, type, fqn, cfg.state_path);
+			printf("run %s: %s %s submitted; `autopilot serve` on %s takes"
+			    " it up (when one runs there)\n", run_id, type, fqn,
+			    cfg.state_path);
 		if (flags.airflow_url != NULL)
 			fprintf(stderr, "autopilot: run: warning: --airflow-url is not"
 			    " used with --no-wait: the serve that drives the run uses"

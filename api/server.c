@@ -885,30 +885,39 @@ flush_cb(evutil_socket_t fd, short what, void *arg)
 		event_active(s->take_ev, EV_TIMEOUT, 0);
 }
 
+/* How a stored event was answered (webhook_accept). */
+enum {
+	ANSWER_REPEATED = 1,	/* "repeated": the event id was seen before */
+	ANSWER_JOINED = 2,	/* "joined": the service's active run */
+	ANSWER_FOLLOWS = 4	/* "follows": and a run of its own follows it */
+};
+
 /* Adds one acted-on event to the open batch: its run id (a new string), or
- * NULL and *cause on failure. */
+ * NULL and *cause on failure; *how is ANSWER_* bits. */
 static char *
 webhook_accept(struct server *s, const struct webhook_event *ev, json_t *take,
-    const char **flag, char **cause)
+    unsigned *how, char **cause)
 {
 	enum store_result r;
 	char *entity, *run_id = NULL;
-	bool joined;
+	bool joined, follows;
 
 	entity = json_dumps(ev->entity, JSON_COMPACT | JSON_PRESERVE_ORDER);
 	if (entity == NULL)
 		ap_fatal("out of memory");
 	r = store_inbox_accept(s->deps.store, ev->id, ev->entity_type, ev->fqn, entity,
-	    &run_id, &joined, cause);
+	    &run_id, &joined, &follows, cause);
 	free(entity);
 	if (r != STORE_OK && r != STORE_REPEAT)
 		return NULL;
-	*flag = r == STORE_REPEAT ? "repeated" : joined ? "joined" : NULL;
+	*how = r == STORE_REPEAT ? ANSWER_REPEATED : joined ? ANSWER_JOINED |
+	    (follows ? ANSWER_FOLLOWS : 0) : 0;
 	if (joined)
 		ap_info("webhook: event %s (%s %s) joins the service's active run %s,"
-		    " which goes on with the entity it started with; this one is"
-		    " the service's for its next run", ev->id, ev->entity_type,
-		    ev->fqn, run_id);
+		    " which goes on with the entity it started with; %s", ev->id,
+		    ev->entity_type, ev->fqn, run_id, follows ? "a run of the whole"
+		    " plan with this event's entity follows it" : "it asks for"
+		    " nothing more (the same entity, and the whole plan)");
 	else
 		ap_info("webhook: event %s (%s %s) %s: run %s", ev->id,
 		    ev->entity_type, ev->fqn, r == STORE_REPEAT ? "repeated" :
@@ -934,20 +943,23 @@ json_plain(const char *v)
 	return true;
 }
 
-/* What is answered of a stored event: {"id": …, "run_id": …[, flag:
- * true]}, without "id" when id is NULL (a delivery of that event alone);
- * flag is NULL, "repeated" (an event id seen before) or "joined" (a new
- * event that joined its service's active run). */
+/* What is answered of a stored event: {"id": …, "run_id": …} with
+ * "repeated", "joined" and "follows" true as how says, without "id" when id
+ * is NULL (a delivery of that event alone). */
 static json_t *
-webhook_result(const char *id, const char *run_id, const char *flag)
+webhook_result(const char *id, const char *run_id, unsigned how)
 {
 	json_t *o = json_object();
 
 	if (id != NULL)
 		json_object_set_new(o, "id", json_string(id));
 	json_object_set_new(o, "run_id", json_string(run_id));
-	if (flag != NULL)
-		json_object_set_new(o, flag, json_true());
+	if (how & ANSWER_REPEATED)
+		json_object_set_new(o, "repeated", json_true());
+	if (how & ANSWER_JOINED)
+		json_object_set_new(o, "joined", json_true());
+	if (how & ANSWER_FOLLOWS)
+		json_object_set_new(o, "follows", json_true());
 	return o;
 }
 
@@ -955,13 +967,14 @@ webhook_result(const char *id, const char *run_id, const char *flag)
  * formatted directly when the id needs no escaping, as every id autopilot
  * makes. */
 static char *
-webhook_answer(const char *run_id, const char *flag)
+webhook_answer(const char *run_id, unsigned how)
 {
 	if (json_plain(run_id))
 		return ap_xprintf("{\"run_id\":\"%s\"%s%s%s}", run_id,
-		    flag != NULL ? ",\"" : "", flag != NULL ? flag : "",
-		    flag != NULL ? "\":true" : "");
-	return json_text(webhook_result(NULL, run_id, flag));
+		    how & ANSWER_REPEATED ? ",\"repeated\":true" : "",
+		    how & ANSWER_JOINED ? ",\"joined\":true" : "",
+		    how & ANSWER_FOLLOWS ? ",\"follows\":true" : "");
+	return json_text(webhook_result(NULL, run_id, how));
 }
 
 static void
@@ -975,7 +988,7 @@ handle_webhook(struct server *s, struct evhttp_request *req)
 	char *cause = NULL, *msg, *run_id;
 	json_t *results;
 	size_t len, i;
-	const char *flag;
+	unsigned how;
 	char *invalid = NULL;
 	bool single;
 
@@ -1074,17 +1087,17 @@ handle_webhook(struct server *s, struct evhttp_request *req)
 			goto store_failed;
 		/* Whoever opened the batch, this turn's flush answers. */
 		event_active(s->flush_ev, EV_TIMEOUT, 0);
-		if ((run_id = webhook_accept(s, ev, p.take, &flag, &cause)) == NULL)
+		if ((run_id = webhook_accept(s, ev, p.take, &how, &cause)) == NULL)
 			goto store_failed;
-		if (flag != NULL && strcmp(flag, "repeated") == 0)
+		if (how & ANSWER_REPEATED)
 			p.repeated++;
 		else
 			p.accepted++;
 		if (single)
-			p.answer = webhook_answer(run_id, flag);
+			p.answer = webhook_answer(run_id, how);
 		else
 			json_array_append_new(results, webhook_result(ev->id, run_id,
-			    flag));
+			    how));
 		free(run_id);
 	}
 

@@ -120,6 +120,8 @@ enum store_stmt_id {
 	Q_RUN_ENTITY,
 	Q_RUN_FOLLOWUP,
 	Q_SERVICE_JOINED,
+	Q_SERVICE_IS_JOINED,
+	Q_RUN_ENTITY_AGENTS,
 	Q_ACTIVE_OTHER,
 	Q_AGENTS_OF,
 	Q_CLAIM_CANDIDATES,
@@ -176,16 +178,18 @@ static const char *const store_sql[Q_MAX] = {
 	[Q_AGENT_COUNTS] = "SELECT agent, state, count(*) FROM agent_runs"
 	    " GROUP BY agent, state",
 	[Q_RUN_ENTITY] = "SELECT entity FROM runs WHERE run_id = ?1",
-	/* A run an event joined (store_inbox_accept marks the service): whether
-	 * the run was limited to some agents, whether the event's entity is
-	 * another, and that entity. */
-	[Q_RUN_FOLLOWUP] = "SELECT r.service_type, r.fqn, r.agents IS NOT NULL,"
-	    " (" SERVICE_ENTITY ") IS NOT r.entity, " SERVICE_ENTITY " FROM runs r"
-	    " JOIN services s ON s.service_type = r.service_type AND s.fqn = r.fqn"
-	    " WHERE r.run_id = ?1 AND s.entity_run = 'joined:' || r.run_id",
+	/* A run an event joined and asked for more than it does (marked by
+	 * store_inbox_accept): the service and the event's entity. */
+	[Q_RUN_FOLLOWUP] = "SELECT r.service_type, r.fqn, " SERVICE_ENTITY
+	    " FROM runs r JOIN services s ON s.service_type = r.service_type AND"
+	    " s.fqn = r.fqn WHERE r.run_id = ?1 AND s.entity_run = 'joined:' ||"
+	    " r.run_id",
 	/* Its entity is then in entity (text): SERVICE_ENTITY reads it. */
 	[Q_SERVICE_JOINED] = "UPDATE services SET entity_run = 'joined:' || ?3"
 	    " WHERE service_type = ?1 AND fqn = ?2 AND entity <> ''",
+	[Q_SERVICE_IS_JOINED] = "SELECT 1 FROM services WHERE service_type = ?1"
+	    " AND fqn = ?2 AND entity_run = 'joined:' || ?3",
+	[Q_RUN_ENTITY_AGENTS] = "SELECT entity, agents FROM runs WHERE run_id = ?1",
 	[Q_ACTIVE_OTHER] = "SELECT run_id FROM runs WHERE service_type = ?1 AND"
 	    " fqn = ?2 AND state IN " ACTIVE_STATES " AND run_id <> ?3 LIMIT 1",
 	[Q_AGENTS_OF] = "SELECT agent, state, dag_id, dag_run_id, attempt,"
@@ -1092,6 +1096,30 @@ store_new_run(struct store *s, const char *type, const char *fqn,
 	return 0;
 }
 
+/* Whether an event that joined run_id asked for more (store_mark_joined). */
+static int
+store_is_joined(struct store *s, const char *type, const char *fqn,
+    const char *run_id, bool *joined, char **cause)
+{
+	sqlite3_stmt *st = store_stmt(s, Q_SERVICE_IS_JOINED, cause);
+	int rc;
+
+	*joined = false;
+	if (st == NULL)
+		return -1;
+	bind_text(st, 1, type);
+	bind_text(st, 2, fqn);
+	bind_text(st, 3, run_id);
+	rc = sqlite3_step(st);
+	*joined = rc == SQLITE_ROW;
+	sqlite3_reset(st);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+		store_set_cause(s, cause, "look for a joined event");
+		return -1;
+	}
+	return 0;
+}
+
 /* Inside a transaction: the service's entity (just written as text) came
  * with an event that joined run_id. */
 static int
@@ -1108,19 +1136,61 @@ store_mark_joined(struct store *s, const char *type, const char *fqn,
 	return store_exec_stmt(s, st, cause, "mark the service's event joined");
 }
 
+/*
+ * Whether an event with entity_json that joins run_id asks for more than
+ * that run does: the run is limited to some agents, or its entity is
+ * another (as JSON values: the order of keys aside).
+ */
+static int
+store_join_asks_more(struct store *s, const char *run_id, const char *entity_json,
+    bool *more, char **cause)
+{
+	sqlite3_stmt *st = store_stmt(s, Q_RUN_ENTITY_AGENTS, cause);
+	json_t *a, *b;
+	int rc;
+
+	*more = false;
+	if (st == NULL)
+		return -1;
+	bind_text(st, 1, run_id);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		const char *mine = (const char *)sqlite3_column_text(st, 0);
+
+		if (sqlite3_column_type(st, 1) != SQLITE_NULL || mine == NULL)
+			*more = true;
+		else {
+			a = json_loads(mine, 0, NULL);
+			b = json_loads(entity_json, 0, NULL);
+			*more = a == NULL || b == NULL ? strcmp(mine, entity_json) != 0 :
+			    !json_equal(a, b);
+			json_decref(a);
+			json_decref(b);
+		}
+	}
+	sqlite3_reset(st);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+		store_set_cause(s, cause, "read the joined run");
+		return -1;
+	}
+	return 0;
+}
+
 enum store_result
 store_inbox_accept(struct store *s, const char *event_id, const char *service_type,
     const char *fqn, const char *entity_json, char **run_id, bool *joined,
-    char **cause)
+    bool *follows, char **cause)
 {
 	sqlite3_stmt *st;
 	char *id = NULL;
-	bool nested;
+	bool nested, more = false;
 	int rc;
 
 	*run_id = NULL;
 	if (joined != NULL)
 		*joined = false;
+	if (follows != NULL)
+		*follows = false;
 	if (store_join(s, &nested, cause) != 0)
 		return STORE_ERROR;
 	if ((st = store_stmt(s, Q_INBOX_GET, cause)) == NULL)
@@ -1144,11 +1214,17 @@ store_inbox_accept(struct store *s, const char *event_id, const char *service_ty
 	if (joined != NULL)
 		*joined = id != NULL;
 	/* Joining the active run, the entity is the service's alone, marked
-	 * as joined to that run (store_run_followup). */
-	if (id != NULL ? store_put_service(s, service_type, fqn, entity_json, NULL,
-	    cause) != 0 || store_mark_joined(s, service_type, fqn, id, cause) != 0 :
-	    store_new_run(s, service_type, fqn, entity_json, NULL, &id, cause) != 0)
+	 * as joined to that run when the event asks for more than the run
+	 * does (store_run_followup); a later join of the same entity as the
+	 * run's takes the mark back. */
+	if (id == NULL ? store_new_run(s, service_type, fqn, entity_json, NULL,
+	    &id, cause) != 0 : store_put_service(s, service_type, fqn, entity_json,
+	    NULL, cause) != 0 || store_join_asks_more(s, id, entity_json, &more,
+	    cause) != 0 || (more && store_mark_joined(s, service_type, fqn, id,
+	    cause) != 0))
 		goto fail;
+	if (follows != NULL)
+		*follows = more;
 	if ((st = store_stmt(s, Q_INBOX_PUT, cause)) == NULL)
 		goto fail;
 	bind_text(st, 1, event_id);
@@ -1286,6 +1362,7 @@ store_run_replace(struct store *s, const char *service_type, const char *fqn,
 	sqlite3_stmt *st;
 	char *active = NULL, *id = NULL, *why;
 	json_t *stop = json_array();
+	bool joined = false;
 	int rc;
 
 	*run_id = NULL;
@@ -1301,8 +1378,16 @@ store_run_replace(struct store *s, const char *service_type, const char *fqn,
 		*run_id = active;
 		return STORE_ACTIVE;
 	}
+	/* An event that joined the run replaced asked for the whole plan: a
+	 * replacement limited to some agents carries that on. */
+	if (active != NULL && agents_json != NULL &&
+	    store_is_joined(s, service_type, fqn, active, &joined, cause) != 0)
+		goto fail;
 	if (store_new_run(s, service_type, fqn, entity_json, agents_json, &id,
 	    cause) != 0)
+		goto fail;
+	if (joined && (store_put_service(s, service_type, fqn, entity_json, NULL,
+	    cause) != 0 || store_mark_joined(s, service_type, fqn, id, cause) != 0))
 		goto fail;
 	while (active != NULL) {
 		if ((st = store_stmt(s, Q_RUN_REPLACE, cause)) == NULL)
@@ -1934,11 +2019,11 @@ store_run_followup(struct store *s, const char *run_id, char **next, char **caus
 		return STORE_ERROR;
 	bind_text(st, 1, run_id);
 	rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW && sqlite3_column_type(st, 4) != SQLITE_NULL) {
+	if (rc == SQLITE_ROW && sqlite3_column_type(st, 2) != SQLITE_NULL) {
 		type = col_text(st, 0);
 		fqn = col_text(st, 1);
-		needed = sqlite3_column_int(st, 2) != 0 || sqlite3_column_int(st, 3) != 0;
-		entity = col_text(st, 4);
+		entity = col_text(st, 2);
+		needed = true;
 	}
 	sqlite3_reset(st);
 	if (rc != SQLITE_ROW && rc != SQLITE_DONE) {

@@ -85,14 +85,17 @@ void store_set_clock(struct store *s, int64_t (*now_ms)(void *), void *arg);
  * returns STORE_REPEAT and the original run id without changing anything.
  * If the service already has an active run, the event is recorded against
  * that run (no second run) and STORE_OK is returned with its id, and
- * *joined (when not NULL) set; the entity is then the service's for its
- * next run. *run_id is a new string on STORE_OK/STORE_REPEAT.
+ * *joined (when not NULL) set; the entity is then the service's, and when
+ * the event asks for more than that run does (another entity, or the run
+ * is limited to some agents) *follows is set: a run of the whole plan with
+ * it follows that run (store_run_followup). *run_id is a new string on
+ * STORE_OK/STORE_REPEAT.
  * Inside a group-commit batch (store_batch_begin) the event joins the batch
  * and is durable only once store_flush() succeeds: acknowledge it after.
  */
 enum store_result store_inbox_accept(struct store *s, const char *event_id,
     const char *service_type, const char *fqn, const char *entity_json,
-    char **run_id, bool *joined, char **cause);
+    char **run_id, bool *joined, bool *follows, char **cause);
 
 /*
  * Inside a transaction, once run_id is final: when an event joined it (the

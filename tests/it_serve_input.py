@@ -117,9 +117,16 @@ def main():
         # A new event for a service whose run is still active joins it, and
         # says so; it brings another entity (a service created again), so a
         # run with it follows once the active one ends.
+        # The run's own entity again, its keys in another order, asks for
+        # nothing more.
+        same = json.loads(json.dumps(c["entity"], sort_keys=True))
+        st4, body4 = srv.post_event(event("databaseService", same))
+        check(st4 == 202 and body4 == {"run_id": body["results"][1]["run_id"], "joined": True},
+              "the same entity joining: %s %s" % (st4, body4))
         recreated = entity("databaseService", "batch_ok")
         st2, body2 = srv.post_event(event("databaseService", recreated))
-        check(st2 == 202 and body2 == {"run_id": body["results"][1]["run_id"], "joined": True},
+        check(st2 == 202 and body2 == {"run_id": body["results"][1]["run_id"], "joined": True,
+                                       "follows": True},
               "an event joining the active run: %s %s" % (st2, body2))
         joined_run = body2["run_id"]
         st, body = srv.post_event({"data": [bad, bad]})

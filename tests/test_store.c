@@ -194,7 +194,7 @@ test_entity_stored_once_and_v2_rows_kept(void **state)
 
 	/* A new run: one copy of its entity, read back through both rows. */
 	assert_int_equal(store_inbox_accept(s, "ev-1", "databaseService", "pg2",
-	    "{\"v\":2}", &r1, NULL, &cause), STORE_OK);
+	    "{\"v\":2}", &r1, NULL, NULL, &cause), STORE_OK);
 	assert_int_equal(store_run_entity(s, r1, &ent, &cause), STORE_OK);
 	assert_string_equal(ent, "{\"v\":2}");
 	free(ent);
@@ -203,7 +203,7 @@ test_entity_stored_once_and_v2_rows_kept(void **state)
 	free(ent);
 	/* Joining the active run changes the service's entity, not the run's. */
 	assert_int_equal(store_inbox_accept(s, "ev-2", "databaseService", "pg2",
-	    "{\"v\":3}", &r2, NULL, &cause), STORE_OK);
+	    "{\"v\":3}", &r2, NULL, NULL, &cause), STORE_OK);
 	assert_string_equal(r1, r2);
 	free(r2);
 	assert_int_equal(store_service_get(s, NULL, "pg2", &ent, NULL, &cause), STORE_OK);
@@ -332,7 +332,7 @@ test_read_only_open_writes_nothing(void **state)
 	unlink(p);
 	s = open_ok(p, NULL);
 	assert_int_equal(store_inbox_accept(s, "ev-1", "databaseService", "svc",
-	    "{\"name\": \"svc\"}", &run_id, NULL, &cause), STORE_OK);
+	    "{\"name\": \"svc\"}", &run_id, NULL, NULL, &cause), STORE_OK);
 	assert_int_equal(store_check_writable(s, &cause), STORE_OK);
 	store_close(s);
 	s = open_ok(p, &ro);
@@ -358,21 +358,21 @@ test_inbox_is_idempotent(void **state)
 	bool joined = true;
 
 	assert_int_equal(store_inbox_accept(s, "ev-1", "databaseService", "pg1",
-	    "{\"name\":\"pg1\"}", &r1, &joined, &cause), STORE_OK);
+	    "{\"name\":\"pg1\"}", &r1, &joined, NULL, &cause), STORE_OK);
 	assert_false(joined);
 	assert_int_equal(store_inbox_accept(s, "ev-1", "databaseService", "pg1",
-	    "{\"name\":\"pg1\"}", &r2, NULL, &cause), STORE_REPEAT);
+	    "{\"name\":\"pg1\"}", &r2, NULL, NULL, &cause), STORE_REPEAT);
 	assert_string_equal(r1, r2);
 	free(r2);
 	/* Another event for a service with an active run joins that run. */
 	assert_int_equal(store_inbox_accept(s, "ev-2", "databaseService", "pg1",
-	    "{\"name\":\"pg1\",\"v\":2}", &r2, &joined, &cause), STORE_OK);
+	    "{\"name\":\"pg1\",\"v\":2}", &r2, &joined, NULL, &cause), STORE_OK);
 	assert_true(joined);
 	assert_string_equal(r1, r2);
 	free(r2);
 	/* A different service gets its own run. */
 	assert_int_equal(store_inbox_accept(s, "ev-3", "databaseService", "pg2",
-	    "{}", &r3, &joined, &cause), STORE_OK);
+	    "{}", &r3, &joined, NULL, &cause), STORE_OK);
 	assert_false(joined);
 	assert_string_not_equal(r1, r3);
 	assert_int_equal(store_service_get(s, "databaseService", "pg1", &ent, &type,
@@ -386,7 +386,7 @@ test_inbox_is_idempotent(void **state)
 	/* The answer survives a reopen. */
 	store_close(s);
 	s = open_ok(p, NULL);
-	assert_int_equal(store_inbox_accept(s, "ev-1", "x", "y", "{}", &r2, NULL, &cause),
+	assert_int_equal(store_inbox_accept(s, "ev-1", "x", "y", "{}", &r2, NULL, NULL, &cause),
 	    STORE_REPEAT);
 	assert_string_equal(r1, r2);
 	free(r1);
@@ -410,17 +410,19 @@ end_run(struct store *s, const char *id)
 }
 
 /* Event eid for service pg with entity: the id of its run (a new string),
- * which must be active_id when that is not NULL (the event joins it). */
+ * which must be active_id when that is not NULL (the event joins it), and
+ * whether a run is to follow must be follows. */
 static char *
 accept_pg(struct store *s, const char *eid, const char *entity,
-    const char *active_id)
+    const char *active_id, bool follows)
 {
 	char *cause = NULL, *id = NULL;
-	bool joined;
+	bool joined, more;
 
 	assert_int_equal(store_inbox_accept(s, eid, "databaseService", "pg", entity,
-	    &id, &joined, &cause), STORE_OK);
+	    &id, &joined, &more, &cause), STORE_OK);
 	assert_int_equal(joined, active_id != NULL);
+	assert_int_equal(more, follows);
 	if (active_id != NULL)
 		assert_string_equal(id, active_id);
 	return id;
@@ -445,38 +447,64 @@ assert_run_entity(struct store *s, const char *id, const char *want)
 static void
 test_joined_event_gets_its_run(void **state)
 {
-	char *p = db_path("followup.db"), *cause = NULL, *r1, *next;
+	char *p = db_path("followup.db"), *cause = NULL, *r1, *r2, *next;
 	struct store *s = open_ok(p, NULL);
 
-	/* The same entity: nothing follows. */
-	r1 = accept_pg(s, "e1", "{\"v\":1}", NULL);
-	free(accept_pg(s, "e2", "{\"v\":1}", r1));
+	/* The same entity, its keys in another order: nothing follows. */
+	r1 = accept_pg(s, "e1", "{\"v\":1,\"w\":[1,2]}", NULL, false);
+	free(accept_pg(s, "e2", "{\"w\":[1,2],\"v\":1}", r1, false));
 	assert_null(end_run(s, r1));
 	free(r1);
 	/* Nothing joined: nothing follows. */
-	r1 = accept_pg(s, "e3", "{\"v\":1}", NULL);
+	r1 = accept_pg(s, "e3", "{\"v\":1}", NULL, false);
 	assert_null(end_run(s, r1));
 	free(r1);
 	/* Another entity joined: a run with it follows, and is the active one. */
-	r1 = accept_pg(s, "e4", "{\"v\":1}", NULL);
-	free(accept_pg(s, "e5", "{\"v\":2}", r1));
+	r1 = accept_pg(s, "e4", "{\"v\":1}", NULL, false);
+	free(accept_pg(s, "e5", "{\"v\":2}", r1, true));
 	assert_non_null(next = end_run(s, r1));
 	assert_string_not_equal(next, r1);
 	assert_run_entity(s, next, "{\"v\":2}");
-	free(accept_pg(s, "e6", "{\"v\":2}", next));
+	free(accept_pg(s, "e6", "{\"v\":2}", next, false));
 	assert_null(end_run(s, next));	/* e6 brought the same entity */
 	free(next);
+	free(r1);
+	/* Another entity, then the run's own again: nothing follows. */
+	r1 = accept_pg(s, "e8", "{\"v\":5}", NULL, false);
+	free(accept_pg(s, "e9", "{\"v\":6}", r1, true));
+	free(accept_pg(s, "e10", "{\"v\":5}", r1, false));
+	assert_null(end_run(s, r1));
 	free(r1);
 	/* A run limited to some agents that an event joined: the whole plan
 	 * follows, even for the same entity. */
 	assert_int_equal(store_run_create(s, "databaseService", "pg", "{\"v\":2}",
 	    "[\"profiler\"]", false, &r1, &cause), STORE_OK);
-	free(accept_pg(s, "e7", "{\"v\":2}", r1));
+	free(accept_pg(s, "e7", "{\"v\":2}", r1, true));
 	assert_non_null(next = end_run(s, r1));
 	assert_run_entity(s, next, "{\"v\":2}");
 	assert_null(end_run(s, next));
 	free(next);
 	free(r1);
+	/* An event joined a run that a re-run limited to some agents then
+	 * replaced: the replacement carries the ask on. */
+	r1 = accept_pg(s, "e11", "{\"v\":7}", NULL, false);
+	free(accept_pg(s, "e12", "{\"v\":8}", r1, true));
+	assert_int_equal(store_run_create(s, "databaseService", "pg", "{\"v\":8}",
+	    "[\"metadata\"]", true, &r2, &cause), STORE_OK);
+	assert_non_null(next = end_run(s, r2));
+	assert_run_entity(s, next, "{\"v\":8}");
+	assert_null(end_run(s, next));
+	free(next);
+	free(r1);
+	free(r2);
+	/* ... which a replacement of the whole plan does itself. */
+	r1 = accept_pg(s, "e13", "{\"v\":9}", NULL, false);
+	free(accept_pg(s, "e14", "{\"v\":10}", r1, true));
+	assert_int_equal(store_run_create(s, "databaseService", "pg", "{\"v\":10}",
+	    NULL, true, &r2, &cause), STORE_OK);
+	assert_null(end_run(s, r2));
+	free(r1);
+	free(r2);
 	/* The service's entity written with no event joined (as a schema-2
 	 * process on the same store writes it): nothing follows. */
 	assert_int_equal(store_run_create(s, "databaseService", "pg", "{\"v\":3}",
@@ -547,7 +575,7 @@ test_status_json_shape(void **state)
 	json_t *j, *ag, *list;
 
 	assert_int_equal(store_inbox_accept(s, "e", "databaseService", "svc", "{}", &r1,
-	    NULL, &cause), STORE_OK);
+	    NULL, NULL, &cause), STORE_OK);
 	assert_int_equal(store_claim(s, r1, &cause), STORE_OK);
 	assert_int_equal(store_run_set_state(s, r1, "running", NULL, false, &cause),
 	    STORE_OK);
@@ -875,11 +903,11 @@ test_inbox_in_batch(void **state)
 	(void)state;
 	assert_int_equal(store_batch_begin(s, &cause), STORE_OK);
 	assert_int_equal(store_inbox_accept(s, "ev-1", "databaseService", "pg1", "{}",
-	    &a, NULL, &cause), STORE_OK);
+	    &a, NULL, NULL, &cause), STORE_OK);
 	assert_int_equal(store_inbox_accept(s, "ev-2", "databaseService", "pg2", "{}",
-	    &b, NULL, &cause), STORE_OK);
+	    &b, NULL, NULL, &cause), STORE_OK);
 	assert_int_equal(store_inbox_accept(s, "ev-1", "databaseService", "pg1", "{}",
-	    &c, NULL, &cause), STORE_REPEAT);
+	    &c, NULL, NULL, &cause), STORE_REPEAT);
 	assert_string_equal(a, c);
 	assert_true(store_batch_open(s));
 	assert_int_equal(store_runs_json(other, NULL, 0, &runs, &cause), STORE_OK);
@@ -930,9 +958,9 @@ test_batch_rolled_back_whole(void **state)
 	assert_int_not_equal(lost, 0);
 	assert_int_equal(store_batch_fate(s, lost), STORE_BATCH_OPEN);
 	assert_int_equal(store_inbox_accept(s, "ev-1", "databaseService", "pg1", "{}",
-	    &a, NULL, &cause), STORE_OK);
+	    &a, NULL, NULL, &cause), STORE_OK);
 	assert_int_not_equal(store_inbox_accept(s, "fail-2", "databaseService", "pg2",
-	    "{}", &b, NULL, &cause), STORE_OK);
+	    "{}", &b, NULL, NULL, &cause), STORE_OK);
 	free(cause);
 	cause = NULL;
 	/* ev-1 went with the batch, and whoever wrote it can tell. */
@@ -945,7 +973,7 @@ test_batch_rolled_back_whole(void **state)
 	kept = store_batch_seq(s);
 	assert_true(kept > lost);
 	assert_int_equal(store_inbox_accept(s, "ev-3", "databaseService", "pg3", "{}",
-	    &c, NULL, &cause), STORE_OK);
+	    &c, NULL, NULL, &cause), STORE_OK);
 	assert_int_equal(store_flush(s, &cause), STORE_OK);
 	assert_int_equal(store_batch_seq(s), 0);
 	assert_int_equal(store_batch_fate(s, kept), STORE_BATCH_COMMITTED);

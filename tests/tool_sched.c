@@ -220,7 +220,7 @@ main(int argc, char **argv)
 		json_object_set_new(e, "fullyQualifiedName", json_string(fqn));
 		text = json_dumps(e, JSON_COMPACT);
 		if (store_inbox_accept(store, ev, "databaseService", fqn, text, &ids[i],
-		    NULL, &cause) == STORE_ERROR) {
+		    NULL, NULL, &cause) == STORE_ERROR) {
 			fprintf(stderr, "tool_sched: %s\n", cause);
 			rc = 3;
 			goto out;

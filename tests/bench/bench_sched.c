@@ -272,7 +272,7 @@ main(int argc, char **argv)
 		    fqn, fqn, fqn), *id = NULL;
 
 		if (store_inbox_accept(store, ev, "databaseService", fqn, ent, &id,
-		    NULL, &cause) == STORE_ERROR)
+		    NULL, NULL, &cause) == STORE_ERROR)
 			ap_fatal("%s", cause);
 		if (sched_take(sched, id, &cause) != 0)
 			ap_fatal("%s", cause);
