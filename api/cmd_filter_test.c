@@ -8,6 +8,7 @@
  * from the arguments, else from standard input one a line, streamed with
  * constant memory.
  */
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -92,7 +93,9 @@ static void
 flush_out(struct ftest *t, bool force)
 {
 	if (t->out.len >= 64 * 1024 || (force && t->out.len > 0)) {
-		fwrite(t->out.data, 1, t->out.len, stdout);
+		errno = 0;
+		if (fwrite(t->out.data, 1, t->out.len, stdout) < t->out.len)
+			ap_stdout_failed(errno);
 		ap_buf_reset(&t->out);
 	}
 }

@@ -93,7 +93,7 @@ output_checked(const char *name, int rc)
 	errno = 0;
 	if (fflush(stdout) == 0 && !ferror(stdout))
 		return rc;
-	err = errno;
+	err = errno != 0 ? errno : ap_stdout_errno();
 	fprintf(stderr, "autopilot: %s: writing standard output failed%s%s\n", name,
 	    err != 0 ? ": " : "", err != 0 ? strerror(err) : "");
 	return rc == AP_EXIT_OK ? AP_EXIT_FAILED : rc;

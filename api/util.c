@@ -285,6 +285,21 @@ ap_parse_uint(const char *s, unsigned long min, unsigned long max,
 	return 0;
 }
 
+static int stdout_errno;
+
+void
+ap_stdout_failed(int err)
+{
+	if (stdout_errno == 0)
+		stdout_errno = err;
+}
+
+int
+ap_stdout_errno(void)
+{
+	return stdout_errno;
+}
+
 bool
 ap_streq(const char *a, const char *b)
 {

@@ -57,6 +57,11 @@ void ap_buf_printf(struct ap_buf *b, const char *fmt, ...) AP_PRINTFLIKE(2, 3);
 /* Hands the data to the caller (who frees it) and leaves the buffer empty. */
 char *ap_buf_steal(struct ap_buf *b, size_t *lenp);
 
+/* The errno of a write to standard output that failed before the final
+ * flush, which then has none to give (main() says why the output failed). */
+void ap_stdout_failed(int err);
+int ap_stdout_errno(void);
+
 struct event_base;
 /* A new libevent loop, as every command and test program runs it. */
 struct event_base *ap_event_base_new(void);

@@ -212,7 +212,10 @@ code "streamed" "$n" 111111
 # message, not death by SIGPIPE (141), and the rest of the input is not read.
 "$BIN" filter test --exclude '^t_1' < "$TMP/names" 2>"$TMP/pipe.err" | head -1 > /dev/null
 code "closed pipe exit" "${PIPESTATUS[0]}" 1
-check "closed pipe message" "$(cat "$TMP/pipe.err")" "autopilot: filter test: writing standard output failed"
+check "closed pipe message" "$(cat "$TMP/pipe.err")" "autopilot: filter test: writing standard output failed: Broken pipe"
+"$BIN" filter test --exclude '^t_1' < "$TMP/names" > /dev/full 2>"$TMP/full.err"
+code "full disk exit" $? 1
+check "full disk message" "$(cat "$TMP/full.err")" "writing standard output failed: No space left on device"
 
 if [ $fails -ne 0 ]; then echo "$fails failure(s)"; exit 1; fi
 echo "filter CLI: all checks passed"
