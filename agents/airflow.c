@@ -125,6 +125,8 @@ struct airflow_req {
 	struct body_job *body;			/* deploy: its body being written */
 	bool is_probe;
 	uint64_t deadline;			/* ap_mono_ms(); 0: none (op_limit) */
+	bool (*guard)(void *);			/* asked before a later send (op_guard) */
+	void *guard_arg;
 	bool wait_cut;				/* its breaker wait ends at deadline */
 	long last_http;				/* the last attempt's HTTP status */
 	struct event timer;
@@ -647,11 +649,17 @@ req_attempt(struct airflow_req *q)
 
 	/* Released at its bound (by the breaker, version detection, a token):
 	 * nothing is sent that would be dropped at once. The last answer
-	 * stands, if there was one. */
-	if (q->deadline != 0 && ap_mono_ms() >= q->deadline) {
-		if (q->err.title == NULL)
-			req_error(q, "Out of time", "out of time before the request"
-			    " could be sent");
+	 * stands, if there was one. Nor is what is sent again (or at last)
+	 * for an owner that no longer wants it (op_guard). */
+	if ((q->deadline != 0 && ap_mono_ms() >= q->deadline) ||
+	    (q->guard != NULL && !q->guard(q->guard_arg))) {
+		if (q->deadline != 0 && ap_mono_ms() >= q->deadline) {
+			if (q->err.title == NULL)
+				req_error(q, "Out of time", "out of time before the"
+				    " request could be sent");
+		} else
+			req_error(q, "Not sent again", "what it was for is no longer"
+			    " this process's (the run was replaced or taken over)");
 		req_finish(q, AIRFLOW_UNAVAILABLE, q->last_http);
 		/* Released as the probe: the next waiter goes instead. */
 		if (c->open && c->probe == NULL && c->probe_ready)
@@ -1505,6 +1513,16 @@ op_limit(void *impl, struct airflow_req *q, int64_t left_ms)
 		req_bound_arm(q);
 }
 
+static void
+op_guard(void *impl, struct airflow_req *q, bool (*ok)(void *), void *arg)
+{
+	(void)impl;
+	if (q == NULL)
+		return;
+	q->guard = ok;
+	q->guard_arg = arg;
+}
+
 void
 airflow_limit(struct airflow_client *c, struct airflow_req *q, int64_t left_ms)
 {
@@ -1526,6 +1544,7 @@ static const struct airflow_ops client_ops = {
 	.fail_run = op_fail_run,
 	.cancel = op_cancel,
 	.limit = op_limit,
+	.guard = op_guard,
 	.unreachable = op_unreachable,
 };
 

@@ -219,6 +219,15 @@ struct airflow_ops {
 	 * titled "Out of time". 0 or less: it ends now. May be NULL (no bound).
 	 */
 	void (*limit)(void *impl, struct airflow_req *req, int64_t left_ms);
+	/*
+	 * Before req is sent again (a retry, or a send after a wait for a
+	 * free slot, the breaker, version detection or a token), ok(arg) is
+	 * asked; false ends req at once with its last answer, or "Not sent
+	 * again" (AIRFLOW_UNAVAILABLE): a trigger whose run another process
+	 * replaced meanwhile starts no Airflow run. May be NULL.
+	 */
+	void (*guard)(void *impl, struct airflow_req *req, bool (*ok)(void *arg),
+	    void *arg);
 	/* True while the circuit breaker is open (Airflow believed down). */
 	bool (*unreachable)(void *impl);
 };

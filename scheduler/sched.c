@@ -1303,6 +1303,28 @@ sched_commit(struct sched *s)
 
 /* ---- Agents: what each state does (the one switch). ---- */
 
+/*
+ * Asked by the client before it sends a trigger again: whether the run is
+ * still this process's (another may have replaced it, or taken it over,
+ * meanwhile). A store that cannot tell does not stop it: the attempt's
+ * queued state was committed before its first send.
+ */
+static bool
+sched_trigger_ours(void *arg)
+{
+	struct sched_agent *a = arg;
+	char *cause = NULL;
+	enum store_result rc = store_run_owned(a->run->s->store, a->run->run_id,
+	    &cause);
+
+	if (rc == STORE_LOST)
+		ap_warn("run %s agent %s: trigger of %s not sent again: the run is"
+		    " no longer this process's", a->run->run_id, agent_name(a),
+		    a->dag_run_id);
+	free(cause);
+	return rc != STORE_LOST;
+}
+
 static void sched_agent_cb(const struct airflow_result *res, void *arg);
 
 static int64_t
@@ -1596,6 +1618,9 @@ sched_agent_act(struct sched_agent *a)
 		    s->empty_conf, sched_agent_cb, a);
 		a->trigger_sent = true;
 		a->trigger_fenced = false;
+		/* The client's own retries pass the fence too (read only). */
+		if (a->req != NULL && s->ops->guard != NULL)
+			s->ops->guard(s->airflow, a->req, sched_trigger_ours, a);
 		break;
 	case ACT_GET_RUN:
 	case ACT_LAST_LOOK:

@@ -123,6 +123,7 @@ enum store_stmt_id {
 	Q_SERVICE_IS_JOINED,
 	Q_RUN_ENTITY_AGENTS,
 	Q_ACTIVE_OTHER,
+	Q_RUN_OWNED,
 	Q_AGENTS_OF,
 	Q_CLAIM_CANDIDATES,
 	Q_CLAIM_ONE_GET,
@@ -190,6 +191,8 @@ static const char *const store_sql[Q_MAX] = {
 	[Q_SERVICE_IS_JOINED] = "SELECT 1 FROM services WHERE service_type = ?1"
 	    " AND fqn = ?2 AND entity_run = 'joined:' || ?3",
 	[Q_RUN_ENTITY_AGENTS] = "SELECT entity, agents FROM runs WHERE run_id = ?1",
+	[Q_RUN_OWNED] = "SELECT 1 FROM runs WHERE run_id = ?1 AND owner = ?2 AND"
+	    " state IN " ACTIVE_STATES,
 	[Q_ACTIVE_OTHER] = "SELECT run_id FROM runs WHERE service_type = ?1 AND"
 	    " fqn = ?2 AND state IN " ACTIVE_STATES " AND run_id <> ?3 LIMIT 1",
 	[Q_AGENTS_OF] = "SELECT agent, state, dag_id, dag_run_id, attempt,"
@@ -2050,6 +2053,25 @@ store_run_followup(struct store *s, const char *run_id, char **next, char **caus
 	free(entity);
 	free(other);
 	return rc == 0 ? STORE_OK : STORE_ERROR;
+}
+
+enum store_result
+store_run_owned(struct store *s, const char *run_id, char **cause)
+{
+	sqlite3_stmt *st = store_stmt(s, Q_RUN_OWNED, cause);
+	int rc;
+
+	if (st == NULL)
+		return STORE_ERROR;
+	bind_text(st, 1, run_id);
+	bind_text(st, 2, s->owner);
+	rc = sqlite3_step(st);
+	sqlite3_reset(st);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+		store_set_cause(s, cause, "check the run's owner");
+		return STORE_ERROR;
+	}
+	return rc == SQLITE_ROW ? STORE_OK : STORE_LOST;
 }
 
 /* One agent write (Q_AGENT_SAVE or Q_AGENT_UPDATE): 1 if a row was written,

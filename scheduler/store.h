@@ -108,6 +108,11 @@ enum store_result store_inbox_accept(struct store *s, const char *event_id,
 enum store_result store_run_followup(struct store *s, const char *run_id,
     char **next, char **cause);
 
+/* STORE_OK while run_id is active and this handle's (the ownership fence
+ * of agent writes, read only), STORE_LOST when not. */
+enum store_result store_run_owned(struct store *s, const char *run_id,
+    char **cause);
+
 /* Last entity received for a service: *entity_json and *service_type are new
  * strings. service_type may be NULL (any type): STORE_AMBIGUOUS, and a
  * *cause listing the types, when the name is stored under more than one. */

@@ -788,6 +788,54 @@ test_limit_ends_waits(void **state)
 	fake_stop(&f);
 }
 
+static unsigned guard_asked;
+
+static bool
+guard_no(void *arg)
+{
+	guard_asked++;
+	return *(bool *)arg;
+}
+
+/*
+ * A request whose owner no longer wants it is not sent again: the guard is
+ * asked before the retry of a 503, and "no" ends it there, one attempt
+ * made; "yes" lets the retry go.
+ */
+static void
+test_guard_stops_retry(void **state)
+{
+	const struct airflow_ops *ops = airflow_client_ops();
+	struct fake f;
+	struct airflow_client *c;
+	struct call k[2];
+	bool ok[2] = { false, true };
+	unsigned i;
+
+	(void)state;
+	memset(k, 0, sizeof k);
+	fake_start(&f);
+	c = client_new_retries(&f, AIRFLOW_API_V1, 5, 3);
+	ncalls = 0;
+	for (i = 0; i < 2; i++) {
+		f.flaky = 0;		/* the first answer is a 503 */
+		guard_asked = 0;
+		ops->guard(c, get_run(c, "flaky", &k[i]), guard_no, &ok[i]);
+		wait_calls(&f, i + 1);
+		assert_int_equal(guard_asked, 1);
+	}
+	assert_int_equal(k[0].status, AIRFLOW_UNAVAILABLE);
+	assert_int_equal(k[0].attempts, 1);
+	assert_string_equal(k[0].title, "Not sent again");
+	assert_int_equal(k[1].status, AIRFLOW_OK);
+	assert_int_equal(k[1].attempts, 2);
+	assert_string_equal(k[1].run_id, "flaky");
+	airflow_client_free(c);
+	for (i = 0; i < 2; i++)
+		call_cleanup(&k[i]);
+	fake_stop(&f);
+}
+
 /* Runs the loop for ms. */
 static void
 spin(struct fake *f, uint64_t ms)
@@ -916,6 +964,7 @@ main(void)
 		cmocka_unit_test(test_free_while_writing),
 		cmocka_unit_test(test_limit_ends_waits),
 		cmocka_unit_test(test_limit_ends_unanswered),
+		cmocka_unit_test(test_guard_stops_retry),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

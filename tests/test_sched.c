@@ -78,6 +78,8 @@ struct fake_req {
 	char s1[160], s2[160], s3[256];
 	bool dependent_deploy;		/* a deploy of an agent other than metadata */
 	bool unanswered;		/* ends at its bound (f_limit), as the client ends it */
+	bool (*guard)(void *);		/* f_guard: asked as the client asks */
+	void *guard_arg;
 	struct fake_req *next;
 };
 
@@ -93,6 +95,7 @@ struct fake {
 	int trigger_bad_reply;		/* triggers that create the run, answer unreadably */
 	int trigger_bad_reply_unsent;	/* ... that fail so before reaching Airflow */
 	int get_run_bad_reply;		/* get_run answers unreadably this many times */
+	int guards_yes;			/* guards of triggers that said "ours" */
 	struct fake_dag dags[256];
 	int ndags;
 	struct fake_run runs[512];
@@ -216,6 +219,10 @@ fake_fire(evutil_socket_t fd, short what, void *arg)
 	f->in_air--;
 	if (q->dependent_deploy)
 		f->deps_in_air--;
+	/* As the client would before a retry (the answer is not acted on:
+	 * the fake does not retry). */
+	if (q->guard != NULL && q->guard(q->guard_arg))
+		f->guards_yes++;
 	q->cb(&q->res, q->arg);
 	event_free(q->ev);
 	free(q);
@@ -545,6 +552,14 @@ f_limit(void *impl, struct airflow_req *req, int64_t left_ms)
 	}
 }
 
+static void
+f_guard(void *impl, struct airflow_req *req, bool (*ok)(void *), void *arg)
+{
+	(void)impl;
+	((struct fake_req *)req)->guard = ok;
+	((struct fake_req *)req)->guard_arg = arg;
+}
+
 static bool
 f_unreachable(void *impl)
 {
@@ -560,6 +575,7 @@ static const struct airflow_ops fake_ops = {
 	.fail_run = f_fail_run,
 	.cancel = f_cancel,
 	.limit = f_limit,
+	.guard = f_guard,
 	.unreachable = f_unreachable,
 };
 
@@ -2364,6 +2380,8 @@ test_committed_before_trigger(void **state)
 	}
 	h_wait_finals(h, 6, 20000);
 	assert_int_equal(verified_triggers, 24);
+	/* Each trigger carried the ownership guard for the client's retries. */
+	assert_int_equal(h->fake.guards_yes, 24);
 	store_close(verify_store);
 	verify_store = NULL;
 	for (i = 0; i < 6; i++)

@@ -497,6 +497,17 @@ test_joined_event_gets_its_run(void **state)
 	free(next);
 	free(r1);
 	free(r2);
+	/* A run replaced is no longer its driver's (store_run_owned, the
+	 * guard of a trigger's retries). */
+	r1 = accept_pg(s, "e15", "{\"v\":11}", NULL, false);
+	assert_int_equal(store_claim(s, r1, &cause), STORE_OK);
+	assert_int_equal(store_run_owned(s, r1, &cause), STORE_OK);
+	assert_int_equal(store_run_create(s, "databaseService", "pg", "{\"v\":11}",
+	    NULL, true, &r2, &cause), STORE_OK);
+	assert_int_equal(store_run_owned(s, r1, &cause), STORE_LOST);
+	assert_null(end_run(s, r2));
+	free(r1);
+	free(r2);
 	/* ... which a replacement of the whole plan does itself. */
 	r1 = accept_pg(s, "e13", "{\"v\":9}", NULL, false);
 	free(accept_pg(s, "e14", "{\"v\":10}", r1, true));

@@ -136,9 +136,17 @@ s_limit(void *impl, struct airflow_req *req, int64_t left_ms)
 	B->real->limit(B->client, req, left_ms);
 }
 
+static void
+s_guard(void *impl, struct airflow_req *req, bool (*ok)(void *), void *arg)
+{
+	B->real->guard(B->client, req, ok, arg);
+}
+
 static const struct airflow_ops shim_ops = {
-	s_deploy, s_get_dag, s_unpause, s_trigger, s_get_run, s_fail_run, s_cancel,
-	s_limit, s_unreachable
+	.deploy = s_deploy, .get_dag = s_get_dag, .unpause = s_unpause,
+	.trigger = s_trigger, .get_run = s_get_run, .fail_run = s_fail_run,
+	.cancel = s_cancel, .limit = s_limit, .guard = s_guard,
+	.unreachable = s_unreachable
 };
 
 static void
