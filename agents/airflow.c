@@ -639,6 +639,40 @@ start_token(struct airflow_client *c)
 
 static void http_done(const struct http_response *resp, void *arg);
 
+/*
+ * Whether q is no longer wanted by its owner (op_guard): then it ends
+ * "Not sent again" (true). Asked before every send but the first, and by
+ * the HTTP layer before a queued send starts (req_gate).
+ */
+static bool
+req_unwanted(struct airflow_req *q)
+{
+	struct airflow_client *c = q->c;
+
+	if (q->guard == NULL || q->guard(q->guard_arg))
+		return false;
+	req_error(q, "Not sent again", "what it was for is no longer this"
+	    " process's (the run was replaced or taken over)");
+	req_finish(q, AIRFLOW_UNAVAILABLE, 0);
+	/* Released as the probe: the next waiter goes instead. */
+	if (c->open && c->probe == NULL && c->probe_ready)
+		breaker_arm(c, 0);
+	return true;
+}
+
+/* The HTTP layer's question before a queued attempt starts. */
+static bool
+req_gate(void *arg)
+{
+	struct airflow_req *q = arg;
+
+	if (!req_unwanted(q))
+		return true;
+	q->http = NULL;		/* dropped by the HTTP layer, never sent */
+	q->res.attempts--;
+	return false;
+}
+
 static void
 req_attempt(struct airflow_req *q)
 {
@@ -651,21 +685,18 @@ req_attempt(struct airflow_req *q)
 	 * nothing is sent that would be dropped at once. The last answer
 	 * stands, if there was one. Nor is what is sent again (or at last)
 	 * for an owner that no longer wants it (op_guard). */
-	if ((q->deadline != 0 && ap_mono_ms() >= q->deadline) ||
-	    (q->guard != NULL && !q->guard(q->guard_arg))) {
-		if (q->deadline != 0 && ap_mono_ms() >= q->deadline) {
-			if (q->err.title == NULL)
-				req_error(q, "Out of time", "out of time before the"
-				    " request could be sent");
-		} else
-			req_error(q, "Not sent again", "what it was for is no longer"
-			    " this process's (the run was replaced or taken over)");
+	if (q->deadline != 0 && ap_mono_ms() >= q->deadline) {
+		if (q->err.title == NULL)
+			req_error(q, "Out of time", "out of time before the request"
+			    " could be sent");
 		req_finish(q, AIRFLOW_UNAVAILABLE, q->last_http);
 		/* Released as the probe: the next waiter goes instead. */
 		if (c->open && c->probe == NULL && c->probe_ready)
 			breaker_arm(c, 0);
 		return;
 	}
+	if (req_unwanted(q))
+		return;
 	if (q->step != AIRFLOW_STEP_VERSION && q->step != AIRFLOW_STEP_VERSION_V1 &&
 	    q->step != AIRFLOW_STEP_TOKEN && c->api == AIRFLOW_API_AUTO) {
 		wait_on(q, &c->api_waiters);
@@ -711,6 +742,8 @@ req_attempt(struct airflow_req *q)
 	q->http = http_request(c->http, hr.method, url, client_headers(c, hr.auth,
 	    hr.body != NULL), hr.body, hr.body != NULL ? strlen(hr.body) : 0, http_done, q);
 	hr.body = NULL;
+	if (q->guard != NULL)
+		http_req_gate(q->http, req_gate);
 	airflow_http_req_cleanup(&hr);
 	req_bound_arm(q);
 }
@@ -1521,6 +1554,9 @@ op_guard(void *impl, struct airflow_req *q, bool (*ok)(void *), void *arg)
 		return;
 	q->guard = ok;
 	q->guard_arg = arg;
+	/* Its first send may wait for a free slot. */
+	if (q->http != NULL)
+		http_req_gate(q->http, req_gate);
 }
 
 void

@@ -221,10 +221,11 @@ struct airflow_ops {
 	void (*limit)(void *impl, struct airflow_req *req, int64_t left_ms);
 	/*
 	 * Before req is sent again (a retry, or a send after a wait for a
-	 * free slot, the breaker, version detection or a token), ok(arg) is
-	 * asked; false ends req at once with its last answer, or "Not sent
-	 * again" (AIRFLOW_UNAVAILABLE): a trigger whose run another process
-	 * replaced meanwhile starts no Airflow run. May be NULL.
+	 * free slot, the breaker, version detection or a token; its first
+	 * send too when that waits for a slot), ok(arg) is asked; false ends
+	 * req at once, "Not sent again" (AIRFLOW_UNAVAILABLE, no HTTP
+	 * status): a trigger whose run another process replaced meanwhile
+	 * starts no Airflow run. May be NULL.
 	 */
 	void (*guard)(void *impl, struct airflow_req *req, bool (*ok)(void *arg),
 	    void *arg);

@@ -73,6 +73,7 @@ struct http_req {
 	char errbuf[CURL_ERROR_SIZE];
 	http_cb cb;
 	void *arg;
+	bool (*gate)(void *);		/* asked before a queued start */
 };
 
 TAILQ_HEAD(http_req_list, http_req);
@@ -408,6 +409,8 @@ http_start(struct http_client *h, struct http_req *r)
 	h->nrunning++;
 }
 
+static void http_req_free(struct http_req *r);
+
 static void
 http_start_queued(struct http_client *h)
 {
@@ -416,8 +419,18 @@ http_start_queued(struct http_client *h)
 	while (h->nrunning < h->opt.max_in_flight && (r = TAILQ_FIRST(&h->queue)) != NULL) {
 		TAILQ_REMOVE(&h->queue, r, entry);
 		h->nqueued--;
+		if (r->gate != NULL && !r->gate(r->arg)) {
+			http_req_free(r);
+			continue;
+		}
 		http_start(h, r);
 	}
+}
+
+void
+http_req_gate(struct http_req *r, bool (*gate)(void *))
+{
+	r->gate = gate;
 }
 
 struct http_headers *
@@ -555,6 +568,19 @@ http_cancel(struct http_client *h, struct http_req *r)
 		TAILQ_REMOVE(&h->queue, r, entry);
 		h->nqueued--;
 	}
+	http_req_free(r);
+	/*
+	 * A freed slot is filled on the next check_done(); when cancelling from
+	 * outside a completion, fill it now (curl only acts on the next event).
+	 */
+	if (!h->hold)
+		http_start_queued(h);
+}
+
+/* Frees a request out of every list, its easy handle given back. */
+static void
+http_req_free(struct http_req *r)
+{
 	http_headers_free(r->headers);
 	ap_buf_cleanup(&r->resp);
 	free(r->url);
@@ -564,12 +590,6 @@ http_cancel(struct http_client *h, struct http_req *r)
 		free(r->body);
 	}
 	free(r);
-	/*
-	 * A freed slot is filled on the next check_done(); when cancelling from
-	 * outside a completion, fill it now (curl only acts on the next event).
-	 */
-	if (!h->hold)
-		http_start_queued(h);
 }
 
 char *

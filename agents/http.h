@@ -78,6 +78,13 @@ struct http_req *http_request(struct http_client *h, const char *method, char *u
     struct http_headers *headers, char *body, size_t body_len, http_cb cb, void *arg);
 /* Drops a queued or running request; its callback will not run. */
 void http_cancel(struct http_client *h, struct http_req *r);
+/*
+ * A request queued for a free slot asks gate(arg) (arg: its callback's)
+ * before it starts; false drops it, as http_cancel() would, without its
+ * callback: the gate took over telling its owner. A request running
+ * already is not asked.
+ */
+void http_req_gate(struct http_req *r, bool (*gate)(void *arg));
 
 /*
  * From r's callback: takes r's response body so that it outlives the

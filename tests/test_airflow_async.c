@@ -788,6 +788,16 @@ test_limit_ends_waits(void **state)
 	fake_stop(&f);
 }
 
+/* Runs the loop for ms. */
+static void
+spin(struct fake *f, uint64_t ms)
+{
+	uint64_t t0 = ap_mono_ms();
+
+	while (ap_mono_ms() - t0 < ms)
+		event_base_loop(f->base, EVLOOP_NONBLOCK);
+}
+
 static unsigned guard_asked;
 
 static bool
@@ -833,17 +843,33 @@ test_guard_stops_retry(void **state)
 	airflow_client_free(c);
 	for (i = 0; i < 2; i++)
 		call_cleanup(&k[i]);
+
+	/* A first send that waits for the one slot is asked as it leaves the
+	 * queue: "no" and it is never sent; "yes" and it goes. */
+	c = client_new_slots(&f, AIRFLOW_API_V1, 1);
+	memset(k, 0, sizeof k);
+	ncalls = 0;
+	for (i = 0; i < 2; i++) {
+		struct airflow_req *held = get_run(c, "held", &k[i]);
+
+		guard_asked = 0;
+		ops->guard(c, get_run(c, i == 0 ? "r2" : "r3", &k[i]), guard_no, &ok[i]);
+		spin(&f, 50);
+		assert_int_equal(guard_asked, 0);	/* still queued */
+		ops->cancel(c, held);
+		wait_calls(&f, i + 1);
+		assert_int_equal(guard_asked, 1);
+	}
+	assert_int_equal(k[0].status, AIRFLOW_UNAVAILABLE);
+	assert_int_equal(k[0].attempts, 0);
+	assert_int_equal(k[0].http_status, 0);
+	assert_string_equal(k[0].title, "Not sent again");
+	assert_int_equal(k[1].status, AIRFLOW_OK);
+	assert_string_equal(k[1].run_id, "r3");
+	airflow_client_free(c);
+	for (i = 0; i < 2; i++)
+		call_cleanup(&k[i]);
 	fake_stop(&f);
-}
-
-/* Runs the loop for ms. */
-static void
-spin(struct fake *f, uint64_t ms)
-{
-	uint64_t t0 = ap_mono_ms();
-
-	while (ap_mono_ms() - t0 < ms)
-		event_base_loop(f->base, EVLOOP_NONBLOCK);
 }
 
 /* Asks for run in c, bounded by ms; checks that it ends "Out of time" with
