@@ -184,7 +184,7 @@ static const char *const store_sql[Q_MAX] = {
 	[Q_RUN_FOLLOWUP] = "SELECT r.service_type, r.fqn, " SERVICE_ENTITY
 	    " FROM runs r JOIN services s ON s.service_type = r.service_type AND"
 	    " s.fqn = r.fqn WHERE r.run_id = ?1 AND s.entity_run = 'joined:' ||"
-	    " r.run_id",
+	    " r.run_id AND r.owner = ?2 AND r.state IN " ACTIVE_STATES,
 	/* Its entity is then in entity (text): SERVICE_ENTITY reads it. */
 	[Q_SERVICE_JOINED] = "UPDATE services SET entity_run = 'joined:' || ?3"
 	    " WHERE service_type = ?1 AND fqn = ?2 AND entity <> ''",
@@ -1371,8 +1371,10 @@ store_run_replace(struct store *s, const char *service_type, const char *fqn,
 	*run_id = NULL;
 	if (airflow_runs != NULL)
 		*airflow_runs = NULL;
-	if (store_begin(s, cause) != 0)
+	if (store_begin(s, cause) != 0) {
+		json_decref(stop);
 		return STORE_ERROR;
+	}
 	if (store_active_run(s, service_type, fqn, &active, cause) != 0)
 		goto fail;
 	if (active != NULL && !replace) {
@@ -2021,6 +2023,7 @@ store_run_followup(struct store *s, const char *run_id, char **next, char **caus
 	if (st == NULL)
 		return STORE_ERROR;
 	bind_text(st, 1, run_id);
+	bind_text(st, 2, s->owner);
 	rc = sqlite3_step(st);
 	if (rc == SQLITE_ROW && sqlite3_column_type(st, 2) != SQLITE_NULL) {
 		type = col_text(st, 0);

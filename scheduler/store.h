@@ -98,7 +98,8 @@ enum store_result store_inbox_accept(struct store *s, const char *event_id,
     char **run_id, bool *joined, bool *follows, char **cause);
 
 /*
- * Inside a transaction, once run_id is final: when an event joined it (the
+ * Inside a transaction, as run_id (active, this handle's) ends, before its
+ * final state is written: when an event joined it (the
  * service's entity changed while it ran) and either that entity is another
  * than the run's or the run was limited to some agents, a new pending run
  * of the service with that entity, its id in *next (a new string); else

@@ -403,9 +403,10 @@ end_run(struct store *s, const char *id)
 	char *cause = NULL, *next = NULL;
 
 	assert_int_equal(store_claim(s, id, &cause), STORE_OK);
+	/* As the scheduler does: the follow-up first, then the end. */
+	assert_int_equal(store_run_followup(s, id, &next, &cause), STORE_OK);
 	assert_int_equal(store_run_set_state(s, id, "succeeded", NULL, true, &cause),
 	    STORE_OK);
-	assert_int_equal(store_run_followup(s, id, &next, &cause), STORE_OK);
 	return next;
 }
 
