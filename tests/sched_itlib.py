@@ -1,6 +1,7 @@
 """sched_itlib — helpers for the scheduler's integration tests (it_sched_*.py):
 start the Airflow simulator, run build*/tool_sched against it, read the
 simulator's request log and check what Airflow received."""
+import atexit
 import json
 import os
 import re
@@ -30,8 +31,19 @@ def check(cond, msg):
         fail(msg)
 
 
+_LIVE = []
+
+
+@atexit.register
+def _close_all():
+    """A test that fails (sys.exit) leaves no simulator behind."""
+    for sim in _LIVE:
+        sim.close()
+
+
 class Sim:
     def __init__(self, scenario, api="v1"):
+        _LIVE.append(self)
         self.dir = tempfile.mkdtemp(prefix="it_sched.")
         path = os.path.join(self.dir, "scenario.json")
         with open(path, "w") as f:
@@ -57,13 +69,15 @@ class Sim:
         return self.call("GET", "/_sim/requests")
 
     def close(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
+        proc = getattr(self, "proc", None)
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
             try:
-                self.proc.wait(10)
+                proc.wait(10)
             except subprocess.TimeoutExpired:
-                self.proc.kill()
-        shutil.rmtree(self.dir, ignore_errors=True)
+                proc.kill()
+        if getattr(self, "dir", None):
+            shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def tool_args(sim, state, extra):
