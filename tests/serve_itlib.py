@@ -1,6 +1,7 @@
 """serve_itlib — helpers for the end-to-end tests of `autopilot serve` and the
 CLI (it_serve*.py, it_cli_*.py): start the real binary and the simulators,
 sign and send OpenMetadata ChangeEvents, read runs back."""
+import atexit
 import base64
 import contextlib
 import hashlib
@@ -85,10 +86,24 @@ def event(kind, ent, etype="entityCreated", as_string=False, eid=None):
             "previousVersion": 0.1, "entity": json.dumps(ent) if as_string else ent}
 
 
+_LIVE = []
+
+
+@atexit.register
+def _kill_all():
+    """A test that fails (sys.exit) leaves no `autopilot serve` behind."""
+    for srv in _LIVE:
+        if srv.proc is not None and srv.proc.poll() is None:
+            srv.proc.kill()
+            srv.proc.wait()
+
+
 class Serve:
     """autopilot serve on 127.0.0.1:0 with a config file in a temp dir."""
 
     def __init__(self, airflow_url, config=None, env=None, args=None, workdir=None):
+        _LIVE.append(self)
+        self.proc = None
         self.dir = workdir or tempfile.mkdtemp(prefix="it_serve.")
         self.state = os.path.join(self.dir, "state.db")
         cfg = {"state": {"path": self.state}, "airflow": {"url": airflow_url},
