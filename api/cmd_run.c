@@ -1067,7 +1067,6 @@ run_exec(int argc, char **argv)
 	/* Progress goes to stdout; log lines (warnings) to stderr. */
 	ap_log_setup(cfg.log_level > AP_LOG_WARN ? cfg.log_level : AP_LOG_WARN,
 	    cfg.log_format);
-	signal(SIGPIPE, SIG_IGN);
 	/* An entity given as a file is checked before the state database is
 	 * opened (or created): bad input leaves nothing behind. */
 	if (json_file != NULL && ((rc = find_entity(&cfg, NULL, fqn, json_file,

@@ -225,7 +225,6 @@ serve_exec(int argc, char **argv)
 		goto out;
 	}
 
-	signal(SIGPIPE, SIG_IGN);
 	serve_raise_nofile(&cfg);
 	if ((rc = ap_runtime_open(&sv.rt, &cfg, &cause)) != AP_EXIT_OK) {
 		serve_fatal(&cfg, "%s", cause);

@@ -186,8 +186,9 @@ main(int argc, char **argv)
 	const char *name = argc > 1 ? argv[1] : "autopilot";
 	int rc;
 
-	/* A reader that went away (`status | head -1`) is a write that failed
-	 * (EPIPE, exit 1 with a message, as for a full disk), not a signal
+	/* A reader that went away (`status | head -1`, a client of serve or
+	 * Airflow's connection) is a write that failed (EPIPE: exit 1 with a
+	 * message, as for a full disk, or a closed connection), not a signal
 	 * that ends the process with 141. */
 	signal(SIGPIPE, SIG_IGN);
 	rc = dispatch(argc, argv, &name);

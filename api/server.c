@@ -1290,19 +1290,14 @@ rerun_options(struct evhttp_request *req, json_t **agents_out, bool *replace,
 		*replace = json_is_true(v);
 	}
 	if ((v = json_object_get(root, "agents")) != NULL) {
-		if (!json_is_array(v) || json_array_size(v) == 0) {
+		if (!json_is_array(v) || json_array_size(v) == 0 ||
+		    json_array_size(v) > PIPELINE_AGENT_MAX) {
 			char *names = plan_agent_names();
 
-			*cause = ap_xprintf("agents: must be a non-empty list of agent"
-			    " names (of %s)", names);
-			free(names);
-			goto fail;
-		}
-		if (json_array_size(v) > PIPELINE_AGENT_MAX) {
-			char *names = plan_agent_names();
-
-			*cause = ap_xprintf("agents: %zu names, more than there are"
-			    " agents (%s)", json_array_size(v), names);
+			*cause = json_is_array(v) && json_array_size(v) > 0 ?
+			    ap_xprintf("agents: %zu names, more than there are agents"
+			    " (%s)", json_array_size(v), names) : ap_xprintf("agents:"
+			    " must be a non-empty list of agent names (of %s)", names);
 			free(names);
 			goto fail;
 		}

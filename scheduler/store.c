@@ -33,9 +33,10 @@
 #include "util.h"
 
 #define ACTIVE_STATES "('pending','running')"
-/* The ownership fence of agent writes: run ?1 is active and owned by ?11. */
-#define OWNED_RUN " (SELECT 1 FROM runs WHERE run_id = ?1 AND owner = ?11" \
-	" AND state IN " ACTIVE_STATES ")"
+/* The ownership fence: run ?1 is active and owned by parameter o; of
+ * agent writes, as OWNED_RUN with o = ?11. */
+#define OWNED_BY(o) "run_id = ?1 AND owner = " o " AND state IN " ACTIVE_STATES
+#define OWNED_RUN " (SELECT 1 FROM runs WHERE " OWNED_BY("?11") ")"
 
 /* Each migration takes the schema from version i to i + 1. */
 static const char *const store_migrations[STORE_SCHEMA_VERSION] = {
@@ -188,11 +189,10 @@ static const char *const store_sql[Q_MAX] = {
 	/* Its entity is then in entity (text): SERVICE_ENTITY reads it. */
 	[Q_SERVICE_JOINED] = "UPDATE services SET entity_run = 'joined:' || ?3"
 	    " WHERE service_type = ?1 AND fqn = ?2 AND entity <> ''",
-	[Q_SERVICE_IS_JOINED] = "SELECT 1 FROM services WHERE service_type = ?1"
+	[Q_SERVICE_IS_JOINED] = "SELECT entity_run FROM services WHERE service_type = ?1"
 	    " AND fqn = ?2 AND entity_run = 'joined:' || ?3",
 	[Q_RUN_ENTITY_AGENTS] = "SELECT entity, agents FROM runs WHERE run_id = ?1",
-	[Q_RUN_OWNED] = "SELECT 1 FROM runs WHERE run_id = ?1 AND owner = ?2 AND"
-	    " state IN " ACTIVE_STATES,
+	[Q_RUN_OWNED] = "SELECT run_id FROM runs WHERE " OWNED_BY("?2"),
 	[Q_ACTIVE_OTHER] = "SELECT run_id FROM runs WHERE service_type = ?1 AND"
 	    " fqn = ?2 AND state IN " ACTIVE_STATES " AND run_id <> ?3 LIMIT 1",
 	[Q_AGENTS_OF] = "SELECT agent, state, dag_id, dag_run_id, attempt,"
@@ -992,42 +992,53 @@ store_agent_row_cleanup(struct store_agent_row *a)
 	memset(a, 0, sizeof *a);
 }
 
-/* Inside a transaction: the active run of a service, as a new string, or NULL. */
-static int store_active_other(struct store *s, const char *type,
-    const char *fqn, const char *but, char **run_id, char **cause);
+/*
+ * Runs statement id with ?1..?3 bound to p1..p3 (NULL: left unbound) and
+ * gives its first row's first column as a new string in *out, NULL when
+ * there is no row; -1 and *cause (naming what) on error.
+ */
+static int
+store_lookup(struct store *s, enum store_stmt_id id, const char *p1,
+    const char *p2, const char *p3, char **out, const char *what, char **cause)
+{
+	sqlite3_stmt *st = store_stmt(s, id, cause);
+	int rc;
 
+	*out = NULL;
+	if (st == NULL)
+		return -1;
+	bind_text(st, 1, p1);
+	if (p2 != NULL)
+		bind_text(st, 2, p2);
+	if (p3 != NULL)
+		bind_text(st, 3, p3);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		*out = col_text(st, 0);
+	sqlite3_reset(st);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+		store_set_cause(s, cause, what);
+		return -1;
+	}
+	return 0;
+}
+
+/* Inside a transaction: the active run of a service, as a new string, or NULL. */
 static int
 store_active_run(struct store *s, const char *type, const char *fqn, char **run_id,
     char **cause)
 {
-	return store_active_other(s, type, fqn, NULL, run_id, cause);
+	return store_lookup(s, Q_ACTIVE_RUN, type, fqn, NULL, run_id,
+	    "find active run", cause);
 }
 
-/* As store_active_run, leaving run `but` (not NULL) out. */
+/* As store_active_run, leaving run `but` out. */
 static int
 store_active_other(struct store *s, const char *type, const char *fqn,
     const char *but, char **run_id, char **cause)
 {
-	sqlite3_stmt *st = store_stmt(s, but != NULL ? Q_ACTIVE_OTHER : Q_ACTIVE_RUN,
-	    cause);
-	int rc;
-
-	*run_id = NULL;
-	if (st == NULL)
-		return -1;
-	bind_text(st, 1, type);
-	bind_text(st, 2, fqn);
-	if (but != NULL)
-		bind_text(st, 3, but);
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW)
-		*run_id = col_text(st, 0);
-	sqlite3_reset(st);
-	if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
-		store_set_cause(s, cause, "find active run");
-		return -1;
-	}
-	return 0;
+	return store_lookup(s, Q_ACTIVE_OTHER, type, fqn, but, run_id,
+	    "find active run", cause);
 }
 
 /* Inside a transaction: the service's entity, its text or (entity_run not
@@ -1104,23 +1115,13 @@ static int
 store_is_joined(struct store *s, const char *type, const char *fqn,
     const char *run_id, bool *joined, char **cause)
 {
-	sqlite3_stmt *st = store_stmt(s, Q_SERVICE_IS_JOINED, cause);
-	int rc;
+	char *mark;
+	int rc = store_lookup(s, Q_SERVICE_IS_JOINED, type, fqn, run_id, &mark,
+	    "look for a joined event", cause);
 
-	*joined = false;
-	if (st == NULL)
-		return -1;
-	bind_text(st, 1, type);
-	bind_text(st, 2, fqn);
-	bind_text(st, 3, run_id);
-	rc = sqlite3_step(st);
-	*joined = rc == SQLITE_ROW;
-	sqlite3_reset(st);
-	if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
-		store_set_cause(s, cause, "look for a joined event");
-		return -1;
-	}
-	return 0;
+	*joined = mark != NULL;
+	free(mark);
+	return rc;
 }
 
 /* Inside a transaction: the service's entity (just written as text) came
@@ -2061,20 +2062,13 @@ store_run_followup(struct store *s, const char *run_id, char **next, char **caus
 enum store_result
 store_run_owned(struct store *s, const char *run_id, char **cause)
 {
-	sqlite3_stmt *st = store_stmt(s, Q_RUN_OWNED, cause);
-	int rc;
+	char *id;
 
-	if (st == NULL)
+	if (store_lookup(s, Q_RUN_OWNED, run_id, s->owner, NULL, &id,
+	    "check the run's owner", cause) != 0)
 		return STORE_ERROR;
-	bind_text(st, 1, run_id);
-	bind_text(st, 2, s->owner);
-	rc = sqlite3_step(st);
-	sqlite3_reset(st);
-	if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
-		store_set_cause(s, cause, "check the run's owner");
-		return STORE_ERROR;
-	}
-	return rc == SQLITE_ROW ? STORE_OK : STORE_LOST;
+	free(id);
+	return id != NULL ? STORE_OK : STORE_LOST;
 }
 
 /* One agent write (Q_AGENT_SAVE or Q_AGENT_UPDATE): 1 if a row was written,

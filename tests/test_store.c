@@ -429,6 +429,27 @@ accept_pg(struct store *s, const char *eid, const char *entity,
 	return id;
 }
 
+/*
+ * Event e1 starts a run of pg ({"v":1}), event e2 joins it with another
+ * entity ({"v":2}), a re-run with that entity and these agents (NULL: the
+ * whole plan) replaces it, and ends: the run that follows it, if any.
+ */
+static char *
+join_then_replace(struct store *s, const char *e1, const char *e2,
+    const char *agents)
+{
+	char *cause = NULL, *r1, *r2, *next;
+
+	r1 = accept_pg(s, e1, "{\"v\":1}", NULL, false);
+	free(accept_pg(s, e2, "{\"v\":2}", r1, true));
+	assert_int_equal(store_run_create(s, "databaseService", "pg", "{\"v\":2}",
+	    agents, true, &r2, &cause), STORE_OK);
+	next = end_run(s, r2);
+	free(r1);
+	free(r2);
+	return next;
+}
+
 static void
 assert_run_entity(struct store *s, const char *id, const char *want)
 {
@@ -488,16 +509,10 @@ test_joined_event_gets_its_run(void **state)
 	free(r1);
 	/* An event joined a run that a re-run limited to some agents then
 	 * replaced: the replacement carries the ask on. */
-	r1 = accept_pg(s, "e11", "{\"v\":7}", NULL, false);
-	free(accept_pg(s, "e12", "{\"v\":8}", r1, true));
-	assert_int_equal(store_run_create(s, "databaseService", "pg", "{\"v\":8}",
-	    "[\"metadata\"]", true, &r2, &cause), STORE_OK);
-	assert_non_null(next = end_run(s, r2));
-	assert_run_entity(s, next, "{\"v\":8}");
+	assert_non_null(next = join_then_replace(s, "e11", "e12", "[\"metadata\"]"));
+	assert_run_entity(s, next, "{\"v\":2}");
 	assert_null(end_run(s, next));
 	free(next);
-	free(r1);
-	free(r2);
 	/* A run replaced is no longer its driver's (store_run_owned, the
 	 * guard of a trigger's retries). */
 	r1 = accept_pg(s, "e15", "{\"v\":11}", NULL, false);
@@ -510,13 +525,7 @@ test_joined_event_gets_its_run(void **state)
 	free(r1);
 	free(r2);
 	/* ... which a replacement of the whole plan does itself. */
-	r1 = accept_pg(s, "e13", "{\"v\":9}", NULL, false);
-	free(accept_pg(s, "e14", "{\"v\":10}", r1, true));
-	assert_int_equal(store_run_create(s, "databaseService", "pg", "{\"v\":10}",
-	    NULL, true, &r2, &cause), STORE_OK);
-	assert_null(end_run(s, r2));
-	free(r1);
-	free(r2);
+	assert_null(join_then_replace(s, "e13", "e14", NULL));
 	/* The service's entity written with no event joined (as a schema-2
 	 * process on the same store writes it): nothing follows. */
 	assert_int_equal(store_run_create(s, "databaseService", "pg", "{\"v\":3}",
