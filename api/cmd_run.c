@@ -48,6 +48,7 @@ struct run_watch {
 	unsigned nlines, drawn;
 	char run_state[24];
 	char *run_error;
+	char *followed_by;	/* the run made to follow this one, or NULL */
 	bool done, left;	/* final, or no longer driven here */
 	bool interrupted;
 	struct event *tick, *sigint, *sigterm;
@@ -554,6 +555,10 @@ run_observe(const struct sched_event *ev, void *arg)
 			free(w->run_error);
 			w->run_error = ap_term_text(ev->error);
 		}
+		if (ev->followed_by != NULL) {
+			free(w->followed_by);
+			w->followed_by = ap_xstrdup(ev->followed_by);
+		}
 		if (ev->old_state != NULL && strcmp(ev->old_state, ev->new_state) == 0)
 			w->left = true;
 		else {
@@ -952,29 +957,23 @@ halts_wait(struct run_watch *w)
 	event_free(guard);
 }
 
-/* A webhook event that joined the run may have asked for a run of its own
- * (store_run_followup): this process does not drive it; say so. */
-static void
-followup_note(struct store *st, const char *type, const char *fqn,
-    const char *run_id)
+/* A webhook event that joined the run asked for a run of its own, made in
+ * the commit that ended this one (store_run_followup): true when there is
+ * one and it is stored. */
+static bool
+followup_stored(struct run_watch *w)
 {
-	json_t *runs = NULL, *r;
+	json_t *doc = NULL;
 	char *cause = NULL;
 
-	if (store_runs_json(st, fqn, 1, &runs, &cause) != STORE_OK) {
+	if (w->followed_by == NULL || !w->done || w->left)
+		return false;
+	if (store_run_json(w->rt.store, w->followed_by, &doc, &cause) != STORE_OK) {
 		free(cause);
-		return;
+		return false;
 	}
-	r = json_array_get(runs, 0);
-	if (r != NULL && !ap_streq(json_string_value(json_object_get(r, "run_id")),
-	    run_id) && ap_streq(json_string_value(json_object_get(json_object_get(r,
-	    "service"), "type")), type) && ap_streq(json_string_value(
-	    json_object_get(r, "state")), "pending"))
-		fprintf(stderr, "autopilot: run: an event received while run %s ran"
-		    " asks for a run of its own: run %s follows (`autopilot serve` on"
-		    " this state database takes it up)\n", run_id,
-		    json_string_value(json_object_get(r, "run_id")));
-	json_decref(runs);
+	json_decref(doc);
+	return true;
 }
 
 static int
@@ -1000,6 +999,7 @@ run_exec(int argc, char **argv)
 	const char *names[RUN_MAX_AGENTS + 1];
 	char *type = NULL, *agents_arg = NULL, *cause = NULL, *run_id = NULL, *text;
 	bool no_wait = false, replace = false, restricted = false, resumable = false;
+	bool followed = false;
 	struct timeval second = { 1, 0 };
 	json_t *entity = NULL, *doc = NULL;
 	enum store_result r;
@@ -1214,12 +1214,15 @@ run_exec(int argc, char **argv)
 		    " or when this `run` is given again\n", run_id);
 	/* --json promises one document, also when interrupted: the run as
 	 * stored, unfinished. */
+	followed = followup_stored(&w);
 	if (w.json) {
 		if (store_run_json(w.rt.store, run_id, &doc, &cause) != STORE_OK) {
 			fprintf(stderr, "autopilot: run: state store: %s\n", cause);
 			rc = AP_EXIT_UNREACHABLE;
 			goto out;
 		}
+		if (followed)
+			json_object_set_new(doc, "followed_by", json_string(w.followed_by));
 		text = json_dumps(doc, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
 		printf("%s\n", text);
 		free(text);
@@ -1233,8 +1236,11 @@ run_exec(int argc, char **argv)
 		    w.run_error != NULL ? w.run_error : "");
 	rc = !w.interrupted && w.done && strcmp(w.run_state, "succeeded") == 0 ? AP_EXIT_OK :
 	    AP_EXIT_FAILED;
-	if (w.done && !w.left)
-		followup_note(w.rt.store, type, fqn, run_id);
+	/* This process does not drive the run that follows: say so. */
+	if (followed)
+		fprintf(stderr, "autopilot: run: an event received while run %s ran"
+		    " asks for a run of its own: run %s follows (`autopilot serve`"
+		    " on this state database takes it up)\n", run_id, w.followed_by);
 out:
 	if (w.rt.sched != NULL)
 		sched_set_observer(w.rt.sched, NULL, NULL);
@@ -1252,6 +1258,7 @@ out:
 	json_decref(doc);
 	json_decref(entity);
 	free(w.run_error);
+	free(w.followed_by);
 	free(run_id);
 	free(agents_arg);
 	free(type);

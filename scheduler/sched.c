@@ -478,9 +478,10 @@ static void sched_run_advance(struct sched_run *r);
 static void sched_agent_act(struct sched_agent *a);
 static void sched_kick(struct sched *s);
 
+/* Tells the observer; followed_by: see struct sched_event. */
 static void
-sched_notify(struct sched_run *r, struct sched_agent *a, const char *old,
-    const char *new, const char *error)
+sched_tell(struct sched_run *r, struct sched_agent *a, const char *old,
+    const char *new, const char *error, const char *followed_by)
 {
 	struct sched_event ev = {
 		.run_id = r->run_id,
@@ -493,10 +494,18 @@ sched_notify(struct sched_run *r, struct sched_agent *a, const char *old,
 		.dag_run_id = a ? a->dag_run_id : NULL,
 		.attempt = a ? a->attempt : 0,
 		.error = error,
+		.followed_by = followed_by,
 	};
 
 	if (r->s->observer != NULL)
 		r->s->observer(&ev, r->s->observer_arg);
+}
+
+static void
+sched_notify(struct sched_run *r, struct sched_agent *a, const char *old,
+    const char *new, const char *error)
+{
+	sched_tell(r, a, old, new, error, NULL);
 }
 
 /*
@@ -952,21 +961,20 @@ sched_run_set_state(struct sched_run *r, enum sched_run_state to, const char *er
 	ap_info("run %s (%s): %s -> %s%s%s", r->run_id, r->fqn,
 	    sched_run_state_name(from), sched_run_state_name(to),
 	    error ? ": " : "", error ? error : "");
-	if (next != NULL) {
+	if (next != NULL)
 		ap_info("run %s (%s): an event received while it ran asks for a"
 		    " run of its own: run %s follows", r->run_id, r->fqn, next);
-		/* A serve takes it up once it is committed (sched_flush_cb);
-		 * `run` leaves it to one. */
-		if (r->s->recover && !r->s->stopped) {
-			r->s->followups = ap_xreallocarray(r->s->followups,
-			    r->s->nfollowups + 1, sizeof *r->s->followups);
-			r->s->followups[r->s->nfollowups++] = next;
-			sched_flush_soon(r->s);
-		} else
-			free(next);
-	}
-	sched_notify(r, NULL, sched_run_state_name(from), sched_run_state_name(to),
-	    error);
+	sched_tell(r, NULL, sched_run_state_name(from), sched_run_state_name(to),
+	    error, next);
+	/* A serve takes it up once it is committed (sched_flush_cb); `run`
+	 * leaves it to one. */
+	if (next != NULL && r->s->recover && !r->s->stopped) {
+		r->s->followups = ap_xreallocarray(r->s->followups,
+		    r->s->nfollowups + 1, sizeof *r->s->followups);
+		r->s->followups[r->s->nfollowups++] = next;
+		sched_flush_soon(r->s);
+	} else
+		free(next);
 	if (sched_run_state_final(to) && !r->dead)
 		sched_run_abandon(r, NULL, false);	/* done: free on a later turn */
 	return 0;

@@ -148,6 +148,9 @@ struct sched_event {
 	const char *dag_run_id;
 	unsigned attempt;
 	const char *error;	/* may be NULL */
+	/* A run's final state: the run made to follow it for an event that
+	 * joined it (store_run_followup), else NULL. */
+	const char *followed_by;
 };
 typedef void (*sched_observer_cb)(const struct sched_event *ev, void *arg);
 

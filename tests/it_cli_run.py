@@ -383,6 +383,7 @@ def main():
         set_running_ms(sim, 80)
         rc, out, err = cli(["run", "-c", conf, "sales_postgres", "--replace", "--json"])
         check(rc == 0, "--replace after --no-wait: %d %s" % (rc, err))
+        check("followed_by" not in json.loads(out), "no run follows, none named: %s" % out[:300])
 
         # An event joins the run `run` drives with another entity (as serve's
         # inbox does: the service's entity replaced and marked as joined to
@@ -393,7 +394,7 @@ def main():
         joined_file = os.path.join(tmp, "joined.json")
         with open(joined_file, "w") as f:
             json.dump(entity("databaseService", "joined_pg"), f)
-        driver = run_bg(["-c", conf, "joined_pg", "--service-json", joined_file])
+        driver = run_bg(["-c", conf, "joined_pg", "--service-json", joined_file, "--json"])
         try:
             first = None
             deadline = time.monotonic() + 30
@@ -409,11 +410,12 @@ def main():
                        (json.dumps(entity("databaseService", "joined_pg")), first))
             db.commit()
             db.close()
-            _, err = driver.communicate(timeout=60)
+            out, err = driver.communicate(timeout=60)
         finally:
             driver.kill()
             driver.wait()
         check(driver.returncode == 0, "the joined run: %d %s" % (driver.returncode, err))
+        doc = json.loads(out)
         rc, out, _ = cli(["status", "-c", conf, "--json", "--limit", "2", "joined_pg"])
         runs = json.loads(out)
         check(len(runs) == 2 and runs[1]["run_id"] == first and runs[0]["state"] == "pending"
@@ -421,6 +423,8 @@ def main():
               "a follow-up run is pending: %s" % out[:400])
         check("asks for a run of its own: run %s follows" % runs[0]["run_id"] in err,
               "run says a run follows: %s" % err)
+        check(doc["run_id"] == first and doc["followed_by"] == runs[0]["run_id"],
+              "--json names the run that follows: %s" % out[:400])
         rc, out, _ = cli(["status", "-c", conf, "--limit", "1", "joined_pg"])
         check("waiting: no process has taken this run up yet" in out, "status: waiting: %s" % out)
         set_running_ms(sim, 80)
