@@ -210,7 +210,7 @@ webhook_key_verify(struct webhook_key *k, const void *body, size_t len,
 }
 
 unsigned
-webhook_json_depth(const char *text, size_t len, unsigned limit)
+webhook_json_depth(const char *text, size_t len, unsigned limit, size_t *at)
 {
 	unsigned depth = 0, max = 0;
 	bool in_str = false, esc = false;
@@ -233,8 +233,11 @@ webhook_json_depth(const char *text, size_t len, unsigned limit)
 		else if (ch == '{' || ch == '[') {
 			if (++depth > max) {
 				max = depth;
-				if (max > limit)
+				if (max > limit) {
+					if (at != NULL)
+						*at = i;
 					return max;
+				}
 			}
 		} else if ((ch == '}' || ch == ']') && depth > 0)
 			depth--;
@@ -287,6 +290,14 @@ req_string(const json_t *o, const char *where, const char *key, const char **out
 	return 0;
 }
 
+/* jansson refused a string holding \u0000 (JSON allows it; autopilot does
+ * not: every string it reads ends at its first NUL). */
+static bool
+nul_refused(const json_error_t *jerr)
+{
+	return strstr(jerr->text, "\\u0000 is not allowed") != NULL;
+}
+
 /* The service entity of an entityCreated event: object, or a JSON string of one. */
 enum webhook_parse_result
 webhook_event_entity(const json_t *ev, const char *where, unsigned max_depth, json_t **out,
@@ -295,7 +306,7 @@ webhook_event_entity(const json_t *ev, const char *where, unsigned max_depth, js
 	json_t *v = json_object_get(ev, "entity"), *e;
 	json_error_t jerr;
 	const char *s;
-	size_t n;
+	size_t n, at = 0;
 
 	*out = NULL;
 	if (v == NULL || json_is_null(v)) {
@@ -313,15 +324,17 @@ webhook_event_entity(const json_t *ev, const char *where, unsigned max_depth, js
 	}
 	s = json_string_value(v);
 	n = json_string_length(v);
-	if (webhook_json_depth(s, n, max_depth) > max_depth) {
-		*cause = ap_xprintf("%sentity: nested deeper than %u levels", where,
-		    max_depth);
+	if (webhook_json_depth(s, n, max_depth, &at) > max_depth) {
+		*cause = ap_xprintf("%sentity: nested deeper than %u levels (position"
+		    " %zu)", where, max_depth, at + 1);
 		return WEBHOOK_PARSE_TOO_DEEP;
 	}
 	e = json_loadb(s, n, JSON_REJECT_DUPLICATES, &jerr);
 	if (e == NULL) {
-		*cause = ap_xprintf("%sentity: not valid JSON: %s (position %d)", where,
-		    jerr.text, jerr.position);
+		*cause = nul_refused(&jerr) ? ap_xprintf("%sentity: holds \\u0000"
+		    " (a NUL character), which is not accepted (position %d)", where,
+		    jerr.position) : ap_xprintf("%sentity: not valid JSON: %s"
+		    " (position %d)", where, jerr.text, jerr.position);
 		return WEBHOOK_PARSE_INVALID;
 	}
 	if (!json_is_object(e)) {
@@ -337,9 +350,10 @@ static enum webhook_parse_result
 parse_event(const json_t *ev, const char *where, unsigned max_depth,
     struct webhook_event *out, char **cause)
 {
-	const char *id, *etype, *entity_type, *fqn = NULL, *stype, *eid, *ename;
+	const char *id, *etype, *entity_type, *entity_id, *fqn = NULL, *stype, *eid;
+	const char *ename;
 	char *ewhere = NULL;
-	json_t *ts, *entity = NULL, *conn;
+	json_t *ts, *entity = NULL, *conn, *v;
 	enum webhook_parse_result r = WEBHOOK_PARSE_INVALID;
 
 	memset(out, 0, sizeof *out);
@@ -366,6 +380,8 @@ parse_event(const json_t *ev, const char *where, unsigned max_depth,
 		*cause = ap_xprintf("%stimestamp: must be an integer (epoch ms)", where);
 		return WEBHOOK_PARSE_INVALID;
 	}
+	if (req_string(ev, where, "entityId", &entity_id, cause) < 0)
+		return WEBHOOK_PARSE_INVALID;
 	out->id = ap_xstrdup(id);
 	out->event_type = ap_xstrdup(etype);
 	out->entity_type = ap_xstrdup(entity_type);
@@ -388,6 +404,16 @@ parse_event(const json_t *ev, const char *where, unsigned max_depth,
 		goto fail;
 	r = WEBHOOK_PARSE_INVALID;
 	ewhere = ap_xprintf("%sentity.", where);
+	v = json_object_get(ev, "entityFullyQualifiedName");
+	if (v != NULL && !json_is_null(v) && !json_is_string(v)) {
+		*cause = ap_xprintf("%sentityFullyQualifiedName: must be a string",
+		    where);
+		goto fail;
+	}
+	v = json_object_get(entity, "name");
+	if (v != NULL && !json_is_null(v) && req_string(entity, ewhere, "name",
+	    &ename, cause) < 0)
+		goto fail;
 	if (json_object_get(entity, "fullyQualifiedName") != NULL) {
 		if (req_string(entity, ewhere, "fullyQualifiedName", &fqn, cause) < 0)
 			goto fail;
@@ -453,17 +479,31 @@ webhook_parse(const char *body, size_t len, unsigned max_depth,
 	json_error_t jerr;
 	json_t *root = NULL, *data;
 	enum webhook_parse_result r;
-	size_t i, n;
+	size_t i, n, at = 0;
 	char *why = NULL;
 
 	memset(out, 0, sizeof *out);
-	if (webhook_json_depth(body, len, max_depth) > max_depth) {
-		*cause = ap_xprintf("body: JSON nested deeper than %u levels", max_depth);
+	if (webhook_json_depth(body, len, max_depth, &at) > max_depth) {
+		size_t line = 1, col = 1;
+
+		for (i = 0; i < at; i++, col++)
+			if (body[i] == '\n') {
+				line++;
+				col = 0;
+			}
+		*cause = ap_xprintf("body: JSON nested deeper than %u levels (line %zu,"
+		    " column %zu)", max_depth, line, col);
 		return WEBHOOK_PARSE_TOO_DEEP;
 	}
 	/* A key given twice would be read as its last value here and perhaps
 	 * as its first elsewhere: refused (OpenMetadata never sends one). */
 	root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
+	if (root == NULL && nul_refused(&jerr)) {
+		*cause = ap_xprintf("body: a string holds \\u0000 (a NUL character),"
+		    " which is not accepted (line %d, column %d)", jerr.line,
+		    jerr.column);
+		return WEBHOOK_PARSE_INVALID;
+	}
 	if (root == NULL) {
 		*cause = ap_xprintf("body: not valid JSON: %s (line %d, column %d)",
 		    jerr.text, jerr.line, jerr.column);
@@ -478,7 +518,8 @@ webhook_parse(const char *body, size_t len, unsigned max_depth,
 		}
 		n = json_array_size(data);
 		if (n > WEBHOOK_MAX_EVENTS) {
-			*cause = ap_xprintf("data: more than %d events in one delivery",
+			*cause = ap_xprintf("data: %zu events in one delivery, more than"
+			    " the %d accepted (send smaller batches)", n,
 			    WEBHOOK_MAX_EVENTS);
 			r = WEBHOOK_PARSE_INVALID;
 			goto out;

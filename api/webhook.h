@@ -20,8 +20,9 @@
 
 #include <jansson.h>
 
-/* Most events in one {"data": [...]} delivery. */
-#define WEBHOOK_MAX_EVENTS 100
+/* Most events in one {"data": [...]} delivery (each is stored and answered
+ * in the loop turn that reads it). */
+#define WEBHOOK_MAX_EVENTS 1000
 
 /*
  * The signature OpenMetadata sends for body: "sha256=" followed by the
@@ -56,9 +57,10 @@ enum webhook_sig webhook_key_verify(struct webhook_key *k, const void *body, siz
     const char *header, const char **detail);
 
 /* Deepest nesting of arrays and objects in a JSON text (strings skipped);
- * stops counting once above limit. Never fails: malformed text is the
+ * stops counting once above limit, with *at (when not NULL) the offset of
+ * the bracket that went above it. Never fails: malformed text is the
  * parser's business. */
-unsigned webhook_json_depth(const char *text, size_t len, unsigned limit);
+unsigned webhook_json_depth(const char *text, size_t len, unsigned limit, size_t *at);
 
 enum webhook_action {
 	WEBHOOK_ACT,		/* start (or join) a run for this service */

@@ -260,6 +260,29 @@ test_batches(void **state)
 	webhook_batch_cleanup(&b);
 	free(body);
 
+	/* Up to WEBHOOK_MAX_EVENTS events a delivery; one more is refused,
+	 * saying how many came. */
+	{
+		struct ap_buf big;
+		int i;
+
+		ap_buf_init(&big);
+		ap_buf_printf(&big, "{\"data\": [");
+		for (i = 0; i < WEBHOOK_MAX_EVENTS; i++)
+			ap_buf_printf(&big, "%s%s", i > 0 ? ", " : "", one);
+		ap_buf_printf(&big, "]}");
+		assert_int_equal(parse(big.data, &b, &cause), WEBHOOK_PARSE_OK);
+		assert_int_equal(b.n, WEBHOOK_MAX_EVENTS);
+		webhook_batch_cleanup(&b);
+		big.len -= 2;
+		ap_buf_printf(&big, ", %s]}", one);
+		assert_int_equal(parse(big.data, &b, &cause), WEBHOOK_PARSE_INVALID);
+		assert_string_equal(cause, "data: 1001 events in one delivery, more"
+		    " than the 1000 accepted (send smaller batches)");
+		free(cause);
+		ap_buf_cleanup(&big);
+	}
+
 	/* One event that cannot be read does not keep the others out. */
 	body = ap_xprintf("{\"data\": [{\"id\": \"x\"}, %s, 7, {\"id\": \"\","
 	    " \"eventType\": \"entityCreated\"}]}", one);
@@ -342,9 +365,29 @@ test_invalid(void **state)
 	    "{\"id\": {\"a\": 1}, \"fullyQualifiedName\": \"pg\", \"serviceType\":"
 	    " \"Postgres\"}"), WEBHOOK_PARSE_INVALID, "entity.id: must be a non-empty string");
 	expect_invalid("{\"id\": \"e3\", \"eventType\": \"entityCreated\","
-	    " \"entityType\": \"dashboardService\", \"timestamp\": 1,"
+	    " \"entityType\": \"dashboardService\", \"timestamp\": 1, \"entityId\": \"x\","
 	    " \"entityFullyQualifiedName\": \"looker\", \"entity\": {\"id\": \"l1\","
 	    " \"serviceType\": \"Looker\"}}", WEBHOOK_PARSE_INVALID, "entity.name: missing");
+
+	/* Read by the schema's names and types, each named when wrong. */
+	expect_invalid("{\"id\": \"e\", \"eventType\": \"entityDeleted\", \"entityType\":"
+	    " \"databaseService\", \"timestamp\": 1}", WEBHOOK_PARSE_INVALID,
+	    "entityId: missing");
+	expect_invalid("{\"id\": \"e4\", \"eventType\": \"entityCreated\","
+	    " \"entityType\": \"databaseService\", \"timestamp\": 1, \"entityId\": \"x\","
+	    " \"entityFullyQualifiedName\": 5, \"entity\": {\"id\": \"s1\","
+	    " \"serviceType\": \"Postgres\"}}", WEBHOOK_PARSE_INVALID,
+	    "entityFullyQualifiedName: must be a string");
+	expect_invalid(event("entityCreated", "databaseService", "{\"id\": \"s1\","
+	    " \"name\": 5, \"fullyQualifiedName\": \"pg\", \"serviceType\": \"Postgres\"}"),
+	    WEBHOOK_PARSE_INVALID, "entity.name: must be a non-empty string");
+	/* \u0000 is JSON, but no string autopilot reads may hold it. */
+	expect_invalid("{\"id\": \"a\\u0000b\", \"eventType\": \"entityCreated\"}",
+	    WEBHOOK_PARSE_INVALID, "body: a string holds \\u0000 (a NUL character),"
+	    " which is not accepted (line 1, column 17)");
+	expect_invalid(event("entityCreated", "databaseService", "\"{\\\"id\\\":"
+	    " \\\"s\\\\u0000\\\"}\""), WEBHOOK_PARSE_INVALID,
+	    "entity: holds \\u0000 (a NUL character)");
 
 	/* A key given twice is refused, not read as its last value: in the
 	 * event, in an entity object and in an entity given as a string. */
@@ -364,22 +407,26 @@ test_invalid(void **state)
 	for (i = 0; i < 100; i++)
 		deep[i] = '[';
 	deep[100] = '\0';
-	expect_invalid(deep, WEBHOOK_PARSE_TOO_DEEP, "deeper than 32");
+	expect_invalid(deep, WEBHOOK_PARSE_TOO_DEEP,
+	    "deeper than 32 levels (line 1, column 33)");
+	body = ap_xprintf("{\n \"a\": %s", deep);
+	expect_invalid(body, WEBHOOK_PARSE_TOO_DEEP, "(line 2, column 38)");
+	free(body);
 	body = ap_xprintf("\"{\\\"a\\\": %s\"", deep);
 	expect_invalid(event("entityCreated", "databaseService", body),
-	    WEBHOOK_PARSE_TOO_DEEP, "entity: nested deeper");
+	    WEBHOOK_PARSE_TOO_DEEP, "entity: nested deeper than 32 levels (position 38)");
 	free(body);
 }
 
 static void
 test_depth(void **state)
 {
-	assert_int_equal(webhook_json_depth("{}", 2, 10), 1);
-	assert_int_equal(webhook_json_depth("{\"a\": [[1], {\"b\": 2}]}", 22, 10), 3);
+	assert_int_equal(webhook_json_depth("{}", 2, 10, NULL), 1);
+	assert_int_equal(webhook_json_depth("{\"a\": [[1], {\"b\": 2}]}", 22, 10, NULL), 3);
 	/* Brackets inside strings, escaped quotes included, do not count. */
-	assert_int_equal(webhook_json_depth("{\"a\": \"[[[\\\"[[[\"}", 17, 10), 1);
-	assert_int_equal(webhook_json_depth("[[[[[[", 6, 3), 4);
-	assert_int_equal(webhook_json_depth("", 0, 3), 0);
+	assert_int_equal(webhook_json_depth("{\"a\": \"[[[\\\"[[[\"}", 17, 10, NULL), 1);
+	assert_int_equal(webhook_json_depth("[[[[[[", 6, 3, NULL), 4);
+	assert_int_equal(webhook_json_depth("", 0, 3, NULL), 0);
 }
 
 int

@@ -37,7 +37,7 @@ check_batch(const char *body, size_t len, unsigned depth)
 	}
 	if (cause != NULL || b.n == 0 || b.n > WEBHOOK_MAX_EVENTS)
 		abort();
-	if (webhook_json_depth(body, len, depth + 1) > depth)
+	if (webhook_json_depth(body, len, depth + 1, NULL) > depth)
 		abort();
 	for (i = 0; i < b.n; i++) {
 		const struct webhook_event *e = &b.events[i];
