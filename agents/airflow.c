@@ -654,8 +654,14 @@ req_unwanted(struct airflow_req *q)
 	req_error(q, "Not sent again", "what it was for is no longer this"
 	    " process's (the run was replaced or taken over)");
 	req_finish(q, AIRFLOW_UNAVAILABLE, 0);
-	/* Released as the probe: the next waiter goes instead. */
-	if (c->open && c->probe == NULL && c->probe_ready)
+	/* The probe, never sent (it waited for a slot), or a waiter released
+	 * as the probe: the next waiter probes instead. */
+	if (q->is_probe) {
+		q->is_probe = false;
+		c->probe = NULL;
+		if (c->open)
+			breaker_arm(c, 0);
+	} else if (c->open && c->probe == NULL && c->probe_ready)
 		breaker_arm(c, 0);
 	return true;
 }

@@ -872,6 +872,66 @@ test_guard_stops_retry(void **state)
 	fake_stop(&f);
 }
 
+/*
+ * The breaker's probe, queued for a slot, is refused by its guard as it
+ * leaves the queue: the probe is released, and the next request probes
+ * (before, the breaker stayed open with nothing left to probe: every later
+ * request waited out its time, "Circuit breaker open").
+ */
+static void
+test_guard_releases_probe(void **state)
+{
+	const struct airflow_ops *ops = airflow_client_ops();
+	struct fake f;
+	struct airflow_client *c;
+	struct call held[2], down[5], probe, next;
+	struct airflow_req *h[2], *q;
+	bool no = false;
+	unsigned i;
+
+	(void)state;
+	memset(held, 0, sizeof held);
+	memset(down, 0, sizeof down);
+	memset(&probe, 0, sizeof probe);
+	memset(&next, 0, sizeof next);
+	fake_start(&f);
+	c = client_new_cfg(&f, AIRFLOW_API_V1, 5, AIRFLOW_RETRIES_NONE, 2);
+	ncalls = 0;
+	/* One slot held; five 503s through the other open the breaker, the
+	 * second slot held behind the last of them. */
+	h[0] = get_run(c, "held", &held[0]);
+	for (i = 0; i < 5; i++) {
+		get_run(c, "down", &down[i]);
+		if (i == 4)
+			h[1] = get_run(c, "held", &held[1]);
+		wait_calls(&f, i + 1);
+		assert_int_equal(down[i].status, AIRFLOW_UNAVAILABLE);
+	}
+	assert_true(ops->unreachable(c));
+	spin(&f, 50);			/* the probe's turn */
+	q = get_run(c, "r2", &probe);	/* the probe, queued for a slot */
+	ops->guard(c, q, guard_no, &no);
+	spin(&f, 50);
+	assert_int_equal(probe.calls, 0);
+	ops->cancel(c, h[1]);		/* it leaves the queue: "no" */
+	wait_calls(&f, 6);
+	assert_string_equal(probe.title, "Not sent again");
+	ops->cancel(c, h[0]);
+	get_run(c, "r3", &next);	/* probes, and Airflow is back */
+	wait_calls(&f, 7);
+	assert_int_equal(next.status, AIRFLOW_OK);
+	assert_string_equal(next.run_id, "r3");
+	assert_false(ops->unreachable(c));
+	airflow_client_free(c);
+	for (i = 0; i < 5; i++)
+		call_cleanup(&down[i]);
+	call_cleanup(&held[0]);
+	call_cleanup(&held[1]);
+	call_cleanup(&probe);
+	call_cleanup(&next);
+	fake_stop(&f);
+}
+
 /* Asks for run in c, bounded by ms; checks that it ends "Out of time" with
  * a detail holding what, no sooner than the bound and long before
  * request_timeout_ms (30 s). */
@@ -991,6 +1051,7 @@ main(void)
 		cmocka_unit_test(test_limit_ends_waits),
 		cmocka_unit_test(test_limit_ends_unanswered),
 		cmocka_unit_test(test_guard_stops_retry),
+		cmocka_unit_test(test_guard_releases_probe),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
