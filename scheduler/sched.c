@@ -933,19 +933,13 @@ sched_run_set_state(struct sched_run *r, enum sched_run_state to, const char *er
 		sched_run_abandon(r, "state store error", true);
 		return -1;
 	}
-	/* An event that joined the run may ask for another: made first (all
-	 * or nothing), so that it goes in the same commit as the end of this
-	 * one, or neither does and the run, taken back, ends again. */
-	if (sched_run_state_final(to) &&
-	    store_run_followup(r->s->store, r->run_id, &next, &cause) != STORE_OK) {
-		ap_error("run %s: cannot look for a run to follow it: %s", r->run_id,
-		    cause);
-		free(cause);
-		sched_run_abandon(r, "state store error", true);
-		return -1;
-	}
-	rc = store_run_set_state(r->s->store, r->run_id, sched_run_state_name(to),
-	    error, sched_run_state_final(to), &cause);
+	/* An event that joined the run may ask for another: made with its
+	 * end (all or nothing), so that both go in the same commit, or
+	 * neither does and the run, taken back, ends again. */
+	rc = sched_run_state_final(to) ? store_run_end(r->s->store, r->run_id,
+	    sched_run_state_name(to), error, &next, &cause) :
+	    store_run_set_state(r->s->store, r->run_id, sched_run_state_name(to),
+	    error, false, &cause);
 	if (rc != STORE_OK) {
 		if (rc == STORE_LOST)
 			sched_run_abandon(r, "the run is no longer ours", false);

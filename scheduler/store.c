@@ -2012,17 +2012,18 @@ store_run_set_state(struct store *s, const char *run_id, const char *state,
 	return sqlite3_changes(s->db) > 0 ? STORE_OK : STORE_LOST;
 }
 
-enum store_result
+/* The run to follow run_id (see store_run_end), inside a transaction. */
+static int
 store_run_followup(struct store *s, const char *run_id, char **next, char **cause)
 {
 	sqlite3_stmt *st = store_stmt(s, Q_RUN_FOLLOWUP, cause);
 	char *type = NULL, *fqn = NULL, *entity = NULL, *other = NULL;
-	bool needed = false, nested;
+	bool needed = false;
 	int rc;
 
 	*next = NULL;
 	if (st == NULL)
-		return STORE_ERROR;
+		return -1;
 	bind_text(st, 1, run_id);
 	bind_text(st, 2, s->owner);
 	rc = sqlite3_step(st);
@@ -2035,28 +2036,41 @@ store_run_followup(struct store *s, const char *run_id, char **next, char **caus
 	sqlite3_reset(st);
 	if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
 		store_set_cause(s, cause, "look for an event joined to the run");
-		return STORE_ERROR;
+		return -1;
 	}
 	/* Another active run of the service (it replaced this one) already
 	 * takes that entity up. */
 	rc = needed ? store_active_other(s, type, fqn, run_id, &other, cause) : 0;
-	/* All or nothing, also inside a batch. */
-	if (rc == 0 && needed && other == NULL) {
-		if ((rc = store_join(s, &nested, cause)) == 0) {
-			rc = store_new_run(s, type, fqn, entity, NULL, next, cause);
-			if (rc == 0 && (rc = store_done(s, nested, cause)) != 0) {
-				free(*next);
-				*next = NULL;
-			}
-			if (rc != 0)
-				store_undo(s, nested);
-		}
-	}
+	if (rc == 0 && needed && other == NULL)
+		rc = store_new_run(s, type, fqn, entity, NULL, next, cause);
 	free(type);
 	free(fqn);
 	free(entity);
 	free(other);
-	return rc == 0 ? STORE_OK : STORE_ERROR;
+	return rc;
+}
+
+enum store_result
+store_run_end(struct store *s, const char *run_id, const char *state,
+    const char *error, char **next, char **cause)
+{
+	enum store_result r = STORE_ERROR;
+	bool nested;
+
+	*next = NULL;
+	/* All or nothing, also inside a batch. */
+	if (store_join(s, &nested, cause) != 0)
+		return STORE_ERROR;
+	if (store_run_followup(s, run_id, next, cause) == 0 &&
+	    (r = store_run_set_state(s, run_id, state, error, true, cause)) ==
+	    STORE_OK && store_done(s, nested, cause) != 0)
+		r = STORE_ERROR;
+	if (r != STORE_OK) {
+		store_undo(s, nested);
+		free(*next);
+		*next = NULL;
+	}
+	return r;
 }
 
 enum store_result

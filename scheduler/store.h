@@ -98,16 +98,16 @@ enum store_result store_inbox_accept(struct store *s, const char *event_id,
     char **run_id, bool *joined, bool *follows, char **cause);
 
 /*
- * Inside a transaction, as run_id (active, this handle's) ends, before its
- * final state is written: when an event joined it (the
- * service's entity changed while it ran) and either that entity is another
- * than the run's or the run was limited to some agents, a new pending run
- * of the service with that entity, its id in *next (a new string); else
- * *next is NULL. So an event that joined a run is never left without the
- * run it asked for.
+ * Ends run_id (active, this handle's) in final state (error may be NULL),
+ * all or nothing: when an event joined it (the service's entity changed
+ * while it ran) and either that entity is another than the run's or the
+ * run was limited to some agents, a new pending run of the service with
+ * that entity is made with it, its id in *next (a new string); else *next
+ * is NULL. So an event that joined a run is never left without the run it
+ * asked for. STORE_LOST (nothing written) if the run is not ours any more.
  */
-enum store_result store_run_followup(struct store *s, const char *run_id,
-    char **next, char **cause);
+enum store_result store_run_end(struct store *s, const char *run_id,
+    const char *state, const char *error, char **next, char **cause);
 
 /* STORE_OK while run_id is active and this handle's (the ownership fence
  * of agent writes, read only), STORE_LOST when not. */

@@ -403,9 +403,7 @@ end_run(struct store *s, const char *id)
 	char *cause = NULL, *next = NULL;
 
 	assert_int_equal(store_claim(s, id, &cause), STORE_OK);
-	/* As the scheduler does: the follow-up first, then the end. */
-	assert_int_equal(store_run_followup(s, id, &next, &cause), STORE_OK);
-	assert_int_equal(store_run_set_state(s, id, "succeeded", NULL, true, &cause),
+	assert_int_equal(store_run_end(s, id, "succeeded", NULL, &next, &cause),
 	    STORE_OK);
 	return next;
 }
@@ -513,6 +511,18 @@ test_joined_event_gets_its_run(void **state)
 	assert_run_entity(s, next, "{\"v\":2}");
 	assert_null(end_run(s, next));
 	free(next);
+	/* A run that is not ours any more ends nothing and makes no run to
+	 * follow it: the end and the follow-up go together or not at all. */
+	r1 = accept_pg(s, "e16", "{\"v\":12}", NULL, false);
+	free(accept_pg(s, "e17", "{\"v\":13}", r1, true));
+	assert_int_equal(store_run_end(s, r1, "succeeded", NULL, &next, &cause),
+	    STORE_LOST);
+	assert_null(next);
+	assert_non_null(next = end_run(s, r1));	/* once claimed, it follows */
+	assert_run_entity(s, next, "{\"v\":13}");
+	assert_null(end_run(s, next));
+	free(next);
+	free(r1);
 	/* A run replaced is no longer its driver's (store_run_owned, the
 	 * guard of a trigger's retries). */
 	r1 = accept_pg(s, "e15", "{\"v\":11}", NULL, false);
