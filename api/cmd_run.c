@@ -941,20 +941,24 @@ halts_guard(evutil_socket_t fd, short what, void *arg)
 	(void)arg;
 }
 
-static void
+/* False when an Airflow run of a replaced run was not marked failed (the
+ * scheduler has said which, and why). */
+static bool
 halts_wait(struct run_watch *w)
 {
 	struct timeval tv = { HALT_WAIT_MS / 1000, 0 };
 	struct event *guard;
 
 	if (sched_halts_pending(w->rt.sched) == 0)
-		return;
+		return sched_halts_failed(w->rt.sched) == 0;
 	sched_stop(w->rt.sched);
 	guard = evtimer_new(w->rt.base, halts_guard, NULL);
 	evtimer_add(guard, &tv);
 	while (sched_halts_pending(w->rt.sched) > 0 && evtimer_pending(guard, NULL))
 		event_base_loop(w->rt.base, EVLOOP_ONCE);
 	event_free(guard);
+	return sched_halts_pending(w->rt.sched) == 0 &&
+	    sched_halts_failed(w->rt.sched) == 0;
 }
 
 /* A webhook event that joined the run asked for a run of its own, made in
@@ -1170,13 +1174,18 @@ run_exec(int argc, char **argv)
 			printf("run %s: %s %s submitted; `autopilot serve` on %s takes"
 			    " it up (when one runs there)\n", run_id, type, fqn,
 			    cfg.state_path);
-		if (flags.airflow_url != NULL)
+		if (flags.airflow_url != NULL && !replace)
 			fprintf(stderr, "autopilot: run: warning: --airflow-url is not"
-			    " used with --no-wait: the serve that drives the run uses"
-			    " its own airflow.url\n");
+			    " used with --no-wait but for --replace: the serve that"
+			    " drives the run uses its own airflow.url\n");
 		fflush(stdout);
-		halts_wait(&w);
 		rc = AP_EXIT_OK;
+		if (!halts_wait(&w)) {
+			fprintf(stderr, "autopilot: run: the replaced run's Airflow runs"
+			    " could not all be marked failed at %s (said above); they go"
+			    " on beside run %s\n", cfg.airflow_url, run_id);
+			rc = AP_EXIT_UNREACHABLE;
+		}
 		goto out;
 	}
 	if (!w.json)
@@ -1221,8 +1230,8 @@ run_exec(int argc, char **argv)
 			rc = AP_EXIT_UNREACHABLE;
 			goto out;
 		}
-		if (followed)
-			json_object_set_new(doc, "followed_by", json_string(w.followed_by));
+		json_object_set_new(doc, "followed_by", followed ?
+		    json_string(w.followed_by) : json_null());
 		text = json_dumps(doc, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
 		printf("%s\n", text);
 		free(text);

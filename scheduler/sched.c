@@ -176,6 +176,7 @@ struct sched {
 	struct sched_retake_list retakes;
 	struct sched_halt_list halts;
 	unsigned nhalts;
+	unsigned halts_failed;		/* Airflow runs not marked failed */
 	/* Admission: runs taken while enough runs already wait for a slot wait
 	 * here, as ids only, oldest first (see sched_full). */
 	char **admit;
@@ -2055,7 +2056,7 @@ sched_find(const struct sched *s, const char *run_id)
 	return NULL;
 }
 
-static void sched_halt_airflow_runs(struct sched *s, const char *new_id,
+static void sched_halt_airflow_runs(struct sched *s, const char *run_id,
     const json_t *runs, const char *what);
 
 /*
@@ -2431,6 +2432,7 @@ sched_halt_cb(const struct airflow_result *res, void *arg)
 		    h->dag_run_id, h->dag_id, res->status == AIRFLOW_OK ?
 		    "marked failed" : "is gone");
 	else {
+		h->s->halts_failed++;
 		why = airflow_result_text("mark failed", res);
 		ap_warn("run %s: %s, but its Airflow run %s of %s goes on: %s",
 		    h->run_id, h->what, h->dag_run_id, h->dag_id, why);
@@ -2451,21 +2453,24 @@ sched_halt_send(struct sched_halt *h)
 		s->ops->limit(s->airflow, h->req, s->cfg.late_budget_ms);
 }
 
-/* PATCHes each {dag_id, dag_run_id} of runs failed, which no agent follows
- * any more (what says why), so that two ingestions of one service do not go
- * on side by side and none goes on unwatched. */
+/* PATCHes each {run_id, dag_id, dag_run_id} of runs failed, which no agent
+ * follows any more (what says why; run_id, when not given, is run_id's),
+ * so that two ingestions of one service do not go on side by side and none
+ * goes on unwatched. */
 static void
-sched_halt_airflow_runs(struct sched *s, const char *new_id, const json_t *runs,
+sched_halt_airflow_runs(struct sched *s, const char *run_id, const json_t *runs,
     const char *what)
 {
 	struct sched_halt *h;
+	const char *of;
 	size_t i;
 	json_t *v;
 
 	json_array_foreach(runs, i, v) {
+		of = json_string_value(json_object_get(v, "run_id"));
 		h = ap_xcalloc(1, sizeof *h);
 		h->s = s;
-		h->run_id = ap_xstrdup(new_id);
+		h->run_id = ap_xstrdup(of != NULL ? of : run_id);
 		h->what = ap_xstrdup(what);
 		h->dag_id = ap_xstrdup(json_string_value(json_object_get(v, "dag_id")));
 		h->dag_run_id = ap_xstrdup(json_string_value(json_object_get(v,
@@ -2504,6 +2509,7 @@ sched_halts_settle(struct sched *s)
 			sched_halt_send(h);
 			break;
 		case STORE_BATCH_LOST:
+			s->halts_failed++;
 			ap_warn("run %s: %s: Airflow run %s of %s not marked failed:"
 			    " the change that ends it was not committed", h->run_id,
 			    h->what, h->dag_run_id, h->dag_id);
@@ -2521,6 +2527,7 @@ sched_halts_cancel(struct sched *s)
 	while ((h = TAILQ_FIRST(&s->halts)) != NULL) {
 		if (h->req != NULL)
 			s->ops->cancel(s->airflow, h->req);
+		s->halts_failed++;
 		ap_warn("run %s: %s, but its Airflow run %s of %s was not marked"
 		    " failed before the stop", h->run_id, h->what, h->dag_run_id,
 		    h->dag_id);
@@ -2534,12 +2541,18 @@ sched_halts_pending(const struct sched *s)
 	return s->nhalts;
 }
 
+unsigned
+sched_halts_failed(const struct sched *s)
+{
+	return s->halts_failed;
+}
+
 enum store_result
 sched_submit(struct sched *s, const char *service_type, const char *fqn,
     const json_t *entity, const char *const *agents, bool replace, char **run_id,
     char **cause)
 {
-	char *ent = NULL, *list = NULL, *id = NULL;
+	char *ent = NULL, *list = NULL, *id = NULL, *what;
 	struct sched_run *old;
 	enum store_result rc;
 	json_t *arr, *halt = NULL;
@@ -2581,7 +2594,9 @@ sched_submit(struct sched *s, const char *service_type, const char *fqn,
 	}
 	/* Whoever drove the old run (here or another process), its Airflow
 	 * runs stop now. */
-	sched_halt_airflow_runs(s, id, halt, "replaced");
+	what = ap_xprintf("replaced by %s", id);
+	sched_halt_airflow_runs(s, id, halt, what);
+	free(what);
 	json_decref(halt);
 	if (sched_take(s, id, cause) != 0) {
 		rc = STORE_ERROR;

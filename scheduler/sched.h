@@ -228,6 +228,9 @@ unsigned sched_agents_in_flight(const struct sched *s);
  * with replace): a short-lived process may run its loop for them after
  * sched_stop, which lets them go on; sched_free drops what is left. */
 unsigned sched_halts_pending(const struct sched *s);
+/* Of those, how many were not marked failed (Airflow refused or could not
+ * be reached, the change that ended them was lost, or the stop came). */
+unsigned sched_halts_failed(const struct sched *s);
 /* Runs taken while the scheduler was full, waiting to be admitted. */
 size_t sched_runs_waiting(const struct sched *s);
 /* True while run_id is driven by this scheduler. */

@@ -1338,7 +1338,8 @@ store_airflow_active(struct store *s, const char *run_id, json_t *out, char **ca
 		return -1;
 	bind_text(st, 1, run_id);
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW)
-		json_array_append_new(out, json_pack("{s:s, s:s}",
+		json_array_append_new(out, json_pack("{s:s, s:s, s:s}",
+		    "run_id", run_id,
 		    "dag_id", (const char *)sqlite3_column_text(st, 0),
 		    "dag_run_id", (const char *)sqlite3_column_text(st, 1)));
 	sqlite3_reset(st);

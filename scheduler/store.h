@@ -135,7 +135,7 @@ enum store_result store_service_put(struct store *s, const char *service_type,
 enum store_result store_run_create(struct store *s, const char *service_type,
     const char *fqn, const char *entity_json, const char *agents_json,
     bool replace, char **run_id, char **cause);
-/* The same; on STORE_OK *airflow_runs (a new array) holds {dag_id,
+/* The same; on STORE_OK *airflow_runs (a new array) holds {run_id, dag_id,
  * dag_run_id} of each replaced agent that was queued or running in Airflow,
  * for the caller to stop there. */
 enum store_result store_run_replace(struct store *s, const char *service_type,

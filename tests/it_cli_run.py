@@ -354,19 +354,22 @@ def main():
 
         # Replacing a run whose metadata runs in Airflow (driven by another
         # `run`) marks that Airflow run failed, even with --no-wait.
-        set_running_ms(sim, 60000)
-        driver = run_bg(["-c", conf, "sales_postgres", "--replace"], quiet=True)
-        try:
-            running = None
+        def metadata_running():
+            """(run_id, dag_run_id) of sales_postgres's metadata once it runs in Airflow."""
             deadline = time.monotonic() + 30
-            while time.monotonic() < deadline and running is None:
+            while time.monotonic() < deadline:
                 rc, out, _ = cli(["status", "-c", conf, "--json", "sales_postgres"])
                 for r in json.loads(out) if rc == 0 and out.strip() else []:
                     for a in r["agents"]:
                         if a["agent"] == "metadata" and a["state"] == "running" and r["state"] == "running":
-                            running = a["dag_run_id"]
+                            return r["run_id"], a["dag_run_id"]
                 time.sleep(0.1)
-            check(running, "metadata running in Airflow before the replace")
+            check(False, "metadata running in Airflow before the replace")
+
+        set_running_ms(sim, 60000)
+        driver = run_bg(["-c", conf, "sales_postgres", "--replace"], quiet=True)
+        try:
+            _, running = metadata_running()
             rc, out, _ = cli(["status", "-c", conf, "--json", "--limit", "1", "sales_postgres"])
             check(rc == 0 and "/%d/" % driver.pid in (json.loads(out)[0]["driven_by"] or ""),
                   "a driven run names its driver: %s" % out[:300])
@@ -383,7 +386,30 @@ def main():
         set_running_ms(sim, 80)
         rc, out, err = cli(["run", "-c", conf, "sales_postgres", "--replace", "--json"])
         check(rc == 0, "--replace after --no-wait: %d %s" % (rc, err))
-        check("followed_by" not in json.loads(out), "no run follows, none named: %s" % out[:300])
+        check(json.loads(out)["followed_by"] is None, "no run follows: null: %s" % out[:300])
+
+        # ... and when that PATCH cannot be sent, --no-wait says so, naming
+        # the replaced run, and exits 3: the old Airflow run goes on.
+        with socket.socket() as closed:
+            closed.bind(("127.0.0.1", 0))
+            nowhere = "http://127.0.0.1:%d" % closed.getsockname()[1]
+        set_running_ms(sim, 60000)
+        driver = run_bg(["-c", conf, "sales_postgres"], quiet=True)
+        try:
+            replaced, running = metadata_running()
+            rc, out, err = cli(["run", "-c", conf, "sales_postgres", "--replace", "--no-wait",
+                                "--airflow-url", nowhere])
+            new_id = out.split()[1].rstrip(":") if out.startswith("run ") else None
+            check(rc == 3 and new_id and "run %s: replaced by %s, but its Airflow run %s" %
+                  (replaced, new_id, running) in err and "could not all be marked failed" in err
+                  and "is not used" not in err,
+                  "--replace --no-wait, Airflow not reached: %d %s %s" % (rc, out, err))
+        finally:
+            driver.kill()
+            driver.wait()
+        set_running_ms(sim, 80)
+        rc, out, err = cli(["run", "-c", conf, "sales_postgres", "--replace"])
+        check(rc == 0, "--replace after it: %d %s" % (rc, err))
 
         # An event joins the run `run` drives with another entity (as serve's
         # inbox does: the service's entity replaced and marked as joined to

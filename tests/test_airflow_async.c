@@ -885,7 +885,7 @@ test_guard_releases_probe(void **state)
 	struct fake f;
 	struct airflow_client *c;
 	struct call held[2], down[5], probe, next;
-	struct airflow_req *h[2], *q;
+	struct airflow_req *h[2] = { NULL, NULL }, *q;
 	bool no = false;
 	unsigned i;
 
