@@ -59,6 +59,7 @@ struct run_watch {
 	struct event *out;
 	struct ap_buf pending;	/* plain lines not yet written */
 	bool redraw;
+	bool headed;		/* the run's first line is out: progress follows */
 };
 
 /* ---- Where the entity comes from. ---- */
@@ -506,7 +507,8 @@ run_output(struct run_watch *w)
 	/* Changes the commit lost were never the run's. */
 	if (rc != 0)
 		ap_buf_reset(&w->pending);
-
+	if (!w->headed)
+		return rc;
 	if (w->pending.len > 0) {
 		fwrite(w->pending.data, 1, w->pending.len, stdout);
 		ap_buf_reset(&w->pending);
@@ -1191,6 +1193,10 @@ run_exec(int argc, char **argv)
 	if (!w.json)
 		printf("run %s: %s %s (Airflow %s)\n", run_id, type, fqn, cfg.airflow_url);
 	fflush(stdout);
+	/* What the run did meanwhile (it may have ended already) comes next. */
+	w.headed = true;
+	w.redraw = w.tty;
+	event_active(w.out, EV_TIMEOUT, 0);
 	if (w.tty) {
 		w.tick = event_new(w.rt.base, -1, EV_PERSIST, run_tick, &w);
 		evtimer_add(w.tick, &second);

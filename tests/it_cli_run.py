@@ -189,6 +189,24 @@ def main():
         check(rc == 0, "run on a terminal: %d %s" % (rc, out))
         check("\033[K" in out and re.search(r"\033\[\d+A", out), "redrawn in place: %r" % out[-500:])
         check(re.search(r"metadata\s+succeeded\s+\d+\.\ds", out), "agent line with elapsed time")
+        # A run over before its first line is out (a service with no
+        # connection: every agent skipped at once): its lines come after
+        # that first line, on a terminal (where a redraw would otherwise
+        # overwrite it) and not.
+        bare = entity("databaseService", "bare_pg")
+        del bare["connection"]
+        bare_file = os.path.join(tmp, "bare.json")
+        with open(bare_file, "w") as f:
+            json.dump(bare, f)
+        rc, out = run_tty(["run", "-c", conf, "bare_pg", "--service-json", bare_file])
+        head = out.find("run ")
+        up = re.search(r"\033\[(\d+)A", out)
+        check(rc == 0 and 0 <= head < out.find("metadata") and up and
+              out[out.index("\n", head) + 1:up.start()].count("\n") == int(up.group(1)),
+              "an instant run on a terminal: its first line, then its agents: %r" % out)
+        rc, out, err = cli(["run", "-c", conf, "bare_pg", "--service-json", bare_file])
+        check(rc == 0 and out.startswith("run ") and "metadata: pending -> skipped" in out,
+              "an instant run, plain lines: first line first: %d %r %s" % (rc, out, err))
 
         # --json: one document; the entity now comes from the store.
         rc, out, err = cli(["run", "-c", conf, "sales_postgres", "--json"])
