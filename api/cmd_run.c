@@ -964,7 +964,7 @@ halts_wait(struct run_watch *w)
 }
 
 /* A webhook event that joined the run asked for a run of its own, made in
- * the commit that ended this one (store_run_followup): true when there is
+ * the commit that ended this one (store_run_end): true when there is
  * one and it is stored. */
 static bool
 followup_stored(struct run_watch *w)
@@ -1111,8 +1111,8 @@ run_exec(int argc, char **argv)
 	w.out = event_new(w.rt.base, -1, 0, run_output_cb, &w);
 	sched_set_observer(w.rt.sched, run_observe, &w);
 	w.tty = !w.json && isatty(STDOUT_FILENO);
-	r = sched_submit(w.rt.sched, type, fqn, entity, restricted ? names : NULL,
-	    replace, &run_id, &cause);
+	r = (no_wait ? sched_record : sched_submit)(w.rt.sched, type, fqn, entity,
+	    restricted ? names : NULL, replace, &run_id, &cause);
 	if (r == STORE_ACTIVE && store_run_orphaned(w.rt.store, run_id) &&
 	    !(resumable = !no_wait && run_same(w.rt.store, run_id, entity,
 	    restricted ? names : NULL))) {

@@ -2547,10 +2547,10 @@ sched_halts_failed(const struct sched *s)
 	return s->halts_failed;
 }
 
-enum store_result
-sched_submit(struct sched *s, const char *service_type, const char *fqn,
-    const json_t *entity, const char *const *agents, bool replace, char **run_id,
-    char **cause)
+static enum store_result
+sched_create_run(struct sched *s, const char *service_type, const char *fqn,
+    const json_t *entity, const char *const *agents, bool replace, bool drive,
+    char **run_id, char **cause)
 {
 	char *ent = NULL, *list = NULL, *id = NULL, *what;
 	struct sched_run *old;
@@ -2598,7 +2598,7 @@ sched_submit(struct sched *s, const char *service_type, const char *fqn,
 	sched_halt_airflow_runs(s, id, halt, what);
 	free(what);
 	json_decref(halt);
-	if (sched_take(s, id, cause) != 0) {
+	if (drive && sched_take(s, id, cause) != 0) {
 		rc = STORE_ERROR;
 		free(id);
 		goto out;
@@ -2610,7 +2610,25 @@ out:
 	return rc;
 }
 
-/* ---- Runs that follow a run an event joined (store_run_followup). ---- */
+enum store_result
+sched_submit(struct sched *s, const char *service_type, const char *fqn,
+    const json_t *entity, const char *const *agents, bool replace, char **run_id,
+    char **cause)
+{
+	return sched_create_run(s, service_type, fqn, entity, agents, replace, true,
+	    run_id, cause);
+}
+
+enum store_result
+sched_record(struct sched *s, const char *service_type, const char *fqn,
+    const json_t *entity, const char *const *agents, bool replace, char **run_id,
+    char **cause)
+{
+	return sched_create_run(s, service_type, fqn, entity, agents, replace, false,
+	    run_id, cause);
+}
+
+/* ---- Runs that follow a run an event joined (store_run_end). ---- */
 
 static void
 sched_drop_followups(struct sched *s)

@@ -149,7 +149,7 @@ struct sched_event {
 	unsigned attempt;
 	const char *error;	/* may be NULL */
 	/* A run's final state: the run made to follow it for an event that
-	 * joined it (store_run_followup), else NULL. */
+	 * joined it (store_run_end), else NULL. */
 	const char *followed_by;
 };
 typedef void (*sched_observer_cb)(const struct sched_event *ev, void *arg);
@@ -189,6 +189,11 @@ int sched_start(struct sched *s, bool recover, char **cause);
  * *run_id is a new string on STORE_OK/STORE_ACTIVE.
  */
 enum store_result sched_submit(struct sched *s, const char *service_type,
+    const char *fqn, const json_t *entity, const char *const *agents, bool replace,
+    char **run_id, char **cause);
+/* The same, but the run is left pending for a process that drives runs
+ * (`autopilot serve`) to take up: `run --no-wait`. */
+enum store_result sched_record(struct sched *s, const char *service_type,
     const char *fqn, const json_t *entity, const char *const *agents, bool replace,
     char **run_id, char **cause);
 

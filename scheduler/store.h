@@ -88,7 +88,7 @@ void store_set_clock(struct store *s, int64_t (*now_ms)(void *), void *arg);
  * *joined (when not NULL) set; the entity is then the service's, and when
  * the event asks for more than that run does (another entity, or the run
  * is limited to some agents) *follows is set: a run of the whole plan with
- * it follows that run (store_run_followup). *run_id is a new string on
+ * it follows that run (store_run_end). *run_id is a new string on
  * STORE_OK/STORE_REPEAT.
  * Inside a group-commit batch (store_batch_begin) the event joins the batch
  * and is durable only once store_flush() succeeds: acknowledge it after.

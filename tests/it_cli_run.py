@@ -344,10 +344,11 @@ def main():
         pending_id = json.loads(out)["run_id"]
         rc, out, _ = cli(["status", "-c", conf, "--json", "--limit", "1", "sales_postgres"])
         check(rc == 0 and json.loads(out)[0]["run_id"] == pending_id
-              and json.loads(out)[0]["driven_by"] is None,
-              "a --no-wait run nobody drives: driven_by null: %s" % out)
+              and json.loads(out)[0]["driven_by"] is None and json.loads(out)[0]["state"] == "pending"
+              and json.loads(out)[0]["started_at"] is None,
+              "a --no-wait run nobody drives: pending, driven_by null: %s" % out)
         rc, out, _ = cli(["status", "-c", conf, "--limit", "1", "sales_postgres"])
-        check(rc == 0 and "not driven now: no process holds this run" in out,
+        check(rc == 0 and "waiting: no process has taken this run up yet" in out,
               "... and the table says so: %s" % out)
         rc, out, err = cli(["run", "-c", conf, "sales_postgres", "--no-wait"])
         check(rc == 2 and pending_id in err and "--replace" in err, "active run refused: %d %s" % (rc, err))
@@ -425,6 +426,16 @@ def main():
         finally:
             driver.kill()
             driver.wait()
+        # A run whose driver is gone (killed) while it runs: "not driven now".
+        driver = run_bg(["-c", conf, "sales_postgres", "--replace"], quiet=True)
+        try:
+            orphan, _ = metadata_running()
+        finally:
+            driver.kill()
+            driver.wait()
+        rc, out, _ = cli(["status", "-c", conf, "--limit", "1", "sales_postgres"])
+        check(rc == 0 and orphan in out and "not driven now: no process holds this run" in out,
+              "a run whose driver died: not driven now: %s" % out)
         set_running_ms(sim, 80)
         rc, out, err = cli(["run", "-c", conf, "sales_postgres", "--replace"])
         check(rc == 0, "--replace after it: %d %s" % (rc, err))
