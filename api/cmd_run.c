@@ -1141,9 +1141,21 @@ run_exec(int argc, char **argv)
 		}
 	}
 	if (r == STORE_ACTIVE) {
-		fprintf(stderr, "autopilot: run: %s %s already has an active run %s;"
+		json_t *active = NULL;
+		const char *by;
+
+		free(cause);
+		cause = NULL;
+		if (store_run_json(w.rt.store, run_id, &active, &cause) != STORE_OK) {
+			free(cause);
+			cause = NULL;
+		}
+		by = json_string_value(json_object_get(active, "driven_by"));
+		fprintf(stderr, "autopilot: run: %s %s already has an active run %s%s%s%s;"
 		    " wait for it to end, or give --replace to fail it and start"
-		    " again\n", type, fqn, run_id);
+		    " again\n", type, fqn, run_id, by != NULL ? " (driven by " : "",
+		    by != NULL ? by : "", by != NULL ? ")" : "");
+		json_decref(active);
 		rc = AP_EXIT_USAGE;
 		goto out;
 	}

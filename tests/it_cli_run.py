@@ -388,7 +388,10 @@ def main():
         set_running_ms(sim, 60000)
         driver = run_bg(["-c", conf, "sales_postgres", "--replace"], quiet=True)
         try:
-            _, running = metadata_running()
+            active, running = metadata_running()
+            rc, _, err = cli(["run", "-c", conf, "sales_postgres"])
+            check(rc == 2 and "already has an active run %s (driven by " % active in err
+                  and "/%d/" % driver.pid in err, "a run driven elsewhere: refused, naming its driver: %d %s" % (rc, err))
             rc, out, _ = cli(["status", "-c", conf, "--json", "--limit", "1", "sales_postgres"])
             check(rc == 0 and "/%d/" % driver.pid in (json.loads(out)[0]["driven_by"] or ""),
                   "a driven run names its driver: %s" % out[:300])
