@@ -56,8 +56,11 @@ airflow_config_from_json(const json_t *section, struct airflow_config *out, char
 				goto fail;
 			if (!ap_startswith(out->base_url, "http://") &&
 			    !ap_startswith(out->base_url, "https://")) {
-				*cause = ap_xstrdup("airflow.url: must start with http:// or"
-				    " https://");
+				char *given = ap_printable(out->base_url);
+
+				*cause = ap_xprintf("airflow.url: must start with http:// or"
+				    " https://, not '%s'", given);
+				free(given);
 				goto fail;
 			}
 		} else if (strcmp(key, "api") == 0) {
@@ -116,7 +119,10 @@ airflow_config_from_json(const json_t *section, struct airflow_config *out, char
 			    " use airflow.password_file or AUTOPILOT_AIRFLOW_PASSWORD");
 			goto fail;
 		} else {
-			*cause = ap_xprintf("airflow.%s: unknown key", key);
+			*cause = ap_xprintf("airflow.%s: unknown key (known: url, api,"
+			    " username, password_file, ca_file, connect_timeout_ms,"
+			    " request_timeout_ms, max_in_flight, max_retries,"
+			    " retry_base_ms, retry_max_ms)", key);
 			goto fail;
 		}
 	}

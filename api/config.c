@@ -281,10 +281,9 @@ section_object(const char *sec, const json_t *v, char **cause)
 }
 
 static int
-unknown_key(const char *sec, const char *key, const char *hint, char **cause)
+unknown_key(const char *sec, const char *key, const char *known, char **cause)
 {
-	*cause = ap_xprintf("%s.%s: unknown key%s%s", sec, key, hint != NULL ? "; " : "",
-	    hint != NULL ? hint : "");
+	*cause = ap_xprintf("%s.%s: unknown key (known: %s)", sec, key, known);
 	return -1;
 }
 
@@ -325,7 +324,7 @@ parse_listen(struct config *c, const json_t *sec, char **cause)
 			rc = get_uint("listen", key, v, 0, 3600, &n, cause);
 			c->shutdown_grace_s = (unsigned)n;
 		} else
-			rc = unknown_key("listen", key, NULL, cause);
+			rc = unknown_key("listen", key, "host, port, max_body_bytes, max_headers, max_json_depth, request_timeout_s, max_connections, shutdown_grace_s", cause);
 		if (rc < 0)
 			return -1;
 	}
@@ -354,7 +353,7 @@ parse_state(struct config *c, const json_t *sec, char **cause)
 			}
 			c->state_sync_normal = strcmp(s, "normal") == 0;
 		} else
-			return unknown_key("state", key, NULL, cause);
+			return unknown_key("state", key, "path, synchronous", cause);
 	}
 	return 0;
 }
@@ -402,7 +401,7 @@ parse_log(struct config *c, const json_t *sec, char **cause)
 			    &c->log_format, cause) < 0)
 				return -1;
 		} else
-			return unknown_key("log", key, NULL, cause);
+			return unknown_key("log", key, "level, format", cause);
 	}
 	return 0;
 }
@@ -436,7 +435,7 @@ parse_webhook(struct config *c, const json_t *sec, char **cause)
 			rc = refuse_plain_secret("webhook", key, "secret_file",
 			    "AUTOPILOT_WEBHOOK_SECRET", cause);
 		else
-			rc = unknown_key("webhook", key, NULL, cause);
+			rc = unknown_key("webhook", key, "secret_file, allow_unsigned", cause);
 		if (rc < 0)
 			return -1;
 	}
@@ -461,7 +460,7 @@ parse_admin(struct config *c, const json_t *sec, char **cause)
 			rc = refuse_plain_secret("admin", key, "token_file",
 			    "AUTOPILOT_ADMIN_TOKEN", cause);
 		else
-			rc = unknown_key("admin", key, NULL, cause);
+			rc = unknown_key("admin", key, "token_file", cause);
 		if (rc < 0)
 			return -1;
 	}
@@ -535,7 +534,7 @@ parse_openmetadata(struct config *c, const json_t *sec, char **cause)
 			rc = refuse_plain_secret("openmetadata", key, "token_file",
 			    "AUTOPILOT_OPENMETADATA_TOKEN", cause);
 		else
-			rc = unknown_key("openmetadata", key, NULL, cause);
+			rc = unknown_key("openmetadata", key, "url, token_file", cause);
 		if (rc < 0)
 			return -1;
 	}

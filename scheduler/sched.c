@@ -426,7 +426,11 @@ sched_config_from_json(const json_t *section, struct sched_config *out, char **c
 					rc = 0;
 				}
 			} else {
-				*cause = ap_xprintf("scheduler.%s: unknown key", key);
+				*cause = ap_xprintf("scheduler.%s: unknown key (known:"
+				    " max_agents_in_flight, poll_initial_ms, poll_max_ms,"
+				    " poll_floor_ms, poll_backoff, poll_learn,"
+				    " dag_parse_deadline_s, unreachable_retry_max_ms,"
+				    " lease_ms, predeploy, predeploy_max, rescan_ms)", key);
 				rc = -1;
 			}
 			if (rc != 0)

@@ -199,7 +199,7 @@ static void
 test_errors_name_key_path(void **state)
 {
 	expect_error("{\"listen\": {\"port\": 70000}}", "listen.port: must be an integer");
-	expect_error("{\"listen\": {\"prot\": 80}}", "listen.prot: unknown key");
+	expect_error("{\"listen\": {\"prot\": 80}}", "listen.prot: unknown key (known: host, port,");
 	expect_error("{\"lisen\": {}}", "lisen: unknown section");
 	expect_error("{\"state\": {\"synchronous\": \"off\"}}", "state.synchronous");
 	expect_error("{\"log\": {\"level\": \"loud\"}}", "log.level");

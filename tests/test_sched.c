@@ -1109,7 +1109,10 @@ test_config(void **state)
 	json_decref(j);
 	j = json_loads("{\"poll_maxx_ms\": 1}", 0, NULL);
 	assert_int_equal(sched_config_from_json(j, &c, &cause), -1);
-	assert_string_equal(cause, "scheduler.poll_maxx_ms: unknown key");
+	assert_string_equal(cause, "scheduler.poll_maxx_ms: unknown key (known:"
+	    " max_agents_in_flight, poll_initial_ms, poll_max_ms, poll_floor_ms,"
+	    " poll_backoff, poll_learn, dag_parse_deadline_s, unreachable_retry_max_ms,"
+	    " lease_ms, predeploy, predeploy_max, rescan_ms)");
 	free(cause);
 	json_decref(j);
 	j = json_loads("{\"poll_floor_ms\": 5000, \"poll_max_ms\": 1000}", 0, NULL);
