@@ -809,8 +809,8 @@ sched_run_predeploy(struct sched_run *r)
 }
 
 /*
- * The one function that changes an agent's state: checks the table, logs,
- * commits (with the fields the new state implies), tells the observer, then
+ * The one function that changes an agent's state: checks the table, writes
+ * (with the fields the new state implies), logs, tells the observer, then
  * runs the on-enter action. Returns -1 if the move is illegal or could not
  * be persisted (then the run is abandoned and the caller must stop).
  */
@@ -857,14 +857,15 @@ sched_agent_set_state(struct sched_agent *a, enum sched_agent_state to,
 		a->finished_at = now;
 	sched_set_str(&a->error, error);
 	a->state = to;
+	/* Logged once written: a run no longer ours changes nothing. */
+	if (sched_agent_persist(a) != 0)
+		return -1;
 	if (error != NULL)
 		ap_info("run %s agent %s: %s -> %s (%s)", r->run_id, agent_name(a),
 		    sched_agent_state_name(from), sched_agent_state_name(to), error);
 	else
 		ap_info("run %s agent %s: %s -> %s", r->run_id, agent_name(a),
 		    sched_agent_state_name(from), sched_agent_state_name(to));
-	if (sched_agent_persist(a) != 0)
-		return -1;
 	sched_notify(r, a, sched_agent_state_name(from), sched_agent_state_name(to),
 	    error);
 	if (r->dead)
