@@ -917,7 +917,8 @@ webhook_accept(struct server *s, const struct webhook_event *ev, json_t *take,
 		    " which goes on with the entity it started with; %s", ev->id,
 		    ev->entity_type, ev->fqn, run_id, follows ? "a run of the whole"
 		    " plan with this event's entity follows it" : "it asks for"
-		    " nothing more (the same entity, and the whole plan)");
+		    " nothing more (the run's own entity, and the whole plan), and"
+		    " takes back a run an earlier event may have asked to follow");
 	else
 		ap_info("webhook: event %s (%s %s) %s: run %s", ev->id,
 		    ev->entity_type, ev->fqn, r == STORE_REPEAT ? "repeated" :

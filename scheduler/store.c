@@ -1219,7 +1219,7 @@ store_inbox_accept(struct store *s, const char *event_id, const char *service_ty
 		*joined = id != NULL;
 	/* Joining the active run, the entity is the service's alone, marked
 	 * as joined to that run when the event asks for more than the run
-	 * does (store_run_followup); a later join of the same entity as the
+	 * does (store_run_end); a later join of the same entity as the
 	 * run's takes the mark back. */
 	if (id == NULL ? store_new_run(s, service_type, fqn, entity_json, NULL,
 	    &id, cause) != 0 : store_put_service(s, service_type, fqn, entity_json,
