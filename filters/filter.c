@@ -391,7 +391,7 @@ xlate_escape(struct xlate *x, bool in_class)
 		return xlate_hex(x, start, 8);
 	case 'N':
 		return xfail(x, start, "named character escapes \\N{...} are "
-		    "not supported; write the character itself or \\uXXXX");
+		    "not supported (write the character itself, or \\uXXXX)");
 	case 'a': case 'f': case 'n': case 'r': case 't':
 		ap_buf_addc(&x->out, '\\');
 		ap_buf_addc(&x->out, c);
