@@ -434,6 +434,21 @@ parse_event(const json_t *ev, const char *where, unsigned max_depth,
 	 * accepted and then failed as a run that cannot be planned. */
 	if (req_string(entity, ewhere, "id", &eid, cause) < 0)
 		goto fail;
+	/* An event about one service that carries another is refused: which
+	 * of the two was meant cannot be told. */
+	v = json_object_get(ev, "entityFullyQualifiedName");
+	if (json_is_string(v) && json_string_length(v) > 0 &&
+	    strcmp(json_string_value(v), fqn) != 0) {
+		*cause = ap_xprintf("%sentityFullyQualifiedName: not the entity's"
+		    " fullyQualifiedName (the event is about another service"
+		    " than the entity it carries)", where);
+		goto fail;
+	}
+	if (strcmp(entity_id, eid) != 0) {
+		*cause = ap_xprintf("%sentityId: not the entity's id (the event is"
+		    " about another service than the entity it carries)", where);
+		goto fail;
+	}
 	if (json_object_get(entity, "fullyQualifiedName") == NULL &&
 	    req_string(entity, ewhere, "name", &ename, cause) < 0)
 		goto fail;

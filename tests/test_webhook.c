@@ -141,15 +141,29 @@ test_reference_example(void **state)
 	free(path);
 }
 
+/* An event with entity (JSON text, or NULL), whose entityId is the
+ * entity's id when it has one. */
 static const char *
 event(const char *etype, const char *entity_type, const char *entity)
 {
 	static char buf[4096];
+	json_t *e = entity != NULL ? json_loads(entity, JSON_DECODE_ANY, NULL) : NULL;
+	const char *id;
+
+	if (json_is_string(e)) {	/* an entity given as a JSON string */
+		json_t *inner = json_loads(json_string_value(e), 0, NULL);
+
+		json_decref(e);
+		e = inner;
+	}
+	id = json_string_value(json_object_get(e, "id"));
 
 	snprintf(buf, sizeof buf, "{\"id\": \"e1\", \"eventType\": \"%s\","
-	    " \"entityType\": \"%s\", \"entityId\": \"7b9d1c1e-2a7e-4a0e-8d6b-0c3f8f9a5b21\","
+	    " \"entityType\": \"%s\", \"entityId\": \"%s\","
 	    " \"timestamp\": 1764000000000%s%s}", etype, entity_type,
+	    id != NULL ? id : "7b9d1c1e-2a7e-4a0e-8d6b-0c3f8f9a5b21",
 	    entity != NULL ? ", \"entity\": " : "", entity != NULL ? entity : "");
+	json_decref(e);
 	return buf;
 }
 
@@ -233,13 +247,31 @@ test_decisions(void **state)
 
 	/* fullyQualifiedName may come from the event when the entity lacks it. */
 	body = ap_xprintf("{\"id\": \"e2\", \"eventType\": \"entityCreated\","
-	    " \"entityType\": \"dashboardService\", \"entityId\": \"x\", \"timestamp\": 1,"
+	    " \"entityType\": \"dashboardService\", \"entityId\": \"l1\", \"timestamp\": 1,"
 	    " \"entityFullyQualifiedName\": \"looker\", \"entity\": {\"id\": \"l1\", \"name\": \"looker\","
 	    " \"serviceType\": \"Looker\"}}");
 	assert_int_equal(parse(body, &b, &cause), WEBHOOK_PARSE_OK);
 	assert_string_equal(b.events[0].fqn, "looker");
 	webhook_batch_cleanup(&b);
 	free(body);
+}
+
+/* An event about one service carrying another's entity is refused. */
+static void
+test_event_and_entity_agree(void **state)
+{
+	(void)state;
+	expect_invalid("{\"id\": \"e2\", \"eventType\": \"entityCreated\","
+	    " \"entityType\": \"dashboardService\", \"entityId\": \"l1\", \"timestamp\": 1,"
+	    " \"entityFullyQualifiedName\": \"a1\", \"entity\": {\"id\": \"l1\","
+	    " \"fullyQualifiedName\": \"b\", \"serviceType\": \"Looker\"}}",
+	    WEBHOOK_PARSE_INVALID, "entityFullyQualifiedName: not the entity's"
+	    " fullyQualifiedName");
+	expect_invalid("{\"id\": \"e2\", \"eventType\": \"entityCreated\","
+	    " \"entityType\": \"dashboardService\", \"entityId\": \"x\", \"timestamp\": 1,"
+	    " \"entity\": {\"id\": \"l1\", \"fullyQualifiedName\": \"b\","
+	    " \"serviceType\": \"Looker\"}}", WEBHOOK_PARSE_INVALID,
+	    "entityId: not the entity's id");
 }
 
 static void
@@ -365,7 +397,7 @@ test_invalid(void **state)
 	    "{\"id\": {\"a\": 1}, \"fullyQualifiedName\": \"pg\", \"serviceType\":"
 	    " \"Postgres\"}"), WEBHOOK_PARSE_INVALID, "entity.id: must be a non-empty string");
 	expect_invalid("{\"id\": \"e3\", \"eventType\": \"entityCreated\","
-	    " \"entityType\": \"dashboardService\", \"timestamp\": 1, \"entityId\": \"x\","
+	    " \"entityType\": \"dashboardService\", \"timestamp\": 1, \"entityId\": \"l1\","
 	    " \"entityFullyQualifiedName\": \"looker\", \"entity\": {\"id\": \"l1\","
 	    " \"serviceType\": \"Looker\"}}", WEBHOOK_PARSE_INVALID, "entity.name: missing");
 
@@ -438,6 +470,7 @@ main(void)
 		cmocka_unit_test(test_signature_rejections),
 		cmocka_unit_test(test_reference_example),
 		cmocka_unit_test(test_decisions),
+		cmocka_unit_test(test_event_and_entity_agree),
 		cmocka_unit_test(test_batches),
 		cmocka_unit_test(test_invalid),
 		cmocka_unit_test(test_depth),
