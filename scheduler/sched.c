@@ -445,11 +445,6 @@ sched_config_from_json(const json_t *section, struct sched_config *out, char **c
 		*cause = ap_xstrdup("scheduler.poll_initial_ms: must be <= poll_max_ms");
 		return -1;
 	}
-	if (c.poll_initial_ms < c.poll_floor_ms) {
-		*cause = ap_xprintf("scheduler.poll_initial_ms: must be >= poll_floor_ms"
-		    " (%u): polling never goes below it", c.poll_floor_ms);
-		return -1;
-	}
 	*out = c;
 	return 0;
 }

@@ -1115,12 +1115,6 @@ test_config(void **state)
 	    " lease_ms, predeploy, predeploy_max, rescan_ms)");
 	free(cause);
 	json_decref(j);
-	j = json_loads("{\"poll_initial_ms\": 10}", 0, NULL);
-	assert_int_equal(sched_config_from_json(j, &c, &cause), -1);
-	assert_string_equal(cause, "scheduler.poll_initial_ms: must be >="
-	    " poll_floor_ms (500): polling never goes below it");
-	free(cause);
-	json_decref(j);
 	j = json_loads("{\"poll_floor_ms\": 5000, \"poll_max_ms\": 1000}", 0, NULL);
 	assert_int_equal(sched_config_from_json(j, &c, &cause), -1);
 	assert_non_null(strstr(cause, "poll_floor_ms"));
