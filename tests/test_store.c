@@ -511,18 +511,6 @@ test_joined_event_gets_its_run(void **state)
 	assert_run_entity(s, next, "{\"v\":2}");
 	assert_null(end_run(s, next));
 	free(next);
-	/* A run that is not ours any more ends nothing and makes no run to
-	 * follow it: the end and the follow-up go together or not at all. */
-	r1 = accept_pg(s, "e16", "{\"v\":12}", NULL, false);
-	free(accept_pg(s, "e17", "{\"v\":13}", r1, true));
-	assert_int_equal(store_run_end(s, r1, "succeeded", NULL, &next, &cause),
-	    STORE_LOST);
-	assert_null(next);
-	assert_non_null(next = end_run(s, r1));	/* once claimed, it follows */
-	assert_run_entity(s, next, "{\"v\":13}");
-	assert_null(end_run(s, next));
-	free(next);
-	free(r1);
 	/* A run replaced is no longer its driver's (store_run_owned, the
 	 * guard of a trigger's retries). */
 	r1 = accept_pg(s, "e15", "{\"v\":11}", NULL, false);
@@ -543,6 +531,76 @@ test_joined_event_gets_its_run(void **state)
 	assert_int_equal(store_service_put(s, "databaseService", "pg", "{\"v\":4}",
 	    &cause), STORE_OK);
 	assert_null(end_run(s, r1));
+	free(r1);
+	store_close(s);
+	free(p);
+}
+
+static int
+count_rows(const char *path, const char *sql)
+{
+	sqlite3 *db;
+	sqlite3_stmt *st;
+	int n;
+
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+	n = sqlite3_column_int(st, 0);
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	return n;
+}
+
+/*
+ * A run's end and the run that follows it go together or not at all: when
+ * writing the final state fails after the follow-up was made (a trigger
+ * refuses it here), neither is written, alone or inside a group-commit
+ * batch, whose other writes stay and commit.
+ */
+static void
+test_run_end_all_or_nothing(void **state)
+{
+	char *p = db_path("end.db"), *cause = NULL, *r1, *other = NULL, *next = NULL;
+	struct store *s = open_ok(p, NULL);
+	sqlite3 *db;
+	bool joined, follows;
+	int batch;
+
+	(void)state;
+	assert_int_equal(sqlite3_open(p, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, "CREATE TRIGGER refuse_end BEFORE UPDATE OF"
+	    " finished_at ON runs WHEN NEW.finished_at > 0 AND OLD.fqn = 'pg'"
+	    " BEGIN SELECT RAISE(ABORT, 'refused'); END", NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+	r1 = accept_pg(s, "e1", "{\"v\":1}", NULL, false);
+	free(accept_pg(s, "e2", "{\"v\":2}", r1, true));
+	assert_int_equal(store_claim(s, r1, &cause), STORE_OK);
+	for (batch = 0; batch < 2; batch++) {
+		if (batch) {
+			assert_int_equal(store_batch_begin(s, &cause), STORE_OK);
+			assert_int_equal(store_inbox_accept(s, "e3", "databaseService",
+			    "other", "{}", &other, &joined, &follows, &cause), STORE_OK);
+		}
+		assert_int_equal(store_run_end(s, r1, "succeeded", NULL, &next,
+		    &cause), STORE_ERROR);
+		assert_null(next);
+		assert_non_null(strstr(cause, "refused"));
+		free(cause);
+		cause = NULL;
+		if (batch) {
+			assert_int_equal(store_flush(s, &cause), STORE_OK);
+			assert_int_equal(store_batch_failures(s), 0);
+		}
+		/* The run, still active, and no follow-up; the batch's run. */
+		assert_int_equal(count_rows(p, "SELECT count(*) FROM runs WHERE"
+		    " fqn = 'pg'"), 1);
+		assert_int_equal(count_rows(p, "SELECT count(*) FROM runs WHERE"
+		    " fqn = 'pg' AND state IN ('pending', 'running')"), 1);
+		assert_int_equal(count_rows(p, "SELECT count(*) FROM runs WHERE"
+		    " fqn = 'other'"), batch);
+	}
+	free(other);
 	free(r1);
 	store_close(s);
 	free(p);
@@ -1097,6 +1155,7 @@ main(void)
 		cmocka_unit_test(test_foreign_database_is_refused),
 		cmocka_unit_test(test_read_only_open_writes_nothing),
 		cmocka_unit_test(test_inbox_is_idempotent),
+		cmocka_unit_test(test_run_end_all_or_nothing),
 		cmocka_unit_test(test_rerun_refused_while_active_then_replace),
 		cmocka_unit_test(test_status_json_shape),
 		cmocka_unit_test(test_leases_between_two_handles),
