@@ -67,9 +67,10 @@ print_table(const json_t *runs, FILE *f)
 		    json_is_null(json_object_get(run, "finished_at")))
 			fputs(strcmp(str(run, "state", ""), "pending") == 0 ?
 			    "  waiting: no process has taken this run up yet: an"
-			    " `autopilot serve` on this state database does at its"
-			    " next look for runs (rescan_ms) or, when busy, once a"
-			    " slot is free\n" :
+			    " `autopilot serve` on this state database does when it"
+			    " next looks for runs (at its start, and every"
+			    " scheduler.rescan_ms) or, when busy, once a slot is"
+			    " free\n" :
 			    "  not driven now: no process holds this run (a serve on"
 			    " this state database takes it up)\n", f);
 		if (json_is_string(json_object_get(run, "error")))

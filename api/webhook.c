@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
@@ -295,7 +296,8 @@ req_string(const json_t *o, const char *where, const char *key, const char **out
 static bool
 nul_refused(const json_error_t *jerr)
 {
-	return strstr(jerr->text, "\\u0000 is not allowed") != NULL;
+	return strstr(jerr->text, "\\u0000 is not allowed") != NULL ||
+	    strstr(jerr->text, "NUL byte in object key") != NULL;
 }
 
 /* The service entity of an entityCreated event: object, or a JSON string of one. */
@@ -444,7 +446,7 @@ parse_event(const json_t *ev, const char *where, unsigned max_depth,
 		    " than the entity it carries)", where);
 		goto fail;
 	}
-	if (strcmp(entity_id, eid) != 0) {
+	if (strcasecmp(entity_id, eid) != 0) {	/* UUIDs: either case */
 		*cause = ap_xprintf("%sentityId: not the entity's id (the event is"
 		    " about another service than the entity it carries)", where);
 		goto fail;
@@ -514,9 +516,9 @@ webhook_parse(const char *body, size_t len, unsigned max_depth,
 	 * as its first elsewhere: refused (OpenMetadata never sends one). */
 	root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
 	if (root == NULL && nul_refused(&jerr)) {
-		*cause = ap_xprintf("body: a string holds \\u0000 (a NUL character),"
-		    " which is not accepted (line %d, column %d)", jerr.line,
-		    jerr.column);
+		*cause = ap_xprintf("body: a string or key holds \\u0000 (a NUL"
+		    " character), which is not accepted (line %d, column %d)",
+		    jerr.line, jerr.column);
 		return WEBHOOK_PARSE_INVALID;
 	}
 	if (root == NULL) {

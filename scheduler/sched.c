@@ -2524,7 +2524,7 @@ sched_halts_settle(struct sched *s)
 	}
 }
 
-static void
+void
 sched_halts_cancel(struct sched *s)
 {
 	struct sched_halt *h;

@@ -236,6 +236,9 @@ unsigned sched_halts_pending(const struct sched *s);
 /* Of those, how many were not marked failed (Airflow refused or could not
  * be reached, the change that ended them was lost, or the stop came). */
 unsigned sched_halts_failed(const struct sched *s);
+/* Gives up on the halts still pending: each is said (a warning) and counted
+ * as failed. sched_free does it too. */
+void sched_halts_cancel(struct sched *s);
 /* Runs taken while the scheduler was full, waiting to be admitted. */
 size_t sched_runs_waiting(const struct sched *s);
 /* True while run_id is driven by this scheduler. */

@@ -260,6 +260,9 @@ test_decisions(void **state)
 static void
 test_event_and_entity_agree(void **state)
 {
+	struct webhook_batch b;
+	char *cause;
+
 	(void)state;
 	expect_invalid("{\"id\": \"e2\", \"eventType\": \"entityCreated\","
 	    " \"entityType\": \"dashboardService\", \"entityId\": \"l1\", \"timestamp\": 1,"
@@ -272,6 +275,12 @@ test_event_and_entity_agree(void **state)
 	    " \"entity\": {\"id\": \"l1\", \"fullyQualifiedName\": \"b\","
 	    " \"serviceType\": \"Looker\"}}", WEBHOOK_PARSE_INVALID,
 	    "entityId: not the entity's id");
+	/* The same UUID in either case is the same id. */
+	assert_int_equal(parse("{\"id\": \"e2\", \"eventType\": \"entityCreated\","
+	    " \"entityType\": \"dashboardService\", \"entityId\": \"AB-12\","
+	    " \"timestamp\": 1, \"entity\": {\"id\": \"ab-12\", \"fullyQualifiedName\":"
+	    " \"b\", \"serviceType\": \"Looker\"}}", &b, &cause), WEBHOOK_PARSE_OK);
+	webhook_batch_cleanup(&b);
 }
 
 static void
@@ -415,8 +424,10 @@ test_invalid(void **state)
 	    WEBHOOK_PARSE_INVALID, "entity.name: must be a non-empty string");
 	/* \u0000 is JSON, but no string autopilot reads may hold it. */
 	expect_invalid("{\"id\": \"a\\u0000b\", \"eventType\": \"entityCreated\"}",
-	    WEBHOOK_PARSE_INVALID, "body: a string holds \\u0000 (a NUL character),"
-	    " which is not accepted (line 1, column 17)");
+	    WEBHOOK_PARSE_INVALID, "body: a string or key holds \\u0000 (a NUL"
+	    " character), which is not accepted (line 1, column 17)");
+	expect_invalid("{\"i\\u0000d\": \"a\"}", WEBHOOK_PARSE_INVALID,
+	    "body: a string or key holds \\u0000");
 	expect_invalid(event("entityCreated", "databaseService", "\"{\\\"id\\\":"
 	    " \\\"s\\\\u0000\\\"}\""), WEBHOOK_PARSE_INVALID,
 	    "entity: holds \\u0000 (a NUL character)");
