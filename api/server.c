@@ -25,6 +25,7 @@
 #include "log.h"
 #include "pipeline.h"
 #include "webhook.h"
+#include "workq.h"
 
 #define WEBHOOK_PATH "/api/v1/webhooks/openmetadata"
 #define RUNS_PATH "/api/v1/runs"
@@ -95,6 +96,16 @@ struct server {
 	struct evhttp_request **ready_waiting;	/* /readyz waiting for the probe */
 	size_t nready_waiting, ready_waiting_cap;
 	struct event *ready_timer;	/* answers them after READY_WAIT_MS */
+	/* /metrics: the store's counts are read on a thread of their own,
+	 * through a read-only handle, as counting every run ever made takes
+	 * long on a large store (see handle_metrics). */
+	struct workq *metrics_wq;
+	struct store *metrics_store;	/* the worker's; opened at first use */
+	struct metrics_job *metrics_job;	/* in flight, or NULL */
+	struct evhttp_request **metrics_now;	/* answered by that job */
+	size_t nmetrics_now, metrics_now_cap;
+	struct evhttp_request **metrics_next;	/* came after it started */
+	size_t nmetrics_next, metrics_next_cap;
 	/* Accepting paused after accept() failed (see accept_error_cb). */
 	struct event *accept_timer;
 	uint64_t accept_warned_ms;
@@ -748,6 +759,29 @@ request_done(struct evhttp_request *req, void *arg)
 	}
 }
 
+/* Requests waiting for something (a probe, a reading): kept in a list
+ * whose entries a closing connection clears (NULL). */
+static void
+park(struct evhttp_request ***list, size_t *n, size_t *cap,
+    struct evhttp_request *req)
+{
+	if (*n == *cap) {
+		*cap = *cap == 0 ? 16 : *cap * 2;
+		*list = ap_xreallocarray(*list, *cap, sizeof **list);
+	}
+	(*list)[(*n)++] = req;
+}
+
+static void
+unpark(struct evhttp_request **list, size_t n, struct evhttp_connection *conn)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (list[i] != NULL && evhttp_request_get_connection(list[i]) == conn)
+			list[i] = NULL;
+}
+
 /* A connection closed: its answer will not be written, and a delivery
  * waiting for the commit has no one to answer any more. */
 static void
@@ -769,10 +803,9 @@ conn_closed(struct evhttp_connection *conn, void *arg)
 			    evhttp_request_get_connection(s->pending[i].req) == conn)
 				s->pending[i].req = NULL;
 		}
-	for (i = 0; i < s->nready_waiting; i++)
-		if (s->ready_waiting[i] != NULL &&
-		    evhttp_request_get_connection(s->ready_waiting[i]) == conn)
-			s->ready_waiting[i] = NULL;
+	unpark(s->ready_waiting, s->nready_waiting, conn);
+	unpark(s->metrics_now, s->nmetrics_now, conn);
+	unpark(s->metrics_next, s->nmetrics_next, conn);
 }
 
 static void
@@ -1713,13 +1746,7 @@ handle_readyz(struct server *s, struct evhttp_request *req)
 		readyz_answer(s, req, true);
 		return;
 	}
-	if (s->nready_waiting == s->ready_waiting_cap) {
-		s->ready_waiting_cap = s->ready_waiting_cap == 0 ? 16 :
-		    s->ready_waiting_cap * 2;
-		s->ready_waiting = ap_xreallocarray(s->ready_waiting,
-		    s->ready_waiting_cap, sizeof *s->ready_waiting);
-	}
-	s->ready_waiting[s->nready_waiting++] = req;
+	park(&s->ready_waiting, &s->nready_waiting, &s->ready_waiting_cap, req);
 	if (!evtimer_pending(s->ready_timer, NULL)) {
 		tv.tv_sec = (time_t)((READY_WAIT_MS - waited) / 1000);
 		tv.tv_usec = (suseconds_t)((READY_WAIT_MS - waited) % 1000) * 1000;
@@ -1756,49 +1783,69 @@ metrics_webhooks(struct server *s, struct ap_buf *b)
 	    (unsigned long long)s->conns_cut);
 }
 
-static int
-metrics_store(struct server *s, struct ap_buf *b, char **cause)
+/* A reading of the store's counts, made on the metrics thread. */
+struct metrics_job {
+	struct workq_job job;
+	struct server *s;
+	const char *path;
+	struct store **store;	/* the worker's handle (s->metrics_store) */
+	int64_t runs[4];
+	json_t *agents;		/* {"<agent>": {"<state>": n}} */
+	char *cause;		/* why there are none, or NULL */
+};
+
+static void
+metrics_work(struct workq_job *wj)
+{
+	struct metrics_job *j = (struct metrics_job *)wj;
+	struct store_options o = { .read_only = true };
+
+	if (*j->store == NULL && (*j->store = store_open(j->path, &o, &j->cause)) == NULL)
+		return;
+	if (store_run_counts(*j->store, j->runs, &j->cause) != STORE_OK ||
+	    store_agent_counts(*j->store, &j->agents, &j->cause) != STORE_OK) {
+		/* Opened again for the next reading. */
+		store_close(*j->store);
+		*j->store = NULL;
+	}
+}
+
+static void
+metrics_store(const struct metrics_job *j, struct ap_buf *b)
 {
 	static const char *const run_states[4] = { "pending", "running",
 	    "succeeded", "failed" };
-	int64_t counts[4];
-	json_t *agents, *per, *n;
+	json_t *per, *n;
 	const char *agent, *state;
 	int i;
 
-	if (store_run_counts(s->deps.store, counts, cause) != STORE_OK)
-		return -1;
+	if (j->cause != NULL)
+		return;
 	ap_buf_adds(b, "# HELP autopilot_runs Runs in the store by state.\n"
 	    "# TYPE autopilot_runs gauge\n");
 	for (i = 0; i < 4; i++)
 		ap_buf_printf(b, "autopilot_runs{state=\"%s\"} %lld\n", run_states[i],
-		    (long long)counts[i]);
-	if (store_agent_counts(s->deps.store, &agents, cause) != STORE_OK)
-		return -1;
+		    (long long)j->runs[i]);
 	ap_buf_adds(b, "# HELP autopilot_agent_runs Agent runs in the store by agent"
 	    " and state.\n# TYPE autopilot_agent_runs gauge\n");
-	json_object_foreach(agents, agent, per) {
+	json_object_foreach(j->agents, agent, per) {
 		json_object_foreach(per, state, n)
 			ap_buf_printf(b, "autopilot_agent_runs{agent=\"%s\",state=\"%s\"}"
 			    " %lld\n", agent, state, (long long)json_integer_value(n));
 	}
-	json_decref(agents);
-	return 0;
 }
 
+/* One /metrics answer, with the store's counts of j. */
 static void
-handle_metrics(struct server *s, struct evhttp_request *req)
+metrics_answer(struct server *s, struct evhttp_request *req,
+    const struct metrics_job *j)
 {
 	struct evbuffer *out;
 	struct ap_buf b;
-	char *cause = NULL;
 
 	ap_buf_init(&b);
 	metrics_webhooks(s, &b);
-	if (metrics_store(s, &b, &cause) < 0) {
-		ap_warn("metrics: %s", cause);
-		free(cause);
-	}
+	metrics_store(j, &b);
 	ap_buf_printf(&b, "# HELP autopilot_runs_driven Runs this process drives now.\n"
 	    "# TYPE autopilot_runs_driven gauge\nautopilot_runs_driven %u\n"
 	    "# HELP autopilot_agents_in_flight Agents between deploying and a final"
@@ -1823,6 +1870,67 @@ handle_metrics(struct server *s, struct evhttp_request *req)
 	send_reply(req, 200, "OK", out);
 	evbuffer_free(out);
 	ap_buf_cleanup(&b);
+}
+
+static void metrics_start(struct server *s);
+
+static void
+metrics_done(struct workq_job *wj)
+{
+	struct metrics_job *j = (struct metrics_job *)wj;
+	struct server *s = j->s;
+	size_t i;
+
+	if (j->cause != NULL)
+		ap_warn("metrics: %s", j->cause);
+	s->metrics_job = NULL;
+	for (i = 0; i < s->nmetrics_now; i++)
+		if (s->metrics_now[i] != NULL)
+			metrics_answer(s, s->metrics_now[i], j);
+	s->nmetrics_now = 0;
+	json_decref(j->agents);
+	free(j->cause);
+	free(j);
+	/* Those that came meanwhile get a reading that starts after them. */
+	if (s->nmetrics_next > 0)
+		metrics_start(s);
+}
+
+/* Moves the requests waiting for the next reading to one that starts now. */
+static void
+metrics_start(struct server *s)
+{
+	struct evhttp_request **t = s->metrics_now;
+	size_t cap = s->metrics_now_cap;
+	struct metrics_job *j = ap_xcalloc(1, sizeof *j);
+
+	s->metrics_now = s->metrics_next;
+	s->metrics_now_cap = s->metrics_next_cap;
+	s->nmetrics_now = s->nmetrics_next;
+	s->metrics_next = t;
+	s->metrics_next_cap = cap;
+	s->nmetrics_next = 0;
+	j->job.work = metrics_work;
+	j->job.done = metrics_done;
+	j->s = s;
+	j->path = s->cfg->state_path;
+	j->store = &s->metrics_store;
+	s->metrics_job = j;
+	workq_submit(s->metrics_wq, &j->job);
+}
+
+/*
+ * Counting the runs and agent runs of the store by state reads every row
+ * (a second per million runs), so it is not done on the loop: the request
+ * waits for a reading on the metrics thread that starts after it came
+ * (requests that come together share one).
+ */
+static void
+handle_metrics(struct server *s, struct evhttp_request *req)
+{
+	park(&s->metrics_next, &s->nmetrics_next, &s->metrics_next_cap, req);
+	if (s->metrics_job == NULL)
+		metrics_start(s);
 }
 
 /* ---- Routing. ---- */
@@ -2016,6 +2124,8 @@ server_create(struct event_base *base, const struct config *cfg,
 	s->flush_ev = event_new(base, -1, 0, flush_cb, s);
 	s->take_ev = event_new(base, -1, 0, take_cb, s);
 	s->ready_timer = evtimer_new(base, readyz_timer_cb, s);
+	/* NULL: the counts are read on the loop (workq_submit). */
+	s->metrics_wq = workq_create(base, 1);
 	s->accept_timer = evtimer_new(base, accept_resume_cb, s);
 	TAILQ_INIT(&s->conns);
 	s->adopt_ev = event_new(base, -1, 0, conn_adopt_cb, s);
@@ -2086,6 +2196,7 @@ server_drain(struct server *s)
 void
 server_free(struct server *s)
 {
+	struct workq *wq;
 	struct server **link;
 	struct conn_entry *e;
 	size_t i;
@@ -2098,6 +2209,16 @@ server_free(struct server *s)
 		s->deps.airflow_ops->cancel(s->deps.airflow, s->probe);
 	s->draining = true;
 	readyz_release(s, false);
+	/* The reading in flight ends, and what waited for it is answered;
+	 * one that done starts meanwhile runs on the loop, at once. */
+	wq = s->metrics_wq;
+	s->metrics_wq = NULL;
+	workq_free(wq);
+	if (s->nmetrics_next > 0)
+		metrics_start(s);
+	store_close(s->metrics_store);
+	free(s->metrics_now);
+	free(s->metrics_next);
 	if (s->ready_timer != NULL)
 		event_free(s->ready_timer);
 	if (s->accept_timer != NULL)

@@ -162,6 +162,25 @@ def main():
         check('autopilot_airflow_requests_total{status="2xx"}' in metrics and
               "autopilot_airflow_request_duration_seconds_bucket{le=" in metrics and
               "autopilot_airflow_retries_total" in metrics, "metrics: Airflow client")
+        # The store's counts are read off the loop: scrapes that come
+        # together are each answered, one whose client goes away too, and
+        # the loop answers meanwhile.
+        import socket
+        import threading
+        gone = socket.create_connection(("127.0.0.1", srv.port))
+        gone.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        gone.close()
+        answers = []
+        scrapers = [threading.Thread(target=lambda: answers.append(srv.request("GET", "/metrics")))
+                    for _ in range(8)]
+        for t in scrapers:
+            t.start()
+        st, _ = srv.request("GET", "/healthz")
+        for t in scrapers:
+            t.join()
+        check(st == 200 and len(answers) == 8 and all(
+              a[0] == 200 and 'autopilot_runs{state="succeeded"} 4' in a[1] for a in answers),
+              "8 scrapes at once: %s" % [a[0] for a in answers])
 
         rc = srv.stop()
         check(rc == 0, "serve exits 0 on SIGTERM: %s" % rc)
