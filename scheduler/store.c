@@ -228,7 +228,10 @@ static const char *const store_sql[Q_MAX] = {
 	    " AND EXISTS" OWNED_RUN,
 	[Q_RENEW] = "UPDATE runs SET lease_until = ?2 WHERE owner = ?1 AND state IN "
 	    ACTIVE_STATES,
-	[Q_RELEASE] = "UPDATE runs SET owner = NULL, lease_until = 0 WHERE owner = ?1",
+	/* Only an active run has an owner: runs_active finds them without
+	 * reading every run. */
+	[Q_RELEASE] = "UPDATE runs SET owner = NULL, lease_until = 0 WHERE owner = ?1"
+	    " AND state IN " ACTIVE_STATES,
 };
 
 struct store {
