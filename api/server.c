@@ -106,6 +106,7 @@ struct server {
 	size_t nmetrics_now, metrics_now_cap;
 	struct evhttp_request **metrics_next;	/* came after it started */
 	size_t nmetrics_next, metrics_next_cap;
+	bool closing;			/* in server_free */
 	/* Accepting paused after accept() failed (see accept_error_cb). */
 	struct event *accept_timer;
 	uint64_t accept_warned_ms;
@@ -1891,8 +1892,9 @@ metrics_done(struct workq_job *wj)
 	json_decref(j->agents);
 	free(j->cause);
 	free(j);
-	/* Those that came meanwhile get a reading that starts after them. */
-	if (s->nmetrics_next > 0)
+	/* Those that came meanwhile get a reading that starts after them
+	 * (not once the server is being freed: no answer would go out). */
+	if (s->nmetrics_next > 0 && !s->closing)
 		metrics_start(s);
 }
 
@@ -1911,7 +1913,7 @@ metrics_start(struct server *s)
 	s->metrics_next_cap = cap;
 	s->nmetrics_next = 0;
 	j->job.work = metrics_work;
-	j->job.done = metrics_done;
+	j->job.done = metrics_done;	/* on the loop; at once if no thread */
 	j->s = s;
 	j->path = s->cfg->state_path;
 	j->store = &s->metrics_store;
@@ -2209,13 +2211,13 @@ server_free(struct server *s)
 		s->deps.airflow_ops->cancel(s->deps.airflow, s->probe);
 	s->draining = true;
 	readyz_release(s, false);
-	/* The reading in flight ends, and what waited for it is answered;
-	 * one that done starts meanwhile runs on the loop, at once. */
+	/* The reading in flight ends and answers what waited for it; what
+	 * came after it goes with its connection (evhttp_free below). */
+	s->closing = true;
 	wq = s->metrics_wq;
 	s->metrics_wq = NULL;
 	workq_free(wq);
-	if (s->nmetrics_next > 0)
-		metrics_start(s);
+	s->nmetrics_next = 0;
 	store_close(s->metrics_store);
 	free(s->metrics_now);
 	free(s->metrics_next);
