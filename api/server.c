@@ -42,6 +42,8 @@
 /* How long a /readyz waits for the probe (from its start) before it answers
  * that Airflow does not answer in time. */
 #define READY_WAIT_MS 2000
+/* How often a waiting /readyz looks whether an attempt of the probe failed. */
+#define READY_TICK_MS 50
 /* A look at Airflow (at start, for /readyz) gets this long, retries
  * included: one that hangs is said unreachable then, not after the
  * client's retries of request_timeout_ms each (minutes). */
@@ -1631,13 +1633,38 @@ readyz_release(struct server *s, bool timed_out)
 			readyz_answer(s, req, timed_out);
 }
 
+/* Arms the readiness timer for the next look: READY_TICK_MS, or what is
+ * left of READY_WAIT_MS from the probe's start. */
+static void
+readyz_arm(struct server *s, uint64_t waited)
+{
+	uint64_t ms = READY_WAIT_MS - waited < READY_TICK_MS ?
+	    READY_WAIT_MS - waited : READY_TICK_MS;
+	struct timeval tv = { (time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000 };
+
+	evtimer_add(s->ready_timer, &tv);
+}
+
 static void
 readyz_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
+	struct server *s = arg;
+	uint64_t waited = ap_mono_ms() - s->probe_started_ms;
+	char *why;
+
 	(void)fd;
 	(void)what;
-	/* The probe goes on; its outcome is kept for the next requests. */
-	readyz_release(arg, true);
+	/* An attempt of the probe that got no answer (a refused connection)
+	 * is the news already: the client may retry it for seconds. The
+	 * probe goes on; its outcome is kept for the next requests. */
+	if (waited < READY_WAIT_MS &&
+	    (why = airflow_network_error(s, s->probe_started_ms)) == NULL) {
+		readyz_arm(s, waited);
+		return;
+	}
+	if (waited < READY_WAIT_MS)
+		free(why);
+	readyz_release(s, true);
 }
 
 static void
@@ -1731,7 +1758,6 @@ static void
 handle_readyz(struct server *s, struct evhttp_request *req)
 {
 	uint64_t now = ap_mono_ms(), waited;
-	struct timeval tv;
 
 	if (s->draining || s->deps.airflow_ops == NULL ||
 	    s->deps.airflow_health == NULL ||
@@ -1748,11 +1774,8 @@ handle_readyz(struct server *s, struct evhttp_request *req)
 		return;
 	}
 	park(&s->ready_waiting, &s->nready_waiting, &s->ready_waiting_cap, req);
-	if (!evtimer_pending(s->ready_timer, NULL)) {
-		tv.tv_sec = (time_t)((READY_WAIT_MS - waited) / 1000);
-		tv.tv_usec = (suseconds_t)((READY_WAIT_MS - waited) % 1000) * 1000;
-		evtimer_add(s->ready_timer, &tv);
-	}
+	if (!evtimer_pending(s->ready_timer, NULL))
+		readyz_arm(s, waited);
 }
 
 static void
