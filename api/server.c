@@ -1633,6 +1633,19 @@ readyz_release(struct server *s, bool timed_out)
 			readyz_answer(s, req, timed_out);
 }
 
+/* Whether Airflow answered other work (a 2xx) since the last look at the
+ * client's counters (airflow_fresh, before the probe started). */
+static bool
+answered_since(struct server *s)
+{
+	struct airflow_stats st;
+
+	if (s->deps.airflow_stats == NULL)
+		return false;
+	s->deps.airflow_stats(s->deps.airflow, &st);
+	return st.requests[AIRFLOW_HTTP_2XX] != s->answers_2xx;
+}
+
 /* Arms the readiness timer for the next look: READY_TICK_MS, or what is
  * left of READY_WAIT_MS from the probe's start. */
 static void
@@ -1650,20 +1663,20 @@ readyz_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct server *s = arg;
 	uint64_t waited = ap_mono_ms() - s->probe_started_ms;
-	char *why;
+	char *why = NULL;
 
 	(void)fd;
 	(void)what;
-	/* An attempt of the probe that got no answer (a refused connection)
-	 * is the news already: the client may retry it for seconds. The
-	 * probe goes on; its outcome is kept for the next requests. */
-	if (waited < READY_WAIT_MS &&
-	    (why = airflow_network_error(s, s->probe_started_ms)) == NULL) {
+	/* An attempt that got no answer since the probe started (a refused
+	 * connection), while nothing else got a 2xx, is the news already:
+	 * the client may retry the probe for seconds. The probe goes on;
+	 * its outcome is kept for the next requests. */
+	if (waited < READY_WAIT_MS && (answered_since(s) ||
+	    (why = airflow_network_error(s, s->probe_started_ms)) == NULL)) {
 		readyz_arm(s, waited);
 		return;
 	}
-	if (waited < READY_WAIT_MS)
-		free(why);
+	free(why);
 	readyz_release(s, true);
 }
 
