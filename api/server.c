@@ -1959,9 +1959,9 @@ metrics_start(struct server *s)
 
 /*
  * Counting the runs and agent runs of the store by state reads every row
- * (a second per million runs), so it is not done on the loop: the request
- * waits for a reading on the metrics thread that starts after it came
- * (requests that come together share one).
+ * (one to three seconds per million runs), so it is not done on the loop:
+ * the request waits for a reading on the metrics thread that starts after
+ * it came (requests that come together share one).
  */
 static void
 handle_metrics(struct server *s, struct evhttp_request *req)
