@@ -19,6 +19,7 @@
 #include "cmd.h"
 #include "config.h"
 #include "filter.h"
+#include "filter_defaults.h"
 #include "filter_effective.h"
 #include "util.h"
 #include "webhook.h"
@@ -238,10 +239,14 @@ fail:
  */
 static void
 warn_connectors(const struct filter_config *cfg, const char *config_path,
-    const char *connector, const json_t *service, const char *service_path)
+    const char *connector, const json_t *service, const char *service_path,
+    const char *key)
 {
 	json_t *warnings = json_array(), *w;
-	const char *what = "--connector", *arg = connector;
+	const json_t *defaults;
+	const char *what = "--connector", *arg = connector, *kind, *dkey;
+	const char *const *keys;
+	struct ap_buf names;
 	char *note;
 	size_t i;
 
@@ -259,7 +264,26 @@ warn_connectors(const struct filter_config *cfg, const char *config_path,
 	if ((note = filter_connector_note(connector)) != NULL) {
 		fprintf(stderr, "autopilot: warning: %s %s: %s\n", what, arg, note);
 		free(note);
+		return;
 	}
+	/* A connector's built-in defaults tell its kind (that of their keys):
+	 * the patterns of another kind filter nothing its services ingest. */
+	if ((defaults = filter_defaults_for(connector)) == NULL)
+		return;
+	json_object_foreach((json_t *)defaults, dkey, w)
+		break;
+	if (dkey == NULL || (kind = filter_key_kind(dkey)) == NULL ||
+	    filter_kind_has_key(kind, key) || (keys = filter_kind_keys(kind)) == NULL)
+		return;
+	ap_buf_init(&names);
+	for (i = 0; keys[i] != NULL; i++)
+		ap_buf_printf(&names, "%s%s", i == 0 ? "" : keys[i + 1] == NULL ?
+		    " and " : ", ", keys[i]);
+	fprintf(stderr, "autopilot: warning: --kind %.*s: %s is a %s connector,"
+	    " whose services are filtered by %s only\n", (int)(strlen(key) -
+	    strlen("FilterPattern")), key, filter_defaults_connector_name(connector),
+	    kind, names.data);
+	ap_buf_cleanup(&names);
 }
 
 static int
@@ -373,7 +397,7 @@ filter_test_exec(int argc, char **argv)
 			goto fail;
 		}
 	}
-	warn_connectors(&cfg, config_path, connector, service, service_path);
+	warn_connectors(&cfg, config_path, connector, service, service_path, key);
 	eff = filter_effective_set(&cfg, service, filter_key_kind(key),
 	    connector, &cause);
 	if (eff == NULL)

@@ -30,6 +30,12 @@ check "connector typo still used" "$out" "kept     information_schema  no filter
 check "connector typo warns" "$err" "autopilot: warning: --connector Postgress: no built-in default filters for connector 'Postgress'; did you mean 'Postgres'?"
 "$BIN" filter test --connector postgres --kind schema x >/dev/null 2>"$TMP/err"
 code "no warning for a built-in connector" "$(cat "$TMP/err")" ""
+# A kind the connector's services do not have: said, the exit status unchanged.
+out=$("$BIN" filter test --connector postgres --kind topic x 2>"$TMP/err"); rc=$?
+code "kind of another connector" $rc 0
+check "kind of another connector warns" "$(cat "$TMP/err")" "autopilot: warning: --kind topic: Postgres is a database connector, whose services are filtered by databaseFilterPattern, schemaFilterPattern and tableFilterPattern only"
+"$BIN" filter test --service-json "$DATA/postgres_service.json" --kind dashboard x >/dev/null 2>"$TMP/err"
+check "kind of the service's connector warns" "$(cat "$TMP/err")" "--kind dashboard: Postgres is a database connector"
 out=$("$BIN" filter test --connector Looker --kind chart x 2>&1); rc=$?
 code "connector without defaults" $rc 0
 check "connector without defaults warns" "$out" "--connector Looker: no built-in default filters for connector 'Looker' (there are for Postgres"
