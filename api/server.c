@@ -1839,8 +1839,7 @@ metrics_work(struct workq_job *wj)
 
 	if (*j->store == NULL && (*j->store = store_open(j->path, &o, &j->cause)) == NULL)
 		return;
-	if (store_run_counts(*j->store, j->runs, &j->cause) != STORE_OK ||
-	    store_agent_counts(*j->store, &j->agents, &j->cause) != STORE_OK) {
+	if (store_counts(*j->store, j->runs, &j->agents, &j->cause) != STORE_OK) {
 		/* Opened again for the next reading. */
 		store_close(*j->store);
 		*j->store = NULL;
@@ -1959,7 +1958,9 @@ metrics_start(struct server *s)
 
 /*
  * Counting the runs and agent runs of the store by state reads every row
- * (one to three seconds per million runs), so it is not done on the loop:
+ * the first time (about three seconds per million runs; later readings
+ * only the runs from the oldest active one on, see store_counts()), so it
+ * is not done on the loop:
  * the request waits for a reading on the metrics thread that starts after
  * it came (requests that come together share one).
  */

@@ -116,8 +116,11 @@ enum store_stmt_id {
 	Q_RUN_GET,
 	Q_RUN_LIST,
 	Q_RUN_LIST_FQN,
+	Q_BEGIN_READ,
+	Q_COUNT_BOUNDS,
 	Q_RUN_COUNTS,
 	Q_AGENT_COUNTS,
+	Q_AGENT_COUNTS_OF,
 	Q_RUN_ENTITY,
 	Q_RUN_FOLLOWUP,
 	Q_SERVICE_JOINED,
@@ -176,9 +179,20 @@ static const char *const store_sql[Q_MAX] = {
 	[Q_RUN_LIST_FQN] = "SELECT run_id, service_type, fqn, state, agents, error,"
 	    " created_at, started_at, finished_at, owner, lease_until FROM runs WHERE fqn = ?2"
 	    " ORDER BY rowid DESC LIMIT ?1",
-	[Q_RUN_COUNTS] = "SELECT state, count(*) FROM runs GROUP BY state",
+	/* store_counts(): runs by state and agent runs by agent and state,
+	 * of the runs with a rowid in [?1, ?2); the oldest active run, the
+	 * last run and the first. */
+	[Q_BEGIN_READ] = "BEGIN",
+	[Q_COUNT_BOUNDS] = "SELECT (SELECT min(rowid) FROM runs WHERE state IN "
+	    ACTIVE_STATES "), (SELECT max(rowid) FROM runs),"
+	    " (SELECT min(rowid) FROM runs)",
+	[Q_RUN_COUNTS] = "SELECT state, count(*) FROM runs WHERE rowid >= ?1"
+	    " AND rowid < ?2 GROUP BY state",
 	[Q_AGENT_COUNTS] = "SELECT agent, state, count(*) FROM agent_runs"
 	    " GROUP BY agent, state",
+	[Q_AGENT_COUNTS_OF] = "SELECT a.agent, a.state, count(*) FROM runs r"
+	    " JOIN agent_runs a ON a.run_id = r.run_id WHERE r.rowid >= ?1"
+	    " AND r.rowid < ?2 GROUP BY a.agent, a.state",
 	[Q_RUN_ENTITY] = "SELECT entity FROM runs WHERE run_id = ?1",
 	/* A run an event joined and asked for more than it does (marked by
 	 * store_inbox_accept): the service and the event's entity. */
@@ -252,6 +266,12 @@ struct store {
 	uint64_t lost_seqs[32];		/* of the last batches lost (a ring) */
 	int64_t (*now)(void *);
 	void *now_arg;
+	/* store_counts(): the runs with a rowid under counted_below (the
+	 * first of them counted_first) are finished, and so never change
+	 * again: their counts, kept. counted_agents NULL: none kept. */
+	int64_t counted_below, counted_first;
+	int64_t counted_runs[4];
+	json_t *counted_agents;
 	sqlite3_stmt *stmts[Q_MAX];
 };
 
@@ -930,6 +950,7 @@ store_close(struct store *s)
 	free(s->owner);
 	free(s->host);
 	free(s->backup_path);
+	json_decref(s->counted_agents);
 	free(s);
 }
 
@@ -1654,65 +1675,197 @@ store_check_writable(struct store *s, char **cause)
 	return STORE_OK;
 }
 
-enum store_result
-store_run_counts(struct store *s, int64_t counts[4], char **cause)
+static const char *const run_states[4] = { "pending", "running",
+    "succeeded", "failed" };
+
+/* Adds (sign 1) or takes away (-1) the counts of the rows of st, bound. */
+static int
+store_add_run_counts(struct store *s, sqlite3_stmt *st, int64_t counts[4],
+    int sign, char **cause)
 {
-	static const char *const names[4] = { "pending", "running", "succeeded",
-	    "failed" };
-	sqlite3_stmt *st = store_stmt(s, Q_RUN_COUNTS, cause);
 	const char *state;
 	int rc, i;
 
-	memset(counts, 0, 4 * sizeof counts[0]);
-	if (st == NULL)
-		return STORE_ERROR;
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		state = (const char *)sqlite3_column_text(st, 0);
-		for (i = 0; i < 4; i++) {
-			if (state != NULL && strcmp(state, names[i]) == 0)
-				counts[i] = sqlite3_column_int64(st, 1);
-		}
+		for (i = 0; i < 4; i++)
+			if (state != NULL && strcmp(state, run_states[i]) == 0)
+				counts[i] += sign * sqlite3_column_int64(st, 1);
 	}
 	sqlite3_reset(st);
 	if (rc != SQLITE_DONE) {
 		store_set_cause(s, cause, "count runs");
-		return STORE_ERROR;
+		return -1;
 	}
-	return STORE_OK;
+	return 0;
 }
 
-enum store_result
-store_agent_counts(struct store *s, json_t **out, char **cause)
+/* The same for agent runs, into {"<agent>": {"<state>": n}}. */
+static int
+store_add_agent_counts(struct store *s, sqlite3_stmt *st, json_t *counts,
+    int sign, char **cause)
 {
-	sqlite3_stmt *st = store_stmt(s, Q_AGENT_COUNTS, cause);
 	const char *agent, *state;
 	json_t *per;
 	int rc;
 
-	*out = NULL;
-	if (st == NULL)
-		return STORE_ERROR;
-	*out = json_object();
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		agent = (const char *)sqlite3_column_text(st, 0);
 		state = (const char *)sqlite3_column_text(st, 1);
 		if (agent == NULL || state == NULL)
 			continue;
-		if ((per = json_object_get(*out, agent)) == NULL) {
+		if ((per = json_object_get(counts, agent)) == NULL) {
 			per = json_object();
-			json_object_set_new(*out, agent, per);
+			json_object_set_new(counts, agent, per);
 		}
-		json_object_set_new(per, state,
-		    json_integer(sqlite3_column_int64(st, 2)));
+		json_object_set_new(per, state, json_integer(json_integer_value(
+		    json_object_get(per, state)) + sign * sqlite3_column_int64(st, 2)));
 	}
 	sqlite3_reset(st);
 	if (rc != SQLITE_DONE) {
-		json_decref(*out);
-		*out = NULL;
 		store_set_cause(s, cause, "count agent runs");
-		return STORE_ERROR;
+		return -1;
 	}
+	return 0;
+}
+
+/* The counts of the runs with a rowid in [lo, hi) (Q_RUN_COUNTS or
+ * Q_AGENT_COUNTS_OF), added to counts. */
+static int
+store_count_range(struct store *s, enum store_stmt_id id, int64_t lo,
+    int64_t hi, int64_t runs[4], json_t *agents, char **cause)
+{
+	sqlite3_stmt *st = store_stmt(s, id, cause);
+
+	if (st == NULL)
+		return -1;
+	sqlite3_bind_int64(st, 1, lo);
+	sqlite3_bind_int64(st, 2, hi);
+	return id == Q_RUN_COUNTS ? store_add_run_counts(s, st, runs, 1, cause) :
+	    store_add_agent_counts(s, st, agents, 1, cause);
+}
+
+static void
+store_merge_agent_counts(json_t *into, const json_t *from)
+{
+	const char *agent, *state;
+	json_t *per, *n, *to;
+
+	json_object_foreach((json_t *)from, agent, per) {
+		if ((to = json_object_get(into, agent)) == NULL) {
+			to = json_object();
+			json_object_set_new(into, agent, to);
+		}
+		json_object_foreach(per, state, n)
+			json_object_set_new(to, state, json_integer(json_integer_value(
+			    json_object_get(to, state)) + json_integer_value(n)));
+	}
+}
+
+/* Takes out the states counted 0, and agents left with none. */
+static void
+store_prune_agent_counts(json_t *counts)
+{
+	const char *agent, *state;
+	json_t *per, *n;
+	void *t1, *t2;
+
+	json_object_foreach_safe(counts, t1, agent, per) {
+		json_object_foreach_safe(per, t2, state, n)
+			if (json_integer_value(n) == 0)
+				json_object_del(per, state);
+		if (json_object_size(per) == 0)
+			json_object_del(counts, agent);
+	}
+}
+
+/*
+ * A run that has finished never changes again, nor do its agent runs (every
+ * write is fenced by an active state), and a new run's rowid is above every
+ * other's. So the runs older than the oldest active one are counted once and
+ * kept; a later reading adds the runs that finished since and counts only
+ * those after the oldest active run. If the first run is no longer the one
+ * counted first (runs deleted by hand), or the oldest active run is older
+ * than those kept (another database in the file's place), everything is
+ * counted again.
+ */
+enum store_result
+store_counts(struct store *s, int64_t runs[4], json_t **agents, char **cause)
+{
+	int64_t below, first, kept[4];
+	json_t *kept_agents = NULL, *fresh = NULL;
+	sqlite3_stmt *st;
+	int rc, i;
+
+	memset(runs, 0, 4 * sizeof runs[0]);
+	*agents = NULL;
+	if (store_flush(s, cause) != STORE_OK || store_simple(s, Q_BEGIN_READ,
+	    cause) != 0)
+		return STORE_ERROR;
+	if ((st = store_stmt(s, Q_COUNT_BOUNDS, cause)) == NULL)
+		goto fail;
+	if ((rc = sqlite3_step(st)) != SQLITE_ROW) {
+		sqlite3_reset(st);
+		store_set_cause(s, cause, "count runs");
+		goto fail;
+	}
+	/* Below the oldest active run, or else past the last run. */
+	below = sqlite3_column_type(st, 0) != SQLITE_NULL ?
+	    sqlite3_column_int64(st, 0) : sqlite3_column_int64(st, 1) + 1;
+	first = sqlite3_column_int64(st, 2);
+	sqlite3_reset(st);
+
+	kept_agents = json_object();
+	memset(kept, 0, sizeof kept);
+	if (s->counted_agents != NULL && first == s->counted_first &&
+	    below >= s->counted_below) {
+		memcpy(kept, s->counted_runs, sizeof kept);
+		store_merge_agent_counts(kept_agents, s->counted_agents);
+		if (store_count_range(s, Q_RUN_COUNTS, s->counted_below, below,
+		    kept, NULL, cause) != 0 || store_count_range(s,
+		    Q_AGENT_COUNTS_OF, s->counted_below, below, NULL, kept_agents,
+		    cause) != 0)
+			goto fail;
+	} else {
+		/* All agent runs in one pass, less those of the runs from the
+		 * oldest active one on: faster than looking each run's up. */
+		if (store_count_range(s, Q_RUN_COUNTS, INT64_MIN, below, kept,
+		    NULL, cause) != 0 || (st = store_stmt(s, Q_AGENT_COUNTS,
+		    cause)) == NULL || store_add_agent_counts(s, st, kept_agents, 1,
+		    cause) != 0 || (st = store_stmt(s, Q_AGENT_COUNTS_OF,
+		    cause)) == NULL)
+			goto fail;
+		sqlite3_bind_int64(st, 1, below);
+		sqlite3_bind_int64(st, 2, INT64_MAX);
+		if (store_add_agent_counts(s, st, kept_agents, -1, cause) != 0)
+			goto fail;
+	}
+	/* From the oldest active run on, as they are now. */
+	memcpy(runs, kept, sizeof kept);
+	fresh = json_object();
+	store_merge_agent_counts(fresh, kept_agents);
+	if (store_count_range(s, Q_RUN_COUNTS, below, INT64_MAX, runs, NULL,
+	    cause) != 0 || store_count_range(s, Q_AGENT_COUNTS_OF, below,
+	    INT64_MAX, NULL, fresh, cause) != 0)
+		goto fail;
+	store_simple(s, Q_COMMIT, NULL);	/* a read: nothing to lose */
+	store_prune_agent_counts(kept_agents);
+	store_prune_agent_counts(fresh);
+
+	for (i = 0; i < 4; i++)
+		s->counted_runs[i] = kept[i];
+	json_decref(s->counted_agents);
+	s->counted_agents = kept_agents;
+	s->counted_below = below;
+	s->counted_first = first;
+	*agents = fresh;
 	return STORE_OK;
+fail:
+	memset(runs, 0, 4 * sizeof runs[0]);
+	json_decref(kept_agents);
+	json_decref(fresh);
+	store_rollback(s);
+	return STORE_ERROR;
 }
 
 /* True if pid has exited and waits to be reaped (a container whose init

@@ -159,11 +159,13 @@ enum store_result store_runs_json(struct store *s, const char *fqn,
  * busy_timeout_ms. A lock alone touches no disk, so a full or read-only
  * filesystem would go unseen. */
 enum store_result store_check_writable(struct store *s, char **cause);
-/* Counts of runs by state (for /metrics): pending, running, succeeded, failed. */
-enum store_result store_run_counts(struct store *s, int64_t counts[4], char **cause);
-/* Agent runs by agent and state (for /metrics): *out is a new object
- * {"metadata": {"succeeded": 3, ...}, ...}. */
-enum store_result store_agent_counts(struct store *s, json_t **out, char **cause);
+/* For /metrics, read in one snapshot: runs by state (pending, running,
+ * succeeded, failed) and agent runs by agent and state, *agents a new
+ * object {"metadata": {"succeeded": 3, ...}, ...}. The counts of finished
+ * runs are kept in s, so a later call reads only the runs since the oldest
+ * one active. */
+enum store_result store_counts(struct store *s, int64_t runs[4], json_t **agents,
+    char **cause);
 
 /* ---- Below: what the scheduler uses to drive runs. ---- */
 

@@ -706,9 +706,111 @@ test_status_json_shape(void **state)
 	assert_int_equal(store_run_json(s, "nope", &j, &cause), STORE_NOT_FOUND);
 	int64_t counts[4];
 	assert_int_equal(store_check_writable(s, &cause), STORE_OK);
-	assert_int_equal(store_run_counts(s, counts, &cause), STORE_OK);
+	assert_int_equal(store_counts(s, counts, &list, &cause), STORE_OK);
 	assert_int_equal(counts[1], 1);
+	json_decref(list);
 	free(r1);
+	store_close(s);
+	free(p);
+}
+
+/* store_counts() of reader (which keeps what it counted) against those of a
+ * new handle, which counts everything, and against want. */
+static void
+check_counts(struct store *reader, const char *path, const int64_t want[4],
+    const char *want_agents)
+{
+	struct store_options ro = { .read_only = true };
+	struct store *fresh = open_ok(path, &ro);
+	int64_t a[4], b[4];
+	json_t *ja, *jb, *jw;
+	char *cause = NULL;
+	int i;
+
+	assert_int_equal(store_counts(reader, a, &ja, &cause), STORE_OK);
+	assert_int_equal(store_counts(fresh, b, &jb, &cause), STORE_OK);
+	for (i = 0; i < 4; i++) {
+		assert_int_equal(a[i], want[i]);
+		assert_int_equal(b[i], want[i]);
+	}
+	jw = json_loads(want_agents, 0, NULL);
+	assert_non_null(jw);
+	assert_true(json_equal(ja, jw));
+	assert_true(json_equal(jb, jw));
+	json_decref(ja);
+	json_decref(jb);
+	json_decref(jw);
+	store_close(fresh);
+}
+
+/* Ends run_id, its metadata agent as the run. */
+static void
+finish_run(struct store *s, const char *run_id, char *state)
+{
+	struct store_agent_row a = { .agent = "metadata", .state = state };
+	char *cause = NULL;
+
+	assert_int_equal(store_agent_save(s, run_id, &a, &cause), STORE_OK);
+	assert_int_equal(store_run_set_state(s, run_id, state, NULL, true,
+	    &cause), STORE_OK);
+}
+
+static void
+test_counts_kept(void **state)
+{
+	struct store_options ro = { .read_only = true };
+	char *p = db_path("counts.db"), *cause = NULL, *r[4];
+	struct store *s = open_ok(p, NULL), *reader;
+	struct store_agent_row a = { .agent = "metadata", .state = "running" };
+	sqlite3 *db;
+	int i;
+
+	(void)state;
+	reader = open_ok(p, &ro);
+	check_counts(reader, p, (int64_t[4]){ 0, 0, 0, 0 }, "{}");
+	for (i = 0; i < 4; i++) {
+		char fqn[8];
+
+		snprintf(fqn, sizeof fqn, "svc%d", i);
+		assert_int_equal(store_run_create(s, "databaseService", fqn, "{}",
+		    NULL, false, &r[i], &cause), STORE_OK);
+		assert_int_equal(store_claim(s, r[i], &cause), STORE_OK);
+		assert_int_equal(store_agent_save(s, r[i], &a, &cause), STORE_OK);
+	}
+	check_counts(reader, p, (int64_t[4]){ 4, 0, 0, 0 },
+	    "{\"metadata\": {\"running\": 4}}");
+	/* The second run ends first: the first, still active, holds the
+	 * kept counts back. */
+	finish_run(s, r[1], "succeeded");
+	check_counts(reader, p, (int64_t[4]){ 3, 0, 1, 0 },
+	    "{\"metadata\": {\"running\": 3, \"succeeded\": 1}}");
+	finish_run(s, r[0], "succeeded");
+	finish_run(s, r[3], "failed");
+	check_counts(reader, p, (int64_t[4]){ 1, 0, 2, 1 },
+	    "{\"metadata\": {\"running\": 1, \"succeeded\": 2, \"failed\": 1}}");
+	/* None active: every run is kept; a new one is counted on top. */
+	finish_run(s, r[2], "succeeded");
+	check_counts(reader, p, (int64_t[4]){ 0, 0, 3, 1 },
+	    "{\"metadata\": {\"succeeded\": 3, \"failed\": 1}}");
+	check_counts(reader, p, (int64_t[4]){ 0, 0, 3, 1 },
+	    "{\"metadata\": {\"succeeded\": 3, \"failed\": 1}}");
+	free(r[0]);
+	assert_int_equal(store_run_create(s, "databaseService", "svc0", "{}",
+	    NULL, false, &r[0], &cause), STORE_OK);
+	check_counts(reader, p, (int64_t[4]){ 1, 0, 3, 1 },
+	    "{\"metadata\": {\"succeeded\": 3, \"failed\": 1}}");
+	/* The oldest runs deleted by hand: counted again. */
+	assert_int_equal(sqlite3_open(p, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, "DELETE FROM agent_runs WHERE run_id IN"
+	    " (SELECT run_id FROM runs ORDER BY rowid LIMIT 2);"
+	    " DELETE FROM runs WHERE rowid IN (SELECT rowid FROM runs ORDER BY"
+	    " rowid LIMIT 2)", NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+	check_counts(reader, p, (int64_t[4]){ 1, 0, 1, 1 },
+	    "{\"metadata\": {\"succeeded\": 1, \"failed\": 1}}");
+	for (i = 0; i < 4; i++)
+		free(r[i]);
+	store_close(reader);
 	store_close(s);
 	free(p);
 }
@@ -1158,6 +1260,7 @@ main(void)
 		cmocka_unit_test(test_run_end_all_or_nothing),
 		cmocka_unit_test(test_rerun_refused_while_active_then_replace),
 		cmocka_unit_test(test_status_json_shape),
+		cmocka_unit_test(test_counts_kept),
 		cmocka_unit_test(test_leases_between_two_handles),
 		cmocka_unit_test(test_recovery_after_owner_died),
 		cmocka_unit_test(test_recovery_after_owner_zombie),
