@@ -1828,6 +1828,7 @@ struct metrics_job {
 	struct store **store;	/* the worker's handle (s->metrics_store) */
 	int64_t runs[4];
 	json_t *agents;		/* {"<agent>": {"<state>": n}} */
+	int64_t halts;		/* Airflow runs still to be marked failed */
 	char *cause;		/* why there are none, or NULL */
 };
 
@@ -1839,7 +1840,8 @@ metrics_work(struct workq_job *wj)
 
 	if (*j->store == NULL && (*j->store = store_open(j->path, &o, &j->cause)) == NULL)
 		return;
-	if (store_counts(*j->store, j->runs, &j->agents, &j->cause) != STORE_OK) {
+	if (store_counts(*j->store, j->runs, &j->agents, &j->halts, &j->cause) !=
+	    STORE_OK) {
 		/* Opened again for the next reading. */
 		store_close(*j->store);
 		*j->store = NULL;
@@ -1869,6 +1871,10 @@ metrics_store(const struct metrics_job *j, struct ap_buf *b)
 			ap_buf_printf(b, "autopilot_agent_runs{agent=\"%s\",state=\"%s\"}"
 			    " %lld\n", agent, state, (long long)json_integer_value(n));
 	}
+	ap_buf_printf(b, "# HELP autopilot_airflow_runs_to_fail Airflow runs no"
+	    " agent follows any more (of replaced runs, of timed-out attempts)"
+	    " still to be marked failed.\n# TYPE autopilot_airflow_runs_to_fail"
+	    " gauge\nautopilot_airflow_runs_to_fail %lld\n", (long long)j->halts);
 }
 
 /* One /metrics answer, with the store's counts of j. */

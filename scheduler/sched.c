@@ -148,13 +148,18 @@ struct sched_retake {
 TAILQ_HEAD(sched_retake_list, sched_retake);
 
 /* Marks an Airflow run failed (PATCH) that no agent follows any more (of a
- * replaced run, or of an agent gone from the plan), then logs. */
+ * replaced run, of an agent gone from the plan, of a timed-out attempt whose
+ * own PATCH failed), then logs; its row in the store's halts goes once it is
+ * done, or says when to try again. */
 struct sched_halt {
 	struct sched *s;
 	struct airflow_req *req;
 	char *run_id, *dag_id, *dag_run_id;
 	char *what;			/* why: "replaced", ... */
 	uint64_t batch;			/* sent once this batch commits (0: sent) */
+	int64_t tries;			/* tries that failed before this one */
+	bool look_first;		/* GET the run first: PATCH it only if it
+					 * is still queued or running */
 	TAILQ_ENTRY(sched_halt) link;
 };
 TAILQ_HEAD(sched_halt_list, sched_halt);
@@ -1737,6 +1742,44 @@ sched_agent_track(struct sched_agent *a, const struct airflow_run *run,
 	    agent_poll_delay(a, agent_deadline(a)));
 }
 
+/* How long after a failed try at marking an Airflow run failed (tries
+ * before it) the next one comes: 5 s, doubling, up to
+ * unreachable_retry_max_ms. */
+static int64_t
+halt_wait(const struct sched *s, int64_t tries)
+{
+	int64_t wait = 5000, max = s->cfg.unreachable_retry_max_ms;
+
+	while (tries-- > 0 && wait < max)
+		wait *= 2;
+	return wait < max ? wait : max;
+}
+
+/*
+ * The PATCH of a's Airflow run failed: it goes into the store's halts, with
+ * the change that ends a, for a process that rescans the store (serve) to
+ * try again a little later. True if it is there.
+ */
+static bool
+sched_halt_keep(struct sched_agent *a, const char *why)
+{
+	struct sched *s = a->run->s;
+	char *what = ap_xprintf("agent %s %s", agent_name(a), why), *cause = NULL;
+	bool ok;
+
+	ok = sched_batch(s) == 0 && store_halt_add(s->store, a->run->run_id,
+	    a->dag_id, a->dag_run_id, what, sched_now() + halt_wait(s, 0), &cause) ==
+	    STORE_OK;
+	if (!ok) {
+		ap_warn("run %s agent %s: cannot record Airflow run %s as to be"
+		    " marked failed: %s", a->run->run_id, agent_name(a),
+		    a->dag_run_id, cause ? cause : "state store error");
+		free(cause);
+	}
+	free(what);
+	return ok;
+}
+
 static void
 sched_agent_cb(const struct airflow_result *res, void *arg)
 {
@@ -1914,10 +1957,12 @@ sched_agent_cb(const struct airflow_result *res, void *arg)
 		/* Another attempt while this one's Airflow run may still go
 		 * on would run two ingestions side by side: only an Airflow
 		 * run marked failed, or gone, lets the agent try again. */
-		if (res->status != AIRFLOW_OK && res->status != AIRFLOW_NOT_FOUND &&
-		    a->attempt <= sp->retries) {
-			char *t = ap_xprintf("%s; not retried while that run may still"
-			    " go on", text);
+		if (res->status != AIRFLOW_OK && res->status != AIRFLOW_NOT_FOUND) {
+			bool kept = res->status != AIRFLOW_REJECTED &&
+			    sched_halt_keep(a, "timed out");
+			char *t = ap_xprintf("%s%s%s", text, a->attempt <= sp->retries ?
+			    "; not retried while that run may still go on" : "", kept ?
+			    "; marking it failed is tried again later" : "");
 
 			free(text);
 			text = t;
@@ -2122,6 +2167,15 @@ sched_run_drop_unplanned(struct sched_run *r, struct store_agent_row *rows,
 				sched_run_abandon(r, "state store error", true);
 			}
 			free(cause);
+			goto fail;
+		}
+		if (airflow && store_halt_add(s->store, r->run_id, rows[j].dag_id,
+		    rows[j].dag_run_id, "an agent no longer in the plan", 0,
+		    &cause) != STORE_OK) {
+			ap_error("run %s: cannot record Airflow run %s as to be"
+			    " marked failed: %s", r->run_id, rows[j].dag_run_id, cause);
+			free(cause);
+			sched_run_abandon(r, "state store error", true);
 			goto fail;
 		}
 		if (airflow)
@@ -2425,25 +2479,105 @@ sched_halt_free(struct sched_halt *h)
 	free(h);
 }
 
+static void sched_halt_send(struct sched_halt *h);
+
+/* Done (marked failed, gone, or ended): its row goes. */
+static void
+sched_halt_done(struct sched_halt *h, const char *how)
+{
+	struct sched *s = h->s;
+	char *cause = NULL;
+
+	ap_info("run %s: %s: Airflow run %s of %s %s", h->run_id, h->what,
+	    h->dag_run_id, h->dag_id, how);
+	if (sched_batch(s) != 0 || store_halt_done(s->store, h->dag_id,
+	    h->dag_run_id, &cause) != STORE_OK) {
+		/* Looked at again later: found ended, then forgotten. */
+		ap_warn("run %s: cannot forget Airflow run %s of %s, marked"
+		    " failed: %s", h->run_id, h->dag_run_id, h->dag_id, cause ?
+		    cause : "state store error");
+		free(cause);
+	}
+	sched_halt_free(h);
+}
+
+/*
+ * Not done: Airflow refused (a 4xx other than 404, which trying again would
+ * not change: given up, said as an error) or did not answer. Then the row
+ * says when to try again: a process that rescans the store (serve) does,
+ * within twice the last wait, up to unreachable_retry_max_ms.
+ */
+static void
+sched_halt_failed(struct sched_halt *h, const struct airflow_result *res,
+    const char *doing)
+{
+	struct sched *s = h->s;
+	char *why = airflow_result_text(doing, res), *cause = NULL;
+	int rc;
+
+	s->halts_failed++;
+	if (res->status == AIRFLOW_REJECTED) {
+		ap_error("run %s: %s, but its Airflow run %s of %s goes on: %s;"
+		    " given up", h->run_id, h->what, h->dag_run_id, h->dag_id, why);
+		rc = sched_batch(s) == 0 ? store_halt_done(s->store, h->dag_id,
+		    h->dag_run_id, &cause) : STORE_ERROR;
+	} else {
+		/* Said once as a warning; each later try, as information. */
+		ap_log(h->tries == 0 ? AP_LOG_WARN : AP_LOG_INFO, "run %s: %s, but"
+		    " its Airflow run %s of %s goes on: %s; %s", h->run_id, h->what,
+		    h->dag_run_id, h->dag_id, why, s->recover ? "tried again"
+		    " later" : "kept for autopilot serve on this database to"
+		    " try again");
+		rc = sched_batch(s) == 0 ? store_halt_failed(s->store, h->dag_id,
+		    h->dag_run_id, why, sched_now() + halt_wait(s, h->tries), &cause) :
+		    STORE_ERROR;
+	}
+	if (rc != STORE_OK) {
+		ap_warn("run %s: cannot record the try at marking Airflow run %s"
+		    " failed: %s", h->run_id, h->dag_run_id, cause ? cause :
+		    "state store error");
+		free(cause);
+	}
+	free(why);
+	sched_halt_free(h);
+}
+
 static void
 sched_halt_cb(const struct airflow_result *res, void *arg)
 {
 	struct sched_halt *h = arg;
-	char *why;
 
 	h->req = NULL;
 	if (res->status == AIRFLOW_OK || res->status == AIRFLOW_NOT_FOUND)
-		ap_info("run %s: %s: Airflow run %s of %s %s", h->run_id, h->what,
-		    h->dag_run_id, h->dag_id, res->status == AIRFLOW_OK ?
-		    "marked failed" : "is gone");
-	else {
-		h->s->halts_failed++;
-		why = airflow_result_text("mark failed", res);
-		ap_warn("run %s: %s, but its Airflow run %s of %s goes on: %s",
-		    h->run_id, h->what, h->dag_run_id, h->dag_id, why);
-		free(why);
-	}
-	sched_halt_free(h);
+		sched_halt_done(h, res->status == AIRFLOW_OK ? "marked failed" :
+		    "is gone");
+	else
+		sched_halt_failed(h, res, "mark failed");
+}
+
+/* A halt tried before (or found in the store): an Airflow run that has
+ * ended since keeps its outcome. */
+static void
+sched_halt_look_cb(const struct airflow_result *res, void *arg)
+{
+	struct sched_halt *h = arg;
+	char *how;
+
+	h->req = NULL;
+	if (res->status == AIRFLOW_NOT_FOUND) {
+		sched_halt_done(h, "is gone");
+	} else if (res->status == AIRFLOW_OK && res->run != NULL &&
+	    (res->run->state == AIRFLOW_RUN_SUCCESS ||
+	    res->run->state == AIRFLOW_RUN_FAILED)) {
+		how = ap_xprintf("had ended (%s)", airflow_run_state_name(
+		    res->run->state));
+		sched_halt_done(h, how);
+		free(how);
+	} else if (res->status == AIRFLOW_OK) {
+		h->look_first = false;
+		sched_halt_send(h);
+	} else
+		sched_halt_failed(h, res, "read the Airflow run");
 }
 
 static void
@@ -2451,17 +2585,35 @@ sched_halt_send(struct sched_halt *h)
 {
 	struct sched *s = h->s;
 
-	h->req = s->ops->fail_run(s->airflow, h->dag_id, h->dag_run_id,
-	    sched_halt_cb, h);
+	h->req = h->look_first ? s->ops->get_run(s->airflow, h->dag_id,
+	    h->dag_run_id, sched_halt_look_cb, h) : s->ops->fail_run(s->airflow,
+	    h->dag_id, h->dag_run_id, sched_halt_cb, h);
 	/* As a timed-out attempt's PATCH: its tries end in time. */
 	if (h->req != NULL && s->ops->limit != NULL)
 		s->ops->limit(s->airflow, h->req, s->cfg.late_budget_ms);
 }
 
+static struct sched_halt *
+sched_halt_new(struct sched *s, const char *run_id, const char *dag_id,
+    const char *dag_run_id, const char *what)
+{
+	struct sched_halt *h = ap_xcalloc(1, sizeof *h);
+
+	h->s = s;
+	h->run_id = ap_xstrdup(run_id);
+	h->what = ap_xstrdup(what);
+	h->dag_id = ap_xstrdup(dag_id);
+	h->dag_run_id = ap_xstrdup(dag_run_id);
+	TAILQ_INSERT_TAIL(&s->halts, h, link);
+	s->nhalts++;
+	return h;
+}
+
 /* PATCHes each {run_id, dag_id, dag_run_id} of runs failed, which no agent
  * follows any more (what says why; run_id, when not given, is run_id's),
  * so that two ingestions of one service do not go on side by side and none
- * goes on unwatched. */
+ * goes on unwatched. Each is in the store's halts already, written with
+ * the change that ended its agent. */
 static void
 sched_halt_airflow_runs(struct sched *s, const char *run_id, const json_t *runs,
     const char *what)
@@ -2473,15 +2625,9 @@ sched_halt_airflow_runs(struct sched *s, const char *run_id, const json_t *runs,
 
 	json_array_foreach(runs, i, v) {
 		of = json_string_value(json_object_get(v, "run_id"));
-		h = ap_xcalloc(1, sizeof *h);
-		h->s = s;
-		h->run_id = ap_xstrdup(of != NULL ? of : run_id);
-		h->what = ap_xstrdup(what);
-		h->dag_id = ap_xstrdup(json_string_value(json_object_get(v, "dag_id")));
-		h->dag_run_id = ap_xstrdup(json_string_value(json_object_get(v,
-		    "dag_run_id")));
-		TAILQ_INSERT_TAIL(&s->halts, h, link);
-		s->nhalts++;
+		h = sched_halt_new(s, of != NULL ? of : run_id,
+		    json_string_value(json_object_get(v, "dag_id")),
+		    json_string_value(json_object_get(v, "dag_run_id")), what);
 		/* The change that ends the agent (failed, with why) is on disk
 		 * before Airflow hears of it, as for every other request. */
 		if ((h->batch = store_batch_seq(s->store)) != 0)
@@ -2489,6 +2635,41 @@ sched_halt_airflow_runs(struct sched *s, const char *run_id, const json_t *runs,
 		else
 			sched_halt_send(h);
 	}
+}
+
+/* The store's halts that are due and not in hand here: left by a process
+ * that stopped or crashed first, or tried before and due again. */
+static void
+sched_halts_resume(struct sched *s)
+{
+	struct sched_halt *h;
+	const char *dag_id, *dag_run_id;
+	json_t *due = NULL, *v;
+	char *cause = NULL;
+	size_t i;
+
+	if (store_halts_due(s->store, 256, &due, &cause) != STORE_OK) {
+		ap_error("scheduler: cannot read the Airflow runs to mark failed:"
+		    " %s", cause);
+		free(cause);
+		return;
+	}
+	json_array_foreach(due, i, v) {
+		dag_id = json_string_value(json_object_get(v, "dag_id"));
+		dag_run_id = json_string_value(json_object_get(v, "dag_run_id"));
+		TAILQ_FOREACH(h, &s->halts, link)
+			if (strcmp(h->dag_id, dag_id) == 0 &&
+			    strcmp(h->dag_run_id, dag_run_id) == 0)
+				break;
+		if (h != NULL)
+			continue;
+		h = sched_halt_new(s, json_string_value(json_object_get(v, "run_id")),
+		    dag_id, dag_run_id, json_string_value(json_object_get(v, "what")));
+		h->tries = json_integer_value(json_object_get(v, "tries"));
+		h->look_first = true;
+		sched_halt_send(h);
+	}
+	json_decref(due);
 }
 
 /*
@@ -2534,7 +2715,8 @@ sched_halts_cancel(struct sched *s)
 			s->ops->cancel(s->airflow, h->req);
 		s->halts_failed++;
 		ap_warn("run %s: %s, but its Airflow run %s of %s was not marked"
-		    " failed before the stop", h->run_id, h->what, h->dag_run_id,
+		    " failed before the stop (kept for autopilot serve on this"
+		    " database to do)", h->run_id, h->what, h->dag_run_id,
 		    h->dag_id);
 		sched_halt_free(h);
 	}
@@ -2756,8 +2938,10 @@ sched_rescan_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct sched *s = arg;
 
-	if (!s->stopped)
+	if (!s->stopped) {
 		sched_claim_unfinished(s);
+		sched_halts_resume(s);
+	}
 }
 
 static void
@@ -2856,6 +3040,7 @@ sched_start(struct sched *s, bool recover, char **cause)
 		evtimer_add(s->note_ev, &tv);
 	if (recover) {
 		sched_claim_unfinished(s);
+		sched_halts_resume(s);
 		if (s->cfg.rescan_ms > 0) {
 			tv.tv_sec = s->cfg.rescan_ms / 1000;
 			tv.tv_usec = (s->cfg.rescan_ms % 1000) * 1000;

@@ -87,6 +87,21 @@ static const char *const store_migrations[STORE_SCHEMA_VERSION] = {
 	 * entity is stored once. A run's entity never changes and runs are
 	 * never deleted. */
 	"ALTER TABLE services ADD COLUMN entity_run TEXT;",
+	/* 3 -> 4: Airflow runs to be marked failed that no agent follows any
+	 * more (of a replaced run, of an agent gone from the plan, of a
+	 * timed-out attempt whose PATCH failed), written with the change that
+	 * ends their agent and deleted once Airflow took the PATCH (or has no
+	 * such run): a crash or an outage in between does not lose them. */
+	"CREATE TABLE halts ("
+	"  dag_id TEXT NOT NULL,"
+	"  dag_run_id TEXT NOT NULL,"
+	"  run_id TEXT NOT NULL,"
+	"  what TEXT NOT NULL,"
+	"  tries INTEGER NOT NULL DEFAULT 0,"
+	"  next_at INTEGER NOT NULL DEFAULT 0,"
+	"  error TEXT,"
+	"  created_at INTEGER NOT NULL,"
+	"  PRIMARY KEY (dag_id, dag_run_id));",
 };
 
 /* The entity of services row s (see migration 2 -> 3). Text in entity
@@ -117,6 +132,10 @@ enum store_stmt_id {
 	Q_RUN_LIST,
 	Q_RUN_LIST_FQN,
 	Q_BEGIN_READ,
+	Q_HALT_ADD,
+	Q_HALT_FAILED,
+	Q_HALT_DONE,
+	Q_HALTS_DUE,
 	Q_COUNT_BOUNDS,
 	Q_RUN_COUNTS,
 	Q_AGENT_COUNTS,
@@ -183,9 +202,18 @@ static const char *const store_sql[Q_MAX] = {
 	 * of the runs with a rowid in [?1, ?2); the oldest active run, the
 	 * last run and the first. */
 	[Q_BEGIN_READ] = "BEGIN",
+	[Q_HALT_ADD] = "INSERT INTO halts (dag_id, dag_run_id, run_id, what, next_at,"
+	    " created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (dag_id,"
+	    " dag_run_id) DO UPDATE SET run_id = excluded.run_id, what ="
+	    " excluded.what, next_at = min(next_at, excluded.next_at)",
+	[Q_HALT_FAILED] = "UPDATE halts SET tries = tries + 1, error = ?3,"
+	    " next_at = ?4 WHERE dag_id = ?1 AND dag_run_id = ?2",
+	[Q_HALT_DONE] = "DELETE FROM halts WHERE dag_id = ?1 AND dag_run_id = ?2",
+	[Q_HALTS_DUE] = "SELECT dag_id, dag_run_id, run_id, what, tries FROM halts"
+	    " WHERE next_at <= ?1 ORDER BY next_at LIMIT ?2",
 	[Q_COUNT_BOUNDS] = "SELECT (SELECT min(rowid) FROM runs WHERE state IN "
 	    ACTIVE_STATES "), (SELECT max(rowid) FROM runs),"
-	    " (SELECT min(rowid) FROM runs)",
+	    " (SELECT min(rowid) FROM runs), (SELECT count(*) FROM halts)",
 	[Q_RUN_COUNTS] = "SELECT state, count(*) FROM runs WHERE rowid >= ?1"
 	    " AND rowid < ?2 GROUP BY state",
 	[Q_AGENT_COUNTS] = "SELECT agent, state, count(*) FROM agent_runs"
@@ -1456,6 +1484,21 @@ store_run_replace(struct store *s, const char *service_type, const char *fqn,
 			active = NULL;
 		}
 	}
+	if (json_array_size(stop) > 0) {
+		size_t i;
+		json_t *v;
+
+		why = ap_xprintf("replaced by %s", id);
+		json_array_foreach(stop, i, v)
+			if (store_halt_add(s, json_string_value(json_object_get(v,
+			    "run_id")), json_string_value(json_object_get(v, "dag_id")),
+			    json_string_value(json_object_get(v, "dag_run_id")), why, 0,
+			    cause) != STORE_OK)
+				break;
+		free(why);
+		if (i < json_array_size(stop))
+			goto fail;
+	}
 	if (store_commit(s, cause) != 0)
 		goto fail;
 	*run_id = id;
@@ -1790,7 +1833,8 @@ store_prune_agent_counts(json_t *counts)
  * counted again.
  */
 enum store_result
-store_counts(struct store *s, int64_t runs[4], json_t **agents, char **cause)
+store_counts(struct store *s, int64_t runs[4], json_t **agents, int64_t *halts,
+    char **cause)
 {
 	int64_t below, first, kept[4];
 	json_t *kept_agents = NULL, *fresh = NULL;
@@ -1799,6 +1843,7 @@ store_counts(struct store *s, int64_t runs[4], json_t **agents, char **cause)
 
 	memset(runs, 0, 4 * sizeof runs[0]);
 	*agents = NULL;
+	*halts = 0;
 	if (store_flush(s, cause) != STORE_OK || store_simple(s, Q_BEGIN_READ,
 	    cause) != 0)
 		return STORE_ERROR;
@@ -1813,6 +1858,7 @@ store_counts(struct store *s, int64_t runs[4], json_t **agents, char **cause)
 	below = sqlite3_column_type(st, 0) != SQLITE_NULL ?
 	    sqlite3_column_int64(st, 0) : sqlite3_column_int64(st, 1) + 1;
 	first = sqlite3_column_int64(st, 2);
+	*halts = sqlite3_column_int64(st, 3);
 	sqlite3_reset(st);
 
 	kept_agents = json_object();
@@ -2289,6 +2335,85 @@ store_agent_save(struct store *s, const char *run_id, const struct store_agent_r
 	if (rc < 0)
 		return STORE_ERROR;
 	return rc > 0 ? STORE_OK : STORE_LOST;
+}
+
+/* ---- Airflow runs to be marked failed (halts). ---- */
+
+enum store_result
+store_halt_add(struct store *s, const char *run_id, const char *dag_id,
+    const char *dag_run_id, const char *what, int64_t next_at, char **cause)
+{
+	sqlite3_stmt *st = store_stmt(s, Q_HALT_ADD, cause);
+
+	if (st == NULL)
+		return STORE_ERROR;
+	bind_text(st, 1, dag_id);
+	bind_text(st, 2, dag_run_id);
+	bind_text(st, 3, run_id);
+	bind_text(st, 4, what);
+	sqlite3_bind_int64(st, 5, next_at);
+	sqlite3_bind_int64(st, 6, store_now(s));
+	return store_exec_stmt(s, st, cause, "record an Airflow run to mark"
+	    " failed") == 0 ? STORE_OK : STORE_ERROR;
+}
+
+enum store_result
+store_halt_failed(struct store *s, const char *dag_id, const char *dag_run_id,
+    const char *error, int64_t next_at, char **cause)
+{
+	sqlite3_stmt *st = store_stmt(s, Q_HALT_FAILED, cause);
+
+	if (st == NULL)
+		return STORE_ERROR;
+	bind_text(st, 1, dag_id);
+	bind_text(st, 2, dag_run_id);
+	bind_text(st, 3, error);
+	sqlite3_bind_int64(st, 4, next_at);
+	return store_exec_stmt(s, st, cause, "record a failed PATCH") == 0 ?
+	    STORE_OK : STORE_ERROR;
+}
+
+enum store_result
+store_halt_done(struct store *s, const char *dag_id, const char *dag_run_id,
+    char **cause)
+{
+	sqlite3_stmt *st = store_stmt(s, Q_HALT_DONE, cause);
+
+	if (st == NULL)
+		return STORE_ERROR;
+	bind_text(st, 1, dag_id);
+	bind_text(st, 2, dag_run_id);
+	return store_exec_stmt(s, st, cause, "forget an Airflow run marked"
+	    " failed") == 0 ? STORE_OK : STORE_ERROR;
+}
+
+enum store_result
+store_halts_due(struct store *s, unsigned limit, json_t **out, char **cause)
+{
+	sqlite3_stmt *st = store_stmt(s, Q_HALTS_DUE, cause);
+	int rc;
+
+	*out = NULL;
+	if (st == NULL)
+		return STORE_ERROR;
+	sqlite3_bind_int64(st, 1, store_now(s));
+	sqlite3_bind_int64(st, 2, limit);
+	*out = json_array();
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+		json_array_append_new(*out, json_pack("{s:s, s:s, s:s, s:s, s:I}",
+		    "dag_id", (const char *)sqlite3_column_text(st, 0),
+		    "dag_run_id", (const char *)sqlite3_column_text(st, 1),
+		    "run_id", (const char *)sqlite3_column_text(st, 2),
+		    "what", (const char *)sqlite3_column_text(st, 3),
+		    "tries", (json_int_t)sqlite3_column_int64(st, 4)));
+	sqlite3_reset(st);
+	if (rc != SQLITE_DONE) {
+		json_decref(*out);
+		*out = NULL;
+		store_set_cause(s, cause, "read the Airflow runs to mark failed");
+		return STORE_ERROR;
+	}
+	return STORE_OK;
 }
 
 enum store_result

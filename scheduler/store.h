@@ -27,7 +27,7 @@
 
 /* The schema version this build writes. Older databases are migrated (after
  * a backup copy); newer ones are refused. */
-#define STORE_SCHEMA_VERSION 3
+#define STORE_SCHEMA_VERSION 4
 
 struct store;
 
@@ -160,14 +160,36 @@ enum store_result store_runs_json(struct store *s, const char *fqn,
  * filesystem would go unseen. */
 enum store_result store_check_writable(struct store *s, char **cause);
 /* For /metrics, read in one snapshot: runs by state (pending, running,
- * succeeded, failed) and agent runs by agent and state, *agents a new
- * object {"metadata": {"succeeded": 3, ...}, ...}. The counts of finished
- * runs are kept in s, so a later call reads only the runs since the oldest
- * one active. */
+ * succeeded, failed), agent runs by agent and state, *agents a new
+ * object {"metadata": {"succeeded": 3, ...}, ...}, and the halts (Airflow
+ * runs still to be marked failed, see store_halt_add()). The counts of
+ * finished runs are kept in s, so a later call reads only the runs since the
+ * oldest one active. */
 enum store_result store_counts(struct store *s, int64_t runs[4], json_t **agents,
-    char **cause);
+    int64_t *halts, char **cause);
 
 /* ---- Below: what the scheduler uses to drive runs. ---- */
+
+/*
+ * Halts: Airflow runs to be marked failed (PATCH) that no agent follows any
+ * more, kept until Airflow has taken the PATCH or has no such run. Each is
+ * written in the transaction that ends its agent (store_run_replace() adds
+ * those of the run it replaces), so none is lost to a crash or an outage.
+ * next_at: not looked at again before then (ms since the epoch; 0: now).
+ */
+enum store_result store_halt_add(struct store *s, const char *run_id,
+    const char *dag_id, const char *dag_run_id, const char *what,
+    int64_t next_at, char **cause);
+/* Another try failed (error says how): counted, next one not before next_at. */
+enum store_result store_halt_failed(struct store *s, const char *dag_id,
+    const char *dag_run_id, const char *error, int64_t next_at, char **cause);
+/* Done: Airflow took the PATCH, has no such run, or it had ended. */
+enum store_result store_halt_done(struct store *s, const char *dag_id,
+    const char *dag_run_id, char **cause);
+/* Up to limit halts due now, the longest due first: *out a new array of
+ * {dag_id, dag_run_id, run_id, what, tries}. */
+enum store_result store_halts_due(struct store *s, unsigned limit, json_t **out,
+    char **cause);
 
 /* A run as the scheduler loads it (store_run_row_free frees). */
 struct store_run_row {

@@ -373,14 +373,16 @@ def main():
 
         # Replacing a run whose metadata runs in Airflow (driven by another
         # `run`) marks that Airflow run failed, even with --no-wait.
-        def metadata_running():
-            """(run_id, dag_run_id) of sales_postgres's metadata once it runs in Airflow."""
+        def metadata_running(but=None):
+            """(run_id, dag_run_id) of sales_postgres's metadata once it runs in
+            Airflow, in a run other than but."""
             deadline = time.monotonic() + 30
             while time.monotonic() < deadline:
                 rc, out, _ = cli(["status", "-c", conf, "--json", "sales_postgres"])
                 for r in json.loads(out) if rc == 0 and out.strip() else []:
                     for a in r["agents"]:
-                        if a["agent"] == "metadata" and a["state"] == "running" and r["state"] == "running":
+                        if a["agent"] == "metadata" and a["state"] == "running" and \
+                                r["state"] == "running" and r["run_id"] != but:
                             return r["run_id"], a["dag_run_id"]
                 time.sleep(0.1)
             check(False, "metadata running in Airflow before the replace")
@@ -429,10 +431,23 @@ def main():
         finally:
             driver.kill()
             driver.wait()
+        # That PATCH is kept in the store: serve on the database sends it.
+        srv = Serve(sim.url, config={"state": {"path": state},
+                                     "scheduler": dict(FAST, rescan_ms=200)}).start()
+        try:
+            deadline = time.monotonic() + 20
+            patched = []
+            while not patched and time.monotonic() < deadline:
+                patched = [r for r in sim.requests() if r["method"] == "PATCH" and
+                           running in r["path"] and 200 <= r["status"] < 300]
+                time.sleep(0.1)
+            check(patched, "serve marks the replaced run's Airflow run %s failed" % running)
+        finally:
+            srv.stop()
         # A run whose driver is gone (killed) while it runs: "not driven now".
         driver = run_bg(["-c", conf, "sales_postgres", "--replace"], quiet=True)
         try:
-            orphan, _ = metadata_running()
+            orphan, _ = metadata_running(but=new_id)  # not the run serve drove
         finally:
             driver.kill()
             driver.wait()

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include <event2/event.h>
+#include <sqlite3.h>
 
 #include "sched.h"
 #include "store.h"
@@ -1744,6 +1745,139 @@ test_timeout_unhalted_not_retried(void **state)
 	h_free(h);
 }
 
+/* Rows in the store's halts (Airflow runs still to be marked failed), as
+ * committed. */
+static int
+halts_count(struct h *h)
+{
+	sqlite3 *db;
+	sqlite3_stmt *st;
+	int n;
+
+	assert_int_equal(sqlite3_open_v2(h->db, &db, SQLITE_OPEN_READONLY, NULL),
+	    SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(db, "SELECT count(*) FROM halts", -1,
+	    &st, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+	n = sqlite3_column_int(st, 0);
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	return n;
+}
+
+/* ... but marking it failed is kept in the store, and a scheduler that
+ * rescans tries again: the Airflow run is looked at, still running, and
+ * marked failed. */
+static void
+test_timeout_unhalted_kept(void **state)
+{
+	struct h *h = h_new();
+	char *id;
+	json_t *st;
+	int n;
+
+	h->cfg.late_budget_ms = 300;
+	h->cfg.rescan_ms = 50;
+	h->fake.fail_run_unanswered = true;
+	h->fake.beh[0].outcome = OUT_HANG;
+	h_start(h);
+	id = h_submit(h, "pg", "{\"timeout_ms\": 300, \"retries\": 2}");
+	h_wait_finals(h, 1, 10000);
+	st = h_status(h, id);
+	assert_string_equal(agent_state(st, "metadata"), "timed_out");
+	assert_non_null(strstr(agent_error(st, "metadata"), "not retried while that"
+	    " run may still go on; marking it failed is tried again later"));
+	json_decref(st);
+	h_spin(h, 10);
+	assert_int_equal(halts_count(h), 1);
+	assert_false(h->fake.runs[0].failed_by_us);
+	h->fake.fail_run_unanswered = false;
+	n = log_count(h, "get_run", "pg__metadata");
+	h_wait_log(h, "fail_run", "pg__metadata", log_count(h, "fail_run",
+	    "pg__metadata") + 1);
+	assert_true(log_count(h, "get_run", "pg__metadata") > n);
+	h_spin(h, 20);
+	assert_true(h->fake.runs[0].failed_by_us);
+	assert_int_equal(halts_count(h), 0);
+	assert_int_equal(log_count(h, "trigger", "pg__metadata"), 1);
+	free(id);
+	h_free(h);
+}
+
+/*
+ * A replaced run's Airflow run that could not be marked failed is in the
+ * store: a scheduler started after a crash marks it failed (held in
+ * memory only, it would go on unwatched).
+ */
+static void
+test_halt_survives_restart(void **state)
+{
+	struct h *h = h_new();
+	json_t *e = json_pack("{s:s}", "name", "pg");
+	char *id1, *id2 = NULL, *cause = NULL;
+	int n;
+
+	h->fake.beh[0].running_polls = 1000000;
+	h->fake.fail_run_unavailable = 1000000;
+	h_start(h);
+	id1 = h_submit(h, "pg", NULL);
+	h_wait_log(h, "trigger", "pg__metadata", 1);
+	h_spin(h, 20);
+	assert_int_equal(sched_submit(h->sched, "databaseService", "pg", e, NULL,
+	    true, &id2, &cause), STORE_OK);
+	h_wait_log(h, "fail_run", "pg__metadata", 1);
+	h_spin(h, 20);
+	assert_int_equal(sched_halts_pending(h->sched), 0);
+	assert_int_equal(sched_halts_failed(h->sched), 1);
+	assert_int_equal(halts_count(h), 1);
+	/* The process ends (no rescan here); another starts once the halt is
+	 * due again (unreachable_retry_max_ms later). */
+	h_spin(h, 40);
+	sched_stop(h->sched);
+	sched_free(h->sched);
+	h->fake.fail_run_unavailable = 0;
+	n = log_count(h, "fail_run", "pg__metadata");
+	h_start(h);
+	h_wait_log(h, "fail_run", "pg__metadata", n + 1);
+	h_spin(h, 20);
+	assert_non_null(strstr(h->fake.log[log_last(h, "fail_run",
+	    "pg__metadata")].run_id, id1));
+	assert_true(h->fake.runs[0].failed_by_us);
+	assert_int_equal(halts_count(h), 0);
+	json_decref(e);
+	free(id1);
+	free(id2);
+	h_free(h);
+}
+
+/* A halt whose Airflow run has ended meanwhile: forgotten, not PATCHed (a
+ * run that succeeded keeps its outcome). */
+static void
+test_halt_of_ended_run_forgotten(void **state)
+{
+	struct h *h = h_new();
+	char *cause = NULL;
+	int n;
+
+	h->fake.beh[0].running_polls = 1;
+	h_start(h);
+	free(h_submit(h, "pg", "{\"no_run\": [\"lineage\", \"usage\","
+	    " \"profiler\"]}"));
+	h_wait_finals(h, 1, 10000);
+	assert_string_equal(h->final_state[0], "succeeded");
+	assert_int_equal(store_halt_add(h->store, "rx", "pg__metadata",
+	    h->fake.runs[0].run_id, "a test", 0, &cause), STORE_OK);
+	sched_stop(h->sched);
+	sched_free(h->sched);
+	n = log_count(h, "get_run", "pg__metadata");
+	h_start(h);
+	h_wait_log(h, "get_run", "pg__metadata", n + 1);
+	h_spin(h, 20);
+	assert_int_equal(log_count(h, "fail_run", NULL), 0);
+	assert_int_equal(halts_count(h), 0);
+	h_free(h);
+}
+
 /*
  * A request Airflow has not answered for slow_note_ms is noted on its agent
  * while the client goes on trying; the answer clears the note.
@@ -2611,6 +2745,9 @@ main(void)
 		cmocka_unit_test(test_timeout_patch_retried_while_unavailable),
 		cmocka_unit_test(test_timeout_patch_unanswered_bounded),
 		cmocka_unit_test(test_timeout_unhalted_not_retried),
+		cmocka_unit_test(test_timeout_unhalted_kept),
+		cmocka_unit_test(test_halt_survives_restart),
+		cmocka_unit_test(test_halt_of_ended_run_forgotten),
 		cmocka_unit_test(test_replaced_trigger_not_resent),
 		cmocka_unit_test(test_slow_request_noted),
 		cmocka_unit_test(test_agent_gone_from_plan_ends),

@@ -182,7 +182,7 @@ test_entity_stored_once_and_v2_rows_kept(void **state)
 	old_database(p, 2, "pending", "{\"v\":1}", "{\"v\":1}");
 
 	s = open_ok(p, NULL);
-	assert_int_equal(store_schema_version(s), 3);
+	assert_int_equal(store_schema_version(s), STORE_SCHEMA_VERSION);
 	assert_non_null(store_backup_path(s));
 	assert_int_equal(store_run_entity(s, "rold", &ent, &cause), STORE_OK);
 	assert_string_equal(ent, "{\"v\":1}");
@@ -704,9 +704,10 @@ test_status_json_shape(void **state)
 	assert_int_equal(json_array_size(list), 0);
 	json_decref(list);
 	assert_int_equal(store_run_json(s, "nope", &j, &cause), STORE_NOT_FOUND);
-	int64_t counts[4];
+	int64_t counts[4], halts;
 	assert_int_equal(store_check_writable(s, &cause), STORE_OK);
-	assert_int_equal(store_counts(s, counts, &list, &cause), STORE_OK);
+	assert_int_equal(store_counts(s, counts, &list, &halts, &cause), STORE_OK);
+	assert_int_equal(halts, 0);
 	assert_int_equal(counts[1], 1);
 	json_decref(list);
 	free(r1);
@@ -722,13 +723,14 @@ check_counts(struct store *reader, const char *path, const int64_t want[4],
 {
 	struct store_options ro = { .read_only = true };
 	struct store *fresh = open_ok(path, &ro);
-	int64_t a[4], b[4];
+	int64_t a[4], b[4], ha, hb;
 	json_t *ja, *jb, *jw;
 	char *cause = NULL;
 	int i;
 
-	assert_int_equal(store_counts(reader, a, &ja, &cause), STORE_OK);
-	assert_int_equal(store_counts(fresh, b, &jb, &cause), STORE_OK);
+	assert_int_equal(store_counts(reader, a, &ja, &ha, &cause), STORE_OK);
+	assert_int_equal(store_counts(fresh, b, &jb, &hb, &cause), STORE_OK);
+	assert_int_equal(ha, hb);
 	for (i = 0; i < 4; i++) {
 		assert_int_equal(a[i], want[i]);
 		assert_int_equal(b[i], want[i]);
@@ -811,6 +813,71 @@ test_counts_kept(void **state)
 	for (i = 0; i < 4; i++)
 		free(r[i]);
 	store_close(reader);
+	store_close(s);
+	free(p);
+}
+
+/*
+ * Halts: the Airflow runs of a replaced run's agents queued or running are
+ * written with the replace; a failed try puts one off; done deletes it.
+ */
+static void
+test_halts(void **state)
+{
+	char *p = db_path("halts.db"), *cause = NULL, *r1, *r2;
+	struct store *s = open_ok(p, NULL);
+	struct store_agent_row a = { .agent = "metadata", .state = "running",
+	    .dag_id = "pg__metadata", .dag_run_id = "ap-r1-1" };
+	int64_t now = fake_now, counts[4], halts;
+	json_t *due, *airflow, *agents;
+
+	(void)state;
+	store_set_clock(s, fake_clock, &now);
+	assert_int_equal(store_run_create(s, "databaseService", "pg", "{}", NULL,
+	    false, &r1, &cause), STORE_OK);
+	assert_int_equal(store_claim(s, r1, &cause), STORE_OK);
+	assert_int_equal(store_agent_save(s, r1, &a, &cause), STORE_OK);
+	assert_int_equal(store_run_replace(s, "databaseService", "pg", "{}", NULL,
+	    true, &r2, &airflow, &cause), STORE_OK);
+	assert_int_equal(json_array_size(airflow), 1);
+	json_decref(airflow);
+	assert_int_equal(store_halts_due(s, 10, &due, &cause), STORE_OK);
+	assert_int_equal(json_array_size(due), 1);
+	assert_string_equal(json_string_value(json_object_get(json_array_get(due, 0),
+	    "dag_run_id")), "ap-r1-1");
+	assert_string_equal(json_string_value(json_object_get(json_array_get(due, 0),
+	    "run_id")), r1);
+	assert_non_null(strstr(json_string_value(json_object_get(json_array_get(due,
+	    0), "what")), r2));
+	json_decref(due);
+	assert_int_equal(store_counts(s, counts, &agents, &halts, &cause), STORE_OK);
+	assert_int_equal(halts, 1);
+	json_decref(agents);
+	/* A failed try: not due until next_at, then with its count. */
+	assert_int_equal(store_halt_failed(s, "pg__metadata", "ap-r1-1", "503",
+	    now + 5000, &cause), STORE_OK);
+	assert_int_equal(store_halts_due(s, 10, &due, &cause), STORE_OK);
+	assert_int_equal(json_array_size(due), 0);
+	json_decref(due);
+	now += 5000;
+	assert_int_equal(store_halts_due(s, 10, &due, &cause), STORE_OK);
+	assert_int_equal(json_array_size(due), 1);
+	assert_int_equal(json_integer_value(json_object_get(json_array_get(due, 0),
+	    "tries")), 1);
+	json_decref(due);
+	/* Added again (another reason): one row, due at the earlier time. */
+	assert_int_equal(store_halt_add(s, r1, "pg__metadata", "ap-r1-1", "again",
+	    now + 60000, &cause), STORE_OK);
+	assert_int_equal(store_halts_due(s, 10, &due, &cause), STORE_OK);
+	assert_int_equal(json_array_size(due), 1);
+	json_decref(due);
+	assert_int_equal(store_halt_done(s, "pg__metadata", "ap-r1-1", &cause),
+	    STORE_OK);
+	assert_int_equal(store_halts_due(s, 10, &due, &cause), STORE_OK);
+	assert_int_equal(json_array_size(due), 0);
+	json_decref(due);
+	free(r1);
+	free(r2);
 	store_close(s);
 	free(p);
 }
@@ -1261,6 +1328,7 @@ main(void)
 		cmocka_unit_test(test_rerun_refused_while_active_then_replace),
 		cmocka_unit_test(test_status_json_shape),
 		cmocka_unit_test(test_counts_kept),
+		cmocka_unit_test(test_halts),
 		cmocka_unit_test(test_leases_between_two_handles),
 		cmocka_unit_test(test_recovery_after_owner_died),
 		cmocka_unit_test(test_recovery_after_owner_zombie),
