@@ -846,7 +846,13 @@ sched_agent_set_state(struct sched_agent *a, enum sched_agent_state to,
 		a->retry_wait = false;
 		sched_set_str(&a->dag_run_id, NULL);
 		break;
+	case SCHED_AGENT_WAITING_FOR_DAG:
+		/* The parse deadline, stored so that a resumed agent keeps it
+		 * (a serve restarting in a loop would never reach it). */
+		a->next_at = now + (int64_t)s->cfg.dag_parse_deadline_s * 1000;
+		break;
 	case SCHED_AGENT_QUEUED:
+		a->next_at = 0;
 		/* Deterministic per run, agent and attempt: a trigger repeated
 		 * after a crash finds the same run (409) instead of a second. */
 		free(a->dag_run_id);
@@ -893,7 +899,7 @@ sched_agent_set_state(struct sched_agent *a, enum sched_agent_state to,
 		break;
 	case SCHED_AGENT_WAITING_FOR_DAG:
 		a->poll_ms = s->cfg.poll_initial_ms;
-		a->parse_deadline = now + (int64_t)s->cfg.dag_parse_deadline_s * 1000;
+		a->parse_deadline = a->next_at;
 		/* A DAG file just written is not parsed at once (nor is a redeployed
 		 * one re-parsed): the first look is one poll interval after the
 		 * deploy, which for a DAG deployed ahead may be now. */
@@ -2331,7 +2337,10 @@ sched_run_load(struct sched *s, const char *run_id, char **cause)
 			sched_agent_after(a, ACT_DEPLOY, 0);
 			break;
 		case SCHED_AGENT_WAITING_FOR_DAG:
-			a->parse_deadline = now + (int64_t)s->cfg.dag_parse_deadline_s * 1000;
+			/* Stored with the state (none in a row of an older
+			 * version: from now). */
+			a->parse_deadline = a->next_at > 0 ? a->next_at : now +
+			    (int64_t)s->cfg.dag_parse_deadline_s * 1000;
 			sched_agent_after(a, ACT_UNPAUSE, 0);
 			break;
 		case SCHED_AGENT_QUEUED:
@@ -2340,6 +2349,8 @@ sched_run_load(struct sched *s, const char *run_id, char **cause)
 			sched_agent_after(a, ACT_TRIGGER, 0);
 			break;
 		case SCHED_AGENT_RUNNING:
+			/* Seen in Airflow before: a 404 now means it is lost. */
+			a->run_seen = true;
 			sched_agent_after(a, ACT_GET_RUN, 0);
 			break;
 		default:

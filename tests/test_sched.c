@@ -2108,6 +2108,71 @@ test_resume_after_deadline_keeps_success(void **state)
 	h_free(h);
 }
 
+/* The parse deadline is stored with the state: restarts within it do not
+ * push it back (a serve restarting in a loop would wait for ever). */
+static void
+test_parse_deadline_kept_across_restarts(void **state)
+{
+	struct h *h = h_new();
+	char *id;
+	json_t *st;
+	int restarts;
+
+	h_short_lease(h);
+	h->cfg.dag_parse_deadline_s = 1;
+	h->fake.beh[0].parse_404 = 1000000;
+	h_start(h);
+	id = h_submit(h, "pg", NULL);
+	h_wait_log(h, "unpause", "pg__metadata", 1);
+	/* Up 300 ms, down 250 ms (the lease runs out), six times: 3.3 s. */
+	for (restarts = 0; restarts < 6 && h->finals == 0; restarts++) {
+		h_spin(h, 300);
+		if (h->finals > 0)
+			break;
+		h_crash(h, 250000);
+		h_start(h);
+	}
+	h_spin(h, 50);
+	assert_int_equal(h->finals, 1);
+	assert_true(restarts <= 3);
+	st = h_status(h, id);
+	assert_string_equal(agent_state(st, "metadata"), "failed");
+	assert_non_null(strstr(agent_error(st, "metadata"), "not parsed"));
+	json_decref(st);
+	free(id);
+	h_free(h);
+}
+
+/* A run seen running before a restart and gone (404) when looked at past
+ * the deadline is lost, not "timed out before the DAG ran". */
+static void
+test_resume_past_deadline_gone_is_lost(void **state)
+{
+	struct h *h = h_new();
+	char *id;
+	json_t *st;
+
+	h_short_lease(h);
+	h->fake.beh[0].outcome = OUT_HANG;
+	h_start(h);
+	id = h_submit(h, "pg", "{\"timeout_ms\": 400}");
+	while (log_count(h, "trigger", "pg__metadata") == 0)
+		event_base_loop(h->base, EVLOOP_ONCE);
+	h_spin(h, 20);
+	st = h_status(h, id);
+	assert_string_equal(agent_state(st, "metadata"), "running");
+	json_decref(st);
+	h_crash(h, 600000);
+	h->fake.runs[0].gone = true;
+	h_start(h);
+	h_wait_finals(h, 1, 10000);
+	st = h_status(h, id);
+	assert_string_equal(agent_state(st, "metadata"), "lost");
+	json_decref(st);
+	free(id);
+	h_free(h);
+}
+
 static void
 test_lost_run(void **state)
 {
@@ -2734,6 +2799,8 @@ main(void)
 		cmocka_unit_test(test_unsupported_counts_as_success_and_deploy_only),
 		cmocka_unit_test(test_import_error_and_rejected_deploy),
 		cmocka_unit_test(test_parse_deadline),
+		cmocka_unit_test(test_parse_deadline_kept_across_restarts),
+		cmocka_unit_test(test_resume_past_deadline_gone_is_lost),
 		cmocka_unit_test(test_timeout_fails_airflow_run),
 		cmocka_unit_test(test_predeploy_parses_ahead),
 		cmocka_unit_test(test_predeploy_prerequisite_fails),
