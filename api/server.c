@@ -1872,7 +1872,8 @@ metrics_store(const struct metrics_job *j, struct ap_buf *b)
 			    " %lld\n", agent, state, (long long)json_integer_value(n));
 	}
 	ap_buf_printf(b, "# HELP autopilot_airflow_runs_to_fail Airflow runs no"
-	    " agent follows any more (of replaced runs, of timed-out attempts)"
+	    " agent follows any more (of replaced runs, of agents dropped from the plan,"
+	    " of timed-out attempts)"
 	    " still to be marked failed.\n# TYPE autopilot_airflow_runs_to_fail"
 	    " gauge\nautopilot_airflow_runs_to_fail %lld\n", (long long)j->halts);
 }

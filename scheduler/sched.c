@@ -1748,6 +1748,18 @@ sched_agent_track(struct sched_agent *a, const struct airflow_run *run,
 	    agent_poll_delay(a, agent_deadline(a)));
 }
 
+/* Whether Airflow's answer to marking a run failed (or reading it) says
+ * that trying again cannot help: 400, 405, 409 and 422. Not 401 or 403
+ * (credentials are fixed and serve restarted), nor 408 or 429. */
+static bool
+halt_hopeless(const struct airflow_result *res)
+{
+	int st = res->error.http_status;
+
+	return res->status == AIRFLOW_REJECTED && (st == 400 || st == 405 ||
+	    st == 409 || st == 422);
+}
+
 /* How long after a failed try at marking an Airflow run failed (tries
  * before it) the next one comes: 5 s, doubling, up to
  * unreachable_retry_max_ms. */
@@ -1762,28 +1774,28 @@ halt_wait(const struct sched *s, int64_t tries)
 }
 
 /*
- * The PATCH of a's Airflow run failed: it goes into the store's halts, with
- * the change that ends a, for a process that rescans the store (serve) to
- * try again a little later. True if it is there.
+ * The PATCH of a's Airflow run failed: it goes into the store's halts, in
+ * the batch that ends a, for a process that rescans the store (serve) to
+ * try again a little later. 0, or -1 (said) if the store refused it.
  */
-static bool
+static int
 sched_halt_keep(struct sched_agent *a, const char *why)
 {
 	struct sched *s = a->run->s;
 	char *what = ap_xprintf("agent %s %s", agent_name(a), why), *cause = NULL;
-	bool ok;
+	int rc = 0;
 
-	ok = sched_batch(s) == 0 && store_halt_add(s->store, a->run->run_id,
-	    a->dag_id, a->dag_run_id, what, sched_now() + halt_wait(s, 0), &cause) ==
-	    STORE_OK;
-	if (!ok) {
-		ap_warn("run %s agent %s: cannot record Airflow run %s as to be"
+	if (sched_batch(s) != 0 || store_halt_add(s->store, a->run->run_id,
+	    a->dag_id, a->dag_run_id, what, sched_now() + halt_wait(s, 0),
+	    &cause) != STORE_OK) {
+		ap_error("run %s agent %s: cannot record Airflow run %s as to be"
 		    " marked failed: %s", a->run->run_id, agent_name(a),
 		    a->dag_run_id, cause ? cause : "state store error");
 		free(cause);
+		rc = -1;
 	}
 	free(what);
-	return ok;
+	return rc;
 }
 
 static void
@@ -1881,13 +1893,6 @@ sched_agent_cb(const struct airflow_result *res, void *arg)
 		sched_agent_track(a, res->run, !res->run->adopted);
 		break;
 	case ACT_ADOPT:
-		if (res->status == AIRFLOW_BAD_REPLY) {
-			/* Not readable either: look again (the deadline bounds it)
-			 * rather than trigger a second run beside the first. */
-			sched_agent_after(a, ACT_ADOPT, agent_poll_delay(a,
-			    agent_deadline(a)));
-			break;
-		}
 		if (res->status == AIRFLOW_OK && res->run != NULL) {
 			ap_info("run %s agent %s: adopted Airflow run %s (the trigger's"
 			    " answer could not be read)", a->run->run_id, agent_name(a),
@@ -1895,12 +1900,21 @@ sched_agent_cb(const struct airflow_result *res, void *arg)
 			sched_agent_track(a, res->run, true);
 			break;
 		}
-		/* No such run (the request did not reach Airflow after all), or
-		 * it cannot be read either: the attempt failed. */
-		text = res->status == AIRFLOW_NOT_FOUND ? ap_xprintf("triggering the"
-		    " DAG failed: its answer could not be read and Airflow has no run"
-		    " %s", a->dag_run_id) : airflow_result_text("reading the Airflow"
-		    " run failed", res);
+		if (res->status != AIRFLOW_NOT_FOUND) {
+			/* Not readable either, or refused (a 403): the run may
+			 * exist, so look again (the deadline bounds it, then the
+			 * last look marks it failed) rather than trigger a
+			 * second run beside the first. */
+			text = airflow_result_text(NOTE_UNREADABLE, res);
+			if (res->status == AIRFLOW_BAD_REPLY ||
+			    sched_agent_note(a, text) == 0)
+				sched_agent_after(a, ACT_ADOPT, agent_poll_delay(a,
+				    agent_deadline(a)));
+			break;
+		}
+		/* No such run: the request did not reach Airflow after all. */
+		text = ap_xprintf("triggering the DAG failed: its answer could not"
+		    " be read and Airflow has no run %s", a->dag_run_id);
 		sched_agent_attempt_failed(a, SCHED_AGENT_FAILED, text, true);
 		break;
 	case ACT_LAST_LOOK:
@@ -1964,12 +1978,18 @@ sched_agent_cb(const struct airflow_result *res, void *arg)
 		 * on would run two ingestions side by side: only an Airflow
 		 * run marked failed, or gone, lets the agent try again. */
 		if (res->status != AIRFLOW_OK && res->status != AIRFLOW_NOT_FOUND) {
-			bool kept = res->status != AIRFLOW_REJECTED &&
-			    sched_halt_keep(a, "timed out");
-			char *t = ap_xprintf("%s%s%s", text, a->attempt <= sp->retries ?
-			    "; not retried while that run may still go on" : "", kept ?
-			    "; marking it failed is tried again later" : "");
+			bool keep = !halt_hopeless(res);
+			char *t;
 
+			/* Kept before the agent ends: a store that refuses
+			 * it takes the run back, to look again. */
+			if (keep && sched_halt_keep(a, "timed out") != 0) {
+				sched_run_abandon(a->run, "state store error", true);
+				break;
+			}
+			t = ap_xprintf("%s%s%s", text, a->attempt <= sp->retries ?
+			    "; not retried while that run may still go on" : "", keep ?
+			    "; marking it failed is tried again later" : "");
 			free(text);
 			text = t;
 		}
@@ -2115,6 +2135,14 @@ sched_find(const struct sched *s, const char *run_id)
 static void sched_halt_airflow_runs(struct sched *s, const char *run_id,
     const json_t *runs, const char *what);
 
+/* A halt taken is its GET's and its PATCH's, each within the late budget,
+ * before another process may take it. */
+static int64_t
+halt_claim_ms(const struct sched *s)
+{
+	return 2 * (int64_t)s->cfg.late_budget_ms + 5000;
+}
+
 /*
  * Ends what is stored of run r for agents its plan no longer has (the
  * configuration changed while the run was unfinished, or another process
@@ -2162,6 +2190,18 @@ sched_run_drop_unplanned(struct sched_run *r, struct store_agent_row *rows,
 			sched_run_abandon(r, "state store error", true);
 			goto fail;
 		}
+		/* The halt first: should the agent's end then fail, the run is
+		 * taken back and the agent found unplanned again. Sent here
+		 * (below), so taken for the time that takes. */
+		if (airflow && store_halt_add(s->store, r->run_id, rows[j].dag_id,
+		    rows[j].dag_run_id, "an agent no longer in the plan",
+		    sched_now() + halt_claim_ms(s), &cause) != STORE_OK) {
+			ap_error("run %s: cannot record Airflow run %s as to be"
+			    " marked failed: %s", r->run_id, rows[j].dag_run_id, cause);
+			free(cause);
+			sched_run_abandon(r, "state store error", true);
+			goto fail;
+		}
 		if ((rc = store_agent_save(s->store, r->run_id, &rows[j], &cause)) !=
 		    STORE_OK) {
 			if (rc == STORE_LOST)
@@ -2173,15 +2213,6 @@ sched_run_drop_unplanned(struct sched_run *r, struct store_agent_row *rows,
 				sched_run_abandon(r, "state store error", true);
 			}
 			free(cause);
-			goto fail;
-		}
-		if (airflow && store_halt_add(s->store, r->run_id, rows[j].dag_id,
-		    rows[j].dag_run_id, "an agent no longer in the plan", 0,
-		    &cause) != STORE_OK) {
-			ap_error("run %s: cannot record Airflow run %s as to be"
-			    " marked failed: %s", r->run_id, rows[j].dag_run_id, cause);
-			free(cause);
-			sched_run_abandon(r, "state store error", true);
 			goto fail;
 		}
 		if (airflow)
@@ -2527,7 +2558,7 @@ sched_halt_failed(struct sched_halt *h, const struct airflow_result *res,
 	int rc;
 
 	s->halts_failed++;
-	if (res->status == AIRFLOW_REJECTED) {
+	if (halt_hopeless(res)) {
 		ap_error("run %s: %s, but its Airflow run %s of %s goes on: %s;"
 		    " given up", h->run_id, h->what, h->dag_run_id, h->dag_id, why);
 		rc = sched_batch(s) == 0 ? store_halt_done(s->store, h->dag_id,
@@ -2536,9 +2567,10 @@ sched_halt_failed(struct sched_halt *h, const struct airflow_result *res,
 		/* Said once as a warning; each later try, as information. */
 		ap_log(h->tries == 0 ? AP_LOG_WARN : AP_LOG_INFO, "run %s: %s, but"
 		    " its Airflow run %s of %s goes on: %s; %s", h->run_id, h->what,
-		    h->dag_run_id, h->dag_id, why, s->recover ? "tried again"
-		    " later" : "kept for autopilot serve on this database to"
-		    " try again");
+		    h->dag_run_id, h->dag_id, why, !s->recover ? "kept for"
+		    " autopilot serve on this database to try again" :
+		    s->cfg.rescan_ms > 0 ? "tried again later" : "tried again at"
+		    " the next start (rescan_ms is 0)");
 		rc = sched_batch(s) == 0 ? store_halt_failed(s->store, h->dag_id,
 		    h->dag_run_id, why, sched_now() + halt_wait(s, h->tries), &cause) :
 		    STORE_ERROR;
@@ -2773,8 +2805,8 @@ sched_create_run(struct sched *s, const char *service_type, const char *fqn,
 		list = json_dumps(arr, JSON_COMPACT);
 		json_decref(arr);
 	}
-	rc = store_run_replace(s->store, service_type, fqn, ent, list, replace, &id,
-	    &halt, cause);
+	rc = store_run_replace(s->store, service_type, fqn, ent, list, replace,
+	    drive, &id, &halt, cause);
 	if (rc == STORE_ACTIVE) {
 		*cause = ap_xprintf("service %s already has an active run %s; wait for"
 		    " it to finish or ask to replace it", fqn, id);
@@ -3011,6 +3043,7 @@ sched_create(struct event_base *base, struct store *store,
 	TAILQ_INIT(&s->ring);
 	TAILQ_INIT(&s->retakes);
 	TAILQ_INIT(&s->halts);
+	store_set_halt_claim(store, halt_claim_ms(s));
 	s->empty_conf = json_object();
 	s->kick_ev = event_new(base, -1, 0, sched_kick_cb, s);
 	s->admit_ev = event_new(base, -1, 0, sched_admit_cb, s);

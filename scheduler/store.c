@@ -209,8 +209,10 @@ static const char *const store_sql[Q_MAX] = {
 	[Q_HALT_FAILED] = "UPDATE halts SET tries = tries + 1, error = ?3,"
 	    " next_at = ?4 WHERE dag_id = ?1 AND dag_run_id = ?2",
 	[Q_HALT_DONE] = "DELETE FROM halts WHERE dag_id = ?1 AND dag_run_id = ?2",
-	[Q_HALTS_DUE] = "SELECT dag_id, dag_run_id, run_id, what, tries FROM halts"
-	    " WHERE next_at <= ?1 ORDER BY next_at LIMIT ?2",
+	/* Taken: not due again before ?3, for another process to leave. */
+	[Q_HALTS_DUE] = "UPDATE halts SET next_at = ?3 WHERE rowid IN (SELECT rowid"
+	    " FROM halts WHERE next_at <= ?1 ORDER BY next_at LIMIT ?2)"
+	    " RETURNING dag_id, dag_run_id, run_id, what, tries",
 	[Q_COUNT_BOUNDS] = "SELECT (SELECT min(rowid) FROM runs WHERE state IN "
 	    ACTIVE_STATES "), (SELECT max(rowid) FROM runs),"
 	    " (SELECT min(rowid) FROM runs), (SELECT count(*) FROM halts)",
@@ -298,6 +300,7 @@ struct store {
 	 * first of them counted_first) are finished, and so never change
 	 * again: their counts, kept. counted_agents NULL: none kept. */
 	int64_t counted_below, counted_first;
+	int64_t halt_claim_ms;		/* store_set_halt_claim() */
 	int64_t counted_runs[4];
 	json_t *counted_agents;
 	sqlite3_stmt *stmts[Q_MAX];
@@ -854,6 +857,7 @@ store_open(const char *path, const struct store_options *opts, char **cause)
 	s = ap_xcalloc(1, sizeof *s);
 	s->path = ap_xstrdup(path);
 	s->lease_ms = opts->lease_ms > 0 ? opts->lease_ms : 30000;
+	s->halt_claim_ms = 60000;
 	s->read_only = opts->read_only;
 	s->no_migrate = opts->no_migrate || opts->read_only;
 	s->now = store_default_now;
@@ -1402,24 +1406,27 @@ store_airflow_active(struct store *s, const char *run_id, json_t *out, char **ca
 	return 0;
 }
 
+static int store_claim_one(struct store *s, const char *run_id, bool *claimed,
+    char **cause);
+
 enum store_result
 store_run_create(struct store *s, const char *service_type, const char *fqn,
     const char *entity_json, const char *agents_json, bool replace, char **run_id,
     char **cause)
 {
 	return store_run_replace(s, service_type, fqn, entity_json, agents_json,
-	    replace, run_id, NULL, cause);
+	    replace, false, run_id, NULL, cause);
 }
 
 enum store_result
 store_run_replace(struct store *s, const char *service_type, const char *fqn,
-    const char *entity_json, const char *agents_json, bool replace, char **run_id,
-    json_t **airflow_runs, char **cause)
+    const char *entity_json, const char *agents_json, bool replace, bool claim,
+    char **run_id, json_t **airflow_runs, char **cause)
 {
 	sqlite3_stmt *st;
 	char *active = NULL, *id = NULL, *why;
 	json_t *stop = json_array();
-	bool joined = false;
+	bool joined = false, claimed;
 	int rc;
 
 	*run_id = NULL;
@@ -1443,7 +1450,7 @@ store_run_replace(struct store *s, const char *service_type, const char *fqn,
 	    store_is_joined(s, service_type, fqn, active, &joined, cause) != 0)
 		goto fail;
 	if (store_new_run(s, service_type, fqn, entity_json, agents_json, &id,
-	    cause) != 0)
+	    cause) != 0 || (claim && store_claim_one(s, id, &claimed, cause) != 0))
 		goto fail;
 	if (joined && (store_put_service(s, service_type, fqn, entity_json, NULL,
 	    cause) != 0 || store_mark_joined(s, service_type, fqn, id, cause) != 0))
@@ -1492,8 +1499,8 @@ store_run_replace(struct store *s, const char *service_type, const char *fqn,
 		json_array_foreach(stop, i, v)
 			if (store_halt_add(s, json_string_value(json_object_get(v,
 			    "run_id")), json_string_value(json_object_get(v, "dag_id")),
-			    json_string_value(json_object_get(v, "dag_run_id")), why, 0,
-			    cause) != STORE_OK)
+			    json_string_value(json_object_get(v, "dag_run_id")), why,
+			    store_now(s) + s->halt_claim_ms, cause) != STORE_OK)
 				break;
 		free(why);
 		if (i < json_array_size(stop))
@@ -2339,6 +2346,12 @@ store_agent_save(struct store *s, const char *run_id, const struct store_agent_r
 
 /* ---- Airflow runs to be marked failed (halts). ---- */
 
+void
+store_set_halt_claim(struct store *s, int64_t ms)
+{
+	s->halt_claim_ms = ms;
+}
+
 enum store_result
 store_halt_add(struct store *s, const char *run_id, const char *dag_id,
     const char *dag_run_id, const char *what, int64_t next_at, char **cause)
@@ -2398,6 +2411,7 @@ store_halts_due(struct store *s, unsigned limit, json_t **out, char **cause)
 		return STORE_ERROR;
 	sqlite3_bind_int64(st, 1, store_now(s));
 	sqlite3_bind_int64(st, 2, limit);
+	sqlite3_bind_int64(st, 3, store_now(s) + s->halt_claim_ms);
 	*out = json_array();
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW)
 		json_array_append_new(*out, json_pack("{s:s, s:s, s:s, s:s, s:I}",

@@ -135,12 +135,14 @@ enum store_result store_service_put(struct store *s, const char *service_type,
 enum store_result store_run_create(struct store *s, const char *service_type,
     const char *fqn, const char *entity_json, const char *agents_json,
     bool replace, char **run_id, char **cause);
-/* The same; on STORE_OK *airflow_runs (a new array) holds {run_id, dag_id,
- * dag_run_id} of each replaced agent that was queued or running in Airflow,
- * for the caller to stop there. */
+/* The same; with claim the new run is claimed in the same transaction (no
+ * other process takes it between its creation and the caller's take); on
+ * STORE_OK *airflow_runs (a new array) holds {run_id, dag_id, dag_run_id} of
+ * each replaced agent that was queued or running in Airflow, for the caller
+ * to stop there. */
 enum store_result store_run_replace(struct store *s, const char *service_type,
     const char *fqn, const char *entity_json, const char *agents_json,
-    bool replace, char **run_id, json_t **airflow_runs, char **cause);
+    bool replace, bool claim, char **run_id, json_t **airflow_runs, char **cause);
 
 /* Run status as PRODUCT.md pins it for `status --json` and GET /api/v1/runs:
  * {run_id, service{type,fqn}, state, error, created_at, started_at,
@@ -180,14 +182,20 @@ enum store_result store_counts(struct store *s, int64_t runs[4], json_t **agents
 enum store_result store_halt_add(struct store *s, const char *run_id,
     const char *dag_id, const char *dag_run_id, const char *what,
     int64_t next_at, char **cause);
+/* How long a process that takes a halt has for it (its GET and PATCH)
+ * before another may: store_halts_due() and the halts a replace writes,
+ * which the replacing process sends. 60 s unless set. */
+void store_set_halt_claim(struct store *s, int64_t ms);
 /* Another try failed (error says how): counted, next one not before next_at. */
 enum store_result store_halt_failed(struct store *s, const char *dag_id,
     const char *dag_run_id, const char *error, int64_t next_at, char **cause);
 /* Done: Airflow took the PATCH, has no such run, or it had ended. */
 enum store_result store_halt_done(struct store *s, const char *dag_id,
     const char *dag_run_id, char **cause);
-/* Up to limit halts due now, the longest due first: *out a new array of
- * {dag_id, dag_run_id, run_id, what, tries}. */
+/* Up to limit halts due now, the longest due first, taken: not due again
+ * for the halt claim (store_set_halt_claim()), so that two processes do not
+ * both send them. *out a new array of {dag_id, dag_run_id, run_id, what,
+ * tries}. */
 enum store_result store_halts_due(struct store *s, unsigned limit, json_t **out,
     char **cause);
 

@@ -91,11 +91,14 @@ struct fake {
 	int unavailable_next;
 	int fail_run_unavailable;	/* fail_run answers "unavailable" this many times */
 	bool fail_run_unanswered;	/* fail_run is never answered (ends at its bound) */
+	int fail_run_rejects;		/* fail_run answers this many times ... */
+	int fail_run_reject_status;	/* ... with this 4xx */
 	int slow_next;			/* the next this many requests are answered ... */
 	int slow_ms;			/* ... after this long */
 	int trigger_bad_reply;		/* triggers that create the run, answer unreadably */
 	int trigger_bad_reply_unsent;	/* ... that fail so before reaching Airflow */
 	int get_run_bad_reply;		/* get_run answers unreadably this many times */
+	int get_run_forbidden;		/* get_run answers 403 this many times */
 	int guards_yes;			/* guards of triggers that said "ours" */
 	struct fake_dag dags[256];
 	int ndags;
@@ -459,6 +462,13 @@ f_get_run(void *impl, const char *dag_id, const char *dag_run_id, airflow_cb cb,
 	fake_log(f, "get_run", dag_id, dag_run_id);
 	if (q->res.status != AIRFLOW_OK)
 		return (struct airflow_req *)q;
+	if (f->get_run_forbidden > 0) {
+		f->get_run_forbidden--;
+		q->res.status = AIRFLOW_REJECTED;
+		q->res.error.http_status = 403;
+		q->res.error.title = "Forbidden";
+		return (struct airflow_req *)q;
+	}
 	if (f->get_run_bad_reply > 0 && r != NULL && !r->gone) {
 		f->get_run_bad_reply--;
 		q->res.status = AIRFLOW_BAD_REPLY;
@@ -497,6 +507,12 @@ f_fail_run(void *impl, const char *dag_id, const char *dag_run_id, airflow_cb cb
 		q->res.error.title = "Out of time";
 		q->res.error.detail = "out of time waiting for Airflow's answer";
 		return (struct airflow_req *)q;
+	}
+	if (q->res.status == AIRFLOW_OK && f->fail_run_rejects > 0) {
+		f->fail_run_rejects--;
+		q->res.status = AIRFLOW_REJECTED;
+		q->res.error.http_status = f->fail_run_reject_status;
+		q->res.error.title = "Rejected";
 	}
 	if (q->res.status == AIRFLOW_OK && f->fail_run_unavailable > 0) {
 		f->fail_run_unavailable--;
@@ -1804,6 +1820,23 @@ test_timeout_unhalted_kept(void **state)
 	h_free(h);
 }
 
+/* Once metadata's trigger number n was sent, pg's run is replaced: the new
+ * run's id. */
+static char *
+h_replace(struct h *h, int n)
+{
+	json_t *e = json_pack("{s:s}", "name", "pg");
+	char *id = NULL, *cause = NULL;
+
+	h_wait_log(h, "trigger", "pg__metadata", n);
+	h_spin(h, 20);
+	if (sched_submit(h->sched, "databaseService", "pg", e, NULL, true, &id,
+	    &cause) != STORE_OK)
+		fail_msg("replace: %s", cause);
+	json_decref(e);
+	return id;
+}
+
 /*
  * A replaced run's Airflow run that could not be marked failed is in the
  * store: a scheduler started after a crash marks it failed (held in
@@ -1813,18 +1846,14 @@ static void
 test_halt_survives_restart(void **state)
 {
 	struct h *h = h_new();
-	json_t *e = json_pack("{s:s}", "name", "pg");
-	char *id1, *id2 = NULL, *cause = NULL;
+	char *id1, *id2;
 	int n;
 
 	h->fake.beh[0].running_polls = 1000000;
 	h->fake.fail_run_unavailable = 1000000;
 	h_start(h);
 	id1 = h_submit(h, "pg", NULL);
-	h_wait_log(h, "trigger", "pg__metadata", 1);
-	h_spin(h, 20);
-	assert_int_equal(sched_submit(h->sched, "databaseService", "pg", e, NULL,
-	    true, &id2, &cause), STORE_OK);
+	id2 = h_replace(h, 1);
 	h_wait_log(h, "fail_run", "pg__metadata", 1);
 	h_spin(h, 20);
 	assert_int_equal(sched_halts_pending(h->sched), 0);
@@ -1844,9 +1873,41 @@ test_halt_survives_restart(void **state)
 	    "pg__metadata")].run_id, id1));
 	assert_true(h->fake.runs[0].failed_by_us);
 	assert_int_equal(halts_count(h), 0);
-	json_decref(e);
 	free(id1);
 	free(id2);
+	h_free(h);
+}
+
+/* A PATCH refused 401 (credentials fixed later) is tried again; one
+ * refused 422 cannot succeed and is given up. */
+static void
+test_halt_rejections(void **state)
+{
+	struct h *h = h_new();
+	char *id1, *id2, *id3;
+
+	h->cfg.rescan_ms = 50;
+	h->fake.beh[0].running_polls = 1000000;
+	h->fake.fail_run_rejects = 1;
+	h->fake.fail_run_reject_status = 401;
+	h_start(h);
+	id1 = h_submit(h, "pg", NULL);
+	id2 = h_replace(h, 1);
+	h_wait_log(h, "fail_run", "pg__metadata", 2);
+	h_spin(h, 20);
+	assert_true(h->fake.runs[0].failed_by_us);
+	assert_int_equal(halts_count(h), 0);
+	h->fake.fail_run_rejects = 1;
+	h->fake.fail_run_reject_status = 422;
+	id3 = h_replace(h, 2);
+	h_wait_log(h, "fail_run", "pg__metadata", 3);
+	h_spin(h, 200);
+	assert_int_equal(log_count(h, "fail_run", "pg__metadata"), 3);
+	assert_false(h->fake.runs[1].failed_by_us);
+	assert_int_equal(halts_count(h), 0);
+	free(id1);
+	free(id2);
+	free(id3);
 	h_free(h);
 }
 
@@ -2004,6 +2065,19 @@ test_trigger_bad_reply_adopts(void **state)
 	assert_int_equal(agent_attempts(st, "metadata"), 2);
 	assert_null(attempt_run(h, id, "metadata", 1));
 	assert_non_null(attempt_run(h, id, "metadata", 2));
+	json_decref(st);
+	free(id);
+
+	/* The run cannot be read (403) when adopted: it may exist, so it is
+	 * looked at again, not triggered a second time. */
+	h->fake.trigger_bad_reply = 1;
+	h->fake.get_run_forbidden = 2;
+	id = h_submit(h, "pg", "{\"retries\": 1}");
+	h_wait_finals(h, 3, 10000);
+	assert_string_equal(h->final_state[2], "succeeded");
+	st = h_status(h, id);
+	assert_int_equal(agent_attempts(st, "metadata"), 1);
+	assert_int_equal(h->fake.get_run_forbidden, 0);
 	json_decref(st);
 	free(id);
 	h_free(h);
@@ -2815,6 +2889,7 @@ main(void)
 		cmocka_unit_test(test_timeout_unhalted_kept),
 		cmocka_unit_test(test_halt_survives_restart),
 		cmocka_unit_test(test_halt_of_ended_run_forgotten),
+		cmocka_unit_test(test_halt_rejections),
 		cmocka_unit_test(test_replaced_trigger_not_resent),
 		cmocka_unit_test(test_slow_request_noted),
 		cmocka_unit_test(test_agent_gone_from_plan_ends),

@@ -838,9 +838,14 @@ test_halts(void **state)
 	assert_int_equal(store_claim(s, r1, &cause), STORE_OK);
 	assert_int_equal(store_agent_save(s, r1, &a, &cause), STORE_OK);
 	assert_int_equal(store_run_replace(s, "databaseService", "pg", "{}", NULL,
-	    true, &r2, &airflow, &cause), STORE_OK);
+	    true, false, &r2, &airflow, &cause), STORE_OK);
 	assert_int_equal(json_array_size(airflow), 1);
 	json_decref(airflow);
+	/* The replacing process sends it: taken for the halt claim. */
+	assert_int_equal(store_halts_due(s, 10, &due, &cause), STORE_OK);
+	assert_int_equal(json_array_size(due), 0);
+	json_decref(due);
+	now += 60000;
 	assert_int_equal(store_halts_due(s, 10, &due, &cause), STORE_OK);
 	assert_int_equal(json_array_size(due), 1);
 	assert_string_equal(json_string_value(json_object_get(json_array_get(due, 0),
@@ -849,6 +854,10 @@ test_halts(void **state)
 	    "run_id")), r1);
 	assert_non_null(strstr(json_string_value(json_object_get(json_array_get(due,
 	    0), "what")), r2));
+	json_decref(due);
+	/* Taken by that call: not due again for another one. */
+	assert_int_equal(store_halts_due(s, 10, &due, &cause), STORE_OK);
+	assert_int_equal(json_array_size(due), 0);
 	json_decref(due);
 	assert_int_equal(store_counts(s, counts, &agents, &halts, &cause), STORE_OK);
 	assert_int_equal(halts, 1);
@@ -865,11 +874,16 @@ test_halts(void **state)
 	assert_int_equal(json_integer_value(json_object_get(json_array_get(due, 0),
 	    "tries")), 1);
 	json_decref(due);
-	/* Added again (another reason): one row, due at the earlier time. */
+	/* Added again (another reason, due now): one row, due at the earlier
+	 * time. */
+	assert_int_equal(store_halt_add(s, r1, "pg__metadata", "ap-r1-1", "again",
+	    now, &cause), STORE_OK);
 	assert_int_equal(store_halt_add(s, r1, "pg__metadata", "ap-r1-1", "again",
 	    now + 60000, &cause), STORE_OK);
 	assert_int_equal(store_halts_due(s, 10, &due, &cause), STORE_OK);
 	assert_int_equal(json_array_size(due), 1);
+	assert_string_equal(json_string_value(json_object_get(json_array_get(due,
+	    0), "what")), "again");
 	json_decref(due);
 	assert_int_equal(store_halt_done(s, "pg__metadata", "ap-r1-1", &cause),
 	    STORE_OK);
@@ -889,7 +903,7 @@ test_leases_between_two_handles(void **state)
 	char *p = db_path("lease.db"), *cause = NULL, *r1, *r2, **ids;
 	struct store *a, *b;
 	struct store_agent_row row = { .agent = "metadata", .state = "deploying" };
-	unsigned n;
+	unsigned n, i;
 	int64_t now_a = fake_now, now_b = fake_now;
 
 	a = open_ok(p, &o);
@@ -937,6 +951,17 @@ test_leases_between_two_handles(void **state)
 	assert_int_equal(store_run_set_state(b, r2, "succeeded", NULL, true, &cause),
 	    STORE_OK);
 	assert_int_equal(store_claim(a, r2, &cause), STORE_LOST);
+	free(r2);
+	/* A run created claimed is its creator's from the start: no other
+	 * process takes it before the creator's take. */
+	assert_int_equal(store_run_replace(a, "databaseService", "s3", "{}", NULL,
+	    false, true, &r2, NULL, &cause), STORE_OK);
+	assert_int_equal(store_claim_unfinished(b, 0, &ids, &cause), STORE_OK);
+	for (i = 0; ids[i] != NULL; i++)	/* r1 is b's */
+		assert_string_not_equal(ids[i], r2);
+	store_strv_free(ids);
+	assert_int_equal(store_claim(b, r2, &cause), STORE_LOST);
+	assert_int_equal(store_claim(a, r2, &cause), STORE_OK);
 	free(r1);
 	free(r2);
 	store_close(a);
