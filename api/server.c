@@ -2013,6 +2013,15 @@ route(struct evhttp_request *req, void *arg)
 		    "more than one Content-Length header");
 	} else if (strcmp(path, WEBHOOK_PATH) == 0 || strcmp(path, WEBHOOK_PATH "/") == 0)
 		handle_webhook(s, req);	/* a URL typed with a final '/' is as meant */
+	else if (header_count(req) > s->cfg->max_headers) {
+		/* The webhook says so itself, counted in its outcomes. */
+		char *msg = ap_xprintf("more than %u request headers",
+		    s->cfg->max_headers);
+
+		reply_error(req, 431, "Request Header Fields Too Large",
+		    "too many headers", msg);
+		free(msg);
+	}
 	else if (strcmp(path, RUNS_PATH) == 0 ||
 	    (ap_startswith(path, RUNS_PATH "/") && path[strlen(RUNS_PATH) + 1] != '\0'))
 		handle_runs(s, req, path);

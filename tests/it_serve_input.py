@@ -66,6 +66,10 @@ def main():
         many = dict(J, **{"X-OM-Signature": sign(good)})
         many.update({"X-Pad-%d" % i: "1" for i in range(100)})
         expect(srv, "too many headers", post(good, many), 431)
+        pad = {"X-Pad-%d" % i: "1" for i in range(100)}
+        for path in ("/healthz", "/metrics", "/api/v1/runs"):
+            expect(srv, "too many headers on %s" % path, srv.request("GET", path, None, pad),
+                   431, "more than 64 request headers")
         ev = example_event()
         del ev["entity"]["fullyQualifiedName"]
         del ev["entityFullyQualifiedName"]
