@@ -2204,6 +2204,10 @@ sched_run_drop_unplanned(struct sched_run *r, struct store_agent_row *rows,
 		}
 		if ((rc = store_agent_save(s->store, r->run_id, &rows[j], &cause)) !=
 		    STORE_OK) {
+			/* Its new owner follows that Airflow run. */
+			if (airflow)
+				(void)store_halt_done(s->store, rows[j].dag_id,
+				    rows[j].dag_run_id, NULL);
 			if (rc == STORE_LOST)
 				sched_run_abandon(r, "the run is no longer ours",
 				    false);
@@ -2754,8 +2758,17 @@ sched_halts_cancel(struct sched *s)
 	struct sched_halt *h;
 
 	while ((h = TAILQ_FIRST(&s->halts)) != NULL) {
+		char *cause = NULL;
+
 		if (h->req != NULL)
 			s->ops->cancel(s->airflow, h->req);
+		/* Due at once for the next process, not after the claim. */
+		if (store_halt_release(s->store, h->dag_id, h->dag_run_id, &cause) !=
+		    STORE_OK) {
+			ap_warn("run %s: cannot hand Airflow run %s over: %s",
+			    h->run_id, h->dag_run_id, cause);
+			free(cause);
+		}
 		s->halts_failed++;
 		ap_warn("run %s: %s, but its Airflow run %s of %s was not marked"
 		    " failed before the stop (kept for autopilot serve on this"

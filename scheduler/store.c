@@ -135,6 +135,7 @@ enum store_stmt_id {
 	Q_HALT_ADD,
 	Q_HALT_FAILED,
 	Q_HALT_DONE,
+	Q_HALT_RELEASE,
 	Q_HALTS_DUE,
 	Q_COUNT_BOUNDS,
 	Q_RUN_COUNTS,
@@ -209,6 +210,8 @@ static const char *const store_sql[Q_MAX] = {
 	[Q_HALT_FAILED] = "UPDATE halts SET tries = tries + 1, error = ?3,"
 	    " next_at = ?4 WHERE dag_id = ?1 AND dag_run_id = ?2",
 	[Q_HALT_DONE] = "DELETE FROM halts WHERE dag_id = ?1 AND dag_run_id = ?2",
+	[Q_HALT_RELEASE] = "UPDATE halts SET next_at = 0 WHERE dag_id = ?1 AND"
+	    " dag_run_id = ?2",
 	/* Taken: not due again before ?3, for another process to leave. */
 	[Q_HALTS_DUE] = "UPDATE halts SET next_at = ?3 WHERE rowid IN (SELECT rowid"
 	    " FROM halts WHERE next_at <= ?1 ORDER BY next_at LIMIT ?2)"
@@ -2386,18 +2389,35 @@ store_halt_failed(struct store *s, const char *dag_id, const char *dag_run_id,
 	    STORE_OK : STORE_ERROR;
 }
 
-enum store_result
-store_halt_done(struct store *s, const char *dag_id, const char *dag_run_id,
-    char **cause)
+/* One statement on the halt (dag_id, dag_run_id): Q_HALT_DONE or
+ * Q_HALT_RELEASE. */
+static enum store_result
+store_halt_exec(struct store *s, enum store_stmt_id id, const char *dag_id,
+    const char *dag_run_id, const char *what, char **cause)
 {
-	sqlite3_stmt *st = store_stmt(s, Q_HALT_DONE, cause);
+	sqlite3_stmt *st = store_stmt(s, id, cause);
 
 	if (st == NULL)
 		return STORE_ERROR;
 	bind_text(st, 1, dag_id);
 	bind_text(st, 2, dag_run_id);
-	return store_exec_stmt(s, st, cause, "forget an Airflow run marked"
-	    " failed") == 0 ? STORE_OK : STORE_ERROR;
+	return store_exec_stmt(s, st, cause, what) == 0 ? STORE_OK : STORE_ERROR;
+}
+
+enum store_result
+store_halt_done(struct store *s, const char *dag_id, const char *dag_run_id,
+    char **cause)
+{
+	return store_halt_exec(s, Q_HALT_DONE, dag_id, dag_run_id, "forget an"
+	    " Airflow run marked failed", cause);
+}
+
+enum store_result
+store_halt_release(struct store *s, const char *dag_id, const char *dag_run_id,
+    char **cause)
+{
+	return store_halt_exec(s, Q_HALT_RELEASE, dag_id, dag_run_id, "hand an"
+	    " Airflow run to mark failed over", cause);
 }
 
 enum store_result

@@ -189,6 +189,9 @@ void store_set_halt_claim(struct store *s, int64_t ms);
 /* Another try failed (error says how): counted, next one not before next_at. */
 enum store_result store_halt_failed(struct store *s, const char *dag_id,
     const char *dag_run_id, const char *error, int64_t next_at, char **cause);
+/* Given up by the process that took it (it stops): due now, for another. */
+enum store_result store_halt_release(struct store *s, const char *dag_id,
+    const char *dag_run_id, char **cause);
 /* Done: Airflow took the PATCH, has no such run, or it had ended. */
 enum store_result store_halt_done(struct store *s, const char *dag_id,
     const char *dag_run_id, char **cause);

@@ -1878,6 +1878,34 @@ test_halt_survives_restart(void **state)
 	h_free(h);
 }
 
+/* A halt in flight when the process stops is handed over: due at once for
+ * the next process, not when its claim runs out. */
+static void
+test_halt_handed_over_at_stop(void **state)
+{
+	struct h *h = h_new();
+	char *id1, *id2, *cause = NULL;
+	json_t *due;
+
+	h->fake.beh[0].running_polls = 1000000;
+	h->fake.fail_run_unanswered = true;
+	h_start(h);
+	id1 = h_submit(h, "pg", NULL);
+	id2 = h_replace(h, 1);
+	h_wait_log(h, "fail_run", "pg__metadata", 1);
+	assert_int_equal(store_halts_due(h->store, 10, &due, &cause), STORE_OK);
+	assert_int_equal(json_array_size(due), 0);	/* taken */
+	json_decref(due);
+	sched_halts_cancel(h->sched);
+	assert_int_equal(sched_halts_pending(h->sched), 0);
+	assert_int_equal(store_halts_due(h->store, 10, &due, &cause), STORE_OK);
+	assert_int_equal(json_array_size(due), 1);
+	json_decref(due);
+	free(id1);
+	free(id2);
+	h_free(h);
+}
+
 /* A PATCH refused 401 (credentials fixed later) is tried again; one
  * refused 422 cannot succeed and is given up. */
 static void
@@ -2890,6 +2918,7 @@ main(void)
 		cmocka_unit_test(test_halt_survives_restart),
 		cmocka_unit_test(test_halt_of_ended_run_forgotten),
 		cmocka_unit_test(test_halt_rejections),
+		cmocka_unit_test(test_halt_handed_over_at_stop),
 		cmocka_unit_test(test_replaced_trigger_not_resent),
 		cmocka_unit_test(test_slow_request_noted),
 		cmocka_unit_test(test_agent_gone_from_plan_ends),
