@@ -4,6 +4,7 @@
  */
 #include "server.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <search.h>
 #include <stdlib.h>
@@ -325,11 +326,25 @@ body_too_large(const struct server *s, struct evhttp_request *req)
 	    " (listen.max_body_bytes)", len, s->cfg->max_body_bytes);
 }
 
+/* Whether every '%' of s[0..n) starts a percent-encoded byte (libevent
+ * keeps any other as it is, which a client that meant it encoded did not). */
+static bool
+percent_ok(const char *s, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (s[i] == '%' && (n - i < 3 || !isxdigit((unsigned char)s[i + 1]) ||
+		    !isxdigit((unsigned char)s[i + 2])))
+			return false;
+	return true;
+}
+
 /*
  * The decoded query parameter name: a new string in *out, NULL when it is
  * not given. -1 and a new *cause for a query that cannot mean one thing: a
  * parameter without "=", name given twice, an encoded NUL (which would cut
- * the value short).
+ * the value short), a '%' that encodes nothing, a value not UTF-8.
  */
 static int
 query_param(struct evhttp_request *req, const char *name, char **out, char **cause)
@@ -347,6 +362,11 @@ query_param(struct evhttp_request *req, const char *name, char **out, char **cau
 		*cause = ap_xstrdup("query: contains an encoded NUL (%00)");
 		return -1;
 	}
+	if (!percent_ok(q, strlen(q))) {
+		*cause = ap_xstrdup("query: a '%' not followed by two hex digits"
+		    " (write a '%' as %25)");
+		return -1;
+	}
 	TAILQ_INIT(&params);
 	if (evhttp_parse_query_str(q, &params) != 0) {
 		evhttp_clear_headers(&params);
@@ -361,6 +381,11 @@ query_param(struct evhttp_request *req, const char *name, char **out, char **cau
 			free(*out);
 			*out = NULL;
 			*cause = ap_xprintf("%s: given twice", name);
+			rc = -1;
+			break;
+		}
+		if (!ap_utf8_valid(kv->value, strlen(kv->value))) {
+			*cause = ap_xprintf("%s: not UTF-8 once decoded", name);
 			rc = -1;
 			break;
 		}
@@ -421,9 +446,12 @@ query_known(struct evhttp_request *req, const char *const *names, char **cause)
 static char *
 decoded(const char *s, size_t n)
 {
-	char *raw = ap_xstrndup(s, n), *d;
+	char *raw, *d;
 	size_t len;
 
+	if (!percent_ok(s, n))
+		return NULL;
+	raw = ap_xstrndup(s, n);
 	d = evhttp_uridecode(raw, 0, &len);
 	free(raw);
 	if (d == NULL)

@@ -133,7 +133,7 @@ def main():
         # for sure is refused rather than guessed at.
         for q in ("limit=-18446744073709551615", "limit=%2B5", "limit=%205", "limit=1%00",
                   "limit", "limit=5&limit=abc", "limit=0", "limit=1001", "limit=00005x",
-                  "service=a&service=b"):
+                  "service=a&service=b", "service=%zz", "service=a%", "service=%FF"):
             st, err = srv.admin("GET", "/api/v1/runs?" + q)
             check(st == 400 and err["error"] == "bad query", "runs?%s: %s %s" % (q, st, err))
         # A misspelt parameter is refused, not ignored (which would list every run).

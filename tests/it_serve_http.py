@@ -82,6 +82,9 @@ def main():
         check(st == 404 and isinstance(body, dict), "run id %%FF: %s %r" % (st, body))
         expect_400(srv, RERUN % ("databaseService", "%FF"), None, "percent-encoding")
         expect_400(srv, RERUN % ("%FF", "x"), None, "percent-encoding")
+        # A '%' that starts no encoded byte is refused, not taken as it is.
+        expect_400(srv, RERUN % ("databaseService", "sales%zzpg"), None, "percent-encoding")
+        expect_400(srv, RERUN % ("databaseService", "sales%"), None, "percent-encoding")
         # A typo in a re-run's body does not re-run every agent.
         expect_400(srv, pg, {"agent": ["metadata"]}, "unknown key 'agent'")
         check(srv.exchange("GET", "/healthz")[0] == 200, "alive after the bad requests")
