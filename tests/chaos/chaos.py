@@ -63,6 +63,7 @@ TOOL = os.path.join(BUILD, "tool_sched")
 SEED = int(os.environ.get("CHAOS_SEED", str(int(time.time()))))
 rnd = random.Random(SEED)
 SECRET = "chaos-secret-%d" % SEED
+ADMIN = "chaos-admin-%d" % SEED
 FINAL_RUN = ("succeeded", "failed")
 FINAL_AGENT = ("succeeded", "failed", "timed_out", "skipped", "lost")
 TRIGGER_RE = re.compile(r"^/api/v[12]/dags/([^/]+)/dagRuns$")
@@ -172,7 +173,7 @@ class Serve:
 
     def start(self, timeout=30):
         env = dict(os.environ, AUTOPILOT_WEBHOOK_SECRET=SECRET, AUTOPILOT_AIRFLOW_USERNAME="admin",
-                   AUTOPILOT_AIRFLOW_PASSWORD="admin")
+                   AUTOPILOT_AIRFLOW_PASSWORD="admin", AUTOPILOT_ADMIN_TOKEN=ADMIN)
         logf = open(os.path.join(self.workdir, "serve.log"), "a")
         self.starts += 1
         logf.write("---- start %d\n" % self.starts)
@@ -783,6 +784,88 @@ def sc_disk(workdir):
         subprocess.run(["umount", "-l", mnt], stderr=subprocess.DEVNULL)
 
 
+def sc_halts(workdir):
+    """Replaced runs whose Airflow runs are running, while Airflow is down, then kill -9 of
+    serve before it could mark them failed: after the restart serve marks every one failed
+    (the store kept them); the replacement runs succeed."""
+    if DRIVER != "serve":
+        return None, None, None, "needs autopilot serve (the admin re-run)"
+    n = int(os.environ.get("CHAOS_FAULT_SERVICES", "40")) // 2
+    long_runs = {"parse_delay_ms": 100, "seed": SEED,
+                 "pipelines": {"*": {"queued_ms": 50, "running_ms": 300000, "outcome": "success"}}}
+    sim = Sim(long_runs, workdir)
+    only_metadata = {a: {"enabled": False} for a in ("lineage", "usage", "profiler")}
+    drv = ServeDriver(workdir, sim, agents=only_metadata, nservices=n, prefix="ha")
+    sampler = RssSampler(drv.pid)
+    t0 = time.monotonic()
+    try:
+        drv.start()
+        drv.feed()
+        drv.wait_fed(120)
+        old = {}
+        deadline = time.monotonic() + 120
+        while len(old) < n and time.monotonic() < deadline:
+            runs, _ = store_runs(drv.state)
+            old = {r[0]: (rid, r[3]["metadata"][2]) for rid, r in runs.items()
+                   if r[3].get("metadata", ("",))[0] == "running"}
+            time.sleep(0.2)
+        check(len(old) == n, "%d of %d metadata agents running in Airflow" % (len(old), n))
+        # The replacements run briefly; Airflow is down for 15 s from now.
+        req = urllib.request.Request(sim.url + "/_sim/scenario", method="PUT",
+                                     data=json.dumps(dict(long_runs, pipelines={"*": {
+                                         "queued_ms": 50, "running_ms": 800,
+                                         "outcome": "success"}})).encode())
+        urllib.request.urlopen(req, timeout=10).read()
+        sim.call("POST", "/_sim/outage?ms=15000")
+        for fqn in old:
+            req = urllib.request.Request(
+                "http://127.0.0.1:%d/api/v1/services/databaseService/%s/rerun" %
+                (drv.serve.port, fqn), data=b'{"replace": true}', method="POST",
+                headers={"Authorization": "Bearer " + ADMIN, "Content-Type": "application/json"})
+            with urllib.request.urlopen(req, timeout=30) as r:
+                check(r.status == 202, "re-run of %s: %d" % (fqn, r.status))
+        time.sleep(1.0)
+        drv.serve.kill9()
+        c = sqlite3.connect("file:%s?mode=ro" % drv.state, uri=True, timeout=30)
+        kept = c.execute("SELECT count(*) FROM halts").fetchone()[0]
+        c.close()
+        check(kept == n, "%d of %d Airflow runs to mark failed kept in the store at the kill"
+              % (kept, n))
+        drv.serve.start()
+        # Each old Airflow run is PATCHed failed (2xx) once Airflow is back.
+        want = {drid for _, drid in old.values()}
+        deadline = time.monotonic() + 150
+        patched = set()
+        while patched != want and time.monotonic() < deadline:
+            patched = {RUN_RE.match(r["path"]).group(2) for r in sim.requests()
+                       if r["method"] == "PATCH" and RUN_RE.match(r["path"]) and
+                       200 <= r["status"] < 300} & want
+            time.sleep(1.0)
+        check(patched == want, "%d of %d replaced Airflow runs marked failed: missing %s" %
+              (len(patched), n, sorted(want - patched)[:3]))
+        runs, _ = wait_final(drv.state, 2 * n, 120, drv.alive)
+        reqs = sim.requests()
+        c = sqlite3.connect("file:%s?mode=ro" % drv.state, uri=True, timeout=30)
+        left = c.execute("SELECT count(*) FROM halts").fetchone()[0]
+        c.close()
+    finally:
+        sampler.stop()
+        drv.stop()
+        sim.close()
+    check(left == 0, "%d Airflow runs still to mark failed at the end" % left)
+    for fqn, (rid, _) in old.items():
+        check(runs[rid][1] == "failed" and "replaced by" in (runs[rid][2] or ""),
+              "replaced run %s: %s %s" % (rid, runs[rid][1], runs[rid][2]))
+    new = [r for rid, r in runs.items() if rid not in {v[0] for v in old.values()}]
+    check(len(new) == n and all(r[1] == "succeeded" for r in new),
+          "replacement runs: %s" % summarize({i: r for i, r in enumerate(new)})[0])
+    seen, dup = double_triggers(reqs)
+    check(not dup, "dag_run_ids triggered twice: %s" % list(dup.items())[:3])
+    return n, runs, sampler, ("%d replaced during an outage, kill -9 1 s later: %d kept in the"
+                              " store, all %d PATCHed failed after the restart (%.0f s)" %
+                              (n, kept, n, time.monotonic() - t0))
+
+
 SCENARIOS = [
     ("kill9", sc_kill9),
     ("5xx", simple_success("5xx", {"error_rate": 0.2, "error_status": [502, 503, 504]})),
@@ -799,6 +882,7 @@ SCENARIOS = [
                                        "outage": {"start_ms": 3000, "duration_ms": 10000,
                                                   "mode": "reset"}})),
     ("disk", sc_disk),
+    ("halts", sc_halts),
 ]
 
 
