@@ -136,6 +136,7 @@ enum store_stmt_id {
 	Q_HALT_FAILED,
 	Q_HALT_DONE,
 	Q_HALT_RELEASE,
+	Q_HALTS_OF,
 	Q_HALTS_DUE,
 	Q_COUNT_BOUNDS,
 	Q_RUN_COUNTS,
@@ -212,6 +213,8 @@ static const char *const store_sql[Q_MAX] = {
 	[Q_HALT_DONE] = "DELETE FROM halts WHERE dag_id = ?1 AND dag_run_id = ?2",
 	[Q_HALT_RELEASE] = "UPDATE halts SET next_at = 0 WHERE dag_id = ?1 AND"
 	    " dag_run_id = ?2",
+	[Q_HALTS_OF] = "SELECT dag_id, dag_run_id, what, tries, error FROM halts"
+	    " WHERE run_id = ?1 ORDER BY created_at",
 	/* Taken: not due again before ?3, for another process to leave. */
 	[Q_HALTS_DUE] = "UPDATE halts SET next_at = ?3 WHERE rowid IN (SELECT rowid"
 	    " FROM halts WHERE next_at <= ?1 ORDER BY next_at LIMIT ?2)"
@@ -1617,6 +1620,31 @@ store_run_row_json(struct store *s, sqlite3_stmt *st)
 	    "agents");
 }
 
+/* The run's Airflow runs still to be marked failed (halts), into arr. */
+static int
+store_halts_json(struct store *s, const char *run_id, json_t *arr, char **cause)
+{
+	sqlite3_stmt *st = store_stmt(s, Q_HALTS_OF, cause);
+	int rc;
+
+	if (st == NULL)
+		return -1;
+	bind_text(st, 1, run_id);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+		json_array_append_new(arr, json_pack("{s:o,s:o,s:o,s:I,s:o}",
+		    "dag_id", json_str_or_null(sqlite3_column_text(st, 0)),
+		    "dag_run_id", json_str_or_null(sqlite3_column_text(st, 1)),
+		    "why", json_str_or_null(sqlite3_column_text(st, 2)),
+		    "tries", (json_int_t)sqlite3_column_int64(st, 3),
+		    "error", json_str_or_null(sqlite3_column_text(st, 4))));
+	sqlite3_reset(st);
+	if (rc != SQLITE_DONE) {
+		store_set_cause(s, cause, "list the Airflow runs to mark failed");
+		return -1;
+	}
+	return 0;
+}
+
 /* Fills in the agents of each run of arr (a second statement per run). */
 static int
 store_fill_agents(struct store *s, json_t *arr, char **cause)
@@ -1625,8 +1653,13 @@ store_fill_agents(struct store *s, json_t *arr, char **cause)
 	json_t *r;
 
 	json_array_foreach(arr, i, r) {
-		if (store_agents_json(s, json_string_value(json_object_get(r, "run_id")),
-		    json_object_get(r, "agents"), cause) != 0)
+		const char *id = json_string_value(json_object_get(r, "run_id"));
+
+		if (store_agents_json(s, id, json_object_get(r, "agents"), cause) != 0)
+			return -1;
+		json_object_set_new(r, "airflow_runs_to_fail", json_array());
+		if (store_halts_json(s, id, json_object_get(r, "airflow_runs_to_fail"),
+		    cause) != 0)
 			return -1;
 	}
 	return 0;

@@ -431,6 +431,15 @@ def main():
         finally:
             driver.kill()
             driver.wait()
+        # status shows what is still to be marked failed, and why it is not yet.
+        rc, out, _ = cli(["status", "-c", conf, "--json", "sales_postgres"])
+        old = [r for r in json.loads(out) if r["run_id"] == replaced]
+        halts = old[0].get("airflow_runs_to_fail") if old else None
+        check(halts and halts[0]["dag_run_id"] == running and halts[0]["tries"] >= 1 and
+              halts[0]["error"], "status --json: the replaced run's Airflow run to fail: %s" % old)
+        rc, out, _ = cli(["status", "-c", conf, "sales_postgres"])
+        check("still to be marked failed in Airflow: %s" % running in out,
+              "status: the Airflow run to fail: %s" % out)
         # That PATCH is kept in the store: serve on the database sends it.
         srv = Serve(sim.url, config={"state": {"path": state},
                                      "scheduler": dict(FAST, rescan_ms=200)}).start()
@@ -444,6 +453,10 @@ def main():
             check(patched, "serve marks the replaced run's Airflow run %s failed" % running)
         finally:
             srv.stop()
+        rc, out, _ = cli(["status", "-c", conf, "--json", "sales_postgres"])
+        old = [r for r in json.loads(out) if r["run_id"] == replaced]
+        check(old and old[0]["airflow_runs_to_fail"] == [],
+              "status --json: nothing left to mark failed: %s" % old)
         # A run whose driver is gone (killed) while it runs: "not driven now".
         driver = run_bg(["-c", conf, "sales_postgres", "--replace"], quiet=True)
         try:
