@@ -244,7 +244,7 @@ warn_connectors(const struct filter_config *cfg, const char *config_path,
 {
 	json_t *warnings = json_array(), *w;
 	const json_t *defaults;
-	const char *what = "--connector", *arg = connector, *kind, *dkey;
+	const char *what = "--connector", *arg = connector, *kind, *dkey = NULL;
 	const char *const *keys;
 	struct ap_buf names;
 	char *note;

@@ -101,7 +101,8 @@ static const char *const store_migrations[STORE_SCHEMA_VERSION] = {
 	"  next_at INTEGER NOT NULL DEFAULT 0,"
 	"  error TEXT,"
 	"  created_at INTEGER NOT NULL,"
-	"  PRIMARY KEY (dag_id, dag_run_id));",
+	"  PRIMARY KEY (dag_id, dag_run_id));"
+	"CREATE INDEX halts_by_run ON halts (run_id);",
 };
 
 /* The entity of services row s (see migration 2 -> 3). Text in entity
@@ -1871,9 +1872,10 @@ store_prune_agent_counts(json_t *counts)
  * other's. So the runs older than the oldest active one are counted once and
  * kept; a later reading adds the runs that finished since and counts only
  * those after the oldest active run. If the first run is no longer the one
- * counted first (runs deleted by hand), or the oldest active run is older
- * than those kept (another database in the file's place), everything is
- * counted again.
+ * counted first (the oldest runs deleted by hand), or the oldest active run
+ * is older than those kept (another database in the file's place),
+ * everything is counted again; other finished runs deleted by hand stay
+ * counted until the process starts again.
  */
 enum store_result
 store_counts(struct store *s, int64_t runs[4], json_t **agents, int64_t *halts,
