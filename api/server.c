@@ -1458,12 +1458,24 @@ handle_rerun(struct server *s, struct evhttp_request *req, const char *path)
 		    " empty: expected /api/v1/services/{serviceType}/{fqn}/rerun");
 		goto out;
 	}
+	if (strlen(fqn) > 1024) {
+		/* As the webhook refuses such a name, none is stored. */
+		reply_error(req, 400, "Bad Request", "bad path", "the service name is"
+		    " longer than 1024 characters");
+		goto out;
+	}
 	if (plan_service_kind(type) == NULL) {
 		struct ap_buf b;
+		size_t n = strlen(type);
 
+		/* The longest service type is 17 characters: no more than 64
+		 * bytes are echoed, cut where a UTF-8 character starts. */
+		if (n > 64)
+			for (n = 64; n > 0 && ((unsigned char)type[n] & 0xc0) == 0x80; n--)
+				;
 		ap_buf_init(&b);
-		ap_buf_printf(&b, "'%s' is not a service type autopilot acts on; valid"
-		    " types:", type);
+		ap_buf_printf(&b, "'%.*s%s' is not a service type autopilot acts on;"
+		    " valid types:", (int)n, type, type[n] != '\0' ? "…" : "");
 		for (i = 0; plan_service_types[i] != NULL; i++)
 			ap_buf_printf(&b, "%s %s", i > 0 ? "," : "", plan_service_types[i]);
 		reply_error(req, 400, "Bad Request", "unknown service type", b.data);

@@ -85,6 +85,12 @@ def main():
         # A '%' that starts no encoded byte is refused, not taken as it is.
         expect_400(srv, RERUN % ("databaseService", "sales%zzpg"), None, "percent-encoding")
         expect_400(srv, RERUN % ("databaseService", "sales%"), None, "percent-encoding")
+        # Names longer than any the webhook takes, and long types, are not echoed whole.
+        expect_400(srv, RERUN % ("databaseService", "x" * 5000), None, "longer than 1024")
+        for typ in ("t" * 5000, "t" * 63 + "%C3%A9" * 100):
+            st, body = srv.admin("POST", RERUN % (typ, "x"))
+            check(st == 400 and len(body["detail"]) < 400, "a long type: %s %r" %
+                  (st, json.dumps(body)[:200]))
         # A typo in a re-run's body does not re-run every agent.
         expect_400(srv, pg, {"agent": ["metadata"]}, "unknown key 'agent'")
         check(srv.exchange("GET", "/healthz")[0] == 200, "alive after the bad requests")
