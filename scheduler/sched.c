@@ -1773,6 +1773,23 @@ halt_wait(const struct sched *s, int64_t tries)
 	return wait < max ? wait : max;
 }
 
+/* Writes the halt of Airflow run dag_run_id of run_id into the batch (due
+ * at next_at): 0, or -1 (said) if the store refused it. */
+static int
+sched_halt_record(struct sched *s, const char *run_id, const char *dag_id,
+    const char *dag_run_id, const char *what, int64_t next_at)
+{
+	char *cause = NULL;
+
+	if (sched_batch(s) == 0 && store_halt_add(s->store, run_id, dag_id,
+	    dag_run_id, what, next_at, &cause) == STORE_OK)
+		return 0;
+	ap_error("run %s: cannot record Airflow run %s as to be marked failed: %s",
+	    run_id, dag_run_id, cause ? cause : "state store error");
+	free(cause);
+	return -1;
+}
+
 /*
  * The PATCH of a's Airflow run failed: it goes into the store's halts, in
  * the batch that ends a, for a process that rescans the store (serve) to
@@ -1782,18 +1799,10 @@ static int
 sched_halt_keep(struct sched_agent *a, const char *why)
 {
 	struct sched *s = a->run->s;
-	char *what = ap_xprintf("agent %s %s", agent_name(a), why), *cause = NULL;
-	int rc = 0;
+	char *what = ap_xprintf("agent %s %s", agent_name(a), why);
+	int rc = sched_halt_record(s, a->run->run_id, a->dag_id, a->dag_run_id,
+	    what, sched_now() + halt_wait(s, 0));
 
-	if (sched_batch(s) != 0 || store_halt_add(s->store, a->run->run_id,
-	    a->dag_id, a->dag_run_id, what, sched_now() + halt_wait(s, 0),
-	    &cause) != STORE_OK) {
-		ap_error("run %s agent %s: cannot record Airflow run %s as to be"
-		    " marked failed: %s", a->run->run_id, agent_name(a),
-		    a->dag_run_id, cause ? cause : "state store error");
-		free(cause);
-		rc = -1;
-	}
 	free(what);
 	return rc;
 }
@@ -2193,12 +2202,9 @@ sched_run_drop_unplanned(struct sched_run *r, struct store_agent_row *rows,
 		/* The halt first: should the agent's end then fail, the run is
 		 * taken back and the agent found unplanned again. Sent here
 		 * (below), so taken for the time that takes. */
-		if (airflow && store_halt_add(s->store, r->run_id, rows[j].dag_id,
+		if (airflow && sched_halt_record(s, r->run_id, rows[j].dag_id,
 		    rows[j].dag_run_id, "an agent no longer in the plan",
-		    sched_now() + halt_claim_ms(s), &cause) != STORE_OK) {
-			ap_error("run %s: cannot record Airflow run %s as to be"
-			    " marked failed: %s", r->run_id, rows[j].dag_run_id, cause);
-			free(cause);
+		    sched_now() + halt_claim_ms(s)) != 0) {
 			sched_run_abandon(r, "state store error", true);
 			goto fail;
 		}
@@ -2548,10 +2554,9 @@ sched_halt_done(struct sched_halt *h, const char *how)
 }
 
 /*
- * Not done: Airflow refused (a 4xx other than 404, which trying again would
- * not change: given up, said as an error) or did not answer. Then the row
- * says when to try again: a process that rescans the store (serve) does,
- * within twice the last wait, up to unreachable_retry_max_ms.
+ * Not done. An answer that trying again cannot change (halt_hopeless()) gives
+ * it up, said as an error; otherwise the row says when to try again
+ * (halt_wait()), for a process that rescans the store (serve).
  */
 static void
 sched_halt_failed(struct sched_halt *h, const struct airflow_result *res,

@@ -201,10 +201,21 @@ static const char *const store_sql[Q_MAX] = {
 	[Q_RUN_LIST_FQN] = "SELECT run_id, service_type, fqn, state, agents, error,"
 	    " created_at, started_at, finished_at, owner, lease_until FROM runs WHERE fqn = ?2"
 	    " ORDER BY rowid DESC LIMIT ?1",
-	/* store_counts(): runs by state and agent runs by agent and state,
-	 * of the runs with a rowid in [?1, ?2); the oldest active run, the
-	 * last run and the first. */
+	/* store_counts(): the oldest active run, the last run, the first and
+	 * the halts; runs by state and agent runs by agent and state, of the
+	 * runs with a rowid in [?1, ?2). */
 	[Q_BEGIN_READ] = "BEGIN",
+	[Q_COUNT_BOUNDS] = "SELECT (SELECT min(rowid) FROM runs WHERE state IN "
+	    ACTIVE_STATES "), (SELECT max(rowid) FROM runs),"
+	    " (SELECT min(rowid) FROM runs), (SELECT count(*) FROM halts)",
+	[Q_RUN_COUNTS] = "SELECT state, count(*) FROM runs WHERE rowid >= ?1"
+	    " AND rowid < ?2 GROUP BY state",
+	[Q_AGENT_COUNTS] = "SELECT agent, state, count(*) FROM agent_runs"
+	    " GROUP BY agent, state",
+	[Q_AGENT_COUNTS_OF] = "SELECT a.agent, a.state, count(*) FROM runs r"
+	    " JOIN agent_runs a ON a.run_id = r.run_id WHERE r.rowid >= ?1"
+	    " AND r.rowid < ?2 GROUP BY a.agent, a.state",
+	/* Airflow runs to be marked failed (store_halt_add()). */
 	[Q_HALT_ADD] = "INSERT INTO halts (dag_id, dag_run_id, run_id, what, next_at,"
 	    " created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (dag_id,"
 	    " dag_run_id) DO UPDATE SET run_id = excluded.run_id, what ="
@@ -220,16 +231,6 @@ static const char *const store_sql[Q_MAX] = {
 	[Q_HALTS_DUE] = "UPDATE halts SET next_at = ?3 WHERE rowid IN (SELECT rowid"
 	    " FROM halts WHERE next_at <= ?1 ORDER BY next_at LIMIT ?2)"
 	    " RETURNING dag_id, dag_run_id, run_id, what, tries",
-	[Q_COUNT_BOUNDS] = "SELECT (SELECT min(rowid) FROM runs WHERE state IN "
-	    ACTIVE_STATES "), (SELECT max(rowid) FROM runs),"
-	    " (SELECT min(rowid) FROM runs), (SELECT count(*) FROM halts)",
-	[Q_RUN_COUNTS] = "SELECT state, count(*) FROM runs WHERE rowid >= ?1"
-	    " AND rowid < ?2 GROUP BY state",
-	[Q_AGENT_COUNTS] = "SELECT agent, state, count(*) FROM agent_runs"
-	    " GROUP BY agent, state",
-	[Q_AGENT_COUNTS_OF] = "SELECT a.agent, a.state, count(*) FROM runs r"
-	    " JOIN agent_runs a ON a.run_id = r.run_id WHERE r.rowid >= ?1"
-	    " AND r.rowid < ?2 GROUP BY a.agent, a.state",
 	[Q_RUN_ENTITY] = "SELECT entity FROM runs WHERE run_id = ?1",
 	/* A run an event joined and asked for more than it does (marked by
 	 * store_inbox_accept): the service and the event's entity. */
@@ -307,9 +308,9 @@ struct store {
 	 * first of them counted_first) are finished, and so never change
 	 * again: their counts, kept. counted_agents NULL: none kept. */
 	int64_t counted_below, counted_first;
-	int64_t halt_claim_ms;		/* store_set_halt_claim() */
 	int64_t counted_runs[4];
 	json_t *counted_agents;
+	int64_t halt_claim_ms;		/* store_set_halt_claim() */
 	sqlite3_stmt *stmts[Q_MAX];
 };
 

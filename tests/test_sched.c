@@ -1001,18 +1001,25 @@ deployed_after(struct h *h, const char *dag, const char *prereq)
 	return last >= 0 && log_first(h, "deploy", dag) > last;
 }
 
-/* Submits a run of pg restricted to agents; its id. */
+/* A run of pg limited to agents (NULL: all), replacing its active run if
+ * replace: the new run's id. */
 static char *
-h_submit_agents(struct h *h, const char *const *agents)
+h_submit_pg(struct h *h, const char *const *agents, bool replace)
 {
 	json_t *e = json_pack("{s:s}", "name", "pg");
 	char *id = NULL, *cause = NULL;
 
-	if (sched_submit(h->sched, "databaseService", "pg", e, agents, false, &id,
+	if (sched_submit(h->sched, "databaseService", "pg", e, agents, replace, &id,
 	    &cause) != STORE_OK)
 		fail_msg("submit: %s", cause);
 	json_decref(e);
 	return id;
+}
+
+static char *
+h_submit_agents(struct h *h, const char *const *agents)
+{
+	return h_submit_pg(h, agents, false);
 }
 
 /* ---- Tests: transition tables. ---- */
@@ -1735,32 +1742,6 @@ test_timeout_patch_retried_while_unavailable(void **state)
 	h_free(h);
 }
 
-/* A timed-out attempt whose Airflow run could not be marked failed is not
- * retried: the next attempt would run beside it. */
-static void
-test_timeout_unhalted_not_retried(void **state)
-{
-	struct h *h = h_new();
-	char *id;
-	json_t *st;
-
-	h->cfg.late_budget_ms = 300;
-	h->fake.fail_run_unanswered = true;
-	h->fake.beh[0].outcome = OUT_HANG;
-	h_start(h);
-	id = h_submit(h, "pg", "{\"timeout_ms\": 300, \"retries\": 2}");
-	h_wait_finals(h, 1, 10000);
-	st = h_status(h, id);
-	assert_string_equal(agent_state(st, "metadata"), "timed_out");
-	assert_int_equal(agent_attempts(st, "metadata"), 1);
-	assert_non_null(strstr(agent_error(st, "metadata"), "not retried while that"
-	    " run may still go on"));
-	assert_int_equal(log_count(h, "trigger", "pg__metadata"), 1);
-	json_decref(st);
-	free(id);
-	h_free(h);
-}
-
 /* Rows in the store's halts (Airflow runs still to be marked failed), as
  * committed. */
 static int
@@ -1781,11 +1762,12 @@ halts_count(struct h *h)
 	return n;
 }
 
-/* ... but marking it failed is kept in the store, and a scheduler that
- * rescans tries again: the Airflow run is looked at, still running, and
- * marked failed. */
+/* A timed-out attempt whose Airflow run could not be marked failed is not
+ * retried: the next attempt would run beside it. But marking it failed is
+ * kept in the store, and a scheduler that rescans tries again: the Airflow
+ * run is looked at, still running, and marked failed. */
 static void
-test_timeout_unhalted_kept(void **state)
+test_timeout_unhalted_not_retried(void **state)
 {
 	struct h *h = h_new();
 	char *id;
@@ -1801,8 +1783,10 @@ test_timeout_unhalted_kept(void **state)
 	h_wait_finals(h, 1, 10000);
 	st = h_status(h, id);
 	assert_string_equal(agent_state(st, "metadata"), "timed_out");
+	assert_int_equal(agent_attempts(st, "metadata"), 1);
 	assert_non_null(strstr(agent_error(st, "metadata"), "not retried while that"
 	    " run may still go on; marking it failed is tried again later"));
+	assert_int_equal(log_count(h, "trigger", "pg__metadata"), 1);
 	json_decref(st);
 	h_spin(h, 10);
 	assert_int_equal(halts_count(h), 1);
@@ -1825,16 +1809,9 @@ test_timeout_unhalted_kept(void **state)
 static char *
 h_replace(struct h *h, int n)
 {
-	json_t *e = json_pack("{s:s}", "name", "pg");
-	char *id = NULL, *cause = NULL;
-
 	h_wait_log(h, "trigger", "pg__metadata", n);
 	h_spin(h, 20);
-	if (sched_submit(h->sched, "databaseService", "pg", e, NULL, true, &id,
-	    &cause) != STORE_OK)
-		fail_msg("replace: %s", cause);
-	json_decref(e);
-	return id;
+	return h_submit_pg(h, NULL, true);
 }
 
 /*
@@ -2914,7 +2891,6 @@ main(void)
 		cmocka_unit_test(test_timeout_patch_retried_while_unavailable),
 		cmocka_unit_test(test_timeout_patch_unanswered_bounded),
 		cmocka_unit_test(test_timeout_unhalted_not_retried),
-		cmocka_unit_test(test_timeout_unhalted_kept),
 		cmocka_unit_test(test_halt_survives_restart),
 		cmocka_unit_test(test_halt_of_ended_run_forgotten),
 		cmocka_unit_test(test_halt_rejections),

@@ -821,6 +821,20 @@ test_counts_kept(void **state)
  * Halts: the Airflow runs of a replaced run's agents queued or running are
  * written with the replace; a failed try puts one off; done deletes it.
  */
+/* How many halts are due now (and taken by this call). */
+static size_t
+halts_due(struct store *s)
+{
+	char *cause = NULL;
+	json_t *due;
+	size_t n;
+
+	assert_int_equal(store_halts_due(s, 10, &due, &cause), STORE_OK);
+	n = json_array_size(due);
+	json_decref(due);
+	return n;
+}
+
 static void
 test_halts(void **state)
 {
@@ -842,9 +856,7 @@ test_halts(void **state)
 	assert_int_equal(json_array_size(airflow), 1);
 	json_decref(airflow);
 	/* The replacing process sends it: taken for the halt claim. */
-	assert_int_equal(store_halts_due(s, 10, &due, &cause), STORE_OK);
-	assert_int_equal(json_array_size(due), 0);
-	json_decref(due);
+	assert_int_equal(halts_due(s), 0);
 	now += 60000;
 	assert_int_equal(store_halts_due(s, 10, &due, &cause), STORE_OK);
 	assert_int_equal(json_array_size(due), 1);
@@ -856,18 +868,14 @@ test_halts(void **state)
 	    0), "what")), r2));
 	json_decref(due);
 	/* Taken by that call: not due again for another one. */
-	assert_int_equal(store_halts_due(s, 10, &due, &cause), STORE_OK);
-	assert_int_equal(json_array_size(due), 0);
-	json_decref(due);
+	assert_int_equal(halts_due(s), 0);
 	assert_int_equal(store_counts(s, counts, &agents, &halts, &cause), STORE_OK);
 	assert_int_equal(halts, 1);
 	json_decref(agents);
 	/* A failed try: not due until next_at, then with its count. */
 	assert_int_equal(store_halt_failed(s, "pg__metadata", "ap-r1-1", "503",
 	    now + 5000, &cause), STORE_OK);
-	assert_int_equal(store_halts_due(s, 10, &due, &cause), STORE_OK);
-	assert_int_equal(json_array_size(due), 0);
-	json_decref(due);
+	assert_int_equal(halts_due(s), 0);
 	now += 5000;
 	assert_int_equal(store_halts_due(s, 10, &due, &cause), STORE_OK);
 	assert_int_equal(json_array_size(due), 1);
@@ -887,9 +895,7 @@ test_halts(void **state)
 	json_decref(due);
 	assert_int_equal(store_halt_done(s, "pg__metadata", "ap-r1-1", &cause),
 	    STORE_OK);
-	assert_int_equal(store_halts_due(s, 10, &due, &cause), STORE_OK);
-	assert_int_equal(json_array_size(due), 0);
-	json_decref(due);
+	assert_int_equal(halts_due(s), 0);
 	free(r1);
 	free(r2);
 	store_close(s);
