@@ -1458,10 +1458,12 @@ handle_rerun(struct server *s, struct evhttp_request *req, const char *path)
 		    " empty: expected /api/v1/services/{serviceType}/{fqn}/rerun");
 		goto out;
 	}
-	if (strlen(fqn) > 1024) {
+	if (strlen(fqn) > WEBHOOK_MAX_FQN) {
 		/* As the webhook refuses such a name, none is stored. */
-		reply_error(req, 400, "Bad Request", "bad path", "the service name is"
-		    " longer than 1024 characters");
+		msg = ap_xprintf("the service name is longer than %d characters",
+		    WEBHOOK_MAX_FQN);
+		reply_error(req, 400, "Bad Request", "bad path", msg);
+		free(msg);
 		goto out;
 	}
 	if (plan_service_kind(type) == NULL) {

@@ -424,9 +424,9 @@ parse_event(const json_t *ev, const char *where, unsigned max_depth,
 		fqn = json_string_value(json_object_get(ev, "entityFullyQualifiedName"));
 	else if (req_string(entity, ewhere, "fullyQualifiedName", &fqn, cause) < 0)
 		goto fail;
-	if (strlen(fqn) > 1024) {
-		*cause = ap_xprintf("%sfullyQualifiedName: longer than 1024 characters",
-		    ewhere);
+	if (strlen(fqn) > WEBHOOK_MAX_FQN) {
+		*cause = ap_xprintf("%sfullyQualifiedName: longer than %d characters",
+		    ewhere, WEBHOOK_MAX_FQN);
 		goto fail;
 	}
 	/* The connector type decides the built-in default filters. */

@@ -23,6 +23,8 @@
 /* Most events in one {"data": [...]} delivery (each is stored and answered
  * in the loop turn that reads it). */
 #define WEBHOOK_MAX_EVENTS 1000
+/* The longest service fullyQualifiedName taken (characters, as bytes). */
+#define WEBHOOK_MAX_FQN 1024
 
 /*
  * The signature OpenMetadata sends for body: "sha256=" followed by the
