@@ -18,6 +18,7 @@
 #include "cmd.h"
 #include "config.h"
 #include "log.h"
+#include "retention.h"
 #include "runtime.h"
 #include "server.h"
 #include "util.h"
@@ -28,6 +29,7 @@
 struct serve {
 	struct ap_runtime rt;
 	struct server *server;
+	struct retention *retention;
 	struct event *sigterm, *sigint, *sighup;
 	struct event *drain_timer;
 	uint64_t drain_until;
@@ -124,6 +126,7 @@ serve_signal(evutil_socket_t sig, short what, void *arg)
 	ap_info("%s: shutting down: no new connections, runs handed over",
 	    strsignal((int)sig));
 	server_drain(sv->server);
+	retention_stop(sv->retention);
 	/* Every step is persisted before it is acted on, so stopping here
 	 * loses nothing: the next start (or another process) resumes. */
 	sched_stop(sv->rt.sched);
@@ -134,6 +137,16 @@ serve_signal(evutil_socket_t sig, short what, void *arg)
 	sv->drain_until = ap_mono_ms() + (uint64_t)sv->grace_s * 1000;
 	sv->drain_timer = evtimer_new(sv->rt.base, serve_drained, sv);
 	serve_drained(-1, 0, sv);
+}
+
+/* /metrics beyond the server's own: the Airflow client's, retention's. */
+static void
+serve_metrics(struct ap_buf *out, void *arg)
+{
+	struct serve *sv = arg;
+
+	ap_runtime_airflow_metrics(out, sv->rt.airflow);
+	retention_metrics(out, sv->retention);
 }
 
 /* Why serve cannot start: a log line once the log is set up (a JSON
@@ -239,8 +252,10 @@ serve_exec(int argc, char **argv)
 	deps.airflow_stats = serve_airflow_stats;
 	deps.airflow_network_error = serve_airflow_network_error;
 	deps.plan = sv.rt.plan;
-	deps.metrics = ap_runtime_airflow_metrics;
-	deps.metrics_arg = sv.rt.airflow;
+	deps.metrics = serve_metrics;
+	deps.metrics_arg = &sv;
+	sv.retention = retention_create(sv.rt.base, sv.rt.store,
+	    cfg.state_retention_days);
 	sv.server = server_create(sv.rt.base, &cfg, &deps, listen_fd, &cause);
 	listen_fd = -1;		/* the server's now */
 	if (sv.server == NULL) {
@@ -290,6 +305,7 @@ out:
 	if (sv.drain_timer != NULL)
 		event_free(sv.drain_timer);
 	server_free(sv.server);
+	retention_free(sv.retention);
 	if (listen_fd >= 0)
 		evutil_closesocket(listen_fd);
 	if (sv.rt.base != NULL)

@@ -352,8 +352,15 @@ parse_state(struct config *c, const json_t *sec, char **cause)
 				return -1;
 			}
 			c->state_sync_normal = strcmp(s, "normal") == 0;
+		} else if (strcmp(key, "retention_days") == 0) {
+			unsigned long n;
+
+			if (get_uint("state", key, v, 0, 36500, &n, cause) < 0)
+				return -1;
+			c->state_retention_days = (unsigned)n;
 		} else
-			return unknown_key("state", key, "path, synchronous", cause);
+			return unknown_key("state", key, "path, synchronous,"
+			    " retention_days", cause);
 	}
 	return 0;
 }
@@ -833,7 +840,7 @@ config_describe(const struct config *c)
 	listen = strchr(c->listen_host, ':') != NULL ?
 	    ap_xprintf("[%s]:%u", c->listen_host, c->listen_port) :
 	    ap_xprintf("%s:%u", c->listen_host, c->listen_port);
-	o = json_pack("{s:o, s:{s:o, s:I, s:i, s:i, s:i, s:i, s:i}, s:{s:o, s:s},"
+	o = json_pack("{s:o, s:{s:o, s:I, s:i, s:i, s:i, s:i, s:i}, s:{s:o, s:s, s:i},"
 	    " s:{s:s, s:s}, s:{s:s, s:b}, s:{s:s}, s:{s:o, s:s},"
 	    " s:{s:o, s:s, s:o, s:s, s:o, s:I, s:I, s:I, s:I, s:I, s:I},"
 	    " s:{s:i, s:i, s:i, s:i, s:f, s:b, s:b, s:i, s:i, s:i, s:i, s:i}}",
@@ -846,6 +853,7 @@ config_describe(const struct config *c)
 	    "shutdown_grace_s", (int)c->shutdown_grace_s,
 	    "state", "path", describe_str(c->state_path), "synchronous",
 	    c->state_sync_normal ? "normal" : "full",
+	    "retention_days", (int)c->state_retention_days,
 	    "log", "level", ap_log_level_name(c->log_level), "format",
 	    c->log_format == AP_LOG_JSON ? "json" : "text",
 	    "webhook", "secret", secret_state(c->webhook_secret), "allow_unsigned",

@@ -64,6 +64,7 @@ struct config {
 	/* "state" */
 	char *state_path;		/* "autopilot.db" */
 	bool state_sync_normal;		/* "synchronous": "normal" (default "full") */
+	unsigned state_retention_days;	/* 0: runs and events are kept for ever */
 
 	/* "log" */
 	enum ap_log_level log_level;	/* info */

@@ -160,6 +160,13 @@ enum store_stmt_id {
 	Q_AGENT_UPDATE,
 	Q_RENEW,
 	Q_RELEASE,
+	Q_PRUNE_BOUND,
+	Q_PRUNE_SCAN,
+	Q_PRUNE_SERVICE,
+	Q_PRUNE_AGENTS,
+	Q_PRUNE_RUN,
+	Q_PRUNE_INBOX_SCAN,
+	Q_PRUNE_INBOX,
 	Q_MAX
 };
 
@@ -284,6 +291,23 @@ static const char *const store_sql[Q_MAX] = {
 	 * reading every run. */
 	[Q_RELEASE] = "UPDATE runs SET owner = NULL, lease_until = 0 WHERE owner = ?1"
 	    " AND state IN " ACTIVE_STATES,
+	/* store_prune(): runs are looked at oldest first, below the oldest
+	 * active one and below the last one (so that no rowid is used again,
+	 * see store_counts()); a service's entity kept with a run is copied
+	 * into its row first. */
+	[Q_PRUNE_BOUND] = "SELECT coalesce((SELECT min(rowid) FROM runs WHERE"
+	    " state IN " ACTIVE_STATES "), (SELECT max(rowid) FROM runs))",
+	[Q_PRUNE_SCAN] = "SELECT rowid, run_id, service_type, fqn, finished_at,"
+	    " EXISTS (SELECT 1 FROM halts h WHERE h.run_id = runs.run_id)"
+	    " FROM runs WHERE rowid < ?1 ORDER BY rowid LIMIT ?2",
+	[Q_PRUNE_SERVICE] = "UPDATE services SET entity = (SELECT entity FROM runs"
+	    " WHERE run_id = ?1), entity_run = NULL WHERE service_type = ?2"
+	    " AND fqn = ?3 AND entity_run = ?1",
+	[Q_PRUNE_AGENTS] = "DELETE FROM agent_runs WHERE run_id = ?1",
+	[Q_PRUNE_RUN] = "DELETE FROM runs WHERE rowid = ?1",
+	[Q_PRUNE_INBOX_SCAN] = "SELECT rowid, received_at FROM inbox ORDER BY rowid"
+	    " LIMIT ?1",
+	[Q_PRUNE_INBOX] = "DELETE FROM inbox WHERE rowid <= ?1",
 };
 
 struct store {
@@ -2514,4 +2538,151 @@ store_release_all(struct store *s, char **cause)
 	bind_text(st, 1, s->owner);
 	return store_exec_stmt(s, st, cause, "release runs") == 0 ? STORE_OK :
 	    STORE_ERROR;
+}
+
+/* ---- Retention. ---- */
+
+struct prune_run {
+	int64_t rowid;
+	char *run_id, *service_type, *fqn;
+};
+
+/* Deletes run r (finished) with its agent runs, its entity first copied to
+ * its service's row if that row refers to it. */
+static int
+store_prune_run(struct store *s, const struct prune_run *r, char **cause)
+{
+	sqlite3_stmt *st;
+
+	if ((st = store_stmt(s, Q_PRUNE_SERVICE, cause)) == NULL)
+		return -1;
+	bind_text(st, 1, r->run_id);
+	bind_text(st, 2, r->service_type);
+	bind_text(st, 3, r->fqn);
+	if (store_exec_stmt(s, st, cause, "keep a service's entity") != 0 ||
+	    (st = store_stmt(s, Q_PRUNE_AGENTS, cause)) == NULL)
+		return -1;
+	bind_text(st, 1, r->run_id);
+	if (store_exec_stmt(s, st, cause, "delete agent runs") != 0 ||
+	    (st = store_stmt(s, Q_PRUNE_RUN, cause)) == NULL)
+		return -1;
+	sqlite3_bind_int64(st, 1, r->rowid);
+	return store_exec_stmt(s, st, cause, "delete a run");
+}
+
+/* The inbox's first (oldest) events received before `before`, at most max:
+ * deleted; *more if max of them were. */
+static int
+store_prune_inbox(struct store *s, int64_t before, unsigned max,
+    struct store_pruned *out, bool *more, char **cause)
+{
+	sqlite3_stmt *st = store_stmt(s, Q_PRUNE_INBOX_SCAN, cause);
+	int64_t last = 0;
+	unsigned n = 0;
+	int rc;
+
+	if (st == NULL)
+		return -1;
+	sqlite3_bind_int64(st, 1, max);
+	/* Received in rowid order: the first one too new ends it. */
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW &&
+	    sqlite3_column_int64(st, 1) < before) {
+		last = sqlite3_column_int64(st, 0);
+		n++;
+	}
+	sqlite3_reset(st);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+		store_set_cause(s, cause, "read the inbox");
+		return -1;
+	}
+	if (n == 0)
+		return 0;
+	if ((st = store_stmt(s, Q_PRUNE_INBOX, cause)) == NULL)
+		return -1;
+	sqlite3_bind_int64(st, 1, last);
+	if (store_exec_stmt(s, st, cause, "delete events") != 0)
+		return -1;
+	out->events += (unsigned)sqlite3_changes(s->db);
+	*more = *more || n == max;
+	return 0;
+}
+
+enum store_result
+store_prune(struct store *s, int64_t before, unsigned max,
+    struct store_pruned *out, char **cause)
+{
+	struct prune_run *v;
+	sqlite3_stmt *st;
+	int64_t bound;
+	unsigned n = 0, i;
+	int rc = SQLITE_DONE;
+	bool more = false;
+
+	memset(out, 0, sizeof *out);
+	if (max == 0)
+		max = 1;
+	v = ap_xcalloc(max, sizeof *v);
+	if (store_begin(s, cause) != 0) {
+		free(v);
+		return STORE_ERROR;
+	}
+	if ((st = store_stmt(s, Q_PRUNE_BOUND, cause)) == NULL)
+		goto fail;
+	if ((rc = sqlite3_step(st)) != SQLITE_ROW) {
+		sqlite3_reset(st);
+		store_set_cause(s, cause, "read the runs");
+		goto fail;
+	}
+	bound = sqlite3_column_type(st, 0) == SQLITE_NULL ? 0 :
+	    sqlite3_column_int64(st, 0);
+	sqlite3_reset(st);
+
+	/* The first runs only, up to the first one kept: what is deleted
+	 * is always the oldest, so that store_counts() sees it. */
+	if ((st = store_stmt(s, Q_PRUNE_SCAN, cause)) == NULL)
+		goto fail;
+	sqlite3_bind_int64(st, 1, bound);
+	sqlite3_bind_int64(st, 2, max);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (sqlite3_column_int64(st, 4) >= before)
+			break;
+		if (sqlite3_column_int(st, 5) != 0) {
+			out->held_by = col_text(st, 1);
+			break;
+		}
+		v[n].rowid = sqlite3_column_int64(st, 0);
+		v[n].run_id = col_text(st, 1);
+		v[n].service_type = col_text(st, 2);
+		v[n].fqn = col_text(st, 3);
+		n++;
+	}
+	sqlite3_reset(st);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+		store_set_cause(s, cause, "read the runs");
+		goto fail;
+	}
+	more = n == max;
+	for (i = 0; i < n; i++)
+		if (store_prune_run(s, &v[i], cause) != 0)
+			goto fail;
+	out->runs = n;
+	if (store_prune_inbox(s, before, max, out, &more, cause) != 0 ||
+	    store_commit(s, cause) != 0)
+		goto fail;
+	out->more = more;
+	rc = 0;
+	goto out;
+fail:
+	store_rollback(s);
+	free(out->held_by);
+	memset(out, 0, sizeof *out);
+	rc = -1;
+out:
+	for (i = 0; i < n; i++) {
+		free(v[i].run_id);
+		free(v[i].service_type);
+		free(v[i].fqn);
+	}
+	free(v);
+	return rc == 0 ? STORE_OK : STORE_ERROR;
 }

@@ -86,6 +86,7 @@ test_defaults(void **state)
 	assert_string_equal(c.listen_host, "127.0.0.1");
 	assert_int_equal(c.listen_port, 8686);
 	assert_string_equal(c.state_path, "autopilot.db");
+	assert_int_equal(c.state_retention_days, 0);
 	assert_null(c.webhook_secret);
 	assert_null(c.admin_token);
 	assert_false(c.allow_unsigned);
@@ -138,7 +139,8 @@ test_precedence(void **state)
 	struct config_flags fl = { 0 };
 	char *cause = NULL;
 	const char *text = "{\"listen\": {\"host\": \"10.0.0.1\", \"port\": 9000},"
-	    " \"state\": {\"path\": \"/file.db\"}, \"log\": {\"format\": \"text\"},"
+	    " \"state\": {\"path\": \"/file.db\", \"retention_days\": 30},"
+	    " \"log\": {\"format\": \"text\"},"
 	    " \"airflow\": {\"url\": \"http://file:8080\", \"username\": \"fileuser\"}}";
 
 	/* File only. */
@@ -146,6 +148,7 @@ test_precedence(void **state)
 	assert_string_equal(c.listen_host, "10.0.0.1");
 	assert_int_equal(c.listen_port, 9000);
 	assert_string_equal(c.state_path, "/file.db");
+	assert_int_equal(c.state_retention_days, 30);
 	assert_string_equal(c.airflow_url, "http://file:8080");
 	assert_string_equal(c.airflow_username, "fileuser");
 	config_cleanup(&c);
@@ -202,6 +205,12 @@ test_errors_name_key_path(void **state)
 	expect_error("{\"listen\": {\"prot\": 80}}", "listen.prot: unknown key (known: host, port,");
 	expect_error("{\"lisen\": {}}", "lisen: unknown section");
 	expect_error("{\"state\": {\"synchronous\": \"off\"}}", "state.synchronous");
+	expect_error("{\"state\": {\"retention_days\": -1}}",
+	    "state.retention_days: must be an integer between 0 and 36500");
+	expect_error("{\"state\": {\"retention_days\": 1.5}}",
+	    "state.retention_days: must be an integer");
+	expect_error("{\"state\": {\"retention\": 7}}",
+	    "state.retention: unknown key (known: path, synchronous, retention_days)");
 	expect_error("{\"log\": {\"level\": \"loud\"}}", "log.level");
 	expect_error("{\"webhook\": {\"allow_unsigned\": \"yes\"}}",
 	    "webhook.allow_unsigned: must be true or false");

@@ -902,6 +902,133 @@ test_halts(void **state)
 	free(p);
 }
 
+/*
+ * Retention: the oldest runs that ended before the cutoff are deleted with
+ * their agent runs, in batches, up to the first one kept: one that ended
+ * after the cutoff, one with an Airflow run still to mark failed, an active
+ * run, the last run. The inbox's old events go too; a service's entity
+ * held by a deleted run is copied into its row first.
+ */
+/* Prunes until done: the runs and events deleted, and the run that held it
+ * (NULL: none). */
+static void
+prune_all(struct store *s, int64_t before, unsigned want_runs,
+    unsigned want_events, const char *want_held)
+{
+	struct store_pruned p;
+	unsigned runs = 0, events = 0, calls = 0;
+	char *cause = NULL;
+
+	do {
+		assert_int_equal(store_prune(s, before, 2, &p, &cause), STORE_OK);
+		assert_true(p.runs <= 2 && p.events <= 2);
+		runs += p.runs;
+		events += p.events;
+		assert_true(++calls < 100);
+		if (p.more)
+			assert_null(p.held_by);
+		else if (want_held == NULL)
+			assert_null(p.held_by);
+		else
+			assert_string_equal(p.held_by, want_held);
+		free(p.held_by);
+	} while (p.more);
+	assert_int_equal(runs, want_runs);
+	assert_int_equal(events, want_events);
+}
+
+static void
+test_prune(void **state)
+{
+	struct store_agent_row a = { .agent = "metadata", .state = "running",
+	    .dag_id = "c__metadata", .dag_run_id = "ap-c-1" };
+	struct store_options ro = { .read_only = true };
+	char *p = db_path("prune.db"), *cause = NULL, *r[6], *entity, *type;
+	struct store *s = open_ok(p, NULL), *reader = open_ok(p, &ro);
+	const int64_t day = 86400000, t0 = fake_now;
+	int64_t now = t0;
+	json_t *j;
+	bool joined, follows;
+	int i;
+
+	(void)state;
+	store_set_clock(s, fake_clock, &now);
+	/* r0: a, by an event, its entity the service's; r1: b, ends late;
+	 * r2: c, an Airflow run to stop; r3: d, active; r4: e; r5: f. */
+	assert_int_equal(store_inbox_accept(s, "e0", "databaseService", "a",
+	    "{\"v\": 1}", &r[0], &joined, &follows, &cause), STORE_OK);
+	for (i = 1; i < 6; i++) {
+		char fqn[2] = { (char)('a' + i), '\0' };
+
+		now = t0 + i * 1000;
+		assert_int_equal(store_run_create(s, "databaseService", fqn, "{}",
+		    NULL, false, &r[i], &cause), STORE_OK);
+	}
+	for (i = 0; i < 6; i++)
+		assert_int_equal(store_claim(s, r[i], &cause), STORE_OK);
+	assert_int_equal(store_agent_save(s, r[2], &a, &cause), STORE_OK);
+	assert_int_equal(store_halt_add(s, r[2], "c__metadata", "ap-c-1", "test",
+	    0, &cause), STORE_OK);
+	now = t0 + 10000;
+	finish_run(s, r[0], "succeeded");
+	finish_run(s, r[2], "failed");
+	finish_run(s, r[4], "succeeded");
+	finish_run(s, r[5], "succeeded");
+	now = t0 + 10 * day;
+	finish_run(s, r[1], "succeeded");
+	check_counts(reader, p, (int64_t[4]){ 1, 0, 4, 1 },
+	    "{\"metadata\": {\"succeeded\": 4, \"failed\": 1}}");
+
+	/* Cut off at 5 days: r0 goes, with its event; r1 ended since. */
+	prune_all(s, t0 + 5 * day, 1, 1, NULL);
+	assert_int_equal(count_rows(p, "SELECT count(*) FROM runs"), 5);
+	assert_int_equal(count_rows(p, "SELECT count(*) FROM agent_runs"), 4);
+	assert_int_equal(count_rows(p, "SELECT count(*) FROM inbox"), 0);
+	assert_int_equal(store_run_json(s, r[0], &j, &cause), STORE_NOT_FOUND);
+	free(cause);
+	cause = NULL;
+	assert_int_equal(store_service_get(s, "databaseService", "a", &entity,
+	    &type, &cause), STORE_OK);
+	assert_string_equal(entity, "{\"v\": 1}");
+	free(entity);
+	free(type);
+	check_counts(reader, p, (int64_t[4]){ 1, 0, 3, 1 },
+	    "{\"metadata\": {\"succeeded\": 3, \"failed\": 1}}");
+
+	/* r3 ends; r1 still holds the rest back until it too is old, then
+	 * r2's halt does. */
+	now = t0 + 2 * day;
+	finish_run(s, r[3], "succeeded");
+	prune_all(s, t0 + 5 * day, 0, 0, NULL);
+	prune_all(s, t0 + 11 * day, 1, 0, r[2]);
+	assert_int_equal(count_rows(p, "SELECT count(*) FROM runs"), 4);
+	check_counts(reader, p, (int64_t[4]){ 0, 0, 3, 1 },
+	    "{\"metadata\": {\"succeeded\": 3, \"failed\": 1}}");
+	/* The halt done: r2 to r4 go; r5, the last, stays whatever its age. */
+	assert_int_equal(store_halt_done(s, "c__metadata", "ap-c-1", &cause),
+	    STORE_OK);
+	prune_all(s, t0 + 11 * day, 3, 0, NULL);
+	prune_all(s, t0 + 100 * day, 0, 0, NULL);
+	assert_int_equal(count_rows(p, "SELECT count(*) FROM runs"), 1);
+	assert_int_equal(count_rows(p, "SELECT count(*) FROM agent_runs"), 1);
+	assert_int_equal(store_run_json(s, r[5], &j, &cause), STORE_OK);
+	json_decref(j);
+	check_counts(reader, p, (int64_t[4]){ 0, 0, 1, 0 },
+	    "{\"metadata\": {\"succeeded\": 1}}");
+	/* A new run's rowid is above every one counted. */
+	now = t0 + 101 * day;
+	free(r[0]);
+	assert_int_equal(store_run_create(s, "databaseService", "a", "{}", NULL,
+	    false, &r[0], &cause), STORE_OK);
+	check_counts(reader, p, (int64_t[4]){ 1, 0, 1, 0 },
+	    "{\"metadata\": {\"succeeded\": 1}}");
+	for (i = 0; i < 6; i++)
+		free(r[i]);
+	store_close(reader);
+	store_close(s);
+	free(p);
+}
+
 static void
 test_leases_between_two_handles(void **state)
 {
@@ -1360,6 +1487,7 @@ main(void)
 		cmocka_unit_test(test_status_json_shape),
 		cmocka_unit_test(test_counts_kept),
 		cmocka_unit_test(test_halts),
+		cmocka_unit_test(test_prune),
 		cmocka_unit_test(test_leases_between_two_handles),
 		cmocka_unit_test(test_recovery_after_owner_died),
 		cmocka_unit_test(test_recovery_after_owner_zombie),
