@@ -21,6 +21,8 @@
  * every hour. */
 #define RETENTION_FIRST_MS 2000
 #define RETENTION_EVERY_MS (3600 * 1000)
+/* A time this far past now was written under a clock since set back. */
+#define RETENTION_AHEAD_MS (60 * 1000)
 
 struct retention {
 	struct store *store;
@@ -31,6 +33,8 @@ struct retention {
 	bool passing;
 	int64_t before;
 	uint64_t pass_runs, pass_events;
+	char *held_by;		/* the last batch's run with halts */
+	int64_t stopped_at;	/* the latest time a look stopped at */
 	uint64_t runs_total, events_total;
 };
 
@@ -56,6 +60,7 @@ retention_cb(evutil_socket_t fd, short what, void *arg)
 		r->passing = true;
 		r->before = ap_wall_ms() - (int64_t)r->days * 86400 * 1000;
 		r->pass_runs = r->pass_events = 0;
+		r->stopped_at = 0;
 	}
 	if (store_prune(r->store, r->before, RETENTION_BATCH, &p, &cause) !=
 	    STORE_OK) {
@@ -69,16 +74,25 @@ retention_cb(evutil_socket_t fd, short what, void *arg)
 	r->pass_events += p.events;
 	r->runs_total += p.runs;
 	r->events_total += p.events;
+	free(r->held_by);
+	r->held_by = p.held_by;
+	if (p.stopped_at > r->stopped_at)
+		r->stopped_at = p.stopped_at;
 	if (p.more) {
 		retention_later(r, RETENTION_GAP_MS);
 		return;
 	}
 	r->passing = false;
-	if (p.held_by != NULL)
+	if (r->held_by != NULL)
 		ap_warn("retention: run %s and those after it are kept until its"
 		    " Airflow runs are marked failed (autopilot_airflow_runs_to_fail)",
-		    p.held_by);
-	free(p.held_by);
+		    r->held_by);
+	if (r->stopped_at > ap_wall_ms() + RETENTION_AHEAD_MS) {
+		ap_format_time(r->stopped_at, when, sizeof when);
+		ap_warn("retention: a run ended or an event came at %s, later than"
+		    " now (was the clock set back?): it and those after it are kept"
+		    " until then, and %u days more", when, r->days);
+	}
 	if (r->pass_runs > 0 || r->pass_events > 0) {
 		ap_format_time(r->before, when, sizeof when);
 		ap_info("retention: deleted %llu runs and %llu events older than"
@@ -118,6 +132,7 @@ retention_free(struct retention *r)
 		return;
 	if (r->ev != NULL)
 		event_free(r->ev);
+	free(r->held_by);
 	free(r);
 }
 

@@ -300,13 +300,18 @@ static const char *const store_sql[Q_MAX] = {
 	[Q_PRUNE_SCAN] = "SELECT rowid, run_id, service_type, fqn, finished_at,"
 	    " EXISTS (SELECT 1 FROM halts h WHERE h.run_id = runs.run_id)"
 	    " FROM runs WHERE rowid < ?1 ORDER BY rowid LIMIT ?2",
-	[Q_PRUNE_SERVICE] = "UPDATE services SET entity = (SELECT entity FROM runs"
-	    " WHERE run_id = ?1), entity_run = NULL WHERE service_type = ?2"
-	    " AND fqn = ?3 AND entity_run = ?1",
+	/* Text in entity is newer (see SERVICE_ENTITY): kept. */
+	[Q_PRUNE_SERVICE] = "UPDATE services SET entity = CASE WHEN entity <> ''"
+	    " THEN entity ELSE (SELECT entity FROM runs WHERE run_id = ?1) END,"
+	    " entity_run = NULL WHERE service_type = ?2 AND fqn = ?3 AND"
+	    " entity_run = ?1",
 	[Q_PRUNE_AGENTS] = "DELETE FROM agent_runs WHERE run_id = ?1",
 	[Q_PRUNE_RUN] = "DELETE FROM runs WHERE rowid = ?1",
-	[Q_PRUNE_INBOX_SCAN] = "SELECT rowid, received_at FROM inbox ORDER BY rowid"
-	    " LIMIT ?1",
+	/* An event of an active run stays: it answers a delivery repeated
+	 * as such, not as a new event joining the run. */
+	[Q_PRUNE_INBOX_SCAN] = "SELECT i.rowid, i.received_at, r.state IN "
+	    ACTIVE_STATES " FROM inbox i LEFT JOIN runs r ON r.run_id = i.run_id"
+	    " ORDER BY i.rowid LIMIT ?1",
 	[Q_PRUNE_INBOX] = "DELETE FROM inbox WHERE rowid <= ?1",
 };
 
@@ -2584,9 +2589,15 @@ store_prune_inbox(struct store *s, int64_t before, unsigned max,
 	if (st == NULL)
 		return -1;
 	sqlite3_bind_int64(st, 1, max);
-	/* Received in rowid order: the first one too new ends it. */
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW &&
-	    sqlite3_column_int64(st, 1) < before) {
+	/* Received in rowid order: the first one too new (or of an active
+	 * run) ends it. */
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (sqlite3_column_int64(st, 1) >= before ||
+		    sqlite3_column_int(st, 2) != 0) {
+			if (sqlite3_column_int64(st, 1) > out->stopped_at)
+				out->stopped_at = sqlite3_column_int64(st, 1);
+			break;
+		}
 		last = sqlite3_column_int64(st, 0);
 		n++;
 	}
@@ -2644,8 +2655,10 @@ store_prune(struct store *s, int64_t before, unsigned max,
 	sqlite3_bind_int64(st, 1, bound);
 	sqlite3_bind_int64(st, 2, max);
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		if (sqlite3_column_int64(st, 4) >= before)
+		if (sqlite3_column_int64(st, 4) >= before) {
+			out->stopped_at = sqlite3_column_int64(st, 4);
 			break;
+		}
 		if (sqlite3_column_int(st, 5) != 0) {
 			out->held_by = col_text(st, 1);
 			break;

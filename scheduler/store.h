@@ -302,18 +302,22 @@ enum store_result store_release_all(struct store *s, char **cause);
  * Retention (state.retention_days): in one transaction, deletes the oldest
  * runs, up to max, that ended before `before` (ms since the epoch) with
  * their agent runs, and the oldest events of the inbox received before then
- * (up to max: a delivery repeated after that starts a new run). Only the
- * first runs go, up to the first one kept: one that ended since (until it
- * too is old), one with Airflow runs still to mark failed (halts; its id in
- * out->held_by, a new string), an active run and every one after it, and
- * the last run (its rowid would be used again; see store_counts()). A
- * service's last entity stays: copied into the service's row when a
- * deleted run held it. out->more: call again for the rest.
+ * (up to max). Only the first go, up to the first one kept. Runs kept: one
+ * that ended since (until it too is old), one with Airflow runs still to
+ * mark failed (halts; its id in out->held_by, a new string), an active run
+ * and every one after it, and the last run (its rowid would be used again;
+ * see store_counts()). Events kept: those of an active run (a delivery
+ * repeated is answered as such). A service's last entity stays: copied
+ * into the service's row when a deleted run held it. out->more: call again
+ * for the rest.
  */
 struct store_pruned {
 	unsigned runs;		/* runs deleted */
 	unsigned events;	/* inbox events deleted */
 	char *held_by;		/* NULL, or the run with halts that stopped it */
+	/* The time (ended, received) of the row that stopped a look, the
+	 * later of the two: one in the future tells of a clock set back. */
+	int64_t stopped_at;
 	bool more;
 };
 enum store_result store_prune(struct store *s, int64_t before, unsigned max,

@@ -910,8 +910,8 @@ test_halts(void **state)
  * held by a deleted run is copied into its row first.
  */
 /* Prunes until done: the runs and events deleted, and the run that held it
- * (NULL: none). */
-static void
+ * at the end (NULL: none). Returns where the last look stopped. */
+static int64_t
 prune_all(struct store *s, int64_t before, unsigned want_runs,
     unsigned want_events, const char *want_held)
 {
@@ -925,16 +925,15 @@ prune_all(struct store *s, int64_t before, unsigned want_runs,
 		runs += p.runs;
 		events += p.events;
 		assert_true(++calls < 100);
-		if (p.more)
+		if (!p.more && want_held == NULL)
 			assert_null(p.held_by);
-		else if (want_held == NULL)
-			assert_null(p.held_by);
-		else
+		else if (!p.more)
 			assert_string_equal(p.held_by, want_held);
 		free(p.held_by);
 	} while (p.more);
 	assert_int_equal(runs, want_runs);
 	assert_int_equal(events, want_events);
+	return p.stopped_at;
 }
 
 static void
@@ -943,11 +942,12 @@ test_prune(void **state)
 	struct store_agent_row a = { .agent = "metadata", .state = "running",
 	    .dag_id = "c__metadata", .dag_run_id = "ap-c-1" };
 	struct store_options ro = { .read_only = true };
-	char *p = db_path("prune.db"), *cause = NULL, *r[6], *entity, *type;
+	char *p = db_path("prune.db"), *cause = NULL, *r[6], *entity, *type, *r3;
 	struct store *s = open_ok(p, NULL), *reader = open_ok(p, &ro);
 	const int64_t day = 86400000, t0 = fake_now;
 	int64_t now = t0;
 	json_t *j;
+	sqlite3 *db;
 	bool joined, follows;
 	int i;
 
@@ -966,6 +966,13 @@ test_prune(void **state)
 	}
 	for (i = 0; i < 6; i++)
 		assert_int_equal(store_claim(s, r[i], &cause), STORE_OK);
+	/* An event that joins the active r3: kept while r3 is. */
+	now = t0 + 6000;
+	assert_int_equal(store_inbox_accept(s, "e3", "databaseService", "d", "{}",
+	    &r3, &joined, &follows, &cause), STORE_OK);
+	assert_true(joined && !follows);
+	assert_string_equal(r3, r[3]);
+	free(r3);
 	assert_int_equal(store_agent_save(s, r[2], &a, &cause), STORE_OK);
 	assert_int_equal(store_halt_add(s, r[2], "c__metadata", "ap-c-1", "test",
 	    0, &cause), STORE_OK);
@@ -979,11 +986,12 @@ test_prune(void **state)
 	check_counts(reader, p, (int64_t[4]){ 1, 0, 4, 1 },
 	    "{\"metadata\": {\"succeeded\": 4, \"failed\": 1}}");
 
-	/* Cut off at 5 days: r0 goes, with its event; r1 ended since. */
-	prune_all(s, t0 + 5 * day, 1, 1, NULL);
+	/* Cut off at 5 days: r0 goes, with its event; r1 ended since (where
+	 * the look stopped), r3's event stays. */
+	assert_int_equal(prune_all(s, t0 + 5 * day, 1, 1, NULL), t0 + 10 * day);
 	assert_int_equal(count_rows(p, "SELECT count(*) FROM runs"), 5);
 	assert_int_equal(count_rows(p, "SELECT count(*) FROM agent_runs"), 4);
-	assert_int_equal(count_rows(p, "SELECT count(*) FROM inbox"), 0);
+	assert_int_equal(count_rows(p, "SELECT count(*) FROM inbox"), 1);
 	assert_int_equal(store_run_json(s, r[0], &j, &cause), STORE_NOT_FOUND);
 	free(cause);
 	cause = NULL;
@@ -999,7 +1007,8 @@ test_prune(void **state)
 	 * r2's halt does. */
 	now = t0 + 2 * day;
 	finish_run(s, r[3], "succeeded");
-	prune_all(s, t0 + 5 * day, 0, 0, NULL);
+	prune_all(s, t0 + 5 * day, 0, 1, NULL);
+	assert_int_equal(count_rows(p, "SELECT count(*) FROM inbox"), 0);
 	prune_all(s, t0 + 11 * day, 1, 0, r[2]);
 	assert_int_equal(count_rows(p, "SELECT count(*) FROM runs"), 4);
 	check_counts(reader, p, (int64_t[4]){ 0, 0, 3, 1 },
@@ -1022,6 +1031,28 @@ test_prune(void **state)
 	    false, &r[0], &cause), STORE_OK);
 	check_counts(reader, p, (int64_t[4]){ 1, 0, 1, 0 },
 	    "{\"metadata\": {\"succeeded\": 1}}");
+	/* Text in a service's row that refers to a run is newer (written by
+	 * an older autopilot): the run's entity does not replace it. */
+	assert_int_equal(store_claim(s, r[0], &cause), STORE_OK);
+	finish_run(s, r[0], "succeeded");
+	assert_int_equal(store_inbox_accept(s, "e6", "databaseService", "g",
+	    "{\"v\": 6}", &r3, &joined, &follows, &cause), STORE_OK);
+	assert_int_equal(store_claim(s, r3, &cause), STORE_OK);
+	finish_run(s, r3, "succeeded");
+	free(r3);
+	assert_int_equal(sqlite3_open(p, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, "UPDATE services SET entity ="
+	    " '{\"v\": \"newer\"}' WHERE fqn = 'g'", NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+	assert_int_equal(store_run_create(s, "databaseService", "h", "{}", NULL,
+	    false, &r3, &cause), STORE_OK);
+	free(r3);
+	prune_all(s, t0 + 200 * day, 3, 1, NULL);
+	assert_int_equal(store_service_get(s, "databaseService", "g", &entity,
+	    &type, &cause), STORE_OK);
+	assert_string_equal(entity, "{\"v\": \"newer\"}");
+	free(entity);
+	free(type);
 	for (i = 0; i < 6; i++)
 		free(r[i]);
 	store_close(reader);
