@@ -143,6 +143,8 @@ struct airflow_req {
 	json_t *dag_reply;			/* DAG answer kept across importErrors */
 	char *import_error;
 	bool repaused;				/* unpause: a broken DAG paused again */
+	int64_t errors_since;			/* unpause: see airflow_ops */
+	bool absent;				/* ... and it answered 404 */
 	bool adopted;
 };
 
@@ -288,10 +290,27 @@ req_free(struct airflow_req *q)
 	free(q);
 }
 
+/* Sets q's error text (new copies). */
+static void
+req_error(struct airflow_req *q, const char *title, const char *detail)
+{
+	airflow_error_text_cleanup(&q->err);
+	q->err.title = title != NULL ? ap_xstrdup(title) : NULL;
+	q->err.detail = detail != NULL ? ap_xstrdup(detail) : NULL;
+}
+
 /* Ends q: the callback runs from q's timer on a later loop turn. */
 static void
 req_finish(struct airflow_req *q, enum airflow_status st, long http_status)
 {
+	if (q->absent && st != AIRFLOW_OK) {
+		/* The DAG's 404 stands, whatever became of the look at the
+		 * import errors. */
+		st = AIRFLOW_NOT_FOUND;
+		http_status = 404;
+		req_error(q, "Not Found", "the DAG is not in Airflow (not parsed"
+		    " yet)");
+	}
 	wait_leave(q);
 	timer_disarm(q);
 	q->res.status = st;
@@ -300,15 +319,6 @@ req_finish(struct airflow_req *q, enum airflow_status st, long http_status)
 	q->res.error.detail = st == AIRFLOW_OK ? NULL : q->err.detail;
 	q->res.body = q->reply;
 	timer_arm(q, T_FINISH, 0);
-}
-
-/* Sets q's error text (new copies). */
-static void
-req_error(struct airflow_req *q, const char *title, const char *detail)
-{
-	airflow_error_text_cleanup(&q->err);
-	q->err.title = title != NULL ? ap_xstrdup(title) : NULL;
-	q->err.detail = detail != NULL ? ap_xstrdup(detail) : NULL;
 }
 
 /* Fails every request waiting on list with src's error. */
@@ -842,6 +852,22 @@ req_answered(struct airflow_req *q, long status)
 		req_finish(q, AIRFLOW_OK, status);
 		return;
 	case AIRFLOW_STEP_IMPORT_ERRORS:
+		if (q->absent) {
+			text = airflow_pick_new_import_error(q->reply, q->dag_id,
+			    q->errors_since);
+			if (text == NULL) {
+				req_finish(q, AIRFLOW_NOT_FOUND, 404);
+				return;
+			}
+			memset(&q->dag, 0, sizeof q->dag);
+			q->dag.dag_id = q->dag_id;
+			q->dag.has_import_errors = true;
+			q->import_error = ap_xstrdup(text);
+			q->dag.import_error = q->import_error;
+			q->res.dag = &q->dag;
+			req_finish(q, AIRFLOW_OK, status);
+			return;
+		}
 		airflow_parse_dag(q->dag_reply, &q->dag, &fileloc);
 		text = airflow_pick_import_error(q->reply, q->dag_id, fileloc);
 		q->import_error = ap_xstrdup(text != NULL ? text :
@@ -1078,13 +1104,19 @@ reply_use(struct airflow_req *q, struct reply_job *j)
 		req_next_step(q, AIRFLOW_STEP_GET_RUN);
 		return;
 	}
+	if (q->step == AIRFLOW_STEP_UNPAUSE && st == 404 && q->errors_since != 0) {
+		/* Not parsed yet, or parsed and never imported. */
+		q->absent = true;
+		req_next_step(q, AIRFLOW_STEP_IMPORT_ERRORS);
+		return;
+	}
 	cls = airflow_classify(st);
 	if (q->step == AIRFLOW_STEP_PAUSE && cls != AIRFLOW_OK) {
 		/* Pausing it again failed: the import errors are the news. */
 		req_next_step(q, AIRFLOW_STEP_IMPORT_ERRORS);
 		return;
 	}
-	if (q->step == AIRFLOW_STEP_IMPORT_ERRORS && cls != AIRFLOW_OK) {
+	if (q->step == AIRFLOW_STEP_IMPORT_ERRORS && cls != AIRFLOW_OK && !q->absent) {
 		/* The DAG is broken either way; say so even without Airflow's text. */
 		airflow_parse_dag(q->dag_reply, &q->dag, NULL);
 		q->import_error = ap_xprintf("the DAG has import errors (reading them failed:"
@@ -1490,9 +1522,15 @@ op_get_dag(void *impl, const char *dag_id, airflow_cb cb, void *arg)
 }
 
 static struct airflow_req *
-op_unpause(void *impl, const char *dag_id, airflow_cb cb, void *arg)
+op_unpause(void *impl, const char *dag_id, int64_t errors_since, airflow_cb cb,
+    void *arg)
 {
-	return op_start(impl, AIRFLOW_STEP_UNPAUSE, cb, arg, dag_id, NULL);
+	struct airflow_client *c = impl;
+	struct airflow_req *q = req_new(c, AIRFLOW_STEP_UNPAUSE, cb, arg, dag_id, NULL);
+
+	q->errors_since = errors_since;
+	req_attempt(q);
+	return q;
 }
 
 static struct airflow_req *

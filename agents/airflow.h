@@ -196,10 +196,15 @@ struct airflow_ops {
 	 * NOT_FOUND until Airflow has parsed the DAG, then the DAG as Airflow
 	 * answers it (res->dag, or NULL if the 2xx body is not a DAG). A DAG
 	 * with import errors is paused again and its import error read, as
-	 * get_dag does.
+	 * get_dag does. With errors_since (ms since the epoch) not 0, a 404
+	 * is followed by a look at Airflow's import errors: a DAG file that
+	 * never imported has no DAG (404 for ever) and its error only there.
+	 * One for "<dag_id>.py" written since then is answered as a DAG with
+	 * import errors (res->dag, has_import_errors); else NOT_FOUND, as
+	 * when that look fails.
 	 */
 	struct airflow_req *(*unpause)(void *impl, const char *dag_id,
-	    airflow_cb cb, void *arg);
+	    int64_t errors_since, airflow_cb cb, void *arg);
 	/* POST a run with this dag_run_id; on 409 fetch it and report adopted. */
 	struct airflow_req *(*trigger)(void *impl, const char *dag_id,
 	    const char *dag_run_id, const json_t *conf, airflow_cb cb, void *arg);

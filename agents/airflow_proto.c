@@ -712,6 +712,25 @@ airflow_pick_import_error(const json_t *j, const char *dag_id, const char *filel
 }
 
 const char *
+airflow_pick_new_import_error(const json_t *j, const char *dag_id,
+    int64_t since_ms)
+{
+	const json_t *list = json_object_get(j, "import_errors"), *e;
+	size_t i;
+
+	json_array_foreach(list, i, e) {
+		const char *fn = json_string_value(json_object_get(e, "filename"));
+		const char *st = json_string_value(json_object_get(e, "stack_trace"));
+		int64_t t = airflow_parse_time(json_string_value(json_object_get(e,
+		    "timestamp")));
+
+		if (fn != NULL && st != NULL && t >= since_ms && dag_file(fn, dag_id))
+			return st;
+	}
+	return NULL;
+}
+
+const char *
 airflow_parse_token(const json_t *j)
 {
 	const char *t = json_string_value(json_object_get(j, "access_token"));

@@ -96,6 +96,11 @@ struct sched_agent {
 	char *error;
 	int64_t started_at, finished_at, next_at;
 	int64_t parse_deadline;
+	/* When this attempt's DAG file was sent (its deploy; for one resumed
+	 * while waiting for it, the resume), and the 404s since: from the
+	 * third on, Airflow's import errors are looked at too. */
+	int64_t deploy_sent;
+	unsigned absent;
 	struct event *timer;
 	struct airflow_req *req;
 	bool in_flight;		/* holds one of max_agents_in_flight */
@@ -114,6 +119,7 @@ struct sched_agent {
 	bool predeployed;
 	bool pre_queued;	/* on s->pre_queue */
 	int64_t predeployed_at;
+	int64_t pre_sent;
 	TAILQ_ENTRY(sched_agent) wait_link;
 	TAILQ_ENTRY(sched_agent) pre_link;
 };
@@ -781,6 +787,7 @@ sched_predeploy_next(struct sched *s)
 		}
 		a->pre_dag_id = dag_id;
 		s->pre_outstanding++;
+		a->pre_sent = sched_now();
 		a->pre_req = s->ops->deploy(s->airflow, pipeline, sched_predeploy_cb, a);
 		json_decref(pipeline);
 	}
@@ -900,6 +907,7 @@ sched_agent_set_state(struct sched_agent *a, enum sched_agent_state to,
 	case SCHED_AGENT_WAITING_FOR_DAG:
 		a->poll_ms = s->cfg.poll_initial_ms;
 		a->parse_deadline = a->next_at;
+		a->absent = 0;
 		/* A DAG file just written is not parsed at once (nor is a redeployed
 		 * one re-parsed): the first look is one poll interval after the
 		 * deploy, which for a DAG deployed ahead may be now. */
@@ -1599,6 +1607,7 @@ sched_agent_act(struct sched_agent *a)
 			free(a->dag_id);
 			a->dag_id = a->pre_dag_id;
 			a->pre_dag_id = NULL;
+			a->deploy_sent = a->pre_sent;
 			a->act = ACT_NONE;
 			sched_agent_set_state(a, SCHED_AGENT_WAITING_FOR_DAG, NULL);
 			break;
@@ -1627,10 +1636,12 @@ sched_agent_act(struct sched_agent *a)
 		free(a->dag_id);
 		a->dag_id = dag_id;
 		dag_id = NULL;
+		a->deploy_sent = now;
 		a->req = s->ops->deploy(s->airflow, pipeline, sched_agent_cb, a);
 		break;
 	case ACT_UNPAUSE:
-		a->req = s->ops->unpause(s->airflow, a->dag_id, sched_agent_cb, a);
+		a->req = s->ops->unpause(s->airflow, a->dag_id,
+		    a->absent >= 2 ? a->deploy_sent : 0, sched_agent_cb, a);
 		break;
 	case ACT_TRIGGER:
 		a->req = s->ops->trigger(s->airflow, a->dag_id, a->dag_run_id,
@@ -1853,6 +1864,7 @@ sched_agent_cb(const struct airflow_result *res, void *arg)
 		 * answers 404 until Airflow has parsed the DAG, then the DAG.
 		 */
 		if (res->status == AIRFLOW_NOT_FOUND) {
+			a->absent++;
 			if (now >= a->parse_deadline) {
 				text = ap_xprintf("DAG %s was not parsed by Airflow within"
 				    " %u s of the deploy", a->dag_id,
@@ -1866,8 +1878,10 @@ sched_agent_cb(const struct airflow_result *res, void *arg)
 			break;
 		}
 		if (res->status != AIRFLOW_OK) {
+			/* A refusal (401, 403, 400) is the same on a redeploy. */
 			text = airflow_result_text("unpausing the DAG failed", res);
-			sched_agent_attempt_failed(a, SCHED_AGENT_FAILED, text, true);
+			sched_agent_attempt_failed(a, SCHED_AGENT_FAILED, text,
+			    res->status != AIRFLOW_REJECTED);
 			break;
 		}
 		if (res->dag != NULL && res->dag->has_import_errors) {
@@ -2382,6 +2396,10 @@ sched_run_load(struct sched *s, const char *run_id, char **cause)
 			 * version: from now). */
 			a->parse_deadline = a->next_at > 0 ? a->next_at : now +
 			    (int64_t)s->cfg.dag_parse_deadline_s * 1000;
+			/* Airflow parses a file again every so often (30 s
+			 * by default), each time stamping its import error. */
+			a->deploy_sent = now;
+			a->absent = 0;
 			sched_agent_after(a, ACT_UNPAUSE, 0);
 			break;
 		case SCHED_AGENT_QUEUED:

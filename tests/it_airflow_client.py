@@ -478,6 +478,35 @@ def case_runs_and_dags(gen):
         sim.stop()
 
 
+def case_never_imported(gen):
+    """A DAG file that never imported has no DAG (404): an unpause asked to
+    look (errors_since) reads importErrors and answers the file's error as a
+    DAG with import errors, if stamped since then; else the 404 stands."""
+    trace = "Traceback (most recent call last):\n  File \"nope.py\"\nSyntaxError: bad"
+    sim = Sim({"api": gen, "parse_delay_ms": 0, "dags": {"nope": {"import_error": trace}}})
+    try:
+        since = int(time.time() * 1000) - 5000
+        res = run(url(sim), [
+            {"op": "deploy", "pipeline": pipeline("nope")},
+            {"op": "get_dag", "dag_id": "nope"},
+            {"op": "unpause", "dag_id": "nope"},
+            {"op": "unpause", "dag_id": "nope", "errors_since": since},
+            {"op": "unpause", "dag_id": "nope", "errors_since": since + 3600 * 1000},
+        ], "--api", gen)
+        assert res[0]["status"] == "ok", res[0]
+        assert res[1]["status"] == "not_found" and res[2]["status"] == "not_found", res[1:3]
+        u = res[3]
+        assert u["status"] == "ok" and u["dag"]["has_import_errors"], u
+        assert u["dag"]["import_error"] == trace, u
+        assert res[4]["status"] == "not_found", res[4]
+        ie = [r for r in sim.log() if "importErrors" in r["path"]]
+        assert len(ie) == 2, ie
+        patches = [r for r in sim.log() if r["method"] == "PATCH"]
+        assert len(patches) == 3 and all(r["status"] == 404 for r in patches), patches
+    finally:
+        sim.stop()
+
+
 def case_jwt_renewal():
     """Airflow 3: an expired token (401) and a revoked one (403) are renewed once."""
     sim = Sim({"api": "v2", "token_ttl_ms": 400, "dags": {"d": {"exists": True}}})
@@ -668,7 +697,8 @@ def main():
     for gen in ("v1", "v2"):
         cases += [(case_flow, gen), (case_fixed_api_and_credentials, gen),
                   (case_retries, gen), (case_breaker, gen), (case_breaker_gives_up, gen),
-                  (case_runs_and_dags, gen), (case_latency_and_cancel, gen)]
+                  (case_runs_and_dags, gen), (case_never_imported, gen),
+                  (case_latency_and_cancel, gen)]
     # The breaker is the same on both (v1: no login to wait out first).
     cases += [(case_breaker_retry_after, "v1")]
     cases += [(case_tls, None), (case_jwt_renewal, None), (case_jwt_revoked_in_flight, None),

@@ -76,6 +76,14 @@ try:
     check(a["metadata"]["state"] == "failed", "f-4 %s" % a["metadata"])
     check("ModuleNotFoundError: No module named 'metadata_x'" in a["metadata"]["error"], a["metadata"]["error"])
     check(not [t for t in triggers(reqs) if t[0] == dag("f-4", "metadata")], "import error triggered")
+    # A DAG file that never imported has no DAG in Airflow: its error is
+    # read from importErrors while the DAG answers 404, and not retried.
+    f4 = "/api/v1/dags/" + dag("f-4", "metadata")
+    check({r["status"] for r in reqs if r["path"] == f4} == {404}, "f-4's DAG is 404 throughout")
+    check([r for r in reqs if r["path"] == "/api/v1/importErrors" and r["status"] == 200],
+          "importErrors read")
+    check(len([r for r in reqs if r["method"] == "POST" and r["path"].endswith("/deploy") and
+               (r["body"] or {}).get("name") == dag("f-4", "metadata")]) == 1, "f-4 deployed once")
 
     # Retries: the first attempt fails, the second (new dag_run_id) succeeds.
     rc, out, err, runs = run_tool(sim, state, ["--services", "1", "--prefix", "r", "--retries", "1",

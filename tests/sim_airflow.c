@@ -45,10 +45,12 @@
  *       or a list: the n-th run of the DAG takes element min(n, len-1), so
  *       ["failed", "success"] fails once then succeeds.
  *       "exists": true makes the DAG present from the start (no deploy needed).
- *       "import_error": the DAG shows has_import_errors: true, GET /importErrors lists
- *       the text with filename = the DAG's fileloc (3.x: its relative_fileloc, the
- *       path in the bundle), POST dagRuns answers 400 as Airflow does for a DAG with
- *       import errors, and runs the plugin's trigger starts end failed.
+ *       "import_error": once parsed, GET /importErrors lists the text with filename =
+ *       the DAG's fileloc (3.x: its relative_fileloc, the path in the bundle). A DAG
+ *       whose file imported before (one that "exists", or was seen without the error)
+ *       shows has_import_errors: true, POST dagRuns answers 400 as Airflow does for a
+ *       DAG with import errors, and runs the plugin's trigger starts end failed; one
+ *       whose file never imported has no DAG at all: 404, as in Airflow.
  *       "deploy_status" >= 300: the plugin's deploy answers it (an error) and does nothing.
  *       Keys starting with '$' (e.g. "$comment") are ignored everywhere.
  *   "faults": {
@@ -298,6 +300,10 @@ struct dag {
 	int64_t visible_at;		/* sim ms when the DAG processor has parsed it */
 	int64_t parsed_at;
 	bool paused;
+	/* A parse of its file imported it once, so Airflow has a DAG row (a
+	 * broken file then shows has_import_errors); a file that never
+	 * imported has none: 404, its error only in importErrors. */
+	bool imported;
 	uint64_t serial;		/* stable import_error_id */
 	uint64_t triggers;		/* runs created so far (picks from outcome lists) */
 	struct smap runs;
@@ -1204,13 +1210,20 @@ dag_find(struct sim *s, const char *dag_id)
 	return smap_get(&s->dags, dag_id);
 }
 
-/* The DAG as the API sees it: deployed and parsed. */
+/* The DAG as the API sees it: deployed, parsed and imported once. */
 static struct dag *
 dag_visible(struct sim *s, const char *dag_id, int64_t now)
 {
 	struct dag *d = dag_find(s, dag_id);
 
-	return d != NULL && now >= d->visible_at ? d : NULL;
+	if (d == NULL || now < d->visible_at)
+		return NULL;
+	if (!d->imported) {
+		if (sc_import_error(&s->sc, d) != NULL)
+			return NULL;
+		d->imported = true;
+	}
+	return d;
 }
 
 /* Creates the DAG or updates it on redeploy (runs, pause state and visibility stay). */
@@ -1271,7 +1284,7 @@ sim_create_existing(struct sim *s)
 			continue;
 		if (json_is_string(json_object_get(v, "pipeline_type")))
 			ptype = json_string_value(json_object_get(v, "pipeline_type"));
-		dag_deploy(s, key, ptype, NULL, sim_now(s), true);
+		dag_deploy(s, key, ptype, NULL, sim_now(s), true)->imported = true;
 	}
 }
 

@@ -478,6 +478,27 @@ test_answers(void **state)
 	assert_string_equal(airflow_pick_import_error(j, "mysql", NULL), "Y");
 	assert_string_equal(airflow_pick_import_error(j, "mysql_p", NULL), "P");
 	json_decref(j);
+	/*
+	 * A DAG that answers 404: only its own file's error ("<dag_id>.py",
+	 * never a substring), and only one stamped since the deploy (an
+	 * earlier one is of the file before it, not parsed again yet).
+	 */
+	j = json_loads("{\"import_errors\": [{\"filename\": \"mysql_prod.py\","
+	    " \"stack_trace\": \"P\", \"timestamp\": \"2026-12-07T10:00:05+00:00\"},"
+	    " {\"filename\": \"/opt/dags/mysql.py\", \"stack_trace\": \"Y\","
+	    " \"timestamp\": \"2026-12-07T10:00:00.500000+00:00\"}, {\"filename\":"
+	    " \"/opt/dags/pg.py\", \"stack_trace\": \"G\"}], \"total_entries\": 3}",
+	    0, NULL);
+	assert_string_equal(airflow_pick_new_import_error(j, "mysql",
+	    airflow_parse_time("2026-12-07T10:00:00Z")), "Y");
+	assert_string_equal(airflow_pick_new_import_error(j, "mysql",
+	    airflow_parse_time("2026-12-07T10:00:00.500Z")), "Y");
+	assert_null(airflow_pick_new_import_error(j, "mysql",
+	    airflow_parse_time("2026-12-07T10:00:00.501Z")));
+	assert_null(airflow_pick_new_import_error(j, "mysql_p", 1));
+	/* No timestamp: not known to be new. */
+	assert_null(airflow_pick_new_import_error(j, "pg", 1));
+	json_decref(j);
 
 	j = json_loads("{\"access_token\": \"abc\"}", 0, NULL);
 	assert_string_equal(airflow_parse_token(j), "abc");

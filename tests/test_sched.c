@@ -28,6 +28,9 @@ struct behavior {
 	int parse_404;		/* get_dag/unpause answer 404 this many times after deploy */
 	bool paused;
 	const char *import_error;
+	bool never_imported;	/* with import_error: no DAG (404) for ever, the
+				   error only in importErrors (errors_since) */
+	long unpause_status;	/* the PATCH answers this (a refusal) */
 	int queued_polls;	/* get_run answers queued this many times */
 	int running_polls;
 	int unknown_polls;	/* ... after them, a state this client does not know */
@@ -63,6 +66,7 @@ struct log_entry {
 	int64_t t;
 	bool limited;		/* ops->limit() was called on its request */
 	int64_t limit_ms;
+	int64_t since;		/* unpause's errors_since */
 	char op[16];
 	char dag_id[128];
 	char run_id[160];
@@ -382,13 +386,38 @@ f_get_dag(void *impl, const char *dag_id, airflow_cb cb, void *arg)
 /* As Airflow's PATCH: 404 until parsed, then the DAG, unpaused unless it has
  * import errors (the real client pauses such a DAG again). */
 static struct airflow_req *
-f_unpause(void *impl, const char *dag_id, airflow_cb cb, void *arg)
+f_unpause(void *impl, const char *dag_id, int64_t errors_since, airflow_cb cb,
+    void *arg)
 {
 	struct fake *f = impl;
 	struct fake_req *q = fake_req(f, cb, arg);
+	const struct behavior *b = &f->beh[agent_index(dag_id)];
 	struct fake_dag *d;
 
 	fake_log(f, "unpause", dag_id, NULL);
+	f->log[f->nlog - 1].since = errors_since;
+	if (q->res.status == AIRFLOW_OK && b->unpause_status != 0) {
+		q->res.status = AIRFLOW_REJECTED;
+		q->res.error.http_status = b->unpause_status;
+		q->res.error.title = "Forbidden";
+		return (struct airflow_req *)q;
+	}
+	if (q->res.status == AIRFLOW_OK && b->import_error != NULL &&
+	    b->never_imported) {
+		/* As the client answers after reading importErrors. */
+		if (errors_since == 0) {
+			q->res.status = AIRFLOW_NOT_FOUND;
+			q->res.error.http_status = 404;
+			q->res.error.title = "Not Found";
+			return (struct airflow_req *)q;
+		}
+		snprintf(q->s1, sizeof q->s1, "%s", dag_id);
+		q->dag.dag_id = q->s1;
+		q->dag.has_import_errors = true;
+		q->dag.import_error = b->import_error;
+		q->res.dag = &q->dag;
+		return (struct airflow_req *)q;
+	}
 	if (fake_dag_answer(f, q, dag_id) && !q->dag.has_import_errors) {
 		d = fake_dag(f, dag_id, false);
 		d->paused = false;
@@ -1532,24 +1561,35 @@ test_unsupported_counts_as_success_and_deploy_only(void **state)
 	h_free(h);
 }
 
+/* Runs service fqn (its run the nth to end, retries allowed): its metadata
+ * agent fails with an error holding want, and is not retried. */
+static void
+h_fails_unretried(struct h *h, const char *fqn, int nth, const char *want)
+{
+	char *id = h_submit(h, fqn, "{\"retries\": 2}"), dag[64];
+	json_t *st;
+
+	h_wait_finals(h, nth, 10000);
+	st = h_status(h, id);
+	assert_string_equal(agent_state(st, "metadata"), "failed");
+	assert_non_null(strstr(agent_error(st, "metadata"), want));
+	snprintf(dag, sizeof dag, "%s__metadata", fqn);
+	assert_int_equal(log_count(h, "deploy", dag), 1);
+	json_decref(st);
+	free(id);
+}
+
 static void
 test_import_error_and_rejected_deploy(void **state)
 {
 	struct h *h = h_new();
-	char *id, *id2, *id3;
+	char *id2, *id3;
 	json_t *st;
 
 	h->fake.beh[0].import_error = "Traceback: ModuleNotFoundError: metadata";
 	h_start(h);
-	id = h_submit(h, "pg", "{\"retries\": 2}");
-	h_wait_finals(h, 1, 10000);
-	st = h_status(h, id);
-	assert_string_equal(agent_state(st, "metadata"), "failed");
-	assert_non_null(strstr(agent_error(st, "metadata"),
-	    "Traceback: ModuleNotFoundError: metadata"));
 	/* Import errors are not retried. */
-	assert_int_equal(log_count(h, "deploy", "pg__metadata"), 1);
-	json_decref(st);
+	h_fails_unretried(h, "pg", 1, "Traceback: ModuleNotFoundError: metadata");
 
 	h->fake.beh[0].import_error = NULL;
 	h->fake.beh[0].reject_deploy = true;
@@ -1573,9 +1613,46 @@ test_import_error_and_rejected_deploy(void **state)
 	assert_non_null(strstr(agent_error(st, "metadata"), "Failed to write the DAG file"));
 	assert_int_equal(log_count(h, "deploy", "pg3__metadata"), 2);
 	json_decref(st);
-	free(id);
 	free(id2);
 	free(id3);
+	h_free(h);
+}
+
+/*
+ * A DAG file that never imported has no DAG in Airflow (404 for ever): from
+ * the third 404 on, the unpause asks for the import errors written since the
+ * deploy, and the agent fails at once with Airflow's trace, not retried,
+ * rather than at the parse deadline. A refused unpause is not retried
+ * either.
+ */
+static void
+test_never_imported_and_refused_unpause(void **state)
+{
+	struct h *h = h_new();
+	int64_t before = ap_wall_ms();
+	int i, n = 0;
+
+	h->cfg.dag_parse_deadline_s = 60;
+	h->fake.beh[0].import_error = "Traceback: SyntaxError: metadata";
+	h->fake.beh[0].never_imported = true;
+	h_start(h);
+	h_fails_unretried(h, "pg", 1, "Traceback: SyntaxError: metadata");
+	assert_int_equal(log_count(h, "unpause", "pg__metadata"), 3);
+	for (i = 0; i < h->fake.nlog; i++) {
+		const struct log_entry *e = &h->fake.log[i];
+
+		if (strcmp(e->op, "unpause") != 0)
+			continue;
+		if (n++ < 2)
+			assert_int_equal(e->since, 0);
+		else
+			assert_true(e->since >= before && e->since <= ap_wall_ms());
+	}
+
+	h->fake.beh[0].import_error = NULL;
+	h->fake.beh[0].never_imported = false;
+	h->fake.beh[0].unpause_status = 403;
+	h_fails_unretried(h, "pg2", 2, "HTTP 403");
 	h_free(h);
 }
 
@@ -2877,6 +2954,7 @@ main(void)
 		cmocka_unit_test(test_lineage_failure_blocks_nothing),
 		cmocka_unit_test(test_unsupported_counts_as_success_and_deploy_only),
 		cmocka_unit_test(test_import_error_and_rejected_deploy),
+		cmocka_unit_test(test_never_imported_and_refused_unpause),
 		cmocka_unit_test(test_parse_deadline),
 		cmocka_unit_test(test_parse_deadline_kept_across_restarts),
 		cmocka_unit_test(test_resume_past_deadline_gone_is_lost),

@@ -12,6 +12,7 @@
  * other; a line's operations run concurrently:
  *   {"op": "deploy"|"get_dag"|"unpause"|"trigger"|"get_run"|"fail_run"|"health"|
  *          "kill"|"delete", "dag_id", "run_id", "pipeline", "conf",
+ *          "errors_since" (unpause: ms since the epoch, see airflow_ops),
  *    "count": N}          N copies at once; "{i}" in dag_id/run_id is the copy's index
  *   {"op": "wait_dag", "dag_id", "timeout_ms"}   get_dag until found (every 50 ms)
  *   {"op": "wait_run", "dag_id", "run_id", "timeout_ms"}  get_run until final
@@ -201,7 +202,8 @@ call_start(struct call *k)
 	else if (strcmp(op, "get_dag") == 0 || strcmp(op, "wait_dag") == 0)
 		r = t->ops->get_dag(t->c, k->dag_id, op_cb, k);
 	else if (strcmp(op, "unpause") == 0)
-		r = t->ops->unpause(t->c, k->dag_id, op_cb, k);
+		r = t->ops->unpause(t->c, k->dag_id, json_integer_value(
+		    json_object_get(k->spec, "errors_since")), op_cb, k);
 	else if (strcmp(op, "trigger") == 0)
 		r = t->ops->trigger(t->c, k->dag_id, k->run_id, conf, op_cb, k);
 	else if (strcmp(op, "get_run") == 0 || strcmp(op, "wait_run") == 0)

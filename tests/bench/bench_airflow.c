@@ -172,7 +172,7 @@ brun_step(struct brun *r)
 		b->ops->get_dag(b->c, r->dag_id, op_cb, r);
 		break;
 	case B_UNPAUSE:
-		b->ops->unpause(b->c, r->dag_id, op_cb, r);
+		b->ops->unpause(b->c, r->dag_id, 0, op_cb, r);
 		break;
 	case B_TRIGGER:
 		b->ops->trigger(b->c, r->dag_id, r->run_id, NULL, op_cb, r);

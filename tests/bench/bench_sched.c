@@ -94,9 +94,11 @@ s_get_dag(void *impl, const char *d, airflow_cb cb, void *arg)
 }
 
 static struct airflow_req *
-s_unpause(void *impl, const char *d, airflow_cb cb, void *arg)
+s_unpause(void *impl, const char *d, int64_t errors_since, airflow_cb cb,
+    void *arg)
 {
-	return B->real->unpause(B->client, d, shim_cb, shim(cb, arg, 2));
+	return B->real->unpause(B->client, d, errors_since, shim_cb,
+	    shim(cb, arg, 2));
 }
 
 static struct airflow_req *
