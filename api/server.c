@@ -261,6 +261,28 @@ header_count(struct evhttp_request *req)
 	return n;
 }
 
+/* The 431 answer's detail (a new string). */
+static char *
+too_many_headers(const struct server *s)
+{
+	return ap_xprintf("more than %u request headers", s->cfg->max_headers);
+}
+
+/* Text from the request echoed in an answer (an unknown run id or service
+ * type): at most 64 bytes, cut where a UTF-8 character starts, "…" after
+ * when cut. A new string. */
+static char *
+echo_cut(const char *text)
+{
+	size_t n = strlen(text);
+
+	if (n <= 64)
+		return ap_xstrdup(text);
+	for (n = 64; n > 0 && ((unsigned char)text[n] & 0xc0) == 0x80; n--)
+		;
+	return ap_xprintf("%.*s…", (int)n, text);
+}
+
 /* Whether the request has the header more than once. */
 static bool
 header_repeated(struct evhttp_request *req, const char *name)
@@ -1069,7 +1091,7 @@ handle_webhook(struct server *s, struct evhttp_request *req)
 		return;
 	}
 	if (header_count(req) > s->cfg->max_headers) {
-		msg = ap_xprintf("more than %u request headers", s->cfg->max_headers);
+		msg = too_many_headers(s);
 		webhook_fail(s, req, SERVER_TOO_MANY_HEADERS, 431,
 		    "Request Header Fields Too Large", "too many headers", msg);
 		free(msg);
@@ -1257,8 +1279,10 @@ handle_runs(struct server *s, struct evhttp_request *req, const char *path)
 		}
 		r = store_run_json(s->deps.store, id, &out, &cause);
 		if (r == STORE_NOT_FOUND) {
-			char *msg = ap_xprintf("no run %s", id);
+			char *shown = echo_cut(id);
+			char *msg = ap_xprintf("no run %s", shown);
 
+			free(shown);
 			reply_error(req, 404, "Not Found", "not found", msg);
 			free(msg);
 		} else if (r != STORE_OK)
@@ -1468,16 +1492,12 @@ handle_rerun(struct server *s, struct evhttp_request *req, const char *path)
 	}
 	if (plan_service_kind(type) == NULL) {
 		struct ap_buf b;
-		size_t n = strlen(type);
+		char *shown = echo_cut(type);
 
-		/* The longest service type is 17 characters: no more than 64
-		 * bytes are echoed, cut where a UTF-8 character starts. */
-		if (n > 64)
-			for (n = 64; n > 0 && ((unsigned char)type[n] & 0xc0) == 0x80; n--)
-				;
 		ap_buf_init(&b);
-		ap_buf_printf(&b, "'%.*s%s' is not a service type autopilot acts on;"
-		    " valid types:", (int)n, type, type[n] != '\0' ? "…" : "");
+		ap_buf_printf(&b, "'%s' is not a service type autopilot acts on;"
+		    " valid types:", shown);
+		free(shown);
 		for (i = 0; plan_service_types[i] != NULL; i++)
 			ap_buf_printf(&b, "%s %s", i > 0 ? "," : "", plan_service_types[i]);
 		reply_error(req, 400, "Bad Request", "unknown service type", b.data);
@@ -2057,8 +2077,7 @@ route(struct evhttp_request *req, void *arg)
 		handle_webhook(s, req);	/* a URL typed with a final '/' is as meant */
 	else if (header_count(req) > s->cfg->max_headers) {
 		/* The webhook says so itself, counted in its outcomes. */
-		char *msg = ap_xprintf("more than %u request headers",
-		    s->cfg->max_headers);
+		char *msg = too_many_headers(s);
 
 		reply_error(req, 431, "Request Header Fields Too Large",
 		    "too many headers", msg);

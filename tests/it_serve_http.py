@@ -91,6 +91,10 @@ def main():
             st, body = srv.admin("POST", RERUN % (typ, "x"))
             check(st == 400 and len(body["detail"]) < 400, "a long type: %s %r" %
                   (st, json.dumps(body)[:200]))
+        # ... nor is a long run id.
+        st, body = srv.admin("GET", "/api/v1/runs/" + "r" * 5000)
+        check(st == 404 and body["detail"] == "no run " + "r" * 64 + "\u2026",
+              "a long run id: %s %r" % (st, json.dumps(body)[:200]))
         # A typo in a re-run's body does not re-run every agent.
         expect_400(srv, pg, {"agent": ["metadata"]}, "unknown key 'agent'")
         check(srv.exchange("GET", "/healthz")[0] == 200, "alive after the bad requests")
