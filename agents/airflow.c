@@ -853,13 +853,13 @@ req_answered(struct airflow_req *q, long status)
 		return;
 	case AIRFLOW_STEP_IMPORT_ERRORS:
 		if (q->absent) {
+			memset(&q->dag, 0, sizeof q->dag);
 			text = airflow_pick_new_import_error(q->reply, q->dag_id,
-			    q->errors_since);
+			    q->errors_since, &q->dag.import_error_at);
 			if (text == NULL) {
 				req_finish(q, AIRFLOW_NOT_FOUND, 404);
 				return;
 			}
-			memset(&q->dag, 0, sizeof q->dag);
 			q->dag.dag_id = q->dag_id;
 			q->dag.has_import_errors = true;
 			q->import_error = ap_xstrdup(text);

@@ -71,6 +71,9 @@ struct airflow_dag {
 	bool is_paused;
 	bool has_import_errors;
 	const char *import_error;	/* Airflow's message, if has_import_errors */
+	/* For a DAG Airflow has none of (unpause with errors_since): when
+	 * Airflow stamped the error, at the file's last parse; else 0. */
+	int64_t import_error_at;
 };
 
 struct airflow_run {
@@ -199,9 +202,9 @@ struct airflow_ops {
 	 * get_dag does. With errors_since (ms since the epoch) not 0, a 404
 	 * is followed by a look at Airflow's import errors: a DAG file that
 	 * never imported has no DAG (404 for ever) and its error only there.
-	 * One for "<dag_id>.py" written since then is answered as a DAG with
-	 * import errors (res->dag, has_import_errors); else NOT_FOUND, as
-	 * when that look fails.
+	 * One for "<dag_id>.py" stamped since then is answered as a DAG with
+	 * import errors (res->dag, has_import_errors, import_error_at); else
+	 * NOT_FOUND, as when that look fails.
 	 */
 	struct airflow_req *(*unpause)(void *impl, const char *dag_id,
 	    int64_t errors_since, airflow_cb cb, void *arg);

@@ -713,7 +713,7 @@ airflow_pick_import_error(const json_t *j, const char *dag_id, const char *filel
 
 const char *
 airflow_pick_new_import_error(const json_t *j, const char *dag_id,
-    int64_t since_ms)
+    int64_t since_ms, int64_t *at)
 {
 	const json_t *list = json_object_get(j, "import_errors"), *e;
 	size_t i;
@@ -724,8 +724,10 @@ airflow_pick_new_import_error(const json_t *j, const char *dag_id,
 		int64_t t = airflow_parse_time(json_string_value(json_object_get(e,
 		    "timestamp")));
 
-		if (fn != NULL && st != NULL && t >= since_ms && dag_file(fn, dag_id))
+		if (fn != NULL && st != NULL && t >= since_ms && dag_file(fn, dag_id)) {
+			*at = t;
 			return st;
+		}
 	}
 	return NULL;
 }

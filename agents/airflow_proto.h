@@ -147,11 +147,10 @@ const char *airflow_pick_import_error(const json_t *j, const char *dag_id,
 /*
  * The import error of a DAG file that has none imported (the DAG answers
  * 404): the stack_trace (points into j) of the entry whose file is
- * "<dag_id>.py" and whose timestamp is since_ms or later (so written by a
- * parse of the file deployed then, not of one before it), or NULL.
+ * "<dag_id>.py" and whose timestamp, in *at, is since_ms or later, or NULL.
  */
 const char *airflow_pick_new_import_error(const json_t *j, const char *dag_id,
-    int64_t since_ms);
+    int64_t since_ms, int64_t *at);
 /* The access_token of a /auth/token answer, or NULL. Points into j. */
 const char *airflow_parse_token(const json_t *j);
 /*

@@ -96,11 +96,14 @@ struct sched_agent {
 	char *error;
 	int64_t started_at, finished_at, next_at;
 	int64_t parse_deadline;
-	/* When this attempt's DAG file was sent (its deploy; for one resumed
-	 * while waiting for it, the resume), and the 404s since: from the
-	 * third on, Airflow's import errors are looked at too. */
-	int64_t deploy_sent;
+	/* When this attempt's DAG file was written (its deploy answered; for
+	 * one resumed while waiting for it, the resume), and the 404s since:
+	 * at the third and every third after, Airflow's import errors are
+	 * looked at too (agent_import_look()); the stamp of the file's error
+	 * first seen since then, which one stamped later confirms. */
+	int64_t deploy_done;
 	unsigned absent;
+	int64_t import_seen;
 	struct event *timer;
 	struct airflow_req *req;
 	bool in_flight;		/* holds one of max_agents_in_flight */
@@ -119,7 +122,6 @@ struct sched_agent {
 	bool predeployed;
 	bool pre_queued;	/* on s->pre_queue */
 	int64_t predeployed_at;
-	int64_t pre_sent;
 	TAILQ_ENTRY(sched_agent) wait_link;
 	TAILQ_ENTRY(sched_agent) pre_link;
 };
@@ -787,7 +789,6 @@ sched_predeploy_next(struct sched *s)
 		}
 		a->pre_dag_id = dag_id;
 		s->pre_outstanding++;
-		a->pre_sent = sched_now();
 		a->pre_req = s->ops->deploy(s->airflow, pipeline, sched_predeploy_cb, a);
 		json_decref(pipeline);
 	}
@@ -908,6 +909,7 @@ sched_agent_set_state(struct sched_agent *a, enum sched_agent_state to,
 		a->poll_ms = s->cfg.poll_initial_ms;
 		a->parse_deadline = a->next_at;
 		a->absent = 0;
+		a->import_seen = 0;
 		/* A DAG file just written is not parsed at once (nor is a redeployed
 		 * one re-parsed): the first look is one poll interval after the
 		 * deploy, which for a DAG deployed ahead may be now. */
@@ -1530,6 +1532,26 @@ sched_agent_attempt_failed(struct sched_agent *a, enum sched_agent_state final_s
 	sched_agent_set_state(a, final_state, error);
 }
 
+/* Airflow refused the request as it stands: a bad request, credentials it
+ * does not take, a user without the permission, a body it does not accept.
+ * Sending it again (a new attempt) cannot change that. */
+static bool
+refused(const struct airflow_result *res)
+{
+	long st = res->error.http_status;
+
+	return res->status == AIRFLOW_REJECTED && (st == 400 || st == 401 ||
+	    st == 403 || st == 422);
+}
+
+/* Whether this wait for the parse looks at Airflow's import errors too:
+ * at the third 404 and every third after (2.x lists them all). */
+static bool
+agent_import_look(const struct sched_agent *a)
+{
+	return a->absent >= 2 && (a->absent - 2) % 3 == 0;
+}
+
 static void
 sched_agent_act(struct sched_agent *a)
 {
@@ -1607,7 +1629,7 @@ sched_agent_act(struct sched_agent *a)
 			free(a->dag_id);
 			a->dag_id = a->pre_dag_id;
 			a->pre_dag_id = NULL;
-			a->deploy_sent = a->pre_sent;
+			a->deploy_done = a->predeployed_at;
 			a->act = ACT_NONE;
 			sched_agent_set_state(a, SCHED_AGENT_WAITING_FOR_DAG, NULL);
 			break;
@@ -1636,12 +1658,11 @@ sched_agent_act(struct sched_agent *a)
 		free(a->dag_id);
 		a->dag_id = dag_id;
 		dag_id = NULL;
-		a->deploy_sent = now;
 		a->req = s->ops->deploy(s->airflow, pipeline, sched_agent_cb, a);
 		break;
 	case ACT_UNPAUSE:
 		a->req = s->ops->unpause(s->airflow, a->dag_id,
-		    a->absent >= 2 ? a->deploy_sent : 0, sched_agent_cb, a);
+		    agent_import_look(a) ? a->deploy_done : 0, sched_agent_cb, a);
 		break;
 	case ACT_TRIGGER:
 		a->req = s->ops->trigger(s->airflow, a->dag_id, a->dag_run_id,
@@ -1856,6 +1877,7 @@ sched_agent_cb(const struct airflow_result *res, void *arg)
 			    res->status != AIRFLOW_REJECTED);
 			break;
 		}
+		a->deploy_done = now;
 		sched_agent_set_state(a, SCHED_AGENT_WAITING_FOR_DAG, NULL);
 		break;
 	case ACT_UNPAUSE:
@@ -1878,11 +1900,29 @@ sched_agent_cb(const struct airflow_result *res, void *arg)
 			break;
 		}
 		if (res->status != AIRFLOW_OK) {
-			/* A refusal (401, 403, 400) is the same on a redeploy. */
+			/* A refusal is the same on a redeploy. */
 			text = airflow_result_text("unpausing the DAG failed", res);
 			sched_agent_attempt_failed(a, SCHED_AGENT_FAILED, text,
-			    res->status != AIRFLOW_REJECTED);
+			    !refused(res));
 			break;
+		}
+		if (res->dag != NULL && res->dag->has_import_errors &&
+		    res->dag->import_error_at != 0) {
+			/*
+			 * No DAG, but an error of its file stamped since the
+			 * deploy: a parse of the file before it may have ended
+			 * after the write, so only an error stamped by a later
+			 * parse (of the file written) fails the agent.
+			 */
+			a->absent++;
+			if (now < a->parse_deadline && (a->import_seen == 0 ||
+			    res->dag->import_error_at <= a->import_seen)) {
+				if (res->dag->import_error_at > a->import_seen)
+					a->import_seen = res->dag->import_error_at;
+				sched_agent_after(a, ACT_UNPAUSE, agent_poll_delay(a,
+				    a->parse_deadline));
+				break;
+			}
 		}
 		if (res->dag != NULL && res->dag->has_import_errors) {
 			/* Airflow's own message; retrying the same DAG cannot help. */
@@ -2398,8 +2438,9 @@ sched_run_load(struct sched *s, const char *run_id, char **cause)
 			    (int64_t)s->cfg.dag_parse_deadline_s * 1000;
 			/* Airflow parses a file again every so often (30 s
 			 * by default), each time stamping its import error. */
-			a->deploy_sent = now;
+			a->deploy_done = now;
 			a->absent = 0;
+			a->import_seen = 0;
 			sched_agent_after(a, ACT_UNPAUSE, 0);
 			break;
 		case SCHED_AGENT_QUEUED:

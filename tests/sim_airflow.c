@@ -46,7 +46,8 @@
  *       ["failed", "success"] fails once then succeeds.
  *       "exists": true makes the DAG present from the start (no deploy needed).
  *       "import_error": once parsed, GET /importErrors lists the text with filename =
- *       the DAG's fileloc (3.x: its relative_fileloc, the path in the bundle). A DAG
+ *       the DAG's fileloc (3.x: its relative_fileloc, the path in the bundle), stamped
+ *       with the file's last parse (every 500 ms, as Airflow stamps it each time). A DAG
  *       whose file imported before (one that "exists", or was seen without the error)
  *       shows has_import_errors: true, POST dagRuns answers 400 as Airflow does for a
  *       DAG with import errors, and runs the plugin's trigger starts end failed; one
@@ -130,6 +131,7 @@
 #define SIM_MAX_ERROR_STATUS	8
 #define SIM_PLUGIN_VERSION	"1.7.0.0"
 #define SIM_DAGS_FOLDER		"/opt/airflow/dags"
+#define SIM_REPARSE_MS		500	/* a parsed file is parsed again this often */
 #define SIM_STATUS_RUNS		10
 #define SIM_REPLY_FLAGS		(JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(9))
 #define SIM_TM_VARS		16	/* values of a view template */
@@ -2822,6 +2824,7 @@ api_import_errors(struct rq *rq, enum sim_api api)
 	const char *pattern = rq_param(rq, "filename_pattern");
 	json_t *list = json_array();
 	struct dag *d;
+	int64_t stamp;
 
 	for (d = s->dag_head; d != NULL; d = d->next) {
 		const char *msg = sc_import_error(&s->sc, d);
@@ -2830,13 +2833,17 @@ api_import_errors(struct rq *rq, enum sim_api api)
 
 		if (msg == NULL || rq->now < d->visible_at)
 			continue;
+		/* Airflow parses each file again every so often (here every
+		 * SIM_REPARSE_MS) and stamps its import error each time. */
+		stamp = d->parsed_at + (rq->now - d->parsed_at) / SIM_REPARSE_MS *
+		    SIM_REPARSE_MS;
 		/* 2.x: the file's absolute path; 3.x: its path in the DAG bundle
 		 * (the DAG's relative_fileloc), which filename_pattern matches. */
 		loc = api == SIM_API_V1 ? fileloc(d) : ap_xprintf("%s.py", d->dag_id);
 		if (pattern == NULL || strstr(loc, pattern) != NULL) {
 			e = json_pack("{s:s, s:I, s:s, s:o}", "filename", loc, "import_error_id",
 			    (json_int_t)d->serial, "stack_trace", msg, "timestamp",
-			    sim_time_json(s, d->parsed_at, api));
+			    sim_time_json(s, stamp, api));
 			if (api == SIM_API_V2)
 				json_object_set_new(e, "bundle_name", json_string("dags-folder"));
 			json_array_append_new(list, e);
@@ -3383,7 +3390,8 @@ ctl_state(struct rq *rq)
 		}
 		json_array_append_new(dags, json_pack("{s:s, s:s, s:b, s:b, s:b, s:I, s:o}",
 		    "dag_id", d->dag_id, "pipeline_type", d->pipeline_type,
-		    "is_paused", d->paused, "visible", rq->now >= d->visible_at,
+		    "is_paused", d->paused, "visible",
+		    dag_visible(s, d->dag_id, rq->now) != NULL,
 		    "has_import_errors", sc_import_error(&s->sc, d) != NULL,
 		    "visible_at_ms", (json_int_t)d->visible_at, "runs", runs));
 	}
@@ -3396,6 +3404,12 @@ ctl_state(struct rq *rq)
 static int
 sim_load_scenario(struct sim *s, json_t *root, bool from_file, char **cause)
 {
+	struct dag *d;
+
+	/* What the scenario being replaced let import has a DAG row, whatever
+	 * the new one says of its file. */
+	for (d = s->dag_head; d != NULL; d = d->next)
+		dag_visible(s, d->dag_id, sim_now(s));
 	if (scenario_parse(root, &s->sc, cause) < 0)
 		return -1;
 	if (s->cli_api != 0 && (from_file || !s->sc.api_set))

@@ -403,6 +403,7 @@ test_answers(void **state)
 	struct airflow_dag d;
 	struct airflow_run r;
 	const char *loc;
+	int64_t at;
 
 	j = json_loads("{\"dag_id\": \"d\", \"is_paused\": false, \"has_import_errors\": true,"
 	    " \"fileloc\": \"/dags/d.py\"}", 0, NULL);
@@ -490,14 +491,15 @@ test_answers(void **state)
 	    " \"/opt/dags/pg.py\", \"stack_trace\": \"G\"}], \"total_entries\": 3}",
 	    0, NULL);
 	assert_string_equal(airflow_pick_new_import_error(j, "mysql",
-	    airflow_parse_time("2026-12-07T10:00:00Z")), "Y");
+	    airflow_parse_time("2026-12-07T10:00:00Z"), &at), "Y");
+	assert_int_equal(at, airflow_parse_time("2026-12-07T10:00:00.500Z"));
 	assert_string_equal(airflow_pick_new_import_error(j, "mysql",
-	    airflow_parse_time("2026-12-07T10:00:00.500Z")), "Y");
+	    airflow_parse_time("2026-12-07T10:00:00.500Z"), &at), "Y");
 	assert_null(airflow_pick_new_import_error(j, "mysql",
-	    airflow_parse_time("2026-12-07T10:00:00.501Z")));
-	assert_null(airflow_pick_new_import_error(j, "mysql_p", 1));
+	    airflow_parse_time("2026-12-07T10:00:00.501Z"), &at));
+	assert_null(airflow_pick_new_import_error(j, "mysql_p", 1, &at));
 	/* No timestamp: not known to be new. */
-	assert_null(airflow_pick_new_import_error(j, "pg", 1));
+	assert_null(airflow_pick_new_import_error(j, "pg", 1, &at));
 	json_decref(j);
 
 	j = json_loads("{\"access_token\": \"abc\"}", 0, NULL);

@@ -29,7 +29,11 @@ struct behavior {
 	bool paused;
 	const char *import_error;
 	bool never_imported;	/* with import_error: no DAG (404) for ever, the
-				   error only in importErrors (errors_since) */
+				   error only in importErrors (errors_since),
+				   stamped anew at each look */
+	const char *stale_error;	/* an error of the file before, seen by
+				   looks (stamped at errors_since, never
+				   again) while the DAG is not parsed */
 	long unpause_status;	/* the PATCH answers this (a refusal) */
 	int queued_polls;	/* get_run answers queued this many times */
 	int running_polls;
@@ -402,20 +406,25 @@ f_unpause(void *impl, const char *dag_id, int64_t errors_since, airflow_cb cb,
 		q->res.error.title = "Forbidden";
 		return (struct airflow_req *)q;
 	}
-	if (q->res.status == AIRFLOW_OK && b->import_error != NULL &&
-	    b->never_imported) {
+	if (q->res.status == AIRFLOW_OK && errors_since != 0 && (b->never_imported ?
+	    b->import_error : b->stale_error) != NULL) {
 		/* As the client answers after reading importErrors. */
-		if (errors_since == 0) {
-			q->res.status = AIRFLOW_NOT_FOUND;
-			q->res.error.http_status = 404;
-			q->res.error.title = "Not Found";
-			return (struct airflow_req *)q;
-		}
+		if ((d = fake_dag(f, dag_id, false)) != NULL)
+			d->gets++;
 		snprintf(q->s1, sizeof q->s1, "%s", dag_id);
 		q->dag.dag_id = q->s1;
 		q->dag.has_import_errors = true;
-		q->dag.import_error = b->import_error;
+		q->dag.import_error = b->never_imported ? b->import_error :
+		    b->stale_error;
+		q->dag.import_error_at = b->never_imported ? ap_wall_ms() :
+		    errors_since;
 		q->res.dag = &q->dag;
+		return (struct airflow_req *)q;
+	}
+	if (q->res.status == AIRFLOW_OK && b->never_imported) {
+		q->res.status = AIRFLOW_NOT_FOUND;
+		q->res.error.http_status = 404;
+		q->res.error.title = "Not Found";
 		return (struct airflow_req *)q;
 	}
 	if (fake_dag_answer(f, q, dag_id) && !q->dag.has_import_errors) {
@@ -1619,17 +1628,20 @@ test_import_error_and_rejected_deploy(void **state)
 }
 
 /*
- * A DAG file that never imported has no DAG in Airflow (404 for ever): from
- * the third 404 on, the unpause asks for the import errors written since the
- * deploy, and the agent fails at once with Airflow's trace, not retried,
- * rather than at the parse deadline. A refused unpause is not retried
- * either.
+ * A DAG file that never imported has no DAG in Airflow (404 for ever): at
+ * the third 404 and every third after, the unpause asks for the import
+ * errors stamped since the deploy; one stamped again by a later parse fails
+ * the agent with Airflow's trace, not retried, rather than at the parse
+ * deadline. An error seen once and not stamped again (a parse of the file
+ * before the deploy) is waited out. A refused unpause is not retried.
  */
 static void
 test_never_imported_and_refused_unpause(void **state)
 {
 	struct h *h = h_new();
 	int64_t before = ap_wall_ms();
+	char *id;
+	json_t *st;
 	int i, n = 0;
 
 	h->cfg.dag_parse_deadline_s = 60;
@@ -1637,22 +1649,36 @@ test_never_imported_and_refused_unpause(void **state)
 	h->fake.beh[0].never_imported = true;
 	h_start(h);
 	h_fails_unretried(h, "pg", 1, "Traceback: SyntaxError: metadata");
-	assert_int_equal(log_count(h, "unpause", "pg__metadata"), 3);
+	assert_int_equal(log_count(h, "unpause", "pg__metadata"), 6);
 	for (i = 0; i < h->fake.nlog; i++) {
 		const struct log_entry *e = &h->fake.log[i];
 
 		if (strcmp(e->op, "unpause") != 0)
 			continue;
-		if (n++ < 2)
+		if (n++ % 3 != 2)
 			assert_int_equal(e->since, 0);
 		else
 			assert_true(e->since >= before && e->since <= ap_wall_ms());
 	}
 
+	h->fake.beh[0].never_imported = false;
+	h->fake.beh[0].import_error = NULL;
+	h->fake.beh[0].stale_error = "Traceback: the file before";
+	h->fake.beh[0].parse_404 = 4;
+	id = h_submit(h, "pg1", NULL);
+	h_wait_finals(h, 2, 10000);
+	st = h_status(h, id);
+	assert_string_equal(agent_state(st, "metadata"), "succeeded");
+	assert_int_equal(log_count(h, "unpause", "pg1__metadata"), 5);
+	json_decref(st);
+	free(id);
+	h->fake.beh[0].stale_error = NULL;
+	h->fake.beh[0].parse_404 = 0;
+
 	h->fake.beh[0].import_error = NULL;
 	h->fake.beh[0].never_imported = false;
 	h->fake.beh[0].unpause_status = 403;
-	h_fails_unretried(h, "pg2", 2, "HTTP 403");
+	h_fails_unretried(h, "pg2", 3, "HTTP 403");
 	h_free(h);
 }
 
