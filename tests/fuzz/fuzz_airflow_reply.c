@@ -54,6 +54,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	char *ra;
 	size_t len;
 	long st, d;
+	int64_t at;
 	json_t *j;
 
 	if (size == 0)
@@ -77,6 +78,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	    run.state >= AIRFLOW_RUN_STATE_MAX))
 		abort();
 	(void)airflow_pick_import_error(j, "d", loc);
+	at = 0;
+	if (airflow_pick_new_import_error(j, "d", 1, &at) != NULL && at < 1)
+		abort();
 	(void)airflow_parse_token(j);
 	(void)airflow_plugin_missing(st, j);
 	if (json_is_object(j)) {
