@@ -77,6 +77,8 @@ static const char *const sched_act_names[ACT_MAX] = {
 /* ... and how a note that Airflow does not answer begins (cleared by the
  * first answer). */
 #define NOTE_UNREACHABLE "Airflow unreachable during "
+/* While a DAG answers 404, how often Airflow's import errors are looked at. */
+#define IMPORT_LOOK_EVERY_MS 30000
 
 struct sched_run;
 
@@ -97,12 +99,13 @@ struct sched_agent {
 	int64_t started_at, finished_at, next_at;
 	int64_t parse_deadline;
 	/* When this attempt's DAG file was written (its deploy answered; for
-	 * one resumed while waiting for it, the resume), and the 404s since:
-	 * at the third and every third after, Airflow's import errors are
-	 * looked at too (agent_import_look()); the stamp of the file's error
-	 * first seen since then, which one stamped later confirms. */
+	 * one resumed while waiting for it, the resume), the 404s since, when
+	 * Airflow's import errors were last looked at with one of them
+	 * (agent_import_look()), and the stamp of the file's error first seen
+	 * since the write, which one stamped later confirms. */
 	int64_t deploy_done;
 	unsigned absent;
+	int64_t import_looked;
 	int64_t import_seen;
 	struct event *timer;
 	struct airflow_req *req;
@@ -909,6 +912,7 @@ sched_agent_set_state(struct sched_agent *a, enum sched_agent_state to,
 		a->poll_ms = s->cfg.poll_initial_ms;
 		a->parse_deadline = a->next_at;
 		a->absent = 0;
+		a->import_looked = 0;
 		a->import_seen = 0;
 		/* A DAG file just written is not parsed at once (nor is a redeployed
 		 * one re-parsed): the first look is one poll interval after the
@@ -1544,12 +1548,17 @@ refused(const struct airflow_result *res)
 	    st == 403 || st == 422);
 }
 
-/* Whether this wait for the parse looks at Airflow's import errors too:
- * at the third 404 and every third after (2.x lists them all). */
+/*
+ * Whether this wait for the parse looks at Airflow's import errors too (on
+ * 2.x a list of all of them): from the third 404 on, every
+ * IMPORT_LOOK_EVERY_MS, and at each 404 once an error of the file was seen,
+ * until Airflow stamps it again (it parses a file every 30 s by default).
+ */
 static bool
-agent_import_look(const struct sched_agent *a)
+agent_import_look(const struct sched_agent *a, int64_t now)
 {
-	return a->absent >= 2 && (a->absent - 2) % 3 == 0;
+	return a->absent >= 2 && (a->import_looked == 0 || a->import_seen != 0 ||
+	    now - a->import_looked >= IMPORT_LOOK_EVERY_MS);
 }
 
 static void
@@ -1561,6 +1570,7 @@ sched_agent_act(struct sched_agent *a)
 	int64_t now = sched_now();
 	json_t *entity = NULL, *pipeline = NULL;
 	char *text = NULL, *cause = NULL, *dag_id = NULL;
+	bool look;
 
 	a->act = ACT_NONE;
 	if (r->dead)
@@ -1661,8 +1671,11 @@ sched_agent_act(struct sched_agent *a)
 		a->req = s->ops->deploy(s->airflow, pipeline, sched_agent_cb, a);
 		break;
 	case ACT_UNPAUSE:
+		look = agent_import_look(a, now);
+		if (look)
+			a->import_looked = now;
 		a->req = s->ops->unpause(s->airflow, a->dag_id,
-		    agent_import_look(a) ? a->deploy_done : 0, sched_agent_cb, a);
+		    look ? a->deploy_done : 0, sched_agent_cb, a);
 		break;
 	case ACT_TRIGGER:
 		a->req = s->ops->trigger(s->airflow, a->dag_id, a->dag_run_id,
@@ -2440,6 +2453,7 @@ sched_run_load(struct sched *s, const char *run_id, char **cause)
 			 * by default), each time stamping its import error. */
 			a->deploy_done = now;
 			a->absent = 0;
+			a->import_looked = 0;
 			a->import_seen = 0;
 			sched_agent_after(a, ACT_UNPAUSE, 0);
 			break;
