@@ -1686,6 +1686,47 @@ test_never_imported_and_refused_unpause(void **state)
 	h_free(h);
 }
 
+/* A DAG deployed ahead that never imports: its error is looked for from the
+ * deploy ahead's answer, and fails it in its turn, not deployed again. */
+static void
+test_never_imported_deployed_ahead(void **state)
+{
+	struct h *h = h_new();
+	int64_t before = ap_wall_ms();
+	int i, looks = 0;
+	char *id;
+	json_t *st;
+
+	h->cfg.predeploy = true;
+	h->cfg.poll_initial_ms = 20;
+	h->fake.beh[0].running_polls = 6;
+	h->fake.beh[1].import_error = "Traceback: lineage";
+	h->fake.beh[1].never_imported = true;
+	h_start(h);
+	id = h_submit(h, "pg", "{\"retries\": 2}");
+	h_wait_finals(h, 1, 10000);
+	st = h_status(h, id);
+	assert_string_equal(agent_state(st, "metadata"), "succeeded");
+	assert_string_equal(agent_state(st, "lineage"), "failed");
+	assert_non_null(strstr(agent_error(st, "lineage"), "Traceback: lineage"));
+	assert_int_equal(log_count(h, "deploy", "pg__lineage"), 1);
+	assert_true(log_first(h, "deploy", "pg__lineage") <
+	    log_first(h, "trigger", "pg__metadata"));
+	for (i = 0; i < h->fake.nlog; i++) {
+		const struct log_entry *e = &h->fake.log[i];
+
+		if (strcmp(e->op, "unpause") == 0 &&
+		    strcmp(e->dag_id, "pg__lineage") == 0 && e->since != 0) {
+			assert_true(e->since >= before && e->since <= ap_wall_ms());
+			looks++;
+		}
+	}
+	assert_int_equal(looks, 2);
+	json_decref(st);
+	free(id);
+	h_free(h);
+}
+
 static void
 test_parse_deadline(void **state)
 {
@@ -2985,6 +3026,7 @@ main(void)
 		cmocka_unit_test(test_unsupported_counts_as_success_and_deploy_only),
 		cmocka_unit_test(test_import_error_and_rejected_deploy),
 		cmocka_unit_test(test_never_imported_and_refused_unpause),
+		cmocka_unit_test(test_never_imported_deployed_ahead),
 		cmocka_unit_test(test_parse_deadline),
 		cmocka_unit_test(test_parse_deadline_kept_across_restarts),
 		cmocka_unit_test(test_resume_past_deadline_gone_is_lost),
