@@ -4,7 +4,8 @@
  * Each operation is one struct airflow_req that walks through one or more
  * steps (airflow_proto.h): trigger may continue with get_run after a 409,
  * get_dag with importErrors, unpause (on a DAG with import errors) with a
- * pause and importErrors. Before its first API step a request may wait
+ * pause and importErrors, and unpause asked for it (errors_since) after a
+ * 404 with importErrors. Before its first API step a request may wait
  * for version detection (api "auto") or for the Airflow 3 JWT; while the
  * circuit breaker is open it waits for the single probe in flight. Every
  * attempt goes through req_attempt(); every answer comes back to http_done();
@@ -853,7 +854,6 @@ req_answered(struct airflow_req *q, long status)
 		return;
 	case AIRFLOW_STEP_IMPORT_ERRORS:
 		if (q->absent) {
-			memset(&q->dag, 0, sizeof q->dag);
 			text = airflow_pick_new_import_error(q->reply, q->dag_id,
 			    q->errors_since, &q->dag.import_error_at);
 			if (text == NULL) {

@@ -28,13 +28,13 @@ struct retention {
 	struct store *store;
 	struct event *ev;
 	unsigned days;
-	bool stopped;
+	bool shutdown;
 	/* The pass under way: its cutoff, where it is, what it deleted. */
 	bool passing;
 	int64_t before;
 	uint64_t pass_runs, pass_events;
 	char *held_by;		/* the last batch's run with halts */
-	int64_t stopped_at;	/* the latest time a look stopped at */
+	int64_t held_until;	/* the latest time a look was held back at */
 	uint64_t runs_total, events_total;
 };
 
@@ -43,7 +43,7 @@ retention_later(struct retention *r, unsigned ms)
 {
 	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
 
-	if (!r->stopped)
+	if (!r->shutdown)
 		evtimer_add(r->ev, &tv);
 }
 
@@ -60,7 +60,7 @@ retention_cb(evutil_socket_t fd, short what, void *arg)
 		r->passing = true;
 		r->before = ap_wall_ms() - (int64_t)r->days * 86400 * 1000;
 		r->pass_runs = r->pass_events = 0;
-		r->stopped_at = 0;
+		r->held_until = 0;
 	}
 	if (store_prune(r->store, r->before, RETENTION_BATCH, &p, &cause) !=
 	    STORE_OK) {
@@ -76,8 +76,8 @@ retention_cb(evutil_socket_t fd, short what, void *arg)
 	r->events_total += p.events;
 	free(r->held_by);
 	r->held_by = p.held_by;
-	if (p.stopped_at > r->stopped_at)
-		r->stopped_at = p.stopped_at;
+	if (p.held_until > r->held_until)
+		r->held_until = p.held_until;
 	if (p.more) {
 		retention_later(r, RETENTION_GAP_MS);
 		return;
@@ -87,8 +87,8 @@ retention_cb(evutil_socket_t fd, short what, void *arg)
 		ap_warn("retention: run %s and those after it are kept until its"
 		    " Airflow runs are marked failed (autopilot_airflow_runs_to_fail)",
 		    r->held_by);
-	if (r->stopped_at > ap_wall_ms() + RETENTION_AHEAD_MS) {
-		ap_format_time(r->stopped_at, when, sizeof when);
+	if (r->held_until > ap_wall_ms() + RETENTION_AHEAD_MS) {
+		ap_format_time(r->held_until, when, sizeof when);
 		ap_warn("retention: a run ended or an event came at %s, later than"
 		    " now (was the clock set back?): it and those after it are kept"
 		    " until then, and %u days more", when, r->days);
@@ -120,7 +120,7 @@ retention_create(struct event_base *base, struct store *store, unsigned days)
 void
 retention_stop(struct retention *r)
 {
-	r->stopped = true;
+	r->shutdown = true;
 	if (r->ev != NULL)
 		evtimer_del(r->ev);
 }

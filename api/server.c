@@ -1342,7 +1342,11 @@ rerun_options(struct evhttp_request *req, json_t **agents_out, bool *replace,
 	if (q != NULL) {
 		if (strcmp(q, "true") != 0 && strcmp(q, "1") != 0 &&
 		    strcmp(q, "false") != 0 && strcmp(q, "0") != 0) {
-			*cause = ap_xprintf("replace: must be true or false, not '%s'", q);
+			char *shown = echo_cut(q);
+
+			*cause = ap_xprintf("replace: must be true or false, not '%s'",
+			    shown);
+			free(shown);
 			free(q);
 			return -1;
 		}
@@ -1366,8 +1370,11 @@ rerun_options(struct evhttp_request *req, json_t **agents_out, bool *replace,
 	json_object_foreach(root, key, v) {
 		if (strcmp(key, "agents") != 0 && strcmp(key, "replace") != 0) {
 			/* A typo must not re-run every agent. */
+			char *shown = echo_cut(key);
+
 			*cause = ap_xprintf("body: unknown key '%s' (expected \"agents\""
-			    " and \"replace\")", key);
+			    " and \"replace\")", shown);
+			free(shown);
 			goto fail;
 		}
 	}
@@ -1415,15 +1422,17 @@ rerun_check_plan(struct server *s, const char *type, const char *fqn,
     const json_t *entity, const char *const *names, char **cause)
 {
 	enum pipeline_agent agent;
-	char *why = NULL, *known;
+	char *why = NULL, *known, *shown;
 	int k, bad;
 
 	for (k = 0; names != NULL && names[k] != NULL; k++) {
 		if (pipeline_agent_parse(names[k], &agent))
 			continue;
 		known = plan_agent_names();
+		shown = echo_cut(names[k]);
 		*cause = ap_xprintf("agents[%d]: unknown agent '%s' (agents: %s)", k,
-		    names[k], known);
+		    shown, known);
+		free(shown);
 		free(known);
 		return -1;
 	}

@@ -104,7 +104,7 @@ struct sched_agent {
 	 * (agent_import_look()), and the stamp of the file's error first seen
 	 * since the write, which one stamped later confirms. */
 	int64_t deploy_done;
-	unsigned absent;
+	unsigned n404;
 	int64_t import_looked;
 	int64_t import_seen;
 	struct event *timer;
@@ -911,7 +911,7 @@ sched_agent_set_state(struct sched_agent *a, enum sched_agent_state to,
 	case SCHED_AGENT_WAITING_FOR_DAG:
 		a->poll_ms = s->cfg.poll_initial_ms;
 		a->parse_deadline = a->next_at;
-		a->absent = 0;
+		a->n404 = 0;
 		a->import_looked = 0;
 		a->import_seen = 0;
 		/* A DAG file just written is not parsed at once (nor is a redeployed
@@ -1538,7 +1538,10 @@ sched_agent_attempt_failed(struct sched_agent *a, enum sched_agent_state final_s
 
 /* Airflow refused the request as it stands: a bad request, credentials it
  * does not take, a user without the permission, a body it does not accept.
- * Sending it again (a new attempt) cannot change that. */
+ * A new attempt (a redeploy, a wait for the parse) would meet the same
+ * refusal. Unlike a halt (halt_hopeless()), nothing is left behind by
+ * giving up: the agent fails and says why; credentials fixed, a re-run
+ * goes through. */
 static bool
 refused(const struct airflow_result *res)
 {
@@ -1557,7 +1560,7 @@ refused(const struct airflow_result *res)
 static bool
 agent_import_look(const struct sched_agent *a, int64_t now)
 {
-	return a->absent >= 2 && (a->import_looked == 0 || a->import_seen != 0 ||
+	return a->n404 >= 2 && (a->import_looked == 0 || a->import_seen != 0 ||
 	    now - a->import_looked >= IMPORT_LOOK_EVERY_MS);
 }
 
@@ -1899,7 +1902,7 @@ sched_agent_cb(const struct airflow_result *res, void *arg)
 		 * answers 404 until Airflow has parsed the DAG, then the DAG.
 		 */
 		if (res->status == AIRFLOW_NOT_FOUND) {
-			a->absent++;
+			a->n404++;
 			if (now >= a->parse_deadline) {
 				text = ap_xprintf("DAG %s was not parsed by Airflow within"
 				    " %u s of the deploy", a->dag_id,
@@ -1920,22 +1923,31 @@ sched_agent_cb(const struct airflow_result *res, void *arg)
 			break;
 		}
 		if (res->dag != NULL && res->dag->has_import_errors &&
-		    res->dag->import_error_at != 0) {
+		    res->dag->import_error_at != 0 && (a->import_seen == 0 ||
+		    res->dag->import_error_at <= a->import_seen)) {
 			/*
 			 * No DAG, but an error of its file stamped since the
 			 * deploy: a parse of the file before it may have ended
-			 * after the write, so only an error stamped by a later
-			 * parse (of the file written) fails the agent.
+			 * after the write, so only an error stamped again by a
+			 * later parse (of the file written) fails the agent as
+			 * broken. Until then it is a DAG not parsed yet.
 			 */
-			a->absent++;
-			if (now < a->parse_deadline && (a->import_seen == 0 ||
-			    res->dag->import_error_at <= a->import_seen)) {
-				if (res->dag->import_error_at > a->import_seen)
-					a->import_seen = res->dag->import_error_at;
-				sched_agent_after(a, ACT_UNPAUSE, agent_poll_delay(a,
-				    a->parse_deadline));
+			a->n404++;
+			if (res->dag->import_error_at > a->import_seen)
+				a->import_seen = res->dag->import_error_at;
+			if (now >= a->parse_deadline) {
+				text = ap_xprintf("DAG %s was not parsed by Airflow within"
+				    " %u s of the deploy (an import error of its file,"
+				    " not stamped again since: %s)", a->dag_id,
+				    a->run->s->cfg.dag_parse_deadline_s,
+				    res->dag->import_error);
+				sched_agent_attempt_failed(a, SCHED_AGENT_FAILED, text,
+				    true);
 				break;
 			}
+			sched_agent_after(a, ACT_UNPAUSE, agent_poll_delay(a,
+			    a->parse_deadline));
+			break;
 		}
 		if (res->dag != NULL && res->dag->has_import_errors) {
 			/* Airflow's own message; retrying the same DAG cannot help. */
@@ -2452,9 +2464,6 @@ sched_run_load(struct sched *s, const char *run_id, char **cause)
 			/* Airflow parses a file again every so often (30 s
 			 * by default), each time stamping its import error. */
 			a->deploy_done = now;
-			a->absent = 0;
-			a->import_looked = 0;
-			a->import_seen = 0;
 			sched_agent_after(a, ACT_UNPAUSE, 0);
 			break;
 		case SCHED_AGENT_QUEUED:

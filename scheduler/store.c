@@ -84,8 +84,8 @@ static const char *const store_migrations[STORE_SCHEMA_VERSION] = {
 	"CREATE INDEX runs_active ON runs (state) WHERE state IN " ACTIVE_STATES ";",
 	/* 2 -> 3: a service whose last entity came with a new run refers to
 	 * that run's (entity_run; its own entity column is then ''), so the
-	 * entity is stored once. A run's entity never changes and runs are
-	 * never deleted. */
+	 * entity is stored once. A run's entity never changes, and a run is
+	 * deleted (store_prune()) only after its entity is copied back. */
 	"ALTER TABLE services ADD COLUMN entity_run TEXT;",
 	/* 3 -> 4: Airflow runs to be marked failed that no agent follows any
 	 * more (of a replaced run, of an agent gone from the plan, of a
@@ -1902,7 +1902,8 @@ store_prune_agent_counts(json_t *counts)
  * other's. So the runs older than the oldest active one are counted once and
  * kept; a later reading adds the runs that finished since and counts only
  * those after the oldest active run. If the first run is no longer the one
- * counted first (the oldest runs deleted by hand), or the oldest active run
+ * counted first (the oldest runs deleted by store_prune(), which deletes
+ * no others, or by hand), or the oldest active run
  * is older than those kept (another database in the file's place),
  * everything is counted again; other finished runs deleted by hand stay
  * counted until the process starts again.
@@ -2594,8 +2595,8 @@ store_prune_inbox(struct store *s, int64_t before, unsigned max,
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		if (sqlite3_column_int64(st, 1) >= before ||
 		    sqlite3_column_int(st, 2) != 0) {
-			if (sqlite3_column_int64(st, 1) > out->stopped_at)
-				out->stopped_at = sqlite3_column_int64(st, 1);
+			if (sqlite3_column_int64(st, 1) > out->held_until)
+				out->held_until = sqlite3_column_int64(st, 1);
 			break;
 		}
 		last = sqlite3_column_int64(st, 0);
@@ -2656,7 +2657,7 @@ store_prune(struct store *s, int64_t before, unsigned max,
 	sqlite3_bind_int64(st, 2, max);
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		if (sqlite3_column_int64(st, 4) >= before) {
-			out->stopped_at = sqlite3_column_int64(st, 4);
+			out->held_until = sqlite3_column_int64(st, 4);
 			break;
 		}
 		if (sqlite3_column_int(st, 5) != 0) {

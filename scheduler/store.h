@@ -309,15 +309,15 @@ enum store_result store_release_all(struct store *s, char **cause);
  * see store_counts()). Events kept: those of an active run (a delivery
  * repeated is answered as such). A service's last entity stays: copied
  * into the service's row when a deleted run held it. out->more: call again
- * for the rest.
+ * for the rest. A max of 0 is taken as 1.
  */
 struct store_pruned {
 	unsigned runs;		/* runs deleted */
 	unsigned events;	/* inbox events deleted */
 	char *held_by;		/* NULL, or the run with halts that stopped it */
-	/* The time (ended, received) of the row that stopped a look, the
+	/* The time (ended, received) of the row that held a look back, the
 	 * later of the two: one in the future tells of a clock set back. */
-	int64_t stopped_at;
+	int64_t held_until;
 	bool more;
 };
 enum store_result store_prune(struct store *s, int64_t before, unsigned max,

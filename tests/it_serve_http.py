@@ -91,6 +91,12 @@ def main():
             st, body = srv.admin("POST", RERUN % (typ, "x"))
             check(st == 400 and len(body["detail"]) < 400, "a long type: %s %r" %
                   (st, json.dumps(body)[:200]))
+        # ... nor a long unknown agent, body key or replace value.
+        for body, path in (({"agents": ["a" * 5000]}, pg), ({"k" * 5000: 1}, pg),
+                           (None, pg + "?replace=" + "y" * 5000)):
+            st, resp = srv.admin("POST", path, body)
+            check(st == 400 and len(resp["detail"]) < 400 and "\u2026" in resp["detail"],
+                  "a long echo: %s %r" % (st, json.dumps(resp)[:200]))
         # ... nor is a long run id.
         st, body = srv.admin("GET", "/api/v1/runs/" + "r" * 5000)
         check(st == 404 and body["detail"] == "no run " + "r" * 64 + "\u2026",

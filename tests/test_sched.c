@@ -1665,12 +1665,25 @@ test_never_imported_and_refused_unpause(void **state)
 			assert_true(e->since >= before && e->since <= ap_wall_ms());
 	}
 
+	/* Nothing to see: looked at once, not again within 30 s. */
 	h->fake.beh[0].never_imported = false;
 	h->fake.beh[0].import_error = NULL;
+	h->fake.beh[0].parse_404 = 6;
+	id = h_submit(h, "pg0", NULL);
+	h_wait_finals(h, 2, 10000);
+	assert_string_equal(h->final_state[1], "succeeded");
+	assert_int_equal(log_count(h, "unpause", "pg0__metadata"), 7);
+	for (i = 0, n = 0; i < h->fake.nlog; i++)
+		if (strcmp(h->fake.log[i].dag_id, "pg0__metadata") == 0 &&
+		    h->fake.log[i].since != 0)
+			n++;
+	assert_int_equal(n, 1);
+	free(id);
+
 	h->fake.beh[0].stale_error = "Traceback: the file before";
 	h->fake.beh[0].parse_404 = 4;
 	id = h_submit(h, "pg1", NULL);
-	h_wait_finals(h, 2, 10000);
+	h_wait_finals(h, 3, 10000);
 	st = h_status(h, id);
 	assert_string_equal(agent_state(st, "metadata"), "succeeded");
 	assert_int_equal(log_count(h, "unpause", "pg1__metadata"), 5);
@@ -1682,7 +1695,7 @@ test_never_imported_and_refused_unpause(void **state)
 	h->fake.beh[0].import_error = NULL;
 	h->fake.beh[0].never_imported = false;
 	h->fake.beh[0].unpause_status = 403;
-	h_fails_unretried(h, "pg2", 3, "HTTP 403");
+	h_fails_unretried(h, "pg2", 4, "HTTP 403");
 	h_free(h);
 }
 
@@ -2370,6 +2383,34 @@ test_parse_deadline_kept_across_restarts(void **state)
 	h_free(h);
 }
 
+/* An agent resumed while waiting for a DAG that never imports looks for
+ * its import errors from the resume on (Airflow stamps them again at each
+ * parse), and fails with the trace, not at the parse deadline. */
+static void
+test_never_imported_resumed(void **state)
+{
+	struct h *h = h_new();
+	char *id;
+	json_t *st;
+
+	h_short_lease(h);
+	h->fake.beh[0].import_error = "Traceback: resumed";
+	h->fake.beh[0].never_imported = true;
+	h_start(h);
+	id = h_submit(h, "pg", "{\"retries\": 2}");
+	h_wait_log(h, "unpause", "pg__metadata", 1);
+	h_crash(h, 250000);
+	h_start(h);
+	h_wait_finals(h, 1, 10000);
+	st = h_status(h, id);
+	assert_string_equal(agent_state(st, "metadata"), "failed");
+	assert_non_null(strstr(agent_error(st, "metadata"), "Traceback: resumed"));
+	assert_int_equal(log_count(h, "deploy", "pg__metadata"), 1);
+	json_decref(st);
+	free(id);
+	h_free(h);
+}
+
 /* A run seen running before a restart and gone (404) when looked at past
  * the deadline is lost, not "timed out before the DAG ran". */
 static void
@@ -3029,6 +3070,7 @@ main(void)
 		cmocka_unit_test(test_never_imported_deployed_ahead),
 		cmocka_unit_test(test_parse_deadline),
 		cmocka_unit_test(test_parse_deadline_kept_across_restarts),
+		cmocka_unit_test(test_never_imported_resumed),
 		cmocka_unit_test(test_resume_past_deadline_gone_is_lost),
 		cmocka_unit_test(test_timeout_fails_airflow_run),
 		cmocka_unit_test(test_predeploy_parses_ahead),

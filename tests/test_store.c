@@ -902,15 +902,8 @@ test_halts(void **state)
 	free(p);
 }
 
-/*
- * Retention: the oldest runs that ended before the cutoff are deleted with
- * their agent runs, in batches, up to the first one kept: one that ended
- * after the cutoff, one with an Airflow run still to mark failed, an active
- * run, the last run. The inbox's old events go too; a service's entity
- * held by a deleted run is copied into its row first.
- */
 /* Prunes until done: the runs and events deleted, and the run that held it
- * at the end (NULL: none). Returns where the last look stopped. */
+ * at the end (NULL: none). Returns the time the last look was held at. */
 static int64_t
 prune_all(struct store *s, int64_t before, unsigned want_runs,
     unsigned want_events, const char *want_held)
@@ -933,9 +926,17 @@ prune_all(struct store *s, int64_t before, unsigned want_runs,
 	} while (p.more);
 	assert_int_equal(runs, want_runs);
 	assert_int_equal(events, want_events);
-	return p.stopped_at;
+	return p.held_until;
 }
 
+/*
+ * Retention: the oldest runs that ended before the cutoff are deleted with
+ * their agent runs, in batches, up to the first one kept: one that ended
+ * after the cutoff, one with an Airflow run still to mark failed, an active
+ * run, the last run. The inbox's old events go too, up to one of an active
+ * run; a service's entity held by a deleted run is copied into its row
+ * first, unless the row holds newer text.
+ */
 static void
 test_prune(void **state)
 {
