@@ -874,6 +874,97 @@ def sc_halts(workdir):
                               (n, kept, n, time.monotonic() - t0))
 
 
+def sc_retention(workdir):
+    """state.retention_days deleting a large backlog of old runs while serve is killed
+    with SIGKILL again and again: each batch is all or nothing, so at the end every old run
+    is gone with its agent runs and events, the last run and every service's entity are
+    kept (the entity the service had), and SQLite finds the database intact."""
+    if DRIVER != "serve":
+        return None, None, None, "needs autopilot serve (retention)"
+    n = int(os.environ.get("CHAOS_RETENTION_RUNS", "30000"))
+    nsvc, kills = 1000, 8
+    sim = Sim({"seed": SEED}, workdir)
+    state = os.path.join(workdir, "autopilot.db")
+    srv = Serve(workdir, state, sim.url, {"state": {"path": state, "retention_days": 1}})
+    sampler = RssSampler(srv.pid)
+    t0 = time.monotonic()
+    try:
+        # The schema, from a serve with nothing to delete yet.
+        srv.start()
+        srv.stop()
+        old = int(time.time() * 1000) - 40 * 86400 * 1000
+        c = sqlite3.connect(state, timeout=30)
+        c.execute("BEGIN")
+        want = {}
+        for i in range(n):
+            rid, fqn = "old-%06d" % i, "svc_%d" % (i % nsvc)
+            ent = json.dumps(dict(entity(fqn, i), description="x" * 200))
+            c.execute("INSERT INTO runs (run_id, service_type, fqn, state, entity, created_at,"
+                      " started_at, finished_at) VALUES (?, 'databaseService', ?, 'succeeded',"
+                      " ?, ?, ?, ?)", (rid, fqn, ent, old + i, old + i, old + i + 500))
+            for a in ("metadata", "lineage", "usage", "profiler"):
+                c.execute("INSERT INTO agent_runs (run_id, agent, state, attempt) VALUES"
+                          " (?, ?, 'succeeded', 1)", (rid, a))
+            c.execute("INSERT INTO inbox (event_id, run_id, service_type, fqn, received_at)"
+                      " VALUES (?, ?, 'databaseService', ?, ?)", ("ev-%d" % i, rid, fqn, old + i))
+            c.execute("INSERT INTO services (service_type, fqn, entity, updated_at, entity_run)"
+                      " VALUES ('databaseService', ?, '', ?, ?) ON CONFLICT (service_type, fqn)"
+                      " DO UPDATE SET entity_run = excluded.entity_run", (fqn, old + i, rid))
+            want[fqn] = ent
+        now = int(time.time() * 1000)
+        c.execute("INSERT INTO runs (run_id, service_type, fqn, state, entity, created_at,"
+                  " started_at, finished_at) VALUES ('last', 'databaseService', 'svc_last',"
+                  " 'succeeded', '{}', ?, ?, ?)", (now, now, now))
+        c.execute("COMMIT")
+        c.close()
+        left = [n + 1]
+        for k in range(kills):
+            srv.start()
+            time.sleep(2.0 + rnd.random() * 1.5)   # the first pass starts 2 s after start
+            srv.kill9()
+            c = sqlite3.connect("file:%s?mode=ro" % state, uri=True, timeout=30)
+            left.append(c.execute("SELECT count(*) FROM runs").fetchone()[0])
+            c.close()
+        srv.start()
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            c = sqlite3.connect("file:%s?mode=ro" % state, uri=True, timeout=30)
+            done = c.execute("SELECT (SELECT count(*) FROM runs) = 1 AND"
+                             " (SELECT count(*) FROM inbox) = 0").fetchone()[0]
+            c.close()
+            if done:
+                break
+            time.sleep(0.5)
+        srv.stop()
+        c = sqlite3.connect("file:%s?mode=ro" % state, uri=True, timeout=30)
+        q = lambda sql: c.execute(sql).fetchone()[0]  # noqa: E731
+        integrity = q("PRAGMA integrity_check")
+        runs_left = q("SELECT count(*) FROM runs")
+        orphans = q("SELECT count(*) FROM agent_runs WHERE run_id NOT IN (SELECT run_id FROM runs)")
+        events = q("SELECT count(*) FROM inbox")
+        got = dict(c.execute("SELECT fqn, CASE WHEN entity <> '' THEN entity ELSE (SELECT entity"
+                             " FROM runs WHERE run_id = s.entity_run) END FROM services s"))
+        c.close()
+        runs, _ = store_runs(state)
+    finally:
+        sampler.stop()
+        srv.stop()
+        sim.close()
+    check(integrity == "ok", "integrity_check: %s" % integrity)
+    check(all(a >= b for a, b in zip(left, left[1:])) and left[-1] < left[0],
+          "runs left after each kill never grow, and fall: %s" % left)
+    check(runs_left == 1 and "last" in runs, "%d runs left (the last kept: %s)" %
+          (runs_left, "last" in runs))
+    check(orphans == 0 and events == 0, "%d agent runs without their run, %d events left" %
+          (orphans, events))
+    lost = [f for f, e in want.items() if got.get(f) != e]
+    check(not lost, "%d of %d services lost their entity, e.g. %s" % (len(lost), nsvc, lost[:3]))
+    return 1, runs, sampler, ("%d old runs, %d kill -9 during the passes (runs left after each:"
+                              " %s), then all deleted; %d entities kept, integrity ok (%.0f s)" %
+                              (n, kills, ", ".join(str(x) for x in left[1:]), nsvc,
+                               time.monotonic() - t0))
+
+
 SCENARIOS = [
     ("kill9", sc_kill9),
     ("5xx", simple_success("5xx", {"error_rate": 0.2, "error_status": [502, 503, 504]})),
@@ -891,6 +982,7 @@ SCENARIOS = [
                                                   "mode": "reset"}})),
     ("disk", sc_disk),
     ("halts", sc_halts),
+    ("retention", sc_retention),
 ]
 
 
