@@ -1536,6 +1536,19 @@ sched_agent_attempt_failed(struct sched_agent *a, enum sched_agent_state final_s
 	sched_agent_set_state(a, final_state, error);
 }
 
+/* Why an attempt ends at the parse deadline (a new string): with the import
+ * error of its file seen but not stamped again since, if any. */
+static char *
+agent_not_parsed(const struct sched_agent *a, const char *import_error)
+{
+	if (import_error == NULL)
+		return ap_xprintf("DAG %s was not parsed by Airflow within %u s of"
+		    " the deploy", a->dag_id, a->run->s->cfg.dag_parse_deadline_s);
+	return ap_xprintf("DAG %s was not parsed by Airflow within %u s of the"
+	    " deploy (an import error of its file, not stamped again since: %s)",
+	    a->dag_id, a->run->s->cfg.dag_parse_deadline_s, import_error);
+}
+
 /* Airflow refused the request as it stands: a bad request, credentials it
  * does not take, a user without the permission, a body it does not accept.
  * A new attempt (a redeploy, a wait for the parse) would meet the same
@@ -1904,9 +1917,7 @@ sched_agent_cb(const struct airflow_result *res, void *arg)
 		if (res->status == AIRFLOW_NOT_FOUND) {
 			a->n404++;
 			if (now >= a->parse_deadline) {
-				text = ap_xprintf("DAG %s was not parsed by Airflow within"
-				    " %u s of the deploy", a->dag_id,
-				    a->run->s->cfg.dag_parse_deadline_s);
+				text = agent_not_parsed(a, NULL);
 				sched_agent_attempt_failed(a, SCHED_AGENT_FAILED, text,
 				    true);
 				break;
@@ -1936,11 +1947,7 @@ sched_agent_cb(const struct airflow_result *res, void *arg)
 			if (res->dag->import_error_at > a->import_seen)
 				a->import_seen = res->dag->import_error_at;
 			if (now >= a->parse_deadline) {
-				text = ap_xprintf("DAG %s was not parsed by Airflow within"
-				    " %u s of the deploy (an import error of its file,"
-				    " not stamped again since: %s)", a->dag_id,
-				    a->run->s->cfg.dag_parse_deadline_s,
-				    res->dag->import_error);
+				text = agent_not_parsed(a, res->dag->import_error);
 				sched_agent_attempt_failed(a, SCHED_AGENT_FAILED, text,
 				    true);
 				break;
