@@ -1588,32 +1588,41 @@ json_str_or_null(const unsigned char *t)
 	return v;
 }
 
+/* Each row of statement id for run_id (its ?1), as row() makes it, into
+ * arr; what names the rows in an error. */
 static int
-store_agents_json(struct store *s, const char *run_id, json_t *arr, char **cause)
+store_run_rows_json(struct store *s, enum store_stmt_id id, const char *run_id,
+    json_t *(*row)(sqlite3_stmt *), json_t *arr, const char *what, char **cause)
 {
-	sqlite3_stmt *st = store_stmt(s, Q_AGENTS_OF, cause);
+	sqlite3_stmt *st = store_stmt(s, id, cause);
 	int rc;
 
 	if (st == NULL)
 		return -1;
 	bind_text(st, 1, run_id);
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		json_array_append_new(arr, json_pack("{s:o,s:o,s:o,s:o,s:I,s:o,s:o,s:o}",
-		    "agent", json_str_or_null(sqlite3_column_text(st, 0)),
-		    "state", json_str_or_null(sqlite3_column_text(st, 1)),
-		    "dag_id", json_str_or_null(sqlite3_column_text(st, 2)),
-		    "dag_run_id", json_str_or_null(sqlite3_column_text(st, 3)),
-		    "attempts", (json_int_t)sqlite3_column_int64(st, 4),
-		    "started_at", json_time(sqlite3_column_int64(st, 5)),
-		    "finished_at", json_time(sqlite3_column_int64(st, 6)),
-		    "error", json_str_or_null(sqlite3_column_text(st, 8))));
-	}
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+		json_array_append_new(arr, row(st));
 	sqlite3_reset(st);
 	if (rc != SQLITE_DONE) {
-		store_set_cause(s, cause, "list agent runs");
+		store_set_cause(s, cause, what);
 		return -1;
 	}
 	return 0;
+}
+
+/* A row of Q_AGENTS_OF as status JSON. */
+static json_t *
+store_agent_row_json(sqlite3_stmt *st)
+{
+	return json_pack("{s:o,s:o,s:o,s:o,s:I,s:o,s:o,s:o}",
+	    "agent", json_str_or_null(sqlite3_column_text(st, 0)),
+	    "state", json_str_or_null(sqlite3_column_text(st, 1)),
+	    "dag_id", json_str_or_null(sqlite3_column_text(st, 2)),
+	    "dag_run_id", json_str_or_null(sqlite3_column_text(st, 3)),
+	    "attempts", (json_int_t)sqlite3_column_int64(st, 4),
+	    "started_at", json_time(sqlite3_column_int64(st, 5)),
+	    "finished_at", json_time(sqlite3_column_int64(st, 6)),
+	    "error", json_str_or_null(sqlite3_column_text(st, 8)));
 }
 
 static bool store_owner_dead(struct store *s, const char *owner);
@@ -1651,32 +1660,20 @@ store_run_row_json(struct store *s, sqlite3_stmt *st)
 	    "agents");
 }
 
-/* The run's Airflow runs still to be marked failed (halts), into arr. */
-static int
-store_halts_json(struct store *s, const char *run_id, json_t *arr, char **cause)
+/* A row of Q_HALTS_OF: an Airflow run still to be marked failed. */
+static json_t *
+store_halt_row_json(sqlite3_stmt *st)
 {
-	sqlite3_stmt *st = store_stmt(s, Q_HALTS_OF, cause);
-	int rc;
-
-	if (st == NULL)
-		return -1;
-	bind_text(st, 1, run_id);
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW)
-		json_array_append_new(arr, json_pack("{s:o,s:o,s:o,s:I,s:o}",
-		    "dag_id", json_str_or_null(sqlite3_column_text(st, 0)),
-		    "dag_run_id", json_str_or_null(sqlite3_column_text(st, 1)),
-		    "why", json_str_or_null(sqlite3_column_text(st, 2)),
-		    "tries", (json_int_t)sqlite3_column_int64(st, 3),
-		    "error", json_str_or_null(sqlite3_column_text(st, 4))));
-	sqlite3_reset(st);
-	if (rc != SQLITE_DONE) {
-		store_set_cause(s, cause, "list the Airflow runs to mark failed");
-		return -1;
-	}
-	return 0;
+	return json_pack("{s:o,s:o,s:o,s:I,s:o}",
+	    "dag_id", json_str_or_null(sqlite3_column_text(st, 0)),
+	    "dag_run_id", json_str_or_null(sqlite3_column_text(st, 1)),
+	    "why", json_str_or_null(sqlite3_column_text(st, 2)),
+	    "tries", (json_int_t)sqlite3_column_int64(st, 3),
+	    "error", json_str_or_null(sqlite3_column_text(st, 4)));
 }
 
-/* Fills in the agents of each run of arr (a second statement per run). */
+/* Fills in the agents of each run of arr, and its Airflow runs still to be
+ * marked failed (halts): two more statements per run. */
 static int
 store_fill_agents(struct store *s, json_t *arr, char **cause)
 {
@@ -1686,11 +1683,13 @@ store_fill_agents(struct store *s, json_t *arr, char **cause)
 	json_array_foreach(arr, i, r) {
 		const char *id = json_string_value(json_object_get(r, "run_id"));
 
-		if (store_agents_json(s, id, json_object_get(r, "agents"), cause) != 0)
+		if (store_run_rows_json(s, Q_AGENTS_OF, id, store_agent_row_json,
+		    json_object_get(r, "agents"), "list agent runs", cause) != 0)
 			return -1;
 		json_object_set_new(r, "airflow_runs_to_fail", json_array());
-		if (store_halts_json(s, id, json_object_get(r, "airflow_runs_to_fail"),
-		    cause) != 0)
+		if (store_run_rows_json(s, Q_HALTS_OF, id, store_halt_row_json,
+		    json_object_get(r, "airflow_runs_to_fail"), "list the Airflow"
+		    " runs to mark failed", cause) != 0)
 			return -1;
 	}
 	return 0;

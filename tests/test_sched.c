@@ -2313,6 +2313,27 @@ test_unknown_run_state_noted(void **state)
 	h_free(h);
 }
 
+/* Starts a run of "pg" (a 400 ms timeout), and once its metadata agent runs
+ * in Airflow, "crashes" for 600 ms, past the deadline; its run id. */
+static char *
+h_down_while_running(struct h *h)
+{
+	char *id;
+	json_t *st;
+
+	h_short_lease(h);
+	h_start(h);
+	id = h_submit(h, "pg", "{\"timeout_ms\": 400}");
+	while (log_count(h, "trigger", "pg__metadata") == 0)
+		event_base_loop(h->base, EVLOOP_ONCE);
+	h_spin(h, 20);
+	st = h_status(h, id);
+	assert_string_equal(agent_state(st, "metadata"), "running");
+	json_decref(st);
+	h_crash(h, 600000);
+	return id;
+}
+
 /* The process was down while the Airflow run succeeded and the deadline
  * passed: on resume the run is looked at, and its success stands. */
 static void
@@ -2322,18 +2343,9 @@ test_resume_after_deadline_keeps_success(void **state)
 	char *id;
 	json_t *st;
 
-	h_short_lease(h);
 	h->fake.beh[0].duration_ms = 100;
-	h_start(h);
-	id = h_submit(h, "pg", "{\"timeout_ms\": 400}");
-	while (log_count(h, "trigger", "pg__metadata") == 0)
-		event_base_loop(h->base, EVLOOP_ONCE);
-	h_spin(h, 20);
-	st = h_status(h, id);
-	assert_string_equal(agent_state(st, "metadata"), "running");
-	json_decref(st);
 	/* Down past the deadline while the Airflow run succeeds. */
-	h_crash(h, 600000);
+	id = h_down_while_running(h);
 	h->fake.nlog = 0;
 	h_start(h);
 	h_wait_finals(h, 1, 10000);
@@ -2420,17 +2432,8 @@ test_resume_past_deadline_gone_is_lost(void **state)
 	char *id;
 	json_t *st;
 
-	h_short_lease(h);
 	h->fake.beh[0].outcome = OUT_HANG;
-	h_start(h);
-	id = h_submit(h, "pg", "{\"timeout_ms\": 400}");
-	while (log_count(h, "trigger", "pg__metadata") == 0)
-		event_base_loop(h->base, EVLOOP_ONCE);
-	h_spin(h, 20);
-	st = h_status(h, id);
-	assert_string_equal(agent_state(st, "metadata"), "running");
-	json_decref(st);
-	h_crash(h, 600000);
+	id = h_down_while_running(h);
 	h->fake.runs[0].gone = true;
 	h_start(h);
 	h_wait_finals(h, 1, 10000);
