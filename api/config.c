@@ -466,8 +466,10 @@ parse_admin(struct config *c, const json_t *sec, char **cause)
 		else if (strcmp(key, "token") == 0)
 			rc = refuse_plain_secret("admin", key, "token_file",
 			    "AUTOPILOT_ADMIN_TOKEN", cause);
+		else if (strcmp(key, "protect_runs") == 0)
+			rc = get_bool("admin", key, v, &c->protect_runs, cause);
 		else
-			rc = unknown_key("admin", key, "token_file", cause);
+			rc = unknown_key("admin", key, "token_file, protect_runs", cause);
 		if (rc < 0)
 			return -1;
 	}
@@ -841,7 +843,7 @@ config_describe(const struct config *c)
 	    ap_xprintf("[%s]:%u", c->listen_host, c->listen_port) :
 	    ap_xprintf("%s:%u", c->listen_host, c->listen_port);
 	o = json_pack("{s:o, s:{s:o, s:I, s:i, s:i, s:i, s:i, s:i}, s:{s:o, s:s, s:i},"
-	    " s:{s:s, s:s}, s:{s:s, s:b}, s:{s:s}, s:{s:o, s:s},"
+	    " s:{s:s, s:s}, s:{s:s, s:b}, s:{s:s, s:b}, s:{s:o, s:s},"
 	    " s:{s:o, s:s, s:o, s:s, s:o, s:I, s:I, s:I, s:I, s:I, s:I},"
 	    " s:{s:i, s:i, s:i, s:i, s:f, s:b, s:b, s:i, s:i, s:i, s:i, s:i}}",
 	    "file", describe_str(c->file),
@@ -858,7 +860,8 @@ config_describe(const struct config *c)
 	    c->log_format == AP_LOG_JSON ? "json" : "text",
 	    "webhook", "secret", secret_state(c->webhook_secret), "allow_unsigned",
 	    c->allow_unsigned,
-	    "admin", "token", secret_state(c->admin_token),
+	    "admin", "token", secret_state(c->admin_token), "protect_runs",
+	    c->protect_runs,
 	    "openmetadata", "url", describe_str(c->om_url),
 	    "token", secret_state(c->om_token),
 	    "airflow", "url", describe_str(c->airflow_url),

@@ -76,6 +76,7 @@ struct config {
 
 	/* "admin" */
 	char *admin_token;		/* SECRET; NULL: admin endpoints answer 401 */
+	bool protect_runs;		/* GET /api/v1/runs takes the token too */
 
 	/* "openmetadata" */
 	char *om_url;			/* e.g. "http://openmetadata:8585", or NULL */

@@ -1266,7 +1266,8 @@ handle_runs(struct server *s, struct evhttp_request *req, const char *path)
 		    "runs are read with GET");
 		return;
 	}
-	if (!admin_ok(s, req))
+	/* Open, as /metrics is, unless admin.protect_runs asks for the token. */
+	if (s->cfg->protect_runs && !admin_ok(s, req))
 		return;
 	if (path[strlen(RUNS_PATH)] == '/') {
 		const char *raw = path + strlen(RUNS_PATH) + 1;

@@ -5,7 +5,8 @@ entry, the active run untouched); health, readiness and metrics answer 405
 with "Allow: GET" to other methods; /metrics follows the Prometheus text
 format (one HELP and TYPE per family, one label set per name). Bytes that
 are not UTF-8 in a header or a path get a JSON 4xx, never an abort; a
-re-run's body with an unknown key is refused."""
+re-run's body with an unknown key is refused. With admin.protect_runs the
+runs take the admin token too."""
 import json
 import os
 import sys
@@ -118,7 +119,7 @@ def main():
             check(st == 200, "GET %s after the 405s: %s" % (path, st))
 
         # Admin requests: one family, one label set.
-        srv.admin("GET", "/api/v1/runs", token="wrong")
+        srv.admin("POST", RERUN % ("dashboardService", "looker_x"), token="wrong")
         st, hdrs, text = srv.exchange("GET", "/metrics")
         check(st == 200 and hdrs.get("content-type", "").startswith("text/plain"),
               "metrics: %s %s" % (st, hdrs))
@@ -140,6 +141,27 @@ def main():
                                {"Content-Type": "application/json",
                                 "X-OM-Signature": sign(raw)})
         check(st == 202 and "run_id" in body, "the webhook with a final '/': %s %s" % (st, body))
+
+    # admin.protect_runs: the runs take the admin token too; with no token
+    # configured they are off, as the re-run is.
+    with serving(SCENARIO, config={"admin": {"protect_runs": True}}) as (sim, srv):
+        st, body = srv.post_event(example_event())
+        check(st == 202, "event: %s %s" % (st, body))
+        one = "/api/v1/runs/" + body["run_id"]
+        for path in ("/api/v1/runs", one):
+            for token in (None, "wrong"):
+                st, hdrs, err = srv.exchange("GET", path, headers={
+                    "Authorization": "Bearer " + token} if token else {})
+                check(st == 401 and err["error"] == "unauthorized" and
+                      hdrs.get("www-authenticate", "").startswith("Bearer"),
+                      "protected %s, token %s: %s %s" % (path, token, st, err))
+            st, body = srv.admin("GET", path)
+            check(st == 200, "protected %s with the token: %s %s" % (path, st, body))
+    with serving(SCENARIO, config={"admin": {"protect_runs": True}},
+                 env={"AUTOPILOT_ADMIN_TOKEN": ""}) as (sim, srv):
+        st, err = srv.admin("GET", "/api/v1/runs")
+        check(st == 401 and "no admin token is configured" in err["detail"],
+              "protected runs, no token configured: %s %s" % (st, err))
     print("ok")
 
 

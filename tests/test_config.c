@@ -90,6 +90,7 @@ test_defaults(void **state)
 	assert_null(c.webhook_secret);
 	assert_null(c.admin_token);
 	assert_false(c.allow_unsigned);
+	assert_false(c.protect_runs);
 	assert_int_equal(c.log_format, AP_LOG_TEXT);
 	assert_int_equal(c.sched.poll_max_ms, 60000);
 	config_cleanup(&c);
@@ -214,6 +215,10 @@ test_errors_name_key_path(void **state)
 	expect_error("{\"log\": {\"level\": \"loud\"}}", "log.level");
 	expect_error("{\"webhook\": {\"allow_unsigned\": \"yes\"}}",
 	    "webhook.allow_unsigned: must be true or false");
+	expect_error("{\"admin\": {\"protect_runs\": 1}}",
+	    "admin.protect_runs: must be true or false");
+	expect_error("{\"admin\": {\"protect\": true}}",
+	    "admin.protect: unknown key (known: token_file, protect_runs)");
 	expect_error("{\"scheduler\": {\"poll_max_msx\": 1}}", "scheduler.poll_max_msx");
 	expect_error("{\"filters\": {\"defaults\": {\"byServiceKind\": {\"database\":"
 	    " {\"schemaFilterPattern\": {\"excludes\": [\"ok\", \"(\"]}}}}}}",
