@@ -869,7 +869,8 @@ req_answered(struct airflow_req *q, long status)
 			return;
 		}
 		airflow_parse_dag(q->dag_reply, &q->dag, &fileloc);
-		text = airflow_pick_import_error(q->reply, q->dag_id, fileloc);
+		text = airflow_pick_import_error(q->reply, q->dag_id, fileloc,
+		    &q->dag.import_error_at);
 		q->import_error = ap_xstrdup(text != NULL ? text :
 		    "the DAG has import errors (Airflow listed none for its file)");
 		q->dag.import_error = q->import_error;

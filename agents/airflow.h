@@ -71,8 +71,8 @@ struct airflow_dag {
 	bool is_paused;
 	bool has_import_errors;
 	const char *import_error;	/* Airflow's message, if has_import_errors */
-	/* For a DAG Airflow has none of (unpause with errors_since): when
-	 * Airflow stamped the error, at the file's last parse; else 0. */
+	/* When Airflow stamped the file's import error, at its last parse
+	 * (ms since the epoch, Airflow's clock); 0 when it gave none. */
 	int64_t import_error_at;
 };
 
@@ -199,7 +199,7 @@ struct airflow_ops {
 	 * NOT_FOUND until Airflow has parsed the DAG, then the DAG as Airflow
 	 * answers it (res->dag, or NULL if the 2xx body is not a DAG). A DAG
 	 * with import errors is paused again and its import error read, as
-	 * get_dag does. With errors_since (ms since the epoch) not 0, a 404
+	 * get_dag does (with its stamp, import_error_at). With errors_since (ms since the epoch) not 0, a 404
 	 * is followed by a look at Airflow's import errors: a DAG file that
 	 * never imported has no DAG (404 for ever) and its error only there.
 	 * One for "<dag_id>.py" stamped since then is answered as a DAG with

@@ -688,27 +688,43 @@ dag_file(const char *fn, const char *dag_id)
 	return strncmp(base, dag_id, n) == 0 && strcmp(base + n, ".py") == 0;
 }
 
+/* The timestamp of an import error entry (ms since the epoch), 0 if none. */
+static int64_t
+import_error_time(const json_t *e)
+{
+	int64_t t = airflow_parse_time(json_string_value(json_object_get(e, "timestamp")));
+
+	return t > 0 ? t : 0;
+}
+
 const char *
-airflow_pick_import_error(const json_t *j, const char *dag_id, const char *fileloc)
+airflow_pick_import_error(const json_t *j, const char *dag_id, const char *fileloc,
+    int64_t *at)
 {
 	const json_t *list = json_object_get(j, "import_errors"), *e;
-	const char *named = NULL, *fallback = NULL;
+	const json_t *named = NULL, *fallback = NULL, *pick;
 	size_t i;
 
+	*at = 0;
 	json_array_foreach(list, i, e) {
 		const char *fn = json_string_value(json_object_get(e, "filename"));
 		const char *st = json_string_value(json_object_get(e, "stack_trace"));
 
 		if (fn == NULL || st == NULL)
 			continue;
-		if (fileloc != NULL && same_file(fn, fileloc))
-			return st;
+		if (fileloc != NULL && same_file(fn, fileloc)) {
+			named = e;
+			break;
+		}
 		if (named == NULL && dag_id != NULL && dag_file(fn, dag_id))
-			named = st;
+			named = e;
 		if (fallback == NULL && dag_id != NULL && strstr(fn, dag_id) != NULL)
-			fallback = st;
+			fallback = e;
 	}
-	return named != NULL ? named : fallback;
+	if ((pick = named != NULL ? named : fallback) == NULL)
+		return NULL;
+	*at = import_error_time(pick);
+	return json_string_value(json_object_get(pick, "stack_trace"));
 }
 
 const char *
@@ -721,10 +737,10 @@ airflow_pick_new_import_error(const json_t *j, const char *dag_id,
 	json_array_foreach(list, i, e) {
 		const char *fn = json_string_value(json_object_get(e, "filename"));
 		const char *st = json_string_value(json_object_get(e, "stack_trace"));
-		int64_t t = airflow_parse_time(json_string_value(json_object_get(e,
-		    "timestamp")));
+		int64_t t = import_error_time(e);
 
-		if (fn != NULL && st != NULL && t >= since_ms && dag_file(fn, dag_id)) {
+		if (fn != NULL && st != NULL && t != 0 && t >= since_ms &&
+		    dag_file(fn, dag_id)) {
 			*at = t;
 			return st;
 		}

@@ -140,10 +140,11 @@ enum airflow_run_state airflow_run_state_parse(const char *s);
  * whose filename is fileloc (2.x: the same absolute path; 3.x: the path
  * relative to the DAG bundle, which fileloc ends with), else the first whose
  * file is "<dag_id>.py", else the first whose filename contains dag_id.
- * Returns its stack_trace (points into j) or NULL.
+ * Returns its stack_trace (points into j) or NULL; *at is its timestamp (ms
+ * since the epoch), 0 when it has none or none was picked.
  */
 const char *airflow_pick_import_error(const json_t *j, const char *dag_id,
-    const char *fileloc);
+    const char *fileloc, int64_t *at);
 /*
  * The import error of a DAG file that has none imported (the DAG answers
  * 404): the stack_trace (points into j) of the entry whose file is

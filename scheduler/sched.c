@@ -1545,8 +1545,27 @@ agent_not_parsed(const struct sched_agent *a, const char *import_error)
 		return ap_xprintf("DAG %s was not parsed by Airflow within %u s of"
 		    " the deploy", a->dag_id, a->run->s->cfg.dag_parse_deadline_s);
 	return ap_xprintf("DAG %s was not parsed by Airflow within %u s of the"
-	    " deploy (an import error of its file, not stamped again since: %s)",
-	    a->dag_id, a->run->s->cfg.dag_parse_deadline_s, import_error);
+	    " deploy (an import error of its file, not confirmed by a parse since"
+	    " the deploy: %s)", a->dag_id, a->run->s->cfg.dag_parse_deadline_s,
+	    import_error);
+}
+
+/*
+ * Whether an import error of the agent's DAG file that Airflow stamped at
+ * (its clock, ms since the epoch; 0 for no stamp) may not be of the file
+ * written. One stamped before the deploy answered is of the file before
+ * ours (a DAG that imported once keeps has_import_errors until its file is
+ * parsed again); one stamped since may be of a parse that began before the
+ * write. Only a stamp later than the first seen since the deploy
+ * (import_seen) says the file written is broken. An error without a stamp
+ * is taken as it is.
+ */
+static bool
+agent_import_unconfirmed(const struct sched_agent *a, int64_t at)
+{
+	if (at == 0)
+		return false;
+	return at < a->deploy_done || a->import_seen == 0 || at <= a->import_seen;
 }
 
 /* Airflow refused the request as it stands: a bad request, credentials it
@@ -1934,17 +1953,11 @@ sched_agent_cb(const struct airflow_result *res, void *arg)
 			break;
 		}
 		if (res->dag != NULL && res->dag->has_import_errors &&
-		    res->dag->import_error_at != 0 && (a->import_seen == 0 ||
-		    res->dag->import_error_at <= a->import_seen)) {
-			/*
-			 * No DAG, but an error of its file stamped since the
-			 * deploy: a parse of the file before it may have ended
-			 * after the write, so only an error stamped again by a
-			 * later parse (of the file written) fails the agent as
-			 * broken. Until then it is a DAG not parsed yet.
-			 */
+		    agent_import_unconfirmed(a, res->dag->import_error_at)) {
+			/* Until then it is a DAG not parsed yet. */
 			a->n404++;
-			if (res->dag->import_error_at > a->import_seen)
+			if (res->dag->import_error_at >= a->deploy_done &&
+			    res->dag->import_error_at > a->import_seen)
 				a->import_seen = res->dag->import_error_at;
 			if (now >= a->parse_deadline) {
 				text = agent_not_parsed(a, res->dag->import_error);

@@ -507,6 +507,36 @@ def case_never_imported(gen):
         sim.stop()
 
 
+def case_fixed_by_deploy(gen):
+    """A DAG Airflow has, whose file had import errors before the deploy:
+    until Airflow parses the file written, it still shows has_import_errors;
+    the unpause answers that error with its stamp (from before the deploy)
+    and leaves the DAG paused; once parsed, the DAG is unpaused."""
+    trace = "Traceback (most recent call last):\n  File \"fixed.py\"\nImportError: old"
+    sim = Sim({"api": gen, "dags": {"fixed": {"exists": True, "import_error": trace,
+                                              "fixed_by_deploy": True,
+                                              "parse_delay_ms": 1500}}})
+    try:
+        time.sleep(0.6)     # stamped by parses before the deploy
+        res = run(url(sim), [{"op": "deploy", "pipeline": pipeline("fixed")}], "--api", gen)
+        assert res[0]["status"] == "ok", res
+        deployed = int(time.time() * 1000)
+        res = run(url(sim), [
+            {"op": "unpause", "dag_id": "fixed"},
+            {"op": "sleep", "ms": 1600},
+            {"op": "unpause", "dag_id": "fixed"},
+        ], "--api", gen)
+        first, last = only(res, "unpause")
+        assert first["status"] == "ok" and first["dag"]["has_import_errors"], first
+        assert first["dag"]["import_error"] == trace and first["dag"]["is_paused"], first
+        at = first["dag"]["import_error_at"]
+        assert deployed - 5000 < at <= deployed, (at, deployed)
+        assert last["status"] == "ok" and not last["dag"]["has_import_errors"], last
+        assert not last["dag"]["is_paused"] and "import_error_at" not in last["dag"], last
+    finally:
+        sim.stop()
+
+
 def case_jwt_renewal():
     """Airflow 3: an expired token (401) and a revoked one (403) are renewed once."""
     sim = Sim({"api": "v2", "token_ttl_ms": 400, "dags": {"d": {"exists": True}}})
@@ -698,6 +728,7 @@ def main():
         cases += [(case_flow, gen), (case_fixed_api_and_credentials, gen),
                   (case_retries, gen), (case_breaker, gen), (case_breaker_gives_up, gen),
                   (case_runs_and_dags, gen), (case_never_imported, gen),
+                  (case_fixed_by_deploy, gen),
                   (case_latency_and_cancel, gen)]
     # The breaker is the same on both (v1: no login to wait out first).
     cases += [(case_breaker_retry_after, "v1")]

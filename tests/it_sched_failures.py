@@ -3,8 +3,9 @@
 with the real client: a failed metadata stops everything, a failed usage
 skips the profiler, a failed lineage blocks nothing, a worker that died is
 timed out (and the Airflow run marked failed), an import error fails with
-Airflow's message, an unsupported agent is skipped as success, a failed
-attempt is retried with a new dag_run_id."""
+Airflow's message (one of the file before the deploy is waited out), an
+unsupported agent is skipped as success, a failed attempt is retried with a
+new dag_run_id."""
 import os
 import sys
 import tempfile
@@ -28,6 +29,9 @@ SCENARIO = {
         dag("f-4", "metadata"): {"import_error": "Traceback (most recent call last):\n"
                                  "ModuleNotFoundError: No module named 'metadata_x'"},
         dag("r-0", "metadata"): {"outcome": ["failed", "success"]},
+        dag("x-0", "metadata"): {"exists": True, "fixed_by_deploy": True, "parse_delay_ms": 600,
+                                 "import_error": "Traceback (most recent call last):\n"
+                                 "ImportError: the file before"},
     },
 }
 
@@ -101,6 +105,22 @@ try:
     check(rc == 0 and runs[0]["state"] == "succeeded", "unsupported run %s" % runs)
     a = agents_of(runs[0])
     check(a["usage"]["state"] == "skipped" and a["profiler"]["state"] == "succeeded", "unsupported %s" % a)
+
+    # A DAG whose file had import errors before the deploy: Airflow shows
+    # them until it parses the file written (stamped before the deploy), so
+    # the agent waits for that parse, then runs; the DAG is paused again
+    # meanwhile, and triggered once.
+    rc, out, err, runs = run_tool(sim, state, ["--services", "1", "--prefix", "x", "--json",
+                                               "--quiet"])
+    check(rc == 0 and runs[0]["state"] == "succeeded", "x-0 %s %s" % (runs, err[-2000:]))
+    reqs = sim.requests()
+    x0 = "/api/v1/dags/" + dag("x-0", "metadata")
+    patches = [r["body"].get("is_paused") for r in reqs if r["method"] == "PATCH" and
+               r["path"] == x0]
+    check(len(patches) >= 3 and patches[-1] is False and patches[-2] is True and
+          patches.count(False) == patches.count(True) + 1, "x-0 pauses: %s" % patches)
+    check(len([t for t in triggers(reqs) if t[0] == dag("x-0", "metadata")]) == 1,
+          "x-0 triggered once")
     check_no_double_trigger(sim.requests())
     print("PASS")
 finally:

@@ -52,6 +52,10 @@
  *       shows has_import_errors: true, POST dagRuns answers 400 as Airflow does for a
  *       DAG with import errors, and runs the plugin's trigger starts end failed; one
  *       whose file never imported has no DAG at all: 404, as in Airflow.
+ *       "fixed_by_deploy": true, with "exists" and "import_error": the file had the error
+ *       before; the first deploy writes one that imports. Until parse_delay_ms after that
+ *       deploy the DAG still shows has_import_errors, its error stamped no later than
+ *       the deploy; from then on neither.
  *       "deploy_status" >= 300: the plugin's deploy answers it (an error) and does nothing.
  *       Keys starting with '$' (e.g. "$comment") are ignored everywhere.
  *   "faults": {
@@ -307,6 +311,10 @@ struct dag {
 	 * imported has none: 404, its error only in importErrors. */
 	bool imported;
 	uint64_t serial;		/* stable import_error_id */
+	/* "fixed_by_deploy": when the error goes (0: not deployed yet), and
+	 * its last stamp before the deploy. */
+	int64_t fixed_at;
+	int64_t stale_stamp;
 	uint64_t triggers;		/* runs created so far (picks from outcome lists) */
 	struct smap runs;
 	struct run *run_head, *run_tail;
@@ -833,7 +841,7 @@ timing_check(const json_t *obj, const char *where, bool is_dag, char **cause)
 		"parse_delay_ms", NULL };
 	static const char *const dag_keys[] = { "queued_ms", "running_ms", "outcome",
 		"parse_delay_ms", "import_error", "exists", "pipeline_type", "is_paused",
-		"deploy_status", NULL };
+		"deploy_status", "fixed_by_deploy", NULL };
 	const json_t *o;
 	int64_t i;
 	const char *str;
@@ -853,6 +861,7 @@ timing_check(const json_t *obj, const char *where, bool is_dag, char **cause)
 	    get_str(obj, "import_error", &str, where, cause) < 0 ||
 	    get_str(obj, "pipeline_type", &str, where, cause) < 0 ||
 	    get_bool(obj, "exists", &b, where, cause) < 0 ||
+	    get_bool(obj, "fixed_by_deploy", &b, where, cause) < 0 ||
 	    get_bool(obj, "is_paused", &b, where, cause) < 0)
 		return -1;
 	if ((o = json_object_get(obj, "outcome")) != NULL) {
@@ -1151,6 +1160,25 @@ sc_import_error(const struct scenario *sc, const struct dag *d)
 	return json_is_string(v) ? json_string_value(v) : NULL;
 }
 
+/* The import error of d's file at now (sim ms), or NULL. */
+static const char *
+dag_import_error(const struct sim *s, const struct dag *d, int64_t now)
+{
+	if (d->fixed_at != 0 && now >= d->fixed_at)
+		return NULL;
+	return sc_import_error(&s->sc, d);
+}
+
+/* When Airflow last stamped d's import error (parsing its file again every
+ * SIM_REPARSE_MS, and stamping it each time). */
+static int64_t
+dag_import_stamp(const struct dag *d, int64_t now)
+{
+	if (d->fixed_at != 0)
+		return d->stale_stamp;
+	return d->parsed_at + (now - d->parsed_at) / SIM_REPARSE_MS * SIM_REPARSE_MS;
+}
+
 /* ---------------------------------------------------------------- DAGs and runs */
 
 static void dag_dumps(struct dag *d);
@@ -1221,7 +1249,7 @@ dag_visible(struct sim *s, const char *dag_id, int64_t now)
 	if (d == NULL || now < d->visible_at)
 		return NULL;
 	if (!d->imported) {
-		if (sc_import_error(&s->sc, d) != NULL)
+		if (dag_import_error(s, d, now) != NULL)
 			return NULL;
 		d->imported = true;
 	}
@@ -1262,6 +1290,13 @@ dag_deploy(struct sim *s, const char *dag_id, const char *ptype, const char *sch
 		d->pipeline_type = ap_xstrdup(ptype);
 		free(d->schedule);
 		d->schedule = NULL;
+		if (d->fixed_at == 0 && sc_import_error(&s->sc, d) != NULL &&
+		    json_is_true(json_object_get(json_object_get(s->sc.dags, dag_id),
+		    "fixed_by_deploy"))) {
+			d->stale_stamp = dag_import_stamp(d, now);
+			d->fixed_at = now + sc_int(&s->sc, d, "parse_delay_ms",
+			    s->sc.parse_delay_ms) + 1;
+		}
 		if (now >= d->visible_at)
 			d->parsed_at = now;
 	}
@@ -1385,7 +1420,7 @@ run_create(struct sim *s, struct dag *d, const char *run_id, const json_t *conf,
 		}
 		outcome_parse(json_string_value(oc), &outcome);
 	}
-	if (sc_import_error(&s->sc, d) != NULL)
+	if (dag_import_error(s, d, now) != NULL)
 		outcome = SIM_OUT_FAILED;
 	r->outcome = (uint8_t)outcome;
 	d->triggers++;
@@ -1716,7 +1751,7 @@ dag_text(struct sim *s, const struct dag *d, enum sim_api api, struct ap_buf *ou
 	tv_lit(v, DV_ID, d->jid);
 	tv_lit(v, DV_TOKEN, d->jtoken);
 	tv_lit(v, DV_LOC, d->jloc);
-	tv_bool(s, v, DV_IERR, sc_import_error(&s->sc, d) != NULL);
+	tv_bool(s, v, DV_IERR, dag_import_error(s, d, sim_now(s)) != NULL);
 	tv_bool(s, v, DV_PAUSED, d->paused);
 	tv_time(v, DV_PARSED, s, d->parsed_at, api);
 	if (api == SIM_API_V1) {
@@ -2658,7 +2693,7 @@ api_trigger(struct rq *rq, enum sim_api api, const char *dag_id)
 			dag_not_found(rq, dag_id);
 			return;
 		}
-		if (sc_import_error(&s->sc, d) != NULL) {
+		if (dag_import_error(s, d, rq->now) != NULL) {
 			rq_error(rq, 400, "DAG cannot be triggered", "DAG with dag_id: '%s' has "
 			    "import errors", dag_id);
 			return;
@@ -2700,7 +2735,7 @@ api_trigger(struct rq *rq, enum sim_api api, const char *dag_id)
 			dag_not_found(rq, dag_id);
 			goto out;
 		}
-		if (sc_import_error(&s->sc, d) != NULL) {
+		if (dag_import_error(s, d, rq->now) != NULL) {
 			rq_error(rq, 400, NULL, "DAG with dag_id: '%s' has import errors and cannot "
 			    "be triggered", dag_id);
 			goto out;
@@ -2827,16 +2862,13 @@ api_import_errors(struct rq *rq, enum sim_api api)
 	int64_t stamp;
 
 	for (d = s->dag_head; d != NULL; d = d->next) {
-		const char *msg = sc_import_error(&s->sc, d);
+		const char *msg = dag_import_error(s, d, rq->now);
 		char *loc;
 		json_t *e;
 
 		if (msg == NULL || rq->now < d->visible_at)
 			continue;
-		/* Airflow parses each file again every so often (here every
-		 * SIM_REPARSE_MS) and stamps its import error each time. */
-		stamp = d->parsed_at + (rq->now - d->parsed_at) / SIM_REPARSE_MS *
-		    SIM_REPARSE_MS;
+		stamp = dag_import_stamp(d, rq->now);
 		/* 2.x: the file's absolute path; 3.x: its path in the DAG bundle
 		 * (the DAG's relative_fileloc), which filename_pattern matches. */
 		loc = api == SIM_API_V1 ? fileloc(d) : ap_xprintf("%s.py", d->dag_id);
@@ -3392,7 +3424,7 @@ ctl_state(struct rq *rq)
 		    "dag_id", d->dag_id, "pipeline_type", d->pipeline_type,
 		    "is_paused", d->paused, "visible",
 		    dag_visible(s, d->dag_id, rq->now) != NULL,
-		    "has_import_errors", sc_import_error(&s->sc, d) != NULL,
+		    "has_import_errors", dag_import_error(s, d, rq->now) != NULL,
 		    "visible_at_ms", (json_int_t)d->visible_at, "runs", runs));
 	}
 	rq_reply(rq, 200, json_pack("{s:s, s:I, s:o, s:I, s:I}", "api",

@@ -458,9 +458,10 @@ test_answers(void **state)
 	    " \"A\"}, {\"filename\": \"/dags/dd.py\", \"stack_trace\": \"B\"}, {\"filename\":"
 	    " \"/dags/d.py\", \"stack_trace\": \"C\"}, {\"filename\": 1}], \"total_entries\": 3}",
 	    0, NULL);
-	assert_string_equal(airflow_pick_import_error(j, "d", "/dags/d.py"), "C");
-	assert_string_equal(airflow_pick_import_error(j, "dd", NULL), "B");
-	assert_null(airflow_pick_import_error(j, "zz", "/dags/zz.py"));
+	assert_string_equal(airflow_pick_import_error(j, "d", "/dags/d.py", &at), "C");
+	assert_string_equal(airflow_pick_import_error(j, "dd", NULL, &at), "B");
+	assert_null(airflow_pick_import_error(j, "zz", "/dags/zz.py", &at));
+	assert_int_equal(at, 0);
 	json_decref(j);
 	/*
 	 * 3.x lists files relative to their bundle: "mysql.py" is the file of
@@ -471,13 +472,13 @@ test_answers(void **state)
 	j = json_loads("{\"import_errors\": [{\"filename\": \"mysql_prod.py\", \"stack_trace\":"
 	    " \"P\"}, {\"filename\": \"mysql.py\", \"stack_trace\": \"Y\"}, {\"filename\":"
 	    " \"my_mysql.py\", \"stack_trace\": \"M\"}], \"total_entries\": 3}", 0, NULL);
-	assert_string_equal(airflow_pick_import_error(j, "mysql", "/opt/airflow/dags/mysql.py"),
-	    "Y");
+	assert_string_equal(airflow_pick_import_error(j, "mysql",
+	    "/opt/airflow/dags/mysql.py", &at), "Y");
 	assert_string_equal(airflow_pick_import_error(j, "my_mysql",
-	    "/opt/airflow/dags/my_mysql.py"), "M");
+	    "/opt/airflow/dags/my_mysql.py", &at), "M");
 	/* Without fileloc: the file named after the DAG before a mere substring. */
-	assert_string_equal(airflow_pick_import_error(j, "mysql", NULL), "Y");
-	assert_string_equal(airflow_pick_import_error(j, "mysql_p", NULL), "P");
+	assert_string_equal(airflow_pick_import_error(j, "mysql", NULL, &at), "Y");
+	assert_string_equal(airflow_pick_import_error(j, "mysql_p", NULL, &at), "P");
 	json_decref(j);
 	/*
 	 * A DAG that answers 404: only its own file's error ("<dag_id>.py",
@@ -500,6 +501,12 @@ test_answers(void **state)
 	assert_null(airflow_pick_new_import_error(j, "mysql_p", 1, &at));
 	/* No timestamp: not known to be new. */
 	assert_null(airflow_pick_new_import_error(j, "pg", 1, &at));
+	/* The error of a DAG Airflow has comes with its stamp, 0 for none. */
+	assert_string_equal(airflow_pick_import_error(j, "mysql", "/opt/dags/mysql.py", &at),
+	    "Y");
+	assert_int_equal(at, airflow_parse_time("2026-12-07T10:00:00.500Z"));
+	assert_string_equal(airflow_pick_import_error(j, "pg", NULL, &at), "G");
+	assert_int_equal(at, 0);
 	json_decref(j);
 
 	j = json_loads("{\"access_token\": \"abc\"}", 0, NULL);

@@ -24,6 +24,11 @@
 
 enum outcome { OUT_SUCCESS, OUT_FAILED, OUT_LOST, OUT_HANG };
 
+/* The stamp of a DAG's import error, as Airflow's importErrors give it: none;
+ * a minute before the test, a ms later at each answer (parses before the
+ * deploy); anew at each answer (each parse of the file written). */
+enum { STAMP_NONE, STAMP_OLD, STAMP_EACH };
+
 struct behavior {
 	int parse_404;		/* get_dag/unpause answer 404 this many times after deploy */
 	bool paused;
@@ -31,6 +36,9 @@ struct behavior {
 	bool never_imported;	/* with import_error: no DAG (404) for ever, the
 				   error only in importErrors (errors_since),
 				   stamped anew at each look */
+	int error_stamp;	/* import_error of a DAG Airflow has: STAMP_* */
+	int error_answers;	/* > 0: shown in this many DAG answers, then
+				   gone (a later parse imported the file) */
 	const char *stale_error;	/* an error of the file before, seen by
 				   looks (stamped at errors_since, never
 				   again) while the DAG is not parsed */
@@ -49,6 +57,7 @@ struct behavior {
 struct fake_dag {
 	char id[128];
 	int gets;
+	int error_answers;	/* answers that showed the import error */
 	bool paused;
 	bool unpaused_once;
 };
@@ -118,6 +127,8 @@ struct fake {
 	int in_air;
 	int max_in_air;
 	int deps_in_air, max_deps_in_air;	/* dependent_deploy requests */
+	int64_t created_ms;		/* wall clock at h_new */
+	int64_t stamps;			/* STAMP_EACH stamps given */
 };
 
 /* When set, every trigger checks through this second handle that the
@@ -370,8 +381,12 @@ fake_dag_answer(struct fake *f, struct fake_req *q, const char *dag_id)
 	snprintf(q->s1, sizeof q->s1, "%s", dag_id);
 	q->dag.dag_id = q->s1;
 	q->dag.is_paused = d->paused;
-	q->dag.has_import_errors = b->import_error != NULL;
-	q->dag.import_error = b->import_error;
+	q->dag.has_import_errors = b->import_error != NULL && (b->error_answers == 0 ||
+	    d->error_answers++ < b->error_answers);
+	q->dag.import_error = q->dag.has_import_errors ? b->import_error : NULL;
+	q->dag.import_error_at = !q->dag.has_import_errors ? 0 :
+	    b->error_stamp == STAMP_OLD ? f->created_ms - 60000 + ++f->stamps :
+	    b->error_stamp == STAMP_EACH ? ap_wall_ms() + ++f->stamps : 0;
 	q->res.dag = &q->dag;
 	return true;
 }
@@ -784,6 +799,7 @@ h_new(void)
 	h->db = ap_xprintf("%s/state.db", h->dir);
 	h->base = ap_event_base_new();
 	h->fake.base = h->base;
+	h->fake.created_ms = ap_wall_ms();
 	h->store = store_open(h->db, &(struct store_options){ .synchronous_normal = true },
 	    &cause);
 	assert_non_null(h->store);
@@ -1696,6 +1712,66 @@ test_never_imported_and_refused_unpause(void **state)
 	h->fake.beh[0].never_imported = false;
 	h->fake.beh[0].unpause_status = 403;
 	h_fails_unretried(h, "pg2", 4, "HTTP 403");
+	h_free(h);
+}
+
+/*
+ * A DAG Airflow has, with import errors. One stamped before the deploy is of
+ * the file before (Airflow shows has_import_errors until it parses the file
+ * again): the DAG is polled until seen without it, paused again meanwhile,
+ * and then runs. One stamped since the deploy fails the agent, not retried,
+ * once stamped again by a later parse. One never stamped again fails the
+ * attempt at the parse deadline as a DAG not parsed, retried. One without a
+ * stamp fails the agent at once (test_import_error_and_rejected_deploy).
+ */
+static void
+test_import_error_of_the_file_before(void **state)
+{
+	struct h *h = h_new();
+	char *id;
+	json_t *st;
+
+	h->cfg.dag_parse_deadline_s = 60;
+	h->fake.beh[0].import_error = "Traceback: the file before";
+	h->fake.beh[0].error_stamp = STAMP_OLD;
+	h->fake.beh[0].error_answers = 3;
+	h_start(h);
+	id = h_submit(h, "pg", NULL);
+	h_wait_finals(h, 1, 10000);
+	st = h_status(h, id);
+	assert_string_equal(agent_state(st, "metadata"), "succeeded");
+	assert_int_equal(log_count(h, "unpause", "pg__metadata"), 4);
+	assert_int_equal(log_count(h, "deploy", "pg__metadata"), 1);
+	assert_int_equal(log_count(h, "trigger", "pg__metadata"), 1);
+	json_decref(st);
+	free(id);
+
+	/* The file written is broken: the first stamp since the deploy may be
+	 * of a parse begun before the write; the second confirms it. */
+	h->fake.beh[0].import_error = "Traceback: SyntaxError: ours";
+	h->fake.beh[0].error_stamp = STAMP_EACH;
+	h->fake.beh[0].error_answers = 0;
+	h_fails_unretried(h, "pg1", 2, "Traceback: SyntaxError: ours");
+	assert_int_equal(log_count(h, "unpause", "pg1__metadata"), 2);
+	assert_int_equal(log_count(h, "trigger", "pg1__metadata"), 0);
+	h_free(h);
+
+	h = h_new();
+	h->cfg.dag_parse_deadline_s = 1;
+	h->fake.beh[0].import_error = "Traceback: the file before";
+	h->fake.beh[0].error_stamp = STAMP_OLD;
+	h_start(h);
+	id = h_submit(h, "pg", "{\"retries\": 1, \"retry_backoff_s\": 0}");
+	h_wait_finals(h, 1, 10000);
+	st = h_status(h, id);
+	assert_string_equal(agent_state(st, "metadata"), "failed");
+	assert_non_null(strstr(agent_error(st, "metadata"), "was not parsed by Airflow"
+	    " within 1 s of the deploy (an import error of its file, not confirmed by"
+	    " a parse since the deploy: Traceback: the file before)"));
+	assert_int_equal(log_count(h, "deploy", "pg__metadata"), 2);
+	assert_int_equal(log_count(h, "trigger", "pg__metadata"), 0);
+	json_decref(st);
+	free(id);
 	h_free(h);
 }
 
@@ -3069,6 +3145,7 @@ main(void)
 		cmocka_unit_test(test_lineage_failure_blocks_nothing),
 		cmocka_unit_test(test_unsupported_counts_as_success_and_deploy_only),
 		cmocka_unit_test(test_import_error_and_rejected_deploy),
+		cmocka_unit_test(test_import_error_of_the_file_before),
 		cmocka_unit_test(test_never_imported_and_refused_unpause),
 		cmocka_unit_test(test_never_imported_deployed_ahead),
 		cmocka_unit_test(test_parse_deadline),

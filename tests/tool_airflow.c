@@ -127,6 +127,9 @@ print_result(struct call *k, const struct airflow_result *res)
 		if (res->dag->import_error != NULL)
 			json_object_set_new(d, "import_error",
 			    json_string(res->dag->import_error));
+		if (res->dag->import_error_at != 0)
+			json_object_set_new(d, "import_error_at",
+			    json_integer(res->dag->import_error_at));
 		json_object_set_new(j, "dag", d);
 	}
 	if (res->run != NULL)

@@ -77,7 +77,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (airflow_parse_run(j, &run) == 0 && (run.state_text == NULL ||
 	    run.state >= AIRFLOW_RUN_STATE_MAX))
 		abort();
-	(void)airflow_pick_import_error(j, "d", loc);
+	if (airflow_pick_import_error(j, "d", loc, &at) == NULL && at != 0)
+		abort();	/* a stamp without an error */
+	if (at < 0)
+		abort();
 	at = 0;
 	if (airflow_pick_new_import_error(j, "d", 1, &at) != NULL && at < 1)
 		abort();
