@@ -862,6 +862,7 @@ req_answered(struct airflow_req *q, long status)
 			}
 			q->dag.dag_id = q->dag_id;
 			q->dag.has_import_errors = true;
+			q->dag.no_dag = true;
 			q->import_error = ap_xstrdup(text);
 			q->dag.import_error = q->import_error;
 			q->res.dag = &q->dag;

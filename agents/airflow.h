@@ -74,6 +74,9 @@ struct airflow_dag {
 	/* When Airflow stamped the file's import error, at its last parse
 	 * (ms since the epoch, Airflow's clock); 0 when it gave none. */
 	int64_t import_error_at;
+	/* Airflow has no DAG (404): the error is of a file that never
+	 * imported, read from importErrors (unpause with errors_since). */
+	bool no_dag;
 };
 
 struct airflow_run {

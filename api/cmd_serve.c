@@ -167,6 +167,14 @@ serve_fatal(const struct config *cfg, const char *fmt, ...)
 	free(msg);
 }
 
+/* Whether a listen host takes connections from this machine only. */
+static bool
+loopback_host(const char *host)
+{
+	return strcmp(host, "localhost") == 0 || strcmp(host, "::1") == 0 ||
+	    strncmp(host, "127.", 4) == 0;
+}
+
 static int
 serve_exec(int argc, char **argv)
 {
@@ -286,6 +294,10 @@ serve_exec(int argc, char **argv)
 	if (cfg.webhook_secret != NULL && cfg.allow_unsigned)
 		ap_warn("--allow-unsigned ignored: a webhook secret is set, every"
 		    " event must be signed");
+	if (!cfg.protect_runs && !loopback_host(cfg.listen_host))
+		ap_warn("GET /api/v1/runs is open to anyone who can reach %s (runs hold"
+		    " service names and Airflow's error messages); \"admin\":"
+		    " {\"protect_runs\": true} puts it behind the admin token", listen);
 	printf("listening %s\n", listen);
 	fflush(stdout);
 	ap_info("autopilot %s listening %s; Airflow %s; state %s; %u runs resumed",
@@ -338,7 +350,8 @@ const struct ap_cmd_entry ap_cmd_serve_entry = {
 	"the others README.md lists.\n\n"
 	"Endpoints:\n"
 	"  POST /api/v1/webhooks/openmetadata          ChangeEvents (202, 200 ignored)\n"
-	"  GET  /api/v1/runs, /api/v1/runs/{run_id}    run status (admin token)\n"
+	"  GET  /api/v1/runs, /api/v1/runs/{run_id}    run status (open; the admin\n"
+	"                                              token with admin.protect_runs)\n"
 	"  POST /api/v1/services/{type}/{fqn}/rerun    re-run a service (admin token)\n"
 	"  GET  /healthz, /readyz, /metrics\n\n"
 	"SIGTERM or SIGINT: stop accepting, hand runs over, finish the answers\n"

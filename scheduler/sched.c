@@ -44,6 +44,7 @@ enum sched_act {
 	ACT_START,	/* retry backoff over: become ready */
 	ACT_DEPLOY,
 	ACT_UNPAUSE,	/* waiting for the DAG: unpausing it answers 404 until parsed */
+	ACT_GET_DAG,	/* ... and for one with import errors to be parsed again */
 	ACT_TRIGGER,
 	ACT_GET_RUN,
 	ACT_FAIL_RUN,	/* timed out: fail the Airflow run, then TIMED_OUT */
@@ -53,7 +54,7 @@ enum sched_act {
 };
 
 static const char *const sched_act_names[ACT_MAX] = {
-	"none", "start", "deploy", "unpause", "trigger", "get_run",
+	"none", "start", "deploy", "unpause", "get_dag", "trigger", "get_run",
 	"fail_run", "get_run", "get_run"
 };
 
@@ -107,6 +108,11 @@ struct sched_agent {
 	unsigned n404;
 	int64_t import_looked;
 	int64_t import_seen;
+	/* For a DAG Airflow has, shown with import errors: the stamp of the
+	 * first look, the latest since, and how many later ones were seen
+	 * (agent_import_confirmed()). */
+	int64_t import_base, import_last;
+	unsigned import_later;
 	struct event *timer;
 	struct airflow_req *req;
 	bool in_flight;		/* holds one of max_agents_in_flight */
@@ -914,6 +920,8 @@ sched_agent_set_state(struct sched_agent *a, enum sched_agent_state to,
 		a->n404 = 0;
 		a->import_looked = 0;
 		a->import_seen = 0;
+		a->import_base = a->import_last = 0;
+		a->import_later = 0;
 		/* A DAG file just written is not parsed at once (nor is a redeployed
 		 * one re-parsed): the first look is one poll interval after the
 		 * deploy, which for a DAG deployed ahead may be now. */
@@ -1551,21 +1559,29 @@ agent_not_parsed(const struct sched_agent *a, const char *import_error)
 }
 
 /*
- * Whether an import error of the agent's DAG file that Airflow stamped at
- * (its clock, ms since the epoch; 0 for no stamp) may not be of the file
- * written. One stamped before the deploy answered is of the file before
- * ours (a DAG that imported once keeps has_import_errors until its file is
- * parsed again); one stamped since may be of a parse that began before the
- * write. Only a stamp later than the first seen since the deploy
- * (import_seen) says the file written is broken. An error without a stamp
- * is taken as it is.
+ * Whether the import error of a DAG Airflow has, stamped at (by Airflow, at
+ * a parse of the file; 0 for no stamp), is known to be of the file written.
+ * A DAG that imported once shows has_import_errors until Airflow parses its
+ * file again, so the stamp of the first look since the deploy may be of a
+ * parse of the file before, and the next one later of a parse that began
+ * before the write. Airflow parses a file once at a time, so a third, later
+ * still, is of a parse that began after the first look: the file written is
+ * broken. No stamp of Airflow's is compared with this clock.
  */
 static bool
-agent_import_unconfirmed(const struct sched_agent *a, int64_t at)
+agent_import_confirmed(struct sched_agent *a, int64_t at)
 {
 	if (at == 0)
 		return false;
-	return at < a->deploy_done || a->import_seen == 0 || at <= a->import_seen;
+	if (a->import_base == 0) {
+		a->import_base = a->import_last = at;
+		return false;
+	}
+	if (at > a->import_last) {
+		a->import_last = at;
+		a->import_later++;
+	}
+	return a->import_later >= 2;
 }
 
 /* Airflow refused the request as it stands: a bad request, credentials it
@@ -1704,6 +1720,9 @@ sched_agent_act(struct sched_agent *a)
 		a->dag_id = dag_id;
 		dag_id = NULL;
 		a->req = s->ops->deploy(s->airflow, pipeline, sched_agent_cb, a);
+		break;
+	case ACT_GET_DAG:
+		a->req = s->ops->get_dag(s->airflow, a->dag_id, sched_agent_cb, a);
 		break;
 	case ACT_UNPAUSE:
 		look = agent_import_look(a, now);
@@ -1929,9 +1948,12 @@ sched_agent_cb(const struct airflow_result *res, void *arg)
 		sched_agent_set_state(a, SCHED_AGENT_WAITING_FOR_DAG, NULL);
 		break;
 	case ACT_UNPAUSE:
+	case ACT_GET_DAG:
 		/*
 		 * Waiting for the parse and unpausing are one request: the PATCH
-		 * answers 404 until Airflow has parsed the DAG, then the DAG.
+		 * answers 404 until Airflow has parsed the DAG, then the DAG. A
+		 * DAG shown with import errors is read (get_dag) until parsed
+		 * again, then unpaused.
 		 */
 		if (res->status == AIRFLOW_NOT_FOUND) {
 			a->n404++;
@@ -1947,17 +1969,24 @@ sched_agent_cb(const struct airflow_result *res, void *arg)
 		}
 		if (res->status != AIRFLOW_OK) {
 			/* A refusal is the same on a redeploy. */
-			text = airflow_result_text("unpausing the DAG failed", res);
+			text = airflow_result_text(act == ACT_GET_DAG ? "reading the DAG"
+			    " failed" : "unpausing the DAG failed", res);
 			sched_agent_attempt_failed(a, SCHED_AGENT_FAILED, text,
 			    !refused(res));
 			break;
 		}
 		if (res->dag != NULL && res->dag->has_import_errors &&
-		    agent_import_unconfirmed(a, res->dag->import_error_at)) {
-			/* Until then it is a DAG not parsed yet. */
+		    res->dag->no_dag && (a->import_seen == 0 ||
+		    res->dag->import_error_at <= a->import_seen)) {
+			/*
+			 * No DAG, but an error of its file stamped since the
+			 * deploy: a parse of the file before it may have ended
+			 * after the write, so only an error stamped again by a
+			 * later parse (of the file written) fails the agent as
+			 * broken. Until then it is a DAG not parsed yet.
+			 */
 			a->n404++;
-			if (res->dag->import_error_at >= a->deploy_done &&
-			    res->dag->import_error_at > a->import_seen)
+			if (res->dag->import_error_at > a->import_seen)
 				a->import_seen = res->dag->import_error_at;
 			if (now >= a->parse_deadline) {
 				text = agent_not_parsed(a, res->dag->import_error);
@@ -1969,11 +1998,30 @@ sched_agent_cb(const struct airflow_result *res, void *arg)
 			    a->parse_deadline));
 			break;
 		}
+		if (res->dag != NULL && res->dag->has_import_errors &&
+		    !res->dag->no_dag &&
+		    !agent_import_confirmed(a, res->dag->import_error_at) &&
+		    now < a->parse_deadline) {
+			/* Perhaps of the file before: read (not unpaused) until
+			 * Airflow shows it without, or the error is confirmed. */
+			sched_agent_after(a, ACT_GET_DAG, agent_poll_delay(a,
+			    a->parse_deadline));
+			break;
+		}
 		if (res->dag != NULL && res->dag->has_import_errors) {
-			/* Airflow's own message; retrying the same DAG cannot help. */
-			text = ap_xprintf("DAG %s has import errors: %s", a->dag_id,
-			    res->dag->import_error ? res->dag->import_error : "(no detail)");
+			/* Airflow's own message; retrying the same DAG cannot help
+			 * (nor can it once Airflow has shown the error through the
+			 * whole wait for the parse). */
+			text = ap_xprintf("DAG %s has import errors%s: %s", a->dag_id,
+			    res->dag->no_dag || a->import_later >= 2 ? "" :
+			    " (still at the parse deadline)", res->dag->import_error ?
+			    res->dag->import_error : "(no detail)");
 			sched_agent_attempt_failed(a, SCHED_AGENT_FAILED, text, false);
+			break;
+		}
+		if (act == ACT_GET_DAG) {
+			/* Parsed without them: now unpause it. */
+			sched_agent_after(a, ACT_UNPAUSE, 0);
 			break;
 		}
 		if (!sp->run)

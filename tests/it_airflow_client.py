@@ -515,7 +515,7 @@ def case_fixed_by_deploy(gen):
     trace = "Traceback (most recent call last):\n  File \"fixed.py\"\nImportError: old"
     sim = Sim({"api": gen, "dags": {"fixed": {"exists": True, "import_error": trace,
                                               "fixed_by_deploy": True,
-                                              "parse_delay_ms": 1500}}})
+                                              "parse_delay_ms": 4000}}})
     try:
         time.sleep(0.6)     # stamped by parses before the deploy
         res = run(url(sim), [{"op": "deploy", "pipeline": pipeline("fixed")}], "--api", gen)
@@ -523,7 +523,7 @@ def case_fixed_by_deploy(gen):
         deployed = int(time.time() * 1000)
         res = run(url(sim), [
             {"op": "unpause", "dag_id": "fixed"},
-            {"op": "sleep", "ms": 1600},
+            {"op": "sleep", "ms": 4100},
             {"op": "unpause", "dag_id": "fixed"},
         ], "--api", gen)
         first, last = only(res, "unpause")

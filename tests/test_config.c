@@ -412,7 +412,8 @@ test_secret_files_and_env(void **state)
 	json_t *d;
 
 	text = ap_xprintf("{\"webhook\": {\"secret_file\": \"%s\"}, \"admin\":"
-	    " {\"token_file\": \"%s\"}, \"airflow\": {\"password_file\": \"%s\"},"
+	    " {\"token_file\": \"%s\", \"protect_runs\": true}, \"airflow\":"
+	    " {\"password_file\": \"%s\"},"
 	    " \"openmetadata\": {\"url\": \"http://om:8585\", \"token_file\": \"%s\"}}",
 	    sec, sec, sec, sec);
 	assert_int_equal(load_text(&c, text, NULL, &cause), 0);
@@ -426,6 +427,8 @@ test_secret_files_and_env(void **state)
 	desc = json_dumps(d, 0);
 	assert_null(strstr(desc, "hunter2"));
 	assert_non_null(strstr(desc, "\"secret\": \"set\""));
+	assert_true(c.protect_runs);
+	assert_true(json_is_true(json_object_get(json_object_get(d, "admin"), "protect_runs")));
 	free(desc);
 	json_decref(d);
 	config_cleanup(&c);
@@ -535,7 +538,8 @@ test_secret_first_line(void **state)
 	for (i = 0; i < AP_ARRAY_LEN(ok); i++) {
 		path = write_tmp("line", ok[i].text);
 		text = ap_xprintf("{\"webhook\": {\"secret_file\": \"%s\"}, \"admin\":"
-		    " {\"token_file\": \"%s\"}, \"airflow\": {\"password_file\": \"%s\"},"
+		    " {\"token_file\": \"%s\", \"protect_runs\": true}, \"airflow\":"
+	    " {\"password_file\": \"%s\"},"
 		    " \"openmetadata\": {\"token_file\": \"%s\"}}", path, path, path, path);
 		if (load_text(&c, text, NULL, &cause) < 0)
 			fail_msg("%s", cause);

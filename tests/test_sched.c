@@ -25,9 +25,10 @@
 enum outcome { OUT_SUCCESS, OUT_FAILED, OUT_LOST, OUT_HANG };
 
 /* The stamp of a DAG's import error, as Airflow's importErrors give it: none;
- * a minute before the test, a ms later at each answer (parses before the
- * deploy); anew at each answer (each parse of the file written). */
-enum { STAMP_NONE, STAMP_OLD, STAMP_EACH };
+ * a minute before the test (a parse of the file before, not parsed again);
+ * from then on, a ms later at each answer (parses stamped by a clock a
+ * minute behind); now, and later at each answer. */
+enum { STAMP_NONE, STAMP_OLD, STAMP_BEHIND, STAMP_EACH };
 
 struct behavior {
 	int parse_404;		/* get_dag/unpause answer 404 this many times after deploy */
@@ -385,7 +386,8 @@ fake_dag_answer(struct fake *f, struct fake_req *q, const char *dag_id)
 	    d->error_answers++ < b->error_answers);
 	q->dag.import_error = q->dag.has_import_errors ? b->import_error : NULL;
 	q->dag.import_error_at = !q->dag.has_import_errors ? 0 :
-	    b->error_stamp == STAMP_OLD ? f->created_ms - 60000 + ++f->stamps :
+	    b->error_stamp == STAMP_OLD ? f->created_ms - 60000 :
+	    b->error_stamp == STAMP_BEHIND ? f->created_ms - 60000 + ++f->stamps :
 	    b->error_stamp == STAMP_EACH ? ap_wall_ms() + ++f->stamps : 0;
 	q->res.dag = &q->dag;
 	return true;
@@ -432,6 +434,7 @@ f_unpause(void *impl, const char *dag_id, int64_t errors_since, airflow_cb cb,
 		snprintf(q->s1, sizeof q->s1, "%s", dag_id);
 		q->dag.dag_id = q->s1;
 		q->dag.has_import_errors = true;
+		q->dag.no_dag = true;
 		q->dag.import_error = b->never_imported ? b->import_error :
 		    b->stale_error;
 		q->dag.import_error_at = b->never_imported ? ap_wall_ms() :
@@ -1716,13 +1719,13 @@ test_never_imported_and_refused_unpause(void **state)
 }
 
 /*
- * A DAG Airflow has, with import errors. One stamped before the deploy is of
- * the file before (Airflow shows has_import_errors until it parses the file
- * again): the DAG is polled until seen without it, paused again meanwhile,
- * and then runs. One stamped since the deploy fails the agent, not retried,
- * once stamped again by a later parse. One never stamped again fails the
- * attempt at the parse deadline as a DAG not parsed, retried. One without a
- * stamp fails the agent at once (test_import_error_and_rejected_deploy).
+ * A DAG Airflow has, with import errors: perhaps of the file before the
+ * deploy (Airflow shows has_import_errors until it parses the file again).
+ * It is read, not unpaused, until Airflow shows it without them, then
+ * unpaused and run. Two stamps later than the first look's say the file
+ * written is broken: the agent fails, not retried, whatever Airflow's clock
+ * reads. An error still shown at the parse deadline fails it too, not
+ * retried, stamped or not (test_import_error_and_rejected_deploy).
  */
 static void
 test_import_error_of_the_file_before(void **state)
@@ -1740,38 +1743,44 @@ test_import_error_of_the_file_before(void **state)
 	h_wait_finals(h, 1, 10000);
 	st = h_status(h, id);
 	assert_string_equal(agent_state(st, "metadata"), "succeeded");
-	assert_int_equal(log_count(h, "unpause", "pg__metadata"), 4);
+	assert_int_equal(log_count(h, "unpause", "pg__metadata"), 2);
+	assert_int_equal(log_count(h, "get_dag", "pg__metadata"), 3);
+	assert_true(log_first(h, "get_dag", "pg__metadata") >
+	    log_first(h, "unpause", "pg__metadata"));
 	assert_int_equal(log_count(h, "deploy", "pg__metadata"), 1);
 	assert_int_equal(log_count(h, "trigger", "pg__metadata"), 1);
 	json_decref(st);
 	free(id);
 
-	/* The file written is broken: the first stamp since the deploy may be
-	 * of a parse begun before the write; the second confirms it. */
+	/* The file written is broken: the first look's stamp may be of the
+	 * file before, the next of a parse begun before the write; the third
+	 * confirms it, now or a minute back by Airflow's clock. */
 	h->fake.beh[0].import_error = "Traceback: SyntaxError: ours";
 	h->fake.beh[0].error_stamp = STAMP_EACH;
 	h->fake.beh[0].error_answers = 0;
-	h_fails_unretried(h, "pg1", 2, "Traceback: SyntaxError: ours");
-	assert_int_equal(log_count(h, "unpause", "pg1__metadata"), 2);
-	assert_int_equal(log_count(h, "trigger", "pg1__metadata"), 0);
+	h_fails_unretried(h, "pg1", 2, "DAG pg1__metadata has import errors: Traceback:"
+	    " SyntaxError: ours");
+	assert_int_equal(log_count(h, "unpause", "pg1__metadata"), 1);
+	assert_int_equal(log_count(h, "get_dag", "pg1__metadata"), 2);
+	h->fake.beh[0].error_stamp = STAMP_BEHIND;
+	h_fails_unretried(h, "pg2", 3, "DAG pg2__metadata has import errors: Traceback:"
+	    " SyntaxError: ours");
+	assert_int_equal(log_count(h, "unpause", "pg2__metadata"), 1);
+	assert_int_equal(log_count(h, "get_dag", "pg2__metadata"), 2);
+	assert_int_equal(log_count(h, "trigger", "pg1__metadata") +
+	    log_count(h, "trigger", "pg2__metadata"), 0);
 	h_free(h);
 
+	/* Never parsed again: still shown at the deadline, not retried. */
 	h = h_new();
 	h->cfg.dag_parse_deadline_s = 1;
 	h->fake.beh[0].import_error = "Traceback: the file before";
 	h->fake.beh[0].error_stamp = STAMP_OLD;
 	h_start(h);
-	id = h_submit(h, "pg", "{\"retries\": 1, \"retry_backoff_s\": 0}");
-	h_wait_finals(h, 1, 10000);
-	st = h_status(h, id);
-	assert_string_equal(agent_state(st, "metadata"), "failed");
-	assert_non_null(strstr(agent_error(st, "metadata"), "was not parsed by Airflow"
-	    " within 1 s of the deploy (an import error of its file, not confirmed by"
-	    " a parse since the deploy: Traceback: the file before)"));
-	assert_int_equal(log_count(h, "deploy", "pg__metadata"), 2);
-	assert_int_equal(log_count(h, "trigger", "pg__metadata"), 0);
-	json_decref(st);
-	free(id);
+	h_fails_unretried(h, "pg", 1, "DAG pg__metadata has import errors (still at the"
+	    " parse deadline): Traceback: the file before");
+	assert_int_equal(log_count(h, "unpause", "pg__metadata"), 1);
+	assert_true(log_count(h, "get_dag", "pg__metadata") >= 3);
 	h_free(h);
 }
 
