@@ -59,6 +59,23 @@
 /* How often connections are looked at for the request deadline. */
 #define CONN_SWEEP_MS 1000
 
+/* A read of the runs for GET /api/v1/runs[/{run_id}], made on the runs
+ * thread through its read-only handle. */
+struct runs_job {
+	struct workq_job job;
+	struct server *s;
+	struct evhttp_request *req;	/* NULL once its connection closed */
+	const char *path;
+	struct store **store;		/* the worker's handle (s->runs_store) */
+	char *run_id;			/* one run; NULL: the list */
+	char *fqn;			/* the list's service, or NULL */
+	unsigned limit;
+	enum store_result r;
+	char *text;			/* the answer's JSON text */
+	char *cause;
+	TAILQ_ENTRY(runs_job) link;
+};
+
 struct server {
 	struct event_base *base;
 	const struct config *cfg;
@@ -109,6 +126,11 @@ struct server {
 	size_t nmetrics_now, metrics_now_cap;
 	struct evhttp_request **metrics_next;	/* came after it started */
 	size_t nmetrics_next, metrics_next_cap;
+	/* GET /api/v1/runs: read on a thread of its own too (a list of a
+	 * thousand runs with their agents takes tens of ms). */
+	struct workq *runs_wq;
+	struct store *runs_store;	/* the worker's; opened at first use */
+	TAILQ_HEAD(, runs_job) runs_jobs;	/* submitted, not done */
 	bool closing;			/* in server_free */
 	/* Accepting paused after accept() failed (see accept_error_cb). */
 	struct event *accept_timer;
@@ -842,6 +864,7 @@ conn_closed(struct evhttp_connection *conn, void *arg)
 {
 	struct server *s = arg;
 	struct conn_entry *e;
+	struct runs_job *j;
 	size_t i;
 
 	busy_remove(s, conn);
@@ -859,6 +882,9 @@ conn_closed(struct evhttp_connection *conn, void *arg)
 	unpark(s->ready_waiting, s->nready_waiting, conn);
 	unpark(s->metrics_now, s->nmetrics_now, conn);
 	unpark(s->metrics_next, s->nmetrics_next, conn);
+	TAILQ_FOREACH(j, &s->runs_jobs, link)
+		if (j->req != NULL && evhttp_request_get_connection(j->req) == conn)
+			j->req = NULL;
 }
 
 static void
@@ -1249,6 +1275,85 @@ store_failed:
 	webhook_batch_cleanup(&b);
 }
 
+static void
+runs_work(struct workq_job *wj)
+{
+	struct runs_job *j = (struct runs_job *)wj;
+	struct store_options o = { .read_only = true };
+	json_t *out = NULL;
+
+	j->r = STORE_ERROR;
+	if (*j->store == NULL && (*j->store = store_open(j->path, &o, &j->cause)) == NULL)
+		return;
+	j->r = j->run_id != NULL ? store_run_json(*j->store, j->run_id, &out, &j->cause) :
+	    store_runs_json(*j->store, j->fqn, j->limit, &out, &j->cause);
+	if (j->r == STORE_OK)
+		j->text = json_text(out);	/* a large list takes ms too */
+	if (j->r != STORE_OK && j->r != STORE_NOT_FOUND) {
+		/* Opened again for the next read. */
+		store_close(*j->store);
+		*j->store = NULL;
+	}
+}
+
+static void
+runs_done(struct workq_job *wj)
+{
+	struct runs_job *j = (struct runs_job *)wj;
+	char *shown, *msg;
+
+	TAILQ_REMOVE(&j->s->runs_jobs, j, link);
+	/* (No answer for a client that went away.) */
+	if (j->req != NULL && j->r == STORE_NOT_FOUND) {
+		shown = echo_cut(j->run_id);
+		msg = ap_xprintf("no run %s", shown);
+		reply_error(j->req, 404, "Not Found", "not found", msg);
+		free(shown);
+		free(msg);
+	} else if (j->req != NULL && j->r != STORE_OK)
+		reply_unavailable(j->req, j->cause);
+	else if (j->req != NULL)
+		reply_text(j->req, 200, "OK", j->text, strlen(j->text));
+	free(j->text);
+	free(j->run_id);
+	free(j->fqn);
+	free(j->cause);
+	free(j);
+}
+
+/*
+ * Reads one run (run_id, stolen) or the list (fqn, stolen, and limit) on
+ * the runs thread, and answers req with it. What the loop has written is
+ * committed first, so that the read sees every run answered so far.
+ */
+static void
+runs_start(struct server *s, struct evhttp_request *req, char *run_id, char *fqn,
+    unsigned limit)
+{
+	struct runs_job *j;
+	char *cause = NULL;
+
+	if (store_flush(s->deps.store, &cause) != STORE_OK) {
+		reply_unavailable(req, cause);
+		free(cause);
+		free(run_id);
+		free(fqn);
+		return;
+	}
+	j = ap_xcalloc(1, sizeof *j);
+	j->job.work = runs_work;
+	j->job.done = runs_done;	/* on the loop; at once if no thread */
+	j->s = s;
+	j->req = req;
+	j->path = s->cfg->state_path;
+	j->store = &s->runs_store;
+	j->run_id = run_id;
+	j->fqn = fqn;
+	j->limit = limit;
+	TAILQ_INSERT_TAIL(&s->runs_jobs, j, link);
+	workq_submit(s->runs_wq, &j->job);
+}
+
 /* ---- Admin API. ---- */
 
 static void
@@ -1256,8 +1361,6 @@ handle_runs(struct server *s, struct evhttp_request *req, const char *path)
 {
 	char *fqn, *lim, *cause = NULL, *id;
 	unsigned long limit = 0;
-	enum store_result r;
-	json_t *out = NULL;
 
 	if (!method_get(req)) {
 		evhttp_add_header(evhttp_request_get_output_headers(req), "Allow",
@@ -1278,20 +1381,7 @@ handle_runs(struct server *s, struct evhttp_request *req, const char *path)
 			free(id);
 			return;
 		}
-		r = store_run_json(s->deps.store, id, &out, &cause);
-		if (r == STORE_NOT_FOUND) {
-			char *shown = echo_cut(id);
-			char *msg = ap_xprintf("no run %s", shown);
-
-			free(shown);
-			reply_error(req, 404, "Not Found", "not found", msg);
-			free(msg);
-		} else if (r != STORE_OK)
-			reply_unavailable(req, cause);
-		else
-			reply_json(req, 200, "OK", out);
-		free(id);
-		free(cause);
+		runs_start(s, req, id, NULL, 0);
 		return;
 	}
 	fqn = lim = NULL;
@@ -1315,14 +1405,8 @@ handle_runs(struct server *s, struct evhttp_request *req, const char *path)
 			return;
 		}
 	}
-	r = store_runs_json(s->deps.store, fqn, (unsigned)limit, &out, &cause);
-	if (r != STORE_OK)
-		reply_unavailable(req, cause);
-	else
-		reply_json(req, 200, "OK", out);
-	free(cause);
 	free(lim);
-	free(fqn);
+	runs_start(s, req, NULL, fqn, (unsigned)limit);
 }
 
 /* The optional body of a re-run: {"agents": [...], "replace": bool}. */
@@ -2252,6 +2336,8 @@ server_create(struct event_base *base, const struct config *cfg,
 	s->ready_timer = evtimer_new(base, readyz_timer_cb, s);
 	/* NULL: the counts are read on the loop (workq_submit). */
 	s->metrics_wq = workq_create(base, 1);
+	TAILQ_INIT(&s->runs_jobs);
+	s->runs_wq = workq_create(base, 1);
 	s->accept_timer = evtimer_new(base, accept_resume_cb, s);
 	TAILQ_INIT(&s->conns);
 	s->adopt_ev = event_new(base, -1, 0, conn_adopt_cb, s);
@@ -2343,6 +2429,10 @@ server_free(struct server *s)
 	workq_free(wq);
 	s->nmetrics_next = 0;
 	store_close(s->metrics_store);
+	wq = s->runs_wq;
+	s->runs_wq = NULL;
+	workq_free(wq);
+	store_close(s->runs_store);
 	free(s->metrics_now);
 	free(s->metrics_next);
 	if (s->ready_timer != NULL)

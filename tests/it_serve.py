@@ -6,7 +6,9 @@ tracked to success; repeats, admin re-runs, metrics, readiness, `status
 import json
 import os
 import re
+import socket
 import sys
+import threading
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from serve_itlib import (ADMIN, Serve, Sim, check, check_change_event, cli,  # noqa: E402
@@ -24,6 +26,23 @@ def deploys(reqs):
 def service_of(pipeline):
     svc = pipeline.get("service") or {}
     return svc.get("fullyQualifiedName") or svc.get("name")
+
+
+def at_once(srv, paths):
+    """GETs paths together, after a GET of the first whose client goes away
+    before the answer, and /healthz meanwhile: (its status, the answers)."""
+    gone = socket.create_connection(("127.0.0.1", srv.port))
+    gone.sendall(b"GET " + paths[0].encode() + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+    gone.close()
+    answers = []
+    threads = [threading.Thread(target=lambda p=p: answers.append(srv.request("GET", p)))
+               for p in paths]
+    for t in threads:
+        t.start()
+    st, _ = srv.request("GET", "/healthz")
+    for t in threads:
+        t.join()
+    return st, answers
 
 
 def main():
@@ -167,22 +186,18 @@ def main():
         # The store's counts are read off the loop: scrapes that come
         # together are each answered, one whose client goes away too, and
         # the loop answers meanwhile.
-        import socket
-        import threading
-        gone = socket.create_connection(("127.0.0.1", srv.port))
-        gone.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-        gone.close()
-        answers = []
-        scrapers = [threading.Thread(target=lambda: answers.append(srv.request("GET", "/metrics")))
-                    for _ in range(8)]
-        for t in scrapers:
-            t.start()
-        st, _ = srv.request("GET", "/healthz")
-        for t in scrapers:
-            t.join()
+        st, answers = at_once(srv, ["/metrics"] * 8)
         check(st == 200 and len(answers) == 8 and all(
               a[0] == 200 and 'autopilot_runs{state="succeeded"} 4' in a[1] for a in answers),
               "8 scrapes at once: %s" % [a[0] for a in answers])
+
+        # The runs are read on a thread of their own too: reads that come
+        # together are each answered, one whose client goes away too.
+        st, answers = at_once(srv, ["/api/v1/runs?limit=1000", "/api/v1/runs/" +
+                                    run_ids["kafka_events"]] * 4)
+        check(st == 200 and len(answers) == 8 and all(a[0] == 200 for a in answers) and
+              sorted(len(a[1]) if isinstance(a[1], list) else -1 for a in answers) ==
+              [-1] * 4 + [4] * 4, "8 runs reads at once: %s" % [a[0] for a in answers])
 
         rc = srv.stop()
         check(rc == 0, "serve exits 0 on SIGTERM: %s" % rc)
