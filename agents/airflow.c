@@ -863,7 +863,7 @@ req_answered(struct airflow_req *q, long status)
 			q->dag.dag_id = q->dag_id;
 			q->dag.has_import_errors = true;
 			q->dag.no_dag = true;
-			q->import_error = ap_xstrdup(text);
+			q->import_error = airflow_redact(ap_xstrdup(text));
 			q->dag.import_error = q->import_error;
 			q->res.dag = &q->dag;
 			req_finish(q, AIRFLOW_OK, status);
@@ -872,8 +872,8 @@ req_answered(struct airflow_req *q, long status)
 		airflow_parse_dag(q->dag_reply, &q->dag, &fileloc);
 		text = airflow_pick_import_error(q->reply, q->dag_id, fileloc,
 		    &q->dag.import_error_at);
-		q->import_error = ap_xstrdup(text != NULL ? text :
-		    "the DAG has import errors (Airflow listed none for its file)");
+		q->import_error = airflow_redact(ap_xstrdup(text != NULL ? text :
+		    "the DAG has import errors (Airflow listed none for its file)"));
 		q->dag.import_error = q->import_error;
 		if (q->repaused)
 			q->dag.is_paused = true;

@@ -454,6 +454,51 @@ validation_text(const json_t *detail)
 	return s;
 }
 
+static bool
+b64url_char(char c)
+{
+	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+	    (c >= '0' && c <= '9') || c == '-' || c == '_';
+}
+
+/* The length of the base64url run at s. */
+static size_t
+b64url_run(const char *s)
+{
+	size_t n = 0;
+
+	while (b64url_char(s[n]))
+		n++;
+	return n;
+}
+
+char *
+airflow_redact(char *s)
+{
+	char *r, *w;
+	size_t h, p;
+
+	if (s == NULL)
+		return NULL;
+	for (r = w = s; *r != '\0';) {
+		/* A JWT: base64url of {"... twice, dot-separated, and a
+		 * signature (empty when unsigned). */
+		if (strncmp(r, "eyJ", 3) == 0 && (r == s || !b64url_char(r[-1])) &&
+		    (h = b64url_run(r)) >= 10 && r[h] == '.' &&
+		    strncmp(r + h + 1, "eyJ", 3) == 0 &&
+		    (p = b64url_run(r + h + 1)) >= 10 && r[h + 1 + p] == '.') {
+			r += h + 1 + p + 1;
+			r += b64url_run(r);
+			memcpy(w, AIRFLOW_REDACTED, sizeof AIRFLOW_REDACTED - 1);
+			w += sizeof AIRFLOW_REDACTED - 1;
+			continue;
+		}
+		*w++ = *r++;
+	}
+	*w = '\0';
+	return s;
+}
+
 void
 airflow_parse_error(long http_status, const char *body, size_t len,
     struct airflow_error_text *out)
@@ -487,6 +532,10 @@ airflow_parse_error(long http_status, const char *body, size_t len,
 			out->detail = clip(body, i < 200 ? i : 200);
 	}
 	json_decref(j);
+	/* An answer may echo what was sent: the pipeline carries
+	 * OpenMetadata's bot token. */
+	airflow_redact(out->title);
+	airflow_redact(out->detail);
 }
 
 void

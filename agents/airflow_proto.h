@@ -143,6 +143,18 @@ enum airflow_run_state airflow_run_state_parse(const char *s);
  * Returns its stack_trace (points into j) or NULL; *at is its timestamp (ms
  * since the epoch), 0 when it has none or none was picked.
  */
+/* What airflow_redact() puts in place of a token. */
+#define AIRFLOW_REDACTED "[JWT redacted]"
+/*
+ * Replaces, in place, every JSON Web Token in s (two base64url runs that
+ * begin "eyJ", each of at least 10 characters, and a signature, joined by
+ * dots) with AIRFLOW_REDACTED, which is shorter. Returns s (NULL for NULL).
+ * Airflow's and the plugin's answers, and the traces of import errors, may
+ * quote the deployed pipeline, whose openMetadataServerConnection holds
+ * OpenMetadata's bot token: what autopilot stores, logs and serves of them
+ * goes through this.
+ */
+char *airflow_redact(char *s);
 const char *airflow_pick_import_error(const json_t *j, const char *dag_id,
     const char *fileloc, int64_t *at);
 /*

@@ -281,6 +281,19 @@ test_errors(void **state)
 	airflow_error_text_cleanup(&e);
 	ap_buf_cleanup(&b);
 
+	/* A token the answer quotes back (the deployed pipeline's bot token)
+	 * is redacted; words that merely start like one are kept. */
+	parse_err(400, "{\"error\": \"1 validation error: input_value={'jwtToken':"
+	    " 'eyJraWQiOiJHYjM4.eyJzdWIiOiJpbmdlc3Rpb24tYm90.c2lnbmF0dXJlLXBhcnQ-_x'}\"}",
+	    "Bad Request", "1 validation error: input_value={'jwtToken': '[JWT"
+	    " redacted]'}");
+	parse_err(500, "{\"detail\": \"eyJraWQiOiJHYjM4.eyJzdWIiOiJpbmdlc3Rpb24tYm90.\"}",
+	    NULL, "[JWT redacted]");
+	parse_err(500, "{\"detail\": \"eyJhbGc.eyJzdWIi.sig xeyJraWQiOiJHYjM4.eyJzdWIiOiJp.s"
+	    " eyJraWQiOiJHYjM4\"}", NULL, "eyJhbGc.eyJzdWIi.sig xeyJraWQiOiJHYjM4.eyJzdWIiOiJp.s"
+	    " eyJraWQiOiJHYjM4");
+	assert_null(airflow_redact(NULL));
+
 	assert_true(airflow_token_rejected(401, NULL));
 	e.title = "Forbidden";
 	e.detail = "Invalid JWT token";

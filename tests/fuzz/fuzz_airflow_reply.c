@@ -42,6 +42,22 @@ check_text(const char *s)
 	}
 }
 
+/* What was redacted once holds no token any more. */
+static void
+redacted_stays(const char *s)
+{
+	char *c;
+
+	if (s == NULL)
+		return;
+	c = strdup(s);
+	if (c == NULL)
+		abort();
+	if (strcmp(airflow_redact(c), s) != 0)
+		abort();
+	free(c);
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -68,6 +84,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		abort();
 	check_text(e.title);
 	check_text(e.detail);
+	redacted_stays(e.title);
+	redacted_stays(e.detail);
 	(void)airflow_token_rejected(st, &e);
 	airflow_error_text_cleanup(&e);
 
