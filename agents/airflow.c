@@ -617,15 +617,25 @@ token_done(const struct airflow_result *res, void *arg)
 	const char *tok = res->status == AIRFLOW_OK ? airflow_parse_token(res->body) : NULL;
 
 	if (tok == NULL) {
-		if (res->status == AIRFLOW_OK) {
-			struct airflow_result r = *res;
+		struct airflow_result r = *res;
 
+		if (res->status == AIRFLOW_OK) {
 			r.status = AIRFLOW_BAD_REPLY;
 			r.error.title = "Bad reply";
 			r.error.detail = "POST /auth/token answered without an access_token";
-			fail_waiters(&c->token_waiters, &r);
-		} else
-			fail_waiters(&c->token_waiters, res);
+		} else if (res->error.http_status == 404 || res->error.http_status == 405) {
+			/* No login route: not Airflow 3 (airflow.api "v2" set for
+			 * an Airflow 2, or a path prefix that is not Airflow's).
+			 * Its 404 must not read as "no such DAG" (not parsed yet,
+			 * waited on until the deadline), nor be retried. */
+			r.status = AIRFLOW_REJECTED;
+			r.error.title = "No Airflow 3 login";
+			r.error.detail = "POST /auth/token is not there: Airflow 3's API"
+			    " (airflow.api \"v2\") needs it; an Airflow 2 is \"v1\" (or"
+			    " \"auto\", which asks Airflow), or airflow.url's path is not"
+			    " Airflow's";
+		}
+		fail_waiters(&c->token_waiters, &r);
 		return;
 	}
 	bearer_set(c, tok);

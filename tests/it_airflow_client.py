@@ -178,9 +178,16 @@ def case_fixed_api_and_credentials(gen):
         else:
             assert [r["attempts"] for r in res] == [1, 1], res
         # The wrong generation fixed: Airflow answers 404 for the whole API.
+        # Airflow 3's login route missing is refused, not a DAG not found
+        # (which would be waited on as a DAG not parsed yet).
         other = "v1" if gen == "v2" else "v2"
         res = run(url(sim), [{"op": "get_dag", "dag_id": "d"}], "--api", other)
         assert res[0]["status"] in ("not_found", "rejected"), res
+        if other == "v2":
+            assert res[0]["status"] == "rejected" and res[0]["http_status"] == 404, res
+            assert 'an Airflow 2 is "v1"' in res[0]["detail"], res
+            assert [r["status"] for r in sim.log() if r["path"] == "/auth/token"] == [404], \
+                sim.log()
     finally:
         sim.stop()
 

@@ -327,6 +327,16 @@ def main():
         rc, _, err = cli(["run", "-c", conf, "sales_postgres"], env={"AUTOPILOT_AIRFLOW_PASSWORD": ""})
         check(rc == 2 and "AUTOPILOT_AIRFLOW_PASSWORD" in err and "no password is set" in err,
               "no Airflow password: %d %s" % (rc, err))
+        # Airflow 3's API set for an Airflow 2 (the simulator's default): its
+        # login route is not there, which is said at once, not waited on as
+        # a DAG not parsed yet.
+        v2conf = os.path.join(tmp, "v2.json")
+        with open(v2conf, "w") as f:
+            json.dump({"airflow": {"url": sim.url, "api": "v2"}, "scheduler": FAST,
+                       "state": {"path": state}}, f)
+        rc, _, err = cli(["run", "-c", v2conf, "sales_postgres", "--service-json", pg_file])
+        check(rc == 2 and "POST /auth/token is not there" in err and 'an Airflow 2 is "v1"' in err,
+              "airflow.api v2 for an Airflow 2: %d %s" % (rc, err))
         # An Airflow URL serve would refuse: exit 2 before the store is touched.
         fresh = os.path.join(tmp, "fresh.db")
         rc, _, err = cli(["run", "-c", conf, "sales_postgres", "--state", fresh],
