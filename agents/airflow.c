@@ -1342,8 +1342,10 @@ airflow_client_create(struct event_base *base, const struct airflow_config *cfg,
 	size_t n;
 
 	if (why != NULL) {
-		*cause = ap_xprintf("airflow.url: %s (got '%s')", why,
-		    cfg->base_url != NULL ? cfg->base_url : "");
+		char *shown = ap_url_shown(cfg->base_url);
+
+		*cause = ap_xprintf("airflow.url: %s (got '%s')", why, shown);
+		free(shown);
 		return NULL;
 	}
 	if ((unsigned)cfg->api >= AIRFLOW_API_MAX) {

@@ -484,10 +484,13 @@ static int
 check_om_url(const char *what, const char *url, char **cause)
 {
 	const char *why = ap_http_url_problem(url);
+	char *shown;
 
 	if (why != NULL) {
+		shown = ap_url_shown(url);
 		*cause = ap_xprintf("%s: %s, e.g. http://openmetadata:8585 (got '%s')",
-		    what, why, url);
+		    what, why, shown);
+		free(shown);
 		return -1;
 	}
 	return 0;

@@ -432,10 +432,13 @@ ap_http_url_problem(const char *url)
 		return "must be an http:// or https:// URL";
 	if (strpbrk(url, " \t\r\n?#") != NULL)
 		return "must have no query, fragment or white space";
-	/* The authority: [user@]host[:port], up to the path. */
+	/* The authority: host[:port], up to the path. Credentials in it
+	 * would be shown wherever the URL is (logs, config check). */
 	end = host + strcspn(host, "/");
 	if ((at = memchr(host, '@', (size_t)(end - host))) != NULL)
-		host = at + 1;
+		return "must hold no user name or password (user@host): Airflow's"
+		    " come from AUTOPILOT_AIRFLOW_USERNAME and AUTOPILOT_AIRFLOW_PASSWORD,"
+		    " OpenMetadata's token from AUTOPILOT_OPENMETADATA_TOKEN";
 	if (host[0] == '[') {
 		if ((port = memchr(host, ']', (size_t)(end - host))) == NULL ||
 		    port == host + 1)
@@ -458,6 +461,28 @@ ap_http_url_problem(const char *url)
 	ok = ap_parse_uint(digits, 1, 65535, &n) == 0;
 	free(digits);
 	return ok ? NULL : "its port must be a number from 1 to 65535";
+}
+
+char *
+ap_url_shown(const char *url)
+{
+	const char *auth = url != NULL ? strstr(url, "://") : NULL;
+	const char *at = NULL;
+	size_t i, n;
+
+	if (url == NULL)
+		return ap_xstrdup("");
+	if (auth == NULL)
+		return ap_xstrdup(url);
+	auth += 3;
+	/* The last '@' of the authority ends the user information. */
+	n = strcspn(auth, "/?#");
+	for (i = 0; i < n; i++)
+		if (auth[i] == '@')
+			at = auth + i;
+	if (at == NULL)
+		return ap_xstrdup(url);
+	return ap_xprintf("%.*s***%s", (int)(auth - url), url, at);
 }
 
 bool

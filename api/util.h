@@ -101,6 +101,9 @@ bool ap_http_url_ok(const char *url);
 /* NULL if ap_http_url_ok(url), else what is wrong ("its port must be a
  * number from 1 to 65535"; a static string). */
 const char *ap_http_url_problem(const char *url);
+/* url as it may be shown: user information (user:password@) as "***@". A
+ * new string ("" for NULL). */
+char *ap_url_shown(const char *url);
 /* Whether s[0..n) is valid UTF-8 (as jansson takes strings). */
 bool ap_utf8_valid(const char *s, size_t n);
 /* A new copy of s, each byte outside printable ASCII replaced by '?':

@@ -174,14 +174,13 @@ test_http_url_ok(void **state)
 {
 	static const char *const good[] = { "http://127.0.0.1:8080",
 		"https://airflow.example.com/", "http://af", "http://af/base/path",
-		"http://[::1]:8080", "http://[::1]", "https://u:p@af:443/x",
-		"http://af:1", "http://af:65535/" };
+		"http://[::1]:8080", "http://[::1]", "http://af:1", "http://af:65535/" };
 	static const char *const bad[] = { "http://:80", "http://127.0.0.1:",
 		"http://127.0.0.1:/", "https://:", "http://", "https://", "http:///x",
 		"http://[::1]:", "http://[]:80", "http://[::1]x", "http://u@:80",
 		"http://af:0", "http://af:65536", "http://af: 80", "http://af:+80",
 		"http://af:80x", "http://af:8:80", "ftp://af", "af:80", "http://af?x",
-		"http://af#f", "http://a f", "" };
+		"http://af#f", "http://a f", "", "https://u:p@af:443/x", "http://u@af" };
 	size_t i;
 
 	assert_false(ap_http_url_ok(NULL));
@@ -191,6 +190,29 @@ test_http_url_ok(void **state)
 	for (i = 0; i < AP_ARRAY_LEN(bad); i++)
 		if (ap_http_url_ok(bad[i]))
 			fail_msg("'%s' accepted", bad[i]);
+	assert_non_null(strstr(ap_http_url_problem("http://u:p@af"), "no user name"));
+}
+
+/* A URL shown (in a message) never shows a password. */
+static void
+test_url_shown(void **state)
+{
+	static const char *const cases[][2] = {
+		{ "https://admin:hunter2@af:8080/x@y", "https://***@af:8080/x@y" },
+		{ "http://a@b:p@w@af", "http://***@af" },
+		{ "http://af:8080/base", "http://af:8080/base" },
+		{ "notaurl", "notaurl" }, { "", "" } };
+	size_t i;
+	char *s;
+
+	for (i = 0; i < AP_ARRAY_LEN(cases); i++) {
+		s = ap_url_shown(cases[i][0]);
+		assert_string_equal(s, cases[i][1]);
+		free(s);
+	}
+	s = ap_url_shown(NULL);
+	assert_string_equal(s, "");
+	free(s);
 }
 
 /* Text from outside printed on a terminal: one line, no control characters,
@@ -263,6 +285,7 @@ main(void)
 		cmocka_unit_test(test_read_file_regular_only),
 		cmocka_unit_test(test_parse_uint),
 		cmocka_unit_test(test_http_url_ok),
+		cmocka_unit_test(test_url_shown),
 		cmocka_unit_test(test_term_text),
 		cmocka_unit_test(test_log_one_line),
 	};
