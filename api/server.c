@@ -577,7 +577,11 @@ struct pending {
 	int code;
 	unsigned accepted, repeated, ignored, invalid;
 	json_t *take;			/* run ids to hand to the scheduler */
+	json_t *notes;			/* log lines, said once committed */
 	uint64_t failures;		/* store_batch_failures() when stored */
+	/* What a delivery answered 503 stored before the store failed (no
+	 * answer, no count): handed over and said once committed. */
+	bool stored_only;
 };
 
 /* ---- Connections. ---- */
@@ -946,6 +950,19 @@ take_cb(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
+/* A delivery's events are committed: their runs go to the scheduler
+ * (take_cb), and what is to be said of them is said. */
+static void
+pending_commit(struct server *s, const struct pending *p)
+{
+	size_t j;
+
+	for (j = 0; j < json_array_size(p->take); j++)
+		json_array_append(s->take, json_array_get(p->take, j));
+	for (j = 0; j < json_array_size(p->notes); j++)
+		ap_info("%s", json_string_value(json_array_get(p->notes, j)));
+}
+
 static void
 flush_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -954,7 +971,7 @@ flush_cb(evutil_socket_t fd, short what, void *arg)
 	char *cause = NULL;
 	uint64_t failures;
 	bool flushed, ok;
-	size_t i, j;
+	size_t i;
 
 	(void)fd;
 	(void)what;
@@ -971,7 +988,10 @@ flush_cb(evutil_socket_t fd, short what, void *arg)
 		/* A batch that failed since this delivery was stored (here or in
 		 * the scheduler's flush) took it with it. */
 		ok = flushed && p->failures == failures;
-		if (!ok) {
+		if (p->stored_only) {
+			if (ok)
+				pending_commit(s, p);
+		} else if (!ok) {
 			s->outcomes[SERVER_UNAVAILABLE]++;
 			if (p->req != NULL)
 				reply_unavailable(p->req, "the state store cannot take the"
@@ -981,8 +1001,7 @@ flush_cb(evutil_socket_t fd, short what, void *arg)
 			s->outcomes[SERVER_REPEATED] += p->repeated;
 			s->outcomes[SERVER_IGNORED] += p->ignored;
 			s->outcomes[SERVER_INVALID] += p->invalid;
-			for (j = 0; j < json_array_size(p->take); j++)
-				json_array_append(s->take, json_array_get(p->take, j));
+			pending_commit(s, p);
 			if (p->code == 400)
 				s->outcomes[SERVER_BAD_REQUEST]++;
 			if (p->req != NULL)
@@ -991,10 +1010,23 @@ flush_cb(evutil_socket_t fd, short what, void *arg)
 		}
 		free(p->answer);
 		json_decref(p->take);
+		json_decref(p->notes);
 	}
 	s->npending = 0;
 	if (json_array_size(s->take) > 0)
 		event_active(s->take_ev, EV_TIMEOUT, 0);
+}
+
+/* Queues p (copied) for the turn's flush (flush_cb). */
+static void
+pending_add(struct server *s, const struct pending *p)
+{
+	if (s->npending == s->pending_cap) {
+		s->pending_cap = s->pending_cap == 0 ? 64 : s->pending_cap * 2;
+		s->pending = ap_xreallocarray(s->pending, s->pending_cap,
+		    sizeof *s->pending);
+	}
+	s->pending[s->npending++] = *p;
 }
 
 /* How a stored event was answered (webhook_accept). */
@@ -1005,13 +1037,15 @@ enum {
 };
 
 /* Adds one acted-on event to the open batch: its run id (a new string), or
- * NULL and *cause on failure; *how is ANSWER_* bits. */
+ * NULL and *cause on failure; *how is ANSWER_* bits. What is to be logged of
+ * it goes into notes, said once the batch is committed (a batch that fails
+ * stored nothing). */
 static char *
 webhook_accept(struct server *s, const struct webhook_event *ev, json_t *take,
-    unsigned *how, char **cause)
+    json_t *notes, unsigned *how, char **cause)
 {
 	enum store_result r;
-	char *entity, *run_id = NULL;
+	char *entity, *run_id = NULL, *note;
 	bool joined, follows;
 
 	entity = json_dumps(ev->entity, JSON_COMPACT | JSON_PRESERVE_ORDER);
@@ -1025,16 +1059,18 @@ webhook_accept(struct server *s, const struct webhook_event *ev, json_t *take,
 	*how = r == STORE_REPEAT ? ANSWER_REPEATED : joined ? ANSWER_JOINED |
 	    (follows ? ANSWER_FOLLOWS : 0) : 0;
 	if (joined)
-		ap_info("webhook: event %s (%s %s) joins the service's active run %s,"
-		    " which goes on with the entity it started with; %s", ev->id,
-		    ev->entity_type, ev->fqn, run_id, follows ? "a run of the whole"
-		    " plan with this event's entity follows it" : "it asks for"
+		note = ap_xprintf("webhook: event %s (%s %s) joins the service's active"
+		    " run %s, which goes on with the entity it started with; %s",
+		    ev->id, ev->entity_type, ev->fqn, run_id, follows ? "a run of the"
+		    " whole plan with this event's entity follows it" : "it asks for"
 		    " nothing more (the run's own entity, and the whole plan), and"
 		    " takes back a run an earlier event may have asked to follow");
 	else
-		ap_info("webhook: event %s (%s %s) %s: run %s", ev->id,
+		note = ap_xprintf("webhook: event %s (%s %s) %s: run %s", ev->id,
 		    ev->entity_type, ev->fqn, r == STORE_REPEAT ? "repeated" :
 		    "accepted", run_id);
+	json_array_append_new(notes, json_string(note));
+	free(note);
 	/*
 	 * A repeat too: its first delivery may have been answered 503 after
 	 * its run was committed (a later event of that delivery failed), and
@@ -1167,6 +1203,7 @@ handle_webhook(struct server *s, struct evhttp_request *req)
 	single = !b.batched && b.n == 1;
 	results = single ? NULL : json_array();
 	p.take = json_array();
+	p.notes = json_array();
 	p.failures = store_batch_failures(s->deps.store);
 	for (i = 0; i < b.n; i++) {
 		const struct webhook_event *ev = &b.events[i];
@@ -1200,7 +1237,8 @@ handle_webhook(struct server *s, struct evhttp_request *req)
 			goto store_failed;
 		/* Whoever opened the batch, this turn's flush answers. */
 		event_active(s->flush_ev, EV_TIMEOUT, 0);
-		if ((run_id = webhook_accept(s, ev, p.take, &how, &cause)) == NULL)
+		if ((run_id = webhook_accept(s, ev, p.take, p.notes, &how, &cause)) ==
+		    NULL)
 			goto store_failed;
 		if (how & ANSWER_REPEATED)
 			p.repeated++;
@@ -1250,16 +1288,12 @@ handle_webhook(struct server *s, struct evhttp_request *req)
 		    strlen(p.answer));
 		free(p.answer);
 		json_decref(p.take);
+		json_decref(p.notes);
 		return;
 	}
 	p.req = req;
 	p.conn = evhttp_request_get_connection(req);
-	if (s->npending == s->pending_cap) {
-		s->pending_cap = s->pending_cap == 0 ? 64 : s->pending_cap * 2;
-		s->pending = ap_xreallocarray(s->pending, s->pending_cap,
-		    sizeof *s->pending);
-	}
-	s->pending[s->npending++] = p;
+	pending_add(s, &p);
 	return;
 
 store_failed:
@@ -1271,7 +1305,16 @@ store_failed:
 	json_decref(results);
 	free(p.answer);
 	free(invalid);
-	json_decref(p.take);
+	/* The events before the one that failed stay in the batch (each is
+	 * a savepoint): once committed, their runs are driven. */
+	if (json_array_size(p.take) > 0) {
+		p.answer = NULL;
+		p.stored_only = true;
+		pending_add(s, &p);
+	} else {
+		json_decref(p.take);
+		json_decref(p.notes);
+	}
 	webhook_batch_cleanup(&b);
 }
 

@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import socket
 import sqlite3
 import sys
@@ -196,8 +197,9 @@ def main():
         srv.close()
 
     # A batch whose second event the store refuses: 503, the first event's
-    # run is committed all the same; delivered again, that event is a repeat
-    # and its run is driven at once (not left to a rescan, here none).
+    # run is committed all the same, and driven once committed (not left to
+    # a rescan, here none), and only then logged as accepted; delivered
+    # again, that event is a repeat.
     srv = Serve(sim.url, config={"scheduler": {"rescan_ms": 0}})
     try:
         srv.start()
@@ -210,6 +212,12 @@ def main():
                        eid="refused-1")
         st, body = srv.post_event({"data": [first, second]})
         check(st == 503, "a batch the store half refuses: %s %s" % (st, body))
+        runs = srv.wait_final(1, timeout=30)
+        check([(r["service"]["fqn"], r["state"]) for r in runs] == [("half_1", "succeeded")],
+              "the stored event's run driven: %s" % runs)
+        log = srv.log()
+        check(re.search(r"event %s \(databaseService half_1\) accepted" % first["id"], log) and
+              "refused-1 (" not in log, "accepted said of the stored event only: %s" % log[-3000:])
         db.execute("DROP TRIGGER refuse")
         db.commit()
         db.close()

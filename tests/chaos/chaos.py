@@ -737,6 +737,11 @@ def sc_disk(workdir):
         check(all(s in (503,) or 200 <= s < 300 for s in st), "disk full answers: %s" % st)
         check(st.count(503) > 0, "disk full: no 503 among %s" % st)
         check(drv.alive(), "autopilot exited when the disk was full: %s" % drv.serve.tail())
+        # What was answered 503 is not logged as accepted either.
+        log = drv.serve.tail(1 << 24)
+        said = [i for i, c in enumerate(st) if c == 503 and
+                re.search(r"event ev-full-%d \(\S+ \S+\) accepted" % i, log)]
+        check(not said, "503 answers logged as accepted: ev-full-%s" % said)
         notes.append("disk full: %d x 503, %d x 2xx (room left in the WAL)" % (st.count(503), ok))
         os.unlink(fill)
         time.sleep(1)
