@@ -2220,8 +2220,7 @@ route(struct evhttp_request *req, void *arg)
 		    "too many headers", msg);
 		free(msg);
 	}
-	else if (strcmp(path, RUNS_PATH) == 0 ||
-	    (ap_startswith(path, RUNS_PATH "/") && path[strlen(RUNS_PATH) + 1] != '\0'))
+	else if (strcmp(path, RUNS_PATH) == 0 || ap_startswith(path, RUNS_PATH "/"))
 		handle_runs(s, req, path);
 	else if (ap_startswith(path, SERVICES_PATH) && ap_endswith(path, RERUN_SUFFIX))
 		handle_rerun(s, req, path);

@@ -81,6 +81,9 @@ def main():
               "non-UTF-8 Content-Type: %s %r" % (st, body))
         st, body = srv.admin("GET", "/api/v1/runs/%FF")
         check(st == 404 and isinstance(body, dict), "run id %%FF: %s %r" % (st, body))
+        for bad in ("/api/v1/runs/", "/api/v1/runs/a/b"):
+            st, body = srv.admin("GET", bad)
+            check(st == 404 and body.get("detail") == "no such run", "%s: %s %r" % (bad, st, body))
         expect_400(srv, RERUN % ("databaseService", "%FF"), None, "percent-encoding")
         expect_400(srv, RERUN % ("%FF", "x"), None, "percent-encoding")
         # A '%' that starts no encoded byte is refused, not taken as it is.
