@@ -49,7 +49,7 @@ config_check_exec(int argc, char **argv)
 	struct config_flags flags = { .quiet = true };
 	const char *path = NULL;
 	char *cause = NULL, *text;
-	json_t *out, *w;
+	json_t *out, *w, *env_warnings;
 	size_t i;
 	int c, rc = AP_EXIT_USAGE;
 
@@ -89,6 +89,10 @@ config_check_exec(int argc, char **argv)
 	json_array_foreach(cfg.warnings, i, w)
 		fprintf(stderr, "autopilot: warning: %s: %s\n", cfg.file,
 		    json_string_value(w));
+	env_warnings = config_env_warnings();
+	json_array_foreach(env_warnings, i, w)
+		fprintf(stderr, "autopilot: warning: %s\n", json_string_value(w));
+	json_decref(env_warnings);
 	if (cfg.om_url == NULL)
 		fprintf(stderr, "autopilot: warning: openmetadata.url"
 		    " (AUTOPILOT_OPENMETADATA_URL) is not set: deployed agents cannot"

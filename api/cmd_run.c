@@ -1049,6 +1049,18 @@ run_exec(int argc, char **argv)
 		goto out;
 	}
 	fqn = argv[optind];
+	if (fqn[0] == '\0') {
+		fprintf(stderr, "autopilot: run: SERVICE_FQN is empty: give the"
+		    " service's fully qualified name\n");
+		goto out;
+	}
+	if (strlen(fqn) > WEBHOOK_MAX_FQN) {
+		/* As the webhook and the re-run endpoint refuse such a name. */
+		fprintf(stderr, "autopilot: run: SERVICE_FQN is longer than %d"
+		    " characters, which no service OpenMetadata sends has\n",
+		    WEBHOOK_MAX_FQN);
+		goto out;
+	}
 	if (!ap_utf8_valid(fqn, strlen(fqn))) {
 		fprintf(stderr, "autopilot: run: SERVICE_FQN is not UTF-8 text, as"
 		    " OpenMetadata's names are\n");

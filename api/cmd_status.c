@@ -87,10 +87,12 @@ print_table(const json_t *runs, FILE *f)
 		/* Airflow runs of it that go on, not yet marked failed. */
 		json_array_foreach(json_object_get(run, "airflow_runs_to_fail"), j,
 		    agent) {
+			long long tries = (long long)json_integer_value(
+			    json_object_get(agent, "tries"));
+
 			fprintf(f, "  still to be marked failed in Airflow: %s of %s,"
-			    " tried %lld times", str(agent, "dag_run_id", "?"),
-			    str(agent, "dag_id", "?"), (long long)json_integer_value(
-			    json_object_get(agent, "tries")));
+			    " tried %lld time%s", str(agent, "dag_run_id", "?"),
+			    str(agent, "dag_id", "?"), tries, tries == 1 ? "" : "s");
 			if (json_is_string(json_object_get(agent, "error")))
 				put_text(f, " (last: %s)", agent, "error");
 			fputc('\n', f);

@@ -754,6 +754,39 @@ config_read_file(const char *path, char **cause)
 	return root;
 }
 
+/* Every variable autopilot reads (README's table). */
+static const char *const env_known[] = { "AUTOPILOT_CONFIG", "AUTOPILOT_LISTEN",
+	"AUTOPILOT_STATE", "AUTOPILOT_LOG_LEVEL", "AUTOPILOT_LOG_FORMAT",
+	"AUTOPILOT_WEBHOOK_SECRET", "AUTOPILOT_ADMIN_TOKEN", "AUTOPILOT_AIRFLOW_URL",
+	"AUTOPILOT_AIRFLOW_USERNAME", "AUTOPILOT_AIRFLOW_PASSWORD",
+	"AUTOPILOT_OPENMETADATA_URL", "AUTOPILOT_OPENMETADATA_TOKEN", NULL };
+
+json_t *
+config_env_warnings(void)
+{
+	extern char **environ;
+	json_t *out = json_array();
+	char **e, *msg;
+	size_t n, i;
+
+	for (e = environ; e != NULL && *e != NULL; e++) {
+		if (strncmp(*e, "AUTOPILOT_", 10) != 0)
+			continue;
+		n = strcspn(*e, "=");
+		for (i = 0; env_known[i] != NULL; i++)
+			if (strlen(env_known[i]) == n && strncmp(*e, env_known[i], n) == 0)
+				break;
+		if (env_known[i] != NULL)
+			continue;
+		msg = ap_xprintf("environment: %.*s is not a variable autopilot reads;"
+		    " it is ignored (README.md lists those it reads)",
+		    (int)(n < 64 ? n : 64), *e);
+		json_array_append_new(out, json_string(msg));
+		free(msg);
+	}
+	return out;
+}
+
 int
 config_load(struct config *c, const char *path, const struct config_flags *flags,
     char **cause)
@@ -782,9 +815,15 @@ config_load(struct config *c, const char *path, const struct config_flags *flags
 	rc = 0;
 	/* Logged once, as the configuration says logs go. */
 	ap_log_setup(c->log_level, c->log_format);
-	if (flags == NULL || !flags->quiet)
+	if (flags == NULL || !flags->quiet) {
+		json_t *ew = config_env_warnings();
+
 		json_array_foreach(c->warnings, i, w)
 			ap_warn("%s: %s", c->file, json_string_value(w));
+		json_array_foreach(ew, i, w)
+			ap_warn("%s", json_string_value(w));
+		json_decref(ew);
+	}
 out:
 	free(err);
 	return rc;

@@ -112,6 +112,12 @@ void config_init(struct config *c);
 void config_cleanup(struct config *c);
 
 /*
+ * Warnings (a new array of strings) for variables named AUTOPILOT_* that are
+ * none autopilot reads: a typo such as AUTOPILOT_ADMIN_TOKN would leave a
+ * setting off without a word. config_load logs them unless quiet.
+ */
+json_t *config_env_warnings(void);
+/*
  * Loads the settings: defaults, then the file (path; NULL means
  * $AUTOPILOT_CONFIG if set, else no file), then the environment, then flags
  * (may be NULL). Every section of the file is checked, including those of

@@ -319,6 +319,11 @@ def main():
                             "--state", os.path.join(tmp, "event3.db")])
         check(rc == 2 and "--type is databaseService, but the ChangeEvent's entityType is"
               " messagingService" in err, "--type against entityType: %d %s" % (rc, err))
+        # A name no service has: refused before anything is asked of anyone.
+        for name, want in (("", "SERVICE_FQN is empty"), ("x" * 1025, "longer than 1024")):
+            rc, _, err = cli(["run", "-c", conf, name])
+            check(rc == 2 and want in err and "x" * 100 not in err,
+                  "run %r: %d %s" % (name[:10], rc, err))
         # Wrong or missing Airflow credentials: a configuration error, found by
         # the pre-flight check's authenticated request.
         rc, _, err = cli(["run", "-c", conf, "sales_postgres"], env={"AUTOPILOT_AIRFLOW_PASSWORD": "wrong"})

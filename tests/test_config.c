@@ -96,6 +96,26 @@ test_defaults(void **state)
 	config_cleanup(&c);
 }
 
+/* A variable named like autopilot's that is none it reads is warned about. */
+static void
+test_env_warnings(void **state)
+{
+	json_t *w;
+
+	setenv("AUTOPILOT_ADMIN_TOKN", "x", 1);
+	setenv("AUTOPILOT_ADMIN_TOKEN", "y", 1);
+	w = config_env_warnings();
+	assert_int_equal(json_array_size(w), 1);
+	assert_non_null(strstr(json_string_value(json_array_get(w, 0)),
+	    "AUTOPILOT_ADMIN_TOKN is not a variable autopilot reads"));
+	json_decref(w);
+	unsetenv("AUTOPILOT_ADMIN_TOKN");
+	w = config_env_warnings();
+	assert_int_equal(json_array_size(w), 0);
+	json_decref(w);
+	unsetenv("AUTOPILOT_ADMIN_TOKEN");
+}
+
 /* The shipped example must always load, and say what the defaults are. */
 static void
 test_example_loads(void **state)
@@ -630,6 +650,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup(test_defaults, setup),
 		cmocka_unit_test_setup(test_example_loads, setup),
+		cmocka_unit_test_setup(test_env_warnings, setup),
 		cmocka_unit_test_setup(test_precedence, setup),
 		cmocka_unit_test_setup(test_errors_name_key_path, setup),
 		cmocka_unit_test_setup(test_airflow_described, setup),
