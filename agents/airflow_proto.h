@@ -135,14 +135,6 @@ int64_t airflow_parse_time(const char *s);
 /* Parses a DAG run object. Strings point into j. -1 when not a DAG run. */
 int airflow_parse_run(const json_t *j, struct airflow_run *out);
 enum airflow_run_state airflow_run_state_parse(const char *s);
-/*
- * Picks the import error of the DAG from an ImportErrorCollection: the entry
- * whose filename is fileloc (2.x: the same absolute path; 3.x: the path
- * relative to the DAG bundle, which fileloc ends with), else the first whose
- * file is "<dag_id>.py", else the first whose filename contains dag_id.
- * Returns its stack_trace (points into j) or NULL; *at is its timestamp (ms
- * since the epoch), 0 when it has none or none was picked.
- */
 /* What airflow_redact() puts in place of a token. */
 #define AIRFLOW_REDACTED "[JWT redacted]"
 /*
@@ -155,6 +147,14 @@ enum airflow_run_state airflow_run_state_parse(const char *s);
  * goes through this.
  */
 char *airflow_redact(char *s);
+/*
+ * Picks the import error of the DAG from an ImportErrorCollection: the entry
+ * whose filename is fileloc (2.x: the same absolute path; 3.x: the path
+ * relative to the DAG bundle, which fileloc ends with), else the first whose
+ * file is "<dag_id>.py", else the first whose filename contains dag_id.
+ * Returns its stack_trace (points into j) or NULL; *at is its timestamp (ms
+ * since the epoch), 0 when it has none or none was picked.
+ */
 const char *airflow_pick_import_error(const json_t *j, const char *dag_id,
     const char *fileloc, int64_t *at);
 /*

@@ -172,7 +172,8 @@ static bool
 loopback_host(const char *host)
 {
 	return strcmp(host, "localhost") == 0 || strcmp(host, "::1") == 0 ||
-	    strncmp(host, "127.", 4) == 0;
+	    strcmp(host, "0:0:0:0:0:0:0:1") == 0 || strncmp(host, "127.", 4) == 0 ||
+	    strncmp(host, "::ffff:127.", 11) == 0;
 }
 
 static int

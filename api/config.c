@@ -766,7 +766,7 @@ config_env_warnings(void)
 {
 	extern char **environ;
 	json_t *out = json_array();
-	char **e, *msg;
+	char **e, *msg, *name, *shown;
 	size_t n, i;
 
 	for (e = environ; e != NULL && *e != NULL; e++) {
@@ -778,11 +778,14 @@ config_env_warnings(void)
 				break;
 		if (env_known[i] != NULL)
 			continue;
-		msg = ap_xprintf("environment: %.*s is not a variable autopilot reads;"
-		    " it is ignored (README.md lists those it reads)",
-		    (int)(n < 64 ? n : 64), *e);
+		name = ap_xstrndup(*e, n < 64 ? n : 64);
+		shown = ap_printable(name);
+		msg = ap_xprintf("environment: %s is not a variable autopilot reads;"
+		    " it is ignored (README.md lists those it reads)", shown);
 		json_array_append_new(out, json_string(msg));
 		free(msg);
+		free(shown);
+		free(name);
 	}
 	return out;
 }

@@ -1308,6 +1308,20 @@ store_failed:
 	/* The events before the one that failed stay in the batch (each is
 	 * a savepoint): once committed, their runs are driven. */
 	if (json_array_size(p.take) > 0) {
+		json_t *notes = json_array(), *w;
+		const char *line;
+		char *said;
+
+		/* Said as what they are: stored, though the delivery was not. */
+		json_array_foreach(p.notes, i, w) {
+			line = json_string_value(w);
+			said = ap_xprintf("%s (stored, though its delivery was answered"
+			    " 503 for a later event)", line);
+			json_array_append_new(notes, json_string(said));
+			free(said);
+		}
+		json_decref(p.notes);
+		p.notes = notes;
 		p.answer = NULL;
 		p.stored_only = true;
 		pending_add(s, &p);

@@ -423,22 +423,23 @@ ap_http_url_problem(const char *url)
 	const char *host = url == NULL ? NULL : ap_startswith(url, "http://") ?
 	    url + strlen("http://") : ap_startswith(url, "https://") ?
 	    url + strlen("https://") : NULL;
-	const char *end, *at, *port;
+	const char *end, *port;
 	unsigned long n;
 	char *digits;
 	bool ok;
 
 	if (host == NULL)
 		return "must be an http:// or https:// URL";
-	if (strpbrk(url, " \t\r\n?#") != NULL)
-		return "must have no query, fragment or white space";
-	/* The authority: host[:port], up to the path. Credentials in it
-	 * would be shown wherever the URL is (logs, config check). */
-	end = host + strcspn(host, "/");
-	if ((at = memchr(host, '@', (size_t)(end - host))) != NULL)
+	/* Credentials (user:password@, whatever the password holds) would be
+	 * shown wherever the URL is (logs, config check). */
+	if (strchr(host, '@') != NULL)
 		return "must hold no user name or password (user@host): Airflow's"
 		    " come from AUTOPILOT_AIRFLOW_USERNAME and AUTOPILOT_AIRFLOW_PASSWORD,"
 		    " OpenMetadata's token from AUTOPILOT_OPENMETADATA_TOKEN";
+	if (strpbrk(url, " \t\r\n?#") != NULL)
+		return "must have no query, fragment or white space";
+	/* The authority: host[:port], up to the path. */
+	end = host + strcspn(host, "/");
 	if (host[0] == '[') {
 		if ((port = memchr(host, ']', (size_t)(end - host))) == NULL ||
 		    port == host + 1)
@@ -467,20 +468,16 @@ char *
 ap_url_shown(const char *url)
 {
 	const char *auth = url != NULL ? strstr(url, "://") : NULL;
-	const char *at = NULL;
-	size_t i, n;
+	const char *at;
 
 	if (url == NULL)
 		return ap_xstrdup("");
 	if (auth == NULL)
 		return ap_xstrdup(url);
 	auth += 3;
-	/* The last '@' of the authority ends the user information. */
-	n = strcspn(auth, "/?#");
-	for (i = 0; i < n; i++)
-		if (auth[i] == '@')
-			at = auth + i;
-	if (at == NULL)
+	/* Up to the last '@' anywhere: a password may hold '/', '?' or '#'
+	 * typed as they are (a path with an '@' is hidden too). */
+	if ((at = strrchr(auth, '@')) == NULL)
 		return ap_xstrdup(url);
 	return ap_xprintf("%.*s***%s", (int)(auth - url), url, at);
 }

@@ -1595,8 +1595,9 @@ refused(const struct airflow_result *res)
 {
 	long st = res->error.http_status;
 
+	/* (404 rejected: Airflow 3's login route missing, see token_done.) */
 	return res->status == AIRFLOW_REJECTED && (st == 400 || st == 401 ||
-	    st == 403 || st == 422);
+	    st == 403 || st == 404 || st == 422);
 }
 
 /*

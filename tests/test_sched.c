@@ -1715,6 +1715,9 @@ test_never_imported_and_refused_unpause(void **state)
 	h->fake.beh[0].never_imported = false;
 	h->fake.beh[0].unpause_status = 403;
 	h_fails_unretried(h, "pg2", 4, "HTTP 403");
+	/* A 404 refused (not "no such DAG"): Airflow 3's login route missing. */
+	h->fake.beh[0].unpause_status = 404;
+	h_fails_unretried(h, "pg3", 5, "HTTP 404");
 	h_free(h);
 }
 

@@ -191,6 +191,8 @@ test_http_url_ok(void **state)
 		if (ap_http_url_ok(bad[i]))
 			fail_msg("'%s' accepted", bad[i]);
 	assert_non_null(strstr(ap_http_url_problem("http://u:p@af"), "no user name"));
+	assert_non_null(strstr(ap_http_url_problem("http://u:p#w@af"), "no user name"));
+	assert_non_null(strstr(ap_http_url_problem("http://u:p/w@af"), "no user name"));
 }
 
 /* A URL shown (in a message) never shows a password. */
@@ -198,8 +200,10 @@ static void
 test_url_shown(void **state)
 {
 	static const char *const cases[][2] = {
-		{ "https://admin:hunter2@af:8080/x@y", "https://***@af:8080/x@y" },
+		{ "https://admin:hunter2@af:8080/x", "https://***@af:8080/x" },
 		{ "http://a@b:p@w@af", "http://***@af" },
+		{ "http://admin:s3c#r/e?t@af:8080", "http://***@af:8080" },
+		{ "http://af/x@y", "http://***@y" },
 		{ "http://af:8080/base", "http://af:8080/base" },
 		{ "notaurl", "notaurl" }, { "", "" } };
 	size_t i;
