@@ -64,51 +64,17 @@ struct run_watch {
 
 /* ---- Where the entity comes from. ---- */
 
-/* "…/services/databaseServices/<id>" -> "databaseService" (new string), any
- * collection of services; NULL without such an href. */
-static char *
-href_collection_type(const json_t *entity)
-{
-	const char *href = json_string_value(json_object_get(entity, "href"));
-	const char *p, *end;
-
-	if (href == NULL || (p = strstr(href, "/services/")) == NULL)
-		return NULL;
-	p += strlen("/services/");
-	if ((end = strchr(p, '/')) == NULL || end == p || end[-1] != 's')
-		return NULL;
-	return ap_xstrndup(p, (size_t)(end - p - 1));
-}
-
 /* The href's type when it is one autopilot acts on (new string), or NULL. */
 static char *
 type_from_href(const json_t *entity)
 {
-	char *type = href_collection_type(entity);
+	char *type = filter_href_type(entity);
 
 	if (type != NULL && plan_service_kind(type) == NULL) {
 		free(type);
 		return NULL;
 	}
 	return type;
-}
-
-/*
- * The first filter key of keys_of (an object, borrowed) that a service of
- * kind does not have but another kind does, or NULL.
- */
-static const char *
-foreign_filter_key(const json_t *keys_of, const char *kind)
-{
-	const char *key;
-	json_t *v;
-
-	if (filter_kind_keys(kind) == NULL || !json_is_object(keys_of))
-		return NULL;
-	json_object_foreach((json_t *)keys_of, key, v)
-		if (filter_key_kind(key) != NULL && !filter_kind_has_key(kind, key))
-			return key;
-	return NULL;
 }
 
 /*
@@ -122,48 +88,35 @@ static int
 check_entity_type(const char *json_file, const json_t *entity, const char *type,
     bool from_event, char **cause)
 {
-	const json_t *config = json_object_get(json_object_get(entity, "connection"),
-	    "config");
-	const char *kind = plan_service_kind(type), *connector, *key;
-	char *said = href_collection_type(entity), *lead, *hint = NULL, *what = NULL;
-	int rc = AP_EXIT_USAGE;
+	struct filter_type_conflict c;
+	char *lead, *hint = NULL, *what;
+	const char *other;
 
+	if (!filter_type_conflict(entity, type, &c))
+		return AP_EXIT_OK;
 	lead = ap_xprintf("%s: %s %s", json_file, from_event ?
 	    "the ChangeEvent's entityType is" : "--type is", type);
-	if (said != NULL) {
-		if (strcmp(said, type) == 0)
-			rc = AP_EXIT_OK;
-		else {
-			if (!from_event)
-				hint = ap_xprintf(": give --type %s, or the entity of a"
-				    " %s", said, type);
-			*cause = ap_xprintf("%s, but the entity is a %s (its href"
-			    " '%s')%s", lead, said, json_string_value(json_object_get(
-			    entity, "href")), hint != NULL ? hint : "");
-		}
-		free(said);
-		goto out;
+	if (c.href_type != NULL) {
+		if (!from_event)
+			hint = ap_xprintf(": give --type %s, or the entity of a %s",
+			    c.href_type, type);
+		*cause = ap_xprintf("%s, but the entity is a %s (its href '%s')%s", lead,
+		    c.href_type, c.href, hint != NULL ? hint : "");
+	} else {
+		other = filter_key_kind(c.key);
+		what = c.connector != NULL ? ap_xprintf("the entity's connector %s is a"
+		    " %s connector", c.connector, other) : ap_xprintf("the entity's"
+		    " connection.config has %s, a filter of %s services", c.key, other);
+		if (!from_event)
+			hint = ap_xprintf(": give --type %sService, or the entity of a %s",
+			    other, type);
+		*cause = ap_xprintf("%s, but %s%s", lead, what, hint != NULL ? hint : "");
+		free(what);
 	}
-	connector = filter_service_connector(entity);
-	if ((key = foreign_filter_key(filter_defaults_for(connector), kind)) != NULL)
-		what = ap_xprintf("the entity's connector %s is a %s connector",
-		    connector, filter_key_kind(key));
-	else if ((key = foreign_filter_key(config, kind)) != NULL)
-		what = ap_xprintf("the entity's connection.config has %s, a filter of"
-		    " %s services", key, filter_key_kind(key));
-	else {
-		rc = AP_EXIT_OK;
-		goto out;
-	}
-	if (!from_event)
-		hint = ap_xprintf(": give --type %sService, or the entity of a %s",
-		    filter_key_kind(key), type);
-	*cause = ap_xprintf("%s, but %s%s", lead, what, hint != NULL ? hint : "");
-out:
 	free(lead);
-	free(what);
 	free(hint);
-	return rc;
+	filter_type_conflict_cleanup(&c);
+	return AP_EXIT_USAGE;
 }
 
 static size_t

@@ -353,6 +353,7 @@ parse_event(const json_t *ev, const char *where, unsigned max_depth,
     struct webhook_event *out, char **cause)
 {
 	const char *id, *etype, *entity_type, *entity_id, *fqn = NULL, *stype, *eid;
+	struct filter_type_conflict tc;
 	const char *ename;
 	char *ewhere = NULL;
 	json_t *ts, *entity = NULL, *conn, *v;
@@ -460,6 +461,23 @@ parse_event(const json_t *ev, const char *where, unsigned max_depth,
 	    !json_is_object(json_object_get(conn, "config"))))) {
 		*cause = ap_xprintf("%sconnection: must be an object with an object"
 		    " \"config\"", ewhere);
+		goto fail;
+	}
+	/* An entity that says it is of another type would be run as the
+	 * event's (a Postgres service's agents as a messaging service's). */
+	if (filter_type_conflict(entity, entity_type, &tc)) {
+		if (tc.href_type != NULL)
+			*cause = ap_xprintf("%sentityType: %s, but the entity is a %s"
+			    " (its href)", where, entity_type, tc.href_type);
+		else if (tc.connector != NULL)
+			*cause = ap_xprintf("%sentityType: %s, but the entity's"
+			    " connector %s is a %s connector", where, entity_type,
+			    tc.connector, filter_key_kind(tc.key));
+		else
+			*cause = ap_xprintf("%sentityType: %s, but the entity's"
+			    " connection.config has %s, a filter of %s services",
+			    where, entity_type, tc.key, filter_key_kind(tc.key));
+		filter_type_conflict_cleanup(&tc);
 		goto fail;
 	}
 	out->action = WEBHOOK_ACT;

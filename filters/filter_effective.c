@@ -362,6 +362,68 @@ filter_service_connector(const json_t *service)
 	return s;
 }
 
+char *
+filter_href_type(const json_t *entity)
+{
+	const char *href = json_string_value(json_object_get(entity, "href"));
+	const char *p, *end;
+
+	if (href == NULL || (p = strstr(href, "/services/")) == NULL)
+		return NULL;
+	p += strlen("/services/");
+	if ((end = strchr(p, '/')) == NULL || end == p || end[-1] != 's')
+		return NULL;
+	return ap_xstrndup(p, (size_t)(end - p - 1));
+}
+
+/* The first filter key of keys_of (an object) that a service of kind does
+ * not have but another kind does, or NULL. */
+static const char *
+foreign_filter_key(const json_t *keys_of, const char *kind)
+{
+	const char *key;
+	json_t *v;
+
+	if (filter_kind_keys(kind) == NULL || !json_is_object(keys_of))
+		return NULL;
+	json_object_foreach((json_t *)keys_of, key, v)
+		if (filter_key_kind(key) != NULL && !filter_kind_has_key(kind, key))
+			return key;
+	return NULL;
+}
+
+bool
+filter_type_conflict(const json_t *entity, const char *entity_type,
+    struct filter_type_conflict *c)
+{
+	const json_t *config = json_object_get(json_object_get(entity, "connection"),
+	    "config");
+	const char *kind = filter_kind_from_entity_type(entity_type);
+
+	memset(c, 0, sizeof *c);
+	c->href = json_string_value(json_object_get(entity, "href"));
+	if ((c->href_type = filter_href_type(entity)) != NULL) {
+		if (strcmp(c->href_type, entity_type) != 0)
+			return true;
+		filter_type_conflict_cleanup(c);
+		return false;
+	}
+	c->href = NULL;
+	c->connector = filter_service_connector(entity);
+	if ((c->key = foreign_filter_key(filter_defaults_for(c->connector), kind)) !=
+	    NULL)
+		return true;
+	c->connector = NULL;
+	return (c->key = foreign_filter_key(config, kind)) != NULL;
+}
+
+void
+filter_type_conflict_cleanup(struct filter_type_conflict *c)
+{
+	free(c->href_type);
+	memset(c, 0, sizeof *c);
+}
+
 /* "a string", "a number"...: what a JSON value is, for messages. */
 static const char *
 jtype_name(const json_t *v)

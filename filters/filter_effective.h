@@ -77,6 +77,29 @@ const char *filter_key_kind(const char *key);
 /* Whether key is one of kind's filter keys (false for an unknown kind). */
 bool filter_kind_has_key(const char *kind, const char *key);
 
+/* An entity's href "…/services/databaseServices/<id>" -> "databaseService"
+ * (new string), any collection of services; NULL without such an href. */
+char *filter_href_type(const json_t *entity);
+
+/* What says a service entity is of another type than it is taken for. */
+struct filter_type_conflict {
+	char *href_type;	/* its href's collection ("databaseService"), new */
+	const char *href;	/* ... the href (borrowed) */
+	const char *connector;	/* its connector, whose built-in defaults ... */
+	const char *key;	/* ... or its connection.config have this key of
+				   another kind (borrowed) */
+};
+/*
+ * Whether entity contradicts entity_type (a service type autopilot acts
+ * on): its href's collection of services, when it has one, decides; else
+ * the filter keys of its connector's built-in defaults, then those of its
+ * own connection.config (a schemaFilterPattern makes a database service).
+ * true and *c filled (free with filter_type_conflict_cleanup), or false.
+ */
+bool filter_type_conflict(const json_t *entity, const char *entity_type,
+    struct filter_type_conflict *c);
+void filter_type_conflict_cleanup(struct filter_type_conflict *c);
+
 /*
  * The effective filters of a service entity (borrowed; its "serviceType", or
  * connection.config.type, names the connector) of the given kind. cfg may be

@@ -205,6 +205,10 @@ expect_invalid(const char *body, enum webhook_parse_result want, const char *cau
 static const char pg_entity[] = "{\"id\": \"00000000-0000-0000-0000-0000000000a1\","
     " \"name\": \"pg\", \"fullyQualifiedName\": \"pg\","
     " \"serviceType\": \"Postgres\", \"connection\": {\"config\": {\"type\": \"Postgres\"}}}";
+/* A service whose connector has no built-in defaults: any kind's. */
+static const char any_entity[] = "{\"id\": \"00000000-0000-0000-0000-0000000000a1\","
+    " \"name\": \"x\", \"fullyQualifiedName\": \"x\","
+    " \"serviceType\": \"CustomThing\", \"connection\": {\"config\": {}}}";
 
 static void
 test_decisions(void **state)
@@ -226,7 +230,7 @@ test_decisions(void **state)
 		{ "metadataService", "metadata" }, { "storageService", "storage" },
 		{ "searchService", "search" }, { "apiService", "api" } };
 	for (size_t i = 0; i < AP_ARRAY_LEN(kinds); i++) {
-		assert_int_equal(parse(event("entityCreated", kinds[i][0], pg_entity), &b,
+		assert_int_equal(parse(event("entityCreated", kinds[i][0], any_entity), &b,
 		    &cause), WEBHOOK_PARSE_OK);
 		assert_int_equal(b.events[0].action, WEBHOOK_ACT);
 		assert_string_equal(b.events[0].kind, kinds[i][1]);
@@ -275,6 +279,33 @@ test_event_and_entity_agree(void **state)
 	    " \"entity\": {\"id\": \"l1\", \"fullyQualifiedName\": \"b\","
 	    " \"serviceType\": \"Looker\"}}", WEBHOOK_PARSE_INVALID,
 	    "entityId: not the entity's id");
+	/* An entity that says it is of another type: its href, else its
+	 * connector's defaults, else its own filter keys. */
+	expect_invalid("{\"id\": \"e3\", \"eventType\": \"entityCreated\","
+	    " \"entityType\": \"messagingService\", \"entityId\": \"p1\", \"timestamp\": 1,"
+	    " \"entity\": {\"id\": \"p1\", \"fullyQualifiedName\": \"b\", \"serviceType\":"
+	    " \"CustomThing\", \"href\": \"http://om:8585/api/v1/services/databaseServices/p1\"}}",
+	    WEBHOOK_PARSE_INVALID, "entityType: messagingService, but the entity is a"
+	    " databaseService (its href)");
+	expect_invalid("{\"id\": \"e3\", \"eventType\": \"entityCreated\","
+	    " \"entityType\": \"messagingService\", \"entityId\": \"p1\", \"timestamp\": 1,"
+	    " \"entity\": {\"id\": \"p1\", \"fullyQualifiedName\": \"b\", \"serviceType\":"
+	    " \"Postgres\"}}", WEBHOOK_PARSE_INVALID, "entityType: messagingService, but"
+	    " the entity's connector Postgres is a database connector");
+	expect_invalid("{\"id\": \"e3\", \"eventType\": \"entityCreated\","
+	    " \"entityType\": \"dashboardService\", \"entityId\": \"p1\", \"timestamp\": 1,"
+	    " \"entity\": {\"id\": \"p1\", \"fullyQualifiedName\": \"b\", \"serviceType\":"
+	    " \"CustomThing\", \"connection\": {\"config\": {\"topicFilterPattern\":"
+	    " {}}}}}", WEBHOOK_PARSE_INVALID, "entityType: dashboardService, but the"
+	    " entity's connection.config has topicFilterPattern, a filter of messaging"
+	    " services");
+	/* Its own href agrees: taken, whatever else it says. */
+	assert_int_equal(parse("{\"id\": \"e3\", \"eventType\": \"entityCreated\","
+	    " \"entityType\": \"databaseService\", \"entityId\": \"p1\", \"timestamp\": 1,"
+	    " \"entity\": {\"id\": \"p1\", \"fullyQualifiedName\": \"b\", \"serviceType\":"
+	    " \"Postgres\", \"href\": \"http://om/api/v1/services/databaseServices/p1\"}}",
+	    &b, &cause), WEBHOOK_PARSE_OK);
+	webhook_batch_cleanup(&b);
 	/* The same UUID in either case is the same id. */
 	assert_int_equal(parse("{\"id\": \"e2\", \"eventType\": \"entityCreated\","
 	    " \"entityType\": \"dashboardService\", \"entityId\": \"AB-12\","
