@@ -755,10 +755,16 @@ probe_airflow(struct ap_runtime *rt, const struct config *cfg, char **cause)
 	if (probe_refused(cfg, &p, cause))
 		return AP_EXIT_USAGE;
 	if (p.status != AIRFLOW_OK) {
+		/* Airflow answered that there is no such route: a setup to fix
+		 * (the plugin, airflow.api, the URL's path), not an Airflow down. */
 		*cause = ap_xprintf("Airflow at %s: health check of the OpenMetadata"
-		    " plugin failed: %s", cfg->airflow_url, p.detail);
+		    " plugin failed: %s%s", cfg->airflow_url, p.detail,
+		    p.status == AIRFLOW_NOT_FOUND ? " (is the OpenMetadata plugin"
+		    " installed, airflow.api right for this Airflow, and airflow.url's"
+		    " path Airflow's?)" : "");
 		free(p.detail);
-		return p.status == AIRFLOW_REJECTED ? AP_EXIT_USAGE : AP_EXIT_UNREACHABLE;
+		return p.status == AIRFLOW_REJECTED || p.status == AIRFLOW_NOT_FOUND ?
+		    AP_EXIT_USAGE : AP_EXIT_UNREACHABLE;
 	}
 
 	memset(&p, 0, sizeof p);

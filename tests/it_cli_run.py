@@ -342,6 +342,14 @@ def main():
         rc, _, err = cli(["run", "-c", v2conf, "sales_postgres", "--service-json", pg_file])
         check(rc == 2 and "POST /auth/token is not there" in err and 'an Airflow 2 is "v1"' in err,
               "airflow.api v2 for an Airflow 2: %d %s" % (rc, err))
+        # No plugin where it is looked for (a path that is not Airflow's): a
+        # setup to fix, not an Airflow down.
+        with open(v2conf, "w") as f:
+            json.dump({"airflow": {"url": sim.url + "/nothere"}, "scheduler": FAST,
+                       "state": {"path": state}}, f)
+        rc, _, err = cli(["run", "-c", v2conf, "sales_postgres", "--service-json", pg_file])
+        check(rc == 2 and "health check of the OpenMetadata plugin failed" in err and
+              "is the OpenMetadata plugin installed" in err, "no plugin route: %d %s" % (rc, err))
         # An Airflow URL serve would refuse: exit 2 before the store is touched.
         fresh = os.path.join(tmp, "fresh.db")
         rc, _, err = cli(["run", "-c", conf, "sales_postgres", "--state", fresh],
