@@ -2025,9 +2025,13 @@ sched_agent_cb(const struct airflow_result *res, void *arg)
 			sched_agent_after(a, ACT_UNPAUSE, 0);
 			break;
 		}
-		if (!sp->run)
-			sched_agent_set_state(a, SCHED_AGENT_SUCCEEDED, NULL);
-		else
+		if (!sp->run) {
+			/* Deploy only: said, so that its success is not read
+			 * as a run that went well. */
+			text = ap_xprintf("deployed and unpaused, not run"
+			    " (agents.%s.run is false)", agent_name(a));
+			sched_agent_set_state(a, SCHED_AGENT_SUCCEEDED, text);
+		} else
 			sched_agent_set_state(a, SCHED_AGENT_QUEUED, NULL);
 		break;
 	case ACT_TRIGGER:

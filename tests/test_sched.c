@@ -1580,8 +1580,11 @@ test_unsupported_counts_as_success_and_deploy_only(void **state)
 	st = h_status(h, id);
 	assert_string_equal(agent_state(st, "usage"), "skipped");
 	assert_string_equal(agent_error(st, "usage"), "unsupported by the service");
-	/* profiler runs after an unsupported usage, deployed but not triggered. */
+	/* profiler runs after an unsupported usage, deployed but not triggered,
+	 * and says so. */
 	assert_string_equal(agent_state(st, "profiler"), "succeeded");
+	assert_string_equal(agent_error(st, "profiler"), "deployed and unpaused, not run"
+	    " (agents.profiler.run is false)");
 	assert_int_equal(log_count(h, "deploy", "pg__profiler"), 1);
 	assert_int_equal(log_count(h, "trigger", "pg__profiler"), 0);
 	assert_int_equal(log_count(h, "deploy", "pg__usage"), 0);
