@@ -629,8 +629,7 @@ token_done(const struct airflow_result *res, void *arg)
 			 * Its 404 must not read as "no such DAG" (not parsed yet,
 			 * waited on until the deadline), nor be retried. */
 			r.status = AIRFLOW_REJECTED;
-			r.error.http_status = 404;	/* 405 too: no such route */
-			r.error.title = "No Airflow 3 login";
+			r.error.title = AIRFLOW_NO_LOGIN;
 			r.error.detail = "POST /auth/token is not there: Airflow 3's API"
 			    " (airflow.api \"v2\") needs it; an Airflow 2 is \"v1\" (or"
 			    " \"auto\", which asks Airflow), or airflow.url's path is not"

@@ -59,6 +59,10 @@ enum airflow_status {
 };
 const char *airflow_status_name(enum airflow_status s);
 
+/* The title of a request refused because Airflow 3's login route is not
+ * there (POST /auth/token answered 404 or 405): a setup to fix. */
+#define AIRFLOW_NO_LOGIN "No Airflow 3 login"
+
 /* One error value for both APIs' formats (RFC 7807 on 2.x, {"detail"} on 3.x). */
 struct airflow_error {
 	long http_status;	/* 0 when no HTTP answer (network error) */

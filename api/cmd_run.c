@@ -64,19 +64,6 @@ struct run_watch {
 
 /* ---- Where the entity comes from. ---- */
 
-/* The href's type when it is one autopilot acts on (new string), or NULL. */
-static char *
-type_from_href(const json_t *entity)
-{
-	char *type = filter_href_type(entity);
-
-	if (type != NULL && plan_service_kind(type) == NULL) {
-		free(type);
-		return NULL;
-	}
-	return type;
-}
-
 /*
  * --type against what a --service-json entity says it is: its href's
  * collection ("/services/databaseServices/…") when it has one, else the
@@ -234,7 +221,7 @@ event_entity(const struct config *cfg, const char *json_file, char **type,
 	else if (et != NULL) {
 		*type = ap_xstrdup(et);
 		rc = check_entity_type(json_file, *entity, *type, true, cause);
-	} else if ((*type = type_from_href(*entity)) == NULL) {
+	} else if ((*type = filter_href_type(*entity)) == NULL) {
 		*cause = ap_xprintf("%s: cannot tell the service type (no"
 		    " entityType, and no \"href\" naming it): give --type, e.g."
 		    " --type databaseService", json_file);
@@ -284,7 +271,7 @@ find_entity(const struct config *cfg, struct store *st, const char *fqn,
 			return event_entity(cfg, json_file, type, entity, cause);
 		if (*type != NULL)
 			return check_entity_type(json_file, *entity, *type, false, cause);
-		if ((*type = type_from_href(*entity)) == NULL) {
+		if ((*type = filter_href_type(*entity)) == NULL) {
 			*cause = ap_xprintf("%s: cannot tell the service type (no"
 			    " \"href\" naming it): give --type, e.g. --type"
 			    " databaseService", json_file);
@@ -757,11 +744,16 @@ probe_airflow(struct ap_runtime *rt, const struct config *cfg, char **cause)
 	if (p.status != AIRFLOW_OK) {
 		/* Airflow answered that there is no such route: a setup to fix
 		 * (the plugin, airflow.api, the URL's path), not an Airflow down. */
+		const char *hint = "";
+
+		if (p.status == AIRFLOW_NOT_FOUND)	/* the client may ask the first */
+			hint = p.detail != NULL && strstr(p.detail, "installed") != NULL ?
+			    " (and is airflow.api right for this Airflow, airflow.url's"
+			    " path Airflow's?)" : " (is the OpenMetadata plugin installed,"
+			    " airflow.api right for this Airflow, and airflow.url's path"
+			    " Airflow's?)";
 		*cause = ap_xprintf("Airflow at %s: health check of the OpenMetadata"
-		    " plugin failed: %s%s", cfg->airflow_url, p.detail,
-		    p.status == AIRFLOW_NOT_FOUND ? " (is the OpenMetadata plugin"
-		    " installed, airflow.api right for this Airflow, and airflow.url's"
-		    " path Airflow's?)" : "");
+		    " plugin failed: %s%s", cfg->airflow_url, p.detail, hint);
 		free(p.detail);
 		return p.status == AIRFLOW_REJECTED || p.status == AIRFLOW_NOT_FOUND ?
 		    AP_EXIT_USAGE : AP_EXIT_UNREACHABLE;

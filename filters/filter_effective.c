@@ -366,14 +366,25 @@ char *
 filter_href_type(const json_t *entity)
 {
 	const char *href = json_string_value(json_object_get(entity, "href"));
-	const char *p, *end;
+	const char *p = NULL, *q, *end;
+	char *type;
 
-	if (href == NULL || (p = strstr(href, "/services/")) == NULL)
+	/* The last "/services/": a proxy's path before it may hold one. */
+	for (q = href; q != NULL && (q = strstr(q, "/services/")) != NULL; q++)
+		p = q;
+	if (p == NULL)
 		return NULL;
 	p += strlen("/services/");
-	if ((end = strchr(p, '/')) == NULL || end == p || end[-1] != 's')
+	if ((end = strchr(p, '/')) == NULL || (size_t)(end - p) <= strlen("Services") ||
+	    strncmp(end - strlen("Services"), "Services", strlen("Services")) != 0)
 		return NULL;
-	return ap_xstrndup(p, (size_t)(end - p - 1));
+	type = ap_xstrndup(p, (size_t)(end - p - 1));
+	/* Only a service type autopilot knows says anything. */
+	if (filter_kind_from_entity_type(type) == NULL) {
+		free(type);
+		return NULL;
+	}
+	return type;
 }
 
 /* The first filter key of keys_of (an object) that a service of kind does

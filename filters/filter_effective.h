@@ -78,7 +78,8 @@ const char *filter_key_kind(const char *key);
 bool filter_kind_has_key(const char *kind, const char *key);
 
 /* An entity's href "…/services/databaseServices/<id>" -> "databaseService"
- * (new string), any collection of services; NULL without such an href. */
+ * (new string; the last "/services/" of it), a service type of a kind
+ * autopilot knows; NULL without such an href. */
 char *filter_href_type(const json_t *entity);
 
 /* What says a service entity is of another type than it is taken for. */

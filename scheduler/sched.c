@@ -1584,6 +1584,15 @@ agent_import_confirmed(struct sched_agent *a, int64_t at)
 	return a->import_later >= 2;
 }
 
+/* Airflow 3's login route is not there (airflow.api "v2" for an Airflow 2):
+ * fixed with the setup, never by trying again. */
+static bool
+no_login(const struct airflow_result *res)
+{
+	return res->status == AIRFLOW_REJECTED && res->error.title != NULL &&
+	    strcmp(res->error.title, AIRFLOW_NO_LOGIN) == 0;
+}
+
 /* Airflow refused the request as it stands: a bad request, credentials it
  * does not take, a user without the permission, a body it does not accept.
  * A new attempt (a redeploy, a wait for the parse) would meet the same
@@ -1595,9 +1604,8 @@ refused(const struct airflow_result *res)
 {
 	long st = res->error.http_status;
 
-	/* (404 rejected: Airflow 3's login route missing, see token_done.) */
 	return res->status == AIRFLOW_REJECTED && (st == 400 || st == 401 ||
-	    st == 403 || st == 404 || st == 422);
+	    st == 403 || st == 422 || no_login(res));
 }
 
 /*
@@ -1856,8 +1864,9 @@ halt_hopeless(const struct airflow_result *res)
 {
 	int st = res->error.http_status;
 
-	return res->status == AIRFLOW_REJECTED && (st == 400 || st == 405 ||
-	    st == 409 || st == 422);
+	/* (A login route missing is fixed with the setup: the halt waits.) */
+	return res->status == AIRFLOW_REJECTED && !no_login(res) && (st == 400 ||
+	    st == 405 || st == 409 || st == 422);
 }
 
 /* How long after a failed try at marking an Airflow run failed (tries
@@ -2028,8 +2037,9 @@ sched_agent_cb(const struct airflow_result *res, void *arg)
 		if (!sp->run) {
 			/* Deploy only: said, so that its success is not read
 			 * as a run that went well. */
-			text = ap_xprintf("deployed and unpaused, not run"
-			    " (agents.%s.run is false)", agent_name(a));
+			text = ap_xprintf("deployed and unpaused (Airflow runs it on"
+			    " its schedule), not triggered (agents.%s.run is false)",
+			    agent_name(a));
 			sched_agent_set_state(a, SCHED_AGENT_SUCCEEDED, text);
 		} else
 			sched_agent_set_state(a, SCHED_AGENT_QUEUED, NULL);

@@ -128,6 +128,7 @@ struct fake {
 	int in_air;
 	int max_in_air;
 	int deps_in_air, max_deps_in_air;	/* dependent_deploy requests */
+	const char *unpause_title;	/* of a refused unpause (unpause_status) */
 	int64_t created_ms;		/* wall clock at h_new */
 	int64_t stamps;			/* STAMP_EACH stamps given */
 };
@@ -420,7 +421,8 @@ f_unpause(void *impl, const char *dag_id, int64_t errors_since, airflow_cb cb,
 	if (q->res.status == AIRFLOW_OK && b->unpause_status != 0) {
 		q->res.status = AIRFLOW_REJECTED;
 		q->res.error.http_status = b->unpause_status;
-		q->res.error.title = "Forbidden";
+		q->res.error.title = f->unpause_title != NULL ? f->unpause_title :
+		    "Forbidden";
 		return (struct airflow_req *)q;
 	}
 	d = fake_dag(f, dag_id, false);
@@ -1583,8 +1585,8 @@ test_unsupported_counts_as_success_and_deploy_only(void **state)
 	/* profiler runs after an unsupported usage, deployed but not triggered,
 	 * and says so. */
 	assert_string_equal(agent_state(st, "profiler"), "succeeded");
-	assert_string_equal(agent_error(st, "profiler"), "deployed and unpaused, not run"
-	    " (agents.profiler.run is false)");
+	assert_string_equal(agent_error(st, "profiler"), "deployed and unpaused (Airflow"
+	    " runs it on its schedule), not triggered (agents.profiler.run is false)");
 	assert_int_equal(log_count(h, "deploy", "pg__profiler"), 1);
 	assert_int_equal(log_count(h, "trigger", "pg__profiler"), 0);
 	assert_int_equal(log_count(h, "deploy", "pg__usage"), 0);
@@ -1718,9 +1720,10 @@ test_never_imported_and_refused_unpause(void **state)
 	h->fake.beh[0].never_imported = false;
 	h->fake.beh[0].unpause_status = 403;
 	h_fails_unretried(h, "pg2", 4, "HTTP 403");
-	/* A 404 refused (not "no such DAG"): Airflow 3's login route missing. */
-	h->fake.beh[0].unpause_status = 404;
-	h_fails_unretried(h, "pg3", 5, "HTTP 404");
+	/* Airflow 3's login route missing: not "no such DAG", not retried. */
+	h->fake.beh[0].unpause_status = 405;
+	h->fake.unpause_title = AIRFLOW_NO_LOGIN;
+	h_fails_unretried(h, "pg3", 5, "HTTP 405 No Airflow 3 login");
 	h_free(h);
 }
 

@@ -299,6 +299,21 @@ test_event_and_entity_agree(void **state)
 	    " {}}}}}", WEBHOOK_PARSE_INVALID, "entityType: dashboardService, but the"
 	    " entity's connection.config has topicFilterPattern, a filter of messaging"
 	    " services");
+	/* A proxy's path before OpenMetadata's says nothing: the last
+	 * "/services/" is OpenMetadata's. */
+	assert_int_equal(parse("{\"id\": \"e3\", \"eventType\": \"entityCreated\","
+	    " \"entityType\": \"databaseService\", \"entityId\": \"p1\", \"timestamp\": 1,"
+	    " \"entity\": {\"id\": \"p1\", \"fullyQualifiedName\": \"b\", \"serviceType\":"
+	    " \"Postgres\", \"href\": \"https://gw/services/tools/api/v1/services/"
+	    "databaseServices/p1\"}}", &b, &cause), WEBHOOK_PARSE_OK);
+	webhook_batch_cleanup(&b);
+	/* Nor does a collection that is no service type autopilot knows. */
+	assert_int_equal(parse("{\"id\": \"e3\", \"eventType\": \"entityCreated\","
+	    " \"entityType\": \"databaseService\", \"entityId\": \"p1\", \"timestamp\": 1,"
+	    " \"entity\": {\"id\": \"p1\", \"fullyQualifiedName\": \"b\", \"serviceType\":"
+	    " \"Postgres\", \"href\": \"https://om/api/v1/services/widgetServices/p1\"}}",
+	    &b, &cause), WEBHOOK_PARSE_OK);
+	webhook_batch_cleanup(&b);
 	/* Its own href agrees: taken, whatever else it says. */
 	assert_int_equal(parse("{\"id\": \"e3\", \"eventType\": \"entityCreated\","
 	    " \"entityType\": \"databaseService\", \"entityId\": \"p1\", \"timestamp\": 1,"
