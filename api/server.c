@@ -1931,6 +1931,13 @@ probe_done(const struct airflow_result *res, void *arg)
 			    " AUTOPILOT_AIRFLOW_PASSWORD (or airflow.username and"
 			    " airflow.password_file) are right", s->cfg->airflow_url,
 			    s->cfg->airflow_username, s->airflow_error);
+	} else if (!s->airflow_ok && res->status == AIRFLOW_NOT_FOUND) {
+		/* It answers: the route is not there. */
+		if (first || was_ok)
+			ap_warn("Airflow at %s has no OpenMetadata plugin route there"
+			    " (%s): every deploy will fail until the plugin is installed"
+			    " and airflow.url (and airflow.api) are right",
+			    s->cfg->airflow_url, s->airflow_error);
 	} else if (first && !s->airflow_ok)
 		ap_warn("Airflow at %s does not answer (%s); serving anyway: runs are"
 		    " stored and wait for Airflow", s->cfg->airflow_url,

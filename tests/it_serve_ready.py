@@ -238,8 +238,27 @@ def wrong_password():
         sim.close()
 
 
+def no_plugin():
+    """An Airflow that answers, with no plugin route where it is looked for
+    (a path that is not Airflow's): said as that, not as an Airflow down."""
+    sim = Sim({"parse_delay_ms": 50})
+    srv = Serve(sim.url + "/nothere")
+    try:
+        srv.start()
+        st, body = readyz(srv, 8)
+        check(st == 503 and body.get("airflow") == "rejected" and "404" in body["airflow_error"],
+              "readyz with no plugin route: %s %s" % (st, body))
+        wait_log(srv, "has no OpenMetadata plugin route there", 10)
+        check("does not answer" not in srv.log(), "not said to be down: %s" % srv.log()[-2000:])
+        check(srv.stop() == 0, "clean stop")
+    finally:
+        srv.close()
+        sim.close()
+
+
 def main():
     wrong_password()
+    no_plugin()
     no_airflow()
     hung_airflow()
     hung_airflow_defaults()
