@@ -30,6 +30,9 @@
 
 #define WEBHOOK_PATH "/api/v1/webhooks/openmetadata"
 #define RUNS_PATH "/api/v1/runs"
+/* A 503's detail for the runs, which may be read without a token (the
+ * store's own words, its path among them, are logged). */
+#define RUNS_UNREADABLE "the state store cannot be read now; try again later"
 #define SERVICES_PATH "/api/v1/services/"
 #define RERUN_SUFFIX "/rerun"
 /* Bytes of request headers libevent reads before it gives up (431-like close). */
@@ -1367,9 +1370,13 @@ runs_done(struct workq_job *wj)
 		reply_error(j->req, 404, "Not Found", "not found", msg);
 		free(shown);
 		free(msg);
-	} else if (j->req != NULL && j->r != STORE_OK)
-		reply_unavailable(j->req, j->cause);
-	else if (j->req != NULL)
+	} else if (j->req != NULL && j->r != STORE_OK) {
+		/* The store's own words (its path among them) go to the log:
+		 * the runs may be read without a token. */
+		ap_warn("runs: cannot be read: %s", j->cause != NULL ? j->cause :
+		    "state store error");
+		reply_unavailable(j->req, RUNS_UNREADABLE);
+	} else if (j->req != NULL)
 		reply_text(j->req, 200, "OK", j->text, strlen(j->text));
 	free(j->text);
 	free(j->run_id);
@@ -1391,7 +1398,8 @@ runs_start(struct server *s, struct evhttp_request *req, char *run_id, char *fqn
 	char *cause = NULL;
 
 	if (store_flush(s->deps.store, &cause) != STORE_OK) {
-		reply_unavailable(req, cause);
+		ap_warn("runs: cannot be read: %s", cause);
+		reply_unavailable(req, RUNS_UNREADABLE);
 		free(cause);
 		free(run_id);
 		free(fqn);
