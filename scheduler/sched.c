@@ -2038,8 +2038,8 @@ sched_agent_cb(const struct airflow_result *res, void *arg)
 			/* Deploy only: said, so that its success is not read
 			 * as a run that went well. */
 			text = ap_xprintf("deployed and unpaused (Airflow runs it on"
-			    " its schedule), not triggered (agents.%s.run is false)",
-			    agent_name(a));
+			    " its schedule, if it has one), not triggered (agents.%s.run"
+			    " is false)", agent_name(a));
 			sched_agent_set_state(a, SCHED_AGENT_SUCCEEDED, text);
 		} else
 			sched_agent_set_state(a, SCHED_AGENT_QUEUED, NULL);

@@ -1586,7 +1586,8 @@ test_unsupported_counts_as_success_and_deploy_only(void **state)
 	 * and says so. */
 	assert_string_equal(agent_state(st, "profiler"), "succeeded");
 	assert_string_equal(agent_error(st, "profiler"), "deployed and unpaused (Airflow"
-	    " runs it on its schedule), not triggered (agents.profiler.run is false)");
+	    " runs it on its schedule, if it has one), not triggered"
+	    " (agents.profiler.run is false)");
 	assert_int_equal(log_count(h, "deploy", "pg__profiler"), 1);
 	assert_int_equal(log_count(h, "trigger", "pg__profiler"), 0);
 	assert_int_equal(log_count(h, "deploy", "pg__usage"), 0);
