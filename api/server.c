@@ -962,8 +962,11 @@ pending_commit(struct server *s, const struct pending *p)
 
 	for (j = 0; j < json_array_size(p->take); j++)
 		json_array_append(s->take, json_array_get(p->take, j));
+	/* Said as what they are: stored, though a stored_only delivery was not. */
 	for (j = 0; j < json_array_size(p->notes); j++)
-		ap_info("%s", json_string_value(json_array_get(p->notes, j)));
+		ap_info("%s%s", json_string_value(json_array_get(p->notes, j)),
+		    p->stored_only ? " (stored, though its delivery was answered 503"
+		    " for a later event)" : "");
 }
 
 static void
@@ -1311,20 +1314,6 @@ store_failed:
 	/* The events before the one that failed stay in the batch (each is
 	 * a savepoint): once committed, their runs are driven. */
 	if (json_array_size(p.take) > 0) {
-		json_t *notes = json_array(), *w;
-		const char *line;
-		char *said;
-
-		/* Said as what they are: stored, though the delivery was not. */
-		json_array_foreach(p.notes, i, w) {
-			line = json_string_value(w);
-			said = ap_xprintf("%s (stored, though its delivery was answered"
-			    " 503 for a later event)", line);
-			json_array_append_new(notes, json_string(said));
-			free(said);
-		}
-		json_decref(p.notes);
-		p.notes = notes;
 		p.answer = NULL;
 		p.stored_only = true;
 		pending_add(s, &p);

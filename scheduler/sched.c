@@ -108,10 +108,10 @@ struct sched_agent {
 	unsigned n404;
 	int64_t import_looked;
 	int64_t import_seen;
-	/* For a DAG Airflow has, shown with import errors: the stamp of the
-	 * first look, the latest since, and how many later ones were seen
+	/* For a DAG Airflow has, shown with import errors: the latest stamp
+	 * seen (the first look's, at first), and how many later ones came
 	 * (agent_import_confirmed()). */
-	int64_t import_base, import_last;
+	int64_t import_last;
 	unsigned import_later;
 	struct event *timer;
 	struct airflow_req *req;
@@ -920,7 +920,7 @@ sched_agent_set_state(struct sched_agent *a, enum sched_agent_state to,
 		a->n404 = 0;
 		a->import_looked = 0;
 		a->import_seen = 0;
-		a->import_base = a->import_last = 0;
+		a->import_last = 0;
 		a->import_later = 0;
 		/* A DAG file just written is not parsed at once (nor is a redeployed
 		 * one re-parsed): the first look is one poll interval after the
@@ -1559,6 +1559,26 @@ agent_not_parsed(const struct sched_agent *a, const char *import_error)
 }
 
 /*
+ * The DAG is not parsed yet (a 404, or an error of a file that never
+ * imported, not confirmed): the attempt fails at the parse deadline (with
+ * import_error, if any, in its message), else the wait goes on.
+ */
+static void
+agent_not_parsed_yet(struct sched_agent *a, int64_t now, const char *import_error)
+{
+	char *text;
+
+	a->n404++;
+	if (now >= a->parse_deadline) {
+		text = agent_not_parsed(a, import_error);
+		sched_agent_attempt_failed(a, SCHED_AGENT_FAILED, text, true);
+		free(text);
+		return;
+	}
+	sched_agent_after(a, ACT_UNPAUSE, agent_poll_delay(a, a->parse_deadline));
+}
+
+/*
  * Whether the import error of a DAG Airflow has, stamped at (by Airflow, at
  * a parse of the file; 0 for no stamp), is known to be of the file written.
  * A DAG that imported once shows has_import_errors until Airflow parses its
@@ -1573,14 +1593,10 @@ agent_import_confirmed(struct sched_agent *a, int64_t at)
 {
 	if (at == 0)
 		return false;
-	if (a->import_base == 0) {
-		a->import_base = a->import_last = at;
-		return false;
-	}
-	if (at > a->import_last) {
-		a->import_last = at;
+	if (a->import_last != 0 && at > a->import_last)
 		a->import_later++;
-	}
+	if (at > a->import_last)
+		a->import_last = at;
 	return a->import_later >= 2;
 }
 
@@ -1966,15 +1982,7 @@ sched_agent_cb(const struct airflow_result *res, void *arg)
 		 * again, then unpaused.
 		 */
 		if (res->status == AIRFLOW_NOT_FOUND) {
-			a->n404++;
-			if (now >= a->parse_deadline) {
-				text = agent_not_parsed(a, NULL);
-				sched_agent_attempt_failed(a, SCHED_AGENT_FAILED, text,
-				    true);
-				break;
-			}
-			sched_agent_after(a, ACT_UNPAUSE, agent_poll_delay(a,
-			    a->parse_deadline));
+			agent_not_parsed_yet(a, now, NULL);
 			break;
 		}
 		if (res->status != AIRFLOW_OK) {
@@ -1995,17 +2003,9 @@ sched_agent_cb(const struct airflow_result *res, void *arg)
 			 * later parse (of the file written) fails the agent as
 			 * broken. Until then it is a DAG not parsed yet.
 			 */
-			a->n404++;
 			if (res->dag->import_error_at > a->import_seen)
 				a->import_seen = res->dag->import_error_at;
-			if (now >= a->parse_deadline) {
-				text = agent_not_parsed(a, res->dag->import_error);
-				sched_agent_attempt_failed(a, SCHED_AGENT_FAILED, text,
-				    true);
-				break;
-			}
-			sched_agent_after(a, ACT_UNPAUSE, agent_poll_delay(a,
-			    a->parse_deadline));
+			agent_not_parsed_yet(a, now, res->dag->import_error);
 			break;
 		}
 		if (res->dag != NULL && res->dag->has_import_errors &&
