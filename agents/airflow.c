@@ -623,6 +623,14 @@ token_done(const struct airflow_result *res, void *arg)
 			r.status = AIRFLOW_BAD_REPLY;
 			r.error.title = "Bad reply";
 			r.error.detail = "POST /auth/token answered without an access_token";
+		} else if ((res->error.http_status == 404 || res->error.http_status == 405) &&
+		    c->token_gen > 0) {
+			/* The login route answered before: a proxy with no
+			 * Airflow behind it for now. */
+			r.status = AIRFLOW_UNAVAILABLE;
+			r.error.title = "Not Found";
+			r.error.detail = "POST /auth/token is not there, where it answered"
+			    " before: a proxy with no Airflow behind it (restarting?)";
 		} else if (res->error.http_status == 404 || res->error.http_status == 405) {
 			/* No login route: not Airflow 3 (airflow.api "v2" set for
 			 * an Airflow 2, or a path prefix that is not Airflow's).
@@ -1035,6 +1043,7 @@ reply_use(struct airflow_req *q, struct reply_job *j)
 	struct airflow_client *c = q->c;
 	long st = j->status;
 	enum airflow_status cls;
+	bool foreign = false;
 
 	q->reply = j->reply;
 	j->reply = NULL;
@@ -1052,7 +1061,23 @@ reply_use(struct airflow_req *q, struct reply_job *j)
 		return;
 	}
 
-	if (airflow_retryable(st)) {
+	/*
+	 * Airflow's API answers each 404 with a JSON object (2.x RFC 7807, 3.x
+	 * {"detail"}). One without is a proxy's with no Airflow behind it (an
+	 * ingress during a rollout) or a path that is not Airflow's: not "no
+	 * such DAG" nor "the run is lost" (which would start a second run
+	 * beside the first), but an Airflow not there, retried as a 503 is.
+	 * The plugin's routes and the client's own requests (detection, login)
+	 * read such a 404 as an answer: a route that is not there.
+	 */
+	if (st == 404 && !q->internal && !step_is_plugin(q->step) &&
+	    !json_is_object(q->reply)) {
+		foreign = true;
+		req_error(q, "Not Found", "HTTP 404 without Airflow's JSON body: a"
+		    " proxy with no Airflow behind it (restarting?), or airflow.url's"
+		    " path is not Airflow's");
+	}
+	if (airflow_retryable(st) || foreign) {
 		unsigned max = c->cfg.max_retries == AIRFLOW_RETRIES_NONE ? 0 :
 		    c->cfg.max_retries;
 		long delay;

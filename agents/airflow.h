@@ -51,7 +51,9 @@ const char *airflow_run_state_name(enum airflow_run_state s);
 /* How an operation ended. */
 enum airflow_status {
 	AIRFLOW_OK,		/* Airflow answered 2xx (or 409 adopted, see below) */
-	AIRFLOW_NOT_FOUND,	/* 404: DAG not parsed yet, run lost, ... */
+	AIRFLOW_NOT_FOUND,	/* Airflow's 404: DAG not parsed yet, run lost, ...
+				 * (a 404 without Airflow's JSON, a proxy's, is
+				 * AIRFLOW_UNAVAILABLE, retried) */
 	AIRFLOW_REJECTED,	/* other 4xx: not retried; see error */
 	AIRFLOW_UNAVAILABLE,	/* network, timeouts, 5xx, 429 after retries, breaker open */
 	AIRFLOW_BAD_REPLY,	/* 2xx whose body is not what the API promises */
@@ -60,7 +62,8 @@ enum airflow_status {
 const char *airflow_status_name(enum airflow_status s);
 
 /* The title of a request refused because Airflow 3's login route is not
- * there (POST /auth/token answered 404 or 405): a setup to fix. */
+ * there (POST /auth/token answered 404 or 405, and never a token before): a
+ * setup to fix. Once it gave one, its 404 is AIRFLOW_UNAVAILABLE. */
 #define AIRFLOW_NO_LOGIN "No Airflow 3 login"
 
 /* One error value for both APIs' formats (RFC 7807 on 2.x, {"detail"} on 3.x). */

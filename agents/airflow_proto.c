@@ -368,31 +368,36 @@ airflow_reason(long st)
 	return "HTTP error";
 }
 
-/* A copy of at most AIRFLOW_ERROR_TEXT_MAX bytes, control characters as spaces. */
+/*
+ * A copy of at most max bytes, tokens redacted, control characters as
+ * spaces. Redacted before the cut: a token cut in half would not read as one.
+ */
 static char *
-clip(const char *s, size_t len)
+clip_to(const char *s, size_t len, size_t max)
 {
-	char *out;
+	char *out = airflow_redact(ap_xstrndup(s, len));
 	size_t i;
 
-	if (len > AIRFLOW_ERROR_TEXT_MAX) {
-		len = AIRFLOW_ERROR_TEXT_MAX - 3;
+	len = strlen(out);
+	if (len > max) {
+		len = max - 3;
 		/* Do not cut a UTF-8 sequence in half. */
-		while (len > 0 && ((unsigned char)s[len] & 0xc0) == 0x80)
+		while (len > 0 && ((unsigned char)out[len] & 0xc0) == 0x80)
 			len--;
-		out = ap_xmalloc(len + 4);
-		memcpy(out, s, len);
 		memcpy(out + len, "...", 4);
 		len += 3;
-	} else {
-		out = ap_xstrndup(s, len);
-		len = strlen(out);
 	}
 	for (i = 0; i < len; i++) {
 		if ((unsigned char)out[i] < 0x20 || out[i] == 0x7f)
 			out[i] = ' ';
 	}
 	return out;
+}
+
+static char *
+clip(const char *s, size_t len)
+{
+	return clip_to(s, len, AIRFLOW_ERROR_TEXT_MAX);
 }
 
 static char *
@@ -523,19 +528,18 @@ airflow_parse_error(long http_status, const char *body, size_t len,
 	} else if (error != NULL && !json_is_null(error))
 		out->detail = clip_json(error);		/* the plugin */
 	else if (j == NULL && body != NULL && len > 0) {
-		/* Not JSON (a proxy's HTML page...): the start of it, if it is text. */
-		for (i = 0; i < len && i < 200; i++) {
+		/* Not JSON (a proxy's HTML page...): the start of it, if it is
+		 * text (read on to the end of a token there). */
+		for (i = 0; i < len && i < 64 * 1024; i++) {
 			if (body[i] == '\0')
 				break;
 		}
 		if (i > 0)
-			out->detail = clip(body, i < 200 ? i : 200);
+			out->detail = clip_to(body, i, 200);
 	}
 	json_decref(j);
-	/* An answer may echo what was sent: the pipeline carries
-	 * OpenMetadata's bot token. */
-	airflow_redact(out->title);
-	airflow_redact(out->detail);
+	/* An answer may echo what was sent (the pipeline carries OpenMetadata's
+	 * bot token): every text was redacted by clip_to(). */
 }
 
 void

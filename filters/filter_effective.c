@@ -410,6 +410,7 @@ filter_type_conflict(const json_t *entity, const char *entity_type,
 	const json_t *config = json_object_get(json_object_get(entity, "connection"),
 	    "config");
 	const char *kind = filter_kind_from_entity_type(entity_type);
+	const json_t *defaults;
 
 	memset(c, 0, sizeof *c);
 	c->href = json_string_value(json_object_get(entity, "href"));
@@ -421,9 +422,16 @@ filter_type_conflict(const json_t *entity, const char *entity_type,
 	}
 	c->href = NULL;
 	c->connector = filter_service_connector(entity);
-	if ((c->key = foreign_filter_key(filter_defaults_for(c->connector), kind)) !=
-	    NULL)
+	defaults = filter_defaults_for(c->connector);
+	if ((c->key = foreign_filter_key(defaults, kind)) != NULL)
 		return true;
+	/* Every connector with built-in defaults is a database's: one sent as
+	 * a metadata service (which has the database keys too) is not one. */
+	if (kind != NULL && json_object_size(defaults) > 0 &&
+	    strcmp(entity_type, "databaseService") != 0) {
+		c->key = json_object_iter_key(json_object_iter((json_t *)defaults));
+		return true;
+	}
 	c->connector = NULL;
 	return (c->key = foreign_filter_key(config, kind)) != NULL;
 }

@@ -93,8 +93,9 @@ struct filter_type_conflict {
 /*
  * Whether entity contradicts entity_type (a service type autopilot acts
  * on): its href's collection of services, when it has one, decides; else
- * the filter keys of its connector's built-in defaults, then those of its
- * own connection.config (a schemaFilterPattern makes a database service).
+ * its connector (one with built-in defaults is a database's), then the
+ * filter keys of its own connection.config (a schemaFilterPattern makes a
+ * database service).
  * true and *c filled (free with filter_type_conflict_cleanup), or false.
  */
 bool filter_type_conflict(const json_t *entity, const char *entity_type,

@@ -343,6 +343,73 @@ def case_retries(gen):
         sim.stop()
 
 
+def case_proxy_404(gen):
+    """A 404 without Airflow's JSON (an ingress with no Airflow behind it,
+    during a rollout) is retried as a 503 is: never "no such run", which would
+    start a second run beside the first. Airflow's own 404 stays final. On
+    Airflow 3, the login route's 404 after a token was given is the same."""
+    runs = [f"/api/{gen}/dags/d/dagRuns/"]
+    dag = {"d": {"exists": True, "is_paused": False, "queued_ms": 0,
+                 "running_ms": 60000}}
+
+    def proxy(count, paths, **more):
+        return {"api": gen, "dags": dag, **more,
+                "faults": {"error_burst": {"after": 0, "count": count, "status": 404},
+                           "proxy_pages": True, "paths": paths}}
+    sim = Sim({"api": gen, "dags": dag})
+    fast = ("--retry-base-ms", "20", "--retry-max-ms", "50")
+    try:
+        res = run(url(sim), [{"op": "trigger", "dag_id": "d", "run_id": "r1"}],
+                  "--api", gen)
+        assert res[0]["status"] == "ok", res
+        # The retry budget runs out first: unavailable, with what the 404 is.
+        sim.scenario(proxy(10, runs))
+        res = run(url(sim), [{"op": "get_run", "dag_id": "d", "run_id": "r1"}],
+                  "--api", gen, "--max-retries", "2", *fast)
+        r = res[0]
+        assert r["status"] == "unavailable" and r["http_status"] == 404, r
+        assert r["attempts"] == 3 and "proxy" in r["detail"], r
+        # Airflow back within the budget: the run reads as it is.
+        sim.scenario(proxy(3, runs))
+        res = run(url(sim), [{"op": "get_run", "dag_id": "d", "run_id": "r1"}],
+                  "--api", gen, "--max-retries", "5", *fast)
+        r = res[0]
+        assert r["status"] == "ok" and r["attempts"] == 4, r
+        assert r["run"]["state"] == "running", r
+        # The proxy's 404 no more than a 503 is a DAG not parsed yet.
+        sim.scenario(proxy(1, [f"/api/{gen}/dags/d"]))
+        res = run(url(sim), [{"op": "get_dag", "dag_id": "d"}], "--api", gen,
+                  "--max-retries", "0")
+        assert res[0]["status"] == "unavailable" and res[0]["http_status"] == 404, res
+        # Airflow's own 404 (JSON): final at once.
+        res = run(url(sim), [{"op": "get_run", "dag_id": "d", "run_id": "nope"}],
+                  "--api", gen, *fast)
+        assert res[0]["status"] == "not_found" and res[0]["attempts"] == 1, res
+        if gen == "v2":
+            # A token given, then the login route 404s (a proxy's page):
+            # Airflow not there, not "no Airflow 3 login".
+            sim.scenario({"api": gen, "token_ttl_ms": 300, "dags": dag,
+                          "faults": {"error_burst": {"after": 1, "count": 1,
+                                                     "status": 404},
+                                     "proxy_pages": True, "paths": ["/auth/token"]}})
+            res = run(url(sim), [
+                {"op": "get_dag", "dag_id": "d"},
+                {"op": "sleep", "ms": 500},
+                {"op": "get_dag", "dag_id": "d"},
+                {"op": "get_dag", "dag_id": "d"},
+            ], "--api", gen, *fast)
+            dags = [r for r in res if r["op"] == "get_dag"]
+            assert [r["status"] for r in dags] == ["ok", "unavailable", "ok"], dags
+            assert "answered before" in dags[1]["detail"], dags[1]
+            # The first token's 404: no login route, a setup to fix.
+            sim.scenario(proxy(1, ["/auth/token"]))
+            res = run(url(sim), [{"op": "get_dag", "dag_id": "d"}], "--api", gen, *fast)
+            assert res[0]["status"] == "rejected", res
+            assert res[0]["title"] == "No Airflow 3 login", res
+    finally:
+        sim.stop()
+
+
 def case_breaker(gen):
     """During an outage the client stops hammering: one probe at a time."""
     sim = Sim({"api": gen, "dags": {"d": {"exists": True}}})
@@ -733,7 +800,7 @@ def main():
     cases = []
     for gen in ("v1", "v2"):
         cases += [(case_flow, gen), (case_fixed_api_and_credentials, gen),
-                  (case_retries, gen), (case_breaker, gen), (case_breaker_gives_up, gen),
+                  (case_retries, gen), (case_proxy_404, gen), (case_breaker, gen), (case_breaker_gives_up, gen),
                   (case_runs_and_dags, gen), (case_never_imported, gen),
                   (case_fixed_by_deploy, gen),
                   (case_latency_and_cancel, gen)]

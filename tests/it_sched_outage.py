@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """it_sched_outage — Airflow trouble in the middle of runs, against the
 simulator: an outage while agents run (retried with backoff, shown in status,
-then everything completes), a simulator restart that forgets the runs (the
+then everything completes), a proxy's 404 while they run (the same, no run
+taken for lost), a simulator restart that forgets the runs (the
 tracked runs become lost, nothing hangs), and a flaky Airflow that loses
 replies after doing the work, resets connections and answers 5xx (every run
 still completes, and a trigger whose reply was lost is repeated with the same
@@ -66,6 +67,31 @@ try:
         check(time.monotonic() - t0 >= 7, "finished during the outage?")
         check("Airflow unreachable" in err, "the outage was not surfaced: %s" % err[-2000:])
         check_no_double_trigger(sim.requests())
+    finally:
+        sim.close()
+
+    # A proxy's 404 (an ingress with no Airflow behind it, 4 s) while agents
+    # run: Airflow not there, as in an outage; no run is taken for lost (which
+    # would start a second attempt beside the first).
+    sim = Sim({"parse_delay_ms": 100,
+               "pipelines": {"*": {"queued_ms": 20, "running_ms": 1500, "outcome": "success"}}})
+    try:
+        state = os.path.join(d, "proxy404.db")
+        p = start(sim, state, ["--services", "3", "--prefix", "p", "--json"])
+        wait_line(p, "queued -> running", 30)
+        sim.call("POST", "/_sim/outage?ms=4000&mode=proxy404")
+        rc, out, err, runs = finish(p, 80)
+        check(rc == 0, "exit %d %s" % (rc, err[-3000:]))
+        check(all(r["state"] == "succeeded" for r in runs), "runs %s" % runs)
+        for r in runs:
+            for a in r["agents"]:
+                check(a["attempts"] == 1, "attempt %s" % a)
+        check("without Airflow's JSON body" in err, "the proxy was not surfaced: %s"
+              % err[-2000:])
+        reqs = sim.requests()
+        check(any(x["status"] == 404 and "/dagRuns/" in x["path"] for x in reqs),
+              "no run was read during the proxy's 404s")
+        check_no_double_trigger(reqs)
     finally:
         sim.close()
 

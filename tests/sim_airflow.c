@@ -71,11 +71,15 @@
  *       "reset_rate": 0.0                            close the connection without answering
  *       "lost_reply_rate": 0.0                       do the work, then close without answering
  *                                                    (a trigger whose reply is lost: retry -> 409)
- *       "outage": {"start_ms": 0, "duration_ms": 0, "mode": "503"|"reset"}
- *                                                    relative to when the scenario was loaded
+ *       "outage": {"start_ms": 0, "duration_ms": 0, "mode": "503"|"reset"|"proxy404"}
+ *                                                    relative to when the scenario was loaded;
+ *                                                    "proxy404": a proxy's HTML 404 to every
+ *                                                    path (an ingress with no Airflow behind it)
  *       "paths": ["/api/v1/dags"]                    path prefixes the faults above apply to
  *                                                    (default: every non-control request;
  *                                                    outages apply to everything)
+ *       "proxy_pages": false                         error_burst and error_rate answers are a
+ *                                                    proxy's HTML page, not Airflow's JSON
  *       "plugin_v2_fallback_404": false              no plugin under /api/v2/openmetadata/
  *       "plugin_pluginsv2_404": false                no plugin under /pluginsv2/api/v2/openmetadata/
  *                                                    (either answers as a path nothing serves)
@@ -94,7 +98,7 @@
  *   GET /_sim/state                 DAGs and runs with their current states
  *   GET|PUT /_sim/scenario          the scenario (PUT replaces it; 400 with the reason)
  *   POST /_sim/restart[?dags=1][&tokens=1]  forget all runs (and DAGs; and invalidate tokens)
- *   POST /_sim/outage?ms=N[&mode=reset]     outage from now for N ms (503 unless mode=reset)
+ *   POST /_sim/outage?ms=N[&mode=reset|proxy404]  outage from now for N ms (503 by default)
  *
  * Test-only program: it must not be linked into the product.
  */
@@ -343,6 +347,22 @@ struct tvals {
 
 /* ---------------------------------------------------------------- scenario */
 
+enum outage_mode {
+	OUTAGE_NONE, OUTAGE_503, OUTAGE_RESET, OUTAGE_PROXY_404, OUTAGE_BAD
+};
+
+static enum outage_mode
+outage_mode_parse(const char *s)
+{
+	if (strcmp(s, "503") == 0)
+		return OUTAGE_503;
+	if (strcmp(s, "reset") == 0)
+		return OUTAGE_RESET;
+	if (strcmp(s, "proxy404") == 0)
+		return OUTAGE_PROXY_404;
+	return OUTAGE_BAD;
+}
+
 struct faults {
 	int64_t latency_ms;
 	int64_t latency_jitter_ms;
@@ -356,11 +376,12 @@ struct faults {
 	int64_t rate_limit_burst;
 	int64_t retry_after_s;
 	bool retry_after_503;
+	bool proxy_pages;
 	double reset_rate;
 	double lost_reply_rate;
 	int64_t outage_start_ms;
 	int64_t outage_duration_ms;
-	bool outage_reset;
+	enum outage_mode outage_mode;
 	bool plugin_v2_fallback_404;
 	bool plugin_pluginsv2_404;
 	const json_t *paths;		/* array of strings or NULL; borrowed from the scenario */
@@ -417,7 +438,7 @@ struct sim {
 	uint64_t rng;
 	uint64_t fault_count;
 	int64_t outage_until;		/* control outage end (sim ms), 0 none */
-	bool outage_until_reset;
+	enum outage_mode outage_until_mode;
 	uint64_t mono0;
 	int64_t wall0;
 	struct smap dags;
@@ -892,7 +913,7 @@ faults_parse(const json_t *obj, struct faults *f, char **cause)
 	static const char *const keys[] = { "latency_ms", "latency_jitter_ms", "error_rate",
 		"error_status", "error_burst", "rate_limit_every", "rate_limit_burst",
 		"retry_after_s", "retry_after_503", "reset_rate", "lost_reply_rate", "outage", "paths", "plugin_v2_fallback_404",
-		"plugin_pluginsv2_404", NULL };
+		"plugin_pluginsv2_404", "proxy_pages", NULL };
 	static const char *const burst_keys[] = { "after", "count", "status", NULL };
 	static const char *const outage_keys[] = { "start_ms", "duration_ms", "mode", NULL };
 	const char *w = "faults";
@@ -921,6 +942,7 @@ faults_parse(const json_t *obj, struct faults *f, char **cause)
 	    get_rate(obj, "reset_rate", &f->reset_rate, w, cause) < 0 ||
 	    get_rate(obj, "lost_reply_rate", &f->lost_reply_rate, w, cause) < 0 ||
 	    get_bool(obj, "retry_after_503", &f->retry_after_503, w, cause) < 0 ||
+	    get_bool(obj, "proxy_pages", &f->proxy_pages, w, cause) < 0 ||
 	    get_bool(obj, "plugin_v2_fallback_404", &f->plugin_v2_fallback_404, w, cause) < 0 ||
 	    get_bool(obj, "plugin_pluginsv2_404", &f->plugin_pluginsv2_404, w, cause) < 0)
 		return -1;
@@ -983,12 +1005,9 @@ faults_parse(const json_t *obj, struct faults *f, char **cause)
 		    cause) < 0 ||
 		    get_str(v, "mode", &mode, w, cause) < 0)
 			return -1;
-		if (strcmp(mode, "503") == 0)
-			f->outage_reset = false;
-		else if (strcmp(mode, "reset") == 0)
-			f->outage_reset = true;
-		else {
-			*cause = ap_xprintf("%s.mode: expected \"503\" or \"reset\"", w);
+		if ((f->outage_mode = outage_mode_parse(mode)) == OUTAGE_BAD) {
+			*cause = ap_xprintf("%s.mode: expected \"503\", \"reset\" or"
+			    " \"proxy404\"", w);
 			return -1;
 		}
 	}
@@ -2429,6 +2448,40 @@ proxy_refuses(struct rq *rq)
 	return true;
 }
 
+/*
+ * A proxy's own error page, as nginx writes it: outage mode "proxy404" (an
+ * ingress's default backend during a rollout answers every path 404) and
+ * the error faults with "proxy_pages".
+ */
+static void
+proxy_page(struct rq *rq, int status)
+{
+	struct ap_buf page;
+	char line[64];
+
+	evhttp_add_header(evhttp_request_get_output_headers(rq->req), "Content-Type",
+	    "text/html");
+	snprintf(line, sizeof line, "%d %s", status, http_reason(status));
+	ap_buf_init(&page);
+	ap_buf_adds(&page, "<html><head><title>");
+	ap_buf_adds(&page, line);
+	ap_buf_adds(&page, "</title></head><body><center><h1>");
+	ap_buf_adds(&page, line);
+	ap_buf_adds(&page, "</h1></center><hr><center>nginx</center></body></html>\n");
+	rq_send(rq, status, &page);
+	ap_buf_cleanup(&page);
+}
+
+/* An error fault's answer: Airflow's JSON, or the proxy's page. */
+static void
+fault_error(struct rq *rq, int status, const char *text)
+{
+	if (rq->s->sc.f.proxy_pages)
+		proxy_page(rq, status);
+	else
+		rq_error(rq, status, NULL, "%s", text);
+}
+
 /* ---------------------------------------------------------------- faults */
 
 /* Returns true when a fault answered (or reset) the request. */
@@ -2439,21 +2492,25 @@ faults_apply(struct rq *rq)
 	const struct faults *f = &s->sc.f;
 	int64_t t = rq->now - s->sc_loaded;
 	uint64_t n;
-	bool outage = false, reset = false;
+	enum outage_mode outage = OUTAGE_NONE;
 
-	if (rq->now < s->outage_until) {
-		outage = true;
-		reset = s->outage_until_reset;
-	} else if (f->outage_duration_ms > 0 && t >= f->outage_start_ms &&
-	    t < f->outage_start_ms + f->outage_duration_ms) {
-		outage = true;
-		reset = f->outage_reset;
-	}
-	if (outage) {
-		if (reset)
-			rq_reset(rq);
-		else
-			rq_error(rq, 503, NULL, "Airflow is unavailable (simulated outage)");
+	if (rq->now < s->outage_until)
+		outage = s->outage_until_mode;
+	else if (f->outage_duration_ms > 0 && t >= f->outage_start_ms &&
+	    t < f->outage_start_ms + f->outage_duration_ms)
+		outage = f->outage_mode;
+	switch (outage) {
+	case OUTAGE_NONE:
+	case OUTAGE_BAD:
+		break;
+	case OUTAGE_RESET:
+		rq_reset(rq);
+		return true;
+	case OUTAGE_PROXY_404:
+		proxy_page(rq, 404);
+		return true;
+	case OUTAGE_503:
+		rq_error(rq, 503, NULL, "Airflow is unavailable (simulated outage)");
 		return true;
 	}
 	if (!faults_cover(s, rq->path))
@@ -2461,7 +2518,7 @@ faults_apply(struct rq *rq)
 	n = ++s->fault_count;
 	if (f->burst_count > 0 && n > (uint64_t)f->burst_after &&
 	    n <= (uint64_t)(f->burst_after + f->burst_count)) {
-		rq_error(rq, f->burst_status, NULL, "Simulated error burst");
+		fault_error(rq, f->burst_status, "Simulated error burst");
 		return true;
 	}
 	if (f->rate_limit_every > 0 &&
@@ -2478,7 +2535,7 @@ faults_apply(struct rq *rq)
 		int st = f->error_status[f->n_error_status > 1 ?
 		    sim_rand(s) % f->n_error_status : 0];
 
-		rq_error(rq, st, NULL, "Simulated failure");
+		fault_error(rq, st, "Simulated failure");
 		return true;
 	}
 	if (f->lost_reply_rate > 0 && sim_rand01(s) < f->lost_reply_rate)
@@ -3509,7 +3566,14 @@ ctl_outage(struct rq *rq)
 		return;
 	}
 	s->outage_until = rq->now + v;
-	s->outage_until_reset = mode != NULL ? strcmp(mode, "reset") == 0 : s->sc.f.outage_reset;
+	s->outage_until_mode = mode != NULL ? outage_mode_parse(mode) :
+	    s->sc.f.outage_mode != OUTAGE_NONE ? s->sc.f.outage_mode : OUTAGE_503;
+	if (s->outage_until_mode == OUTAGE_BAD) {
+		s->outage_until = 0;
+		rq_reply(rq, 400, json_pack("{s:s}", "error", "mode: expected 503, reset"
+		    " or proxy404"));
+		return;
+	}
 	rq_reply(rq, 200, json_pack("{s:I}", "until_ms", (json_int_t)s->outage_until));
 }
 

@@ -293,6 +293,34 @@ test_errors(void **state)
 	    " eyJraWQiOiJHYjM4\"}", NULL, "eyJhbGc.eyJzdWIi.sig xeyJraWQiOiJHYjM4.eyJzdWIiOiJp.s"
 	    " eyJraWQiOiJHYjM4");
 	assert_null(airflow_redact(NULL));
+	/* A token across the cut: redacted whole, none of it shown (JSON
+	 * detail, clipped at AIRFLOW_ERROR_TEXT_MAX; a page, at 200). */
+	{
+		const char *tok = "eyJraWQiOiJHYjM4.eyJzdWIiOiJpbmdlc3Rpb24tYm90"
+		    "aW5nZXN0aW9uLWJvdGluZ2VzdGlvbi1ib3Q.c2lnbmF0dXJlLXBhcnQ-_x";
+		static const size_t lead[] = { 1000, 190 };
+		unsigned k;
+
+		for (k = 0; k < 2; k++) {
+			ap_buf_init(&b);
+			if (k == 0)
+				ap_buf_adds(&b, "{\"detail\": \"");
+			for (i = 0; i < lead[k]; i++)
+				ap_buf_addc(&b, 'a');
+			ap_buf_adds(&b, " ");
+			ap_buf_adds(&b, tok);
+			ap_buf_adds(&b, " and more text after it");
+			if (k == 0)
+				ap_buf_adds(&b, "\"}");
+			airflow_parse_error(500, b.data, b.len, &e);
+			assert_non_null(e.detail);
+			assert_null(strstr(e.detail, "eyJ"));
+			assert_true(strlen(e.detail) <= (k == 0 ?
+			    AIRFLOW_ERROR_TEXT_MAX : 200));
+			airflow_error_text_cleanup(&e);
+			ap_buf_cleanup(&b);
+		}
+	}
 
 	assert_true(airflow_token_rejected(401, NULL));
 	e.title = "Forbidden";

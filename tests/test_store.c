@@ -66,13 +66,21 @@ fake_clock(void *arg)
 static void
 test_fresh_open_is_current_and_wal(void **state)
 {
-	char *p = db_path("fresh.db");
+	char *p = db_path("fresh.db"), *wal = ap_xprintf("%s-wal", p);
 	struct store *s = open_ok(p, NULL);
 	sqlite3 *db;
 	sqlite3_stmt *st;
+	struct stat sb;
 
 	assert_int_equal(store_schema_version(s), STORE_SCHEMA_VERSION);
 	assert_null(store_backup_path(s));
+	/* Service entities and Airflow's answers: for its owner only, the
+	 * write-ahead log too. */
+	assert_int_equal(stat(p, &sb), 0);
+	assert_int_equal(sb.st_mode & 0777, 0600);
+	assert_int_equal(stat(wal, &sb), 0);
+	assert_int_equal(sb.st_mode & 0777, 0600);
+	free(wal);
 	store_close(s);
 	assert_int_equal(sqlite3_open(p, &db), SQLITE_OK);
 	assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &st, NULL),
@@ -122,6 +130,8 @@ test_migration_from_v1_backs_up_and_keeps_data(void **state)
 	json_t *j = NULL;
 
 	old_database(p, 1, "succeeded", "{}", "{\"name\":\"pg\"}");
+	/* The backup is readable by whom the database is, no more. */
+	assert_int_equal(chmod(p, 0640), 0);
 
 	/* A command that only reads refuses it, and writes nothing. */
 	{
@@ -139,6 +149,7 @@ test_migration_from_v1_backs_up_and_keeps_data(void **state)
 	assert_int_equal(store_schema_version(s), STORE_SCHEMA_VERSION);
 	assert_non_null(store_backup_path(s));
 	assert_int_equal(stat(store_backup_path(s), &sb), 0);
+	assert_int_equal(sb.st_mode & 0777, 0640);
 	/* The backup is the old database: version 1, with the old row. */
 	assert_int_equal(sqlite3_open(store_backup_path(s), &db), SQLITE_OK);
 	assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL),
@@ -1530,5 +1541,7 @@ main(void)
 		cmocka_unit_test(test_joined_event_gets_its_run),
 	};
 
+	/* The usual mask: the modes the store gives are what is checked. */
+	umask(022);
 	return cmocka_run_group_tests(tests, setup_dir, teardown_dir);
 }

@@ -292,6 +292,18 @@ test_event_and_entity_agree(void **state)
 	    " \"entity\": {\"id\": \"p1\", \"fullyQualifiedName\": \"b\", \"serviceType\":"
 	    " \"Postgres\"}}", WEBHOOK_PARSE_INVALID, "entityType: messagingService, but"
 	    " the entity's connector Postgres is a database connector");
+	/* A metadata service shares the database filter keys, not the
+	 * connectors. */
+	expect_invalid("{\"id\": \"e3\", \"eventType\": \"entityCreated\","
+	    " \"entityType\": \"metadataService\", \"entityId\": \"p1\", \"timestamp\": 1,"
+	    " \"entity\": {\"id\": \"p1\", \"fullyQualifiedName\": \"b\", \"serviceType\":"
+	    " \"Postgres\"}}", WEBHOOK_PARSE_INVALID, "entityType: metadataService, but"
+	    " the entity's connector Postgres is a database connector");
+	assert_int_equal(parse("{\"id\": \"e3\", \"eventType\": \"entityCreated\","
+	    " \"entityType\": \"metadataService\", \"entityId\": \"a1\", \"timestamp\": 1,"
+	    " \"entity\": {\"id\": \"a1\", \"fullyQualifiedName\": \"b\", \"serviceType\":"
+	    " \"Atlas\"}}", &b, &cause), WEBHOOK_PARSE_OK);
+	webhook_batch_cleanup(&b);
 	expect_invalid("{\"id\": \"e3\", \"eventType\": \"entityCreated\","
 	    " \"entityType\": \"dashboardService\", \"entityId\": \"p1\", \"timestamp\": 1,"
 	    " \"entity\": {\"id\": \"p1\", \"fullyQualifiedName\": \"b\", \"serviceType\":"
