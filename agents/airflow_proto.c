@@ -370,7 +370,8 @@ airflow_reason(long st)
 
 /*
  * A copy of at most max bytes, tokens redacted, control characters as
- * spaces. Redacted before the cut: a token cut in half would not read as one.
+ * spaces. Redacted before the cut, as a token cut in half would not read as
+ * one, and after it, as the "..." may end what now reads as one.
  */
 static char *
 clip_to(const char *s, size_t len, size_t max)
@@ -391,7 +392,7 @@ clip_to(const char *s, size_t len, size_t max)
 		if ((unsigned char)out[i] < 0x20 || out[i] == 0x7f)
 			out[i] = ' ';
 	}
-	return out;
+	return airflow_redact(out);
 }
 
 static char *

@@ -13,6 +13,8 @@ Scenarios (each bounded in time; a table at the end; exit 1 if any fails):
   5xx         20 % of Airflow answers are 502/503/504: every run succeeds (retries).
   429         every 4th Airflow answer is 429 with Retry-After: 1: every run succeeds.
   outage      Airflow answers 503 for 60 s (CHAOS_OUTAGE_S) mid-run: every run succeeds after it.
+  proxy404    for 15 s mid-run a proxy in front of Airflow answers every path with its own HTML
+              404 (an ingress during a rollout): no run is taken for lost, every run succeeds.
   latency     latency spikes (0-1.5 s on every answer): every run succeeds.
   worker-died the profiler's worker dies (the run stays "running" in Airflow): the profiler
               ends timed_out after its timeout, the run failed with that reason, and autopilot
@@ -975,6 +977,9 @@ SCENARIOS = [
     ("5xx", simple_success("5xx", {"error_rate": 0.2, "error_status": [502, 503, 504]})),
     ("429", simple_success("429", {"rate_limit_every": 4, "rate_limit_burst": 1, "retry_after_s": 1})),
     ("outage", sc_outage),
+    # An ingress with no Airflow behind it (a rollout): HTML 404s to every path.
+    ("proxy404", simple_success("proxy404", {"outage": {"start_ms": 1500, "duration_ms": 15000,
+                                                        "mode": "proxy404"}})),
     ("latency", simple_success("latency", {"latency_ms": 0, "latency_jitter_ms": 1500})),
     ("worker-died", sc_worker_died),
     ("forget", sc_forget),
