@@ -69,6 +69,8 @@ TAILQ_HEAD(airflow_reqq, airflow_req);
 struct reply_job {
 	struct workq_job job;		/* first: the callbacks cast back */
 	struct airflow_req *q;		/* NULL once q is freed */
+	struct airflow_client *c;
+	bool note_later;		/* the breaker counts it once read */
 	enum airflow_step step;
 	long status;
 	bool permanent;
@@ -125,6 +127,9 @@ struct airflow_req {
 	struct reply_job *parse;		/* its answer is being read */
 	struct body_job *body;			/* deploy: its body being written */
 	bool is_probe;
+	bool was_probe;				/* its last answer was the probe's */
+	long retry_after_ms;			/* of its last answer; -1: none */
+	bool presence_check;			/* q is c->presence */
 	uint64_t deadline;			/* ap_mono_ms(); 0: none (op_limit) */
 	bool (*guard)(void *);			/* asked before a later send (op_guard) */
 	void *guard_arg;
@@ -173,8 +178,14 @@ struct airflow_client {
 	long detect_v2_status;			/* /api/v2/version's 401/403, while
 						 * /api/v1/version is asked */
 	struct airflow_req *token;		/* token fetch in progress */
+	struct airflow_req *presence;		/* presence check in progress */
+	uint64_t presence_at;			/* its last verdict (ap_mono_ms), 0 none */
+	bool presence_there;			/* ... Airflow answers behind the URL */
+	int presence_said;			/* the verdict last logged: -1 none,
+						 * 0 absent, 1 there */
 	struct airflow_reqq api_waiters;
 	struct airflow_reqq token_waiters;
+	struct airflow_reqq presence_waiters;	/* 404s the check decides */
 	struct airflow_reqq breaker_waiters;
 	struct airflow_reqq reqs;
 	unsigned fails;				/* consecutive breaker failures */
@@ -280,6 +291,8 @@ req_free(struct airflow_req *q)
 		c->detect = NULL;
 	if (c->token == q)
 		c->token = NULL;
+	if (c->presence == q)
+		c->presence = NULL;
 	free(q->dag_id);
 	free(q->run_id);
 	free(q->pipeline);
@@ -759,7 +772,9 @@ req_attempt(struct airflow_req *q)
 		start_token(c);
 		return;
 	}
-	if (c->open) {
+	/* The presence check goes past the breaker: it decides what a 404
+	 * says, which the breaker then counts. */
+	if (c->open && !q->presence_check) {
 		if (c->probe != NULL || !c->probe_ready) {
 			airflow_http_req_cleanup(&hr);
 			breaker_wait(q, false);
@@ -1036,20 +1051,126 @@ reply_job_free(struct reply_job *j)
 	free(j);
 }
 
+static void reply_decide(struct airflow_req *q, long st);
+
+/*
+ * Whether the breaker counts q's answer (HTTP st) only once it is read: a
+ * 404 may be Airflow's, or a proxy's with no Airflow behind it, which the
+ * body tells (reply_verdict()).
+ */
+static bool
+note_later(const struct airflow_req *q, long st)
+{
+	return st == 404 && (!q->internal || q->presence_check ||
+	    q->step == AIRFLOW_STEP_TOKEN);
+}
+
+/* How long a presence check's verdict stands for the 404s that follow. */
+#define PRESENCE_FRESH_MS 1000
+
+/* The presence check's answer: the waiters' 404s are decided. */
+static void
+presence_done(const struct airflow_result *res, void *arg)
+{
+	struct airflow_client *c = arg;
+	struct airflow_reqq tmp = TAILQ_HEAD_INITIALIZER(tmp);
+	struct airflow_req *q;
+	long st = res->error.http_status;
+	bool there;
+
+	/* A version, or an answer only Airflow (or a proxy passing requests
+	 * to it) gives: a refusal, a 429, a 404 of Airflow's own. */
+	there = res->status == AIRFLOW_OK || (st >= 400 && st < 500 &&
+	    st != 404 && st != 408) || (st == 404 && json_is_object(res->body));
+	c->presence_at = ap_mono_ms();
+	if (c->presence_at == 0)
+		c->presence_at = 1;
+	c->presence_there = there;
+	if (c->presence_said != (int)there) {
+		if (there && c->presence_said == 0)
+			ap_info("airflow: Airflow answers at %s again", c->base_url);
+		else if (there)
+			ap_info("airflow: %s answers HTTP 404 without Airflow's JSON"
+			    " body while Airflow answers there: a proxy replacing"
+			    " Airflow's error pages? Its 404s are taken as Airflow's",
+			    c->base_url);
+		else
+			ap_warn("airflow: %s answers HTTP 404 without Airflow's JSON"
+			    " body, and GET /version %s%ld %s: no Airflow behind it for"
+			    " now (a proxy's 404, an Airflow restarting, or airflow.url's"
+			    " path is not Airflow's); retrying as for an Airflow down",
+			    c->base_url, st > 0 ? "HTTP " : "", st, res->error.title != NULL ?
+			    res->error.title : "");
+		c->presence_said = there;
+	}
+	while ((q = TAILQ_FIRST(&c->presence_waiters)) != NULL) {
+		wait_leave(q);
+		timer_disarm(q);
+		wait_on(q, &tmp);
+	}
+	while ((q = TAILQ_FIRST(&tmp)) != NULL) {
+		wait_leave(q);
+		reply_decide(q, 404);
+	}
+}
+
+/* Asks GET /version, once at a time: is Airflow there behind the URL? */
+static void
+start_presence(struct airflow_client *c)
+{
+	struct airflow_req *q;
+
+	if (c->presence != NULL)
+		return;
+	q = req_new(c, c->api == AIRFLOW_API_V2 ? AIRFLOW_STEP_VERSION :
+	    AIRFLOW_STEP_VERSION_V1, presence_done, c, NULL, NULL);
+	q->internal = true;
+	q->presence_check = true;
+	c->presence = q;
+	req_attempt(q);
+}
+
+enum verdict { V_WAIT, V_AIRFLOW, V_PROXY };
+
+/*
+ * Whose 404 q's answer is. Airflow answers each 404 of its API with a JSON
+ * object (2.x RFC 7807, 3.x {"detail"}); one without is a proxy's with no
+ * Airflow behind it (an ingress during a rollout), or a proxy's page in
+ * place of Airflow's own, or Airflow 2's page for a route it has not (a
+ * missing plugin). GET /version tells which: V_WAIT while it is asked.
+ */
+static enum verdict
+reply_verdict(struct airflow_req *q)
+{
+	struct airflow_client *c = q->c;
+
+	if (json_is_object(q->reply))
+		return V_AIRFLOW;
+	if (q->presence_check)
+		return V_PROXY;
+	if (q->step == AIRFLOW_STEP_TOKEN)
+		/* Airflow 2 has no login route (a setup to fix), but one
+		 * that gave a token is there. */
+		return c->token_gen > 0 ? V_PROXY : V_AIRFLOW;
+	if (c->presence_at != 0 && ap_mono_ms() - c->presence_at < PRESENCE_FRESH_MS)
+		return c->presence_there ? V_AIRFLOW : V_PROXY;
+	wait_on(q, &c->presence_waiters);
+	req_bound_arm(q);
+	start_presence(c);
+	return V_WAIT;
+}
+
 /* The rest of http_done(), with the answer read. */
 static void
 reply_use(struct airflow_req *q, struct reply_job *j)
 {
-	struct airflow_client *c = q->c;
-	long st = j->status;
-	enum airflow_status cls;
-	bool foreign = false;
-
 	q->reply = j->reply;
 	j->reply = NULL;
 	q->run = j->run;
 	q->run_ok = j->run_ok;
 	q->bloated = j->bloated;
+	q->was_probe = j->was_probe;
+	q->retry_after_ms = j->retry_after_ms;
 	if (j->err.title != NULL) {
 		/* A non-2xx answer's error (a network error's is set already). */
 		q->err = j->err;
@@ -1060,24 +1181,39 @@ reply_use(struct airflow_req *q, struct reply_job *j)
 		req_finish(q, AIRFLOW_UNAVAILABLE, 0);
 		return;
 	}
+	reply_decide(q, j->status);
+}
 
-	/*
-	 * Airflow's API answers each 404 with a JSON object (2.x RFC 7807, 3.x
-	 * {"detail"}). One without is a proxy's with no Airflow behind it (an
-	 * ingress during a rollout) or a path that is not Airflow's: not "no
-	 * such DAG" nor "the run is lost" (which would start a second run
-	 * beside the first), but an Airflow not there, retried as a 503 is.
-	 * The plugin's routes and the client's own requests (detection, login)
-	 * read such a 404 as an answer: a route that is not there.
-	 */
-	if (st == 404 && !q->internal && !step_is_plugin(q->step) &&
-	    !json_is_object(q->reply)) {
-		foreign = true;
-		req_error(q, "Not Found", "HTTP 404 without Airflow's JSON body: a"
-		    " proxy with no Airflow behind it (restarting?), or airflow.url's"
-		    " path is not Airflow's");
+/* What q's answer (HTTP st, read) means: a retry, a next step, the end. */
+static void
+reply_decide(struct airflow_req *q, long st)
+{
+	struct airflow_client *c = q->c;
+	enum airflow_status cls;
+	bool foreign = false;
+
+	if (note_later(q, st)) {
+		switch (reply_verdict(q)) {
+		case V_WAIT:
+			return;
+		case V_AIRFLOW:
+			breaker_note(c, st, q->was_probe, q->retry_after_ms);
+			break;
+		case V_PROXY:
+			/* No Airflow answered: as a 503, not "no such DAG" nor
+			 * "the run is lost" (which would fail its run). */
+			breaker_note(c, 0, q->was_probe, q->retry_after_ms);
+			if (q->internal)
+				break;
+			foreign = true;
+			req_error(q, "Not Found", "HTTP 404 without Airflow's JSON"
+			    " body, and no Airflow answering there: a proxy with no"
+			    " Airflow behind it (restarting?), or airflow.url's path"
+			    " is not Airflow's");
+			break;
+		}
 	}
-	if (airflow_retryable(st) || foreign) {
+	if ((airflow_retryable(st) || foreign) && !q->presence_check) {
 		unsigned max = c->cfg.max_retries == AIRFLOW_RETRIES_NONE ? 0 :
 		    c->cfg.max_retries;
 		long delay;
@@ -1087,11 +1223,11 @@ reply_use(struct airflow_req *q, struct reply_job *j)
 			c->n_retries++;
 			if (c->open) {
 				/* The breaker paces retries now; a failed probe goes first. */
-				breaker_wait(q, j->was_probe);
+				breaker_wait(q, q->was_probe);
 				return;
 			}
 			delay = airflow_retry_delay(q->retries, c->cfg.retry_base_ms,
-			    c->cfg.retry_max_ms, rng_next(c), j->retry_after_ms);
+			    c->cfg.retry_max_ms, rng_next(c), q->retry_after_ms);
 			if (!req_time_left(q, delay)) {
 				/* Out of time for the wait: the last answer stands. */
 				q->retries--;
@@ -1182,6 +1318,10 @@ reply_done(struct workq_job *wj)
 		q->parse = NULL;
 		if (!q->c->closing)
 			reply_use(q, j);
+	} else if (j->note_later && !j->c->closing) {
+		/* Its request is gone: Airflow's or not, the breaker counts
+		 * what an answer is. */
+		breaker_note(j->c, j->status, j->was_probe, j->retry_after_ms);
 	}
 	reply_job_free(j);
 }
@@ -1240,12 +1380,15 @@ http_done(const struct http_response *resp, void *arg)
 	}
 	retry_after_ms = resp->retry_after != NULL ?
 	    airflow_parse_retry_after(resp->retry_after, ap_wall_ms()) : -1;
-	breaker_note(c, st, was_probe, retry_after_ms);
+	if (!note_later(q, st))
+		breaker_note(c, st, was_probe, retry_after_ms);
 	reply_drop(c, q->reply);
 	q->reply = NULL;
 	airflow_error_text_cleanup(&q->err);
 
 	if (resp->too_big) {
+		if (note_later(q, st))
+			breaker_note(c, st, was_probe, retry_after_ms);
 		req_error(q, "Bad reply", "the answer is larger than the client accepts");
 		req_finish(q, AIRFLOW_BAD_REPLY, st);
 		return;
@@ -1258,6 +1401,8 @@ http_done(const struct http_response *resp, void *arg)
 	j->job.work = reply_work;
 	j->job.done = reply_done;
 	j->q = q;
+	j->c = c;
+	j->note_later = note_later(q, st);
 	j->step = q->step;
 	j->status = st;
 	j->permanent = resp->permanent;
@@ -1300,6 +1445,9 @@ req_out_of_time(struct airflow_req *q)
 		detail = "out of time waiting for Airflow's API version to be detected";
 	else if (q->waitq == &c->token_waiters)
 		detail = "out of time waiting for an access token";
+	else if (q->waitq == &c->presence_waiters)
+		detail = "out of time waiting to learn whether Airflow answers (after"
+		    " an HTTP 404 without Airflow's JSON body)";
 	else
 		detail = "out of time";
 	if (q->http != NULL) {
@@ -1414,6 +1562,8 @@ airflow_client_create(struct event_base *base, const struct airflow_config *cfg,
 	}
 	TAILQ_INIT(&c->api_waiters);
 	TAILQ_INIT(&c->token_waiters);
+	TAILQ_INIT(&c->presence_waiters);
+	c->presence_said = -1;
 	TAILQ_INIT(&c->breaker_waiters);
 	TAILQ_INIT(&c->reqs);
 	evtimer_assign(&c->probe_timer, base, breaker_timer_cb, c);

@@ -627,18 +627,24 @@ store_pragma_int(struct store *s, const char *sql, int *out, char **cause)
 }
 
 /*
- * Creates path, empty, with mode (before umask) unless it exists: SQLite
- * would create it readable by all, and a database holds service entities
- * and Airflow's answers. Its write-ahead log and index take the file's
- * mode. A failure is left for SQLite to meet and explain.
+ * Creates path, empty, with mode (before umask) unless it exists (through a
+ * symbolic link too, as SQLite would): SQLite would create it readable by
+ * all, and a database holds service entities and Airflow's answers. Its
+ * write-ahead log and index take the file's mode. With gid not -1 the file
+ * gets that group, if it may. A failure is left for SQLite to meet and
+ * explain.
  */
 static void
-store_create_private(const char *path, mode_t mode)
+store_create_private(const char *path, mode_t mode, gid_t gid)
 {
-	int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+	int fd = open(path, O_RDONLY | O_CREAT | O_NONBLOCK | O_CLOEXEC, mode);
 
-	if (fd >= 0)
-		close(fd);
+	if (fd < 0)
+		return;
+	if (gid != (gid_t)-1 && fchown(fd, (uid_t)-1, gid) != 0)
+		ap_debug("state store: %s: keeping its group: %s", path,
+		    strerror(errno));
+	close(fd);
 }
 
 /* Copies the live database to a backup file with the online backup API. */
@@ -654,8 +660,10 @@ store_backup(struct store *s, unsigned version, char **cause)
 	path = ap_xprintf("%s.v%u.%lld.bak", s->path, version,
 	    (long long)ap_wall_ms());
 	/* Readable by no more users than the database. */
-	store_create_private(path, stat(s->path, &st) == 0 ? st.st_mode & 0666 :
-	    0600);
+	if (stat(s->path, &st) == 0)
+		store_create_private(path, st.st_mode & 0666, st.st_gid);
+	else
+		store_create_private(path, 0600, (gid_t)-1);
 	if (sqlite3_open_v2(path, &dst, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
 	    NULL) != SQLITE_OK) {
 		*cause = ap_xprintf("%s: cannot create backup: %s", path,
@@ -947,7 +955,7 @@ store_open(const char *path, const struct store_options *opts, char **cause)
 	 * store_reopen_immutable()).
 	 */
 	if (!s->read_only)
-		store_create_private(path, 0600);
+		store_create_private(path, 0600, (gid_t)-1);
 	if (sqlite3_open_v2(path, &s->db, (!s->read_only ? SQLITE_OPEN_READWRITE |
 	    SQLITE_OPEN_CREATE : store_writable(path) ? SQLITE_OPEN_READWRITE :
 	    SQLITE_OPEN_READONLY) | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {

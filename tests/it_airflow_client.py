@@ -344,68 +344,111 @@ def case_retries(gen):
 
 
 def case_proxy_404(gen):
-    """A 404 without Airflow's JSON (an ingress with no Airflow behind it,
-    during a rollout) is retried as a 503 is: never "no such run", which would
-    start a second run beside the first. Airflow's own 404 stays final. On
-    Airflow 3, the login route's 404 after a token was given is the same."""
-    runs = [f"/api/{gen}/dags/d/dagRuns/"]
+    """A 404 without Airflow's JSON is asked about (GET /version): with no
+    Airflow answering behind the URL (an ingress during a rollout) it is
+    retried as a 503 is, never "no such run", which would fail its run; with
+    Airflow answering (a proxy that replaces Airflow's error pages) it is
+    Airflow's. Airflow's own 404 stays final at once. On Airflow 3, the
+    login route's 404 after a token was given is Airflow not there."""
     dag = {"d": {"exists": True, "is_paused": False, "queued_ms": 0,
                  "running_ms": 60000}}
-
-    def proxy(count, paths, **more):
-        return {"api": gen, "dags": dag, **more,
-                "faults": {"error_burst": {"after": 0, "count": count, "status": 404},
-                           "proxy_pages": True, "paths": paths}}
-    sim = Sim({"api": gen, "dags": dag})
     fast = ("--retry-base-ms", "20", "--retry-max-ms", "50")
+    # The proxy's 404s to every path from 300 ms to 1 s after the load.
+    sim = Sim({"api": gen, "dags": dag,
+               "faults": {"outage": {"start_ms": 300, "duration_ms": 700,
+                                     "mode": "proxy404"}}})
     try:
-        res = run(url(sim), [{"op": "trigger", "dag_id": "d", "run_id": "r1"}],
-                  "--api", gen)
-        assert res[0]["status"] == "ok", res
-        # The retry budget runs out first: unavailable, with what the 404 is.
-        sim.scenario(proxy(10, runs))
-        res = run(url(sim), [{"op": "get_run", "dag_id": "d", "run_id": "r1"}],
-                  "--api", gen, "--max-retries", "2", *fast)
-        r = res[0]
+        res, err = run_logged(url(sim), [
+            {"op": "trigger", "dag_id": "d", "run_id": "r1"},
+            {"op": "sleep", "ms": 450},
+            # The retry budget runs out first: unavailable, with what the 404 is.
+            {"op": "get_run", "dag_id": "d", "run_id": "r1"},
+        ], "--api", gen, "--max-retries", "2", *fast)
+        r = only(res, "get_run")[0]
         assert r["status"] == "unavailable" and r["http_status"] == 404, r
-        assert r["attempts"] == 3 and "proxy" in r["detail"], r
+        assert r["attempts"] == 3 and "no Airflow answering there" in r["detail"], r
+        assert "no Airflow behind it for now" in err, err[-2000:]
+        versions = [x for x in sim.log() if x["path"].endswith("/version")]
+        assert versions and all(x["status"] == 404 for x in versions), versions
         # Airflow back within the budget: the run reads as it is.
-        sim.scenario(proxy(3, runs))
-        res = run(url(sim), [{"op": "get_run", "dag_id": "d", "run_id": "r1"}],
-                  "--api", gen, "--max-retries", "5", *fast)
-        r = res[0]
-        assert r["status"] == "ok" and r["attempts"] == 4, r
-        assert r["run"]["state"] == "running", r
-        # The proxy's 404 no more than a 503 is a DAG not parsed yet.
-        sim.scenario(proxy(1, [f"/api/{gen}/dags/d"]))
-        res = run(url(sim), [{"op": "get_dag", "dag_id": "d"}], "--api", gen,
-                  "--max-retries", "0")
-        assert res[0]["status"] == "unavailable" and res[0]["http_status"] == 404, res
-        # Airflow's own 404 (JSON): final at once.
+        sim.scenario({"api": gen, "dags": dag,
+                      "faults": {"outage": {"start_ms": 300, "duration_ms": 400,
+                                            "mode": "proxy404"}}})
+        res = run(url(sim), [
+            {"op": "get_dag", "dag_id": "d"},
+            {"op": "sleep", "ms": 450},
+            {"op": "get_run", "dag_id": "d", "run_id": "r1"},
+        ], "--api", gen, "--max-retries", "40", *fast)
+        r = only(res, "get_run")[0]
+        assert r["status"] == "ok" and r["run"]["state"] == "running", r
+        assert r["attempts"] > 1, r
+        # Many requests meet the proxy's 404s: the breaker opens, as for an
+        # Airflow down, and one request at a time probes until it is back.
+        sim.scenario({"api": gen, "dags": dag,
+                      "faults": {"outage": {"start_ms": 300, "duration_ms": 1200,
+                                            "mode": "proxy404"}}})
+        n = len(sim.log())
+        res = run(url(sim), [
+            {"op": "get_dag", "dag_id": "d"},
+            {"op": "sleep", "ms": 450},
+            {"op": "get_dag", "dag_id": "d", "count": 30},
+            {"op": "stats"},
+        ], "--api", gen, "--max-retries", "200", *fast)
+        bad = [(r["i"], r["status"], r["attempts"]) for r in only(res, "get_dag")
+               if r["status"] != "ok"]
+        assert not bad, bad
+        assert only(res, "stats")[0]["breaker_opens"] >= 1, res[-1]
+        during = [x for x in sim.log()[n:] if x["status"] == 404]
+        print("  proxy404 breaker: %d answers 404 to 30 requests over 1.05 s"
+              % len(during))
+        # Each retrying on its own would be some 30 x 25.
+        assert len(during) < 200, len(during)
+        # Airflow's own 404 (JSON): final at once, nothing asked.
+        n = len(sim.log())
         res = run(url(sim), [{"op": "get_run", "dag_id": "d", "run_id": "nope"}],
                   "--api", gen, *fast)
         assert res[0]["status"] == "not_found" and res[0]["attempts"] == 1, res
-        if gen == "v2":
-            # A token given, then the login route 404s (a proxy's page):
-            # Airflow not there, not "no Airflow 3 login".
-            sim.scenario({"api": gen, "token_ttl_ms": 300, "dags": dag,
-                          "faults": {"error_burst": {"after": 1, "count": 1,
-                                                     "status": 404},
-                                     "proxy_pages": True, "paths": ["/auth/token"]}})
-            res = run(url(sim), [
-                {"op": "get_dag", "dag_id": "d"},
-                {"op": "sleep", "ms": 500},
-                {"op": "get_dag", "dag_id": "d"},
-                {"op": "get_dag", "dag_id": "d"},
-            ], "--api", gen, *fast)
-            dags = [r for r in res if r["op"] == "get_dag"]
-            assert [r["status"] for r in dags] == ["ok", "unavailable", "ok"], dags
-            assert "answered before" in dags[1]["detail"], dags[1]
-            # The first token's 404: no login route, a setup to fix.
-            sim.scenario(proxy(1, ["/auth/token"]))
-            res = run(url(sim), [{"op": "get_dag", "dag_id": "d"}], "--api", gen, *fast)
-            assert res[0]["status"] == "rejected", res
-            assert res[0]["title"] == "No Airflow 3 login", res
+        assert not [x for x in sim.log()[n:] if x["path"].endswith("/version")]
+    finally:
+        sim.stop()
+    # A proxy that puts its page in place of each of Airflow's 404s: /version
+    # answers, so the 404s are Airflow's (a DAG not parsed, a run lost).
+    sim = Sim({"api": gen, "dags": dag, "proxy_pages_404": True})
+    try:
+        res, err = run_logged(url(sim), [
+            {"op": "get_run", "dag_id": "d", "run_id": "nope"},
+            {"op": "get_dag", "dag_id": "missing"},
+        ], "--api", gen, *fast)
+        assert [r["status"] for r in res] == ["not_found", "not_found"], res
+        assert all(r["attempts"] == 1 for r in res), res
+        assert "replacing Airflow's error pages" in err, err[-2000:]
+        assert "<html>" in res[0]["detail"], res
+    finally:
+        sim.stop()
+    if gen != "v2":
+        return
+    # A token given, then the login route 404s (a proxy's page): Airflow not
+    # there, not "no Airflow 3 login".
+    sim = Sim({"api": gen, "token_ttl_ms": 300, "dags": dag,
+               "faults": {"error_burst": {"after": 1, "count": 1, "status": 404},
+                          "proxy_pages": True, "paths": ["/auth/token"]}})
+    try:
+        res = run(url(sim), [
+            {"op": "get_dag", "dag_id": "d"},
+            {"op": "sleep", "ms": 500},
+            {"op": "get_dag", "dag_id": "d"},
+            {"op": "get_dag", "dag_id": "d"},
+        ], "--api", gen, *fast)
+        dags = [r for r in res if r["op"] == "get_dag"]
+        assert [r["status"] for r in dags] == ["ok", "unavailable", "ok"], dags
+        assert "answered before" in dags[1]["detail"], dags[1]
+        # The first token's 404: no login route, a setup to fix.
+        sim.scenario({"api": gen, "dags": dag,
+                      "faults": {"error_burst": {"after": 0, "count": 1, "status": 404},
+                                 "proxy_pages": True, "paths": ["/auth/token"]}})
+        res = run(url(sim), [{"op": "get_dag", "dag_id": "d"}], "--api", gen, *fast)
+        assert res[0]["status"] == "rejected", res
+        assert res[0]["title"] == "No Airflow 3 login", res
     finally:
         sim.stop()
 

@@ -92,6 +92,19 @@ try:
         check(any(x["status"] == 404 and "/dagRuns/" in x["path"] for x in reqs),
               "no run was read during the proxy's 404s")
         check_no_double_trigger(reqs)
+        # The same from the start: the deploys meet the proxy's 404s too,
+        # and wait for Airflow rather than fail.
+        state = os.path.join(d, "proxy404-deploy.db")
+        sim.call("POST", "/_sim/outage?ms=3000&mode=proxy404")
+        rc, out, err, runs = finish(start(sim, state, ["--services", "2", "--prefix",
+                                                       "q", "--json"]), 80)
+        check(rc == 0, "exit %d %s" % (rc, err[-3000:]))
+        check(all(r["state"] == "succeeded" for r in runs), "runs %s" % runs)
+        for r in runs:
+            for a in r["agents"]:
+                check(a["attempts"] == 1, "attempt %s" % a)
+        check(any(x["status"] == 404 and x["path"].endswith("/openmetadata/deploy")
+                  for x in sim.requests()), "no deploy met the proxy's 404")
     finally:
         sim.close()
 

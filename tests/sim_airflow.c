@@ -33,6 +33,9 @@
  *                                    of Airflow answers 401 (HTML, WWW-Authenticate:
  *                                    Basic realm="proxy") whatever credentials come
  *                                    (the client has none for it); before any fault
+ *   "proxy_pages_404": false         true: a proxy in front of Airflow puts its own HTML
+ *                                    page in place of each 404 Airflow answers (nginx's
+ *                                    proxy_intercept_errors)
  *   "seed": 1                        seeds the fault dice
  *   "pipelines": { "<pipelineType>"|"*": {"queued_ms": 50, "running_ms": 300,
  *                   "outcome": "success", "parse_delay_ms": ...} }
@@ -395,6 +398,7 @@ struct scenario {
 	const char *password;
 	const char *version;
 	bool version_auth;
+	bool proxy_pages_404;
 	const json_t *proxy_401;	/* array of strings or NULL; borrowed from root */
 	int64_t token_ttl_ms;
 	int64_t parse_delay_ms;
@@ -1036,7 +1040,7 @@ scenario_parse(json_t *root, struct scenario *sc, char **cause)
 {
 	static const char *const keys[] = { "api", "username", "password", "token_ttl_ms",
 		"parse_delay_ms", "pipelines", "dags", "faults", "seed", "airflow_version",
-		"version_auth", "proxy_401", NULL };
+		"version_auth", "proxy_401", "proxy_pages_404", NULL };
 	struct scenario n;
 	const char *api = NULL;
 	const char *key;
@@ -1061,6 +1065,7 @@ scenario_parse(json_t *root, struct scenario *sc, char **cause)
 	    get_str(root, "password", &n.password, w, cause) < 0 ||
 	    get_str(root, "airflow_version", &n.version, w, cause) < 0 ||
 	    get_bool(root, "version_auth", &n.version_auth, w, cause) < 0 ||
+	    get_bool(root, "proxy_pages_404", &n.proxy_pages_404, w, cause) < 0 ||
 	    get_int(root, "token_ttl_ms", 0, INT64_MAX / 4, &n.token_ttl_ms, w, cause) < 0 ||
 	    get_int(root, "parse_delay_ms", 0, INT32_MAX, &n.parse_delay_ms, w, cause) < 0 ||
 	    get_int(root, "seed", INT64_MIN, INT64_MAX, &seed, w, cause) < 0)
@@ -2187,6 +2192,7 @@ problem_type(int status)
 }
 
 /* An error in the format of the request's family. */
+static void proxy_page(struct rq *rq, int status);
 static void
 rq_error(struct rq *rq, int status, const char *title, const char *fmt, ...)
     AP_PRINTFLIKE(4, 5);
@@ -2200,6 +2206,10 @@ rq_error(struct rq *rq, int status, const char *title, const char *fmt, ...)
 	const char *pt;
 	char *type;
 
+	if (status == 404 && rq->s->sc.proxy_pages_404) {
+		proxy_page(rq, 404);
+		return;
+	}
 	va_start(ap, fmt);
 	detail = ap_xvprintf(fmt, ap);
 	va_end(ap);

@@ -82,6 +82,17 @@ test_fresh_open_is_current_and_wal(void **state)
 	assert_int_equal(sb.st_mode & 0777, 0600);
 	free(wal);
 	store_close(s);
+	/* Through a link to a file not there yet, as SQLite follows it. */
+	{
+		char *link = db_path("link.db"), *target = db_path("target.db");
+
+		assert_int_equal(symlink(target, link), 0);
+		store_close(open_ok(link, NULL));
+		assert_int_equal(stat(target, &sb), 0);
+		assert_int_equal(sb.st_mode & 0777, 0600);
+		free(link);
+		free(target);
+	}
 	assert_int_equal(sqlite3_open(p, &db), SQLITE_OK);
 	assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &st, NULL),
 	    SQLITE_OK);
