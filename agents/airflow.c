@@ -130,6 +130,7 @@ struct airflow_req {
 	bool was_probe;				/* its last answer was the probe's */
 	long retry_after_ms;			/* of its last answer; -1: none */
 	bool presence_check;			/* q is c->presence */
+	bool noted;				/* the breaker counted its answer */
 	uint64_t deadline;			/* ap_mono_ms(); 0: none (op_limit) */
 	bool (*guard)(void *);			/* asked before a later send (op_guard) */
 	void *guard_arg;
@@ -563,7 +564,8 @@ detect_answer(struct airflow_client *c, enum airflow_step asked,
 	enum airflow_api api = AIRFLOW_API_V1;
 	struct airflow_req *q;
 
-	switch (airflow_detect_api(asked, st, res->status == AIRFLOW_OK)) {
+	switch (res->status == AIRFLOW_UNAVAILABLE ? AIRFLOW_DETECT_RETRY :
+	    airflow_detect_api(asked, st, res->status == AIRFLOW_OK)) {
 	case AIRFLOW_DETECT_RETRY:
 		fail_waiters(&c->api_waiters, res);
 		return;
@@ -636,19 +638,14 @@ token_done(const struct airflow_result *res, void *arg)
 			r.status = AIRFLOW_BAD_REPLY;
 			r.error.title = "Bad reply";
 			r.error.detail = "POST /auth/token answered without an access_token";
-		} else if ((res->error.http_status == 404 || res->error.http_status == 405) &&
-		    c->token_gen > 0) {
-			/* The login route answered before: a proxy with no
-			 * Airflow behind it for now. */
-			r.status = AIRFLOW_UNAVAILABLE;
-			r.error.title = "Not Found";
-			r.error.detail = "POST /auth/token is not there, where it answered"
-			    " before: a proxy with no Airflow behind it (restarting?)";
-		} else if (res->error.http_status == 404 || res->error.http_status == 405) {
-			/* No login route: not Airflow 3 (airflow.api "v2" set for
-			 * an Airflow 2, or a path prefix that is not Airflow's).
-			 * Its 404 must not read as "no such DAG" (not parsed yet,
-			 * waited on until the deadline), nor be retried. */
+		} else if (res->status != AIRFLOW_UNAVAILABLE &&
+		    (res->error.http_status == 404 || res->error.http_status == 405)) {
+			/* No login route where Airflow answers (a 404 with no
+			 * Airflow there is AIRFLOW_UNAVAILABLE, as a 503): not
+			 * Airflow 3 (airflow.api "v2" set for an Airflow 2, or a
+			 * path prefix that is not Airflow's). Its 404 must not
+			 * read as "no such DAG" (not parsed yet, waited on until
+			 * the deadline), nor be retried. */
 			r.status = AIRFLOW_REJECTED;
 			r.error.title = AIRFLOW_NO_LOGIN;
 			r.error.detail = "POST /auth/token is not there: Airflow 3's API"
@@ -1061,8 +1058,8 @@ static void reply_decide(struct airflow_req *q, long st);
 static bool
 note_later(const struct airflow_req *q, long st)
 {
-	return st == 404 && (!q->internal || q->presence_check ||
-	    q->step == AIRFLOW_STEP_TOKEN);
+	(void)q;
+	return st == 404;
 }
 
 /* How long a presence check's verdict stands for the 404s that follow. */
@@ -1114,7 +1111,11 @@ presence_done(const struct airflow_result *res, void *arg)
 	}
 }
 
-/* Asks GET /version, once at a time: is Airflow there behind the URL? */
+/*
+ * Asks GET /api/v1/version, once at a time: is Airflow there behind the
+ * URL? Both generations answer it as only they do: 2.x with its version
+ * (or a refusal), 3.x with a JSON 404 ("/api/v1 has been removed").
+ */
 static void
 start_presence(struct airflow_client *c)
 {
@@ -1122,8 +1123,7 @@ start_presence(struct airflow_client *c)
 
 	if (c->presence != NULL)
 		return;
-	q = req_new(c, c->api == AIRFLOW_API_V2 ? AIRFLOW_STEP_VERSION :
-	    AIRFLOW_STEP_VERSION_V1, presence_done, c, NULL, NULL);
+	q = req_new(c, AIRFLOW_STEP_VERSION_V1, presence_done, c, NULL, NULL);
 	q->internal = true;
 	q->presence_check = true;
 	c->presence = q;
@@ -1148,12 +1148,16 @@ reply_verdict(struct airflow_req *q)
 		return V_AIRFLOW;
 	if (q->presence_check)
 		return V_PROXY;
-	if (q->step == AIRFLOW_STEP_TOKEN)
-		/* Airflow 2 has no login route (a setup to fix), but one
-		 * that gave a token is there. */
-		return c->token_gen > 0 ? V_PROXY : V_AIRFLOW;
 	if (c->presence_at != 0 && ap_mono_ms() - c->presence_at < PRESENCE_FRESH_MS)
 		return c->presence_there ? V_AIRFLOW : V_PROXY;
+	if (q->was_probe) {
+		/* The breaker's probe: counted as a failure now, so that the
+		 * next probe comes in its time whatever becomes of q (the
+		 * check's own answer closes the breaker when Airflow is
+		 * there). */
+		breaker_note(c, 0, true, q->retry_after_ms);
+		q->noted = true;
+	}
 	wait_on(q, &c->presence_waiters);
 	req_bound_arm(q);
 	start_presence(c);
@@ -1171,6 +1175,7 @@ reply_use(struct airflow_req *q, struct reply_job *j)
 	q->bloated = j->bloated;
 	q->was_probe = j->was_probe;
 	q->retry_after_ms = j->retry_after_ms;
+	q->noted = false;
 	if (j->err.title != NULL) {
 		/* A non-2xx answer's error (a network error's is set already). */
 		q->err = j->err;
@@ -1197,14 +1202,19 @@ reply_decide(struct airflow_req *q, long st)
 		case V_WAIT:
 			return;
 		case V_AIRFLOW:
-			breaker_note(c, st, q->was_probe, q->retry_after_ms);
+			if (!q->noted)
+				breaker_note(c, st, q->was_probe, q->retry_after_ms);
 			break;
 		case V_PROXY:
 			/* No Airflow answered: as a 503, not "no such DAG" nor
-			 * "the run is lost" (which would fail its run). */
-			breaker_note(c, 0, q->was_probe, q->retry_after_ms);
-			if (q->internal)
+			 * "the run is lost" (which would fail its run), nor
+			 * "no login route" or "an Airflow 2" (the login, the
+			 * detection). The check's own is counted in its
+			 * waiters'. */
+			if (q->presence_check)
 				break;
+			if (!q->noted)
+				breaker_note(c, 0, q->was_probe, q->retry_after_ms);
 			foreign = true;
 			req_error(q, "Not Found", "HTTP 404 without Airflow's JSON"
 			    " body, and no Airflow answering there: a proxy with no"
@@ -1318,10 +1328,10 @@ reply_done(struct workq_job *wj)
 		q->parse = NULL;
 		if (!q->c->closing)
 			reply_use(q, j);
-	} else if (j->note_later && !j->c->closing) {
-		/* Its request is gone: Airflow's or not, the breaker counts
-		 * what an answer is. */
-		breaker_note(j->c, j->status, j->was_probe, j->retry_after_ms);
+	} else if (j->note_later && j->was_probe && !j->c->closing) {
+		/* The probe is gone before its 404 was read: the next one
+		 * comes in its time. */
+		breaker_note(j->c, 0, true, j->retry_after_ms);
 	}
 	reply_job_free(j);
 }
