@@ -6,7 +6,9 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <search.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -90,6 +92,8 @@ struct server {
 	bool draining;
 	uint64_t outcomes[SERVER_OUTCOME_MAX];
 	uint64_t admin_requests;
+	uint64_t refused_logged_ms;	/* log_refused() */
+	uint64_t refused_unlogged;
 	uint64_t admin_denied;
 	/* Webhook group commit (see struct pending). */
 	struct event *flush_ev, *take_ev;
@@ -511,6 +515,47 @@ decoded(const char *s, size_t n)
 	return d;
 }
 
+/* The client's address, for the log ("?" when libevent has none). */
+static void
+peer_of(struct evhttp_request *req, char *buf, size_t size)
+{
+	struct evhttp_connection *conn = evhttp_request_get_connection(req);
+	const char *addr = NULL;
+	ev_uint16_t port = 0;
+
+	if (conn != NULL)
+		evhttp_connection_get_peer(conn, (char **)&addr, &port);
+	if (addr != NULL)
+		snprintf(buf, size, "%s:%u", addr, (unsigned)port);
+	else
+		snprintf(buf, size, "?");
+}
+
+/*
+ * A request refused for its credentials, logged (at most one line a second,
+ * with how many were not): a wrong secret or token is the operator's to fix.
+ */
+static void
+log_refused(struct server *s, struct evhttp_request *req, const char *what,
+    const char *why)
+{
+	uint64_t now = ap_mono_ms();
+	char peer[80];
+
+	if (s->refused_logged_ms != 0 && now - s->refused_logged_ms < 1000) {
+		s->refused_unlogged++;
+		return;
+	}
+	peer_of(req, peer, sizeof peer);
+	if (s->refused_unlogged > 0)
+		ap_warn("%s refused from %s: %s (and %" PRIu64 " more refused since the"
+		    " last such line)", what, peer, why, s->refused_unlogged);
+	else
+		ap_warn("%s refused from %s: %s", what, peer, why);
+	s->refused_logged_ms = now;
+	s->refused_unlogged = 0;
+}
+
 /*
  * Admin routes take "Authorization: Bearer <token>", compared in constant
  * time. Answers 401 itself and returns false when the caller is not admitted.
@@ -522,6 +567,7 @@ admin_ok(struct server *s, struct evhttp_request *req)
 
 	s->admin_requests++;
 	if (s->cfg->admin_token == NULL) {
+		log_refused(s, req, "admin request", "no admin token is configured");
 		s->admin_denied++;
 		evhttp_add_header(evhttp_request_get_output_headers(req),
 		    "WWW-Authenticate", "Bearer");
@@ -530,6 +576,7 @@ admin_ok(struct server *s, struct evhttp_request *req)
 		return false;
 	}
 	if (auth == NULL || strncasecmp(auth, "Bearer ", 7) != 0) {
+		log_refused(s, req, "admin request", "no bearer token");
 		s->admin_denied++;
 		evhttp_add_header(evhttp_request_get_output_headers(req),
 		    "WWW-Authenticate", "Bearer");
@@ -540,6 +587,7 @@ admin_ok(struct server *s, struct evhttp_request *req)
 	tok = auth + 7;
 	if (!ap_consttime_eq(tok, strlen(tok), s->cfg->admin_token,
 	    strlen(s->cfg->admin_token))) {
+		log_refused(s, req, "admin request", "the token does not match");
 		s->admin_denied++;
 		evhttp_add_header(evhttp_request_get_output_headers(req),
 		    "WWW-Authenticate", "Bearer error=\"invalid_token\"");
@@ -557,7 +605,10 @@ webhook_fail(struct server *s, struct evhttp_request *req, enum server_outcome o
     int code, const char *reason, const char *error, const char *detail)
 {
 	s->outcomes[o]++;
-	ap_info("webhook: %d %s: %s", code, error, detail != NULL ? detail : "");
+	if (code == 401)
+		log_refused(s, req, "webhook", detail != NULL ? detail : error);
+	else
+		ap_info("webhook: %d %s: %s", code, error, detail != NULL ? detail : "");
 	if (code == 503)
 		reply_unavailable(req, detail);
 	else

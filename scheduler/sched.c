@@ -888,8 +888,13 @@ sched_agent_set_state(struct sched_agent *a, enum sched_agent_state to,
 	/* Logged once written: a run no longer ours changes nothing. */
 	if (sched_agent_persist(a) != 0)
 		return -1;
+	/* An attempt that failed (retried or not) is for the operator to see
+	 * at log.level "warn" too. */
 	if (error != NULL)
-		ap_info("run %s agent %s: %s -> %s (%s)", r->run_id, agent_name(a),
+		ap_log(to == SCHED_AGENT_FAILED || to == SCHED_AGENT_TIMED_OUT ||
+		    to == SCHED_AGENT_LOST || (to == SCHED_AGENT_PENDING &&
+		    a->attempt > 0) ? AP_LOG_WARN : AP_LOG_INFO,
+		    "run %s agent %s: %s -> %s (%s)", r->run_id, agent_name(a),
 		    sched_agent_state_name(from), sched_agent_state_name(to), error);
 	else
 		ap_info("run %s agent %s: %s -> %s", r->run_id, agent_name(a),
@@ -991,7 +996,8 @@ sched_run_set_state(struct sched_run *r, enum sched_run_state to, const char *er
 		return -1;
 	}
 	r->state = to;
-	ap_info("run %s (%s): %s -> %s%s%s", r->run_id, r->fqn,
+	ap_log(to == SCHED_RUN_FAILED ? AP_LOG_WARN : AP_LOG_INFO,
+	    "run %s (%s): %s -> %s%s%s", r->run_id, r->fqn,
 	    sched_run_state_name(from), sched_run_state_name(to),
 	    error ? ": " : "", error ? error : "");
 	if (next != NULL)

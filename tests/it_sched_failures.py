@@ -45,6 +45,10 @@ try:
     by = {r["service"]["fqn"]: r for r in runs}
     for r in runs:
         check(r["state"] == "failed", "%s should fail: %s" % (r["service"]["fqn"], r))
+    for fqn in ("f-0", "f-1"):
+        check(any(" warn " in x and "(%s): running -> failed" % fqn in x
+                  for x in err.splitlines()), "%s's failure is not a warning: %s"
+              % (fqn, err[-2000:]))
     reqs = sim.requests()
     deployed = {(r["body"] or {}).get("name") for r in reqs
                 if r["method"] == "POST" and r["path"].endswith("/deploy") and isinstance(r["body"], dict)}
@@ -93,6 +97,10 @@ try:
     rc, out, err, runs = run_tool(sim, state, ["--services", "1", "--prefix", "r", "--retries", "1",
                                                "--retry-backoff-ms", "100", "--json", "--quiet"])
     check(rc == 0 and runs[0]["state"] == "succeeded", "retry run %s %s" % (runs, err[-2000:]))
+    # A failed attempt is for the operator to see at log.level "warn" too.
+    warned = [x for x in err.splitlines() if " warn " in x and "agent metadata:" in x]
+    check(any("-> pending" in x for x in warned), "the failed attempt is not a warning: %s"
+          % err[-2000:])
     m = agents_of(runs[0])["metadata"]
     check(m["attempts"] == 2 and m["dag_run_id"].endswith("__metadata__2"), "retry %s" % m)
     ids = [t[1] for t in triggers(sim.requests()) if t[0] == dag("r-0", "metadata")]

@@ -10,6 +10,7 @@ import re
 import socket
 import sqlite3
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from serve_itlib import (SECRET, Serve, Sim, check, check_change_event, cli,  # noqa: E402
@@ -42,6 +43,17 @@ def main():
         expect(srv, "no sha256= prefix", post(good, dict(J, **{"X-OM-Signature": "abc"})), 401)
         expect(srv, "signature of another body",
                post(good, dict(J, **{"X-OM-Signature": sign(good[:-1])})), 401)
+        # Refusals are for the operator to see (log.level warn), with the
+        # client's address, at most one line a second.
+        refused = [x for x in srv.log().splitlines() if "webhook refused from 127.0.0.1:" in x]
+        check(refused and " warn " in refused[0] and "missing" in refused[0],
+              "the first refusal was not logged: %s" % srv.log()[-2000:])
+        check(len(refused) < 5, "every refusal logged: %s" % refused)
+        time.sleep(1.1)
+        expect(srv, "wrong secret, later", post(good, dict(J, **{
+            "X-OM-Signature": sign(good, "nope")})), 401)
+        refused = [x for x in srv.log().splitlines() if "webhook refused from" in x]
+        check("more refused since the last such line" in refused[-1], refused[-1])
         trunc = good[: len(good) // 2]
         expect(srv, "truncated", srv.post_event(trunc), 400)
         expect(srv, "not JSON", srv.post_event(b"hello, autopilot"), 400)
