@@ -251,6 +251,55 @@ ap_wall_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+int64_t
+ap_steady_next(struct ap_steady *c, int64_t wall, uint64_t mono)
+{
+	int64_t dt, jump, take, now;
+
+	if (!c->set) {
+		memset(c, 0, sizeof *c);
+		c->set = true;
+		c->wall = c->last = wall;
+		c->mono = mono;
+		return wall;
+	}
+	dt = mono >= c->mono ? (int64_t)(mono - c->mono) : 0;
+	/* What the wall clock moved beyond the time that passed. */
+	jump = (wall - c->wall) - dt;
+	if (jump > AP_STEADY_JUMP_MS || jump < -AP_STEADY_JUMP_MS) {
+		c->off += jump;
+		c->jumped += jump;
+	}
+	/* The offset shrinks by a tenth of the time passed. */
+	c->decay += (uint64_t)dt;
+	take = (int64_t)(c->decay / 10);
+	c->decay %= 10;
+	if (c->off > 0)
+		c->off = c->off > take ? c->off - take : 0;
+	else if (c->off < 0)
+		c->off = -c->off > take ? c->off + take : 0;
+	c->wall = wall;
+	c->mono = mono;
+	now = wall - c->off;
+	if (now < c->last)
+		now = c->last;
+	c->last = now;
+	return now;
+}
+
+int64_t
+ap_steady_ms(int64_t *jumped)
+{
+	static _Thread_local struct ap_steady c;
+	int64_t now = ap_steady_next(&c, ap_wall_ms(), ap_mono_ms());
+
+	if (jumped != NULL) {
+		*jumped = c.jumped;
+		c.jumped = 0;
+	}
+	return now;
+}
+
 void
 ap_format_time(int64_t ms, char *buf, size_t size)
 {

@@ -476,7 +476,14 @@ sched_config_from_json(const json_t *section, struct sched_config *out, char **c
 static int64_t
 sched_now(void)
 {
-	return ap_wall_ms();
+	int64_t jumped, now = ap_steady_ms(&jumped);
+
+	if (jumped != 0)
+		ap_warn("the wall clock jumped by %+.1f s: runs' times and deadlines"
+		    " keep to the time that passed, and meet the wall clock again at"
+		    " a tenth of it (%.1f h)", (double)jumped / 1000,
+		    (double)(jumped < 0 ? -jumped : jumped) * 10 / 3600000);
+	return now;
 }
 
 static void

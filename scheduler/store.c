@@ -348,7 +348,7 @@ static int64_t
 store_default_now(void *arg)
 {
 	(void)arg;
-	return ap_wall_ms();
+	return ap_steady_ms(NULL);
 }
 
 static int64_t

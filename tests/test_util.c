@@ -278,6 +278,60 @@ test_log_one_line(void **state)
 	assert_null(strchr(buf, '\033'));
 }
 
+/* The steady clock: follows the wall clock, takes up its jumps, meets it
+ * again at a tenth of the time passed, never goes back. */
+static void
+test_steady_clock(void **state)
+{
+	struct ap_steady c = { 0 };
+	const int64_t t0 = 1796600000000;	/* an epoch ms */
+	int64_t now, prev;
+	uint64_t m = 5000;
+	int i;
+
+	(void)state;
+	assert_int_equal(ap_steady_next(&c, t0, m), t0);
+	/* Slewing and jitter under the threshold: the wall clock itself. */
+	assert_int_equal(ap_steady_next(&c, t0 + 1000, m + 1000), t0 + 1000);
+	assert_int_equal(ap_steady_next(&c, t0 + 2500, m + 2000), t0 + 2500);
+	assert_int_equal(c.jumped, 0);
+	/* Stepped an hour ahead within a second: a second later (and a
+	 * tenth of it, as the offset shrinks from then on). */
+	m += 3000;
+	now = ap_steady_next(&c, t0 + 3500 + 3600000, m);
+	assert_int_equal(now, t0 + 3500 + 100);
+	assert_int_equal(c.jumped, 3600000);
+	/* Then it catches up by a tenth of the time passed: 100 s later the
+	 * offset is 10 s less, and after ten hours it is the wall clock. */
+	now = ap_steady_next(&c, t0 + 3500 + 3600000 + 100000, m + 100000);
+	assert_int_equal(now, t0 + 3500 + 100 + 100000 + 10000);
+	prev = now;
+	for (i = 1; i <= 400; i++) {
+		int64_t w = t0 + 3500 + 3600000 + 100000 + (int64_t)i * 100000;
+
+		now = ap_steady_next(&c, w, m + 100000 + (uint64_t)i * 100000);
+		assert_true(now >= prev + 90000 && now <= prev + 110000);
+		prev = now;
+	}
+	assert_int_equal(now, t0 + 3500 + 3600000 + 100000 + 40000000);
+	assert_int_equal(c.off, 0);
+	/* Stepped back a day: it goes on, never back, and slower until met. */
+	m = c.mono;
+	prev = now;
+	now = ap_steady_next(&c, c.wall - 86400000 + 50, m + 50);
+	assert_int_equal(now, prev + 45);
+	now = ap_steady_next(&c, c.wall + 1000, m + 1050);
+	assert_int_equal(now, prev + 45 + 900);
+	/* A small step back is not taken up: held, not gone back. */
+	c = (struct ap_steady){ 0 };
+	ap_steady_next(&c, t0, 0);
+	assert_int_equal(ap_steady_next(&c, t0 - 500, 10), t0);
+	assert_int_equal(ap_steady_next(&c, t0 + 20, 530), t0 + 20);
+	/* The clock of this thread runs. */
+	now = ap_steady_ms(NULL);
+	assert_true(now > 0 && ap_steady_ms(NULL) >= now);
+}
+
 int
 main(void)
 {
@@ -292,6 +346,7 @@ main(void)
 		cmocka_unit_test(test_url_shown),
 		cmocka_unit_test(test_term_text),
 		cmocka_unit_test(test_log_one_line),
+		cmocka_unit_test(test_steady_clock),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
