@@ -515,6 +515,28 @@ decoded(const char *s, size_t n)
 	return d;
 }
 
+/* s as one word for a POSIX shell, in single quotes when it needs them. */
+static char *
+shell_quoted(const char *s)
+{
+	struct ap_buf b;
+	const char *p;
+
+	if (*s != '\0' && strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+	    "0123456789_.-+:@/,=") == strlen(s))
+		return ap_xstrdup(s);
+	ap_buf_init(&b);
+	ap_buf_addc(&b, '\'');
+	for (p = s; *p != '\0'; p++) {
+		if (*p == '\'')
+			ap_buf_adds(&b, "'\\''");
+		else
+			ap_buf_addc(&b, *p);
+	}
+	ap_buf_addc(&b, '\'');
+	return ap_buf_steal(&b, NULL);
+}
+
 /* The client's address, for the log ("?" when libevent has none). */
 static void
 peer_of(struct evhttp_request *req, char *buf, size_t size)
@@ -1714,9 +1736,12 @@ handle_rerun(struct server *s, struct evhttp_request *req, const char *path)
 	}
 	r = store_service_get(s->deps.store, type, fqn, &entity_text, NULL, &cause);
 	if (r == STORE_NOT_FOUND) {
+		char *q = shell_quoted(fqn);
+
 		msg = ap_xprintf("no entity received for %s '%s'; run `autopilot run"
 		    " %s --type %s --service-json FILE` (or with OpenMetadata"
-		    " configured) to re-run it", type, fqn, fqn, type);
+		    " configured) to re-run it", type, fqn, q, type);
+		free(q);
 		reply_error(req, 404, "Not Found", "unknown service", msg);
 		free(msg);
 		goto out;
@@ -2116,6 +2141,21 @@ metrics_work(struct workq_job *wj)
 	}
 }
 
+static const char *const agent_states[] = { "pending", "deploying",
+	"waiting_for_dag", "queued", "running", "succeeded", "failed", "timed_out",
+	"skipped", "lost" };
+
+static bool
+known_agent_state(const char *state)
+{
+	size_t i;
+
+	for (i = 0; i < AP_ARRAY_LEN(agent_states); i++)
+		if (strcmp(agent_states[i], state) == 0)
+			return true;
+	return false;
+}
+
 static void
 metrics_store(const struct metrics_job *j, struct ap_buf *b)
 {
@@ -2135,9 +2175,18 @@ metrics_store(const struct metrics_job *j, struct ap_buf *b)
 	ap_buf_adds(b, "# HELP autopilot_agent_runs Agent runs in the store by agent"
 	    " and state.\n# TYPE autopilot_agent_runs gauge\n");
 	json_object_foreach(j->agents, agent, per) {
-		json_object_foreach(per, state, n)
+		/* Every state of an agent seen, none counted as 0: a series
+		 * that appears only once counted cannot be rated. */
+		for (i = 0; i < (int)AP_ARRAY_LEN(agent_states); i++)
 			ap_buf_printf(b, "autopilot_agent_runs{agent=\"%s\",state=\"%s\"}"
-			    " %lld\n", agent, state, (long long)json_integer_value(n));
+			    " %lld\n", agent, agent_states[i], (long long)
+			    json_integer_value(json_object_get(per, agent_states[i])));
+		json_object_foreach(per, state, n) {
+			if (!known_agent_state(state))
+				ap_buf_printf(b, "autopilot_agent_runs{agent=\"%s\","
+				    "state=\"%s\"} %lld\n", agent, state,
+				    (long long)json_integer_value(n));
+		}
 	}
 	ap_buf_printf(b, "# HELP autopilot_airflow_runs_to_fail Airflow runs no"
 	    " agent follows any more (of replaced runs, of agents dropped from the plan,"

@@ -166,8 +166,14 @@ def main():
         st2, body2 = srv.admin("POST", "/api/v1/services/dashboardService/looker_prod/rerun")
         check(st2 == 409 and body2.get("run_id") == body["run_id"], "rerun while active: %s %s"
               % (st2, body2))
-        st, _ = srv.admin("POST", "/api/v1/services/databaseService/nosuch/rerun")
-        check(st == 404, "rerun of an unknown service: %s" % st)
+        st, err = srv.admin("POST", "/api/v1/services/databaseService/nosuch/rerun")
+        check(st == 404 and "`autopilot run nosuch --type databaseService" in err["detail"],
+              "rerun of an unknown service: %s %s" % (st, err))
+        # The command it suggests is one a shell takes as it is.
+        st, err = srv.admin("POST", "/api/v1/services/databaseService/"
+                            "it%27s%20a%20name/rerun")
+        check(st == 404 and "`autopilot run 'it'\\''s a name' --type" in err["detail"],
+              "rerun of an unknown service, quoted: %s %s" % (st, err))
         runs = srv.wait_final(4)
         check(len(runs) == 4, "4 runs after the re-run: %d" % len(runs))
 
@@ -180,6 +186,10 @@ def main():
         check('autopilot_webhooks_total{outcome="repeated"} 1' in metrics, "metrics: repeated")
         check('autopilot_runs{state="succeeded"} 4' in metrics, "metrics: runs by state")
         check("autopilot_agent_runs{" in metrics, "metrics: agents by state")
+        # Every state of an agent seen, those never reached as 0.
+        check('autopilot_agent_runs{agent="metadata",state="lost"} 0' in metrics and
+              'autopilot_agent_runs{agent="metadata",state="succeeded"} 4' in metrics,
+              "metrics: agent states not reached: %s" % metrics[:3000])
         check('autopilot_airflow_requests_total{status="2xx"}' in metrics and
               "autopilot_airflow_request_duration_seconds_bucket{le=" in metrics and
               "autopilot_airflow_retries_total" in metrics, "metrics: Airflow client")
