@@ -58,7 +58,7 @@ retention_cb(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	if (!r->passing) {
 		r->passing = true;
-		r->before = ap_steady_ms(NULL) - (int64_t)r->days * 86400 * 1000;
+		r->before = ap_wall_ms() - (int64_t)r->days * 86400 * 1000;
 		r->pass_runs = r->pass_events = 0;
 		r->held_until = 0;
 	}
@@ -87,7 +87,7 @@ retention_cb(evutil_socket_t fd, short what, void *arg)
 		ap_warn("retention: run %s and those after it are kept until its"
 		    " Airflow runs are marked failed (autopilot_airflow_runs_to_fail)",
 		    r->held_by);
-	if (r->held_until > ap_steady_ms(NULL) + RETENTION_AHEAD_MS) {
+	if (r->held_until > ap_wall_ms() + RETENTION_AHEAD_MS) {
 		ap_format_time(r->held_until, when, sizeof when);
 		ap_warn("retention: a run ended or an event came at %s, later than"
 		    " now (was the clock set back?): it and those after it are kept"

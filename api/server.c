@@ -1738,9 +1738,11 @@ handle_rerun(struct server *s, struct evhttp_request *req, const char *path)
 	if (r == STORE_NOT_FOUND) {
 		char *q = shell_quoted(fqn);
 
+		/* Options first, and "--" before a name that begins with '-'. */
 		msg = ap_xprintf("no entity received for %s '%s'; run `autopilot run"
-		    " %s --type %s --service-json FILE` (or with OpenMetadata"
-		    " configured) to re-run it", type, fqn, q, type);
+		    " --type %s --service-json FILE %s%s` (or with OpenMetadata"
+		    " configured) to re-run it", type, fqn, type, fqn[0] == '-' ?
+		    "-- " : "", q);
 		free(q);
 		reply_error(req, 404, "Not Found", "unknown service", msg);
 		free(msg);

@@ -251,53 +251,35 @@ ap_wall_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-int64_t
-ap_steady_next(struct ap_steady *c, int64_t wall, uint64_t mono)
+uint64_t
+ap_boot_ms(void)
 {
-	int64_t dt, jump, take, now;
+	struct timespec ts;
 
-	if (!c->set) {
-		memset(c, 0, sizeof *c);
-		c->set = true;
-		c->wall = c->last = wall;
-		c->mono = mono;
-		return wall;
-	}
-	dt = mono >= c->mono ? (int64_t)(mono - c->mono) : 0;
-	/* What the wall clock moved beyond the time that passed. */
-	jump = (wall - c->wall) - dt;
-	if (jump > AP_STEADY_JUMP_MS || jump < -AP_STEADY_JUMP_MS) {
-		c->off += jump;
-		c->jumped += jump;
-	}
-	/* The offset shrinks by a tenth of the time passed. */
-	c->decay += (uint64_t)dt;
-	take = (int64_t)(c->decay / 10);
-	c->decay %= 10;
-	if (c->off > 0)
-		c->off = c->off > take ? c->off - take : 0;
-	else if (c->off < 0)
-		c->off = -c->off > take ? c->off + take : 0;
-	c->wall = wall;
-	c->mono = mono;
-	now = wall - c->off;
-	if (now < c->last)
-		now = c->last;
-	c->last = now;
-	return now;
+#ifdef CLOCK_BOOTTIME
+	if (clock_gettime(CLOCK_BOOTTIME, &ts) == 0)
+		return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+#endif
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
 int64_t
-ap_steady_ms(int64_t *jumped)
+ap_clock_step(struct ap_clock_watch *w, int64_t wall, uint64_t boot)
 {
-	static _Thread_local struct ap_steady c;
-	int64_t now = ap_steady_next(&c, ap_wall_ms(), ap_mono_ms());
+	int64_t passed, step;
 
-	if (jumped != NULL) {
-		*jumped = c.jumped;
-		c.jumped = 0;
+	if (!w->set) {
+		w->set = true;
+		w->wall = wall;
+		w->boot = boot;
+		return 0;
 	}
-	return now;
+	passed = boot >= w->boot ? (int64_t)(boot - w->boot) : 0;
+	step = (wall - w->wall) - passed;
+	w->wall = wall;
+	w->boot = boot;
+	return step > AP_CLOCK_STEP_MS || step < -AP_CLOCK_STEP_MS ? step : 0;
 }
 
 void

@@ -71,31 +71,24 @@ uint64_t ap_mono_ms(void);
 /* Milliseconds since the Unix epoch (for timestamps that are stored). */
 int64_t ap_wall_ms(void);
 
+/* Milliseconds since boot, suspended time included (CLOCK_BOOTTIME). */
+uint64_t ap_boot_ms(void);
+
 /*
- * A clock for what is stored and timed against it (runs' times, deadlines,
- * leases): milliseconds since the epoch that follow the wall clock while it
- * moves as time does (small corrections and slewing included), and do not
- * jump when it is stepped (an NTP step at boot, a VM's clock set): a jump
- * of more than AP_STEADY_JUMP_MS between two readings is taken up as an
- * offset, which then shrinks by a tenth of the time that passes. So a step
- * of an hour neither ends an agent's hour-long timeout at once nor doubles
- * it; the clock meets the wall clock again ten hours later. Never goes back.
+ * Watches the wall clock for steps (an NTP step after boot, a VM's clock
+ * set): between two readings, the wall clock moving more than
+ * AP_CLOCK_STEP_MS beyond the time that passed (ap_boot_ms(), so a suspend
+ * is time passing, not a step). Slewing and small corrections stay under it.
  */
-#define AP_STEADY_JUMP_MS 1000
-struct ap_steady {
+#define AP_CLOCK_STEP_MS 1000
+struct ap_clock_watch {
 	bool set;
 	int64_t wall;		/* the last wall reading */
-	uint64_t mono;		/* ... and ap_mono_ms() with it */
-	int64_t off;		/* wall - steady */
-	int64_t last;		/* the last time given */
-	uint64_t decay;		/* ms passed not yet taken off off */
-	int64_t jumped;		/* jumps taken up, not yet said */
+	uint64_t boot;		/* ... and ap_boot_ms() with it */
 };
-/* The time after readings wall and mono (pure: for tests). */
-int64_t ap_steady_next(struct ap_steady *c, int64_t wall, uint64_t mono);
-/* The time now, per thread. With jumped not NULL, *jumped gets the jumps
- * of the wall clock taken up since the last such call (0: none). */
-int64_t ap_steady_ms(int64_t *jumped);
+/* The step of the wall clock since the last reading (0: none, or the
+ * first reading), after readings wall and boot. */
+int64_t ap_clock_step(struct ap_clock_watch *w, int64_t wall, uint64_t boot);
 /* Formats epoch milliseconds as RFC 3339 UTC ("2026-11-25T02:00:41.123Z") into buf. */
 void ap_format_time(int64_t ms, char *buf, size_t size);
 

@@ -224,6 +224,10 @@ struct sched {
 	struct event *lease_ev;
 	struct event *note_ev;		/* sched_note_cb, every slow_note_ms / 6 */
 	struct event *rescan_ev;
+	/* Steps of the wall clock (sched_now), and the saving of the agents'
+	 * times they moved. */
+	struct ap_clock_watch clock;
+	struct event *clock_ev;
 	/* How long runs of each agent lately took in Airflow, queued to ended,
 	 * by Airflow's own times (successful runs; see agent_first_poll_delay). */
 	struct sched_learned {
@@ -473,16 +477,18 @@ sched_config_from_json(const json_t *section, struct sched_config *out, char **c
 
 /* ---- Helpers. ---- */
 
-static int64_t
-sched_now(void)
-{
-	int64_t jumped, now = ap_steady_ms(&jumped);
+static void sched_clock_stepped(struct sched *s, int64_t step);
 
-	if (jumped != 0)
-		ap_warn("the wall clock jumped by %+.1f s: runs' times and deadlines"
-		    " keep to the time that passed, and meet the wall clock again at"
-		    " a tenth of it (%.1f h)", (double)jumped / 1000,
-		    (double)(jumped < 0 ? -jumped : jumped) * 10 / 3600000);
+/* The wall clock (what is stored, and compared by other processes), its
+ * steps taken up by moving the times of the agents this process drives. */
+static int64_t
+sched_now(struct sched *s)
+{
+	int64_t now = store_clock(s->store), step;
+
+	step = ap_clock_step(&s->clock, now, ap_boot_ms());
+	if (step != 0)
+		sched_clock_stepped(s, step);
 	return now;
 }
 
@@ -670,6 +676,69 @@ sched_agent_persist(struct sched_agent *a)
 	return -1;
 }
 
+/* The times an agent keeps against the clock, moved by a step of it. */
+static void
+sched_agent_shift(struct sched_agent *a, int64_t step)
+{
+	int64_t *t[] = { &a->started_at, &a->next_at, &a->parse_deadline,
+	    &a->late_until, &a->req_sent, &a->import_looked, &a->predeployed_at };
+	size_t i;
+
+	for (i = 0; i < sizeof t / sizeof t[0]; i++)
+		if (*t[i] > 0)
+			*t[i] += step;
+}
+
+/*
+ * The wall clock stepped (an NTP step after boot, a VM's clock set): the
+ * start times and deadlines of the agents under way move with it, so that
+ * their timeouts, retries and parse deadlines keep to the time that passed
+ * (a step of an hour neither times them all out nor doubles them). Their
+ * rows are saved on the next loop turn (sched_clock_cb), and a process that
+ * takes them up later reads them against the same wall clock. What other
+ * processes drive is theirs to move; times of what ended, and Airflow's,
+ * stay as they were.
+ */
+static void
+sched_clock_stepped(struct sched *s, int64_t step)
+{
+	struct sched_run *r;
+	unsigned i, n = 0;
+
+	TAILQ_FOREACH(r, &s->runs, link)
+		for (i = 0; i < r->nagents; i++)
+			if (!sched_agent_state_final(r->agents[i].state)) {
+				sched_agent_shift(&r->agents[i], step);
+				n++;
+			}
+	ap_warn("the wall clock stepped by %+.1f s: the times of the %u agent(s)"
+	    " under way move with it, their timeouts keeping to the time that"
+	    " passed", (double)step / 1000, n);
+	if (n > 0)
+		event_active(s->clock_ev, EV_TIMEOUT, 0);
+}
+
+static void
+sched_clock_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct sched *s = arg;
+	struct sched_run *r, *next;
+	struct sched_agent *a;
+	unsigned i;
+
+	(void)fd;
+	(void)what;
+	for (r = TAILQ_FIRST(&s->runs); r != NULL; r = next) {
+		next = TAILQ_NEXT(r, link);
+		for (i = 0; i < r->nagents && !r->dead; i++) {
+			a = &r->agents[i];
+			if (a->stored && !sched_agent_state_final(a->state) &&
+			    (a->started_at > 0 || a->next_at > 0))
+				(void)sched_agent_persist(a);
+		}
+	}
+}
+
 static void
 sched_slot_release(struct sched_agent *a)
 {
@@ -754,7 +823,7 @@ sched_predeploy_cb(const struct airflow_result *res, void *arg)
 	if (!a->run->dead && res->status == AIRFLOW_OK &&
 	    a->state == SCHED_AGENT_PENDING && a->attempt == 0) {
 		a->predeployed = true;
-		a->predeployed_at = sched_now();
+		a->predeployed_at = sched_now(a->run->s);
 	} else {
 		/* Nothing is lost: the agent deploys in its turn, and says why
 		 * if that fails too. */
@@ -850,7 +919,7 @@ sched_agent_set_state(struct sched_agent *a, enum sched_agent_state to,
 	struct sched_run *r = a->run;
 	struct sched *s = r->s;
 	enum sched_agent_state from = a->state;
-	int64_t now = sched_now(), delay;
+	int64_t now = sched_now(a->run->s), delay;
 
 	if (r->dead)
 		return -1;
@@ -1393,7 +1462,7 @@ agent_deadline(const struct sched_agent *a)
 static int64_t
 agent_delay_by(const struct sched_agent *a, int64_t d, int64_t deadline)
 {
-	int64_t left = deadline - sched_now();
+	int64_t left = deadline - sched_now(a->run->s);
 
 	/* A look due at the deadline comes 1 ms after it, so that the check
 	 * (wall-clock ms, against a timer on the monotonic clock) finds it
@@ -1547,7 +1616,7 @@ sched_agent_attempt_failed(struct sched_agent *a, enum sched_agent_state final_s
 	if (retryable && a->attempt <= sp->retries) {
 		backoff = sp->retry_backoff_ms * (1LL << (a->attempt - 1 < 20 ?
 		    a->attempt - 1 : 20));
-		a->next_at = sched_now() + backoff;
+		a->next_at = sched_now(a->run->s) + backoff;
 		why = ap_xprintf("attempt %u %s: %s; retrying in %lld ms", a->attempt,
 		    sched_agent_state_name(final_state), error, (long long)backoff);
 		sched_agent_set_state(a, SCHED_AGENT_PENDING, why);
@@ -1656,7 +1725,7 @@ sched_agent_act(struct sched_agent *a)
 	struct sched_run *r = a->run;
 	struct sched *s = r->s;
 	enum sched_act act = a->act;
-	int64_t now = sched_now();
+	int64_t now = sched_now(a->run->s);
 	json_t *entity = NULL, *pipeline = NULL;
 	char *text = NULL, *cause = NULL, *dag_id = NULL;
 	bool look;
@@ -1939,7 +2008,7 @@ sched_halt_keep(struct sched_agent *a, const char *why)
 	struct sched *s = a->run->s;
 	char *what = ap_xprintf("agent %s %s", agent_name(a), why);
 	int rc = sched_halt_record(s, a->run->run_id, a->dag_id, a->dag_run_id,
-	    what, sched_now() + halt_wait(s, 0));
+	    what, sched_now(s) + halt_wait(s, 0));
 
 	free(what);
 	return rc;
@@ -1952,7 +2021,7 @@ sched_agent_cb(const struct airflow_result *res, void *arg)
 	enum sched_act act = a->act;
 	const struct sched_agent_spec *sp = agent_spec(a);
 	char *text = NULL;
-	int64_t now = sched_now();
+	int64_t now = sched_now(a->run->s);
 
 	a->req = NULL;
 	a->act = ACT_NONE;
@@ -2368,7 +2437,7 @@ sched_run_drop_unplanned(struct sched_run *r, struct store_agent_row *rows,
 		    " changed while the run was unfinished)%s%s", airflow ? "; no"
 		    " longer followed, its Airflow run is to be marked failed: " :
 		    "", airflow ? rows[j].dag_run_id : "");
-		rows[j].finished_at = sched_now();
+		rows[j].finished_at = sched_now(r->s);
 		rows[j].stored = true;
 		if (sched_batch(s) != 0) {
 			sched_run_abandon(r, "state store error", true);
@@ -2379,7 +2448,7 @@ sched_run_drop_unplanned(struct sched_run *r, struct store_agent_row *rows,
 		 * (below), so taken for the time that takes. */
 		if (airflow && sched_halt_record(s, r->run_id, rows[j].dag_id,
 		    rows[j].dag_run_id, "an agent no longer in the plan",
-		    sched_now() + halt_claim_ms(s)) != 0) {
+		    sched_now(r->s) + halt_claim_ms(s)) != 0) {
 			sched_run_abandon(r, "state store error", true);
 			goto fail;
 		}
@@ -2526,7 +2595,7 @@ sched_run_load(struct sched *s, const char *run_id, char **cause)
 	/* Resume in-flight agents at the step their state implies. */
 	for (i = 0; i < r->nagents; i++) {
 		struct sched_agent *a = &r->agents[i];
-		int64_t now = sched_now();
+		int64_t now = sched_now(s);
 
 		if (agent_active(a->state)) {
 			a->in_flight = true;
@@ -2759,7 +2828,7 @@ sched_halt_failed(struct sched_halt *h, const struct airflow_result *res,
 		    s->cfg.rescan_ms > 0 ? "tried again later" : "tried again at"
 		    " the next start (rescan_ms is 0)");
 		rc = sched_batch(s) == 0 ? store_halt_failed(s->store, h->dag_id,
-		    h->dag_run_id, why, sched_now() + halt_wait(s, h->tries), &cause) :
+		    h->dag_run_id, why, sched_now(s) + halt_wait(s, h->tries), &cause) :
 		    STORE_ERROR;
 	}
 	if (rc != STORE_OK) {
@@ -3134,7 +3203,7 @@ sched_slow_notes(struct sched *s)
 {
 	struct sched_run *r, *next;
 	struct sched_agent *a;
-	int64_t now = sched_now();
+	int64_t now = sched_now(s);
 	char *text;
 	unsigned i;
 
@@ -3248,6 +3317,7 @@ sched_create(struct event_base *base, struct store *store,
 	s->lease_ev = event_new(base, -1, EV_PERSIST, sched_lease_cb, s);
 	s->note_ev = event_new(base, -1, EV_PERSIST, sched_note_cb, s);
 	s->rescan_ev = event_new(base, -1, EV_PERSIST, sched_rescan_cb, s);
+	s->clock_ev = event_new(base, -1, 0, sched_clock_cb, s);
 	return s;
 }
 
@@ -3385,6 +3455,7 @@ sched_free(struct sched *s)
 	event_free(s->lease_ev);
 	event_free(s->note_ev);
 	event_free(s->rescan_ev);
+	event_free(s->clock_ev);
 	json_decref(s->empty_conf);
 	free(s);
 }

@@ -348,13 +348,19 @@ static int64_t
 store_default_now(void *arg)
 {
 	(void)arg;
-	return ap_steady_ms(NULL);
+	return ap_wall_ms();
 }
 
 static int64_t
 store_now(struct store *s)
 {
 	return s->now(s->now_arg);
+}
+
+int64_t
+store_clock(struct store *s)
+{
+	return store_now(s);
 }
 
 static void

@@ -76,6 +76,8 @@ unsigned store_schema_version(const struct store *s);
 const char *store_backup_path(const struct store *s);
 /* Now, in epoch milliseconds; tests may replace the clock (NULL: ap_wall_ms). */
 void store_set_clock(struct store *s, int64_t (*now_ms)(void *), void *arg);
+/* The time by that clock: what the scheduler stores and times against. */
+int64_t store_clock(struct store *s);
 
 /*
  * Inbox: records an accepted event and the run it starts, in one transaction.

@@ -167,13 +167,17 @@ def main():
         check(st2 == 409 and body2.get("run_id") == body["run_id"], "rerun while active: %s %s"
               % (st2, body2))
         st, err = srv.admin("POST", "/api/v1/services/databaseService/nosuch/rerun")
-        check(st == 404 and "`autopilot run nosuch --type databaseService" in err["detail"],
+        check(st == 404 and "`autopilot run --type databaseService --service-json FILE nosuch`"
+              in err["detail"],
               "rerun of an unknown service: %s %s" % (st, err))
         # The command it suggests is one a shell takes as it is.
         st, err = srv.admin("POST", "/api/v1/services/databaseService/"
                             "it%27s%20a%20name/rerun")
-        check(st == 404 and "`autopilot run 'it'\\''s a name' --type" in err["detail"],
+        check(st == 404 and "FILE 'it'\\''s a name'`" in err["detail"],
               "rerun of an unknown service, quoted: %s %s" % (st, err))
+        st, err = srv.admin("POST", "/api/v1/services/databaseService/-x/rerun")
+        check(st == 404 and "FILE -- -x`" in err["detail"],
+              "rerun of an unknown service named -x: %s %s" % (st, err))
         runs = srv.wait_final(4)
         check(len(runs) == 4, "4 runs after the re-run: %d" % len(runs))
 

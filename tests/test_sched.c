@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -1906,6 +1907,76 @@ test_timeout_fails_airflow_run(void **state)
 	h_free(h);
 }
 
+static int64_t
+stepped_clock(void *arg)
+{
+	return ap_wall_ms() + *(int64_t *)arg;
+}
+
+/* metadata's started_at in the store, epoch ms. */
+static int64_t
+h_started_at(struct h *h, const char *run_id)
+{
+	json_t *st = h_status(h, run_id);
+	const char *t = json_string_value(json_object_get(status_agent(st,
+	    "metadata"), "started_at"));
+	struct tm tm = { 0 };
+	int64_t ms;
+
+	assert_non_null(t);
+	assert_int_equal(sscanf(t, "%d-%d-%dT%d:%d:%d", &tm.tm_year, &tm.tm_mon,
+	    &tm.tm_mday, &tm.tm_hour, &tm.tm_min, &tm.tm_sec), 6);
+	tm.tm_year -= 1900;
+	tm.tm_mon--;
+	ms = (int64_t)timegm(&tm) * 1000;
+	json_decref(st);
+	return ms;
+}
+
+/* The wall clock steps an hour ahead, then a day back, while an agent
+ * with a 1.5 s timeout runs: neither times it out early nor holds it a
+ * day; its stored start moves with the clock. */
+static void
+test_clock_step_keeps_timeouts(void **state)
+{
+	struct h *h = h_new();
+	int64_t off = 0, t0, t1, t2;
+	uint64_t began;
+	char *id;
+	json_t *st;
+
+	h->cfg.poll_initial_ms = 50;
+	h->cfg.poll_max_ms = 50;
+	h->cfg.poll_learn = false;
+	store_set_clock(h->store, stepped_clock, &off);
+	h->fake.beh[0].outcome = OUT_HANG;
+	h_start(h);
+	id = h_submit(h, "pg", "{\"timeout_ms\": 1500, \"no_run\": [\"lineage\","
+	    " \"usage\", \"profiler\"]}");
+	while (log_count(h, "get_run", "pg__metadata") == 0)
+		event_base_loop(h->base, EVLOOP_ONCE);
+	began = ap_mono_ms();
+	t0 = h_started_at(h, id);
+	off = 3600000;
+	h_spin(h, 300);
+	st = h_status(h, id);
+	assert_string_equal(agent_state(st, "metadata"), "running");
+	json_decref(st);
+	t1 = h_started_at(h, id);
+	assert_true(t1 - t0 >= 3599000 && t1 - t0 <= 3601000);
+	off = -86400000;
+	h_spin(h, 300);
+	t2 = h_started_at(h, id);
+	assert_true(t0 - t2 >= 86399000 && t0 - t2 <= 86401000);
+	h_wait_finals(h, 1, 5000);
+	st = h_status(h, id);
+	assert_string_equal(agent_state(st, "metadata"), "timed_out");
+	assert_true(ap_mono_ms() - began < 3000);
+	json_decref(st);
+	free(id);
+	h_free(h);
+}
+
 /*
  * The deadline comes while a run is tracked. Polls are slower than the
  * timeout (300 ms), so the one look at metadata's run after its trigger is
@@ -3172,6 +3243,7 @@ main(void)
 		cmocka_unit_test(test_never_imported_resumed),
 		cmocka_unit_test(test_resume_past_deadline_gone_is_lost),
 		cmocka_unit_test(test_timeout_fails_airflow_run),
+		cmocka_unit_test(test_clock_step_keeps_timeouts),
 		cmocka_unit_test(test_predeploy_parses_ahead),
 		cmocka_unit_test(test_predeploy_prerequisite_fails),
 		cmocka_unit_test(test_predeploy_restricted),

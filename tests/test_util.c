@@ -278,58 +278,48 @@ test_log_one_line(void **state)
 	assert_null(strchr(buf, '\033'));
 }
 
-/* The steady clock: follows the wall clock, takes up its jumps, meets it
- * again at a tenth of the time passed, never goes back. */
+/* The wall clock's steps: what it moved beyond the time that passed,
+ * over a second; slewing, jitter and a suspend are not steps. */
 static void
-test_steady_clock(void **state)
+test_clock_step(void **state)
 {
-	struct ap_steady c = { 0 };
+	struct ap_clock_watch w = { 0 };
 	const int64_t t0 = 1796600000000;	/* an epoch ms */
-	int64_t now, prev;
-	uint64_t m = 5000;
-	int i;
+	uint64_t b = 5000;
+	int64_t now;
 
 	(void)state;
-	assert_int_equal(ap_steady_next(&c, t0, m), t0);
-	/* Slewing and jitter under the threshold: the wall clock itself. */
-	assert_int_equal(ap_steady_next(&c, t0 + 1000, m + 1000), t0 + 1000);
-	assert_int_equal(ap_steady_next(&c, t0 + 2500, m + 2000), t0 + 2500);
-	assert_int_equal(c.jumped, 0);
-	/* Stepped an hour ahead within a second: a second later (and a
-	 * tenth of it, as the offset shrinks from then on). */
-	m += 3000;
-	now = ap_steady_next(&c, t0 + 3500 + 3600000, m);
-	assert_int_equal(now, t0 + 3500 + 100);
-	assert_int_equal(c.jumped, 3600000);
-	/* Then it catches up by a tenth of the time passed: 100 s later the
-	 * offset is 10 s less, and after ten hours it is the wall clock. */
-	now = ap_steady_next(&c, t0 + 3500 + 3600000 + 100000, m + 100000);
-	assert_int_equal(now, t0 + 3500 + 100 + 100000 + 10000);
-	prev = now;
-	for (i = 1; i <= 400; i++) {
-		int64_t w = t0 + 3500 + 3600000 + 100000 + (int64_t)i * 100000;
-
-		now = ap_steady_next(&c, w, m + 100000 + (uint64_t)i * 100000);
-		assert_true(now >= prev + 90000 && now <= prev + 110000);
-		prev = now;
-	}
-	assert_int_equal(now, t0 + 3500 + 3600000 + 100000 + 40000000);
-	assert_int_equal(c.off, 0);
-	/* Stepped back a day: it goes on, never back, and slower until met. */
-	m = c.mono;
-	prev = now;
-	now = ap_steady_next(&c, c.wall - 86400000 + 50, m + 50);
-	assert_int_equal(now, prev + 45);
-	now = ap_steady_next(&c, c.wall + 1000, m + 1050);
-	assert_int_equal(now, prev + 45 + 900);
-	/* A small step back is not taken up: held, not gone back. */
-	c = (struct ap_steady){ 0 };
-	ap_steady_next(&c, t0, 0);
-	assert_int_equal(ap_steady_next(&c, t0 - 500, 10), t0);
-	assert_int_equal(ap_steady_next(&c, t0 + 20, 530), t0 + 20);
-	/* The clock of this thread runs. */
-	now = ap_steady_ms(NULL);
-	assert_true(now > 0 && ap_steady_ms(NULL) >= now);
+	assert_int_equal(ap_clock_step(&w, t0, b), 0);
+	/* Moving as time does, give or take under a second. */
+	assert_int_equal(ap_clock_step(&w, t0 + 1000, b + 1000), 0);
+	assert_int_equal(ap_clock_step(&w, t0 + 2900, b + 2000), 0);
+	assert_int_equal(ap_clock_step(&w, t0 + 2950, b + 2950), 0);
+	/* Stepped an hour ahead within a second: the hour. */
+	assert_int_equal(ap_clock_step(&w, t0 + 3950 + 3600000, b + 3950),
+	    3600000);
+	/* Then as time passes again: nothing more. */
+	assert_int_equal(ap_clock_step(&w, t0 + 13950 + 3600000, b + 13950), 0);
+	/* Back a day, ten seconds after the last reading. */
+	assert_int_equal(ap_clock_step(&w, t0 + 23950 + 3600000 - 86400000,
+	    b + 23950), -86400000);
+	/* A suspend of an hour: the boot clock counted it, not a step. */
+	assert_int_equal(ap_clock_step(&w, t0 + 23950 + 7200000 - 86400000,
+	    b + 23950 + 3600000), 0);
+	/* A step just over the threshold either way, and one just under. */
+	w = (struct ap_clock_watch){ 0 };
+	ap_clock_step(&w, t0, b);
+	assert_int_equal(ap_clock_step(&w, t0 + 1001, b), 1001);
+	assert_int_equal(ap_clock_step(&w, t0 + 1001 - 1001, b), -1001);
+	assert_int_equal(ap_clock_step(&w, t0 + 1000, b), 0);
+	/* The boot clock read before the last (a reading out of order):
+	 * no time passed. */
+	assert_int_equal(ap_clock_step(&w, t0 + 1000, b - 10), 0);
+	/* The clocks of this machine: no step between two readings. */
+	w = (struct ap_clock_watch){ 0 };
+	now = ap_wall_ms();
+	ap_clock_step(&w, now, ap_boot_ms());
+	assert_int_equal(ap_clock_step(&w, ap_wall_ms(), ap_boot_ms()), 0);
+	assert_true(ap_boot_ms() > 0);
 }
 
 int
@@ -346,7 +336,7 @@ main(void)
 		cmocka_unit_test(test_url_shown),
 		cmocka_unit_test(test_term_text),
 		cmocka_unit_test(test_log_one_line),
-		cmocka_unit_test(test_steady_clock),
+		cmocka_unit_test(test_clock_step),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
