@@ -224,10 +224,7 @@ struct sched {
 	struct event *lease_ev;
 	struct event *note_ev;		/* sched_note_cb, every slow_note_ms / 6 */
 	struct event *rescan_ev;
-	/* Steps of the wall clock (sched_now), and the saving of the agents'
-	 * times they moved. */
-	struct ap_clock_watch clock;
-	struct event *clock_ev;
+	struct ap_clock_watch clock;	/* steps of the wall clock (sched_now) */
 	/* How long runs of each agent lately took in Airflow, queued to ended,
 	 * by Airflow's own times (successful runs; see agent_first_poll_delay). */
 	struct sched_learned {
@@ -677,66 +674,56 @@ sched_agent_persist(struct sched_agent *a)
 }
 
 /* The times an agent keeps against the clock, moved by a step of it. */
-static void
+static bool
 sched_agent_shift(struct sched_agent *a, int64_t step)
 {
+	bool moved = false;
+
 	int64_t *t[] = { &a->started_at, &a->next_at, &a->parse_deadline,
-	    &a->late_until, &a->req_sent, &a->import_looked, &a->predeployed_at };
+	    &a->late_until, &a->req_sent, &a->import_looked };
 	size_t i;
 
 	for (i = 0; i < sizeof t / sizeof t[0]; i++)
-		if (*t[i] > 0)
+		if (*t[i] > 0) {
 			*t[i] += step;
+			moved = true;
+		}
+	return moved;
 }
 
 /*
  * The wall clock stepped (an NTP step after boot, a VM's clock set): the
  * start times and deadlines of the agents under way move with it, so that
  * their timeouts, retries and parse deadlines keep to the time that passed
- * (a step of an hour neither times them all out nor doubles them). Their
- * rows are saved on the next loop turn (sched_clock_cb), and a process that
- * takes them up later reads them against the same wall clock. What other
- * processes drive is theirs to move; times of what ended, and Airflow's,
- * stay as they were.
+ * (a step of an hour neither times them all out nor doubles them): those in
+ * memory, and in the store those of every run this process holds (taken
+ * but not loaded yet too), in the loop turn's batch; the leases are renewed
+ * by the clock as it is. A process that takes them up later reads them
+ * against the same wall clock. What other processes drive is theirs to
+ * move; times of what ended, the time a DAG was deployed (compared with
+ * Airflow's stamps) and Airflow's own stay as they were.
  */
 static void
 sched_clock_stepped(struct sched *s, int64_t step)
 {
 	struct sched_run *r;
-	unsigned i, n = 0;
+	unsigned i, n = 0, moved = 0;
+	char *cause = NULL;
 
 	TAILQ_FOREACH(r, &s->runs, link)
 		for (i = 0; i < r->nagents; i++)
-			if (!sched_agent_state_final(r->agents[i].state)) {
-				sched_agent_shift(&r->agents[i], step);
+			if (!sched_agent_state_final(r->agents[i].state) &&
+			    sched_agent_shift(&r->agents[i], step))
 				n++;
-			}
+	if (sched_batch(s) != 0 || store_clock_stepped(s->store, step, &moved,
+	    &cause) != STORE_OK)
+		ap_error("scheduler: the wall clock stepped by %+.1f s; the agents'"
+		    " times in the store could not follow: %s", (double)step / 1000,
+		    cause != NULL ? cause : "no transaction");
+	free(cause);
 	ap_warn("the wall clock stepped by %+.1f s: the times of the %u agent(s)"
 	    " under way move with it, their timeouts keeping to the time that"
-	    " passed", (double)step / 1000, n);
-	if (n > 0)
-		event_active(s->clock_ev, EV_TIMEOUT, 0);
-}
-
-static void
-sched_clock_cb(evutil_socket_t fd, short what, void *arg)
-{
-	struct sched *s = arg;
-	struct sched_run *r, *next;
-	struct sched_agent *a;
-	unsigned i;
-
-	(void)fd;
-	(void)what;
-	for (r = TAILQ_FIRST(&s->runs); r != NULL; r = next) {
-		next = TAILQ_NEXT(r, link);
-		for (i = 0; i < r->nagents && !r->dead; i++) {
-			a = &r->agents[i];
-			if (a->stored && !sched_agent_state_final(a->state) &&
-			    (a->started_at > 0 || a->next_at > 0))
-				(void)sched_agent_persist(a);
-		}
-	}
+	    " passed", (double)step / 1000, moved > n ? moved : n);
 }
 
 static void
@@ -1008,7 +995,10 @@ sched_agent_set_state(struct sched_agent *a, enum sched_agent_state to,
 		 * deploy, which for a DAG deployed ahead may be now. */
 		delay = agent_poll_delay(a, a->parse_deadline);
 		if (a->predeployed) {
-			delay = a->predeployed_at + delay - now;
+			/* (Clamped: the wall clock may have stepped since.) */
+			int64_t since = now - a->predeployed_at;
+
+			delay = since < 0 ? delay : since >= delay ? 0 : delay - since;
 			a->predeployed = false;
 		}
 		sched_agent_after(a, ACT_UNPAUSE, delay);
@@ -2500,6 +2490,9 @@ sched_run_load(struct sched *s, const char *run_id, char **cause)
 	int rc = -1;
 	bool fresh;
 
+	/* A step of the clock is taken up before the rows are read: they are
+	 * moved with the rest, not after. */
+	(void)sched_now(s);
 	if (store_run_load(s->store, run_id, &row, &rows, &nrows, cause) != STORE_OK) {
 		if (*cause == NULL)
 			*cause = ap_xprintf("run %s not found", run_id);
@@ -3171,6 +3164,9 @@ sched_claim_unfinished(struct sched *s)
 	/* Runs still waiting for admission are found again once admitted. */
 	if (s->admit_len > 0)
 		return;
+	/* A step of the clock is taken up (our leases renewed) before the
+	 * leases of others are compared with it. */
+	(void)sched_now(s);
 	if (store_claim_unfinished(s->store, 0, &ids, &cause) != STORE_OK) {
 		ap_error("scheduler: cannot claim unfinished runs: %s", cause);
 		free(cause);
@@ -3308,7 +3304,8 @@ sched_create(struct event_base *base, struct store *store,
 	TAILQ_INIT(&s->ring);
 	TAILQ_INIT(&s->retakes);
 	TAILQ_INIT(&s->halts);
-	store_set_halt_claim(store, halt_claim_ms(s));
+	store_set_halt_claim(store, halt_claim_ms(s),
+	    (int64_t)s->cfg.unreachable_retry_max_ms);
 	s->empty_conf = json_object();
 	s->kick_ev = event_new(base, -1, 0, sched_kick_cb, s);
 	s->admit_ev = event_new(base, -1, 0, sched_admit_cb, s);
@@ -3317,7 +3314,6 @@ sched_create(struct event_base *base, struct store *store,
 	s->lease_ev = event_new(base, -1, EV_PERSIST, sched_lease_cb, s);
 	s->note_ev = event_new(base, -1, EV_PERSIST, sched_note_cb, s);
 	s->rescan_ev = event_new(base, -1, EV_PERSIST, sched_rescan_cb, s);
-	s->clock_ev = event_new(base, -1, 0, sched_clock_cb, s);
 	return s;
 }
 
@@ -3455,7 +3451,6 @@ sched_free(struct sched *s)
 	event_free(s->lease_ev);
 	event_free(s->note_ev);
 	event_free(s->rescan_ev);
-	event_free(s->clock_ev);
 	json_decref(s->empty_conf);
 	free(s);
 }

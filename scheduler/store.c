@@ -160,6 +160,7 @@ enum store_stmt_id {
 	Q_AGENT_SAVE,
 	Q_AGENT_UPDATE,
 	Q_RENEW,
+	Q_SHIFT_AGENTS,
 	Q_RELEASE,
 	Q_PRUNE_BOUND,
 	Q_PRUNE_SCAN,
@@ -237,7 +238,8 @@ static const char *const store_sql[Q_MAX] = {
 	    " WHERE run_id = ?1 ORDER BY created_at",
 	/* Taken: not due again before ?3, for another process to leave. */
 	[Q_HALTS_DUE] = "UPDATE halts SET next_at = ?3 WHERE rowid IN (SELECT rowid"
-	    " FROM halts WHERE next_at <= ?1 ORDER BY next_at LIMIT ?2)"
+	    " FROM halts WHERE next_at <= ?1 OR next_at > ?4 ORDER BY next_at"
+	    " LIMIT ?2)"
 	    " RETURNING dag_id, dag_run_id, run_id, what, tries",
 	[Q_RUN_ENTITY] = "SELECT entity FROM runs WHERE run_id = ?1",
 	/* A run an event joined and asked for more than it does (marked by
@@ -288,6 +290,15 @@ static const char *const store_sql[Q_MAX] = {
 	    " AND EXISTS" OWNED_RUN,
 	[Q_RENEW] = "UPDATE runs SET lease_until = ?2 WHERE owner = ?1 AND state IN "
 	    ACTIVE_STATES,
+	/* The wall clock stepped by ?2: the times of the agents under way of
+	 * the runs owner ?1 drives move with it (store_clock_stepped). */
+	[Q_SHIFT_AGENTS] = "UPDATE agent_runs SET"
+	    " started_at = CASE WHEN started_at > 0 THEN started_at + ?2 ELSE 0 END,"
+	    " next_at = CASE WHEN next_at > 0 THEN next_at + ?2 ELSE 0 END"
+	    " WHERE (started_at > 0 OR next_at > 0) AND state NOT IN"
+	    " ('succeeded','failed','timed_out','skipped','lost') AND run_id IN"
+	    " (SELECT run_id FROM runs WHERE owner = ?1 AND state IN "
+	    ACTIVE_STATES ")",
 	/* Only an active run has an owner: runs_active finds them without
 	 * reading every run. */
 	[Q_RELEASE] = "UPDATE runs SET owner = NULL, lease_until = 0 WHERE owner = ?1"
@@ -341,6 +352,7 @@ struct store {
 	int64_t counted_runs[4];
 	json_t *counted_agents;
 	int64_t halt_claim_ms;		/* store_set_halt_claim() */
+	int64_t halt_longest_ms;	/* ... */
 	sqlite3_stmt *stmts[Q_MAX];
 };
 
@@ -2451,9 +2463,10 @@ store_agent_save(struct store *s, const char *run_id, const struct store_agent_r
 /* ---- Airflow runs to be marked failed (halts). ---- */
 
 void
-store_set_halt_claim(struct store *s, int64_t ms)
+store_set_halt_claim(struct store *s, int64_t ms, int64_t longest_ms)
 {
 	s->halt_claim_ms = ms;
+	s->halt_longest_ms = longest_ms;
 }
 
 enum store_result
@@ -2533,6 +2546,10 @@ store_halts_due(struct store *s, unsigned limit, json_t **out, char **cause)
 	sqlite3_bind_int64(st, 1, store_now(s));
 	sqlite3_bind_int64(st, 2, limit);
 	sqlite3_bind_int64(st, 3, store_now(s) + s->halt_claim_ms);
+	/* Later than any halt is put off: written before the clock was set
+	 * back (a 1 s margin for the clocks' readings). */
+	sqlite3_bind_int64(st, 4, store_now(s) + (s->halt_longest_ms >
+	    s->halt_claim_ms ? s->halt_longest_ms : s->halt_claim_ms) + 1000);
 	*out = json_array();
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW)
 		json_array_append_new(*out, json_pack("{s:s, s:s, s:s, s:s, s:I}",
@@ -2567,6 +2584,24 @@ store_lease_renew(struct store *s, unsigned *renewed, char **cause)
 	if (renewed != NULL)
 		*renewed = (unsigned)sqlite3_changes(s->db);
 	return STORE_OK;
+}
+
+enum store_result
+store_clock_stepped(struct store *s, int64_t step, unsigned *moved, char **cause)
+{
+	sqlite3_stmt *st = store_stmt(s, Q_SHIFT_AGENTS, cause);
+
+	if (moved != NULL)
+		*moved = 0;
+	if (st == NULL)
+		return STORE_ERROR;
+	bind_text(st, 1, s->owner);
+	sqlite3_bind_int64(st, 2, step);
+	if (store_exec_stmt(s, st, cause, "move the agents' times") != 0)
+		return STORE_ERROR;
+	if (moved != NULL)
+		*moved = (unsigned)sqlite3_changes(s->db);
+	return store_lease_renew(s, NULL, cause);
 }
 
 enum store_result

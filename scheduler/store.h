@@ -78,6 +78,11 @@ const char *store_backup_path(const struct store *s);
 void store_set_clock(struct store *s, int64_t (*now_ms)(void *), void *arg);
 /* The time by that clock: what the scheduler stores and times against. */
 int64_t store_clock(struct store *s);
+/* The wall clock stepped by step ms: the start and next times of the agents
+ * under way of the runs this handle drives move with it (*moved: how many
+ * agents, when not NULL), and its leases are renewed by the clock as it is. */
+enum store_result store_clock_stepped(struct store *s, int64_t step,
+    unsigned *moved, char **cause);
 
 /*
  * Inbox: records an accepted event and the run it starts, in one transaction.
@@ -186,8 +191,10 @@ enum store_result store_halt_add(struct store *s, const char *run_id,
     int64_t next_at, char **cause);
 /* How long a process that takes a halt has for it (its GET and PATCH)
  * before another may: store_halts_due() and the halts a replace writes,
- * which the replacing process sends. 60 s unless set. */
-void store_set_halt_claim(struct store *s, int64_t ms);
+ * which the replacing process sends. 60 s unless set. longest_ms: the
+ * longest a failed try puts a halt off; one put off further than both was
+ * written before the wall clock was set back, and is due. */
+void store_set_halt_claim(struct store *s, int64_t ms, int64_t longest_ms);
 /* Another try failed (error says how): counted, next one not before next_at. */
 enum store_result store_halt_failed(struct store *s, const char *dag_id,
     const char *dag_run_id, const char *error, int64_t next_at, char **cause);

@@ -1933,6 +1933,28 @@ h_started_at(struct h *h, const char *run_id)
 	return ms;
 }
 
+/* metadata's Airflow run hangs (timeout_ms), the other agents deploy only;
+ * the store's clock the wall clock plus *off. Returns once it is polled. */
+static char *
+h_clock_hang(struct h *h, int64_t *off, int timeout_ms)
+{
+	char extra[128];
+	char *id;
+
+	h->cfg.poll_initial_ms = 50;
+	h->cfg.poll_max_ms = 50;
+	h->cfg.poll_learn = false;
+	store_set_clock(h->store, stepped_clock, off);
+	h->fake.beh[0].outcome = OUT_HANG;
+	h_start(h);
+	snprintf(extra, sizeof extra, "{\"timeout_ms\": %d, \"no_run\":"
+	    " [\"lineage\", \"usage\", \"profiler\"]}", timeout_ms);
+	id = h_submit(h, "pg", extra);
+	while (log_count(h, "get_run", "pg__metadata") == 0)
+		event_base_loop(h->base, EVLOOP_ONCE);
+	return id;
+}
+
 /* The wall clock steps an hour ahead, then a day back, while an agent
  * with a 1.5 s timeout runs: neither times it out early nor holds it a
  * day; its stored start moves with the clock. */
@@ -1945,16 +1967,7 @@ test_clock_step_keeps_timeouts(void **state)
 	char *id;
 	json_t *st;
 
-	h->cfg.poll_initial_ms = 50;
-	h->cfg.poll_max_ms = 50;
-	h->cfg.poll_learn = false;
-	store_set_clock(h->store, stepped_clock, &off);
-	h->fake.beh[0].outcome = OUT_HANG;
-	h_start(h);
-	id = h_submit(h, "pg", "{\"timeout_ms\": 1500, \"no_run\": [\"lineage\","
-	    " \"usage\", \"profiler\"]}");
-	while (log_count(h, "get_run", "pg__metadata") == 0)
-		event_base_loop(h->base, EVLOOP_ONCE);
+	id = h_clock_hang(h, &off, 1500);
 	began = ap_mono_ms();
 	t0 = h_started_at(h, id);
 	off = 3600000;
@@ -1972,6 +1985,45 @@ test_clock_step_keeps_timeouts(void **state)
 	st = h_status(h, id);
 	assert_string_equal(agent_state(st, "metadata"), "timed_out");
 	assert_true(ap_mono_ms() - began < 3000);
+	json_decref(st);
+	free(id);
+	h_free(h);
+}
+
+/* The same for an agent a restarted process took up: the step moves its
+ * start in the store as in memory, so that the process after it does not
+ * time it out early either. */
+static void
+test_clock_step_resumed(void **state)
+{
+	struct h *h = h_new();
+	int64_t off = 0, t0, t1;
+	char *id;
+	json_t *st;
+	int i;
+
+	h_short_lease(h);
+	id = h_clock_hang(h, &off, 4000);
+	t0 = h_started_at(h, id);
+	for (i = 0; i < 2; i++) {
+		h_crash(h, 250000);
+		store_set_clock(h->store, stepped_clock, &off);
+		h_start(h);
+		h_spin(h, 300);
+		st = h_status(h, id);
+		assert_string_equal(agent_state(st, "metadata"), "running");
+		json_decref(st);
+		if (i == 0) {
+			/* Taken up again; then the clock steps an hour ahead. */
+			off = 3600000;
+			h_spin(h, 200);
+			t1 = h_started_at(h, id);
+			assert_true(t1 - t0 >= 3599000 && t1 - t0 <= 3601000);
+		}
+	}
+	h_wait_finals(h, 1, 6000);
+	st = h_status(h, id);
+	assert_string_equal(agent_state(st, "metadata"), "timed_out");
 	json_decref(st);
 	free(id);
 	h_free(h);
@@ -3244,6 +3296,7 @@ main(void)
 		cmocka_unit_test(test_resume_past_deadline_gone_is_lost),
 		cmocka_unit_test(test_timeout_fails_airflow_run),
 		cmocka_unit_test(test_clock_step_keeps_timeouts),
+		cmocka_unit_test(test_clock_step_resumed),
 		cmocka_unit_test(test_predeploy_parses_ahead),
 		cmocka_unit_test(test_predeploy_prerequisite_fails),
 		cmocka_unit_test(test_predeploy_restricted),

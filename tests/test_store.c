@@ -915,6 +915,15 @@ test_halts(void **state)
 	assert_string_equal(json_string_value(json_object_get(json_array_get(due,
 	    0), "what")), "again");
 	json_decref(due);
+	/* Put off further than any try or claim does (60 s claim, 5 min the
+	 * longest try): written before the clock was set back a day, due. */
+	store_set_halt_claim(s, 60000, 300000);
+	assert_int_equal(store_halt_failed(s, "pg__metadata", "ap-r1-1", "503",
+	    now + 300000, &cause), STORE_OK);
+	assert_int_equal(halts_due(s), 0);
+	now -= 86400000;
+	assert_int_equal(halts_due(s), 1);
+	assert_int_equal(halts_due(s), 0);
 	assert_int_equal(store_halt_done(s, "pg__metadata", "ap-r1-1", &cause),
 	    STORE_OK);
 	assert_int_equal(halts_due(s), 0);
