@@ -446,8 +446,9 @@ query_param(struct evhttp_request *req, const char *name, char **out, char **cau
 	return rc;
 }
 
-/* The query parameters of GET /api/v1/runs. */
+/* The query parameters of GET /api/v1/runs, and of a re-run. */
 static const char *const runs_params[] = { "service", "limit", NULL };
+static const char *const rerun_params[] = { "replace", NULL };
 
 /* 0 if every query parameter is one of names (NULL-terminated), else -1
  * and a new *cause naming the first that is not: a misspelt filter would
@@ -1549,7 +1550,9 @@ rerun_options(struct evhttp_request *req, json_t **agents_out, bool *replace,
 	char *q;
 
 	*agents_out = NULL;
-	if (query_param(req, "replace", &q, cause) < 0)
+	/* A misspelt ?replace= would re-run without replacing. */
+	if (query_known(req, rerun_params, cause) < 0 ||
+	    query_param(req, "replace", &q, cause) < 0)
 		return -1;
 	if (q != NULL) {
 		if (strcmp(q, "true") != 0 && strcmp(q, "1") != 0 &&

@@ -107,6 +107,9 @@ def main():
               "a long run id: %s %r" % (st, json.dumps(body)[:200]))
         # A typo in a re-run's body does not re-run every agent.
         expect_400(srv, pg, {"agent": ["metadata"]}, "unknown key 'agent'")
+        # ... nor does one in its query.
+        expect_400(srv, pg + "?replce=true", None,
+                   "query: unknown parameter 'replce' (known: replace)")
         check(srv.exchange("GET", "/healthz")[0] == 200, "alive after the bad requests")
 
         # Health, readiness, metrics: GET only.
