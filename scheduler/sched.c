@@ -2746,6 +2746,7 @@ sched_take_now(struct sched *s, const char *run_id, char **cause)
 	*cause = NULL;
 	if (sched_find(s, run_id) != NULL)
 		return 0;
+	(void)sched_now(s);	/* a step taken up before the claim */
 	rc = store_claim(s->store, run_id, cause);
 	if (rc == STORE_LOST) {
 		*cause = ap_xprintf("run %s is finished or driven by another process",

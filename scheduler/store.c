@@ -34,6 +34,9 @@
 #include "util.h"
 
 #define ACTIVE_STATES "('pending','running')"
+/* How much later than this process puts a halt off one is taken as written
+ * before the clock was set back (store_halts_due). */
+#define STORE_HALT_AHEAD_MS (10 * 60 * 1000)
 /* The ownership fence: run ?1 is active and owned by parameter o; of
  * agent writes, as OWNED_RUN with o = ?11. */
 #define OWNED_BY(o) "run_id = ?1 AND owner = " o " AND state IN " ACTIVE_STATES
@@ -353,6 +356,7 @@ struct store {
 	json_t *counted_agents;
 	int64_t halt_claim_ms;		/* store_set_halt_claim() */
 	int64_t halt_longest_ms;	/* ... */
+	int64_t stepped_until;		/* store_clock_stepped(): leases wait */
 	sqlite3_stmt *stmts[Q_MAX];
 };
 
@@ -2105,7 +2109,9 @@ store_claimable(struct store *s, const char *owner, int64_t lease_until)
 {
 	if (owner == NULL || strcmp(owner, s->owner) == 0)
 		return true;
-	if (lease_until < store_now(s))
+	/* Just after the clock stepped ahead, a lease run out may be one its
+	 * owner has not renewed yet: only an owner known dead is taken from. */
+	if (lease_until < store_now(s) && store_now(s) >= s->stepped_until)
 		return true;
 	return store_owner_dead(s, owner);
 }
@@ -2547,9 +2553,11 @@ store_halts_due(struct store *s, unsigned limit, json_t **out, char **cause)
 	sqlite3_bind_int64(st, 2, limit);
 	sqlite3_bind_int64(st, 3, store_now(s) + s->halt_claim_ms);
 	/* Later than any halt is put off: written before the clock was set
-	 * back (a 1 s margin for the clocks' readings). */
+	 * back (a margin of STORE_HALT_AHEAD_MS for other processes' settings
+	 * and clocks). */
 	sqlite3_bind_int64(st, 4, store_now(s) + (s->halt_longest_ms >
-	    s->halt_claim_ms ? s->halt_longest_ms : s->halt_claim_ms) + 1000);
+	    s->halt_claim_ms ? s->halt_longest_ms : s->halt_claim_ms) +
+	    STORE_HALT_AHEAD_MS);
 	*out = json_array();
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW)
 		json_array_append_new(*out, json_pack("{s:s, s:s, s:s, s:s, s:I}",
@@ -2601,6 +2609,8 @@ store_clock_stepped(struct store *s, int64_t step, unsigned *moved, char **cause
 		return STORE_ERROR;
 	if (moved != NULL)
 		*moved = (unsigned)sqlite3_changes(s->db);
+	if (step > 0)
+		s->stepped_until = store_now(s) + s->lease_ms;
 	return store_lease_renew(s, NULL, cause);
 }
 

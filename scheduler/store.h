@@ -80,7 +80,9 @@ void store_set_clock(struct store *s, int64_t (*now_ms)(void *), void *arg);
 int64_t store_clock(struct store *s);
 /* The wall clock stepped by step ms: the start and next times of the agents
  * under way of the runs this handle drives move with it (*moved: how many
- * agents, when not NULL), and its leases are renewed by the clock as it is. */
+ * agents, when not NULL), and its leases are renewed by the clock as it is.
+ * After a step ahead, for a lease's time, runs are taken from other owners
+ * only when these are known dead (not merely their leases run out). */
 enum store_result store_clock_stepped(struct store *s, int64_t step,
     unsigned *moved, char **cause);
 
@@ -193,7 +195,8 @@ enum store_result store_halt_add(struct store *s, const char *run_id,
  * before another may: store_halts_due() and the halts a replace writes,
  * which the replacing process sends. 60 s unless set. longest_ms: the
  * longest a failed try puts a halt off; one put off further than both was
- * written before the wall clock was set back, and is due. */
+ * written before the wall clock was set back (10 minutes further), and is
+ * due. */
 void store_set_halt_claim(struct store *s, int64_t ms, int64_t longest_ms);
 /* Another try failed (error says how): counted, next one not before next_at. */
 enum store_result store_halt_failed(struct store *s, const char *dag_id,

@@ -1130,6 +1130,20 @@ test_leases_between_two_handles(void **state)
 	assert_int_equal(n, 2);
 	now_b += 800;
 	assert_int_equal(store_claim(b, r1, &cause), STORE_LOST);
+	/* The clock steps an hour ahead: b, which saw it first, does not take
+	 * a's runs for a lease's time (a has not renewed yet); then it may. */
+	now_a += 3600000;
+	now_b += 3600000;
+	assert_int_equal(store_clock_stepped(b, 3600000, &n, &cause), STORE_OK);
+	assert_int_equal(n, 0);
+	assert_int_equal(store_claim(b, r1, &cause), STORE_LOST);
+	assert_int_equal(store_claim_unfinished(b, 0, &ids, &cause), STORE_OK);
+	assert_null(ids[0]);
+	store_strv_free(ids);
+	/* a renews when it sees it (its agents have no times to move). */
+	assert_int_equal(store_clock_stepped(a, 3600000, &n, &cause), STORE_OK);
+	assert_int_equal(n, 0);
+	assert_int_equal(store_claim(b, r1, &cause), STORE_LOST);
 	/* a stops renewing: after expiry b takes over and a is locked out. */
 	now_b += 2000;
 	assert_int_equal(store_claim_unfinished(b, 1, &ids, &cause), STORE_OK);
