@@ -677,10 +677,9 @@ sched_agent_persist(struct sched_agent *a)
 static bool
 sched_agent_shift(struct sched_agent *a, int64_t step)
 {
-	bool moved = false;
-
 	int64_t *t[] = { &a->started_at, &a->next_at, &a->parse_deadline,
 	    &a->late_until, &a->req_sent, &a->import_looked };
+	bool moved = false;
 	size_t i;
 
 	for (i = 0; i < sizeof t / sizeof t[0]; i++)
@@ -810,7 +809,7 @@ sched_predeploy_cb(const struct airflow_result *res, void *arg)
 	if (!a->run->dead && res->status == AIRFLOW_OK &&
 	    a->state == SCHED_AGENT_PENDING && a->attempt == 0) {
 		a->predeployed = true;
-		a->predeployed_at = sched_now(a->run->s);
+		a->predeployed_at = sched_now(s);
 	} else {
 		/* Nothing is lost: the agent deploys in its turn, and says why
 		 * if that fails too. */
@@ -906,7 +905,7 @@ sched_agent_set_state(struct sched_agent *a, enum sched_agent_state to,
 	struct sched_run *r = a->run;
 	struct sched *s = r->s;
 	enum sched_agent_state from = a->state;
-	int64_t now = sched_now(a->run->s), delay;
+	int64_t now = sched_now(s), delay;
 
 	if (r->dead)
 		return -1;
@@ -1715,7 +1714,7 @@ sched_agent_act(struct sched_agent *a)
 	struct sched_run *r = a->run;
 	struct sched *s = r->s;
 	enum sched_act act = a->act;
-	int64_t now = sched_now(a->run->s);
+	int64_t now = sched_now(s);
 	json_t *entity = NULL, *pipeline = NULL;
 	char *text = NULL, *cause = NULL, *dag_id = NULL;
 	bool look;
@@ -2427,7 +2426,7 @@ sched_run_drop_unplanned(struct sched_run *r, struct store_agent_row *rows,
 		    " changed while the run was unfinished)%s%s", airflow ? "; no"
 		    " longer followed, its Airflow run is to be marked failed: " :
 		    "", airflow ? rows[j].dag_run_id : "");
-		rows[j].finished_at = sched_now(r->s);
+		rows[j].finished_at = sched_now(s);
 		rows[j].stored = true;
 		if (sched_batch(s) != 0) {
 			sched_run_abandon(r, "state store error", true);
@@ -2438,7 +2437,7 @@ sched_run_drop_unplanned(struct sched_run *r, struct store_agent_row *rows,
 		 * (below), so taken for the time that takes. */
 		if (airflow && sched_halt_record(s, r->run_id, rows[j].dag_id,
 		    rows[j].dag_run_id, "an agent no longer in the plan",
-		    sched_now(r->s) + halt_claim_ms(s)) != 0) {
+		    sched_now(s) + halt_claim_ms(s)) != 0) {
 			sched_run_abandon(r, "state store error", true);
 			goto fail;
 		}

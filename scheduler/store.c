@@ -355,7 +355,7 @@ struct store {
 	int64_t counted_runs[4];
 	json_t *counted_agents;
 	int64_t halt_claim_ms;		/* store_set_halt_claim() */
-	int64_t halt_longest_ms;	/* ... */
+	int64_t halt_longest_ms;	/* ... and the longest a try puts one off */
 	int64_t stepped_until;		/* store_clock_stepped(): leases wait */
 	sqlite3_stmt *stmts[Q_MAX];
 };
@@ -2107,11 +2107,13 @@ store_claim_one(struct store *s, const char *run_id, bool *claimed, char **cause
 static bool
 store_claimable(struct store *s, const char *owner, int64_t lease_until)
 {
+	int64_t now = store_now(s);
+
 	if (owner == NULL || strcmp(owner, s->owner) == 0)
 		return true;
 	/* Just after the clock stepped ahead, a lease run out may be one its
 	 * owner has not renewed yet: only an owner known dead is taken from. */
-	if (lease_until < store_now(s) && store_now(s) >= s->stepped_until)
+	if (lease_until < now && now >= s->stepped_until)
 		return true;
 	return store_owner_dead(s, owner);
 }
