@@ -398,6 +398,15 @@ filter_test_exec(int argc, char **argv)
 		}
 	}
 	warn_connectors(&cfg, config_path, connector, service, service_path, key);
+	if (service != NULL) {
+		json_t *warnings = json_array(), *w;
+
+		filter_service_warnings(service, filter_key_kind(key), warnings);
+		json_array_foreach(warnings, i, w)
+			fprintf(stderr, "autopilot: warning: --service-json %s:"
+			    " %s\n", service_path, json_string_value(w));
+		json_decref(warnings);
+	}
 	eff = filter_effective_set(&cfg, service, filter_key_kind(key),
 	    connector, &cause);
 	if (eff == NULL)
@@ -486,7 +495,9 @@ const struct ap_cmd_entry ap_cmd_filter_test_entry = {
 	"A connector (--connector or the service's) with no built-in defaults,\n"
 	"or a byConnector name in FILE that looks like a typo of one that has\n"
 	"some, is warned about on stderr, with the closest built-in name\n"
-	"(\"did you mean 'Postgres'?\"); it is still used.\n"
+	"(\"did you mean 'Postgres'?\"); it is still used. A key of the service's\n"
+	"connection.config that looks like a misspelt filter key is warned about\n"
+	"too: it filters nothing.\n"
 	"Names come from the arguments, else from standard input, one a line\n"
 	"(a line ending in \\r\\n loses both).\n"
 	"Exit status: 0 done; 1 standard output could not be written (a full\n"

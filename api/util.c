@@ -4,8 +4,10 @@
  */
 #include "util.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -345,6 +347,46 @@ ap_strcaseeq(const char *a, const char *b)
 	if (a == NULL || b == NULL)
 		return a == b;
 	return strcasecmp(a, b) == 0;
+}
+
+/* Longest name an edit distance is computed for. */
+#define AP_DISTANCE_MAX_LEN 64
+
+size_t
+ap_edit_distance_nocase(const char *a, const char *b)
+{
+	size_t row[AP_DISTANCE_MAX_LEN + 1], i, j, la = strlen(a), lb = strlen(b);
+
+	if (la > AP_DISTANCE_MAX_LEN || lb > AP_DISTANCE_MAX_LEN)
+		return SIZE_MAX;
+	for (j = 0; j <= lb; j++)
+		row[j] = j;
+	for (i = 1; i <= la; i++) {
+		size_t diag = row[0];
+
+		row[0] = i;
+		for (j = 1; j <= lb; j++) {
+			size_t up = row[j], best = diag +
+			    (tolower((unsigned char)a[i - 1]) !=
+			    tolower((unsigned char)b[j - 1]));
+
+			if (up + 1 < best)
+				best = up + 1;
+			if (row[j - 1] + 1 < best)
+				best = row[j - 1] + 1;
+			diag = up;
+			row[j] = best;
+		}
+	}
+	return row[lb];
+}
+
+bool
+ap_is_typo_of(const char *name, const char *known)
+{
+	size_t d = ap_edit_distance_nocase(name, known);
+
+	return d <= 2 && d * 2 < strlen(name) && strcmp(name, known) != 0;
 }
 
 bool

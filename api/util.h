@@ -105,6 +105,13 @@ bool ap_streq(const char *a, const char *b);
 bool ap_strcaseeq(const char *a, const char *b);
 bool ap_startswith(const char *s, const char *prefix);
 bool ap_endswith(const char *s, const char *suffix);
+/* Whether name is likely a typo of known: not the same string, one or two
+ * edits away ignoring case, and fewer than half name's letters (names of at
+ * most 64 bytes; longer ones are never typos). Any thread. */
+bool ap_is_typo_of(const char *name, const char *known);
+/* ap_is_typo_of()'s distance: case-insensitive Levenshtein, or SIZE_MAX
+ * when either is longer than 64 bytes. */
+size_t ap_edit_distance_nocase(const char *a, const char *b);
 
 /* Reads a whole file into a new NUL-terminated buffer of at most max bytes.
  * path must be a regular file ("PATH: not a regular file", "PATH: is a

@@ -51,58 +51,25 @@ filter_defaults_for(const char *connector)
 	return name == NULL ? NULL : json_object_get(defaults_get(), name);
 }
 
-/* Longest name the edit distance is computed for. */
-#define NAME_MAX_LEN 64
-
-/* Levenshtein distance of a and b, ignoring case (both at most NAME_MAX_LEN). */
-static size_t
-distance_nocase(const char *a, const char *b)
-{
-	size_t row[NAME_MAX_LEN + 1], i, j, la = strlen(a), lb = strlen(b);
-
-	for (j = 0; j <= lb; j++)
-		row[j] = j;
-	for (i = 1; i <= la; i++) {
-		size_t diag = row[0];
-
-		row[0] = i;
-		for (j = 1; j <= lb; j++) {
-			size_t up = row[j], best = diag +
-			    (tolower((unsigned char)a[i - 1]) !=
-			    tolower((unsigned char)b[j - 1]));
-
-			if (up + 1 < best)
-				best = up + 1;
-			if (row[j - 1] + 1 < best)
-				best = row[j - 1] + 1;
-			diag = up;
-			row[j] = best;
-		}
-	}
-	return row[lb];
-}
-
 const char *
 filter_defaults_closest(const char *connector)
 {
 	const char *key, *best = NULL;
-	size_t d, best_d = (size_t)-1, len;
+	size_t d, best_d = SIZE_MAX;
 	json_t *v;
 
-	if (connector == NULL || (len = strlen(connector)) > NAME_MAX_LEN ||
-	    filter_defaults_connector_name(connector) != NULL)
+	if (connector == NULL || filter_defaults_connector_name(connector) != NULL)
 		return NULL;
 	json_object_foreach(defaults_get(), key, v) {
-		if (key[0] == '_' || strlen(key) > NAME_MAX_LEN)
+		if (key[0] == '_')
 			continue;
-		d = distance_nocase(connector, key);
+		d = ap_edit_distance_nocase(connector, key);
 		if (d < best_d) {
 			best_d = d;
 			best = key;
 		}
 	}
-	/* A typo: one or two edits, and fewer than half the name's letters. */
-	return best != NULL && best_d <= 2 && best_d * 2 < len ? best : NULL;
+	return best != NULL && ap_is_typo_of(connector, best) ? best : NULL;
 }
 
 char *

@@ -347,6 +347,48 @@ filter_config_warnings(const struct filter_config *cfg, json_t *out)
 	}
 }
 
+/* The filter key of kind (of any kind: kind NULL) that key is likely a typo
+ * of, or NULL. */
+static const char *
+filter_key_typo_of(const char *key, const char *kind)
+{
+	const char *best = NULL;
+	size_t i, j, d, best_d = SIZE_MAX;
+
+	for (i = 0; i < AP_ARRAY_LEN(kinds); i++) {
+		if (kind != NULL && strcmp(kinds[i].kind, kind) != 0)
+			continue;
+		for (j = 0; kinds[i].keys[j] != NULL; j++) {
+			d = ap_edit_distance_nocase(key, kinds[i].keys[j]);
+			if (d < best_d) {
+				best_d = d;
+				best = kinds[i].keys[j];
+			}
+		}
+	}
+	return best != NULL && ap_is_typo_of(key, best) ? best : NULL;
+}
+
+void
+filter_service_warnings(const json_t *service, const char *kind, json_t *out)
+{
+	const json_t *config = json_object_get(json_object_get(service,
+	    "connection"), "config");
+	const char *key, *close;
+	json_t *v;
+
+	if (filter_kind_keys(kind) == NULL)
+		kind = NULL;
+	json_object_foreach((json_t *)config, key, v) {
+		if (filter_key_kind(key) != NULL ||
+		    (close = filter_key_typo_of(key, kind)) == NULL)
+			continue;
+		json_array_append_new(out, json_sprintf("connection.config.%s: not"
+		    " a filter key, so it filters nothing (did you mean %s?)", key,
+		    close));
+	}
+}
+
 /* The service's connector type: serviceType, else connection.config.type. */
 const char *
 filter_service_connector(const json_t *service)

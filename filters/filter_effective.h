@@ -59,6 +59,14 @@ char *filter_connector_note(const char *connector);
  * looks like a typo of a connector with built-in defaults:
  * "filters.defaults.byConnector.NAME: <note>". */
 void filter_config_warnings(const struct filter_config *cfg, json_t *out);
+/*
+ * A key of the service's connection.config that is no filter key but looks
+ * like a misspelt one of kind's (any kind's for NULL or an unknown kind)
+ * filters nothing, silently. Appends to out (an array) a warning string for
+ * each: "connection.config.KEY: not a filter key, so it filters nothing (did
+ * you mean tableFilterPattern?)".
+ */
+void filter_service_warnings(const json_t *service, const char *kind, json_t *out);
 /* A service entity's connector: "serviceType", else connection.config.type
  * (borrowed), or NULL. */
 const char *filter_service_connector(const json_t *service);

@@ -531,7 +531,7 @@ plan_expand(const struct plan *p, const char *service_type, const json_t *entity
 	uint32_t present = 0, eff[PIPELINE_AGENT_MAX];
 	int idx[PIPELINE_AGENT_MAX];
 	unsigned k, i;
-	json_t *filters;
+	json_t *filters, *warnings, *w;
 
 	memset(out, 0, sizeof *out);
 	if ((kind = check_service(service_type, entity, cause)) == NULL)
@@ -540,6 +540,15 @@ plan_expand(const struct plan *p, const char *service_type, const json_t *entity
 	if ((filters = plan_filters(p, kind, entity, cause)) == NULL)
 		return -1;
 	json_decref(filters);
+	warnings = json_array();
+	filter_service_warnings(entity, kind, warnings);
+	json_array_foreach(warnings, i, w) {
+		size_t len = strlen(out->warning);
+
+		snprintf(out->warning + len, sizeof out->warning - len, "%s%s",
+		    len > 0 ? "; " : "", json_string_value(w));
+	}
+	json_decref(warnings);
 
 	conn = json_object_get(json_object_get(entity, "connection"), "config");
 	for (i = 0; i < PIPELINE_AGENT_MAX; i++)

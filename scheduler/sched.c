@@ -2275,6 +2275,7 @@ plan_restrict(struct sched_plan_view *plan, const char *agents_json)
 			}
 		}
 	}
+	memcpy(out.warning, plan->warning, sizeof out.warning);
 	/* Prerequisites come first in a plan; the passes make the result not
 	 * depend on that. */
 	memset(eff, 0, sizeof eff);
@@ -2570,6 +2571,8 @@ sched_run_load(struct sched *s, const char *run_id, char **cause)
 		goto out;
 	}
 	if (fresh) {
+		if (r->plan.warning[0] != '\0')
+			ap_warn("run %s (%s): %s", r->run_id, r->fqn, r->plan.warning);
 		/* A new run: every agent shows as pending in status from now on. */
 		for (i = 0; i < r->nagents; i++) {
 			if (sched_agent_persist(&r->agents[i]) != 0) {

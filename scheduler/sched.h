@@ -116,6 +116,7 @@ struct sched_agent_spec {
 struct sched_plan_view {
 	unsigned n;
 	struct sched_agent_spec agents[SCHED_MAX_AGENTS];
+	char warning[512];	/* about the entity, said as a run starts ("": none) */
 };
 
 struct sched_planner {

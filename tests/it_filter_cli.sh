@@ -125,6 +125,19 @@ svc '"tableFilterPattern": {"includes": null, "excludes": null}, "schemaFilterPa
 out=$("$BIN" filter test --service-json "$TMP/svc.json" orders 2>&1); rc=$?
 code "null lists" $rc 0
 check "null lists" "$out" "kept     orders  no filter for this kind"
+# A key that looks like a misspelt filter key filters nothing: warned about,
+# the exit status unchanged; other keys of connection.config are not.
+svc '"tabelFilterPattern": {"excludes": ["^orders$"]}, "hostPort": "db:5432", "classificationFilterPattern": {}'
+out=$("$BIN" filter test --service-json "$TMP/svc.json" orders 2>"$TMP/err"); rc=$?
+code "misspelt filter key" $rc 0
+check "misspelt filter key filters nothing" "$out" "kept     orders  no filter for this kind"
+code "misspelt filter key warns" "$(cat "$TMP/err")" "autopilot: warning: --service-json $TMP/svc.json: connection.config.tabelFilterPattern: not a filter key, so it filters nothing (did you mean tableFilterPattern?)"
+svc '"TableFilterPattern": {"excludes": ["^orders$"]}, "schemaFilterPatern": {}'
+"$BIN" filter test --service-json "$TMP/svc.json" orders >/dev/null 2>"$TMP/err"
+code "misspelt filter keys warn" "$(cat "$TMP/err")" "autopilot: warning: --service-json $TMP/svc.json: connection.config.TableFilterPattern: not a filter key, so it filters nothing (did you mean tableFilterPattern?)
+autopilot: warning: --service-json $TMP/svc.json: connection.config.schemaFilterPatern: not a filter key, so it filters nothing (did you mean schemaFilterPattern?)"
+"$BIN" filter test --service-json "$DATA/postgres_service.json" orders >/dev/null 2>"$TMP/err"
+code "no warning for filter keys" "$(cat "$TMP/err")" ""
 
 # At most 1000 patterns per list, each at most 4096 bytes.
 svc "\"tableFilterPattern\": {\"includes\": [$(seq -f '"^t%g$"' 1 1001 | paste -sd,)]}"

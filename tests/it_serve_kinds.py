@@ -29,6 +29,15 @@ def main():
             check(st == 202, "%s %s: %s %s" % (kind, ent["fullyQualifiedName"], st, body))
             services[ent["fullyQualifiedName"]] = (kind, ent, body["run_id"])
         check(len(services) >= 12, "sample services: %d" % len(services))
+        # A misspelt filter key filters nothing: the run goes on, with a warning.
+        with open(os.path.join(SRC, "tests", "data", "services", "databaseService.Postgres.json")) as f:
+            ent = json.load(f)
+        ent.update(id="5e1f0c7a-0000-4000-8000-00000000f17e", name="typo",
+                   fullyQualifiedName="typo")
+        ent["connection"]["config"]["tabelFilterPattern"] = {"excludes": ["^x"]}
+        st, body = srv.post_event(event("databaseService", ent))
+        check(st == 202, "misspelt filter key: %s %s" % (st, body))
+        services["typo"] = ("databaseService", ent, body["run_id"])
         runs = srv.wait_final(len(services), timeout=120)
         dags = set()
         for r in runs:
@@ -48,6 +57,10 @@ def main():
                 if a["dag_id"]:
                     check(a["dag_id"] not in dags, "DAG %s shared between services" % a["dag_id"])
                     dags.add(a["dag_id"])
+        warning = ("run %s (typo): connection.config.tabelFilterPattern: not a filter key, so it"
+                   " filters nothing (did you mean tableFilterPattern?)" % services["typo"][2])
+        check(srv.log().count(warning) == 1, "the misspelt key's warning, once:\n%s"
+              % srv.log()[-3000:])
         reqs = sim.requests()
         check_no_double_trigger(reqs)
         for rq in reqs:

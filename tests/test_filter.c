@@ -791,11 +791,58 @@ test_connector_notes(void **state)
 	json_decref(conf);
 }
 
+/* A key of a service's connection.config that looks like a misspelt filter
+ * key of its kind is warned about; filter keys and other keys are not. */
+static void
+test_service_key_typos(void **state)
+{
+	json_t *svc, *w;
+
+	(void)state;
+	svc = jparse("{\"connection\": {\"config\": {"
+	    "\"tabelFilterPattern\": {}, \"TableFilterPattern\": {},"
+	    " \"schemaFilterPattern\": {}, \"topicFilterPattern\": {},"
+	    " \"hostPort\": \"db:5432\", \"username\": \"u\", \"type\": \"Postgres\","
+	    " \"classificationFilterPattern\": {}, \"topicFilterPatterns\": {},"
+	    " \"x\": 1, \"tableFilter\": {}}}}");
+	w = json_array();
+	filter_service_warnings(svc, "database", w);
+	assert_int_equal(json_array_size(w), 2);
+	assert_string_equal(json_string_value(json_array_get(w, 0)),
+	    "connection.config.tabelFilterPattern: not a filter key, so it"
+	    " filters nothing (did you mean tableFilterPattern?)");
+	assert_string_equal(json_string_value(json_array_get(w, 1)),
+	    "connection.config.TableFilterPattern: not a filter key, so it"
+	    " filters nothing (did you mean tableFilterPattern?)");
+	json_decref(w);
+	/* Of any kind's keys, for no kind or an unknown one. */
+	w = json_array();
+	filter_service_warnings(svc, NULL, w);
+	assert_int_equal(json_array_size(w), 3);
+	assert_string_equal(json_string_value(json_array_get(w, 2)),
+	    "connection.config.topicFilterPatterns: not a filter key, so it"
+	    " filters nothing (did you mean topicFilterPattern?)");
+	json_array_clear(w);
+	filter_service_warnings(svc, "nosuch", w);
+	assert_int_equal(json_array_size(w), 3);
+	json_decref(w);
+	json_decref(svc);
+	/* No connection.config, or not an object: nothing. */
+	w = json_array();
+	svc = jparse("{\"connection\": {\"config\": [1]}}");
+	filter_service_warnings(svc, "database", w);
+	filter_service_warnings(NULL, "database", w);
+	assert_int_equal(json_array_size(w), 0);
+	json_decref(w);
+	json_decref(svc);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_semantics),
+		cmocka_unit_test(test_service_key_typos),
 		cmocka_unit_test(test_python_syntax),
 		cmocka_unit_test(test_rejects),
 		cmocka_unit_test(test_conditionals),

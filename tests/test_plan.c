@@ -150,6 +150,15 @@ test_default_graph(void **state)
 	assert_int_equal(v.n, 4);
 	assert_string_equal(v.agents[3].name, "profiler");
 	assert_int_equal(v.agents[3].after, 1u << 2);
+	assert_string_equal(v.warning, "");
+	/* A misspelt filter key: planned all the same, with a warning. */
+	json_object_set_new(json_object_get(json_object_get(e, "connection"),
+	    "config"), "schemaFilterPatern", json_pack("{s:[s]}", "excludes", "^x"));
+	assert_int_equal(plan_expand(p, "databaseService", e, &v, &cause), 0);
+	assert_int_equal(v.n, 4);
+	assert_string_equal(v.warning, "connection.config.schemaFilterPatern: not"
+	    " a filter key, so it filters nothing (did you mean"
+	    " schemaFilterPattern?)");
 	json_decref(e);
 	plan_free(p);
 	plan_free(NULL);

@@ -322,6 +322,30 @@ test_clock_step(void **state)
 	assert_true(ap_boot_ms() > 0);
 }
 
+static void
+test_typo(void **state)
+{
+	char long_name[100];
+
+	(void)state;
+	assert_int_equal(ap_edit_distance_nocase("", ""), 0);
+	assert_int_equal(ap_edit_distance_nocase("abc", ""), 3);
+	assert_int_equal(ap_edit_distance_nocase("kitten", "sitting"), 3);
+	assert_int_equal(ap_edit_distance_nocase("Postgres", "postgres"), 0);
+	assert_int_equal(ap_edit_distance_nocase("tabel", "table"), 2);
+	assert_true(ap_is_typo_of("Postgress", "Postgres"));
+	assert_true(ap_is_typo_of("postgres", "Postgres"));	/* case only */
+	assert_false(ap_is_typo_of("Postgres", "Postgres"));	/* the same */
+	assert_true(ap_is_typo_of("Db2", "Db"));	/* 1 edit of 3 letters */
+	assert_true(ap_is_typo_of("Db22", "Db2"));
+	assert_false(ap_is_typo_of("ab", "xy"));	/* all the letters */
+	assert_false(ap_is_typo_of("Looker", "Oracle"));
+	memset(long_name, 'a', sizeof long_name - 1);
+	long_name[sizeof long_name - 1] = '\0';
+	assert_int_equal(ap_edit_distance_nocase(long_name, "a"), SIZE_MAX);
+	assert_false(ap_is_typo_of(long_name, long_name + 1));
+}
+
 int
 main(void)
 {
@@ -337,6 +361,7 @@ main(void)
 		cmocka_unit_test(test_term_text),
 		cmocka_unit_test(test_log_one_line),
 		cmocka_unit_test(test_clock_step),
+		cmocka_unit_test(test_typo),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
