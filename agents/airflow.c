@@ -860,15 +860,27 @@ req_answered(struct airflow_req *q, long status)
 {
 	const char *fileloc = NULL, *text;
 	char *detail;
+	int rc;
 
 	switch (q->step) {
 	case AIRFLOW_STEP_GET_DAG:
 	case AIRFLOW_STEP_UNPAUSE:
-		if (airflow_parse_dag(q->reply, &q->dag, &fileloc) != 0) {
-			if (q->step == AIRFLOW_STEP_GET_DAG)
-				break;
+		rc = airflow_parse_dag(q->reply, &q->dag, &fileloc);
+		if (rc == -1 && q->step == AIRFLOW_STEP_UNPAUSE) {
 			/* Unpaused; the answer just does not say more. */
 			req_finish(q, AIRFLOW_OK, status);
+			return;
+		}
+		if (rc != 0)
+			break;
+		/* An answer about another DAG (a proxy's cache, a confused
+		 * gateway) says nothing about ours. */
+		if (strcmp(q->dag.dag_id, q->dag_id) != 0) {
+			detail = ap_xprintf("the answer is about DAG '%s', not '%s'",
+			    q->dag.dag_id, q->dag_id);
+			req_error(q, "Bad reply", detail);
+			free(detail);
+			req_finish(q, AIRFLOW_BAD_REPLY, status);
 			return;
 		}
 		if (q->dag.has_import_errors) {

@@ -615,6 +615,11 @@ airflow_parse_dag(const json_t *j, struct airflow_dag *out, const char **fileloc
 		*fileloc = NULL;
 	if (!json_is_string(id))
 		return -1;
+	/* Booleans, or null (2.x's nullable fields): "no" or 1 would be read
+	 * as paused or as no import errors. */
+	if ((paused != NULL && !json_is_boolean(paused) && !json_is_null(paused)) ||
+	    (ierr != NULL && !json_is_boolean(ierr) && !json_is_null(ierr)))
+		return -2;
 	out->dag_id = json_string_value(id);
 	/* is_paused is nullable on 2.x; unknown counts as paused (unpausing is harmless). */
 	out->is_paused = !json_is_false(paused);
@@ -695,6 +700,13 @@ run_time(const json_t *j, const char *key)
 	return t > 0 ? t : 0;
 }
 
+/* Whether v is absent, null or a string. */
+static bool
+string_or_null(const json_t *v)
+{
+	return v == NULL || json_is_null(v) || json_is_string(v);
+}
+
 int
 airflow_parse_run(const json_t *j, struct airflow_run *out)
 {
@@ -702,6 +714,11 @@ airflow_parse_run(const json_t *j, struct airflow_run *out)
 
 	memset(out, 0, sizeof *out);
 	if (!json_is_object(j) || !json_is_string(st))
+		return -1;
+	/* Strings, or absent (older answers) or null (a manual run's): another
+	 * type would pass for "the run asked about". */
+	if (!string_or_null(json_object_get(j, "dag_id")) ||
+	    !string_or_null(json_object_get(j, "dag_run_id")))
 		return -1;
 	out->dag_id = json_string_value(json_object_get(j, "dag_id"));
 	out->dag_run_id = json_string_value(json_object_get(j, "dag_run_id"));

@@ -124,7 +124,9 @@ bool airflow_token_rejected(long http_status, const struct airflow_error_text *e
  */
 bool airflow_plugin_missing(long http_status, const json_t *body);
 
-/* Parses a DAG object; NULL-safe. Strings point into j. -1 when not a DAG. */
+/* Parses a DAG object; NULL-safe. Strings point into j. -1 when not a DAG
+ * (no dag_id string), -2 when is_paused or has_import_errors is neither a
+ * boolean nor null. */
 int airflow_parse_dag(const json_t *j, struct airflow_dag *out, const char **fileloc);
 /*
  * An ISO 8601 time as Airflow writes it ("2026-11-25T11:46:10.504000+00:00",

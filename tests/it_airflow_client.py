@@ -765,6 +765,15 @@ class Odd(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         if "huge" in self.path:
             body = b"{\"dag_id\": \"" + b"x" * (9 << 20) + b"\"}"
+        elif "/dags/elsewhere" in self.path:
+            # An answer about another DAG; then one with fields of other types.
+            body = json.dumps({"dag_id": "zzz", "is_paused": False,
+                               "has_import_errors": False}).encode()
+        elif "/dags/typed" in self.path:
+            body = json.dumps({"dag_id": "typed", "is_paused": "no",
+                               "has_import_errors": 1}).encode()
+        elif "/dagRuns/r5" in self.path:
+            body = json.dumps({"dag_id": 5, "dag_run_id": "r5", "state": "running"}).encode()
         else:
             body = b"<html>hello</html>"
         self.send_response(200)
@@ -791,6 +800,13 @@ def case_bad_replies():
         assert [r["status"] for r in res] == ["bad_reply"] * 3, res
         assert all(r["attempts"] == 1 for r in res), res
         assert "larger" in res[0]["detail"], res[0]
+        res = run(f"http://127.0.0.1:{srv.server_address[1]}",
+                  [{"op": "get_dag", "dag_id": "elsewhere"}, {"op": "get_dag", "dag_id": "typed"},
+                   {"op": "get_run", "dag_id": "d", "run_id": "r5"}], "--api", "v1")
+        assert [r["status"] for r in res] == ["bad_reply"] * 3, res
+        assert res[0]["detail"] == "the answer is about DAG 'zzz', not 'elsewhere'", res[0]
+        assert res[1]["detail"] == res[2]["detail"] == \
+            "the answer does not have the fields the API promises", res
         # Detection: a 200 to GET /api/v2/version that is not Airflow's VersionInfo
         # (a portal's page) does not make the client speak 3.x.
         res = run(f"http://127.0.0.1:{srv.server_address[1]}",

@@ -459,6 +459,30 @@ test_answers(void **state)
 	assert_true(d.is_paused);
 	assert_false(d.has_import_errors);
 	json_decref(j);
+	/* Fields of another type are not read as false or paused. */
+	j = json_loads("{\"dag_id\": \"d\", \"is_paused\": \"no\"}", 0, NULL);
+	assert_int_equal(airflow_parse_dag(j, &d, NULL), -2);
+	json_decref(j);
+	j = json_loads("{\"dag_id\": \"d\", \"has_import_errors\": 1}", 0, NULL);
+	assert_int_equal(airflow_parse_dag(j, &d, NULL), -2);
+	json_decref(j);
+	j = json_loads("{\"dag_id\": \"d\", \"has_import_errors\": null}", 0, NULL);
+	assert_int_equal(airflow_parse_dag(j, &d, NULL), 0);
+	assert_false(d.has_import_errors);
+	json_decref(j);
+	j = json_loads("{\"dag_id\": 5, \"dag_run_id\": \"r\", \"state\": \"running\"}",
+	    0, NULL);
+	assert_int_equal(airflow_parse_run(j, &r), -1);
+	json_decref(j);
+	j = json_loads("{\"dag_id\": \"d\", \"dag_run_id\": [], \"state\": \"running\"}",
+	    0, NULL);
+	assert_int_equal(airflow_parse_run(j, &r), -1);
+	json_decref(j);
+	j = json_loads("{\"dag_id\": null, \"dag_run_id\": null, \"state\": \"queued\"}",
+	    0, NULL);
+	assert_int_equal(airflow_parse_run(j, &r), 0);
+	assert_null(r.dag_id);
+	json_decref(j);
 	assert_int_equal(airflow_parse_dag(NULL, &d, &loc), -1);
 	j = json_loads("[1]", JSON_DECODE_ANY, NULL);
 	assert_int_equal(airflow_parse_dag(j, &d, &loc), -1);
