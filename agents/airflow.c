@@ -795,16 +795,28 @@ req_attempt(struct airflow_req *q)
 	req_bound_arm(q);
 }
 
-/* An attempt without an HTTP answer: counted, and why kept for /readyz. */
+/* Why the last attempt reached no Airflow, kept for /readyz. */
 static void
-note_no_answer(struct airflow_client *c, const char *why)
+note_why(struct airflow_client *c, const char *why)
 {
-	c->n_class[AIRFLOW_HTTP_NETWORK]++;
 	if (why != NULL) {
 		free(c->net_error);
 		c->net_error = ap_xstrdup(why);
 		c->net_error_ms = ap_mono_ms();
 	}
+}
+
+/* A 404 that no Airflow gave (reply_verdict()): what it is. */
+#define PROXY_404 "HTTP 404 without Airflow's JSON body, and no Airflow" \
+	" answering there: a proxy with no Airflow behind it (restarting?), or" \
+	" airflow.url's path is not Airflow's"
+
+/* An attempt without an HTTP answer: counted, and why kept. */
+static void
+note_no_answer(struct airflow_client *c, const char *why)
+{
+	c->n_class[AIRFLOW_HTTP_NETWORK]++;
+	note_why(c, why);
 }
 
 static void
@@ -1105,7 +1117,7 @@ presence_done(const struct airflow_result *res, void *arg)
 			    c->base_url);
 		else
 			ap_warn("airflow: %s answers HTTP 404 without Airflow's JSON"
-			    " body, and GET /version %s%ld %s: no Airflow behind it for"
+			    " body, and GET /api/v1/version %s%ld %s: no Airflow behind it for"
 			    " now (a proxy's 404, an Airflow restarting, or airflow.url's"
 			    " path is not Airflow's); retrying as for an Airflow down",
 			    c->base_url, st > 0 ? "HTTP " : "", st, res->error.title != NULL ?
@@ -1149,7 +1161,7 @@ enum verdict { V_WAIT, V_AIRFLOW, V_PROXY };
  * object (2.x RFC 7807, 3.x {"detail"}); one without is a proxy's with no
  * Airflow behind it (an ingress during a rollout), or a proxy's page in
  * place of Airflow's own, or Airflow 2's page for a route it has not (a
- * missing plugin). GET /version tells which: V_WAIT while it is asked.
+ * missing plugin). GET /api/v1/version tells which: V_WAIT while it is asked.
  */
 static enum verdict
 reply_verdict(struct airflow_req *q)
@@ -1228,10 +1240,8 @@ reply_decide(struct airflow_req *q, long st)
 			if (!q->noted)
 				breaker_note(c, 0, q->was_probe, q->retry_after_ms);
 			foreign = true;
-			req_error(q, "Not Found", "HTTP 404 without Airflow's JSON"
-			    " body, and no Airflow answering there: a proxy with no"
-			    " Airflow behind it (restarting?), or airflow.url's path"
-			    " is not Airflow's");
+			req_error(q, "Not Found", PROXY_404);
+			note_why(c, PROXY_404);
 			break;
 		}
 	}

@@ -295,6 +295,10 @@ serve_exec(int argc, char **argv)
 	if (cfg.webhook_secret != NULL && cfg.allow_unsigned)
 		ap_warn("--allow-unsigned ignored: a webhook secret is set, every"
 		    " event must be signed");
+	if (cfg.protect_runs && cfg.admin_token == NULL)
+		ap_warn("admin.protect_runs is true but no admin token is set"
+		    " (AUTOPILOT_ADMIN_TOKEN or admin.token_file): GET /api/v1/runs"
+		    " answers 401 to everyone");
 	if (!cfg.protect_runs && !loopback_host(cfg.listen_host))
 		ap_warn("GET /api/v1/runs is open to anyone who can reach %s (runs hold"
 		    " service names and Airflow's error messages); \"admin\":"

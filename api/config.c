@@ -97,7 +97,7 @@ config_cleanup(struct config *c)
 int
 config_parse_hostport(const char *s, char **host, unsigned *port, char **cause)
 {
-	const char *colon;
+	const char *colon, *whole = s;
 	unsigned long p;
 	size_t hlen;
 
@@ -121,7 +121,7 @@ config_parse_hostport(const char *s, char **host, unsigned *port, char **cause)
 		hlen = (size_t)(colon - s);
 	}
 	if (hlen == 0) {
-		*cause = ap_xprintf("'%s': empty host", s);
+		*cause = ap_xprintf("'%s': empty host", whole);
 		return -1;
 	}
 	if (ap_parse_uint(colon + 1, 0, 65535, &p) < 0) {

@@ -163,11 +163,15 @@ def main():
                       "protected %s, token %s: %s %s" % (path, token, st, err))
             st, body = srv.admin("GET", path)
             check(st == 200, "protected %s with the token: %s %s" % (path, st, body))
+        check("protect_runs is true but" not in srv.log(), "no warning with a token")
     with serving(SCENARIO, config={"admin": {"protect_runs": True}},
                  env={"AUTOPILOT_ADMIN_TOKEN": ""}) as (sim, srv):
         st, err = srv.admin("GET", "/api/v1/runs")
         check(st == 401 and "no admin token is configured" in err["detail"],
               "protected runs, no token configured: %s %s" % (st, err))
+        check("admin.protect_runs is true but no admin token is set (AUTOPILOT_ADMIN_TOKEN or"
+              " admin.token_file): GET /api/v1/runs answers 401 to everyone" in srv.log(),
+              "a warning at start: %s" % srv.log()[-2000:])
     print("ok")
 
 

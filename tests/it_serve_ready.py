@@ -9,6 +9,7 @@ answers 200, a storm of /readyz costs Airflow one health request per 5 s,
 and an Airflow outage turns it 503. With a password Airflow turns down it
 answers 503 ("airflow": "rejected") and `serve` warns at start, naming
 the user and the settings to fix."""
+import http.server
 import os
 import socket
 import sys
@@ -256,7 +257,43 @@ def no_plugin():
         sim.close()
 
 
+class Proxy404(http.server.BaseHTTPRequestHandler):
+    """A proxy with no Airflow behind it: an HTML 404 for everything."""
+    def answer(self):
+        body = b"<html>404 Not Found</html>"
+        self.send_response(404)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = do_POST = do_PATCH = answer
+
+    def log_message(self, *a):
+        pass
+
+
+def proxy_404():
+    """/readyz says what the attempts got (a proxy's 404s), not that nothing answered."""
+    proxy = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Proxy404)
+    threading.Thread(target=proxy.serve_forever, daemon=True).start()
+    srv = Serve("http://127.0.0.1:%d" % proxy.server_address[1])
+    try:
+        srv.start()
+        st, body = readyz(srv, 8)
+        check(st == 503 and body.get("airflow") == "unreachable"
+              and "HTTP 404 without Airflow's JSON body" in body.get("airflow_error", ""),
+              "readyz behind a proxy's 404s: %s %s" % (st, body))
+        wait_log(srv, "GET /api/v1/version HTTP 404", 10)
+        check(srv.stop() == 0, "clean stop")
+    finally:
+        srv.close()
+        proxy.shutdown()
+        proxy.server_close()
+
+
 def main():
+    proxy_404()
     wrong_password()
     no_plugin()
     no_airflow()

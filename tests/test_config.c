@@ -613,6 +613,10 @@ test_hostport(void **state)
 	assert_int_equal(config_parse_hostport("host:65536", &host, &port, &cause), -1);
 	free(cause);
 	assert_int_equal(config_parse_hostport(":80", &host, &port, &cause), -1);
+	assert_string_equal(cause, "':80': empty host");
+	free(cause);
+	assert_int_equal(config_parse_hostport("[]:80", &host, &port, &cause), -1);
+	assert_string_equal(cause, "'[]:80': empty host");
 	free(cause);
 	assert_int_equal(config_parse_hostport("host:-1", &host, &port, &cause), -1);
 	free(cause);
