@@ -185,10 +185,24 @@ status_exec(int argc, char **argv)
 		rc = AP_EXIT_OK;
 		goto out;
 	}
-	if (store_runs_json(st, fqn, (unsigned)limit, &runs, &cause) != STORE_OK) {
+	/* One more than shown: whether there are more is said, not left to
+	 * be guessed from a round count. */
+	if (store_runs_json(st, fqn, (unsigned)limit + 1, &runs, &cause) !=
+	    STORE_OK) {
 		fprintf(stderr, "autopilot: status: state store: %s\n", cause);
 		rc = AP_EXIT_UNREACHABLE;
 		goto out;
+	}
+	if (json_array_size(runs) > limit) {
+		json_array_remove(runs, limit);
+		char *shown = limit == 1 ? ap_xstrdup("the newest run") :
+		    ap_xprintf("the %lu newest runs", limit);
+
+		fprintf(stderr, "autopilot: status: %s%s%s shown; there are more%s\n",
+		    shown, fqn != NULL ? " of " : "", fqn != NULL ? fqn : "",
+		    limit < STATUS_LIMIT_MAX ? ": --limit N shows the N newest, up to"
+		    " 100000" : "");
+		free(shown);
 	}
 	if (json) {
 		text = json_dumps(runs, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
@@ -219,7 +233,8 @@ const struct ap_cmd_entry ap_cmd_status_entry = {
 	"                      service {type, fqn}, state and agents [{agent, state,\n"
 	"                      dag_id, dag_run_id, attempts, started_at,\n"
 	"                      finished_at, error}]\n"
-	"      --limit N       at most N runs, N from 1 to 100000 (default 100)\n\n"
+	"      --limit N       at most N runs, N from 1 to 100000 (default 100);\n"
+	"                      more runs than shown are said on stderr\n\n"
 	"When there is no state database at PATH yet (a fresh install), that is\n"
 	"said on stderr (\"no runs: no state database at PATH\"), --json prints []\n"
 	"and the exit status is 0.\n\n"

@@ -224,6 +224,14 @@ def main():
         check(ran == ["metadata"], "only metadata ran: %s" % ran)
         rc, out, err = cli(["status", "-c", conf, "--limit", "1", "sales_postgres"])
         check(rc == 0 and "\n  only: metadata\n" in out, "status shows the agents asked for: %s" % out)
+        # More runs than shown: said on stderr, the output as asked.
+        check(err == "autopilot: status: the newest run of sales_postgres shown; there are"
+              " more: --limit N shows the N newest, up to 100000\n", "more runs said: %r" % err)
+        rc, out, err = cli(["status", "-c", conf, "--json", "--limit", "2"])
+        check(rc == 0 and len(json.loads(out)) == 2 and "there are more" in err,
+              "--json --limit 2: %d %s %r" % (rc, out, err))
+        rc, out, err = cli(["status", "-c", conf, "--json", "--limit", "100000"])
+        check(rc == 0 and len(json.loads(out)) > 2 and err == "", "all runs: %d %r" % (rc, err))
         rc, _, err = cli(["run", "-c", conf, "sales_postgres", "--agents", "metadata,bogus"])
         check(rc == 2 and "bogus" in err, "--agents bogus: %d %s" % (rc, err))
         # An empty name in the list is refused, not skipped.
