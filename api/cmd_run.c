@@ -1199,10 +1199,23 @@ run_exec(int argc, char **argv)
 	 * gone from the plan) are given their time before the process ends. */
 	halts_wait(&w);
 
-	if (w.interrupted)
-		fprintf(stderr, "autopilot: run: interrupted; run %s is unfinished and"
-		    " resumes under `autopilot serve` on the same state database,"
-		    " or when this `run` is given again\n", run_id);
+	if (w.interrupted) {
+		/* Handed over before anything is said or printed of it (the
+		 * document then names no process holding it); another process
+		 * may have ended it meanwhile (replaced it). */
+		sched_stop(w.rt.sched);
+		run_left(&w);
+		if (w.done)
+			fprintf(stderr, "autopilot: run: interrupted; run %s had"
+			    " ended meanwhile: %s%s%s\n", run_id, w.run_state,
+			    w.run_error != NULL ? ": " : "", w.run_error != NULL ?
+			    w.run_error : "");
+		else
+			fprintf(stderr, "autopilot: run: interrupted; run %s is"
+			    " unfinished and resumes under `autopilot serve` on the"
+			    " same state database, or when this `run` is given"
+			    " again\n", run_id);
+	}
 	/* --json promises one document, also when interrupted: the run as
 	 * stored, unfinished. */
 	followed = followup_stored(&w);

@@ -600,8 +600,8 @@ def main():
         out, err = p.communicate(timeout=30)
         check(p.returncode == 1 and "interrupted" in err, "interrupted: %d %s" % (p.returncode, err))
         doc = json.loads(out)
-        check(doc["state"] == "running" and doc["agents"][0]["state"] == "running",
-              "interrupted --json: the unfinished run: %s" % out)
+        check(doc["state"] == "running" and doc["agents"][0]["state"] == "running" and
+              doc["driven_by"] is None, "interrupted --json: the unfinished run: %s" % out)
         set_running_ms(sim, 80)
         # Nobody drives the interrupted run: run again, it goes on where it
         # was, its Airflow run adopted rather than triggered twice.
@@ -613,25 +613,53 @@ def main():
         check(json.loads(out)[0]["agents"][0]["attempts"] == 1,
               "the resumed run's metadata agent: one attempt: %s" % out[:400])
 
+        def start_running(*extra, config=conf, states=("running",)):
+            """A run of sales_postgres in a process of its own, once its
+            metadata agent is in one of states (it runs in Airflow for a
+            minute)."""
+            set_scenario(sim, 60000)
+            p = subprocess.Popen([BIN, "run", "-c", config, "sales_postgres"] + list(extra),
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                 env=dict(os.environ, AUTOPILOT_AIRFLOW_USERNAME="admin",
+                                          AUTOPILOT_AIRFLOW_PASSWORD="admin"))
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                _, st, _ = cli(["status", "-c", conf, "--json", "--limit", "1", "sales_postgres"])
+                agents = json.loads(st)[0]["agents"] if json.loads(st) else []
+                if agents and agents[0]["state"] in states:
+                    break
+                time.sleep(0.1)
+            set_scenario(sim, 80)
+            return p
+
         # A run replaced by another process while it runs says by which.
-        set_scenario(sim, 60000)
-        p = subprocess.Popen([BIN, "run", "-c", conf, "sales_postgres"],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                             env=dict(os.environ, AUTOPILOT_AIRFLOW_USERNAME="admin",
-                                      AUTOPILOT_AIRFLOW_PASSWORD="admin"))
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            _, st, _ = cli(["status", "-c", conf, "--json", "--limit", "1", "sales_postgres"])
-            agents = json.loads(st)[0]["agents"] if json.loads(st) else []
-            if agents and agents[0]["state"] == "running":
-                break
-            time.sleep(0.1)
-        set_scenario(sim, 80)
+        p = start_running()
         rc, out, err = cli(["run", "-c", conf, "sales_postgres", "--replace", "--no-wait", "--json"])
         new_id = json.loads(out)["run_id"] if rc == 0 else "?"
         out, err = p.communicate(timeout=30)
         check(p.returncode == 1 and "no longer driven here: failed: replaced by %s" % new_id in out,
               "a run replaced elsewhere says by which: %d %s %s" % (p.returncode, out[-300:], err))
+        rc, out, err = cli(["run", "-c", conf, "sales_postgres", "--replace"])
+        check(rc == 0, "the run left by --no-wait replaced: %d %s" % (rc, err))
+        # Interrupted once replaced, before it looked (it polls Airflow every
+        # 30 s): said as ended, not as unfinished; the document names no
+        # process holding it.
+        slow = os.path.join(tmp, "slow.json")
+        with open(slow, "w") as f:
+            json.dump({"airflow": {"url": sim.url}, "state": {"path": state}, "scheduler": dict(
+                FAST, poll_initial_ms=30000, poll_max_ms=30000, poll_floor_ms=30000,
+                poll_learn=False)}, f)
+        p = start_running("--json", config=slow, states=("queued", "running"))
+        rc, out, err = cli(["run", "-c", conf, "sales_postgres", "--replace", "--no-wait", "--json"])
+        new_id = json.loads(out)["run_id"] if rc == 0 else "?"
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=30)
+        doc = json.loads(out)
+        check(p.returncode == 1 and doc["state"] == "failed" and doc["driven_by"] is None and
+              "replaced by %s" % new_id in doc["error"] and
+              "interrupted; run %s had ended meanwhile: failed: replaced by %s" % (
+                  doc["run_id"], new_id) in err,
+              "interrupted once replaced: %d %s %s" % (p.returncode, out[-400:], err))
         rc, out, err = cli(["run", "-c", conf, "sales_postgres", "--replace"])
         check(rc == 0, "the run left by --no-wait replaced: %d %s" % (rc, err))
 
