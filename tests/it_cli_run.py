@@ -125,14 +125,6 @@ def blocked_output(sim, pg_file):
         srv.close()
 
 
-def set_running_ms(sim, ms):
-    """Every pipeline of the simulator runs ms from now on."""
-    urllib.request.urlopen(urllib.request.Request(
-        sim.url + "/_sim/scenario", data=json.dumps(
-            {"parse_delay_ms": 50, "pipelines": {"*": {"queued_ms": 10, "running_ms": ms}}}).encode(),
-        method="PUT"), timeout=10).read()
-
-
 def run_bg(args, quiet=False):
     """`autopilot run ARGS` in the background."""
     out = subprocess.DEVNULL if quiet else subprocess.PIPE
@@ -419,7 +411,7 @@ def main():
                 time.sleep(0.1)
             check(False, "metadata running in Airflow before the replace")
 
-        set_running_ms(sim, 60000)
+        set_scenario(sim, 60000)
         driver = run_bg(["-c", conf, "sales_postgres", "--replace"], quiet=True)
         try:
             active, running = metadata_running()
@@ -439,7 +431,7 @@ def main():
         finally:
             driver.kill()
             driver.wait()
-        set_running_ms(sim, 80)
+        set_scenario(sim, 80)
         rc, out, err = cli(["run", "-c", conf, "sales_postgres", "--replace", "--json"])
         check(rc == 0, "--replace after --no-wait: %d %s" % (rc, err))
         check(json.loads(out)["followed_by"] is None, "no run follows: null: %s" % out[:300])
@@ -449,7 +441,7 @@ def main():
         with socket.socket() as closed:
             closed.bind(("127.0.0.1", 0))
             nowhere = "http://127.0.0.1:%d" % closed.getsockname()[1]
-        set_running_ms(sim, 60000)
+        set_scenario(sim, 60000)
         driver = run_bg(["-c", conf, "sales_postgres"], quiet=True)
         try:
             replaced, running = metadata_running()
@@ -499,7 +491,7 @@ def main():
         rc, out, _ = cli(["status", "-c", conf, "--limit", "1", "sales_postgres"])
         check(rc == 0 and orphan in out and "not driven now: no process holds this run" in out,
               "a run whose driver died: not driven now: %s" % out)
-        set_running_ms(sim, 80)
+        set_scenario(sim, 80)
         rc, out, err = cli(["run", "-c", conf, "sales_postgres", "--replace"])
         check(rc == 0, "--replace after it: %d %s" % (rc, err))
 
@@ -508,7 +500,7 @@ def main():
         # the run, no run of its own yet):
         # when the run ends, a run with that entity follows, left to a serve,
         # and `run` says so.
-        set_running_ms(sim, 1500)
+        set_scenario(sim, 1500)
         joined_file = os.path.join(tmp, "joined.json")
         with open(joined_file, "w") as f:
             json.dump(entity("databaseService", "joined_pg"), f)
@@ -545,7 +537,7 @@ def main():
               "--json names the run that follows: %s" % out[:400])
         rc, out, _ = cli(["status", "-c", conf, "--limit", "1", "joined_pg"])
         check("waiting: no process has taken this run up yet" in out, "status: waiting: %s" % out)
-        set_running_ms(sim, 80)
+        set_scenario(sim, 80)
 
         # An Airflow import error (a multi-line traceback with an escape
         # sequence) is shown on one line, its control characters escaped: in
@@ -575,44 +567,6 @@ def main():
                 if ln.startswith("  ") and len(ln) > 79]
         check(not wide, "redrawn lines fit 80 columns: %r" % wide[:3])
 
-        # Interrupted with --json: still one JSON document, the unfinished run.
-        urllib.request.urlopen(urllib.request.Request(
-            sim.url + "/_sim/scenario", data=json.dumps(
-                {"parse_delay_ms": 50, "pipelines": {"*": {"queued_ms": 10, "running_ms": 6000}}}).encode(),
-            method="PUT"), timeout=10).read()
-        p = subprocess.Popen([BIN, "run", "-c", conf, "sales_postgres", "--json"],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                             env=dict(os.environ, AUTOPILOT_AIRFLOW_USERNAME="admin",
-                                      AUTOPILOT_AIRFLOW_PASSWORD="admin"))
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            rcs, st, errs = cli(["status", "-c", conf, "--json", "--limit", "1", "sales_postgres"])
-            check(rcs == 0 and json.loads(st), "status beside a live run: %d %r %s" % (rcs, st, errs))
-            # A run just accepted lists its agents once it is planned.
-            agents = json.loads(st)[0]["agents"]
-            if agents and agents[0]["state"] == "running":
-                break
-            time.sleep(0.1)
-        rc2, _, err2 = cli(["run", "-c", conf, "sales_postgres"])
-        check(rc2 == 2 and "wait for it to end" in err2 and "no process" not in err2,
-              "a run beside one a live process drives: %d %s" % (rc2, err2))
-        p.send_signal(signal.SIGINT)
-        out, err = p.communicate(timeout=30)
-        check(p.returncode == 1 and "interrupted" in err, "interrupted: %d %s" % (p.returncode, err))
-        doc = json.loads(out)
-        check(doc["state"] == "running" and doc["agents"][0]["state"] == "running" and
-              doc["driven_by"] is None, "interrupted --json: the unfinished run: %s" % out)
-        set_running_ms(sim, 80)
-        # Nobody drives the interrupted run: run again, it goes on where it
-        # was, its Airflow run adopted rather than triggered twice.
-        rc, out, err = cli(["run", "-c", conf, "sales_postgres"])
-        check(rc == 0 and "resuming run %s" % doc["run_id"] in err and
-              re.search(r"^run %s: succeeded" % doc["run_id"], out, re.M),
-              "the interrupted run resumed: %d %s %s" % (rc, out[-300:], err))
-        rc, out, err = cli(["status", "-c", conf, "--json", "--limit", "1", "sales_postgres"])
-        check(json.loads(out)[0]["agents"][0]["attempts"] == 1,
-              "the resumed run's metadata agent: one attempt: %s" % out[:400])
-
         def start_running(*extra, config=conf, states=("running",)):
             """A run of sales_postgres in a process of its own, once its
             metadata agent is in one of states (it runs in Airflow for a
@@ -624,13 +578,39 @@ def main():
                                           AUTOPILOT_AIRFLOW_PASSWORD="admin"))
             deadline = time.monotonic() + 30
             while time.monotonic() < deadline:
-                _, st, _ = cli(["status", "-c", conf, "--json", "--limit", "1", "sales_postgres"])
-                agents = json.loads(st)[0]["agents"] if json.loads(st) else []
+                rcs, st, errs = cli(["status", "-c", conf, "--json", "--limit", "1",
+                                     "sales_postgres"])
+                check(rcs == 0 and json.loads(st), "status beside a live run: %d %r %s"
+                      % (rcs, st, errs))
+                # A run just accepted lists its agents once it is planned.
+                agents = json.loads(st)[0]["agents"]
                 if agents and agents[0]["state"] in states:
                     break
                 time.sleep(0.1)
             set_scenario(sim, 80)
             return p
+
+        # Interrupted with --json: still one JSON document, the unfinished run.
+        p = start_running("--json")
+        rc2, _, err2 = cli(["run", "-c", conf, "sales_postgres"])
+        check(rc2 == 2 and "wait for it to end" in err2 and "no process" not in err2,
+              "a run beside one a live process drives: %d %s" % (rc2, err2))
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=30)
+        check(p.returncode == 1 and "interrupted" in err, "interrupted: %d %s" % (p.returncode, err))
+        doc = json.loads(out)
+        check(doc["state"] == "running" and doc["agents"][0]["state"] == "running" and
+              doc["driven_by"] is None, "interrupted --json: the unfinished run: %s" % out)
+        set_scenario(sim, 80)
+        # Nobody drives the interrupted run: run again, it goes on where it
+        # was, its Airflow run adopted rather than triggered twice.
+        rc, out, err = cli(["run", "-c", conf, "sales_postgres"])
+        check(rc == 0 and "resuming run %s" % doc["run_id"] in err and
+              re.search(r"^run %s: succeeded" % doc["run_id"], out, re.M),
+              "the interrupted run resumed: %d %s %s" % (rc, out[-300:], err))
+        rc, out, err = cli(["status", "-c", conf, "--json", "--limit", "1", "sales_postgres"])
+        check(json.loads(out)[0]["agents"][0]["attempts"] == 1,
+              "the resumed run's metadata agent: one attempt: %s" % out[:400])
 
         # A run replaced by another process while it runs says by which.
         p = start_running()
@@ -649,7 +629,8 @@ def main():
             json.dump({"airflow": {"url": sim.url}, "state": {"path": state}, "scheduler": dict(
                 FAST, poll_initial_ms=30000, poll_max_ms=30000, poll_floor_ms=30000,
                 poll_learn=False)}, f)
-        p = start_running("--json", config=slow, states=("queued", "running"))
+        p = start_running("--json", config=slow, states=("waiting_for_dag", "queued", "running"))
+        time.sleep(0.5)     # what it sent is answered: it waits for its next look
         rc, out, err = cli(["run", "-c", conf, "sales_postgres", "--replace", "--no-wait", "--json"])
         new_id = json.loads(out)["run_id"] if rc == 0 else "?"
         p.send_signal(signal.SIGINT)
