@@ -181,7 +181,8 @@ load_json(const char *path, const char *what, char **cause)
 
 	data = ap_read_file(path, MAX_INPUT_FILE, &len, &why);
 	if (data == NULL) {
-		*cause = ap_xprintf("%s %s: %s", what, path, why);
+		/* why begins with the path. */
+		*cause = ap_xprintf("%s %s", what, why);
 		free(why);
 		return NULL;
 	}
@@ -393,6 +394,16 @@ filter_test_exec(int argc, char **argv)
 		}
 		if (!json_is_object(service)) {
 			cause = ap_xprintf("--service-json %s: not a JSON object",
+			    service_path);
+			goto fail;
+		}
+		/* Another file (a configuration) would filter with nothing
+		 * of its own, silently. */
+		if (json_object_get(service, "serviceType") == NULL &&
+		    json_object_get(service, "connection") == NULL) {
+			cause = ap_xprintf("--service-json %s: not a service entity"
+			    " (it has neither serviceType nor connection): give one"
+			    " as OpenMetadata sends it, or a ChangeEvent carrying one",
 			    service_path);
 			goto fail;
 		}

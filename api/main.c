@@ -175,7 +175,8 @@ dispatch(int argc, char **argv, const char **name)
 	}
 	if (argv[1][0] == '-' && options_first(argc, argv))
 		return AP_EXIT_USAGE;
-	fprintf(stderr, "autopilot: unknown command '%s'\n\n", argv[1]);
+	fprintf(stderr, "autopilot: unknown %s '%s'\n\n", argv[1][0] == '-' ?
+	    "option" : "command", argv[1]);
 	usage(stderr);
 	return AP_EXIT_USAGE;
 }

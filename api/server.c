@@ -419,7 +419,10 @@ query_param(struct evhttp_request *req, const char *name, char **out, char **cau
 		return -1;
 	}
 	TAILQ_INIT(&params);
-	if (evhttp_parse_query_str(q, &params) != 0) {
+	/* libevent takes an empty parameter at the end (a=1&), not elsewhere:
+	 * neither is taken. */
+	if (q[0] == '&' || strstr(q, "&&") != NULL || (q[0] != '\0' &&
+	    q[strlen(q) - 1] == '&') || evhttp_parse_query_str(q, &params) != 0) {
 		evhttp_clear_headers(&params);
 		*cause = ap_xstrdup("query: cannot be read (each parameter is"
 		    " name=value, joined by &)");

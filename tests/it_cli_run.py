@@ -166,6 +166,12 @@ def main():
               "options before the command: %d %r" % (rc, err))
         rc, out, _ = cli(["--version"])
         check(rc == 0 and out.startswith("autopilot "), "--version: %s" % out)
+        rc, _, err = cli(["--verison"])
+        check(rc == 2 and err.startswith("autopilot: unknown option '--verison'\n"),
+              "--verison: %d %r" % (rc, err))
+        rc, _, err = cli(["stauts"])
+        check(rc == 2 and err.startswith("autopilot: unknown command 'stauts'\n"),
+              "stauts: %d %r" % (rc, err))
 
         # Plain progress lines when stdout is not a terminal; type from the entity's href.
         rc, out, err = cli(["run", "-c", conf, "sales_postgres", "--service-json", pg_file])
@@ -567,11 +573,11 @@ def main():
                 if ln.startswith("  ") and len(ln) > 79]
         check(not wide, "redrawn lines fit 80 columns: %r" % wide[:3])
 
-        def start_running(*extra, config=conf, states=("running",)):
+        def start_running(*extra, config=conf, states=("running",), running_ms=60000):
             """A run of sales_postgres in a process of its own, once its
-            metadata agent is in one of states (it runs in Airflow for a
-            minute)."""
-            set_scenario(sim, 60000)
+            metadata agent is in one of states (it runs in Airflow for
+            running_ms)."""
+            set_scenario(sim, running_ms)
             p = subprocess.Popen([BIN, "run", "-c", config, "sales_postgres"] + list(extra),
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                  env=dict(os.environ, AUTOPILOT_AIRFLOW_USERNAME="admin",
@@ -591,7 +597,7 @@ def main():
             return p
 
         # Interrupted with --json: still one JSON document, the unfinished run.
-        p = start_running("--json")
+        p = start_running("--json", running_ms=6000)
         rc2, _, err2 = cli(["run", "-c", conf, "sales_postgres"])
         check(rc2 == 2 and "wait for it to end" in err2 and "no process" not in err2,
               "a run beside one a live process drives: %d %s" % (rc2, err2))

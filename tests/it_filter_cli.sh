@@ -203,6 +203,15 @@ code "match limit" $rc 2
 check "match limit error" "$out" '"error":'
 check "match limit continues" "$out" '{"name":"ok","kept":true,"rule":"no-exclude"}'
 
+# A file that is no service entity (a configuration), or none at all.
+echo '{"agents": {"metadata": {"enabled": false}}}' > "$TMP/notsvc.json"
+out=$("$BIN" filter test --service-json "$TMP/notsvc.json" x 2>&1); rc=$?
+code "not a service" $rc 2
+check "not a service" "$out" "autopilot: --service-json $TMP/notsvc.json: not a service entity (it has neither serviceType nor connection)"
+out=$("$BIN" filter test --service-json "$TMP/nosuch.json" x 2>&1); rc=$?
+code "no such file" $rc 2
+check "no such file" "$out" "autopilot: --service-json $TMP/nosuch.json: No such file or directory"
+
 # An invalid pattern of the service is named by its index in the service's
 # own list, not in the list merged with the built-in defaults before it.
 cat > "$TMP/svc-bad.json" <<'J'

@@ -154,7 +154,8 @@ def main():
         # for sure is refused rather than guessed at.
         for q in ("limit=-18446744073709551615", "limit=%2B5", "limit=%205", "limit=1%00",
                   "limit", "limit=5&limit=abc", "limit=0", "limit=1001", "limit=00005x",
-                  "service=a&service=b", "service=%zz", "service=a%", "service=%FF"):
+                  "service=a&service=b", "service=%zz", "service=a%", "service=%FF",
+                  "&limit=1", "limit=1&", "limit=1&&service=a", "&"):
             st, err = srv.admin("GET", "/api/v1/runs?" + q)
             check(st == 400 and err["error"] == "bad query", "runs?%s: %s %s" % (q, st, err))
         # A misspelt parameter is refused, not ignored (which would list every run).
