@@ -412,7 +412,8 @@ filter_test_exec(int argc, char **argv)
 	if (service != NULL) {
 		json_t *warnings = json_array(), *w;
 
-		filter_service_warnings(service, filter_key_kind(key), warnings);
+		/* Of any kind: --kind need not be the service's. */
+		filter_service_warnings(service, NULL, warnings);
 		json_array_foreach(warnings, i, w)
 			fprintf(stderr, "autopilot: warning: --service-json %s:"
 			    " %s\n", service_path, json_string_value(w));
@@ -489,7 +490,8 @@ const struct ap_cmd_entry ap_cmd_filter_test_entry = {
 	"kept iff (no includes, or it matches one) and it matches no exclude.\n\n"
 	"  -c FILE              take the organisation defaults from FILE's \"filters\"\n"
 	"                       (default: $AUTOPILOT_CONFIG)\n"
-	"  --service-json FILE  a service entity: its connector and its own\n"
+	"  --service-json FILE  a service entity (or a ChangeEvent carrying one):\n"
+	"                       its connector and its own\n"
 	"                       connection.config.*FilterPattern\n"
 	"  --connector NAME     use NAME's built-in defaults (e.g. Postgres)\n"
 	"  --kind KIND          database, schema, table (default), topic, dashboard,\n"

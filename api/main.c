@@ -175,8 +175,12 @@ dispatch(int argc, char **argv, const char **name)
 	}
 	if (argv[1][0] == '-' && options_first(argc, argv))
 		return AP_EXIT_USAGE;
-	fprintf(stderr, "autopilot: unknown %s '%s'\n\n", argv[1][0] == '-' ?
-	    "option" : "command", argv[1]);
+	if (argv[1][0] == '-')
+		fprintf(stderr, "autopilot: '%s' is not an option of autopilot's own"
+		    " (--help, --version); a command's options go after it\n\n",
+		    argv[1]);
+	else
+		fprintf(stderr, "autopilot: unknown command '%s'\n\n", argv[1]);
 	usage(stderr);
 	return AP_EXIT_USAGE;
 }

@@ -397,6 +397,34 @@ percent_ok(const char *s, size_t n)
  * parameter without "=", name given twice, an encoded NUL (which would cut
  * the value short), a '%' that encodes nothing, a value not UTF-8.
  */
+/*
+ * The parameters of query q into params (initialised here). Empty ones
+ * (a=1&, &a=1, a=1&&b=2) are passed over, as URL parsers do, where libevent
+ * takes only one at the end. 0, or -1 when one has no '=' or an empty name.
+ */
+static int
+query_parse(const char *q, struct evkeyvalq *params)
+{
+	struct ap_buf b;
+	const char *p, *amp;
+	int rc;
+
+	TAILQ_INIT(params);
+	ap_buf_init(&b);
+	for (p = q; *p != '\0'; p = *amp != '\0' ? amp + 1 : amp) {
+		if ((amp = strchr(p, '&')) == NULL)
+			amp = p + strlen(p);
+		if (amp == p)
+			continue;
+		if (b.len > 0)
+			ap_buf_addc(&b, '&');
+		ap_buf_add(&b, p, (size_t)(amp - p));
+	}
+	rc = evhttp_parse_query_str(b.data != NULL ? b.data : "", params);
+	ap_buf_cleanup(&b);
+	return rc;
+}
+
 static int
 query_param(struct evhttp_request *req, const char *name, char **out, char **cause)
 {
@@ -418,11 +446,7 @@ query_param(struct evhttp_request *req, const char *name, char **out, char **cau
 		    " (write a '%' as %25)");
 		return -1;
 	}
-	TAILQ_INIT(&params);
-	/* libevent takes an empty parameter at the end (a=1&), not elsewhere:
-	 * neither is taken. */
-	if (q[0] == '&' || strstr(q, "&&") != NULL || (q[0] != '\0' &&
-	    q[strlen(q) - 1] == '&') || evhttp_parse_query_str(q, &params) != 0) {
+	if (query_parse(q, &params) != 0) {
 		evhttp_clear_headers(&params);
 		*cause = ap_xstrdup("query: cannot be read (each parameter is"
 		    " name=value, joined by &)");
@@ -470,8 +494,7 @@ query_known(struct evhttp_request *req, const char *const *names, char **cause)
 
 	if (q == NULL)
 		return 0;
-	TAILQ_INIT(&params);
-	if (evhttp_parse_query_str(q, &params) != 0) {
+	if (query_parse(q, &params) != 0) {
 		evhttp_clear_headers(&params);
 		return 0;	/* query_param() says what is wrong */
 	}

@@ -558,6 +558,9 @@ sched_notify(struct sched_run *r, struct sched_agent *a, const char *old,
 #define SCHED_COMMIT_WINDOW_US 2000
 static void sched_flush_failed(struct sched *s, const char *cause);
 static void sched_index_del(struct sched *s, struct sched_run *r);
+/* Why a run is no longer driven when the store says it is not ours. */
+#define NOT_OURS "the run is no longer ours (replaced, ended or taken over" \
+	" after our lease expired)"
 static void sched_halts_settle(struct sched *s);
 static void sched_take_followups(struct sched *s);
 static void sched_drop_followups(struct sched *s);
@@ -662,8 +665,7 @@ sched_agent_persist(struct sched_agent *a)
 		return 0;
 	}
 	if (rc == STORE_LOST)
-		sched_run_abandon(r, "the run is no longer ours (replaced, ended or"
-		    " taken over after our lease expired)", false);
+		sched_run_abandon(r, NOT_OURS, false);
 	else {
 		ap_error("run %s: cannot persist agent %s: %s", r->run_id,
 		    agent_name(a), cause);
@@ -3222,16 +3224,56 @@ sched_slow_notes(struct sched *s)
 	}
 }
 
+/*
+ * Fewer runs renewed than this process drives or waits to admit: one was
+ * taken from it (replaced by another process, most likely). Each is looked
+ * at now rather than at its next write, which a slow poll may put off by
+ * poll_max_ms.
+ */
+static void
+sched_check_owned(struct sched *s)
+{
+	struct sched_run *r;
+	char **lost, *cause = NULL;
+	size_t n = 0, i;
+
+	lost = ap_xcalloc(s->nruns + 1, sizeof *lost);
+	TAILQ_FOREACH(r, &s->runs, link) {
+		switch (store_run_owned(s->store, r->run_id, &cause)) {
+		case STORE_LOST:
+			lost[n++] = ap_xstrdup(r->run_id);
+			break;
+		case STORE_OK:
+			break;
+		default:	/* its next write tells */
+			free(cause);
+			cause = NULL;
+			break;
+		}
+	}
+	/* Abandoned apart from the walk: an observer told of one may act. */
+	for (i = 0; i < n; i++) {
+		if ((r = sched_find(s, lost[i])) != NULL)
+			sched_run_abandon(r, NOT_OURS, false);
+		free(lost[i]);
+	}
+	free(lost);
+}
+
 static void
 sched_lease_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct sched *s = arg;
 	char *cause = NULL;
+	unsigned renewed;
 
-	if (store_lease_renew(s->store, NULL, &cause) != STORE_OK) {
+	if (store_lease_renew(s->store, &renewed, &cause) != STORE_OK) {
 		ap_error("scheduler: cannot renew leases: %s", cause);
 		free(cause);
+		return;
 	}
+	if (renewed < s->nruns + s->admit_len)
+		sched_check_owned(s);
 }
 
 static void

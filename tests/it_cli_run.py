@@ -167,8 +167,12 @@ def main():
         rc, out, _ = cli(["--version"])
         check(rc == 0 and out.startswith("autopilot "), "--version: %s" % out)
         rc, _, err = cli(["--verison"])
-        check(rc == 2 and err.startswith("autopilot: unknown option '--verison'\n"),
-              "--verison: %d %r" % (rc, err))
+        check(rc == 2 and err.startswith("autopilot: '--verison' is not an option of autopilot's"
+                                         " own (--help, --version); a command's options go"
+                                         " after it\n"), "--verison: %d %r" % (rc, err))
+        rc, _, err = cli(["-c", conf])
+        check(rc == 2 and err.startswith("autopilot: '-c' is not an option of autopilot's own"),
+              "-c without a command: %d %r" % (rc, err))
         rc, _, err = cli(["stauts"])
         check(rc == 2 and err.startswith("autopilot: unknown command 'stauts'\n"),
               "stauts: %d %r" % (rc, err))
@@ -628,13 +632,13 @@ def main():
         rc, out, err = cli(["run", "-c", conf, "sales_postgres", "--replace"])
         check(rc == 0, "the run left by --no-wait replaced: %d %s" % (rc, err))
         # Interrupted once replaced, before it looked (it polls Airflow every
-        # 30 s): said as ended, not as unfinished; the document names no
-        # process holding it.
+        # 30 s and renews its lease every 100 s): said as ended, not as
+        # unfinished; the document names no process holding it.
         slow = os.path.join(tmp, "slow.json")
         with open(slow, "w") as f:
             json.dump({"airflow": {"url": sim.url}, "state": {"path": state}, "scheduler": dict(
                 FAST, poll_initial_ms=30000, poll_max_ms=30000, poll_floor_ms=30000,
-                poll_learn=False)}, f)
+                poll_learn=False, lease_ms=300000)}, f)
         p = start_running("--json", config=slow, states=("waiting_for_dag", "queued", "running"))
         time.sleep(0.5)     # what it sent is answered: it waits for its next look
         rc, out, err = cli(["run", "-c", conf, "sales_postgres", "--replace", "--no-wait", "--json"])

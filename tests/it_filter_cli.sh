@@ -138,6 +138,10 @@ code "misspelt filter keys warn" "$(cat "$TMP/err")" "autopilot: warning: --serv
 autopilot: warning: --service-json $TMP/svc.json: connection.config.schemaFilterPatern: not a filter key, so it filters nothing (did you mean schemaFilterPattern?)"
 "$BIN" filter test --service-json "$DATA/postgres_service.json" orders >/dev/null 2>"$TMP/err"
 code "no warning for filter keys" "$(cat "$TMP/err")" ""
+# Whatever --kind is asked for (table by default): the service's keys are its own.
+echo '{"name": "k", "serviceType": "Kafka", "connection": {"config": {"topicFilterPatern": {}}}}' > "$TMP/kafka.json"
+"$BIN" filter test --service-json "$TMP/kafka.json" orders >/dev/null 2>"$TMP/err"
+check "misspelt key of another kind than --kind" "$(cat "$TMP/err")" "autopilot: warning: --service-json $TMP/kafka.json: connection.config.topicFilterPatern: not a filter key, so it filters nothing (did you mean topicFilterPattern?)"
 
 # At most 1000 patterns per list, each at most 4096 bytes.
 svc "\"tableFilterPattern\": {\"includes\": [$(seq -f '"^t%g$"' 1 1001 | paste -sd,)]}"

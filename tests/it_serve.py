@@ -155,9 +155,14 @@ def main():
         for q in ("limit=-18446744073709551615", "limit=%2B5", "limit=%205", "limit=1%00",
                   "limit", "limit=5&limit=abc", "limit=0", "limit=1001", "limit=00005x",
                   "service=a&service=b", "service=%zz", "service=a%", "service=%FF",
-                  "&limit=1", "limit=1&", "limit=1&&service=a", "&"):
+                  "&=1&limit=1", "limit=1&&=2"):
             st, err = srv.admin("GET", "/api/v1/runs?" + q)
             check(st == 400 and err["error"] == "bad query", "runs?%s: %s %s" % (q, st, err))
+        # Empty parameters are passed over, wherever they are.
+        for q in ("&limit=1", "limit=1&", "&&limit=1&&", "&"):
+            st, some = srv.admin("GET", "/api/v1/runs?" + q)
+            check(st == 200 and (len(some) == 1 if "limit" in q else len(some) > 1),
+                  "runs?%s: %s %s" % (q, st, some))
         # A misspelt parameter is refused, not ignored (which would list every run).
         st, err = srv.admin("GET", "/api/v1/runs?servce=kafka_events")
         check(st == 400 and err["detail"] == "query: unknown parameter 'servce' (known: service,"

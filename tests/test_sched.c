@@ -3181,6 +3181,28 @@ test_agents_restriction_bridges_left_out(void **state)
 	h_free(h);
 }
 
+/* Another process (a store handle and a scheduler of its own) replaces
+ * pg's run with one of e: *id2 its id. */
+static void
+h_replace_elsewhere(struct h *h, const json_t *e, char **id2)
+{
+	struct store *store2;
+	struct sched *cli;
+	char *cause = NULL;
+
+	assert_int_equal(sched_commit(h->sched), 0);	/* one thread, two stores */
+	store2 = store_open(h->db, NULL, &cause);
+	assert_non_null(store2);
+	cli = sched_create(h->base, store2, &fake_ops, &h->fake, &fake_planner, NULL,
+	    &h->cfg);
+	assert_int_equal(sched_start(cli, false, &cause), 0);
+	assert_int_equal(sched_submit(cli, "databaseService", "pg", e, NULL, true, id2,
+	    &cause), STORE_OK);
+	sched_stop(cli);
+	sched_free(cli);
+	store_close(store2);
+}
+
 /*
  * A run replaced by another process while its trigger waits to be sent
  * again (Airflow did not answer it): the trigger is not sent again, so no
@@ -3190,9 +3212,7 @@ static void
 test_replaced_trigger_not_resent(void **state)
 {
 	struct h *h = h_new();
-	struct store *store2;
-	struct sched *cli;
-	char *cause = NULL, *id, *id2 = NULL, *rid;
+	char *id, *id2 = NULL, *rid;
 	json_t *e = json_pack("{s:s}", "name", "pg");
 
 	h->cfg.poll_initial_ms = 300;	/* the trigger is tried again 300 ms later */
@@ -3203,24 +3223,44 @@ test_replaced_trigger_not_resent(void **state)
 	h->fake.down = true;
 	h_wait_log(h, "trigger", "pg__metadata", 1);
 	h_spin(h, 30);		/* its answer seen, the note written */
-	assert_int_equal(sched_commit(h->sched), 0);	/* one thread, two stores */
-	store2 = store_open(h->db, NULL, &cause);
-	assert_non_null(store2);
-	cli = sched_create(h->base, store2, &fake_ops, &h->fake, &fake_planner, NULL,
-	    &h->cfg);
-	assert_int_equal(sched_start(cli, false, &cause), 0);
-	assert_int_equal(sched_submit(cli, "databaseService", "pg", e, NULL, true, &id2,
-	    &cause), STORE_OK);
-	sched_stop(cli);
+	h_replace_elsewhere(h, e, &id2);
 	h->fake.down = false;
 	h_spin(h, 2000);
 	rid = ap_xprintf("autopilot__%s__metadata__1", id);
 	assert_false(sched_driving(h->sched, id));
 	assert_null(fake_run(&h->fake, rid));
-	sched_free(cli);
-	store_close(store2);
 	json_decref(e);
 	free(rid);
+	free(id);
+	free(id2);
+	h_free(h);
+}
+
+/*
+ * A run replaced by another process while this one waits a minute for its
+ * next look at Airflow: the renewal of the leases finds it gone, and it is
+ * no longer driven here long before that look.
+ */
+static void
+test_replaced_seen_at_renewal(void **state)
+{
+	struct h *h = h_new();
+	char *id, *id2 = NULL;
+	json_t *e = json_pack("{s:s}", "name", "pg");
+
+	h_short_lease(h);	/* renewed every ~70 ms */
+	h->cfg.poll_initial_ms = h->cfg.poll_max_ms = h->cfg.poll_floor_ms = 60000;
+	h->fake.beh[0].running_polls = 1000000;
+	h_start(h);
+	id = h_submit(h, "pg", NULL);
+	h_wait_log(h, "deploy", "pg__metadata", 1);
+	h_spin(h, 50);		/* the DAG looked at in a minute */
+	assert_true(sched_driving(h->sched, id));
+	h_replace_elsewhere(h, e, &id2);
+	h_spin(h, 500);
+	assert_false(sched_driving(h->sched, id));
+	assert_int_equal(log_count(h, "get_dag", "pg__metadata"), 0);
+	json_decref(e);
 	free(id);
 	free(id2);
 	h_free(h);
@@ -3312,6 +3352,7 @@ main(void)
 		cmocka_unit_test(test_halt_rejections),
 		cmocka_unit_test(test_halt_handed_over_at_stop),
 		cmocka_unit_test(test_replaced_trigger_not_resent),
+		cmocka_unit_test(test_replaced_seen_at_renewal),
 		cmocka_unit_test(test_slow_request_noted),
 		cmocka_unit_test(test_agent_gone_from_plan_ends),
 		cmocka_unit_test(test_trigger_bad_reply_adopts),
