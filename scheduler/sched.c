@@ -3225,10 +3225,9 @@ sched_slow_notes(struct sched *s)
 }
 
 /*
- * Fewer runs renewed than this process drives or waits to admit: one was
- * taken from it (replaced by another process, most likely). Each is looked
- * at now rather than at its next write, which a slow poll may put off by
- * poll_max_ms.
+ * Fewer runs renewed than this process drives: one was taken from it
+ * (replaced by another process, most likely). Each is looked at now rather
+ * than at its next write, which a slow poll may put off by poll_max_ms.
  */
 static void
 sched_check_owned(struct sched *s)
@@ -3272,7 +3271,10 @@ sched_lease_cb(evutil_socket_t fd, short what, void *arg)
 		free(cause);
 		return;
 	}
-	if (renewed < s->nruns + s->admit_len)
+	/* Fewer than it drives: one at least is not its own any more (runs
+	 * waiting for admission are counted only once claimed, so not
+	 * against it). */
+	if (renewed < s->nruns)
 		sched_check_owned(s);
 }
 
