@@ -1217,7 +1217,7 @@ run_exec(int argc, char **argv)
 			    " again\n", run_id);
 	}
 	/* --json promises one document, also when interrupted: the run as
-	 * stored, unfinished. */
+	 * stored (unfinished, or ended by another process meanwhile). */
 	followed = followup_stored(&w);
 	if (w.json) {
 		if (store_run_json(w.rt.store, run_id, &doc, &cause) != STORE_OK) {

@@ -194,10 +194,10 @@ status_exec(int argc, char **argv)
 		goto out;
 	}
 	if (json_array_size(runs) > limit) {
-		json_array_remove(runs, limit);
 		char *shown = limit == 1 ? ap_xstrdup("the newest run") :
 		    ap_xprintf("the %lu newest runs", limit);
 
+		json_array_remove(runs, limit);
 		fprintf(stderr, "autopilot: status: %s%s%s shown; there are more%s\n",
 		    shown, fqn != NULL ? " of " : "", fqn != NULL ? fqn : "",
 		    limit < STATUS_LIMIT_MAX ? ": --limit N shows the N newest, up to"

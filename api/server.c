@@ -392,12 +392,6 @@ percent_ok(const char *s, size_t n)
 }
 
 /*
- * The decoded query parameter name: a new string in *out, NULL when it is
- * not given. -1 and a new *cause for a query that cannot mean one thing: a
- * parameter without "=", name given twice, an encoded NUL (which would cut
- * the value short), a '%' that encodes nothing, a value not UTF-8.
- */
-/*
  * The parameters of query q into params (initialised here). Empty ones
  * (a=1&, &a=1, a=1&&b=2) are passed over, as URL parsers do, where libevent
  * takes only one at the end. 0, or -1 when one has no '=' or an empty name.
@@ -425,6 +419,12 @@ query_parse(const char *q, struct evkeyvalq *params)
 	return rc;
 }
 
+/*
+ * The decoded query parameter name: a new string in *out, NULL when it is
+ * not given. -1 and a new *cause for a query that cannot mean one thing: a
+ * parameter without "=", name given twice, an encoded NUL (which would cut
+ * the value short), a '%' that encodes nothing, a value not UTF-8.
+ */
 static int
 query_param(struct evhttp_request *req, const char *name, char **out, char **cause)
 {

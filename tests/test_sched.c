@@ -967,6 +967,17 @@ agent_state(json_t *run, const char *agent)
 	return json_string_value(json_object_get(status_agent(run, agent), "state"));
 }
 
+/* Asserts that agent of run_id is in state want, as the store has it. */
+static void
+h_assert_agent_state(struct h *h, const char *run_id, const char *agent,
+    const char *want)
+{
+	json_t *st = h_status(h, run_id);
+
+	assert_string_equal(agent_state(st, agent), want);
+	json_decref(st);
+}
+
 static json_int_t
 agent_attempts(json_t *run, const char *agent)
 {
@@ -1972,9 +1983,7 @@ test_clock_step_keeps_timeouts(void **state)
 	t0 = h_started_at(h, id);
 	off = 3600000;
 	h_spin(h, 300);
-	st = h_status(h, id);
-	assert_string_equal(agent_state(st, "metadata"), "running");
-	json_decref(st);
+	h_assert_agent_state(h, id, "metadata", "running");
 	t1 = h_started_at(h, id);
 	assert_true(t1 - t0 >= 3599000 && t1 - t0 <= 3601000);
 	off = -86400000;
@@ -1999,7 +2008,6 @@ test_clock_step_resumed(void **state)
 	struct h *h = h_new();
 	int64_t off = 0, t0, t1;
 	char *id;
-	json_t *st;
 	int i;
 
 	h_short_lease(h);
@@ -2010,9 +2018,7 @@ test_clock_step_resumed(void **state)
 		store_set_clock(h->store, stepped_clock, &off);
 		h_start(h);
 		h_spin(h, 300);
-		st = h_status(h, id);
-		assert_string_equal(agent_state(st, "metadata"), "running");
-		json_decref(st);
+		h_assert_agent_state(h, id, "metadata", "running");
 		if (i == 0) {
 			/* Taken up again; then the clock steps an hour ahead. */
 			off = 3600000;
@@ -2022,9 +2028,7 @@ test_clock_step_resumed(void **state)
 		}
 	}
 	h_wait_finals(h, 1, 6000);
-	st = h_status(h, id);
-	assert_string_equal(agent_state(st, "metadata"), "timed_out");
-	json_decref(st);
+	h_assert_agent_state(h, id, "metadata", "timed_out");
 	free(id);
 	h_free(h);
 }
@@ -2537,7 +2541,6 @@ static char *
 h_down_while_running(struct h *h)
 {
 	char *id;
-	json_t *st;
 
 	h_short_lease(h);
 	h_start(h);
@@ -2545,9 +2548,7 @@ h_down_while_running(struct h *h)
 	while (log_count(h, "trigger", "pg__metadata") == 0)
 		event_base_loop(h->base, EVLOOP_ONCE);
 	h_spin(h, 20);
-	st = h_status(h, id);
-	assert_string_equal(agent_state(st, "metadata"), "running");
-	json_decref(st);
+	h_assert_agent_state(h, id, "metadata", "running");
 	h_crash(h, 600000);
 	return id;
 }
@@ -2648,16 +2649,13 @@ test_resume_past_deadline_gone_is_lost(void **state)
 {
 	struct h *h = h_new();
 	char *id;
-	json_t *st;
 
 	h->fake.beh[0].outcome = OUT_HANG;
 	id = h_down_while_running(h);
 	h->fake.runs[0].gone = true;
 	h_start(h);
 	h_wait_finals(h, 1, 10000);
-	st = h_status(h, id);
-	assert_string_equal(agent_state(st, "metadata"), "lost");
-	json_decref(st);
+	h_assert_agent_state(h, id, "metadata", "lost");
 	free(id);
 	h_free(h);
 }
@@ -3093,7 +3091,6 @@ test_shared_commit_failure(void **state)
 {
 	struct h *h = h_new();
 	char *cause = NULL, *id;
-	json_t *st;
 
 	verify_store = store_open(h->db, NULL, &cause);
 	assert_non_null(verify_store);
@@ -3105,9 +3102,7 @@ test_shared_commit_failure(void **state)
 	assert_int_equal(h->sabotage, 2);
 	assert_string_equal(h->final_state[0], "succeeded");
 	assert_int_equal(verified_triggers, 4);
-	st = h_status(h, id);
-	assert_string_equal(agent_state(st, "metadata"), "succeeded");
-	json_decref(st);
+	h_assert_agent_state(h, id, "metadata", "succeeded");
 	store_close(verify_store);
 	verify_store = NULL;
 	free(id);
