@@ -113,17 +113,32 @@ def source_schemas(store):
     return out
 
 
-def run_tool(etype, path, extra=()):
+def run_tool(etype, path, extra=(), om_url="http://openmetadata:8585"):
     conf = os.path.join(BUILD, "it_pipeline_schema.conf.json")
     with open(conf, "w") as f:
         json.dump(CONFIG, f)
-    cmd = [TOOL, "-c", conf, "--om-url", "http://openmetadata:8585", "--om-token",
+    cmd = [TOOL, "-c", conf, "--om-url", om_url, "--om-token",
            "eyJ-test-token", "--now-ms", NOW_MS] + list(extra) + [etype, path]
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
     if p.returncode != 0:
         raise SystemExit("tool_pipeline %s %s: exit %d: %s" % (etype, path, p.returncode,
                                                                p.stderr))
     return [json.loads(line) for line in p.stdout.splitlines() if line.strip()]
+
+
+def check_server_ssl(path):
+    """The ingestion's OpenMetadata client (ssl_registry.py in OpenMetadata's
+    ingestion) takes verifySSL no-ssl, ignore or validate, and refuses
+    validate without an sslConfig: the DAG would then fail to import."""
+    etype = os.path.basename(path).split(".")[0]
+    for url in ("http://openmetadata:8585", "https://openmetadata.example:8585"):
+        for ln in run_tool(etype, path, om_url=url):
+            conn = ln["pipeline"]["openMetadataServerConnection"]
+            v = conn.get("verifySSL", "no-ssl")
+            check(v in ("no-ssl", "ignore", "validate"), "%s: verifySSL %r" % (url, v))
+            check(v != "validate" or "sslConfig" in conn,
+                  "%s %s: verifySSL validate without an sslConfig" % (url, ln["agent"]))
+            check(v != "ignore", "%s: verifySSL ignore turns certificate checks off" % url)
 
 
 def main():
@@ -141,6 +156,8 @@ def main():
     kinds_seen = set()
     names = {}
     ndocs = 0
+    check(files, "sample services in tests/data/services")
+    check_server_ssl(files[0])
     for path in files:
         etype = os.path.basename(path).split(".")[0]
         kind = etype[:-len("Service")]
