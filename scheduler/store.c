@@ -1825,7 +1825,7 @@ enum store_result
 store_check_writable(struct store *s, char **cause)
 {
 	char *sql;
-	int rc;
+	int rc, version = 0;
 
 	if (s->read_only || sqlite3_db_readonly(s->db, "main") == 1) {
 		*cause = ap_xprintf("%s: opened read-only", s->path);
@@ -1833,14 +1833,27 @@ store_check_writable(struct store *s, char **cause)
 	}
 	if (store_begin(s, cause) != 0)
 		return STORE_ERROR;
-	sql = ap_xprintf("PRAGMA user_version = %u", s->version);
+	/* The stamp is written back as it is read: another process may have
+	 * migrated the schema since this one opened the database, and writing
+	 * this one's version over it would have the next start migrate again. */
+	if (store_pragma_int(s, "PRAGMA user_version", &version, cause) != 0)
+		goto fail;
+	if (version < 0 || (unsigned)version != s->version) {
+		*cause = ap_xprintf("%s: the schema is at version %d, this process"
+		    " opened it at %u: another autopilot migrated it since; restart"
+		    " this process (an upgraded one, if it is the older)", s->path,
+		    version, s->version);
+		goto fail;
+	}
+	sql = ap_xprintf("PRAGMA user_version = %d", version);
 	rc = store_exec_sql(s, sql, cause);
 	free(sql);
-	if (rc != 0 || store_simple(s, Q_COMMIT, cause) != 0) {
-		store_rollback(s);
-		return STORE_ERROR;
-	}
+	if (rc != 0 || store_simple(s, Q_COMMIT, cause) != 0)
+		goto fail;
 	return STORE_OK;
+fail:
+	store_rollback(s);
+	return STORE_ERROR;
 }
 
 static const char *const run_states[4] = { "pending", "running",

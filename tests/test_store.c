@@ -302,6 +302,36 @@ test_newer_database_is_refused(void **state)
 	free(p);
 }
 
+/* The check for writing leaves the schema version as it is: another
+ * process that migrated the database since this one opened it is not undone
+ * (which would have the next start migrate again); the check fails, saying so. */
+static void
+test_writable_check_keeps_version(void **state)
+{
+	char *p = db_path("stamp.db"), *cause = NULL;
+	struct store *s = open_ok(p, NULL);
+	sqlite3 *db;
+	sqlite3_stmt *st;
+	char sql[64];
+
+	(void)state;
+	assert_int_equal(store_check_writable(s, &cause), STORE_OK);
+	assert_int_equal(sqlite3_open(p, &db), SQLITE_OK);
+	snprintf(sql, sizeof sql, "PRAGMA user_version = %d", STORE_SCHEMA_VERSION + 1);
+	assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+	assert_int_equal(store_check_writable(s, &cause), STORE_ERROR);
+	assert_non_null(strstr(cause, "another autopilot migrated it since"));
+	free(cause);
+	assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL),
+	    SQLITE_OK);
+	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+	assert_int_equal(sqlite3_column_int(st, 0), STORE_SCHEMA_VERSION + 1);
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	store_close(s);
+	free(p);
+}
+
 /* A database of another program (tables, user_version 0) is refused, not
  * backed up and extended; nothing is written next to it. */
 static void
@@ -1556,6 +1586,7 @@ main(void)
 		cmocka_unit_test(test_migration_from_v1_backs_up_and_keeps_data),
 		cmocka_unit_test(test_entity_stored_once_and_v2_rows_kept),
 		cmocka_unit_test(test_newer_database_is_refused),
+		cmocka_unit_test(test_writable_check_keeps_version),
 		cmocka_unit_test(test_foreign_database_is_refused),
 		cmocka_unit_test(test_read_only_open_writes_nothing),
 		cmocka_unit_test(test_inbox_is_idempotent),
