@@ -22,6 +22,7 @@
 
 #define DEFAULT_LISTEN_HOST "127.0.0.1"
 #define DEFAULT_LISTEN_PORT 8686
+#define DEFAULT_MAX_BUFFERED (64u * 1024 * 1024)
 #define DEFAULT_STATE "autopilot.db"
 #define DEFAULT_AIRFLOW_URL "http://127.0.0.1:8080"
 #define DEFAULT_AIRFLOW_USER "admin"
@@ -66,6 +67,7 @@ config_init(struct config *c)
 	c->max_json_depth = CONFIG_MAX_JSON_DEPTH;
 	c->request_timeout_s = 30;
 	c->max_connections = 1024;
+	c->max_buffered_bytes = DEFAULT_MAX_BUFFERED;
 	c->shutdown_grace_s = 10;
 	c->state_path = ap_xstrdup(DEFAULT_STATE);
 	c->log_level = AP_LOG_INFO;
@@ -289,12 +291,27 @@ unknown_key(const char *sec, const char *key, const char *known, char **cause)
 
 /* ---- Our sections. ---- */
 
+size_t
+config_body_read_max(const struct config *c)
+{
+	size_t n = c->max_body_bytes * 4;
+
+	return n < c->max_body_bytes + 65536 ? c->max_body_bytes + 65536 : n;
+}
+
+size_t
+config_request_bytes_max(const struct config *c)
+{
+	return config_body_read_max(c) + CONFIG_MAX_HEADER_BYTES;
+}
+
 static int
 parse_listen(struct config *c, const json_t *sec, char **cause)
 {
 	const char *key;
 	json_t *v;
 	unsigned long n = 0;
+	bool buffered_set = false;
 	int rc;
 
 	if (section_object("listen", sec, cause) < 0)
@@ -320,14 +337,29 @@ parse_listen(struct config *c, const json_t *sec, char **cause)
 		} else if (strcmp(key, "max_connections") == 0) {
 			rc = get_uint("listen", key, v, 4, 1000000, &n, cause);
 			c->max_connections = (unsigned)n;
+		} else if (strcmp(key, "max_buffered_bytes") == 0) {
+			rc = get_uint("listen", key, v, 65536, 1ul << 40, &n, cause);
+			c->max_buffered_bytes = n;
+			buffered_set = true;
 		} else if (strcmp(key, "shutdown_grace_s") == 0) {
 			rc = get_uint("listen", key, v, 0, 3600, &n, cause);
 			c->shutdown_grace_s = (unsigned)n;
 		} else
-			rc = unknown_key("listen", key, "host, port, max_body_bytes, max_headers, max_json_depth, request_timeout_s, max_connections, shutdown_grace_s", cause);
+			rc = unknown_key("listen", key, "host, port, max_body_bytes, max_headers, max_json_depth, request_timeout_s, max_connections, max_buffered_bytes, shutdown_grace_s", cause);
 		if (rc < 0)
 			return -1;
 	}
+	/* Room for one request as large as may be read; left out, for a
+	 * few of them beside smaller ones. */
+	if (buffered_set && c->max_buffered_bytes < config_request_bytes_max(c)) {
+		*cause = ap_xprintf("listen.max_buffered_bytes: %zu is less than one"
+		    " request may hold as it is read (%zu bytes: its headers and a body"
+		    " up to four times listen.max_body_bytes)", c->max_buffered_bytes,
+		    config_request_bytes_max(c));
+		return -1;
+	}
+	if (!buffered_set && c->max_buffered_bytes < 4 * config_request_bytes_max(c))
+		c->max_buffered_bytes = 4 * config_request_bytes_max(c);
 	return 0;
 }
 
@@ -887,7 +919,7 @@ config_describe(const struct config *c)
 	listen = strchr(c->listen_host, ':') != NULL ?
 	    ap_xprintf("[%s]:%u", c->listen_host, c->listen_port) :
 	    ap_xprintf("%s:%u", c->listen_host, c->listen_port);
-	o = json_pack("{s:o, s:{s:o, s:I, s:i, s:i, s:i, s:i, s:i}, s:{s:o, s:s, s:i},"
+	o = json_pack("{s:o, s:{s:o, s:I, s:i, s:i, s:i, s:i, s:I, s:i}, s:{s:o, s:s, s:i},"
 	    " s:{s:s, s:s}, s:{s:s, s:b}, s:{s:s, s:b}, s:{s:o, s:s},"
 	    " s:{s:o, s:s, s:o, s:s, s:o, s:I, s:I, s:I, s:I, s:I, s:I},"
 	    " s:{s:i, s:i, s:i, s:i, s:f, s:b, s:b, s:i, s:i, s:i, s:i, s:i}}",
@@ -897,6 +929,7 @@ config_describe(const struct config *c)
 	    "max_headers", (int)c->max_headers, "max_json_depth", (int)c->max_json_depth,
 	    "request_timeout_s", (int)c->request_timeout_s,
 	    "max_connections", (int)c->max_connections,
+	    "max_buffered_bytes", (json_int_t)c->max_buffered_bytes,
 	    "shutdown_grace_s", (int)c->shutdown_grace_s,
 	    "state", "path", describe_str(c->state_path), "synchronous",
 	    c->state_sync_normal ? "normal" : "full",

@@ -47,6 +47,9 @@ struct config_flags {
  * in an entity given as a JSON string). */
 #define CONFIG_MAX_JSON_DEPTH 32
 
+/* The header bytes libevent reads of one request at most. */
+#define CONFIG_MAX_HEADER_BYTES (64 * 1024)
+
 struct config {
 	char *file;			/* the file read (new string), or NULL */
 	json_t *root;			/* the file's JSON, '$' keys removed (owned), or NULL */
@@ -59,6 +62,8 @@ struct config {
 	unsigned max_json_depth;	/* CONFIG_MAX_JSON_DEPTH levels of nesting */
 	unsigned request_timeout_s;	/* 30: a slow client is cut off */
 	unsigned max_connections;	/* 1024 open at once; then accepting waits */
+	size_t max_buffered_bytes;	/* 64 MiB: of requests not yet answered, on
+					 * all connections together (see server.c) */
 	unsigned shutdown_grace_s;	/* 10: in-flight work finishes within this */
 
 	/* "state" */
@@ -127,6 +132,17 @@ json_t *config_env_warnings(void);
  * On success it sets up logging as configured (ap_log_setup: level, format)
  * and logs each of c->warnings once (unless flags->quiet).
  */
+/*
+ * What libevent reads of one request's body at most: four times
+ * listen.max_body_bytes and at least 64 KiB past it (a body a little over
+ * the limit gets the webhook's JSON 413, a larger one libevent's own).
+ */
+size_t config_body_read_max(const struct config *c);
+
+/* What one request may hold as it is read: its headers and such a body
+ * (listen.max_buffered_bytes is at least this). */
+size_t config_request_bytes_max(const struct config *c);
+
 int config_load(struct config *c, const char *path, const struct config_flags *flags,
     char **cause);
 

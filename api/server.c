@@ -38,7 +38,6 @@
 #define SERVICES_PATH "/api/v1/services/"
 #define RERUN_SUFFIX "/rerun"
 /* Bytes of request headers libevent reads before it gives up (431-like close). */
-#define MAX_HEADER_BYTES (64 * 1024)
 #define RUNS_LIMIT_MAX 1000
 /* Runs handed to the scheduler per loop turn after a webhook commit. */
 #define TAKE_PER_TURN 16
@@ -155,15 +154,26 @@ struct server {
 	uint64_t cap_warned_ms;
 	uint64_t conns_cut;		/* closed for missing the request deadline */
 	uint64_t cut_warned_ms, cut_unwarned;
+	/* Bytes of requests not yet answered, all connections together (see
+	 * conn_input_cb), and the connections closed to keep them within
+	 * listen.max_buffered_bytes. */
+	size_t held;
+	struct event *shed_ev;
+	uint64_t conns_shed;
+	uint64_t shed_warned_ms, shed_unwarned;
 	struct server *next;		/* in the list accept_error_cb searches */
 };
 
 /* An open connection. */
 struct conn_entry {
 	TAILQ_ENTRY(conn_entry) link;
+	struct server *s;
 	struct evhttp_connection *evcon;
 	uint64_t since_ms;		/* accepted, or its last answer written */
 	bool close_now;			/* answered CONNECT: to be closed */
+	struct evbuffer *input;		/* its bufferevent's, or NULL */
+	struct evbuffer_cb_entry *input_cb;	/* conn_input_cb, on input */
+	size_t held;			/* received since its last answer */
 };
 
 /* Servers of this process, for accept_error_cb (libevent hands it the
@@ -733,6 +743,9 @@ conn_uncap(struct server *s)
 static void
 conn_forget(struct server *s, struct conn_entry *e)
 {
+	if (e->input_cb != NULL)
+		evbuffer_remove_cb_entry(e->input, e->input_cb);
+	s->held -= e->held;
 	tdelete(e, &s->conn_tree, conn_cmp);
 	TAILQ_REMOVE(&s->conns, e, link);
 	free(e);
@@ -742,11 +755,50 @@ conn_forget(struct server *s, struct conn_entry *e)
 
 static void conn_closed(struct evhttp_connection *, void *);
 
+/*
+ * Counts what a connection receives: every byte read into its bufferevent
+ * stays in memory until its request is answered (libevent moves the body
+ * into the request), so the bytes received since its last answer are what
+ * it holds, and what all connections hold is bounded by
+ * listen.max_buffered_bytes: past it, conn_shed_cb closes those holding
+ * most. A connection counts no more than one request may hold (a body
+ * past libevent's limit is read and dropped).
+ */
+static void
+conn_input_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
+{
+	struct conn_entry *e = arg;
+	struct server *s = e->s;
+	size_t room = config_request_bytes_max(s->cfg) - e->held;
+	size_t n = info->n_added < room ? info->n_added : room;
+
+	(void)buf;
+	if (n == 0)
+		return;
+	e->held += n;
+	s->held += n;
+	if (s->held > s->cfg->max_buffered_bytes)
+		event_active(s->shed_ev, EV_TIMEOUT, 1);
+}
+
+/* What e holds is what it has received and not yet seen answered: n bytes. */
+static void
+conn_held_set(struct server *s, struct conn_entry *e, size_t n)
+{
+	size_t max = config_request_bytes_max(s->cfg);
+
+	if (n > max)
+		n = max;
+	s->held = s->held - e->held + n;
+	e->held = n;
+}
+
 /* Tracks evcon (once), already counted in nconns when counted. */
 static struct conn_entry *
 conn_track(struct server *s, struct evhttp_connection *evcon, bool counted)
 {
 	struct conn_entry *e;
+	struct bufferevent *bev;
 
 	if ((e = conn_find(s, evcon)) != NULL) {
 		if (counted)
@@ -754,10 +806,17 @@ conn_track(struct server *s, struct evhttp_connection *evcon, bool counted)
 		return e;
 	}
 	e = ap_xcalloc(1, sizeof *e);
+	e->s = s;
 	e->evcon = evcon;
 	e->since_ms = ap_mono_ms();
 	if (tsearch(e, &s->conn_tree, conn_cmp) == NULL)
 		ap_fatal("out of memory");
+	if ((bev = evhttp_connection_get_bufferevent(evcon)) != NULL) {
+		e->input = bufferevent_get_input(bev);
+		if ((e->input_cb = evbuffer_add_cb(e->input, conn_input_cb, e)) == NULL)
+			ap_fatal("out of memory");
+		conn_held_set(s, e, evbuffer_get_length(e->input));
+	}
 	TAILQ_INSERT_TAIL(&s->conns, e, link);
 	if (!counted)
 		s->nconns++;
@@ -885,6 +944,49 @@ conn_sweep_cb(evutil_socket_t fd, short what, void *arg)
 		probe_start(s);
 }
 
+/*
+ * Closes connections while those open hold more than
+ * listen.max_buffered_bytes of requests not yet answered: the one holding
+ * most first, of those whose request has not reached a route (a request
+ * being answered is ours, and is let finish). Such a client gets no answer:
+ * OpenMetadata delivers again.
+ */
+static void
+conn_shed_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct server *s = arg;
+	struct conn_entry *e, *most;
+	struct evhttp_connection *evcon;
+	uint64_t now;
+
+	(void)fd;
+	(void)what;
+	while (s->held > s->cfg->max_buffered_bytes) {
+		most = NULL;
+		TAILQ_FOREACH(e, &s->conns, link)
+			if (e->held > 0 && (most == NULL || e->held > most->held) &&
+			    !e->close_now && !conn_busy(s, e->evcon))
+				most = e;
+		if (most == NULL)
+			break;
+		evcon = most->evcon;
+		conn_forget(s, most);
+		s->conns_shed++;
+		s->shed_unwarned++;
+		evhttp_connection_free(evcon);
+	}
+	now = ap_mono_ms();
+	if (s->shed_unwarned > 0 && (s->shed_warned_ms == 0 ||
+	    now - s->shed_warned_ms >= ACCEPT_WARN_MS)) {
+		ap_warn("http: closed %llu connection%s holding the most bytes of requests"
+		    " not yet whole, to keep what all hold within %zu bytes"
+		    " (listen.max_buffered_bytes)", (unsigned long long)s->shed_unwarned,
+		    s->shed_unwarned == 1 ? "" : "s", s->cfg->max_buffered_bytes);
+		s->shed_warned_ms = now;
+		s->shed_unwarned = 0;
+	}
+}
+
 /* Closes the connections whose CONNECT is answered (close_ev, activated by
  * request_done: outside libevent's callback, after the last byte). */
 static void
@@ -932,6 +1034,8 @@ request_done(struct evhttp_request *req, void *arg)
 	/* The next request's deadline counts from here. */
 	if (evcon != NULL && (e = conn_find(s, evcon)) != NULL) {
 		e->since_ms = ap_mono_ms();
+		/* Its request goes now; what came after it stays. */
+		conn_held_set(s, e, e->input != NULL ? evbuffer_get_length(e->input) : 0);
 		/* libevent keeps a connection open after CONNECT whatever the
 		 * headers say; its answer is written, so it closes now. */
 		if (evhttp_request_get_command(req) == EVHTTP_REQ_CONNECT) {
@@ -2140,8 +2244,18 @@ metrics_webhooks(struct server *s, struct ap_buf *b)
 	    "# HELP autopilot_http_connections_cut_total Connections closed for not"
 	    " delivering a whole request within listen.request_timeout_s.\n"
 	    "# TYPE autopilot_http_connections_cut_total counter\n"
-	    "autopilot_http_connections_cut_total %llu\n", s->nconns,
-	    (unsigned long long)s->conns_cut);
+	    "autopilot_http_connections_cut_total %llu\n"
+	    "# HELP autopilot_http_connections_shed_total Connections closed, holding"
+	    " the most bytes of requests not yet whole, when all held more than"
+	    " listen.max_buffered_bytes.\n"
+	    "# TYPE autopilot_http_connections_shed_total counter\n"
+	    "autopilot_http_connections_shed_total %llu\n"
+	    "# HELP autopilot_http_buffered_bytes Bytes of requests not yet answered"
+	    " that connections hold (listen.max_buffered_bytes at most, but for"
+	    " requests being answered).\n"
+	    "# TYPE autopilot_http_buffered_bytes gauge\n"
+	    "autopilot_http_buffered_bytes %zu\n", s->nconns,
+	    (unsigned long long)s->conns_cut, (unsigned long long)s->conns_shed, s->held);
 }
 
 /* A reading of the store's counts, made on the metrics thread. */
@@ -2494,7 +2608,6 @@ server_create(struct event_base *base, const struct config *cfg,
 	struct sockaddr_storage ss;
 	socklen_t sl = sizeof ss;
 	struct timeval sweep_tv = { CONN_SWEEP_MS / 1000, (CONN_SWEEP_MS % 1000) * 1000 };
-	size_t hard;
 
 	s->base = base;
 	s->cfg = cfg;
@@ -2504,15 +2617,12 @@ server_create(struct event_base *base, const struct config *cfg,
 	if ((s->http = evhttp_new(base)) == NULL)
 		ap_fatal("evhttp_new failed");
 	/* Bodies up to max_body_bytes are read; those a little above it get a
-	 * JSON 413 from the webhook; past four times the limit libevent answers
-	 * its own 413, reading (and dropping) the rest first so that a sender
-	 * still writing sees the answer rather than a reset connection. */
-	hard = cfg->max_body_bytes * 4;
-	if (hard < cfg->max_body_bytes + 65536)
-		hard = cfg->max_body_bytes + 65536;
-	evhttp_set_max_body_size(s->http, (ev_ssize_t)hard);
+	 * JSON 413 from the webhook; past config_body_read_max() libevent
+	 * answers its own 413, reading (and dropping) the rest first so that a
+	 * sender still writing sees the answer rather than a reset connection. */
+	evhttp_set_max_body_size(s->http, (ev_ssize_t)config_body_read_max(cfg));
 	evhttp_set_flags(s->http, EVHTTP_SERVER_LINGERING_CLOSE);
-	evhttp_set_max_headers_size(s->http, MAX_HEADER_BYTES);
+	evhttp_set_max_headers_size(s->http, CONFIG_MAX_HEADER_BYTES);
 	evhttp_set_timeout(s->http, (int)cfg->request_timeout_s);
 	/* The methods libevent knows reach route(), so that each gets a JSON
 	 * answer (405 with Allow) rather than libevent's HTML 501, which for
@@ -2534,6 +2644,7 @@ server_create(struct event_base *base, const struct config *cfg,
 	s->adopt_ev = event_new(base, -1, 0, conn_adopt_cb, s);
 	s->sweep_ev = event_new(base, -1, EV_PERSIST, conn_sweep_cb, s);
 	s->close_ev = event_new(base, -1, 0, conn_close_cb, s);
+	s->shed_ev = event_new(base, -1, 0, conn_shed_cb, s);
 	evtimer_add(s->sweep_ev, &sweep_tv);
 	evhttp_set_bevcb(s->http, conn_bev_cb, s);
 	s->take = json_array();
@@ -2647,6 +2758,8 @@ server_free(struct server *s)
 		event_free(s->sweep_ev);
 	if (s->close_ev != NULL)
 		event_free(s->close_ev);
+	if (s->shed_ev != NULL)
+		event_free(s->shed_ev);
 	if (s->adopt_ev != NULL)
 		event_free(s->adopt_ev);
 	/* evhttp_free frees the listener, then each connection (conn_closed):

@@ -93,6 +93,41 @@ test_defaults(void **state)
 	assert_false(c.protect_runs);
 	assert_int_equal(c.log_format, AP_LOG_TEXT);
 	assert_int_equal(c.sched.poll_max_ms, 60000);
+	assert_int_equal(c.max_buffered_bytes, 64u * 1024 * 1024);
+	config_cleanup(&c);
+}
+
+/* listen.max_buffered_bytes holds at least one request as large as may be
+ * read; left out, four of them when that is more than 64 MiB. */
+static void
+test_max_buffered(void **state)
+{
+	struct config c;
+	char *cause = NULL;
+
+	(void)state;
+	/* max_body_bytes 1 MiB: a body read up to 4 MiB, 64 KiB of headers. */
+	expect_error("{\"listen\": {\"max_buffered_bytes\": 4259839}}",
+	    "listen.max_buffered_bytes: 4259839 is less than one request may hold"
+	    " as it is read (4259840 bytes");
+	assert_int_equal(load_text(&c, "{\"listen\": {\"max_buffered_bytes\": 4259840}}",
+	    NULL, &cause), 0);
+	assert_int_equal(c.max_buffered_bytes, 4259840);
+	config_cleanup(&c);
+	/* Either order in the section. */
+	expect_error("{\"listen\": {\"max_buffered_bytes\": 300000,"
+	    " \"max_body_bytes\": 1048576}}", "is less than one request");
+	/* max_body_bytes 1024: a body read up to 1024 + 64 KiB. */
+	assert_int_equal(load_text(&c, "{\"listen\": {\"max_buffered_bytes\": 132096,"
+	    " \"max_body_bytes\": 1024}}", NULL, &cause), 0);
+	assert_int_equal(config_request_bytes_max(&c), 132096);
+	config_cleanup(&c);
+	expect_error("{\"listen\": {\"max_buffered_bytes\": 65535}}",
+	    "listen.max_buffered_bytes: must be an integer");
+	/* Left out with 32 MiB bodies: 4 x (128 MiB + 64 KiB). */
+	assert_int_equal(load_text(&c, "{\"listen\": {\"max_body_bytes\": 33554432}}",
+	    NULL, &cause), 0);
+	assert_int_equal(c.max_buffered_bytes, 4 * (4 * 33554432ul + 65536));
 	config_cleanup(&c);
 }
 
@@ -653,6 +688,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup(test_defaults, setup),
+		cmocka_unit_test_setup(test_max_buffered, setup),
 		cmocka_unit_test_setup(test_example_loads, setup),
 		cmocka_unit_test_setup(test_env_warnings, setup),
 		cmocka_unit_test_setup(test_precedence, setup),
