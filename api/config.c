@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -338,7 +339,8 @@ parse_listen(struct config *c, const json_t *sec, char **cause)
 			rc = get_uint("listen", key, v, 4, 1000000, &n, cause);
 			c->max_connections = (unsigned)n;
 		} else if (strcmp(key, "max_buffered_bytes") == 0) {
-			rc = get_uint("listen", key, v, 65536, 1ul << 40, &n, cause);
+			rc = get_uint("listen", key, v, 65536, (unsigned long)(SIZE_MAX >
+			    0xffffffffu ? 16ull << 30 : SIZE_MAX), &n, cause);
 			c->max_buffered_bytes = n;
 			buffered_set = true;
 		} else if (strcmp(key, "shutdown_grace_s") == 0) {

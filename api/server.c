@@ -157,7 +157,7 @@ struct server {
 	/* Bytes of requests not yet answered, all connections together (see
 	 * conn_input_cb), and the connections closed to keep them within
 	 * listen.max_buffered_bytes. */
-	size_t held;
+	size_t held, busy_held;		/* the latter by requests being answered */
 	struct event *shed_ev;
 	uint64_t conns_shed;
 	uint64_t shed_warned_ms, shed_unwarned;
@@ -173,7 +173,9 @@ struct conn_entry {
 	bool close_now;			/* answered CONNECT: to be closed */
 	struct evbuffer *input;		/* its bufferevent's, or NULL */
 	struct evbuffer_cb_entry *input_cb;	/* conn_input_cb, on input */
-	size_t held;			/* received since its last answer */
+	size_t raw;			/* bytes received since its last answer */
+	size_t held;			/* what they hold, as conn_input_cb counts */
+	bool busy;			/* its request is being answered (busy_add) */
 };
 
 /* Servers of this process, for accept_error_cb (libevent hands it the
@@ -746,6 +748,8 @@ conn_forget(struct server *s, struct conn_entry *e)
 	if (e->input_cb != NULL)
 		evbuffer_remove_cb_entry(e->input, e->input_cb);
 	s->held -= e->held;
+	if (e->busy)
+		s->busy_held -= e->held;
 	tdelete(e, &s->conn_tree, conn_cmp);
 	TAILQ_REMOVE(&s->conns, e, link);
 	free(e);
@@ -755,38 +759,83 @@ conn_forget(struct server *s, struct conn_entry *e)
 
 static void conn_closed(struct evhttp_connection *, void *);
 
+/* What libevent keeps of one header line beyond its bytes: an entry and
+ * copies of its name and value, each a block of its own. */
+#define HEADER_LINE_COST 128
+
+/* The line ends among the n bytes at the end of buf that lie within the
+ * first CONFIG_MAX_HEADER_BYTES of a request (raw bytes came before them). */
+static size_t
+conn_header_lines(struct evbuffer *buf, size_t n, size_t raw)
+{
+	struct evbuffer_iovec v[8];
+	struct evbuffer_ptr at;
+	size_t len = evbuffer_get_length(buf), lines = 0, left, k;
+	const char *p, *end;
+	int nv, i;
+
+	if (raw >= CONFIG_MAX_HEADER_BYTES || n > len)
+		return 0;
+	left = n < CONFIG_MAX_HEADER_BYTES - raw ? n : CONFIG_MAX_HEADER_BYTES - raw;
+	if (evbuffer_ptr_set(buf, &at, len - n, EVBUFFER_PTR_SET) < 0)
+		return 0;
+	nv = evbuffer_peek(buf, (ev_ssize_t)left, &at, v, 8);
+	for (i = 0; i < nv && i < 8 && left > 0; i++) {
+		k = v[i].iov_len < left ? v[i].iov_len : left;
+		p = v[i].iov_base;
+		end = p + k;
+		while ((p = memchr(p, '\n', (size_t)(end - p))) != NULL) {
+			lines++;
+			p++;
+		}
+		left -= k;
+	}
+	return lines;
+}
+
 /*
  * Counts what a connection receives: every byte read into its bufferevent
  * stays in memory until its request is answered (libevent moves the body
- * into the request), so the bytes received since its last answer are what
- * it holds, and what all connections hold is bounded by
- * listen.max_buffered_bytes: past it, conn_shed_cb closes those holding
- * most. A connection counts no more than one request may hold (a body
- * past libevent's limit is read and dropped).
+ * into the request, and parses header lines into entries that take more
+ * than their bytes), so what it received since its last answer is what it
+ * holds, and what all hold is bounded by listen.max_buffered_bytes: past
+ * it, conn_shed_cb closes connections. A connection counts no more than one
+ * request may hold (a body past libevent's limit is read and dropped, and
+ * its input stops at that much while it waits).
  */
 static void
 conn_input_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
 {
 	struct conn_entry *e = arg;
 	struct server *s = e->s;
-	size_t room = config_request_bytes_max(s->cfg) - e->held;
-	size_t n = info->n_added < room ? info->n_added : room;
+	size_t n = info->n_added, room;
 
-	(void)buf;
 	if (n == 0)
 		return;
+	n += conn_header_lines(buf, n, e->raw) * HEADER_LINE_COST;
+	e->raw += info->n_added;
+	room = config_request_bytes_max(s->cfg) - e->held;
+	if (n > room)
+		n = room;
 	e->held += n;
 	s->held += n;
-	if (s->held > s->cfg->max_buffered_bytes)
+	if (e->busy)
+		s->busy_held += n;
+	else if (s->held - s->busy_held > s->cfg->max_buffered_bytes)
 		event_active(s->shed_ev, EV_TIMEOUT, 1);
 }
 
-/* What e holds is what it has received and not yet seen answered: n bytes. */
+/* e's request is answered: what it holds is what came after it (n bytes, of
+ * the next request), and it is not busy. */
 static void
-conn_held_set(struct server *s, struct conn_entry *e, size_t n)
+conn_held_reset(struct server *s, struct conn_entry *e, size_t n)
 {
 	size_t max = config_request_bytes_max(s->cfg);
 
+	if (e->busy)
+		s->busy_held -= e->held;
+	e->busy = false;
+	e->raw = n;
 	if (n > max)
 		n = max;
 	s->held = s->held - e->held + n;
@@ -815,7 +864,11 @@ conn_track(struct server *s, struct evhttp_connection *evcon, bool counted)
 		e->input = bufferevent_get_input(bev);
 		if ((e->input_cb = evbuffer_add_cb(e->input, conn_input_cb, e)) == NULL)
 			ap_fatal("out of memory");
-		conn_held_set(s, e, evbuffer_get_length(e->input));
+		conn_held_reset(s, e, evbuffer_get_length(e->input));
+		/* libevent reads on while it writes an answer (pipelined
+		 * requests, or anything): at this much it stops until what is
+		 * there is taken. No less: a chunk of a body is taken whole. */
+		bufferevent_setwatermark(bev, EV_READ, 0, config_request_bytes_max(s->cfg));
 	}
 	TAILQ_INSERT_TAIL(&s->conns, e, link);
 	if (!counted)
@@ -945,32 +998,35 @@ conn_sweep_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 /*
- * Closes connections while those open hold more than
- * listen.max_buffered_bytes of requests not yet answered: the one holding
- * most first, of those whose request has not reached a route (a request
- * being answered is ours, and is let finish). Such a client gets no answer:
+ * Closes connections while those whose request has not reached a route hold
+ * more than listen.max_buffered_bytes: the one waiting longest for its
+ * request to be whole first (a delivery comes whole within moments; clients
+ * holding bytes wait), the one holding most among those equally old. A
+ * request being answered is ours, and is let finish; what it holds does
+ * not count, so it closes no other. A client closed gets no answer:
  * OpenMetadata delivers again.
  */
 static void
 conn_shed_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct server *s = arg;
-	struct conn_entry *e, *most;
+	struct conn_entry *e, *first;
 	struct evhttp_connection *evcon;
 	uint64_t now;
 
 	(void)fd;
 	(void)what;
-	while (s->held > s->cfg->max_buffered_bytes) {
-		most = NULL;
+	while (s->held - s->busy_held > s->cfg->max_buffered_bytes) {
+		first = NULL;
 		TAILQ_FOREACH(e, &s->conns, link)
-			if (e->held > 0 && (most == NULL || e->held > most->held) &&
-			    !e->close_now && !conn_busy(s, e->evcon))
-				most = e;
-		if (most == NULL)
+			if (e->held > 0 && !e->busy && !e->close_now && (first == NULL ||
+			    e->since_ms < first->since_ms || (e->since_ms == first->since_ms &&
+			    e->held > first->held)))
+				first = e;
+		if (first == NULL)
 			break;
-		evcon = most->evcon;
-		conn_forget(s, most);
+		evcon = first->evcon;
+		conn_forget(s, first);
 		s->conns_shed++;
 		s->shed_unwarned++;
 		evhttp_connection_free(evcon);
@@ -978,8 +1034,8 @@ conn_shed_cb(evutil_socket_t fd, short what, void *arg)
 	now = ap_mono_ms();
 	if (s->shed_unwarned > 0 && (s->shed_warned_ms == 0 ||
 	    now - s->shed_warned_ms >= ACCEPT_WARN_MS)) {
-		ap_warn("http: closed %llu connection%s holding the most bytes of requests"
-		    " not yet whole, to keep what all hold within %zu bytes"
+		ap_warn("http: closed %llu connection%s waiting longest for a whole"
+		    " request, to keep what requests not yet whole hold within %zu bytes"
 		    " (listen.max_buffered_bytes)", (unsigned long long)s->shed_unwarned,
 		    s->shed_unwarned == 1 ? "" : "s", s->cfg->max_buffered_bytes);
 		s->shed_warned_ms = now;
@@ -1035,7 +1091,7 @@ request_done(struct evhttp_request *req, void *arg)
 	if (evcon != NULL && (e = conn_find(s, evcon)) != NULL) {
 		e->since_ms = ap_mono_ms();
 		/* Its request goes now; what came after it stays. */
-		conn_held_set(s, e, e->input != NULL ? evbuffer_get_length(e->input) : 0);
+		conn_held_reset(s, e, e->input != NULL ? evbuffer_get_length(e->input) : 0);
 		/* libevent keeps a connection open after CONNECT whatever the
 		 * headers say; its answer is written, so it closes now. */
 		if (evhttp_request_get_command(req) == EVHTTP_REQ_CONNECT) {
@@ -1102,6 +1158,7 @@ static void
 busy_add(struct server *s, struct evhttp_request *req)
 {
 	struct evhttp_connection *conn = evhttp_request_get_connection(req);
+	struct conn_entry *e;
 
 	if (conn == NULL)
 		return;
@@ -1112,8 +1169,12 @@ busy_add(struct server *s, struct evhttp_request *req)
 	s->busy[s->nbusy++] = conn;
 	evhttp_request_set_on_complete_cb(req, request_done, s);
 	/* (Its deadline waits while the request is busy; request_done
-	 * restarts it.) */
-	conn_track(s, conn, false);
+	 * restarts it.) What it holds no longer counts against the others. */
+	e = conn_track(s, conn, false);
+	if (!e->busy) {
+		e->busy = true;
+		s->busy_held += e->held;
+	}
 	/* While draining, each connection closes after its answer. */
 	if (s->draining)
 		evhttp_add_header(evhttp_request_get_output_headers(req), "Connection",
@@ -2245,9 +2306,9 @@ metrics_webhooks(struct server *s, struct ap_buf *b)
 	    " delivering a whole request within listen.request_timeout_s.\n"
 	    "# TYPE autopilot_http_connections_cut_total counter\n"
 	    "autopilot_http_connections_cut_total %llu\n"
-	    "# HELP autopilot_http_connections_shed_total Connections closed, holding"
-	    " the most bytes of requests not yet whole, when all held more than"
-	    " listen.max_buffered_bytes.\n"
+	    "# HELP autopilot_http_connections_shed_total Connections closed, waiting"
+	    " longest for a whole request, when requests not yet whole held more"
+	    " than listen.max_buffered_bytes.\n"
 	    "# TYPE autopilot_http_connections_shed_total counter\n"
 	    "autopilot_http_connections_shed_total %llu\n"
 	    "# HELP autopilot_http_buffered_bytes Bytes of requests not yet answered"
