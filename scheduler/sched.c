@@ -181,6 +181,18 @@ struct sched_halt {
 };
 TAILQ_HEAD(sched_halt_list, sched_halt);
 
+/* A run waiting for admission. */
+struct sched_admit {
+	char *id;
+	bool claimed;		/* by a scan (store_claim_unfinished) */
+};
+
+/* Runs renewed that this process drives (sched_lease_cb). */
+struct sched_lease_count {
+	struct sched *s;
+	unsigned driven;
+};
+
 struct sched {
 	struct event_base *base;
 	struct store *store;
@@ -200,9 +212,11 @@ struct sched {
 	unsigned nhalts;
 	unsigned halts_failed;		/* Airflow runs not marked failed */
 	/* Admission: runs taken while enough runs already wait for a slot wait
-	 * here, as ids only, oldest first (see sched_full). */
-	char **admit;
+	 * here, as ids only, oldest first (see sched_full); those found by a
+	 * scan are claimed already (admit_claimed of them). */
+	struct sched_admit *admit;
 	size_t admit_head, admit_len, admit_cap;
+	unsigned admit_claimed;
 	struct event *admit_ev;
 	unsigned nruns;
 	struct sched_run **index;	/* runs by run_id: chained hash, nruns <= size */
@@ -800,6 +814,20 @@ sched_agent_after(struct sched_agent *a, enum sched_act act, int64_t delay_ms)
 
 static void sched_predeploy_next(struct sched *s);
 
+/* Whether r is still this process's as the store says (a store that cannot
+ * tell does not stop anything: the run's next write tells). */
+static bool
+sched_run_ours(struct sched_run *r)
+{
+	char *cause = NULL;
+	enum store_result rc = store_run_owned(r->s->store, r->run_id, &cause);
+
+	free(cause);
+	return rc != STORE_LOST;
+}
+
+static bool sched_deploy_ours(void *);
+
 static void
 sched_predeploy_cb(const struct airflow_result *res, void *arg)
 {
@@ -852,7 +880,9 @@ sched_predeploy_next(struct sched *s)
 
 		TAILQ_REMOVE(&s->pre_queue, a, pre_link);
 		a->pre_queued = false;
-		if (!sched_agent_pre_ok(a))
+		/* Nothing was written for it, so nothing fenced it: a run
+		 * replaced while its deploys ahead waited here sends none. */
+		if (!sched_agent_pre_ok(a) || !sched_run_ours(r))
 			continue;
 		pipeline = s->planner->pipeline(s->planner_impl, r->service_type,
 		    r->entity, agent_name(a), &dag_id, &cause);
@@ -863,6 +893,8 @@ sched_predeploy_next(struct sched *s)
 		a->pre_dag_id = dag_id;
 		s->pre_outstanding++;
 		a->pre_req = s->ops->deploy(s->airflow, pipeline, sched_predeploy_cb, a);
+		if (a->pre_req != NULL && s->ops->guard != NULL)
+			s->ops->guard(s->airflow, a->pre_req, sched_deploy_ours, a);
 		json_decref(pipeline);
 	}
 }
@@ -1427,16 +1459,26 @@ static bool
 sched_trigger_ours(void *arg)
 {
 	struct sched_agent *a = arg;
-	char *cause = NULL;
-	enum store_result rc = store_run_owned(a->run->s->store, a->run->run_id,
-	    &cause);
 
-	if (rc == STORE_LOST)
-		ap_warn("run %s agent %s: trigger of %s not sent again: the run is"
-		    " no longer this process's", a->run->run_id, agent_name(a),
-		    a->dag_run_id);
-	free(cause);
-	return rc != STORE_LOST;
+	if (sched_run_ours(a->run))
+		return true;
+	ap_warn("run %s agent %s: trigger of %s not sent again: the run is no"
+	    " longer this process's", a->run->run_id, agent_name(a), a->dag_run_id);
+	return false;
+}
+
+/* The same before a deploy is sent again: a run replaced meanwhile must not
+ * write its entity's pipeline over the one its replacement deploys. */
+static bool
+sched_deploy_ours(void *arg)
+{
+	struct sched_agent *a = arg;
+
+	if (sched_run_ours(a->run))
+		return true;
+	ap_warn("run %s agent %s: deploy not sent again: the run is no longer this"
+	    " process's", a->run->run_id, agent_name(a));
+	return false;
 }
 
 static void sched_agent_cb(const struct airflow_result *res, void *arg);
@@ -1818,6 +1860,10 @@ sched_agent_act(struct sched_agent *a)
 		a->dag_id = dag_id;
 		dag_id = NULL;
 		a->req = s->ops->deploy(s->airflow, pipeline, sched_agent_cb, a);
+		/* Its first send follows the committed deploying state, which
+		 * only the run's owner writes; later ones are asked. */
+		if (a->req != NULL && s->ops->guard != NULL)
+			s->ops->guard(s->airflow, a->req, sched_deploy_ours, a);
 		break;
 	case ACT_GET_DAG:
 		a->req = s->ops->get_dag(s->airflow, a->dag_id, sched_agent_cb, a);
@@ -2660,10 +2706,10 @@ out:
 }
 
 static void
-sched_admit_push(struct sched *s, const char *run_id)
+sched_admit_push(struct sched *s, const char *run_id, bool claimed)
 {
 	size_t i, n;
-	char **v;
+	struct sched_admit *v;
 
 	if (s->admit_len == s->admit_cap) {
 		n = s->admit_cap == 0 ? 64 : s->admit_cap * 2;
@@ -2675,20 +2721,24 @@ sched_admit_push(struct sched *s, const char *run_id)
 		s->admit_cap = n;
 		s->admit_head = 0;
 	}
-	s->admit[(s->admit_head + s->admit_len++) % s->admit_cap] = ap_xstrdup(run_id);
+	v = &s->admit[(s->admit_head + s->admit_len++) % s->admit_cap];
+	v->id = ap_xstrdup(run_id);
+	v->claimed = claimed;
+	s->admit_claimed += claimed;
 }
 
 static char *
 sched_admit_pop(struct sched *s)
 {
-	char *id;
+	struct sched_admit *v;
 
 	if (s->admit_len == 0)
 		return NULL;
-	id = s->admit[s->admit_head];
+	v = &s->admit[s->admit_head];
+	s->admit_claimed -= v->claimed;
 	s->admit_head = (s->admit_head + 1) % s->admit_cap;
 	s->admit_len--;
-	return id;
+	return v->id;
 }
 
 static void
@@ -2736,7 +2786,7 @@ sched_take(struct sched *s, const char *run_id, char **cause)
 	if (sched_find(s, run_id) != NULL)
 		return 0;
 	if (s->admit_len > 0 || sched_full(s)) {
-		sched_admit_push(s, run_id);
+		sched_admit_push(s, run_id, false);
 		return 0;
 	}
 	return sched_take_now(s, run_id, cause);
@@ -3181,7 +3231,7 @@ sched_claim_unfinished(struct sched *s)
 		if (sched_find(s, ids[i]) != NULL)
 			continue;
 		if (s->admit_len > 0 || sched_full(s)) {
-			sched_admit_push(s, ids[i]);
+			sched_admit_push(s, ids[i], true);
 			continue;
 		}
 		if (sched_run_load(s, ids[i], &cause) != 0) {
@@ -3259,23 +3309,48 @@ sched_check_owned(struct sched *s)
 	free(lost);
 }
 
+/* Counts the runs renewed that this process drives. */
+static void
+sched_lease_seen(const char *run_id, void *arg)
+{
+	struct sched_lease_count *c = arg;
+
+	if (sched_find(c->s, run_id) != NULL)
+		c->driven++;
+}
+
+/*
+ * Renews the leases of the runs this process owns, and compares them with
+ * those it drives: fewer of these renewed than driven, one at least is not
+ * its own any more (replaced by another process, most likely), and each is
+ * looked at. More owned than driven and waiting for admission, one is owned
+ * but driven by no one: a run whose end was written in a commit that
+ * failed after the run was let go (it is active on disk again); a serve
+ * takes it up again (as its rescan would, which may be off or put off).
+ */
 static void
 sched_lease_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct sched *s = arg;
+	struct sched_lease_count c = { s, 0 };
 	char *cause = NULL;
 	unsigned renewed;
 
-	if (store_lease_renew(s->store, &renewed, &cause) != STORE_OK) {
+	if (store_lease_renew(s->store, sched_lease_seen, &c, &renewed, &cause) !=
+	    STORE_OK) {
 		ap_error("scheduler: cannot renew leases: %s", cause);
 		free(cause);
 		return;
 	}
-	/* Fewer than it drives: one at least is not its own any more (runs
-	 * waiting for admission are counted only once claimed, so not
-	 * against it). */
-	if (renewed < s->nruns)
+	if (c.driven < s->nruns)
 		sched_check_owned(s);
+	if (renewed > c.driven + s->admit_claimed && s->recover && !s->stopped) {
+		ap_warn("scheduler: %u run%s of this process's driven by none of it;"
+		    " taking %s up again", renewed - c.driven - s->admit_claimed,
+		    renewed - c.driven - s->admit_claimed == 1 ? "" : "s",
+		    renewed - c.driven - s->admit_claimed == 1 ? "it" : "them");
+		sched_claim_unfinished(s);
+	}
 }
 
 static void

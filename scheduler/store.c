@@ -163,6 +163,7 @@ enum store_stmt_id {
 	Q_AGENT_SAVE,
 	Q_AGENT_UPDATE,
 	Q_RENEW,
+	Q_RENEW_IDS,
 	Q_SHIFT_AGENTS,
 	Q_RELEASE,
 	Q_PRUNE_BOUND,
@@ -293,6 +294,8 @@ static const char *const store_sql[Q_MAX] = {
 	    " AND EXISTS" OWNED_RUN,
 	[Q_RENEW] = "UPDATE runs SET lease_until = ?2 WHERE owner = ?1 AND state IN "
 	    ACTIVE_STATES,
+	[Q_RENEW_IDS] = "UPDATE runs SET lease_until = ?2 WHERE owner = ?1 AND state IN "
+	    ACTIVE_STATES " RETURNING run_id",
 	/* The wall clock stepped by ?2: the times of the agents under way of
 	 * the runs owner ?1 drives move with it (store_clock_stepped). */
 	[Q_SHIFT_AGENTS] = "UPDATE agent_runs SET"
@@ -2592,9 +2595,12 @@ store_halts_due(struct store *s, unsigned limit, json_t **out, char **cause)
 }
 
 enum store_result
-store_lease_renew(struct store *s, unsigned *renewed, char **cause)
+store_lease_renew(struct store *s, void (*each)(const char *, void *), void *arg,
+    unsigned *renewed, char **cause)
 {
-	sqlite3_stmt *st = store_stmt(s, Q_RENEW, cause);
+	sqlite3_stmt *st = store_stmt(s, each != NULL ? Q_RENEW_IDS : Q_RENEW, cause);
+	unsigned n = 0;
+	int rc;
 
 	if (renewed != NULL)
 		*renewed = 0;
@@ -2602,10 +2608,24 @@ store_lease_renew(struct store *s, unsigned *renewed, char **cause)
 		return STORE_ERROR;
 	bind_text(st, 1, s->owner);
 	sqlite3_bind_int64(st, 2, store_now(s) + s->lease_ms);
-	if (store_exec_stmt(s, st, cause, "renew leases") != 0)
-		return STORE_ERROR;
+	if (each == NULL) {
+		if (store_exec_stmt(s, st, cause, "renew leases") != 0)
+			return STORE_ERROR;
+		n = (unsigned)sqlite3_changes(s->db);
+	} else {
+		/* Every row is updated at the first step; then they are named. */
+		while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+			each((const char *)sqlite3_column_text(st, 0), arg);
+			n++;
+		}
+		sqlite3_reset(st);
+		if (rc != SQLITE_DONE) {
+			store_set_cause(s, cause, "renew leases");
+			return STORE_ERROR;
+		}
+	}
 	if (renewed != NULL)
-		*renewed = (unsigned)sqlite3_changes(s->db);
+		*renewed = n;
 	return STORE_OK;
 }
 
@@ -2626,7 +2646,7 @@ store_clock_stepped(struct store *s, int64_t step, unsigned *moved, char **cause
 		*moved = (unsigned)sqlite3_changes(s->db);
 	if (step > 0)
 		s->stepped_until = store_now(s) + s->lease_ms;
-	return store_lease_renew(s, NULL, cause);
+	return store_lease_renew(s, NULL, NULL, NULL, cause);
 }
 
 enum store_result

@@ -305,8 +305,11 @@ enum store_batch_fate {
 uint64_t store_batch_seq(const struct store *s);
 enum store_batch_fate store_batch_fate(const struct store *s, uint64_t seq);
 
-/* Renews the lease of every run this handle owns; returns how many. */
-enum store_result store_lease_renew(struct store *s, unsigned *renewed, char **cause);
+/* Renews the lease of every active run this handle owns; says how many in
+ * *renewed (may be NULL) and, with each, the id of each (each may not use
+ * the store). */
+enum store_result store_lease_renew(struct store *s, void (*each)(const char *run_id,
+    void *arg), void *arg, unsigned *renewed, char **cause);
 /* Gives up every claim of this handle (graceful shutdown). */
 enum store_result store_release_all(struct store *s, char **cause);
 

@@ -782,6 +782,12 @@ observer(const struct sched_event *ev, void *arg)
 		h->sabotage = 2;
 		foreign_commit_fails(h, ev->run_id);
 	}
+	/* The commit holding a run's end fails (test_lost_end_taken_up). */
+	if (h->sabotage == 3 && ev->agent == NULL && ap_streq(ev->new_state,
+	    "succeeded")) {
+		h->sabotage = 4;
+		foreign_commit_fails(h, ev->run_id);
+	}
 	if (n > h->max_in_flight)
 		h->max_in_flight = n;
 	if (sched_active_runs(h->sched) > h->max_runs)
@@ -3069,8 +3075,10 @@ test_committed_before_trigger(void **state)
 	}
 	h_wait_finals(h, 6, 20000);
 	assert_int_equal(verified_triggers, 24);
-	/* Each trigger carried the ownership guard for the client's retries. */
-	assert_int_equal(h->fake.guards_yes, 24);
+	/* Each trigger and each deploy (ahead or in its turn: one an agent)
+	 * carried the ownership guard for the client's retries. */
+	assert_int_equal(h->fake.guards_yes, 24 + 24);
+	assert_int_equal(log_count(h, "deploy", NULL), 24);
 	store_close(verify_store);
 	verify_store = NULL;
 	for (i = 0; i < 6; i++)
@@ -3234,20 +3242,38 @@ test_replaced_trigger_not_resent(void **state)
 /*
  * A run replaced by another process while this one waits a minute for its
  * next look at Airflow: the renewal of the leases finds it gone, and it is
- * no longer driven here long before that look.
+ * no longer driven here long before that look. With a backlog, runs this
+ * process claimed wait for admission (they are renewed too, and would make
+ * up for the one lost in a count): the renewal still finds it gone.
  */
 static void
-test_replaced_seen_at_renewal(void **state)
+replaced_seen_at_renewal(bool backlog)
 {
 	struct h *h = h_new();
-	char *id, *id2 = NULL;
+	char *id, *id2 = NULL, *other, *cause = NULL, name[16];
 	json_t *e = json_pack("{s:s}", "name", "pg");
+	int i;
 
 	h_short_lease(h);	/* renewed every ~70 ms */
 	h->cfg.poll_initial_ms = h->cfg.poll_max_ms = h->cfg.poll_floor_ms = 60000;
 	h->fake.beh[0].running_polls = 1000000;
-	h_start(h);
-	id = h_submit(h, "pg", NULL);
+	if (backlog) {
+		h->cfg.max_agents_in_flight = 1;  /* 16 runs admitted, the rest wait */
+		assert_int_equal(store_run_create(h->store, "databaseService", "pg",
+		    "{\"name\": \"pg\"}", NULL, false, &id, &cause), STORE_OK);
+		for (i = 0; i < 20; i++) {
+			snprintf(name, sizeof name, "s%d", i);
+			assert_int_equal(store_run_create(h->store, "databaseService",
+			    name, "{\"name\": \"x\"}", NULL, false, &other, &cause),
+			    STORE_OK);
+			free(other);
+		}
+		h_start(h);
+		assert_int_equal(sched_runs_waiting(h->sched), 5);
+	} else {
+		h_start(h);
+		id = h_submit(h, "pg", NULL);
+	}
 	h_wait_log(h, "deploy", "pg__metadata", 1);
 	h_spin(h, 50);		/* the DAG looked at in a minute */
 	assert_true(sched_driving(h->sched, id));
@@ -3258,6 +3284,77 @@ test_replaced_seen_at_renewal(void **state)
 	json_decref(e);
 	free(id);
 	free(id2);
+	h_free(h);
+}
+
+static void
+test_replaced_seen_at_renewal(void **state)
+{
+	replaced_seen_at_renewal(false);
+}
+
+static void
+test_replaced_seen_behind_backlog(void **state)
+{
+	replaced_seen_at_renewal(true);
+}
+
+/*
+ * Deploys ahead wait for a free place (predeploy_max 1); the run is replaced
+ * meanwhile by another process: those still waiting are not sent, so none
+ * writes the old entity's pipeline over what the new run deploys (nothing
+ * was written for them that the replacement could have fenced).
+ */
+static void
+test_replaced_predeploys_not_sent(void **state)
+{
+	struct h *h = h_new();
+	char *id, *id2 = NULL;
+	json_t *e = json_pack("{s:s}", "name", "pg");
+
+	h->cfg.predeploy = true;
+	h->cfg.predeploy_max = 1;
+	h->cfg.poll_initial_ms = h->cfg.poll_max_ms = h->cfg.poll_floor_ms = 60000;
+	h->fake.beh[0].running_polls = 1000000;
+	h->fake.slow_next = 1000;	/* every answer takes 200 ms */
+	h->fake.slow_ms = 200;
+	h_start(h);
+	id = h_submit(h, "pg", NULL);
+	h_wait_log(h, "deploy", "pg__lineage", 1);	/* the first ahead, out */
+	assert_int_equal(log_count(h, "deploy", "pg__usage"), 0);
+	h_replace_elsewhere(h, e, &id2);
+	h_spin(h, 800);
+	assert_int_equal(log_count(h, "deploy", "pg__usage"), 0);
+	assert_int_equal(log_count(h, "deploy", "pg__profiler"), 0);
+	json_decref(e);
+	free(id);
+	free(id2);
+	h_free(h);
+}
+
+/*
+ * A run's end is written in a commit that fails after the run was let go:
+ * on disk it is still running, this process's. The renewal of the leases
+ * finds it owned but driven by none, and it is taken up again and ends
+ * (without a rescan, here off).
+ */
+static void
+test_lost_end_taken_up(void **state)
+{
+	struct h *h = h_new();
+	char *id;
+
+	h_short_lease(h);
+	h->sabotage = 3;
+	h_start(h);
+	id = h_submit(h, "pg", NULL);
+	h_wait_finals(h, 1, 10000);
+	assert_int_equal(h->sabotage, 4);
+	h_wait_finals(h, 2, 5000);
+	assert_string_equal(h->final_run[1], id);
+	assert_string_equal(h->final_state[1], "succeeded");
+	h_assert_agent_state(h, id, "metadata", "succeeded");
+	free(id);
 	h_free(h);
 }
 
@@ -3348,6 +3445,9 @@ main(void)
 		cmocka_unit_test(test_halt_handed_over_at_stop),
 		cmocka_unit_test(test_replaced_trigger_not_resent),
 		cmocka_unit_test(test_replaced_seen_at_renewal),
+		cmocka_unit_test(test_replaced_seen_behind_backlog),
+		cmocka_unit_test(test_lost_end_taken_up),
+		cmocka_unit_test(test_replaced_predeploys_not_sent),
 		cmocka_unit_test(test_slow_request_noted),
 		cmocka_unit_test(test_agent_gone_from_plan_ends),
 		cmocka_unit_test(test_trigger_bad_reply_adopts),

@@ -1122,6 +1122,15 @@ test_prune(void **state)
 	free(p);
 }
 
+/* Keeps the ids store_lease_renew() names, two at most. */
+static void
+renewed_id(const char *run_id, void *arg)
+{
+	char (*seen)[64] = arg;
+
+	snprintf(seen[seen[0][0] != '\0'], 64, "%s", run_id);
+}
+
 static void
 test_leases_between_two_handles(void **state)
 {
@@ -1156,8 +1165,24 @@ test_leases_between_two_handles(void **state)
 	/* a renews; time passes but not past the renewed lease. */
 	now_a += 800;
 	now_b += 800;
-	assert_int_equal(store_lease_renew(a, &n, &cause), STORE_OK);
+	assert_int_equal(store_lease_renew(a, NULL, NULL, &n, &cause), STORE_OK);
 	assert_int_equal(n, 2);
+	/* Named, as the scheduler asks to compare them with the runs it drives. */
+	{
+		char seen[2][64] = { "", "" };
+		unsigned k = 0;
+
+		assert_int_equal(store_lease_renew(a, renewed_id, &seen, &n, &cause),
+		    STORE_OK);
+		assert_int_equal(n, 2);
+		for (i = 0; i < 2; i++)
+			k += strcmp(seen[i], r1) == 0 || strcmp(seen[i], r2) == 0;
+		assert_int_equal(k, 2);
+		assert_string_not_equal(seen[0], seen[1]);
+		assert_int_equal(store_lease_renew(b, renewed_id, &seen, &n, &cause),
+		    STORE_OK);
+		assert_int_equal(n, 0);
+	}
 	now_b += 800;
 	assert_int_equal(store_claim(b, r1, &cause), STORE_LOST);
 	/* The clock steps an hour ahead: b, which saw it first, does not take
