@@ -181,16 +181,14 @@ struct sched_halt {
 };
 TAILQ_HEAD(sched_halt_list, sched_halt);
 
-/* A run waiting for admission. */
-struct sched_admit {
-	char *id;
-	bool claimed;		/* by a scan (store_claim_unfinished) */
-};
-
-/* Runs renewed that this process drives (sched_lease_cb). */
+/* Runs renewed that this process drives, and some it does not
+ * (sched_lease_cb). */
+#define SCHED_LEASE_ORPHANS 64
 struct sched_lease_count {
 	struct sched *s;
 	unsigned driven;
+	char *orphans[SCHED_LEASE_ORPHANS];
+	unsigned norphans;
 };
 
 struct sched {
@@ -212,11 +210,9 @@ struct sched {
 	unsigned nhalts;
 	unsigned halts_failed;		/* Airflow runs not marked failed */
 	/* Admission: runs taken while enough runs already wait for a slot wait
-	 * here, as ids only, oldest first (see sched_full); those found by a
-	 * scan are claimed already (admit_claimed of them). */
-	struct sched_admit *admit;
+	 * here, as ids only, oldest first (see sched_full). */
+	char **admit;
 	size_t admit_head, admit_len, admit_cap;
-	unsigned admit_claimed;
 	struct event *admit_ev;
 	unsigned nruns;
 	struct sched_run **index;	/* runs by run_id: chained hash, nruns <= size */
@@ -2706,10 +2702,10 @@ out:
 }
 
 static void
-sched_admit_push(struct sched *s, const char *run_id, bool claimed)
+sched_admit_push(struct sched *s, const char *run_id)
 {
 	size_t i, n;
-	struct sched_admit *v;
+	char **v;
 
 	if (s->admit_len == s->admit_cap) {
 		n = s->admit_cap == 0 ? 64 : s->admit_cap * 2;
@@ -2721,24 +2717,20 @@ sched_admit_push(struct sched *s, const char *run_id, bool claimed)
 		s->admit_cap = n;
 		s->admit_head = 0;
 	}
-	v = &s->admit[(s->admit_head + s->admit_len++) % s->admit_cap];
-	v->id = ap_xstrdup(run_id);
-	v->claimed = claimed;
-	s->admit_claimed += claimed;
+	s->admit[(s->admit_head + s->admit_len++) % s->admit_cap] = ap_xstrdup(run_id);
 }
 
 static char *
 sched_admit_pop(struct sched *s)
 {
-	struct sched_admit *v;
+	char *id;
 
 	if (s->admit_len == 0)
 		return NULL;
-	v = &s->admit[s->admit_head];
-	s->admit_claimed -= v->claimed;
+	id = s->admit[s->admit_head];
 	s->admit_head = (s->admit_head + 1) % s->admit_cap;
 	s->admit_len--;
-	return v->id;
+	return id;
 }
 
 static void
@@ -2786,7 +2778,7 @@ sched_take(struct sched *s, const char *run_id, char **cause)
 	if (sched_find(s, run_id) != NULL)
 		return 0;
 	if (s->admit_len > 0 || sched_full(s)) {
-		sched_admit_push(s, run_id, false);
+		sched_admit_push(s, run_id);
 		return 0;
 	}
 	return sched_take_now(s, run_id, cause);
@@ -3231,7 +3223,7 @@ sched_claim_unfinished(struct sched *s)
 		if (sched_find(s, ids[i]) != NULL)
 			continue;
 		if (s->admit_len > 0 || sched_full(s)) {
-			sched_admit_push(s, ids[i], true);
+			sched_admit_push(s, ids[i]);
 			continue;
 		}
 		if (sched_run_load(s, ids[i], &cause) != 0) {
@@ -3309,7 +3301,8 @@ sched_check_owned(struct sched *s)
 	free(lost);
 }
 
-/* Counts the runs renewed that this process drives. */
+/* Counts the runs renewed that this process drives, and notes others
+ * while none waits for admission (those waiting are owned, some of them). */
 static void
 sched_lease_seen(const char *run_id, void *arg)
 {
@@ -3317,39 +3310,59 @@ sched_lease_seen(const char *run_id, void *arg)
 
 	if (sched_find(c->s, run_id) != NULL)
 		c->driven++;
+	else if (c->s->admit_len == 0 && c->norphans < SCHED_LEASE_ORPHANS)
+		c->orphans[c->norphans++] = ap_xstrdup(run_id);
+}
+
+static bool
+sched_retake_pending(const struct sched *s, const char *run_id)
+{
+	const struct sched_retake *t;
+
+	TAILQ_FOREACH(t, &s->retakes, link)
+		if (strcmp(t->run_id, run_id) == 0)
+			return true;
+	return false;
 }
 
 /*
  * Renews the leases of the runs this process owns, and compares them with
  * those it drives: fewer of these renewed than driven, one at least is not
  * its own any more (replaced by another process, most likely), and each is
- * looked at. More owned than driven and waiting for admission, one is owned
- * but driven by no one: a run whose end was written in a commit that
- * failed after the run was let go (it is active on disk again); a serve
- * takes it up again (as its rescan would, which may be off or put off).
+ * looked at. A run renewed that it neither drives nor has waiting (for
+ * admission, or to be taken back after a store error) is driven by no one:
+ * a run whose end was written in a commit that failed after the run was let
+ * go (active on disk again), or one whose load failed; a serve takes it up
+ * again (as a rescan would, which may be off or put off).
  */
 static void
 sched_lease_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct sched *s = arg;
-	struct sched_lease_count c = { s, 0 };
+	struct sched_lease_count c = { .s = s };
 	char *cause = NULL;
-	unsigned renewed;
+	unsigned renewed, i;
 
 	if (store_lease_renew(s->store, sched_lease_seen, &c, &renewed, &cause) !=
 	    STORE_OK) {
 		ap_error("scheduler: cannot renew leases: %s", cause);
 		free(cause);
-		return;
-	}
-	if (c.driven < s->nruns)
+		c.norphans = 0;
+	} else if (c.driven < s->nruns)
 		sched_check_owned(s);
-	if (renewed > c.driven + s->admit_claimed && s->recover && !s->stopped) {
-		ap_warn("scheduler: %u run%s of this process's driven by none of it;"
-		    " taking %s up again", renewed - c.driven - s->admit_claimed,
-		    renewed - c.driven - s->admit_claimed == 1 ? "" : "s",
-		    renewed - c.driven - s->admit_claimed == 1 ? "it" : "them");
-		sched_claim_unfinished(s);
+	for (i = 0; i < c.norphans; i++) {
+		if (s->recover && !s->stopped && sched_find(s, c.orphans[i]) == NULL &&
+		    !sched_retake_pending(s, c.orphans[i])) {
+			ap_warn("scheduler: run %s is this process's but driven by none"
+			    " of it; taking it up again", c.orphans[i]);
+			if (sched_take(s, c.orphans[i], &cause) != 0) {
+				ap_warn("scheduler: cannot take run %s up again: %s",
+				    c.orphans[i], cause != NULL ? cause : "?");
+				free(cause);
+				cause = NULL;
+			}
+		}
+		free(c.orphans[i]);
 	}
 }
 

@@ -2615,7 +2615,10 @@ store_lease_renew(struct store *s, void (*each)(const char *, void *), void *arg
 	} else {
 		/* Every row is updated at the first step; then they are named. */
 		while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-			each((const char *)sqlite3_column_text(st, 0), arg);
+			const char *id = (const char *)sqlite3_column_text(st, 0);
+
+			if (id != NULL)
+				each(id, arg);
 			n++;
 		}
 		sqlite3_reset(st);
