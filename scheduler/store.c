@@ -338,6 +338,7 @@ struct store {
 	char *path;
 	char *owner;
 	char *host;
+	char locality[9];	/* of this process's owner tag, see store_locality() */
 	char *backup_path;
 	unsigned version;
 	int64_t lease_ms;
@@ -927,6 +928,8 @@ store_reopen_immutable(struct store *s, unsigned target)
 	return 0;
 }
 
+static uint32_t store_locality(void);
+
 struct store *
 store_open(const char *path, const struct store_options *opts, char **cause)
 {
@@ -959,11 +962,12 @@ store_open(const char *path, const struct store_options *opts, char **cause)
 		strcpy(host, "localhost");
 	host[sizeof host - 1] = '\0';
 	s->host = ap_xstrdup(host);
+	snprintf(s->locality, sizeof s->locality, "%08x", store_locality());
 	if (opts->owner != NULL)
 		s->owner = ap_xstrdup(opts->owner);
 	else
-		s->owner = ap_xprintf("%s/%ld/%06llx", host, (long)getpid(),
-		    (unsigned long long)(store_rand(s) & 0xffffff));
+		s->owner = ap_xprintf("%s/%ld/%s%06llx", host, (long)getpid(),
+		    s->locality, (unsigned long long)(store_rand(s) & 0xffffff));
 
 	/* SQLite's memory statistics (unused here) cost a mutex and counters on
 	 * every allocation; they can be turned off only before SQLite's first
@@ -2078,11 +2082,44 @@ proc_zombie(long pid)
 	return rp[2] == 'Z' || rp[2] == 'X';
 }
 
-/* True if owner names a process on this host that no longer exists. */
+/*
+ * Where this process's pids mean something: its PID namespace (the inode of
+ * /proc/self/ns/pid) and this boot (the kernel's boot id), hashed (FNV-1a)
+ * into the first 8 hex digits of its owner tag. Without /proc, the same
+ * for every process: taken as local, as before tags named it.
+ */
+static uint32_t
+store_locality(void)
+{
+	char boot[64];
+	struct stat sb;
+	uint32_t h = 2166136261u;
+	size_t n = 0, i;
+	FILE *f;
+
+	if ((f = fopen("/proc/sys/kernel/random/boot_id", "r")) != NULL) {
+		n = fread(boot, 1, sizeof boot, f);
+		fclose(f);
+	}
+	for (i = 0; i < n; i++)
+		h = (h ^ (unsigned char)boot[i]) * 16777619u;
+	if (stat("/proc/self/ns/pid", &sb) == 0)
+		for (i = 0; i < sizeof sb.st_ino; i++)
+			h = (h ^ (unsigned char)(sb.st_ino >> (8 * i))) * 16777619u;
+	return h;
+}
+
+/*
+ * True if owner names a process on this host that no longer exists. Its pid
+ * means something here only if it was given in this PID namespace since
+ * this boot: two containers of one host name (a pod's, or --network host)
+ * each have their own, where the other's pid may be anyone's or no one's.
+ * An owner tag written before it named its locality is taken as local.
+ */
 static bool
 store_owner_dead(struct store *s, const char *owner)
 {
-	size_t hl = strlen(s->host);
+	size_t hl = strlen(s->host), i;
 	const char *p;
 	char *end;
 	long pid;
@@ -2096,6 +2133,12 @@ store_owner_dead(struct store *s, const char *owner)
 	pid = strtol(p, &end, 10);
 	if (errno != 0 || end == p || *end != '/' || pid <= 0)
 		return false;
+	if (strlen(end + 1) == 14) {
+		for (i = 0; i < 14 && strchr("0123456789abcdef", end[1 + i]) != NULL; i++)
+			;
+		if (i == 14 && strncmp(end + 1, s->locality, 8) != 0)
+			return false;
+	}
 	if (pid == (long)getpid())
 		return false;
 	if (kill((pid_t)pid, 0) != 0)

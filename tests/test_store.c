@@ -1234,6 +1234,58 @@ test_leases_between_two_handles(void **state)
 	free(p);
 }
 
+/*
+ * An owner's pid means something only in the PID namespace and boot its tag
+ * names: a pid gone here is a dead owner if the tag is this process's
+ * locality (or names none, as tags did before), not if it is another's (a
+ * container of the same host name): that one's lease decides.
+ */
+static void
+test_owner_of_other_namespace(void **state)
+{
+	char *p = db_path("ns.db"), *cause = NULL, *r1, **ids, hostname[256], *owner,
+	    other[9], *mine;
+	struct store_options o = { .lease_ms = 3600000 };
+	struct store *a, *b;
+	pid_t pid;
+	int st, i;
+
+	(void)state;
+	pid = fork();
+	if (pid == 0)
+		_exit(0);
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	gethostname(hostname, sizeof hostname);
+	hostname[sizeof hostname - 1] = '\0';
+	b = open_ok(p, &o);
+	mine = strrchr(store_owner(b), '/') + 1;
+	assert_int_equal(strlen(mine), 14);
+	snprintf(other, sizeof other, "%.8s", mine);
+	other[0] = other[0] == '0' ? '1' : '0';
+	for (i = 0; i < 2; i++) {
+		owner = ap_xprintf("%s/%ld/%.8sabcdef", hostname, (long)pid,
+		    i == 0 ? other : mine);
+		o.owner = owner;
+		a = open_ok(p, &o);
+		assert_int_equal(store_run_create(a, "databaseService", i == 0 ? "s1" :
+		    "s2", "{}", NULL, false, &r1, &cause), STORE_OK);
+		assert_int_equal(store_claim(a, r1, &cause), STORE_OK);
+		store_close(a);	/* "crash": no release */
+		assert_int_equal(store_claim_unfinished(b, 0, &ids, &cause), STORE_OK);
+		if (i == 0)
+			assert_null(ids[0]);	/* its lease holds */
+		else {
+			assert_non_null(ids[0]);
+			assert_string_equal(ids[0], r1);
+		}
+		store_strv_free(ids);
+		free(r1);
+		free(owner);
+	}
+	store_close(b);
+	free(p);
+}
+
 /* zombie: the owner has exited but is not reaped yet (as under an init that
  * reaps nobody). */
 static void
@@ -1624,6 +1676,7 @@ main(void)
 		cmocka_unit_test(test_leases_between_two_handles),
 		cmocka_unit_test(test_recovery_after_owner_died),
 		cmocka_unit_test(test_recovery_after_owner_zombie),
+		cmocka_unit_test(test_owner_of_other_namespace),
 		cmocka_unit_test(test_agent_update_in_place),
 		cmocka_unit_test(test_group_commit),
 		cmocka_unit_test(test_batch_rolled_back_whole),
