@@ -355,9 +355,9 @@ parse_listen(struct config *c, const json_t *sec, char **cause)
 	 * few of them beside smaller ones. */
 	if (buffered_set && c->max_buffered_bytes < config_request_bytes_max(c)) {
 		*cause = ap_xprintf("listen.max_buffered_bytes: %zu is less than one"
-		    " request may hold as it is read (%zu bytes: its headers and a body"
-		    " up to four times listen.max_body_bytes)", c->max_buffered_bytes,
-		    config_request_bytes_max(c));
+		    " request may hold as it is read (%zu bytes: 64 KiB of headers and a"
+		    " body up to four times listen.max_body_bytes, at least 64 KiB past"
+		    " it)", c->max_buffered_bytes, config_request_bytes_max(c));
 		return -1;
 	}
 	if (!buffered_set && c->max_buffered_bytes < 4 * config_request_bytes_max(c))

@@ -175,7 +175,9 @@ struct conn_entry {
 	struct evbuffer_cb_entry *input_cb;	/* conn_input_cb, on input */
 	size_t raw;			/* bytes received since its last answer */
 	size_t held;			/* what they hold, as conn_input_cb counts */
+	uint64_t begun_ms;		/* its first byte after that answer came */
 	bool busy;			/* its request is being answered (busy_add) */
+	struct bufferevent *bev;
 };
 
 /* Servers of this process, for accept_error_cb (libevent hands it the
@@ -812,6 +814,8 @@ conn_input_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *a
 
 	if (n == 0)
 		return;
+	if (e->raw == 0)
+		e->begun_ms = ap_mono_ms();
 	n += conn_header_lines(buf, n, e->raw) * HEADER_LINE_COST;
 	e->raw += info->n_added;
 	room = config_request_bytes_max(s->cfg) - e->held;
@@ -826,7 +830,7 @@ conn_input_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *a
 }
 
 /* e's request is answered: what it holds is what came after it (n bytes, of
- * the next request), and it is not busy. */
+ * the next request), it is not busy, and it may read a whole request. */
 static void
 conn_held_reset(struct server *s, struct conn_entry *e, size_t n)
 {
@@ -836,10 +840,15 @@ conn_held_reset(struct server *s, struct conn_entry *e, size_t n)
 		s->busy_held -= e->held;
 	e->busy = false;
 	e->raw = n;
+	e->begun_ms = ap_mono_ms();
 	if (n > max)
 		n = max;
 	s->held = s->held - e->held + n;
 	e->held = n;
+	if (e->bev != NULL)
+		bufferevent_setwatermark(e->bev, EV_READ, 0, max);
+	if (s->held - s->busy_held > s->cfg->max_buffered_bytes)
+		event_active(s->shed_ev, EV_TIMEOUT, 1);
 }
 
 /* Tracks evcon (once), already counted in nconns when counted. */
@@ -861,14 +870,14 @@ conn_track(struct server *s, struct evhttp_connection *evcon, bool counted)
 	if (tsearch(e, &s->conn_tree, conn_cmp) == NULL)
 		ap_fatal("out of memory");
 	if ((bev = evhttp_connection_get_bufferevent(evcon)) != NULL) {
+		/* Reading stops at what one request may hold (no less: a chunk
+		 * of a body is taken whole), and less while an answer is
+		 * written (busy_add). */
+		e->bev = bev;
 		e->input = bufferevent_get_input(bev);
 		if ((e->input_cb = evbuffer_add_cb(e->input, conn_input_cb, e)) == NULL)
 			ap_fatal("out of memory");
 		conn_held_reset(s, e, evbuffer_get_length(e->input));
-		/* libevent reads on while it writes an answer (pipelined
-		 * requests, or anything): at this much it stops until what is
-		 * there is taken. No less: a chunk of a body is taken whole. */
-		bufferevent_setwatermark(bev, EV_READ, 0, config_request_bytes_max(s->cfg));
 	}
 	TAILQ_INSERT_TAIL(&s->conns, e, link);
 	if (!counted)
@@ -954,6 +963,8 @@ conn_busy(const struct server *s, const struct evhttp_connection *evcon)
 
 static void probe_start(struct server *);
 
+static void conn_shed_warn(struct server *, uint64_t);
+
 /* Closes the connections past the request deadline. */
 static void
 conn_sweep_cb(evutil_socket_t fd, short what, void *arg)
@@ -986,6 +997,7 @@ conn_sweep_cb(evutil_socket_t fd, short what, void *arg)
 		s->cut_warned_ms = now;
 		s->cut_unwarned = 0;
 	}
+	conn_shed_warn(s, now);
 	/* While the breaker is open, the client probes only for a request
 	 * that waits: a server with no work would never see Airflow back, and
 	 * /readyz (which then answers at once) would stay 503. One look at a
@@ -995,6 +1007,21 @@ conn_sweep_cb(evutil_socket_t fd, short what, void *arg)
 	    s->deps.airflow_ops->unreachable(s->deps.airflow) &&
 	    now - s->probe_started_ms >= READY_FRESH_MS)
 		probe_start(s);
+}
+
+/* Says what was shed, at most once a minute (the sweep says the rest). */
+static void
+conn_shed_warn(struct server *s, uint64_t now)
+{
+	if (s->shed_unwarned == 0 || (s->shed_warned_ms != 0 &&
+	    now - s->shed_warned_ms < ACCEPT_WARN_MS))
+		return;
+	ap_warn("http: closed %llu connection%s waiting longest for a whole request,"
+	    " to keep what requests not yet whole hold within %zu bytes"
+	    " (listen.max_buffered_bytes)", (unsigned long long)s->shed_unwarned,
+	    s->shed_unwarned == 1 ? "" : "s", s->cfg->max_buffered_bytes);
+	s->shed_warned_ms = now;
+	s->shed_unwarned = 0;
 }
 
 /*
@@ -1012,7 +1039,6 @@ conn_shed_cb(evutil_socket_t fd, short what, void *arg)
 	struct server *s = arg;
 	struct conn_entry *e, *first;
 	struct evhttp_connection *evcon;
-	uint64_t now;
 
 	(void)fd;
 	(void)what;
@@ -1020,7 +1046,7 @@ conn_shed_cb(evutil_socket_t fd, short what, void *arg)
 		first = NULL;
 		TAILQ_FOREACH(e, &s->conns, link)
 			if (e->held > 0 && !e->busy && !e->close_now && (first == NULL ||
-			    e->since_ms < first->since_ms || (e->since_ms == first->since_ms &&
+			    e->begun_ms < first->begun_ms || (e->begun_ms == first->begun_ms &&
 			    e->held > first->held)))
 				first = e;
 		if (first == NULL)
@@ -1031,16 +1057,7 @@ conn_shed_cb(evutil_socket_t fd, short what, void *arg)
 		s->shed_unwarned++;
 		evhttp_connection_free(evcon);
 	}
-	now = ap_mono_ms();
-	if (s->shed_unwarned > 0 && (s->shed_warned_ms == 0 ||
-	    now - s->shed_warned_ms >= ACCEPT_WARN_MS)) {
-		ap_warn("http: closed %llu connection%s waiting longest for a whole"
-		    " request, to keep what requests not yet whole hold within %zu bytes"
-		    " (listen.max_buffered_bytes)", (unsigned long long)s->shed_unwarned,
-		    s->shed_unwarned == 1 ? "" : "s", s->cfg->max_buffered_bytes);
-		s->shed_warned_ms = now;
-		s->shed_unwarned = 0;
-	}
+	conn_shed_warn(s, ap_mono_ms());
 }
 
 /* Closes the connections whose CONNECT is answered (close_ev, activated by
@@ -1174,6 +1191,11 @@ busy_add(struct server *s, struct evhttp_request *req)
 	if (!e->busy) {
 		e->busy = true;
 		s->busy_held += e->held;
+		/* libevent reads on while it writes the answer, with nothing
+		 * taking what comes (pipelined requests, or anything): a little
+		 * is enough until it does. */
+		if (e->bev != NULL)
+			bufferevent_setwatermark(e->bev, EV_READ, 0, CONFIG_MAX_HEADER_BYTES);
 	}
 	/* While draining, each connection closes after its answer. */
 	if (s->draining)
@@ -2514,6 +2536,13 @@ route(struct evhttp_request *req, void *arg)
 	busy_add(s, req);
 	if (path == NULL || *path == '\0')
 		path = "/";
+	/* Only the webhook and the re-run read a body: any other one goes
+	 * now rather than when its answer is written, however slowly the
+	 * client reads it. */
+	if (strcmp(path, WEBHOOK_PATH) != 0 && strcmp(path, WEBHOOK_PATH "/") != 0 &&
+	    !(ap_startswith(path, SERVICES_PATH) && ap_endswith(path, RERUN_SUFFIX)))
+		evbuffer_drain(evhttp_request_get_input_buffer(req),
+		    evbuffer_get_length(evhttp_request_get_input_buffer(req)));
 	if (evhttp_request_get_command(req) == EVHTTP_REQ_CONNECT) {
 		/* libevent neither frames an answer to CONNECT nor closes its
 		 * connection after one, whatever the headers say: the answer

@@ -357,7 +357,9 @@ server_connection(const char *url, const char *token)
 		json_object_set_new(c, "securityConfig",
 		    json_pack("{s:s}", "jwtToken", token));
 	/* "no-ssl", as OpenMetadata itself sends by default: the ingestion's
-	 * client then verifies an https:// server against the system's CAs.
+	 * client then leaves verification of an https:// server to Python's
+	 * requests, which checks it against its CA bundle (certifi's, or
+	 * REQUESTS_CA_BUNDLE).
 	 * "validate" would want an sslConfig with a CA certificate, and without
 	 * one OpenMetadata's client refuses to start ("You have Verify SSL but
 	 * the SSL Config is missing"), so every DAG would fail to import. */

@@ -3347,7 +3347,9 @@ sched_lease_cb(evutil_socket_t fd, short what, void *arg)
 	    STORE_OK) {
 		ap_error("scheduler: cannot renew leases: %s", cause);
 		free(cause);
-		c.norphans = 0;
+		cause = NULL;
+		while (c.norphans > 0)
+			free(c.orphans[--c.norphans]);
 	} else if (c.driven < s->nruns)
 		sched_check_owned(s);
 	for (i = 0; i < c.norphans; i++) {

@@ -646,7 +646,7 @@ test_pipeline_content(void **state)
 		    "https://om.example/api");
 		assert_null(json_object_get(om, "securityConfig"));
 		/* Not "validate", which OpenMetadata's client refuses without an
-		 * sslConfig: "no-ssl" still verifies https against the system's CAs. */
+		 * sslConfig: with "no-ssl", requests still verifies https. */
 		assert_string_equal(json_string_value(json_object_get(om, "verifySSL")),
 		    "no-ssl");
 		assert_null(json_object_get(om, "sslConfig"));
