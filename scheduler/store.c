@@ -767,9 +767,17 @@ store_migrate(struct store *s, unsigned target, char **cause)
 	}
 	if (store_exec_sql(s, "BEGIN IMMEDIATE", cause) != 0)
 		return -1;
-	/* Another process may have migrated while we waited for the lock. */
+	/* Another process may have migrated while we waited for the lock,
+	 * to this version or to a newer one (refused as above). */
 	if (store_pragma_int(s, "PRAGMA user_version", &version, cause) != 0)
 		goto fail;
+	if (version > STORE_SCHEMA_VERSION) {
+		*cause = ap_xprintf("%s: schema version %d is newer than this autopilot's"
+		    " (%d); a newer autopilot migrated it just now — upgrade autopilot"
+		    " or point --state at another database", s->path, version,
+		    STORE_SCHEMA_VERSION);
+		goto fail;
+	}
 	for (v = (unsigned)version; v < target; v++) {
 		if (store_exec_sql(s, store_migrations[v], cause) != 0)
 			goto fail;

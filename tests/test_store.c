@@ -13,6 +13,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <pthread.h>
 #include <sqlite3.h>
 
 #include "store.h"
@@ -128,6 +129,47 @@ old_database(const char *p, unsigned version, const char *state,
 	assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
 	sqlite3_close(db);
 	sqlite3_free(sql);
+}
+
+/* Commits the raw connection's transaction after 300 ms, and closes it. */
+static void *
+commit_later(void *arg)
+{
+	sqlite3 *db = arg;
+
+	usleep(300000);
+	assert_int_equal(sqlite3_exec(db, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+	return NULL;
+}
+
+/*
+ * Another process migrates to a newer schema while this one, about to
+ * migrate an old database, waits for the write lock: the version read again
+ * under the lock is newer than this autopilot's, and the database is
+ * refused as one found newer at first would be (not migrated again, nor
+ * opened as this version).
+ */
+static void
+test_newer_migration_seen_under_lock(void **state)
+{
+	char *p = db_path("race.db"), *cause = NULL, sql[64];
+	sqlite3 *db;
+	pthread_t t;
+
+	(void)state;
+	old_database(p, 1, "pending", "{}", "{}");
+	assert_int_equal(sqlite3_open(p, &db), SQLITE_OK);
+	snprintf(sql, sizeof sql, "BEGIN IMMEDIATE; PRAGMA user_version = %d",
+	    STORE_SCHEMA_VERSION + 1);
+	assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+	assert_int_equal(pthread_create(&t, NULL, commit_later, db), 0);
+	assert_null(store_open(p, NULL, &cause));
+	assert_int_equal(pthread_join(t, NULL), 0);
+	assert_non_null(cause);
+	assert_non_null(strstr(cause, "migrated it just now"));
+	free(cause);
+	free(p);
 }
 
 static void
@@ -1663,6 +1705,7 @@ main(void)
 		cmocka_unit_test(test_migration_from_v1_backs_up_and_keeps_data),
 		cmocka_unit_test(test_entity_stored_once_and_v2_rows_kept),
 		cmocka_unit_test(test_newer_database_is_refused),
+		cmocka_unit_test(test_newer_migration_seen_under_lock),
 		cmocka_unit_test(test_writable_check_keeps_version),
 		cmocka_unit_test(test_foreign_database_is_refused),
 		cmocka_unit_test(test_read_only_open_writes_nothing),
