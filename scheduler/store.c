@@ -390,12 +390,26 @@ store_set_cause(struct store *s, char **cause, const char *what)
 		*cause = ap_xprintf("%s: %s: %s", s->path, what, sqlite3_errmsg(s->db));
 }
 
-/* The cached statement, reset and unbound. NULL on a prepare failure. */
+static void store_batch_lost(struct store *);
+
+/* The cached statement, reset and unbound. NULL on a prepare failure, or
+ * when the open batch is found rolled back. */
 static sqlite3_stmt *
 store_stmt(struct store *s, enum store_stmt_id id, char **cause)
 {
 	sqlite3_stmt *st = s->stmts[id];
 
+	/* SQLite rolled the open batch back itself after an error (SQLITE_FULL,
+	 * IOERR, NOMEM, a RAISE(ROLLBACK)): it is lost, and no statement runs
+	 * as if it were open, each committed on its own, until the caller has
+	 * heard (store_batch_failures()). */
+	if (s->batch && sqlite3_get_autocommit(s->db)) {
+		store_batch_lost(s);
+		if (cause != NULL)
+			*cause = ap_xprintf("%s: the open transaction was rolled back after"
+			    " an earlier error; what it held is lost", s->path);
+		return NULL;
+	}
 	if (st == NULL) {
 		if (sqlite3_prepare_v3(s->db, store_sql[id], -1,
 		    SQLITE_PREPARE_PERSISTENT, &st, NULL) != SQLITE_OK) {

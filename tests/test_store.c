@@ -1633,6 +1633,55 @@ test_batch_rolled_back_whole(void **state)
 	free(p);
 }
 
+/*
+ * The same when the write that fails is one that does not check for a lost
+ * batch itself (an agent's row): the next write of the turn (the run's
+ * state) is not committed on its own as if the batch were open, but refused,
+ * and the batch is reported lost.
+ */
+static void
+test_write_after_batch_rolled_back(void **state)
+{
+	char *p = db_path("batch-lost2.db"), *cause = NULL, *r1 = NULL;
+	struct store *s = open_ok(p, NULL), *other = open_ok(p, NULL);
+	struct store_agent_row ok = { .agent = "metadata", .state = "deploying" };
+	struct store_agent_row boom = { .agent = "boom", .state = "deploying" };
+	sqlite3 *db;
+	uint64_t failures;
+	json_t *run = NULL;
+
+	(void)state;
+	assert_int_equal(sqlite3_open(p, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, "CREATE TRIGGER boom BEFORE INSERT ON agent_runs"
+	    " WHEN NEW.agent = 'boom' BEGIN SELECT RAISE(ROLLBACK, 'boom'); END;",
+	    NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+	assert_int_equal(store_run_create(s, "databaseService", "pg", "{}", NULL, false,
+	    &r1, &cause), STORE_OK);
+	assert_int_equal(store_claim(s, r1, &cause), STORE_OK);
+	failures = store_batch_failures(s);
+	assert_int_equal(store_batch_begin(s, &cause), STORE_OK);
+	assert_int_equal(store_agent_save(s, r1, &ok, &cause), STORE_OK);
+	assert_int_equal(store_agent_save(s, r1, &boom, &cause), STORE_ERROR);
+	free(cause);
+	cause = NULL;
+	assert_int_equal(store_run_set_state(s, r1, "running", NULL, false, &cause),
+	    STORE_ERROR);
+	assert_non_null(strstr(cause, "rolled back after an earlier error"));
+	free(cause);
+	cause = NULL;
+	assert_int_equal(store_batch_failures(s), failures + 1);
+	assert_false(store_batch_open(s));
+	assert_int_equal(store_run_json(other, r1, &run, &cause), STORE_OK);
+	assert_string_equal(json_string_value(json_object_get(run, "state")), "pending");
+	assert_int_equal(json_array_size(json_object_get(run, "agents")), 0);
+	json_decref(run);
+	free(r1);
+	store_close(other);
+	store_close(s);
+	free(p);
+}
+
 static void
 test_group_commit(void **state)
 {
@@ -1723,6 +1772,7 @@ main(void)
 		cmocka_unit_test(test_agent_update_in_place),
 		cmocka_unit_test(test_group_commit),
 		cmocka_unit_test(test_batch_rolled_back_whole),
+		cmocka_unit_test(test_write_after_batch_rolled_back),
 		cmocka_unit_test(test_inbox_in_batch),
 		cmocka_unit_test(test_joined_event_gets_its_run),
 	};
