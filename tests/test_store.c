@@ -1571,6 +1571,21 @@ test_inbox_in_batch(void **state)
 	free(p);
 }
 
+/* Has SQLite roll back the whole transaction of an insert into table when
+ * cond holds (a trigger's RAISE(ROLLBACK)). */
+static void
+rollback_on(const char *p, const char *table, const char *cond)
+{
+	sqlite3 *db;
+	char *sql = sqlite3_mprintf("CREATE TRIGGER boom_%s BEFORE INSERT ON %s WHEN %s"
+	    " BEGIN SELECT RAISE(ROLLBACK, 'boom'); END;", table, table, cond);
+
+	assert_int_equal(sqlite3_open(p, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+	sqlite3_free(sql);
+}
+
 /*
  * An error after which SQLite rolls the whole batch back (here a trigger's
  * RAISE(ROLLBACK)): what joined the batch is lost and reported as a batch
@@ -1583,16 +1598,11 @@ test_batch_rolled_back_whole(void **state)
 	char *p = db_path("batch-lost.db"), *cause = NULL, *a = NULL, *b = NULL;
 	char *c = NULL;
 	struct store *s = open_ok(p, NULL), *other = open_ok(p, NULL);
-	sqlite3 *db;
 	uint64_t failures, lost, kept;
 	json_t *runs;
 
 	(void)state;
-	assert_int_equal(sqlite3_open(p, &db), SQLITE_OK);
-	assert_int_equal(sqlite3_exec(db, "CREATE TRIGGER boom BEFORE INSERT ON inbox"
-	    " WHEN NEW.event_id LIKE 'fail-%' BEGIN SELECT RAISE(ROLLBACK, 'boom'); END;",
-	    NULL, NULL, NULL), SQLITE_OK);
-	sqlite3_close(db);
+	rollback_on(p, "inbox", "NEW.event_id LIKE 'fail-%'");
 	failures = store_batch_failures(s);
 	assert_int_equal(store_batch_seq(s), 0);
 	assert_int_equal(store_batch_begin(s, &cause), STORE_OK);
@@ -1646,16 +1656,11 @@ test_write_after_batch_rolled_back(void **state)
 	struct store *s = open_ok(p, NULL), *other = open_ok(p, NULL);
 	struct store_agent_row ok = { .agent = "metadata", .state = "deploying" };
 	struct store_agent_row boom = { .agent = "boom", .state = "deploying" };
-	sqlite3 *db;
 	uint64_t failures;
 	json_t *run = NULL;
 
 	(void)state;
-	assert_int_equal(sqlite3_open(p, &db), SQLITE_OK);
-	assert_int_equal(sqlite3_exec(db, "CREATE TRIGGER boom BEFORE INSERT ON agent_runs"
-	    " WHEN NEW.agent = 'boom' BEGIN SELECT RAISE(ROLLBACK, 'boom'); END;",
-	    NULL, NULL, NULL), SQLITE_OK);
-	sqlite3_close(db);
+	rollback_on(p, "agent_runs", "NEW.agent = 'boom'");
 	assert_int_equal(store_run_create(s, "databaseService", "pg", "{}", NULL, false,
 	    &r1, &cause), STORE_OK);
 	assert_int_equal(store_claim(s, r1, &cause), STORE_OK);
