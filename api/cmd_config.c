@@ -95,9 +95,10 @@ config_check_exec(int argc, char **argv)
 	json_decref(env_warnings);
 	if (cfg.om_url == NULL)
 		fprintf(stderr, "autopilot: warning: openmetadata.url"
-		    " (AUTOPILOT_OPENMETADATA_URL) is not set: deployed agents cannot"
-		    " report back to OpenMetadata (their IngestionPipeline's"
-		    " openMetadataServerConnection is null)\n");
+		    " (AUTOPILOT_OPENMETADATA_URL) is not set: the agents deployed"
+		    " have no openMetadataServerConnection, which OpenMetadata's"
+		    " ingestion needs to reach OpenMetadata (OpenMetadata's Airflow"
+		    " plugin fails to deploy a pipeline without one)\n");
 	if (cfg.webhook_secret == NULL && !cfg.allow_unsigned)
 		fprintf(stderr, "autopilot: warning: no webhook secret"
 		    " (AUTOPILOT_WEBHOOK_SECRET or webhook.secret_file): `serve` refuses"

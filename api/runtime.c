@@ -49,8 +49,10 @@ ap_runtime_open(struct ap_runtime *rt, const struct config *cfg, char **cause)
 		goto config_error;
 	if (cfg->om_url == NULL)
 		ap_warn("openmetadata.url (AUTOPILOT_OPENMETADATA_URL) is not set: the"
-		    " agents deployed cannot report back to OpenMetadata (their"
-		    " IngestionPipeline has no openMetadataServerConnection)");
+		    " agents deployed have no openMetadataServerConnection, which"
+		    " OpenMetadata's ingestion needs to reach OpenMetadata"
+		    " (OpenMetadata's Airflow plugin fails to deploy a pipeline without"
+		    " one)");
 
 	rt->sched = sched_create(rt->base, rt->store, airflow_client_ops(),
 	    rt->airflow, &plan_sched_planner, rt->plan, &cfg->sched);

@@ -240,10 +240,12 @@ if rc == 0:
     check(all(af.get(k) == v for k, v in want.items()), "effective airflow settings %s" % af)
 check("af-very-secret" not in out + err, "the Airflow password is never printed")
 
-# Without openmetadata.url, deployed agents cannot report back: a warning, exit 0.
+# Without openmetadata.url, deployed agents have no openMetadataServerConnection:
+# a warning, exit 0.
 rc, out, err = config_check({})
 check(rc == 0 and "warning" in err and "openmetadata.url" in err and
-      "AUTOPILOT_OPENMETADATA_URL" in err, "openmetadata.url unset warns: %d %r" % (rc, err))
+      "AUTOPILOT_OPENMETADATA_URL" in err and "no openMetadataServerConnection" in err,
+      "openmetadata.url unset warns: %d %r" % (rc, err))
 check("warning" not in out, "the warning is on stderr only")
 rc, out, err = config_check({}, {"AUTOPILOT_OPENMETADATA_URL": "http://om:8585",
                                  "AUTOPILOT_WEBHOOK_SECRET": "s"})
