@@ -339,7 +339,7 @@ parse_listen(struct config *c, const json_t *sec, char **cause)
 			rc = get_uint("listen", key, v, 4, 1000000, &n, cause);
 			c->max_connections = (unsigned)n;
 		} else if (strcmp(key, "max_buffered_bytes") == 0) {
-			rc = get_uint("listen", key, v, 65536, (unsigned long)(SIZE_MAX >
+			rc = get_uint("listen", key, v, 132096, (unsigned long)(SIZE_MAX >
 			    0xffffffffu ? 16ull << 30 : SIZE_MAX), &n, cause);
 			c->max_buffered_bytes = n;
 			buffered_set = true;

@@ -119,6 +119,7 @@ struct server {
 	uint64_t store_checked_ms;
 	bool store_ok;
 	char *store_why;		/* why not, when !store_ok */
+	char *store_said;		/* the last such why logged, or NULL */
 	struct evhttp_request **ready_waiting;	/* /readyz waiting for the probe */
 	size_t nready_waiting, ready_waiting_cap;
 	struct event *ready_timer;	/* answers them after READY_WAIT_MS */
@@ -2060,6 +2061,17 @@ readyz_answer(struct server *s, struct evhttp_request *req, bool timed_out)
 		s->store_ok = store_check_writable(s->deps.store,
 		    &s->store_why) == STORE_OK;
 		s->store_checked_ms = now;
+		/* Said once in the log too (whoever watches only the log). */
+		if (!s->store_ok && !ap_streq(s->store_why, s->store_said)) {
+			ap_warn("readyz: the state store is not writable: %s",
+			    s->store_why != NULL ? s->store_why : "?");
+			free(s->store_said);
+			s->store_said = ap_xstrdup(s->store_why != NULL ? s->store_why : "?");
+		} else if (s->store_ok && s->store_said != NULL) {
+			ap_info("readyz: the state store is writable again");
+			free(s->store_said);
+			s->store_said = NULL;
+		}
 	}
 	store_ok = s->store_ok;
 	cause = s->store_why;
@@ -2840,6 +2852,7 @@ server_free(struct server *s)
 	free(s->ready_waiting);
 	free(s->airflow_error);
 	free(s->store_why);
+	free(s->store_said);
 	if (s->flush_ev != NULL)
 		event_free(s->flush_ev);
 	if (s->take_ev != NULL)

@@ -12,6 +12,7 @@ the user and the settings to fix."""
 import http.server
 import os
 import socket
+import sqlite3
 import sys
 import threading
 import time
@@ -169,6 +170,27 @@ def with_sim():
         st, body = readyz(srv, 8)
         check(st == 200 and body == {"ready": True, "store": "writable", "airflow": "reachable"},
               "readyz with Airflow: %s %s" % (st, body))
+        # Another autopilot migrates the database meanwhile: 503 saying so,
+        # said in the log too, and the version is not written back.
+        db = sqlite3.connect(srv.state)
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        db.execute("PRAGMA user_version = %d" % (version + 1))
+        db.commit()
+        time.sleep(1.1)
+        st, body = srv.request("GET", "/readyz")
+        check(st == 503 and "another autopilot migrated it since" in body.get("store", ""),
+              "readyz on a database migrated meanwhile: %s %s" % (st, body))
+        check(db.execute("PRAGMA user_version").fetchone()[0] == version + 1,
+              "the version was written back")
+        check("readyz: the state store is not writable" in srv.log() and
+              "migrated it since" in srv.log(), "the store's state is logged")
+        db.execute("PRAGMA user_version = %d" % version)
+        db.commit()
+        db.close()
+        time.sleep(1.1)
+        st, body = srv.request("GET", "/readyz")
+        check(st == 200, "readyz once the version is back: %s %s" % (st, body))
+        check("the state store is writable again" in srv.log(), "the way back is logged")
         sim.call("DELETE", "/_sim/requests")
         for _ in range(40):
             st, body = srv.request("GET", "/readyz")
