@@ -24,6 +24,10 @@
 #define DEFAULT_LISTEN_HOST "127.0.0.1"
 #define DEFAULT_LISTEN_PORT 8686
 #define DEFAULT_MAX_BUFFERED (64u * 1024 * 1024)
+#define MIN_BODY_BYTES 1024	/* listen.max_body_bytes at least */
+/* The least one request may hold as it is read (config_request_bytes_max()
+ * at the least max_body_bytes): listen.max_buffered_bytes at least. */
+#define MIN_BUFFERED (MIN_BODY_BYTES + 65536 + CONFIG_MAX_HEADER_BYTES)
 #define DEFAULT_STATE "autopilot.db"
 #define DEFAULT_AIRFLOW_URL "http://127.0.0.1:8080"
 #define DEFAULT_AIRFLOW_USER "admin"
@@ -324,7 +328,8 @@ parse_listen(struct config *c, const json_t *sec, char **cause)
 			rc = get_uint("listen", key, v, 0, 65535, &n, cause);
 			c->listen_port = (unsigned)n;
 		} else if (strcmp(key, "max_body_bytes") == 0) {
-			rc = get_uint("listen", key, v, 1024, 64ul * 1024 * 1024, &n, cause);
+			rc = get_uint("listen", key, v, MIN_BODY_BYTES, 64ul * 1024 * 1024, &n,
+			    cause);
 			c->max_body_bytes = n;
 		} else if (strcmp(key, "max_headers") == 0) {
 			rc = get_uint("listen", key, v, 8, 1000, &n, cause);
@@ -339,7 +344,7 @@ parse_listen(struct config *c, const json_t *sec, char **cause)
 			rc = get_uint("listen", key, v, 4, 1000000, &n, cause);
 			c->max_connections = (unsigned)n;
 		} else if (strcmp(key, "max_buffered_bytes") == 0) {
-			rc = get_uint("listen", key, v, 132096, (unsigned long)(SIZE_MAX >
+			rc = get_uint("listen", key, v, MIN_BUFFERED, (unsigned long)(SIZE_MAX >
 			    0xffffffffu ? 16ull << 30 : SIZE_MAX), &n, cause);
 			c->max_buffered_bytes = n;
 			buffered_set = true;

@@ -172,13 +172,12 @@ struct conn_entry {
 	struct evhttp_connection *evcon;
 	uint64_t since_ms;		/* accepted, or its last answer written */
 	bool close_now;			/* answered CONNECT: to be closed */
-	struct evbuffer *input;		/* its bufferevent's, or NULL */
-	struct evbuffer_cb_entry *input_cb;	/* conn_input_cb, on input */
+	struct bufferevent *bev;	/* libevent's, or NULL */
+	struct evbuffer_cb_entry *input_cb;	/* conn_input_cb, on its input */
 	size_t raw;			/* bytes received since its last answer */
 	size_t held;			/* what they hold, as conn_input_cb counts */
 	uint64_t begun_ms;		/* its first byte after that answer came */
 	bool busy;			/* its request is being answered (busy_add) */
-	struct bufferevent *bev;
 };
 
 /* Servers of this process, for accept_error_cb (libevent hands it the
@@ -749,7 +748,7 @@ static void
 conn_forget(struct server *s, struct conn_entry *e)
 {
 	if (e->input_cb != NULL)
-		evbuffer_remove_cb_entry(e->input, e->input_cb);
+		evbuffer_remove_cb_entry(bufferevent_get_input(e->bev), e->input_cb);
 	s->held -= e->held;
 	if (e->busy)
 		s->busy_held -= e->held;
@@ -761,6 +760,23 @@ conn_forget(struct server *s, struct conn_entry *e)
 }
 
 static void conn_closed(struct evhttp_connection *, void *);
+
+/* Closes e's connection (forgotten first: conn_closed finds nothing). */
+static void
+conn_close(struct server *s, struct conn_entry *e)
+{
+	struct evhttp_connection *evcon = e->evcon;
+
+	conn_forget(s, e);
+	evhttp_connection_free(evcon);
+}
+
+/* Whether requests not yet whole hold more than listen.max_buffered_bytes. */
+static bool
+conn_over_budget(const struct server *s)
+{
+	return s->held - s->busy_held > s->cfg->max_buffered_bytes;
+}
 
 /* What libevent keeps of one header line beyond its bytes: an entry and
  * copies of its name and value, each a block of its own. */
@@ -826,16 +842,18 @@ conn_input_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *a
 	s->held += n;
 	if (e->busy)
 		s->busy_held += n;
-	else if (s->held - s->busy_held > s->cfg->max_buffered_bytes)
+	else if (conn_over_budget(s))
 		event_active(s->shed_ev, EV_TIMEOUT, 1);
 }
 
-/* e's request is answered: what it holds is what came after it (n bytes, of
- * the next request), it is not busy, and it may read a whole request. */
+/* e's request is answered (or e is new): what it holds is what came after it
+ * (what its input has, of the next request), it is not busy, and it may read
+ * a whole request. */
 static void
-conn_held_reset(struct server *s, struct conn_entry *e, size_t n)
+conn_held_reset(struct server *s, struct conn_entry *e)
 {
 	size_t max = config_request_bytes_max(s->cfg);
+	size_t n = e->bev != NULL ? evbuffer_get_length(bufferevent_get_input(e->bev)) : 0;
 
 	if (e->busy)
 		s->busy_held -= e->held;
@@ -848,7 +866,7 @@ conn_held_reset(struct server *s, struct conn_entry *e, size_t n)
 	e->held = n;
 	if (e->bev != NULL)
 		bufferevent_setwatermark(e->bev, EV_READ, 0, max);
-	if (s->held - s->busy_held > s->cfg->max_buffered_bytes)
+	if (conn_over_budget(s))
 		event_active(s->shed_ev, EV_TIMEOUT, 1);
 }
 
@@ -875,10 +893,10 @@ conn_track(struct server *s, struct evhttp_connection *evcon, bool counted)
 		 * of a body is taken whole), and less while an answer is
 		 * written (busy_add). */
 		e->bev = bev;
-		e->input = bufferevent_get_input(bev);
-		if ((e->input_cb = evbuffer_add_cb(e->input, conn_input_cb, e)) == NULL)
+		if ((e->input_cb = evbuffer_add_cb(bufferevent_get_input(bev),
+		    conn_input_cb, e)) == NULL)
 			ap_fatal("out of memory");
-		conn_held_reset(s, e, evbuffer_get_length(e->input));
+		conn_held_reset(s, e);
 	}
 	TAILQ_INSERT_TAIL(&s->conns, e, link);
 	if (!counted)
@@ -972,7 +990,6 @@ conn_sweep_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct server *s = arg;
 	struct conn_entry *e, *next;
-	struct evhttp_connection *evcon;
 	uint64_t now = ap_mono_ms(), limit = (uint64_t)s->cfg->request_timeout_s * 1000;
 
 	(void)fd;
@@ -983,11 +1000,9 @@ conn_sweep_cb(evutil_socket_t fd, short what, void *arg)
 		 * the deadline. */
 		if (conn_busy(s, e->evcon) || now - e->since_ms < limit)
 			continue;
-		evcon = e->evcon;
-		conn_forget(s, e);
+		conn_close(s, e);
 		s->conns_cut++;
 		s->cut_unwarned++;
-		evhttp_connection_free(evcon);
 	}
 	if (s->cut_unwarned > 0 && (s->cut_warned_ms == 0 ||
 	    now - s->cut_warned_ms >= ACCEPT_WARN_MS)) {
@@ -1039,11 +1054,10 @@ conn_shed_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct server *s = arg;
 	struct conn_entry *e, *first;
-	struct evhttp_connection *evcon;
 
 	(void)fd;
 	(void)what;
-	while (s->held - s->busy_held > s->cfg->max_buffered_bytes) {
+	while (conn_over_budget(s)) {
 		first = NULL;
 		TAILQ_FOREACH(e, &s->conns, link)
 			if (e->held > 0 && !e->busy && !e->close_now && (first == NULL ||
@@ -1052,11 +1066,9 @@ conn_shed_cb(evutil_socket_t fd, short what, void *arg)
 				first = e;
 		if (first == NULL)
 			break;
-		evcon = first->evcon;
-		conn_forget(s, first);
+		conn_close(s, first);
 		s->conns_shed++;
 		s->shed_unwarned++;
-		evhttp_connection_free(evcon);
 	}
 	conn_shed_warn(s, ap_mono_ms());
 }
@@ -1068,7 +1080,6 @@ conn_close_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct server *s = arg;
 	struct conn_entry *e, *next;
-	struct evhttp_connection *evcon;
 
 	(void)fd;
 	(void)what;
@@ -1076,9 +1087,7 @@ conn_close_cb(evutil_socket_t fd, short what, void *arg)
 		next = TAILQ_NEXT(e, link);
 		if (!e->close_now)
 			continue;
-		evcon = e->evcon;
-		conn_forget(s, e);
-		evhttp_connection_free(evcon);
+		conn_close(s, e);
 	}
 }
 
@@ -1109,7 +1118,7 @@ request_done(struct evhttp_request *req, void *arg)
 	if (evcon != NULL && (e = conn_find(s, evcon)) != NULL) {
 		e->since_ms = ap_mono_ms();
 		/* Its request goes now; what came after it stays. */
-		conn_held_reset(s, e, e->input != NULL ? evbuffer_get_length(e->input) : 0);
+		conn_held_reset(s, e);
 		/* libevent keeps a connection open after CONNECT whatever the
 		 * headers say; its answer is written, so it closes now. */
 		if (evhttp_request_get_command(req) == EVHTTP_REQ_CONNECT) {
@@ -2538,6 +2547,19 @@ handle_metrics(struct server *s, struct evhttp_request *req)
 
 /* ---- Routing. ---- */
 
+/* The webhook's path (a URL typed with a final '/' is as meant). */
+static bool
+path_is_webhook(const char *path)
+{
+	return strcmp(path, WEBHOOK_PATH) == 0 || strcmp(path, WEBHOOK_PATH "/") == 0;
+}
+
+static bool
+path_is_rerun(const char *path)
+{
+	return ap_startswith(path, SERVICES_PATH) && ap_endswith(path, RERUN_SUFFIX);
+}
+
 static void
 route(struct evhttp_request *req, void *arg)
 {
@@ -2551,8 +2573,7 @@ route(struct evhttp_request *req, void *arg)
 	/* Only the webhook and the re-run read a body: any other one goes
 	 * now rather than when its answer is written, however slowly the
 	 * client reads it. */
-	if (strcmp(path, WEBHOOK_PATH) != 0 && strcmp(path, WEBHOOK_PATH "/") != 0 &&
-	    !(ap_startswith(path, SERVICES_PATH) && ap_endswith(path, RERUN_SUFFIX)))
+	if (!path_is_webhook(path) && !path_is_rerun(path))
 		evbuffer_drain(evhttp_request_get_input_buffer(req),
 		    evbuffer_get_length(evhttp_request_get_input_buffer(req)));
 	if (evhttp_request_get_command(req) == EVHTTP_REQ_CONNECT) {
@@ -2575,8 +2596,8 @@ route(struct evhttp_request *req, void *arg)
 		    "close");
 		reply_error(req, 400, "Bad Request", "bad request",
 		    "more than one Content-Length header");
-	} else if (strcmp(path, WEBHOOK_PATH) == 0 || strcmp(path, WEBHOOK_PATH "/") == 0)
-		handle_webhook(s, req);	/* a URL typed with a final '/' is as meant */
+	} else if (path_is_webhook(path))
+		handle_webhook(s, req);
 	else if (header_count(req) > s->cfg->max_headers) {
 		/* The webhook says so itself, counted in its outcomes. */
 		char *msg = too_many_headers(s);
@@ -2587,7 +2608,7 @@ route(struct evhttp_request *req, void *arg)
 	}
 	else if (strcmp(path, RUNS_PATH) == 0 || ap_startswith(path, RUNS_PATH "/"))
 		handle_runs(s, req, path);
-	else if (ap_startswith(path, SERVICES_PATH) && ap_endswith(path, RERUN_SUFFIX))
+	else if (path_is_rerun(path))
 		handle_rerun(s, req, path);
 	else if ((strcmp(path, "/healthz") == 0 || strcmp(path, "/readyz") == 0 ||
 	    strcmp(path, "/metrics") == 0) && !method_get(req)) {

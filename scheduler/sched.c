@@ -1452,15 +1452,24 @@ sched_commit(struct sched *s)
  * queued state was committed before its first send.
  */
 static bool
+sched_agent_ours(struct sched_agent *a, const char *what)
+{
+	if (sched_run_ours(a->run))
+		return true;
+	ap_warn("run %s agent %s: %s not sent again: the run is no longer this"
+	    " process's", a->run->run_id, agent_name(a), what);
+	return false;
+}
+
+static bool
 sched_trigger_ours(void *arg)
 {
 	struct sched_agent *a = arg;
+	char *what = ap_xprintf("trigger of %s", a->dag_run_id);
+	bool ours = sched_agent_ours(a, what);
 
-	if (sched_run_ours(a->run))
-		return true;
-	ap_warn("run %s agent %s: trigger of %s not sent again: the run is no"
-	    " longer this process's", a->run->run_id, agent_name(a), a->dag_run_id);
-	return false;
+	free(what);
+	return ours;
 }
 
 /* The same before a deploy is sent again: a run replaced meanwhile must not
@@ -1468,13 +1477,7 @@ sched_trigger_ours(void *arg)
 static bool
 sched_deploy_ours(void *arg)
 {
-	struct sched_agent *a = arg;
-
-	if (sched_run_ours(a->run))
-		return true;
-	ap_warn("run %s agent %s: deploy not sent again: the run is no longer this"
-	    " process's", a->run->run_id, agent_name(a));
-	return false;
+	return sched_agent_ours(arg, "deploy");
 }
 
 static void sched_agent_cb(const struct airflow_result *res, void *arg);
@@ -3275,23 +3278,13 @@ static void
 sched_check_owned(struct sched *s)
 {
 	struct sched_run *r;
-	char **lost, *cause = NULL;
+	char **lost;
 	size_t n = 0, i;
 
 	lost = ap_xcalloc(s->nruns + 1, sizeof *lost);
-	TAILQ_FOREACH(r, &s->runs, link) {
-		switch (store_run_owned(s->store, r->run_id, &cause)) {
-		case STORE_LOST:
+	TAILQ_FOREACH(r, &s->runs, link)
+		if (!sched_run_ours(r))
 			lost[n++] = ap_xstrdup(r->run_id);
-			break;
-		case STORE_OK:
-			break;
-		default:	/* its next write tells */
-			free(cause);
-			cause = NULL;
-			break;
-		}
-	}
 	/* Abandoned apart from the walk: an observer told of one may act. */
 	for (i = 0; i < n; i++) {
 		if ((r = sched_find(s, lost[i])) != NULL)
@@ -3341,10 +3334,9 @@ sched_lease_cb(evutil_socket_t fd, short what, void *arg)
 	struct sched *s = arg;
 	struct sched_lease_count c = { .s = s };
 	char *cause = NULL;
-	unsigned renewed, i;
+	unsigned i;
 
-	if (store_lease_renew(s->store, sched_lease_seen, &c, &renewed, &cause) !=
-	    STORE_OK) {
+	if (store_lease_renew(s->store, sched_lease_seen, &c, NULL, &cause) != STORE_OK) {
 		ap_error("scheduler: cannot renew leases: %s", cause);
 		free(cause);
 		cause = NULL;

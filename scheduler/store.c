@@ -2141,7 +2141,7 @@ store_locality(void)
 static bool
 store_owner_dead(struct store *s, const char *owner)
 {
-	size_t hl = strlen(s->host), i;
+	size_t hl = strlen(s->host);
 	const char *p;
 	char *end;
 	long pid;
@@ -2155,12 +2155,9 @@ store_owner_dead(struct store *s, const char *owner)
 	pid = strtol(p, &end, 10);
 	if (errno != 0 || end == p || *end != '/' || pid <= 0)
 		return false;
-	if (strlen(end + 1) == 14) {
-		for (i = 0; i < 14 && strchr("0123456789abcdef", end[1 + i]) != NULL; i++)
-			;
-		if (i == 14 && strncmp(end + 1, s->locality, 8) != 0)
-			return false;
-	}
+	if (strlen(end + 1) == 14 && strspn(end + 1, "0123456789abcdef") == 14 &&
+	    strncmp(end + 1, s->locality, 8) != 0)
+		return false;
 	if (pid == (long)getpid())
 		return false;
 	if (kill((pid_t)pid, 0) != 0)
