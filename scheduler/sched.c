@@ -124,6 +124,10 @@ struct sched_agent {
 	bool run_seen;		/* Airflow answered with this attempt's run */
 	bool trigger_sent;	/* this attempt's trigger was sent (once) */
 	bool trigger_fenced;	/* ... and its next send passed the fence */
+	/* The dag_run_id of a failed attempt that Airflow has no run of
+	 * although its trigger may have been sent: the next attempt triggers
+	 * with it (sched_agent_unseen()). */
+	char *next_run_id;
 	/* Deployed ahead, while its prerequisites run (scheduler.predeploy):
 	 * its first attempt then starts at the wait for the parse. */
 	struct airflow_req *pre_req;
@@ -965,8 +969,12 @@ sched_agent_set_state(struct sched_agent *a, enum sched_agent_state to,
 		/* Deterministic per run, agent and attempt: a trigger repeated
 		 * after a crash finds the same run (409) instead of a second. */
 		free(a->dag_run_id);
-		a->dag_run_id = ap_xprintf("autopilot__%s__%s__%u", r->run_id,
-		    agent_name(a), a->attempt);
+		if (a->next_run_id != NULL)
+			a->dag_run_id = a->next_run_id;
+		else
+			a->dag_run_id = ap_xprintf("autopilot__%s__%s__%u",
+			    r->run_id, agent_name(a), a->attempt);
+		a->next_run_id = NULL;
 		a->run_seen = false;
 		a->trigger_sent = false;
 		break;
@@ -1336,6 +1344,7 @@ sched_run_free(struct sched_run *r)
 		sched_agent_unwait(a);
 		free(a->dag_id);
 		free(a->dag_run_id);
+		free(a->next_run_id);
 		free(a->error);
 		free(a->pre_dag_id);
 		if (a->pre_queued)
@@ -1656,6 +1665,22 @@ sched_agent_attempt_failed(struct sched_agent *a, enum sched_agent_state final_s
 		return;
 	}
 	sched_agent_set_state(a, final_state, error);
+}
+
+/*
+ * The attempt ends (final_state, error) with no run in Airflow although its
+ * trigger may have been sent: a trigger that reaches Airflow after the look
+ * would start a run nobody follows, so the next attempt triggers with the
+ * same dag_run_id, and meets such a run (409) and adopts it instead of
+ * starting a second one beside it.
+ */
+static void
+sched_agent_unseen(struct sched_agent *a, enum sched_agent_state final_state,
+    const char *error)
+{
+	free(a->next_run_id);
+	a->next_run_id = ap_xstrdup(a->dag_run_id);
+	sched_agent_attempt_failed(a, final_state, error, true);
 }
 
 /* Why an attempt ends at the parse deadline (a new string): with the import
@@ -2204,7 +2229,7 @@ sched_agent_cb(const struct airflow_result *res, void *arg)
 		/* No such run: the request did not reach Airflow after all. */
 		text = ap_xprintf("triggering the DAG failed: its answer could not"
 		    " be read and Airflow has no run %s", a->dag_run_id);
-		sched_agent_attempt_failed(a, SCHED_AGENT_FAILED, text, true);
+		sched_agent_unseen(a, SCHED_AGENT_FAILED, text);
 		break;
 	case ACT_LAST_LOOK:
 		/* Past the deadline: an ended run's outcome stands; a run still
@@ -2227,7 +2252,7 @@ sched_agent_cb(const struct airflow_result *res, void *arg)
 			text = ap_xprintf("timed out after %g s before the DAG ran"
 			    " (Airflow has no run %s)", (double)sp->timeout_ms /
 			    1000, a->dag_run_id);
-			sched_agent_attempt_failed(a, SCHED_AGENT_TIMED_OUT, text, true);
+			sched_agent_unseen(a, SCHED_AGENT_TIMED_OUT, text);
 			break;
 		}
 		/* FALLTHROUGH */

@@ -116,6 +116,9 @@ struct fake {
 	int slow_ms;			/* ... after this long */
 	int trigger_bad_reply;		/* triggers that create the run, answer unreadably */
 	int trigger_bad_reply_unsent;	/* ... that fail so before reaching Airflow */
+	int trigger_bad_reply_late;	/* ... that reach it at the next trigger */
+	char late_run[160];		/* the dag_run_id of such a trigger */
+	char late_dag[128];
 	int get_run_bad_reply;		/* get_run answers unreadably this many times */
 	int get_run_forbidden;		/* get_run answers 403 this many times */
 	int guards_yes;			/* guards of triggers that said "ours" */
@@ -460,6 +463,22 @@ f_unpause(void *impl, const char *dag_id, int64_t errors_since, airflow_cb cb,
 	return (struct airflow_req *)q;
 }
 
+/* A run created in Airflow. */
+static struct fake_run *
+fake_run_new(struct fake *f, const char *dag_id, const char *dag_run_id)
+{
+	struct fake_run *r;
+
+	assert_true(f->nruns < 512);
+	r = &f->runs[f->nruns++];
+	memset(r, 0, sizeof *r);
+	snprintf(r->dag_id, sizeof r->dag_id, "%s", dag_id);
+	snprintf(r->run_id, sizeof r->run_id, "%s", dag_run_id);
+	r->created++;
+	r->created_ms = ap_wall_ms();
+	return r;
+}
+
 static struct airflow_req *
 f_trigger(void *impl, const char *dag_id, const char *dag_run_id, const json_t *conf,
     airflow_cb cb, void *arg)
@@ -483,6 +502,19 @@ f_trigger(void *impl, const char *dag_id, const char *dag_run_id, const json_t *
 	/* A paused DAG's run would stay queued forever: the scheduler must
 	 * have unpaused before triggering. */
 	assert_false(d->paused);
+	if (f->late_run[0] != '\0') {
+		/* The late trigger arrives before this one. */
+		(void)fake_run_new(f, f->late_dag, f->late_run);
+		f->late_run[0] = '\0';
+	}
+	if (f->trigger_bad_reply_late > 0) {
+		f->trigger_bad_reply_late--;
+		snprintf(f->late_dag, sizeof f->late_dag, "%s", dag_id);
+		snprintf(f->late_run, sizeof f->late_run, "%s", dag_run_id);
+		q->res.status = AIRFLOW_BAD_REPLY;
+		q->res.error.title = "Bad reply";
+		return (struct airflow_req *)q;
+	}
 	if (f->trigger_bad_reply_unsent > 0) {
 		f->trigger_bad_reply_unsent--;
 		q->res.status = AIRFLOW_BAD_REPLY;
@@ -493,15 +525,8 @@ f_trigger(void *impl, const char *dag_id, const char *dag_run_id, const json_t *
 	if (r != NULL) {
 		r->adopted++;
 		q->run.adopted = true;
-	} else {
-		assert_true(f->nruns < 512);
-		r = &f->runs[f->nruns++];
-		memset(r, 0, sizeof *r);
-		snprintf(r->dag_id, sizeof r->dag_id, "%s", dag_id);
-		snprintf(r->run_id, sizeof r->run_id, "%s", dag_run_id);
-		r->created++;
-		r->created_ms = ap_wall_ms();
-	}
+	} else
+		r = fake_run_new(f, dag_id, dag_run_id);
 	set_run(q, r, run_state_now(f, r, false));
 	q->run.adopted = r->adopted > 0 && r->created == 1 && q->run.adopted;
 	if (f->trigger_bad_reply > 0) {
@@ -2429,13 +2454,15 @@ test_trigger_never_sent_times_out(void **state)
 
 /* A trigger answered 2xx with an unreadable body created its run: the run
  * is read by its dag_run_id and adopted, no second attempt. When the
- * request did not reach Airflow after all (404), the attempt failed. */
+ * request did not reach Airflow after all (404), the attempt failed, and
+ * the next one triggers with the same dag_run_id. */
 static void
 test_trigger_bad_reply_adopts(void **state)
 {
 	struct h *h = h_new();
 	char *id;
 	json_t *st;
+	int late, triggers;
 
 	h->fake.beh[0].running_polls = 2;
 	h->fake.trigger_bad_reply = 1;
@@ -2451,24 +2478,38 @@ test_trigger_bad_reply_adopts(void **state)
 	json_decref(st);
 	free(id);
 
-	h->fake.trigger_bad_reply_unsent = 1;
-	id = h_submit(h, "pg", "{\"retries\": 1}");
-	h_wait_finals(h, 2, 10000);
-	assert_string_equal(h->final_state[1], "succeeded");
-	st = h_status(h, id);
-	assert_int_equal(agent_attempts(st, "metadata"), 2);
-	assert_null(attempt_run(h, id, "metadata", 1));
-	assert_non_null(attempt_run(h, id, "metadata", 2));
-	json_decref(st);
-	free(id);
+	/* The second attempt triggers with the first one's dag_run_id: when
+	 * the first trigger reaches Airflow only after the look found no run
+	 * (a proxy held it), the second meets its run and adopts it rather
+	 * than start another. */
+	for (late = 0; late < 2; late++) {
+		triggers = log_count(h, "trigger", "pg__metadata");
+		if (late)
+			h->fake.trigger_bad_reply_late = 1;
+		else
+			h->fake.trigger_bad_reply_unsent = 1;
+		id = h_submit(h, "pg", "{\"retries\": 1}");
+		h_wait_finals(h, 2 + late, 10000);
+		assert_string_equal(h->final_state[1 + late], "succeeded");
+		st = h_status(h, id);
+		assert_int_equal(agent_attempts(st, "metadata"), 2);
+		assert_int_equal(log_count(h, "trigger", "pg__metadata") - triggers,
+		    2);
+		assert_non_null(attempt_run(h, id, "metadata", 1));
+		assert_int_equal(attempt_run(h, id, "metadata", 1)->created, 1);
+		assert_int_equal(attempt_run(h, id, "metadata", 1)->adopted, late);
+		assert_null(attempt_run(h, id, "metadata", 2));
+		json_decref(st);
+		free(id);
+	}
 
 	/* The run cannot be read (403) when adopted: it may exist, so it is
 	 * looked at again, not triggered a second time. */
 	h->fake.trigger_bad_reply = 1;
 	h->fake.get_run_forbidden = 2;
 	id = h_submit(h, "pg", "{\"retries\": 1}");
-	h_wait_finals(h, 3, 10000);
-	assert_string_equal(h->final_state[2], "succeeded");
+	h_wait_finals(h, 4, 10000);
+	assert_string_equal(h->final_state[3], "succeeded");
 	st = h_status(h, id);
 	assert_int_equal(agent_attempts(st, "metadata"), 1);
 	assert_int_equal(h->fake.get_run_forbidden, 0);
