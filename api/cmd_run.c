@@ -118,7 +118,8 @@ om_write(char *data, size_t size, size_t n, void *arg)
 }
 
 /*
- * GET {url}/api/v1/services/{type}s/name/{fqn}. Blocking: the CLI does this
+ * GET {url}/api/v1/services/{type}s/name/{fqn} (url with or without its
+ * "/api"). Blocking: the CLI does this
  * before its event loop starts. Returns the HTTP status (0 on a network
  * error, with *cause) and, on 200, the entity.
  */
@@ -129,20 +130,18 @@ om_fetch(const struct config *cfg, const char *type, const char *fqn,
 	struct curl_slist *hdrs = NULL;
 	struct ap_buf b;
 	json_error_t jerr;
-	char *url, *efqn, *auth, errbuf[CURL_ERROR_SIZE] = "";
-	const char *base = cfg->om_url;
-	size_t blen = strlen(base);
+	char *url, *root, *efqn, *auth, errbuf[CURL_ERROR_SIZE] = "";
 	long status = 0;
 	CURLcode rc;
 	CURL *h;
 
 	*entity = NULL;
-	while (blen > 0 && base[blen - 1] == '/')
-		blen--;
 	if ((h = curl_easy_init()) == NULL)
 		ap_fatal("curl_easy_init failed");
 	efqn = curl_easy_escape(h, fqn, 0);
-	url = ap_xprintf("%.*s/api/v1/services/%ss/name/%s", (int)blen, base, type, efqn);
+	root = ap_om_api_root(cfg->om_url);
+	url = ap_xprintf("%s/v1/services/%ss/name/%s", root, type, efqn);
+	free(root);
 	curl_free(efqn);
 	ap_buf_init(&b);
 	hdrs = curl_slist_append(hdrs, "Accept: application/json");

@@ -538,6 +538,20 @@ ap_http_url_problem(const char *url)
 }
 
 char *
+ap_om_api_root(const char *url)
+{
+	size_t n = strlen(url);
+
+	while (n > 0 && url[n - 1] == '/')
+		n--;
+	if (n >= 4 && strncmp(url + n - 4, "/api", 4) == 0)
+		n -= 4;
+	while (n > 0 && url[n - 1] == '/')
+		n--;
+	return ap_xprintf("%.*s/api", (int)n, url);
+}
+
+char *
 ap_url_shown(const char *url)
 {
 	const char *auth = url != NULL ? strstr(url, "://") : NULL;

@@ -127,6 +127,9 @@ bool ap_http_url_ok(const char *url);
 /* NULL if ap_http_url_ok(url), else what is wrong ("its port must be a
  * number from 1 to 65535"; a static string). */
 const char *ap_http_url_problem(const char *url);
+/* OpenMetadata's API root for its base URL url, given with or without the
+ * "/api" its own hostPort settings carry: "<url>/api" (a new string). */
+char *ap_om_api_root(const char *url);
 /* url as it may be shown: user information (user:password@) as "***@". A
  * new string ("" for NULL). */
 char *ap_url_shown(const char *url);

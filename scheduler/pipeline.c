@@ -341,16 +341,9 @@ airflow_config(const char *schedule, int64_t now_ms)
 static json_t *
 server_connection(const char *url, const char *token)
 {
-	size_t n = strlen(url);
-	char *host;
+	char *host = ap_om_api_root(url);
 	json_t *c;
 
-	while (n > 0 && url[n - 1] == '/')
-		n--;
-	if (n >= 4 && strncmp(url + n - 4, "/api", 4) == 0)
-		host = ap_xstrndup(url, n);
-	else
-		host = ap_xprintf("%.*s/api", (int)n, url);
 	c = json_pack("{s:s,s:s,s:s,s:s}", "clusterName", "openmetadata",
 	    "type", "OpenMetadata", "hostPort", host, "authProvider", "openmetadata");
 	if (token != NULL)

@@ -683,6 +683,10 @@ def main():
         rc, out, err = cli(["run", "-c", conf, "om_looker", "--json"], env=env)
         check(rc == 0, "run from OpenMetadata: %d %s %s" % (rc, out, err))
         check(json.loads(out)["service"]["type"] == "dashboardService", "type found")
+        # The URL as OpenMetadata's own hostPort settings give it, with /api.
+        rc, out, err = cli(["run", "-c", conf, "om_looker", "--json"],
+                           env=dict(env, AUTOPILOT_OPENMETADATA_URL=om.url + "/api/"))
+        check(rc == 0, "run from OpenMetadata's URL with /api: %d %s %s" % (rc, out, err))
         rc, out, err = cli(["run", "-c", conf, "om_twin"], env=env)
         check(rc == 2 and out == "" and "more than one service named 'om_twin'" in err
               and "databaseService" in err and "messagingService" in err and "--type" in err,

@@ -195,6 +195,30 @@ test_http_url_ok(void **state)
 	assert_non_null(strstr(ap_http_url_problem("http://u:p/w@af"), "no user name"));
 }
 
+/* OpenMetadata's API root, whether its URL is given with "/api" or not. */
+static void
+test_om_api_root(void **state)
+{
+	static const char *const cases[][2] = {
+		{ "http://om:8585", "http://om:8585/api" },
+		{ "http://om:8585/", "http://om:8585/api" },
+		{ "http://om:8585/api", "http://om:8585/api" },
+		{ "http://om:8585/api//", "http://om:8585/api" },
+		{ "https://h/om/api/", "https://h/om/api" },
+		{ "https://h/om", "https://h/om/api" },
+		{ "https://h/rapi", "https://h/rapi/api" },
+		{ "http://h/api/api", "http://h/api/api" } };
+	size_t i;
+	char *s;
+
+	(void)state;
+	for (i = 0; i < AP_ARRAY_LEN(cases); i++) {
+		s = ap_om_api_root(cases[i][0]);
+		assert_string_equal(s, cases[i][1]);
+		free(s);
+	}
+}
+
 /* A URL shown (in a message) never shows a password. */
 static void
 test_url_shown(void **state)
@@ -358,6 +382,7 @@ main(void)
 		cmocka_unit_test(test_parse_uint),
 		cmocka_unit_test(test_http_url_ok),
 		cmocka_unit_test(test_url_shown),
+		cmocka_unit_test(test_om_api_root),
 		cmocka_unit_test(test_term_text),
 		cmocka_unit_test(test_log_one_line),
 		cmocka_unit_test(test_clock_step),
