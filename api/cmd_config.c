@@ -93,12 +93,10 @@ config_check_exec(int argc, char **argv)
 	json_array_foreach(env_warnings, i, w)
 		fprintf(stderr, "autopilot: warning: %s\n", json_string_value(w));
 	json_decref(env_warnings);
-	if (cfg.om_url == NULL)
-		fprintf(stderr, "autopilot: warning: openmetadata.url"
-		    " (AUTOPILOT_OPENMETADATA_URL) is not set: the agents deployed"
-		    " have no openMetadataServerConnection, which OpenMetadata's"
-		    " ingestion needs to reach OpenMetadata (OpenMetadata's Airflow"
-		    " plugin fails to deploy a pipeline without one)\n");
+	env_warnings = config_setting_warnings(&cfg);
+	json_array_foreach(env_warnings, i, w)
+		fprintf(stderr, "autopilot: warning: %s\n", json_string_value(w));
+	json_decref(env_warnings);
 	if (cfg.webhook_secret == NULL && !cfg.allow_unsigned)
 		fprintf(stderr, "autopilot: warning: no webhook secret"
 		    " (AUTOPILOT_WEBHOOK_SECRET or webhook.secret_file): `serve` refuses"

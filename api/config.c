@@ -6,6 +6,7 @@
  */
 #include "config.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -209,6 +210,24 @@ env(const char *name)
 	const char *v = getenv(name);
 
 	return v != NULL && v[0] != '\0' ? v : NULL;
+}
+
+/*
+ * A secret from a variable (a new string): without one line end ("\n" or
+ * "\r\n") at its end, as a *_file's first line is read, since a value
+ * written by `echo` (a Kubernetes Secret made so) carries one. NULL when
+ * nothing else is left.
+ */
+static char *
+env_secret(const char *v)
+{
+	size_t n = strlen(v);
+
+	if (n > 0 && v[n - 1] == '\n')
+		n--;
+	if (n > 0 && v[n - 1] == '\r' && n < strlen(v))
+		n--;
+	return n > 0 ? ap_xstrndup(v, n) : NULL;
 }
 
 /*
@@ -722,16 +741,16 @@ apply_env(struct config *c, char **cause)
 	    parse_log_format("AUTOPILOT_LOG_FORMAT", v, &c->log_format, cause) < 0)
 		return -1;
 	if ((v = env("AUTOPILOT_WEBHOOK_SECRET")) != NULL)
-		set_secret(&c->webhook_secret, ap_xstrdup(v));
+		set_secret(&c->webhook_secret, env_secret(v));
 	if ((v = env("AUTOPILOT_ADMIN_TOKEN")) != NULL)
-		set_secret(&c->admin_token, ap_xstrdup(v));
+		set_secret(&c->admin_token, env_secret(v));
 	if ((v = env("AUTOPILOT_OPENMETADATA_URL")) != NULL) {
 		if (check_om_url("AUTOPILOT_OPENMETADATA_URL", v, cause) < 0)
 			return -1;
 		set_str(&c->om_url, v);
 	}
 	if ((v = env("AUTOPILOT_OPENMETADATA_TOKEN")) != NULL)
-		set_secret(&c->om_token, ap_xstrdup(v));
+		set_secret(&c->om_token, env_secret(v));
 	if ((v = env("AUTOPILOT_AIRFLOW_URL")) != NULL) {
 		set_str(&c->airflow_url, v);
 		c->airflow_url_from = "AUTOPILOT_AIRFLOW_URL";
@@ -739,7 +758,7 @@ apply_env(struct config *c, char **cause)
 	if ((v = env("AUTOPILOT_AIRFLOW_USERNAME")) != NULL)
 		set_str(&c->airflow_username, v);
 	if ((v = env("AUTOPILOT_AIRFLOW_PASSWORD")) != NULL)
-		set_secret(&c->airflow_password, ap_xstrdup(v));
+		set_secret(&c->airflow_password, env_secret(v));
 	return 0;
 }
 
@@ -826,6 +845,52 @@ config_env_warnings(void)
 		free(shown);
 		free(name);
 	}
+	return out;
+}
+
+/* Warns of a secret set that begins or ends with white space. */
+static void
+secret_space_warning(json_t *out, const char *s, const char *what,
+    const char *envname, const char *key)
+{
+	char *msg;
+
+	if (s == NULL || !(isspace((unsigned char)s[0]) ||
+	    isspace((unsigned char)s[strlen(s) - 1])))
+		return;
+	msg = ap_xprintf("the %s (%s or %s) %s with white space: it is used as it"
+	    " is (only a line end at its end is not part of it), and one that"
+	    " does not hold that white space does not match it", what, envname,
+	    key, isspace((unsigned char)s[0]) ? "begins" : "ends");
+	json_array_append_new(out, json_string(msg));
+	free(msg);
+}
+
+json_t *
+config_setting_warnings(const struct config *c)
+{
+	json_t *out = json_array();
+
+	if (c->om_url == NULL)
+		json_array_append_new(out, json_string("openmetadata.url"
+		    " (AUTOPILOT_OPENMETADATA_URL) is not set: the agents deployed"
+		    " have no openMetadataServerConnection, which OpenMetadata's"
+		    " ingestion needs to reach OpenMetadata (OpenMetadata's Airflow"
+		    " plugin fails to deploy a pipeline without one)"));
+	else if (c->om_token == NULL)
+		json_array_append_new(out, json_string("openmetadata.url is set but"
+		    " no OpenMetadata token (AUTOPILOT_OPENMETADATA_TOKEN or"
+		    " openmetadata.token_file): the agents deployed have no"
+		    " securityConfig, so OpenMetadata turns their calls down unless"
+		    " it runs without authentication"));
+	secret_space_warning(out, c->webhook_secret, "webhook secret",
+	    "AUTOPILOT_WEBHOOK_SECRET", "webhook.secret_file");
+	secret_space_warning(out, c->admin_token, "admin token",
+	    "AUTOPILOT_ADMIN_TOKEN", "admin.token_file");
+	secret_space_warning(out, c->om_token, "OpenMetadata token",
+	    "AUTOPILOT_OPENMETADATA_TOKEN", "openmetadata.token_file");
+	secret_space_warning(out, c->airflow_password, "Airflow password",
+	    "AUTOPILOT_AIRFLOW_PASSWORD", "airflow.password_file");
 	return out;
 }
 

@@ -123,6 +123,13 @@ void config_cleanup(struct config *c);
  */
 json_t *config_env_warnings(void);
 /*
+ * Warnings (a new array of strings) for settings loaded that are valid but
+ * likely wrong: no OpenMetadata URL, or no token for it; a secret that
+ * begins or ends with white space. serve and run log them; config check
+ * prints them.
+ */
+json_t *config_setting_warnings(const struct config *c);
+/*
  * Loads the settings: defaults, then the file (path; NULL means
  * $AUTOPILOT_CONFIG if set, else no file), then the environment, then flags
  * (may be NULL). Every section of the file is checked, including those of

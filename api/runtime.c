@@ -19,6 +19,8 @@ ap_runtime_open(struct ap_runtime *rt, const struct config *cfg, char **cause)
 	struct airflow_config ac;
 	struct plan_options po = { 0 };
 	char *why = NULL;
+	json_t *warnings, *w;
+	size_t i;
 
 	memset(rt, 0, sizeof *rt);
 	rt->base = ap_event_base_new();
@@ -47,12 +49,10 @@ ap_runtime_open(struct ap_runtime *rt, const struct config *cfg, char **cause)
 	po.openmetadata_token = cfg->om_token;
 	if ((rt->plan = plan_create(cfg->root, &po, &why)) == NULL)
 		goto config_error;
-	if (cfg->om_url == NULL)
-		ap_warn("openmetadata.url (AUTOPILOT_OPENMETADATA_URL) is not set: the"
-		    " agents deployed have no openMetadataServerConnection, which"
-		    " OpenMetadata's ingestion needs to reach OpenMetadata"
-		    " (OpenMetadata's Airflow plugin fails to deploy a pipeline without"
-		    " one)");
+	warnings = config_setting_warnings(cfg);
+	json_array_foreach(warnings, i, w)
+		ap_warn("%s", json_string_value(w));
+	json_decref(warnings);
 
 	rt->sched = sched_create(rt->base, rt->store, airflow_client_ops(),
 	    rt->airflow, &plan_sched_planner, rt->plan, &cfg->sched);

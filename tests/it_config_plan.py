@@ -224,6 +224,7 @@ check(rc == 0 and "autopilot: warning: " in err and " warn " not in err
       "byConnector typo warns: %d %r" % (rc, err))
 rc, out, err = config_check({"filters": {"defaults": {"byConnector": {"postgres": {}}}}},
                             {"AUTOPILOT_OPENMETADATA_URL": "http://om:8585",
+                             "AUTOPILOT_OPENMETADATA_TOKEN": "t",
                              "AUTOPILOT_WEBHOOK_SECRET": "s"})
 check(rc == 0 and "warn" not in err, "no warning for a built-in connector: %d %r" % (rc, err))
 
@@ -248,8 +249,30 @@ check(rc == 0 and "warning" in err and "openmetadata.url" in err and
       "openmetadata.url unset warns: %d %r" % (rc, err))
 check("warning" not in out, "the warning is on stderr only")
 rc, out, err = config_check({}, {"AUTOPILOT_OPENMETADATA_URL": "http://om:8585",
+                                 "AUTOPILOT_OPENMETADATA_TOKEN": "t\n",
+                                 "AUTOPILOT_WEBHOOK_SECRET": "s\r\n"})
+check(rc == 0 and "warning" not in err, "no warning with the URL and token set (a line end"
+      " at a variable's end is not part of it): %d %r" % (rc, err))
+# The URL without a token: deployed agents cannot authenticate to OpenMetadata.
+rc, out, err = config_check({}, {"AUTOPILOT_OPENMETADATA_URL": "http://om:8585",
                                  "AUTOPILOT_WEBHOOK_SECRET": "s"})
-check(rc == 0 and "warning" not in err, "no warning with the URL set: %d %r" % (rc, err))
+check(rc == 0 and "warning: openmetadata.url is set but no OpenMetadata token" in err
+      and "AUTOPILOT_OPENMETADATA_TOKEN" in err and "securityConfig" in err,
+      "openmetadata.url without a token warns: %d %r" % (rc, err))
+# A secret with white space around it (beyond one line end at its end) is
+# used as it is, with a warning that never shows it.
+with tempfile.TemporaryDirectory() as d:
+    tokfile = os.path.join(d, "om-token")
+    with open(tokfile, "w") as f:
+        f.write("tok-secret \n")
+    rc, out, err = config_check({"openmetadata": {"url": "http://om:8585", "token_file": tokfile}},
+                                {"AUTOPILOT_WEBHOOK_SECRET": "s",
+                                 "AUTOPILOT_ADMIN_TOKEN": " adm-secret"})
+check(rc == 0 and "the admin token (AUTOPILOT_ADMIN_TOKEN or admin.token_file) begins with"
+      " white space" in err and "the OpenMetadata token (AUTOPILOT_OPENMETADATA_TOKEN or"
+      " openmetadata.token_file) ends with white space" in err and "webhook secret" not in err,
+      "secrets with white space warn: %d %r" % (rc, err))
+check("tok-secret" not in out + err and "adm-secret" not in out + err, "secrets never shown")
 
 # Usage errors name the whole command: a subcommand that is none of the
 # group's, and an option getopt does not know.

@@ -244,6 +244,18 @@ def main():
     finally:
         srv.close()
 
+    # A secret from a variable set with `echo` (a Kubernetes Secret made so)
+    # ends with a line end, which is not part of it, as in a *_file.
+    srv = Serve(sim.url, env={"AUTOPILOT_WEBHOOK_SECRET": SECRET + "\n"})
+    try:
+        srv.start()
+        code, body = srv.post_event(event("databaseService", entity("databaseService", "nl")))
+        check(code == 202, "a secret with a line end from the environment: %d %s" % (code, body))
+        check(srv.stop() == 0, "clean stop")
+        check("white space" not in srv.log(), "no warning for the line end: %s" % srv.log()[-500:])
+    finally:
+        srv.close()
+
     # No secret: refused (exit 2, says how to fix); --allow-unsigned: starts and warns.
     env = {"AUTOPILOT_WEBHOOK_SECRET": ""}
     nosecret = Serve(sim.url, env=env)
