@@ -1243,9 +1243,17 @@ sched_run_advance(struct sched_run *r)
 	}
 	if (!all_final)
 		return;
-	if (ok)
+	if (ok) {
+		for (i = 0; i < r->nagents; i++)
+			if (r->agents[i].state != SCHED_AGENT_SKIPPED)
+				break;
+		/* Nothing deployed: for an operator at log.level "warn" too. */
+		if (i == r->nagents && r->nagents > 0)
+			ap_warn("run %s (%s): nothing ran, every agent was skipped"
+			    " (%s: %s)", r->run_id, r->fqn, agent_name(&r->agents[0]),
+			    r->agents[0].error != NULL ? r->agents[0].error : "skipped");
 		sched_run_set_state(r, SCHED_RUN_SUCCEEDED, NULL);
-	else {
+	} else {
 		struct ap_buf b;
 
 		ap_buf_init(&b);

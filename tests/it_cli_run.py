@@ -209,6 +209,10 @@ def main():
         rc, out, err = cli(["run", "-c", conf, "bare_pg", "--service-json", bare_file])
         check(rc == 0 and out.startswith("run ") and "metadata: pending -> skipped" in out,
               "an instant run, plain lines: first line first: %d %r %s" % (rc, out, err))
+        # Nothing ran: said at log.level "warn" too, with why.
+        check(re.search(r" warn  run \S+ \(bare_pg\): nothing ran, every agent was skipped"
+                        r" \(metadata: the service has no connection configuration", err),
+              "a run where nothing ran warns: %s" % err[-1500:])
 
         # --json: one document; the entity now comes from the store.
         rc, out, err = cli(["run", "-c", conf, "sales_postgres", "--json"])
