@@ -80,6 +80,14 @@ struct runs_job {
 	TAILQ_ENTRY(runs_job) link;
 };
 
+/* Requests refused for their credentials, of one kind (log_refused()). */
+enum refused_kind { REFUSED_WEBHOOK, REFUSED_ADMIN, REFUSED_KINDS };
+struct refusals {
+	uint64_t logged_ms;	/* when the last line was logged */
+	uint64_t unlogged;	/* refused since, not logged */
+	char last[160];		/* the last of those: "from PEER: why" */
+};
+
 struct server {
 	struct event_base *base;
 	const struct config *cfg;
@@ -91,8 +99,7 @@ struct server {
 	bool draining;
 	uint64_t outcomes[SERVER_OUTCOME_MAX];
 	uint64_t admin_requests;
-	uint64_t refused_logged_ms;	/* log_refused() */
-	uint64_t refused_unlogged;
+	struct refusals refused[REFUSED_KINDS];	/* log_refused() */
 	uint64_t admin_denied;
 	/* Webhook group commit (see struct pending). */
 	struct event *flush_ev, *take_ev;
@@ -595,28 +602,50 @@ peer_of(struct evhttp_request *req, char *buf, size_t size)
 }
 
 /*
- * A request refused for its credentials, logged (at most one line a second,
- * with how many were not): a wrong secret or token is the operator's to fix.
+ * A request refused for its credentials, logged (at most one line a second
+ * for each kind, webhook or admin; the sweep logs how many more were within
+ * that second, with the last of them): a wrong secret or token is the
+ * operator's to fix, and a burst of guesses is seen whole.
  */
+static const char *const refused_what[REFUSED_KINDS] = { "webhook",
+	"admin request" };
+
+static void refused_flush(struct server *, uint64_t, bool);
+
 static void
-log_refused(struct server *s, struct evhttp_request *req, const char *what,
+log_refused(struct server *s, struct evhttp_request *req, enum refused_kind k,
     const char *why)
 {
+	struct refusals *r = &s->refused[k];
 	uint64_t now = ap_mono_ms();
 	char peer[80];
 
-	if (s->refused_logged_ms != 0 && now - s->refused_logged_ms < 1000) {
-		s->refused_unlogged++;
+	peer_of(req, peer, sizeof peer);
+	if (r->logged_ms != 0 && now - r->logged_ms < 1000) {
+		r->unlogged++;
+		snprintf(r->last, sizeof r->last, "from %s: %s", peer, why);
 		return;
 	}
-	peer_of(req, peer, sizeof peer);
-	if (s->refused_unlogged > 0)
-		ap_warn("%s refused from %s: %s (and %" PRIu64 " more refused since the"
-		    " last such line)", what, peer, why, s->refused_unlogged);
-	else
-		ap_warn("%s refused from %s: %s", what, peer, why);
-	s->refused_logged_ms = now;
-	s->refused_unlogged = 0;
+	refused_flush(s, now, true);
+	ap_warn("%s refused from %s: %s", refused_what[k], peer, why);
+	r->logged_ms = now;
+}
+
+/* Logs the refusals not logged yet, of a second gone by (or all: now). */
+static void
+refused_flush(struct server *s, uint64_t now, bool all)
+{
+	struct refusals *r;
+	unsigned k;
+
+	for (k = 0; k < REFUSED_KINDS; k++) {
+		r = &s->refused[k];
+		if (r->unlogged == 0 || (!all && now - r->logged_ms < 1000))
+			continue;
+		ap_warn("%s: %" PRIu64 " more refused within a second of the last"
+		    " such line, the last %s", refused_what[k], r->unlogged, r->last);
+		r->unlogged = 0;
+	}
 }
 
 /*
@@ -630,7 +659,7 @@ admin_ok(struct server *s, struct evhttp_request *req)
 
 	s->admin_requests++;
 	if (s->cfg->admin_token == NULL) {
-		log_refused(s, req, "admin request", "no admin token is configured");
+		log_refused(s, req, REFUSED_ADMIN, "no admin token is configured");
 		s->admin_denied++;
 		evhttp_add_header(evhttp_request_get_output_headers(req),
 		    "WWW-Authenticate", "Bearer");
@@ -639,7 +668,7 @@ admin_ok(struct server *s, struct evhttp_request *req)
 		return false;
 	}
 	if (auth == NULL || strncasecmp(auth, "Bearer ", 7) != 0) {
-		log_refused(s, req, "admin request", "no bearer token");
+		log_refused(s, req, REFUSED_ADMIN, "no bearer token");
 		s->admin_denied++;
 		evhttp_add_header(evhttp_request_get_output_headers(req),
 		    "WWW-Authenticate", "Bearer");
@@ -650,7 +679,7 @@ admin_ok(struct server *s, struct evhttp_request *req)
 	tok = auth + 7;
 	if (!ap_consttime_eq(tok, strlen(tok), s->cfg->admin_token,
 	    strlen(s->cfg->admin_token))) {
-		log_refused(s, req, "admin request", "the token does not match");
+		log_refused(s, req, REFUSED_ADMIN, "the token does not match");
 		s->admin_denied++;
 		evhttp_add_header(evhttp_request_get_output_headers(req),
 		    "WWW-Authenticate", "Bearer error=\"invalid_token\"");
@@ -669,7 +698,7 @@ webhook_fail(struct server *s, struct evhttp_request *req, enum server_outcome o
 {
 	s->outcomes[o]++;
 	if (code == 401)
-		log_refused(s, req, "webhook", detail != NULL ? detail : error);
+		log_refused(s, req, REFUSED_WEBHOOK, detail != NULL ? detail : error);
 	else
 		ap_info("webhook: %d %s: %s", code, error, detail != NULL ? detail : "");
 	if (code == 503)
@@ -1014,6 +1043,7 @@ conn_sweep_cb(evutil_socket_t fd, short what, void *arg)
 		s->cut_unwarned = 0;
 	}
 	conn_shed_warn(s, now);
+	refused_flush(s, now, false);
 	/* While the breaker is open, the client probes only for a request
 	 * that waits: a server with no work would never see Airflow back, and
 	 * /readyz (which then answers at once) would stay 503. One look at a

@@ -49,11 +49,29 @@ def main():
         check(refused and " warn " in refused[0] and "missing" in refused[0],
               "the first refusal was not logged: %s" % srv.log()[-2000:])
         check(len(refused) < 5, "every refusal logged: %s" % refused)
-        time.sleep(1.1)
+        # Those not logged are counted, and the count logged a second on
+        # with the last of them, without waiting for another refusal.
+        time.sleep(2.1)
+        more = [x for x in srv.log().splitlines()
+                if re.search(r" warn  webhook: \d+ more refused within a second of the last such"
+                             r" line, the last from 127\.0\.0\.1:\d+: ", x)]
+        check(more and len(refused) + sum(int(x.split("webhook: ")[1].split()[0]) for x in more)
+              == 5, "the refusals not logged are counted: %s %s" % (refused, more))
         expect(srv, "wrong secret, later", post(good, dict(J, **{
             "X-OM-Signature": sign(good, "nope")})), 401)
         refused = [x for x in srv.log().splitlines() if "webhook refused from" in x]
-        check("more refused since the last such line" in refused[-1], refused[-1])
+        check("wrong secret" in refused[-1], refused[-1])
+        # Admin refusals are counted apart.
+        for _ in range(5):
+            code, _ = srv.admin("POST", "/api/v1/services/databaseService/x/rerun", token="bad")
+            check(code == 401, "a wrong admin token: %d" % code)
+        time.sleep(2.1)
+        log = srv.log().splitlines()
+        check(len([x for x in log if "admin request refused from" in x]) == 1 and
+              [x for x in log if "admin request: 4 more refused within a second" in x and
+               "the token does not match" in x] and
+              len([x for x in log if " webhook: " in x and " more refused" in x]) == 1,
+              "admin refusals counted apart: %s" % [x for x in log if "refused" in x])
         trunc = good[: len(good) // 2]
         expect(srv, "truncated", srv.post_event(trunc), 400)
         expect(srv, "not JSON", srv.post_event(b"hello, autopilot"), 400)
