@@ -692,6 +692,12 @@ admin_ok(struct server *s, struct evhttp_request *req)
 
 /* ---- The webhook. ---- */
 
+/*
+ * Answers a delivery refused. One OpenMetadata will never get through as it
+ * is (a 400, or a 413: too large) loses its event for good, so the operator
+ * sees it at log.level "warn", with the sender and, for a 400, the event id
+ * when the body has one.
+ */
 static void
 webhook_fail(struct server *s, struct evhttp_request *req, enum server_outcome o,
     int code, const char *reason, const char *error, const char *detail)
@@ -699,7 +705,19 @@ webhook_fail(struct server *s, struct evhttp_request *req, enum server_outcome o
 	s->outcomes[o]++;
 	if (code == 401)
 		log_refused(s, req, REFUSED_WEBHOOK, detail != NULL ? detail : error);
-	else
+	else if (code == 400 || code == 413) {
+		char peer[80], *id = NULL;
+		size_t len;
+		const char *data = code == 400 ? body(req, &len) : NULL;
+
+		peer_of(req, peer, sizeof peer);
+		if (data != NULL)
+			id = webhook_event_id(data, len);
+		ap_warn("webhook: %d from %s%s%s%s: %s: %s", code, peer, id != NULL ?
+		    " (event " : "", id != NULL ? id : "", id != NULL ? ")" : "",
+		    error, detail != NULL ? detail : "");
+		free(id);
+	} else
 		ap_info("webhook: %d %s: %s", code, error, detail != NULL ? detail : "");
 	if (code == 503)
 		reply_unavailable(req, detail);

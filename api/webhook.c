@@ -507,6 +507,22 @@ batch_invalid(struct webhook_event *e, const json_t *ev, char *why)
 		e->id = ap_xstrdup(id);
 }
 
+char *
+webhook_event_id(const char *body, size_t len)
+{
+	json_t *root = json_loadb(body, len, 0, NULL);
+	const char *id = json_string_value(json_object_get(root, "id"));
+	char *cut, *out = NULL;
+
+	if (id != NULL && id[0] != '\0') {
+		cut = strlen(id) > 64 ? ap_xprintf("%.64s...", id) : ap_xstrdup(id);
+		out = ap_printable(cut);
+		free(cut);
+	}
+	json_decref(root);
+	return out;
+}
+
 enum webhook_parse_result
 webhook_parse(const char *body, size_t len, unsigned max_depth,
     struct webhook_batch *out, char **cause)

@@ -114,6 +114,12 @@ enum webhook_parse_result {
 enum webhook_parse_result webhook_parse(const char *body, size_t len,
     unsigned max_depth, struct webhook_batch *out, char **cause);
 void webhook_batch_cleanup(struct webhook_batch *b);
+/*
+ * The "id" of the single event in body (len bytes), as it may be logged (a
+ * new string, bytes outside printable ASCII as '?', cut after 64), or NULL
+ * when there is none to read: for the log line of a delivery refused.
+ */
+char *webhook_event_id(const char *body, size_t len);
 
 /*
  * The service entity ev carries (a new reference in *out): its "entity", an

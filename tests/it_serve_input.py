@@ -113,6 +113,15 @@ def main():
         check_change_event(ev, valid=False)
         expect(srv, "no eventType", srv.post_event(ev), 400, "eventType")
         expect(srv, "a list", srv.post_event(b"[1,2]"), 400)
+        # An event refused as it is is lost for good: at log.level warn, with
+        # the sender and the event id.
+        log = srv.log()
+        check(re.search(r" warn  webhook: 400 from 127\.0\.0\.1:\d+ \(event %s\): invalid"
+                        r" event: eventType: " % re.escape(ev["id"]), log) and
+              re.search(r" warn  webhook: 400 from 127\.0\.0\.1:\d+: malformed JSON: ", log) and
+              re.search(r" warn  webhook: 413 from 127\.0\.0\.1:\d+: payload too large: ", log),
+              "refused deliveries at warn: %s" % "\n".join(
+                  x for x in log.splitlines() if "webhook: 4" in x))
 
         st, body = srv.post_event(dict(example_event(), eventType="entityDeleted"))
         check(st == 200 and "ignored" in body, "entityDeleted ignored: %s %s" % (st, body))

@@ -519,6 +519,35 @@ test_invalid(void **state)
 	free(body);
 }
 
+/* The id of an event refused, for the log: printable, cut, or none. */
+static void
+test_event_id(void **state)
+{
+	static const char *const cases[][2] = {
+		{ "{\"id\": \"e-1\", \"eventType\": 3}", "e-1" },
+		{ "{\"id\": \"a\\u001bb\\u00e9\"}", "a?b??" },
+		{ "{\"id\": 7}", NULL }, { "{\"id\": \"\"}", NULL },
+		{ "{\"data\": [{\"id\": \"x\"}]}", NULL }, { "[\"id\"]", NULL },
+		{ "{\"id\": \"x\"", NULL }, { "", NULL } };
+	char *id, *longer = ap_xprintf("{\"id\": \"%0100d\"}", 0);
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < AP_ARRAY_LEN(cases); i++) {
+		id = webhook_event_id(cases[i][0], strlen(cases[i][0]));
+		if (cases[i][1] == NULL)
+			assert_null(id);
+		else
+			assert_string_equal(id, cases[i][1]);
+		free(id);
+	}
+	id = webhook_event_id(longer, strlen(longer));
+	assert_int_equal(strlen(id), 67);
+	assert_string_equal(id + 64, "...");
+	free(id);
+	free(longer);
+}
+
 static void
 test_depth(void **state)
 {
@@ -542,6 +571,7 @@ main(void)
 		cmocka_unit_test(test_event_and_entity_agree),
 		cmocka_unit_test(test_batches),
 		cmocka_unit_test(test_invalid),
+		cmocka_unit_test(test_event_id),
 		cmocka_unit_test(test_depth),
 	};
 
