@@ -158,8 +158,8 @@ test_example_loads(void **state)
 {
 	const char *src = getenv("AP_SRC");
 	struct config c, d;
-	char *path, *cause = NULL;
-	json_t *a, *b;
+	char *path, *text, *cause = NULL;
+	json_t *a, *b, *root;
 
 	assert_non_null(src);
 	path = ap_xprintf("%s/conf/autopilot.example.json", src);
@@ -179,11 +179,27 @@ test_example_loads(void **state)
 	/* The plan is valid; the example adds organisation filter defaults to it. */
 	assert_non_null(json_object_get(a, "plan"));
 	assert_null(json_object_get(json_object_get(a, "plan"), "error"));
+	assert_false(json_equal(json_object_get(a, "plan"), json_object_get(b, "plan")));
 	json_object_del(a, "plan");
 	json_object_del(b, "plan");
 	assert_true(json_equal(a, b));
 	json_decref(a);
 	json_decref(b);
+	config_cleanup(&c);
+	/* Without those examples (filters.defaults), the plan is the default
+	 * one too: agents, order, timeouts, schedules, built-in filters. */
+	root = json_load_file(path, 0, NULL);
+	assert_non_null(root);
+	assert_int_equal(json_object_del(json_object_get(root, "filters"), "defaults"), 0);
+	text = json_dumps(root, 0);
+	assert_int_equal(load_text(&c, text, NULL, &cause), 0);
+	a = config_describe(&c);
+	b = config_describe(&d);
+	assert_true(json_equal(json_object_get(a, "plan"), json_object_get(b, "plan")));
+	json_decref(a);
+	json_decref(b);
+	json_decref(root);
+	free(text);
 	config_cleanup(&c);
 	config_cleanup(&d);
 	free(path);
