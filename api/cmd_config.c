@@ -13,6 +13,7 @@
 #include "airflow.h"
 #include "cmd.h"
 #include "config.h"
+#include "server.h"
 #include "util.h"
 
 int
@@ -97,6 +98,12 @@ config_check_exec(int argc, char **argv)
 	json_array_foreach(env_warnings, i, w)
 		fprintf(stderr, "autopilot: warning: %s\n", json_string_value(w));
 	json_decref(env_warnings);
+	if (server_listen_check(&cfg, &cause) < 0) {
+		fprintf(stderr, "autopilot: warning: listen: %s: `serve` cannot start"
+		    " on this host as configured\n", cause);
+		free(cause);
+		cause = NULL;
+	}
 	if (cfg.webhook_secret == NULL && !cfg.allow_unsigned)
 		fprintf(stderr, "autopilot: warning: no webhook secret"
 		    " (AUTOPILOT_WEBHOOK_SECRET or webhook.secret_file): `serve` refuses"

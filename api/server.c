@@ -2729,19 +2729,14 @@ accept_resume_cb(evutil_socket_t fd, short what, void *arg)
 
 /* ---- Life cycle. ---- */
 
-int
-server_listen(const struct config *cfg, char **cause)
+/* The addresses of cfg's listen host and port, or NULL and a new *cause. */
+static struct evutil_addrinfo *
+listen_addresses(const struct config *cfg, char **cause)
 {
 	struct evutil_addrinfo hints, *ai = NULL;
 	char port[16];
-	int fd, gai, on = 1, err;
+	int gai;
 
-	/* A host that does not resolve is said so (binding would only leave
-	 * errno from something else). As libevent's own binding does: the
-	 * first address (of a family configured here), SO_REUSEADDR and
-	 * keepalive. Bound, not listening: until server_create() listens,
-	 * connections are refused rather than left waiting while the store
-	 * opens (or migrates). */
 	snprintf(port, sizeof port, "%u", cfg->listen_port);
 	memset(&hints, 0, sizeof hints);
 	hints.ai_family = AF_UNSPEC;
@@ -2751,8 +2746,36 @@ server_listen(const struct config *cfg, char **cause)
 		*cause = ap_xprintf("cannot listen on %s:%u: not an address of this"
 		    " host (%s)", cfg->listen_host, cfg->listen_port,
 		    evutil_gai_strerror(gai));
-		return -1;
+		return NULL;
 	}
+	return ai;
+}
+
+int
+server_listen_check(const struct config *cfg, char **cause)
+{
+	struct evutil_addrinfo *ai = listen_addresses(cfg, cause);
+
+	if (ai == NULL)
+		return -1;
+	evutil_freeaddrinfo(ai);
+	return 0;
+}
+
+int
+server_listen(const struct config *cfg, char **cause)
+{
+	struct evutil_addrinfo *ai;
+	int fd, on = 1, err;
+
+	/* A host that does not resolve is said so (binding would only leave
+	 * errno from something else). As libevent's own binding does: the
+	 * first address (of a family configured here), SO_REUSEADDR and
+	 * keepalive. Bound, not listening: until server_create() listens,
+	 * connections are refused rather than left waiting while the store
+	 * opens (or migrates). */
+	if ((ai = listen_addresses(cfg, cause)) == NULL)
+		return -1;
 	fd = socket(ai->ai_family, SOCK_STREAM, 0);
 	if (fd < 0 || evutil_make_socket_nonblocking(fd) < 0 ||
 	    evutil_make_socket_closeonexec(fd) < 0 ||

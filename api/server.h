@@ -81,6 +81,9 @@ enum server_outcome {
  * cannot be served is refused before the state store is opened or migrated.
  */
 int server_listen(const struct config *cfg, char **cause);
+/* Whether cfg's listen host is an address of this host, as server_listen()
+ * finds it (without binding): 0, or -1 and a new *cause in its words. */
+int server_listen_check(const struct config *cfg, char **cause);
 
 /*
  * Creates the server listening on listen_fd (from server_listen(), which it

@@ -253,6 +253,10 @@ rc, out, err = config_check({}, {"AUTOPILOT_OPENMETADATA_URL": "http://om:8585",
                                  "AUTOPILOT_WEBHOOK_SECRET": "s\r\n"})
 check(rc == 0 and "warning" not in err, "no warning with the URL and token set (a line end"
       " at a variable's end is not part of it): %d %r" % (rc, err))
+# A listen host that is no address of this host: serve would not start here.
+rc, out, err = config_check({"listen": {"host": "not a host!"}})
+check(rc == 0 and "autopilot: warning: listen: cannot listen on not a host!:8686: not an"
+      " address of this host" in err, "a listen host serve cannot bind warns: %d %r" % (rc, err))
 # The URL without a token: deployed agents cannot authenticate to OpenMetadata.
 rc, out, err = config_check({}, {"AUTOPILOT_OPENMETADATA_URL": "http://om:8585",
                                  "AUTOPILOT_WEBHOOK_SECRET": "s"})
