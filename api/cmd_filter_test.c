@@ -119,8 +119,10 @@ decide(struct ftest *t, const char *name, size_t len)
 			ap_buf_adds(b, "}\n");
 		} else {
 			ap_buf_adds(b, "error   ");
-			ap_buf_add(b, name, len);
-			ap_buf_printf(b, "  %s\n", cause);
+			ap_buf_add_term(b, name, len);
+			ap_buf_adds(b, "  ");
+			ap_buf_add_term(b, cause, strlen(cause));
+			ap_buf_addc(b, '\n');
 		}
 		free(cause);
 		flush_out(t, false);
@@ -144,16 +146,21 @@ decide(struct ftest *t, const char *name, size_t len)
 		flush_out(t, false);
 		return;
 	}
+	/* Names, patterns and where they come from as a terminal may show
+	 * them, one line each (a name given as an argument may hold a line
+	 * end, one read may hold an escape sequence). */
 	ap_buf_adds(b, d.kept ? "kept     " : "dropped  ");
-	ap_buf_add(b, name, len);
+	ap_buf_add_term(b, name, len);
 	switch (d.rule) {
 	case FILTER_RULE_INCLUDE:
-		ap_buf_printf(b, "  matches include '%s' (%s), no exclude\n",
-		    fp->pattern, fp->source);
-		break;
 	case FILTER_RULE_EXCLUDE:
-		ap_buf_printf(b, "  matches exclude '%s' (%s)\n", fp->pattern,
-		    fp->source);
+		ap_buf_adds(b, d.rule == FILTER_RULE_INCLUDE ? "  matches include '" :
+		    "  matches exclude '");
+		ap_buf_add_term(b, fp->pattern, strlen(fp->pattern));
+		ap_buf_adds(b, "' (");
+		ap_buf_add_term(b, fp->source, strlen(fp->source));
+		ap_buf_adds(b, d.rule == FILTER_RULE_INCLUDE ? "), no exclude\n" :
+		    ")\n");
 		break;
 	case FILTER_RULE_NO_INCLUDE:
 		ap_buf_adds(b, "  matches no include\n");

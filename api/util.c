@@ -595,9 +595,10 @@ ap_printable(const char *s)
 	return out;
 }
 
-/* Length of the UTF-8 sequence at p (1 to 4), or 0 when it is not one. */
+/* Length of the UTF-8 sequence at p (1 to 4, within left bytes), or 0 when
+ * it is not one. */
 static size_t
-utf8_seq_len(const unsigned char *p)
+utf8_seq_len(const unsigned char *p, size_t left)
 {
 	size_t n, i;
 
@@ -609,6 +610,8 @@ utf8_seq_len(const unsigned char *p)
 		n = 4;
 	else
 		return 0;
+	if (n > left)
+		return 0;
 	for (i = 1; i < n; i++)
 		if ((p[i] & 0xc0) != 0x80)
 			return 0;
@@ -616,32 +619,39 @@ utf8_seq_len(const unsigned char *p)
 	return ap_utf8_valid((const char *)p, n) ? n : 0;
 }
 
-char *
-ap_term_text(const char *s)
+void
+ap_buf_add_term(struct ap_buf *b, const char *s, size_t len)
 {
-	const unsigned char *p = (const unsigned char *)s;
-	struct ap_buf b;
+	const unsigned char *p = (const unsigned char *)s, *end = p + len;
 	size_t n;
 
-	ap_buf_init(&b);
-	while (*p != '\0') {
+	while (p < end) {
 		if (*p == '\n' || *p == '\r' || *p == '\t') {
-			ap_buf_addc(&b, '\\');
-			ap_buf_addc(&b, *p == '\n' ? 'n' : *p == '\r' ? 'r' : 't');
+			ap_buf_addc(b, '\\');
+			ap_buf_addc(b, *p == '\n' ? 'n' : *p == '\r' ? 'r' : 't');
 			p++;
 		} else if (*p < 0x20 || *p == 0x7f) {
-			ap_buf_printf(&b, "\\x%02x", *p++);
+			ap_buf_printf(b, "\\x%02x", *p++);
 		} else if (*p < 0x80) {
-			ap_buf_addc(&b, (char)*p++);
-		} else if ((n = utf8_seq_len(p)) == 0) {
-			ap_buf_printf(&b, "\\x%02x", *p++);
+			ap_buf_addc(b, (char)*p++);
+		} else if ((n = utf8_seq_len(p, (size_t)(end - p))) == 0) {
+			ap_buf_printf(b, "\\x%02x", *p++);
 		} else if (n == 2 && p[0] == 0xc2 && p[1] <= 0x9f) {
-			ap_buf_printf(&b, "\\u%04x", p[1]);
+			ap_buf_printf(b, "\\u%04x", p[1]);
 			p += 2;
 		} else {
-			ap_buf_add(&b, p, n);
+			ap_buf_add(b, p, n);
 			p += n;
 		}
 	}
+}
+
+char *
+ap_term_text(const char *s)
+{
+	struct ap_buf b;
+
+	ap_buf_init(&b);
+	ap_buf_add_term(&b, s, strlen(s));
 	return ap_buf_steal(&b, NULL);
 }

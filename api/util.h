@@ -146,6 +146,8 @@ char *ap_printable(const char *s);
  * is kept. Any thread.
  */
 char *ap_term_text(const char *s);
+/* Appends s[0..len) to b as ap_term_text() writes it (a NUL as \x00). */
+void ap_buf_add_term(struct ap_buf *b, const char *s, size_t len);
 bool ap_consttime_eq(const void *a, size_t alen, const void *b, size_t blen);
 
 #endif

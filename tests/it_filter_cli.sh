@@ -74,6 +74,16 @@ code "crlf" $rc 0
 check "crlf name" "$out" '{"name":"information_schema","kept":false,"rule":"exclude","pattern":"^information_schema$"'
 check "crlf kept" "$out" '{"name":"public","kept":true,"rule":"no-exclude"}'
 check "crlf one \\r per line" "$out" '{"name":"x\u000d","kept":true'
+# Text: control characters in names (and patterns) are written as escapes,
+# one line per name, so that no name can rewrite the terminal or add a line.
+out=$(printf 'x\ry\nab\033[31mc\n' | "$BIN" filter test --include "$(printf 'a\t|x')"); rc=$?
+code "control characters" $rc 0
+check "a carriage return escaped" "$out" 'kept     x\ry  matches include '"'"'a\t|x'"'"' (--include), no exclude'
+check "an escape escaped" "$out" 'dropped  ab\x1b[31mc  matches no include'
+out=$("$BIN" filter test --include a "$(printf 'a\nb')"); rc=$?
+check "a line end in an argument escaped" "$out" 'kept     a\nb  matches include'
+n=$(printf '%s\n' "$out" | wc -l)
+code "one line for a name with a line end" "$n" 1
 
 cat > "$TMP/conf.json" <<'J'
 {"filters": {"builtin_defaults": false, "defaults": {"byServiceKind": {"database":
