@@ -255,7 +255,7 @@ static const char *const store_sql[Q_MAX] = {
 	/* Its entity is then in entity (text): SERVICE_ENTITY reads it. */
 	[Q_SERVICE_JOINED] = "UPDATE services SET entity_run = 'joined:' || ?3"
 	    " WHERE service_type = ?1 AND fqn = ?2 AND entity <> ''",
-	[Q_SERVICE_IS_JOINED] = "SELECT entity_run FROM services WHERE service_type = ?1"
+	[Q_SERVICE_IS_JOINED] = "SELECT entity FROM services WHERE service_type = ?1"
 	    " AND fqn = ?2 AND entity_run = 'joined:' || ?3",
 	[Q_RUN_ENTITY_AGENTS] = "SELECT entity, agents FROM runs WHERE run_id = ?1",
 	[Q_RUN_OWNED] = "SELECT run_id FROM runs WHERE " OWNED_BY("?2"),
@@ -1284,18 +1284,27 @@ store_new_run(struct store *s, const char *type, const char *fqn,
 	return 0;
 }
 
-/* Whether an event that joined run_id asked for more (store_mark_joined). */
+/* The entity of an event that joined run_id and asked for more
+ * (store_mark_joined()), as a new string, or NULL when none did. */
 static int
-store_is_joined(struct store *s, const char *type, const char *fqn,
-    const char *run_id, bool *joined, char **cause)
+store_joined_entity(struct store *s, const char *type, const char *fqn,
+    const char *run_id, char **entity, char **cause)
 {
-	char *mark;
-	int rc = store_lookup(s, Q_SERVICE_IS_JOINED, type, fqn, run_id, &mark,
+	return store_lookup(s, Q_SERVICE_IS_JOINED, type, fqn, run_id, entity,
 	    "look for a joined event", cause);
+}
 
-	*joined = mark != NULL;
-	free(mark);
-	return rc;
+/* Whether two entities are the same JSON value (the order of keys aside). */
+static bool
+entity_same(const char *a_json, const char *b_json)
+{
+	json_t *a = json_loads(a_json, 0, NULL), *b = json_loads(b_json, 0, NULL);
+	bool same = a == NULL || b == NULL ? strcmp(a_json, b_json) == 0 :
+	    json_equal(a, b);
+
+	json_decref(a);
+	json_decref(b);
+	return same;
 }
 
 /* Inside a transaction: the service's entity (just written as text) came
@@ -1324,7 +1333,6 @@ store_join_asks_more(struct store *s, const char *run_id, const char *entity_jso
     bool *more, char **cause)
 {
 	sqlite3_stmt *st = store_stmt(s, Q_RUN_ENTITY_AGENTS, cause);
-	json_t *a, *b;
 	int rc;
 
 	*more = false;
@@ -1335,16 +1343,8 @@ store_join_asks_more(struct store *s, const char *run_id, const char *entity_jso
 	if (rc == SQLITE_ROW) {
 		const char *mine = (const char *)sqlite3_column_text(st, 0);
 
-		if (sqlite3_column_type(st, 1) != SQLITE_NULL || mine == NULL)
-			*more = true;
-		else {
-			a = json_loads(mine, 0, NULL);
-			b = json_loads(entity_json, 0, NULL);
-			*more = a == NULL || b == NULL ? strcmp(mine, entity_json) != 0 :
-			    !json_equal(a, b);
-			json_decref(a);
-			json_decref(b);
-		}
+		*more = sqlite3_column_type(st, 1) != SQLITE_NULL || mine == NULL ||
+		    !entity_same(mine, entity_json);
 	}
 	sqlite3_reset(st);
 	if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
@@ -1542,9 +1542,9 @@ store_run_replace(struct store *s, const char *service_type, const char *fqn,
     char **run_id, json_t **airflow_runs, char **cause)
 {
 	sqlite3_stmt *st;
-	char *active = NULL, *id = NULL, *why;
+	char *active = NULL, *id = NULL, *asked = NULL, *why;
 	json_t *stop = json_array();
-	bool joined = false, claimed;
+	bool claimed;
 	int rc;
 
 	*run_id = NULL;
@@ -1562,15 +1562,21 @@ store_run_replace(struct store *s, const char *service_type, const char *fqn,
 		*run_id = active;
 		return STORE_ACTIVE;
 	}
-	/* An event that joined the run replaced asked for the whole plan: a
-	 * replacement limited to some agents carries that on. */
-	if (active != NULL && agents_json != NULL &&
-	    store_is_joined(s, service_type, fqn, active, &joined, cause) != 0)
+	/* An event that joined the run replaced asked for a run of the whole
+	 * plan with its entity: the replacement carries that on, unless it is
+	 * that run (the whole plan, that entity). The event's entity stays the
+	 * service's, whatever entity the replacement was given. */
+	if (active != NULL && store_joined_entity(s, service_type, fqn, active,
+	    &asked, cause) != 0)
 		goto fail;
+	if (asked != NULL && agents_json == NULL && entity_same(asked, entity_json)) {
+		free(asked);
+		asked = NULL;
+	}
 	if (store_new_run(s, service_type, fqn, entity_json, agents_json, &id,
 	    cause) != 0 || (claim && store_claim_one(s, id, &claimed, cause) != 0))
 		goto fail;
-	if (joined && (store_put_service(s, service_type, fqn, entity_json, NULL,
+	if (asked != NULL && (store_put_service(s, service_type, fqn, asked, NULL,
 	    cause) != 0 || store_mark_joined(s, service_type, fqn, id, cause) != 0))
 		goto fail;
 	while (active != NULL) {
@@ -1626,6 +1632,7 @@ store_run_replace(struct store *s, const char *service_type, const char *fqn,
 	}
 	if (store_commit(s, cause) != 0)
 		goto fail;
+	free(asked);
 	*run_id = id;
 	if (airflow_runs != NULL)
 		*airflow_runs = stop;
@@ -1635,6 +1642,7 @@ store_run_replace(struct store *s, const char *service_type, const char *fqn,
 fail:
 	json_decref(stop);
 	free(active);
+	free(asked);
 	free(id);
 	store_rollback(s);
 	return STORE_ERROR;

@@ -523,18 +523,18 @@ accept_pg(struct store *s, const char *eid, const char *entity,
 
 /*
  * Event e1 starts a run of pg ({"v":1}), event e2 joins it with another
- * entity ({"v":2}), a re-run with that entity and these agents (NULL: the
- * whole plan) replaces it, and ends: the run that follows it, if any.
+ * entity ({"v":2}), a re-run with entity and these agents (NULL: the whole
+ * plan) replaces it, and ends: the run that follows it, if any.
  */
 static char *
 join_then_replace(struct store *s, const char *e1, const char *e2,
-    const char *agents)
+    const char *entity, const char *agents)
 {
 	char *cause = NULL, *r1, *r2, *next;
 
 	r1 = accept_pg(s, e1, "{\"v\":1}", NULL, false);
 	free(accept_pg(s, e2, "{\"v\":2}", r1, true));
-	assert_int_equal(store_run_create(s, "databaseService", "pg", "{\"v\":2}",
+	assert_int_equal(store_run_create(s, "databaseService", "pg", entity,
 	    agents, true, &r2, &cause), STORE_OK);
 	next = end_run(s, r2);
 	free(r1);
@@ -601,7 +601,19 @@ test_joined_event_gets_its_run(void **state)
 	free(r1);
 	/* An event joined a run that a re-run limited to some agents then
 	 * replaced: the replacement carries the ask on. */
-	assert_non_null(next = join_then_replace(s, "e11", "e12", "[\"metadata\"]"));
+	assert_non_null(next = join_then_replace(s, "e11", "e12", "{\"v\":2}",
+	    "[\"metadata\"]"));
+	assert_run_entity(s, next, "{\"v\":2}");
+	assert_null(end_run(s, next));
+	free(next);
+	/* ... with the event's entity, whatever entity the replacement was
+	 * given (autopilot run --service-json), limited or not. */
+	assert_non_null(next = join_then_replace(s, "e16", "e17", "{\"v\":3}",
+	    "[\"metadata\"]"));
+	assert_run_entity(s, next, "{\"v\":2}");
+	assert_null(end_run(s, next));
+	free(next);
+	assert_non_null(next = join_then_replace(s, "e18", "e19", "{\"v\":3}", NULL));
 	assert_run_entity(s, next, "{\"v\":2}");
 	assert_null(end_run(s, next));
 	free(next);
@@ -617,7 +629,7 @@ test_joined_event_gets_its_run(void **state)
 	free(r1);
 	free(r2);
 	/* ... which a replacement of the whole plan does itself. */
-	assert_null(join_then_replace(s, "e13", "e14", NULL));
+	assert_null(join_then_replace(s, "e13", "e14", "{\"v\":2}", NULL));
 	/* The service's entity written with no event joined (as a schema-2
 	 * process on the same store writes it): nothing follows. */
 	assert_int_equal(store_run_create(s, "databaseService", "pg", "{\"v\":3}",
