@@ -152,6 +152,7 @@ enum store_stmt_id {
 	Q_SERVICE_JOINED,
 	Q_SERVICE_IS_JOINED,
 	Q_RUN_ENTITY_AGENTS,
+	Q_RUN_SET_ENTITY,
 	Q_ACTIVE_OTHER,
 	Q_RUN_OWNED,
 	Q_AGENTS_OF,
@@ -258,6 +259,11 @@ static const char *const store_sql[Q_MAX] = {
 	[Q_SERVICE_IS_JOINED] = "SELECT entity FROM services WHERE service_type = ?1"
 	    " AND fqn = ?2 AND entity_run = 'joined:' || ?3",
 	[Q_RUN_ENTITY_AGENTS] = "SELECT entity, agents FROM runs WHERE run_id = ?1",
+	/* A run of the whole plan that nobody has taken up: not claimed (a
+	 * run is claimed before it is loaded), no agent of it written. */
+	[Q_RUN_SET_ENTITY] = "UPDATE runs SET entity = ?2 WHERE run_id = ?1"
+	    " AND state = 'pending' AND agents IS NULL AND owner IS NULL AND"
+	    " NOT EXISTS (SELECT 1 FROM agent_runs WHERE run_id = ?1)",
 	[Q_RUN_OWNED] = "SELECT run_id FROM runs WHERE " OWNED_BY("?2"),
 	[Q_ACTIVE_OTHER] = "SELECT run_id FROM runs WHERE service_type = ?1 AND"
 	    " fqn = ?2 AND state IN " ACTIVE_STATES " AND run_id <> ?3 LIMIT 1",
@@ -1354,6 +1360,25 @@ store_join_asks_more(struct store *s, const char *run_id, const char *entity_jso
 	return 0;
 }
 
+/* Inside a transaction: run_id, of the whole plan and not taken up by any
+ * process yet, takes entity_json (*set); else nothing changes. */
+static int
+store_run_set_entity(struct store *s, const char *run_id, const char *entity_json,
+    bool *set, char **cause)
+{
+	sqlite3_stmt *st = store_stmt(s, Q_RUN_SET_ENTITY, cause);
+
+	*set = false;
+	if (st == NULL)
+		return -1;
+	bind_text(st, 1, run_id);
+	bind_text(st, 2, entity_json);
+	if (store_exec_stmt(s, st, cause, "give the run the event's entity") != 0)
+		return -1;
+	*set = sqlite3_changes(s->db) > 0;
+	return 0;
+}
+
 enum store_result
 store_inbox_accept(struct store *s, const char *event_id, const char *service_type,
     const char *fqn, const char *entity_json, char **run_id, bool *joined,
@@ -1361,7 +1386,7 @@ store_inbox_accept(struct store *s, const char *event_id, const char *service_ty
 {
 	sqlite3_stmt *st;
 	char *id = NULL;
-	bool nested, more = false;
+	bool nested, more = false, retaken = false;
 	int rc;
 
 	*run_id = NULL;
@@ -1391,15 +1416,21 @@ store_inbox_accept(struct store *s, const char *event_id, const char *service_ty
 		goto fail;
 	if (joined != NULL)
 		*joined = id != NULL;
-	/* Joining the active run, the entity is the service's alone, marked
-	 * as joined to that run when the event asks for more than the run
-	 * does (store_run_end); a later join of the same entity as the
-	 * run's takes the mark back. */
+	/* Joining a run of the whole plan that nobody has taken up yet (it
+	 * waits for admission), the run takes the event's entity, which is
+	 * the service's as the run's. Joining another active run, the entity
+	 * is the service's alone, marked as joined to that run when the event
+	 * asks for more than the run does (store_run_end); a later join of
+	 * the same entity as the run's takes the mark back. */
+	if (id != NULL && store_run_set_entity(s, id, entity_json, &retaken,
+	    cause) != 0)
+		goto fail;
 	if (id == NULL ? store_new_run(s, service_type, fqn, entity_json, NULL,
-	    &id, cause) != 0 : store_put_service(s, service_type, fqn, entity_json,
-	    NULL, cause) != 0 || store_join_asks_more(s, id, entity_json, &more,
-	    cause) != 0 || (more && store_mark_joined(s, service_type, fqn, id,
-	    cause) != 0))
+	    &id, cause) != 0 : retaken ? store_put_service(s, service_type, fqn,
+	    NULL, id, cause) != 0 : store_put_service(s, service_type, fqn,
+	    entity_json, NULL, cause) != 0 || store_join_asks_more(s, id,
+	    entity_json, &more, cause) != 0 || (more && store_mark_joined(s,
+	    service_type, fqn, id, cause) != 0))
 		goto fail;
 	if (follows != NULL)
 		*follows = more;

@@ -271,6 +271,32 @@ def main():
     finally:
         srv.close()
 
+    # An event that joins a run still waiting for admission (not started:
+    # 16 runs wait for the one agent slot ahead of it): the run takes its
+    # entity, and no second run follows.
+    srv = Serve(sim.url, config={"scheduler": {"max_agents_in_flight": 1}})
+    try:
+        srv.start()
+        for i in range(18):
+            code, _ = srv.post_event(event("dashboardService", entity("dashboardService",
+                                                                       "ahead%d" % i)))
+            check(code == 202, "a run ahead: %d" % code)
+        first, second = entity("databaseService", "queued"), entity("databaseService", "queued")
+        code, b1 = srv.post_event(event("databaseService", first))
+        code2, b2 = srv.post_event(event("databaseService", second))
+        check(code == 202 and code2 == 202 and b2 == {"run_id": b1["run_id"], "joined": True},
+              "an event joining a run not started: %s %s" % (b1, b2))
+        runs = srv.wait_final(19)
+        mine = [r for r in runs if r["service"]["fqn"] == "queued"]
+        ids = {(r["body"].get("service") or {}).get("id") for r in sim.requests()
+               if r["method"] == "POST" and r["path"].endswith("/openmetadata/deploy")
+               and isinstance(r["body"], dict) and "queued" in r["body"].get("name", "")}
+        check(len(mine) == 1 and mine[0]["state"] == "succeeded" and ids == {second["id"]},
+              "one run, with the joining event's entity: %s %s" % (mine, ids))
+        check(srv.stop() == 0, "clean stop")
+    finally:
+        srv.close()
+
     # A secret from a variable set with `echo` (a Kubernetes Secret made so)
     # ends with a line end, which is not part of it, as in a *_file.
     srv = Serve(sim.url, env={"AUTOPILOT_WEBHOOK_SECRET": SECRET + "\n"})

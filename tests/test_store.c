@@ -265,7 +265,9 @@ test_entity_stored_once_and_v2_rows_kept(void **state)
 	assert_int_equal(store_service_get(s, NULL, "pg2", &ent, NULL, &cause), STORE_OK);
 	assert_string_equal(ent, "{\"v\":2}");
 	free(ent);
-	/* Joining the active run changes the service's entity, not the run's. */
+	/* Joining the active run, taken up, changes the service's entity, not
+	 * the run's. */
+	assert_int_equal(store_claim(s, r1, &cause), STORE_OK);
 	assert_int_equal(store_inbox_accept(s, "ev-2", "databaseService", "pg2",
 	    "{\"v\":3}", &r2, NULL, NULL, &cause), STORE_OK);
 	assert_string_equal(r1, r2);
@@ -504,7 +506,8 @@ end_run(struct store *s, const char *id)
 
 /* Event eid for service pg with entity: the id of its run (a new string),
  * which must be active_id when that is not NULL (the event joins it), and
- * whether a run is to follow must be follows. */
+ * whether a run is to follow must be follows. A new run is taken up (claimed)
+ * at once, as serve takes it when it has room. */
 static char *
 accept_pg(struct store *s, const char *eid, const char *entity,
     const char *active_id, bool follows)
@@ -518,6 +521,8 @@ accept_pg(struct store *s, const char *eid, const char *entity,
 	assert_int_equal(more, follows);
 	if (active_id != NULL)
 		assert_string_equal(id, active_id);
+	else
+		assert_int_equal(store_claim(s, id, &cause), STORE_OK);
 	return id;
 }
 
@@ -561,7 +566,8 @@ assert_run_entity(struct store *s, const char *id, const char *want)
 static void
 test_joined_event_gets_its_run(void **state)
 {
-	char *p = db_path("followup.db"), *cause = NULL, *r1, *r2, *next;
+	char *p = db_path("followup.db"), *cause = NULL, *r1, *r2, *next, *ent;
+	bool joined, more;
 	struct store *s = open_ok(p, NULL);
 
 	/* The same entity, its keys in another order: nothing follows. */
@@ -630,6 +636,33 @@ test_joined_event_gets_its_run(void **state)
 	free(r2);
 	/* ... which a replacement of the whole plan does itself. */
 	assert_null(join_then_replace(s, "e13", "e14", "{\"v\":2}", NULL));
+	/* A run nobody has taken up yet (waiting for admission) takes the
+	 * entity of an event that joins it: nothing follows. Not one limited
+	 * to some agents (the event asks for the whole plan). */
+	assert_int_equal(store_inbox_accept(s, "e20", "databaseService", "pg",
+	    "{\"v\":20}", &r1, &joined, &more, &cause), STORE_OK);
+	assert_int_equal(store_inbox_accept(s, "e21", "databaseService", "pg",
+	    "{\"v\":21}", &r2, &joined, &more, &cause), STORE_OK);
+	assert_string_equal(r1, r2);
+	assert_true(joined);
+	assert_false(more);
+	assert_run_entity(s, r1, "{\"v\":21}");
+	assert_int_equal(store_service_get(s, "databaseService", "pg", &ent, NULL,
+	    &cause), STORE_OK);
+	assert_string_equal(ent, "{\"v\":21}");
+	free(ent);
+	assert_null(end_run(s, r1));
+	free(r1);
+	free(r2);
+	assert_int_equal(store_run_create(s, "databaseService", "pg", "{\"v\":22}",
+	    "[\"profiler\"]", false, &r1, &cause), STORE_OK);
+	free(accept_pg(s, "e22", "{\"v\":23}", r1, true));
+	assert_run_entity(s, r1, "{\"v\":22}");
+	assert_non_null(next = end_run(s, r1));
+	assert_run_entity(s, next, "{\"v\":23}");
+	assert_null(end_run(s, next));
+	free(next);
+	free(r1);
 	/* The service's entity written with no event joined (as a schema-2
 	 * process on the same store writes it): nothing follows. */
 	assert_int_equal(store_run_create(s, "databaseService", "pg", "{\"v\":3}",
