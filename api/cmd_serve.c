@@ -21,10 +21,16 @@
 #include "retention.h"
 #include "runtime.h"
 #include "server.h"
+#include "store.h"
 #include "util.h"
 
 /* How often a drain looks whether every answer is out. */
 #define DRAIN_CHECK_MS 20
+/* Once open, how long a statement on the loop waits for a lock another
+ * process holds (store_set_busy_timeout()): a commit of `autopilot run`
+ * takes milliseconds; a lock held longer turns into store errors (503s,
+ * runs taken up again later) rather than a loop that answers nothing. */
+#define SERVE_BUSY_TIMEOUT_MS 250
 
 struct serve {
 	struct ap_runtime rt;
@@ -252,6 +258,7 @@ serve_exec(int argc, char **argv)
 		serve_fatal(&cfg, "%s", cause);
 		goto out;
 	}
+	store_set_busy_timeout(sv.rt.store, SERVE_BUSY_TIMEOUT_MS);
 	/* The scheduler logs every state change itself, one line each. */
 	deps.store = sv.rt.store;
 	deps.sched = sv.rt.sched;

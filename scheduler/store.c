@@ -367,8 +367,50 @@ struct store {
 	int64_t halt_claim_ms;		/* store_set_halt_claim() */
 	int64_t halt_longest_ms;	/* ... and the longest a try puts one off */
 	int64_t stepped_until;		/* store_clock_stepped(): leases wait */
+	/* store_busy(): how long a statement waits for a lock another
+	 * connection holds, when this wait began, and until when none waits
+	 * (one waited it out in vain: the lock is held long). */
+	unsigned busy_ms;
+	uint64_t busy_began, busy_quiet_until;
 	sqlite3_stmt *stmts[Q_MAX];
 };
+
+/* After a wait for a lock ran out, how long statements give up at once. */
+#define STORE_BUSY_QUIET_MS 1000
+
+/*
+ * SQLite's busy handler: waits up to busy_ms for a lock another connection
+ * holds (a write lock, most often for a commit of a few milliseconds). One
+ * that held it all that time may hold it for long (an `sqlite3` shell with
+ * a transaction open): for STORE_BUSY_QUIET_MS the next statements give up
+ * at once (SQLITE_BUSY, "database is locked"), so that a caller on an event
+ * loop is held up at most busy_ms a second, not busy_ms a statement.
+ */
+static int
+store_busy(void *arg, int count)
+{
+	struct store *s = arg;
+	uint64_t now = ap_mono_ms();
+
+	if (count == 0) {
+		if (now < s->busy_quiet_until)
+			return 0;
+		s->busy_began = now;
+	}
+	if (now - s->busy_began >= s->busy_ms) {
+		s->busy_quiet_until = now + STORE_BUSY_QUIET_MS;
+		return 0;
+	}
+	sqlite3_sleep(count < 4 ? 1 : count < 16 ? 5 : 20);
+	return 1;
+}
+
+void
+store_set_busy_timeout(struct store *s, unsigned ms)
+{
+	s->busy_ms = ms;
+	s->busy_quiet_until = 0;
+}
 
 static int64_t
 store_default_now(void *arg)
@@ -1024,8 +1066,8 @@ store_open(const char *path, const struct store_options *opts, char **cause)
 		free(hint);
 		goto fail;
 	}
-	sqlite3_busy_timeout(s->db, opts->busy_timeout_ms ? (int)opts->busy_timeout_ms :
-	    5000);
+	s->busy_ms = opts->busy_timeout_ms ? opts->busy_timeout_ms : 5000;
+	sqlite3_busy_handler(s->db, store_busy, s);
 	sqlite3_extended_result_codes(s->db, 1);
 	if (s->read_only) {
 		if (store_exec_sql(s, "PRAGMA query_only = ON", cause) != 0)

@@ -42,7 +42,7 @@ enum store_result {
 };
 
 struct store_options {
-	unsigned busy_timeout_ms;	/* 0: 5000 */
+	unsigned busy_timeout_ms;	/* 0: 5000 (see store_set_busy_timeout()) */
 	bool synchronous_normal;	/* false (default): synchronous=FULL */
 	unsigned target_version;	/* 0: STORE_SCHEMA_VERSION (tests migrate to older) */
 	int64_t lease_ms;		/* 0: 30000; how long a claim lasts unrenewed */
@@ -164,6 +164,15 @@ enum store_result store_run_json(struct store *s, const char *run_id,
  * limit (0: 100). *out is a new JSON array. */
 enum store_result store_runs_json(struct store *s, const char *fqn,
     unsigned limit, json_t **out, char **cause);
+/*
+ * How long a statement waits for a lock another connection holds, from now
+ * on (store_options.busy_timeout_ms at first). After a wait that ran out,
+ * the statements of the next second give up at once: a handle used on an
+ * event loop (serve's, once open) is held up at most ms a second by a
+ * lock held long, and its callers see "database is locked" as any other
+ * store error.
+ */
+void store_set_busy_timeout(struct store *s, unsigned ms);
 /* For readiness probes: commits a write of the database header (its
  * schema version, unchanged) in a transaction of its own, after an open
  * batch: STORE_OK if the database can be written now, within

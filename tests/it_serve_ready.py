@@ -314,7 +314,55 @@ def proxy_404():
         proxy.server_close()
 
 
+def store_locked():
+    """A lock on the state database held long by another process (an
+    `sqlite3` shell with a transaction open) does not stop the server: it
+    answers /healthz all along (each request within a second, where every
+    statement used to wait 5 s), /readyz and a delivery 503 (OpenMetadata
+    delivers again), and all is served again once the lock goes."""
+    from serve_itlib import event, entity
+    sim = Sim({"parse_delay_ms": 50})
+    srv = Serve(sim.url)
+    try:
+        srv.start()
+        st, body = readyz(srv, 8)
+        check(st == 200, "readyz before the lock: %s %s" % (st, body))
+        db = sqlite3.connect(srv.state, isolation_level=None, timeout=10)
+        db.execute("BEGIN EXCLUSIVE")
+        try:
+            slowest = 0.0
+            end = time.monotonic() + 6
+            while time.monotonic() < end:
+                t = time.monotonic()
+                st, _ = srv.request("GET", "/healthz", timeout=30)
+                slowest = max(slowest, time.monotonic() - t)
+                check(st == 200, "healthz while the store is locked: %s" % st)
+                time.sleep(0.05)
+            check(slowest < 1.0, "/healthz took %.2f s while the store was locked" % slowest)
+            st, body = readyz(srv, 3)
+            check(st == 503 and "database is locked" in body.get("store", ""),
+                  "readyz locked: %s %s" % (st, body))
+            st, body = srv.post_event(event("databaseService", entity("databaseService", "lk")))
+            check(st == 503, "a delivery while the store is locked: %s %s" % (st, body))
+        finally:
+            db.execute("COMMIT")
+            db.close()
+        deadline = time.monotonic() + 10
+        while True:
+            st, body = srv.post_event(event("databaseService", entity("databaseService", "lk")))
+            if st == 202 or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        check(st == 202, "a delivery once the lock is gone: %s %s" % (st, body))
+        runs = srv.wait_final(1, timeout=30)
+        check(runs[0]["state"] == "succeeded", "its run: %s" % runs)
+        check(srv.stop() == 0, "clean stop")
+    finally:
+        srv.close()
+
+
 def main():
+    store_locked()
     proxy_404()
     wrong_password()
     no_plugin()
