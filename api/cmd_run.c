@@ -4,6 +4,7 @@
  * state store, else OpenMetadata's API.
  */
 #include <ctype.h>
+#include <errno.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -40,6 +41,10 @@ struct run_line {
 	uint64_t ended;		/* mono ms when it reached a final state */
 };
 
+/* The signals that interrupt `run` (SIGHUP: its terminal went away). */
+static const int run_signals[] = { SIGINT, SIGTERM, SIGHUP };
+#define RUN_NSIGNALS (sizeof run_signals / sizeof run_signals[0])
+
 struct run_watch {
 	struct ap_runtime rt;
 	const char *run_id;
@@ -51,7 +56,7 @@ struct run_watch {
 	char *followed_by;	/* the run made to follow this one, or NULL */
 	bool done, left;	/* final, or no longer driven here */
 	bool interrupted;
-	struct event *tick, *sigint, *sigterm;
+	struct event *tick, *sig[RUN_NSIGNALS];
 	/* Progress is written by run_output, outside the scheduler's
 	 * callbacks and after a commit: a standard output that blocks (a
 	 * pager, a terminal paused, a full pipe) must not hold the state
@@ -117,6 +122,17 @@ om_write(char *data, size_t size, size_t n, void *arg)
 	return size * n;
 }
 
+/* Whether b holds OpenMetadata's error body: {"code": N, "message": "..."}. */
+static bool
+om_error_body(const struct ap_buf *b)
+{
+	json_t *j = json_loadb(b->data != NULL ? b->data : "", b->len, 0, NULL);
+	bool ok = json_is_object(j) && json_is_string(json_object_get(j, "message"));
+
+	json_decref(j);
+	return ok;
+}
+
 /*
  * GET {url}/api/v1/services/{type}s/name/{fqn} (url with or without its
  * "/api"). Blocking: the CLI does this
@@ -168,14 +184,30 @@ om_fetch(const struct config *cfg, const char *type, const char *fqn,
 	}
 	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
 	if (status == 200) {
+		const char *name, *full;
+
 		*entity = json_loadb(b.data != NULL ? b.data : "", b.len, 0, &jerr);
-		if (*entity == NULL || !json_is_object(*entity)) {
-			*cause = ap_xprintf("OpenMetadata %s: the answer is not a JSON"
-			    " object: %s", url, *entity == NULL ? jerr.text : "");
+		name = json_string_value(json_object_get(*entity, "name"));
+		full = json_string_value(json_object_get(*entity, "fullyQualifiedName"));
+		/* What answers is OpenMetadata, about that service: another
+		 * server's JSON would otherwise pass for an entity. */
+		if (*entity == NULL || !json_is_object(*entity) || !((name != NULL &&
+		    strcmp(name, fqn) == 0) || (full != NULL && strcmp(full, fqn) == 0))) {
+			*cause = ap_xprintf("OpenMetadata %s: the answer is not %s%s",
+			    url, *entity == NULL || !json_is_object(*entity) ?
+			    "a JSON object: " : "the service asked for (no \"name\" nor"
+			    " \"fullyQualifiedName\" of that value)", *entity == NULL ?
+			    jerr.text : "");
 			json_decref(*entity);
 			*entity = NULL;
 			status = 0;
 		}
+	} else if (status == 404 && !om_error_body(&b)) {
+		/* A 404 that is not OpenMetadata's says nothing of the service:
+		 * another server (or a proxy with none behind it) answered. */
+		*cause = ap_xprintf("OpenMetadata %s: HTTP 404 without OpenMetadata's"
+		    " JSON body: is %s OpenMetadata's address?", url, cfg->om_url);
+		status = 0;
 	} else if (status != 404)
 		*cause = ap_xprintf("OpenMetadata %s: HTTP %ld%s%.*s", url, status,
 		    b.len > 0 ? ": " : "", (int)(b.len > 300 ? 300 : b.len),
@@ -646,8 +678,9 @@ struct probe {
 	long http_status;
 	char *detail;
 	bool done;
-	bool interrupted;	/* SIGINT or SIGTERM meanwhile */
+	bool interrupted;	/* SIGINT, SIGTERM or SIGHUP meanwhile */
 };
+
 
 static void
 probe_done(const struct airflow_result *res, void *arg)
@@ -680,20 +713,22 @@ probe_signal(evutil_socket_t sig, short what, void *arg)
 	event_base_loopexit(p->base, NULL);
 }
 
-/* Waits for p's answer, or a SIGINT or SIGTERM (which drops the request:
+/* Waits for p's answer, or one of run_signals (which drops the request:
  * nothing is recorded yet). False when interrupted. */
 static bool
 probe_run(struct ap_runtime *rt, struct probe *p, struct airflow_req *q)
 {
-	struct event *si = evsignal_new(rt->base, SIGINT, probe_signal, p);
-	struct event *st = evsignal_new(rt->base, SIGTERM, probe_signal, p);
+	struct event *sig[RUN_NSIGNALS];
+	size_t i;
 
-	evsignal_add(si, NULL);
-	evsignal_add(st, NULL);
+	for (i = 0; i < RUN_NSIGNALS; i++) {
+		sig[i] = evsignal_new(rt->base, run_signals[i], probe_signal, p);
+		evsignal_add(sig[i], NULL);
+	}
 	while (!p->done && !p->interrupted)
 		event_base_dispatch(rt->base);
-	event_free(si);
-	event_free(st);
+	for (i = 0; i < RUN_NSIGNALS; i++)
+		event_free(sig[i]);
 	if (p->done)
 		return true;
 	airflow_client_ops()->cancel(rt->airflow, q);
@@ -956,11 +991,12 @@ run_exec(int argc, char **argv)
 	const char *names[RUN_MAX_AGENTS + 1];
 	char *type = NULL, *agents_arg = NULL, *cause = NULL, *run_id = NULL, *text;
 	bool no_wait = false, replace = false, restricted = false, resumable = false;
-	bool followed = false;
+	bool followed = false, fresh;
 	struct timeval second = { 1, 0 };
 	json_t *entity = NULL, *doc = NULL;
 	enum store_result r;
 	int c, rc = AP_EXIT_USAGE;
+	size_t i;
 
 	memset(&w, 0, sizeof w);
 	config_init(&cfg);
@@ -1045,10 +1081,18 @@ run_exec(int argc, char **argv)
 		fprintf(stderr, "autopilot: run: %s\n", cause);
 		goto out;
 	}
+	fresh = access(cfg.state_path, F_OK) != 0 && errno == ENOENT;
 	if ((rc = ap_runtime_open(&w.rt, &cfg, &cause)) != AP_EXIT_OK) {
 		fprintf(stderr, "autopilot: run: %s\n", cause);
 		goto out;
 	}
+	/* A database of its own sees no run a serve drives elsewhere: said,
+	 * since the active run of the service would go unseen. */
+	if (fresh)
+		fprintf(stderr, "autopilot: run: note: state database %s did not"
+		    " exist and was created: the runs of a serve using another one"
+		    " are not seen here (state.path, AUTOPILOT_STATE or --state name"
+		    " it)\n", cfg.state_path);
 	if (json_file == NULL && ((rc = find_entity(&cfg, w.rt.store, fqn, NULL,
 	    &type, &entity, &cause)) != AP_EXIT_OK || (rc = check_kind(fqn, type,
 	    &cause)) != AP_EXIT_OK)) {
@@ -1176,10 +1220,10 @@ run_exec(int argc, char **argv)
 		w.tick = event_new(w.rt.base, -1, EV_PERSIST, run_tick, &w);
 		evtimer_add(w.tick, &second);
 	}
-	w.sigint = evsignal_new(w.rt.base, SIGINT, run_signal, &w);
-	w.sigterm = evsignal_new(w.rt.base, SIGTERM, run_signal, &w);
-	evsignal_add(w.sigint, NULL);
-	evsignal_add(w.sigterm, NULL);
+	for (i = 0; i < RUN_NSIGNALS; i++) {
+		w.sig[i] = evsignal_new(w.rt.base, run_signals[i], run_signal, &w);
+		evsignal_add(w.sig[i], NULL);
+	}
 	while (!w.done && !w.left && !w.interrupted)
 		event_base_dispatch(w.rt.base);
 	/* What is reported (and the exit status) is what the store holds. */
@@ -1252,10 +1296,9 @@ out:
 	ap_buf_cleanup(&w.pending);
 	if (w.tick != NULL)
 		event_free(w.tick);
-	if (w.sigint != NULL)
-		event_free(w.sigint);
-	if (w.sigterm != NULL)
-		event_free(w.sigterm);
+	for (i = 0; i < RUN_NSIGNALS; i++)
+		if (w.sig[i] != NULL)
+			event_free(w.sig[i]);
 	if (w.rt.base != NULL)
 		ap_runtime_close(&w.rt);
 	json_decref(doc);

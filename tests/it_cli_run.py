@@ -1,6 +1,7 @@
 """`autopilot run`, `status`, `config check`, `--help` and `--version` as an
 operator uses them, against the Airflow and OpenMetadata simulators, with
 output captured (not a terminal): plain progress lines, --json, exit codes."""
+import http.server
 import json
 import os
 import re
@@ -11,6 +12,7 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 
@@ -605,11 +607,12 @@ def main():
             return p
 
         # Interrupted with --json: still one JSON document, the unfinished run.
+        # (SIGHUP, as when its terminal goes away, as SIGINT and SIGTERM.)
         p = start_running("--json", running_ms=6000)
         rc2, _, err2 = cli(["run", "-c", conf, "sales_postgres"])
         check(rc2 == 2 and "wait for it to end" in err2 and "no process" not in err2,
               "a run beside one a live process drives: %d %s" % (rc2, err2))
-        p.send_signal(signal.SIGINT)
+        p.send_signal(signal.SIGHUP)
         out, err = p.communicate(timeout=30)
         check(p.returncode == 1 and "interrupted" in err, "interrupted: %d %s" % (p.returncode, err))
         doc = json.loads(out)
@@ -707,7 +710,35 @@ def main():
               and "dashboardService" in err and "databaseService" in err and "--type" in err,
               "a name under two types in the store is not guessed: %d %s" % (rc, err))
         rc, out, err = cli(["run", "-c", conf, "om_nosuch"], env=env)
-        check(rc == 2 and "om_nosuch" in err, "unknown in OpenMetadata: %d %s" % (rc, err))
+        check(rc == 2 and "om_nosuch" in err and "did not exist" not in err,
+              "unknown in OpenMetadata: %d %s" % (rc, err))
+        # Another server's 404 (here Airflow's) says nothing of the service.
+        rc, out, err = cli(["run", "-c", conf, "om_nosuch", "--type", "databaseService"],
+                           env=dict(env, AUTOPILOT_OPENMETADATA_URL=sim.url))
+        check(rc == 3 and "HTTP 404 without OpenMetadata's JSON body: is %s OpenMetadata's"
+              " address?" % sim.url in err, "a 404 not from OpenMetadata: %d %s" % (rc, err))
+        # Nor is any JSON object answered 200 taken for the service.
+        class Junk(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                body = b'{"status": "ok", "name": "something else"}'
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *a):
+                pass
+        junk = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Junk)
+        threading.Thread(target=junk.serve_forever, daemon=True).start()
+        try:
+            rc, out, err = cli(["run", "-c", conf, "om_nosuch"], env=dict(
+                env, AUTOPILOT_OPENMETADATA_URL="http://127.0.0.1:%d" % junk.server_address[1]))
+        finally:
+            junk.shutdown()
+            junk.server_close()
+        check(rc == 3 and "the answer is not the service asked for" in err
+              and "more than one" not in err, "a JSON object of another name: %d %s" % (rc, err))
         rc, out, err = cli(["run", "-c", conf, "om_other", "--type", "dashboardService"],
                            env=dict(env, AUTOPILOT_OPENMETADATA_TOKEN="wrong"))
         check(rc == 2 and "401" in err and "turned the token down" in err
@@ -757,6 +788,9 @@ def main():
         rc, out, err = cli(["run", "-c", dead, "sales_postgres", "--service-json", pg_file,
                             "--no-wait", "--json", "--state", nowait], timeout=60)
         check(rc == 0, "--no-wait with Airflow down: %d %s" % (rc, err))
+        # A database created by `run` sees no run of a serve elsewhere: said.
+        check("note: state database %s did not exist and was created" % nowait in err,
+              "a new state database is noted: %s" % err)
         rid = json.loads(out)["run_id"]
         rc, out, _ = cli(["status", "--state", nowait, "--json"])
         runs = json.loads(out)
