@@ -322,23 +322,30 @@ airflow_classify(long http_status)
 		return AIRFLOW_OK;
 	if (http_status == 404)
 		return AIRFLOW_NOT_FOUND;
-	if (http_status <= 0 || http_status == 429 || http_status >= 500)
+	if (http_status <= 0 || http_status == 429 || http_status >= 500 ||
+	    airflow_redirect(http_status))
 		return AIRFLOW_UNAVAILABLE;
 	return AIRFLOW_REJECTED;
+}
+
+bool
+airflow_redirect(long http_status)
+{
+	return http_status >= 300 && http_status < 400;
 }
 
 bool
 airflow_retryable(long http_status)
 {
 	return http_status <= 0 || http_status == 429 || http_status == 502 ||
-	    http_status == 503 || http_status == 504;
+	    http_status == 503 || http_status == 504 || airflow_redirect(http_status);
 }
 
 bool
 airflow_breaker_failure(long http_status)
 {
 	return http_status <= 0 || http_status == 502 || http_status == 503 ||
-	    http_status == 504;
+	    http_status == 504 || airflow_redirect(http_status);
 }
 
 const char *

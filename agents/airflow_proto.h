@@ -89,7 +89,12 @@ char *airflow_basic_auth(const char *user, const char *password);
 
 /* How an HTTP status (0: no answer) ends a request, before any retry. */
 enum airflow_status airflow_classify(long http_status);
-/* Network errors, 429, 502, 503, 504. */
+/* A 3xx: not followed (credentials would go along), and never Airflow's
+ * API answering: what redirects (an ingress sending http:// to https://,
+ * an SSO login) stands in front of an Airflow not reached, as a 503 would,
+ * until airflow.url is fixed; runs wait, they do not fail. */
+bool airflow_redirect(long http_status);
+/* Network errors, 429, 502, 503, 504, redirects. */
 bool airflow_retryable(long http_status);
 /* Whether an answer counts against the circuit breaker (Airflow looks down). */
 bool airflow_breaker_failure(long http_status);

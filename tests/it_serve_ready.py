@@ -361,7 +361,62 @@ def store_locked():
         srv.close()
 
 
+class Redirect(http.server.BaseHTTPRequestHandler):
+    """An ingress that sends every request to an SSO login (airflow.url wrong)."""
+    def answer(self):
+        self.send_response(302)
+        self.send_header("Location", "https://sso.example/login")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    do_GET = do_POST = do_PATCH = answer
+
+    def log_message(self, *a):
+        pass
+
+
+def redirected():
+    """A redirect is never Airflow's answer: Airflow is not reached, /readyz
+    says so, and a delivery's run waits for it (noting why) instead of
+    failing at once; `run` exits 3."""
+    from serve_itlib import cli, event, entity
+    proxy = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Redirect)
+    threading.Thread(target=proxy.serve_forever, daemon=True).start()
+    url = "http://127.0.0.1:%d" % proxy.server_address[1]
+    srv = Serve(url, config={"airflow": {"api": "v1", "max_retries": 1, "retry_base_ms": 50}})
+    try:
+        srv.start()
+        st, body = readyz(srv, 8)
+        check(st == 503 and body.get("airflow") == "unreachable", "readyz redirected: %s %s"
+              % (st, body))
+        st, body = srv.post_event(event("databaseService", entity("databaseService", "rd")))
+        check(st == 202, "a delivery: %s %s" % (st, body))
+        deadline = time.monotonic() + 20
+        agent = {}
+        while time.monotonic() < deadline:
+            runs = srv.runs()
+            agents = runs[0]["agents"] if runs else []
+            agent = agents[0] if agents else {}
+            if "Redirect, not followed" in (agent.get("error") or ""):
+                break
+            time.sleep(0.2)
+        check(runs[0]["state"] == "running" and agent.get("state") == "deploying" and
+              (agent.get("error") or "").startswith("Airflow unreachable during deploy")
+              and "check airflow.url" in agent["error"],
+              "the run waits for Airflow, saying why: %s" % runs)
+        check(srv.stop() == 0, "clean stop")
+        rc, out, err = cli(["run", "-c", srv.conf, "rd", "--type", "databaseService"],
+                           env=srv.env, timeout=120)
+        check(rc == 3 and "Redirect, not followed" in err, "run against a redirect: %d %s"
+              % (rc, err))
+    finally:
+        srv.close()
+        proxy.shutdown()
+        proxy.server_close()
+
+
 def main():
+    redirected()
     store_locked()
     proxy_404()
     wrong_password()

@@ -338,6 +338,9 @@ test_classify(void **state)
 		{ 0, AIRFLOW_UNAVAILABLE, true, true },
 		{ 200, AIRFLOW_OK, false, false },
 		{ 201, AIRFLOW_OK, false, false },
+		{ 301, AIRFLOW_UNAVAILABLE, true, true },
+		{ 302, AIRFLOW_UNAVAILABLE, true, true },
+		{ 308, AIRFLOW_UNAVAILABLE, true, true },
 		{ 400, AIRFLOW_REJECTED, false, false },
 		{ 401, AIRFLOW_REJECTED, false, false },
 		{ 403, AIRFLOW_REJECTED, false, false },
@@ -387,7 +390,8 @@ test_detect(void **state)
 		{ AIRFLOW_STEP_VERSION_V1, 401, false, AIRFLOW_DETECT_GUESS_V1 },	/* a proxy */
 		{ AIRFLOW_STEP_VERSION_V1, 403, false, AIRFLOW_DETECT_GUESS_V1 },
 		{ AIRFLOW_STEP_VERSION_V1, 200, false, AIRFLOW_DETECT_GUESS_V1 },
-		{ AIRFLOW_STEP_VERSION_V1, 302, false, AIRFLOW_DETECT_GUESS_V1 },
+		{ AIRFLOW_STEP_VERSION, 302, false, AIRFLOW_DETECT_RETRY },	/* not reached */
+		{ AIRFLOW_STEP_VERSION_V1, 302, false, AIRFLOW_DETECT_RETRY },
 		{ AIRFLOW_STEP_VERSION_V1, 0, false, AIRFLOW_DETECT_RETRY },
 		{ AIRFLOW_STEP_VERSION_V1, 429, false, AIRFLOW_DETECT_RETRY },
 		{ AIRFLOW_STEP_VERSION_V1, 500, false, AIRFLOW_DETECT_RETRY },
