@@ -161,6 +161,7 @@ struct airflow_client {
 	struct workq *wq;			/* reads answers; NULL: on the loop */
 	bool closing;				/* being freed: answers are dropped */
 	char *net_error;			/* the last attempt without an answer: why */
+	char *login_refused;			/* token_done(): what to fix */
 	uint64_t net_error_ms;			/* and when it ended */
 	struct airflow_config cfg;		/* defaults applied; strings below */
 	char *base_url;
@@ -652,6 +653,19 @@ token_done(const struct airflow_result *res, void *arg)
 			    " (airflow.api \"v2\") needs it; an Airflow 2 is \"v1\" (or"
 			    " \"auto\", which asks Airflow), or airflow.url's path is not"
 			    " Airflow's";
+		} else if (res->status == AIRFLOW_REJECTED &&
+		    (res->error.http_status == 401 || res->error.http_status == 403)) {
+			/* Whatever asked for the token fails with this: the
+			 * login, not its own request, is what to fix. */
+			free(c->login_refused);
+			c->login_refused = ap_xprintf("Airflow 3's login (POST /auth/token)"
+			    " refused the credentials of user '%s': check"
+			    " AUTOPILOT_AIRFLOW_USERNAME and AUTOPILOT_AIRFLOW_PASSWORD (or"
+			    " airflow.username and airflow.password_file)%s%s",
+			    c->username != NULL ? c->username : "", res->error.detail !=
+			    NULL ? ": " : "", res->error.detail != NULL ?
+			    res->error.detail : "");
+			r.error.detail = c->login_refused;
 		}
 		fail_waiters(&c->token_waiters, &r);
 		return;
@@ -762,7 +776,11 @@ req_attempt(struct airflow_req *q)
 		req_finish(q, AIRFLOW_REJECTED, 0);
 		return;
 	}
-	if (hr.auth == AIRFLOW_AUTH_BEARER && c->bearer == NULL) {
+	/* On Airflow 3 the health check (the plugin's, Basic auth) is of the
+	 * login too, which every other request needs: a login refused shows
+	 * in /readyz, not only in each agent's error. */
+	if ((hr.auth == AIRFLOW_AUTH_BEARER || (q->step == AIRFLOW_STEP_HEALTH &&
+	    c->api == AIRFLOW_API_V2)) && c->bearer == NULL) {
 		airflow_http_req_cleanup(&hr);
 		wait_on(q, &c->token_waiters);
 		req_bound_arm(q);
@@ -1633,6 +1651,7 @@ airflow_client_free(struct airflow_client *c)
 	wipe_free(c->password);
 	free(c->ca_file);
 	free(c->net_error);
+	free(c->login_refused);
 	wipe_free(c->basic);
 	bearer_set(c, NULL);
 	for (i = 0; i <= AIRFLOW_AUTH_BEARER; i++) {

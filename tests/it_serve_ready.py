@@ -261,6 +261,32 @@ def wrong_password():
         sim.close()
 
 
+def login_refused():
+    """Airflow 3 whose login (POST /auth/token) refuses, its plugin's Basic
+    auth taking the same credentials (a proxy in front of the login):
+    /readyz says rejected, naming the login and the settings, and so does
+    an agent's error, rather than an HTTP 401 of its own request."""
+    from serve_itlib import event, entity
+    sim = Sim({"parse_delay_ms": 50, "proxy_401": ["/auth/token"]}, api="v2")
+    srv = Serve(sim.url, config={"airflow": {"api": "v2"}})
+    want = "Airflow 3's login (POST /auth/token) refused the credentials of user 'admin'"
+    try:
+        srv.start()
+        st, body = readyz(srv, 8)
+        check(st == 503 and body.get("airflow") == "rejected" and want in body["airflow_error"]
+              and "AUTOPILOT_AIRFLOW_PASSWORD" in body["airflow_error"],
+              "readyz with Airflow 3's login refused: %s %s" % (st, body))
+        st, body = srv.post_event(event("databaseService", entity("databaseService", "lr")))
+        check(st == 202, "a delivery: %s %s" % (st, body))
+        runs = srv.wait_final(1, timeout=30)
+        errors = [a.get("error") or "" for a in runs[0]["agents"]]
+        check(any(want in e for e in errors), "the agent says the login refused: %s" % runs)
+        check(srv.stop() == 0, "clean stop")
+    finally:
+        srv.close()
+        sim.close()
+
+
 def no_plugin():
     """An Airflow that answers, with no plugin route where it is looked for
     (a path that is not Airflow's): said as that, not as an Airflow down."""
@@ -416,6 +442,7 @@ def redirected():
 
 
 def main():
+    login_refused()
     redirected()
     store_locked()
     proxy_404()
