@@ -201,7 +201,10 @@ static const char *const store_sql[Q_MAX] = {
 	    " agents, created_at) VALUES (?1, ?2, ?3, 'pending', ?4, ?5, ?6)",
 	[Q_RUN_REPLACE] = "UPDATE runs SET state = 'failed', error = ?2,"
 	    " finished_at = ?3, owner = NULL, lease_until = 0 WHERE run_id = ?1",
-	[Q_RUN_REPLACE_AGENTS] = "UPDATE agent_runs SET state = 'failed', error = ?2,"
+	/* An agent that never began (pending, no attempt) did not run: it is
+	 * skipped, as a dependent of a failed one is; the others failed. */
+	[Q_RUN_REPLACE_AGENTS] = "UPDATE agent_runs SET state = CASE WHEN state ="
+	    " 'pending' AND attempt = 0 THEN 'skipped' ELSE 'failed' END, error = ?2,"
 	    " finished_at = ?3 WHERE run_id = ?1 AND state NOT IN"
 	    " ('succeeded','failed','timed_out','skipped','lost')",
 	[Q_RUN_AIRFLOW_ACTIVE] = "SELECT dag_id, dag_run_id FROM agent_runs WHERE"

@@ -760,7 +760,12 @@ test_rerun_refused_while_active_then_replace(void **state)
 	free(r2);
 	assert_int_equal(store_claim(s, r1, &cause), STORE_OK);
 	struct store_agent_row m = { .agent = "metadata", .state = "running" };
+	struct store_agent_row u = { .agent = "usage", .state = "pending" };
+	struct store_agent_row l = { .agent = "lineage", .state = "pending",
+	    .attempt = 1 };
 	assert_int_equal(store_agent_save(s, r1, &m, &cause), STORE_OK);
+	assert_int_equal(store_agent_save(s, r1, &u, &cause), STORE_OK);
+	assert_int_equal(store_agent_save(s, r1, &l, &cause), STORE_OK);
 	assert_int_equal(store_run_create(s, "databaseService", "svc", "{}",
 	    "[\"metadata\"]", true, &r2, &cause), STORE_OK);
 	assert_string_not_equal(r1, r2);
@@ -774,9 +779,16 @@ test_rerun_refused_while_active_then_replace(void **state)
 	assert_int_equal(store_run_json(s, r1, &j, &cause), STORE_OK);
 	assert_int_equal(store_run_set_state(s, r1, "running", NULL, false, &cause),
 	    STORE_LOST);
-	/* Its agent did not stay "running" either. */
+	/* Its agent did not stay "running" either; one that had not begun
+	 * did not run (skipped), one waiting to try again had failed. */
 	assert_string_equal(json_string_value(json_object_get(json_array_get(
 	    json_object_get(j, "agents"), 0), "state")), "failed");
+	assert_string_equal(json_string_value(json_object_get(json_array_get(
+	    json_object_get(j, "agents"), 1), "state")), "skipped");
+	assert_non_null(strstr(json_string_value(json_object_get(json_array_get(
+	    json_object_get(j, "agents"), 1), "error")), r2));
+	assert_string_equal(json_string_value(json_object_get(json_array_get(
+	    json_object_get(j, "agents"), 2), "state")), "failed");
 	json_decref(j);
 	/* Once the new run finishes, the service may run again and again. */
 	assert_int_equal(store_claim(s, r2, &cause), STORE_OK);
