@@ -713,20 +713,39 @@ probe_signal(evutil_socket_t sig, short what, void *arg)
 	event_base_loopexit(p->base, NULL);
 }
 
-/* Waits for p's answer, or one of run_signals (which drops the request:
- * nothing is recorded yet). False when interrupted. */
-static bool
-probe_run(struct ap_runtime *rt, struct probe *p, struct airflow_req *q)
+/* A check that has had no answer this long says it still waits. */
+#define PROBE_SLOW_MS 5000
+
+static void
+probe_slow(evutil_socket_t fd, short what, void *arg)
 {
-	struct event *sig[RUN_NSIGNALS];
+	(void)fd;
+	(void)what;
+	fprintf(stderr, "autopilot: run: Airflow at %s has not answered for %d s;"
+	    " still trying (for at most %d s)\n", (const char *)arg,
+	    PROBE_SLOW_MS / 1000, PROBE_BUDGET_MS / 1000);
+}
+
+/* Waits for p's answer to q (to Airflow at url), or one of run_signals
+ * (which drops the request: nothing is recorded yet). False when
+ * interrupted. */
+static bool
+probe_run(struct ap_runtime *rt, struct probe *p, struct airflow_req *q,
+    const char *url)
+{
+	struct timeval slow = { PROBE_SLOW_MS / 1000, 0 };
+	struct event *sig[RUN_NSIGNALS], *note;
 	size_t i;
 
 	for (i = 0; i < RUN_NSIGNALS; i++) {
 		sig[i] = evsignal_new(rt->base, run_signals[i], probe_signal, p);
 		evsignal_add(sig[i], NULL);
 	}
+	note = evtimer_new(rt->base, probe_slow, (void *)url);
+	evtimer_add(note, &slow);
 	while (!p->done && !p->interrupted)
 		event_base_dispatch(rt->base);
+	event_free(note);
 	for (i = 0; i < RUN_NSIGNALS; i++)
 		event_free(sig[i]);
 	if (p->done)
@@ -769,7 +788,7 @@ probe_airflow(struct ap_runtime *rt, const struct config *cfg, char **cause)
 	 * down is said in a minute, not after the client's whole budget. */
 	q = airflow_health(rt->airflow, probe_done, &p);
 	airflow_limit(rt->airflow, q, PROBE_BUDGET_MS);
-	if (!probe_run(rt, &p, q)) {
+	if (!probe_run(rt, &p, q, cfg->airflow_url)) {
 		*cause = ap_xstrdup(PROBE_INTERRUPTED);
 		return AP_EXIT_FAILED;
 	}
@@ -797,7 +816,7 @@ probe_airflow(struct ap_runtime *rt, const struct config *cfg, char **cause)
 	p.base = rt->base;
 	q = airflow_client_ops()->get_dag(rt->airflow, PROBE_DAG_ID, probe_done, &p);
 	airflow_limit(rt->airflow, q, PROBE_BUDGET_MS);
-	if (!probe_run(rt, &p, q)) {
+	if (!probe_run(rt, &p, q, cfg->airflow_url)) {
 		*cause = ap_xstrdup(PROBE_INTERRUPTED);
 		return AP_EXIT_FAILED;
 	}
@@ -1064,6 +1083,12 @@ run_exec(int argc, char **argv)
 		goto out;
 	}
 	restricted = agents_arg != NULL;
+	if (json_file != NULL && strcmp(json_file, "-") == 0 && path != NULL &&
+	    strcmp(path, "-") == 0) {
+		fprintf(stderr, "autopilot: run: -c - and --service-json - both read"
+		    " standard input: give one of them a file\n");
+		goto out;
+	}
 	if (config_load(&cfg, path, &flags, &cause) < 0 ||
 	    ap_cmd_check_airflow(&cfg, &cause) < 0) {
 		fprintf(stderr, "autopilot: %s\n", cause);
@@ -1342,7 +1367,8 @@ const struct ap_cmd_entry ap_cmd_run_entry = {
 	"                           `status --json` prints ({\"run_id\"} with\n"
 	"                           --no-wait)\n"
 	"      --airflow-url URL    Airflow's base URL\n"
-	"      --state PATH         state database (default autopilot.db)\n\n"
+	"      --state PATH         state database (default: state.path,\n"
+	"                           AUTOPILOT_STATE, else autopilot.db)\n\n"
 	"On a terminal, one line per agent (state, elapsed time, Airflow run id)\n"
 	"updated in place; otherwise one line per change.\n\n"
 	"Exit status: 0 every agent succeeded (or was skipped as unsupported);\n"

@@ -793,7 +793,7 @@ config_read_file(const char *path, char **cause)
 {
 	json_error_t jerr;
 	char *err = NULL, *text;
-	size_t len;
+	size_t len, bom;
 	json_t *root;
 
 	if ((text = ap_read_file(path, CONFIG_MAX_FILE, &len, &err)) == NULL) {
@@ -801,7 +801,10 @@ config_read_file(const char *path, char **cause)
 		free(err);
 		return NULL;
 	}
-	root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
+	/* A byte order mark, as some editors on Windows write one, is not
+	 * part of the JSON text (RFC 8259 lets a parser pass over it). */
+	bom = len >= 3 && memcmp(text, "\xef\xbb\xbf", 3) == 0 ? 3 : 0;
+	root = json_loadb(text + bom, len - bom, JSON_REJECT_DUPLICATES, &jerr);
 	free(text);
 	if (root == NULL) {
 		*cause = ap_xprintf("%s: line %d, column %d: %s", path, jerr.line,

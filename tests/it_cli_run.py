@@ -750,6 +750,9 @@ def main():
               "no OpenMetadata token: %d %s" % (rc, err))
         rc, out, err = cli(["run", "-c", conf, "nowhere"])
         check(rc == 2 and "--service-json" in err, "no source for the entity: %d %s" % (rc, err))
+        rc, out, err = cli(["run", "-c", "-", "nowhere", "--service-json", "-"], stdin="{}")
+        check(rc == 2 and "-c - and --service-json - both read standard input" in err,
+              "standard input asked for twice: %d %s" % (rc, err))
 
         # Airflow unreachable: exit 3 without creating a run.
         dead = os.path.join(tmp, "dead.json")
@@ -773,13 +776,15 @@ def main():
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                  env=dict(os.environ, AUTOPILOT_AIRFLOW_USERNAME="admin",
                                           AUTOPILOT_AIRFLOW_PASSWORD="admin"))
-            time.sleep(1.5)
+            time.sleep(6)
             p.send_signal(signal.SIGINT)
             _, err = p.communicate(timeout=20)
         finally:
             silent.close()
         check(p.returncode == 1 and "interrupted while checking Airflow: no run was recorded"
               in err, "SIGINT during the pre-flight check: %d %s" % (p.returncode, err))
+        check("has not answered for 5 s; still trying (for at most 60 s)" in err,
+              "a check with no answer says it still waits: %s" % err)
         _, after, _ = cli(["status", "-c", conf, "--json"])
         check(len(json.loads(after)) == len(json.loads(before)), "no run created (SIGINT)")
 

@@ -462,6 +462,17 @@ test_read_file(void **state)
 	assert_non_null(strstr(cause, "r.json: line 1"));
 	free(cause);
 	free(path);
+	/* A byte order mark (a file saved by Notepad) is passed over; one
+	 * elsewhere is not. */
+	path = write_tmp("r.json", "\xef\xbb\xbf{\"a\": 1}");
+	assert_non_null(j = config_read_file(path, &cause));
+	assert_int_equal(json_integer_value(json_object_get(j, "a")), 1);
+	json_decref(j);
+	free(path);
+	path = write_tmp("r.json", "{\"a\": \xef\xbb\xbf" "1}");
+	assert_null(config_read_file(path, &cause));
+	free(cause);
+	free(path);
 }
 
 static void
