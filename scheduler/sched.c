@@ -3283,7 +3283,7 @@ sched_slow_notes(struct sched *s)
 	struct sched_run *r, *next;
 	struct sched_agent *a;
 	int64_t now = sched_now(s);
-	char *text;
+	char *text, since[40];
 	unsigned i;
 
 	for (r = TAILQ_FIRST(&s->runs); r != NULL; r = next) {
@@ -3293,9 +3293,11 @@ sched_slow_notes(struct sched *s)
 			if (a->req == NULL || now - a->req_sent < (int64_t)s->cfg.slow_note_ms ||
 			    (a->error != NULL && ap_startswith(a->error, NOTE_UNREACHABLE)))
 				continue;
-			text = ap_xprintf(NOTE_UNREACHABLE "%s (no answer for %lld s;"
-			    " retrying)", sched_act_names[a->act],
-			    (long long)((now - a->req_sent) / 1000));
+			/* Since when, not for how long: the note is written
+			 * once, and a length would go stale. */
+			ap_format_time(a->req_sent, since, sizeof since);
+			text = ap_xprintf(NOTE_UNREACHABLE "%s (no answer since %s;"
+			    " retrying)", sched_act_names[a->act], since);
 			(void)sched_agent_note(a, text);
 			free(text);
 		}

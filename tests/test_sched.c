@@ -2376,7 +2376,7 @@ test_slow_request_noted(void **state)
 	    " \"profiler\"]}");
 	h_spin(h, 600);
 	h_check_note(h, id, "deploying", "Airflow unreachable during deploy (no"
-	    " answer for");
+	    " answer since 20");
 	h_wait_log(h, "unpause", "pg__metadata", 1);
 	h_check_note(h, id, NULL, NULL);
 	h_wait_finals(h, 1, 10000);
