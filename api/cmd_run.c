@@ -41,9 +41,24 @@ struct run_line {
 	uint64_t ended;		/* mono ms when it reached a final state */
 };
 
-/* The signals that interrupt `run` (SIGHUP: its terminal went away). */
+/* The signals that interrupt `run` (SIGHUP: its terminal went away),
+ * but one ignored when it started (SIGHUP under nohup). */
 static const int run_signals[] = { SIGINT, SIGTERM, SIGHUP };
 #define RUN_NSIGNALS (sizeof run_signals / sizeof run_signals[0])
+static bool run_signal_ignored[RUN_NSIGNALS];
+
+/* A handler for run_signals[i], or NULL when it was ignored at start. */
+static struct event *
+run_signal_new(struct event_base *base, size_t i, event_callback_fn cb, void *arg)
+{
+	struct event *ev;
+
+	if (run_signal_ignored[i])
+		return NULL;
+	ev = evsignal_new(base, run_signals[i], cb, arg);
+	evsignal_add(ev, NULL);
+	return ev;
+}
 
 struct run_watch {
 	struct ap_runtime rt;
@@ -721,9 +736,9 @@ probe_slow(evutil_socket_t fd, short what, void *arg)
 {
 	(void)fd;
 	(void)what;
-	fprintf(stderr, "autopilot: run: Airflow at %s has not answered for %d s;"
-	    " still trying (for at most %d s)\n", (const char *)arg,
-	    PROBE_SLOW_MS / 1000, PROBE_BUDGET_MS / 1000);
+	fprintf(stderr, "autopilot: run: checking Airflow at %s: no answer that"
+	    " ends the check after %d s; still trying (for at most %d s)\n",
+	    (const char *)arg, PROBE_SLOW_MS / 1000, PROBE_BUDGET_MS / 1000);
 }
 
 /* Waits for p's answer to q (to Airflow at url), or one of run_signals
@@ -737,17 +752,16 @@ probe_run(struct ap_runtime *rt, struct probe *p, struct airflow_req *q,
 	struct event *sig[RUN_NSIGNALS], *note;
 	size_t i;
 
-	for (i = 0; i < RUN_NSIGNALS; i++) {
-		sig[i] = evsignal_new(rt->base, run_signals[i], probe_signal, p);
-		evsignal_add(sig[i], NULL);
-	}
+	for (i = 0; i < RUN_NSIGNALS; i++)
+		sig[i] = run_signal_new(rt->base, i, probe_signal, p);
 	note = evtimer_new(rt->base, probe_slow, (void *)url);
 	evtimer_add(note, &slow);
 	while (!p->done && !p->interrupted)
 		event_base_dispatch(rt->base);
 	event_free(note);
 	for (i = 0; i < RUN_NSIGNALS; i++)
-		event_free(sig[i]);
+		if (sig[i] != NULL)
+			event_free(sig[i]);
 	if (p->done)
 		return true;
 	airflow_client_ops()->cancel(rt->airflow, q);
@@ -763,6 +777,12 @@ probe_refused(const struct config *cfg, struct probe *p, char **cause)
 	if (p->status != AIRFLOW_REJECTED ||
 	    (p->http_status != 401 && p->http_status != 403))
 		return false;
+	if (p->detail != NULL && strstr(p->detail, "Airflow 3's login") != NULL) {
+		/* The client says it all already, with what to fix. */
+		*cause = ap_xprintf("Airflow at %s: %s", cfg->airflow_url, p->detail);
+		free(p->detail);
+		return true;
+	}
 	*cause = ap_xprintf("Airflow at %s refused the credentials of user"
 	    " '%s' (%s): check AUTOPILOT_AIRFLOW_USERNAME and"
 	    " AUTOPILOT_AIRFLOW_PASSWORD (or airflow.username and"
@@ -1018,6 +1038,12 @@ run_exec(int argc, char **argv)
 	size_t i;
 
 	memset(&w, 0, sizeof w);
+	for (i = 0; i < RUN_NSIGNALS; i++) {
+		struct sigaction sa;
+
+		run_signal_ignored[i] = sigaction(run_signals[i], NULL, &sa) == 0 &&
+		    sa.sa_handler == SIG_IGN;
+	}
 	config_init(&cfg);
 	optind = 1;
 	opterr = 1;
@@ -1083,8 +1109,9 @@ run_exec(int argc, char **argv)
 		goto out;
 	}
 	restricted = agents_arg != NULL;
-	if (json_file != NULL && strcmp(json_file, "-") == 0 && path != NULL &&
-	    strcmp(path, "-") == 0) {
+	if (json_file != NULL && strcmp(json_file, "-") == 0 && ((path != NULL &&
+	    strcmp(path, "-") == 0) || (path == NULL && getenv("AUTOPILOT_CONFIG") !=
+	    NULL && strcmp(getenv("AUTOPILOT_CONFIG"), "-") == 0))) {
 		fprintf(stderr, "autopilot: run: -c - and --service-json - both read"
 		    " standard input: give one of them a file\n");
 		goto out;
@@ -1245,10 +1272,8 @@ run_exec(int argc, char **argv)
 		w.tick = event_new(w.rt.base, -1, EV_PERSIST, run_tick, &w);
 		evtimer_add(w.tick, &second);
 	}
-	for (i = 0; i < RUN_NSIGNALS; i++) {
-		w.sig[i] = evsignal_new(w.rt.base, run_signals[i], run_signal, &w);
-		evsignal_add(w.sig[i], NULL);
-	}
+	for (i = 0; i < RUN_NSIGNALS; i++)
+		w.sig[i] = run_signal_new(w.rt.base, i, run_signal, &w);
 	while (!w.done && !w.left && !w.interrupted)
 		event_base_dispatch(w.rt.base);
 	/* What is reported (and the exit status) is what the store holds. */

@@ -133,6 +133,10 @@ serve_signal(evutil_socket_t sig, short what, void *arg)
 	    strsignal((int)sig));
 	server_drain(sv->server);
 	retention_stop(sv->retention);
+	/* The runs are handed over (released) whatever another process holds
+	 * meanwhile, as the open waited: else another host takes them up only
+	 * once their lease runs out. */
+	store_set_busy_timeout(sv->rt.store, STORE_BUSY_TIMEOUT_MS);
 	/* Every step is persisted before it is acted on, so stopping here
 	 * loses nothing: the next start (or another process) resumes. */
 	sched_stop(sv->rt.sched);
@@ -258,7 +262,6 @@ serve_exec(int argc, char **argv)
 		serve_fatal(&cfg, "%s", cause);
 		goto out;
 	}
-	store_set_busy_timeout(sv.rt.store, SERVE_BUSY_TIMEOUT_MS);
 	/* The scheduler logs every state change itself, one line each. */
 	deps.store = sv.rt.store;
 	deps.sched = sv.rt.sched;
@@ -279,11 +282,14 @@ serve_exec(int argc, char **argv)
 		rc = AP_EXIT_USAGE;
 		goto out;
 	}
+	/* The resume at start (claims, halts) waits out a lock as long as
+	 * the open did: with scheduler.rescan_ms 0 nothing would try again. */
 	if (sched_start(sv.rt.sched, true, &cause) < 0) {
 		serve_fatal(&cfg, "state store: %s", cause);
 		rc = AP_EXIT_UNREACHABLE;
 		goto out;
 	}
+	store_set_busy_timeout(sv.rt.store, SERVE_BUSY_TIMEOUT_MS);
 	sv.grace_s = cfg.shutdown_grace_s;
 	sv.sigterm = evsignal_new(sv.rt.base, SIGTERM, serve_signal, &sv);
 	sv.sigint = evsignal_new(sv.rt.base, SIGINT, serve_signal, &sv);

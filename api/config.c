@@ -213,21 +213,31 @@ env(const char *name)
 }
 
 /*
- * A secret from a variable (a new string): without one line end ("\n" or
- * "\r\n") at its end, as a *_file's first line is read, since a value
- * written by `echo` (a Kubernetes Secret made so) carries one. NULL when
- * nothing else is left.
+ * A secret from variable name, if set, into *dst: without one line end
+ * ("\n" or "\r\n") at its end, as a *_file's first line is read, since a
+ * value written by `echo` (a Kubernetes Secret made so) carries one. One
+ * that holds nothing else is an error, as an empty *_file is.
  */
-static char *
-env_secret(const char *v)
+static int
+env_secret(const char *name, char **dst, char **cause)
 {
-	size_t n = strlen(v);
+	const char *v = env(name);
+	size_t n;
 
-	if (n > 0 && v[n - 1] == '\n')
+	if (v == NULL)
+		return 0;
+	n = strlen(v);
+	if (v[n - 1] == '\n')
 		n--;
 	if (n > 0 && v[n - 1] == '\r' && n < strlen(v))
 		n--;
-	return n > 0 ? ap_xstrndup(v, n) : NULL;
+	if (n == 0) {
+		*cause = ap_xprintf("%s: no secret: the variable holds only a line"
+		    " end", name);
+		return -1;
+	}
+	set_secret(dst, ap_xstrndup(v, n));
+	return 0;
 }
 
 /*
@@ -740,25 +750,25 @@ apply_env(struct config *c, char **cause)
 	if ((v = env("AUTOPILOT_LOG_FORMAT")) != NULL &&
 	    parse_log_format("AUTOPILOT_LOG_FORMAT", v, &c->log_format, cause) < 0)
 		return -1;
-	if ((v = env("AUTOPILOT_WEBHOOK_SECRET")) != NULL)
-		set_secret(&c->webhook_secret, env_secret(v));
-	if ((v = env("AUTOPILOT_ADMIN_TOKEN")) != NULL)
-		set_secret(&c->admin_token, env_secret(v));
+	if (env_secret("AUTOPILOT_WEBHOOK_SECRET", &c->webhook_secret, cause) < 0)
+		return -1;
+	if (env_secret("AUTOPILOT_ADMIN_TOKEN", &c->admin_token, cause) < 0)
+		return -1;
 	if ((v = env("AUTOPILOT_OPENMETADATA_URL")) != NULL) {
 		if (check_om_url("AUTOPILOT_OPENMETADATA_URL", v, cause) < 0)
 			return -1;
 		set_str(&c->om_url, v);
 	}
-	if ((v = env("AUTOPILOT_OPENMETADATA_TOKEN")) != NULL)
-		set_secret(&c->om_token, env_secret(v));
+	if (env_secret("AUTOPILOT_OPENMETADATA_TOKEN", &c->om_token, cause) < 0)
+		return -1;
 	if ((v = env("AUTOPILOT_AIRFLOW_URL")) != NULL) {
 		set_str(&c->airflow_url, v);
 		c->airflow_url_from = "AUTOPILOT_AIRFLOW_URL";
 	}
 	if ((v = env("AUTOPILOT_AIRFLOW_USERNAME")) != NULL)
 		set_str(&c->airflow_username, v);
-	if ((v = env("AUTOPILOT_AIRFLOW_PASSWORD")) != NULL)
-		set_secret(&c->airflow_password, env_secret(v));
+	if (env_secret("AUTOPILOT_AIRFLOW_PASSWORD", &c->airflow_password, cause) < 0)
+		return -1;
 	return 0;
 }
 

@@ -2298,6 +2298,14 @@ probe_done(const struct airflow_result *res, void *arg)
 			    " (%s): every deploy will fail until the plugin is installed"
 			    " and airflow.url (and airflow.api) are right",
 			    s->cfg->airflow_url, s->airflow_error);
+	} else if (!s->airflow_ok && res->status == AIRFLOW_REJECTED) {
+		/* It answers, and refuses what is asked: a setup to fix (such
+		 * as Airflow 3's login missing: airflow.api "v2" for an
+		 * Airflow 2), which waiting does not. */
+		if (first || was_ok)
+			ap_warn("Airflow at %s answers, and refuses the health check"
+			    " (%s): agents will fail until that is fixed",
+			    s->cfg->airflow_url, s->airflow_error);
 	} else if (first && !s->airflow_ok)
 		ap_warn("Airflow at %s does not answer (%s); serving anyway: runs are"
 		    " stored and wait for Airflow", s->cfg->airflow_url,
@@ -2755,11 +2763,30 @@ int
 server_listen_check(const struct config *cfg, char **cause)
 {
 	struct evutil_addrinfo *ai = listen_addresses(cfg, cause);
+	struct sockaddr_storage sa;
+	int fd, rc = 0;
 
 	if (ai == NULL)
 		return -1;
+	/* Bound on any port (the one configured may be taken by a serve
+	 * running), as server_listen() binds: an address of another host
+	 * resolves, but cannot be bound. */
+	memcpy(&sa, ai->ai_addr, ai->ai_addrlen < sizeof sa ? ai->ai_addrlen :
+	    sizeof sa);
+	if (sa.ss_family == AF_INET)
+		((struct sockaddr_in *)&sa)->sin_port = 0;
+	else if (sa.ss_family == AF_INET6)
+		((struct sockaddr_in6 *)&sa)->sin6_port = 0;
+	if ((fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0 ||
+	    bind(fd, (struct sockaddr *)&sa, (socklen_t)ai->ai_addrlen) < 0) {
+		*cause = ap_xprintf("cannot listen on %s:%u: %s", cfg->listen_host,
+		    cfg->listen_port, strerror(errno));
+		rc = -1;
+	}
+	if (fd >= 0)
+		evutil_closesocket(fd);
 	evutil_freeaddrinfo(ai);
-	return 0;
+	return rc;
 }
 
 int

@@ -540,13 +540,17 @@ ap_http_url_problem(const char *url)
 char *
 ap_om_api_root(const char *url)
 {
-	size_t n = strlen(url);
+	const char *scheme = strstr(url, "://");
+	size_t n = strlen(url), path;
 
-	while (n > 0 && url[n - 1] == '/')
+	/* The path begins after the authority ("http://api" has none). */
+	path = scheme != NULL ? (size_t)(scheme - url) + 3 : 0;
+	path += strcspn(url + path, "/");
+	while (n > path && url[n - 1] == '/')
 		n--;
-	if (n >= 4 && strncmp(url + n - 4, "/api", 4) == 0)
+	if (n >= path + 4 && strncmp(url + n - 4, "/api", 4) == 0)
 		n -= 4;
-	while (n > 0 && url[n - 1] == '/')
+	while (n > path && url[n - 1] == '/')
 		n--;
 	return ap_xprintf("%.*s/api", (int)n, url);
 }

@@ -78,6 +78,9 @@ static const char *const sched_act_names[ACT_MAX] = {
 /* ... and how a note that Airflow does not answer begins (cleared by the
  * first answer). */
 #define NOTE_UNREACHABLE "Airflow unreachable during "
+/* How the error of an attempt that ended with no run in Airflow names its
+ * dag_run_id (sched_agent_unseen()): read back when a run is loaded. */
+#define NOTE_NO_RUN "Airflow has no run "
 /* While a DAG answers 404, how often Airflow's import errors are looked at. */
 #define IMPORT_LOOK_EVERY_MS 30000
 
@@ -730,6 +733,7 @@ sched_clock_stepped(struct sched *s, int64_t step)
 			if (!sched_agent_state_final(r->agents[i].state) &&
 			    sched_agent_shift(&r->agents[i], step))
 				n++;
+	store_clock_step_seen(s->store, step);
 	if (sched_batch(s) != 0 || store_clock_stepped(s->store, step, &moved,
 	    &cause) != STORE_OK)
 		ap_error("scheduler: the wall clock stepped by %+.1f s; the agents'"
@@ -957,7 +961,9 @@ sched_agent_set_state(struct sched_agent *a, enum sched_agent_state to,
 		a->finished_at = 0;
 		a->next_at = 0;
 		a->retry_wait = false;
-		sched_set_str(&a->dag_run_id, NULL);
+		/* The dag_run_id this attempt is to trigger with, if an earlier
+		 * one's passes on (stored, so that a restart keeps it). */
+		sched_set_str(&a->dag_run_id, a->next_run_id);
 		break;
 	case SCHED_AGENT_WAITING_FOR_DAG:
 		/* The parse deadline, stored so that a resumed agent keeps it
@@ -1378,6 +1384,8 @@ sched_reap_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 static void sched_retake_cb(evutil_socket_t fd, short what, void *arg);
+static void sched_retake_later(struct sched *s, const char *run_id);
+static bool sched_retake_pending(const struct sched *s, const char *run_id);
 
 /*
  * Stops driving a run: cancels its requests and timers, gives back its
@@ -1389,7 +1397,6 @@ static void
 sched_run_abandon(struct sched_run *r, const char *why, bool retake)
 {
 	struct sched *s = r->s;
-	struct sched_retake *t;
 	unsigned i;
 
 	if (r->dead)
@@ -1416,16 +1423,25 @@ sched_run_abandon(struct sched_run *r, const char *why, bool retake)
 		sched_notify(r, NULL, sched_run_state_name(r->state),
 		    sched_run_state_name(r->state), why);
 	}
-	if (retake && !s->stopped) {
-		struct timeval tv = { 5, 0 };
+	if (retake)
+		sched_retake_later(s, r->run_id);
+}
 
-		t = ap_xcalloc(1, sizeof *t);
-		t->s = s;
-		t->run_id = ap_xstrdup(r->run_id);
-		t->ev = evtimer_new(s->base, sched_retake_cb, t);
-		TAILQ_INSERT_TAIL(&s->retakes, t, link);
-		evtimer_add(t->ev, &tv);
-	}
+/* Claims run_id again in 5 s (after a store error), unless that is due. */
+static void
+sched_retake_later(struct sched *s, const char *run_id)
+{
+	struct timeval tv = { 5, 0 };
+	struct sched_retake *t;
+
+	if (s->stopped || sched_retake_pending(s, run_id))
+		return;
+	t = ap_xcalloc(1, sizeof *t);
+	t->s = s;
+	t->run_id = ap_xstrdup(run_id);
+	t->ev = evtimer_new(s->base, sched_retake_cb, t);
+	TAILQ_INSERT_TAIL(&s->retakes, t, link);
+	evtimer_add(t->ev, &tv);
 }
 
 static void
@@ -1673,6 +1689,31 @@ sched_agent_attempt_failed(struct sched_agent *a, enum sched_agent_state final_s
 		return;
 	}
 	sched_agent_set_state(a, final_state, error);
+}
+
+/*
+ * A resumed agent's dag_run_id that is to be triggered with again: that of
+ * an attempt that ended with no run in Airflow (its error says so), while
+ * the next waits to start, or kept by the next attempt before its trigger.
+ */
+static void
+sched_agent_unseen_resumed(struct sched_agent *a)
+{
+	char *named;
+
+	if (a->dag_run_id == NULL)
+		return;
+	if (a->state == SCHED_AGENT_DEPLOYING ||
+	    a->state == SCHED_AGENT_WAITING_FOR_DAG) {
+		sched_set_str(&a->next_run_id, a->dag_run_id);
+		return;
+	}
+	if (a->state != SCHED_AGENT_PENDING || a->attempt == 0 || a->error == NULL)
+		return;
+	named = ap_xprintf(NOTE_NO_RUN "%s", a->dag_run_id);
+	if (strstr(a->error, named) != NULL)
+		sched_set_str(&a->next_run_id, a->dag_run_id);
+	free(named);
 }
 
 /*
@@ -2236,7 +2277,7 @@ sched_agent_cb(const struct airflow_result *res, void *arg)
 		}
 		/* No such run: the request did not reach Airflow after all. */
 		text = ap_xprintf("triggering the DAG failed: its answer could not"
-		    " be read and Airflow has no run %s", a->dag_run_id);
+		    " be read and " NOTE_NO_RUN "%s", a->dag_run_id);
 		sched_agent_unseen(a, SCHED_AGENT_FAILED, text);
 		break;
 	case ACT_LAST_LOOK:
@@ -2258,7 +2299,7 @@ sched_agent_cb(const struct airflow_result *res, void *arg)
 			 * deadline, or a crash before it was sent): nothing was
 			 * lost, it timed out before the DAG ran. */
 			text = ap_xprintf("timed out after %g s before the DAG ran"
-			    " (Airflow has no run %s)", (double)sp->timeout_ms /
+			    " (" NOTE_NO_RUN "%s)", (double)sp->timeout_ms /
 			    1000, a->dag_run_id);
 			sched_agent_unseen(a, SCHED_AGENT_TIMED_OUT, text);
 			break;
@@ -2644,6 +2685,7 @@ sched_run_load(struct sched *s, const char *run_id, char **cause)
 			a->finished_at = rows[j].finished_at;
 			a->next_at = rows[j].next_at;
 			a->skip_ok = st == SCHED_AGENT_SKIPPED && !r->plan.agents[i].supported;
+			sched_agent_unseen_resumed(a);
 		}
 	}
 	if (nrows > 0 && sched_run_drop_unplanned(r, rows, nrows) != 0) {
@@ -2835,8 +2877,13 @@ sched_take_now(struct sched *s, const char *run_id, char **cause)
 		    run_id);
 		return -1;
 	}
-	if (rc != STORE_OK)
+	if (rc != STORE_OK) {
+		/* Not dropped: a rescan may be far off, or never come. */
+		ap_warn("scheduler: cannot claim run %s: %s; trying again in 5 s",
+		    run_id, *cause);
+		sched_retake_later(s, run_id);
 		return -1;
+	}
 	return sched_run_load(s, run_id, cause);
 }
 

@@ -88,8 +88,10 @@ static const char *const store_migrations[STORE_SCHEMA_VERSION] = {
 	"CREATE INDEX runs_active ON runs (state) WHERE state IN " ACTIVE_STATES ";",
 	/* 2 -> 3: a service whose last entity came with a new run refers to
 	 * that run's (entity_run; its own entity column is then ''), so the
-	 * entity is stored once. A run's entity never changes, and a run is
-	 * deleted (store_prune()) only after its entity is copied back. */
+	 * entity is stored once. A run's entity changes only before the run
+	 * is taken up, together with its service's (store_inbox_accept()),
+	 * and a run is deleted (store_prune()) only after its entity is
+	 * copied back. */
 	"ALTER TABLE services ADD COLUMN entity_run TEXT;",
 	/* 3 -> 4: Airflow runs to be marked failed that no agent follows any
 	 * more (of a replaced run, of an agent gone from the plan, of a
@@ -1069,7 +1071,8 @@ store_open(const char *path, const struct store_options *opts, char **cause)
 		free(hint);
 		goto fail;
 	}
-	s->busy_ms = opts->busy_timeout_ms ? opts->busy_timeout_ms : 5000;
+	s->busy_ms = opts->busy_timeout_ms ? opts->busy_timeout_ms :
+	    STORE_BUSY_TIMEOUT_MS;
 	sqlite3_busy_handler(s->db, store_busy, s);
 	sqlite3_extended_result_codes(s->db, 1);
 	if (s->read_only) {
@@ -2778,6 +2781,13 @@ store_lease_renew(struct store *s, void (*each)(const char *, void *), void *arg
 	return STORE_OK;
 }
 
+void
+store_clock_step_seen(struct store *s, int64_t step)
+{
+	if (step > 0)
+		s->stepped_until = store_now(s) + s->lease_ms;
+}
+
 enum store_result
 store_clock_stepped(struct store *s, int64_t step, unsigned *moved, char **cause)
 {
@@ -2785,6 +2795,7 @@ store_clock_stepped(struct store *s, int64_t step, unsigned *moved, char **cause
 
 	if (moved != NULL)
 		*moved = 0;
+	store_clock_step_seen(s, step);
 	if (st == NULL)
 		return STORE_ERROR;
 	bind_text(st, 1, s->owner);
@@ -2793,8 +2804,6 @@ store_clock_stepped(struct store *s, int64_t step, unsigned *moved, char **cause
 		return STORE_ERROR;
 	if (moved != NULL)
 		*moved = (unsigned)sqlite3_changes(s->db);
-	if (step > 0)
-		s->stepped_until = store_now(s) + s->lease_ms;
 	return store_lease_renew(s, NULL, NULL, NULL, cause);
 }
 

@@ -31,6 +31,10 @@
 
 struct store;
 
+/* How long a statement waits for a lock another connection holds, unless
+ * told otherwise (store_options, store_set_busy_timeout()). */
+#define STORE_BUSY_TIMEOUT_MS 5000
+
 enum store_result {
 	STORE_OK = 0,
 	STORE_ERROR = -1,	/* SQLite error or I/O; *cause says what */
@@ -42,7 +46,8 @@ enum store_result {
 };
 
 struct store_options {
-	unsigned busy_timeout_ms;	/* 0: 5000 (see store_set_busy_timeout()) */
+	unsigned busy_timeout_ms;	/* 0: STORE_BUSY_TIMEOUT_MS (see
+					 * store_set_busy_timeout()) */
 	bool synchronous_normal;	/* false (default): synchronous=FULL */
 	unsigned target_version;	/* 0: STORE_SCHEMA_VERSION (tests migrate to older) */
 	int64_t lease_ms;		/* 0: 30000; how long a claim lasts unrenewed */
@@ -78,6 +83,12 @@ const char *store_backup_path(const struct store *s);
 void store_set_clock(struct store *s, int64_t (*now_ms)(void *), void *arg);
 /* The time by that clock: what the scheduler stores and times against. */
 int64_t store_clock(struct store *s);
+/* The wall clock stepped by step ms: after a step ahead, for a lease's time,
+ * runs are taken from other owners only when these are known dead (their
+ * leases look run out until renewed). Kept in the handle, so it holds
+ * whether or not the writes of store_clock_stepped() (which does this too)
+ * can be made. */
+void store_clock_step_seen(struct store *s, int64_t step);
 /* The wall clock stepped by step ms: the start and next times of the agents
  * under way of the runs this handle drives move with it (*moved: how many
  * agents, when not NULL), and its leases are renewed by the clock as it is.

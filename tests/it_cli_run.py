@@ -775,15 +775,20 @@ def main():
                                   "http://127.0.0.1:%d" % silent.getsockname()[1]],
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                  env=dict(os.environ, AUTOPILOT_AIRFLOW_USERNAME="admin",
-                                          AUTOPILOT_AIRFLOW_PASSWORD="admin"))
+                                          AUTOPILOT_AIRFLOW_PASSWORD="admin"),
+                                 preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN))
             time.sleep(6)
+            # Started with SIGHUP ignored (nohup): a hangup leaves it be.
+            p.send_signal(signal.SIGHUP)
+            time.sleep(0.5)
+            check(p.poll() is None, "a SIGHUP ignored at start (nohup) interrupted run")
             p.send_signal(signal.SIGINT)
             _, err = p.communicate(timeout=20)
         finally:
             silent.close()
         check(p.returncode == 1 and "interrupted while checking Airflow: no run was recorded"
               in err, "SIGINT during the pre-flight check: %d %s" % (p.returncode, err))
-        check("has not answered for 5 s; still trying (for at most 60 s)" in err,
+        check("no answer that ends the check after 5 s; still trying (for at most 60 s)" in err,
               "a check with no answer says it still waits: %s" % err)
         _, after, _ = cli(["status", "-c", conf, "--json"])
         check(len(json.loads(after)) == len(json.loads(before)), "no run created (SIGINT)")

@@ -257,6 +257,15 @@ check(rc == 0 and "warning" not in err, "no warning with the URL and token set (
 rc, out, err = config_check({"listen": {"host": "not a host!"}})
 check(rc == 0 and "autopilot: warning: listen: cannot listen on not a host!:8686: not an"
       " address of this host" in err, "a listen host serve cannot bind warns: %d %r" % (rc, err))
+# ... nor one that names an address, but not one of this host's.
+rc, out, err = config_check({"listen": {"host": "192.0.2.1"}})
+check(rc == 0 and "autopilot: warning: listen: cannot listen on 192.0.2.1:8686: Cannot assign"
+      " requested address" in err, "an address not of this host warns: %d %r" % (rc, err))
+# A secret variable holding only a line end is no secret: an error, as an
+# empty *_file is, not a secret left unset.
+rc, out, err = config_check({}, {"AUTOPILOT_WEBHOOK_SECRET": "\n"})
+check(rc == 2 and "AUTOPILOT_WEBHOOK_SECRET: no secret: the variable holds only a line end"
+      in err, "a secret of a line end: %d %r" % (rc, err))
 # The URL without a token: deployed agents cannot authenticate to OpenMetadata.
 rc, out, err = config_check({}, {"AUTOPILOT_OPENMETADATA_URL": "http://om:8585",
                                  "AUTOPILOT_WEBHOOK_SECRET": "s"})

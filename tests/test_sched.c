@@ -691,7 +691,8 @@ fake_cleanup(struct fake *f)
 }
 
 /* ---- Fake planner: OpenMetadata's default plan. The entity may carry
- * "unsupported": [agents], "timeout_ms", "retries", "no_run": [agents]. ---- */
+ * "unsupported": [agents], "timeout_ms", "retries", "retry_backoff_ms",
+ * "no_run": [agents]. ---- */
 
 static bool
 in_list(const json_t *entity, const char *key, const char *name)
@@ -731,7 +732,10 @@ fp_expand(void *impl, const char *type, const json_t *entity,
 		if (a->timeout_ms == 0)
 			a->timeout_ms = 20000;
 		a->retries = (unsigned)json_integer_value(json_object_get(entity, "retries"));
-		a->retry_backoff_ms = 10;
+		a->retry_backoff_ms = json_integer_value(json_object_get(entity,
+		    "retry_backoff_ms"));
+		if (a->retry_backoff_ms == 0)
+			a->retry_backoff_ms = 10;
 	}
 	return 0;
 }
@@ -3248,6 +3252,48 @@ h_replace_elsewhere(struct h *h, const json_t *e, char **id2)
 }
 
 /*
+ * The dag_run_id an attempt with no run in Airflow passes on survives a
+ * restart while the next attempt waits to start: a trigger that reached
+ * Airflow late is still met and adopted, not run beside a second one.
+ */
+static void
+test_unseen_id_survives_restart(void **state)
+{
+	struct h *h = h_new();
+	char *id;
+	json_t *st = NULL;
+
+	(void)state;
+	h_short_lease(h);
+	h->fake.trigger_bad_reply_late = 1;
+	h_start(h);
+	id = h_submit(h, "pg", "{\"retries\": 1, \"retry_backoff_ms\": 3000,"
+	    " \"no_run\": [\"lineage\", \"usage\", \"profiler\"]}");
+	for (;;) {
+		event_base_loop(h->base, EVLOOP_ONCE);
+		json_decref(st);
+		st = h_status(h, id);
+		if (agent_attempts(st, "metadata") == 1 &&
+		    strcmp(agent_state(st, "metadata"), "pending") == 0)
+			break;
+	}
+	json_decref(st);
+	h_crash(h, 0);
+	usleep(300000);
+	h_start(h);
+	h_wait_finals(h, 1, 20000);
+	assert_string_equal(h->final_state[0], "succeeded");
+	st = h_status(h, id);
+	assert_int_equal(agent_attempts(st, "metadata"), 2);
+	assert_int_equal(attempt_run(h, id, "metadata", 1)->created, 1);
+	assert_int_equal(attempt_run(h, id, "metadata", 1)->adopted, 1);
+	assert_null(attempt_run(h, id, "metadata", 2));
+	json_decref(st);
+	free(id);
+	h_free(h);
+}
+
+/*
  * A run replaced by another process while its trigger waits to be sent
  * again (Airflow did not answer it): the trigger is not sent again, so no
  * Airflow run starts that nobody follows.
@@ -3502,6 +3548,7 @@ main(void)
 		cmocka_unit_test(test_admission),
 		cmocka_unit_test(test_planning_failure_fails_run),
 		cmocka_unit_test(test_crash_recovery_adopts),
+		cmocka_unit_test(test_unseen_id_survives_restart),
 		cmocka_unit_test(test_two_schedulers_one_database),
 		cmocka_unit_test(test_agents_restriction),
 		cmocka_unit_test(test_agents_restriction_bridges_left_out),

@@ -207,7 +207,9 @@ test_om_api_root(void **state)
 		{ "https://h/om/api/", "https://h/om/api" },
 		{ "https://h/om", "https://h/om/api" },
 		{ "https://h/rapi", "https://h/rapi/api" },
-		{ "http://h/api/api", "http://h/api/api" } };
+		{ "http://h/api/api", "http://h/api/api" },
+		{ "http://api", "http://api/api" }, { "http://api/", "http://api/api" },
+		{ "https://api/api", "https://api/api" }, { "http://x/", "http://x/api" } };
 	size_t i;
 	char *s;
 
