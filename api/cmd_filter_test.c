@@ -316,7 +316,7 @@ filter_test_exec(int argc, char **argv)
 	const char *service_path = NULL, *connector = NULL, *kind = "table";
 	const char *config_path = NULL;
 	char **inc = NULL, **exc = NULL, *cause = NULL, *why = NULL, *key = NULL;
-	char *line = NULL;
+	char *line = NULL, *shown;
 	size_t ninc = 0, nexc = 0, cap = 0, i;
 	ssize_t n;
 	json_t *service = NULL, *conf = NULL;
@@ -469,7 +469,10 @@ service_fail:
 		cause = named;
 	}
 fail:
-	fprintf(stderr, "autopilot: %s\n", cause);
+	/* A pattern refused is quoted in it: shown as a terminal may. */
+	shown = ap_term_text(cause);
+	fprintf(stderr, "autopilot: %s\n", shown);
+	free(shown);
 	rc = AP_EXIT_USAGE;
 out:
 	free(line);

@@ -84,6 +84,9 @@ out=$("$BIN" filter test --include a "$(printf 'a\nb')"); rc=$?
 check "a line end in an argument escaped" "$out" 'kept     a\nb  matches include'
 n=$(printf '%s\n' "$out" | wc -l)
 code "one line for a name with a line end" "$n" 1
+err=$("$BIN" filter test --include "$(printf '\033]0;x\007(')" x 2>&1 >/dev/null); rc=$?
+code "a refused pattern with control characters" $rc 2
+check "its message escapes them" "$err" "invalid pattern '\x1b]0;x\x07(': missing )"
 
 cat > "$TMP/conf.json" <<'J'
 {"filters": {"builtin_defaults": false, "defaults": {"byServiceKind": {"database":
