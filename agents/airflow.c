@@ -45,6 +45,8 @@
 
 /* Consecutive failed attempts (network, 502-504) that open the breaker. */
 #define AIRFLOW_BREAKER_THRESHOLD 5
+/* How long a login Airflow 3 refused is not tried again (start_token()). */
+#define AIRFLOW_LOGIN_RETRY_MS 30000
 
 const long airflow_latency_bounds_ms[AIRFLOW_LATENCY_BUCKETS - 1] = {
 	5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000 };
@@ -162,6 +164,9 @@ struct airflow_client {
 	bool closing;				/* being freed: answers are dropped */
 	char *net_error;			/* the last attempt without an answer: why */
 	char *login_refused;			/* token_done(): what to fix */
+	uint64_t login_refused_ms;		/* ... when Airflow said so */
+	long login_refused_status;		/* ... with this status */
+	struct event *login_ev;			/* login_refused_cb */
 	uint64_t net_error_ms;			/* and when it ended */
 	struct airflow_config cfg;		/* defaults applied; strings below */
 	char *base_url;
@@ -658,6 +663,8 @@ token_done(const struct airflow_result *res, void *arg)
 			/* Whatever asked for the token fails with this: the
 			 * login, not its own request, is what to fix. */
 			free(c->login_refused);
+			c->login_refused_ms = ap_mono_ms();
+			c->login_refused_status = res->error.http_status;
 			c->login_refused = ap_xprintf("Airflow 3's login (POST /auth/token)"
 			    " refused the credentials of user '%s': check"
 			    " AUTOPILOT_AIRFLOW_USERNAME and AUTOPILOT_AIRFLOW_PASSWORD (or"
@@ -672,16 +679,46 @@ token_done(const struct airflow_result *res, void *arg)
 	}
 	bearer_set(c, tok);
 	c->token_gen++;
+	free(c->login_refused);
+	c->login_refused = NULL;
 	release_waiters(&c->token_waiters);
+}
+
+/* The requests waiting for a login while one refused stands fail with it. */
+static void
+login_refused_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct airflow_client *c = arg;
+	struct airflow_result r;
+
+	(void)fd;
+	(void)what;
+	memset(&r, 0, sizeof r);
+	r.status = AIRFLOW_REJECTED;
+	r.error.http_status = c->login_refused_status;
+	r.error.title = airflow_reason(c->login_refused_status);
+	r.error.detail = c->login_refused;
+	fail_waiters(&c->token_waiters, &r);
 }
 
 static void
 start_token(struct airflow_client *c)
 {
+	static const struct timeval now = { 0, 0 };
 	struct airflow_req *q;
 
 	if (c->token != NULL)
 		return;
+	/* A login refused is not tried again for AIRFLOW_LOGIN_RETRY_MS:
+	 * credentials a directory locks after so many failures are not
+	 * spent by every request and every readiness probe meanwhile. */
+	if (c->login_refused != NULL &&
+	    ap_mono_ms() - c->login_refused_ms < AIRFLOW_LOGIN_RETRY_MS) {
+		if (c->login_ev == NULL)
+			c->login_ev = evtimer_new(c->base, login_refused_cb, c);
+		evtimer_add(c->login_ev, &now);
+		return;
+	}
 	q = req_new(c, AIRFLOW_STEP_TOKEN, token_done, c, NULL, NULL);
 	q->internal = true;
 	c->token = q;
@@ -1652,6 +1689,8 @@ airflow_client_free(struct airflow_client *c)
 	free(c->ca_file);
 	free(c->net_error);
 	free(c->login_refused);
+	if (c->login_ev != NULL)
+		event_free(c->login_ev);
 	wipe_free(c->basic);
 	bearer_set(c, NULL);
 	for (i = 0; i <= AIRFLOW_AUTH_BEARER; i++) {
@@ -1678,6 +1717,7 @@ airflow_client_stats(const struct airflow_client *c, struct airflow_stats *out)
 	out->retries = c->n_retries;
 	out->breaker_opens = c->n_opens;
 	out->breaker_open = c->open;
+	out->login_refused = c->login_refused != NULL;
 	out->in_flight = http_running(c->http);
 	out->queued = http_queued(c->http);
 	for (i = 0; i < AIRFLOW_LATENCY_BUCKETS; i++) {

@@ -172,6 +172,8 @@ struct airflow_stats {
 	uint64_t retries;		/* attempts scheduled again after a retryable failure */
 	uint64_t breaker_opens;		/* times the circuit breaker opened */
 	bool breaker_open;		/* open now */
+	bool login_refused;		/* Airflow 3's login refused since the
+					 * last one it took */
 	unsigned in_flight;		/* HTTP transfers running now */
 	unsigned queued;		/* HTTP requests waiting for an in-flight slot */
 	/*

@@ -2333,7 +2333,9 @@ probe_start(struct server *s)
 }
 
 /* Whether the last look at Airflow still stands, counting the client's
- * 2xx answers to other work since a recent look as a look. */
+ * 2xx answers to other work since a recent look as a look (not while a
+ * login Airflow 3 refused stands: the plugin's routes answer, and every
+ * request of Airflow's own API fails). */
 static bool
 airflow_fresh(struct server *s, uint64_t now)
 {
@@ -2341,7 +2343,7 @@ airflow_fresh(struct server *s, uint64_t now)
 
 	if (s->deps.airflow_stats != NULL) {
 		s->deps.airflow_stats(s->deps.airflow, &st);
-		if (st.requests[AIRFLOW_HTTP_2XX] != s->answers_2xx &&
+		if (st.requests[AIRFLOW_HTTP_2XX] != s->answers_2xx && !st.login_refused &&
 		    s->answers_seen_ms != 0 && now - s->answers_seen_ms <= READY_FRESH_MS) {
 			free(s->airflow_error);
 			s->airflow_error = NULL;

@@ -281,6 +281,13 @@ def login_refused():
         runs = srv.wait_final(1, timeout=30)
         errors = [a.get("error") or "" for a in runs[0]["agents"]]
         check(any(want in e for e in errors), "the agent says the login refused: %s" % runs)
+        for _ in range(3):
+            st, body = readyz(srv, 8)
+            check(st == 503 and want in body.get("airflow_error", ""), "readyz: %s" % body)
+            time.sleep(2)
+        # A refused login is not tried again for 30 s, by probes or agents.
+        logins = [r for r in sim.requests() if r["path"] == "/auth/token"]
+        check(1 <= len(logins) <= 2, "logins tried: %d" % len(logins))
         check(srv.stop() == 0, "clean stop")
     finally:
         srv.close()
