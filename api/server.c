@@ -81,7 +81,8 @@ struct runs_job {
 };
 
 /* Requests refused for their credentials, of one kind (log_refused()). */
-enum refused_kind { REFUSED_WEBHOOK, REFUSED_ADMIN, REFUSED_KINDS };
+enum refused_kind { REFUSED_WEBHOOK, REFUSED_ADMIN, REFUSED_DELIVERY,
+	REFUSED_KINDS };
 struct refusals {
 	uint64_t logged_ms;	/* when the last line was logged */
 	uint64_t unlogged;	/* refused since, not logged */
@@ -608,7 +609,7 @@ peer_of(struct evhttp_request *req, char *buf, size_t size)
  * operator's to fix, and a burst of guesses is seen whole.
  */
 static const char *const refused_what[REFUSED_KINDS] = { "webhook",
-	"admin request" };
+	"admin request", "webhook delivery" };
 
 static void refused_flush(struct server *, uint64_t, bool);
 
@@ -706,16 +707,19 @@ webhook_fail(struct server *s, struct evhttp_request *req, enum server_outcome o
 	if (code == 401)
 		log_refused(s, req, REFUSED_WEBHOOK, detail != NULL ? detail : error);
 	else if (code == 400 || code == 413) {
-		char peer[80], *id = NULL;
+		char *id = NULL, *why;
 		size_t len;
 		const char *data = code == 400 ? body(req, &len) : NULL;
 
-		peer_of(req, peer, sizeof peer);
 		if (data != NULL)
 			id = webhook_event_id(data, len);
-		ap_warn("webhook: %d from %s%s%s%s: %s: %s", code, peer, id != NULL ?
-		    " (event " : "", id != NULL ? id : "", id != NULL ? ")" : "",
-		    error, detail != NULL ? detail : "");
+		why = ap_xprintf("%d%s%s%s: %s: %s", code, id != NULL ? " (event " :
+		    "", id != NULL ? id : "", id != NULL ? ")" : "", error,
+		    detail != NULL ? detail : "");
+		/* Limited as refusals for credentials are: a 413 comes before
+		 * the signature is looked at. */
+		log_refused(s, req, REFUSED_DELIVERY, why);
+		free(why);
 		free(id);
 	} else
 		ap_info("webhook: %d %s: %s", code, error, detail != NULL ? detail : "");
