@@ -1415,11 +1415,12 @@ webhook_accept(struct server *s, const struct webhook_event *ev, json_t *take,
 	    (follows ? ANSWER_FOLLOWS : 0) : 0;
 	if (joined)
 		note = ap_xprintf("webhook: event %s (%s %s) joins the service's active"
-		    " run %s, which goes on with the entity it started with; %s",
-		    ev->id, ev->entity_type, ev->fqn, run_id, follows ? "a run of the"
-		    " whole plan with this event's entity follows it" : "it asks for"
-		    " nothing more (the run's own entity, and the whole plan), and"
-		    " takes back a run an earlier event may have asked to follow");
+		    " run %s, %s", ev->id, ev->entity_type, ev->fqn, run_id, follows ?
+		    "which goes on with the entity it started with; a run of the"
+		    " whole plan with this event's entity follows it" : "and asks for"
+		    " nothing more (the run's own entity and the whole plan, or a run"
+		    " not taken up yet, which takes this event's entity); it takes"
+		    " back a run an earlier event may have asked to follow");
 	else
 		note = ap_xprintf("webhook: event %s (%s %s) %s: run %s", ev->id,
 		    ev->entity_type, ev->fqn, r == STORE_REPEAT ? "repeated" :
