@@ -4,7 +4,8 @@
  * the input itself) and the ChangeEvent parser at two depth limits.
  *
  * Checks: a body's own signature always verifies and a one-byte change never
- * does; the parser either fails with a cause and an empty batch, or gives
+ * does; the parser either fails with a cause and an empty batch (and the id
+ * it is logged with, if any, is printable and short), or gives
  * events that each have an id and, when acted on, a service kind, a
  * fully qualified name and an entity object; the depth limit holds.
  */
@@ -30,8 +31,17 @@ check_batch(const char *body, size_t len, unsigned depth)
 	memset(&b, 0, sizeof b);
 	r = webhook_parse(body, len, depth, &b, &cause);
 	if (r != WEBHOOK_PARSE_OK) {
+		char *id = webhook_event_id(body, len);
+
 		if (cause == NULL || b.n != 0 || b.events != NULL)
 			abort();
+		/* The id a refused delivery is logged with: printable ASCII,
+		 * at most 64 bytes and "...". */
+		if (id != NULL && (strlen(id) > 67 || strspn(id, " !\"#$%&'()*+,-./"
+		    "0123456789:;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[\\]^_`"
+		    "abcdefghijklmnopqrstuvwxyz{|}~") != strlen(id)))
+			abort();
+		free(id);
 		free(cause);
 		return;
 	}
