@@ -178,6 +178,32 @@ decide(struct ftest *t, const char *name, size_t len)
 	flush_out(t, false);
 }
 
+/*
+ * An error elsewhere in the configuration at path (one serve and run would
+ * refuse) is said as a warning: only its filters are used here. Not for
+ * standard input, which is read once.
+ */
+static void
+warn_config_rest(const char *path)
+{
+	struct config full;
+	struct config_flags quiet = { .quiet = true };
+	char *why = NULL, *shown;
+
+	if (strcmp(path, "-") == 0)
+		return;
+	config_init(&full);
+	if (config_load(&full, path, &quiet, &why) < 0) {
+		shown = ap_term_text(why);
+		fprintf(stderr, "autopilot: warning: %s (serve, run and config check"
+		    " refuse this configuration; filter test uses only its"
+		    " filters)\n", shown);
+		free(shown);
+		free(why);
+	}
+	config_cleanup(&full);
+}
+
 static json_t *
 load_json(const char *path, const char *what, char **cause)
 {
@@ -377,6 +403,7 @@ filter_test_exec(int argc, char **argv)
 			free(why);
 			goto fail;
 		}
+		warn_config_rest(config_path);
 	}
 	if (no_defaults)
 		cfg.builtin_defaults = false;

@@ -84,6 +84,15 @@ out=$("$BIN" filter test --include a "$(printf 'a\nb')"); rc=$?
 check "a line end in an argument escaped" "$out" 'kept     a\nb  matches include'
 n=$(printf '%s\n' "$out" | wc -l)
 code "one line for a name with a line end" "$n" 1
+# -c uses only the filters of the file, and says what else in it serve would refuse.
+printf '{"airflow": {"url": "ftp://x"}, "filters": {"builtin_defaults": false}}' > "$TMP/rest.json"
+err=$("$BIN" filter test -c "$TMP/rest.json" x 2>&1 >/dev/null); rc=$?
+code "an error outside filters" $rc 0
+check "is a warning" "$err" "autopilot: warning: $TMP/rest.json: airflow.url"
+check "saying what it means" "$err" "(serve, run and config check refuse this configuration; filter test uses only its filters)"
+err=$("$BIN" filter test -c "${AP_SRC:-.}/conf/autopilot.example.json" x 2>&1 >/dev/null); rc=$?
+code "the example" $rc 0
+code "the example warns of nothing" "$(printf '%s' "$err" | wc -c)" 0
 err=$("$BIN" filter test --include "$(printf '\033]0;x\007(')" x 2>&1 >/dev/null); rc=$?
 code "a refused pattern with control characters" $rc 2
 check "its message escapes them" "$err" "invalid pattern '\x1b]0;x\x07(': missing )"
