@@ -108,6 +108,7 @@ status_exec(int argc, char **argv)
 		{ "state", required_argument, NULL, 's' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "limit", required_argument, NULL, 'n' },
+		{ "before", required_argument, NULL, 'b' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
@@ -115,7 +116,7 @@ status_exec(int argc, char **argv)
 	struct store_options so = { 0 };
 	struct config cfg;
 	struct store *st = NULL;
-	const char *path = NULL, *fqn = NULL, *empty = NULL;
+	const char *path = NULL, *fqn = NULL, *empty = NULL, *before = NULL;
 	char *cause = NULL, *text;
 	unsigned long limit = 100;
 	bool json = false;
@@ -130,6 +131,7 @@ status_exec(int argc, char **argv)
 		case 'c': path = optarg; break;
 		case 's': flags.state = optarg; break;
 		case 'j': json = true; break;
+		case 'b': before = optarg; break;
 		case 'n':
 			if (ap_parse_uint(optarg, 1, STATUS_LIMIT_MAX, &limit) < 0) {
 				text = ap_term_text(optarg);
@@ -187,8 +189,16 @@ status_exec(int argc, char **argv)
 	}
 	/* One more than shown: whether there are more is said, not left to
 	 * be guessed from a round count. */
-	if (store_runs_json(st, fqn, (unsigned)limit + 1, &runs, &cause) !=
-	    STORE_OK) {
+	switch (store_runs_page(st, fqn, before, (unsigned)limit + 1, &runs,
+	    &cause)) {
+	case STORE_OK:
+		break;
+	case STORE_NOT_FOUND:
+		text = ap_term_text(before);
+		fprintf(stderr, "autopilot: status: --before: no run %s\n", text);
+		free(text);
+		goto out;
+	default:
 		fprintf(stderr, "autopilot: status: state store: %s\n", cause);
 		rc = AP_EXIT_UNREACHABLE;
 		goto out;
@@ -196,12 +206,16 @@ status_exec(int argc, char **argv)
 	if (json_array_size(runs) > limit) {
 		char *shown = limit == 1 ? ap_xstrdup("the newest run") :
 		    ap_xprintf("the %lu newest runs", limit);
+		const char *last;
 
 		json_array_remove(runs, limit);
-		fprintf(stderr, "autopilot: status: %s%s%s shown; there are more%s\n",
-		    shown, fqn != NULL ? " of " : "", fqn != NULL ? fqn : "",
-		    limit < STATUS_LIMIT_MAX ? ": --limit N shows the N newest, up to"
-		    " 100000" : "");
+		last = json_string_value(json_object_get(json_array_get(runs,
+		    limit - 1), "run_id"));
+		fprintf(stderr, "autopilot: status: %s%s%s%s shown; there are more:"
+		    " %s--before %s shows older ones\n", shown, before != NULL ?
+		    " before that one" : "", fqn != NULL ? " of " : "", fqn != NULL ?
+		    fqn : "", limit < STATUS_LIMIT_MAX ? "--limit N shows the N newest,"
+		    " up to 100000; " : "", last != NULL ? last : "?");
 		free(shown);
 	}
 	if (json) {
@@ -224,7 +238,7 @@ out:
 
 const struct ap_cmd_entry ap_cmd_status_entry = {
 	"status",
-	"[-c FILE] [SERVICE_FQN] [--state PATH] [--json] [--limit N]",
+	"[-c FILE] [SERVICE_FQN] [--state PATH] [--json] [--limit N] [--before RUN_ID]",
 	"Shows runs, newest first, and the state of each of their agents, from the\n"
 	"state store (all services, or the one named).\n\n"
 	"  -c, --config FILE   configuration file (default: $AUTOPILOT_CONFIG)\n"
@@ -235,7 +249,8 @@ const struct ap_cmd_entry ap_cmd_status_entry = {
 	"                      dag_id, dag_run_id, attempts, started_at,\n"
 	"                      finished_at, error}]\n"
 	"      --limit N       at most N runs, N from 1 to 100000 (default 100);\n"
-	"                      more runs than shown are said on stderr\n\n"
+	"                      more runs than shown are said on stderr\n"
+	"      --before RUN_ID the runs made before that one (the next page)\n\n"
 	"When there is no state database at PATH yet (a fresh install), that is\n"
 	"said on stderr (\"no runs: no state database at PATH\"), --json prints []\n"
 	"and the exit status is 0.\n\n"

@@ -39,6 +39,7 @@
 #define RERUN_SUFFIX "/rerun"
 /* Bytes of request headers libevent reads before it gives up (431-like close). */
 #define RUNS_LIMIT_MAX 1000
+#define RUNS_LIMIT_DEFAULT 100
 /* Runs handed to the scheduler per loop turn after a webhook commit. */
 #define TAKE_PER_TURN 16
 /* How long a look at Airflow (a probe's outcome, or an answer to other
@@ -73,7 +74,9 @@ struct runs_job {
 	struct store **store;		/* the worker's handle (s->runs_store) */
 	char *run_id;			/* one run; NULL: the list */
 	char *fqn;			/* the list's service, or NULL */
+	char *before;			/* the list's runs made before it, or NULL */
 	unsigned limit;
+	char *next;			/* the list goes on before this run */
 	enum store_result r;
 	char *text;			/* the answer's JSON text */
 	char *cause;
@@ -496,7 +499,7 @@ query_param(struct evhttp_request *req, const char *name, char **out, char **cau
 }
 
 /* The query parameters of GET /api/v1/runs, and of a re-run. */
-static const char *const runs_params[] = { "service", "limit", NULL };
+static const char *const runs_params[] = { "service", "limit", "before", NULL };
 static const char *const rerun_params[] = { "replace", NULL };
 
 /* 0 if every query parameter is one of names (NULL-terminated), else -1
@@ -1684,8 +1687,15 @@ runs_work(struct workq_job *wj)
 	j->r = STORE_ERROR;
 	if (*j->store == NULL && (*j->store = store_open(j->path, &o, &j->cause)) == NULL)
 		return;
+	/* One run more than asked for says whether the list goes on. */
 	j->r = j->run_id != NULL ? store_run_json(*j->store, j->run_id, &out, &j->cause) :
-	    store_runs_json(*j->store, j->fqn, j->limit, &out, &j->cause);
+	    store_runs_page(*j->store, j->fqn, j->before, j->limit + 1, &out,
+	    &j->cause);
+	if (j->r == STORE_OK && j->run_id == NULL && json_array_size(out) > j->limit) {
+		json_array_remove(out, j->limit);
+		j->next = ap_xstrdup(json_string_value(json_object_get(
+		    json_array_get(out, j->limit - 1), "run_id")));
+	}
 	if (j->r == STORE_OK)
 		j->text = json_text(out);	/* a large list takes ms too */
 	if (j->r != STORE_OK && j->r != STORE_NOT_FOUND) {
@@ -1693,6 +1703,23 @@ runs_work(struct workq_job *wj)
 		store_close(*j->store);
 		*j->store = NULL;
 	}
+}
+
+/* A list cut at its limit says where it goes on (RFC 8288). */
+static void
+runs_link_next(struct runs_job *j)
+{
+	char *next = evhttp_uriencode(j->next, -1, 0), *svc = NULL, *link;
+
+	if (j->fqn != NULL)
+		svc = evhttp_uriencode(j->fqn, -1, 0);
+	link = ap_xprintf("<%s?%s%s%slimit=%u&before=%s>; rel=\"next\"", RUNS_PATH,
+	    svc != NULL ? "service=" : "", svc != NULL ? svc : "", svc != NULL ?
+	    "&" : "", j->limit, next != NULL ? next : "");
+	evhttp_add_header(evhttp_request_get_output_headers(j->req), "Link", link);
+	free(link);
+	free(svc);
+	free(next);
 }
 
 static void
@@ -1704,8 +1731,9 @@ runs_done(struct workq_job *wj)
 	TAILQ_REMOVE(&j->s->runs_jobs, j, link);
 	/* (No answer for a client that went away.) */
 	if (j->req != NULL && j->r == STORE_NOT_FOUND) {
-		shown = echo_cut(j->run_id);
-		msg = ap_xprintf("no run %s", shown);
+		shown = echo_cut(j->run_id != NULL ? j->run_id : j->before);
+		msg = ap_xprintf(j->run_id != NULL ? "no run %s" : "before: no run %s",
+		    shown);
 		reply_error(j->req, 404, "Not Found", "not found", msg);
 		free(shown);
 		free(msg);
@@ -1715,11 +1743,16 @@ runs_done(struct workq_job *wj)
 		ap_warn("runs: cannot be read: %s", j->cause != NULL ? j->cause :
 		    "state store error");
 		reply_unavailable(j->req, RUNS_UNREADABLE);
-	} else if (j->req != NULL)
+	} else if (j->req != NULL) {
+		if (j->next != NULL)
+			runs_link_next(j);
 		reply_text(j->req, 200, "OK", j->text, strlen(j->text));
+	}
 	free(j->text);
 	free(j->run_id);
 	free(j->fqn);
+	free(j->before);
+	free(j->next);
 	free(j->cause);
 	free(j);
 }
@@ -1731,7 +1764,7 @@ runs_done(struct workq_job *wj)
  */
 static void
 runs_start(struct server *s, struct evhttp_request *req, char *run_id, char *fqn,
-    unsigned limit)
+    char *before, unsigned limit)
 {
 	struct runs_job *j;
 	char *cause = NULL;
@@ -1742,6 +1775,7 @@ runs_start(struct server *s, struct evhttp_request *req, char *run_id, char *fqn
 		free(cause);
 		free(run_id);
 		free(fqn);
+		free(before);
 		return;
 	}
 	j = ap_xcalloc(1, sizeof *j);
@@ -1753,7 +1787,8 @@ runs_start(struct server *s, struct evhttp_request *req, char *run_id, char *fqn
 	j->store = &s->runs_store;
 	j->run_id = run_id;
 	j->fqn = fqn;
-	j->limit = limit;
+	j->before = before;
+	j->limit = limit != 0 ? limit : RUNS_LIMIT_DEFAULT;
 	TAILQ_INSERT_TAIL(&s->runs_jobs, j, link);
 	workq_submit(s->runs_wq, &j->job);
 }
@@ -1763,7 +1798,7 @@ runs_start(struct server *s, struct evhttp_request *req, char *run_id, char *fqn
 static void
 handle_runs(struct server *s, struct evhttp_request *req, const char *path)
 {
-	char *fqn, *lim, *cause = NULL, *id;
+	char *fqn, *lim, *before, *cause = NULL, *id;
 	unsigned long limit = 0;
 
 	if (!method_get(req)) {
@@ -1785,16 +1820,19 @@ handle_runs(struct server *s, struct evhttp_request *req, const char *path)
 			free(id);
 			return;
 		}
-		runs_start(s, req, id, NULL, 0);
+		runs_start(s, req, id, NULL, NULL, 0);
 		return;
 	}
-	fqn = lim = NULL;
+	fqn = lim = before = NULL;
 	if (query_known(req, runs_params, &cause) < 0 ||
 	    query_param(req, "service", &fqn, &cause) < 0 ||
-	    query_param(req, "limit", &lim, &cause) < 0) {
+	    query_param(req, "limit", &lim, &cause) < 0 ||
+	    query_param(req, "before", &before, &cause) < 0) {
 		reply_error(req, 400, "Bad Request", "bad query", cause);
 		free(cause);
 		free(fqn);
+		free(lim);
+		free(before);
 		return;
 	}
 	if (lim != NULL) {
@@ -1806,11 +1844,12 @@ handle_runs(struct server *s, struct evhttp_request *req, const char *path)
 			free(msg);
 			free(lim);
 			free(fqn);
+			free(before);
 			return;
 		}
 	}
 	free(lim);
-	runs_start(s, req, NULL, fqn, (unsigned)limit);
+	runs_start(s, req, NULL, fqn, before, (unsigned)limit);
 }
 
 /* The optional body of a re-run: {"agents": [...], "replace": bool}. */

@@ -138,6 +138,7 @@ enum store_stmt_id {
 	Q_RUN_GET,
 	Q_RUN_LIST,
 	Q_RUN_LIST_FQN,
+	Q_RUN_ROWID,
 	Q_BEGIN_READ,
 	Q_HALT_ADD,
 	Q_HALT_FAILED,
@@ -214,12 +215,14 @@ static const char *const store_sql[Q_MAX] = {
 	    " AND dag_run_id IS NOT NULL",
 	[Q_RUN_GET] = "SELECT run_id, service_type, fqn, state, agents, error,"
 	    " created_at, started_at, finished_at, owner, lease_until FROM runs WHERE run_id = ?1",
+	/* Newest first, from before the run of rowid ?3. */
 	[Q_RUN_LIST] = "SELECT run_id, service_type, fqn, state, agents, error,"
 	    " created_at, started_at, finished_at, owner, lease_until FROM runs"
-	    " ORDER BY rowid DESC LIMIT ?1",
+	    " WHERE rowid < ?3 ORDER BY rowid DESC LIMIT ?1",
 	[Q_RUN_LIST_FQN] = "SELECT run_id, service_type, fqn, state, agents, error,"
 	    " created_at, started_at, finished_at, owner, lease_until FROM runs WHERE fqn = ?2"
-	    " ORDER BY rowid DESC LIMIT ?1",
+	    " AND rowid < ?3 ORDER BY rowid DESC LIMIT ?1",
+	[Q_RUN_ROWID] = "SELECT rowid FROM runs WHERE run_id = ?1",
 	/* store_counts(): the oldest active run, the last run, the first and
 	 * the halts; runs by state and agent runs by agent and state, of the
 	 * runs with a rowid in [?1, ?2). */
@@ -1906,19 +1909,46 @@ enum store_result
 store_runs_json(struct store *s, const char *fqn, unsigned limit, json_t **out,
     char **cause)
 {
+	return store_runs_page(s, fqn, NULL, limit, out, cause);
+}
+
+enum store_result
+store_runs_page(struct store *s, const char *fqn, const char *before,
+    unsigned limit, json_t **out, char **cause)
+{
 	sqlite3_stmt *st;
 	json_t *arr = json_array();
+	int64_t below = INT64_MAX;
 	int rc;
 
 	*out = NULL;
 	if (store_flush(s, cause) != STORE_OK ||
 	    store_exec_sql(s, "BEGIN", cause) != 0)
 		goto fail;
+	if (before != NULL) {
+		if ((st = store_stmt(s, Q_RUN_ROWID, cause)) == NULL)
+			goto fail;
+		bind_text(st, 1, before);
+		rc = sqlite3_step(st);
+		if (rc == SQLITE_ROW)
+			below = sqlite3_column_int64(st, 0);
+		sqlite3_reset(st);
+		if (rc == SQLITE_DONE) {
+			store_rollback(s);
+			json_decref(arr);
+			return STORE_NOT_FOUND;
+		}
+		if (rc != SQLITE_ROW) {
+			store_set_cause(s, cause, "find the run to list runs before");
+			goto fail;
+		}
+	}
 	if ((st = store_stmt(s, fqn ? Q_RUN_LIST_FQN : Q_RUN_LIST, cause)) == NULL)
 		goto fail;
 	sqlite3_bind_int64(st, 1, limit ? limit : 100);
 	if (fqn != NULL)
 		bind_text(st, 2, fqn);
+	sqlite3_bind_int64(st, 3, below);
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW)
 		json_array_append_new(arr, store_run_row_json(s, st));
 	sqlite3_reset(st);

@@ -175,6 +175,10 @@ enum store_result store_run_json(struct store *s, const char *run_id,
  * limit (0: 100). *out is a new JSON array. */
 enum store_result store_runs_json(struct store *s, const char *fqn,
     unsigned limit, json_t **out, char **cause);
+/* As store_runs_json, the runs made before run `before` (NULL: all);
+ * STORE_NOT_FOUND when there is no such run. */
+enum store_result store_runs_page(struct store *s, const char *fqn,
+    const char *before, unsigned limit, json_t **out, char **cause);
 /*
  * How long a statement waits for a lock another connection holds, from now
  * on (store_options.busy_timeout_ms at first). After a wait that ran out,

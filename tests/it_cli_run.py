@@ -233,11 +233,25 @@ def main():
         rc, out, err = cli(["status", "-c", conf, "--limit", "1", "sales_postgres"])
         check(rc == 0 and "\n  only: metadata\n" in out, "status shows the agents asked for: %s" % out)
         # More runs than shown: said on stderr, the output as asked.
+        newest = json.loads(cli(["status", "-c", conf, "--json", "--limit", "1",
+                                 "sales_postgres"])[1])[0]["run_id"]
         check(err == "autopilot: status: the newest run of sales_postgres shown; there are"
-              " more: --limit N shows the N newest, up to 100000\n", "more runs said: %r" % err)
+              " more: --limit N shows the N newest, up to 100000; --before %s shows older"
+              " ones\n" % newest, "more runs said: %r" % err)
         rc, out, err = cli(["status", "-c", conf, "--json", "--limit", "2"])
         check(rc == 0 and len(json.loads(out)) == 2 and "there are more" in err,
               "--json --limit 2: %d %s %r" % (rc, out, err))
+        # The next page: the runs made before the last one shown.
+        page = json.loads(out)
+        rc, out, err = cli(["status", "-c", conf, "--json", "--limit", "2", "--before",
+                            page[1]["run_id"]])
+        older = json.loads(out)
+        rc2, out2, _ = cli(["status", "-c", conf, "--json", "--limit", "4"])
+        check(rc == 0 and [r["run_id"] for r in page + older] ==
+              [r["run_id"] for r in json.loads(out2)], "--before: %s %s" % (page, older))
+        rc, out, err = cli(["status", "-c", conf, "--before", "nope"])
+        check(rc == 2 and err == "autopilot: status: --before: no run nope\n",
+              "--before an unknown run: %d %r" % (rc, err))
         rc, out, err = cli(["status", "-c", conf, "--json", "--limit", "100000"])
         check(rc == 0 and len(json.loads(out)) > 2 and err == "", "all runs: %d %r" % (rc, err))
         rc, _, err = cli(["run", "-c", conf, "sales_postgres", "--agents", "metadata,bogus"])

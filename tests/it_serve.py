@@ -150,6 +150,21 @@ def main():
         check(st == 404, "unknown run: %s" % st)
         st, some = srv.admin("GET", "/api/v1/runs?limit=2")
         check(st == 200 and len(some) == 2, "limit=2: %s %s" % (st, some))
+        # A list cut at its limit says where it goes on (Link: rel="next"),
+        # and the last page says nothing.
+        st, hdrs, some = srv.exchange("GET", "/api/v1/runs?limit=2")
+        want = '</api/v1/runs?limit=2&before=%s>; rel="next"' % some[1]["run_id"]
+        check(st == 200 and hdrs.get("link") == want, "a page's link: %s %s" % (hdrs, want))
+        st, hdrs, rest = srv.exchange("GET", hdrs["link"][1:hdrs["link"].index(">")])
+        check(st == 200 and len(rest) == 1 and "link" not in hdrs and
+              rest[0]["run_id"] not in {r["run_id"] for r in some} and
+              {r["run_id"] for r in some + rest} == {r["run_id"] for r in open_runs},
+              "the next page: %s %s" % (hdrs, rest))
+        st, hdrs, one = srv.exchange("GET", "/api/v1/runs?service=kafka_events&limit=1")
+        check(st == 200 and len(one) == 1 and "link" not in hdrs, "one run, one page: %s" % hdrs)
+        st, err = srv.admin("GET", "/api/v1/runs?before=nope")
+        check(st == 404 and err["detail"] == "before: no run nope", "before an unknown run: %s %s"
+              % (st, err))
         # A limit is digits only, given once; a query that means nothing
         # for sure is refused rather than guessed at.
         for q in ("limit=-18446744073709551615", "limit=%2B5", "limit=%205", "limit=1%00",
@@ -166,7 +181,7 @@ def main():
         # A misspelt parameter is refused, not ignored (which would list every run).
         st, err = srv.admin("GET", "/api/v1/runs?servce=kafka_events")
         check(st == 400 and err["detail"] == "query: unknown parameter 'servce' (known: service,"
-              " limit)", "runs?servce=: %s %s" % (st, err))
+              " limit, before)", "runs?servce=: %s %s" % (st, err))
         st, body = srv.admin("POST", "/api/v1/services/dashboardService/looker_prod/rerun")
         check(st == 202 and body["run_id"] != run_ids["looker_prod"], "rerun: %s %s" % (st, body))
         st2, body2 = srv.admin("POST", "/api/v1/services/dashboardService/looker_prod/rerun")
