@@ -1849,6 +1849,13 @@ handle_runs(struct server *s, struct evhttp_request *req, const char *path)
 		}
 	}
 	free(lim);
+	if (before != NULL && before[0] == '\0') {
+		reply_error(req, 400, "Bad Request", "bad query",
+		    "before: must name a run (a run_id)");
+		free(fqn);
+		free(before);
+		return;
+	}
 	runs_start(s, req, NULL, fqn, before, (unsigned)limit);
 }
 

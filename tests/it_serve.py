@@ -165,6 +165,9 @@ def main():
         st, err = srv.admin("GET", "/api/v1/runs?before=nope")
         check(st == 404 and err["detail"] == "before: no run nope", "before an unknown run: %s %s"
               % (st, err))
+        st, err = srv.admin("GET", "/api/v1/runs?before=")
+        check(st == 400 and err["detail"] == "before: must name a run (a run_id)",
+              "before nothing: %s %s" % (st, err))
         # A limit is digits only, given once; a query that means nothing
         # for sure is refused rather than guessed at.
         for q in ("limit=-18446744073709551615", "limit=%2B5", "limit=%205", "limit=1%00",
