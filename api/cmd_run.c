@@ -772,13 +772,18 @@ probe_run(struct ap_runtime *rt, struct probe *p, struct airflow_req *q,
 
 /* Airflow turned the credentials down (401/403): what to fix, as *cause. */
 static bool
-probe_refused(const struct config *cfg, struct probe *p, char **cause)
+probe_refused(struct ap_runtime *rt, const struct config *cfg, struct probe *p,
+    char **cause)
 {
+	struct airflow_stats st;
+
 	if (p->status != AIRFLOW_REJECTED ||
 	    (p->http_status != 401 && p->http_status != 403))
 		return false;
-	if (p->detail != NULL && strstr(p->detail, "Airflow 3's login") != NULL) {
-		/* The client says it all already, with what to fix. */
+	airflow_client_stats(rt->airflow, &st);
+	if (st.login_refused) {
+		/* Airflow 3's login refused: the client's words say it all
+		 * already, with what to fix. */
 		*cause = ap_xprintf("Airflow at %s: %s", cfg->airflow_url, p->detail);
 		free(p->detail);
 		return true;
@@ -812,7 +817,7 @@ probe_airflow(struct ap_runtime *rt, const struct config *cfg, char **cause)
 		*cause = ap_xstrdup(PROBE_INTERRUPTED);
 		return AP_EXIT_FAILED;
 	}
-	if (probe_refused(cfg, &p, cause))
+	if (probe_refused(rt, cfg, &p, cause))
 		return AP_EXIT_USAGE;
 	if (p.status != AIRFLOW_OK) {
 		/* Airflow answered that there is no such route: a setup to fix
@@ -844,7 +849,7 @@ probe_airflow(struct ap_runtime *rt, const struct config *cfg, char **cause)
 		free(p.detail);
 		return AP_EXIT_OK;
 	}
-	if (probe_refused(cfg, &p, cause))
+	if (probe_refused(rt, cfg, &p, cause))
 		return AP_EXIT_USAGE;
 	*cause = ap_xprintf("Airflow at %s: GET of DAG %s failed: %s", cfg->airflow_url,
 	    PROBE_DAG_ID, p.detail);

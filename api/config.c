@@ -227,9 +227,7 @@ env_secret(const char *name, char **dst, char **cause)
 	if (v == NULL)
 		return 0;
 	n = strlen(v);
-	if (v[n - 1] == '\n')
-		n--;
-	if (n > 0 && v[n - 1] == '\r' && n < strlen(v))
+	if (v[n - 1] == '\n' && --n > 0 && v[n - 1] == '\r')
 		n--;
 	if (n == 0) {
 		*cause = ap_xprintf("%s: no secret: the variable holds only a line"

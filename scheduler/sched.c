@@ -127,10 +127,10 @@ struct sched_agent {
 	bool run_seen;		/* Airflow answered with this attempt's run */
 	bool trigger_sent;	/* this attempt's trigger was sent (once) */
 	bool trigger_fenced;	/* ... and its next send passed the fence */
-	/* The dag_run_id of a failed attempt that Airflow has no run of
-	 * although its trigger may have been sent: the next attempt triggers
-	 * with it (sched_agent_unseen()). */
-	char *next_run_id;
+	/* dag_run_id is of a failed attempt that Airflow has no run of
+	 * although its trigger may have been sent: the next attempt keeps it
+	 * and triggers with it (sched_agent_unseen()). */
+	bool reuse_id;
 	/* Deployed ahead, while its prerequisites run (scheduler.predeploy):
 	 * its first attempt then starts at the wait for the parse. */
 	struct airflow_req *pre_req;
@@ -961,9 +961,10 @@ sched_agent_set_state(struct sched_agent *a, enum sched_agent_state to,
 		a->finished_at = 0;
 		a->next_at = 0;
 		a->retry_wait = false;
-		/* The dag_run_id this attempt is to trigger with, if an earlier
-		 * one's passes on (stored, so that a restart keeps it). */
-		sched_set_str(&a->dag_run_id, a->next_run_id);
+		/* The dag_run_id this attempt is to trigger with is kept if an
+		 * earlier one's passes on (stored, so that a restart keeps it). */
+		if (!a->reuse_id)
+			sched_set_str(&a->dag_run_id, NULL);
 		break;
 	case SCHED_AGENT_WAITING_FOR_DAG:
 		/* The parse deadline, stored so that a resumed agent keeps it
@@ -974,13 +975,12 @@ sched_agent_set_state(struct sched_agent *a, enum sched_agent_state to,
 		a->next_at = 0;
 		/* Deterministic per run, agent and attempt: a trigger repeated
 		 * after a crash finds the same run (409) instead of a second. */
-		free(a->dag_run_id);
-		if (a->next_run_id != NULL)
-			a->dag_run_id = a->next_run_id;
-		else
+		if (!a->reuse_id || a->dag_run_id == NULL) {
+			free(a->dag_run_id);
 			a->dag_run_id = ap_xprintf("autopilot__%s__%s__%u",
 			    r->run_id, agent_name(a), a->attempt);
-		a->next_run_id = NULL;
+		}
+		a->reuse_id = false;
 		a->run_seen = false;
 		a->trigger_sent = false;
 		break;
@@ -1358,7 +1358,6 @@ sched_run_free(struct sched_run *r)
 		sched_agent_unwait(a);
 		free(a->dag_id);
 		free(a->dag_run_id);
-		free(a->next_run_id);
 		free(a->error);
 		free(a->pre_dag_id);
 		if (a->pre_queued)
@@ -1705,14 +1704,13 @@ sched_agent_unseen_resumed(struct sched_agent *a)
 		return;
 	if (a->state == SCHED_AGENT_DEPLOYING ||
 	    a->state == SCHED_AGENT_WAITING_FOR_DAG) {
-		sched_set_str(&a->next_run_id, a->dag_run_id);
+		a->reuse_id = true;
 		return;
 	}
 	if (a->state != SCHED_AGENT_PENDING || a->attempt == 0 || a->error == NULL)
 		return;
 	named = ap_xprintf(NOTE_NO_RUN "%s", a->dag_run_id);
-	if (strstr(a->error, named) != NULL)
-		sched_set_str(&a->next_run_id, a->dag_run_id);
+	a->reuse_id = strstr(a->error, named) != NULL;
 	free(named);
 }
 
@@ -1727,8 +1725,7 @@ static void
 sched_agent_unseen(struct sched_agent *a, enum sched_agent_state final_state,
     const char *error)
 {
-	free(a->next_run_id);
-	a->next_run_id = ap_xstrdup(a->dag_run_id);
+	a->reuse_id = true;
 	sched_agent_attempt_failed(a, final_state, error, true);
 }
 
