@@ -1,7 +1,6 @@
 """`autopilot run`, `status`, `config check`, `--help` and `--version` as an
 operator uses them, against the Airflow and OpenMetadata simulators, with
 output captured (not a terminal): plain progress lines, --json, exit codes."""
-import http.server
 import json
 import os
 import re
@@ -12,13 +11,12 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from serve_itlib import (BIN, FAST, Serve, Sim, check, cli, entity, event,  # noqa: E402
-                         example_event)
+from serve_itlib import (BIN, FAST, FixedAnswers, Serve, Sim, check, cli,  # noqa: E402
+                         entity, event, example_event)
 from sched_itlib import check_no_double_trigger  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -732,25 +730,13 @@ def main():
         check(rc == 3 and "HTTP 404 without OpenMetadata's JSON body: is %s OpenMetadata's"
               " address?" % sim.url in err, "a 404 not from OpenMetadata: %d %s" % (rc, err))
         # Nor is any JSON object answered 200 taken for the service.
-        class Junk(http.server.BaseHTTPRequestHandler):
-            def do_GET(self):
-                body = b'{"status": "ok", "name": "something else"}'
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *a):
-                pass
-        junk = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Junk)
-        threading.Thread(target=junk.serve_forever, daemon=True).start()
+        junk = FixedAnswers(200, b'{"status": "ok", "name": "something else"}',
+                            {"Content-Type": "application/json"})
         try:
-            rc, out, err = cli(["run", "-c", conf, "om_nosuch"], env=dict(
-                env, AUTOPILOT_OPENMETADATA_URL="http://127.0.0.1:%d" % junk.server_address[1]))
+            rc, out, err = cli(["run", "-c", conf, "om_nosuch"],
+                               env=dict(env, AUTOPILOT_OPENMETADATA_URL=junk.url))
         finally:
-            junk.shutdown()
-            junk.server_close()
+            junk.close()
         check(rc == 3 and "the answer is not the service asked for" in err
               and "more than one" not in err, "a JSON object of another name: %d %s" % (rc, err))
         rc, out, err = cli(["run", "-c", conf, "om_other", "--type", "dashboardService"],

@@ -9,7 +9,6 @@ answers 200, a storm of /readyz costs Airflow one health request per 5 s,
 and an Airflow outage turns it 503. With a password Airflow turns down it
 answers 503 ("airflow": "rejected") and `serve` warns at start, naming
 the user and the settings to fix."""
-import http.server
 import os
 import socket
 import sqlite3
@@ -18,7 +17,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from serve_itlib import Serve, Sim, check, fail  # noqa: E402
+from serve_itlib import FixedAnswers, Serve, Sim, check, fail  # noqa: E402
 
 HEALTH = "/openmetadata/health-auth"
 
@@ -312,27 +311,10 @@ def no_plugin():
         sim.close()
 
 
-class Proxy404(http.server.BaseHTTPRequestHandler):
-    """A proxy with no Airflow behind it: an HTML 404 for everything."""
-    def answer(self):
-        body = b"<html>404 Not Found</html>"
-        self.send_response(404)
-        self.send_header("Content-Type", "text/html")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    do_GET = do_POST = do_PATCH = answer
-
-    def log_message(self, *a):
-        pass
-
-
 def proxy_404():
     """/readyz says what the attempts got (a proxy's 404s), not that nothing answered."""
-    proxy = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Proxy404)
-    threading.Thread(target=proxy.serve_forever, daemon=True).start()
-    srv = Serve("http://127.0.0.1:%d" % proxy.server_address[1])
+    proxy = FixedAnswers(404, b"<html>404 Not Found</html>", {"Content-Type": "text/html"})
+    srv = Serve(proxy.url)
     try:
         srv.start()
         st, body = readyz(srv, 8)
@@ -343,8 +325,7 @@ def proxy_404():
         check(srv.stop() == 0, "clean stop")
     finally:
         srv.close()
-        proxy.shutdown()
-        proxy.server_close()
+        proxy.close()
 
 
 def store_locked():
@@ -394,29 +375,14 @@ def store_locked():
         srv.close()
 
 
-class Redirect(http.server.BaseHTTPRequestHandler):
-    """An ingress that sends every request to an SSO login (airflow.url wrong)."""
-    def answer(self):
-        self.send_response(302)
-        self.send_header("Location", "https://sso.example/login")
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    do_GET = do_POST = do_PATCH = answer
-
-    def log_message(self, *a):
-        pass
-
-
 def redirected():
     """A redirect is never Airflow's answer: Airflow is not reached, /readyz
     says so, and a delivery's run waits for it (noting why) instead of
     failing at once; `run` exits 3."""
     from serve_itlib import cli, event, entity
-    proxy = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Redirect)
-    threading.Thread(target=proxy.serve_forever, daemon=True).start()
-    url = "http://127.0.0.1:%d" % proxy.server_address[1]
-    srv = Serve(url, config={"airflow": {"api": "v1", "max_retries": 1, "retry_base_ms": 50}})
+    # An ingress that sends every request to an SSO login (airflow.url wrong).
+    proxy = FixedAnswers(302, headers={"Location": "https://sso.example/login"})
+    srv = Serve(proxy.url, config={"airflow": {"api": "v1", "max_retries": 1, "retry_base_ms": 50}})
     try:
         srv.start()
         st, body = readyz(srv, 8)
@@ -444,8 +410,7 @@ def redirected():
               % (rc, err))
     finally:
         srv.close()
-        proxy.shutdown()
-        proxy.server_close()
+        proxy.close()
 
 
 def main():

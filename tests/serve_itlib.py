@@ -234,6 +234,37 @@ def serving(scenario, **serve_args):
         sim.close()
 
 
+class FixedAnswers:
+    """An HTTP server on 127.0.0.1 that answers every request alike (status,
+    headers, body): what stands where Airflow or OpenMetadata is looked for
+    (a proxy's page, a redirect, another service's JSON)."""
+
+    def __init__(self, status, body=b"", headers=None):
+        import http.server
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def answer(self):
+                self.send_response(status)
+                for k, v in (headers or {}).items():
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = answer
+
+            def log_message(self, *a):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = "http://127.0.0.1:%d" % self.server.server_address[1]
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
 def cli(args, env=None, timeout=120, stdin=None):
     e = dict(os.environ, AUTOPILOT_AIRFLOW_USERNAME="admin", AUTOPILOT_AIRFLOW_PASSWORD="admin")
     e.update(env or {})
