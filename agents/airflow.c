@@ -138,6 +138,8 @@ struct airflow_req {
 	void *guard_arg;
 	bool wait_cut;				/* its breaker wait ends at deadline */
 	long last_http;				/* the last attempt's HTTP status */
+	const char *sent_method;		/* at log.level debug: what the */
+	char *sent_path;			/* attempt asked, logged with its answer */
 	struct event timer;
 	enum req_timer timer_kind;
 
@@ -302,6 +304,7 @@ req_free(struct airflow_req *q)
 		c->presence = NULL;
 	free(q->dag_id);
 	free(q->run_id);
+	free(q->sent_path);
 	free(q->pipeline);
 	json_decref(q->conf);
 	airflow_error_text_cleanup(&q->err);
@@ -840,6 +843,11 @@ req_attempt(struct airflow_req *q)
 		q->token_gen = c->token_gen;
 	url = ap_xprintf("%s%s", c->base_url, hr.path);
 	q->res.attempts++;
+	if (ap_log_enabled(AP_LOG_DEBUG)) {
+		q->sent_method = hr.method;
+		free(q->sent_path);
+		q->sent_path = ap_xstrdup(hr.path);
+	}
 	/* The URL and the body go to the request, which frees them. */
 	q->http = http_request(c->http, hr.method, url, client_headers(c, hr.auth,
 	    hr.body != NULL), hr.body, hr.body != NULL ? strlen(hr.body) : 0, http_done, q);
@@ -1465,6 +1473,15 @@ http_done(const struct http_response *resp, void *arg)
 		q->is_probe = false;
 		c->probe = NULL;
 	}
+	if (q->sent_path != NULL && st > 0)
+		ap_debug("airflow: %s %s: HTTP %ld in %llu ms%s%s", q->sent_method,
+		    q->sent_path, st, (unsigned long long)resp->elapsed_ms,
+		    resp->retry_after != NULL ? ", Retry-After: " : "",
+		    resp->retry_after != NULL ? resp->retry_after : "");
+	else if (q->sent_path != NULL)
+		ap_debug("airflow: %s %s: no answer in %llu ms: %s", q->sent_method,
+		    q->sent_path, (unsigned long long)resp->elapsed_ms,
+		    resp->error != NULL ? resp->error : "?");
 	retry_after_ms = resp->retry_after != NULL ?
 	    airflow_parse_retry_after(resp->retry_after, ap_wall_ms()) : -1;
 	if (!note_later(q, st))

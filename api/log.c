@@ -16,6 +16,24 @@ static const char *const log_level_names[AP_LOG_LEVEL_MAX] = {
 	"debug", "info", "warn", "error"
 };
 
+/* Sets key k of JSON line o to text v, if any; bytes that are not UTF-8
+ * (a client's) are logged as escapes, not dropped. */
+static void
+log_field(json_t *o, const char *k, const char *v)
+{
+	char *p;
+
+	if (v == NULL)
+		return;
+	if (ap_utf8_valid(v, strlen(v))) {
+		json_object_set_new(o, k, json_string(v));
+		return;
+	}
+	p = ap_printable(v);
+	json_object_set_new(o, k, json_string(p));
+	free(p);
+}
+
 void
 ap_log_setup(enum ap_log_level min, enum ap_log_format format)
 {
@@ -45,32 +63,29 @@ ap_log_level_parse(const char *s, enum ap_log_level *out)
 	return false;
 }
 
-void
-ap_log(enum ap_log_level level, const char *fmt, ...)
+static void
+log_line(enum ap_log_level level, const struct ap_log_about *about,
+    const char *fmt, va_list ap)
 {
-	va_list ap;
 	char *msg, ts[40];
 	json_t *o;
 	char *line;
 
-	if (level < log_min)
-		return;
-	va_start(ap, fmt);
 	msg = ap_xvprintf(fmt, ap);
-	va_end(ap);
 	ap_format_time(ap_wall_ms(), ts, sizeof ts);
 
 	if (log_format == AP_LOG_JSON) {
-		if (!ap_utf8_valid(msg, strlen(msg))) {
-			/* Bytes a client sent: logged, not dropped. */
-			char *p = ap_printable(msg);
-
-			free(msg);
-			msg = p;
+		o = json_object();
+		json_object_set_new(o, "ts", json_string(ts));
+		json_object_set_new(o, "level", json_string(ap_log_level_name(level)));
+		log_field(o, "msg", msg);
+		if (about != NULL) {
+			log_field(o, "run_id", about->run_id);
+			log_field(o, "agent", about->agent);
+			log_field(o, "fqn", about->fqn);
+			log_field(o, "event_id", about->event_id);
 		}
-		o = json_pack("{s:s, s:s, s:s}", "ts", ts, "level",
-		    ap_log_level_name(level), "msg", msg);
-		line = o != NULL ? json_dumps(o, JSON_COMPACT) : NULL;
+		line = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
 		if (line != NULL)
 			fprintf(stderr, "%s\n", line);
 		free(line);
@@ -84,4 +99,35 @@ ap_log(enum ap_log_level level, const char *fmt, ...)
 		free(text);
 	}
 	free(msg);
+}
+
+bool
+ap_log_enabled(enum ap_log_level level)
+{
+	return level >= log_min;
+}
+
+void
+ap_log(enum ap_log_level level, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (level < log_min)
+		return;
+	va_start(ap, fmt);
+	log_line(level, NULL, fmt, ap);
+	va_end(ap);
+}
+
+void
+ap_log_about(enum ap_log_level level, const struct ap_log_about *about,
+    const char *fmt, ...)
+{
+	va_list ap;
+
+	if (level < log_min)
+		return;
+	va_start(ap, fmt);
+	log_line(level, about, fmt, ap);
+	va_end(ap);
 }

@@ -618,7 +618,7 @@ static void refused_flush(struct server *, uint64_t, bool);
 
 static void
 log_refused(struct server *s, struct evhttp_request *req, enum refused_kind k,
-    const char *why)
+    const char *event_id, const char *why)
 {
 	struct refusals *r = &s->refused[k];
 	uint64_t now = ap_mono_ms();
@@ -631,7 +631,8 @@ log_refused(struct server *s, struct evhttp_request *req, enum refused_kind k,
 		return;
 	}
 	refused_flush(s, now, true);
-	ap_warn("%s refused from %s: %s", refused_what[k], peer, why);
+	ap_log_about(AP_LOG_WARN, &(struct ap_log_about){ .event_id = event_id },
+	    "%s refused from %s: %s", refused_what[k], peer, why);
 	r->logged_ms = now;
 }
 
@@ -663,7 +664,7 @@ admin_ok(struct server *s, struct evhttp_request *req)
 
 	s->admin_requests++;
 	if (s->cfg->admin_token == NULL) {
-		log_refused(s, req, REFUSED_ADMIN, "no admin token is configured");
+		log_refused(s, req, REFUSED_ADMIN, NULL, "no admin token is configured");
 		s->admin_denied++;
 		evhttp_add_header(evhttp_request_get_output_headers(req),
 		    "WWW-Authenticate", "Bearer");
@@ -672,7 +673,7 @@ admin_ok(struct server *s, struct evhttp_request *req)
 		return false;
 	}
 	if (auth == NULL || strncasecmp(auth, "Bearer ", 7) != 0) {
-		log_refused(s, req, REFUSED_ADMIN, "no bearer token");
+		log_refused(s, req, REFUSED_ADMIN, NULL, "no bearer token");
 		s->admin_denied++;
 		evhttp_add_header(evhttp_request_get_output_headers(req),
 		    "WWW-Authenticate", "Bearer");
@@ -683,7 +684,7 @@ admin_ok(struct server *s, struct evhttp_request *req)
 	tok = auth + 7;
 	if (!ap_consttime_eq(tok, strlen(tok), s->cfg->admin_token,
 	    strlen(s->cfg->admin_token))) {
-		log_refused(s, req, REFUSED_ADMIN, "the token does not match");
+		log_refused(s, req, REFUSED_ADMIN, NULL, "the token does not match");
 		s->admin_denied++;
 		evhttp_add_header(evhttp_request_get_output_headers(req),
 		    "WWW-Authenticate", "Bearer error=\"invalid_token\"");
@@ -708,7 +709,8 @@ webhook_fail(struct server *s, struct evhttp_request *req, enum server_outcome o
 {
 	s->outcomes[o]++;
 	if (code == 401)
-		log_refused(s, req, REFUSED_WEBHOOK, detail != NULL ? detail : error);
+		log_refused(s, req, REFUSED_WEBHOOK, NULL, detail != NULL ?
+		    detail : error);
 	else if (code == 400 || code == 413) {
 		char *id = NULL, *why;
 		size_t len;
@@ -721,7 +723,7 @@ webhook_fail(struct server *s, struct evhttp_request *req, enum server_outcome o
 		    detail != NULL ? detail : "");
 		/* Limited as refusals for credentials are: a 413 comes before
 		 * the signature is looked at. */
-		log_refused(s, req, REFUSED_DELIVERY, why);
+		log_refused(s, req, REFUSED_DELIVERY, id, why);
 		free(why);
 		free(id);
 	} else
@@ -1315,10 +1317,17 @@ pending_commit(struct server *s, const struct pending *p)
 	for (j = 0; j < json_array_size(p->take); j++)
 		json_array_append(s->take, json_array_get(p->take, j));
 	/* Said as what they are: stored, though a stored_only delivery was not. */
-	for (j = 0; j < json_array_size(p->notes); j++)
-		ap_info("%s%s", json_string_value(json_array_get(p->notes, j)),
-		    p->stored_only ? " (stored, though its delivery was answered 503"
-		    " for a later event)" : "");
+	for (j = 0; j < json_array_size(p->notes); j++) {
+		const json_t *n = json_array_get(p->notes, j);
+
+		ap_log_about(AP_LOG_INFO, &(struct ap_log_about){
+		    .run_id = json_string_value(json_object_get(n, "run_id")),
+		    .event_id = json_string_value(json_object_get(n, "event_id")),
+		    .fqn = json_string_value(json_object_get(n, "fqn")) }, "%s%s",
+		    json_string_value(json_object_get(n, "msg")), p->stored_only ?
+		    " (stored, though its delivery was answered 503 for a later"
+		    " event)" : "");
+	}
 }
 
 static void
@@ -1428,7 +1437,8 @@ webhook_accept(struct server *s, const struct webhook_event *ev, json_t *take,
 		note = ap_xprintf("webhook: event %s (%s %s) %s: run %s", ev->id,
 		    ev->entity_type, ev->fqn, r == STORE_REPEAT ? "repeated" :
 		    "accepted", run_id);
-	json_array_append_new(notes, json_string(note));
+	json_array_append_new(notes, json_pack("{s:s, s:s, s:s, s:s}", "msg",
+	    note, "run_id", run_id, "event_id", ev->id, "fqn", ev->fqn));
 	free(note);
 	/*
 	 * A repeat too: its first delivery may have been answered 503 after
@@ -1570,8 +1580,10 @@ handle_webhook(struct server *s, struct evhttp_request *req)
 		if (ev->action == WEBHOOK_INVALID) {
 			char *id = ev->id != NULL ? ap_printable(ev->id) : NULL;
 
-			ap_warn("webhook: event %s of a batch cannot be read: %s",
-			    id != NULL ? id : "without an id", ev->reason);
+			ap_log_about(AP_LOG_WARN, &(struct ap_log_about){
+			    .event_id = ev->id }, "webhook: event %s of a batch"
+			    " cannot be read: %s", id != NULL ? id : "without an id",
+			    ev->reason);
 			free(id);
 			if (p.invalid++ == 0)
 				invalid = ap_xstrdup(ev->reason);
@@ -1581,7 +1593,9 @@ handle_webhook(struct server *s, struct evhttp_request *req)
 			continue;
 		}
 		if (ev->action != WEBHOOK_ACT) {
-			ap_info("webhook: event %s ignored: %s", ev->id, ev->reason);
+			ap_log_about(AP_LOG_INFO, &(struct ap_log_about){
+			    .event_id = ev->id }, "webhook: event %s ignored: %s",
+			    ev->id, ev->reason);
 			p.ignored++;
 			if (single)
 				p.answer = json_text(json_pack("{s:s}", "ignored",
@@ -2103,8 +2117,10 @@ handle_rerun(struct server *s, struct evhttp_request *req, const char *path)
 	    replace, &run_id, &cause);
 	switch (r) {
 	case STORE_OK:
-		ap_info("admin: re-run of %s %s: run %s%s", type, fqn, run_id,
-		    replace ? " (replacing any active run)" : "");
+		ap_log_about(AP_LOG_INFO, &(struct ap_log_about){ .run_id =
+		    run_id, .fqn = fqn }, "admin: re-run of %s %s: run %s%s",
+		    type, fqn, run_id, replace ? " (replacing any active run)" :
+		    "");
 		reply_json(req, 202, "Accepted", json_pack("{s:s}", "run_id", run_id));
 		break;
 	case STORE_ACTIVE:

@@ -527,6 +527,19 @@ agent_spec(const struct sched_agent *a)
 	return &a->run->plan.agents[a->idx];
 }
 
+/* Lines about a run, one of its agents, or a run known by its id alone:
+ * JSON lines carry these as fields (struct ap_log_about). */
+#define run_log(level, r, ...)						\
+	ap_log_about((level), &(struct ap_log_about){ .run_id = (r)->run_id,	\
+	    .fqn = (r)->fqn }, __VA_ARGS__)
+#define agent_log(level, a, ...)					\
+	ap_log_about((level), &(struct ap_log_about){			\
+	    .run_id = (a)->run->run_id, .agent = agent_name(a),		\
+	    .fqn = (a)->run->fqn }, __VA_ARGS__)
+#define id_log(level, id, ...)						\
+	ap_log_about((level), &(struct ap_log_about){ .run_id = (id) },	\
+	    __VA_ARGS__)
+
 static void sched_run_abandon(struct sched_run *r, const char *why, bool retake);
 static void sched_run_advance(struct sched_run *r);
 static void sched_agent_act(struct sched_agent *a);
@@ -684,8 +697,9 @@ sched_agent_persist(struct sched_agent *a)
 	if (rc == STORE_LOST)
 		sched_run_abandon(r, NOT_OURS, false);
 	else {
-		ap_error("run %s: cannot persist agent %s: %s", r->run_id,
-		    agent_name(a), cause);
+		agent_log(AP_LOG_ERROR, a,
+		    "run %s: cannot persist agent %s: %s",
+		    r->run_id, agent_name(a), cause);
 		sched_run_abandon(r, "state store error", true);
 	}
 	free(cause);
@@ -848,7 +862,8 @@ sched_predeploy_cb(const struct airflow_result *res, void *arg)
 		/* Nothing is lost: the agent deploys in its turn, and says why
 		 * if that fails too. */
 		if (res->status != AIRFLOW_OK)
-			ap_debug("run %s agent %s: deploying ahead failed (%s);"
+			agent_log(AP_LOG_DEBUG, a,
+			    "run %s agent %s: deploying ahead failed (%s);"
 			    " deploying in its turn", a->run->run_id, agent_name(a),
 			    airflow_status_name(res->status));
 		free(a->pre_dag_id);
@@ -948,7 +963,8 @@ sched_agent_set_state(struct sched_agent *a, enum sched_agent_state to,
 	if (r->dead)
 		return -1;
 	if (!sched_agent_transition_legal(from, to)) {
-		ap_error("run %s agent %s: illegal transition %s -> %s", r->run_id,
+		agent_log(AP_LOG_ERROR, a,
+		    "run %s agent %s: illegal transition %s -> %s", r->run_id,
 		    agent_name(a), sched_agent_state_name(from),
 		    sched_agent_state_name(to));
 		return -1;
@@ -997,13 +1013,15 @@ sched_agent_set_state(struct sched_agent *a, enum sched_agent_state to,
 	/* An attempt that failed (retried or not) is for the operator to see
 	 * at log.level "warn" too. */
 	if (error != NULL)
-		ap_log(to == SCHED_AGENT_FAILED || to == SCHED_AGENT_TIMED_OUT ||
-		    to == SCHED_AGENT_LOST || (to == SCHED_AGENT_PENDING &&
-		    a->attempt > 0) ? AP_LOG_WARN : AP_LOG_INFO,
+		agent_log(to == SCHED_AGENT_FAILED ||
+		    to == SCHED_AGENT_TIMED_OUT || to == SCHED_AGENT_LOST ||
+		    (to == SCHED_AGENT_PENDING && a->attempt > 0) ? AP_LOG_WARN :
+		    AP_LOG_INFO, a,
 		    "run %s agent %s: %s -> %s (%s)", r->run_id, agent_name(a),
 		    sched_agent_state_name(from), sched_agent_state_name(to), error);
 	else
-		ap_info("run %s agent %s: %s -> %s", r->run_id, agent_name(a),
+		agent_log(AP_LOG_INFO, a,
+		    "run %s agent %s: %s -> %s", r->run_id, agent_name(a),
 		    sched_agent_state_name(from), sched_agent_state_name(to));
 	sched_notify(r, a, sched_agent_state_name(from), sched_agent_state_name(to),
 	    error);
@@ -1078,7 +1096,8 @@ sched_run_set_state(struct sched_run *r, enum sched_run_state to, const char *er
 	if (r->dead)
 		return -1;
 	if (!sched_run_transition_legal(from, to)) {
-		ap_error("run %s: illegal transition %s -> %s", r->run_id,
+		run_log(AP_LOG_ERROR, r,
+		    "run %s: illegal transition %s -> %s", r->run_id,
 		    sched_run_state_name(from), sched_run_state_name(to));
 		return -1;
 	}
@@ -1097,7 +1116,9 @@ sched_run_set_state(struct sched_run *r, enum sched_run_state to, const char *er
 		if (rc == STORE_LOST)
 			sched_run_abandon(r, "the run is no longer ours", false);
 		else {
-			ap_error("run %s: cannot persist state: %s", r->run_id, cause);
+			run_log(AP_LOG_ERROR, r,
+			    "run %s: cannot persist state: %s",
+			    r->run_id, cause);
 			sched_run_abandon(r, "state store error", true);
 		}
 		free(cause);
@@ -1105,12 +1126,13 @@ sched_run_set_state(struct sched_run *r, enum sched_run_state to, const char *er
 		return -1;
 	}
 	r->state = to;
-	ap_log(to == SCHED_RUN_FAILED ? AP_LOG_WARN : AP_LOG_INFO,
+	run_log(to == SCHED_RUN_FAILED ? AP_LOG_WARN : AP_LOG_INFO, r,
 	    "run %s (%s): %s -> %s%s%s", r->run_id, r->fqn,
 	    sched_run_state_name(from), sched_run_state_name(to),
 	    error ? ": " : "", error ? error : "");
 	if (next != NULL)
-		ap_info("run %s (%s): an event received while it ran asks for a"
+		run_log(AP_LOG_INFO, r,
+		    "run %s (%s): an event received while it ran asks for a"
 		    " run of its own: run %s follows", r->run_id, r->fqn, next);
 	sched_tell(r, NULL, sched_run_state_name(from), sched_run_state_name(to),
 	    error, next);
@@ -1136,9 +1158,11 @@ sched_agent_note(struct sched_agent *a, const char *note)
 	if (ap_streq(a->error, note) || (a->error == NULL && note == NULL))
 		return 0;
 	if (note != NULL)
-		ap_warn("run %s agent %s: %s", a->run->run_id, agent_name(a), note);
+		agent_log(AP_LOG_WARN, a,
+		    "run %s agent %s: %s", a->run->run_id, agent_name(a), note);
 	else
-		ap_info("run %s agent %s: Airflow reachable again", a->run->run_id,
+		agent_log(AP_LOG_INFO, a,
+		    "run %s agent %s: Airflow reachable again", a->run->run_id,
 		    agent_name(a));
 	sched_set_str(&a->error, note);
 	return sched_agent_persist(a);
@@ -1255,7 +1279,8 @@ sched_run_advance(struct sched_run *r)
 				break;
 		/* Nothing deployed: for an operator at log.level "warn" too. */
 		if (i == r->nagents && r->nagents > 0)
-			ap_warn("run %s (%s): nothing ran, every agent was skipped"
+			run_log(AP_LOG_WARN, r,
+			    "run %s (%s): nothing ran, every agent was skipped"
 			    " (%s: %s)", r->run_id, r->fqn, agent_name(&r->agents[0]),
 			    r->agents[0].error != NULL ? r->agents[0].error : "skipped");
 		sched_run_set_state(r, SCHED_RUN_SUCCEEDED, NULL);
@@ -1417,8 +1442,9 @@ sched_run_abandon(struct sched_run *r, const char *why, bool retake)
 	event_active(s->reap_ev, EV_TIMEOUT, 0);
 	sched_kick(s);
 	if (why != NULL) {
-		ap_warn("run %s (%s): no longer driven by this process: %s", r->run_id,
-		    r->fqn, why);
+		run_log(AP_LOG_WARN, r,
+		    "run %s (%s): no longer driven by this process: %s",
+		    r->run_id, r->fqn, why);
 		sched_notify(r, NULL, sched_run_state_name(r->state),
 		    sched_run_state_name(r->state), why);
 	}
@@ -1488,7 +1514,8 @@ sched_agent_ours(struct sched_agent *a, const char *what)
 {
 	if (sched_run_ours(a->run))
 		return true;
-	ap_warn("run %s agent %s: %s not sent again: the run is no longer this"
+	agent_log(AP_LOG_WARN, a,
+	    "run %s agent %s: %s not sent again: the run is no longer this"
 	    " process's", a->run->run_id, agent_name(a), what);
 	return false;
 }
@@ -2051,8 +2078,9 @@ sched_agent_track(struct sched_agent *a, const struct airflow_run *run,
 	if (run->state != AIRFLOW_RUN_UNKNOWN && a->error != NULL &&
 	    (ap_startswith(a->error, NOTE_UNREADABLE) ||
 	    ap_startswith(a->error, NOTE_UNKNOWN_STATE))) {
-		ap_info("run %s agent %s: Airflow run %s reads %s again", a->run->run_id,
-		    agent_name(a), a->dag_run_id, run->state_text);
+		agent_log(AP_LOG_INFO, a,
+		    "run %s agent %s: Airflow run %s reads %s again",
+		    a->run->run_id, agent_name(a), a->dag_run_id, run->state_text);
 		sched_set_str(&a->error, NULL);
 		if (sched_agent_persist(a) != 0)
 			return;
@@ -2098,7 +2126,8 @@ sched_halt_record(struct sched *s, const char *run_id, const char *dag_id,
 	if (sched_batch(s) == 0 && store_halt_add(s->store, run_id, dag_id,
 	    dag_run_id, what, next_at, &cause) == STORE_OK)
 		return 0;
-	ap_error("run %s: cannot record Airflow run %s as to be marked failed: %s",
+	id_log(AP_LOG_ERROR, run_id,
+	    "run %s: cannot record Airflow run %s as to be marked failed: %s",
 	    run_id, dag_run_id, cause ? cause : "state store error");
 	free(cause);
 	return -1;
@@ -2248,15 +2277,17 @@ sched_agent_cb(const struct airflow_result *res, void *arg)
 			break;
 		}
 		if (res->run->adopted)
-			ap_info("run %s agent %s: adopted existing Airflow run %s",
+			agent_log(AP_LOG_INFO, a,
+			    "run %s agent %s: adopted existing Airflow run %s",
 			    a->run->run_id, agent_name(a), a->dag_run_id);
 		sched_agent_track(a, res->run, !res->run->adopted);
 		break;
 	case ACT_ADOPT:
 		if (res->status == AIRFLOW_OK && res->run != NULL) {
-			ap_info("run %s agent %s: adopted Airflow run %s (the trigger's"
-			    " answer could not be read)", a->run->run_id, agent_name(a),
-			    a->dag_run_id);
+			agent_log(AP_LOG_INFO, a,
+			    "run %s agent %s: adopted Airflow run %s (the trigger's"
+			    " answer could not be read)", a->run->run_id,
+			    agent_name(a), a->dag_run_id);
 			sched_agent_track(a, res->run, true);
 			break;
 		}
@@ -2533,7 +2564,8 @@ sched_run_drop_unplanned(struct sched_run *r, struct store_agent_row *rows,
 		airflow = rows[j].dag_id != NULL && rows[j].dag_run_id != NULL &&
 		    !(sched_agent_state_parse(rows[j].state, &st) &&
 		    st < SCHED_AGENT_QUEUED);
-		ap_warn("run %s (%s): agent %s, %s, is no longer in the plan:"
+		run_log(AP_LOG_WARN, r,
+		    "run %s (%s): agent %s, %s, is no longer in the plan:"
 		    " it ends %s", r->run_id, r->fqn, rows[j].agent, rows[j].state,
 		    airflow ? "failed, and its Airflow run is to be marked failed" :
 		    "skipped");
@@ -2570,8 +2602,9 @@ sched_run_drop_unplanned(struct sched_run *r, struct store_agent_row *rows,
 				sched_run_abandon(r, "the run is no longer ours",
 				    false);
 			else {
-				ap_error("run %s: cannot persist agent %s: %s", r->run_id,
-				    rows[j].agent, cause);
+				run_log(AP_LOG_ERROR, r,
+				    "run %s: cannot persist agent %s: %s",
+				    r->run_id, rows[j].agent, cause);
 				sched_run_abandon(r, "state store error", true);
 			}
 			free(cause);
@@ -2691,7 +2724,8 @@ sched_run_load(struct sched *s, const char *run_id, char **cause)
 	}
 	if (fresh) {
 		if (r->plan.warning[0] != '\0')
-			ap_warn("run %s (%s): %s", r->run_id, r->fqn, r->plan.warning);
+			run_log(AP_LOG_WARN, r, "run %s (%s): %s", r->run_id,
+			    r->fqn, r->plan.warning);
 		/* A new run: every agent shows as pending in status from now on. */
 		for (i = 0; i < r->nagents; i++) {
 			if (sched_agent_persist(&r->agents[i]) != 0) {
@@ -2700,7 +2734,8 @@ sched_run_load(struct sched *s, const char *run_id, char **cause)
 			}
 		}
 	} else
-		ap_info("run %s (%s): resuming", r->run_id, r->fqn);
+		run_log(AP_LOG_INFO, r, "run %s (%s): resuming", r->run_id,
+		    r->fqn);
 	if (r->state == SCHED_RUN_PENDING &&
 	    sched_run_set_state(r, SCHED_RUN_RUNNING, NULL) != 0) {
 		rc = 0;
@@ -2876,7 +2911,8 @@ sched_take_now(struct sched *s, const char *run_id, char **cause)
 	}
 	if (rc != STORE_OK) {
 		/* Not dropped: a rescan may be far off, or never come. */
-		ap_warn("scheduler: cannot claim run %s: %s; trying again in 5 s",
+		id_log(AP_LOG_WARN, run_id,
+		    "scheduler: cannot claim run %s: %s; trying again in 5 s",
 		    run_id, *cause);
 		sched_retake_later(s, run_id);
 		return -1;
@@ -2907,12 +2943,14 @@ sched_halt_done(struct sched_halt *h, const char *how)
 	struct sched *s = h->s;
 	char *cause = NULL;
 
-	ap_info("run %s: %s: Airflow run %s of %s %s", h->run_id, h->what,
+	id_log(AP_LOG_INFO, h->run_id,
+	    "run %s: %s: Airflow run %s of %s %s", h->run_id, h->what,
 	    h->dag_run_id, h->dag_id, how);
 	if (sched_batch(s) != 0 || store_halt_done(s->store, h->dag_id,
 	    h->dag_run_id, &cause) != STORE_OK) {
 		/* Looked at again later: found ended, then forgotten. */
-		ap_warn("run %s: cannot forget Airflow run %s of %s, marked"
+		id_log(AP_LOG_WARN, h->run_id,
+		    "run %s: cannot forget Airflow run %s of %s, marked"
 		    " failed: %s", h->run_id, h->dag_run_id, h->dag_id, cause ?
 		    cause : "state store error");
 		free(cause);
@@ -2935,15 +2973,16 @@ sched_halt_failed(struct sched_halt *h, const struct airflow_result *res,
 
 	s->halts_failed++;
 	if (halt_hopeless(res)) {
-		ap_error("run %s: %s, but its Airflow run %s of %s goes on: %s;"
+		id_log(AP_LOG_ERROR, h->run_id,
+		    "run %s: %s, but its Airflow run %s of %s goes on: %s;"
 		    " given up", h->run_id, h->what, h->dag_run_id, h->dag_id, why);
 		rc = sched_batch(s) == 0 ? store_halt_done(s->store, h->dag_id,
 		    h->dag_run_id, &cause) : STORE_ERROR;
 	} else {
 		/* Said once as a warning; each later try, as information. */
-		ap_log(h->tries == 0 ? AP_LOG_WARN : AP_LOG_INFO, "run %s: %s, but"
-		    " its Airflow run %s of %s goes on: %s; %s", h->run_id, h->what,
-		    h->dag_run_id, h->dag_id, why, !s->recover ? "kept for"
+		id_log(h->tries == 0 ? AP_LOG_WARN : AP_LOG_INFO, h->run_id,
+		    "run %s: %s, but its Airflow run %s of %s goes on: %s; %s",
+		    h->run_id, h->what, h->dag_run_id, h->dag_id, why, !s->recover ? "kept for"
 		    " autopilot serve on this database to try again" :
 		    s->cfg.rescan_ms > 0 ? "tried again later" : "tried again at"
 		    " the next start (rescan_ms is 0)");
@@ -2952,7 +2991,8 @@ sched_halt_failed(struct sched_halt *h, const struct airflow_result *res,
 		    STORE_ERROR;
 	}
 	if (rc != STORE_OK) {
-		ap_warn("run %s: cannot record the try at marking Airflow run %s"
+		id_log(AP_LOG_WARN, h->run_id,
+		    "run %s: cannot record the try at marking Airflow run %s"
 		    " failed: %s", h->run_id, h->dag_run_id, cause ? cause :
 		    "state store error");
 		free(cause);
@@ -3115,9 +3155,10 @@ sched_halts_settle(struct sched *s)
 			break;
 		case STORE_BATCH_LOST:
 			s->halts_failed++;
-			ap_warn("run %s: %s: Airflow run %s of %s not marked failed:"
-			    " the change that ends it was not committed", h->run_id,
-			    h->what, h->dag_run_id, h->dag_id);
+			id_log(AP_LOG_WARN, h->run_id,
+			    "run %s: %s: Airflow run %s of %s not marked failed:"
+			    " the change that ends it was not committed",
+			    h->run_id, h->what, h->dag_run_id, h->dag_id);
 			sched_halt_free(h);
 			break;
 		}
@@ -3137,12 +3178,14 @@ sched_halts_cancel(struct sched *s)
 		/* Due at once for the next process, not after the claim. */
 		if (store_halt_release(s->store, h->dag_id, h->dag_run_id, &cause) !=
 		    STORE_OK) {
-			ap_warn("run %s: cannot hand Airflow run %s over: %s",
+			id_log(AP_LOG_WARN, h->run_id,
+			    "run %s: cannot hand Airflow run %s over: %s",
 			    h->run_id, h->dag_run_id, cause);
 			free(cause);
 		}
 		s->halts_failed++;
-		ap_warn("run %s: %s, but its Airflow run %s of %s was not marked"
+		id_log(AP_LOG_WARN, h->run_id,
+		    "run %s: %s, but its Airflow run %s of %s was not marked"
 		    " failed before the stop (kept for autopilot serve on this"
 		    " database to do)", h->run_id, h->what, h->dag_run_id,
 		    h->dag_id);
@@ -3271,7 +3314,9 @@ sched_take_followups(struct sched *s)
 	for (i = 0; i < n; i++) {
 		if (!s->stopped && sched_take(s, ids[i], &cause) != 0) {
 			/* Still pending in the store: the next rescan takes it. */
-			ap_warn("scheduler: run %s: not taken up now: %s", ids[i], cause);
+			id_log(AP_LOG_WARN, ids[i],
+			    "scheduler: run %s: not taken up now: %s", ids[i],
+			    cause);
 			free(cause);
 			cause = NULL;
 		}
@@ -3307,7 +3352,8 @@ sched_claim_unfinished(struct sched *s)
 			continue;
 		}
 		if (sched_run_load(s, ids[i], &cause) != 0) {
-			ap_warn("scheduler: cannot resume run %s: %s", ids[i], cause);
+			id_log(AP_LOG_WARN, ids[i],
+			    "scheduler: cannot resume run %s: %s", ids[i], cause);
 			free(cause);
 			cause = NULL;
 		}
@@ -3426,10 +3472,12 @@ sched_lease_cb(evutil_socket_t fd, short what, void *arg)
 	for (i = 0; i < c.norphans; i++) {
 		if (s->recover && !s->stopped && sched_find(s, c.orphans[i]) == NULL &&
 		    !sched_retake_pending(s, c.orphans[i])) {
-			ap_warn("scheduler: run %s is this process's but driven by none"
+			id_log(AP_LOG_WARN, c.orphans[i],
+			    "scheduler: run %s is this process's but driven by none"
 			    " of it; taking it up again", c.orphans[i]);
 			if (sched_take(s, c.orphans[i], &cause) != 0) {
-				ap_warn("scheduler: cannot take run %s up again: %s",
+				id_log(AP_LOG_WARN, c.orphans[i],
+				    "scheduler: cannot take run %s up again: %s",
 				    c.orphans[i], cause != NULL ? cause : "?");
 				free(cause);
 				cause = NULL;
@@ -3474,7 +3522,8 @@ sched_retake_cb(evutil_socket_t fd, short what, void *arg)
 
 	sched_retake_free(t);
 	if (sched_take(s, run_id, &cause) != 0) {
-		ap_warn("scheduler: cannot take run %s back: %s", run_id,
+		id_log(AP_LOG_WARN, run_id,
+		    "scheduler: cannot take run %s back: %s", run_id,
 		    cause ? cause : "?");
 		free(cause);
 	}

@@ -4,8 +4,10 @@ trigger of any attempt. Also: --log-json gives one JSON object a line and
 the webhook secret never appears in the log; the drain finishes an answer
 being written (listen.shutdown_grace_s) and does not wait for idle
 connections."""
+import base64
 import json
 import os
+import re
 import signal
 import socket
 import sys
@@ -15,16 +17,24 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from serve_itlib import ADMIN, SECRET, Serve, Sim, check, entity, event  # noqa: E402
 from sched_itlib import check_no_double_trigger  # noqa: E402
 
+PASSWORD = "pw-Not-In-Any-Log-7f3"
+
 
 def main():
-    sim = Sim({"parse_delay_ms": 200, "pipelines": {"*": {"queued_ms": 50, "running_ms": 1500}}})
-    srv = Serve(sim.url, args=["--log-json"])
+    sim = Sim({"parse_delay_ms": 200, "password": PASSWORD,
+               "pipelines": {"*": {"queued_ms": 50, "running_ms": 1500}}})
+    srv = Serve(sim.url, args=["--log-json"], config={"log": {"level": "debug"}},
+                env={"AUTOPILOT_AIRFLOW_PASSWORD": PASSWORD})
     try:
         srv.start()
         n = 5
         for i in range(n):
             st, body = srv.post_event(event("databaseService", entity("databaseService", "pg_%d" % i)))
             check(st == 202, "event %d: %s %s" % (i, st, body))
+        bad = event("databaseService", entity("databaseService", "pg_bad"), eid="ev-refused-1")
+        del bad["entityType"]
+        st, body = srv.post_event(bad)
+        check(st == 400, "an event without entityType: %s %s" % (st, body))
         # Wait until metadata runs in Airflow, then stop in the middle.
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -36,12 +46,23 @@ def main():
         t0 = time.monotonic()
         check(srv.stop() == 0, "SIGTERM: exit 0")
         check(time.monotonic() - t0 < 5, "stopped promptly")
+        lines = []
         for line in srv.log().splitlines():
             if line.strip():
                 try:
-                    json.loads(line)
+                    lines.append(json.loads(line))
                 except ValueError:
                     check(False, "--log-json line is not JSON: %r" % line)
+        log_fields(lines, runs)
+        # log.level debug: each request to Airflow with its answer, and
+        # never a credential.
+        asked = [ln["msg"] for ln in lines if ln["msg"].startswith("airflow: ")]
+        check(any(re.match(r"airflow: POST /api/v1/dags/\S+/dagRuns: HTTP 200 in \d+ ms$", m)
+                  for m in asked), "a trigger at debug: %r" % asked[:20])
+        check(any(re.match(r"airflow: PATCH /api/v1/dags/\S+\?update_mask=is_paused: HTTP 404 in \d+ ms$",
+                           m) for m in asked), "an unpause before the parse at debug: %r" % asked[:20])
+        check(PASSWORD not in srv.log() and base64.b64encode(b"admin:" + PASSWORD.encode()).decode()
+              not in srv.log(), "no credential in the debug log")
         check(SECRET not in srv.log(), "the secret is never logged")
 
         srv.start()
@@ -57,6 +78,29 @@ def main():
         sim.close()
     drain(sim)
     print("ok")
+
+
+def log_fields(lines, runs):
+    """A run's lines carry its run_id (and fqn, and agent where it is about
+    one), and an accepted event's line its event_id: a run's story can be
+    picked out of JSON logs without reading the messages."""
+    for ln in lines:
+        m = re.match(r"run (\S+?)(?: agent (\S+?))?[ :]", ln["msg"])
+        if m:
+            check(ln.get("run_id") == m.group(1), "run_id field of %r" % ln)
+            if m.group(2):
+                check(ln.get("agent") == m.group(2), "agent field of %r" % ln)
+    for r in runs:
+        mine = [ln for ln in lines if ln.get("run_id") == r["run_id"]]
+        check(any(ln.get("agent") == "metadata" and ln.get("fqn") == r["service"]["fqn"]
+                  for ln in mine), "a metadata line of run %s: %r" % (r["run_id"], mine))
+        check(any("accepted" in ln["msg"] and ln.get("event_id") and
+                  ln.get("fqn") == r["service"]["fqn"] for ln in mine),
+              "the accepting line of run %s: %r" % (r["run_id"], mine))
+    check(any(ln.get("event_id") == "ev-refused-1" and "refused" in ln["msg"] for ln in lines),
+          "the refused delivery's line carries its event_id")
+    check(all(set(ln) <= {"ts", "level", "msg", "run_id", "agent", "fqn", "event_id"}
+              for ln in lines), "known keys only")
 
 
 def drain(sim):
