@@ -940,12 +940,10 @@ req_answered(struct airflow_req *q, long status)
 	switch (q->step) {
 	case AIRFLOW_STEP_GET_DAG:
 	case AIRFLOW_STEP_UNPAUSE:
+		/* Both generations answer with the DAG (DAGResponse, dag_id
+		 * required): a 2xx page without one (a portal's, a proxy's) is
+		 * no sign that anything was unpaused. */
 		rc = airflow_parse_dag(q->reply, &q->dag, &fileloc);
-		if (rc == -1 && q->step == AIRFLOW_STEP_UNPAUSE) {
-			/* Unpaused; the answer just does not say more. */
-			req_finish(q, AIRFLOW_OK, status);
-			return;
-		}
 		if (rc != 0)
 			break;
 		/* An answer about another DAG (a proxy's cache, a confused
@@ -964,6 +962,15 @@ req_answered(struct airflow_req *q, long status)
 			q->reply = NULL;
 			req_next_step(q, q->step == AIRFLOW_STEP_UNPAUSE ? AIRFLOW_STEP_PAUSE :
 			    AIRFLOW_STEP_IMPORT_ERRORS);
+			return;
+		}
+		/* Said paused after the PATCH that unpauses it: not done, and
+		 * a trigger now would only queue. */
+		if (q->step == AIRFLOW_STEP_UNPAUSE &&
+		    json_is_true(json_object_get(q->reply, "is_paused"))) {
+			req_error(q, "Bad reply", "the answer to unpausing the DAG"
+			    " shows it still paused");
+			req_finish(q, AIRFLOW_BAD_REPLY, status);
 			return;
 		}
 		q->res.dag = &q->dag;
@@ -1466,13 +1473,6 @@ http_done(const struct http_response *resp, void *arg)
 
 	q->http = NULL;
 	q->last_http = st;
-	if (q->timer_kind == T_OUT_OF_TIME)
-		timer_disarm(q);
-	stats_note(c, resp);
-	if (was_probe) {
-		q->is_probe = false;
-		c->probe = NULL;
-	}
 	if (q->sent_path != NULL && st > 0)
 		ap_debug("airflow: %s %s: HTTP %ld in %llu ms%s%s", q->sent_method,
 		    q->sent_path, st, (unsigned long long)resp->elapsed_ms,
@@ -1482,6 +1482,13 @@ http_done(const struct http_response *resp, void *arg)
 		ap_debug("airflow: %s %s: no answer in %llu ms: %s", q->sent_method,
 		    q->sent_path, (unsigned long long)resp->elapsed_ms,
 		    resp->error != NULL ? resp->error : "?");
+	if (q->timer_kind == T_OUT_OF_TIME)
+		timer_disarm(q);
+	stats_note(c, resp);
+	if (was_probe) {
+		q->is_probe = false;
+		c->probe = NULL;
+	}
 	retry_after_ms = resp->retry_after != NULL ?
 	    airflow_parse_retry_after(resp->retry_after, ap_wall_ms()) : -1;
 	if (!note_later(q, st))

@@ -81,6 +81,12 @@ static const char *const sched_act_names[ACT_MAX] = {
 /* How the error of an attempt that ended with no run in Airflow names its
  * dag_run_id (sched_agent_unseen()): read back when a run is loaded. */
 #define NOTE_NO_RUN "Airflow has no run "
+/* ... and said of a later attempt that failed before its trigger, which
+ * passes that dag_run_id on in turn (sched_agent_unseen_resumed()). */
+#define NOTE_REUSE "the next attempt triggers as "
+/* A DAG waited for whose answer could not be used (looked at again). */
+#define NOTE_DAG_UNREADABLE "the DAG's answer could not be used (looking" \
+	" again): "
 /* While a DAG answers 404, how often Airflow's import errors are looked at. */
 #define IMPORT_LOOK_EVERY_MS 30000
 
@@ -521,12 +527,6 @@ agent_name(const struct sched_agent *a)
 	return a->run->plan.agents[a->idx].name;
 }
 
-static const struct sched_agent_spec *
-agent_spec(const struct sched_agent *a)
-{
-	return &a->run->plan.agents[a->idx];
-}
-
 /* Lines about a run, one of its agents, or a run known by its id alone:
  * JSON lines carry these as fields (struct ap_log_about). */
 #define run_log(level, r, ...)						\
@@ -539,6 +539,12 @@ agent_spec(const struct sched_agent *a)
 #define id_log(level, id, ...)						\
 	ap_log_about((level), &(struct ap_log_about){ .run_id = (id) },	\
 	    __VA_ARGS__)
+
+static const struct sched_agent_spec *
+agent_spec(const struct sched_agent *a)
+{
+	return &a->run->plan.agents[a->idx];
+}
 
 static void sched_run_abandon(struct sched_run *r, const char *why, bool retake);
 static void sched_run_advance(struct sched_run *r);
@@ -813,6 +819,7 @@ sched_agent_cancel(struct sched_agent *a)
 
 static void sched_agent_timer_cb(evutil_socket_t fd, short what, void *arg);
 static int64_t agent_poll_delay(struct sched_agent *a, int64_t deadline);
+static int64_t agent_dag_poll_delay(struct sched_agent *a);
 
 /* Runs act after delay_ms (0: on the next loop turn). */
 static void
@@ -1054,7 +1061,7 @@ sched_agent_set_state(struct sched_agent *a, enum sched_agent_state to,
 		/* A DAG file just written is not parsed at once (nor is a redeployed
 		 * one re-parsed): the first look is one poll interval after the
 		 * deploy, which for a DAG deployed ahead may be now. */
-		delay = agent_poll_delay(a, a->parse_deadline);
+		delay = agent_dag_poll_delay(a);
 		if (a->predeployed) {
 			/* (Clamped: the wall clock may have stepped since.) */
 			int64_t since = now - a->predeployed_at;
@@ -1581,6 +1588,16 @@ agent_poll_delay(struct sched_agent *a, int64_t deadline)
 	return d;
 }
 
+/* The next look at a DAG waited for: bounded by its parse deadline and by
+ * the agent's own, whichever comes first. */
+static int64_t
+agent_dag_poll_delay(struct sched_agent *a)
+{
+	int64_t d = agent_deadline(a);
+
+	return agent_poll_delay(a, a->parse_deadline < d ? a->parse_deadline : d);
+}
+
 /* The learned duration of the agent's runs; with add, a new entry when it
  * has none. NULL when there is none (or no room). */
 static struct sched_learned *
@@ -1702,14 +1719,25 @@ sched_agent_attempt_failed(struct sched_agent *a, enum sched_agent_state final_s
 {
 	const struct sched_agent_spec *sp = agent_spec(a);
 	int64_t backoff;
-	char *why;
+	char *why, *named;
+	bool reuse = false;
 
 	if (retryable && a->attempt <= sp->retries) {
+		/* A dag_run_id passed on, not yet triggered with: said unless
+		 * the error says it already, so that a restart keeps it. */
+		if (a->reuse_id && a->dag_run_id != NULL) {
+			named = ap_xprintf(NOTE_NO_RUN "%s", a->dag_run_id);
+			reuse = strstr(error, named) == NULL;
+			free(named);
+		}
 		backoff = sp->retry_backoff_ms * (1LL << (a->attempt - 1 < 20 ?
 		    a->attempt - 1 : 20));
 		a->next_at = sched_now(a->run->s) + backoff;
-		why = ap_xprintf("attempt %u %s: %s; retrying in %lld ms", a->attempt,
-		    sched_agent_state_name(final_state), error, (long long)backoff);
+		why = ap_xprintf("attempt %u %s: %s; retrying in %lld ms%s%s%s",
+		    a->attempt, sched_agent_state_name(final_state), error,
+		    (long long)backoff, reuse ? " (" NOTE_REUSE : "", reuse ?
+		    a->dag_run_id : "", reuse ? ", of an attempt before that"
+		    " Airflow may yet receive)" : "");
 		sched_agent_set_state(a, SCHED_AGENT_PENDING, why);
 		free(why);
 		return;
@@ -1738,6 +1766,9 @@ sched_agent_unseen_resumed(struct sched_agent *a)
 		return;
 	named = ap_xprintf(NOTE_NO_RUN "%s", a->dag_run_id);
 	a->reuse_id = strstr(a->error, named) != NULL;
+	free(named);
+	named = ap_xprintf(NOTE_REUSE "%s,", a->dag_run_id);
+	a->reuse_id = a->reuse_id || strstr(a->error, named) != NULL;
 	free(named);
 }
 
@@ -1787,7 +1818,32 @@ agent_not_parsed_yet(struct sched_agent *a, int64_t now, const char *import_erro
 		free(text);
 		return;
 	}
-	sched_agent_after(a, ACT_UNPAUSE, agent_poll_delay(a, a->parse_deadline));
+	sched_agent_after(a, ACT_UNPAUSE, agent_dag_poll_delay(a));
+}
+
+/*
+ * An answer to reading or unpausing the DAG that cannot be used (not the
+ * DAG's, not read, still paused after the unpause): one answer says
+ * nothing of the DAG, so it is looked at again, the reason noted, until
+ * the parse deadline fails the attempt (or the agent's timeout ends it).
+ */
+static void
+agent_dag_unreadable(struct sched_agent *a, enum sched_act act, int64_t now,
+    const struct airflow_result *res)
+{
+	char *text = airflow_result_text(act == ACT_GET_DAG ? "reading the DAG"
+	    " failed" : "unpausing the DAG failed", res), *note;
+
+	if (now >= a->parse_deadline) {
+		sched_agent_attempt_failed(a, SCHED_AGENT_FAILED, text, true);
+		free(text);
+		return;
+	}
+	note = ap_xprintf(NOTE_DAG_UNREADABLE "%s", text);
+	if (sched_agent_note(a, note) == 0)
+		sched_agent_after(a, act, agent_dag_poll_delay(a));
+	free(note);
+	free(text);
 }
 
 /*
@@ -2199,6 +2255,17 @@ sched_agent_cb(const struct airflow_result *res, void *arg)
 		 * DAG shown with import errors is read (get_dag) until parsed
 		 * again, then unpaused.
 		 */
+		if (res->status == AIRFLOW_BAD_REPLY) {
+			agent_dag_unreadable(a, act, now, res);
+			break;
+		}
+		/* Read right again: a note about the answer before goes. */
+		if (a->error != NULL && ap_startswith(a->error,
+		    NOTE_DAG_UNREADABLE)) {
+			sched_set_str(&a->error, NULL);
+			if (sched_agent_persist(a) != 0)
+				break;
+		}
 		if (res->status == AIRFLOW_NOT_FOUND) {
 			agent_not_parsed_yet(a, now, NULL);
 			break;
@@ -2232,8 +2299,7 @@ sched_agent_cb(const struct airflow_result *res, void *arg)
 		    now < a->parse_deadline) {
 			/* Perhaps of the file before: read (not unpaused) until
 			 * Airflow shows it without, or the error is confirmed. */
-			sched_agent_after(a, ACT_GET_DAG, agent_poll_delay(a,
-			    a->parse_deadline));
+			sched_agent_after(a, ACT_GET_DAG, agent_dag_poll_delay(a));
 			break;
 		}
 		if (res->dag != NULL && res->dag->has_import_errors) {

@@ -100,6 +100,17 @@ fake_route(struct evhttp_request *req, void *arg)
 		f->deployed[n] = '\0';
 		answer(req, 200, "{\"message\": \"deployed\", \"dag_id\": \"d\"}");
 	}
+	else if (ap_startswith(path, "/api/v1/dags/") && cmd == EVHTTP_REQ_PATCH) {
+		/* Unpausing: the answer each DAG name asks for. */
+		const char *dag = path + strlen("/api/v1/dags/");
+		char *body = ap_xprintf("{\"dag_id\": \"%s\", \"is_paused\": %s}", dag,
+		    strcmp(dag, "paused") == 0 ? "true" : strcmp(dag, "unsaid") == 0 ?
+		    "null" : "false");
+
+		answer(req, 200, strcmp(dag, "html") == 0 ? "<html>Sign in</html>" :
+		    strcmp(dag, "empty") == 0 ? "{}" : body);
+		free(body);
+	}
 	else if (strcmp(path, RUNS_V1) == 0 && cmd == EVHTTP_REQ_POST)
 		answer(req, 409, "{\"title\": \"Conflict\", \"detail\": \"exists\","
 		    " \"status\": 409}");
@@ -194,6 +205,8 @@ fake_start(struct fake *f)
 	    (struct sockaddr *)&sin, &len), 0);
 	f->port = ntohs(sin.sin_port);
 	evhttp_set_gencb(f->http, fake_route, f);
+	evhttp_set_allowed_methods(f->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST |
+	    EVHTTP_REQ_PATCH);
 
 	f->down = padded("{\"title\": \"Service Unavailable\", \"status\": 503,"
 	    " \"detail\": \"down\", \"extra\": ", "}");
@@ -462,6 +475,49 @@ test_answers_classified(void **state)
 	call_cleanup(&flaky);
 	call_cleanup(&trig);
 	call_cleanup(&dep);
+	fake_stop(&f);
+}
+
+/* Unpausing is done only by an answer with the DAG, not paused: a 2xx page
+ * (a portal's sign-in), an object without the DAG, or the DAG still said
+ * paused is a bad reply (the scheduler looks again). Airflow 2's nullable
+ * is_paused left null is not read as paused. */
+static void
+test_unpause_answers(void **state)
+{
+	const struct airflow_ops *ops = airflow_client_ops();
+	static const char *const dags[] = { "html", "empty", "paused", "fine",
+	    "unsaid" };
+	static const enum airflow_status want[] = { AIRFLOW_BAD_REPLY,
+	    AIRFLOW_BAD_REPLY, AIRFLOW_BAD_REPLY, AIRFLOW_OK, AIRFLOW_OK };
+	struct call k[5];
+	struct fake f;
+	struct airflow_client *c;
+	unsigned i;
+
+	(void)state;
+	fake_start(&f);
+	c = client_new(&f, AIRFLOW_API_V1);
+	memset(k, 0, sizeof k);
+	ncalls = 0;
+	for (i = 0; i < 5; i++)
+		ops->unpause(c, dags[i], 0, call_cb, &k[i]);
+	wait_calls(&f, 5);
+	for (i = 0; i < 5; i++) {
+		assert_int_equal(k[i].calls, 1);
+		if (k[i].status != want[i])
+			fail_msg("unpause %s: status %d, not %d (%s: %s)",
+			    dags[i], k[i].status, want[i], k[i].title,
+			    k[i].detail);
+	}
+	assert_string_equal(k[0].detail, "the answer is not JSON");
+	assert_string_equal(k[1].detail,
+	    "the answer does not have the fields the API promises");
+	assert_string_equal(k[2].detail,
+	    "the answer to unpausing the DAG shows it still paused");
+	airflow_client_free(c);
+	for (i = 0; i < 5; i++)
+		call_cleanup(&k[i]);
 	fake_stop(&f);
 }
 
@@ -1040,6 +1096,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_answers_classified),
+		cmocka_unit_test(test_unpause_answers),
 		cmocka_unit_test(test_token_rejected_read),
 		cmocka_unit_test(test_cancel_while_reading),
 		cmocka_unit_test(test_cancel_from_callback),

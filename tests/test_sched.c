@@ -120,6 +120,7 @@ struct fake {
 	char late_run[160];		/* the dag_run_id of such a trigger */
 	char late_dag[128];
 	int get_run_bad_reply;		/* get_run answers unreadably this many times */
+	int unpause_bad_reply;		/* unpause answers unreadably this many times */
 	int get_run_forbidden;		/* get_run answers 403 this many times */
 	int guards_yes;			/* guards of triggers that said "ours" */
 	struct fake_dag dags[256];
@@ -422,6 +423,13 @@ f_unpause(void *impl, const char *dag_id, int64_t errors_since, airflow_cb cb,
 
 	fake_log(f, "unpause", dag_id, NULL);
 	f->log[f->nlog - 1].since = errors_since;
+	if (q->res.status == AIRFLOW_OK && f->unpause_bad_reply > 0) {
+		f->unpause_bad_reply--;
+		q->res.status = AIRFLOW_BAD_REPLY;
+		q->res.error.title = "Bad reply";
+		q->res.error.detail = "the answer is about DAG 'other', not this one";
+		return (struct airflow_req *)q;
+	}
 	if (q->res.status == AIRFLOW_OK && b->unpause_status != 0) {
 		q->res.status = AIRFLOW_REJECTED;
 		q->res.error.http_status = b->unpause_status;
@@ -3492,6 +3500,119 @@ test_two_schedulers_one_database(void **state)
 	h_free(h);
 }
 
+/* An agent waiting for its DAG's parse (404s) with a 300 ms timeout: the
+ * timeout ends the attempt about then, not at the next look, which the
+ * parse deadline (60 s) alone would put 3 s later. */
+static void
+test_timeout_while_waiting_for_dag(void **state)
+{
+	struct h *h = h_new();
+	char *id;
+	json_t *st;
+	int64_t t0, took;
+
+	h->cfg.poll_initial_ms = 3000;
+	h->cfg.poll_max_ms = 3000;
+	h->cfg.dag_parse_deadline_s = 60;
+	h->fake.beh[0].parse_404 = 1000000;
+	h_start(h);
+	t0 = ap_wall_ms();
+	id = h_submit(h, "pg", "{\"timeout_ms\": 300}");
+	h_wait_finals(h, 1, 20000);
+	took = ap_wall_ms() - t0;
+	st = h_status(h, id);
+	assert_string_equal(agent_state(st, "metadata"), "timed_out");
+	assert_true(took < 1500);
+	json_decref(st);
+	free(id);
+	h_free(h);
+}
+
+/* One unreadable answer to the unpause (a proxy's, about another DAG) is
+ * looked at again, as an unreadable poll of a run is, not an attempt
+ * failed: the agent succeeds in its first attempt. */
+static void
+test_unpause_bad_reply_looks_again(void **state)
+{
+	struct h *h = h_new();
+	char *id;
+	json_t *st;
+
+	h->fake.unpause_bad_reply = 1;
+	h_start(h);
+	id = h_submit(h, "pg", NULL);
+	h_wait_finals(h, 1, 10000);
+	st = h_status(h, id);
+	assert_string_equal(agent_state(st, "metadata"), "succeeded");
+	assert_int_equal(agent_attempts(st, "metadata"), 1);
+	assert_null(agent_error(st, "metadata"));
+	assert_int_equal(log_count(h, "unpause", "pg__metadata"), 2);
+	json_decref(st);
+	free(id);
+	h_free(h);
+}
+
+/* Attempt 1 ends with no run in Airflow (its trigger may still land: it
+ * passes its dag_run_id on); attempt 2 fails at its deploy, before any
+ * trigger, and passes it on in turn; with or without a restart then,
+ * attempt 3 triggers with attempt 1's id and adopts the late run. */
+static void
+unseen_then_deploy_fails(bool crash)
+{
+	struct h *h = h_new();
+	char *id;
+	json_t *st = NULL;
+	struct fake_run *r;
+
+	h_short_lease(h);
+	h->fake.trigger_bad_reply_late = 1;
+	h_start(h);
+	id = h_submit(h, "pg", "{\"retries\": 2, \"retry_backoff_ms\": 300,"
+	    " \"no_run\": [\"lineage\", \"usage\", \"profiler\"]}");
+	for (;;) {
+		event_base_loop(h->base, EVLOOP_ONCE);
+		json_decref(st);
+		st = h_status(h, id);
+		if (agent_attempts(st, "metadata") == 1 &&
+		    strcmp(agent_state(st, "metadata"), "pending") == 0)
+			break;
+	}
+	h->fake.beh[0].deploy_500 = true;
+	for (;;) {
+		event_base_loop(h->base, EVLOOP_ONCE);
+		json_decref(st);
+		st = h_status(h, id);
+		if (agent_attempts(st, "metadata") == 2 &&
+		    strcmp(agent_state(st, "metadata"), "pending") == 0)
+			break;
+	}
+	json_decref(st);
+	h->fake.beh[0].deploy_500 = false;
+	if (crash) {
+		h_crash(h, 0);
+		usleep(300000);
+		h_start(h);
+	}
+	h_wait_finals(h, 1, 20000);
+	st = h_status(h, id);
+	assert_string_equal(h->final_state[0], "succeeded");
+	assert_int_equal(agent_attempts(st, "metadata"), 3);
+	assert_null(attempt_run(h, id, "metadata", 3));
+	assert_non_null((r = attempt_run(h, id, "metadata", 1)));
+	assert_int_equal(r->created, 1);
+	assert_int_equal(r->adopted, 1);
+	json_decref(st);
+	free(id);
+	h_free(h);
+}
+
+static void
+test_unseen_id_passed_on_twice(void **state)
+{
+	unseen_then_deploy_fails(false);
+	unseen_then_deploy_fails(true);
+}
+
 int
 main(void)
 {
@@ -3549,6 +3670,9 @@ main(void)
 		cmocka_unit_test(test_planning_failure_fails_run),
 		cmocka_unit_test(test_crash_recovery_adopts),
 		cmocka_unit_test(test_unseen_id_survives_restart),
+		cmocka_unit_test(test_unseen_id_passed_on_twice),
+		cmocka_unit_test(test_timeout_while_waiting_for_dag),
+		cmocka_unit_test(test_unpause_bad_reply_looks_again),
 		cmocka_unit_test(test_two_schedulers_one_database),
 		cmocka_unit_test(test_agents_restriction),
 		cmocka_unit_test(test_agents_restriction_bridges_left_out),
