@@ -668,7 +668,7 @@ token_done(const struct airflow_result *res, void *arg)
 			free(c->login_refused);
 			c->login_refused_ms = ap_mono_ms();
 			c->login_refused_status = res->error.http_status;
-			c->login_refused = ap_xprintf("Airflow 3's login (POST /auth/token)"
+			c->login_refused = ap_xprintf(AIRFLOW_LOGIN_REFUSED
 			    " refused the credentials of user '%s': check"
 			    " AUTOPILOT_AIRFLOW_USERNAME and AUTOPILOT_AIRFLOW_PASSWORD (or"
 			    " airflow.username and airflow.password_file)%s%s",

@@ -49,6 +49,9 @@ enum airflow_run_state {
 const char *airflow_run_state_name(enum airflow_run_state s);
 
 /* How an operation ended. */
+/* How the error of a request that an Airflow 3 login refused begins. */
+#define AIRFLOW_LOGIN_REFUSED "Airflow 3's login (POST /auth/token)"
+
 enum airflow_status {
 	AIRFLOW_OK,		/* Airflow answered 2xx (or 409 adopted, see below) */
 	AIRFLOW_NOT_FOUND,	/* Airflow's 404: DAG not parsed yet, run lost, ...

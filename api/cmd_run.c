@@ -1033,7 +1033,8 @@ run_exec(int argc, char **argv)
 	struct config cfg;
 	const char *path = NULL, *fqn, *json_file = NULL;
 	const char *names[RUN_MAX_AGENTS + 1];
-	char *type = NULL, *agents_arg = NULL, *cause = NULL, *run_id = NULL, *text;
+	char *type = NULL, *agents_arg = NULL, *cause = NULL, *run_id = NULL, *text,
+	    *origin;
 	bool no_wait = false, replace = false, restricted = false, resumable = false;
 	bool followed = false, fresh;
 	struct timeval second = { 1, 0 };
@@ -1175,8 +1176,12 @@ run_exec(int argc, char **argv)
 	w.out = event_new(w.rt.base, -1, 0, run_output_cb, &w);
 	sched_set_observer(w.rt.sched, run_observe, &w);
 	w.tty = !w.json && isatty(STDOUT_FILENO);
+	origin = ap_xprintf("autopilot run%s%s, process %s", no_wait ?
+	    " --no-wait" : "", replace ? " --replace" : "",
+	    store_owner(w.rt.store));
 	r = (no_wait ? sched_record : sched_submit)(w.rt.sched, type, fqn, entity,
-	    restricted ? names : NULL, replace, &run_id, &cause);
+	    restricted ? names : NULL, replace, origin, &run_id, &cause);
+	free(origin);
 	if (r == STORE_ACTIVE && store_run_orphaned(w.rt.store, run_id) &&
 	    !(resumable = !no_wait && run_same(w.rt.store, run_id, entity,
 	    restricted ? names : NULL))) {

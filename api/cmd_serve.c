@@ -206,6 +206,7 @@ serve_exec(int argc, char **argv)
 	const char *path = NULL;
 	char *cause = NULL, *listen = NULL;
 	int c, rc = AP_EXIT_USAGE, listen_fd = -1;
+	unsigned n;
 
 	memset(&sv, 0, sizeof sv);
 	config_init(&cfg);
@@ -318,9 +319,10 @@ serve_exec(int argc, char **argv)
 		    " {\"protect_runs\": true} puts it behind the admin token", listen);
 	printf("listening %s\n", listen);
 	fflush(stdout);
-	ap_info("autopilot %s listening %s; Airflow %s; state %s; %u runs resumed",
-	    AP_VERSION, listen, cfg.airflow_url, cfg.state_path,
-	    sched_active_runs(sv.rt.sched));
+	n = sched_active_runs(sv.rt.sched);
+	ap_info("autopilot %s listening %s; Airflow %s; state %s; %u run%s resumed",
+	    AP_VERSION, listen, cfg.airflow_url, cfg.state_path, n, n == 1 ? "" :
+	    "s");
 
 	event_base_dispatch(sv.rt.base);
 	ap_info("stopped");

@@ -53,6 +53,8 @@ print_table(const json_t *runs, FILE *f)
 		if (json_is_string(json_object_get(run, "finished_at")))
 			fprintf(f, "  finished %s", str(run, "finished_at", "-"));
 		fputc('\n', f);
+		if (json_is_string(json_object_get(run, "origin")))
+			put_text(f, "  origin: %s\n", run, "origin");
 		if (json_array_size(json_object_get(run, "only_agents")) > 0) {
 			fputs("  only:", f);
 			json_array_foreach(json_object_get(run, "only_agents"), j, agent)

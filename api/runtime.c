@@ -95,7 +95,9 @@ ap_runtime_airflow_metrics(struct ap_buf *out, void *airflow_client)
 
 	airflow_client_stats(airflow_client, &st);
 	ap_buf_adds(out, "# HELP autopilot_airflow_requests_total HTTP requests to Airflow"
-	    " (every attempt) by outcome.\n"
+	    " (every attempt the client made; a request libcurl sends again by"
+	    " itself, once, on a reused connection Airflow closed meanwhile counts"
+	    " once, by its outcome) by outcome.\n"
 	    "# TYPE autopilot_airflow_requests_total counter\n");
 	for (i = 0; i < AIRFLOW_HTTP_CLASS_MAX; i++)
 		ap_buf_printf(out, "autopilot_airflow_requests_total{status=\"%s\"} %llu\n",

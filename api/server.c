@@ -1963,6 +1963,22 @@ fail:
 	return -1;
 }
 
+/* A re-run refused: answered, and logged with who asked (a 409 is logged
+ * by the handler, with the active run). */
+static void
+rerun_refused(struct evhttp_request *req, const char *fqn,
+    int code, const char *reason, const char *error, const char *detail)
+{
+	char peer[80];
+
+	peer_of(req, peer, sizeof peer);
+	ap_log_about(AP_LOG_INFO, &(struct ap_log_about){ .fqn = fqn },
+	    "admin: re-run%s%s refused from %s: %d %s: %s", fqn != NULL ? " of " :
+	    "", fqn != NULL ? fqn : "", peer, code, error, detail != NULL ?
+	    detail : "");
+	reply_error(req, code, reason, error, detail);
+}
+
 /*
  * Whether a re-run of the service (entity borrowed) with these agents
  * (NULL: the whole plan) can be planned: every name is an agent and in the
@@ -2003,7 +2019,7 @@ handle_rerun(struct server *s, struct evhttp_request *req, const char *path)
 {
 	const char *rest = path + strlen(SERVICES_PATH), *slash;
 	char *type = NULL, *fqn = NULL, *entity_text = NULL, *cause = NULL;
-	char *run_id = NULL, *msg;
+	char *run_id = NULL, *msg, *names_text = NULL, peer[80];
 	const char *names[SCHED_MAX_AGENTS + 1];
 	json_t *agents = NULL, *entity = NULL, *out;
 	json_error_t jerr;
@@ -2026,19 +2042,19 @@ handle_rerun(struct server *s, struct evhttp_request *req, const char *path)
 	slash = strchr(rest, '/');
 	if (slash == NULL || slash == rest ||
 	    (size_t)(slash - rest) + strlen(RERUN_SUFFIX) >= strlen(rest)) {
-		reply_error(req, 404, "Not Found", "not found",
+		rerun_refused(req, fqn, 404, "Not Found", "not found",
 		    "expected /api/v1/services/{serviceType}/{fqn}/rerun");
 		goto out;
 	}
 	type = decoded(rest, (size_t)(slash - rest));
 	fqn = decoded(slash + 1, strlen(slash + 1) - strlen(RERUN_SUFFIX));
 	if (type == NULL || fqn == NULL) {
-		reply_error(req, 400, "Bad Request", "bad path",
+		rerun_refused(req, fqn, 400, "Bad Request", "bad path",
 		    "the service type or name is not valid percent-encoding of UTF-8");
 		goto out;
 	}
 	if (*fqn == '\0') {
-		reply_error(req, 400, "Bad Request", "bad path", "the service name is"
+		rerun_refused(req, fqn, 400, "Bad Request", "bad path", "the service name is"
 		    " empty: expected /api/v1/services/{serviceType}/{fqn}/rerun");
 		goto out;
 	}
@@ -2046,7 +2062,7 @@ handle_rerun(struct server *s, struct evhttp_request *req, const char *path)
 		/* As the webhook refuses such a name, none is stored. */
 		msg = ap_xprintf("the service name is longer than %d characters",
 		    WEBHOOK_MAX_FQN);
-		reply_error(req, 400, "Bad Request", "bad path", msg);
+		rerun_refused(req, fqn, 400, "Bad Request", "bad path", msg);
 		free(msg);
 		goto out;
 	}
@@ -2060,17 +2076,17 @@ handle_rerun(struct server *s, struct evhttp_request *req, const char *path)
 		free(shown);
 		for (i = 0; plan_service_types[i] != NULL; i++)
 			ap_buf_printf(&b, "%s %s", i > 0 ? "," : "", plan_service_types[i]);
-		reply_error(req, 400, "Bad Request", "unknown service type", b.data);
+		rerun_refused(req, fqn, 400, "Bad Request", "unknown service type", b.data);
 		ap_buf_cleanup(&b);
 		goto out;
 	}
 	if ((msg = body_too_large(s, req)) != NULL) {
-		reply_error(req, 413, "Payload Too Large", "payload too large", msg);
+		rerun_refused(req, fqn, 413, "Payload Too Large", "payload too large", msg);
 		free(msg);
 		goto out;
 	}
 	if (rerun_options(req, &agents, &replace, &cause) < 0) {
-		reply_error(req, 400, "Bad Request", "bad request", cause);
+		rerun_refused(req, fqn, 400, "Bad Request", "bad request", cause);
 		goto out;
 	}
 	r = store_service_get(s->deps.store, type, fqn, &entity_text, NULL, &cause);
@@ -2083,7 +2099,7 @@ handle_rerun(struct server *s, struct evhttp_request *req, const char *path)
 		    " configured) to re-run it", type, fqn, type, fqn[0] == '-' ?
 		    "-- " : "", q);
 		free(q);
-		reply_error(req, 404, "Not Found", "unknown service", msg);
+		rerun_refused(req, fqn, 404, "Not Found", "unknown service", msg);
 		free(msg);
 		goto out;
 	}
@@ -2093,7 +2109,7 @@ handle_rerun(struct server *s, struct evhttp_request *req, const char *path)
 	}
 	if ((entity = json_loads(entity_text, 0, &jerr)) == NULL) {
 		msg = ap_xprintf("the stored entity of %s is not JSON: %s", fqn, jerr.text);
-		reply_error(req, 500, "Internal Server Error", "bad stored entity", msg);
+		rerun_refused(req, fqn, 500, "Internal Server Error", "bad stored entity", msg);
 		free(msg);
 		goto out;
 	}
@@ -2102,28 +2118,42 @@ handle_rerun(struct server *s, struct evhttp_request *req, const char *path)
 	if (agents != NULL) {
 		json_t *a;
 
-		json_array_foreach(agents, i, a)
+		struct ap_buf nb;
+
+		ap_buf_init(&nb);
+		json_array_foreach(agents, i, a) {
 			names[i] = json_string_value(a);
+			ap_buf_printf(&nb, "%s%s", i > 0 ? ", " : "", names[i]);
+		}
 		names[i] = NULL;
+		names_text = ap_buf_steal(&nb, NULL);
 	}
 	/* Checked before anything is created or replaced: a run that would
 	 * fail at once must not end the active one. */
 	if (rerun_check_plan(s, type, fqn, entity, agents != NULL ? names : NULL,
 	    &cause) < 0) {
-		reply_error(req, 400, "Bad Request", "bad request", cause);
+		rerun_refused(req, fqn, 400, "Bad Request", "bad request", cause);
 		goto out;
 	}
+	peer_of(req, peer, sizeof peer);
+	msg = ap_xprintf("admin re-run from %s", peer);
 	r = sched_submit(s->deps.sched, type, fqn, entity, agents != NULL ? names : NULL,
-	    replace, &run_id, &cause);
+	    replace, msg, &run_id, &cause);
+	free(msg);
 	switch (r) {
 	case STORE_OK:
 		ap_log_about(AP_LOG_INFO, &(struct ap_log_about){ .run_id =
-		    run_id, .fqn = fqn }, "admin: re-run of %s %s: run %s%s",
-		    type, fqn, run_id, replace ? " (replacing any active run)" :
-		    "");
+		    run_id, .fqn = fqn }, "admin: re-run of %s %s from %s: run"
+		    " %s, %s%s%s", type, fqn, peer, run_id, agents != NULL ?
+		    "agents " : "every agent", agents != NULL ? names_text : "",
+		    replace ? " (replacing any active run)" : "");
 		reply_json(req, 202, "Accepted", json_pack("{s:s}", "run_id", run_id));
 		break;
 	case STORE_ACTIVE:
+		ap_log_about(AP_LOG_INFO, &(struct ap_log_about){ .run_id =
+		    run_id, .fqn = fqn }, "admin: re-run of %s %s refused from %s:"
+		    " 409 active run: %s", type, fqn, peer, cause != NULL ? cause :
+		    "");
 		out = json_pack("{s:s, s:s, s:s}", "error", "active run", "detail",
 		    cause != NULL ? cause : "", "run_id", run_id);
 		reply_json(req, 409, "Conflict", out);
@@ -2135,6 +2165,7 @@ handle_rerun(struct server *s, struct evhttp_request *req, const char *path)
 out:
 	json_decref(agents);
 	json_decref(entity);
+	free(names_text);
 	free(entity_text);
 	free(run_id);
 	free(cause);

@@ -597,6 +597,7 @@ static void sched_index_del(struct sched *s, struct sched_run *r);
 /* Why a run is no longer driven when the store says it is not ours. */
 #define NOT_OURS "the run is no longer ours (replaced, ended or taken over" \
 	" after our lease expired)"
+static void sched_run_lost(struct sched_run *r);
 static void sched_halts_settle(struct sched *s);
 static void sched_take_followups(struct sched *s);
 static void sched_drop_followups(struct sched *s);
@@ -701,7 +702,7 @@ sched_agent_persist(struct sched_agent *a)
 		return 0;
 	}
 	if (rc == STORE_LOST)
-		sched_run_abandon(r, NOT_OURS, false);
+		sched_run_lost(r);
 	else {
 		agent_log(AP_LOG_ERROR, a,
 		    "run %s: cannot persist agent %s: %s",
@@ -1121,7 +1122,7 @@ sched_run_set_state(struct sched_run *r, enum sched_run_state to, const char *er
 	    error, false, &cause);
 	if (rc != STORE_OK) {
 		if (rc == STORE_LOST)
-			sched_run_abandon(r, "the run is no longer ours", false);
+			sched_run_lost(r);
 		else {
 			run_log(AP_LOG_ERROR, r,
 			    "run %s: cannot persist state: %s",
@@ -1457,6 +1458,40 @@ sched_run_abandon(struct sched_run *r, const char *why, bool retake)
 	}
 	if (retake)
 		sched_retake_later(s, r->run_id);
+}
+
+/*
+ * The store says r is not this process's any more: dropped, saying what
+ * the store has of it now (replaced: "failed: replaced by ID"; taken over:
+ * who drives it), which NOT_OURS alone leaves open.
+ */
+static void
+sched_run_lost(struct sched_run *r)
+{
+	json_t *j = NULL;
+	char *cause = NULL, *why;
+	const char *state, *error, *by;
+
+	if (store_run_json(r->s->store, r->run_id, &j, &cause) != STORE_OK) {
+		free(cause);
+		sched_run_abandon(r, NOT_OURS, false);
+		return;
+	}
+	state = json_string_value(json_object_get(j, "state"));
+	error = json_string_value(json_object_get(j, "error"));
+	by = json_string_value(json_object_get(j, "driven_by"));
+	why = ap_xprintf("the run is no longer ours: it is %s%s%s%s%s",
+	    state != NULL ? state : "?", error != NULL ? " (" : "", error != NULL ?
+	    error : "", error != NULL ? ")" : "", by == NULL ? "" : ", driven by ");
+	if (by != NULL) {
+		char *t = ap_xprintf("%s%s", why, by);
+
+		free(why);
+		why = t;
+	}
+	json_decref(j);
+	sched_run_abandon(r, why, false);
+	free(why);
 }
 
 /* Claims run_id again in 5 s (after a store error), unless that is due. */
@@ -1822,6 +1857,54 @@ agent_not_parsed_yet(struct sched_agent *a, int64_t now, const char *import_erro
 }
 
 /*
+ * An agent's error for Airflow's answer res to what it did: Airflow's words,
+ * and for a refusal of the credentials (401) or of the user (403) what to
+ * check, which an agent's "HTTP 401 Unauthorized" alone does not say (a
+ * refused Airflow 3 login says it already). A new string.
+ */
+static char *
+agent_result_text(const char *what, const struct airflow_result *res)
+{
+	char *text = airflow_result_text(what, res), *t;
+	long st = res->error.http_status;
+
+	if (res->status != AIRFLOW_REJECTED || (st != 401 && st != 403) ||
+	    (res->error.detail != NULL && ap_startswith(res->error.detail,
+	    AIRFLOW_LOGIN_REFUSED)))
+		return text;
+	t = ap_xprintf("%s (%s)", text, st == 401 ? "Airflow refused the"
+	    " credentials: check AUTOPILOT_AIRFLOW_USERNAME and"
+	    " AUTOPILOT_AIRFLOW_PASSWORD, or airflow.username and"
+	    " airflow.password_file" : "Airflow refused this to its user: its"
+	    " role must allow the REST API on DAGs and DAG runs, and the"
+	    " OpenMetadata plugin's routes");
+	free(text);
+	return t;
+}
+
+/*
+ * The error of an attempt that timed out: what (taken), and what the agent
+ * showed until then, which the timeout would hide: its note (Airflow
+ * unreachable, an answer that could not be read), or a DAG Airflow had not
+ * parsed yet. A new string.
+ */
+static char *
+agent_timeout_text(const struct sched_agent *a, char *what)
+{
+	char *t;
+
+	if (a->error != NULL)
+		t = ap_xprintf("%s; until then: %s", what, a->error);
+	else if (a->state == SCHED_AGENT_WAITING_FOR_DAG && a->n404 > 0)
+		t = ap_xprintf("%s; until then: Airflow had not parsed DAG %s (%u"
+		    " looks)", what, a->dag_id, a->n404);
+	else
+		return what;
+	free(what);
+	return t;
+}
+
+/*
  * An answer to reading or unpausing the DAG that cannot be used (not the
  * DAG's, not read, still paused after the unpause): one answer says
  * nothing of the DAG, so it is looked at again, the reason noted, until
@@ -1933,8 +2016,9 @@ sched_agent_act(struct sched_agent *a)
 			act = ACT_LAST_LOOK;
 			agent_late_begin(a, now);
 		} else {
-			text = ap_xprintf("timed out after %g s before the DAG ran",
-			    (double)agent_spec(a)->timeout_ms / 1000);
+			text = agent_timeout_text(a, ap_xprintf("timed out after"
+			    " %g s before the DAG ran",
+			    (double)agent_spec(a)->timeout_ms / 1000));
 			sched_agent_attempt_failed(a, SCHED_AGENT_TIMED_OUT, text, true);
 			free(text);
 			return;
@@ -2230,8 +2314,11 @@ sched_agent_cb(const struct airflow_result *res, void *arg)
 		return;
 	}
 	a->streak = 0;
-	/* Airflow answered: it is not unreachable (whatever the answer). */
+	/* Airflow answered: it is not unreachable (whatever the answer). At
+	 * the timeout the note stays, for the error to say (the trigger may
+	 * never have reached Airflow for it). */
 	if (res->status != AIRFLOW_UNAVAILABLE && a->error != NULL &&
+	    act != ACT_LAST_LOOK && act != ACT_FAIL_RUN &&
 	    a->state != SCHED_AGENT_PENDING && ap_startswith(a->error, NOTE_UNREACHABLE) &&
 	    sched_agent_note(a, NULL) != 0)
 		return;
@@ -2239,7 +2326,7 @@ sched_agent_cb(const struct airflow_result *res, void *arg)
 	switch (act) {
 	case ACT_DEPLOY:
 		if (res->status != AIRFLOW_OK) {
-			text = airflow_result_text("deploy failed", res);
+			text = agent_result_text("deploy failed", res);
 			sched_agent_attempt_failed(a, SCHED_AGENT_FAILED, text,
 			    res->status != AIRFLOW_REJECTED);
 			break;
@@ -2272,7 +2359,7 @@ sched_agent_cb(const struct airflow_result *res, void *arg)
 		}
 		if (res->status != AIRFLOW_OK) {
 			/* A refusal is the same on a redeploy. */
-			text = airflow_result_text(act == ACT_GET_DAG ? "reading the DAG"
+			text = agent_result_text(act == ACT_GET_DAG ? "reading the DAG"
 			    " failed" : "unpausing the DAG failed", res);
 			sched_agent_attempt_failed(a, SCHED_AGENT_FAILED, text,
 			    !refused(res));
@@ -2337,7 +2424,7 @@ sched_agent_cb(const struct airflow_result *res, void *arg)
 			break;
 		}
 		if (res->status != AIRFLOW_OK || res->run == NULL) {
-			text = airflow_result_text("triggering the DAG failed", res);
+			text = agent_result_text("triggering the DAG failed", res);
 			sched_agent_attempt_failed(a, SCHED_AGENT_FAILED, text,
 			    res->status != AIRFLOW_REJECTED);
 			break;
@@ -2392,9 +2479,9 @@ sched_agent_cb(const struct airflow_result *res, void *arg)
 			/* Its trigger never reached Airflow (an outage until the
 			 * deadline, or a crash before it was sent): nothing was
 			 * lost, it timed out before the DAG ran. */
-			text = ap_xprintf("timed out after %g s before the DAG ran"
-			    " (" NOTE_NO_RUN "%s)", (double)sp->timeout_ms /
-			    1000, a->dag_run_id);
+			text = agent_timeout_text(a, ap_xprintf("timed out after"
+			    " %g s before the DAG ran (" NOTE_NO_RUN "%s)",
+			    (double)sp->timeout_ms / 1000, a->dag_run_id));
 			sched_agent_unseen(a, SCHED_AGENT_TIMED_OUT, text);
 			break;
 		}
@@ -2428,7 +2515,7 @@ sched_agent_cb(const struct airflow_result *res, void *arg)
 			    " run %s failed did not succeed", (double)sp->timeout_ms /
 			    1000, a->dag_run_id);
 
-			text = airflow_result_text(what, res);
+			text = agent_result_text(what, res);
 			free(what);
 		}
 		/* Another attempt while this one's Airflow run may still go
@@ -2450,6 +2537,7 @@ sched_agent_cb(const struct airflow_result *res, void *arg)
 			free(text);
 			text = t;
 		}
+		text = agent_timeout_text(a, text);
 		sched_agent_attempt_failed(a, SCHED_AGENT_TIMED_OUT, text,
 		    res->status == AIRFLOW_OK || res->status == AIRFLOW_NOT_FOUND);
 		break;
@@ -2665,8 +2753,7 @@ sched_run_drop_unplanned(struct sched_run *r, struct store_agent_row *rows,
 				(void)store_halt_done(s->store, rows[j].dag_id,
 				    rows[j].dag_run_id, NULL);
 			if (rc == STORE_LOST)
-				sched_run_abandon(r, "the run is no longer ours",
-				    false);
+				sched_run_lost(r);
 			else {
 				run_log(AP_LOG_ERROR, r,
 				    "run %s: cannot persist agent %s: %s",
@@ -3274,7 +3361,7 @@ sched_halts_failed(const struct sched *s)
 static enum store_result
 sched_create_run(struct sched *s, const char *service_type, const char *fqn,
     const json_t *entity, const char *const *agents, bool replace, bool drive,
-    char **run_id, char **cause)
+    const char *origin, char **run_id, char **cause)
 {
 	char *ent = NULL, *list = NULL, *id = NULL, *what;
 	struct sched_run *old;
@@ -3300,7 +3387,7 @@ sched_create_run(struct sched *s, const char *service_type, const char *fqn,
 		json_decref(arr);
 	}
 	rc = store_run_replace(s->store, service_type, fqn, ent, list, replace,
-	    drive, &id, &halt, cause);
+	    drive, origin, &id, &halt, cause);
 	if (rc == STORE_ACTIVE) {
 		*cause = ap_xprintf("service %s already has an active run %s; wait for"
 		    " it to finish or ask to replace it", fqn, id);
@@ -3336,20 +3423,20 @@ out:
 
 enum store_result
 sched_submit(struct sched *s, const char *service_type, const char *fqn,
-    const json_t *entity, const char *const *agents, bool replace, char **run_id,
-    char **cause)
+    const json_t *entity, const char *const *agents, bool replace,
+    const char *origin, char **run_id, char **cause)
 {
 	return sched_create_run(s, service_type, fqn, entity, agents, replace, true,
-	    run_id, cause);
+	    origin, run_id, cause);
 }
 
 enum store_result
 sched_record(struct sched *s, const char *service_type, const char *fqn,
-    const json_t *entity, const char *const *agents, bool replace, char **run_id,
-    char **cause)
+    const json_t *entity, const char *const *agents, bool replace,
+    const char *origin, char **run_id, char **cause)
 {
 	return sched_create_run(s, service_type, fqn, entity, agents, replace, false,
-	    run_id, cause);
+	    origin, run_id, cause);
 }
 
 /* ---- Runs that follow a run an event joined (store_run_end). ---- */
@@ -3479,7 +3566,7 @@ sched_check_owned(struct sched *s)
 	/* Abandoned apart from the walk: an observer told of one may act. */
 	for (i = 0; i < n; i++) {
 		if ((r = sched_find(s, lost[i])) != NULL)
-			sched_run_abandon(r, NOT_OURS, false);
+			sched_run_lost(r);
 		free(lost[i]);
 	}
 	free(lost);

@@ -187,16 +187,17 @@ int sched_start(struct sched *s, bool recover, char **cause);
  * that run's id, *cause says so); with replace the old run ends failed,
  * "replaced by <id>", and its agents queued or running in Airflow are marked
  * failed there (whichever process drove it; see sched_halts_pending).
+ * origin says who asked (the run's "origin"; NULL: not said).
  * *run_id is a new string on STORE_OK/STORE_ACTIVE.
  */
 enum store_result sched_submit(struct sched *s, const char *service_type,
     const char *fqn, const json_t *entity, const char *const *agents, bool replace,
-    char **run_id, char **cause);
+    const char *origin, char **run_id, char **cause);
 /* The same, but the run is left pending for a process that drives runs
  * (`autopilot serve`) to take up: `run --no-wait`. */
 enum store_result sched_record(struct sched *s, const char *service_type,
     const char *fqn, const json_t *entity, const char *const *agents, bool replace,
-    char **run_id, char **cause);
+    const char *origin, char **run_id, char **cause);
 
 /*
  * Starts driving a run already in the store (e.g. just created by

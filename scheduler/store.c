@@ -109,6 +109,9 @@ static const char *const store_migrations[STORE_SCHEMA_VERSION] = {
 	"  created_at INTEGER NOT NULL,"
 	"  PRIMARY KEY (dag_id, dag_run_id));"
 	"CREATE INDEX halts_by_run ON halts (run_id);",
+	/* 4 -> 5: why a run exists (a webhook event, an admin re-run, `run`,
+	 * a follow-up); NULL for the runs made before. */
+	"ALTER TABLE runs ADD COLUMN origin TEXT;",
 };
 
 /* The entity of services row s (see migration 2 -> 3). Text in entity
@@ -201,7 +204,8 @@ static const char *const store_sql[Q_MAX] = {
 	[Q_ACTIVE_RUN] = "SELECT run_id FROM runs WHERE service_type = ?1 AND"
 	    " fqn = ?2 AND state IN " ACTIVE_STATES " ORDER BY rowid LIMIT 1",
 	[Q_RUN_INSERT] = "INSERT INTO runs (run_id, service_type, fqn, state, entity,"
-	    " agents, created_at) VALUES (?1, ?2, ?3, 'pending', ?4, ?5, ?6)",
+	    " agents, created_at, origin) VALUES (?1, ?2, ?3, 'pending', ?4, ?5, ?6,"
+	    " ?7)",
 	[Q_RUN_REPLACE] = "UPDATE runs SET state = 'failed', error = ?2,"
 	    " finished_at = ?3, owner = NULL, lease_until = 0 WHERE run_id = ?1",
 	/* An agent that never began (pending, no attempt) did not run: it is
@@ -214,14 +218,15 @@ static const char *const store_sql[Q_MAX] = {
 	    " run_id = ?1 AND state IN ('queued','running') AND dag_id IS NOT NULL"
 	    " AND dag_run_id IS NOT NULL",
 	[Q_RUN_GET] = "SELECT run_id, service_type, fqn, state, agents, error,"
-	    " created_at, started_at, finished_at, owner, lease_until FROM runs WHERE run_id = ?1",
+	    " created_at, started_at, finished_at, owner, lease_until, origin FROM runs"
+	    " WHERE run_id = ?1",
 	/* Newest first, from before the run of rowid ?3. */
 	[Q_RUN_LIST] = "SELECT run_id, service_type, fqn, state, agents, error,"
-	    " created_at, started_at, finished_at, owner, lease_until FROM runs"
-	    " WHERE rowid < ?3 ORDER BY rowid DESC LIMIT ?1",
+	    " created_at, started_at, finished_at, owner, lease_until, origin FROM"
+	    " runs WHERE rowid < ?3 ORDER BY rowid DESC LIMIT ?1",
 	[Q_RUN_LIST_FQN] = "SELECT run_id, service_type, fqn, state, agents, error,"
-	    " created_at, started_at, finished_at, owner, lease_until FROM runs WHERE fqn = ?2"
-	    " AND rowid < ?3 ORDER BY rowid DESC LIMIT ?1",
+	    " created_at, started_at, finished_at, owner, lease_until, origin FROM"
+	    " runs WHERE fqn = ?2 AND rowid < ?3 ORDER BY rowid DESC LIMIT ?1",
 	[Q_RUN_ROWID] = "SELECT rowid FROM runs WHERE run_id = ?1",
 	/* store_counts(): the oldest active run, the last run, the first and
 	 * the halts; runs by state and agent runs by agent and state, of the
@@ -1293,7 +1298,8 @@ store_put_service(struct store *s, const char *type, const char *fqn,
 /* Inside a transaction: inserts a pending run, returns its new id. */
 static int
 store_insert_run(struct store *s, const char *type, const char *fqn,
-    const char *entity, const char *agents, char **run_id, char **cause)
+    const char *entity, const char *agents, const char *origin, char **run_id,
+    char **cause)
 {
 	sqlite3_stmt *st;
 	int tries, rc;
@@ -1309,6 +1315,7 @@ store_insert_run(struct store *s, const char *type, const char *fqn,
 		bind_text(st, 4, entity);
 		bind_text(st, 5, agents);
 		sqlite3_bind_int64(st, 6, store_now(s));
+		bind_text(st, 7, origin);
 		rc = sqlite3_step(st);
 		sqlite3_reset(st);
 		if (rc == SQLITE_DONE) {
@@ -1326,12 +1333,15 @@ store_insert_run(struct store *s, const char *type, const char *fqn,
 }
 
 /* Inside a transaction: a new pending run of the service, whose entity is
- * the service's too until the next one received (stored once). */
+ * the service's too until the next one received (stored once); origin says
+ * why it exists (NULL: not said). */
 static int
 store_new_run(struct store *s, const char *type, const char *fqn,
-    const char *entity, const char *agents, char **run_id, char **cause)
+    const char *entity, const char *agents, const char *origin, char **run_id,
+    char **cause)
 {
-	if (store_insert_run(s, type, fqn, entity, agents, run_id, cause) != 0)
+	if (store_insert_run(s, type, fqn, entity, agents, origin, run_id,
+	    cause) != 0)
 		return -1;
 	if (store_put_service(s, type, fqn, NULL, *run_id, cause) != 0) {
 		free(*run_id);
@@ -1436,7 +1446,7 @@ store_inbox_accept(struct store *s, const char *event_id, const char *service_ty
     bool *follows, char **cause)
 {
 	sqlite3_stmt *st;
-	char *id = NULL;
+	char *id = NULL, *origin;
 	bool nested, more = false, retaken = false;
 	int rc;
 
@@ -1476,8 +1486,14 @@ store_inbox_accept(struct store *s, const char *event_id, const char *service_ty
 	if (id != NULL && store_run_set_entity(s, id, entity_json, &retaken,
 	    cause) != 0)
 		goto fail;
-	if (id == NULL ? store_new_run(s, service_type, fqn, entity_json, NULL,
-	    &id, cause) != 0 : retaken ? store_put_service(s, service_type, fqn,
+	if (id == NULL) {
+		origin = ap_xprintf("webhook event %s", event_id);
+		rc = store_new_run(s, service_type, fqn, entity_json, NULL, origin,
+		    &id, cause);
+		free(origin);
+		if (rc != 0)
+			goto fail;
+	} else if (retaken ? store_put_service(s, service_type, fqn,
 	    NULL, id, cause) != 0 : store_put_service(s, service_type, fqn,
 	    entity_json, NULL, cause) != 0 || store_join_asks_more(s, id,
 	    entity_json, &more, cause) != 0 || (more && store_mark_joined(s,
@@ -1615,13 +1631,13 @@ store_run_create(struct store *s, const char *service_type, const char *fqn,
     char **cause)
 {
 	return store_run_replace(s, service_type, fqn, entity_json, agents_json,
-	    replace, false, run_id, NULL, cause);
+	    replace, false, NULL, run_id, NULL, cause);
 }
 
 enum store_result
 store_run_replace(struct store *s, const char *service_type, const char *fqn,
     const char *entity_json, const char *agents_json, bool replace, bool claim,
-    char **run_id, json_t **airflow_runs, char **cause)
+    const char *origin, char **run_id, json_t **airflow_runs, char **cause)
 {
 	sqlite3_stmt *st;
 	char *active = NULL, *id = NULL, *asked = NULL, *why;
@@ -1655,7 +1671,7 @@ store_run_replace(struct store *s, const char *service_type, const char *fqn,
 		free(asked);
 		asked = NULL;
 	}
-	if (store_new_run(s, service_type, fqn, entity_json, agents_json, &id,
+	if (store_new_run(s, service_type, fqn, entity_json, agents_json, origin, &id,
 	    cause) != 0 || (claim && store_claim_one(s, id, &claimed, cause) != 0))
 		goto fail;
 	if (asked != NULL && (store_put_service(s, service_type, fqn, asked, NULL,
@@ -1815,7 +1831,7 @@ store_run_row_json(struct store *s, sqlite3_stmt *st)
 	driven = state != NULL && owner != NULL && (strcmp(state, "pending") == 0 ||
 	    strcmp(state, "running") == 0) && sqlite3_column_int64(st, 10) >=
 	    store_now(s) && !store_owner_dead(s, owner);
-	return json_pack("{s:o,s:{s:o,s:o},s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:[]}",
+	return json_pack("{s:o,s:{s:o,s:o},s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:[]}",
 	    "run_id", json_str_or_null(sqlite3_column_text(st, 0)),
 	    "service",
 	    "type", json_str_or_null(sqlite3_column_text(st, 1)),
@@ -1828,6 +1844,7 @@ store_run_row_json(struct store *s, sqlite3_stmt *st)
 	    "finished_at", json_time(sqlite3_column_int64(st, 8)),
 	    "driven_by", driven ? json_str_or_null((const unsigned char *)owner) :
 	    json_null(),
+	    "origin", json_str_or_null(sqlite3_column_text(st, 11)),
 	    "agents");
 }
 
@@ -2546,7 +2563,7 @@ static int
 store_run_followup(struct store *s, const char *run_id, char **next, char **cause)
 {
 	sqlite3_stmt *st = store_stmt(s, Q_RUN_FOLLOWUP, cause);
-	char *type = NULL, *fqn = NULL, *entity = NULL, *other = NULL;
+	char *type = NULL, *fqn = NULL, *entity = NULL, *other = NULL, *origin;
 	bool needed = false;
 	int rc;
 
@@ -2570,8 +2587,12 @@ store_run_followup(struct store *s, const char *run_id, char **next, char **caus
 	/* Another active run of the service (it replaced this one) already
 	 * takes that entity up. */
 	rc = needed ? store_active_other(s, type, fqn, run_id, &other, cause) : 0;
-	if (rc == 0 && needed && other == NULL)
-		rc = store_new_run(s, type, fqn, entity, NULL, next, cause);
+	if (rc == 0 && needed && other == NULL) {
+		origin = ap_xprintf("follow-up of run %s (an event that joined it"
+		    " asked for more)", run_id);
+		rc = store_new_run(s, type, fqn, entity, NULL, origin, next, cause);
+		free(origin);
+	}
 	free(type);
 	free(fqn);
 	free(entity);

@@ -27,7 +27,7 @@
 
 /* The schema version this build writes. Older databases are migrated (after
  * a backup copy); newer ones are refused. */
-#define STORE_SCHEMA_VERSION 4
+#define STORE_SCHEMA_VERSION 5
 
 struct store;
 
@@ -155,14 +155,16 @@ enum store_result store_service_put(struct store *s, const char *service_type,
 enum store_result store_run_create(struct store *s, const char *service_type,
     const char *fqn, const char *entity_json, const char *agents_json,
     bool replace, char **run_id, char **cause);
-/* The same; with claim the new run is claimed in the same transaction (no
+/* The same; origin (NULL: none) says why the run exists, as its "origin";
+ * with claim the new run is claimed in the same transaction (no
  * other process takes it between its creation and the caller's take); on
  * STORE_OK *airflow_runs (a new array) holds {run_id, dag_id, dag_run_id} of
  * each replaced agent that was queued or running in Airflow, for the caller
  * to stop there. */
 enum store_result store_run_replace(struct store *s, const char *service_type,
     const char *fqn, const char *entity_json, const char *agents_json,
-    bool replace, bool claim, char **run_id, json_t **airflow_runs, char **cause);
+    bool replace, bool claim, const char *origin, char **run_id,
+    json_t **airflow_runs, char **cause);
 
 /* Run status as PRODUCT.md pins it for `status --json` and GET /api/v1/runs:
  * {run_id, service{type,fqn}, state, error, created_at, started_at,

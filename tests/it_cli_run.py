@@ -327,6 +327,11 @@ def main():
         check([r["service"] for r in json.loads(out)] == [{"type": "databaseService",
                                                          "fqn": "sales_postgres"}],
               "the run of a ChangeEvent: %s" % out[:300])
+        # It says who made it.
+        check(re.match(r"autopilot run --no-wait, process [^/]+/\d+/[0-9a-f]{14}$",
+                       json.loads(out)[0]["origin"] or ""), "the run's origin: %s" % out[:600])
+        _, text, _ = cli(["status", "--state", os.path.join(tmp, "event.db")])
+        check("  origin: autopilot run --no-wait, process " in text, "status shows it: %s" % text)
         # Its entity may be a JSON string, as the webhook takes it; an entityType the
         # entity (or --type) contradicts is refused.
         with open(event_file, "w") as f:

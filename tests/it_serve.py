@@ -204,6 +204,20 @@ def main():
               "rerun of an unknown service named -x: %s %s" % (st, err))
         runs = srv.wait_final(4)
         check(len(runs) == 4, "4 runs after the re-run: %d" % len(runs))
+        # Each run says why it exists.
+        origins = {r["run_id"]: r["origin"] for r in runs}
+        check(re.match(r"admin re-run from 127\.0\.0\.1:\d+$", origins[body["run_id"]]),
+              "the re-run's origin: %s" % origins)
+        check(origins[run_ids["looker_prod"]].startswith("webhook event "), "a webhook run's origin: %s"
+              % origins)
+        # Each re-run asked for is logged with who asked, refused or not.
+        log = srv.log()
+        check(re.search(r"admin: re-run of dashboardService looker_prod from 127\.0\.0\.1:\d+:"
+                        r" run %s, every agent\n" % body["run_id"], log), "re-run logged: %s" % log[-3000:])
+        check(re.search(r"admin: re-run of dashboardService looker_prod refused from"
+                        r" 127\.0\.0\.1:\d+: 409 active run", log), "409 logged")
+        check(re.search(r"admin: re-run of nosuch refused from 127\.0\.0\.1:\d+: 404 unknown"
+                        r" service: no entity received", log), "404 logged")
 
         st, ready = srv.request("GET", "/readyz")
         check(st == 200 and ready["ready"], "readyz: %s %s" % (st, ready))

@@ -776,6 +776,7 @@ struct h {
 	int finals;
 	char final_state[64][16];
 	char final_run[64][48];
+	char dropped_why[256];		/* why the last run was dropped here */
 	int events;
 	bool saw_unreachable_note;
 	unsigned max_in_flight;
@@ -825,6 +826,9 @@ observer(const struct sched_event *ev, void *arg)
 		h->sabotage = 4;
 		foreign_commit_fails(h, ev->run_id);
 	}
+	if (ev->agent == NULL && ap_streq(ev->old_state, ev->new_state) &&
+	    ev->error != NULL)
+		snprintf(h->dropped_why, sizeof h->dropped_why, "%s", ev->error);
 	if (n > h->max_in_flight)
 		h->max_in_flight = n;
 	if (sched_active_runs(h->sched) > h->max_runs)
@@ -973,8 +977,8 @@ h_submit(struct h *h, const char *name, const char *extra_json)
 		json_object_update(e, x);
 		json_decref(x);
 	}
-	if (sched_submit(h->sched, "databaseService", name, e, NULL, false, &run_id,
-	    &cause) != STORE_OK)
+	if (sched_submit(h->sched, "databaseService", name, e, NULL, false, NULL,
+	    &run_id, &cause) != STORE_OK)
 		fail_msg("submit: %s", cause);
 	json_decref(e);
 	return run_id;
@@ -1126,8 +1130,8 @@ h_submit_pg(struct h *h, const char *const *agents, bool replace)
 	json_t *e = json_pack("{s:s}", "name", "pg");
 	char *id = NULL, *cause = NULL;
 
-	if (sched_submit(h->sched, "databaseService", "pg", e, agents, replace, &id,
-	    &cause) != STORE_OK)
+	if (sched_submit(h->sched, "databaseService", "pg", e, agents, replace, NULL,
+	    &id, &cause) != STORE_OK)
 		fail_msg("submit: %s", cause);
 	json_decref(e);
 	return id;
@@ -1774,12 +1778,19 @@ test_never_imported_and_refused_unpause(void **state)
 
 	h->fake.beh[0].import_error = NULL;
 	h->fake.beh[0].never_imported = false;
+	/* A refusal says what to check: the user's role, its credentials. */
 	h->fake.beh[0].unpause_status = 403;
-	h_fails_unretried(h, "pg2", 4, "HTTP 403");
+	h_fails_unretried(h, "pg2", 4, "HTTP 403 Forbidden (Airflow refused this"
+	    " to its user: its role must allow the REST API");
+	h->fake.beh[0].unpause_status = 401;
+	h->fake.unpause_title = "Unauthorized";
+	h_fails_unretried(h, "pg4", 5, "HTTP 401 Unauthorized (Airflow refused the"
+	    " credentials: check AUTOPILOT_AIRFLOW_USERNAME and"
+	    " AUTOPILOT_AIRFLOW_PASSWORD");
 	/* Airflow 3's login route missing: not "no such DAG", not retried. */
 	h->fake.beh[0].unpause_status = 405;
 	h->fake.unpause_title = AIRFLOW_NO_LOGIN;
-	h_fails_unretried(h, "pg3", 5, "HTTP 405 No Airflow 3 login");
+	h_fails_unretried(h, "pg3", 6, "HTTP 405 No Airflow 3 login");
 	h_free(h);
 }
 
@@ -2458,6 +2469,9 @@ test_trigger_never_sent_times_out(void **state)
 	assert_string_equal(agent_state(st, "metadata"), "timed_out");
 	assert_non_null(strstr(agent_error(st, "metadata"), "before the DAG ran"));
 	assert_null(strstr(agent_error(st, "metadata"), "disappeared"));
+	/* What the agent showed until then is not hidden by the timeout. */
+	assert_non_null(strstr(agent_error(st, "metadata"), "; until then: Airflow"
+	    " unreachable during "));
 	assert_int_equal(h->fake.nruns, 0);
 	json_decref(st);
 	free(id);
@@ -2829,14 +2843,14 @@ test_rerun_refused_replace_and_repeat(void **state)
 	id1 = h_submit(h, "pg", NULL);
 	h_spin(h, 50);
 	assert_int_equal(sched_submit(h->sched, "databaseService", "pg", e, NULL, false,
-	    &id2, &cause), STORE_ACTIVE);
+	    NULL, &id2, &cause), STORE_ACTIVE);
 	assert_string_equal(id2, id1);
 	assert_non_null(strstr(cause, "already has an active run"));
 	free(cause);
 	free(id2);
 	cause = NULL;
 	assert_int_equal(sched_submit(h->sched, "databaseService", "pg", e, NULL, true,
-	    &id2, &cause), STORE_OK);
+	    NULL, &id2, &cause), STORE_OK);
 	assert_string_not_equal(id1, id2);
 	assert_false(sched_driving(h->sched, id1));
 	/* The old run's metadata, running in Airflow, is marked failed there. */
@@ -2862,7 +2876,7 @@ test_rerun_refused_replace_and_repeat(void **state)
 	json_decref(st);
 	/* A finished service runs again: new run id, new dag_run_ids, same DAGs. */
 	assert_int_equal(sched_submit(h->sched, "databaseService", "pg", e, NULL, false,
-	    &id3, &cause), STORE_OK);
+	    NULL, &id3, &cause), STORE_OK);
 	h_wait_finals(h, 2, 10000);
 	assert_string_equal(h->final_state[1], "succeeded");
 	st = h_status(h, id3);
@@ -3252,8 +3266,8 @@ h_replace_elsewhere(struct h *h, const json_t *e, char **id2)
 	cli = sched_create(h->base, store2, &fake_ops, &h->fake, &fake_planner, NULL,
 	    &h->cfg);
 	assert_int_equal(sched_start(cli, false, &cause), 0);
-	assert_int_equal(sched_submit(cli, "databaseService", "pg", e, NULL, true, id2,
-	    &cause), STORE_OK);
+	assert_int_equal(sched_submit(cli, "databaseService", "pg", e, NULL, true, NULL,
+	    id2, &cause), STORE_OK);
 	sched_stop(cli);
 	sched_free(cli);
 	store_close(store2);
@@ -3327,6 +3341,14 @@ test_replaced_trigger_not_resent(void **state)
 	rid = ap_xprintf("autopilot__%s__metadata__1", id);
 	assert_false(sched_driving(h->sched, id));
 	assert_null(fake_run(&h->fake, rid));
+	/* Dropped saying what became of it, not only that it is not ours. */
+	{
+		char *want = ap_xprintf("the run is no longer ours: it is failed"
+		    " (replaced by %s)", id2);
+
+		assert_string_equal(h->dropped_why, want);
+		free(want);
+	}
 	json_decref(e);
 	free(rid);
 	free(id);
@@ -3473,8 +3495,8 @@ test_two_schedulers_one_database(void **state)
 	cli = sched_create(h->base, store2, &fake_ops, &h->fake, &fake_planner, NULL,
 	    &h->cfg);
 	assert_int_equal(sched_start(cli, false, &cause), 0);
-	assert_int_equal(sched_submit(cli, "databaseService", "pg", e, NULL, false, &id,
-	    &cause), STORE_OK);
+	assert_int_equal(sched_submit(cli, "databaseService", "pg", e, NULL, false, NULL,
+	    &id, &cause), STORE_OK);
 	h_spin(h, 300);
 	/* The server's rescans did not take the CLI's run, nor may it take it. */
 	assert_true(sched_driving(cli, id));
@@ -3502,7 +3524,8 @@ test_two_schedulers_one_database(void **state)
 
 /* An agent waiting for its DAG's parse (404s) with a 300 ms timeout: the
  * timeout ends the attempt about then, not at the next look, which the
- * parse deadline (60 s) alone would put 3 s later. */
+ * parse deadline (60 s) alone would put 2 s after the first; its error
+ * says what it waited for. */
 static void
 test_timeout_while_waiting_for_dag(void **state)
 {
@@ -3511,7 +3534,8 @@ test_timeout_while_waiting_for_dag(void **state)
 	json_t *st;
 	int64_t t0, took;
 
-	h->cfg.poll_initial_ms = 3000;
+	h->cfg.poll_initial_ms = 200;
+	h->cfg.poll_backoff = 10;	/* the second look 2 s after the first */
 	h->cfg.poll_max_ms = 3000;
 	h->cfg.dag_parse_deadline_s = 60;
 	h->fake.beh[0].parse_404 = 1000000;
@@ -3523,6 +3547,8 @@ test_timeout_while_waiting_for_dag(void **state)
 	st = h_status(h, id);
 	assert_string_equal(agent_state(st, "metadata"), "timed_out");
 	assert_true(took < 1500);
+	assert_non_null(strstr(agent_error(st, "metadata"), "before the DAG ran;"
+	    " until then: Airflow had not parsed DAG "));
 	json_decref(st);
 	free(id);
 	h_free(h);

@@ -219,6 +219,8 @@ test_migration_from_v1_backs_up_and_keeps_data(void **state)
 	/* Data survived the migration and the new columns work. */
 	assert_int_equal(store_run_json(s, "rold", &j, &cause), STORE_OK);
 	assert_string_equal(json_string_value(json_object_get(j, "state")), "succeeded");
+	/* Made before runs said why they exist. */
+	assert_true(json_is_null(json_object_get(j, "origin")));
 	json_decref(j);
 	assert_int_equal(store_service_get(s, NULL, "pg", &ent, NULL, &cause), STORE_OK);
 	assert_string_equal(ent, "{\"name\":\"pg\"}");
@@ -545,6 +547,64 @@ join_then_replace(struct store *s, const char *e1, const char *e2,
 	free(r1);
 	free(r2);
 	return next;
+}
+
+/* The origin of run id, as status JSON has it: want, or NULL for null. */
+static void
+assert_run_origin(struct store *s, const char *id, const char *want)
+{
+	char *cause = NULL;
+	json_t *j = NULL;
+
+	assert_int_equal(store_run_json(s, id, &j, &cause), STORE_OK);
+	if (want == NULL)
+		assert_true(json_is_null(json_object_get(j, "origin")));
+	else
+		assert_string_equal(json_string_value(json_object_get(j, "origin")),
+		    want);
+	json_decref(j);
+}
+
+/*
+ * Why a run exists is stored with it: the event that made it, a re-run's
+ * asker, the run a follow-up follows. The list says the same as one run.
+ */
+static void
+test_run_origin(void **state)
+{
+	char *p = db_path("origin.db"), *cause = NULL, *r1, *r2, *next;
+	struct store *s = open_ok(p, NULL);
+	json_t *list = NULL;
+
+	(void)state;
+	r1 = accept_pg(s, "ev-o1", "{\"v\":1}", NULL, false);
+	assert_run_origin(s, r1, "webhook event ev-o1");
+	free(accept_pg(s, "ev-o2", "{\"v\":2}", r1, true));
+	next = end_run(s, r1);
+	assert_non_null(next);
+	{
+		char *want = ap_xprintf("follow-up of run %s (an event that joined"
+		    " it asked for more)", r1);
+
+		assert_run_origin(s, next, want);
+		free(want);
+	}
+	assert_int_equal(store_run_replace(s, "databaseService", "pg", "{}", NULL,
+	    true, false, "admin re-run from 127.0.0.1:5000", &r2, NULL, &cause),
+	    STORE_OK);
+	assert_run_origin(s, r2, "admin re-run from 127.0.0.1:5000");
+	assert_int_equal(store_runs_json(s, NULL, 10, &list, &cause), STORE_OK);
+	assert_int_equal(json_array_size(list), 3);
+	assert_string_equal(json_string_value(json_object_get(json_array_get(list,
+	    0), "origin")), "admin re-run from 127.0.0.1:5000");
+	assert_string_equal(json_string_value(json_object_get(json_array_get(list,
+	    2), "origin")), "webhook event ev-o1");
+	json_decref(list);
+	free(next);
+	free(r1);
+	free(r2);
+	store_close(s);
+	free(p);
 }
 
 static void
@@ -1003,7 +1063,7 @@ test_halts(void **state)
 	assert_int_equal(store_claim(s, r1, &cause), STORE_OK);
 	assert_int_equal(store_agent_save(s, r1, &a, &cause), STORE_OK);
 	assert_int_equal(store_run_replace(s, "databaseService", "pg", "{}", NULL,
-	    true, false, &r2, &airflow, &cause), STORE_OK);
+	    true, false, "a test", &r2, &airflow, &cause), STORE_OK);
 	assert_int_equal(json_array_size(airflow), 1);
 	json_decref(airflow);
 	/* The replacing process sends it: taken for the halt claim. */
@@ -1319,7 +1379,7 @@ test_leases_between_two_handles(void **state)
 	/* A run created claimed is its creator's from the start: no other
 	 * process takes it before the creator's take. */
 	assert_int_equal(store_run_replace(a, "databaseService", "s3", "{}", NULL,
-	    false, true, &r2, NULL, &cause), STORE_OK);
+	    false, true, NULL, &r2, NULL, &cause), STORE_OK);
 	assert_int_equal(store_claim_unfinished(b, 0, &ids, &cause), STORE_OK);
 	for (i = 0; ids[i] != NULL; i++)	/* r1 is b's */
 		assert_string_not_equal(ids[i], r2);
@@ -1814,6 +1874,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_fresh_open_is_current_and_wal),
 		cmocka_unit_test(test_migration_from_v1_backs_up_and_keeps_data),
+		cmocka_unit_test(test_run_origin),
 		cmocka_unit_test(test_entity_stored_once_and_v2_rows_kept),
 		cmocka_unit_test(test_newer_database_is_refused),
 		cmocka_unit_test(test_newer_migration_seen_under_lock),

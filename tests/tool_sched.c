@@ -237,7 +237,7 @@ main(int argc, char **argv)
 		json_object_set_new(e, "name", json_string(rerun));
 		json_object_set_new(e, "fullyQualifiedName", json_string(rerun));
 		enum store_result r = sched_submit(sched, "databaseService", rerun, e, NULL,
-		    replace, &run_id, &cause);
+		    replace, "tool_sched", &run_id, &cause);
 		json_decref(e);
 		if (r != STORE_OK) {
 			printf("refused %s\n", cause);
