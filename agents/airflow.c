@@ -198,6 +198,8 @@ struct airflow_client {
 	struct airflow_reqq breaker_waiters;
 	struct airflow_reqq reqs;
 	unsigned fails;				/* consecutive breaker failures */
+	long fail_status;			/* the last one's HTTP status (0:
+						 * no answer, net_error says why) */
 	bool open;
 	bool probe_ready;			/* the next attempt may probe */
 	unsigned probe_fails;
@@ -482,6 +484,7 @@ breaker_note(struct airflow_client *c, long http_status, bool was_probe,
 	if (airflow_breaker_failure(http_status) || slow_down) {
 		if (!slow_down)
 			c->fails++;
+		c->fail_status = http_status;
 		if (!c->open && c->fails >= AIRFLOW_BREAKER_THRESHOLD) {
 			c->open = true;
 			c->probe_ready = false;
@@ -644,7 +647,9 @@ token_done(const struct airflow_result *res, void *arg)
 		struct airflow_result r = *res;
 
 		if (res->status == AIRFLOW_OK) {
-			r.status = AIRFLOW_BAD_REPLY;
+			/* Not a reply about what was asked (which is looked at
+			 * again): no login to be had here (a portal's page). */
+			r.status = AIRFLOW_REJECTED;
 			r.error.title = "Bad reply";
 			r.error.detail = "POST /auth/token answered without an access_token";
 		} else if (res->status != AIRFLOW_UNAVAILABLE &&
@@ -1577,6 +1582,26 @@ req_out_of_time(struct airflow_req *q)
 	req_finish(q, AIRFLOW_UNAVAILABLE, 0);
 }
 
+/* Why a request that waited for the breaker's probe ends: with what the
+ * last failure was, which "circuit breaker open" alone hides. */
+static char *
+breaker_detail(const struct airflow_client *c, bool cut)
+{
+	char status[40];
+	const char *last = status;
+
+	if (c->fail_status > 0)
+		snprintf(status, sizeof status, "HTTP %ld", c->fail_status);
+	else
+		last = c->net_error != NULL ? c->net_error : "no answer";
+	if (cut)
+		return ap_xprintf("Airflow is unreachable (the last failure: %s);"
+		    " out of time waiting for the probe request", last);
+	return ap_xprintf("Airflow is unreachable (the last failure: %s); no"
+	    " answer to the probe request within %ld ms", last,
+	    c->cfg.request_timeout_ms);
+}
+
 static void
 req_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -1592,11 +1617,7 @@ req_timer_cb(evutil_socket_t fd, short what, void *arg)
 		break;
 	case T_BREAKER_WAIT:
 		wait_leave(q);
-		detail = q->wait_cut ? ap_xstrdup("Airflow is unreachable"
-		    " (circuit breaker open); out of time waiting for the probe"
-		    " request") : ap_xprintf("Airflow is unreachable (circuit breaker"
-		    " open); no answer to the probe request within %ld ms",
-		    c->cfg.request_timeout_ms);
+		detail = breaker_detail(c, q->wait_cut);
 		req_error(q, "Circuit breaker open", detail);
 		free(detail);
 		req_finish(q, AIRFLOW_UNAVAILABLE, 0);

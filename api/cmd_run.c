@@ -1127,9 +1127,11 @@ run_exec(int argc, char **argv)
 		fprintf(stderr, "autopilot: %s\n", cause);
 		goto out;
 	}
-	/* Progress goes to stdout; log lines (warnings) to stderr. */
-	ap_log_setup(cfg.log_level > AP_LOG_WARN ? cfg.log_level : AP_LOG_WARN,
-	    cfg.log_format);
+	/* Progress goes to stdout; log lines (warnings) to stderr: info says
+	 * what the progress lines say, but debug (Airflow's requests) is
+	 * asked for. */
+	ap_log_setup(cfg.log_level > AP_LOG_WARN || cfg.log_level == AP_LOG_DEBUG ?
+	    cfg.log_level : AP_LOG_WARN, cfg.log_format);
 	/* An entity given as a file is checked before the state database is
 	 * opened (or created): bad input leaves nothing behind. */
 	if (json_file != NULL && ((rc = find_entity(&cfg, NULL, fqn, json_file,

@@ -84,9 +84,10 @@ retention_cb(evutil_socket_t fd, short what, void *arg)
 	}
 	r->passing = false;
 	if (r->held_by != NULL)
-		ap_warn("retention: run %s and those after it are kept until its"
-		    " Airflow runs are marked failed (autopilot_airflow_runs_to_fail)",
-		    r->held_by);
+		ap_log_about(AP_LOG_WARN, &(struct ap_log_about){ .run_id =
+		    r->held_by }, "retention: run %s and those after it are kept"
+		    " until its Airflow runs are marked failed"
+		    " (autopilot_airflow_runs_to_fail)", r->held_by);
 	if (r->held_until > ap_wall_ms() + RETENTION_AHEAD_MS) {
 		ap_format_time(r->held_until, when, sizeof when);
 		ap_warn("retention: a run ended or an event came at %s, later than"

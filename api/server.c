@@ -1294,7 +1294,9 @@ take_cb(evutil_socket_t fd, short what, void *arg)
 		/* Held by another process (a CLI re-run) or already final: that
 		 * process finishes it; recovery covers a crash in between. */
 		if (sched_take(s->deps.sched, id, &why) < 0) {
-			ap_debug("webhook: run %s not driven here: %s", id, why);
+			ap_log_about(AP_LOG_DEBUG, &(struct ap_log_about){
+			    .run_id = id }, "webhook: run %s not driven here: %s",
+			    id, why);
 			free(why);
 			why = NULL;
 		}
@@ -1966,16 +1968,16 @@ fail:
 /* A re-run refused: answered, and logged with who asked (a 409 is logged
  * by the handler, with the active run). */
 static void
-rerun_refused(struct evhttp_request *req, const char *fqn,
+rerun_refused(struct evhttp_request *req, const char *type, const char *fqn,
     int code, const char *reason, const char *error, const char *detail)
 {
 	char peer[80];
 
 	peer_of(req, peer, sizeof peer);
 	ap_log_about(AP_LOG_INFO, &(struct ap_log_about){ .fqn = fqn },
-	    "admin: re-run%s%s refused from %s: %d %s: %s", fqn != NULL ? " of " :
-	    "", fqn != NULL ? fqn : "", peer, code, error, detail != NULL ?
-	    detail : "");
+	    "admin: re-run%s%s%s%s refused from %s: %d %s: %s", type != NULL ?
+	    " of " : "", type != NULL ? type : "", fqn != NULL ? " " : "", fqn !=
+	    NULL ? fqn : "", peer, code, error, detail != NULL ? detail : "");
 	reply_error(req, code, reason, error, detail);
 }
 
@@ -2042,19 +2044,19 @@ handle_rerun(struct server *s, struct evhttp_request *req, const char *path)
 	slash = strchr(rest, '/');
 	if (slash == NULL || slash == rest ||
 	    (size_t)(slash - rest) + strlen(RERUN_SUFFIX) >= strlen(rest)) {
-		rerun_refused(req, fqn, 404, "Not Found", "not found",
+		rerun_refused(req, type, fqn, 404, "Not Found", "not found",
 		    "expected /api/v1/services/{serviceType}/{fqn}/rerun");
 		goto out;
 	}
 	type = decoded(rest, (size_t)(slash - rest));
 	fqn = decoded(slash + 1, strlen(slash + 1) - strlen(RERUN_SUFFIX));
 	if (type == NULL || fqn == NULL) {
-		rerun_refused(req, fqn, 400, "Bad Request", "bad path",
+		rerun_refused(req, type, fqn, 400, "Bad Request", "bad path",
 		    "the service type or name is not valid percent-encoding of UTF-8");
 		goto out;
 	}
 	if (*fqn == '\0') {
-		rerun_refused(req, fqn, 400, "Bad Request", "bad path", "the service name is"
+		rerun_refused(req, type, fqn, 400, "Bad Request", "bad path", "the service name is"
 		    " empty: expected /api/v1/services/{serviceType}/{fqn}/rerun");
 		goto out;
 	}
@@ -2062,7 +2064,7 @@ handle_rerun(struct server *s, struct evhttp_request *req, const char *path)
 		/* As the webhook refuses such a name, none is stored. */
 		msg = ap_xprintf("the service name is longer than %d characters",
 		    WEBHOOK_MAX_FQN);
-		rerun_refused(req, fqn, 400, "Bad Request", "bad path", msg);
+		rerun_refused(req, type, fqn, 400, "Bad Request", "bad path", msg);
 		free(msg);
 		goto out;
 	}
@@ -2076,17 +2078,17 @@ handle_rerun(struct server *s, struct evhttp_request *req, const char *path)
 		free(shown);
 		for (i = 0; plan_service_types[i] != NULL; i++)
 			ap_buf_printf(&b, "%s %s", i > 0 ? "," : "", plan_service_types[i]);
-		rerun_refused(req, fqn, 400, "Bad Request", "unknown service type", b.data);
+		rerun_refused(req, type, fqn, 400, "Bad Request", "unknown service type", b.data);
 		ap_buf_cleanup(&b);
 		goto out;
 	}
 	if ((msg = body_too_large(s, req)) != NULL) {
-		rerun_refused(req, fqn, 413, "Payload Too Large", "payload too large", msg);
+		rerun_refused(req, type, fqn, 413, "Payload Too Large", "payload too large", msg);
 		free(msg);
 		goto out;
 	}
 	if (rerun_options(req, &agents, &replace, &cause) < 0) {
-		rerun_refused(req, fqn, 400, "Bad Request", "bad request", cause);
+		rerun_refused(req, type, fqn, 400, "Bad Request", "bad request", cause);
 		goto out;
 	}
 	r = store_service_get(s->deps.store, type, fqn, &entity_text, NULL, &cause);
@@ -2099,7 +2101,7 @@ handle_rerun(struct server *s, struct evhttp_request *req, const char *path)
 		    " configured) to re-run it", type, fqn, type, fqn[0] == '-' ?
 		    "-- " : "", q);
 		free(q);
-		rerun_refused(req, fqn, 404, "Not Found", "unknown service", msg);
+		rerun_refused(req, type, fqn, 404, "Not Found", "unknown service", msg);
 		free(msg);
 		goto out;
 	}
@@ -2109,7 +2111,7 @@ handle_rerun(struct server *s, struct evhttp_request *req, const char *path)
 	}
 	if ((entity = json_loads(entity_text, 0, &jerr)) == NULL) {
 		msg = ap_xprintf("the stored entity of %s is not JSON: %s", fqn, jerr.text);
-		rerun_refused(req, fqn, 500, "Internal Server Error", "bad stored entity", msg);
+		rerun_refused(req, type, fqn, 500, "Internal Server Error", "bad stored entity", msg);
 		free(msg);
 		goto out;
 	}
@@ -2132,11 +2134,12 @@ handle_rerun(struct server *s, struct evhttp_request *req, const char *path)
 	 * fail at once must not end the active one. */
 	if (rerun_check_plan(s, type, fqn, entity, agents != NULL ? names : NULL,
 	    &cause) < 0) {
-		rerun_refused(req, fqn, 400, "Bad Request", "bad request", cause);
+		rerun_refused(req, type, fqn, 400, "Bad Request", "bad request", cause);
 		goto out;
 	}
 	peer_of(req, peer, sizeof peer);
-	msg = ap_xprintf("admin re-run from %s", peer);
+	msg = ap_xprintf("admin re-run from %s%s", peer, replace ? ", replacing"
+	    " any active run" : "");
 	r = sched_submit(s->deps.sched, type, fqn, entity, agents != NULL ? names : NULL,
 	    replace, msg, &run_id, &cause);
 	free(msg);
@@ -2600,6 +2603,31 @@ metrics_store(const struct metrics_job *j, struct ap_buf *b)
 	    " gauge\nautopilot_airflow_runs_to_fail %lld\n", (long long)j->halts);
 }
 
+/* Attempts ended in this process, by agent and how: a retry that then
+ * succeeded shows here, not in the runs' final states. */
+static void
+metrics_attempts(struct server *s, struct ap_buf *b)
+{
+	static const char *const how[] = { "succeeded", "failed", "timed_out",
+	    "lost" };
+	const struct sched_attempt_count *c;
+	unsigned i, k;
+
+	ap_buf_adds(b, "# HELP autopilot_agent_attempts_total Agents' attempts"
+	    " that ended in this process since it started, by agent and how (a"
+	    " failed attempt that was retried too).\n"
+	    "# TYPE autopilot_agent_attempts_total counter\n");
+	for (i = 0; sched_attempt_counts(s->deps.sched, i, &c); i++) {
+		const uint64_t n[] = { c->succeeded, c->failed, c->timed_out,
+		    c->lost };
+
+		for (k = 0; k < AP_ARRAY_LEN(how); k++)
+			ap_buf_printf(b, "autopilot_agent_attempts_total{agent=\"%s\","
+			    "outcome=\"%s\"} %llu\n", c->agent, how[k],
+			    (unsigned long long)n[k]);
+	}
+}
+
 /* One /metrics answer, with the store's counts of j. */
 static void
 metrics_answer(struct server *s, struct evhttp_request *req,
@@ -2620,6 +2648,7 @@ metrics_answer(struct server *s, struct evhttp_request *req,
 	    " spoken for, waiting to be admitted.\n# TYPE autopilot_runs_waiting"
 	    " gauge\nautopilot_runs_waiting %zu\n", sched_active_runs(s->deps.sched),
 	    sched_agents_in_flight(s->deps.sched), sched_runs_waiting(s->deps.sched));
+	metrics_attempts(s, &b);
 	if (s->deps.airflow_ops != NULL)
 		ap_buf_printf(&b, "# HELP autopilot_airflow_up 0 while the Airflow"
 		    " circuit breaker is open.\n# TYPE autopilot_airflow_up gauge\n"

@@ -106,6 +106,7 @@ struct sched_agent {
 	char *dag_id;
 	char *dag_run_id;
 	char *error;
+	char *deadline_note;	/* error when the timeout came ("" none) */
 	int64_t started_at, finished_at, next_at;
 	int64_t parse_deadline;
 	/* When this attempt's DAG file was written (its deploy answered; for
@@ -255,6 +256,9 @@ struct sched {
 		int64_t ms;
 	} learned[2 * SCHED_MAX_AGENTS];
 	unsigned nlearned;
+	/* Attempts ended in this process, by agent (sched_attempt_counts()). */
+	struct sched_attempt_count ended[2 * SCHED_MAX_AGENTS];
+	unsigned nended;
 };
 
 static const char *const run_state_names[SCHED_RUN_STATE_MAX] = {
@@ -598,6 +602,8 @@ static void sched_index_del(struct sched *s, struct sched_run *r);
 #define NOT_OURS "the run is no longer ours (replaced, ended or taken over" \
 	" after our lease expired)"
 static void sched_run_lost(struct sched_run *r);
+static void sched_count_attempt(struct sched_agent *a,
+    enum sched_agent_state how);
 static void sched_halts_settle(struct sched *s);
 static void sched_take_followups(struct sched *s);
 static void sched_drop_followups(struct sched *s);
@@ -989,6 +995,7 @@ sched_agent_set_state(struct sched_agent *a, enum sched_agent_state to,
 		 * earlier one's passes on (stored, so that a restart keeps it). */
 		if (!a->reuse_id)
 			sched_set_str(&a->dag_run_id, NULL);
+		sched_set_str(&a->deadline_note, NULL);
 		break;
 	case SCHED_AGENT_WAITING_FOR_DAG:
 		/* The parse deadline, stored so that a resumed agent keeps it
@@ -1392,6 +1399,7 @@ sched_run_free(struct sched_run *r)
 		free(a->dag_id);
 		free(a->dag_run_id);
 		free(a->error);
+		free(a->deadline_note);
 		free(a->pre_dag_id);
 		if (a->pre_queued)
 			TAILQ_REMOVE(&r->s->pre_queue, a, pre_link);
@@ -1472,7 +1480,7 @@ sched_run_lost(struct sched_run *r)
 	char *cause = NULL, *why;
 	const char *state, *error, *by;
 
-	if (store_run_json(r->s->store, r->run_id, &j, &cause) != STORE_OK) {
+	if (store_run_brief(r->s->store, r->run_id, &j, &cause) != STORE_OK) {
 		free(cause);
 		sched_run_abandon(r, NOT_OURS, false);
 		return;
@@ -1743,6 +1751,43 @@ sched_agent_timer_cb(evutil_socket_t fd, short what, void *arg)
 	sched_agent_act(arg);
 }
 
+/* Counts an attempt of a that ended as how (succeeded, failed, timed_out,
+ * lost), retried or not. */
+static void
+sched_count_attempt(struct sched_agent *a, enum sched_agent_state how)
+{
+	struct sched *s = a->run->s;
+	const char *name = agent_name(a);
+	unsigned i;
+
+	for (i = 0; i < s->nended; i++)
+		if (strcmp(s->ended[i].agent, name) == 0)
+			break;
+	if (i == s->nended) {
+		if (s->nended == AP_ARRAY_LEN(s->ended))
+			return;
+		snprintf(s->ended[i].agent, sizeof s->ended[i].agent, "%s", name);
+		s->nended++;
+	}
+	switch (how) {
+	case SCHED_AGENT_SUCCEEDED: s->ended[i].succeeded++; break;
+	case SCHED_AGENT_FAILED: s->ended[i].failed++; break;
+	case SCHED_AGENT_TIMED_OUT: s->ended[i].timed_out++; break;
+	case SCHED_AGENT_LOST: s->ended[i].lost++; break;
+	default: break;
+	}
+}
+
+bool
+sched_attempt_counts(const struct sched *s, unsigned i,
+    const struct sched_attempt_count **out)
+{
+	if (i >= s->nended)
+		return false;
+	*out = &s->ended[i];
+	return true;
+}
+
 /*
  * An attempt ended without success. With retries left (and a cause worth
  * retrying) the agent returns to pending after backoff, else it ends in
@@ -1754,9 +1799,10 @@ sched_agent_attempt_failed(struct sched_agent *a, enum sched_agent_state final_s
 {
 	const struct sched_agent_spec *sp = agent_spec(a);
 	int64_t backoff;
-	char *why, *named;
+	char *why, *named, at[40];
 	bool reuse = false;
 
+	sched_count_attempt(a, final_state);
 	if (retryable && a->attempt <= sp->retries) {
 		/* A dag_run_id passed on, not yet triggered with: said unless
 		 * the error says it already, so that a restart keeps it. */
@@ -1768,9 +1814,11 @@ sched_agent_attempt_failed(struct sched_agent *a, enum sched_agent_state final_s
 		backoff = sp->retry_backoff_ms * (1LL << (a->attempt - 1 < 20 ?
 		    a->attempt - 1 : 20));
 		a->next_at = sched_now(a->run->s) + backoff;
-		why = ap_xprintf("attempt %u %s: %s; retrying in %lld ms%s%s%s",
-		    a->attempt, sched_agent_state_name(final_state), error,
-		    (long long)backoff, reuse ? " (" NOTE_REUSE : "", reuse ?
+		/* When, too: a length alone goes stale in status. */
+		ap_format_time(a->next_at, at, sizeof at);
+		why = ap_xprintf("attempt %u %s: %s; retrying in %lld ms (at %s)"
+		    "%s%s%s", a->attempt, sched_agent_state_name(final_state),
+		    error, (long long)backoff, at, reuse ? " (" NOTE_REUSE : "", reuse ?
 		    a->dag_run_id : "", reuse ? ", of an attempt before that"
 		    " Airflow may yet receive)" : "");
 		sched_agent_set_state(a, SCHED_AGENT_PENDING, why);
@@ -1875,9 +1923,11 @@ agent_result_text(const char *what, const struct airflow_result *res)
 	t = ap_xprintf("%s (%s)", text, st == 401 ? "Airflow refused the"
 	    " credentials: check AUTOPILOT_AIRFLOW_USERNAME and"
 	    " AUTOPILOT_AIRFLOW_PASSWORD, or airflow.username and"
-	    " airflow.password_file" : "Airflow refused this to its user: its"
-	    " role must allow the REST API on DAGs and DAG runs, and the"
-	    " OpenMetadata plugin's routes");
+	    " airflow.password_file; on Airflow 2, that [api] auth_backends"
+	    " takes basic_auth; on Airflow 3, whose login took them, that its API"
+	    " servers share one JWT secret and a clock" : "Airflow refused this"
+	    " to its user: its role must allow the REST API on DAGs and DAG"
+	    " runs, and the OpenMetadata plugin's routes");
 	free(text);
 	return t;
 }
@@ -1891,10 +1941,12 @@ agent_result_text(const char *what, const struct airflow_result *res)
 static char *
 agent_timeout_text(const struct sched_agent *a, char *what)
 {
+	const char *note = a->deadline_note != NULL ? a->deadline_note :
+	    a->error;
 	char *t;
 
-	if (a->error != NULL)
-		t = ap_xprintf("%s; until then: %s", what, a->error);
+	if (note != NULL && *note != '\0')
+		t = ap_xprintf("%s; until then: %s", what, note);
 	else if (a->state == SCHED_AGENT_WAITING_FOR_DAG && a->n404 > 0)
 		t = ap_xprintf("%s; until then: Airflow had not parsed DAG %s (%u"
 		    " looks)", what, a->dag_id, a->n404);
@@ -2015,6 +2067,10 @@ sched_agent_act(struct sched_agent *a)
 		    a->dag_run_id != NULL) {
 			act = ACT_LAST_LOOK;
 			agent_late_begin(a, now);
+			/* What the agent showed until now, for its error: the
+			 * late requests write notes of their own. */
+			sched_set_str(&a->deadline_note, a->error != NULL ?
+			    a->error : "");
 		} else {
 			text = agent_timeout_text(a, ap_xprintf("timed out after"
 			    " %g s before the DAG ran",
@@ -2185,6 +2241,7 @@ sched_agent_track(struct sched_agent *a, const struct airflow_run *run,
 	switch (run->state) {
 	case AIRFLOW_RUN_SUCCESS:
 		sched_learn(a, run);
+		sched_count_attempt(a, SCHED_AGENT_SUCCEEDED);
 		sched_agent_set_state(a, SCHED_AGENT_SUCCEEDED, NULL);
 		return;
 	case AIRFLOW_RUN_FAILED:
@@ -2314,11 +2371,8 @@ sched_agent_cb(const struct airflow_result *res, void *arg)
 		return;
 	}
 	a->streak = 0;
-	/* Airflow answered: it is not unreachable (whatever the answer). At
-	 * the timeout the note stays, for the error to say (the trigger may
-	 * never have reached Airflow for it). */
+	/* Airflow answered: it is not unreachable (whatever the answer). */
 	if (res->status != AIRFLOW_UNAVAILABLE && a->error != NULL &&
-	    act != ACT_LAST_LOOK && act != ACT_FAIL_RUN &&
 	    a->state != SCHED_AGENT_PENDING && ap_startswith(a->error, NOTE_UNREACHABLE) &&
 	    sched_agent_note(a, NULL) != 0)
 		return;
@@ -2411,6 +2465,7 @@ sched_agent_cb(const struct airflow_result *res, void *arg)
 			text = ap_xprintf("deployed and unpaused (Airflow runs it on"
 			    " its schedule, if it has one), not triggered (agents.%s.run"
 			    " is false)", agent_name(a));
+			sched_count_attempt(a, SCHED_AGENT_SUCCEEDED);
 			sched_agent_set_state(a, SCHED_AGENT_SUCCEEDED, text);
 		} else
 			sched_agent_set_state(a, SCHED_AGENT_QUEUED, NULL);
@@ -2449,7 +2504,7 @@ sched_agent_cb(const struct airflow_result *res, void *arg)
 			 * exist, so look again (the deadline bounds it, then the
 			 * last look marks it failed) rather than trigger a
 			 * second run beside the first. */
-			text = airflow_result_text(NOTE_UNREADABLE, res);
+			text = agent_result_text(NOTE_UNREADABLE, res);
 			if (res->status == AIRFLOW_BAD_REPLY ||
 			    sched_agent_note(a, text) == 0)
 				sched_agent_after(a, ACT_ADOPT, agent_poll_delay(a,
@@ -2498,7 +2553,7 @@ sched_agent_cb(const struct airflow_result *res, void *arg)
 			 * look again (the deadline bounds it, then the last look
 			 * marks it failed) rather than leave it running and
 			 * start another attempt beside it. */
-			text = airflow_result_text(NOTE_UNREADABLE, res);
+			text = agent_result_text(NOTE_UNREADABLE, res);
 			if (sched_agent_note(a, text) == 0)
 				sched_agent_after(a, ACT_GET_RUN, agent_poll_delay(a,
 				    agent_deadline(a)));
@@ -3021,7 +3076,8 @@ sched_admit_cb(evutil_socket_t fd, short what, void *arg)
 	    (id = sched_admit_pop(s)) != NULL) {
 		/* Final, or claimed by another process meanwhile: it drives it. */
 		if (sched_take_now(s, id, &cause) != 0) {
-			ap_debug("scheduler: run %s not taken: %s", id, cause);
+			id_log(AP_LOG_DEBUG, id, "scheduler: run %s not taken: %s",
+			    id, cause);
 			free(cause);
 			cause = NULL;
 		}

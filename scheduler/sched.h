@@ -241,6 +241,15 @@ unsigned sched_halts_failed(const struct sched *s);
 /* Gives up on the halts still pending: each is said (a warning) and counted
  * as failed. sched_free does it too. */
 void sched_halts_cancel(struct sched *s);
+/* Attempts of one agent that ended in this process since it started, by
+ * how they ended (retried or not). */
+struct sched_attempt_count {
+	char agent[SCHED_AGENT_NAME_MAX];
+	uint64_t succeeded, failed, timed_out, lost;
+};
+/* The i-th agent's counts (i from 0; false past the last). */
+bool sched_attempt_counts(const struct sched *s, unsigned i,
+    const struct sched_attempt_count **out);
 /* Runs taken while the scheduler was full, waiting to be admitted. */
 size_t sched_runs_waiting(const struct sched *s);
 /* True while run_id is driven by this scheduler. */

@@ -1704,7 +1704,9 @@ store_run_replace(struct store *s, const char *service_type, const char *fqn,
 		free(why);
 		if (rc != 0)
 			goto fail;
-		ap_info("store: run %s of %s replaced by %s", active, fqn, id);
+		ap_log_about(AP_LOG_INFO, &(struct ap_log_about){ .run_id =
+		    active, .fqn = fqn }, "store: run %s of %s replaced by %s",
+		    active, fqn, id);
 		free(active);
 		if (store_active_run(s, service_type, fqn, &active, cause) != 0)
 			goto fail;
@@ -1881,6 +1883,27 @@ store_fill_agents(struct store *s, json_t *arr, char **cause)
 			return -1;
 	}
 	return 0;
+}
+
+enum store_result
+store_run_brief(struct store *s, const char *run_id, json_t **out, char **cause)
+{
+	sqlite3_stmt *st;
+	int rc;
+
+	*out = NULL;
+	if ((st = store_stmt(s, Q_RUN_GET, cause)) == NULL)
+		return STORE_ERROR;
+	bind_text(st, 1, run_id);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		*out = store_run_row_json(s, st);
+	sqlite3_reset(st);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+		store_set_cause(s, cause, "run lookup");
+		return STORE_ERROR;
+	}
+	return rc == SQLITE_ROW ? STORE_OK : STORE_NOT_FOUND;
 }
 
 enum store_result

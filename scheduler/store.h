@@ -173,6 +173,10 @@ enum store_result store_run_replace(struct store *s, const char *service_type,
 /* One run: *out is a new reference; STORE_NOT_FOUND if no such run. */
 enum store_result store_run_json(struct store *s, const char *run_id,
     json_t **out, char **cause);
+/* The same without its agents and halts, read as the handle sees it now:
+ * inside a group-commit batch too, which it neither commits nor ends. */
+enum store_result store_run_brief(struct store *s, const char *run_id,
+    json_t **out, char **cause);
 /* Runs newest first, optionally of one service fqn (NULL: all), at most
  * limit (0: 100). *out is a new JSON array. */
 enum store_result store_runs_json(struct store *s, const char *fqn,

@@ -216,7 +216,7 @@ def main():
                         r" run %s, every agent\n" % body["run_id"], log), "re-run logged: %s" % log[-3000:])
         check(re.search(r"admin: re-run of dashboardService looker_prod refused from"
                         r" 127\.0\.0\.1:\d+: 409 active run", log), "409 logged")
-        check(re.search(r"admin: re-run of nosuch refused from 127\.0\.0\.1:\d+: 404 unknown"
+        check(re.search(r"admin: re-run of databaseService nosuch refused from 127\.0\.0\.1:\d+: 404 unknown"
                         r" service: no entity received", log), "404 logged")
 
         st, ready = srv.request("GET", "/readyz")
@@ -224,8 +224,23 @@ def main():
         st, metrics = srv.request("GET", "/metrics")
         check(st == 200 and 'autopilot_webhooks_total{outcome="accepted"} 3' in metrics,
               "metrics count 3 accepted: %s" % metrics[:800])
-        parse_prometheus(metrics)
+        samples = parse_prometheus(metrics)
         check('autopilot_webhooks_total{outcome="repeated"} 1' in metrics, "metrics: repeated")
+        # Each attempt that ended here, by agent and how: as many succeeded
+        # as the runs' agents say, none failed.
+        ended = {}
+        for (name, labels), v in samples.items():
+            if name == "autopilot_agent_attempts_total":
+                lab = dict(labels)
+                ended[(lab["agent"], lab["outcome"])] = v
+        want = {}
+        for r in runs:
+            for a in r["agents"]:
+                if a["state"] == "succeeded":
+                    want[a["agent"]] = want.get(a["agent"], 0) + 1
+        check({k[0]: v for k, v in ended.items() if k[1] == "succeeded" and v} == want and
+              not any(v for k, v in ended.items() if k[1] != "succeeded"),
+              "metrics: attempts ended %s, runs' agents say %s" % (ended, want))
         check('autopilot_runs{state="succeeded"} 4' in metrics, "metrics: runs by state")
         check("autopilot_agent_runs{" in metrics, "metrics: agents by state")
         # Every state of an agent seen, those never reached as 0.

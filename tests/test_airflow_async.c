@@ -817,8 +817,11 @@ test_limit_ends_waits(void **state)
 		if (i < 4) {
 			assert_int_equal(k[i].http_status, 503);
 			assert_string_equal(k[i].detail, "come back later");
-		} else	/* the fifth opened the breaker: its retry waited */
-			assert_non_null(strstr(k[i].detail, "circuit breaker open"));
+		} else	/* the fifth opened the breaker: its retry waited,
+			 * and says what the failures were */
+			assert_string_equal(k[i].detail, "Airflow is unreachable (the"
+			    " last failure: HTTP 503); out of time waiting for the"
+			    " probe request");
 		assert_true(ap_mono_ms() - t0 < 5000);
 	}
 	assert_true(airflow_client_ops()->unreachable(c));

@@ -3627,6 +3627,19 @@ unseen_then_deploy_fails(bool crash)
 	assert_non_null((r = attempt_run(h, id, "metadata", 1)));
 	assert_int_equal(r->created, 1);
 	assert_int_equal(r->adopted, 1);
+	if (!crash) {
+		/* Each attempt is counted as it ended (the metrics). */
+		const struct sched_attempt_count *c;
+		unsigned i;
+
+		for (i = 0; sched_attempt_counts(h->sched, i, &c); i++)
+			if (strcmp(c->agent, "metadata") == 0)
+				break;
+		assert_true(sched_attempt_counts(h->sched, i, &c));
+		assert_int_equal(c->failed, 2);
+		assert_int_equal(c->succeeded, 1);
+		assert_int_equal(c->timed_out + c->lost, 0);
+	}
 	json_decref(st);
 	free(id);
 	h_free(h);
