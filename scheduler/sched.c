@@ -2336,13 +2336,27 @@ sched_halt_record(struct sched *s, const char *run_id, const char *dag_id,
  * try again a little later. 0, or -1 (said) if the store refused it.
  */
 static int
-sched_halt_keep(struct sched_agent *a, const char *why)
+sched_halt_keep(struct sched_agent *a, const char *why,
+    const struct airflow_result *res)
 {
 	struct sched *s = a->run->s;
-	char *what = ap_xprintf("agent %s %s", agent_name(a), why);
+	char *what = ap_xprintf("agent %s %s", agent_name(a), why), *cause = NULL;
+	char *error = airflow_result_text("mark failed", res);
+	int64_t next_at = sched_now(s) + halt_wait(s, 0);
 	int rc = sched_halt_record(s, a->run->run_id, a->dag_id, a->dag_run_id,
-	    what, sched_now(s) + halt_wait(s, 0));
+	    what, next_at);
 
+	/* The agent's own tries count: status says how they failed. */
+	if (rc == 0 && store_halt_failed(s->store, a->dag_id, a->dag_run_id,
+	    error, next_at, &cause) != STORE_OK) {
+		agent_log(AP_LOG_ERROR, a, "run %s agent %s: cannot record the"
+		    " failed PATCH of Airflow run %s: %s", a->run->run_id,
+		    agent_name(a), a->dag_run_id, cause != NULL ? cause :
+		    "state store error");
+		rc = -1;
+	}
+	free(cause);
+	free(error);
 	free(what);
 	return rc;
 }
@@ -2582,7 +2596,7 @@ sched_agent_cb(const struct airflow_result *res, void *arg)
 
 			/* Kept before the agent ends: a store that refuses
 			 * it takes the run back, to look again. */
-			if (keep && sched_halt_keep(a, "timed out") != 0) {
+			if (keep && sched_halt_keep(a, "timed out", res) != 0) {
 				sched_run_abandon(a->run, "state store error", true);
 				break;
 			}

@@ -2227,6 +2227,18 @@ test_timeout_unhalted_not_retried(void **state)
 	json_decref(st);
 	h_spin(h, 10);
 	assert_int_equal(halts_count(h), 1);
+	/* The agent's own try counts, with how it failed. */
+	st = h_status(h, id);
+	{
+		json_t *halt = json_array_get(json_object_get(st,
+		    "airflow_runs_to_fail"), 0);
+
+		assert_int_equal(json_integer_value(json_object_get(halt,
+		    "tries")), 1);
+		assert_non_null(strstr(json_string_value(json_object_get(halt,
+		    "error")), "mark failed: "));
+	}
+	json_decref(st);
 	assert_false(h->fake.runs[0].failed_by_us);
 	h->fake.fail_run_unanswered = false;
 	n = log_count(h, "get_run", "pg__metadata");
