@@ -646,12 +646,24 @@ token_done(const struct airflow_result *res, void *arg)
 	if (tok == NULL) {
 		struct airflow_result r = *res;
 
-		if (res->status == AIRFLOW_OK) {
-			/* Not a reply about what was asked (which is looked at
-			 * again): no login to be had here (a portal's page). */
+		if (res->status == AIRFLOW_OK || res->status == AIRFLOW_BAD_REPLY) {
+			/* A 2xx with no token (a portal's sign-in page): no
+			 * login to be had here, which the requests waiting for
+			 * it must not take for an unreadable answer of their own
+			 * (looked at again). Not tried again for a while, as a
+			 * refused login. */
+			free(c->login_refused);
+			c->login_refused_ms = ap_mono_ms();
+			c->login_refused_status = res->error.http_status;
+			c->login_refused = ap_xprintf(AIRFLOW_LOGIN_REFUSED
+			    " answered HTTP %ld without an access_token (%s): not"
+			    " Airflow 3's login at airflow.url (a sign-in portal's"
+			    " page?), or airflow.api \"v2\" for an Airflow that is not"
+			    " 3", res->error.http_status, res->error.detail != NULL ?
+			    res->error.detail : "no detail");
 			r.status = AIRFLOW_REJECTED;
 			r.error.title = "Bad reply";
-			r.error.detail = "POST /auth/token answered without an access_token";
+			r.error.detail = c->login_refused;
 		} else if (res->status != AIRFLOW_UNAVAILABLE &&
 		    (res->error.http_status == 404 || res->error.http_status == 405)) {
 			/* No login route where Airflow answers (a 404 with no
@@ -704,7 +716,8 @@ login_refused_cb(evutil_socket_t fd, short what, void *arg)
 	memset(&r, 0, sizeof r);
 	r.status = AIRFLOW_REJECTED;
 	r.error.http_status = c->login_refused_status;
-	r.error.title = airflow_reason(c->login_refused_status);
+	r.error.title = c->login_refused_status < 300 ? "Bad reply" :
+	    airflow_reason(c->login_refused_status);
 	r.error.detail = c->login_refused;
 	fail_waiters(&c->token_waiters, &r);
 }

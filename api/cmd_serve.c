@@ -206,7 +206,7 @@ serve_exec(int argc, char **argv)
 	const char *path = NULL;
 	char *cause = NULL, *listen = NULL;
 	int c, rc = AP_EXIT_USAGE, listen_fd = -1;
-	unsigned n;
+	unsigned n, held;
 
 	memset(&sv, 0, sizeof sv);
 	config_init(&cfg);
@@ -320,9 +320,15 @@ serve_exec(int argc, char **argv)
 	printf("listening %s\n", listen);
 	fflush(stdout);
 	n = sched_active_runs(sv.rt.sched);
+	held = store_held_elsewhere(sv.rt.store);
 	ap_info("autopilot %s listening %s; Airflow %s; state %s; %u run%s resumed",
 	    AP_VERSION, listen, cfg.airflow_url, cfg.state_path, n, n == 1 ? "" :
 	    "s");
+	if (held > 0)
+		ap_info("%u unfinished run%s held by another process on this"
+		    " database (autopilot status names it): taken up here if it"
+		    " stops or its lease runs out", held, held == 1 ? " is" :
+		    "s are");
 
 	event_base_dispatch(sv.rt.base);
 	ap_info("stopped");

@@ -1971,13 +1971,16 @@ static void
 rerun_refused(struct evhttp_request *req, const char *type, const char *fqn,
     int code, const char *reason, const char *error, const char *detail)
 {
-	char peer[80];
+	char peer[80], *shown = type != NULL ? echo_cut(type) : NULL;
 
+	/* The type as the answer shows it: its first 64 bytes. */
 	peer_of(req, peer, sizeof peer);
 	ap_log_about(AP_LOG_INFO, &(struct ap_log_about){ .fqn = fqn },
-	    "admin: re-run%s%s%s%s refused from %s: %d %s: %s", type != NULL ?
-	    " of " : "", type != NULL ? type : "", fqn != NULL ? " " : "", fqn !=
-	    NULL ? fqn : "", peer, code, error, detail != NULL ? detail : "");
+	    "admin: re-run%s%s%s%s refused from %s: %d %s: %s", type != NULL ||
+	    fqn != NULL ? " of " : "", shown != NULL ? shown : "", shown != NULL &&
+	    fqn != NULL ? " " : "", fqn != NULL ? fqn : "", peer, code, error,
+	    detail != NULL ? detail : "");
+	free(shown);
 	reply_error(req, code, reason, error, detail);
 }
 

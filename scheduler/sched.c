@@ -1802,7 +1802,6 @@ sched_agent_attempt_failed(struct sched_agent *a, enum sched_agent_state final_s
 	char *why, *named, at[40];
 	bool reuse = false;
 
-	sched_count_attempt(a, final_state);
 	if (retryable && a->attempt <= sp->retries) {
 		/* A dag_run_id passed on, not yet triggered with: said unless
 		 * the error says it already, so that a restart keeps it. */
@@ -1821,11 +1820,15 @@ sched_agent_attempt_failed(struct sched_agent *a, enum sched_agent_state final_s
 		    error, (long long)backoff, at, reuse ? " (" NOTE_REUSE : "", reuse ?
 		    a->dag_run_id : "", reuse ? ", of an attempt before that"
 		    " Airflow may yet receive)" : "");
-		sched_agent_set_state(a, SCHED_AGENT_PENDING, why);
+		/* Counted once written: a run given up and taken back ends
+		 * the attempt again. */
+		if (sched_agent_set_state(a, SCHED_AGENT_PENDING, why) == 0)
+			sched_count_attempt(a, final_state);
 		free(why);
 		return;
 	}
-	sched_agent_set_state(a, final_state, error);
+	if (sched_agent_set_state(a, final_state, error) == 0)
+		sched_count_attempt(a, final_state);
 }
 
 /*
@@ -2241,8 +2244,8 @@ sched_agent_track(struct sched_agent *a, const struct airflow_run *run,
 	switch (run->state) {
 	case AIRFLOW_RUN_SUCCESS:
 		sched_learn(a, run);
-		sched_count_attempt(a, SCHED_AGENT_SUCCEEDED);
-		sched_agent_set_state(a, SCHED_AGENT_SUCCEEDED, NULL);
+		if (sched_agent_set_state(a, SCHED_AGENT_SUCCEEDED, NULL) == 0)
+			sched_count_attempt(a, SCHED_AGENT_SUCCEEDED);
 		return;
 	case AIRFLOW_RUN_FAILED:
 		text = ap_xprintf("Airflow run %s of DAG %s failed", a->dag_run_id,
@@ -2313,15 +2316,17 @@ halt_wait(const struct sched *s, int64_t tries)
 }
 
 /* Writes the halt of Airflow run dag_run_id of run_id into the batch (due
- * at next_at): 0, or -1 (said) if the store refused it. */
+ * at next_at; error: how a PATCH of it failed already, else NULL): 0, or
+ * -1 (said) if the store refused it. */
 static int
 sched_halt_record(struct sched *s, const char *run_id, const char *dag_id,
-    const char *dag_run_id, const char *what, int64_t next_at)
+    const char *dag_run_id, const char *what, int64_t next_at,
+    const char *error)
 {
 	char *cause = NULL;
 
-	if (sched_batch(s) == 0 && store_halt_add(s->store, run_id, dag_id,
-	    dag_run_id, what, next_at, &cause) == STORE_OK)
+	if (sched_batch(s) == 0 && store_halt_add_failed(s->store, run_id,
+	    dag_id, dag_run_id, what, next_at, error, &cause) == STORE_OK)
 		return 0;
 	id_log(AP_LOG_ERROR, run_id,
 	    "run %s: cannot record Airflow run %s as to be marked failed: %s",
@@ -2340,22 +2345,12 @@ sched_halt_keep(struct sched_agent *a, const char *why,
     const struct airflow_result *res)
 {
 	struct sched *s = a->run->s;
-	char *what = ap_xprintf("agent %s %s", agent_name(a), why), *cause = NULL;
+	char *what = ap_xprintf("agent %s %s", agent_name(a), why);
 	char *error = airflow_result_text("mark failed", res);
-	int64_t next_at = sched_now(s) + halt_wait(s, 0);
+	/* The agent's own try counts: status says how it failed. */
 	int rc = sched_halt_record(s, a->run->run_id, a->dag_id, a->dag_run_id,
-	    what, next_at);
+	    what, sched_now(s) + halt_wait(s, 0), error);
 
-	/* The agent's own tries count: status says how they failed. */
-	if (rc == 0 && store_halt_failed(s->store, a->dag_id, a->dag_run_id,
-	    error, next_at, &cause) != STORE_OK) {
-		agent_log(AP_LOG_ERROR, a, "run %s agent %s: cannot record the"
-		    " failed PATCH of Airflow run %s: %s", a->run->run_id,
-		    agent_name(a), a->dag_run_id, cause != NULL ? cause :
-		    "state store error");
-		rc = -1;
-	}
-	free(cause);
 	free(error);
 	free(what);
 	return rc;
@@ -2479,8 +2474,9 @@ sched_agent_cb(const struct airflow_result *res, void *arg)
 			text = ap_xprintf("deployed and unpaused (Airflow runs it on"
 			    " its schedule, if it has one), not triggered (agents.%s.run"
 			    " is false)", agent_name(a));
-			sched_count_attempt(a, SCHED_AGENT_SUCCEEDED);
-			sched_agent_set_state(a, SCHED_AGENT_SUCCEEDED, text);
+			if (sched_agent_set_state(a, SCHED_AGENT_SUCCEEDED,
+			    text) == 0)
+				sched_count_attempt(a, SCHED_AGENT_SUCCEEDED);
 		} else
 			sched_agent_set_state(a, SCHED_AGENT_QUEUED, NULL);
 		break;
@@ -2811,7 +2807,7 @@ sched_run_drop_unplanned(struct sched_run *r, struct store_agent_row *rows,
 		 * (below), so taken for the time that takes. */
 		if (airflow && sched_halt_record(s, r->run_id, rows[j].dag_id,
 		    rows[j].dag_run_id, "an agent no longer in the plan",
-		    sched_now(s) + halt_claim_ms(s)) != 0) {
+		    sched_now(s) + halt_claim_ms(s), NULL) != 0) {
 			sched_run_abandon(r, "state store error", true);
 			goto fail;
 		}

@@ -144,12 +144,14 @@ enum store_stmt_id {
 	Q_RUN_ROWID,
 	Q_BEGIN_READ,
 	Q_HALT_ADD,
+	Q_HALT_ADD_FAILED,
 	Q_HALT_FAILED,
 	Q_HALT_DONE,
 	Q_HALT_RELEASE,
 	Q_HALTS_OF,
 	Q_HALTS_DUE,
 	Q_COUNT_BOUNDS,
+	Q_HELD_ELSEWHERE,
 	Q_RUN_COUNTS,
 	Q_AGENT_COUNTS,
 	Q_AGENT_COUNTS_OF,
@@ -232,6 +234,9 @@ static const char *const store_sql[Q_MAX] = {
 	 * the halts; runs by state and agent runs by agent and state, of the
 	 * runs with a rowid in [?1, ?2). */
 	[Q_BEGIN_READ] = "BEGIN",
+	/* Unfinished runs another process holds (store_held_elsewhere()). */
+	[Q_HELD_ELSEWHERE] = "SELECT owner, lease_until FROM runs WHERE state IN "
+	    ACTIVE_STATES " AND owner IS NOT NULL AND owner <> ?1",
 	[Q_COUNT_BOUNDS] = "SELECT (SELECT min(rowid) FROM runs WHERE state IN "
 	    ACTIVE_STATES "), (SELECT max(rowid) FROM runs),"
 	    " (SELECT min(rowid) FROM runs), (SELECT count(*) FROM halts)",
@@ -247,6 +252,13 @@ static const char *const store_sql[Q_MAX] = {
 	    " created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (dag_id,"
 	    " dag_run_id) DO UPDATE SET run_id = excluded.run_id, what ="
 	    " excluded.what, next_at = min(next_at, excluded.next_at)",
+	/* ... with a PATCH of it that failed already: counted, its error
+	 * kept, whoever had the row. */
+	[Q_HALT_ADD_FAILED] = "INSERT INTO halts (dag_id, dag_run_id, run_id, what,"
+	    " next_at, created_at, tries, error) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1,"
+	    " ?7) ON CONFLICT (dag_id, dag_run_id) DO UPDATE SET run_id ="
+	    " excluded.run_id, what = excluded.what, next_at = min(next_at,"
+	    " excluded.next_at), tries = tries + 1, error = excluded.error",
 	[Q_HALT_FAILED] = "UPDATE halts SET tries = tries + 1, error = ?3,"
 	    " next_at = ?4 WHERE dag_id = ?1 AND dag_run_id = ?2",
 	[Q_HALT_DONE] = "DELETE FROM halts WHERE dag_id = ?1 AND dag_run_id = ?2",
@@ -2398,6 +2410,22 @@ fail:
 	return STORE_ERROR;
 }
 
+unsigned
+store_held_elsewhere(struct store *s)
+{
+	sqlite3_stmt *st = store_stmt(s, Q_HELD_ELSEWHERE, NULL);
+	unsigned n = 0;
+
+	if (st == NULL)
+		return 0;
+	bind_text(st, 1, s->owner);
+	while (sqlite3_step(st) == SQLITE_ROW)
+		n += !store_claimable(s, (const char *)sqlite3_column_text(st, 0),
+		    sqlite3_column_int64(st, 1));
+	sqlite3_reset(st);
+	return n;
+}
+
 bool
 store_run_orphaned(struct store *s, const char *run_id)
 {
@@ -2720,7 +2748,17 @@ enum store_result
 store_halt_add(struct store *s, const char *run_id, const char *dag_id,
     const char *dag_run_id, const char *what, int64_t next_at, char **cause)
 {
-	sqlite3_stmt *st = store_stmt(s, Q_HALT_ADD, cause);
+	return store_halt_add_failed(s, run_id, dag_id, dag_run_id, what,
+	    next_at, NULL, cause);
+}
+
+enum store_result
+store_halt_add_failed(struct store *s, const char *run_id, const char *dag_id,
+    const char *dag_run_id, const char *what, int64_t next_at,
+    const char *error, char **cause)
+{
+	sqlite3_stmt *st = store_stmt(s, error != NULL ? Q_HALT_ADD_FAILED :
+	    Q_HALT_ADD, cause);
 
 	if (st == NULL)
 		return STORE_ERROR;
@@ -2730,6 +2768,8 @@ store_halt_add(struct store *s, const char *run_id, const char *dag_id,
 	bind_text(st, 4, what);
 	sqlite3_bind_int64(st, 5, next_at);
 	sqlite3_bind_int64(st, 6, store_now(s));
+	if (error != NULL)
+		bind_text(st, 7, error);
 	return store_exec_stmt(s, st, cause, "record an Airflow run to mark"
 	    " failed") == 0 ? STORE_OK : STORE_ERROR;
 }

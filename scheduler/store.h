@@ -221,6 +221,11 @@ enum store_result store_counts(struct store *s, int64_t runs[4], json_t **agents
 enum store_result store_halt_add(struct store *s, const char *run_id,
     const char *dag_id, const char *dag_run_id, const char *what,
     int64_t next_at, char **cause);
+/* The same, for an Airflow run whose PATCH failed already (error): that
+ * try is counted in its tries, as a later one's would be. */
+enum store_result store_halt_add_failed(struct store *s, const char *run_id,
+    const char *dag_id, const char *dag_run_id, const char *what,
+    int64_t next_at, const char *error, char **cause);
 /* How long a process that takes a halt has for it (its GET and PATCH)
  * before another may: store_halts_due() and the halts a replace writes,
  * which the replacing process sends. 60 s unless set. longest_ms: the
@@ -283,6 +288,9 @@ enum store_result store_claim_unfinished(struct store *s, unsigned max,
  * process let it go, as an interrupted `autopilot run` does), an expired
  * lease, or an owner on this host that has exited. */
 bool store_run_orphaned(struct store *s, const char *run_id);
+/* How many unfinished runs another live process holds (0 on a store
+ * error): said at start, as the runs this process did not resume. */
+unsigned store_held_elsewhere(struct store *s);
 /* Claims one run by id: STORE_LOST if it is final or someone else holds it.
  * Inside a group-commit batch the claim joins the batch (durable at its
  * store_flush, before which the caller must not act on the run). */

@@ -104,6 +104,20 @@ def blocked_output(sim, pg_file):
         check(p.poll() is None and "pipe" in wchan and any(
               a["state"] != "pending" for r in srv.runs() for a in r["agents"]),
               "the run is under way and stuck writing its progress (%s)" % wchan)
+        # Another serve started on the database meanwhile says that a run is
+        # held by another process, which it did not resume.
+        srv2 = Serve(sim.url, config={"state": {"path": srv.state}})
+        try:
+            srv2.start()
+            deadline = time.monotonic() + 10
+            while (time.monotonic() < deadline and
+                   "1 unfinished run is held by another process" not in srv2.log()):
+                time.sleep(0.05)
+            check("1 unfinished run is held by another process" in srv2.log(),
+                  "a second serve says a run is held elsewhere: %s" % srv2.log()[-2000:])
+            check(srv2.stop() == 0, "second serve: clean stop")
+        finally:
+            srv2.close()
         t0 = time.monotonic()
         st, body = srv.post_event(event("databaseService", entity("databaseService", "meanwhile")))
         took = time.monotonic() - t0

@@ -45,6 +45,7 @@ struct fake {
 	unsigned held;			/* requests left unanswered (held) */
 	bool hold_version;		/* GET /api/v2/version is held */
 	bool hold_token;		/* POST /auth/token is held */
+	bool token_page;		/* ... answers 200 with a page */
 };
 
 static void
@@ -163,7 +164,8 @@ fake_route(struct evhttp_request *req, void *arg)
 		answer_run(req, run);
 	else if (strcmp(path, "/auth/token") == 0) {
 		f->tokens++;
-		answer(req, 201, "{\"access_token\": \"tok\"}");
+		answer(req, f->token_page ? 200 : 201, f->token_page ?
+		    "<html>Sign in</html>" : "{\"access_token\": \"tok\"}");
 	} else if (strcmp(path, RUNS_V2 "/tok") == 0 && f->rejected++ == 0)
 		answer(req, 403, "{\"detail\": \"Invalid token\"}");
 	else if (strcmp(path, RUNS_V2 "/tok") == 0)
@@ -543,6 +545,42 @@ test_token_rejected_read(void **state)
 	assert_int_equal(f.rejected, 2);
 	airflow_client_free(c);
 	call_cleanup(&k);
+	fake_stop(&f);
+}
+
+/* Airflow 3's login answered 2xx without a token (a sign-in portal's
+ * page): the request that needed it is refused with the login named, not
+ * left as an unreadable answer of its own, and the next request within
+ * the retry interval does not log in again. */
+static void
+test_token_page_refused(void **state)
+{
+	struct fake f;
+	struct airflow_client *c;
+	struct call k[2];
+	struct airflow_stats st;
+	unsigned i;
+
+	(void)state;
+	fake_start(&f);
+	f.token_page = true;
+	c = client_new(&f, AIRFLOW_API_V2);
+	memset(k, 0, sizeof k);
+	ncalls = 0;
+	for (i = 0; i < 2; i++) {
+		get_run(c, "tok", &k[i]);
+		wait_calls(&f, i + 1);
+		assert_int_equal(k[i].status, AIRFLOW_REJECTED);
+		assert_int_equal(k[i].http_status, 200);
+		assert_non_null(strstr(k[i].detail, "Airflow 3's login (POST"
+		    " /auth/token) answered HTTP 200 without an access_token"));
+	}
+	assert_int_equal(f.tokens, 1);
+	airflow_client_stats(c, &st);
+	assert_true(st.login_refused);
+	airflow_client_free(c);
+	for (i = 0; i < 2; i++)
+		call_cleanup(&k[i]);
 	fake_stop(&f);
 }
 
@@ -1100,6 +1138,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_answers_classified),
 		cmocka_unit_test(test_unpause_answers),
+		cmocka_unit_test(test_token_page_refused),
 		cmocka_unit_test(test_token_rejected_read),
 		cmocka_unit_test(test_cancel_while_reading),
 		cmocka_unit_test(test_cancel_from_callback),
