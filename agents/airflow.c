@@ -637,6 +637,18 @@ start_detect(struct airflow_client *c)
 	req_attempt(q);
 }
 
+/* The login Airflow answered with status refused, for what it says (text,
+ * taken): kept, and not tried again for a while (start_token()). */
+static const char *
+login_refuse(struct airflow_client *c, long status, char *text)
+{
+	free(c->login_refused);
+	c->login_refused_ms = ap_mono_ms();
+	c->login_refused_status = status;
+	c->login_refused = text;
+	return text;
+}
+
 static void
 token_done(const struct airflow_result *res, void *arg)
 {
@@ -652,18 +664,14 @@ token_done(const struct airflow_result *res, void *arg)
 			 * it must not take for an unreadable answer of their own
 			 * (looked at again). Not tried again for a while, as a
 			 * refused login. */
-			free(c->login_refused);
-			c->login_refused_ms = ap_mono_ms();
-			c->login_refused_status = res->error.http_status;
-			c->login_refused = ap_xprintf(AIRFLOW_LOGIN_REFUSED
-			    " answered HTTP %ld without an access_token (%s): not"
+			r.error.detail = login_refuse(c, res->error.http_status,
+			    ap_xprintf(AIRFLOW_LOGIN_REFUSED " answered HTTP %ld without an access_token (%s): not"
 			    " Airflow 3's login at airflow.url (a sign-in portal's"
 			    " page?), or airflow.api \"v2\" for an Airflow that is not"
 			    " 3", res->error.http_status, res->error.detail != NULL ?
-			    res->error.detail : "no detail");
+			    res->error.detail : "no detail"));
 			r.status = AIRFLOW_REJECTED;
 			r.error.title = "Bad reply";
-			r.error.detail = c->login_refused;
 		} else if (res->status != AIRFLOW_UNAVAILABLE &&
 		    (res->error.http_status == 404 || res->error.http_status == 405)) {
 			/* No login route where Airflow answers (a 404 with no
@@ -682,17 +690,13 @@ token_done(const struct airflow_result *res, void *arg)
 		    (res->error.http_status == 401 || res->error.http_status == 403)) {
 			/* Whatever asked for the token fails with this: the
 			 * login, not its own request, is what to fix. */
-			free(c->login_refused);
-			c->login_refused_ms = ap_mono_ms();
-			c->login_refused_status = res->error.http_status;
-			c->login_refused = ap_xprintf(AIRFLOW_LOGIN_REFUSED
-			    " refused the credentials of user '%s': check"
+			r.error.detail = login_refuse(c, res->error.http_status,
+			    ap_xprintf(AIRFLOW_LOGIN_REFUSED " refused the credentials of user '%s': check"
 			    " AUTOPILOT_AIRFLOW_USERNAME and AUTOPILOT_AIRFLOW_PASSWORD (or"
 			    " airflow.username and airflow.password_file)%s%s",
 			    c->username != NULL ? c->username : "", res->error.detail !=
 			    NULL ? ": " : "", res->error.detail != NULL ?
-			    res->error.detail : "");
-			r.error.detail = c->login_refused;
+			    res->error.detail : ""));
 		}
 		fail_waiters(&c->token_waiters, &r);
 		return;
