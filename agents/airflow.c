@@ -658,7 +658,9 @@ token_done(const struct airflow_result *res, void *arg)
 	if (tok == NULL) {
 		struct airflow_result r = *res;
 
-		if (res->status == AIRFLOW_OK || res->status == AIRFLOW_BAD_REPLY) {
+		if (res->status == AIRFLOW_OK || (res->status ==
+		    AIRFLOW_BAD_REPLY && res->error.http_status >= 200 &&
+		    res->error.http_status < 300)) {
 			/* A 2xx with no token (a portal's sign-in page): no
 			 * login to be had here, which the requests waiting for
 			 * it must not take for an unreadable answer of their own

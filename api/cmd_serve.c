@@ -326,9 +326,10 @@ serve_exec(int argc, char **argv)
 	    "s");
 	if (held > 0)
 		ap_info("%u unfinished run%s held by another process on this"
-		    " database (autopilot status names it): taken up here if it"
-		    " stops or its lease runs out", held, held == 1 ? " is" :
-		    "s are");
+		    " database (autopilot status says which): %s", held, held == 1 ?
+		    " is" : "s are", cfg.sched.rescan_ms > 0 ? "taken up here if it"
+		    " stops or its lease runs out" : "taken up at the next start"
+		    " once it stops (scheduler.rescan_ms is 0)");
 
 	event_base_dispatch(sv.rt.base);
 	ap_info("stopped");

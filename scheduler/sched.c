@@ -1820,8 +1820,9 @@ sched_agent_attempt_failed(struct sched_agent *a, enum sched_agent_state final_s
 		    error, (long long)backoff, at, reuse ? " (" NOTE_REUSE : "", reuse ?
 		    a->dag_run_id : "", reuse ? ", of an attempt before that"
 		    " Airflow may yet receive)" : "");
-		/* Counted once written: a run given up and taken back ends
-		 * the attempt again. */
+		/* Counted once written (a store that refuses it gives the run
+		 * up, to end the attempt again; a batch whose commit then
+		 * fails does too, and it is counted again). */
 		if (sched_agent_set_state(a, SCHED_AGENT_PENDING, why) == 0)
 			sched_count_attempt(a, final_state);
 		free(why);

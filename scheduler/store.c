@@ -253,12 +253,12 @@ static const char *const store_sql[Q_MAX] = {
 	    " dag_run_id) DO UPDATE SET run_id = excluded.run_id, what ="
 	    " excluded.what, next_at = min(next_at, excluded.next_at)",
 	/* ... with a PATCH of it that failed already: counted, its error
-	 * kept, whoever had the row. */
+	 * kept. A row there already (another process's, which may be sending
+	 * it now) keeps its due time and its why. */
 	[Q_HALT_ADD_FAILED] = "INSERT INTO halts (dag_id, dag_run_id, run_id, what,"
 	    " next_at, created_at, tries, error) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1,"
-	    " ?7) ON CONFLICT (dag_id, dag_run_id) DO UPDATE SET run_id ="
-	    " excluded.run_id, what = excluded.what, next_at = min(next_at,"
-	    " excluded.next_at), tries = tries + 1, error = excluded.error",
+	    " ?7) ON CONFLICT (dag_id, dag_run_id) DO UPDATE SET tries = tries + 1,"
+	    " error = excluded.error",
 	[Q_HALT_FAILED] = "UPDATE halts SET tries = tries + 1, error = ?3,"
 	    " next_at = ?4 WHERE dag_id = ?1 AND dag_run_id = ?2",
 	[Q_HALT_DONE] = "DELETE FROM halts WHERE dag_id = ?1 AND dag_run_id = ?2",
