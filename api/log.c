@@ -108,18 +108,6 @@ ap_log_enabled(enum ap_log_level level)
 }
 
 void
-ap_log(enum ap_log_level level, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (level < log_min)
-		return;
-	va_start(ap, fmt);
-	log_line(level, NULL, fmt, ap);
-	va_end(ap);
-}
-
-void
 ap_log_about(enum ap_log_level level, const struct ap_log_about *about,
     const char *fmt, ...)
 {

@@ -26,7 +26,6 @@ const char *ap_log_level_name(enum ap_log_level level);
 /* Parses "debug", "info", "warn", "error"; false if unknown. */
 bool ap_log_level_parse(const char *s, enum ap_log_level *out);
 
-void ap_log(enum ap_log_level level, const char *fmt, ...) AP_PRINTFLIKE(2, 3);
 /* Whether lines of level are written: for what costs work to say. */
 bool ap_log_enabled(enum ap_log_level level);
 
@@ -34,7 +33,7 @@ bool ap_log_enabled(enum ap_log_level level);
  * What a line is about, for JSON lines: each field set is a key of its own
  * ("run_id", "agent", "fqn", "event_id") beside "msg", so that a run's
  * lines can be picked out without reading the message. Text lines are
- * those of ap_log(): the message names them already.
+ * the same with or without them: the message names them already.
  */
 struct ap_log_about {
 	const char *run_id;
@@ -45,6 +44,8 @@ struct ap_log_about {
 
 void ap_log_about(enum ap_log_level level, const struct ap_log_about *about,
     const char *fmt, ...) AP_PRINTFLIKE(3, 4);
+/* A line about nothing in particular (no fields beside "msg"). */
+#define ap_log(level, ...) ap_log_about((level), NULL, __VA_ARGS__)
 
 #define ap_debug(...) ap_log(AP_LOG_DEBUG, __VA_ARGS__)
 #define ap_info(...) ap_log(AP_LOG_INFO, __VA_ARGS__)

@@ -1488,15 +1488,10 @@ sched_run_lost(struct sched_run *r)
 	state = json_string_value(json_object_get(j, "state"));
 	error = json_string_value(json_object_get(j, "error"));
 	by = json_string_value(json_object_get(j, "driven_by"));
-	why = ap_xprintf("the run is no longer ours: it is %s%s%s%s%s",
+	why = ap_xprintf("the run is no longer ours: it is %s%s%s%s%s%s",
 	    state != NULL ? state : "?", error != NULL ? " (" : "", error != NULL ?
-	    error : "", error != NULL ? ")" : "", by == NULL ? "" : ", driven by ");
-	if (by != NULL) {
-		char *t = ap_xprintf("%s%s", why, by);
-
-		free(why);
-		why = t;
-	}
+	    error : "", error != NULL ? ")" : "", by != NULL ? ", driven by " : "",
+	    by != NULL ? by : "");
 	json_decref(j);
 	sched_run_abandon(r, why, false);
 	free(why);
@@ -1788,6 +1783,19 @@ sched_attempt_counts(const struct sched *s, unsigned i,
 	return true;
 }
 
+/* Whether error names dag_run_id as note (NOTE_NO_RUN, NOTE_REUSE) puts
+ * it: the note, the id, then after. */
+static bool
+error_names(const char *error, const char *note, const char *dag_run_id,
+    const char *after)
+{
+	char *named = ap_xprintf("%s%s%s", note, dag_run_id, after);
+	bool yes = strstr(error, named) != NULL;
+
+	free(named);
+	return yes;
+}
+
 /*
  * An attempt ended without success. With retries left (and a cause worth
  * retrying) the agent returns to pending after backoff, else it ends in
@@ -1799,17 +1807,14 @@ sched_agent_attempt_failed(struct sched_agent *a, enum sched_agent_state final_s
 {
 	const struct sched_agent_spec *sp = agent_spec(a);
 	int64_t backoff;
-	char *why, *named, at[40];
+	char *why, at[40];
 	bool reuse = false;
 
 	if (retryable && a->attempt <= sp->retries) {
 		/* A dag_run_id passed on, not yet triggered with: said unless
 		 * the error says it already, so that a restart keeps it. */
-		if (a->reuse_id && a->dag_run_id != NULL) {
-			named = ap_xprintf(NOTE_NO_RUN "%s", a->dag_run_id);
-			reuse = strstr(error, named) == NULL;
-			free(named);
-		}
+		reuse = a->reuse_id && a->dag_run_id != NULL &&
+		    !error_names(error, NOTE_NO_RUN, a->dag_run_id, "");
 		backoff = sp->retry_backoff_ms * (1LL << (a->attempt - 1 < 20 ?
 		    a->attempt - 1 : 20));
 		a->next_at = sched_now(a->run->s) + backoff;
@@ -1840,8 +1845,6 @@ sched_agent_attempt_failed(struct sched_agent *a, enum sched_agent_state final_s
 static void
 sched_agent_unseen_resumed(struct sched_agent *a)
 {
-	char *named;
-
 	if (a->dag_run_id == NULL)
 		return;
 	if (a->state == SCHED_AGENT_DEPLOYING ||
@@ -1851,12 +1854,8 @@ sched_agent_unseen_resumed(struct sched_agent *a)
 	}
 	if (a->state != SCHED_AGENT_PENDING || a->attempt == 0 || a->error == NULL)
 		return;
-	named = ap_xprintf(NOTE_NO_RUN "%s", a->dag_run_id);
-	a->reuse_id = strstr(a->error, named) != NULL;
-	free(named);
-	named = ap_xprintf(NOTE_REUSE "%s,", a->dag_run_id);
-	a->reuse_id = a->reuse_id || strstr(a->error, named) != NULL;
-	free(named);
+	a->reuse_id = error_names(a->error, NOTE_NO_RUN, a->dag_run_id, "") ||
+	    error_names(a->error, NOTE_REUSE, a->dag_run_id, ",");
 }
 
 /*

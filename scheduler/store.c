@@ -1921,26 +1921,16 @@ store_run_brief(struct store *s, const char *run_id, json_t **out, char **cause)
 enum store_result
 store_run_json(struct store *s, const char *run_id, json_t **out, char **cause)
 {
-	sqlite3_stmt *st;
-	json_t *arr = json_array();
-	int rc;
+	json_t *arr = json_array(), *run = NULL;
 
 	*out = NULL;
 	/* One read transaction so the run and its agents are one snapshot. */
 	if (store_flush(s, cause) != STORE_OK ||
-	    store_exec_sql(s, "BEGIN", cause) != 0)
+	    store_exec_sql(s, "BEGIN", cause) != 0 ||
+	    store_run_brief(s, run_id, &run, cause) == STORE_ERROR)
 		goto fail;
-	if ((st = store_stmt(s, Q_RUN_GET, cause)) == NULL)
-		goto fail;
-	bind_text(st, 1, run_id);
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW)
-		json_array_append_new(arr, store_run_row_json(s, st));
-	sqlite3_reset(st);
-	if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
-		store_set_cause(s, cause, "run lookup");
-		goto fail;
-	}
+	if (run != NULL)
+		json_array_append_new(arr, run);
 	if (store_fill_agents(s, arr, cause) != 0)
 		goto fail;
 	store_exec_sql(s, "COMMIT", NULL);

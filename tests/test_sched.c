@@ -1037,6 +1037,24 @@ agent_error(json_t *run, const char *agent)
 	return json_string_value(json_object_get(status_agent(run, agent), "error"));
 }
 
+/* Runs the loop until agent of run_id has ended attempt n and waits, pending,
+ * for its retry. */
+static void
+h_wait_retry(struct h *h, const char *run_id, const char *agent, json_int_t n)
+{
+	json_t *st = NULL;
+
+	for (;;) {
+		event_base_loop(h->base, EVLOOP_ONCE);
+		json_decref(st);
+		st = h_status(h, run_id);
+		if (agent_attempts(st, agent) == n &&
+		    strcmp(agent_state(st, agent), "pending") == 0)
+			break;
+	}
+	json_decref(st);
+}
+
 /* Index in the fake's log of the first op on a DAG (suffix match), -1 if none. */
 static int
 log_first(struct h *h, const char *op, const char *dag)
@@ -3295,7 +3313,7 @@ test_unseen_id_survives_restart(void **state)
 {
 	struct h *h = h_new();
 	char *id;
-	json_t *st = NULL;
+	json_t *st;
 
 	(void)state;
 	h_short_lease(h);
@@ -3303,15 +3321,7 @@ test_unseen_id_survives_restart(void **state)
 	h_start(h);
 	id = h_submit(h, "pg", "{\"retries\": 1, \"retry_backoff_ms\": 3000,"
 	    " \"no_run\": [\"lineage\", \"usage\", \"profiler\"]}");
-	for (;;) {
-		event_base_loop(h->base, EVLOOP_ONCE);
-		json_decref(st);
-		st = h_status(h, id);
-		if (agent_attempts(st, "metadata") == 1 &&
-		    strcmp(agent_state(st, "metadata"), "pending") == 0)
-			break;
-	}
-	json_decref(st);
+	h_wait_retry(h, id, "metadata", 1);
 	h_crash(h, 0);
 	usleep(300000);
 	h_start(h);
@@ -3599,7 +3609,7 @@ unseen_then_deploy_fails(bool crash)
 {
 	struct h *h = h_new();
 	char *id;
-	json_t *st = NULL;
+	json_t *st;
 	struct fake_run *r;
 
 	h_short_lease(h);
@@ -3607,24 +3617,9 @@ unseen_then_deploy_fails(bool crash)
 	h_start(h);
 	id = h_submit(h, "pg", "{\"retries\": 2, \"retry_backoff_ms\": 300,"
 	    " \"no_run\": [\"lineage\", \"usage\", \"profiler\"]}");
-	for (;;) {
-		event_base_loop(h->base, EVLOOP_ONCE);
-		json_decref(st);
-		st = h_status(h, id);
-		if (agent_attempts(st, "metadata") == 1 &&
-		    strcmp(agent_state(st, "metadata"), "pending") == 0)
-			break;
-	}
+	h_wait_retry(h, id, "metadata", 1);
 	h->fake.beh[0].deploy_500 = true;
-	for (;;) {
-		event_base_loop(h->base, EVLOOP_ONCE);
-		json_decref(st);
-		st = h_status(h, id);
-		if (agent_attempts(st, "metadata") == 2 &&
-		    strcmp(agent_state(st, "metadata"), "pending") == 0)
-			break;
-	}
-	json_decref(st);
+	h_wait_retry(h, id, "metadata", 2);
 	h->fake.beh[0].deploy_500 = false;
 	if (crash) {
 		h_crash(h, 0);
