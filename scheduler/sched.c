@@ -107,6 +107,10 @@ struct sched_agent {
 	char *dag_run_id;
 	char *error;
 	char *deadline_note;	/* error when the timeout came ("" none) */
+	/* Why this attempt looks its run up (ACT_ADOPT): how a trigger sent
+	 * again was refused (trigger_refused_after()), or NULL: the trigger's
+	 * answer could not be read. */
+	char *adopt_why;
 	int64_t started_at, finished_at, next_at;
 	int64_t parse_deadline;
 	/* When this attempt's DAG file was written (its deploy answered; for
@@ -134,6 +138,10 @@ struct sched_agent {
 	bool run_seen;		/* Airflow answered with this attempt's run */
 	bool trigger_sent;	/* this attempt's trigger was sent (once) */
 	bool trigger_fenced;	/* ... and its next send passed the fence */
+	/* A trigger with this dag_run_id before the one in flight may have
+	 * reached Airflow: sent unanswered, before a restart, or by the
+	 * attempt that passed the id on. */
+	bool trigger_doubt;
 	/* dag_run_id is of a failed attempt that Airflow has no run of
 	 * although its trigger may have been sent: the next attempt keeps it
 	 * and triggers with it (sched_agent_unseen()). */
@@ -996,6 +1004,7 @@ sched_agent_set_state(struct sched_agent *a, enum sched_agent_state to,
 		if (!a->reuse_id)
 			sched_set_str(&a->dag_run_id, NULL);
 		sched_set_str(&a->deadline_note, NULL);
+		sched_set_str(&a->adopt_why, NULL);
 		break;
 	case SCHED_AGENT_WAITING_FOR_DAG:
 		/* The parse deadline, stored so that a resumed agent keeps it
@@ -1006,7 +1015,8 @@ sched_agent_set_state(struct sched_agent *a, enum sched_agent_state to,
 		a->next_at = 0;
 		/* Deterministic per run, agent and attempt: a trigger repeated
 		 * after a crash finds the same run (409) instead of a second. */
-		if (!a->reuse_id || a->dag_run_id == NULL) {
+		a->trigger_doubt = a->reuse_id && a->dag_run_id != NULL;
+		if (!a->trigger_doubt) {
 			free(a->dag_run_id);
 			a->dag_run_id = ap_xprintf("autopilot__%s__%s__%u",
 			    r->run_id, agent_name(a), a->attempt);
@@ -1400,6 +1410,7 @@ sched_run_free(struct sched_run *r)
 		free(a->dag_run_id);
 		free(a->error);
 		free(a->deadline_note);
+		free(a->adopt_why);
 		free(a->pre_dag_id);
 		if (a->pre_queued)
 			TAILQ_REMOVE(&r->s->pre_queue, a, pre_link);
@@ -2015,6 +2026,23 @@ no_login(const struct airflow_result *res)
 	    strcmp(res->error.title, AIRFLOW_NO_LOGIN) == 0;
 }
 
+/*
+ * A trigger refused for who sent it (401, 403, a login refused, answered
+ * with a page or not there) while a send of its dag_run_id before may have
+ * reached Airflow: sent again by the client (no answer in time) or by the
+ * agent, after a restart, or by the attempt that passed the id on.
+ */
+static bool
+trigger_refused_after(const struct sched_agent *a,
+    const struct airflow_result *res)
+{
+	long st = res->error.http_status;
+
+	return res->status == AIRFLOW_REJECTED && (a->trigger_doubt ||
+	    res->attempts > 1) && (st == 401 || st == 403 || (st >= 200 &&
+	    st < 300) || no_login(res));
+}
+
 /* Airflow refused the request as it stands: a bad request, credentials it
  * does not take, a user without the permission, a body it does not accept.
  * A new attempt (a redeploy, a wait for the parse) would meet the same
@@ -2174,6 +2202,8 @@ sched_agent_act(struct sched_agent *a)
 	case ACT_TRIGGER:
 		a->req = s->ops->trigger(s->airflow, a->dag_id, a->dag_run_id,
 		    s->empty_conf, sched_agent_cb, a);
+		if (a->trigger_sent)
+			a->trigger_doubt = true;
 		a->trigger_sent = true;
 		a->trigger_fenced = false;
 		/* The client's own retries pass the fence too (read only). */
@@ -2485,6 +2515,23 @@ sched_agent_cb(const struct airflow_result *res, void *arg)
 		 * read: the run was created; read it by its dag_run_id rather
 		 * than start another attempt beside it. */
 		if (res->status == AIRFLOW_BAD_REPLY) {
+			sched_set_str(&a->adopt_why, NULL);
+			sched_agent_after(a, ACT_ADOPT, 0);
+			break;
+		}
+		/* A send refused for its credentials (or its login) says
+		 * nothing of a send before it that went unanswered: that one
+		 * may have started the run, which is looked up by its
+		 * dag_run_id (and looked at again until the agent's timeout,
+		 * then marked failed) rather than left running unwatched. */
+		if (trigger_refused_after(a, res)) {
+			free(a->adopt_why);
+			a->adopt_why = agent_result_text("triggering the DAG again"
+			    " was refused", res);
+			agent_log(AP_LOG_WARN, a, "run %s agent %s: %s; an earlier"
+			    " send may have reached Airflow: looking up Airflow run"
+			    " %s", a->run->run_id, agent_name(a), a->adopt_why,
+			    a->dag_run_id);
 			sched_agent_after(a, ACT_ADOPT, 0);
 			break;
 		}
@@ -2503,9 +2550,11 @@ sched_agent_cb(const struct airflow_result *res, void *arg)
 	case ACT_ADOPT:
 		if (res->status == AIRFLOW_OK && res->run != NULL) {
 			agent_log(AP_LOG_INFO, a,
-			    "run %s agent %s: adopted Airflow run %s (the trigger's"
-			    " answer could not be read)", a->run->run_id,
-			    agent_name(a), a->dag_run_id);
+			    "run %s agent %s: adopted Airflow run %s (%s)",
+			    a->run->run_id, agent_name(a), a->dag_run_id,
+			    a->adopt_why != NULL ? "an earlier send of the trigger"
+			    " started it; the last was refused" : "the trigger's"
+			    " answer could not be read");
 			sched_agent_track(a, res->run, true);
 			break;
 		}
@@ -2522,8 +2571,10 @@ sched_agent_cb(const struct airflow_result *res, void *arg)
 			break;
 		}
 		/* No such run: the request did not reach Airflow after all. */
-		text = ap_xprintf("triggering the DAG failed: its answer could not"
-		    " be read and " NOTE_NO_RUN "%s", a->dag_run_id);
+		text = a->adopt_why != NULL ? ap_xprintf("%s, and " NOTE_NO_RUN
+		    "%s", a->adopt_why, a->dag_run_id) : ap_xprintf("triggering"
+		    " the DAG failed: its answer could not be read and "
+		    NOTE_NO_RUN "%s", a->dag_run_id);
 		sched_agent_unseen(a, SCHED_AGENT_FAILED, text);
 		break;
 	case ACT_LAST_LOOK:
@@ -3001,6 +3052,7 @@ sched_run_load(struct sched *s, const char *run_id, char **cause)
 		case SCHED_AGENT_QUEUED:
 			/* The trigger may or may not have reached Airflow: repeat it
 			 * with the same dag_run_id; a 409 adopts the existing run. */
+			a->trigger_doubt = true;
 			sched_agent_after(a, ACT_TRIGGER, 0);
 			break;
 		case SCHED_AGENT_RUNNING:

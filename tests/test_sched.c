@@ -119,6 +119,12 @@ struct fake {
 	int trigger_bad_reply_late;	/* ... that reach it at the next trigger */
 	char late_run[160];		/* the dag_run_id of such a trigger */
 	char late_dag[128];
+	int trigger_lost_answer;	/* triggers that create the run, unanswered */
+	bool trigger_lost_unsent;	/* ... that do not create it */
+	int trigger_refused;		/* triggers refused 401 (a login refused) ... */
+	bool trigger_refused_resent;	/* ... of the client's second send
+					 * (attempts 2), whose first created
+					 * the run */
 	int get_run_bad_reply;		/* get_run answers unreadably this many times */
 	int unpause_bad_reply;		/* unpause answers unreadably this many times */
 	int get_run_forbidden;		/* get_run answers 403 this many times */
@@ -514,6 +520,29 @@ f_trigger(void *impl, const char *dag_id, const char *dag_run_id, const json_t *
 		/* The late trigger arrives before this one. */
 		(void)fake_run_new(f, f->late_dag, f->late_run);
 		f->late_run[0] = '\0';
+	}
+	/* (A lost answer comes before a refusal: the refused resends.) */
+	if (f->trigger_lost_answer > 0) {
+		f->trigger_lost_answer--;
+		if (!f->trigger_lost_unsent && fake_run(f, dag_run_id) == NULL)
+			(void)fake_run_new(f, dag_id, dag_run_id);
+		q->res.status = AIRFLOW_UNAVAILABLE;
+		q->res.error.title = "Timeout was reached";
+		q->res.error.detail = "no answer within 30000 ms";
+		return (struct airflow_req *)q;
+	}
+	if (f->trigger_refused > 0) {
+		f->trigger_refused--;
+		if (f->trigger_refused_resent) {
+			if (fake_run(f, dag_run_id) == NULL)
+				(void)fake_run_new(f, dag_id, dag_run_id);
+			q->res.attempts = 2;
+		}
+		q->res.status = AIRFLOW_REJECTED;
+		q->res.error.http_status = 401;
+		q->res.error.title = "Unauthorized";
+		q->res.error.detail = "Airflow's login refused the credentials";
+		return (struct airflow_req *)q;
 	}
 	if (f->trigger_bad_reply_late > 0) {
 		f->trigger_bad_reply_late--;
@@ -2574,6 +2603,77 @@ test_trigger_bad_reply_adopts(void **state)
 	h_free(h);
 }
 
+/* A trigger sent again and refused for its credentials (a login refused
+ * meanwhile) says nothing of the send before it, which may have started
+ * the run: the run is looked up by its dag_run_id and followed, not left
+ * running unwatched while the agent fails. */
+static void
+test_trigger_resend_refused_looks_up(void **state)
+{
+	struct h *h = h_new();
+	char *id;
+	json_t *st;
+	int triggers, gets;
+
+	(void)state;
+	h->fake.beh[0].running_polls = 2;
+	h_start(h);
+	/* The agent's own second send (the first unanswered), and the
+	 * client's (attempts 2): each adopts the run of the first. */
+	for (int client = 0; client < 2; client++) {
+		triggers = log_count(h, "trigger", "pg__metadata");
+		if (client) {
+			h->fake.trigger_refused = 1;
+			h->fake.trigger_refused_resent = true;
+		} else {
+			h->fake.trigger_lost_answer = 1;
+			h->fake.trigger_refused = 1;
+		}
+		id = h_submit(h, "pg", "{\"retries\": 0}");
+		h_wait_finals(h, 1 + client, 10000);
+		assert_string_equal(h->final_state[client], "succeeded");
+		st = h_status(h, id);
+		assert_int_equal(agent_attempts(st, "metadata"), 1);
+		assert_string_equal(agent_state(st, "metadata"), "succeeded");
+		assert_int_equal(log_count(h, "trigger", "pg__metadata") - triggers,
+		    client ? 1 : 2);
+		assert_non_null(attempt_run(h, id, "metadata", 1));
+		assert_int_equal(attempt_run(h, id, "metadata", 1)->created, 1);
+		json_decref(st);
+		free(id);
+	}
+	h->fake.trigger_refused_resent = false;
+
+	/* A first send refused: nothing before it, nothing to look up. */
+	gets = log_count(h, "get_run", "pg__metadata");
+	h->fake.trigger_refused = 1;
+	id = h_submit(h, "pg", "{\"retries\": 0}");
+	h_wait_finals(h, 3, 10000);
+	assert_string_equal(h->final_state[2], "failed");
+	assert_int_equal(log_count(h, "get_run", "pg__metadata"), gets);
+	assert_null(attempt_run(h, id, "metadata", 1));
+	free(id);
+
+	/* Sent again and refused, and Airflow has no run after all: the
+	 * attempt fails naming the refusal, and the next one triggers with
+	 * the same dag_run_id (a late first send would meet it). */
+	gets = log_count(h, "get_run", "pg__metadata");
+	h->fake.trigger_lost_answer = 1;
+	h->fake.trigger_lost_unsent = true;
+	h->fake.trigger_refused = 1;
+	id = h_submit(h, "pg", "{\"retries\": 1}");
+	h_wait_finals(h, 4, 10000);
+	assert_string_equal(h->final_state[3], "succeeded");
+	st = h_status(h, id);
+	assert_int_equal(agent_attempts(st, "metadata"), 2);
+	assert_true(log_count(h, "get_run", "pg__metadata") > gets);
+	assert_non_null(attempt_run(h, id, "metadata", 1));
+	assert_null(attempt_run(h, id, "metadata", 2));
+	json_decref(st);
+	free(id);
+	h_free(h);
+}
+
 /* An unreadable answer to a poll says nothing of the run, which goes on in
  * Airflow: the scheduler looks again, and the run's success stands; no
  * second attempt is started beside it. */
@@ -3705,6 +3805,7 @@ main(void)
 		cmocka_unit_test(test_slow_request_noted),
 		cmocka_unit_test(test_agent_gone_from_plan_ends),
 		cmocka_unit_test(test_trigger_bad_reply_adopts),
+		cmocka_unit_test(test_trigger_resend_refused_looks_up),
 		cmocka_unit_test(test_get_run_bad_reply_polls_again),
 		cmocka_unit_test(test_trigger_never_sent_times_out),
 		cmocka_unit_test(test_lost_run),
