@@ -30,6 +30,9 @@
 #define RUN_MAX_AGENTS SCHED_MAX_AGENTS
 /* Longest --no-wait waits for a replaced run's Airflow runs to be failed. */
 #define HALT_WAIT_MS 10000
+/* A run dropped after a state store error (a write lock held too long) is
+ * waited for this long to be taken back before `run` gives it up to serve. */
+#define RUN_RETAKE_MS 30000
 
 struct run_line {
 	char agent[SCHED_AGENT_NAME_MAX];
@@ -52,11 +55,21 @@ static struct event *
 run_signal_new(struct event_base *base, size_t i, event_callback_fn cb, void *arg)
 {
 	struct event *ev;
+	struct sigaction sa;
 
 	if (run_signal_ignored[i])
 		return NULL;
 	ev = evsignal_new(base, run_signals[i], cb, arg);
 	evsignal_add(ev, NULL);
+	/* libevent's handler restarts an interrupted system call: a write to
+	 * a standard output that blocks (a full pipe nobody reads, a paused
+	 * terminal) would go on blocking, and the signal never reach the
+	 * loop. Without SA_RESTART the write is cut instead. */
+	if (sigaction(run_signals[i], NULL, &sa) == 0 &&
+	    (sa.sa_flags & SA_RESTART) != 0) {
+		sa.sa_flags &= ~SA_RESTART;
+		(void)sigaction(run_signals[i], &sa, NULL);
+	}
 	return ev;
 }
 
@@ -71,6 +84,14 @@ struct run_watch {
 	char *followed_by;	/* the run made to follow this one, or NULL */
 	bool done, left;	/* final, or no longer driven here */
 	bool interrupted;
+	unsigned signals;	/* received, counted (a second one ends waits) */
+	/* Dropped after a store error, or recorded but not taken up: taken
+	 * back within RUN_RETAKE_MS (from retake_since), else given up to
+	 * serve (store_lost, store_error saying why). */
+	struct event *retake;
+	uint64_t retake_since;
+	bool store_lost;
+	char *store_error;
 	struct event *tick, *sig[RUN_NSIGNALS];
 	/* Progress is written by run_output, outside the scheduler's
 	 * callbacks and after a commit: a standard output that blocks (a
@@ -461,7 +482,8 @@ draw(struct run_watch *w)
 
 	if (w->drawn > 0)
 		printf("\033[%uA", w->drawn);
-	for (i = 0; i < w->nlines; i++) {
+	/* (Nothing more once a signal cut a write: see run_output.) */
+	for (i = 0; i < w->nlines && !ferror(stdout); i++) {
 		l = &w->lines[i];
 		secs = l->started == 0 ? 0 :
 		    (double)((l->ended != 0 ? l->ended : now) - l->started) / 1000.0;
@@ -477,7 +499,8 @@ draw(struct run_watch *w)
 		free(text);
 	}
 	w->drawn = w->nlines;
-	fflush(stdout);
+	if (!ferror(stdout))
+		fflush(stdout);
 }
 
 /*
@@ -493,14 +516,17 @@ run_output(struct run_watch *w)
 	/* Changes the commit lost were never the run's. */
 	if (rc != 0)
 		ap_buf_reset(&w->pending);
-	if (!w->headed)
+	/* A write a signal cut (the output blocked) is not tried again: it
+	 * would block again, the signal already taken (see run_signal_new). */
+	if (!w->headed || ferror(stdout))
 		return rc;
 	if (w->pending.len > 0) {
 		fwrite(w->pending.data, 1, w->pending.len, stdout);
 		ap_buf_reset(&w->pending);
-		fflush(stdout);
+		if (!ferror(stdout))
+			fflush(stdout);
 	}
-	if (w->redraw) {
+	if (w->redraw && !ferror(stdout)) {
 		w->redraw = false;
 		draw(w);
 	}
@@ -526,6 +552,65 @@ run_tick(evutil_socket_t fd, short what, void *arg)
 	(void)run_output(w);
 }
 
+/* Whether the run is driven here again, or given up (then the loop ends);
+ * asked every second while it is not. */
+static void
+run_retake_cb(evutil_socket_t fd, short what, void *arg)
+{
+	static const struct timeval second = { 1, 0 };
+	struct run_watch *w = arg;
+	char *cause = NULL;
+
+	(void)fd;
+	(void)what;
+	if (sched_driving(w->rt.sched, w->run_id)) {
+		w->retake_since = 0;
+		return;
+	}
+	if (ap_mono_ms() - w->retake_since >= RUN_RETAKE_MS) {
+		w->left = w->store_lost = true;
+		event_base_loopexit(w->rt.base, NULL);
+		return;
+	}
+	if (!sched_retaking(w->rt.sched, w->run_id)) {
+		/* Not to be taken back by the scheduler (its load failed, or
+		 * it gave up): taken here. */
+		if (sched_take(w->rt.sched, w->run_id, &cause) != 0) {
+			if (!sched_retaking(w->rt.sched, w->run_id)) {
+				/* Not a store error: finished or taken over. */
+				free(cause);
+				w->left = true;
+				event_base_loopexit(w->rt.base, NULL);
+				return;
+			}
+			free(w->store_error);
+			w->store_error = cause;
+		} else if (sched_driving(w->rt.sched, w->run_id)) {
+			w->retake_since = 0;
+			return;
+		}
+	}
+	evtimer_add(w->retake, &second);
+}
+
+/* The run is not driven here for now (why: the store error): waited for. */
+static void
+run_retake_wait(struct run_watch *w, const char *why)
+{
+	static const struct timeval second = { 1, 0 };
+
+	if (w->retake_since == 0)
+		w->retake_since = ap_mono_ms();
+	if (why != NULL) {
+		free(w->store_error);
+		w->store_error = ap_xstrdup(why);
+	}
+	if (w->retake == NULL)
+		w->retake = evtimer_new(w->rt.base, run_retake_cb, w);
+	if (!evtimer_pending(w->retake, NULL))
+		evtimer_add(w->retake, &second);
+}
+
 static void
 run_observe(const struct sched_event *ev, void *arg)
 {
@@ -538,6 +623,13 @@ run_observe(const struct sched_event *ev, void *arg)
 	if (w->run_id != NULL && strcmp(ev->run_id, w->run_id) != 0)
 		return;
 	if (ev->agent == NULL) {
+		/* Dropped to be taken back (the scheduler's warning says so):
+		 * the run goes on, here again in a few seconds. */
+		if (ev->old_state != NULL && strcmp(ev->old_state,
+		    ev->new_state) == 0 && sched_retaking(w->rt.sched, ev->run_id)) {
+			run_retake_wait(w, ev->error);
+			return;
+		}
 		snprintf(w->run_state, sizeof w->run_state, "%s", ev->new_state);
 		if (ev->error != NULL) {
 			free(w->run_error);
@@ -603,6 +695,7 @@ run_signal(evutil_socket_t sig, short what, void *arg)
 	(void)sig;
 	(void)what;
 	w->interrupted = true;
+	w->signals++;
 	event_base_loopexit(w->rt.base, NULL);
 }
 
@@ -979,13 +1072,16 @@ halts_wait(struct run_watch *w)
 {
 	struct timeval tv = { HALT_WAIT_MS / 1000, 0 };
 	struct event *guard;
+	unsigned signals = w->signals;
 
 	if (sched_halts_pending(w->rt.sched) == 0)
 		return sched_halts_failed(w->rt.sched) == 0;
 	sched_stop(w->rt.sched);
 	guard = evtimer_new(w->rt.base, halts_guard, NULL);
 	evtimer_add(guard, &tv);
-	while (sched_halts_pending(w->rt.sched) > 0 && evtimer_pending(guard, NULL))
+	/* A signal now (a second Ctrl-C) ends the wait too. */
+	while (sched_halts_pending(w->rt.sched) > 0 && evtimer_pending(guard,
+	    NULL) && w->signals == signals)
 		event_base_loop(w->rt.base, EVLOOP_ONCE);
 	event_free(guard);
 	/* Out of time: what was not marked failed is said now, not at exit. */
@@ -1036,7 +1132,7 @@ run_exec(int argc, char **argv)
 	char *type = NULL, *agents_arg = NULL, *cause = NULL, *run_id = NULL, *text,
 	    *origin;
 	bool no_wait = false, replace = false, restricted = false, resumable = false;
-	bool followed = false, fresh;
+	bool followed = false, fresh, out_cut = false;
 	struct timeval second = { 1, 0 };
 	json_t *entity = NULL, *doc = NULL;
 	enum store_result r;
@@ -1236,6 +1332,9 @@ run_exec(int argc, char **argv)
 		goto out;
 	}
 	w.run_id = run_id;
+	/* Recorded, but not taken up here yet (a store error): waited for. */
+	if (!no_wait && !sched_driving(w.rt.sched, run_id))
+		run_retake_wait(&w, NULL);
 	if (run_output(&w) != 0) {
 		fprintf(stderr, "autopilot: run: state store: run %s could not be"
 		    " started here; `autopilot serve` on this state database takes"
@@ -1288,6 +1387,23 @@ run_exec(int argc, char **argv)
 		w.sig[i] = run_signal_new(w.rt.base, i, run_signal, &w);
 	while (!w.done && !w.left && !w.interrupted)
 		event_base_dispatch(w.rt.base);
+	/* A standard output the signal cut a write to gets nothing more: it
+	 * would block again. What there is to say goes to standard error. */
+	if (w.interrupted && ferror(stdout)) {
+		out_cut = true;
+		w.headed = w.tty = false;
+	}
+	if (w.store_lost && !w.done) {
+		/* Handed over first: the store may name no process for it. */
+		sched_stop(w.rt.sched);
+		fprintf(stderr, "autopilot: run: state store: run %s could not be"
+		    " driven here for %d s (%s); `autopilot serve` on this state"
+		    " database resumes it, or this `run` given again\n", run_id,
+		    RUN_RETAKE_MS / 1000, w.store_error != NULL ? w.store_error :
+		    "state store error");
+		rc = AP_EXIT_UNREACHABLE;
+		goto out;
+	}
 	/* What is reported (and the exit status) is what the store holds. */
 	if (run_output(&w) != 0 && !w.interrupted) {
 		fprintf(stderr, "autopilot: run: state store: the state of run %s"
@@ -1324,7 +1440,7 @@ run_exec(int argc, char **argv)
 	/* --json promises one document, also when interrupted: the run as
 	 * stored (unfinished, or ended by another process meanwhile). */
 	followed = followup_stored(&w);
-	if (w.json) {
+	if (w.json && !out_cut) {
 		if (store_run_json(w.rt.store, run_id, &doc, &cause) != STORE_OK) {
 			fprintf(stderr, "autopilot: run: state store: %s\n", cause);
 			rc = AP_EXIT_UNREACHABLE;
@@ -1358,6 +1474,9 @@ out:
 	ap_buf_cleanup(&w.pending);
 	if (w.tick != NULL)
 		event_free(w.tick);
+	if (w.retake != NULL)
+		event_free(w.retake);
+	free(w.store_error);
 	for (i = 0; i < RUN_NSIGNALS; i++)
 		if (w.sig[i] != NULL)
 			event_free(w.sig[i]);

@@ -264,9 +264,17 @@ struct sched {
 		int64_t ms;
 	} learned[2 * SCHED_MAX_AGENTS];
 	unsigned nlearned;
-	/* Attempts ended in this process, by agent (sched_attempt_counts()). */
+	/* Attempts ended in this process, by agent (sched_attempt_counts()),
+	 * and those whose end is in a batch not yet committed: counted once
+	 * it is (a batch lost ends them again, to be counted then). */
 	struct sched_attempt_count ended[2 * SCHED_MAX_AGENTS];
 	unsigned nended;
+	struct sched_uncounted {
+		uint64_t batch;
+		unsigned i;		/* in ended */
+		enum sched_agent_state how;
+	} *uncounted;
+	size_t nuncounted, uncounted_cap;
 };
 
 static const char *const run_state_names[SCHED_RUN_STATE_MAX] = {
@@ -403,6 +411,7 @@ sched_config_defaults(struct sched_config *c)
 	c->lease_ms = 30000;
 	c->rescan_ms = 10000;
 	c->late_budget_ms = 30000;
+	c->halt_recheck_ms = 60000;
 	c->slow_note_ms = 30000;
 }
 
@@ -612,7 +621,7 @@ static void sched_index_del(struct sched *s, struct sched_run *r);
 static void sched_run_lost(struct sched_run *r);
 static void sched_count_attempt(struct sched_agent *a,
     enum sched_agent_state how);
-static void sched_halts_settle(struct sched *s);
+static void sched_settle(struct sched *s);
 static void sched_take_followups(struct sched *s);
 static void sched_drop_followups(struct sched *s);
 
@@ -682,7 +691,7 @@ sched_flush_cb(evutil_socket_t fd, short what, void *arg)
 		a->waiting_flush = false;
 		sched_agent_act(a);
 	}
-	sched_halts_settle(s);
+	sched_settle(s);
 	sched_take_followups(s);
 }
 
@@ -1468,15 +1477,17 @@ sched_run_abandon(struct sched_run *r, const char *why, bool retake)
 	s->nruns--;
 	event_active(s->reap_ev, EV_TIMEOUT, 0);
 	sched_kick(s);
+	/* Before it is said: an observer asks sched_retaking(). */
+	if (retake)
+		sched_retake_later(s, r->run_id);
 	if (why != NULL) {
 		run_log(AP_LOG_WARN, r,
-		    "run %s (%s): no longer driven by this process: %s",
-		    r->run_id, r->fqn, why);
+		    "run %s (%s): no longer driven by this process: %s%s",
+		    r->run_id, r->fqn, why, retake && sched_retake_pending(s,
+		    r->run_id) ? " (taken back in 5 s)" : "");
 		sched_notify(r, NULL, sched_run_state_name(r->state),
 		    sched_run_state_name(r->state), why);
 	}
-	if (retake)
-		sched_retake_later(s, r->run_id);
 }
 
 /*
@@ -1535,7 +1546,7 @@ sched_flush_failed(struct sched *s, const char *cause)
 	    " to take it back from the store", cause);
 	while (!TAILQ_EMPTY(&s->flush_waiters))
 		sched_agent_unwait(TAILQ_FIRST(&s->flush_waiters));
-	sched_halts_settle(s);
+	sched_settle(s);
 	/* Rolled back with the batch: the runs they follow end again. */
 	sched_drop_followups(s);
 	while ((r = TAILQ_FIRST(&s->runs)) != NULL)
@@ -1553,7 +1564,7 @@ sched_commit(struct sched *s)
 {
 	if (sched_flush(s) != 0)
 		return -1;
-	sched_halts_settle(s);
+	sched_settle(s);
 	return 0;
 }
 
@@ -1757,13 +1768,28 @@ sched_agent_timer_cb(evutil_socket_t fd, short what, void *arg)
 	sched_agent_act(arg);
 }
 
+static void
+sched_count_add(struct sched_attempt_count *c, enum sched_agent_state how)
+{
+	switch (how) {
+	case SCHED_AGENT_SUCCEEDED: c->succeeded++; break;
+	case SCHED_AGENT_FAILED: c->failed++; break;
+	case SCHED_AGENT_TIMED_OUT: c->timed_out++; break;
+	case SCHED_AGENT_LOST: c->lost++; break;
+	default: break;
+	}
+}
+
 /* Counts an attempt of a that ended as how (succeeded, failed, timed_out,
- * lost), retried or not. */
+ * lost), retried or not, once the batch its end was written into is
+ * committed. */
 static void
 sched_count_attempt(struct sched_agent *a, enum sched_agent_state how)
 {
 	struct sched *s = a->run->s;
 	const char *name = agent_name(a);
+	uint64_t batch = store_batch_seq(s->store);
+	struct sched_uncounted *u;
 	unsigned i;
 
 	for (i = 0; i < s->nended; i++)
@@ -1775,13 +1801,42 @@ sched_count_attempt(struct sched_agent *a, enum sched_agent_state how)
 		snprintf(s->ended[i].agent, sizeof s->ended[i].agent, "%s", name);
 		s->nended++;
 	}
-	switch (how) {
-	case SCHED_AGENT_SUCCEEDED: s->ended[i].succeeded++; break;
-	case SCHED_AGENT_FAILED: s->ended[i].failed++; break;
-	case SCHED_AGENT_TIMED_OUT: s->ended[i].timed_out++; break;
-	case SCHED_AGENT_LOST: s->ended[i].lost++; break;
-	default: break;
+	if (batch == 0) {
+		sched_count_add(&s->ended[i], how);
+		return;
 	}
+	if (s->nuncounted == s->uncounted_cap) {
+		s->uncounted_cap = s->uncounted_cap ? 2 * s->uncounted_cap : 64;
+		s->uncounted = ap_xreallocarray(s->uncounted, s->uncounted_cap,
+		    sizeof *s->uncounted);
+	}
+	u = &s->uncounted[s->nuncounted++];
+	u->batch = batch;
+	u->i = i;
+	u->how = how;
+}
+
+/* The attempts whose batch has ended: counted if it was committed (by
+ * whoever committed it), forgotten if it was lost. */
+static void
+sched_counts_settle(struct sched *s)
+{
+	size_t i, kept = 0;
+
+	for (i = 0; i < s->nuncounted; i++) {
+		switch (store_batch_fate(s->store, s->uncounted[i].batch)) {
+		case STORE_BATCH_OPEN:
+			s->uncounted[kept++] = s->uncounted[i];
+			break;
+		case STORE_BATCH_COMMITTED:
+			sched_count_add(&s->ended[s->uncounted[i].i],
+			    s->uncounted[i].how);
+			break;
+		case STORE_BATCH_LOST:
+			break;
+		}
+	}
+	s->nuncounted = kept;
 }
 
 bool
@@ -1836,9 +1891,9 @@ sched_agent_attempt_failed(struct sched_agent *a, enum sched_agent_state final_s
 		    error, (long long)backoff, at, reuse ? " (" NOTE_REUSE : "", reuse ?
 		    a->dag_run_id : "", reuse ? ", of an attempt before that"
 		    " Airflow may yet receive)" : "");
-		/* Counted once written (a store that refuses it gives the run
-		 * up, to end the attempt again; a batch whose commit then
-		 * fails does too, and it is counted again). */
+		/* Counted once committed (a store that refuses it, or a
+		 * batch whose commit fails, gives the run up, to end the
+		 * attempt again). */
 		if (sched_agent_set_state(a, SCHED_AGENT_PENDING, why) == 0)
 			sched_count_attempt(a, final_state);
 		free(why);
@@ -3272,13 +3327,43 @@ sched_halt_failed(struct sched_halt *h, const struct airflow_result *res,
 	sched_halt_free(h);
 }
 
+/*
+ * A halt's first PATCH found no run: the process that drove the agent may
+ * have sent its trigger just before the change that made the halt (its
+ * first send is not asked again), and Airflow may not have it yet. Looked
+ * at once more, halt_recheck_ms later (by a process that rescans the
+ * store), before it is forgotten.
+ */
+static void
+sched_halt_not_yet(struct sched_halt *h)
+{
+	struct sched *s = h->s;
+	char *why = ap_xprintf("Airflow had no run %s yet (a trigger sent just"
+	    " before may still reach it)", h->dag_run_id), *cause = NULL;
+
+	id_log(AP_LOG_INFO, h->run_id, "run %s: %s: %s; looked at again in"
+	    " %g s", h->run_id, h->what, why, s->cfg.halt_recheck_ms / 1000.0);
+	if (sched_batch(s) != 0 || store_halt_failed(s->store, h->dag_id,
+	    h->dag_run_id, why, sched_now(s) + s->cfg.halt_recheck_ms,
+	    &cause) != STORE_OK) {
+		id_log(AP_LOG_WARN, h->run_id, "run %s: cannot record that"
+		    " Airflow run %s is to be looked at again: %s", h->run_id,
+		    h->dag_run_id, cause ? cause : "state store error");
+		free(cause);
+	}
+	free(why);
+	sched_halt_free(h);
+}
+
 static void
 sched_halt_cb(const struct airflow_result *res, void *arg)
 {
 	struct sched_halt *h = arg;
 
 	h->req = NULL;
-	if (res->status == AIRFLOW_OK || res->status == AIRFLOW_NOT_FOUND)
+	if (res->status == AIRFLOW_NOT_FOUND && h->tries == 0)
+		sched_halt_not_yet(h);
+	else if (res->status == AIRFLOW_OK || res->status == AIRFLOW_NOT_FOUND)
 		sched_halt_done(h, res->status == AIRFLOW_OK ? "marked failed" :
 		    "is gone");
 	else
@@ -3294,7 +3379,9 @@ sched_halt_look_cb(const struct airflow_result *res, void *arg)
 	char *how;
 
 	h->req = NULL;
-	if (res->status == AIRFLOW_NOT_FOUND) {
+	if (res->status == AIRFLOW_NOT_FOUND && h->tries == 0) {
+		sched_halt_not_yet(h);
+	} else if (res->status == AIRFLOW_NOT_FOUND) {
 		sched_halt_done(h, "is gone");
 	} else if (res->status == AIRFLOW_OK && res->run != NULL &&
 	    (res->run->state == AIRFLOW_RUN_SUCCESS ||
@@ -3436,6 +3523,15 @@ sched_halts_settle(struct sched *s)
 	}
 }
 
+/* What waited for the fate of a batch: the attempts to count, the halts to
+ * send. */
+static void
+sched_settle(struct sched *s)
+{
+	sched_counts_settle(s);
+	sched_halts_settle(s);
+}
+
 void
 sched_halts_cancel(struct sched *s)
 {
@@ -3527,10 +3623,16 @@ sched_create_run(struct sched *s, const char *service_type, const char *fqn,
 	sched_halt_airflow_runs(s, id, halt, what);
 	free(what);
 	json_decref(halt);
+	/* Recorded and claimed: a store error now (a lock held too long)
+	 * leaves a run to take back (a claim that failed is tried again in
+	 * 5 s, said; the lease renewal takes up any other), not one to
+	 * report as never made. */
 	if (drive && sched_take(s, id, cause) != 0) {
-		rc = STORE_ERROR;
-		free(id);
-		goto out;
+		if (!sched_retake_pending(s, id))
+			id_log(AP_LOG_WARN, id, "run %s (%s): recorded, but not"
+			    " taken up here now: %s", id, fqn, *cause);
+		free(*cause);
+		*cause = NULL;
 	}
 	*run_id = id;
 out:
@@ -3701,6 +3803,12 @@ sched_lease_seen(const char *run_id, void *arg)
 		c->driven++;
 	else if (c->s->admit_len == 0 && c->norphans < SCHED_LEASE_ORPHANS)
 		c->orphans[c->norphans++] = ap_xstrdup(run_id);
+}
+
+bool
+sched_retaking(const struct sched *s, const char *run_id)
+{
+	return sched_retake_pending(s, run_id);
 }
 
 static bool
@@ -3943,7 +4051,7 @@ sched_stop(struct sched *s)
 	}
 	/* Halts whose rows that commit made durable go now, and have until
 	 * sched_free as the others. */
-	sched_halts_settle(s);
+	sched_settle(s);
 }
 
 void
@@ -3974,6 +4082,7 @@ sched_free(struct sched *s)
 	event_free(s->admit_ev);
 	sched_admit_clear(s);
 	free(s->admit);
+	free(s->uncounted);
 	event_free(s->reap_ev);
 	event_free(s->flush_ev);
 	event_free(s->lease_ev);

@@ -85,6 +85,13 @@ struct sched_config {
 					 * configuration key; tests shorten it) */
 	unsigned slow_note_ms;		/* 30000: a request unanswered this long is noted
 					 * on its agent (not a configuration key) */
+	unsigned halt_recheck_ms;	/* 60000: an Airflow run to mark failed that
+					 * Airflow did not have yet is looked at again
+					 * this much later: longer than a trigger sent
+					 * just before takes to reach Airflow
+					 * (airflow.request_timeout_ms, 30 s by default,
+					 * and the connection's time; not a
+					 * configuration key) */
 };
 
 /* Fills in the defaults above. */
@@ -188,7 +195,10 @@ int sched_start(struct sched *s, bool recover, char **cause);
  * "replaced by <id>", and its agents queued or running in Airflow are marked
  * failed there (whichever process drove it; see sched_halts_pending).
  * origin says who asked (the run's "origin"; NULL: not said).
- * *run_id is a new string on STORE_OK/STORE_ACTIVE.
+ * *run_id is a new string on STORE_OK/STORE_ACTIVE. STORE_OK once the run is
+ * recorded, even if it could not be taken up here at once (a store error):
+ * it is taken up later (sched_driving() false until then; see
+ * sched_retaking()).
  */
 enum store_result sched_submit(struct sched *s, const char *service_type,
     const char *fqn, const json_t *entity, const char *const *agents, bool replace,
@@ -254,6 +264,9 @@ bool sched_attempt_counts(const struct sched *s, unsigned i,
 size_t sched_runs_waiting(const struct sched *s);
 /* True while run_id is driven by this scheduler. */
 bool sched_driving(const struct sched *s, const char *run_id);
+/* True while run_id, dropped after a state store error (or recorded but
+ * not taken up), is to be taken back here in a few seconds. */
+bool sched_retaking(const struct sched *s, const char *run_id);
 
 /*
  * Graceful stop: cancels timers and requests, releases every claim so

@@ -71,39 +71,47 @@ def set_scenario(sim, running_ms):
         method="PUT"), timeout=10).read()
 
 
+def start_blocked(sim, pg_file, state, srv=None, stderr=subprocess.DEVNULL):
+    """`autopilot run` on state with its standard output a pipe nobody
+    reads: (the process, the pipe's read end) once it is under way and
+    stuck writing its progress."""
+    import fcntl
+    # A pipe of one page with room left for the header and a few
+    # progress lines: the run blocks once under way.
+    rfd, wfd = os.pipe()
+    fcntl.fcntl(wfd, fcntl.F_SETPIPE_SZ, 4096)
+    os.write(wfd, b"x" * (fcntl.fcntl(wfd, fcntl.F_GETPIPE_SZ) - 1024))
+    env = dict(os.environ, AUTOPILOT_AIRFLOW_USERNAME="admin", AUTOPILOT_AIRFLOW_PASSWORD="admin")
+    p = subprocess.Popen([BIN, "run", "sales_postgres", "--service-json", pg_file,
+                          "--state", state, "--airflow-url", sim.url],
+                         stdout=wfd, stderr=stderr, env=env)
+    os.close(wfd)
+    # The run is under way, its progress stuck in the pipe.
+    deadline = time.monotonic() + 30
+    wchan = ""
+    while time.monotonic() < deadline and p.poll() is None and "pipe" not in wchan:
+        time.sleep(0.1)
+        with open("/proc/%d/wchan" % p.pid) as f:
+            wchan = f.read()
+    time.sleep(0.5)
+    check(p.poll() is None and "pipe" in wchan and (srv is None or any(
+          a["state"] != "pending" for r in srv.runs() for a in r["agents"])),
+          "the run is under way and stuck writing its progress (%s)" % wchan)
+    return p, rfd
+
+
 def blocked_output(sim, pg_file):
     """A run whose standard output blocks (a pager not read, a terminal
     paused, a full pipe) holds no lock on the state database meanwhile:
     `autopilot serve` on the same database takes a webhook at once. Once
-    its output is read, the run ends as usual."""
-    import fcntl
+    its output is read, the run ends as usual. SIGTERM stops such a run at
+    once, its output left as it is."""
     import threading
     srv = Serve(sim.url)
-    rfd = wfd = None
+    rfd = None
     try:
         srv.start()
-        # A pipe of one page with room left for the header and a few
-        # progress lines: the run blocks once under way.
-        rfd, wfd = os.pipe()
-        fcntl.fcntl(wfd, fcntl.F_SETPIPE_SZ, 4096)
-        os.write(wfd, b"x" * (fcntl.fcntl(wfd, fcntl.F_GETPIPE_SZ) - 1024))
-        env = dict(os.environ, AUTOPILOT_AIRFLOW_USERNAME="admin", AUTOPILOT_AIRFLOW_PASSWORD="admin")
-        p = subprocess.Popen([BIN, "run", "sales_postgres", "--service-json", pg_file,
-                              "--state", srv.state, "--airflow-url", sim.url],
-                             stdout=wfd, stderr=subprocess.DEVNULL, env=env)
-        os.close(wfd)
-        wfd = None
-        # The run is under way, its progress stuck in the pipe.
-        deadline = time.monotonic() + 30
-        wchan = ""
-        while time.monotonic() < deadline and p.poll() is None and "pipe" not in wchan:
-            time.sleep(0.1)
-            with open("/proc/%d/wchan" % p.pid) as f:
-                wchan = f.read()
-        time.sleep(0.5)
-        check(p.poll() is None and "pipe" in wchan and any(
-              a["state"] != "pending" for r in srv.runs() for a in r["agents"]),
-              "the run is under way and stuck writing its progress (%s)" % wchan)
+        p, rfd = start_blocked(sim, pg_file, srv.state, srv)
         # Another serve started on the database meanwhile says that a run is
         # held by another process, which it did not resume.
         srv2 = Serve(sim.url, config={"state": {"path": srv.state}})
@@ -132,11 +140,71 @@ def blocked_output(sim, pg_file):
         check(rc == 0 and re.search(r"^run \S+: succeeded", text, re.M),
               "the blocked run, once read: %d %s" % (rc, text[-300:]))
         check(srv.stop() == 0, "serve: clean stop")
+        os.close(rfd)
+        rfd = None
+        # Stuck again, then SIGTERM (a timeout, systemd, a CI cancel).
+        state = os.path.join(os.path.dirname(srv.state), "blocked_term.db")
+        p, rfd = start_blocked(sim, pg_file, state, stderr=subprocess.PIPE)
+        p.send_signal(signal.SIGTERM)
+        try:
+            err = p.communicate(timeout=10)[1].decode(errors="replace")
+        except subprocess.TimeoutExpired:
+            p.kill()
+            err = p.communicate()[1].decode(errors="replace")
+            check(False, "SIGTERM while the output blocks: still running 10 s later")
+        check(p.returncode == 1 and "interrupted; run" in err and "unfinished" in err,
+              "SIGTERM while the output blocks: %d %s" % (p.returncode, err[-500:]))
     finally:
-        for fd in (rfd, wfd):
-            if fd is not None:
-                os.close(fd)
+        if rfd is not None:
+            os.close(rfd)
         srv.close()
+
+
+def store_locked(sim, tmp):
+    """Another connection holds the state database's write lock for 12 s
+    while `run` drives a run (an sqlite3 shell, a long maintenance job):
+    the run is dropped at the failed commit and taken back once the lock is
+    gone, and ends as usual (exit 0), not as an agent failure."""
+    state = os.path.join(tmp, "locked.db")
+    conf = os.path.join(tmp, "locked.json")
+    with open(conf, "w") as f:
+        json.dump({"airflow": {"url": sim.url}, "scheduler": FAST, "state": {"path": state}}, f)
+    svc = os.path.join(tmp, "locked_pg.json")
+    with open(svc, "w") as f:
+        json.dump(entity("databaseService", "locked_pg"), f)
+    set_scenario(sim, 1500)
+    p = run_bg(["-c", conf, "locked_pg", "--service-json", svc])
+    db = None
+    try:
+        deadline = time.monotonic() + 30
+        under_way = False
+        while time.monotonic() < deadline and not under_way and p.poll() is None:
+            rc, out, _ = cli(["status", "-c", conf, "--json", "locked_pg"])
+            runs = json.loads(out) if rc == 0 and out.strip() else []
+            under_way = bool(runs) and any(a["state"] in ("queued", "running")
+                                           for a in runs[0]["agents"])
+            time.sleep(0.05)
+        check(under_way, "the run is under way")
+        db = sqlite3.connect(state, timeout=10, isolation_level=None)
+        db.execute("BEGIN IMMEDIATE")
+        time.sleep(12)
+        db.execute("ROLLBACK")
+        db.close()
+        db = None
+        out, err = p.communicate(timeout=90)
+    finally:
+        if db is not None:
+            db.close()
+        p.kill()
+        p.wait()
+    check(p.returncode == 0 and re.search(r"^run \S+: succeeded$", out, re.M) and
+          "taken back in 5 s" in err,
+          "a run whose store was locked for 12 s: %d %s %s" % (p.returncode, out[-300:], err[-1500:]))
+    rc, out, _ = cli(["status", "-c", conf, "--json", "locked_pg"])
+    runs = json.loads(out)
+    check(len(runs) == 1 and runs[0]["state"] == "succeeded" and runs[0]["driven_by"] is None,
+          "one run, succeeded: %s" % out[:400])
+    set_scenario(sim, 80)
 
 
 def run_bg(args, quiet=False):
@@ -994,6 +1062,7 @@ def main():
         rc, out, _ = cli(["status", "--help"])
         check(rc == 0 and "also for a missing state database" in out,
               "status --help says a missing database is exit 0: %s" % out)
+        store_locked(sim, tmp)
         blocked_output(sim, pg_file)
     finally:
         if om:

@@ -1124,6 +1124,20 @@ log_count(struct h *h, const char *op, const char *dag)
 	return n;
 }
 
+/* The attempts of agent that ended in h's scheduler (the metrics). */
+static const struct sched_attempt_count *
+h_counted(struct h *h, const char *agent)
+{
+	const struct sched_attempt_count *c;
+	unsigned i;
+
+	for (i = 0; sched_attempt_counts(h->sched, i, &c); i++)
+		if (strcmp(c->agent, agent) == 0)
+			return c;
+	fail_msg("no attempt of %s counted", agent);
+	return NULL;
+}
+
 /* Runs the loop until the fake has logged n requests op on dag. */
 static void
 h_wait_log(struct h *h, const char *op, const char *dag, int n)
@@ -2441,6 +2455,62 @@ test_halt_of_ended_run_forgotten(void **state)
 }
 
 /*
+ * A run replaced while its agent's trigger may still be on its way (sent
+ * just before; here its send failed, and it arrives after the PATCH that
+ * was to stop it found nothing): the halt is not forgotten at that 404 but
+ * looked at again halt_recheck_ms later, and the run the late trigger
+ * started is marked failed then, not left going on unwatched.
+ */
+static void
+test_halt_not_yet_looked_at_again(void **state)
+{
+	struct h *h = h_new();
+	char *id, *id2, *rid, *cause = NULL;
+	struct fake_run *r;
+	int i;
+
+	h->cfg.poll_initial_ms = 5000;	/* the trigger is not tried again soon */
+	h->cfg.unreachable_retry_max_ms = 5000;
+	h->cfg.halt_recheck_ms = 300;
+	h->cfg.rescan_ms = 50;
+	h->fake.beh[0].running_polls = 1000000;
+	h_start(h);
+	id = h_submit(h, "pg", NULL);
+	h_wait_log(h, "unpause", "pg__metadata", 1);
+	h->fake.down = true;
+	h_wait_log(h, "trigger", "pg__metadata", 1);
+	h_spin(h, 30);
+	h->fake.down = false;
+	id2 = h_submit_pg(h, NULL, true);
+	h_wait_log(h, "fail_run", "pg__metadata", 1);
+	h_spin(h, 30);
+	/* Not there: kept, to look at again. */
+	assert_int_equal(halts_count(h), 1);
+	rid = ap_xprintf("autopilot__%s__metadata__1", id);
+	assert_null(fake_run(&h->fake, rid));
+	/* The trigger arrives late. */
+	r = fake_run_new(&h->fake, "pg__metadata", rid);
+	for (i = 0; i < 200 && !r->failed_by_us; i++)
+		h_spin(h, 20);
+	assert_true(r->failed_by_us);
+	assert_int_equal(halts_count(h), 0);
+	/* Still not there at the second look: forgotten. */
+	assert_int_equal(store_halt_add(h->store, id, "pg__metadata", "never",
+	    "a test", 0, &cause), STORE_OK);
+	i = log_count(h, "get_run", "pg__metadata");
+	h_wait_log(h, "get_run", "pg__metadata", i + 1);
+	h_spin(h, 30);
+	assert_int_equal(halts_count(h), 1);
+	for (i = 0; i < 200 && halts_count(h) > 0; i++)
+		h_spin(h, 20);
+	assert_int_equal(halts_count(h), 0);
+	free(rid);
+	free(id);
+	free(id2);
+	h_free(h);
+}
+
+/*
  * A request Airflow has not answered for slow_note_ms is noted on its agent
  * while the client goes on trying; the answer clears the note.
  */
@@ -3580,8 +3650,13 @@ test_replaced_predeploys_not_sent(void **state)
 static void
 test_lost_end_taken_up(void **state)
 {
+	static const char *const agents[] = {
+		"metadata", "lineage", "usage", "profiler"
+	};
 	struct h *h = h_new();
+	const struct sched_attempt_count *c;
 	char *id;
+	int i;
 
 	h_short_lease(h);
 	h->sabotage = 3;
@@ -3593,6 +3668,13 @@ test_lost_end_taken_up(void **state)
 	assert_string_equal(h->final_run[1], id);
 	assert_string_equal(h->final_state[1], "succeeded");
 	h_assert_agent_state(h, id, "metadata", "succeeded");
+	/* The attempt whose end was lost with the commit is counted once,
+	 * when it ends again. */
+	for (i = 0; i < 4; i++) {
+		c = h_counted(h, agents[i]);
+		assert_int_equal(c->succeeded, 1);
+		assert_int_equal(c->failed + c->timed_out + c->lost, 0);
+	}
 	free(id);
 	h_free(h);
 }
@@ -3736,13 +3818,8 @@ unseen_then_deploy_fails(bool crash)
 	assert_int_equal(r->adopted, 1);
 	if (!crash) {
 		/* Each attempt is counted as it ended (the metrics). */
-		const struct sched_attempt_count *c;
-		unsigned i;
+		const struct sched_attempt_count *c = h_counted(h, "metadata");
 
-		for (i = 0; sched_attempt_counts(h->sched, i, &c); i++)
-			if (strcmp(c->agent, "metadata") == 0)
-				break;
-		assert_true(sched_attempt_counts(h->sched, i, &c));
 		assert_int_equal(c->failed, 2);
 		assert_int_equal(c->succeeded, 1);
 		assert_int_equal(c->timed_out + c->lost, 0);
@@ -3798,6 +3875,7 @@ main(void)
 		cmocka_unit_test(test_halt_rejections),
 		cmocka_unit_test(test_halt_handed_over_at_stop),
 		cmocka_unit_test(test_replaced_trigger_not_resent),
+		cmocka_unit_test(test_halt_not_yet_looked_at_again),
 		cmocka_unit_test(test_replaced_seen_at_renewal),
 		cmocka_unit_test(test_replaced_seen_behind_backlog),
 		cmocka_unit_test(test_lost_end_taken_up),
