@@ -187,7 +187,8 @@ static void
 warn_config_rest(const char *path)
 {
 	struct config full;
-	struct config_flags quiet = { .quiet = true };
+	struct config_flags quiet = { .quiet = true, .skip_secrets =
+	    CONFIG_SECRET_ALL };
 	char *why = NULL, *shown;
 
 	if (strcmp(path, "-") == 0)
@@ -340,7 +341,7 @@ filter_test_exec(int argc, char **argv)
 	struct filter_config cfg;
 	struct filter_set *eff = NULL;
 	const char *service_path = NULL, *connector = NULL, *kind = "table";
-	const char *config_path = NULL;
+	const char *config_path = NULL, *svc_kind = NULL;
 	char **inc = NULL, **exc = NULL, *cause = NULL, *why = NULL, *key = NULL;
 	char *line = NULL, *shown;
 	size_t ninc = 0, nexc = 0, cap = 0, i;
@@ -416,6 +417,8 @@ filter_test_exec(int argc, char **argv)
 			 * JSON string of one, as the webhook takes it). */
 			json_t *e = NULL;
 
+			svc_kind = filter_kind_from_entity_type(json_string_value(
+			    json_object_get(service, "entityType")));
 			if (webhook_event_entity(service, "", CONFIG_MAX_JSON_DEPTH, &e,
 			    &why) != WEBHOOK_PARSE_OK) {
 				cause = ap_xprintf("--service-json %s (a ChangeEvent):"
@@ -453,8 +456,18 @@ filter_test_exec(int argc, char **argv)
 			    " %s\n", service_path, json_string_value(w));
 		json_decref(warnings);
 	}
-	eff = filter_effective_set(&cfg, service, filter_key_kind(key),
-	    connector, &cause);
+	/* The service's kind when it tells it (its event's entityType, its
+	 * href), as its agents are planned: a metadata service's table
+	 * patterns are not a database service's. */
+	if (service != NULL && svc_kind == NULL) {
+		char *type = filter_href_type(service);
+
+		svc_kind = filter_kind_from_entity_type(type);
+		free(type);
+	}
+	if (svc_kind == NULL || !filter_kind_has_key(svc_kind, key))
+		svc_kind = filter_key_kind(key);
+	eff = filter_effective_set(&cfg, service, svc_kind, connector, &cause);
 	if (eff == NULL)
 		goto service_fail;
 	t.key = key;

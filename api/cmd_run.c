@@ -1124,7 +1124,9 @@ run_exec(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
-	struct config_flags flags = { 0 };
+	/* The webhook's and the admin API's secrets are serve's. */
+	struct config_flags flags = { .skip_secrets = CONFIG_SECRET_WEBHOOK |
+	    CONFIG_SECRET_ADMIN };
 	struct run_watch w;
 	struct config cfg;
 	const char *path = NULL, *fqn, *json_file = NULL;

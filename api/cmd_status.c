@@ -114,7 +114,9 @@ status_exec(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
-	struct config_flags flags = { 0 };
+	/* Read-only: no secret is used (a file only serve's host mounts must
+	 * not stop it). */
+	struct config_flags flags = { .skip_secrets = CONFIG_SECRET_ALL };
 	struct store_options so = { 0 };
 	struct config cfg;
 	struct store *st = NULL;

@@ -280,11 +280,13 @@ read_secret_file(const char *what, const char *path, char **out, char **cause)
 /*
  * A *_file key: the path must be given, and the file is read only when the
  * variable envname does not override it (a file that is not there, or not
- * readable by this user, is no error then).
+ * readable by this user, is no error then), nor the command skips the
+ * secret (bit, of c->skip_secrets).
  */
 static int
-get_secret_file(const char *sec, const char *key, const json_t *v,
-    const char *envname, char **out, char **cause)
+get_secret_file(const struct config *c, unsigned bit, const char *sec,
+    const char *key, const json_t *v, const char *envname, char **out,
+    char **cause)
 {
 	char *what;
 	int rc;
@@ -296,7 +298,7 @@ get_secret_file(const char *sec, const char *key, const json_t *v,
 		*cause = ap_xprintf("%s.%s: must be the path of a file", sec, key);
 		return -1;
 	}
-	if (env(envname) != NULL)
+	if (env(envname) != NULL || (c->skip_secrets & bit) != 0)
 		return 0;
 	what = ap_xprintf("%s.%s", sec, key);
 	rc = read_secret_file(what, json_string_value(v), out, cause);
@@ -500,8 +502,9 @@ parse_webhook(struct config *c, const json_t *sec, char **cause)
 		int rc;
 
 		if (strcmp(key, "secret_file") == 0)
-			rc = get_secret_file("webhook", key, v,
-			    "AUTOPILOT_WEBHOOK_SECRET", &c->webhook_secret, cause);
+			rc = get_secret_file(c, CONFIG_SECRET_WEBHOOK, "webhook",
+			    key, v, "AUTOPILOT_WEBHOOK_SECRET", &c->webhook_secret,
+			    cause);
 		else if (strcmp(key, "allow_unsigned") == 0)
 			rc = get_bool("webhook", key, v, &c->allow_unsigned, cause);
 		else if (strcmp(key, "secret") == 0)
@@ -527,8 +530,8 @@ parse_admin(struct config *c, const json_t *sec, char **cause)
 		int rc;
 
 		if (strcmp(key, "token_file") == 0)
-			rc = get_secret_file("admin", key, v, "AUTOPILOT_ADMIN_TOKEN",
-			    &c->admin_token, cause);
+			rc = get_secret_file(c, CONFIG_SECRET_ADMIN, "admin", key,
+			    v, "AUTOPILOT_ADMIN_TOKEN", &c->admin_token, cause);
 		else if (strcmp(key, "token") == 0)
 			rc = refuse_plain_secret("admin", key, "token_file",
 			    "AUTOPILOT_ADMIN_TOKEN", cause);
@@ -606,8 +609,9 @@ parse_openmetadata(struct config *c, const json_t *sec, char **cause)
 				rc = check_om_url("openmetadata.url", c->om_url, cause);
 		}
 		else if (strcmp(key, "token_file") == 0)
-			rc = get_secret_file("openmetadata", key, v,
-			    "AUTOPILOT_OPENMETADATA_TOKEN", &c->om_token, cause);
+			rc = get_secret_file(c, CONFIG_SECRET_OPENMETADATA,
+			    "openmetadata", key, v, "AUTOPILOT_OPENMETADATA_TOKEN",
+			    &c->om_token, cause);
 		else if (strcmp(key, "token") == 0)
 			rc = refuse_plain_secret("openmetadata", key, "token_file",
 			    "AUTOPILOT_OPENMETADATA_TOKEN", cause);
@@ -638,8 +642,8 @@ parse_airflow_own(struct config *c, const json_t *sec, char **cause)
 	    get_str("airflow", "username", v, &c->airflow_username, cause) < 0)
 		return -1;
 	if ((v = json_object_get(sec, "password_file")) != NULL &&
-	    get_secret_file("airflow", "password_file", v,
-	    "AUTOPILOT_AIRFLOW_PASSWORD", &c->airflow_password, cause) < 0)
+	    get_secret_file(c, CONFIG_SECRET_AIRFLOW, "airflow", "password_file",
+	    v, "AUTOPILOT_AIRFLOW_PASSWORD", &c->airflow_password, cause) < 0)
 		return -1;
 	if (json_object_get(sec, "password") != NULL)
 		return refuse_plain_secret("airflow", "password", "password_file",
@@ -916,6 +920,7 @@ config_load(struct config *c, const char *path, const struct config_flags *flags
 
 	if (path == NULL)
 		path = env("AUTOPILOT_CONFIG");
+	c->skip_secrets = flags != NULL ? flags->skip_secrets : 0;
 	if (path != NULL) {
 		set_str(&c->file, path);
 		if ((c->root = config_read_file(path, cause)) == NULL)

@@ -41,7 +41,17 @@ struct config_flags {
 	bool allow_unsigned;		/* --allow-unsigned */
 	bool log_json;			/* --log-json */
 	bool quiet;			/* leave c->warnings to the caller to say */
+	/* CONFIG_SECRET_* bits: secret files this command does not use, whose
+	 * path is checked but the file not read (status needs none; a file
+	 * only serve's host mounts must not stop it). */
+	unsigned skip_secrets;
 };
+
+#define CONFIG_SECRET_WEBHOOK		0x1u	/* webhook.secret_file */
+#define CONFIG_SECRET_ADMIN		0x2u	/* admin.token_file */
+#define CONFIG_SECRET_AIRFLOW		0x4u	/* airflow.password_file */
+#define CONFIG_SECRET_OPENMETADATA	0x8u	/* openmetadata.token_file */
+#define CONFIG_SECRET_ALL		0xfu
 
 /* listen.max_json_depth by default: nesting allowed in a webhook body (and
  * in an entity given as a JSON string). */
@@ -53,6 +63,7 @@ struct config_flags {
 struct config {
 	char *file;			/* the file read (new string), or NULL */
 	json_t *root;			/* the file's JSON, '$' keys removed (owned), or NULL */
+	unsigned skip_secrets;		/* config_flags.skip_secrets */
 
 	/* "listen" */
 	char *listen_host;		/* "127.0.0.1" */

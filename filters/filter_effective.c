@@ -295,6 +295,24 @@ filter_config_from_json(const json_t *section, struct filter_config *out,
 	v = json_object_get(defs, "byConnector");
 	if (v != NULL) {
 		json_object_foreach((json_t *)v, name, obj) {
+			const char *other;
+			json_t *o;
+
+			/* Names match connectors case-insensitively: two that
+			 * differ only so would have one's patterns dropped. */
+			json_object_foreach((json_t *)v, other, o) {
+				if (other == name)
+					break;
+				if (ap_strcaseeq(other, name)) {
+					*cause = ap_xprintf("filters.defaults."
+					    "byConnector: '%s' and '%s' name one"
+					    " connector (names are matched"
+					    " case-insensitively): give its"
+					    " patterns once", other, name);
+					filter_config_cleanup(out);
+					return -1;
+				}
+			}
 			path = ap_xprintf("filters.defaults.byConnector.%s", name);
 			rc = check_patterns(obj, path, NULL, cause);
 			free(path);

@@ -1062,6 +1062,29 @@ def main():
         rc, out, _ = cli(["status", "--help"])
         check(rc == 0 and "also for a missing state database" in out,
               "status --help says a missing database is exit 0: %s" % out)
+        # The secret files only serve reads (webhook, admin) are not read by
+        # status and run, nor the others by status: mounted on serve's host
+        # only, they must not stop an operator elsewhere. config check reads
+        # them all.
+        shared = os.path.join(tmp, "shared.json")
+        with open(shared, "w") as f:
+            json.dump({"airflow": {"url": sim.url}, "scheduler": FAST, "state": {"path": state},
+                       "webhook": {"secret_file": "/nonexistent/webhook"},
+                       "admin": {"token_file": "/nonexistent/admin"}}, f)
+        rc, out, err = cli(["status", "-c", shared, "sales_postgres"])
+        check(rc == 0 and "nonexistent" not in err, "status, serve's secrets missing: %d %r" % (rc, err))
+        rc, out, err = cli(["run", "-c", shared, "sales_postgres", "--no-wait", "--replace"])
+        check(rc == 0 and "submitted" in out, "run, serve's secrets missing: %d %r" % (rc, err))
+        rc, out, err = cli(["run", "-c", shared, "sales_postgres", "--replace"])
+        check(rc == 0, "run (driven here), serve's secrets missing: %d %r" % (rc, err))
+        rc, out, err = cli(["config", "check", "-c", shared])
+        check(rc == 2 and "webhook.secret_file: /nonexistent/webhook" in err,
+              "config check reads them: %d %r" % (rc, err))
+        with open(shared, "w") as f:
+            json.dump({"state": {"path": state}, "airflow": {"password_file": "/nonexistent/pw"},
+                       "openmetadata": {"token_file": "/nonexistent/om"}}, f)
+        rc, out, err = cli(["status", "-c", shared])
+        check(rc == 0, "status, no secret file there: %d %r" % (rc, err))
         store_locked(sim, tmp)
         blocked_output(sim, pg_file)
     finally:

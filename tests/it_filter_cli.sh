@@ -257,6 +257,26 @@ out=$("$BIN" filter test --service-json "$TMP/svc-bad2.json" --kind schema x 2>&
 code "service pattern index after a duplicate" $rc 2
 check "service pattern index after a duplicate" "$out" "schemaFilterPattern.excludes[1]: invalid pattern '('"
 
+# The service's kind, when its event (entityType) or its href tells it,
+# decides which byServiceKind patterns apply, as for its deployed agents:
+# a metadata service's tables are not filtered as a database's.
+cat > "$TMP/kinds.json" <<'J'
+{"filters": {"defaults": {"byServiceKind": {
+  "metadata": {"tableFilterPattern": {"excludes": ["^md_x"]}},
+  "database": {"tableFilterPattern": {"excludes": ["^db_x"]}}}}}}
+J
+printf '{"eventType": "entityCreated", "entityType": "metadataService", "entity": %s}' \
+	"$(cat "${AP_SRC:-.}/tests/data/services/metadataService.Atlas.json")" > "$TMP/atlas-event.json"
+out=$("$BIN" filter test -c "$TMP/kinds.json" --service-json "$TMP/atlas-event.json" md_x1 db_x1 2>&1); rc=$?
+code "metadata service's kind" $rc 0
+check "metadata kind's pattern applies" "$out" "dropped  md_x1  matches exclude '^md_x'"
+check "database kind's does not" "$out" "kept     db_x1"
+python3 -c 'import json,sys; e=json.load(open(sys.argv[1])); e["href"]="http://om/api/v1/services/metadataServices/1"; print(json.dumps(e))' \
+	"${AP_SRC:-.}/tests/data/services/metadataService.Atlas.json" > "$TMP/atlas-href.json"
+out=$("$BIN" filter test -c "$TMP/kinds.json" --service-json "$TMP/atlas-href.json" md_x1 db_x1 2>&1); rc=$?
+check "metadata kind by href" "$out" "dropped  md_x1  matches exclude '^md_x'"
+check "database kind's not by href" "$out" "kept     db_x1"
+
 # Streams: 200,000 names through stdin.
 seq 1 200000 | sed 's/^/t_/' > "$TMP/names"
 n=$("$BIN" filter test --json --exclude '^t_1' < "$TMP/names" | grep -c '"kept":false')

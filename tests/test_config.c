@@ -436,6 +436,16 @@ test_connector_warnings(void **state)
 	    " {\"Postgres\": {}}}}}", NULL, &cause), 0);
 	assert_int_equal(json_array_size(c.warnings), 0);
 	config_cleanup(&c);
+	/* Two names of one connector (matched case-insensitively): one's
+	 * patterns would be dropped. */
+	assert_int_equal(load_text(&c, "{\"filters\": {\"defaults\": {\"byConnector\":"
+	    " {\"Postgres\": {\"tableFilterPattern\": {\"excludes\": [\"^a\"]}},"
+	    " \"BigQuery\": {}, \"postgres\": {\"tableFilterPattern\":"
+	    " {\"excludes\": [\"^b\"]}}}}}}", NULL, &cause), -1);
+	assert_non_null(strstr(cause, "filters.defaults.byConnector: 'Postgres' and"
+	    " 'postgres' name one connector"));
+	free(cause);
+	config_cleanup(&c);
 }
 
 /* config_read_file(): what `filter test -c` reads, '$' keys gone at every level. */
