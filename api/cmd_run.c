@@ -315,6 +315,7 @@ find_entity(const struct config *cfg, struct store *st, const char *fqn,
 	unsigned nfound = 0;
 	size_t i, len;
 	long status;
+	int64_t stored_at;
 
 	*entity = NULL;
 	if (json_file != NULL) {
@@ -347,12 +348,25 @@ find_entity(const struct config *cfg, struct store *st, const char *fqn,
 		return AP_EXIT_OK;
 	}
 
-	r = store_service_get(st, *type, fqn, &text, *type == NULL ? type : NULL, &why);
+	r = store_service_get_at(st, *type, fqn, &text, *type == NULL ? type :
+	    NULL, &stored_at, &why);
 	if (r == STORE_OK) {
 		*entity = json_loads(text, 0, &jerr);
 		free(text);
-		if (*entity != NULL)
+		if (*entity != NULL) {
+			char at[40];
+
+			/* The webhook stores the entity of entityCreated only:
+			 * filters changed in OpenMetadata since are not in it. */
+			ap_format_time(stored_at, at, sizeof at);
+			fprintf(stderr, "autopilot: run: the entity of %s %s is the"
+			    " one stored at %s (of its entityCreated event, or an"
+			    " earlier run's --service-json): a change made in"
+			    " OpenMetadata since, to its filters say, is not in it;"
+			    " --service-json FILE gives the service as it is now\n",
+			    *type, fqn, at);
 			return AP_EXIT_OK;
+		}
 		*cause = ap_xprintf("the stored entity of %s is not JSON: %s", fqn,
 		    jerr.text);
 		return AP_EXIT_UNREACHABLE;

@@ -199,10 +199,11 @@ static const char *const store_sql[Q_MAX] = {
 	    " entity_run) VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (service_type, fqn)"
 	    " DO UPDATE SET entity = excluded.entity, updated_at = excluded.updated_at,"
 	    " entity_run = excluded.entity_run",
-	[Q_SERVICE_GET] = "SELECT " SERVICE_ENTITY ", service_type FROM services s"
-	    " WHERE service_type = ?1 AND fqn = ?2",
-	[Q_SERVICE_GET_ANY] = "SELECT " SERVICE_ENTITY ", service_type FROM services s"
-	    " WHERE fqn = ?1 AND (" SERVICE_ENTITY ") IS NOT NULL ORDER BY updated_at DESC",
+	[Q_SERVICE_GET] = "SELECT " SERVICE_ENTITY ", service_type, updated_at FROM"
+	    " services s WHERE service_type = ?1 AND fqn = ?2",
+	[Q_SERVICE_GET_ANY] = "SELECT " SERVICE_ENTITY ", service_type, updated_at FROM"
+	    " services s WHERE fqn = ?1 AND (" SERVICE_ENTITY ") IS NOT NULL ORDER BY"
+	    " updated_at DESC",
 	[Q_ACTIVE_RUN] = "SELECT run_id FROM runs WHERE service_type = ?1 AND"
 	    " fqn = ?2 AND state IN " ACTIVE_STATES " ORDER BY rowid LIMIT 1",
 	[Q_RUN_INSERT] = "INSERT INTO runs (run_id, service_type, fqn, state, entity,"
@@ -1536,6 +1537,15 @@ enum store_result
 store_service_get(struct store *s, const char *service_type, const char *fqn,
     char **entity_json, char **type_out, char **cause)
 {
+	return store_service_get_at(s, service_type, fqn, entity_json, type_out,
+	    NULL, cause);
+}
+
+enum store_result
+store_service_get_at(struct store *s, const char *service_type,
+    const char *fqn, char **entity_json, char **type_out, int64_t *stored_at,
+    char **cause)
+{
 	sqlite3_stmt *st;
 	bool ambiguous;
 	int rc;
@@ -1543,6 +1553,8 @@ store_service_get(struct store *s, const char *service_type, const char *fqn,
 	*entity_json = NULL;
 	if (type_out != NULL)
 		*type_out = NULL;
+	if (stored_at != NULL)
+		*stored_at = 0;
 	if (service_type != NULL) {
 		if ((st = store_stmt(s, Q_SERVICE_GET, cause)) == NULL)
 			return STORE_ERROR;
@@ -1561,6 +1573,8 @@ store_service_get(struct store *s, const char *service_type, const char *fqn,
 		*entity_json = col_text(st, 0);
 		if (type_out != NULL)
 			*type_out = col_text(st, 1);
+		if (stored_at != NULL)
+			*stored_at = sqlite3_column_int64(st, 2);
 	}
 	/* Names are unique within a service type only: with none given, a
 	 * name stored under two types is not this function's to pick from. */

@@ -139,6 +139,10 @@ enum store_result store_run_owned(struct store *s, const char *run_id,
  * *cause listing the types, when the name is stored under more than one. */
 enum store_result store_service_get(struct store *s, const char *service_type,
     const char *fqn, char **entity_json, char **type_out, char **cause);
+/* The same, with when it was stored (epoch ms; may be NULL). */
+enum store_result store_service_get_at(struct store *s, const char *service_type,
+    const char *fqn, char **entity_json, char **type_out, int64_t *stored_at,
+    char **cause);
 /* Records the service's entity (as store_inbox_accept does). */
 enum store_result store_service_put(struct store *s, const char *service_type,
     const char *fqn, const char *entity_json, char **cause);

@@ -1077,6 +1077,10 @@ def main():
         check(rc == 0 and "submitted" in out, "run, serve's secrets missing: %d %r" % (rc, err))
         rc, out, err = cli(["run", "-c", shared, "sales_postgres", "--replace"])
         check(rc == 0, "run (driven here), serve's secrets missing: %d %r" % (rc, err))
+        # The entity stored (the webhook keeps entityCreated's only): said when.
+        check(re.search(r"the entity of databaseService sales_postgres is the one stored at "
+                        r"\d{4}-\d\d-\d\dT[0-9:.]+Z .*--service-json FILE gives the service", err),
+              "run says when the entity it uses was stored: %r" % err)
         rc, out, err = cli(["config", "check", "-c", shared])
         check(rc == 2 and "webhook.secret_file: /nonexistent/webhook" in err,
               "config check reads them: %d %r" % (rc, err))
