@@ -393,6 +393,22 @@ filter_test_exec(int argc, char **argv)
 	if (config_path == NULL && getenv("AUTOPILOT_CONFIG") != NULL &&
 	    getenv("AUTOPILOT_CONFIG")[0] != '\0')
 		config_path = getenv("AUTOPILOT_CONFIG");
+	/* Standard input is read once: by one of the two, or for the names. */
+	if (config_path != NULL && service_path != NULL &&
+	    strcmp(config_path, "-") == 0 && strcmp(service_path, "-") == 0) {
+		fprintf(stderr, "autopilot: -c - and --service-json - both read"
+		    " standard input: give one of them a file\n");
+		goto out;
+	}
+	if (((config_path != NULL && strcmp(config_path, "-") == 0) ||
+	    (service_path != NULL && strcmp(service_path, "-") == 0)) &&
+	    optind >= argc) {
+		fprintf(stderr, "autopilot: %s - reads standard input, where the"
+		    " names are read when none is given: give the names as"
+		    " arguments\n", service_path != NULL && strcmp(service_path,
+		    "-") == 0 ? "--service-json" : "-c");
+		goto out;
+	}
 	if (config_path != NULL) {
 		/* Read as every other command reads it ('$' keys are comments);
 		 * only its "filters" section matters here. */

@@ -1169,13 +1169,30 @@ run_exec(int argc, char **argv)
 		switch (c) {
 		case 'c': path = optarg; break;
 		case 't':
+			/* Given twice, a value is not dropped without a word. */
+			if (type != NULL && strcmp(type, optarg) != 0) {
+				fprintf(stderr, "autopilot: run: --type given twice"
+				    " (%s, %s): give one\n", type, optarg);
+				goto out;
+			}
 			free(type);
 			type = ap_xstrdup(optarg);
 			break;
-		case 'f': json_file = optarg; break;
+		case 'f':
+			if (json_file != NULL && strcmp(json_file, optarg) != 0) {
+				fprintf(stderr, "autopilot: run: --service-json given"
+				    " twice (%s, %s): give one\n", json_file, optarg);
+				goto out;
+			}
+			json_file = optarg;
+			break;
 		case 'A':
-			free(agents_arg);
-			agents_arg = ap_xstrdup(optarg);
+			/* Each --agents adds to the list (one named twice is
+			 * refused with the list). */
+			text = agents_arg;
+			agents_arg = text != NULL ? ap_xprintf("%s,%s", text,
+			    optarg) : ap_xstrdup(optarg);
+			free(text);
 			break;
 		case 'n': no_wait = true; break;
 		case 'r': replace = true; break;

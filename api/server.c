@@ -501,6 +501,7 @@ query_param(struct evhttp_request *req, const char *name, char **out, char **cau
 /* The query parameters of GET /api/v1/runs, and of a re-run. */
 static const char *const runs_params[] = { "service", "limit", "before", NULL };
 static const char *const rerun_params[] = { "replace", NULL };
+static const char *const no_params[] = { NULL };
 
 /* 0 if every query parameter is one of names (NULL-terminated), else -1
  * and a new *cause naming the first that is not: a misspelt filter would
@@ -1833,6 +1834,13 @@ handle_runs(struct server *s, struct evhttp_request *req, const char *path)
 		if ((id = decoded(raw, strlen(raw))) == NULL || *id == '\0' ||
 		    strchr(id, '/') != NULL) {
 			reply_error(req, 404, "Not Found", "not found", "no such run");
+			free(id);
+			return;
+		}
+		/* As for the list: a parameter it takes none of is said. */
+		if (query_known(req, no_params, &cause) < 0) {
+			reply_error(req, 400, "Bad Request", "bad query", cause);
+			free(cause);
 			free(id);
 			return;
 		}

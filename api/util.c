@@ -623,6 +623,20 @@ utf8_seq_len(const unsigned char *p, size_t left)
 	return ap_utf8_valid((const char *)p, n) ? n : 0;
 }
 
+/* The UTF-8 sequence p (n bytes) is a bidirectional formatting character:
+ * U+061C, U+200E, U+200F, U+202A to U+202E, U+2066 to U+2069. */
+static bool
+bidi_control(const unsigned char *p, size_t n)
+{
+	if (n == 2)
+		return p[0] == 0xd8 && p[1] == 0x9c;
+	if (n != 3 || p[0] != 0xe2)
+		return false;
+	return (p[1] == 0x80 && (p[2] == 0x8e || p[2] == 0x8f ||
+	    (p[2] >= 0xaa && p[2] <= 0xae))) || (p[1] == 0x81 && p[2] >= 0xa6 &&
+	    p[2] <= 0xa9);
+}
+
 void
 ap_buf_add_term(struct ap_buf *b, const char *s, size_t len)
 {
@@ -643,6 +657,13 @@ ap_buf_add_term(struct ap_buf *b, const char *s, size_t len)
 		} else if (n == 2 && p[0] == 0xc2 && p[1] <= 0x9f) {
 			ap_buf_printf(b, "\\u%04x", p[1]);
 			p += 2;
+		} else if (bidi_control(p, n)) {
+			/* Reorders what follows on the terminal: a name or an
+			 * error would not read as what it holds. */
+			ap_buf_printf(b, "\\u%04x", n == 2 ? ((p[0] & 0x1f) << 6) |
+			    (p[1] & 0x3f) : ((p[0] & 0x0f) << 12) | ((p[1] & 0x3f) <<
+			    6) | (p[2] & 0x3f));
+			p += n;
 		} else {
 			ap_buf_add(b, p, n);
 			p += n;

@@ -142,8 +142,9 @@ char *ap_printable(const char *s);
  * A new copy of s (text from outside: Airflow's errors, service names) safe
  * to print on a terminal and one line long: control characters (C0, DEL and
  * C1, which can start terminal escape sequences) are written as escapes
- * (\n, \t, \x1b, \u009b), bytes that are not UTF-8 as \xff; other UTF-8
- * is kept. Any thread.
+ * (\n, \t, \x1b, \u009b), and so are the bidirectional formatting
+ * characters (\u202e), bytes that are not UTF-8 as \xff; other UTF-8 is
+ * kept. Any thread.
  */
 char *ap_term_text(const char *s);
 /* Appends s[0..len) to b as ap_term_text() writes it (a NUL as \x00). */

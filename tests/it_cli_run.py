@@ -340,6 +340,23 @@ def main():
         for lst in ("metadata,,profiler", "metadata,", ",metadata"):
             rc, _, err = cli(["run", "-c", conf, "sales_postgres", "--agents", lst])
             check(rc == 2 and "of the list is empty" in err, "--agents %r: %d %s" % (lst, rc, err))
+        # --agents twice adds up (an agent named in both is refused as in one
+        # list); --type or --service-json twice with two values is refused.
+        rc, _, err = cli(["run", "-c", conf, "sales_postgres", "--agents", "metadata",
+                          "--agents", "bogus"])
+        check(rc == 2 and "bogus" in err, "--agents twice adds up: %d %s" % (rc, err))
+        rc, _, err = cli(["run", "-c", conf, "sales_postgres", "--agents", "metadata",
+                          "--agents", "metadata"])
+        check(rc == 2 and "metadata" in err and "twice" in err,
+              "--agents twice, one agent in both: %d %s" % (rc, err))
+        rc, _, err = cli(["run", "-c", conf, "sales_postgres", "--type", "databaseService",
+                          "--type", "dashboardService"])
+        check(rc == 2 and "--type given twice (databaseService, dashboardService)" in err,
+              "--type twice: %d %s" % (rc, err))
+        rc, _, err = cli(["run", "-c", conf, "sales_postgres", "--service-json", "a.json",
+                          "--service-json", "b.json"])
+        check(rc == 2 and "--service-json given twice (a.json, b.json)" in err,
+              "--service-json twice: %d %s" % (rc, err))
 
         def nruns():
             _, out, _ = cli(["status", "-c", conf, "--json", "--limit", "100000"])

@@ -277,6 +277,18 @@ out=$("$BIN" filter test -c "$TMP/kinds.json" --service-json "$TMP/atlas-href.js
 check "metadata kind by href" "$out" "dropped  md_x1  matches exclude '^md_x'"
 check "database kind's not by href" "$out" "kept     db_x1"
 
+# Standard input is read once: not by -c - and --service-json - both, nor
+# by either when the names are to come from it.
+out=$(echo '{}' | "$BIN" filter test -c - --service-json - x 2>&1); rc=$?
+code "-c - and --service-json -" $rc 2
+check "-c - and --service-json - said" "$out" "-c - and --service-json - both read standard input: give one of them a file"
+out=$(echo '{}' | "$BIN" filter test -c - 2>&1); rc=$?
+code "-c - and names from stdin" $rc 2
+check "-c - and names from stdin said" "$out" "-c - reads standard input, where the names are read when none is given"
+out=$(echo '{"filters": {}}' | "$BIN" filter test -c - --no-defaults x 2>&1); rc=$?
+code "-c - with names given" $rc 0
+check "-c - with names given decides" "$out" "kept     x"
+
 # Streams: 200,000 names through stdin.
 seq 1 200000 | sed 's/^/t_/' > "$TMP/names"
 n=$("$BIN" filter test --json --exclude '^t_1' < "$TMP/names" | grep -c '"kept":false')

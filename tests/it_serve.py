@@ -185,6 +185,13 @@ def main():
         st, err = srv.admin("GET", "/api/v1/runs?servce=kafka_events")
         check(st == 400 and err["detail"] == "query: unknown parameter 'servce' (known: service,"
               " limit, before)", "runs?servce=: %s %s" % (st, err))
+        # One run takes no parameter: one given is refused as well.
+        one = run_ids["looker_prod"]
+        st, err = srv.admin("GET", "/api/v1/runs/%s?limit=1" % one)
+        check(st == 400 and err["detail"] == "query: unknown parameter 'limit' (known: none)",
+              "runs/ID?limit=: %s %s" % (st, err))
+        st, body = srv.admin("GET", "/api/v1/runs/%s?" % one)
+        check(st == 200 and body["run_id"] == one, "runs/ID? (an empty query): %s %s" % (st, body))
         st, body = srv.admin("POST", "/api/v1/services/dashboardService/looker_prod/rerun")
         check(st == 202 and body["run_id"] != run_ids["looker_prod"], "rerun: %s %s" % (st, body))
         st2, body2 = srv.admin("POST", "/api/v1/services/dashboardService/looker_prod/rerun")

@@ -261,6 +261,11 @@ test_term_text(void **state)
 		{ "bad\xff\xc3", "bad\\xff\\xc3" },
 		{ "overlong\xc0\xaf", "overlong\\xc0\\xaf" },
 		{ "surrogate\xed\xa0\x80", "surrogate\\xed\\xa0\\x80" },
+		/* Bidirectional formatting: what follows would be reordered. */
+		{ "tab\xe2\x80\xae" "elbat", "tab\\u202eelbat" },
+		{ "\xe2\x80\xaa\xe2\x80\x8f\xe2\x81\xa6\xe2\x81\xa9\xd8\x9c",
+		    "\\u202a\\u200f\\u2066\\u2069\\u061c" },
+		{ "\xe2\x80\xa9\xe2\x81\xaa\xd8\x9d", "\xe2\x80\xa9\xe2\x81\xaa\xd8\x9d" },
 	};
 	size_t i;
 	char *out;
