@@ -368,8 +368,15 @@ utf8_decode(const char *s, size_t n, long *cp)
 	return len;
 }
 
-/* Python's \s also matches U+001C..U+001F, which PCRE2's does not. */
-#define PY_SPACE_EXTRA "\\x{1c}-\\x{1f}"
+/* Python's \s (str.isspace()), written out: PCRE2's lacks U+001C..U+001F
+ * and has U+180E, which Unicode no longer counts as space. */
+#define PY_SPACE "\\x{9}-\\x{d}\\x{1c}-\\x{20}\\x{85}\\x{a0}\\x{1680}" \
+	"\\x{2000}-\\x{200a}\\x{2028}\\x{2029}\\x{202f}\\x{205f}\\x{3000}"
+/* ... and every other code point: Python's \S, inside a set too. */
+#define PY_NOT_SPACE "\\x{0}-\\x{8}\\x{e}-\\x{1b}\\x{21}-\\x{84}\\x{86}-\\x{9f}" \
+	"\\x{a1}-\\x{167f}\\x{1681}-\\x{1fff}\\x{200b}-\\x{2027}" \
+	"\\x{202a}-\\x{202e}\\x{2030}-\\x{205e}\\x{2060}-\\x{2fff}" \
+	"\\x{3001}-\\x{10ffff}"
 
 /* An escape at x->p[x->i] == '\\'. in_class: inside [...]. */
 static int
@@ -405,15 +412,10 @@ xlate_escape(struct xlate *x, bool in_class)
 		ap_buf_addc(&x->out, c);
 		return 0;
 	case 's':
-		ap_buf_adds(&x->out, in_class ? "\\s" PY_SPACE_EXTRA :
-		    "[\\s" PY_SPACE_EXTRA "]");
+		ap_buf_adds(&x->out, in_class ? PY_SPACE : "[" PY_SPACE "]");
 		return 0;
 	case 'S':
-		if (in_class)
-			return xfail(x, start, "\\S inside a set is not "
-			    "supported (Python's \\s differs from PCRE2's); "
-			    "use a negated set");
-		ap_buf_adds(&x->out, "[^\\s" PY_SPACE_EXTRA "]");
+		ap_buf_adds(&x->out, in_class ? PY_NOT_SPACE : "[^" PY_SPACE "]");
 		return 0;
 	case 'b':
 		/* In a set, Python's \b is backspace, as PCRE2's. */
@@ -532,9 +534,18 @@ xlate_class(struct xlate *x)
 			return 0;
 		}
 		if (c == '\\') {
+			size_t esc = x->i;
+
 			x->last_cp = -1;
 			if (xlate_escape(x, true) < 0)
 				return -1;
+			/* \s and \S are written out as ranges, which must not
+			 * join a range around them: Python refuses one. */
+			if (x->i == esc + 2 && (x->p[esc + 1] == 's' ||
+			    x->p[esc + 1] == 'S') && (range || (x->i + 1 < x->len &&
+			    x->p[x->i] == '-' && x->p[x->i + 1] != ']')))
+				return xfail(x, esc, "bad character range (\\%c is a"
+				    " set, not a character)", x->p[esc + 1]);
 			cp = x->last_cp;
 			if (cp < 0 && strchr("-[]\\^.$|?*+(){}", x->p[x->i - 1]) != NULL &&
 			    x->p[x->i - 2] == '\\')
@@ -1217,6 +1228,7 @@ filter_set_add_at(struct filter_set *fs, const char *key, bool exclude,
 	pcre2_code *code;
 	int err;
 	bool jit;
+	uint32_t backrefs = 0;
 	PCRE2_SIZE eoff;
 	PCRE2_UCHAR msg[256];
 	/* Where the user wrote it: a service's patterns are in its
@@ -1308,6 +1320,8 @@ filter_set_add_at(struct filter_set *fs, const char *key, bool exclude,
 	fp->origin = origin;
 	fp->code = code;
 	fp->jit = jit;
+	fp->backref = pcre2_pattern_info(code, PCRE2_INFO_BACKREFMAX,
+	    &backrefs) == 0 && backrefs > 0;
 	l->run = run;
 	return 0;
 }
@@ -1343,6 +1357,74 @@ filter_set_excludes(const struct filter_set *fs, const char *key,
 }
 
 /* 1 match, 0 no match, -1 error (*cause set). */
+/*
+ * Characters a backreference compares differently under IGNORECASE: Python
+ * takes two as the same when their simple lowercase is the same, PCRE2 when
+ * they fold to the same (its caseless sets), and these pairs are the same to
+ * one and not to the other (U+0130 and 'i' to Python only; 's' and U+017F,
+ * U+03C3 and U+03C2 to PCRE2 only). Found by comparing the two over every
+ * pair of case-related characters; tests/it_filter_diff.py checks it.
+ */
+static const struct {
+	uint32_t a, b;
+} backref_pairs[] = {
+	{ 0x0049, 0x0130 }, { 0x0053, 0x017f }, { 0x0069, 0x0130 },
+	{ 0x0073, 0x017f }, { 0x00b5, 0x039c }, { 0x00b5, 0x03bc },
+	{ 0x0345, 0x0399 }, { 0x0345, 0x03b9 }, { 0x0345, 0x1fbe },
+	{ 0x0392, 0x03d0 }, { 0x0395, 0x03f5 }, { 0x0398, 0x03d1 },
+	{ 0x0399, 0x1fbe }, { 0x039a, 0x03f0 }, { 0x03a0, 0x03d6 },
+	{ 0x03a1, 0x03f1 }, { 0x03a3, 0x03c2 }, { 0x03a6, 0x03d5 },
+	{ 0x03b2, 0x03d0 }, { 0x03b5, 0x03f5 }, { 0x03b8, 0x03d1 },
+	{ 0x03b9, 0x1fbe }, { 0x03ba, 0x03f0 }, { 0x03c0, 0x03d6 },
+	{ 0x03c1, 0x03f1 }, { 0x03c2, 0x03c3 }, { 0x03c6, 0x03d5 },
+	{ 0x03d1, 0x03f4 }, { 0x0412, 0x1c80 }, { 0x0414, 0x1c81 },
+	{ 0x041e, 0x1c82 }, { 0x0421, 0x1c83 }, { 0x0422, 0x1c84 },
+	{ 0x0422, 0x1c85 }, { 0x042a, 0x1c86 }, { 0x0432, 0x1c80 },
+	{ 0x0434, 0x1c81 }, { 0x043e, 0x1c82 }, { 0x0441, 0x1c83 },
+	{ 0x0442, 0x1c84 }, { 0x0442, 0x1c85 }, { 0x044a, 0x1c86 },
+	{ 0x0462, 0x1c87 }, { 0x0463, 0x1c87 }, { 0x1c84, 0x1c85 },
+	{ 0x1c88, 0xa64a }, { 0x1c88, 0xa64b }, { 0x1e60, 0x1e9b },
+	{ 0x1e61, 0x1e9b },
+};
+
+/* The name (valid UTF-8) holds code point cp. */
+static bool
+name_has(const char *name, size_t len, uint32_t cp)
+{
+	size_t i = 0, n;
+	long c;
+
+	while (i < len) {
+		n = utf8_decode(name + i, len - i, &c);
+		if ((uint32_t)c == cp)
+			return true;
+		i += n;
+	}
+	return false;
+}
+
+/* A pair of backref_pairs that the name holds both of (first in *a, *b), so
+ * that a backreference may decide it unlike Python. */
+static bool
+backref_doubt(const char *name, size_t len, uint32_t *a, uint32_t *b)
+{
+	size_t i;
+
+	for (i = 0; i < len && (unsigned char)name[i] < 0x80; i++)
+		;
+	if (i == len)
+		return false;	/* ASCII: every pair has a character past it */
+	for (i = 0; i < AP_ARRAY_LEN(backref_pairs); i++) {
+		if (name_has(name, len, backref_pairs[i].b) &&
+		    name_has(name, len, backref_pairs[i].a)) {
+			*a = backref_pairs[i].a;
+			*b = backref_pairs[i].b;
+			return true;
+		}
+	}
+	return false;
+}
+
 static int
 run_one(struct filter_set *fs, const struct filter_pattern *fp,
     const char *name, size_t len, char **cause)
@@ -1350,7 +1432,18 @@ run_one(struct filter_set *fs, const struct filter_pattern *fp,
 	int rc;
 	char *q;
 	PCRE2_UCHAR msg[256];
+	uint32_t a, b;
 
+	if (fp->backref && backref_doubt(name, len, &a, &b)) {
+		q = quote_pattern(fp->pattern);
+		*cause = ap_xprintf("pattern %s (%s): it has a backreference, and"
+		    " the name holds U+%04X and U+%04X, which Python's IGNORECASE"
+		    " compares in a backreference unlike PCRE2 (Python by simple"
+		    " lowercase): the name cannot be decided as OpenMetadata"
+		    " would", q, fp->source, (unsigned)a, (unsigned)b);
+		free(q);
+		return -1;
+	}
 	/* The name was checked once for UTF-8 by the caller. */
 	if (fp->jit)
 		rc = pcre2_jit_match(fp->code, (PCRE2_SPTR)name, len, 0, 0,

@@ -70,6 +70,7 @@ struct filter_pattern {
 	enum filter_origin origin;
 	void *code;		/* pcre2_code_8 * */
 	bool jit;		/* JIT-compiled */
+	bool backref;		/* has a backreference (see filter_set_match) */
 };
 
 /* Outcome of matching one name against one filter key. */

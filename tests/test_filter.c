@@ -89,6 +89,12 @@ test_python_syntax(void **state)
 	assert_false(m("a.b", "a\nb"));
 	assert_false(m("(?-i:a)", "A"));
 	assert_true(m("\\s", "\x1c"));		/* Python's \s has U+001C */
+	assert_false(m("\\s", "\xe1\xa0\x8e"));	/* ... not U+180E */
+	assert_true(m("\\S", "\xe1\xa0\x8e"));
+	assert_true(m("[\\s\\S]", "\xe1\xa0\x8e"));	/* \S in a set */
+	assert_false(m("[^\\S]", "x"));
+	assert_true(m("[^\\S]", "\x1f"));
+	assert_true(m("[\\s-]", "-"));
 	assert_true(m("\\v", "\x0b"));
 	assert_false(m("\\v", "\n"));
 	/* Unicode case folding as Python's IGNORECASE */
