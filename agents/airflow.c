@@ -1497,6 +1497,8 @@ http_done(const struct http_response *resp, void *arg)
 
 	q->http = NULL;
 	q->last_http = st;
+	if ((st == 0 && resp->sent) || st == 500 || st == 502 || st == 504)
+		q->res.maybe_delivered = true;
 	if (q->sent_path != NULL && st > 0)
 		ap_debug("airflow: %s %s: HTTP %ld in %llu ms%s%s", q->sent_method,
 		    q->sent_path, st, (unsigned long long)resp->elapsed_ms,
@@ -1569,6 +1571,7 @@ req_out_of_time(struct airflow_req *q)
 	if (q->http != NULL && http_started(q->http)) {
 		detail = "out of time waiting for Airflow's answer (the attempt was"
 		    " dropped)";
+		q->res.maybe_delivered = true;
 		/* Counted for /metrics and said by /readyz; the breaker counts
 		 * only what Airflow did within request_timeout_ms. */
 		note_no_answer(c, "no answer before the request's time ran out (the"

@@ -105,6 +105,10 @@ struct airflow_result {
 	enum airflow_status status;
 	struct airflow_error error;	/* set unless status is AIRFLOW_OK */
 	unsigned attempts;		/* HTTP attempts made, including retries */
+	/* An attempt may have reached Airflow although it failed: sent and
+	 * unanswered, or answered 500, 502 or 504 (a proxy's, perhaps after
+	 * passing it on). Not after a 401 and a new login, say. */
+	bool maybe_delivered;
 	/* Set for get_dag and unpause: */
 	const struct airflow_dag *dag;
 	/* Set for trigger, get_run and fail_run: */

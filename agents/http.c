@@ -110,6 +110,7 @@ check_done(struct http_client *h)
 		struct http_response res;
 		CURLcode code;
 		curl_off_t total_us = 0;
+		long reqsize = 0;
 
 		if (msg->msg != CURLMSG_DONE)
 			continue;
@@ -119,6 +120,9 @@ check_done(struct http_client *h)
 		curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &res.status);
 		curl_easy_getinfo(r->easy, CURLINFO_TOTAL_TIME_T, &total_us);
 		res.elapsed_ms = (uint64_t)total_us / 1000;
+		if (curl_easy_getinfo(r->easy, CURLINFO_REQUEST_SIZE, &reqsize) ==
+		    CURLE_OK)
+			res.sent = reqsize > 0;
 		if (code == CURLE_FILESIZE_EXCEEDED)
 			r->too_big = true;	/* Content-Length said so up front */
 		if (r->too_big) {

@@ -43,6 +43,8 @@ struct http_response {
 	size_t body_len;
 	const char *retry_after;	/* the Retry-After header value, or NULL */
 	uint64_t elapsed_ms;	/* from the transfer's start (after queueing) */
+	bool sent;		/* some of the request was written (status 0: it
+				   may have reached the server) */
 };
 
 /* Called once per request unless cancelled. The response is borrowed. */

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include <curl/curl.h>
@@ -577,6 +578,8 @@ run_retake_cb(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
+	if (w->done || w->left || w->interrupted)
+		return;
 	if (sched_driving(w->rt.sched, w->run_id)) {
 		w->retake_since = 0;
 		return;
@@ -702,6 +705,35 @@ out:
 }
 
 static void
+run_alarm(int sig)
+{
+	(void)sig;
+}
+
+/*
+ * From now on a write that blocks (standard output or error on a pipe
+ * nobody reads, a paused terminal) is cut within a second, again and
+ * again: once interrupted, `run` ends whatever its readers do, as a
+ * service manager's stop expects.
+ */
+static void
+run_cut_writes(void)
+{
+	static bool armed;
+	struct sigaction sa;
+	struct itimerval it = { { 1, 0 }, { 1, 0 } };
+
+	if (armed)
+		return;
+	armed = true;
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = run_alarm;	/* no SA_RESTART: the write returns */
+	sigemptyset(&sa.sa_mask);
+	if (sigaction(SIGALRM, &sa, NULL) == 0)
+		(void)setitimer(ITIMER_REAL, &it, NULL);
+}
+
+static void
 run_signal(evutil_socket_t sig, short what, void *arg)
 {
 	struct run_watch *w = arg;
@@ -710,6 +742,7 @@ run_signal(evutil_socket_t sig, short what, void *arg)
 	(void)what;
 	w->interrupted = true;
 	w->signals++;
+	run_cut_writes();
 	event_base_loopexit(w->rt.base, NULL);
 }
 
@@ -1420,12 +1453,16 @@ run_exec(int argc, char **argv)
 		w.sig[i] = run_signal_new(w.rt.base, i, run_signal, &w);
 	while (!w.done && !w.left && !w.interrupted)
 		event_base_dispatch(w.rt.base);
-	/* A standard output the signal cut a write to gets nothing more: it
-	 * would block again. What there is to say goes to standard error. */
-	if (w.interrupted && ferror(stdout)) {
+	/* A standard output a signal cut a write to gets nothing more: it
+	 * would block again. What there is to say goes to standard error,
+	 * whose writes are cut too if they block. */
+	if (ferror(stdout)) {
 		out_cut = true;
 		w.headed = w.tty = false;
+		run_cut_writes();
 	}
+	if (w.retake != NULL)
+		evtimer_del(w.retake);
 	if (w.store_lost && !w.done) {
 		/* Handed over first: the store may name no process for it. */
 		sched_stop(w.rt.sched);

@@ -916,6 +916,7 @@ config_load(struct config *c, const char *path, const struct config_flags *flags
 	char *err = NULL;
 	size_t i;
 	json_t *w;
+	long wait;
 	int rc = -1;
 
 	if (path == NULL)
@@ -935,6 +936,14 @@ config_load(struct config *c, const char *path, const struct config_flags *flags
 	c->airflow.base_url = c->airflow_url;
 	c->airflow.username = c->airflow_username;
 	c->airflow.password = c->airflow_password;
+	/* A trigger sent just before its run was replaced reaches Airflow
+	 * within one request's time: a halt that found no run looks again
+	 * after that (60 s at least). */
+	wait = (c->airflow.request_timeout_ms > 0 ? c->airflow.request_timeout_ms :
+	    AIRFLOW_DEFAULT_REQUEST_TIMEOUT_MS) + (c->airflow.connect_timeout_ms > 0 ?
+	    c->airflow.connect_timeout_ms : AIRFLOW_DEFAULT_CONNECT_TIMEOUT_MS) + 10000;
+	if (wait > (long)c->sched.halt_recheck_ms)
+		c->sched.halt_recheck_ms = (unsigned)wait;
 	rc = 0;
 	/* Logged once, as the configuration says logs go. */
 	ap_log_setup(c->log_level, c->log_format);

@@ -102,6 +102,7 @@ struct xlate {
 	struct { long lo, hi; } *gw;	/* width of each closed group, by number */
 	size_t ngw;
 	int lb_groups;		/* inside a lookbehind: the groups before it; else -1 */
+	bool ci_backref;	/* a backreference where case is ignored */
 	char *cause;
 	size_t at;
 };
@@ -473,6 +474,7 @@ xlate_escape(struct xlate *x, bool in_class)
 		if (w_lookbehind_ref(x, start, n) < 0)
 			return -1;
 		w_group_ref(x, n);
+		x->ci_backref |= x->ci[x->depth];
 		ap_buf_printf(&x->out, "\\g{%d}", n);
 		return 0;
 	}
@@ -760,6 +762,7 @@ xlate_group(struct xlate *x, bool top_start, int *what)
 			if (w_lookbehind_ref(x, n0, g) < 0)
 				return -1;
 			w_group_ref(x, g);
+			x->ci_backref |= x->ci[x->depth];
 			ap_buf_printf(&x->out, "(?P=%.*s)", (int)n, p + n0);
 			*what = GRP_ATOM;
 		}
@@ -904,8 +907,9 @@ xlate_group(struct xlate *x, bool top_start, int *what)
 	}
 }
 
-char *
-filter_translate(const char *py, char **cause, size_t *offset)
+/* filter_translate(), saying whether a backreference ignores case. */
+static char *
+translate(const char *py, char **cause, size_t *offset, bool *ci_backref)
 {
 	struct xlate x;
 	bool top_start = true, can_repeat = false, repeated = false;
@@ -1078,6 +1082,7 @@ filter_translate(const char *py, char **cause, size_t *offset)
 	}
 	free(x.names);
 	free(x.gw);
+	*ci_backref = x.ci_backref;
 	return ap_buf_steal(&x.out, NULL);
 fail:
 	free(x.names);
@@ -1090,6 +1095,14 @@ fail:
 	if (offset != NULL)
 		*offset = x.at;
 	return NULL;
+}
+
+char *
+filter_translate(const char *py, char **cause, size_t *offset)
+{
+	bool ci_backref;
+
+	return translate(py, cause, offset, &ci_backref);
 }
 
 /* ---- sets ---------------------------------------------------------- */
@@ -1227,8 +1240,7 @@ filter_set_add_at(struct filter_set *fs, const char *key, bool exclude,
 	size_t at = 0, idx, len, xlen, run;
 	pcre2_code *code;
 	int err;
-	bool jit;
-	uint32_t backrefs = 0;
+	bool jit, ci_backref = false;
 	PCRE2_SIZE eoff;
 	PCRE2_UCHAR msg[256];
 	/* Where the user wrote it: a service's patterns are in its
@@ -1260,7 +1272,7 @@ filter_set_add_at(struct filter_set *fs, const char *key, bool exclude,
 		    "includes", FILTER_MAX_PATTERNS, source, FILTER_MAX_PATTERNS);
 		return -1;
 	}
-	xl = filter_translate(pattern, &why, &at);
+	xl = translate(pattern, &why, &at, &ci_backref);
 	if (xl == NULL) {
 		q = quote_pattern(pattern);
 		*cause = ap_xprintf("%s%s.%s[%zu]: invalid pattern %s: %s at "
@@ -1320,8 +1332,7 @@ filter_set_add_at(struct filter_set *fs, const char *key, bool exclude,
 	fp->origin = origin;
 	fp->code = code;
 	fp->jit = jit;
-	fp->backref = pcre2_pattern_info(code, PCRE2_INFO_BACKREFMAX,
-	    &backrefs) == 0 && backrefs > 0;
+	fp->backref = ci_backref;
 	l->run = run;
 	return 0;
 }

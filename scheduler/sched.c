@@ -142,6 +142,7 @@ struct sched_agent {
 	 * reached Airflow: sent unanswered, before a restart, or by the
 	 * attempt that passed the id on. */
 	bool trigger_doubt;
+	uint64_t saved_in;	/* the batch its row was last written into (0: none) */
 	/* dag_run_id is of a failed attempt that Airflow has no run of
 	 * although its trigger may have been sent: the next attempt keeps it
 	 * and triggers with it (sched_agent_unseen()). */
@@ -199,6 +200,9 @@ struct sched_halt {
 	int64_t tries;			/* tries that failed before this one */
 	bool look_first;		/* GET the run first: PATCH it only if it
 					 * is still queued or running */
+	bool recheck;			/* a live process held the run: a 404 at
+					 * the first PATCH is looked at again
+					 * (sched_halt_not_yet()) */
 	TAILQ_ENTRY(sched_halt) link;
 };
 TAILQ_HEAD(sched_halt_list, sched_halt);
@@ -722,6 +726,7 @@ sched_agent_persist(struct sched_agent *a)
 	rc = store_agent_save(r->s->store, r->run_id, &row, &cause);
 	if (rc == STORE_OK) {
 		a->stored = true;
+		a->saved_in = store_batch_seq(r->s->store);
 		return 0;
 	}
 	if (rc == STORE_LOST)
@@ -1788,7 +1793,9 @@ sched_count_attempt(struct sched_agent *a, enum sched_agent_state how)
 {
 	struct sched *s = a->run->s;
 	const char *name = agent_name(a);
-	uint64_t batch = store_batch_seq(s->store);
+	/* The batch the end was written into (what ran since may have lost
+	 * it already: then it is not counted). */
+	uint64_t batch = a->saved_in;
 	struct sched_uncounted *u;
 	unsigned i;
 
@@ -1814,6 +1821,9 @@ sched_count_attempt(struct sched_agent *a, enum sched_agent_state how)
 	u->batch = batch;
 	u->i = i;
 	u->how = how;
+	/* Settled at the next flush, which a batch another caller commits
+	 * would not bring. */
+	sched_flush_soon(s);
 }
 
 /* The attempts whose batch has ended: counted if it was committed (by
@@ -2094,7 +2104,7 @@ trigger_refused_after(const struct sched_agent *a,
 	long st = res->error.http_status;
 
 	return res->status == AIRFLOW_REJECTED && (a->trigger_doubt ||
-	    res->attempts > 1) && (st == 401 || st == 403 || (st >= 200 &&
+	    res->maybe_delivered) && (st == 401 || st == 403 || (st >= 200 &&
 	    st < 300) || no_login(res));
 }
 
@@ -3328,11 +3338,11 @@ sched_halt_failed(struct sched_halt *h, const struct airflow_result *res,
 }
 
 /*
- * A halt's first PATCH found no run: the process that drove the agent may
- * have sent its trigger just before the change that made the halt (its
- * first send is not asked again), and Airflow may not have it yet. Looked
- * at once more, halt_recheck_ms later (by a process that rescans the
- * store), before it is forgotten.
+ * A halt's first PATCH found no run while a live process held the run
+ * replaced: it may have sent its trigger just before the change that made
+ * the halt (its first send is not asked again), and Airflow may not have
+ * it yet. Looked at once more, halt_recheck_ms later (by a process that
+ * rescans the store), before it is forgotten.
  */
 static void
 sched_halt_not_yet(struct sched_halt *h)
@@ -3361,7 +3371,7 @@ sched_halt_cb(const struct airflow_result *res, void *arg)
 	struct sched_halt *h = arg;
 
 	h->req = NULL;
-	if (res->status == AIRFLOW_NOT_FOUND && h->tries == 0)
+	if (res->status == AIRFLOW_NOT_FOUND && h->tries == 0 && h->recheck)
 		sched_halt_not_yet(h);
 	else if (res->status == AIRFLOW_OK || res->status == AIRFLOW_NOT_FOUND)
 		sched_halt_done(h, res->status == AIRFLOW_OK ? "marked failed" :
@@ -3379,9 +3389,7 @@ sched_halt_look_cb(const struct airflow_result *res, void *arg)
 	char *how;
 
 	h->req = NULL;
-	if (res->status == AIRFLOW_NOT_FOUND && h->tries == 0) {
-		sched_halt_not_yet(h);
-	} else if (res->status == AIRFLOW_NOT_FOUND) {
+	if (res->status == AIRFLOW_NOT_FOUND) {
 		sched_halt_done(h, "is gone");
 	} else if (res->status == AIRFLOW_OK && res->run != NULL &&
 	    (res->run->state == AIRFLOW_RUN_SUCCESS ||
@@ -3445,6 +3453,7 @@ sched_halt_airflow_runs(struct sched *s, const char *run_id, const json_t *runs,
 		h = sched_halt_new(s, of != NULL ? of : run_id,
 		    json_string_value(json_object_get(v, "dag_id")),
 		    json_string_value(json_object_get(v, "dag_run_id")), what);
+		h->recheck = json_is_true(json_object_get(v, "held"));
 		/* The change that ends the agent (failed, with why) is on disk
 		 * before Airflow hears of it, as for every other request. */
 		if ((h->batch = store_batch_seq(s->store)) != 0)

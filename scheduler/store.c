@@ -1625,21 +1625,49 @@ store_service_put(struct store *s, const char *service_type, const char *fqn,
 	    STORE_OK : STORE_ERROR;
 }
 
-/* Appends {dag_id, dag_run_id} of the run's agents queued or running in Airflow. */
+static bool store_claimable(struct store *s, const char *owner,
+    int64_t lease_until);
+
+/* Whether a live process (this one too) holds active run run_id. */
+static bool
+store_run_held(struct store *s, const char *run_id)
+{
+	sqlite3_stmt *st = store_stmt(s, Q_CLAIM_ONE_GET, NULL);
+	char *owner = NULL;
+	bool held = false;
+
+	if (st == NULL)
+		return true;	/* not known: as if held */
+	bind_text(st, 1, run_id);
+	if (sqlite3_step(st) == SQLITE_ROW) {
+		owner = col_text(st, 0);
+		held = owner != NULL && (strcmp(owner, s->owner) == 0 ||
+		    !store_claimable(s, owner, sqlite3_column_int64(st, 1)));
+	}
+	sqlite3_reset(st);
+	free(owner);
+	return held;
+}
+
+/* Appends {run_id, dag_id, dag_run_id, held} of the run's agents queued or
+ * running in Airflow; held: a live process holds the run, whose trigger
+ * may be on its way still. */
 static int
 store_airflow_active(struct store *s, const char *run_id, json_t *out, char **cause)
 {
 	sqlite3_stmt *st;
+	bool held = store_run_held(s, run_id);
 	int rc;
 
 	if ((st = store_stmt(s, Q_RUN_AIRFLOW_ACTIVE, cause)) == NULL)
 		return -1;
 	bind_text(st, 1, run_id);
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW)
-		json_array_append_new(out, json_pack("{s:s, s:s, s:s}",
+		json_array_append_new(out, json_pack("{s:s, s:s, s:s, s:b}",
 		    "run_id", run_id,
 		    "dag_id", (const char *)sqlite3_column_text(st, 0),
-		    "dag_run_id", (const char *)sqlite3_column_text(st, 1)));
+		    "dag_run_id", (const char *)sqlite3_column_text(st, 1),
+		    "held", held));
 	sqlite3_reset(st);
 	if (rc != SQLITE_DONE) {
 		store_set_cause(s, cause, "replaced run's Airflow runs");
@@ -1704,6 +1732,10 @@ store_run_replace(struct store *s, const char *service_type, const char *fqn,
 	    cause) != 0 || store_mark_joined(s, service_type, fqn, id, cause) != 0))
 		goto fail;
 	while (active != NULL) {
+		/* Its agents in Airflow, read while it is still active (whether
+		 * a live process holds it is part of it). */
+		if (store_airflow_active(s, active, stop, cause) != 0)
+			goto fail;
 		if ((st = store_stmt(s, Q_RUN_REPLACE, cause)) == NULL)
 			goto fail;
 		why = ap_xprintf("replaced by %s", id);
@@ -1715,10 +1747,6 @@ store_run_replace(struct store *s, const char *service_type, const char *fqn,
 			goto fail;
 		}
 		/* Its unfinished agents end too: nothing stays "running". */
-		if (store_airflow_active(s, active, stop, cause) != 0) {
-			free(why);
-			goto fail;
-		}
 		if ((st = store_stmt(s, Q_RUN_REPLACE_AGENTS, cause)) == NULL) {
 			free(why);
 			goto fail;

@@ -71,10 +71,10 @@ def set_scenario(sim, running_ms):
         method="PUT"), timeout=10).read()
 
 
-def start_blocked(sim, pg_file, state, srv=None, stderr=subprocess.DEVNULL):
-    """`autopilot run` on state with its standard output a pipe nobody
-    reads: (the process, the pipe's read end) once it is under way and
-    stuck writing its progress."""
+def start_blocked(sim, pg_file, state, srv=None, stderr=subprocess.DEVNULL, shared=False):
+    """`autopilot run` on state with its standard output (and its standard
+    error too if shared) a pipe nobody reads: (the process, the pipe's read
+    end) once it is under way and stuck writing its progress."""
     import fcntl
     # A pipe of one page with room left for the header and a few
     # progress lines: the run blocks once under way.
@@ -84,7 +84,7 @@ def start_blocked(sim, pg_file, state, srv=None, stderr=subprocess.DEVNULL):
     env = dict(os.environ, AUTOPILOT_AIRFLOW_USERNAME="admin", AUTOPILOT_AIRFLOW_PASSWORD="admin")
     p = subprocess.Popen([BIN, "run", "sales_postgres", "--service-json", pg_file,
                           "--state", state, "--airflow-url", sim.url],
-                         stdout=wfd, stderr=stderr, env=env)
+                         stdout=wfd, stderr=wfd if shared else stderr, env=env)
     os.close(wfd)
     # The run is under way, its progress stuck in the pipe.
     deadline = time.monotonic() + 30
@@ -154,6 +154,22 @@ def blocked_output(sim, pg_file):
             check(False, "SIGTERM while the output blocks: still running 10 s later")
         check(p.returncode == 1 and "interrupted; run" in err and "unfinished" in err,
               "SIGTERM while the output blocks: %d %s" % (p.returncode, err[-500:]))
+        os.close(rfd)
+        rfd = None
+        # Standard error on the same blocked pipe (2>&1): what is said after
+        # the signal blocks too, and is cut as well.
+        state = os.path.join(os.path.dirname(srv.state), "blocked_term2.db")
+        p, rfd = start_blocked(sim, pg_file, state, shared=True)
+        t0 = time.monotonic()
+        p.send_signal(signal.SIGTERM)
+        try:
+            p.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+        check(p.returncode == 1 and time.monotonic() - t0 < 15,
+              "SIGTERM while stdout and stderr block: exit %d after %.1f s"
+              % (p.returncode, time.monotonic() - t0))
     finally:
         if rfd is not None:
             os.close(rfd)

@@ -38,6 +38,7 @@ struct fake {
 	int port;
 	char *down;			/* a large 503 error */
 	unsigned flaky;			/* 503s answered to dagRuns/flaky */
+	unsigned gateway;		/* 502s answered to dagRuns/gateway */
 	unsigned tokens;		/* POST /auth/token */
 	unsigned rejected;		/* 403s answered to dagRuns/tok */
 	unsigned deploys;		/* POST .../openmetadata/deploy */
@@ -160,6 +161,9 @@ fake_route(struct evhttp_request *req, void *arg)
 	else if (run != NULL && strcmp(run, "flaky") == 0 && f->flaky++ == 0) {
 		evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", "0");
 		answer(req, 503, "{\"detail\": \"busy\"}");
+	} else if (run != NULL && strcmp(run, "gateway") == 0 && f->gateway++ == 0) {
+		evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", "0");
+		answer(req, 502, "<html>Bad Gateway</html>");
 	} else if (run != NULL)
 		answer_run(req, run);
 	else if (strcmp(path, "/auth/token") == 0) {
@@ -276,6 +280,7 @@ struct call {
 	enum airflow_status status;
 	long http_status;
 	unsigned attempts;
+	bool maybe_delivered;
 	char *title, *detail;
 	char *run_id;
 	enum airflow_run_state state;
@@ -308,6 +313,7 @@ call_cb(const struct airflow_result *res, void *arg)
 	k->status = res->status;
 	k->http_status = res->error.http_status;
 	k->attempts = res->attempts;
+	k->maybe_delivered = res->maybe_delivered;
 	k->title = dup_or_null(res->error.title);
 	k->detail = dup_or_null(res->error.detail);
 	if (res->run != NULL) {
@@ -379,7 +385,7 @@ test_answers_classified(void **state)
 	struct fake f;
 	struct airflow_client *c;
 	struct call ok[20], big, notjson, notrun, other, bomb, gone, bad, flaky, trig,
-	    dep;
+	    dep, gw;
 	json_t *pipeline = json_pack("{s:s}", "name", "d");
 	char name[20][16];
 	unsigned i;
@@ -396,6 +402,7 @@ test_answers_classified(void **state)
 	memset(&gone, 0, sizeof gone);
 	memset(&bad, 0, sizeof bad);
 	memset(&flaky, 0, sizeof flaky);
+	memset(&gw, 0, sizeof gw);
 	memset(&trig, 0, sizeof trig);
 	memset(&dep, 0, sizeof dep);
 	ncalls = 0;
@@ -412,10 +419,11 @@ test_answers_classified(void **state)
 	get_run(c, "gone", &gone);
 	get_run(c, "bad", &bad);
 	get_run(c, "flaky", &flaky);
+	get_run(c, "gateway", &gw);
 	ops->trigger(c, "d", "r-409", NULL, call_cb, &trig);
 	ops->deploy(c, pipeline, call_cb, &dep);
 	json_decref(pipeline);
-	wait_calls(&f, 30);
+	wait_calls(&f, 31);
 
 	for (i = 0; i < 20; i++) {
 		assert_int_equal(ok[i].calls, 1);
@@ -455,6 +463,12 @@ test_answers_classified(void **state)
 	assert_int_equal(flaky.status, AIRFLOW_OK);
 	assert_int_equal(flaky.attempts, 2);
 	assert_string_equal(flaky.run_id, "flaky");
+	/* A 503 says the request was not taken; a 502 may come from a proxy
+	 * that passed it on. */
+	assert_false(flaky.maybe_delivered);
+	assert_int_equal(gw.status, AIRFLOW_OK);
+	assert_int_equal(gw.attempts, 2);
+	assert_true(gw.maybe_delivered);
 
 	assert_int_equal(trig.status, AIRFLOW_OK);
 	assert_true(trig.adopted);
@@ -475,6 +489,7 @@ test_answers_classified(void **state)
 	call_cleanup(&gone);
 	call_cleanup(&bad);
 	call_cleanup(&flaky);
+	call_cleanup(&gw);
 	call_cleanup(&trig);
 	call_cleanup(&dep);
 	fake_stop(&f);
@@ -541,6 +556,8 @@ test_token_rejected_read(void **state)
 	assert_int_equal(k.status, AIRFLOW_OK);
 	assert_string_equal(k.run_id, "tok");
 	assert_int_equal(k.attempts, 2);
+	/* Sent again after a new login: the first was refused, not lost. */
+	assert_false(k.maybe_delivered);
 	assert_int_equal(f.tokens, 2);
 	assert_int_equal(f.rejected, 2);
 	airflow_client_free(c);

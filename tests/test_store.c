@@ -1046,6 +1046,44 @@ halts_due(struct store *s)
 	return n;
 }
 
+/* A replaced run's Airflow runs say whether a live process held it (its
+ * trigger may still be on its way) or none did. */
+static void
+test_halt_held(void **state)
+{
+	char *p = db_path("held.db"), *cause = NULL, *r1, *r2, *r3;
+	struct store *s = open_ok(p, NULL);
+	struct store_agent_row a = { .agent = "metadata", .state = "queued",
+	    .dag_id = "pg__metadata", .dag_run_id = "ap-r1-1" };
+	json_t *airflow;
+
+	(void)state;
+	assert_int_equal(store_run_create(s, "databaseService", "pg", "{}", NULL,
+	    false, &r1, &cause), STORE_OK);
+	assert_int_equal(store_claim(s, r1, &cause), STORE_OK);
+	assert_int_equal(store_agent_save(s, r1, &a, &cause), STORE_OK);
+	assert_int_equal(store_release_all(s, &cause), STORE_OK);
+	assert_int_equal(store_run_replace(s, "databaseService", "pg", "{}", NULL,
+	    true, true, "a test", &r2, &airflow, &cause), STORE_OK);
+	assert_int_equal(json_array_size(airflow), 1);
+	assert_false(json_is_true(json_object_get(json_array_get(airflow, 0),
+	    "held")));
+	json_decref(airflow);
+	a.dag_run_id = "ap-r2-1";
+	assert_int_equal(store_agent_save(s, r2, &a, &cause), STORE_OK);
+	assert_int_equal(store_run_replace(s, "databaseService", "pg", "{}", NULL,
+	    true, false, "a test", &r3, &airflow, &cause), STORE_OK);
+	assert_int_equal(json_array_size(airflow), 1);
+	assert_true(json_is_true(json_object_get(json_array_get(airflow, 0),
+	    "held")));
+	json_decref(airflow);
+	free(r1);
+	free(r2);
+	free(r3);
+	store_close(s);
+	free(p);
+}
+
 static void
 test_halts(void **state)
 {
@@ -1065,6 +1103,9 @@ test_halts(void **state)
 	assert_int_equal(store_run_replace(s, "databaseService", "pg", "{}", NULL,
 	    true, false, "a test", &r2, &airflow, &cause), STORE_OK);
 	assert_int_equal(json_array_size(airflow), 1);
+	/* This process held it: its trigger may be on its way. */
+	assert_true(json_is_true(json_object_get(json_array_get(airflow, 0),
+	    "held")));
 	json_decref(airflow);
 	/* The replacing process sends it: taken for the halt claim. */
 	assert_int_equal(halts_due(s), 0);
@@ -1887,6 +1928,7 @@ main(void)
 		cmocka_unit_test(test_status_json_shape),
 		cmocka_unit_test(test_counts_kept),
 		cmocka_unit_test(test_halts),
+		cmocka_unit_test(test_halt_held),
 		cmocka_unit_test(test_prune),
 		cmocka_unit_test(test_leases_between_two_handles),
 		cmocka_unit_test(test_recovery_after_owner_died),
