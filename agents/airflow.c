@@ -1497,7 +1497,9 @@ http_done(const struct http_response *resp, void *arg)
 
 	q->http = NULL;
 	q->last_http = st;
-	if ((st == 0 && resp->sent) || st == 500 || st == 502 || st == 504)
+	/* A 5xx may be a proxy's after it passed the request on (a 503 too:
+	 * an upstream reset before its answer). */
+	if ((st == 0 && resp->sent) || (st >= 500 && st <= 599))
 		q->res.maybe_delivered = true;
 	if (q->sent_path != NULL && st > 0)
 		ap_debug("airflow: %s %s: HTTP %ld in %llu ms%s%s", q->sent_method,

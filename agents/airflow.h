@@ -106,8 +106,8 @@ struct airflow_result {
 	struct airflow_error error;	/* set unless status is AIRFLOW_OK */
 	unsigned attempts;		/* HTTP attempts made, including retries */
 	/* An attempt may have reached Airflow although it failed: sent and
-	 * unanswered, or answered 500, 502 or 504 (a proxy's, perhaps after
-	 * passing it on). Not after a 401 and a new login, say. */
+	 * unanswered, or answered 5xx (a proxy's, perhaps after passing it
+	 * on). Not after a 401 and a new login, say. */
 	bool maybe_delivered;
 	/* Set for get_dag and unpause: */
 	const struct airflow_dag *dag;

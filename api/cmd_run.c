@@ -710,6 +710,36 @@ run_alarm(int sig)
 	(void)sig;
 }
 
+/* When a write cut by run_cut_writes()'s timer is given up (0: never).
+ * Until then what must be said whole (the --json document, the last word
+ * on standard error) is written again: a reader that is slow, not gone,
+ * still gets it. */
+static uint64_t run_cut_until;
+
+/* Writes text whole to f, past interruptions until run_cut_until: 0, or
+ * -1 if f failed or the time ran out. */
+static int
+run_say(FILE *f, const char *text)
+{
+	size_t len = strlen(text), done = 0;
+	ssize_t n;
+
+	if (fflush(f) != 0 || ferror(f))
+		return -1;
+	while (done < len) {
+		n = write(fileno(f), text + done, len - done);
+		if (n > 0) {
+			done += (size_t)n;
+			continue;
+		}
+		if (n < 0 && errno == EINTR && (run_cut_until == 0 ||
+		    ap_mono_ms() < run_cut_until))
+			continue;
+		return -1;
+	}
+	return 0;
+}
+
 /*
  * From now on a write that blocks (standard output or error on a pipe
  * nobody reads, a paused terminal) is cut within a second, again and
@@ -726,11 +756,17 @@ run_cut_writes(void)
 	if (armed)
 		return;
 	armed = true;
+	run_cut_until = ap_mono_ms() + 5000;
 	memset(&sa, 0, sizeof sa);
 	sa.sa_handler = run_alarm;	/* no SA_RESTART: the write returns */
 	sigemptyset(&sa.sa_mask);
-	if (sigaction(SIGALRM, &sa, NULL) == 0)
-		(void)setitimer(ITIMER_REAL, &it, NULL);
+	if (sigaction(SIGALRM, &sa, NULL) != 0)
+		return;
+	/* (Blocked by whoever started `run`, it would cut nothing.) */
+	sigemptyset(&sa.sa_mask);
+	sigaddset(&sa.sa_mask, SIGALRM);
+	(void)sigprocmask(SIG_UNBLOCK, &sa.sa_mask, NULL);
+	(void)setitimer(ITIMER_REAL, &it, NULL);
 }
 
 static void
@@ -1179,7 +1215,7 @@ run_exec(int argc, char **argv)
 	const char *path = NULL, *fqn, *json_file = NULL;
 	const char *names[RUN_MAX_AGENTS + 1];
 	char *type = NULL, *agents_arg = NULL, *cause = NULL, *run_id = NULL, *text,
-	    *origin;
+	    *origin, *doc_text;
 	bool no_wait = false, replace = false, restricted = false, resumable = false;
 	bool followed = false, fresh, out_cut = false;
 	struct timeval second = { 1, 0 };
@@ -1496,16 +1532,15 @@ run_exec(int argc, char **argv)
 		 * may have ended it meanwhile (replaced it). */
 		sched_stop(w.rt.sched);
 		run_left(&w);
-		if (w.done)
-			fprintf(stderr, "autopilot: run: interrupted; run %s had"
-			    " ended meanwhile: %s%s%s\n", run_id, w.run_state,
-			    w.run_error != NULL ? ": " : "", w.run_error != NULL ?
-			    w.run_error : "");
-		else
-			fprintf(stderr, "autopilot: run: interrupted; run %s is"
-			    " unfinished and resumes under `autopilot serve` on the"
-			    " same state database, or when this `run` is given"
-			    " again\n", run_id);
+		text = w.done ? ap_xprintf("autopilot: run: interrupted; run %s"
+		    " had ended meanwhile: %s%s%s\n", run_id, w.run_state,
+		    w.run_error != NULL ? ": " : "", w.run_error != NULL ?
+		    w.run_error : "") : ap_xprintf("autopilot: run: interrupted;"
+		    " run %s is unfinished and resumes under `autopilot serve` on"
+		    " the same state database, or when this `run` is given"
+		    " again\n", run_id);
+		(void)run_say(stderr, text);
+		free(text);
 	}
 	/* --json promises one document, also when interrupted: the run as
 	 * stored (unfinished, or ended by another process meanwhile). */
@@ -1519,7 +1554,11 @@ run_exec(int argc, char **argv)
 		json_object_set_new(doc, "followed_by", followed ?
 		    json_string(w.followed_by) : json_null());
 		text = json_dumps(doc, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-		printf("%s\n", text);
+		if (text == NULL)
+			ap_fatal("out of memory");
+		doc_text = ap_xprintf("%s\n", text);
+		(void)run_say(stdout, doc_text);
+		free(doc_text);
 		free(text);
 	} else if (!w.interrupted && w.left && w.done)
 		printf("run %s: no longer driven here: %s%s%s\n", run_id, w.run_state,

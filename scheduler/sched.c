@@ -3389,7 +3389,9 @@ sched_halt_look_cb(const struct airflow_result *res, void *arg)
 	char *how;
 
 	h->req = NULL;
-	if (res->status == AIRFLOW_NOT_FOUND) {
+	if (res->status == AIRFLOW_NOT_FOUND && h->tries == 0 && h->recheck) {
+		sched_halt_not_yet(h);
+	} else if (res->status == AIRFLOW_NOT_FOUND) {
 		sched_halt_done(h, "is gone");
 	} else if (res->status == AIRFLOW_OK && res->run != NULL &&
 	    (res->run->state == AIRFLOW_RUN_SUCCESS ||
@@ -3493,6 +3495,11 @@ sched_halts_resume(struct sched *s)
 		    dag_id, dag_run_id, json_string_value(json_object_get(v, "what")));
 		h->tries = json_integer_value(json_object_get(v, "tries"));
 		h->look_first = true;
+		/* Never tried, and made lately (handed over by a process that
+		 * stopped before Airflow answered): a trigger sent just before
+		 * may still be on its way. */
+		h->recheck = h->tries == 0 && sched_now(s) - json_integer_value(
+		    json_object_get(v, "created_at")) < (int64_t)s->cfg.halt_recheck_ms;
 		sched_halt_send(h);
 	}
 	json_decref(due);

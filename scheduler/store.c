@@ -271,7 +271,7 @@ static const char *const store_sql[Q_MAX] = {
 	[Q_HALTS_DUE] = "UPDATE halts SET next_at = ?3 WHERE rowid IN (SELECT rowid"
 	    " FROM halts WHERE next_at <= ?1 OR next_at > ?4 ORDER BY next_at"
 	    " LIMIT ?2)"
-	    " RETURNING dag_id, dag_run_id, run_id, what, tries",
+	    " RETURNING dag_id, dag_run_id, run_id, what, tries, created_at",
 	[Q_RUN_ENTITY] = "SELECT entity FROM runs WHERE run_id = ?1",
 	/* A run an event joined and asked for more than it does (marked by
 	 * store_inbox_accept): the service and the event's entity. */
@@ -2873,12 +2873,13 @@ store_halts_due(struct store *s, unsigned limit, json_t **out, char **cause)
 	    STORE_HALT_AHEAD_MS);
 	*out = json_array();
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW)
-		json_array_append_new(*out, json_pack("{s:s, s:s, s:s, s:s, s:I}",
+		json_array_append_new(*out, json_pack("{s:s, s:s, s:s, s:s, s:I, s:I}",
 		    "dag_id", (const char *)sqlite3_column_text(st, 0),
 		    "dag_run_id", (const char *)sqlite3_column_text(st, 1),
 		    "run_id", (const char *)sqlite3_column_text(st, 2),
 		    "what", (const char *)sqlite3_column_text(st, 3),
-		    "tries", (json_int_t)sqlite3_column_int64(st, 4)));
+		    "tries", (json_int_t)sqlite3_column_int64(st, 4),
+		    "created_at", (json_int_t)sqlite3_column_int64(st, 5)));
 	sqlite3_reset(st);
 	if (rc != SQLITE_DONE) {
 		json_decref(*out);

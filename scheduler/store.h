@@ -249,7 +249,7 @@ enum store_result store_halt_done(struct store *s, const char *dag_id,
 /* Up to limit halts due now, the longest due first, taken: not due again
  * for the halt claim (store_set_halt_claim()), so that two processes do not
  * both send them. *out a new array of {dag_id, dag_run_id, run_id, what,
- * tries}. */
+ * tries, created_at}. */
 enum store_result store_halts_due(struct store *s, unsigned limit, json_t **out,
     char **cause);
 

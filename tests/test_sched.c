@@ -2244,6 +2244,18 @@ test_timeout_patch_retried_while_unavailable(void **state)
 
 /* Rows in the store's halts (Airflow runs still to be marked failed), as
  * committed. */
+/* Runs sql on h's database from a connection of its own. */
+static void
+h_sql(struct h *h, const char *sql)
+{
+	sqlite3 *db;
+
+	assert_int_equal(sqlite3_open(h->db, &db), SQLITE_OK);
+	sqlite3_busy_timeout(db, 5000);
+	assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+}
+
 static int
 halts_count(struct h *h)
 {
@@ -2498,10 +2510,21 @@ test_halt_not_yet_looked_at_again(void **state)
 	for (i = 0; i < 100 && halts_count(h) > 0; i++)
 		h_spin(h, 10);	/* its end committed */
 	assert_int_equal(halts_count(h), 0);
-	/* One found in the store (whoever made it holds no run now: nothing
-	 * is on its way) that Airflow does not have: forgotten at once. */
+	/* One found in the store, never tried and made lately (handed over
+	 * by a process that stopped before Airflow answered): looked at
+	 * again too. One made long ago: forgotten at its first look. */
 	assert_int_equal(store_halt_add(h->store, id, "pg__metadata", "never",
 	    "a test", 0, &cause), STORE_OK);
+	i = log_count(h, "get_run", "pg__metadata");
+	h_wait_log(h, "get_run", "pg__metadata", i + 1);
+	h_spin(h, 30);
+	assert_int_equal(halts_count(h), 1);
+	for (i = 0; i < 200 && halts_count(h) > 0; i++)
+		h_spin(h, 20);
+	assert_int_equal(halts_count(h), 0);
+	assert_int_equal(store_halt_add(h->store, id, "pg__metadata", "long-ago",
+	    "a test", 0, &cause), STORE_OK);
+	h_sql(h, "UPDATE halts SET created_at = 0");
 	i = log_count(h, "get_run", "pg__metadata");
 	h_wait_log(h, "get_run", "pg__metadata", i + 1);
 	for (i = 0; i < 100 && halts_count(h) > 0; i++)
