@@ -580,19 +580,16 @@ run_retake_cb(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	if (w->done || w->left || w->interrupted)
 		return;
-	if (sched_driving(w->rt.sched, w->run_id)) {
-		w->retake_since = 0;
-		return;
-	}
-	if (ap_mono_ms() - w->retake_since >= RUN_RETAKE_MS) {
-		w->left = w->store_lost = true;
-		event_base_loopexit(w->rt.base, NULL);
-		return;
-	}
-	if (!sched_retaking(w->rt.sched, w->run_id)) {
+	if (!sched_driving(w->rt.sched, w->run_id)) {
+		if (ap_mono_ms() - w->retake_since >= RUN_RETAKE_MS) {
+			w->left = w->store_lost = true;
+			event_base_loopexit(w->rt.base, NULL);
+			return;
+		}
 		/* Not to be taken back by the scheduler (its load failed, or
 		 * it gave up): taken here. */
-		if (sched_take(w->rt.sched, w->run_id, &cause) != 0) {
+		if (!sched_retaking(w->rt.sched, w->run_id) &&
+		    sched_take(w->rt.sched, w->run_id, &cause) != 0) {
 			if (!sched_retaking(w->rt.sched, w->run_id)) {
 				/* Not a store error: finished or taken over. */
 				free(cause);
@@ -602,10 +599,11 @@ run_retake_cb(evutil_socket_t fd, short what, void *arg)
 			}
 			free(w->store_error);
 			w->store_error = cause;
-		} else if (sched_driving(w->rt.sched, w->run_id)) {
-			w->retake_since = 0;
-			return;
 		}
+	}
+	if (sched_driving(w->rt.sched, w->run_id)) {
+		w->retake_since = 0;
+		return;
 	}
 	evtimer_add(w->retake, &second);
 }

@@ -200,8 +200,8 @@ struct sched_halt {
 	int64_t tries;			/* tries that failed before this one */
 	bool look_first;		/* GET the run first: PATCH it only if it
 					 * is still queued or running */
-	bool recheck;			/* a live process held the run: a 404 at
-					 * the first PATCH is looked at again
+	bool recheck;			/* never tried, and a trigger may still be
+					 * on its way: a 404 is looked at again
 					 * (sched_halt_not_yet()) */
 	TAILQ_ENTRY(sched_halt) link;
 };
@@ -623,8 +623,6 @@ static void sched_index_del(struct sched *s, struct sched_run *r);
 #define NOT_OURS "the run is no longer ours (replaced, ended or taken over" \
 	" after our lease expired)"
 static void sched_run_lost(struct sched_run *r);
-static void sched_count_attempt(struct sched_agent *a,
-    enum sched_agent_state how);
 static void sched_settle(struct sched *s);
 static void sched_take_followups(struct sched *s);
 static void sched_drop_followups(struct sched *s);
@@ -1450,7 +1448,6 @@ sched_reap_cb(evutil_socket_t fd, short what, void *arg)
 
 static void sched_retake_cb(evutil_socket_t fd, short what, void *arg);
 static void sched_retake_later(struct sched *s, const char *run_id);
-static bool sched_retake_pending(const struct sched *s, const char *run_id);
 
 /*
  * Stops driving a run: cancels its requests and timers, gives back its
@@ -1488,7 +1485,7 @@ sched_run_abandon(struct sched_run *r, const char *why, bool retake)
 	if (why != NULL) {
 		run_log(AP_LOG_WARN, r,
 		    "run %s (%s): no longer driven by this process: %s%s",
-		    r->run_id, r->fqn, why, retake && sched_retake_pending(s,
+		    r->run_id, r->fqn, why, retake && sched_retaking(s,
 		    r->run_id) ? " (taken back in 5 s)" : "");
 		sched_notify(r, NULL, sched_run_state_name(r->state),
 		    sched_run_state_name(r->state), why);
@@ -1531,7 +1528,7 @@ sched_retake_later(struct sched *s, const char *run_id)
 	struct timeval tv = { 5, 0 };
 	struct sched_retake *t;
 
-	if (s->stopped || sched_retake_pending(s, run_id))
+	if (s->stopped || sched_retaking(s, run_id))
 		return;
 	t = ap_xcalloc(1, sizeof *t);
 	t->s = s;
@@ -1787,7 +1784,7 @@ sched_count_add(struct sched_attempt_count *c, enum sched_agent_state how)
 
 /* Counts an attempt of a that ended as how (succeeded, failed, timed_out,
  * lost), retried or not, once the batch its end was written into is
- * committed. */
+ * committed (sched_agent_end()). */
 static void
 sched_count_attempt(struct sched_agent *a, enum sched_agent_state how)
 {
@@ -1859,6 +1856,20 @@ sched_attempt_counts(const struct sched *s, unsigned i,
 	return true;
 }
 
+/*
+ * An attempt of a ends as how: a goes to state to (a final state, or pending
+ * for a retry) with error, and the attempt is counted once that is written
+ * (a store that refuses it, or a batch whose commit fails, gives the run
+ * up, to end the attempt again).
+ */
+static void
+sched_agent_end(struct sched_agent *a, enum sched_agent_state to,
+    const char *error, enum sched_agent_state how)
+{
+	if (sched_agent_set_state(a, to, error) == 0)
+		sched_count_attempt(a, how);
+}
+
 /* Whether error names dag_run_id as note (NOTE_NO_RUN, NOTE_REUSE) puts
  * it: the note, the id, then after. */
 static bool
@@ -1901,16 +1912,11 @@ sched_agent_attempt_failed(struct sched_agent *a, enum sched_agent_state final_s
 		    error, (long long)backoff, at, reuse ? " (" NOTE_REUSE : "", reuse ?
 		    a->dag_run_id : "", reuse ? ", of an attempt before that"
 		    " Airflow may yet receive)" : "");
-		/* Counted once committed (a store that refuses it, or a
-		 * batch whose commit fails, gives the run up, to end the
-		 * attempt again). */
-		if (sched_agent_set_state(a, SCHED_AGENT_PENDING, why) == 0)
-			sched_count_attempt(a, final_state);
+		sched_agent_end(a, SCHED_AGENT_PENDING, why, final_state);
 		free(why);
 		return;
 	}
-	if (sched_agent_set_state(a, final_state, error) == 0)
-		sched_count_attempt(a, final_state);
+	sched_agent_end(a, final_state, error, final_state);
 }
 
 /*
@@ -2339,8 +2345,8 @@ sched_agent_track(struct sched_agent *a, const struct airflow_run *run,
 	switch (run->state) {
 	case AIRFLOW_RUN_SUCCESS:
 		sched_learn(a, run);
-		if (sched_agent_set_state(a, SCHED_AGENT_SUCCEEDED, NULL) == 0)
-			sched_count_attempt(a, SCHED_AGENT_SUCCEEDED);
+		sched_agent_end(a, SCHED_AGENT_SUCCEEDED, NULL,
+		    SCHED_AGENT_SUCCEEDED);
 		return;
 	case AIRFLOW_RUN_FAILED:
 		text = ap_xprintf("Airflow run %s of DAG %s failed", a->dag_run_id,
@@ -2569,9 +2575,8 @@ sched_agent_cb(const struct airflow_result *res, void *arg)
 			text = ap_xprintf("deployed and unpaused (Airflow runs it on"
 			    " its schedule, if it has one), not triggered (agents.%s.run"
 			    " is false)", agent_name(a));
-			if (sched_agent_set_state(a, SCHED_AGENT_SUCCEEDED,
-			    text) == 0)
-				sched_count_attempt(a, SCHED_AGENT_SUCCEEDED);
+			sched_agent_end(a, SCHED_AGENT_SUCCEEDED, text,
+			    SCHED_AGENT_SUCCEEDED);
 		} else
 			sched_agent_set_state(a, SCHED_AGENT_QUEUED, NULL);
 		break;
@@ -3365,17 +3370,26 @@ sched_halt_not_yet(struct sched_halt *h)
 	sched_halt_free(h);
 }
 
+/* Airflow has no such run: looked at again (see recheck), or done. */
+static void
+sched_halt_gone(struct sched_halt *h)
+{
+	if (h->recheck)
+		sched_halt_not_yet(h);
+	else
+		sched_halt_done(h, "is gone");
+}
+
 static void
 sched_halt_cb(const struct airflow_result *res, void *arg)
 {
 	struct sched_halt *h = arg;
 
 	h->req = NULL;
-	if (res->status == AIRFLOW_NOT_FOUND && h->tries == 0 && h->recheck)
-		sched_halt_not_yet(h);
-	else if (res->status == AIRFLOW_OK || res->status == AIRFLOW_NOT_FOUND)
-		sched_halt_done(h, res->status == AIRFLOW_OK ? "marked failed" :
-		    "is gone");
+	if (res->status == AIRFLOW_NOT_FOUND)
+		sched_halt_gone(h);
+	else if (res->status == AIRFLOW_OK)
+		sched_halt_done(h, "marked failed");
 	else
 		sched_halt_failed(h, res, "mark failed");
 }
@@ -3389,10 +3403,8 @@ sched_halt_look_cb(const struct airflow_result *res, void *arg)
 	char *how;
 
 	h->req = NULL;
-	if (res->status == AIRFLOW_NOT_FOUND && h->tries == 0 && h->recheck) {
-		sched_halt_not_yet(h);
-	} else if (res->status == AIRFLOW_NOT_FOUND) {
-		sched_halt_done(h, "is gone");
+	if (res->status == AIRFLOW_NOT_FOUND) {
+		sched_halt_gone(h);
 	} else if (res->status == AIRFLOW_OK && res->run != NULL &&
 	    (res->run->state == AIRFLOW_RUN_SUCCESS ||
 	    res->run->state == AIRFLOW_RUN_FAILED)) {
@@ -3644,7 +3656,7 @@ sched_create_run(struct sched *s, const char *service_type, const char *fqn,
 	 * 5 s, said; the lease renewal takes up any other), not one to
 	 * report as never made. */
 	if (drive && sched_take(s, id, cause) != 0) {
-		if (!sched_retake_pending(s, id))
+		if (!sched_retaking(s, id))
 			id_log(AP_LOG_WARN, id, "run %s (%s): recorded, but not"
 			    " taken up here now: %s", id, fqn, *cause);
 		free(*cause);
@@ -3824,12 +3836,6 @@ sched_lease_seen(const char *run_id, void *arg)
 bool
 sched_retaking(const struct sched *s, const char *run_id)
 {
-	return sched_retake_pending(s, run_id);
-}
-
-static bool
-sched_retake_pending(const struct sched *s, const char *run_id)
-{
 	const struct sched_retake *t;
 
 	TAILQ_FOREACH(t, &s->retakes, link)
@@ -3866,7 +3872,7 @@ sched_lease_cb(evutil_socket_t fd, short what, void *arg)
 		sched_check_owned(s);
 	for (i = 0; i < c.norphans; i++) {
 		if (s->recover && !s->stopped && sched_find(s, c.orphans[i]) == NULL &&
-		    !sched_retake_pending(s, c.orphans[i])) {
+		    !sched_retaking(s, c.orphans[i])) {
 			id_log(AP_LOG_WARN, c.orphans[i],
 			    "scheduler: run %s is this process's but driven by none"
 			    " of it; taking it up again", c.orphans[i]);

@@ -1628,23 +1628,41 @@ store_service_put(struct store *s, const char *service_type, const char *fqn,
 static bool store_claimable(struct store *s, const char *owner,
     int64_t lease_until);
 
+/* Who holds active run run_id: 1 with *owner (a new string, or NULL: none)
+ * and *lease_until, 0 when the run is not active, -1 when it cannot be
+ * read. */
+static int
+store_run_holder(struct store *s, const char *run_id, char **owner,
+    int64_t *lease_until)
+{
+	sqlite3_stmt *st = store_stmt(s, Q_CLAIM_ONE_GET, NULL);
+	int rc = 0;
+
+	*owner = NULL;
+	*lease_until = 0;
+	if (st == NULL)
+		return -1;
+	bind_text(st, 1, run_id);
+	if (sqlite3_step(st) == SQLITE_ROW) {
+		*owner = col_text(st, 0);
+		*lease_until = sqlite3_column_int64(st, 1);
+		rc = 1;
+	}
+	sqlite3_reset(st);
+	return rc;
+}
+
 /* Whether a live process (this one too) holds active run run_id. */
 static bool
 store_run_held(struct store *s, const char *run_id)
 {
-	sqlite3_stmt *st = store_stmt(s, Q_CLAIM_ONE_GET, NULL);
-	char *owner = NULL;
-	bool held = false;
+	char *owner;
+	int64_t lease;
+	int rc = store_run_holder(s, run_id, &owner, &lease);
+	bool held = rc < 0 ||	/* not known: as if held */
+	    (rc > 0 && owner != NULL && (strcmp(owner, s->owner) == 0 ||
+	    !store_claimable(s, owner, lease)));
 
-	if (st == NULL)
-		return true;	/* not known: as if held */
-	bind_text(st, 1, run_id);
-	if (sqlite3_step(st) == SQLITE_ROW) {
-		owner = col_text(st, 0);
-		held = owner != NULL && (strcmp(owner, s->owner) == 0 ||
-		    !store_claimable(s, owner, sqlite3_column_int64(st, 1)));
-	}
-	sqlite3_reset(st);
 	free(owner);
 	return held;
 }
@@ -2461,21 +2479,12 @@ store_held_elsewhere(struct store *s)
 bool
 store_run_orphaned(struct store *s, const char *run_id)
 {
-	sqlite3_stmt *st = store_stmt(s, Q_CLAIM_ONE_GET, NULL);
-	char *owner = NULL;
-	int64_t lease = 0;
-	bool orphaned = false;
+	char *owner;
+	int64_t lease;
+	bool orphaned = store_run_holder(s, run_id, &owner, &lease) > 0 &&
+	    (owner == NULL || strcmp(owner, s->owner) != 0) &&
+	    store_claimable(s, owner, lease);
 
-	if (st == NULL)
-		return false;
-	bind_text(st, 1, run_id);
-	if (sqlite3_step(st) == SQLITE_ROW) {
-		owner = col_text(st, 0);
-		lease = sqlite3_column_int64(st, 1);
-		orphaned = (owner == NULL || strcmp(owner, s->owner) != 0) &&
-		    store_claimable(s, owner, lease);
-	}
-	sqlite3_reset(st);
 	free(owner);
 	return orphaned;
 }
